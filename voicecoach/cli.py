@@ -1,0 +1,68 @@
+"""Command line: one ``main()`` that parses arguments, wires the parts and prints errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from voicecoach import __version__
+from voicecoach.errors import VoicecoachError
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Sub-command modules under voicecoach.commands; each has ``add_parser(subparsers)`` which
+#: registers its parser and sets ``func=run(args) -> int`` as a default.
+COMMAND_MODULES = (
+    "run", "demo", "diagram", "listen", "model", "history", "serve", "doctor", "config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every sub-command that is installed."""
+    parser = argparse.ArgumentParser(
+        prog="voicecoach",
+        description="Hands-free voice coach for walking backwards on a treadmill.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"voicecoach {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log debug messages to stderr")
+    parser.add_argument("--data-dir", default=None,
+                        help="where history is kept (default: $VOICECOACH_HOME or the "
+                             "per-user data folder)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"voicecoach.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"voicecoach.commands.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VoicecoachError as exc:
+        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("voicecoach: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

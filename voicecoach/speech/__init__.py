@@ -1,0 +1,1 @@
+"""Speech in and out: command recognisers and text to speech."""
