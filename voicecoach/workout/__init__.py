@@ -1,0 +1,1 @@
+"""The workout: plans and programme, the state machine, the cue engine and the coach."""
