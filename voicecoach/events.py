@@ -20,6 +20,7 @@ class EventType(str, Enum):
     PAIN_REPORTED = "pain_reported"
     SESSION_ENDED = "session_ended"
     DEVICE_PROBLEM = "device_problem"
+    VOLUME_CHANGED = "volume_changed"
 
 
 class Priority(int, Enum):
@@ -145,3 +146,11 @@ class DeviceProblem(Event):
     device: str
     problem: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VolumeChanged(Event):
+    """The user asked for louder or quieter speech; ``volume`` is 0.0 to 1.0."""
+
+    type: ClassVar[EventType] = EventType.VOLUME_CHANGED
+    volume: float

@@ -1,0 +1,493 @@
+"""The coach: the model the state machine drives, fed by commands and clock ticks, emitting events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from transitions import EventData, MachineError
+
+from voicecoach import events as ev
+from voicecoach.events import Event, Priority
+from voicecoach.grammar import STOP, Grammar
+from voicecoach.settings import CoachSettings
+from voicecoach.workout import cues as say
+from voicecoach.workout.cues import CueEngine, speed_text
+from voicecoach.workout.machine import ACTIVE, AT_REST, PHASE_STATE, TRIGGERS, State, build_machine
+from voicecoach.workout.plan import Phase, Plan
+
+_LOGGER = logging.getLogger(__name__)
+
+Listener = Callable[[Event], None]
+#: Seconds an unanswered question (check-in, "end the session?") stays open.
+QUESTION_TIMEOUT_S = 20.0
+#: Times the coach asks "say ready" after a turn before it starts the clock anyway.
+TURN_ASKS = 3
+#: The lowest target the coach ever asks for, even after a pain report (mph).
+FLOOR_MPH = 0.3
+_EPS = 1e-6
+
+
+def _forward(kind: str) -> bool:
+    return kind != "backward"
+
+
+class Coach:
+    """Runs one plan: the state machine's model. Feed it ``command()`` and ``tick()``."""
+
+    state: State
+
+    def __init__(self, plan: Plan, settings: CoachSettings | None = None,
+                 grammar: Grammar | None = None, listeners: Iterable[Listener] = (),
+                 volume: float = 0.8, words_per_minute: float = 160.0) -> None:
+        self.plan = plan
+        self.settings = settings or CoachSettings()
+        self.grammar = grammar
+        self.listeners: list[Listener] = list(listeners)
+        self.volume = volume
+        self.words_per_minute = words_per_minute
+        self.cues = CueEngine(self.settings)
+        self.now = 0.0
+        self._failed_listeners: set[int] = set()
+        self._reset_session()
+        self.machine = build_machine(self)
+
+    # ------------------------------------------------------------------ session data
+    def _reset_session(self) -> None:
+        self.phase_index = -1
+        self.phase_elapsed = 0.0
+        self.speed_mph = 0.0
+        self.incline_pct = 0.0
+        self.briefing_step = 0
+        self.question: str | None = None
+        self.question_t = 0.0
+        self.awaiting_turn = False
+        self.turn_asks = 0
+        self.paused_from: State | None = None
+        self.quiet_since = self.now
+        self.last_said: str | None = None
+        self.announced: set[str] = set()
+        self.backward_s = 0.0
+        self.active_s = 0.0
+        self.backward_speeds: list[float] = []
+        self.speed_by_kind: dict[str, float] = {}
+        self.last_checkin_s = 0.0
+        self.outcome: str | None = None
+
+    @property
+    def phase(self) -> Phase | None:
+        """The phase being walked, if any."""
+        if 0 <= self.phase_index < len(self.plan.phases):
+            return self.plan.phases[self.phase_index]
+        return None
+
+    @property
+    def done(self) -> bool:
+        """True once the session has finished or been stopped."""
+        return self.state in (State.FINISHED, State.STOPPED)
+
+    @property
+    def units(self) -> str:
+        return self.settings.units
+
+    # ------------------------------------------------------------------ output
+    def emit(self, event: Event) -> None:
+        """Send an event to every listener; a failing listener is logged once, never fatal."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken sink must not stop the workout
+                if id(listener) not in self._failed_listeners:
+                    self._failed_listeners.add(id(listener))
+                    _LOGGER.exception("event listener %r failed; carrying on", listener)
+
+    def say(self, text: str, kind: str, priority: Priority = Priority.ANSWER,
+            cue_id: str = "", remember: bool = True) -> None:
+        """Speak ``text`` (as an event for the speaker) and note how long it keeps us busy."""
+        self.emit(ev.CueSpoken(t=self.now, state=self.state.value, text=text, kind=kind,
+                               priority=priority, cue_id=cue_id))
+        seconds = len(text.split()) * 60.0 / self.words_per_minute + 0.3
+        self.quiet_since = max(self.quiet_since, self.now) + seconds
+        if remember:
+            self.last_said = text
+
+    def _ask(self, question: str, text: str) -> None:
+        self.question, self.question_t = question, self.now
+        self.say(text, "prompt", Priority.ANSWER)
+
+    def _refuse(self, command: str, reason: str) -> None:
+        self.emit(ev.CommandRefused(t=self.now, state=self.state.value, command=command,
+                                    reason=reason))
+        self.say(reason, "refusal", Priority.ANSWER, remember=False)
+
+    def _target_changed(self, why: str) -> None:
+        if self.state is State.BACKWARD:
+            self.backward_speeds.append(self.speed_mph)
+        self.emit(ev.TargetChanged(t=self.now, state=self.state.value, speed_mph=self.speed_mph,
+                                   incline_pct=self.incline_pct, why=why))
+
+    # ------------------------------------------------------------------ input
+    def command(self, name: str, t: float | None = None, phrase: str = "",
+                confidence: float = 1.0, source: str = "voice") -> bool:
+        """Act on a command heard at workout time ``t``; False if it was refused."""
+        if t is not None:
+            self.tick(t)
+        if name not in TRIGGERS or name in ("advance", "reset", "lost_input"):
+            self._refuse(name, "I do not know that one.")
+            return False
+        self.emit(ev.CommandHeard(t=self.now, state=self.state.value, command=name,
+                                  phrase=phrase or name, confidence=confidence, source=source))
+        try:
+            getattr(self, name)(phrase=phrase or name)
+        except MachineError:
+            self._refuse(name, self._why_not(name))
+            return False
+        return True
+
+    def _why_not(self, name: str) -> str:
+        if self.state in AT_REST:
+            return "No session is running. Say start to begin."
+        if self.state is State.BRIEFING:
+            return "Let us finish the safety checks first."
+        if self.state is State.PAUSED:
+            return "We are paused. Say resume first."
+        return "We are already walking." if name in ("start", "resume") else "Not right now."
+
+    def begin(self, t: float | None = None) -> None:
+        """Start a session (as the start command would)."""
+        self.command("start", t, source="system")
+
+    def lose_input(self, t: float | None = None) -> None:
+        """The microphone went away: pause (if walking) and say so."""
+        if t is not None:
+            self.tick(t)
+        if self.state in ACTIVE:
+            self.lost_input()
+        else:
+            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+
+    def input_back(self, t: float | None = None) -> None:
+        """The microphone is back."""
+        if t is not None:
+            self.tick(t)
+        self.say(say.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
+
+    def accepted_commands(self) -> tuple[str, ...]:
+        """The commands the current state's grammar listens for."""
+        if self.grammar is None:
+            return tuple(t for t in TRIGGERS if t not in ("advance", "reset", "lost_input"))
+        return self.grammar.commands_for(self.state.value)
+
+    # ------------------------------------------------------------------ time
+    def tick(self, t: float) -> None:
+        """Move workout time to ``t`` seconds: count phase time, announce, cue, ask."""
+        dt = max(0.0, t - self.now)
+        self.now = max(self.now, t)
+        if self.state not in ACTIVE:
+            return
+        phase = self.phase
+        assert phase is not None
+        if self.awaiting_turn:
+            if self.now - self.question_t >= QUESTION_TIMEOUT_S:
+                self._turn_reminder()
+            return
+        self.phase_elapsed += dt
+        self.active_s += dt
+        if self.state is State.BACKWARD:
+            self.backward_s += dt
+        if self.question and self.now - self.question_t >= QUESTION_TIMEOUT_S:
+            self.question = None
+        if self.phase_elapsed >= phase.duration_s - _EPS:
+            if phase.kind == "backward":
+                last = not any(p.kind == "backward" for p in self.plan.phases[self.phase_index + 1:])
+                self.say("That is all the backward walking for today." if last
+                         else "Block done.", "announcement", Priority.ANNOUNCEMENT)
+            self.advance()
+            return
+        self._time_announcements(phase)
+        self._maybe_checkin()
+        if self.question is None and self.cues.due(self.now, self.quiet_since, phase.cues):
+            cue = self.cues.next(self.now, phase.cues)
+            if cue:
+                self.say(cue.text, "cue", Priority.CUE, cue_id=cue.cue_id)
+
+    def _time_announcements(self, phase: Phase) -> None:
+        if phase.kind != "backward" or phase.duration_s < 120:
+            return
+        left = phase.duration_s - self.phase_elapsed
+        if "one_min" not in self.announced and left <= 60 + _EPS:
+            self.announced.update({"one_min", "half"})
+            self.say("One minute left in this block.", "announcement", Priority.ANNOUNCEMENT)
+        elif "half" not in self.announced and self.phase_elapsed >= phase.duration_s / 2:
+            self.announced.add("half")
+            if left > 75:  # not right before "one minute left"
+                self.say("Halfway through this block.", "announcement", Priority.ANNOUNCEMENT)
+
+    def _maybe_checkin(self) -> None:
+        if (self.state is State.BACKWARD and self.question is None and self.phase_elapsed >= 60
+                and self.backward_s - self.last_checkin_s >= self.settings.checkin_interval_s
+                and self.now - self.quiet_since >= self.settings.min_gap_s):
+            self.last_checkin_s = self.backward_s
+            self._ask("checkin", say.CHECKIN)
+
+    def _turn_reminder(self) -> None:
+        self.turn_asks += 1
+        if self.turn_asks >= TURN_ASKS:
+            self.say(say.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
+            self._turned()
+        else:
+            self._ask("turn", say.TURN_AGAIN)
+
+    def _turned(self) -> None:
+        self.awaiting_turn = False
+        self.question = None
+        self.quiet_since = max(self.quiet_since, self.now)
+
+    # ------------------------------------------------------------------ machine callbacks
+    def state_entered(self, event: EventData) -> None:
+        """First callback on entering any state: report the change before anything is said."""
+        transition = event.transition
+        source = State[transition.source] if transition and transition.source else None
+        self.emit(ev.StateChanged(t=self.now, state=self.state.value,
+                                  source=source.value if source else "",
+                                  dest=self.state.value, trigger=event.event.name))
+        if source is State.PAUSED and self.state in ACTIVE:
+            self.say(say.RESUMED, "answer", Priority.ANSWER, remember=False)
+
+    def on_enter_BRIEFING(self, event: EventData) -> None:
+        self._reset_session()
+        for note in self.plan.notes:
+            self.say(note, "announcement", Priority.ANNOUNCEMENT)
+        self.say(say.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
+        self.say(say.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
+        self._ask("briefing", say.BRIEFING_CHECKS[0][0])
+
+    def briefing_yes(self, event: EventData) -> None:
+        self.briefing_step += 1
+        if self.briefing_step < len(say.BRIEFING_CHECKS):
+            self._ask("briefing", say.BRIEFING_CHECKS[self.briefing_step][0])
+        else:
+            self.question = None
+            self.advance()
+
+    def briefing_no(self, event: EventData) -> None:
+        self.say(say.BRIEFING_CHECKS[self.briefing_step][1], "prompt", Priority.ANSWER)
+
+    def _next_phase(self) -> Phase | None:
+        index = self.phase_index + 1
+        return self.plan.phases[index] if index < len(self.plan.phases) else None
+
+    def __getattr__(self, name: str) -> Any:
+        # conditions of the table: next_is_<kind>, paused_from_<state>
+        if name.startswith("next_is_"):
+            kind = name[len("next_is_"):]
+            return lambda event=None: (nxt := self._next_phase()) is not None and nxt.kind == kind
+        if name.startswith("paused_from_"):
+            value = name[len("paused_from_"):]
+            return lambda event=None: self.paused_from is not None and \
+                self.paused_from.value == value
+        raise AttributeError(name)
+
+    def plan_done(self, event: EventData | None = None) -> bool:
+        return self._next_phase() is None
+
+    def begin_phase(self, event: EventData) -> None:
+        previous = self.phase
+        self.phase_index += 1
+        phase = self.phase
+        assert phase is not None and PHASE_STATE[phase.kind] is self.state
+        self.phase_elapsed = 0.0
+        self.announced = set()
+        self.cues.new_phase()
+        if previous is not None:
+            self.speed_by_kind[previous.kind] = self.speed_mph
+        carried = self.speed_by_kind.get(phase.kind)
+        if carried is not None and phase.min_speed_mph <= carried <= phase.max_speed_mph:
+            self.speed_mph = carried
+        else:
+            self.speed_mph = phase.speed_mph
+        self.incline_pct = phase.incline_pct
+        number = sum(1 for p in self.plan.phases[:self.phase_index + 1] if p.kind == phase.kind)
+        of = sum(1 for p in self.plan.phases if p.kind == phase.kind)
+        self.emit(ev.PhaseStarted(
+            t=self.now, state=self.state.value, index=self.phase_index, kind=phase.kind,
+            duration_s=phase.duration_s, speed_mph=self.speed_mph,
+            min_speed_mph=phase.min_speed_mph, max_speed_mph=phase.max_speed_mph,
+            incline_pct=self.incline_pct))
+        self._target_changed("phase")
+        self.say(say.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
+                                 self.units), "announcement", Priority.ANNOUNCEMENT)
+        was_forward = True if previous is None else _forward(previous.kind)
+        if was_forward != _forward(phase.kind):
+            self.awaiting_turn, self.turn_asks = True, 0
+            self._ask("turn", say.TURN_TO_FORWARD if _forward(phase.kind)
+                      else say.TURN_TO_BACKWARD)
+
+    def remember_paused_state(self, event: EventData) -> None:
+        self.paused_from = self.state
+
+    def on_enter_PAUSED(self, event: EventData) -> None:
+        if event.event.name == "lost_input":
+            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+        else:
+            self.say(say.PAUSED, "answer", Priority.ANSWER, remember=False)
+
+    def on_enter_STOPPED(self, event: EventData) -> None:
+        self.say(say.ENDED_SAFE, "warning", Priority.URGENT)
+        self._end("stopped")
+
+    def on_enter_FINISHED(self, event: EventData) -> None:
+        self._end("finished")
+
+    def _end(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.question, self.awaiting_turn = None, False
+        speeds = self.backward_speeds or [0.0]
+        text = say.summary_text(self.backward_s, min(speeds), max(speeds), self.units, outcome)
+        self.say(text, "summary", Priority.ANNOUNCEMENT)
+        self.emit(ev.SessionEnded(t=self.now, state=self.state.value, outcome=outcome,
+                                  backward_s=round(self.backward_s, 3),
+                                  total_s=round(self.active_s, 3), min_speed_mph=min(speeds),
+                                  max_speed_mph=max(speeds), summary=text))
+
+    def say_nothing_running(self, event: EventData) -> None:
+        self.say(say.NOTHING_RUNNING, "answer", Priority.URGENT, remember=False)
+
+    # targets ---------------------------------------------------------------
+    def _speed_limits(self) -> tuple[float, float]:
+        phase = self.phase
+        assert phase is not None
+        return phase.min_speed_mph, min(phase.max_speed_mph, self.settings.top_speed_mph)
+
+    def can_faster(self, event: EventData) -> bool:
+        return self.speed_mph + self.settings.speed_step_mph <= self._speed_limits()[1] + _EPS
+
+    def can_slower(self, event: EventData) -> bool:
+        return self.speed_mph - self.settings.speed_step_mph >= self._speed_limits()[0] - _EPS
+
+    def _incline_top(self) -> float:
+        phase = self.phase
+        assert phase is not None
+        return min(phase.max_incline_pct, self.settings.max_incline_pct)
+
+    def can_incline_up(self, event: EventData) -> bool:
+        return self.incline_pct + self.settings.incline_step_pct <= self._incline_top() + _EPS
+
+    def can_incline_down(self, event: EventData) -> bool:
+        return self.incline_pct - self.settings.incline_step_pct >= -_EPS
+
+    def _set_speed(self, mph: float, why: str) -> None:
+        self.speed_mph = round(mph, 2)
+        self._target_changed(why)
+        self.say(f"Target now {speed_text(self.speed_mph, self.units)}.", "answer")
+
+    def apply_faster(self, event: EventData) -> None:
+        self._set_speed(self.speed_mph + self.settings.speed_step_mph, "faster")
+
+    def apply_slower(self, event: EventData) -> None:
+        self._set_speed(self.speed_mph - self.settings.speed_step_mph, "slower")
+
+    def refuse_faster(self, event: EventData) -> None:
+        phase_top = self.phase.max_speed_mph if self.phase else 0.0
+        if phase_top <= self.settings.top_speed_mph:
+            self._refuse("faster", "That is the top speed for today.")
+        else:
+            self._refuse("faster", "That is the top speed in your settings.")
+
+    def refuse_slower(self, event: EventData) -> None:
+        self._refuse("slower", "That is the slowest for this part. Say pause for a break.")
+
+    def _set_incline(self, pct: float, why: str) -> None:
+        self.incline_pct = round(pct, 1)
+        self._target_changed(why)
+        self.say(f"Incline now {self.incline_pct:g} percent.", "answer")
+
+    def apply_incline_up(self, event: EventData) -> None:
+        self._set_incline(self.incline_pct + self.settings.incline_step_pct, "incline_up")
+
+    def apply_incline_down(self, event: EventData) -> None:
+        self._set_incline(self.incline_pct - self.settings.incline_step_pct, "incline_down")
+
+    def refuse_incline_up(self, event: EventData) -> None:
+        self._refuse("incline_up", "That is the most incline for today.")
+
+    def refuse_incline_down(self, event: EventData) -> None:
+        self._refuse("incline_down", "The belt is already flat.")
+
+    # answers ---------------------------------------------------------------
+    def answer_yes(self, event: EventData) -> None:
+        if self.question == "turn":
+            self._turned()
+            self.say("Thanks. The clock is running.", "answer", Priority.ANSWER, remember=False)
+        elif self.question == "pain_end":
+            self.question = None
+            self.stop()
+        elif self.question == "checkin":
+            self.answer_good(event)
+        else:
+            self._refuse("yes", say.NOT_ASKED)
+
+    def answer_no(self, event: EventData) -> None:
+        if self.question == "pain_end":
+            self.question = None
+            self.say(say.PAIN_CARRY_ON, "answer")
+        elif self.question == "turn":
+            self.say(say.TURN_AGAIN, "prompt")
+        elif self.question == "checkin":
+            self.say(say.CHECKIN, "prompt")
+        else:
+            self._refuse("no", say.NOT_ASKED)
+
+    def answer_good(self, event: EventData) -> None:
+        if self.question == "checkin":
+            self.question = None
+        self.say(say.CHECKIN_GOOD, "answer", remember=False)
+
+    def report_pain(self, event: EventData) -> None:
+        phrase = event.kwargs.get("phrase", "pain")
+        self.emit(ev.PainReported(t=self.now, state=self.state.value, phrase=phrase))
+        self.speed_mph = max(FLOOR_MPH, round(self.speed_mph - 2 * self.settings.speed_step_mph, 2))
+        self._target_changed("pain")
+        self.say(say.PAIN_SLOWER.format(speed=speed_text(self.speed_mph, self.units)), "answer",
+                 Priority.URGENT)
+        self._ask("pain_end", say.PAIN_OFFER_END)
+
+    # things that work everywhere -------------------------------------------
+    def say_repeat(self, event: EventData) -> None:
+        self.say(self.last_said or say.NOTHING_TO_REPEAT, "repeat", remember=False)
+
+    def say_time_left(self, event: EventData) -> None:
+        phase = self.phase
+        if phase is None or self.state in AT_REST or self.state is State.BRIEFING:
+            self.say("We have not started walking yet." if self.state is State.BRIEFING
+                     else say.NOTHING_RUNNING, "answer", remember=False)
+            return
+        left = say.duration_text(max(0.0, phase.duration_s - self.phase_elapsed))
+        where = "Paused, with" if self.state is State.PAUSED else "Still"
+        self.say(f"{where} {left} in this part, at {speed_text(self.speed_mph, self.units)}.",
+                 "answer", remember=False)
+
+    def _set_volume(self, step: float) -> None:
+        new = round(min(1.0, max(0.1, self.volume + step)), 2)
+        if new == self.volume:
+            self.say(say.VOLUME_MAX if step > 0 else say.VOLUME_MIN, "answer", remember=False)
+            return
+        self.volume = new
+        self.emit(ev.VolumeChanged(t=self.now, state=self.state.value, volume=new))
+        self.say(say.VOLUME_UP if step > 0 else say.VOLUME_DOWN, "answer", remember=False)
+
+    def say_louder(self, event: EventData) -> None:
+        self._set_volume(+0.1)
+
+    def say_quieter(self, event: EventData) -> None:
+        self._set_volume(-0.1)
+
+    def say_help(self, event: EventData) -> None:
+        names = [c for c in self.accepted_commands() if c != STOP]
+        if self.grammar is not None:
+            words = [self.grammar.phrases[c][0] for c in names]
+        else:
+            words = [c.replace("_", " ") for c in names]
+        self.say(f"You can say: {', '.join(words)}.", "help", remember=False)
+        self.say(say.BRIEFING_STOP, "help", remember=False)
