@@ -1,0 +1,272 @@
+"""Speech out for the coach: a queue-fed speaker thread that renders with pyttsx3 and plays.
+
+Design. ``TtsSpeaker.say`` only pushes onto a priority queue and returns. One speaker thread
+takes the most urgent utterance (oldest first within a priority), has it rendered to audio by
+pyttsx3 running in its own *process* (voicecoach.speech.render.Pyttsx3Renderer), then plays
+the audio itself through an AudioSink in 50 ms blocks. Why not pyttsx3's ``say``:
+
+* pyttsx3 2.99's espeak driver plays with ``os.system("aplay ...")``: it cannot be cut off
+  mid-utterance, ignores the configured output device, and on a machine with no sound card
+  (or no ``aplay``) fails with nothing but a shell message. Playing the samples ourselves
+  makes URGENT pre-emption and ``interrupt()`` immediate (one block), uses the chosen device,
+  turns a missing device into one log line, and tells the duplex gate exactly when the coach
+  spoke (``speaking_intervals()`` / ``add_listener``).
+* A process rather than a thread with a watchdog, because a hung run loop (#126, #131)
+  cannot be killed from another thread; the process is killed after its time limit and a
+  new one started for the next utterance, while a tone is played in place of the lost one.
+
+Failures never stop the workout: a failed or hung render becomes a tone (logged once); a
+failed device becomes silence of the same length (logged once; retried every
+``sink_retry_s`` seconds, so a re-plugged speaker comes back).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from voicecoach.events import Priority
+from voicecoach.speech.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
+from voicecoach.speech.render import (
+    EspeakNgRenderer,
+    FallbackRenderer,
+    Pyttsx3Renderer,
+    Rendered,
+    Renderer,
+    RenderError,
+    tone,
+)
+from voicecoach.speech.speaker import (
+    ConsoleSpeaker,
+    MultiSpeaker,
+    NullSpeaker,
+    Speaker,
+    SpeechInterval,
+    SpeechListener,
+    clamp_rate,
+    clamp_volume,
+    format_time,
+)
+from voicecoach.speech.timeline import WavSpeaker
+
+_LOGGER = logging.getLogger(__name__)
+
+__all__ = [
+    "ConsoleSpeaker", "EspeakNgRenderer", "MultiSpeaker", "NullSpeaker", "Pyttsx3Renderer",
+    "RenderError", "Rendered", "Renderer", "Speaker", "SpeechInterval", "SpeechListener",
+    "TtsSpeaker", "WavSpeaker", "format_time", "tone",
+]
+
+
+@dataclass(order=True)
+class _Item:
+    sort_key: tuple[int, int]
+    text: str = field(compare=False)
+    priority: Priority = field(compare=False)
+    t: float = field(compare=False)
+    stop: threading.Event = field(compare=False, default_factory=threading.Event)
+
+
+class TtsSpeaker:
+    """The real voice: see the module docstring. Thread-safe; ``say`` never blocks."""
+
+    def __init__(self, renderer: Renderer | None, sink: AudioSink | None = None,
+                 volume: float = 0.8, rate: int = 160,
+                 clock: Callable[[], float] = time.monotonic, sink_retry_s: float = 30.0,
+                 give_up_after: int = 3, keep_intervals: int = 1000) -> None:
+        self._engine = FallbackRenderer(renderer, give_up_after)
+        self._sink = sink if sink is not None else SoundDeviceSink()
+        self._silent = SilentSink()
+        self._sink_failed_at: float | None = None
+        self._sink_warned = False
+        self._clock = clock
+        self.sink_retry_s = sink_retry_s
+        self.volume = clamp_volume(volume)
+        self.rate = self.set_rate(rate)
+        self._queue: list[_Item] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._current: _Item | None = None
+        self._closed = False
+        self._intervals: deque[SpeechInterval] = deque(maxlen=keep_intervals)
+        self._listeners: list[SpeechListener] = []
+        self._thread = threading.Thread(target=self._run, name="voicecoach-speaker", daemon=True)
+        self._thread.start()
+
+    # -- the Speaker interface ------------------------------------------------------------
+    def say(self, text: str, priority: Priority = Priority.CUE, t: float = 0.0) -> None:
+        text = text.strip()
+        if not text:
+            _LOGGER.debug("not saying empty text")
+            return
+        with self._cond:
+            if self._closed:
+                return
+            item = _Item((-int(priority), next(self._seq)), text, Priority(priority), t)
+            heapq.heappush(self._queue, item)
+            current = self._current
+            if priority >= Priority.URGENT and current is not None \
+                    and current.priority < Priority.URGENT:
+                current.stop.set()
+            self._cond.notify_all()
+
+    def cancel_queued(self) -> int:
+        with self._cond:
+            dropped = len(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        return dropped
+
+    def interrupt(self) -> None:
+        with self._cond:
+            if self._current is not None:
+                self._current.stop.set()
+
+    def is_speaking(self) -> bool:
+        with self._cond:
+            return self._current is not None or bool(self._queue)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is playing or queued; False if ``timeout`` ran out first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._current is None and not self._queue,
+                                       timeout)
+
+    def set_volume(self, volume: float) -> float:
+        self.volume = clamp_volume(volume)
+        return self.volume
+
+    def set_rate(self, wpm: int) -> int:
+        self.rate = clamp_rate(wpm)
+        if self._engine.renderer is not None:
+            self._engine.renderer.rate = self.rate
+        return self.rate
+
+    def speaking_intervals(self) -> list[SpeechInterval]:
+        with self._cond:
+            return list(self._intervals)
+
+    def add_listener(self, listener: SpeechListener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def engine_working(self) -> bool:
+        """False once the speech engine was given up (only tones are played)."""
+        return self._engine.working
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            if self._current is not None:
+                self._current.stop.set()
+            self._cond.notify_all()
+        self._thread.join(5.0)
+        self._engine.close()
+        self._sink.close()
+
+    # -- the speaker thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or bool(self._queue))
+                if self._closed:
+                    return
+                item = heapq.heappop(self._queue)
+                self._current = item
+            try:
+                self._speak(item)
+            except Exception:  # noqa: BLE001 - the speaker thread must outlive any bug
+                _LOGGER.exception("speaker: unexpected error")
+            finally:
+                with self._cond:
+                    self._current = None
+                    self._cond.notify_all()
+
+    def _speak(self, item: _Item) -> None:
+        rendered, is_tone = self._engine.render(item.text, item.priority >= Priority.URGENT)
+        if item.stop.is_set() or not rendered.audio.size:
+            return
+        gain = self.volume
+        audio = np.clip(rendered.audio.astype(np.float32) * gain, -32768, 32767)
+        audio = audio.astype(np.int16)
+        started: list[SpeechInterval] = []
+
+        def on_start() -> None:
+            interval = SpeechInterval(self._clock(), None, item.text, item.priority, item.t,
+                                      False, is_tone)
+            started.append(interval)
+            self._record(interval)
+
+        completed = self._play(audio, item.stop, on_start)
+        if not started:
+            on_start()
+        self._record(replace(started[0], end=self._clock(), completed=completed), final=True)
+
+    def _play(self, audio: np.ndarray, stop: threading.Event,
+              on_start: Callable[[], None]) -> bool:
+        now = time.monotonic()
+        use_real = self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s
+        if use_real:
+            started: list[bool] = []
+
+            def mark() -> None:
+                started.append(True)
+                on_start()
+
+            try:
+                completed = self._sink.play(audio, stop, mark)
+            except SinkError as exc:
+                self._sink_failed_at = now
+                if not self._sink_warned:
+                    self._sink_warned = True
+                    _LOGGER.warning("speaker: %s; the session goes on without sound", exc)
+                if started:  # the device went away mid-utterance
+                    return False
+            else:
+                if self._sink_failed_at is not None:
+                    _LOGGER.warning("speaker: the output device works again")
+                    self._sink_failed_at = None
+                    self._sink_warned = False
+                return completed
+        return self._silent.play(audio, stop, on_start)
+
+    def _record(self, interval: SpeechInterval, final: bool = False) -> None:
+        with self._cond:
+            if final and self._intervals and self._intervals[-1].start == interval.start \
+                    and self._intervals[-1].end is None:
+                self._intervals[-1] = interval
+            else:
+                self._intervals.append(interval)
+        for listener in list(self._listeners):
+            try:
+                listener(interval)
+            except Exception:  # noqa: BLE001
+                _LOGGER.exception("speaker: a speech listener failed")
+
+
+def make_renderer(voice: str | None = None, rate: int = 160) -> Renderer | None:
+    """pyttsx3 in a worker process if pyttsx3 is installed, else espeak-ng, else None."""
+    try:
+        import pyttsx3  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, or its driver failing to load
+        import shutil
+
+        if shutil.which("espeak-ng"):
+            _LOGGER.warning("speech: pyttsx3 is not installed; using espeak-ng directly")
+            return EspeakNgRenderer(voice, rate)
+        return None
+    renderer = Pyttsx3Renderer(voice, rate)
+    try:
+        renderer.start()
+    except RenderError as exc:
+        _LOGGER.debug("speech worker did not start (%s); it is retried per utterance", exc)
+    return renderer
