@@ -1,0 +1,147 @@
+"""``voicecoach history``: past sessions and weekly totals as a table or JSON, CSV, PNG."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
+from voicecoach.settings import default_data_dir
+
+_LOGGER = logging.getLogger(__name__)
+
+CSV_FIELDS = ("id", "started_at", "ended_at", "plan", "week", "source", "status",
+              "backward_min", "total_min", "min_speed_mph", "max_speed_mph",
+              "backward_speed_mph", "pain_reports")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "history", help="past sessions and weekly totals; export CSV or plot PNG",
+        description="Show the sessions recorded in the history database, with weekly totals.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--weeks", metavar="N", default=None,
+                        help="only the last N weeks (a whole number from 1); all if not given")
+    parser.add_argument("--export", metavar="FILE.csv", type=Path, default=None,
+                        help="also write the sessions to a CSV file")
+    parser.add_argument("--plot", metavar="FILE.png", type=Path, default=None,
+                        help="also draw minutes and speed per session (needs the plot extra)")
+    parser.set_defaults(func=run)
+
+
+def parse_weeks(value: str | None) -> int | None:
+    """--weeks as a positive whole number (checked here so a bad value is one clear line)."""
+    if value is None:
+        return None
+    try:
+        weeks = int(value)
+    except ValueError:
+        weeks = 0
+    if weeks < 1 or weeks > 5200:
+        raise VoicecoachError(f"--weeks {value!r} is not a number of weeks",
+                              "give a whole number from 1, e.g. --weeks 6")
+    return weeks
+
+
+def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[SessionSummary]]:
+    """Read the sessions (none if there is no database yet: reading never creates one)."""
+    path = data_dir / DB_NAME
+    if not path.exists():
+        return path, []
+    since = datetime.now().astimezone() - timedelta(weeks=weeks) if weeks else None
+    with HistoryDB.open_file(path) as db:
+        return path, db.sessions(since=since)
+
+
+def weekly_totals(sessions: list[SessionSummary]) -> list[dict[str, Any]]:
+    """Per ISO week: sessions, backward minutes, finished sessions, pain reports."""
+    weeks: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for s in sessions:
+        year, week, _ = s.started_at.isocalendar()
+        key = f"{year}-W{week:02d}"
+        row = weeks.setdefault(key, {"week": key, "sessions": 0, "backward_min": 0.0,
+                                     "finished": 0, "pain_reports": 0})
+        row["sessions"] += 1
+        row["backward_min"] = round(row["backward_min"] + s.backward_s / 60, 1)
+        row["finished"] += s.status == "finished"
+        row["pain_reports"] += s.pain_reports
+    return list(weeks.values())
+
+
+def _speed_range(s: SessionSummary) -> str:
+    if s.min_speed_mph is None or s.max_speed_mph is None:
+        return "-"
+    if abs(s.max_speed_mph - s.min_speed_mph) < 0.05:
+        return f"{s.min_speed_mph:.1f}"
+    return f"{s.min_speed_mph:.1f}-{s.max_speed_mph:.1f}"
+
+
+def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) -> str:
+    """Sessions, then weekly totals, as aligned plain-text tables."""
+    rows = [("date", "plan", "source", "min back", "speed mph", "outcome", "pain")]
+    for s in sessions:
+        rows.append((s.started_at.strftime("%Y-%m-%d %H:%M"), s.plan, s.source,
+                     f"{s.backward_s / 60:.1f}", _speed_range(s), s.status,
+                     str(s.pain_reports) if s.pain_reports else "-"))
+    lines = _align(rows)
+    lines.append("")
+    totals = [("week", "sessions", "min back", "finished", "pain")]
+    totals += [(w["week"], str(w["sessions"]), f"{w['backward_min']:.1f}", str(w["finished"]),
+                str(w["pain_reports"]) if w["pain_reports"] else "-") for w in weeks]
+    lines += _align(totals)
+    return "\n".join(lines)
+
+
+def _align(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def export_csv(sessions: list[SessionSummary], path: Path) -> None:
+    """One row per session, in CSV_FIELDS order."""
+    try:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            for s in sessions:
+                data = s.to_dict()
+                data["backward_min"] = round(s.backward_s / 60, 2)
+                data["total_min"] = round(s.total_s / 60, 2)
+                writer.writerow({key: data[key] for key in CSV_FIELDS})
+    except OSError as exc:
+        raise VoicecoachError(f"cannot write {path} ({exc.strerror or exc})",
+                              "check that the folder exists and is writable") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    weeks = parse_weeks(args.weeks)
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    path, sessions = load_sessions(data_dir, weeks)
+    totals = weekly_totals(sessions)
+    if args.json:
+        print(json.dumps({"database": str(path), "weeks_shown": weeks,
+                          "sessions": [s.to_dict() for s in sessions], "weekly": totals},
+                         indent=2))
+    elif sessions:
+        print(format_table(sessions, totals))
+    else:
+        span = f" in the last {weeks} weeks" if weeks else ""
+        print(f"No sessions recorded{span} (history: {path}).")
+    if args.export:
+        export_csv(sessions, args.export)
+        print(f"wrote {len(sessions)} sessions to {args.export}", file=sys.stderr)
+    if args.plot:
+        from voicecoach.history.plot import plot_sessions
+
+        plot_sessions(sessions, args.plot)
+        print(f"plotted {len(sessions)} sessions to {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,67 @@
+"""Draws backward minutes and speed per session over time (needs the optional ``plot`` extra)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.history.db import SessionSummary
+
+_LOGGER = logging.getLogger(__name__)
+
+PLOT_HINT = "install the plot extra: pip install 'voicecoach[plot]'"
+OUTCOME_COLOURS = {"finished": "tab:green", "stopped": "tab:orange",
+                   "interrupted": "tab:grey", "running": "tab:blue"}
+
+
+def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
+    """Write a PNG: backward minutes (bars, coloured by outcome, pain marked) and the speed
+    range per session (line and band), against the date."""
+    try:
+        from matplotlib.dates import DateFormatter
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise VoicecoachError("--plot needs matplotlib, which is not installed",
+                              PLOT_HINT) from None
+    if not sessions:
+        raise VoicecoachError("there are no sessions to plot",
+                              "record a session first, or widen --weeks")
+    # Figure (not pyplot): no GUI backend, no global state; savefig uses the Agg canvas.
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax_min, ax_speed = fig.subplots(2, 1, sharex=True)
+    when = [s.started_at for s in sessions]
+    minutes = [s.backward_s / 60 for s in sessions]
+    ax_min.bar(when, minutes, width=0.6, color=[OUTCOME_COLOURS.get(s.status, "tab:blue")
+                                                for s in sessions])
+    planned = [(s.started_at, (s.planned_backward_s or 0) / 60) for s in sessions
+               if s.planned_backward_s]
+    if planned:
+        ax_min.plot(*zip(*planned), "k_", markersize=14, label="planned")
+    pain = [(s.started_at, s.backward_s / 60) for s in sessions if s.pain_reports]
+    if pain:
+        ax_min.plot(*zip(*pain), "rv", label="knee pain reported")
+    ax_min.set_ylabel("minutes backward")
+    ax_min.set_title("Backward walking per session")
+    speeds = [(s.started_at, s.min_speed_mph, s.max_speed_mph, s.backward_speed_mph)
+              for s in sessions if s.max_speed_mph is not None]
+    if speeds:
+        dates, lows, highs, means = zip(*speeds)
+        ax_speed.fill_between(dates, [lo or 0 for lo in lows], [hi or 0 for hi in highs],
+                              alpha=0.3, label="speed range")
+        ax_speed.plot(dates, [m if m is not None else hi for m, hi in zip(means, highs)],
+                      "o-", label="mean speed")
+    ax_speed.set_ylabel("speed (mph)")
+    ax_speed.set_ylim(bottom=0)
+    ax_speed.xaxis.set_major_formatter(DateFormatter("%d %b"))
+    for ax in (ax_min, ax_speed):
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize="small")
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise VoicecoachError(f"cannot write the plot {path} ({exc.strerror or exc})",
+                              "check that the folder exists and is writable") from None
+    _LOGGER.info("history: plotted %d sessions to %s", len(sessions), path)

@@ -1,0 +1,259 @@
+"""Plans the next session from history (COACHING.md: one thing at a time, hold or step back
+when it went badly), with the spoken reasons in ``Plan.notes``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from voicecoach.history.db import HistoryDB, SessionSummary
+from voicecoach.settings import MPH_PER_KMH, CoachSettings
+from voicecoach.workout.plan import PROGRAMME, Plan, build_week_plan
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Sessions that count as the user's own training (demo and replayed audio do not).
+PROGRESSION_SOURCES = ("run", "serve")
+MAX_MINUTES = 15.0           # backward minutes per session at most (COACHING.md: 10 to 15)
+MINUTE_STEP = 1.0            # duration grows by a minute at a time
+EARLY_STOP = 0.8             # stopped with less than this share of the planned time: early
+BREAK_STEP_BACK_DAYS = 7     # more days than this since the last session: back one week
+BREAK_RESTART_DAYS = 21      # more than this: start again at week 1
+IGNORE_BELOW_S = 30.0        # sessions with less backward walking (and no pain) do not count
+LAST_WEEK = max(PROGRAMME)
+
+
+@dataclass(frozen=True)
+class Dose:
+    """What a session asks for: programme week, backward minutes, start speed, incline."""
+
+    week: int
+    minutes: float
+    speed_mph: float
+    incline_pct: float
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules look at: recent sessions (newest first) and the settings."""
+
+    recent: Sequence[SessionSummary]
+    today: dt.date
+    settings: CoachSettings
+    max_minutes: float
+
+    @property
+    def last(self) -> SessionSummary:
+        return self.recent[0]
+
+    @property
+    def gap_days(self) -> int:
+        return (self.today - self.last.started_at.date()).days
+
+
+def week_entry(week: int) -> Dose:
+    """The programme's own session for ``week`` (its minutes, lowest speed and incline)."""
+    minutes, lo, _hi, inc_lo, _inc_hi = PROGRAMME[week]
+    return Dose(week, minutes, lo, inc_lo)
+
+
+def dose_of(session: SessionSummary) -> Dose:
+    """The dose a past session planned."""
+    assert session.week is not None and session.planned_backward_s is not None
+    return Dose(min(max(session.week, 1), LAST_WEEK), session.planned_backward_s / 60.0,
+                session.speed_mph or PROGRAMME[1][1], session.incline_pct or 0.0)
+
+
+def step_up(d: Dose, s: CoachSettings, max_minutes: float = MAX_MINUTES) -> tuple[Dose, str]:
+    """One step up the ladder: minutes to the week's target, then speed, then incline, then
+    the next week. Returns the new dose and what changed ('' when at the very top)."""
+    minutes, _lo, hi, _inc_lo, inc_hi = PROGRAMME[d.week]
+    target = min(minutes, max_minutes)
+    top = min(hi, s.top_speed_mph)
+    if d.minutes < target:
+        return replace(d, minutes=min(d.minutes + MINUTE_STEP, target)), "minutes"
+    if d.speed_mph < top - 1e-6:
+        return replace(d, speed_mph=round(min(d.speed_mph + s.speed_step_mph, top), 1)), "speed"
+    if d.incline_pct < min(inc_hi, s.max_incline_pct):
+        return replace(d, incline_pct=min(d.incline_pct + s.incline_step_pct, inc_hi)), "incline"
+    if d.week < LAST_WEEK:
+        nxt = week_entry(d.week + 1)
+        lifted = Dose(nxt.week, d.minutes, round(min(max(d.speed_mph, nxt.speed_mph),
+                                                     s.top_speed_mph), 1),
+                      max(d.incline_pct, nxt.incline_pct))
+        return step_up(lifted, s, max_minutes)
+    if d.speed_mph < s.top_speed_mph - 1e-6:  # programme done: speed on to the top speed
+        return replace(d, speed_mph=round(min(d.speed_mph + s.speed_step_mph,
+                                              s.top_speed_mph), 1)), "speed"
+    return d, ""
+
+
+def ease_off(d: Dose, s: CoachSettings) -> Dose:
+    """One step down, undoing the ladder in reverse: incline, then speed, then minutes."""
+    if d.incline_pct > 0:
+        return replace(d, incline_pct=max(d.incline_pct - s.incline_step_pct, 0.0))
+    if d.speed_mph > PROGRAMME[1][1] + 1e-6:
+        return replace(d, speed_mph=round(max(d.speed_mph - s.speed_step_mph,
+                                              PROGRAMME[1][1]), 1))
+    return replace(d, minutes=max(d.minutes - MINUTE_STEP, PROGRAMME[1][0]))
+
+
+# ---------------------------------------------------------------- spoken text
+def speed_text(mph: float, s: CoachSettings) -> str:
+    if s.units == "kmh":
+        return f"{mph / MPH_PER_KMH:.1f} km/h"
+    return f"{mph:.1f} mph"
+
+
+def minutes_text(minutes: float) -> str:
+    if minutes < 0.75:
+        return "under a minute"
+    n = int(minutes + 0.5)
+    return "1 minute" if n == 1 else f"{n} minutes"
+
+
+def today_text(d: Dose, s: CoachSettings) -> str:
+    text = f"Today: {minutes_text(d.minutes)} at {speed_text(d.speed_mph, s)}"
+    if d.incline_pct:
+        text += f", {d.incline_pct:g} percent incline"
+    return text + "."
+
+
+def did_text(last: SessionSummary, s: CoachSettings) -> str:
+    # The speed actually held (time-weighted), rounded down: "at 0.5" when it wandered to 0.56.
+    speed = math.floor((last.backward_speed_mph or last.speed_mph or 0.0) * 10 + 1e-6) / 10
+    return f"Last time you did {minutes_text(last.backward_s / 60)} at {speed_text(speed, s)}"
+
+
+def _early(session: SessionSummary) -> bool:
+    planned = session.planned_backward_s or 0.0
+    return session.status != "interrupted" and session.backward_s < EARLY_STOP * planned
+
+
+def _hard(session: SessionSummary) -> str:
+    """Why a session went badly ('' if it did not): pain or an early stop."""
+    if session.pain_reports:
+        return "You reported knee pain"
+    if _early(session):
+        return (f"You stopped after {minutes_text(session.backward_s / 60)} of "
+                f"{minutes_text((session.planned_backward_s or 0) / 60)}")
+    return ""
+
+
+# ---------------------------------------------------------------- the rules, in order
+Decision = tuple[Dose, list[str]]
+
+
+def rule_first(c: Context) -> Decision | None:
+    if c.recent:
+        return None
+    d = week_entry(1)
+    return d, ["This is your first session, so we start gently.", today_text(d, c.settings)]
+
+
+def rule_long_break(c: Context) -> Decision | None:
+    gap, last = c.gap_days, dose_of(c.last)
+    if gap > BREAK_RESTART_DAYS:
+        d = week_entry(1)
+        return d, [f"It has been {gap} days, so we start again at week 1.",
+                   today_text(d, c.settings)]
+    if gap > BREAK_STEP_BACK_DAYS:
+        back = week_entry(max(last.week - 1, 1))
+        d = Dose(back.week, min(back.minutes, last.minutes), min(back.speed_mph, last.speed_mph),
+                 min(back.incline_pct, last.incline_pct))
+        return d, [f"It has been {gap} days, so we step back a little.",
+                   today_text(d, c.settings)]
+    return None
+
+
+def rule_went_badly(c: Context) -> Decision | None:
+    why = _hard(c.last)
+    if not why:
+        return None
+    last = dose_of(c.last)
+    if len(c.recent) > 1 and _hard(c.recent[1]):
+        d = ease_off(last, c.settings)
+        return d, [f"{why} last time, and the time before, so we ease off a little.",
+                   today_text(d, c.settings)]
+    return last, [f"{why} last time, so we hold the same dose.", today_text(last, c.settings)]
+
+
+def rule_cut_off(c: Context) -> Decision | None:
+    last = c.last
+    if last.status != "interrupted" or last.backward_s >= EARLY_STOP * (
+            last.planned_backward_s or 0.0):
+        return None
+    d = dose_of(last)
+    return d, [f"Your last session was cut off after {minutes_text(last.backward_s / 60)}, "
+               "so we repeat it.", today_text(d, c.settings)]
+
+
+def rule_progress(c: Context) -> Decision:
+    last = dose_of(c.last)
+    d, changed = step_up(last, c.settings, c.max_minutes)
+    did = did_text(c.last, c.settings)
+    if changed == "minutes":
+        notes = [f"{did}; today we go for {int(d.minutes + 0.5)}."]
+    elif changed == "speed":
+        notes = [f"{did}; today we go for {speed_text(d.speed_mph, c.settings)}."]
+    elif changed == "incline":
+        notes = [f"{did}; today we add incline: {d.incline_pct:g} percent."]
+    else:
+        notes = [f"{did}. You are at the top of the programme, so we keep this dose."]
+    if changed and d.week > last.week:
+        notes.append(f"Welcome to week {d.week} of the programme.")
+    top = c.settings.top_speed_mph
+    capped = top < PROGRAMME[d.week][2] and last.speed_mph >= top - 1e-6
+    if changed and changed != "speed" and capped:
+        notes.append(f"You are at your top speed of {speed_text(top, c.settings)}.")
+    return d, notes
+
+
+RULES: tuple[Callable[[Context], Decision | None], ...] = (
+    rule_first, rule_long_break, rule_went_badly, rule_cut_off,
+)
+
+
+def _counts(session: SessionSummary, today: dt.date) -> bool:
+    return (session.week is not None and session.planned_backward_s is not None
+            and session.status != "running" and session.started_at.date() <= today
+            and (session.backward_s >= IGNORE_BELOW_S or session.pain_reports > 0))
+
+
+def plan_for(d: Dose, s: CoachSettings, notes: Sequence[str]) -> Plan:
+    """Build the session for a dose, never above the top speed or the incline limit."""
+    _minutes, lo, hi, inc_lo, inc_hi = PROGRAMME[d.week]
+    speed = min(d.speed_mph, s.top_speed_mph)
+    incline = min(d.incline_pct, s.max_incline_pct)
+    plan = build_week_plan(d.week, d.minutes, min(lo, speed), max(hi, speed),
+                           min(inc_lo, incline), min(max(inc_hi, incline), s.max_incline_pct),
+                           s, tuple(notes))
+    phases = tuple(replace(p, speed_mph=speed, incline_pct=incline) if p.kind == "backward"
+                   else p for p in plan.phases)
+    return replace(plan, phases=phases)
+
+
+def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
+                      settings: CoachSettings, today: dt.date, *,
+                      sources: Sequence[str] = PROGRESSION_SOURCES,
+                      max_minutes: float = MAX_MINUTES) -> Plan:
+    """The next session from history; ``Plan.notes`` are the sentences that explain it."""
+    if isinstance(db_or_sessions, HistoryDB):
+        sessions: Iterable[SessionSummary] = db_or_sessions.sessions(sources=sources)
+    else:
+        sessions = [x for x in db_or_sessions if x.source in sources]
+    recent = sorted((x for x in sessions if _counts(x, today)),
+                    key=lambda x: (x.started_at, x.id), reverse=True)
+    context = Context(recent, today, settings, max_minutes)
+    for rule in RULES:
+        decision = rule(context)
+        if decision is not None:
+            break
+    else:
+        decision = rule_progress(context)
+    dose, notes = decision
+    _LOGGER.info("progression: %d past sessions -> %s", len(recent), dose)
+    return plan_for(dose, settings, notes)

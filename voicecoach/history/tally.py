@@ -1,0 +1,98 @@
+"""Running totals of a session (backward time, speeds) computed from its events alone."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_NOT_WALKING = {"pause", "paused", "stop", "stopped", "stopping", "end", "ended", "finished",
+                "done", "idle", "safety", "briefing"}
+
+
+def _paused(state: str) -> bool:
+    """Whether a machine state means the user is not walking (pause, stop, end)."""
+    words = set(re.split(r"[^a-z]+", state.lower()))
+    return bool(words & _NOT_WALKING)
+
+
+@dataclass
+class Tally:
+    """Feed it event dicts in order (``Event.to_dict()`` or rows read back from the log).
+
+    Backward time counts while the current phase is a backward phase and the state is not
+    a paused one; it is counted up to the last event seen, which is why the recorder
+    writes every event at once.
+    """
+
+    phase_kind: str = ""
+    state: str = ""
+    speed_mph: float | None = None
+    incline_pct: float = 0.0
+    last_t: float = 0.0
+    backward_s: float = 0.0
+    speed_time: float = 0.0
+    min_speed_mph: float | None = None
+    max_speed_mph: float | None = None
+    max_incline_pct: float = 0.0
+    pain_reports: int = 0
+    ended: str = ""
+
+    @property
+    def walking_backward(self) -> bool:
+        return self.phase_kind == "backward" and not _paused(self.state) and not self.ended
+
+    @property
+    def mean_backward_speed_mph(self) -> float | None:
+        """Time-weighted mean belt target while walking backward."""
+        if self.backward_s <= 0:
+            return None
+        return self.speed_time / self.backward_s
+
+    def advance(self, t: float) -> None:
+        """Count the time from the last event up to ``t``."""
+        dt = t - self.last_t
+        if dt > 0:
+            if self.walking_backward:
+                self.backward_s += dt
+                if self.speed_mph is not None:
+                    self.speed_time += dt * self.speed_mph
+            self.last_t = t
+
+    def _note_speed(self) -> None:
+        if self.speed_mph is None or self.phase_kind != "backward":
+            return
+        speed = self.speed_mph
+        self.min_speed_mph = speed if self.min_speed_mph is None else min(self.min_speed_mph, speed)
+        self.max_speed_mph = speed if self.max_speed_mph is None else max(self.max_speed_mph, speed)
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Take one event (as a dict with ``type``, ``t``, ``state`` and its fields)."""
+        self.advance(float(event["t"]))
+        kind = event["type"]
+        self.state = str(event.get("state", self.state))
+        if kind == "state_changed":
+            self.state = str(event["dest"])
+        elif kind == "phase_started":
+            self.phase_kind = str(event["kind"])
+            self.speed_mph = float(event["speed_mph"])
+            self.incline_pct = float(event["incline_pct"])
+        elif kind == "target_changed":
+            self.speed_mph = float(event["speed_mph"])
+            self.incline_pct = float(event["incline_pct"])
+        elif kind == "pain_reported":
+            self.pain_reports += 1
+        elif kind == "session_ended":
+            self.ended = str(event["outcome"])
+        self._note_speed()
+        if self.phase_kind == "backward":
+            self.max_incline_pct = max(self.max_incline_pct, self.incline_pct)
+
+    @classmethod
+    def of(cls, events: Iterable[Mapping[str, Any]]) -> Tally:
+        """The tally of a whole list of events."""
+        tally = cls()
+        for event in events:
+            tally.feed(event)
+        return tally
