@@ -1,0 +1,68 @@
+"""Helpers shared by the sub-commands: settings from arguments, plan choice, output sinks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.session import EventPrinter, JsonLines
+from voicecoach.settings import Settings
+from voicecoach.workout.coach import Listener
+from voicecoach.workout.plan import Plan, load_plan, programme_week
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build the settings once: defaults, the config file, then command-line overrides."""
+    try:
+        from voicecoach.config import load_settings
+    except ModuleNotFoundError:  # TODO(lead): remove once config.py has landed
+        return Settings(data_dir=Path(args.data_dir)) if getattr(args, "data_dir", None) \
+            else Settings()
+
+    overrides: dict[str, object] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    for name in ("engine", "lang", "model"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[{"lang": "language", "model": "model_path"}.get(name, name)] = value
+    return load_settings(getattr(args, "config", None), overrides)
+
+
+def positive(text: str) -> float:
+    """argparse type: a number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above zero")
+    return value
+
+
+def choose_plan(args: argparse.Namespace, settings: Settings) -> Plan | None:
+    """--plan FILE or --week N; None means: plan from history (progression)."""
+    if getattr(args, "plan", None) and getattr(args, "week", None) is not None:
+        raise VoicecoachError("--plan and --week were both given", "use one of them")
+    if getattr(args, "plan", None):
+        return load_plan(Path(args.plan), settings.coach)
+    if getattr(args, "week", None) is not None:
+        return programme_week(args.week, settings.coach)
+    return None
+
+
+def output_listener(args: argparse.Namespace, settings: Settings) -> Listener:
+    """JSON lines with --json-events, else the readable console printer."""
+    if getattr(args, "json_events", False):
+        return JsonLines(sys.stdout)
+    return EventPrinter(sys.stdout, settings.coach.units)
+
+
+def add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose what to walk."""
+    parser.add_argument("--plan", metavar="FILE", help="a TOML plan file (see README)")
+    parser.add_argument("--week", type=int, metavar="N",
+                        help="a week of the default 6-week programme (1-6); default: "
+                             "planned from your history")

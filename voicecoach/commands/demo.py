@@ -1,0 +1,50 @@
+"""``voicecoach demo``: a short scripted session at high speed; needs no microphone or sound card."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from voicecoach.commands._common import output_listener, positive, settings_from_args
+from voicecoach.grammar import load_grammar
+from voicecoach.session import Scripted, run_script
+from voicecoach.workout.coach import Coach
+from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
+
+#: A compact session that still shows every part: two short backward blocks.
+DEMO_PLAN = Plan("demo", (
+    replace(WARMUP, duration_s=60.0),
+    Phase("backward", 150.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
+    replace(RECOVERY, duration_s=30.0),
+    Phase("backward", 150.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
+    replace(COOLDOWN, duration_s=60.0),
+))
+
+#: What the demo user says, at workout seconds.
+DEMO_SCRIPT = (
+    Scripted(2, "help"), Scripted(4, "yes"), Scripted(7, "no"), Scripted(9, "yes"),
+    Scripted(12, "yes"), Scripted(40, "faster"), Scripted(95, "faster"), Scripted(100, "faster"),
+    Scripted(104, "faster"), Scripted(125, "time_left"), Scripted(150, "pause"),
+    Scripted(170, "resume"), Scripted(200, "incline_up"), Scripted(230, "pain"),
+    Scripted(236, "no"), Scripted(280, "repeat"), Scripted(300, "louder"),
+    Scripted(420, "slower"),
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("demo", help="a short scripted session at high speed (no audio needed)",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
+                        help="how much faster than real time the demo runs")
+    parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    grammar = load_grammar("en")
+    coach = Coach(DEMO_PLAN, settings.coach, grammar, [output_listener(args, settings)],
+                  volume=settings.speech.volume)
+    step = 0.5
+    run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
+    return 0 if coach.outcome == "finished" else 1

@@ -1,0 +1,75 @@
+"""``voicecoach run``: a whole session, commands typed on stdin or replayed from a WAV file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from voicecoach.clock import RealClock
+from voicecoach.commands._common import (
+    add_plan_options,
+    choose_plan,
+    output_listener,
+    positive,
+    settings_from_args,
+)
+from voicecoach.grammar import load_grammar
+from voicecoach.session import run_audio, run_typed
+from voicecoach.workout.coach import Coach
+from voicecoach.workout.plan import programme_week
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "run", help="run a session (type commands, or replay a recording with --audio-in)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a backward-walking session. Type commands (faster, pause, stop, ...) "
+                    "one per line; or replay a WAV recording through the recogniser.")
+    add_plan_options(parser)
+    parser.add_argument("--speed-up", type=positive, default=1.0, metavar="N",
+                        help="run the workout clock N times faster than real time")
+    parser.add_argument("--json-events", action="store_true",
+                        help="print events as JSON lines (time, type, state, text, command)")
+    parser.add_argument("--audio-in", metavar="FILE.wav",
+                        help="replay a recording through the real recogniser "
+                             "(workout time = audio time)")
+    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
+                        help="recogniser for --audio-in (default: from settings, auto)")
+    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
+    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    grammar = load_grammar(settings.speech.language)
+    plan = choose_plan(args, settings)
+    if plan is None:
+        plan = programme_week(1, settings.coach)
+    coach = Coach(plan, settings.coach, grammar, [output_listener(args, settings)],
+                  volume=settings.speech.volume)
+    if args.audio_in:
+        from voicecoach.audio.wav import WavFileSource
+        from voicecoach.speech.engines import make_recogniser
+
+        recogniser = make_recogniser(settings.speech, grammar,
+                                     announce=lambda line: print(line, file=sys.stderr))
+        source = WavFileSource(args.audio_in)
+        try:
+            ended = run_audio(coach, source.chunks(), recogniser)
+        finally:
+            source.close()
+    else:
+        if sys.stdin.isatty():
+            print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
+                  "Ctrl-D ends input.", file=sys.stderr)
+        ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
+    if ended == "input-ended":
+        coach.command("stop", source="system")
+        print("voicecoach: input ended before the safety checks were answered; "
+              "the session was stopped", file=sys.stderr)
+        return 1
+    return 0
