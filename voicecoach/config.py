@@ -90,7 +90,7 @@ def field_docs() -> dict[tuple[str, str], str]:
     for node in tree.body:
         if not isinstance(node, ast.ClassDef) or node.name not in names:
             continue
-        for stmt, nxt in zip(node.body, node.body[1:]):
+        for stmt, nxt in zip(node.body, node.body[1:], strict=False):
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
                     and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[(names[node.name], stmt.target.id)] = str(nxt.value.value).strip()

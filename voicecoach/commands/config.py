@@ -1,4 +1,4 @@
-"""``voicecoach config show|path|init``: the settings in effect, the file's place, a starter file."""
+"""`voicecoach config show|path|init`: the settings in effect, the file path, a starter file."""
 
 from __future__ import annotations
 
