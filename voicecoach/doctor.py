@@ -1,0 +1,248 @@
+"""Health checks for the device: sound, recognisers and models, the voice, data and config."""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from voicecoach.config import load_config
+from voicecoach.errors import VoicecoachError
+from voicecoach.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+LOW_SPACE_MB, NO_SPACE_MB = 200.0, 20.0
+_APT = "sudo apt install"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One result: what was checked, ok/warn/FAIL, what was found and, for problems, the fix."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<4}  {self.name}: {self.detail}"
+        return text + (f" -> fix: {self.fix}" if self.fix and self.status != OK else "")
+
+
+def _import(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def check_config(path: Path | None, data_dir: str | None) -> tuple[Check, Settings]:
+    """Does the config file parse? Returns the check and the settings to check the rest with."""
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    try:
+        loaded = load_config(path, overrides)
+    except VoicecoachError as exc:
+        fallback = Settings(data_dir=Path(data_dir)) if data_dir else Settings()
+        return Check("config file", FAIL, exc.message,
+                     exc.hint or "fix the file or run `voicecoach config init`"), fallback
+    state = "parsed" if loaded.file_found else "not there: defaults are used"
+    return Check("config file", OK, f"{loaded.path} ({state})"), loaded.settings
+
+
+def check_audio(settings: Settings, sd: ModuleType | None) -> Iterator[Check]:
+    """PortAudio, the input and output devices, and the configured ones."""
+    try:
+        sd = sd or _import("sounddevice")
+    except (ImportError, OSError) as exc:
+        yield Check("sound library", FAIL, f"sounddevice/PortAudio cannot load ({exc})",
+                    f"{_APT} libportaudio2, then `.venv/bin/pip install sounddevice`")
+        return
+    version = sd.get_portaudio_version()[1] if hasattr(sd, "get_portaudio_version") else "?"
+    yield Check("sound library", OK, str(version))
+    try:
+        devices = list(sd.query_devices())
+    except Exception as exc:  # noqa: BLE001 - PortAudioError
+        devices = []
+        _LOGGER.debug("query_devices failed: %s", exc)
+    for kind, channels, what, configured in (
+            ("input", "max_input_channels", "microphone", settings.audio.input_device),
+            ("output", "max_output_channels", "speaker", settings.audio.output_device)):
+        found = [d for d in devices if d.get(channels, 0) > 0]
+        if not found:
+            yield Check(f"{kind} devices", FAIL, f"no {what} found (no sound card?)",
+                        "plug in the USB speakerphone and check that `arecord -l` and "
+                        "`aplay -l` list it (if not: a cable, power or driver problem)")
+        else:
+            names = ", ".join(str(d.get("name", "?")) for d in found[:3])
+            yield Check(f"{kind} devices", OK, f"{len(found)} ({names})")
+        yield _check_configured(kind, configured, bool(found))
+
+
+def _check_configured(kind: str, spec: str | None, any_found: bool) -> Check:
+    name = f"configured {kind} device"
+    section_key = f"[audio] {kind}_device"
+    if spec is None:
+        return Check(name, OK, "none set: the system default is used")
+    try:
+        devices = _import("voicecoach.audio.devices")
+    except ImportError:
+        return Check(name, WARN, f"{spec!r}: skipped (device lookup is not installed)")
+    try:
+        index = devices.resolve_device(spec, kind=kind)
+    except VoicecoachError as exc:
+        return Check(name, FAIL, exc.message, exc.hint or f"fix {section_key}")
+    return Check(name, OK, f"{spec!r} is device #{index}")
+
+
+def check_recognisers(settings: Settings) -> Iterator[Check]:
+    """pocketsphinx with its bundled model, vosk, and a vosk model for the language."""
+    engine = settings.speech.engine
+    try:
+        ps = _import("pocketsphinx")
+        model = Path(ps.get_model_path()) / "en-us"
+        if model.is_dir():
+            yield Check("pocketsphinx", OK, f"bundled model {model}")
+        else:
+            yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
+                        f"bundled model missing at {model}",
+                        "`.venv/bin/pip install --force-reinstall pocketsphinx`")
+    except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
+        yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
+                    f"cannot import ({exc})", "`.venv/bin/pip install pocketsphinx`")
+    try:
+        _import("vosk")
+        vosk_ok = True
+        yield Check("vosk", OK, "importable")
+    except Exception as exc:  # noqa: BLE001
+        vosk_ok = False
+        yield Check("vosk", FAIL if engine == "vosk" else WARN, f"cannot import ({exc})",
+                    "`.venv/bin/pip install vosk`")
+    yield _check_vosk_model(settings, vosk_ok)
+
+
+def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
+    name = f"vosk model ({settings.speech.language})"
+    try:
+        models = _import("voicecoach.speech.models")
+    except ImportError:
+        return Check(name, WARN, "skipped (model lookup is not installed)")
+    needed = settings.speech.engine == "vosk"
+    try:
+        info = models.find_model(settings.speech.language, settings.speech.model_path)
+    except VoicecoachError as exc:
+        return Check(name, FAIL, exc.message, exc.hint or "fix [speech] model_path")
+    if info is None:
+        fallback = "" if needed else "; pocketsphinx is used instead"
+        return Check(name, FAIL if needed else WARN, f"none found{fallback}",
+                     f"`voicecoach model download {settings.speech.language}` or set "
+                     "[speech] model_path")
+    note = "" if vosk_ok else " (but vosk itself is missing)"
+    return Check(name, OK if vosk_ok else WARN, f"{info.path} ({info.source}){note}")
+
+
+def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:
+    """pyttsx3 and espeak-ng present, the configured voice exists, a test render works."""
+    try:
+        _import("pyttsx3")
+        yield Check("pyttsx3", OK, "importable")
+    except Exception as exc:  # noqa: BLE001
+        yield Check("pyttsx3", FAIL, f"cannot import ({exc})", "`.venv/bin/pip install pyttsx3`")
+        return
+    lib = ctypes.util.find_library("espeak-ng")
+    if lib is None:
+        yield Check("espeak-ng", FAIL, "the espeak-ng library is missing",
+                    f"{_APT} espeak-ng libespeak-ng1")
+        return
+    yield Check("espeak-ng", OK, lib)
+    if not render:
+        return
+    from voicecoach.speech.render import Pyttsx3Renderer, RenderError, measure
+
+    voice = settings.speech.voice
+    renderer = Pyttsx3Renderer(voice, settings.speech.rate)
+    try:
+        result, took = measure(renderer, "Voice coach check. Land on your toes.")
+    except RenderError as exc:
+        yield Check("voice test render", FAIL, str(exc),
+                    f"{_APT} espeak-ng libespeak-ng1; run `espeak-ng hello` to see the error")
+        return
+    finally:
+        renderer.close()
+    if voice:
+        if renderer.voice_problem:
+            yield Check("voice", FAIL, renderer.voice_problem,
+                        "set [speech] voice to a name from `espeak-ng --voices` (e.g. en-us)")
+        else:
+            yield Check("voice", OK, repr(voice))
+    else:
+        yield Check("voice", OK, "engine default")
+    rtf = took / result.seconds if result.seconds else float("inf")
+    yield Check("voice test render", OK,
+                f"{result.seconds:.2f} s of speech in {took:.3f} s (RTF {rtf:.3f}, "
+                "including worker start-up)")
+
+
+def check_data_dir(data_dir: Path) -> Iterator[Check]:
+    """The data folder exists (or can be made), is writable and has room."""
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    fix = "pass --data-dir or set VOICECOACH_HOME to a writable folder"
+    if not existing.is_dir():
+        yield Check("data folder", FAIL, f"{existing} is not a folder", fix)
+        return
+    if existing == data_dir:
+        try:
+            with tempfile.TemporaryFile(dir=data_dir):
+                pass
+        except OSError as exc:
+            yield Check("data folder", FAIL, f"{data_dir} is not writable ({exc.strerror})", fix)
+            return
+        yield Check("data folder", OK, f"{data_dir} (writable)")
+    elif os.access(existing, os.W_OK | os.X_OK):
+        yield Check("data folder", OK, f"{data_dir} (will be created)")
+    else:
+        yield Check("data folder", FAIL, f"{data_dir} cannot be created: {existing} is "
+                    "not writable", fix)
+        return
+    free_mb = shutil.disk_usage(existing).free / 1e6
+    status = FAIL if free_mb < NO_SPACE_MB else WARN if free_mb < LOW_SPACE_MB else OK
+    yield Check("free space", status, f"{free_mb:,.0f} MB free at {existing}",
+                "free some disk space or move the data folder")
+
+
+def run_checks(config: Path | None = None, data_dir: str | None = None,
+               sd: ModuleType | None = None, render: bool = True) -> Iterator[Check]:
+    """Every check in order; a check that crashes becomes a FAIL line, never a traceback."""
+    first, settings = check_config(config, data_dir)
+    yield first
+    groups: list[tuple[str, Callable[[], Iterator[Check]]]] = [
+        ("audio", lambda: check_audio(settings, sd)),
+        ("recognisers", lambda: check_recognisers(settings)),
+        ("voice", lambda: check_tts(settings, render)),
+        ("data folder", lambda: check_data_dir(settings.data_dir)),
+    ]
+    for name, group in groups:
+        try:
+            yield from group()
+        except Exception as exc:  # noqa: BLE001
+            _LOGGER.debug("check %s crashed", name, exc_info=True)
+            yield Check(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
+                        "run with --debug and report it")
+
+
+def doctor(out: TextIO, **kwargs: Any) -> int:
+    """Print one line per check; return 0 if nothing FAILed, else 1."""
+    failed = 0
+    for check in run_checks(**kwargs):
+        print(check.line(), file=out, flush=True)
+        failed += check.status == FAIL
+    print(f"{failed} problem(s) to fix" if failed else "all checks passed", file=out)
+    return 1 if failed else 0
