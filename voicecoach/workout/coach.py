@@ -50,6 +50,7 @@ class Coach:
         self.cues = CueEngine(self.settings)
         self.now = 0.0
         self._failed_listeners: set[int] = set()
+        self._refusals = 0
         self._reset_session()
         self.machine = build_machine(self)
 
@@ -117,6 +118,7 @@ class Coach:
         self.say(text, "prompt", Priority.ANSWER)
 
     def _refuse(self, command: str, reason: str) -> None:
+        self._refusals += 1
         self.emit(ev.CommandRefused(t=self.now, state=self.state.value, command=command,
                                     reason=reason))
         self.say(reason, "refusal", Priority.ANSWER, remember=False)
@@ -138,12 +140,13 @@ class Coach:
             return False
         self.emit(ev.CommandHeard(t=self.now, state=self.state.value, command=name,
                                   phrase=phrase or name, confidence=confidence, source=source))
+        refusals = self._refusals
         try:
             getattr(self, name)(phrase=phrase or name)
         except MachineError:
             self._refuse(name, self._why_not(name))
             return False
-        return True
+        return self._refusals == refusals
 
     def _why_not(self, name: str) -> str:
         if self.state in AT_REST:

@@ -1,0 +1,113 @@
+"""The state machine: every transition, stop from every state, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicecoach.events import CommandRefused, StateChanged
+from voicecoach.workout.machine import ACTIVE, AT_REST, TRANSITIONS, State, mermaid
+from workout_helpers import Run
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_every_state_is_reachable(state: State) -> None:
+    assert Run().into(state).coach.state is state
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_stop_from_every_state_ends_safe(state: State) -> None:
+    run = Run().into(state)
+    assert run.say("stop") is True  # accepted everywhere, never refused
+    assert run.coach.state in (State.STOPPED, *AT_REST)
+    if state in (*ACTIVE, State.PAUSED, State.BRIEFING):
+        assert run.coach.state is State.STOPPED
+        assert run.coach.outcome == "stopped"
+    else:
+        assert run.coach.state is state
+    assert not run.of(CommandRefused)
+
+
+def test_table_covers_stop_in_every_state() -> None:
+    sources: set[State] = set()
+    for rule in TRANSITIONS:
+        if rule["trigger"] == "stop":
+            src = rule["source"]
+            sources.update(src if isinstance(src, list) else [src])
+    assert sources == set(State)
+
+
+@pytest.mark.parametrize("state", list(ACTIVE))
+def test_pause_and_resume_return_to_the_same_state(state: State) -> None:
+    run = Run().into(state)
+    assert run.say("pause") and run.coach.state is State.PAUSED
+    elapsed = run.coach.phase_elapsed
+    run.at(run.t + 30)
+    assert run.coach.phase_elapsed == elapsed  # paused time does not count
+    assert run.say("resume") and run.coach.state is state
+
+
+def test_lost_input_pauses_and_voice_resumes() -> None:
+    run = Run().into(State.BACKWARD)
+    run.coach.lose_input(run.t)
+    assert run.coach.state is State.PAUSED
+    run.coach.input_back(run.t + 5)
+    assert run.say("resume") and run.coach.state is State.BACKWARD
+
+
+def test_reset_returns_to_idle_after_a_session() -> None:
+    run = Run().into(State.STOPPED)
+    run.coach.reset()
+    assert run.coach.state is State.IDLE
+    assert run.say("start") and run.coach.state is State.BRIEFING
+
+
+def test_briefing_no_repeats_the_fix_and_waits() -> None:
+    run = Run()
+    run.coach.begin(0)
+    run.say("no")
+    assert run.coach.state is State.BRIEFING and run.coach.briefing_step == 0
+    run.at(600)  # nobody answers: the belt part never begins on its own
+    assert run.coach.state is State.BRIEFING
+
+
+@pytest.mark.parametrize(("state", "command"), [
+    (State.IDLE, "faster"), (State.IDLE, "pause"), (State.IDLE, "resume"), (State.IDLE, "yes"),
+    (State.BRIEFING, "faster"), (State.BRIEFING, "pause"), (State.BRIEFING, "start"),
+    (State.WARMUP, "start"), (State.WARMUP, "resume"), (State.BACKWARD, "resume"),
+    (State.PAUSED, "faster"), (State.PAUSED, "pause"), (State.PAUSED, "incline_up"),
+    (State.FINISHED, "pause"), (State.STOPPED, "faster"), (State.BACKWARD, "dance"),
+    (State.BACKWARD, "advance"),
+])
+def test_commands_that_make_no_sense_are_refused_aloud(state: State, command: str) -> None:
+    run = Run().into(state)
+    before = run.coach.state
+    assert run.say(command) is False
+    assert run.coach.state is before
+    refused = run.of(CommandRefused)
+    assert refused and refused[-1].command == command and refused[-1].reason
+
+
+def test_yes_when_nothing_was_asked_is_refused() -> None:
+    run = Run().into(State.WARMUP)
+    assert run.say("yes") is False
+
+
+def test_state_changes_are_reported_before_anything_is_said() -> None:
+    run = Run()
+    run.coach.begin(0)
+    assert isinstance(run.events[1], StateChanged) and run.events[1].dest == "briefing"
+
+
+def test_mermaid_shows_every_state_and_transition() -> None:
+    text = mermaid()
+    assert text.splitlines()[3].strip() == "stateDiagram-v2"
+    for state in State:
+        assert f'state "{state.name}"' in text
+    for rule in TRANSITIONS:
+        if rule["dest"] is None:
+            continue
+        sources = rule["source"] if isinstance(rule["source"], list) else [rule["source"]]
+        for src in sources:
+            assert any(line.strip().startswith(f"{src.name} --> {rule['dest'].name}:")
+                       and rule["trigger"] in line for line in text.splitlines())
+    assert "[internal]" not in text and "[internal]" in mermaid(include_internal=True)
