@@ -72,8 +72,8 @@ INPUT_BACK = "I can hear you again."
 NOTHING_TO_REPEAT = "I have not said anything yet."
 VOLUME_UP = "Volume raised."
 VOLUME_DOWN = "Volume lowered."
-VOLUME_MAX = "That is as loud as I go."
-VOLUME_MIN = "That is as quiet as I go."
+VOLUME_MAX = "That is my loudest."
+VOLUME_MIN = "That is my quietest."
 NOT_ASKED = "I did not ask anything."
 
 PHASE_NAMES = {"warmup": "Warm-up, easy forward walking", "backward": "Backward walking",
