@@ -31,8 +31,10 @@ STATUSES = ("running", "finished", "stopped", "interrupted")
 
 def corrupt_error(path: Path, detail: object) -> VoicecoachError:
     """The one error for a damaged file: name it and say how to get going again."""
+    text = " ".join(str(detail).split())
+    text = text if len(text) <= 100 else text[:97] + "..."
     return VoicecoachError(
-        f"history database {path} is damaged or not a voicecoach database ({detail})",
+        f"history database {path} is damaged or not a voicecoach database ({text})",
         f"move it aside (e.g. mv '{path}' '{path}.broken') and run again to start a new "
         "history; voicecoach never overwrites or deletes it")
 
@@ -161,6 +163,8 @@ class HistoryDB:
         try:
             # Read-only checks first: a damaged file must fail here, before any write.
             version = user_version(conn)
+            if not version and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                raise corrupt_error(path, "it holds tables but no voicecoach schema version")
             if version:
                 rows = conn.execute("PRAGMA quick_check(1)").fetchall()
                 if rows != [("ok",)]:
@@ -242,10 +246,11 @@ class HistoryDB:
 
     def recover_interrupted(self) -> list[int]:
         """Mark sessions left 'running' by a process on this host that has died as
-        interrupted, with their totals recomputed from the events they logged."""
+        interrupted, with their totals recomputed from the events they logged. (Rows from
+        schema v1 have no host: they are taken to be from this one.)"""
         with self.lock:
             rows = self._query("SELECT id, pid, proc_token, started_at, last_t FROM sessions "
-                               "WHERE status = 'running' AND host = ?", (self.host,))
+                               "WHERE status = 'running' AND host IN (?, '')", (self.host,))
             dead = [row for row in rows if not pid_alive(int(row[1] or 0), row[2])]
             for sid, _pid, _token, started, last_t in dead:
                 tally = Tally.of(self.events(sid))

@@ -48,8 +48,8 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
               for s in sessions if s.max_speed_mph is not None]
     if speeds:
         dates, lows, highs, means = zip(*speeds)
-        ax_speed.fill_between(dates, [lo or 0 for lo in lows], [hi or 0 for hi in highs],
-                              alpha=0.3, label="speed range")
+        ax_speed.vlines(dates, [lo or 0 for lo in lows], [hi or 0 for hi in highs],
+                        linewidth=8, alpha=0.35, label="speed range")
         ax_speed.plot(dates, [m if m is not None else hi for m, hi in zip(means, highs)],
                       "o-", label="mean speed")
     ax_speed.set_ylabel("speed (mph)")
