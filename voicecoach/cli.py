@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from voicecoach import __version__
 from voicecoach.errors import VoicecoachError
@@ -20,9 +21,16 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, with where to look for help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"voicecoach: error: {message}; see '{self.prog} --help'.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every sub-command that is installed."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="voicecoach",
         description="Hands-free voice coach for walking backwards on a treadmill.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
