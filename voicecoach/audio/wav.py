@@ -1,0 +1,236 @@
+"""WAV files as an audio source: any rate, width and channel count, streamed as 16 kHz mono."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soxr
+
+from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
+from voicecoach.errors import VoicecoachError
+
+_LOGGER = logging.getLogger(__name__)
+
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_OTHER_CODECS = {0x0002: "ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM",
+                 0x0055: "MP3"}
+_READ_FRAMES = 32768  # input frames per read: independent of the chunk size asked for
+_HINT = "give a PCM or float WAV file (convert with e.g. `sox in.ext -r 16000 -c 1 out.wav`)"
+
+
+def _bad(path: Path, what: str, hint: str = _HINT) -> VoicecoachError:
+    return VoicecoachError(f"audio file {path}: {what}", hint)
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """What a WAV header says: encoding, layout, and where the samples are."""
+
+    path: Path
+    fmt: int  # _PCM or _FLOAT
+    channels: int
+    rate: int
+    bits: int
+    block_align: int
+    data_offset: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the file in seconds."""
+        return self.frames / self.rate
+
+
+def read_header(path: str | Path) -> WavInfo:
+    """Parse and check the RIFF/WAVE header of ``path``; raise one clear error if it is bad."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            return _parse(fh, path, size)
+    except FileNotFoundError:
+        raise _bad(path, "no such file", "check the path") from None
+    except IsADirectoryError:
+        raise _bad(path, "is a folder, not a WAV file", "give a .wav file") from None
+    except OSError as exc:
+        raise _bad(path, f"cannot be read ({exc.strerror or exc})",
+                   "check the file's permissions") from None
+
+
+def _parse(fh: BinaryIO, path: Path, size: int) -> WavInfo:
+    if size == 0:
+        raise _bad(path, "is empty (0 bytes)")
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+        raise _bad(path, "is not a WAV file (no RIFF/WAVE header)")
+    if head[:4] != b"RIFF":
+        raise _bad(path, f"is a {head[:4].decode()} WAV, which is not supported")
+    fmt_fields: tuple[int, int, int, int, int] | None = None
+    while True:
+        chunk_head = fh.read(8)
+        if len(chunk_head) < 8:
+            raise _bad(path, "is truncated or corrupt: no 'data' chunk found")
+        cid, csize = chunk_head[:4], struct.unpack("<I", chunk_head[4:])[0]
+        start = fh.tell()
+        if cid == b"fmt ":
+            body = fh.read(csize)
+            if len(body) < 16 or len(body) < min(csize, 16):
+                raise _bad(path, "is truncated or corrupt: the 'fmt ' chunk is too short")
+            tag, channels, rate, _, align, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag == _EXTENSIBLE:
+                if len(body) < 26:
+                    raise _bad(path, "is corrupt: WAVE_FORMAT_EXTENSIBLE header too short")
+                tag = struct.unpack("<H", body[24:26])[0]
+            fmt_fields = (tag, channels, rate, align, bits)
+        elif cid == b"data":
+            if fmt_fields is None:
+                raise _bad(path, "is corrupt: 'data' comes before 'fmt '")
+            available = size - start
+            if csize in (0, 0xFFFFFFFF) and available > 0:  # streamed writers leave it unset
+                csize = available
+            return _info(path, fmt_fields, start, csize, available)
+        fh.seek(start + csize + (csize & 1))
+        if fh.tell() > size:
+            raise _bad(path, f"is truncated or corrupt: chunk {cid!r} runs past the end")
+
+
+def _info(path: Path, fields: tuple[int, int, int, int, int], offset: int, csize: int,
+          available: int) -> WavInfo:
+    tag, channels, rate, align, bits = fields
+    if tag in _OTHER_CODECS:
+        raise _bad(path, f"uses {_OTHER_CODECS[tag]} compression, which is not supported")
+    if tag not in (_PCM, _FLOAT):
+        raise _bad(path, f"uses an unknown encoding (format tag {tag:#06x})")
+    if channels < 1 or rate < 1000 or rate > 768000:
+        raise _bad(path, f"is corrupt: {channels} channels at {rate} Hz")
+    ok_bits = (8, 16, 24, 32) if tag == _PCM else (32, 64)
+    if bits not in ok_bits:
+        kind = "integer" if tag == _PCM else "float"
+        raise _bad(path, f"has {bits}-bit {kind} samples, which are not supported")
+    if align != channels * bits // 8:
+        raise _bad(path, f"is corrupt: block size {align} does not match "
+                         f"{channels} x {bits}-bit samples")
+    if csize > available:
+        raise _bad(path, f"is truncated: the header promises {csize} bytes of audio "
+                         f"but only {available} are there", "record or copy the file again")
+    if csize % align:
+        raise _bad(path, "is truncated: the audio ends in the middle of a sample frame",
+                   "record or copy the file again")
+    frames = csize // align
+    if frames == 0:
+        raise _bad(path, "holds no audio (0 samples)", "give a file with sound in it")
+    return WavInfo(path, tag, channels, rate, bits, align, offset, frames)
+
+
+def _decode(raw: bytes, info: WavInfo) -> np.ndarray:
+    """Bytes of whole frames -> float32 mono in [-1, 1]."""
+    if info.fmt == _FLOAT:
+        data = np.frombuffer(raw, "<f4" if info.bits == 32 else "<f8").astype(np.float32)
+        data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
+    elif info.bits == 8:
+        data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif info.bits == 16:
+        data = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif info.bits == 24:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8
+        data = ints.astype(np.float32) / 8388608.0
+    else:
+        data = (np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    if info.channels > 1:
+        data = data.reshape(-1, info.channels).mean(axis=1, dtype=np.float32)
+    return np.asarray(data, dtype=np.float32)
+
+
+def _to_int16(data: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(data * 32768.0), -32768, 32767).astype(np.int16)
+
+
+class WavFileSource:
+    """Stream a WAV file as 16 kHz mono int16 chunks of ``chunk_s`` seconds (audio time)."""
+
+    def __init__(self, path: str | Path, chunk_s: float = 0.1) -> None:
+        if chunk_s <= 0:
+            raise VoicecoachError(f"chunk length {chunk_s} s is not positive",
+                                  "give a chunk length above 0 ms")
+        self.path = Path(path)
+        self.chunk_s = chunk_s
+        self.info = read_header(self.path)
+        self._closed = False
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the file in seconds."""
+        return self.info.seconds
+
+    def _pcm_blocks(self) -> Iterator[np.ndarray]:
+        """16 kHz mono int16 blocks, identical whatever ``chunk_s`` is."""
+        info = self.info
+        passthrough = (info.fmt == _PCM and info.bits == 16 and info.channels == 1
+                       and info.rate == SAMPLE_RATE)
+        resampler = (None if info.rate == SAMPLE_RATE
+                     else soxr.ResampleStream(info.rate, SAMPLE_RATE, 1, dtype="float32"))
+        with self.info.path.open("rb") as fh:
+            fh.seek(info.data_offset)
+            left = info.frames
+            while left > 0 and not self._closed:
+                n = min(left, _READ_FRAMES)
+                raw = fh.read(n * info.block_align)
+                if len(raw) < n * info.block_align:
+                    raise _bad(info.path, "became shorter while being read")
+                left -= n
+                if passthrough:
+                    yield np.frombuffer(raw, "<i2").astype(np.int16)
+                    continue
+                data = _decode(raw, info)
+                if resampler is not None:
+                    data = resampler.resample_chunk(data, last=left == 0)
+                if data.size:
+                    yield _to_int16(data)
+
+    def chunks(self) -> Iterator[AudioChunk]:
+        step = max(1, int(round(self.chunk_s * SAMPLE_RATE)))
+        pending = np.zeros(0, dtype=np.int16)
+        sent = 0
+        for block in self._pcm_blocks():
+            pending = np.concatenate([pending, block]) if pending.size else block
+            usable = pending.size - pending.size % step
+            for offset in range(0, usable, step):
+                yield AudioChunk(pending[offset:offset + step].tobytes(), sent / SAMPLE_RATE)
+                sent += step
+            pending = pending[usable:]
+        if pending.size:
+            yield AudioChunk(pending.tobytes(), sent / SAMPLE_RATE)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def read_wav_16k(path: str | Path) -> np.ndarray:
+    """The whole file as 16 kHz mono int16 samples."""
+    blocks = list(WavFileSource(path)._pcm_blocks())
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Write mono samples (int16, or float in [-1, 1]) as a 16-bit PCM WAV file."""
+    data = np.asarray(samples)
+    if data.ndim != 1:
+        raise ValueError("write_wav takes mono (1-D) samples")
+    if data.dtype != np.int16:
+        if not np.issubdtype(data.dtype, np.floating):
+            raise ValueError(f"write_wav takes int16 or float samples, not {data.dtype}")
+        data = _to_int16(data)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(data.astype("<i2").tobytes())
