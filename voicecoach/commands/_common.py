@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from voicecoach.config import load_settings
 from voicecoach.errors import VoicecoachError
 from voicecoach.session import EventPrinter, JsonLines
 from voicecoach.settings import Settings
@@ -14,20 +15,15 @@ from voicecoach.workout.plan import Plan, load_plan, programme_week
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Build the settings once: defaults, the config file, then command-line overrides."""
-    try:
-        from voicecoach.config import load_settings
-    except ModuleNotFoundError:  # TODO(lead): remove once config.py has landed
-        return Settings(data_dir=Path(args.data_dir)) if getattr(args, "data_dir", None) \
-            else Settings()
-
-    overrides: dict[str, object] = {}
-    if getattr(args, "data_dir", None):
-        overrides["data_dir"] = Path(args.data_dir)
-    for name in ("engine", "lang", "model"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[{"lang": "language", "model": "model_path"}.get(name, name)] = value
+    """Build the settings once: defaults, the config file, environment, then the command line."""
+    overrides: dict[str, object] = {
+        "data_dir": getattr(args, "data_dir", None),
+        "speech.engine": getattr(args, "engine", None),
+        "speech.language": getattr(args, "lang", None),
+        "speech.model_path": getattr(args, "model", None),
+        "audio.input_device": getattr(args, "input_device", None),
+        "audio.output_device": getattr(args, "output_device", None),
+    }
     return load_settings(getattr(args, "config", None), overrides)
 
 
