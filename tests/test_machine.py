@@ -111,3 +111,11 @@ def test_mermaid_shows_every_state_and_transition() -> None:
             assert any(line.strip().startswith(f"{src.name} --> {rule['dest'].name}:")
                        and rule["trigger"] in line for line in text.splitlines())
     assert "[internal]" not in text and "[internal]" in mermaid(include_internal=True)
+
+
+def test_readme_shows_the_real_diagram() -> None:
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert block == mermaid()
