@@ -138,8 +138,10 @@ def _hard(session: SessionSummary) -> str:
     if session.pain_reports:
         return "You reported knee pain"
     if _early(session):
-        return (f"You stopped after {minutes_text(session.backward_s / 60)} of "
-                f"{minutes_text((session.planned_backward_s or 0) / 60)}")
+        planned = minutes_text((session.planned_backward_s or 0) / 60)
+        if session.backward_s < 45:
+            return f"You stopped in the first minute of {planned}"
+        return f"You stopped after {int(session.backward_s / 60 + 0.5)} of {planned}"
     return ""
 
 

@@ -1,0 +1,199 @@
+"""Progression over simulated weeks of history recorded in a real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
+from voicecoach.history import HistoryDB, SessionRecorder, plan_next_session
+from voicecoach.settings import CoachSettings
+from voicecoach.workout.plan import Plan
+
+MONDAY = dt.date(2026, 1, 5)
+DEFAULT = CoachSettings()
+#: The ladder worked out by hand from COACHING.md and the programme table: (week, backward
+#: minutes, speed mph, incline %). Minutes first (1 a session, up to the week's minutes), then
+#: speed (0.1 up to the week's top), then incline, then the next week; after week 6, speed on
+#: to the 2.5 mph top speed, then hold.
+LADDER = [
+    (1, 5, 0.5, 0), (1, 5, 0.6, 0), (1, 5, 0.7, 0), (1, 5, 0.8, 0),
+    (2, 6, 0.8, 0), (2, 7, 0.8, 0), (2, 7, 0.9, 0), (2, 7, 1.0, 0),
+    (3, 8, 1.0, 0), (3, 9, 1.0, 0), (3, 10, 1.0, 0), (3, 10, 1.1, 0), (3, 10, 1.2, 0),
+    (3, 10, 1.3, 0),
+    (4, 11, 1.3, 0), (4, 12, 1.3, 0), (4, 12, 1.4, 0), (4, 12, 1.5, 0), (4, 12, 1.5, 1),
+    (5, 13, 1.5, 1), (5, 14, 1.5, 1), (5, 15, 1.5, 1), (5, 15, 1.6, 1), (5, 15, 1.7, 1),
+    (5, 15, 1.7, 2),
+    (6, 15, 1.8, 2), (6, 15, 1.9, 2), (6, 15, 2.0, 2),
+    (6, 15, 2.1, 2), (6, 15, 2.2, 2), (6, 15, 2.3, 2), (6, 15, 2.4, 2), (6, 15, 2.5, 2),
+    (6, 15, 2.5, 2),
+]
+
+
+def dose(plan: Plan) -> tuple[int | None, float, float, float]:
+    """(week, backward minutes, speed, incline) of a plan, checking its blocks agree."""
+    backward = [p for p in plan.phases if p.kind == "backward"]
+    assert len({(p.speed_mph, p.incline_pct) for p in backward}) == 1
+    return plan.week, plan.backward_s / 60, backward[0].speed_mph, backward[0].incline_pct
+
+
+def walk(db: HistoryDB, plan: Plan, day: dt.date, *, done: float = 1.0, pain: bool = False,
+         outcome: str = "finished", source: str = "run") -> None:
+    """Record a session of ``plan`` on ``day``: phase by phase, walking ``done`` of the
+    backward time, with a pain report early on if asked, ending as ``outcome``."""
+    rec = SessionRecorder.open(db, plan, source,
+                               started_at=dt.datetime.combine(day, dt.time(7, 30)))
+    budget, walked, t = done * plan.backward_s, 0.0, 0.0
+    for index, phase in enumerate(plan.phases):
+        rec.on_event(PhaseStarted(t=t, state=phase.kind, index=index, kind=phase.kind,
+                                  duration_s=phase.duration_s, speed_mph=phase.speed_mph,
+                                  min_speed_mph=phase.min_speed_mph,
+                                  max_speed_mph=phase.max_speed_mph,
+                                  incline_pct=phase.incline_pct))
+        if phase.kind != "backward":
+            t += phase.duration_s
+            continue
+        if pain and walked == 0:
+            rec.on_event(PainReported(t=t + 30, state="backward", phrase="my knee hurts"))
+        length = min(phase.duration_s, budget - walked)
+        walked, t = walked + length, t + length
+        rec.on_event(CueSpoken(t=t, state="backward", text="Nice and upright.", kind="cue"))
+        if walked >= budget - 1e-9 and done < 1:
+            break
+    if outcome == "interrupted":
+        rec.close("interrupted")
+        return
+    speed = max(p.speed_mph for p in plan.phases if p.kind == "backward")
+    rec.on_event(SessionEnded(t=t, state="done", outcome=outcome, backward_s=walked, total_s=t,
+                              min_speed_mph=speed, max_speed_mph=speed, summary=""))
+
+
+def session_days(weeks: int) -> list[dt.date]:
+    """Five sessions a week: Monday, Tuesday, Wednesday, Friday, Saturday."""
+    return [MONDAY + dt.timedelta(days=7 * w + d) for w in range(weeks) for d in (0, 1, 2, 4, 5)]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> HistoryDB:
+    with HistoryDB.open(tmp_path) as opened:
+        yield opened
+
+
+def test_six_weeks_of_steady_progress_climb_the_ladder(db: HistoryDB) -> None:
+    days = session_days(7)[: len(LADDER)]
+    plans = []
+    for day in days:
+        plan = plan_next_session(db, DEFAULT, day)
+        plans.append(plan)
+        walk(db, plan, day)
+    assert [dose(p) for p in plans] == [(w, float(m), s, float(i)) for w, m, s, i in LADDER]
+    assert plans[0].notes == ("This is your first session, so we start gently.",
+                              "Today: 5 minutes at 0.5 mph.")
+    assert plans[1].notes == ("Last time you did 5 minutes at 0.5 mph; today we go for "
+                              "0.6 mph.",)
+    assert plans[4].notes == ("Last time you did 5 minutes at 0.8 mph; today we go for 6.",
+                              "Welcome to week 2 of the programme.")
+    assert plans[18].notes == ("Last time you did 12 minutes at 1.5 mph; today we add incline: "
+                               "1 percent.",)
+    assert plans[-1].notes == ("Last time you did 15 minutes at 2.5 mph. You are at the top of "
+                               "the programme, so we keep this dose.",)
+    for plan in plans:  # a whole session: warm-up first, cool-down last, blocks of <= 10 min
+        assert plan.phases[0].kind == "warmup" and plan.phases[-1].kind == "cooldown"
+        assert all(p.duration_s <= 600 for p in plan.phases if p.kind == "backward")
+        assert all(p.speed_mph <= DEFAULT.top_speed_mph for p in plan.phases)
+
+
+def test_missed_weeks_step_back_then_restart(db: HistoryDB) -> None:
+    days = session_days(2)
+    for day in days:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    assert dose(plan_next_session(db, DEFAULT, days[-1] + dt.timedelta(days=7))) == (
+        3, 10, 1.0, 0)  # a week off is not a break: progress as usual
+    back_day = days[-1] + dt.timedelta(days=10)
+    back = plan_next_session(db, DEFAULT, back_day)
+    assert dose(back) == (2, 7.0, 0.8, 0.0)
+    assert back.notes == ("It has been 10 days, so we step back a little.",
+                          "Today: 7 minutes at 0.8 mph.")
+    walk(db, back, back_day)
+    after = plan_next_session(db, DEFAULT, back_day + dt.timedelta(days=2))
+    assert dose(after) == (2, 7.0, 0.9, 0.0)  # and climbs again from there
+    walk(db, after, back_day + dt.timedelta(days=2))
+    restart = plan_next_session(db, DEFAULT, back_day + dt.timedelta(days=27))
+    assert dose(restart) == (1, 5.0, 0.5, 0.0)
+    assert restart.notes[0] == "It has been 25 days, so we start again at week 1."
+
+
+def test_pain_holds_then_eases_off(db: HistoryDB) -> None:
+    days = session_days(3)
+    for day in days[:12]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    sore = plan_next_session(db, DEFAULT, days[12])
+    assert dose(sore) == (3, 10.0, 1.2, 0.0)
+    walk(db, sore, days[12], pain=True)
+    held = plan_next_session(db, DEFAULT, days[13])
+    assert dose(held) == dose(sore)
+    assert held.notes == ("You reported knee pain last time, so we hold the same dose.",
+                          "Today: 10 minutes at 1.2 mph.")
+    walk(db, held, days[13], pain=True)
+    eased = plan_next_session(db, DEFAULT, days[14])
+    assert dose(eased) == (3, 10.0, 1.1, 0.0)
+    assert eased.notes[0] == ("You reported knee pain last time, and the time before, so we "
+                              "ease off a little.")
+    walk(db, eased, days[14])
+    assert dose(plan_next_session(db, DEFAULT, days[14] + dt.timedelta(days=1))) == (
+        3, 10.0, 1.2, 0.0)
+
+
+def test_early_stops_hold_and_cut_off_sessions_repeat(db: HistoryDB) -> None:
+    days = session_days(2)
+    for day in days[:5]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    plan = plan_next_session(db, DEFAULT, days[5])
+    assert dose(plan) == (2, 7.0, 0.8, 0.0)
+    walk(db, plan, days[5], done=3 / 7, outcome="stopped")
+    again = plan_next_session(db, DEFAULT, days[6])
+    assert dose(again) == dose(plan)
+    assert again.notes[0] == "You stopped after 3 of 7 minutes last time, so we hold the same dose."
+    walk(db, again, days[6], done=0.9, outcome="stopped")  # 90 %: close enough, progress
+    nearly = plan_next_session(db, DEFAULT, days[7])
+    assert dose(nearly) == (2, 7.0, 0.9, 0.0)
+    walk(db, nearly, days[7], done=0.5, outcome="interrupted")
+    [last] = db.sessions()[-1:]
+    assert (last.status, last.backward_s) == ("interrupted", pytest.approx(210.0))
+    repeat = plan_next_session(db, DEFAULT, days[8])
+    assert dose(repeat) == dose(nearly)
+    assert repeat.notes[0] == "Your last session was cut off after 4 minutes, so we repeat it."
+
+
+def test_top_speed_is_never_exceeded(db: HistoryDB) -> None:
+    slow = CoachSettings(top_speed_mph=0.7, units="kmh")
+    plans = []
+    for day in session_days(2)[:6]:
+        plan = plan_next_session(db, slow, day)
+        plans.append(plan)
+        walk(db, plan, day)
+    assert [dose(p) for p in plans] == [(1, 5, 0.5, 0), (1, 5, 0.6, 0), (1, 5, 0.7, 0),
+                                        (2, 6, 0.7, 0), (2, 7, 0.7, 0), (3, 8, 0.7, 0)]
+    assert all(p.max_speed_mph <= 0.7 for plan in plans for p in plan.phases)
+    assert plans[3].notes == ("Last time you did 5 minutes at 1.1 km/h; today we go for 6.",
+                              "Welcome to week 2 of the programme.",
+                              "You are at your top speed of 1.1 km/h.")
+
+
+def test_demo_and_replay_sessions_do_not_count(db: HistoryDB) -> None:
+    day = MONDAY
+    walk(db, plan_next_session(db, DEFAULT, day), day, source="demo")
+    walk(db, plan_next_session(db, DEFAULT, day), day, source="replay")
+    assert dose(plan_next_session(db, DEFAULT, day)) == (1, 5.0, 0.5, 0.0)
+    assert dose(plan_next_session(db, DEFAULT, day, sources=("demo",))) == (1, 5.0, 0.6, 0.0)
+
+
+def test_a_list_of_sessions_works_like_the_database(db: HistoryDB) -> None:
+    for day in session_days(1):
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    later = MONDAY + dt.timedelta(days=8)
+    from_db = plan_next_session(db, DEFAULT, later)
+    from_list = plan_next_session(db.sessions(), DEFAULT, later)
+    assert from_db == from_list and dose(from_db) == (2, 7.0, 0.8, 0.0)
