@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from voicecoach.config import load_settings
 from voicecoach.errors import VoicecoachError
+from voicecoach.history.db import HistoryDB
+from voicecoach.history.progression import plan_next_session
+from voicecoach.history.recorder import SessionRecorder
 from voicecoach.session import EventPrinter, JsonLines
 from voicecoach.settings import Settings
 from voicecoach.workout.coach import Listener
@@ -62,3 +68,15 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--week", type=int, metavar="N",
                         help="a week of the default 6-week programme (1-6); default: "
                              "planned from your history")
+
+
+@contextmanager
+def recorded_session(settings: Settings, plan: Plan | None,
+                     source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
+    """Open the history, plan from it when no plan was chosen, and record the session as it
+    goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
+    with HistoryDB.open(settings.data_dir) as db:
+        if plan is None:
+            plan = plan_next_session(db, settings.coach, dt.date.today())
+        with SessionRecorder.open(db, plan, source) as recorder:
+            yield plan, recorder

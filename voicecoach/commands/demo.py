@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from voicecoach.commands._common import output_listener, positive, settings_from_args
+from voicecoach.commands._common import (
+    output_listener,
+    positive,
+    recorded_session,
+    settings_from_args,
+)
 from voicecoach.grammar import load_grammar
 from voicecoach.session import Scripted, run_script
 from voicecoach.workout.coach import Coach
@@ -43,8 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     grammar = load_grammar("en")
-    coach = Coach(DEMO_PLAN, settings.coach, grammar, [output_listener(args, settings)],
-                  volume=settings.speech.volume)
-    step = 0.5
-    run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
+    with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder):
+        coach = Coach(plan, settings.coach, grammar,
+                      [output_listener(args, settings), recorder.on_event],
+                      volume=settings.speech.volume)
+        step = 0.5
+        run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
     return 0 if coach.outcome == "finished" else 1

@@ -12,12 +12,12 @@ from voicecoach.commands._common import (
     choose_plan,
     output_listener,
     positive,
+    recorded_session,
     settings_from_args,
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import run_audio, run_typed
 from voicecoach.workout.coach import Coach
-from voicecoach.workout.plan import programme_week
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,29 +46,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     grammar = load_grammar(settings.speech.language)
-    plan = choose_plan(args, settings)
-    if plan is None:
-        plan = programme_week(1, settings.coach)
-    coach = Coach(plan, settings.coach, grammar, [output_listener(args, settings)],
-                  volume=settings.speech.volume)
-    if args.audio_in:
+    chosen = choose_plan(args, settings)
+    recogniser = source = None
+    if args.audio_in:  # check the input and load the model before a session is recorded
         from voicecoach.audio.wav import WavFileSource
         from voicecoach.speech.engines import make_recogniser
 
+        source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,
                                      announce=lambda line: print(line, file=sys.stderr))
-        source = WavFileSource(args.audio_in)
-        try:
-            ended = run_audio(coach, source.chunks(), recogniser)
-        finally:
-            source.close()
-    else:
-        if sys.stdin.isatty():
-            print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
-                  "Ctrl-D ends input.", file=sys.stderr)
-        ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
+    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder):
+        coach = Coach(plan, settings.coach, grammar,
+                      [output_listener(args, settings), recorder.on_event],
+                      volume=settings.speech.volume)
+        if source is not None and recogniser is not None:
+            try:
+                ended = run_audio(coach, source.chunks(), recogniser)
+            finally:
+                source.close()
+        else:
+            if sys.stdin.isatty():
+                print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
+                      "Ctrl-D ends input.", file=sys.stderr)
+            ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
+        if ended == "input-ended":
+            coach.command("stop", source="system")
     if ended == "input-ended":
-        coach.command("stop", source="system")
         print("voicecoach: input ended before the safety checks were answered; "
               "the session was stopped", file=sys.stderr)
         return 1
