@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from workout_helpers import Run
+
 from voicecoach.events import (
     CommandRefused,
     CueSpoken,
@@ -18,7 +20,6 @@ from voicecoach.workout.coach import QUESTION_TIMEOUT_S, TURN_ASKS
 from voicecoach.workout.cues import CUE_SETS
 from voicecoach.workout.machine import State
 from voicecoach.workout.plan import programme_week
-from workout_helpers import Run
 
 
 def test_full_15_minute_session_runs_the_exact_phases() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from workout_helpers import Run
 
 from voicecoach.events import CueSpoken
 from voicecoach.grammar import grammar_dir, load_grammar
@@ -11,7 +12,6 @@ from voicecoach.workout import cues
 from voicecoach.workout.cues import CUE_SETS, CueEngine
 from voicecoach.workout.machine import State
 from voicecoach.workout.plan import programme_week
-from workout_helpers import Run
 
 GRAMMARS = [load_grammar(path=p) for p in sorted(grammar_dir().glob("*.json"))]
 #: Fixed sentences the coach says that are not questions: they must name no command at all.

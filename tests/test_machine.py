@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from workout_helpers import Run
 
 from voicecoach.events import CommandRefused, StateChanged
 from voicecoach.workout.machine import ACTIVE, AT_REST, TRANSITIONS, State, mermaid
-from workout_helpers import Run
 
 
 @pytest.mark.parametrize("state", list(State))

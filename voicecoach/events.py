@@ -42,7 +42,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict with ``type`` first, for JSON lines and the history log."""
-        data = {"type": self.type.value}
+        data: dict[str, Any] = {"type": self.type.value}
         data.update(asdict(self))
         data["t"] = round(self.t, 3)
         return data
