@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def session_days(weeks: int) -> list[dt.date]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> HistoryDB:
+def db(tmp_path: Path) -> Iterator[HistoryDB]:
     with HistoryDB.open(tmp_path) as opened:
         yield opened
 

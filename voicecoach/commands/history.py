@@ -8,13 +8,14 @@ import json
 import logging
 import sys
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
-from voicecoach.settings import default_data_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,9 +102,10 @@ def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) ->
     return "\n".join(lines)
 
 
-def _align(rows: list[tuple[str, ...]]) -> list[str]:
+def _align(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
 
 
 def export_csv(sessions: list[SessionSummary], path: Path) -> None:
@@ -124,7 +126,9 @@ def export_csv(sessions: list[SessionSummary], path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     weeks = parse_weeks(args.weeks)
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    # Same data folder as run/demo: --data-dir, else the config file, else VOICECOACH_HOME
+    # or the per-user folder.
+    data_dir = settings_from_args(args).data_dir
     path, sessions = load_sessions(data_dir, weeks)
     totals = weekly_totals(sessions)
     if args.json:

@@ -35,22 +35,24 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
     minutes = [s.backward_s / 60 for s in sessions]
     ax_min.bar(when, minutes, width=0.6, color=[OUTCOME_COLOURS.get(s.status, "tab:blue")
                                                 for s in sessions])
-    planned = [(s.started_at, (s.planned_backward_s or 0) / 60) for s in sessions
-               if s.planned_backward_s]
+    planned = [s for s in sessions if s.planned_backward_s]
     if planned:
-        ax_min.plot(*zip(*planned), "k_", markersize=14, label="planned")
-    pain = [(s.started_at, s.backward_s / 60) for s in sessions if s.pain_reports]
+        ax_min.plot([s.started_at for s in planned],
+                    [(s.planned_backward_s or 0) / 60 for s in planned],
+                    "k_", markersize=14, label="planned")
+    pain = [s for s in sessions if s.pain_reports]
     if pain:
-        ax_min.plot(*zip(*pain), "rv", label="knee pain reported")
+        ax_min.plot([s.started_at for s in pain], [s.backward_s / 60 for s in pain], "rv",
+                    label="knee pain reported")
     ax_min.set_ylabel("minutes backward")
     ax_min.set_title("Backward walking per session")
-    speeds = [(s.started_at, s.min_speed_mph, s.max_speed_mph, s.backward_speed_mph)
-              for s in sessions if s.max_speed_mph is not None]
-    if speeds:
-        dates, lows, highs, means = zip(*speeds)
-        ax_speed.vlines(dates, [lo or 0 for lo in lows], [hi or 0 for hi in highs],
+    timed = [s for s in sessions if s.max_speed_mph is not None]
+    if timed:
+        dates = [s.started_at for s in timed]
+        highs = [s.max_speed_mph or 0.0 for s in timed]
+        ax_speed.vlines(dates, [s.min_speed_mph or 0.0 for s in timed], highs,
                         linewidth=8, alpha=0.35, label="speed range")
-        ax_speed.plot(dates, [m if m is not None else hi for m, hi in zip(means, highs)],
+        ax_speed.plot(dates, [s.backward_speed_mph or s.max_speed_mph or 0.0 for s in timed],
                       "o-", label="mean speed")
     ax_speed.set_ylabel("speed (mph)")
     ax_speed.set_ylim(bottom=0)

@@ -1,0 +1,155 @@
+"""``voicecoach history``: table, JSON, CSV, PNG and its errors, on a real history file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voicecoach.cli import main
+from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
+from voicecoach.workout.plan import programme_week
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = dt.datetime.now().astimezone()
+
+
+def record(db: HistoryDB, week: int, started: dt.datetime, backward_s: float, outcome: str,
+           speeds: tuple[float, float], pain: bool = False, source: str = "run") -> None:
+    """One session: a backward phase at ``speeds[0]`` then a change to ``speeds[1]``."""
+    rec = SessionRecorder.open(db, programme_week(week), source, started_at=started)
+    rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                              duration_s=backward_s, speed_mph=speeds[0],
+                              min_speed_mph=speeds[0], max_speed_mph=speeds[1],
+                              incline_pct=0.0))
+    if pain:
+        rec.on_event(PainReported(t=10.0, state="backward", phrase="knee hurts"))
+    rec.on_event(CueSpoken(t=backward_s, state="backward", text="ok", kind="cue"))
+    if outcome == "interrupted":
+        rec.close("interrupted")
+        return
+    rec.on_event(SessionEnded(t=backward_s, state="done", outcome=outcome, backward_s=backward_s,
+                              total_s=backward_s + 300, min_speed_mph=speeds[0],
+                              max_speed_mph=speeds[1], summary=""))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """Three sessions: 20 and 13 days ago (one with pain), and yesterday (stopped)."""
+    with HistoryDB.open(tmp_path) as db:
+        record(db, 1, NOW - dt.timedelta(days=20), 300, "finished", (0.5, 0.5))
+        record(db, 2, NOW - dt.timedelta(days=13), 420, "finished", (0.8, 1.0), pain=True)
+        record(db, 2, NOW - dt.timedelta(days=1), 150, "stopped", (0.8, 0.9))
+    return tmp_path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_table_lists_sessions_and_weekly_totals(data_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["date", "plan", "source", "min", "back", "speed", "mph",
+                                "outcome", "pain"]
+    rows = [line.split() for line in lines[1:4]]
+    assert [r[2:] for r in rows] == [["week", "1", "run", "5.0", "0.5", "finished", "-"],
+                                     ["week", "2", "run", "7.0", "0.8-1.0", "finished", "1"],
+                                     ["week", "2", "run", "2.5", "0.8-0.9", "stopped", "-"]]
+    assert rows[0][0] == (NOW - dt.timedelta(days=20)).strftime("%Y-%m-%d")
+    weekly = lines[lines.index("") + 2:]
+    assert sum(float(w.split()[2]) for w in weekly) == pytest.approx(14.5)
+    assert sum(int(w.split()[1]) for w in weekly) == 3
+
+
+def test_json_and_weeks_filter(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [s["status"] for s in data["sessions"]] == ["finished", "finished", "stopped"]
+    assert [s["pain_reports"] for s in data["sessions"]] == [0, 1, 0]
+    assert data["sessions"][1]["max_speed_mph"] == 1.0
+    assert sum(w["sessions"] for w in data["weekly"]) == 3
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json", "--weeks", "2")
+    assert [s["backward_s"] for s in json.loads(out)["sessions"]] == [420.0, 150.0]
+    assert json.loads(out)["weeks_shown"] == 2
+
+
+def test_export_csv(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "out.csv"
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
+    assert code == 0 and "wrote 3 sessions" in err
+    with target.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["plan"], r["status"], r["backward_min"], r["pain_reports"]) for r in rows] == [
+        ("week 1", "finished", "5.0", "0"), ("week 2", "finished", "7.0", "1"),
+        ("week 2", "stopped", "2.5", "0")]
+    assert dt.datetime.fromisoformat(rows[2]["started_at"]).date() == (
+        NOW - dt.timedelta(days=1)).date()
+
+
+def test_plot_writes_a_png(data_dir: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "progress.png"
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--plot", str(target))
+    assert code == 0, err
+    blob = target.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
+
+
+def test_plot_without_matplotlib_is_one_line(data_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.dates"):
+        monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
+    target = tmp_path / "progress.png"
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--json", "--plot",
+                       str(target))
+    assert code != 0 and not target.exists()
+    assert err.count("\n") == 1
+    assert "install the plot extra: pip install 'voicecoach[plot]'" in err
+
+
+def test_no_history_yet_creates_nothing(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "history")  # VOICECOACH_HOME from the fixture
+    assert code == 0 and out.startswith("No sessions recorded")
+    assert not (home / DB_NAME).exists()
+
+
+@pytest.mark.parametrize("weeks", ["abc", "0", "-2", "1.5"])
+def test_bad_weeks_value(data_dir: Path, weeks: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", f"--weeks={weeks}")
+    assert code != 0 and out == ""
+    assert err.count("\n") == 1 and "--weeks" in err and "Traceback" not in err
+
+
+def test_corrupt_database_is_one_line_from_the_real_cli(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)
+    before = path.read_bytes()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "voicecoach", "--data-dir", str(tmp_path),
+                           "history"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert str(path) in proc.stderr and "move it aside" in proc.stderr
+    assert path.read_bytes() == before
+
+
+def test_export_to_a_missing_folder_is_one_line(data_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "nowhere" / "out.csv"
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
+    assert code != 0 and err.count("\n") == 1 and str(target) in err
