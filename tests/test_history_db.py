@@ -29,10 +29,13 @@ from voicecoach.workout.plan import programme_week
 
 REPO = Path(__file__).resolve().parent.parent
 
-# A child process: opens the history, records a week-2 session and writes one cue per
-# second of workout time. "kill": prints each committed event and never ends (the parent
-# kills it); "finish": waits for a line on stdin, writes N events, then ends the session.
+# A child process: opens the history and records a week-2 session. "kill": one heartbeat per
+# second of workout time and a cue every 10 s, printing each second once it is committed,
+# never ending (the parent kills it; its wall clock is a counter so every heartbeat is
+# written); "finish": waits for a line on stdin, writes one cue per second N times, then
+# ends the session.
 CHILD = r"""
+import itertools
 import sys
 from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
 from voicecoach.history import HistoryDB, SessionRecorder
@@ -40,7 +43,8 @@ from voicecoach.workout.plan import programme_week
 
 data_dir, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = HistoryDB.open(data_dir)
-rec = SessionRecorder.open(db, programme_week(2), "run")
+rec = SessionRecorder.open(db, programme_week(2), "run",
+                           wall_clock=itertools.count().__next__)
 print("session", rec.session_id, flush=True)
 if mode == "finish":
     sys.stdin.readline()
@@ -49,7 +53,12 @@ rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward", dur
 i = 0
 while mode == "kill" or i < count:
     i += 1
-    rec.on_event(CueSpoken(t=float(i), state="backward", text=f"cue {i}", kind="cue"))
+    if mode == "kill":
+        if i % 10 == 0:
+            rec.on_event(CueSpoken(t=float(i), state="backward", text=f"cue {i}", kind="cue"))
+        rec.heartbeat(float(i))
+    else:
+        rec.on_event(CueSpoken(t=float(i), state="backward", text=f"cue {i}", kind="cue"))
     if rec.problem is not None:
         sys.exit(f"recorder problem: {rec.problem}")
     if mode == "kill":
@@ -116,12 +125,32 @@ def test_session_ended_sets_outcome_and_the_coach_totals(tmp_path: Path) -> None
         assert s.ended_at is not None and (s.ended_at - s.started_at).total_seconds() == 900
 
 
+def test_heartbeats_are_paced_by_workout_and_wall_time(tmp_path: Path) -> None:
+    wall = [0.0]
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(1), "run", wall_clock=lambda: wall[0])
+        rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                                  duration_s=300.0, speed_mph=0.5, min_speed_mph=0.5,
+                                  max_speed_mph=0.8, incline_pct=0.0))
+        rec.heartbeat(5.0)
+        assert db.sessions()[0].backward_s == 5.0
+        rec.heartbeat(20.0)  # no wall time has passed (a sped-up demo): not written
+        assert db.sessions()[0].backward_s == 5.0
+        wall[0] = 1.0
+        rec.heartbeat(20.5)
+        rec.heartbeat(20.9)  # under a second of workout time since the last write
+        assert db.sessions()[0].backward_s == 20.5
+        rec.close("stopped")
+        rec.heartbeat(60.0)  # after close: ignored
+        assert (db.sessions()[0].status, db.sessions()[0].backward_s) == ("stopped", 20.5)
+
+
 def test_sigkill_mid_session_leaves_an_interrupted_session(tmp_path: Path) -> None:
     proc = child(tmp_path, "kill")
     assert proc.stdout is not None
     assert proc.stdout.readline().split()[0] == "session"
     written = 0
-    while written < 25:
+    while written < 45:
         written = int(proc.stdout.readline().split()[1])
     # While the writer lives, opening the history must not mark its session interrupted.
     with HistoryDB.open(tmp_path) as db:
@@ -131,12 +160,13 @@ def test_sigkill_mid_session_leaves_an_interrupted_session(tmp_path: Path) -> No
     assert proc.returncode == -signal.SIGKILL
     with HistoryDB.open(tmp_path) as db:
         [s] = db.sessions()
-        cues = [e for e in db.events(s.id) if e["type"] == "cue_spoken"]
+        cues = [e["t"] for e in db.events(s.id) if e["type"] == "cue_spoken"]
         assert s.status == "interrupted"
-        assert len(cues) >= written  # every event reported as written survived the kill
-        assert [c["t"] for c in cues] == [float(i) for i in range(1, len(cues) + 1)]
-        assert s.backward_s == pytest.approx(len(cues))  # recomputed from the events
-        assert s.total_s == pytest.approx(len(cues))
+        # Every second reported as committed survived the kill; the cues are all there and
+        # backward time is recomputed from them plus the last heartbeat (not the last cue).
+        assert s.backward_s >= written and s.backward_s == int(s.backward_s)
+        assert cues == [float(t) for t in range(10, int(s.backward_s) + 1, 10)]
+        assert s.total_s == s.backward_s
         assert db.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
@@ -237,20 +267,24 @@ def test_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def _real_history(path: Path) -> bytes:
-    with HistoryDB.open(path.parent) as db:
-        for _ in range(4):
+@pytest.fixture(scope="module")
+def real_history(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of a healthy history file of some size (built once for this module)."""
+    folder = tmp_path_factory.mktemp("healthy")
+    with HistoryDB.open(folder) as db:
+        for _ in range(3):
             rec = SessionRecorder.open(db, programme_week(2), "run")
-            for i in range(200):
-                rec.on_event(CueSpoken(t=float(i), state="backward", text=f"cue {i} " * 4,
+            for i in range(80):
+                rec.on_event(CueSpoken(t=float(i), state="backward", text=f"cue {i} " * 60,
                                        kind="cue"))
             rec.close("finished")
-    return path.read_bytes()
+    return (folder / DB_NAME).read_bytes()
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated", "header_only", "scribbled",
                                     "foreign"])
-def test_damaged_file_is_one_clear_error_and_left_alone(tmp_path: Path, damage: str) -> None:
+def test_damaged_file_is_one_clear_error_and_left_alone(tmp_path: Path, damage: str,
+                                                       real_history: bytes) -> None:
     path = tmp_path / DB_NAME
     rng = random.Random(damage)
     if damage == "random":
@@ -261,7 +295,7 @@ def test_damaged_file_is_one_clear_error_and_left_alone(tmp_path: Path, damage: 
         conn.commit()
         conn.close()
     else:
-        good = _real_history(path)
+        good = real_history
         assert len(good) > 100_000
         if damage == "truncated":
             path.write_bytes(good[: len(good) // 2])

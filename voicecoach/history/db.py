@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import sqlite3
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from voicecoach.errors import VoicecoachError
+from voicecoach.history.liveness import pid_alive
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
 from voicecoach.history.tally import Tally
 
@@ -37,41 +37,6 @@ def corrupt_error(path: Path, detail: object) -> VoicecoachError:
         f"history database {path} is damaged or not a voicecoach database ({text})",
         f"move it aside (e.g. mv '{path}' '{path}.broken') and run again to start a new "
         "history; voicecoach never overwrites or deletes it")
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def process_token(pid: int) -> str:
-    """Boot id plus the process's start tick (Linux): tells a reused pid from ours; '' if
-    unknown. A zombie has no token: it is dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return ""
-    return f"{_boot_id()}:{fields[19]}"
-
-
-def pid_alive(pid: int, token: str = "") -> bool:
-    """Whether process ``pid`` (on this host) is still the one that wrote the session."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process: it exists
-    if token and Path("/proc").is_dir():
-        return process_token(pid) == token
-    return True
 
 
 @dataclass(frozen=True)

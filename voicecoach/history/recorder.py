@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -18,13 +21,16 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history.db import SOURCES, HistoryDB, process_token
+from voicecoach.history.db import SOURCES, HistoryDB
+from voicecoach.history.liveness import process_token
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
 
 _LOGGER = logging.getLogger(__name__)
 
 OUTCOMES = ("finished", "stopped", "interrupted")
+#: Heartbeats are written at most this often (seconds of workout time and of wall time).
+HEARTBEAT_S = 1.0
 
 
 class SessionRecorder:
@@ -36,7 +42,8 @@ class SessionRecorder:
     logged and kept in :attr:`problem`; later events are still tried.
     """
 
-    def __init__(self, db: HistoryDB, session_id: int, started_at: datetime) -> None:
+    def __init__(self, db: HistoryDB, session_id: int, started_at: datetime,
+                 wall_clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.session_id = session_id
         self.started_at = started_at
@@ -45,11 +52,15 @@ class SessionRecorder:
         self.outcome = ""
         self.closed = False
         self.problem: Exception | None = None
+        self._beat_t = self._beat_wall = float("-inf")
+        self._wall_clock = wall_clock
 
     @classmethod
     def open(cls, db: HistoryDB, plan: Plan, source: str, *,
-             started_at: datetime | None = None, notes: str = "") -> SessionRecorder:
-        """Create the session row at once (status 'running', this process's pid and host)."""
+             started_at: datetime | None = None, notes: str = "",
+             wall_clock: Callable[[], float] = time.monotonic) -> SessionRecorder:
+        """Create the session row at once (status 'running', this process's pid and host).
+        ``started_at`` defaults to now; ``wall_clock`` paces :meth:`heartbeat`."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         started = (started_at or datetime.now()).astimezone()
@@ -67,7 +78,7 @@ class SessionRecorder:
                  backward[0].incline_pct if backward else None))
             session_id = int(cursor.lastrowid or 0)
         _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
-        return cls(db, session_id, started)
+        return cls(db, session_id, started, wall_clock)
 
     # ------------------------------------------------------------------ events
     def on_event(self, event: Event) -> None:
@@ -77,7 +88,7 @@ class SessionRecorder:
             return
         try:
             self._write(event)
-        except (VoicecoachError, OSError) as exc:
+        except (VoicecoachError, OSError, sqlite3.Error) as exc:
             if self.problem is None:
                 _LOGGER.error("history: cannot record session %d: %s", self.session_id, exc)
             self.problem = exc
@@ -140,6 +151,26 @@ class SessionRecorder:
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)
 
+    def heartbeat(self, t: float) -> None:
+        """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of
+        workout time and of wall time), so a crash between two events loses seconds, not
+        the minute until the next cue. Never raises."""
+        wall = self._wall_clock()
+        if (self.closed or self.outcome or t - self._beat_t < HEARTBEAT_S
+                or wall - self._beat_wall < HEARTBEAT_S):
+            return
+        self._beat_t, self._beat_wall = t, wall
+        self.tally.advance(t)
+        try:
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
+                             " WHERE id = ?", (self.tally.last_t, self.tally.backward_s,
+                                               self.tally.last_t, self.session_id))
+        except VoicecoachError as exc:
+            if self.problem is None:
+                _LOGGER.error("history: cannot record session %d: %s", self.session_id, exc)
+            self.problem = exc
+
     # ------------------------------------------------------------------ ending
     def close(self, outcome: str = "interrupted") -> None:
         """Stop recording. If no SessionEnded was recorded, the session ends as ``outcome``
@@ -160,4 +191,6 @@ class SessionRecorder:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close("stopped" if exc_type is KeyboardInterrupt else "interrupted")
+        # Ctrl-C or a SIGTERM handler's sys.exit: the user or the system asked us to stop.
+        asked = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+        self.close("stopped" if asked else "interrupted")
