@@ -163,6 +163,6 @@ def treadmill_noise(seconds: float, rng: np.random.Generator, rate: int = SAMPLE
         seg = (thump + slap)[: n - i] * rng.uniform(0.6, 1.0)
         thumps[i:i + seg.size] += seg
         pos += step * rng.uniform(0.93, 1.07)
-    mix = 0.5 * hum + whine + 0.8 * rumble + 0.35 * hiss + 1.5 * thumps
+    mix = 0.5 * hum + whine + 0.6 * rumble + 0.3 * hiss + 4.0 * thumps
     mix -= mix.mean()
     return (mix / (np.sqrt(np.mean(mix * mix)) + 1e-12)).astype(np.float32)

@@ -1,0 +1,95 @@
+"""A stand-in for the sounddevice module (there is no sound card here): it records what it got."""
+
+from __future__ import annotations
+
+import threading
+import types
+from typing import Any
+
+import numpy as np
+
+
+class FakePortAudioError(Exception):
+    """Like sounddevice.PortAudioError."""
+
+
+class FakeDeviceList(list):  # type: ignore[type-arg]
+    """Like sounddevice.DeviceList: a list of dicts that prints as a table."""
+
+    def __str__(self) -> str:
+        return "\n".join(f"  {i} {d['name']}, ({d['max_input_channels']} in, "
+                         f"{d['max_output_channels']} out)" for i, d in enumerate(self))
+
+
+def device(name: str, inputs: int = 1, outputs: int = 0, rate: float = 48000.0) -> dict[str, Any]:
+    return {"name": name, "max_input_channels": inputs, "max_output_channels": outputs,
+            "default_samplerate": rate}
+
+
+class FakeStream:
+    """Like RawInputStream: on start() a thread feeds ``audio`` to the callback in blocks."""
+
+    def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
+        if sd.open_error:
+            raise FakePortAudioError(sd.open_error)
+        self.sd = sd
+        self.kwargs = kwargs
+        self.stopped = False
+        self.thread: threading.Thread | None = None
+        sd.streams.append(self)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _feed(self) -> None:
+        block = self.kwargs["blocksize"] or 160
+        data = np.asarray(self.sd.audio, dtype="<i2").tobytes()
+        for offset in range(0, len(data), block * 2):
+            if self.stopped:
+                return
+            buffer = bytearray(data[offset:offset + block * 2])  # reused memory, like cffi's
+            self.kwargs["callback"](buffer, len(buffer) // 2, None, self.sd.status)
+            buffer[:] = b"\x55" * len(buffer)  # PortAudio reuses its buffer: a copy must be kept
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None:
+        self.stopped = True
+        self.sd.closed += 1
+
+
+class FakeSoundDevice(types.ModuleType):
+    """``devices`` as query_devices() gives them; ``rates`` the sample rates the input accepts."""
+
+    PortAudioError = FakePortAudioError
+
+    def __init__(self, devices: list[dict[str, Any]], rates: tuple[int, ...] = (16000,),
+                 default: tuple[int, int] = (0, 0), audio: Any = (),
+                 open_error: str = "") -> None:
+        super().__init__("sounddevice")
+        self.devices = FakeDeviceList(devices)
+        self.rates = rates
+        self.default = types.SimpleNamespace(device=list(default))
+        self.audio = audio
+        self.open_error = open_error
+        self.status = None
+        self.streams: list[FakeStream] = []
+        self.closed = 0
+
+    def query_devices(self, device: int | None = None, kind: str | None = None) -> Any:
+        if device is None and kind is None:
+            return self.devices
+        index = self.default.device[0 if kind == "input" else 1] if device is None else device
+        if not 0 <= index < len(self.devices):
+            raise FakePortAudioError(f"Error querying device {index}")
+        return self.devices[index]
+
+    def check_input_settings(self, device: int | None = None, channels: int = 1,
+                             dtype: str = "int16", samplerate: float | None = None) -> None:
+        if samplerate not in self.rates:
+            raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+    def RawInputStream(self, **kwargs: Any) -> FakeStream:  # noqa: N802 - sounddevice's name
+        return FakeStream(self, **kwargs)

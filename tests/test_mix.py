@@ -1,0 +1,100 @@
+"""Mixing helpers: the SNR asked for is the SNR measured; delays, gaps and trimming are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voicecoach.audio.mix import (
+    active_bounds,
+    add_at,
+    concat_with_gaps,
+    delayed,
+    mix_at_snr,
+    power,
+    snr_db,
+    to_float,
+    to_int16,
+    treadmill_noise,
+    trim_silence,
+)
+
+
+def burst(seconds: float = 0.5, freq: float = 300.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("snr", [20.0, 10.0, 5.0, 0.0, -5.0])
+def test_mix_at_snr_is_what_was_asked(snr: float) -> None:
+    speech = burst(1.0)
+    noise = treadmill_noise(1.5, np.random.default_rng(3))
+    mixed = mix_at_snr(speech, noise, snr)
+    assert snr_db(speech, mixed - speech) == pytest.approx(snr, abs=0.01)
+
+
+def test_snr_against_the_phrase_power_ignores_padding() -> None:
+    phrase = burst(0.4)
+    padded = np.concatenate([np.zeros(8000, np.float32), phrase, np.zeros(8000, np.float32)])
+    noise = treadmill_noise(2.0, np.random.default_rng(4))
+    mixed = mix_at_snr(padded, noise, 10.0, speech_power=power(phrase))
+    added = mixed - padded
+    assert snr_db(phrase, added) == pytest.approx(10.0, abs=0.01)
+    assert snr_db(padded, added) < 6.0  # measured over the padding it would be lower
+
+
+def test_short_noise_is_looped() -> None:
+    mixed = mix_at_snr(burst(1.0), burst(0.1, 1000.0), 0.0)
+    assert mixed.size == 16000
+
+
+def test_treadmill_noise_is_low_heavy_with_footfalls() -> None:
+    noise = treadmill_noise(30.0, np.random.default_rng(5))
+    assert noise.size == 480000 and power(noise) == pytest.approx(1.0, rel=1e-3)
+    spectrum = np.abs(np.fft.rfft(noise.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(noise.size, 1 / 16000)
+    assert spectrum[freqs < 500].sum() > 0.7 * spectrum.sum()
+    envelope = (noise.astype(np.float64) ** 2)[: 479744].reshape(-1, 256).mean(axis=1)
+    rhythm = np.abs(np.fft.rfft(envelope - envelope.mean()))
+    rfreqs = np.fft.rfftfreq(envelope.size, 256 / 16000)
+    band = (rfreqs > 0.5) & (rfreqs < 5.0)
+    step = np.abs(rfreqs - 1.6) < 0.15
+    # footfalls at ~1.6 steps/s (plain brown noise scores 2 to 4 here)
+    assert rhythm[step].max() > 5 * np.median(rhythm[band])
+    again = treadmill_noise(30.0, np.random.default_rng(5))
+    assert np.array_equal(noise, again)  # deterministic for a seed
+
+
+def test_delayed_and_attenuated() -> None:
+    x = burst(0.1)
+    y = delayed(x, 0.25, gain_db=-6.0)
+    assert y.size == x.size + 4000 and not y[:4000].any()
+    assert snr_db(y[4000:], x) == pytest.approx(-6.0, abs=0.01)
+
+
+def test_concat_with_gaps_reports_starts() -> None:
+    a, b = burst(0.5), burst(0.25)
+    out, starts = concat_with_gaps([a, b], [1.0, 0.5], lead_s=0.25)
+    assert starts == [0.25, 1.75]
+    assert out.size == 16000 * (0.25 + 0.5 + 1.0 + 0.25 + 0.5)
+    assert np.array_equal(out[4000:12000], a)
+    with pytest.raises(ValueError):
+        concat_with_gaps([a, b], [1.0])
+
+
+def test_add_at_grows_the_base() -> None:
+    out = add_at(np.zeros(100, np.float32), np.ones(50, np.float32), 80 / 16000)
+    assert out.size == 130 and out[80:].sum() == 50 and not out[:80].any()
+
+
+def test_trim_and_bounds() -> None:
+    x = np.concatenate([np.zeros(3200, np.float32), burst(0.5), np.zeros(1600, np.float32)])
+    assert active_bounds(x) == (3200, 11200)
+    assert trim_silence(x).size == 8000
+    assert active_bounds(np.zeros(1000)) == (0, 0)
+
+
+def test_int16_round_trip() -> None:
+    x = np.array([-32768, -1, 0, 1, 32767], dtype=np.int16)
+    assert np.array_equal(to_int16(to_float(x)), x)
+    assert to_int16(np.array([2.0, -2.0])).tolist() == [32767, -32768]

@@ -1,0 +1,111 @@
+"""Sound devices: list them, and turn a number or part of a name into a device index."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from voicecoach.errors import VoicecoachError
+
+_LOGGER = logging.getLogger(__name__)
+
+_KINDS = ("input", "output")
+
+
+def sounddevice_module() -> Any:
+    """Import sounddevice, or raise one clear error when PortAudio is missing."""
+    try:
+        import sounddevice
+    except OSError as exc:  # sounddevice raises OSError when libportaudio cannot be loaded
+        raise VoicecoachError(f"cannot use sound devices: {exc}",
+                              "install PortAudio (sudo apt-get install libportaudio2)") from None
+    except ImportError:
+        raise VoicecoachError("cannot use sound devices: the sounddevice package is missing",
+                              "pip install sounddevice") from None
+    return sounddevice
+
+
+def _channels_key(kind: str) -> str:
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be 'input' or 'output', not {kind!r}")
+    return f"max_{kind}_channels"
+
+
+def _all_devices(sd: Any) -> list[dict[str, Any]]:
+    try:
+        return [dict(d) for d in sd.query_devices()]
+    except sd.PortAudioError as exc:
+        raise VoicecoachError(f"cannot list sound devices: {exc}",
+                              "check that a sound card is present and not in use") from None
+
+
+def devices_of(kind: str, sd: Any | None = None) -> list[tuple[int, str]]:
+    """(index, name) of every device that can be used for ``kind`` (input or output)."""
+    key = _channels_key(kind)
+    sd = sd or sounddevice_module()
+    return [(i, str(d.get("name", "?"))) for i, d in enumerate(_all_devices(sd))
+            if int(d.get(key, 0)) > 0]
+
+
+def list_devices() -> str:
+    """A readable table of all devices (``>`` marks the default input, ``<`` the output)."""
+    sd = sounddevice_module()
+    _all_devices(sd)
+    text = str(sd.query_devices())
+    return text if text.strip() else "no sound devices found"
+
+
+def _describe(found: list[tuple[int, str]]) -> str:
+    return "; ".join(f"{i}: {name}" for i, name in found) or "none"
+
+
+def resolve_device(spec: str | int | None, kind: str = "input",
+                   sd: Any | None = None) -> int | None:
+    """The device index for ``spec`` (a number, or part of a name, case-insensitive).
+
+    None means the system default, which must exist. A spec that matches nothing, or several
+    devices, is one clear error that lists the devices there are.
+    """
+    _channels_key(kind)
+    sd = sd or sounddevice_module()
+    found = devices_of(kind, sd)
+    thing = "microphone" if kind == "input" else "speaker"
+    if not found:
+        raise VoicecoachError(f"no {thing} found (there is no {kind} sound device)",
+                              f"connect a {thing}, check `voicecoach listen --list-devices`"
+                              + (", or give WAV files instead" if kind == "input" else ""))
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        default = _default_index(sd, kind)
+        if default is None or default not in {i for i, _ in found}:
+            _LOGGER.debug("no default %s device; using %s", kind, found[0][1])
+            return found[0][0]
+        return None
+    text = str(spec).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if index in {i for i, _ in found}:
+            return index
+        raise VoicecoachError(f"{kind} device {index} does not exist",
+                              f"choose one of: {_describe(found)}")
+    matches = [(i, name) for i, name in found if text.lower() in name.lower()]
+    exact = [(i, name) for i, name in matches if name.lower() == text.lower()]
+    if len(exact) == 1 or len(matches) == 1:
+        return (exact or matches)[0][0]
+    if not matches:
+        raise VoicecoachError(f"no {kind} device matches '{text}'",
+                              f"choose one of: {_describe(found)}")
+    raise VoicecoachError(f"'{text}' matches several {kind} devices ({_describe(matches)})",
+                          "give the device number instead")
+
+
+def _default_index(sd: Any, kind: str) -> int | None:
+    try:
+        pair = sd.default.device
+        value = pair[0 if kind == "input" else 1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    try:
+        index = int(value)
+    except (TypeError, ValueError):
+        return None
+    return index if index >= 0 else None
