@@ -120,9 +120,10 @@ def main() -> int:
                       "wpm": wpm, "pitch": pitch, "commands": expected})
     # A session-like stream: coach sentences with stop and other commands between them.
     wpm, pitch = VOICES[0][1], VOICES[0][2]
-    script = [(SENTENCES[0], None), ("천천히", "slower"), (SENTENCES[1], None),
-              ("정지", "stop"), (SENTENCES[2], None), ("남은 시간", "time_left"),
-              (SENTENCES[3], None), ("그만", "stop")]
+    say = grammar.phrases
+    script = [(SENTENCES[0], None), (say["faster"][0], "faster"), (SENTENCES[1], None),
+              (say[STOP][0], STOP), (SENTENCES[2], None), (say["time_left"][0], "time_left"),
+              (SENTENCES[3], None), (say[STOP][-1], STOP)]
     audio, expected = stream([(t, c, synth(t, wpm, pitch)) for t, c in script])
     write_wav(args.out / "session.wav", audio)
     files.append({"file": "session.wav", "kind": "stream", "voice": "espeak-ng ko base",

@@ -1,0 +1,248 @@
+"""The vosk command recogniser: a grammar of the state's phrases plus filler words to reject."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voicecoach.audio.chunk import SAMPLE_RATE, SAMPLE_WIDTH, AudioChunk
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import STOP, Grammar
+from voicecoach.speech.models import check_model
+from voicecoach.speech.recogniser import Detection
+from voicecoach.speech.vosk_vocab import filler_words, missing_words, unknown_symbol
+
+_LOGGER = logging.getLogger(__name__)
+
+_MODELS: dict[Path, Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(path: Path) -> Any:
+    """A ``vosk.Model`` for a checked folder, loaded once per process."""
+    key = Path(path).resolve()
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            import vosk
+
+            vosk.SetLogLevel(-1)
+            _LOGGER.info("loading vosk model %s", key)
+            try:
+                _MODELS[key] = vosk.Model(model_path=str(key))
+            except Exception as exc:  # vosk raises a bare Exception on a bad model
+                raise VoicecoachError(f"vosk could not load the model in {key} ({exc})",
+                                      "download and unzip the model again") from None
+        return _MODELS[key]
+
+
+@dataclass(frozen=True)
+class VoskTuning:
+    """How the recogniser trades recall against false accepts (measured in the tests)."""
+
+    block_s: float = 0.1
+    """Audio fed to vosk per call; results do not depend on the caller's chunk size."""
+    command_weight: int = 300
+    """Copies of each command phrase in vosk's grammar, against one copy of each filler word."""
+    fillers: bool = False
+    """Add one-syllable filler words (a garbage model); measured: fewer hits, no fewer
+    false accepts on the Korean fixtures, so off by default."""
+    min_conf: float = 0.5
+    """Lowest per-word confidence (vosk's MBR posterior) for every word of a phrase."""
+    stop_blocks: int = 1
+    """Blocks in a row a stop phrase must end the partial result before it is acted on."""
+    isolation_s: float = 0.15
+    """A command needs this much time free of other words before and after it (0: off)."""
+
+
+class VoskRecogniser:
+    """A streaming vosk recogniser restricted to the current state's command phrases."""
+
+    name = "vosk"
+
+    def __init__(self, model_dir: Path, grammar: Grammar, *,
+                 tuning: VoskTuning | None = None) -> None:
+        info = check_model(Path(model_dir), language=grammar.language)
+        self.model = load_model(info.path)
+        self.grammar = grammar
+        self.language = grammar.language
+        self.tuning = tuning or VoskTuning()
+        words = sorted({w for p in grammar.all_phrases() for w in p.split()})
+        missing = missing_words(self.model, words)
+        if missing and len(missing) * 2 >= len(words):
+            raise VoicecoachError(
+                f"the vosk model in {info.path} knows {len(words) - len(missing)} of the "
+                f"{len(words)} words of grammar '{grammar.language}': it is a model of "
+                "another language", f"use a '{grammar.language}' model or choose --lang")
+        if missing:
+            raise VoicecoachError(
+                f"grammar {grammar.path or grammar.language}: phrase words missing from the "
+                f"vocabulary of the vosk model in {info.path}: {', '.join(missing)}",
+                "use words the model knows (try 'voicecoach model path' and its README)")
+        self._unk = unknown_symbol(self.model)
+        self._fillers = (filler_words(self.model, grammar, words)
+                         if self.tuning.fillers else list(grammar.never))
+        self._block = max(1, int(round(self.tuning.block_s * SAMPLE_RATE))) * SAMPLE_WIDTH
+        self._commands: tuple[str, ...] = grammar.commands
+        self._grammar_for: tuple[str, ...] | None = None
+        self._rec: Any = None
+        self._new_stream(0.0)
+
+    # -- grammar -------------------------------------------------------------------------
+    def grammar_json(self, commands: Collection[str]) -> str:
+        """The JSON phrase list given to vosk for ``commands`` (weighted, with fillers)."""
+        phrases = [p for c in self.grammar.commands if c in commands
+                   for p in self.grammar.phrases[c]]
+        entries = phrases * self.tuning.command_weight + self._fillers
+        if self._unk:
+            entries.append(self._unk)
+        return json.dumps(entries, ensure_ascii=False)
+
+    def set_commands(self, commands: Collection[str]) -> None:
+        """Listen for ``commands`` (stop is always kept); vosk switches at the next pause."""
+        unknown = [c for c in commands if c not in self.grammar.phrases]
+        if unknown:
+            raise VoicecoachError(f"unknown command(s) {', '.join(unknown)}",
+                                  f"use commands of grammar '{self.language}'")
+        wanted = set(commands) | {STOP}
+        self._commands = tuple(c for c in self.grammar.commands if c in wanted)
+        if not self._running:
+            self._apply_grammar()
+
+    def _apply_grammar(self) -> None:
+        if self._grammar_for != self._commands:
+            self._rec.SetGrammar(self.grammar_json(self._commands))
+            self._grammar_for = self._commands
+
+    # -- streaming -----------------------------------------------------------------------
+    def _new_stream(self, origin_s: float) -> None:
+        import vosk
+
+        self._rec = vosk.KaldiRecognizer(self.model, SAMPLE_RATE,
+                                         self.grammar_json(self._commands))
+        self._rec.SetWords(True)
+        # Partial words come from the determinised lattice, which lags 1-2 s behind
+        # (measured); the plain best path is current, so stop is read from it.
+        self._rec.SetPartialWords(False)
+        self._grammar_for = self._commands
+        self._origin_s = origin_s
+        self._fed = 0                   # samples given to vosk since the stream began
+        self._buffer = bytearray()
+        self._started = False
+        self._running = False
+        self._stop_run = 0
+        self._last: list[tuple[str, float]] = []
+
+    @property
+    def now_s(self) -> float:
+        """Audio time of the last sample given to vosk."""
+        return self._origin_s + self._fed / SAMPLE_RATE
+
+    def accept(self, chunk: AudioChunk) -> list[Detection]:
+        """Feed a chunk; detections come at endpoints, or from the partial result for stop."""
+        if not self._started:
+            self._origin_s = chunk.start_s
+            self._started = True
+        self._buffer += chunk.audio
+        found: list[Detection] = []
+        while len(self._buffer) >= self._block:
+            block = bytes(self._buffer[:self._block])
+            del self._buffer[:self._block]
+            found += self._feed(block)
+        return found
+
+    def _feed(self, block: bytes) -> list[Detection]:
+        endpoint = self._rec.AcceptWaveform(block)
+        self._fed += len(block) // SAMPLE_WIDTH
+        self._running = True
+        if endpoint:
+            return self._finish(self._rec.Result())
+        partial = json.loads(self._rec.PartialResult()).get("partial", "")
+        stops = self.grammar.phrases[STOP] if STOP in self._commands else ()
+        if any(f" {partial}".endswith(f" {p}") for p in stops):
+            self._stop_run += 1
+            if self._stop_run >= self.tuning.stop_blocks:
+                # Close the utterance now: the result carries word times and confidences.
+                return self._finish(self._rec.Result(), only_stop=True)
+        else:
+            self._stop_run = 0
+        return []
+
+    def _finish(self, result_json: str, only_stop: bool = False) -> list[Detection]:
+        self._running = False
+        self._stop_run = 0
+        found = self._detections(json.loads(result_json).get("result", []), only_stop)
+        self._apply_grammar()
+        return found
+
+    def _detections(self, words: list[dict[str, Any]], only_stop: bool) -> list[Detection]:
+        phrase_map = self.grammar.phrase_map(self._commands)
+        by_length = sorted(phrase_map, key=lambda p: -len(p.split()))
+        tokens = [str(w.get("word", "")) for w in words]
+        found: list[Detection] = []
+        i = 0
+        while i < len(tokens):
+            for phrase in by_length:
+                parts = phrase.split()
+                if tokens[i:i + len(parts)] == parts:
+                    span = words[i:i + len(parts)]
+                    conf = min(float(w.get("conf", 0.0)) for w in span)
+                    command = phrase_map[phrase]
+                    start = self._origin_s + float(span[0]["start"])
+                    end = self._origin_s + float(span[-1]["end"])
+                    if (conf >= self.tuning.min_conf and (command == STOP or not only_stop)
+                            and self._isolated(words, i, i + len(parts), only_stop)
+                            and not self._duplicate(command, start)):
+                        found.append(Detection(command, phrase, start, end, self.now_s, conf))
+                    else:
+                        _LOGGER.debug("rejected %s (conf %.2f) at %.2f s in %s", phrase, conf, start, tokens)
+                    i += len(parts)
+                    break
+            else:
+                i += 1
+        return found
+
+    def _isolated(self, words: list[dict[str, Any]], first: int, stop: int,
+                  cut: bool) -> bool:
+        """True if no other word comes within ``isolation_s`` of words[first:stop].
+
+        After a stop cut short from the partial result, the words to come are unknown:
+        only the time before it is checked (the partial already showed nothing after it).
+        """
+        gap = self.tuning.isolation_s
+        if gap <= 0:
+            return True
+        start, end = float(words[first]["start"]), float(words[stop - 1]["end"])
+        before = first == 0 or float(words[first - 1]["end"]) <= start - gap
+        after = cut or stop == len(words) or float(words[stop]["start"]) >= end + gap
+        return before and after
+
+    def _duplicate(self, command: str, start: float) -> bool:
+        """True if ``command`` starting near ``start`` was already emitted."""
+        if any(c == command and abs(s - start) < 0.3 for c, s in self._last):
+            return True
+        self._last = (self._last + [(command, start)])[-8:]
+        return False
+
+    def flush(self) -> list[Detection]:
+        """End of stream: decode what is left; the next chunk starts a new stream."""
+        found: list[Detection] = []
+        if self._buffer:
+            found += self._feed(bytes(self._buffer))
+            self._buffer.clear()
+        if self._running:
+            found += self._finish(self._rec.FinalResult())
+        self._new_stream(self.now_s)
+        return found
+
+    def reset(self) -> None:
+        """Forget the utterance in progress (audio time keeps counting)."""
+        if self._running:
+            self._rec.Reset()
+            self._running = False
+            self._stop_run = 0
+            self._apply_grammar()
