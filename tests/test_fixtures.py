@@ -1,0 +1,103 @@
+"""The English fixtures: the manifest is true to the audio, and the real recogniser hears them."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from voicecoach.audio.wav import read_header, read_wav_16k
+from voicecoach.grammar import load_grammar
+
+MANIFEST = FIXTURES / "manifest.json"
+KINDS = {"command", "sentence", "noisy", "coach_cue", "chatter", "never_word", "noise",
+         "silence", "stream"}
+NEGATIVE_KINDS = {"coach_cue", "chatter", "never_word", "noise", "silence"}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> list[dict[str, Any]]:
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))
+
+
+def of_kind(manifest: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [e for e in manifest if e["kind"] in kinds]
+
+
+def test_every_entry_is_a_16k_mono_file_with_consistent_truths(
+        manifest: list[dict[str, Any]]) -> None:
+    grammar = load_grammar("en")
+    files = set()
+    for entry in manifest:
+        assert set(entry) >= {"file", "voice", "speed", "snr_db", "expected", "kind"}, entry
+        assert entry["kind"] in KINDS
+        info = read_header(FIXTURES / entry["file"])
+        assert (info.rate, info.channels, info.bits) == (16000, 1, 16), entry["file"]
+        assert info.seconds == pytest.approx(entry["audio_s"], abs=0.001)
+        files.add(entry["file"])
+        previous_end = 0.0
+        for exp in entry["expected"]:
+            assert exp["phrase"] in grammar.phrases[exp["command"]]
+            assert previous_end <= exp["start_s"] < exp["end_s"] <= entry["audio_s"]
+            previous_end = exp["end_s"]
+        assert bool(entry["expected"]) == (entry["kind"] not in NEGATIVE_KINDS)
+    assert len(files) == len(manifest)  # no file listed twice
+    on_disk = {str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.wav")
+               if p.relative_to(FIXTURES).parts[0] != "ko"}
+    assert on_disk == files  # and no stray file left out of the manifest
+
+
+def test_every_phrase_in_six_voices_at_three_speeds(manifest: list[dict[str, Any]]) -> None:
+    grammar = load_grammar("en")
+    seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for entry in of_kind(manifest, "command"):
+        seen[entry["expected"][0]["phrase"]].add((entry["voice"], entry["speed"]))
+    for phrase in grammar.all_phrases():
+        voices = {v for v, _ in seen[phrase]}
+        speeds = {s for _, s in seen[phrase]}
+        assert len(voices) >= 6 and len(speeds) >= 3 and len(seen[phrase]) >= 18, phrase
+    assert any(v == "joe" for combos in seen.values() for v, _ in combos)
+
+
+def test_noise_levels_negatives_sentences_and_streams_are_there(
+        manifest: list[dict[str, Any]]) -> None:
+    grammar = load_grammar("en")
+    for snr in (20, 10, 5):
+        phrases = {e["expected"][0]["phrase"] for e in of_kind(manifest, "noisy")
+                   if e["snr_db"] == snr}
+        assert phrases == set(grammar.all_phrases()), snr
+    cues = of_kind(manifest, "coach_cue")
+    assert len({e["text"] for e in cues}) >= 5
+    never = {e["text"] for e in of_kind(manifest, "never_word")}
+    assert never == set(grammar.never)
+    assert of_kind(manifest, "noise") and of_kind(manifest, "silence")
+    assert len(of_kind(manifest, "sentence")) >= 10
+    for entry in of_kind(manifest, "coach_cue", "chatter"):
+        assert grammar.command_phrases_in(entry["text"]) == [], entry["text"]
+    streams = of_kind(manifest, "stream")
+    assert len(streams) >= 3
+    for entry in streams:
+        assert 30 <= entry["audio_s"] <= 90 and len(entry["expected"]) >= 5
+
+
+def test_phrase_times_are_where_the_speech_is(manifest: list[dict[str, Any]]) -> None:
+    """Inside [start_s, end_s] a clean clip is speech; outside it, only the -70 dBFS floor."""
+    for entry in of_kind(manifest, "command")[::7]:
+        audio = read_wav_16k(FIXTURES / entry["file"]).astype(np.float64) / 32768.0
+        exp = entry["expected"][0]
+        lo, hi = int(exp["start_s"] * 16000), int(exp["end_s"] * 16000)
+        inside = np.sqrt(np.mean(audio[lo:hi] ** 2))
+        outside = np.sqrt(np.mean(np.concatenate([audio[:lo - 80], audio[hi + 80:]]) ** 2))
+        assert 20 * np.log10(inside) > -26.0, entry["file"]  # levelled to -20 dBFS
+        assert 20 * np.log10(outside) < -60.0, entry["file"]
+
+
+def test_generator_is_checked_in_with_the_data() -> None:
+    text = (FIXTURES / "generate.py").read_text(encoding="utf-8")
+    assert "def main" in text and "manifest.json" in text
+    assert Path(FIXTURES / "README.md").is_file()

@@ -1,0 +1,204 @@
+"""``voicecoach listen``: run the recogniser on WAV files or folders, or on the microphone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from voicecoach.audio.chunk import AudioChunk
+from voicecoach.commands._common import settings_from_args
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.speech.recogniser import Detection, Recogniser
+
+_LOGGER = logging.getLogger(__name__)
+
+WAV_SUFFIXES = (".wav", ".wave")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "listen", help="print the commands heard in WAV files, or on the microphone",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the command recogniser on WAV files (any rate, width and channel "
+                    "count) or folders of them, searched recursively; with no path, listen "
+                    "to the microphone until Ctrl-C. The model loads once for all files.")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="WAV files or folders (default: the microphone)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON line per file: file, audio_s and the commands heard")
+    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
+                        help="recogniser (default: from settings, auto = vosk when a model "
+                             "for the language is present, else pocketsphinx)")
+    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
+    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    parser.add_argument("--state", default=None, metavar="NAME",
+                        help="listen only for the commands of this workout state "
+                             "(default: every command of the grammar)")
+    parser.add_argument("--chunk-ms", type=int, default=100, metavar="N",
+                        help="feed the recogniser N ms of audio at a time")
+    parser.add_argument("--device", dest="input_device", default=None, metavar="D",
+                        help="microphone: a device number or part of its name")
+    parser.add_argument("--list-devices", action="store_true",
+                        help="list the sound devices and exit")
+    parser.set_defaults(func=run)
+
+
+def wav_files(paths: Iterable[str]) -> Iterator[tuple[str, VoicecoachError | None]]:
+    """Each WAV file under ``paths`` (folders recursively, sorted) with None, or a bad path
+    with the error that says why."""
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.suffix.lower() in WAV_SUFFIXES and p.is_file())
+            if not found:
+                yield text, VoicecoachError(f"folder {path} holds no .wav files",
+                                            "give WAV files or a folder with some")
+            for file in found:
+                yield str(file), None
+        elif path.exists():
+            yield text, None
+        else:
+            yield text, VoicecoachError(f"audio file {path}: no such file or folder",
+                                        "check the path")
+
+
+def commands_to_hear(grammar: Grammar, state: str | None) -> tuple[str, ...]:
+    """Every command, or those of ``state`` (which must be one of the grammar's)."""
+    if state is None:
+        return grammar.commands
+    if state not in grammar.states:
+        raise VoicecoachError(f"unknown state '{state}'",
+                              f"choose one of: {', '.join(grammar.states)}")
+    return grammar.states[state]
+
+
+def listen_to(recogniser: Recogniser, chunks: Iterable[AudioChunk]) -> tuple[list[Detection],
+                                                                           float]:
+    """Feed every chunk, then flush; the detections and the seconds of audio heard."""
+    recogniser.reset()
+    heard: list[Detection] = []
+    seconds = 0.0
+    for chunk in chunks:
+        heard += recogniser.accept(chunk)
+        seconds = chunk.end_s
+    heard += recogniser.flush()
+    return heard, seconds
+
+
+def readable(detection: Detection, where: str = "") -> str:
+    d = detection
+    prefix = f"{where}: " if where else ""
+    return (f"{prefix}{d.start_s:7.2f}-{d.end_s:.2f} s  {d.command:<12} \"{d.phrase}\"  "
+            f"confidence {d.confidence:.2f}, emitted at {d.emitted_s:.2f} s")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        from voicecoach.audio.devices import list_devices
+
+        print(list_devices())
+        return 0
+    if args.chunk_ms <= 0:
+        raise VoicecoachError(f"--chunk-ms {args.chunk_ms} is not positive",
+                              "give a chunk length in milliseconds, e.g. 100")
+    settings = settings_from_args(args)
+    grammar = load_grammar(settings.speech.language)
+    commands = commands_to_hear(grammar, args.state)
+    chunk_s = args.chunk_ms / 1000.0
+    if args.paths:
+        return _run_files(args, settings, grammar, commands, chunk_s)
+    return _run_microphone(args, settings, grammar, commands, chunk_s)
+
+
+def _make(settings: Any, grammar: Grammar, commands: tuple[str, ...]) -> Recogniser:
+    from voicecoach.speech.engines import make_recogniser
+
+    recogniser = make_recogniser(settings.speech, grammar,
+                                 announce=lambda line: print(line, file=sys.stderr))
+    recogniser.set_commands(commands)
+    return recogniser
+
+
+def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
+               commands: tuple[str, ...], chunk_s: float) -> int:
+    from voicecoach.audio.wav import WavFileSource
+
+    recogniser: Recogniser | None = None
+    failed = 0
+
+    def report(name: str, exc: VoicecoachError) -> None:
+        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"file": name, "audio_s": None, "commands": [],
+                              "error": exc.one_line()}, ensure_ascii=False), flush=True)
+
+    for name, problem in wav_files(args.paths):
+        try:
+            if problem is not None:
+                raise problem
+            source = WavFileSource(name, chunk_s)
+        except VoicecoachError as exc:
+            failed += 1
+            report(name, exc)
+            continue
+        try:
+            if recogniser is None:  # loaded once, at the first readable file; errors end all
+                recogniser = _make(settings, grammar, commands)
+            heard, seconds = listen_to(recogniser, source.chunks())
+        except VoicecoachError as exc:
+            if recogniser is None:
+                raise
+            failed += 1
+            report(name, exc)
+            continue
+        finally:
+            source.close()
+        if args.json:
+            print(json.dumps({"file": name, "audio_s": round(seconds, 3),
+                              "commands": [d.to_dict() for d in heard]}, ensure_ascii=False),
+                  flush=True)
+        elif heard:
+            for detection in heard:
+                print(readable(detection, name), flush=True)
+        else:
+            print(f"{name}: nothing heard ({seconds:.2f} s of audio)", flush=True)
+    if failed:
+        print(f"voicecoach: {failed} of the inputs could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
+                    commands: tuple[str, ...], chunk_s: float) -> int:
+    from voicecoach.audio.mic import MicSource
+
+    source = MicSource(settings.audio.input_device, chunk_s)
+    recogniser = _make(settings, grammar, commands)
+    print("Listening on the microphone; Ctrl-C stops.", file=sys.stderr)
+    recogniser.reset()
+    try:
+        for chunk in source.chunks():
+            for detection in recogniser.accept(chunk):
+                _show_live(args, detection)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+    for detection in recogniser.flush():
+        _show_live(args, detection)
+    return 0
+
+
+def _show_live(args: argparse.Namespace, detection: Detection) -> None:
+    if args.json:
+        print(json.dumps({"source": "microphone", **detection.to_dict()}, ensure_ascii=False),
+              flush=True)
+    else:
+        print(readable(detection), flush=True)
