@@ -167,3 +167,15 @@ def test_bad_chunk_length(tmp_path: Path) -> None:
     write_wav(tmp_path / "a.wav", np.zeros(100, dtype=np.int16))
     with pytest.raises(VoicecoachError, match="chunk length"):
         WavFileSource(tmp_path / "a.wav", chunk_s=0)
+
+
+@pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0xFFFFFFFF])
+def test_streamed_wav_without_a_data_size_reads_to_the_end(tmp_path: Path,
+                                                            placeholder: int) -> None:
+    """Writers that stream to a pipe (espeak-ng --stdout, ffmpeg) cannot fill in the size."""
+    raw = np.round(tone(22050) * 32767).astype("<i2").tobytes()
+    path = riff(tmp_path / "pipe.wav", raw, tag=1, channels=1, rate=22050, bits=16)
+    data = bytearray(path.read_bytes())
+    data[40:44] = struct.pack("<I", placeholder)
+    path.write_bytes(bytes(data) + b"\x00")  # and a stray half frame at the end
+    check_tone(path)

@@ -21,6 +21,7 @@ _LOGGER = logging.getLogger(__name__)
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _OTHER_CODECS = {0x0002: "ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM",
                  0x0055: "MP3"}
+_UNKNOWN_SIZE = 0x7FFF0000  # a data size this big is a placeholder, not a length
 _READ_FRAMES = 32768  # input frames per read: independent of the chunk size asked for
 _HINT = "give a PCM or float WAV file (convert with e.g. `sox in.ext -r 16000 -c 1 out.wav`)"
 
@@ -93,8 +94,11 @@ def _parse(fh: BinaryIO, path: Path, size: int) -> WavInfo:
             if fmt_fields is None:
                 raise _bad(path, "is corrupt: 'data' comes before 'fmt '")
             available = size - start
-            if csize in (0, 0xFFFFFFFF) and available > 0:  # streamed writers leave it unset
-                csize = available
+            if (csize == 0 or csize >= _UNKNOWN_SIZE) and available > 0:
+                # writers that stream to a pipe leave the size unset (0, 0x7FFFF000 for
+                # espeak-ng --stdout, 0xFFFFFFFF): the audio runs to the end of the file
+                _LOGGER.debug("%s: data size %#x taken as the rest of the file", path, csize)
+                csize = available - available % fmt_fields[3] if fmt_fields[3] else available
             return _info(path, fmt_fields, start, csize, available)
         fh.seek(start + csize + (csize & 1))
         if fh.tell() > size:
