@@ -22,6 +22,7 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
     try:
         from matplotlib.dates import DateFormatter
         from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
     except ImportError:
         raise VoicecoachError("--plot needs matplotlib, which is not installed",
                               PLOT_HINT) from None
@@ -57,10 +58,13 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
     ax_speed.set_ylabel("speed (mph)")
     ax_speed.set_ylim(bottom=0)
     ax_speed.xaxis.set_major_formatter(DateFormatter("%d %b"))
-    for ax in (ax_min, ax_speed):
+    outcomes = [Patch(color=OUTCOME_COLOURS.get(status, "tab:blue"), label=status)
+                for status in sorted({s.status for s in sessions})]
+    for ax, extra in ((ax_min, outcomes), (ax_speed, [])):
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize="small")
+        handles = ax.get_legend_handles_labels()[0] + extra
+        if handles:
+            ax.legend(handles=handles, loc="upper left", fontsize="small")
     try:
         fig.savefig(path, dpi=100)
     except OSError as exc:
