@@ -125,20 +125,7 @@ class HistoryDB:
     @classmethod
     def _prepare(cls, path: Path, conn: sqlite3.Connection) -> HistoryDB:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        try:
-            # Read-only checks first: a damaged file must fail here, before any write.
-            version = user_version(conn)
-            if not version and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                raise corrupt_error(path, "it holds tables but no voicecoach schema version")
-            if version:
-                rows = conn.execute("PRAGMA quick_check(1)").fetchall()
-                if rows != [("ok",)]:
-                    raise corrupt_error(path, f"integrity check: {rows[0][0]}")
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise VoicecoachError(f"history database {path} is locked by another program",
-                                      "close it and try again") from None
-            raise corrupt_error(path, exc) from None
+        version = cls._check(path, conn)
         if version > SCHEMA_VERSION:
             raise VoicecoachError(
                 f"history database {path} has schema v{version}, newer than this voicecoach "
@@ -164,6 +151,31 @@ class HistoryDB:
         if old != new:
             _LOGGER.info("history: %s schema v%d -> v%d", path, old, new)
         return cls(path, conn)
+
+    @staticmethod
+    def _check(path: Path, conn: sqlite3.Connection) -> int:
+        """Read-only checks in one snapshot, before anything is written: a damaged or
+        foreign file fails here. Returns the schema version."""
+        try:
+            conn.execute("BEGIN")
+            try:
+                version = user_version(conn)
+                tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+                if not version and tables:
+                    raise corrupt_error(path, "it holds tables but no voicecoach schema version")
+                if version:
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+                    if rows != [("ok",)]:
+                        raise corrupt_error(path, f"integrity check: {rows[0][0]}")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise VoicecoachError(f"history database {path} is locked by another program",
+                                      "close it and try again") from None
+            raise corrupt_error(path, exc) from None
+        return version
 
     def close(self) -> None:
         with self.lock:
