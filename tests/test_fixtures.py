@@ -101,3 +101,63 @@ def test_generator_is_checked_in_with_the_data() -> None:
     text = (FIXTURES / "generate.py").read_text(encoding="utf-8")
     assert "def main" in text and "manifest.json" in text
     assert Path(FIXTURES / "README.md").is_file()
+
+
+# --- through the real recogniser (pocketsphinx: the English engine that needs no download) ---
+
+HIT_SLACK_S = 0.5  # a detection counts for an expected phrase if it overlaps it within this
+
+
+@pytest.fixture(scope="module")
+def recogniser() -> Any:
+    engines = pytest.importorskip("voicecoach.speech.engines")
+    from voicecoach.settings import SpeechSettings
+
+    grammar = load_grammar("en")
+    rec = engines.make_recogniser(SpeechSettings(engine="pocketsphinx"), grammar)
+    rec.set_commands(grammar.commands)
+    return rec
+
+
+def detect(rec: Any, rel: str, chunk_s: float = 0.1) -> list[Any]:
+    from voicecoach.audio.wav import WavFileSource
+    from voicecoach.commands.listen import listen_to
+
+    return listen_to(rec, WavFileSource(FIXTURES / rel, chunk_s).chunks())[0]
+
+
+def score(entry: dict[str, Any], found: list[Any]) -> tuple[int, int]:
+    """(expected phrases heard as their command, detections that match nothing expected)."""
+    used: set[int] = set()
+    hits = 0
+    for exp in entry["expected"]:
+        for i, d in enumerate(found):
+            if (i not in used and d.command == exp["command"]
+                    and d.start_s < exp["end_s"] + HIT_SLACK_S
+                    and d.end_s > exp["start_s"] - HIT_SLACK_S):
+                used.add(i)
+                hits += 1
+                break
+    return hits, len(found) - len(used)
+
+
+@pytest.fixture(scope="module")
+def results(recogniser: Any, manifest: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Recall and false detections per kind (noisy per SNR) over every fixture file."""
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for entry in manifest:
+        kind = entry["kind"] if entry["kind"] != "noisy" else f"noisy{entry['snr_db']}"
+        hits, extra = score(entry, detect(recogniser, entry["file"]))
+        row = totals[kind]
+        row["files"] += 1
+        row["expected"] += len(entry["expected"])
+        row["hits"] += hits
+        row["false"] += extra
+        row["files_with_false"] += extra > 0
+    for row in totals.values():
+        row["recall"] = row["hits"] / row["expected"] if row["expected"] else float("nan")
+    print("\nfixture results (pocketsphinx):")
+    for kind, row in sorted(totals.items()):
+        print(f"  {kind:<11} files {int(row['files']):4d}  recall {row['recall']:.3f}  "
+              f"false detections {int(row['false'])} in {int(row['files_with_false'])} files")
+    return totals

@@ -1,0 +1,142 @@
+"""``voicecoach listen`` end to end on the fixtures, through the real recogniser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, REPO
+
+from voicecoach.cli import main
+
+engines = pytest.importorskip("voicecoach.speech.engines")
+
+CLIPS = {
+    "a/stop.wav": "commands/joe/normal/stop__stop.wav",
+    "a/b/faster.wav": "commands/espeak-en-us/normal/faster__faster.wav",
+    "a/b/time_left.wav": "commands/joe/normal/time_left__time_left.wav",
+    "a/cue.wav": "negatives/coach_cue/joe__keep_your_strides_equal.wav",
+    "c/pause.wav": "commands/espeak-en-gb/normal/pause__pause.wav",
+}
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    for rel, src in CLIPS.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / src, tmp_path / rel)
+    return tmp_path
+
+
+def listen(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], list[str]]:
+    code = main(["listen", "--engine", "pocketsphinx", *args])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def heard(line: str) -> list[str]:
+    return [c["command"] for c in json.loads(line)["commands"]]
+
+
+def test_json_one_line_per_file_sorted_and_recursive(clips: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = listen(capsys, "--json", str(clips / "a"), str(clips / "c" / "pause.wav"))
+    assert code == 0
+    rows = [json.loads(line) for line in out]
+    expected = [str(clips / p) for p in ("a/b/faster.wav", "a/b/time_left.wav", "a/cue.wav",
+                                         "a/stop.wav", "c/pause.wav")]
+    assert [r["file"] for r in rows] == expected
+    for row in rows:
+        assert set(row) == {"file", "audio_s", "commands"} and row["audio_s"] > 0.5
+        for command in row["commands"]:
+            assert set(command) == {"command", "phrase", "start_s", "end_s", "emitted_s",
+                                    "confidence"}
+            assert command["start_s"] < command["end_s"] <= command["emitted_s"]
+    by_name = {Path(r["file"]).name: [c["command"] for c in r["commands"]] for r in rows}
+    assert by_name["stop.wav"] == ["stop"]
+    assert by_name["cue.wav"] == []
+
+
+def test_bad_files_are_reported_and_the_rest_still_processed(
+        clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = clips / "a" / "stop.wav"
+    (clips / "broken.wav").write_bytes(good.read_bytes()[:2000])
+    (clips / "text.wav").write_text("not audio\n")
+    (clips / "notes.txt").write_text("ignored: not a .wav\n")
+    code, out, err = listen(capsys, "--json", str(clips / "broken.wav"), str(clips / "text.wav"),
+                            str(clips / "missing.wav"), str(good))
+    assert code == 1
+    assert len(out) == 4
+    assert [json.loads(line).get("error") is not None for line in out] == [True, True, True, False]
+    assert heard(out[3]) == ["stop"]
+    errors = [line for line in err if line.startswith("voicecoach: error:")]
+    assert len(errors) == 3
+    assert "broken.wav" in errors[0] and "truncated" in errors[0]
+    assert "text.wav" in errors[1] and "not a WAV file" in errors[1]
+    assert "missing.wav" in errors[2]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_many_files_one_model_and_reset_between_files(
+        clips: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Any] = []
+    real = engines.make_recogniser
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engines, "make_recogniser", counting)
+    code, together, _ = listen(capsys, "--json", str(clips))
+    assert code == 0 and len(together) == 5 and len(made) == 1
+    alone = []
+    for row in together:
+        code, out, _ = listen(capsys, "--json", json.loads(row)["file"])
+        alone += out
+    assert [json.loads(x) for x in alone] == [json.loads(x) for x in together]
+    assert len(made) == 6
+
+
+def test_readable_output(clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = listen(capsys, str(clips / "a" / "stop.wav"), str(clips / "a" / "cue.wav"))
+    assert code == 0
+    assert "stop.wav" in out[0] and " stop " in out[0] and '"stop"' in out[0]
+    assert out[-1].startswith(f"{clips / 'a' / 'cue.wav'}: nothing heard (")
+
+
+def test_state_restricts_the_commands(clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(clips / "a" / "b" / "faster.wav")
+    _, everything, _ = listen(capsys, "--json", path)
+    _, idle, _ = listen(capsys, "--json", "--state", "idle", path)
+    assert "faster" in heard(everything[0])
+    assert "faster" not in heard(idle[0])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--chunk-ms", "0", "x.wav"], "--chunk-ms 0 is not positive"),
+    (["--state", "flying", "x.wav"], "unknown state 'flying'"),
+    (["--lang", "xx", "x.wav"], "no grammar file"),
+])
+def test_bad_options_are_one_line(args: list[str], words: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = listen(capsys, *args)
+    assert code != 0 and out == []
+    assert len(err) == 1 and words in err[0]
+
+
+def test_broken_model_folder_is_one_line(tmp_path: Path) -> None:
+    """A recogniser that cannot be made stops everything: one line, no traceback."""
+    clip = FIXTURES / CLIPS["a/stop.wav"]
+    (tmp_path / "model").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "vosk",
+                           "--model", str(tmp_path / "model"), "--json", str(clip)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("voicecoach: error:"), proc.stderr
+    assert proc.stdout == ""
