@@ -22,31 +22,53 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import wave
 from typing import Any, BinaryIO
 
 
-def render_with_engine(engine: Any, text: str, rate: int, path: str) -> tuple[int, bytes]:
-    """Render ``text`` at ``rate`` words per minute to ``path``; return (sample rate, PCM)."""
-    if not text.strip():
-        return 22050, b""
-    if os.path.exists(path):
-        os.remove(path)
-    engine.setProperty("rate", int(rate))
-    engine.setProperty("volume", 1.0)  # the parent applies the volume as a gain
-    engine.save_to_file(text, path)
-    engine.runAndWait()
-    if not os.path.exists(path):
-        raise RuntimeError("pyttsx3 wrote no file")
-    with wave.open(path, "rb") as wav:
-        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise RuntimeError(f"pyttsx3 wrote {wav.getnchannels()} channel(s) of "
-                               f"{8 * wav.getsampwidth()}-bit audio, expected mono 16-bit")
-        pcm = wav.readframes(wav.getnframes())
-        sample_rate = wav.getframerate()
-    if not pcm:
-        raise RuntimeError("pyttsx3 wrote an empty file")
-    return sample_rate, pcm
+class EngineRenderer:
+    """One pyttsx3 engine rendering to files, one utterance per event loop.
+
+    Not ``runAndWait``: with the espeak driver it returns as soon as synthesis *starts*
+    (espeak runs asynchronously), so the file may be missing, stale or cut short (its
+    ``stop()`` cancels a synthesis still running: the empty files of #242), and a rate set
+    just before may be lost. Here ``startLoop()`` runs until the driver has written the file,
+    the "finished-utterance" callback confirms it, and ``endLoop()`` then resets the engine
+    so the next loop can start (avoiding "run loop already started", #262).
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._done = threading.Event()
+        engine.connect("finished-utterance", lambda name, completed: self._done.set())
+
+    def render(self, text: str, rate: int, path: str, wait_s: float = 30.0) -> tuple[int, bytes]:
+        """Render ``text`` at ``rate`` words per minute to ``path``; return (sample rate, PCM)."""
+        if not text.strip():
+            return 22050, b""
+        if os.path.exists(path):
+            os.remove(path)
+        self._done.clear()
+        self.engine.setProperty("rate", int(rate))
+        self.engine.setProperty("volume", 1.0)  # the parent applies the volume as a gain
+        self.engine.save_to_file(text, path)
+        self.engine.startLoop()
+        finished = self._done.wait(wait_s)
+        self.engine.endLoop()
+        if not finished:
+            raise RuntimeError("pyttsx3 never finished the utterance")
+        if not os.path.exists(path):
+            raise RuntimeError("pyttsx3 wrote no file")
+        with wave.open(path, "rb") as wav:
+            if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+                raise RuntimeError(f"pyttsx3 wrote {wav.getnchannels()} channel(s) of "
+                                   f"{8 * wav.getsampwidth()}-bit audio, expected mono 16-bit")
+            pcm = wav.readframes(wav.getnframes())
+            sample_rate = wav.getframerate()
+        if not pcm:
+            raise RuntimeError("pyttsx3 wrote an empty file")
+        return sample_rate, pcm
 
 
 def find_voice(voices: list[Any], wanted: str) -> str | None:
@@ -86,14 +108,15 @@ def serve(voice: str | None, inp: BinaryIO, out: BinaryIO) -> int:
                 engine.setProperty("voice", voice_id)
         except Exception as exc:  # noqa: BLE001
             voice_problem = f"voice {voice!r} could not be set ({exc})"
+    renderer = EngineRenderer(engine)
     _send(out, {"ready": True, "voice_problem": voice_problem})
     with tempfile.TemporaryDirectory(prefix="voicecoach-tts-") as tmp:
         path = os.path.join(tmp, "utterance.wav")
         for line in inp:
             try:
                 request = json.loads(line)
-                sample_rate, pcm = render_with_engine(engine, str(request["text"]),
-                                                      int(request["rate"]), path)
+                sample_rate, pcm = renderer.render(str(request["text"]),
+                                                   int(request["rate"]), path)
             except Exception as exc:  # noqa: BLE001
                 _send(out, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
                 continue
