@@ -150,6 +150,7 @@ Decision = tuple[Dose, list[str]]
 
 
 def rule_first(c: Context) -> Decision | None:
+    """No history: week 1 of the programme."""
     if c.recent:
         return None
     d = week_entry(1)
@@ -157,6 +158,7 @@ def rule_first(c: Context) -> Decision | None:
 
 
 def rule_long_break(c: Context) -> Decision | None:
+    """Over 21 days off: week 1 again; over 7: the previous week's session (never more)."""
     gap, last = c.gap_days, dose_of(c.last)
     if gap > BREAK_RESTART_DAYS:
         d = week_entry(1)
@@ -172,6 +174,7 @@ def rule_long_break(c: Context) -> Decision | None:
 
 
 def rule_went_badly(c: Context) -> Decision | None:
+    """Pain or an early stop: hold the dose; twice in a row: ease off one step."""
     why = _hard(c.last)
     if not why:
         return None
@@ -184,16 +187,20 @@ def rule_went_badly(c: Context) -> Decision | None:
 
 
 def rule_cut_off(c: Context) -> Decision | None:
+    """The program died or was killed well before the end: repeat the session."""
     last = c.last
     if last.status != "interrupted" or last.backward_s >= EARLY_STOP * (
             last.planned_backward_s or 0.0):
         return None
     d = dose_of(last)
-    return d, [f"Your last session was cut off after {minutes_text(last.backward_s / 60)}, "
-               "so we repeat it.", today_text(d, c.settings)]
+    when = ("in the first minute" if last.backward_s < 45
+            else f"after {minutes_text(last.backward_s / 60)}")
+    return d, [f"Your last session was cut off {when}, so we repeat it.",
+               today_text(d, c.settings)]
 
 
 def rule_progress(c: Context) -> Decision:
+    """It went well: one step up the ladder, saying what changed."""
     last = dose_of(c.last)
     d, changed = step_up(last, c.settings, c.max_minutes)
     did = did_text(c.last, c.settings)
@@ -214,6 +221,8 @@ def rule_progress(c: Context) -> Decision:
     return d, notes
 
 
+#: The rules in order, first match wins; when none matches, rule_progress. Each returns the
+#: dose and the sentences that explain it.
 RULES: tuple[Callable[[Context], Decision | None], ...] = (
     rule_first, rule_long_break, rule_went_badly, rule_cut_off,
 )
