@@ -140,7 +140,7 @@ def convert(section: str, key: str, value: object, origin: str, base: Path | Non
         if not math.isfinite(value) or (lo_hi and not lo_hi[0] <= value <= lo_hi[1]):
             raise bad(f"allowed: {_describe(kind, allowed, lo_hi)}")
         return kind(value)
-    if isinstance(value, (int, float)) and kind == (str | None):
+    if isinstance(value, int) and section == "audio":
         value = str(value)  # a device number
     if not isinstance(value, str):
         raise bad(f"expected {_describe(kind, allowed, lo_hi)}")
