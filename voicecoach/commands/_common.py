@@ -11,12 +11,13 @@ from pathlib import Path
 
 from voicecoach.config import load_settings
 from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
 from voicecoach.history.recorder import SessionRecorder
 from voicecoach.session import EventPrinter, JsonLines
 from voicecoach.settings import Settings
-from voicecoach.workout.coach import Listener
+from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.plan import Plan, load_plan, programme_week
 
 
@@ -80,3 +81,12 @@ def recorded_session(settings: Settings, plan: Plan | None,
             plan = plan_next_session(db, settings.coach, dt.date.today())
         with SessionRecorder.open(db, plan, source) as recorder:
             yield plan, recorder
+
+
+def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: SessionRecorder,
+               *listeners: Listener) -> Coach:
+    """A coach whose events go to ``listeners`` and the history, with the history heartbeat."""
+    coach = Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
+                  volume=settings.speech.volume)
+    coach.tick_hooks.append(recorder.heartbeat)
+    return coach

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 
 from voicecoach.commands._common import (
+    make_coach,
     output_listener,
     positive,
     recorded_session,
@@ -13,7 +14,6 @@ from voicecoach.commands._common import (
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import Scripted, run_script
-from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 #: A compact session that still shows every part: two short backward blocks.
@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     grammar = load_grammar("en")
     with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder):
-        coach = Coach(plan, settings.coach, grammar,
-                      [output_listener(args, settings), recorder.on_event],
-                      volume=settings.speech.volume)
+        coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         step = 0.5
         run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
     return 0 if coach.outcome == "finished" else 1

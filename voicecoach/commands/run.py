@@ -10,6 +10,7 @@ from voicecoach.clock import RealClock
 from voicecoach.commands._common import (
     add_plan_options,
     choose_plan,
+    make_coach,
     output_listener,
     positive,
     recorded_session,
@@ -17,7 +18,6 @@ from voicecoach.commands._common import (
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import run_audio, run_typed
-from voicecoach.workout.coach import Coach
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
         recogniser = make_recogniser(settings.speech, grammar,
                                      announce=lambda line: print(line, file=sys.stderr))
     with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder):
-        coach = Coach(plan, settings.coach, grammar,
-                      [output_listener(args, settings), recorder.on_event],
-                      volume=settings.speech.volume)
+        coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         if source is not None and recogniser is not None:
             try:
                 ended = run_audio(coach, source.chunks(), recogniser)

@@ -45,6 +45,8 @@ class Coach:
         self.settings = settings or CoachSettings()
         self.grammar = grammar
         self.listeners: list[Listener] = list(listeners)
+        #: Called with the workout time after every tick (e.g. the history's heartbeat).
+        self.tick_hooks: list[Callable[[float], None]] = []
         self.volume = volume
         self.words_per_minute = words_per_minute
         self.cues = CueEngine(self.settings)
@@ -185,6 +187,11 @@ class Coach:
     # ------------------------------------------------------------------ time
     def tick(self, t: float) -> None:
         """Move workout time to ``t`` seconds: count phase time, announce, cue, ask."""
+        self._advance_time(t)
+        for hook in self.tick_hooks:
+            hook(self.now)
+
+    def _advance_time(self, t: float) -> None:
         dt = max(0.0, t - self.now)
         self.now = max(self.now, t)
         if self.state not in ACTIVE:
