@@ -90,11 +90,11 @@ def test_six_weeks_of_steady_progress_climb_the_ladder(db: HistoryDB) -> None:
         plans.append(plan)
         walk(db, plan, day)
     assert [dose(p) for p in plans] == [(w, float(m), s, float(i)) for w, m, s, i in LADDER]
-    assert plans[0].notes == ("This is your first session, so we start gently.",
+    assert plans[0].notes == ("This is your first session, so we ease in gently.",
                               "Today: 5 minutes at 0.5 mph.")
-    assert plans[1].notes == ("Last time you did 5 minutes at 0.5 mph; today we go for "
+    assert plans[1].notes == ("Last time you did 5 minutes at 0.5 mph; today we aim for "
                               "0.6 mph.",)
-    assert plans[4].notes == ("Last time you did 5 minutes at 0.8 mph; today we go for 6.",
+    assert plans[4].notes == ("Last time you did 5 minutes at 0.8 mph; today we aim for 6.",
                               "Welcome to week 2 of the programme.")
     assert plans[18].notes == ("Last time you did 12 minutes at 1.5 mph; today we add incline: "
                                "1 percent.",)
@@ -123,7 +123,7 @@ def test_missed_weeks_step_back_then_restart(db: HistoryDB) -> None:
     walk(db, after, back_day + dt.timedelta(days=2))
     restart = plan_next_session(db, DEFAULT, back_day + dt.timedelta(days=27))
     assert dose(restart) == (1, 5.0, 0.5, 0.0)
-    assert restart.notes[0] == "It has been 25 days, so we start again at week 1."
+    assert restart.notes[0] == "It has been 25 days, so we return to week 1."
 
 
 def test_pain_holds_then_eases_off(db: HistoryDB) -> None:
@@ -135,12 +135,12 @@ def test_pain_holds_then_eases_off(db: HistoryDB) -> None:
     walk(db, sore, days[12], pain=True)
     held = plan_next_session(db, DEFAULT, days[13])
     assert dose(held) == dose(sore)
-    assert held.notes == ("You reported knee pain last time, so we hold the same dose.",
+    assert held.notes == ("Your knees bothered you last time, so we hold the same dose.",
                           "Today: 10 minutes at 1.2 mph.")
     walk(db, held, days[13], pain=True)
     eased = plan_next_session(db, DEFAULT, days[14])
     assert dose(eased) == (3, 10.0, 1.1, 0.0)
-    assert eased.notes[0] == ("You reported knee pain last time, and the time before, so we "
+    assert eased.notes[0] == ("Your knees bothered you last time, and the time before, so we "
                               "ease off a little.")
     walk(db, eased, days[14])
     assert dose(plan_next_session(db, DEFAULT, days[14] + dt.timedelta(days=1))) == (
@@ -156,7 +156,7 @@ def test_early_stops_hold_and_cut_off_sessions_repeat(db: HistoryDB) -> None:
     walk(db, plan, days[5], done=3 / 7, outcome="stopped")
     again = plan_next_session(db, DEFAULT, days[6])
     assert dose(again) == dose(plan)
-    assert again.notes[0] == "You stopped after 3 of 7 minutes last time, so we hold the same dose."
+    assert again.notes[0] == "You ended after 3 of 7 minutes last time, so we hold the same dose."
     walk(db, again, days[6], done=0.9, outcome="stopped")  # 90 %: close enough, progress
     nearly = plan_next_session(db, DEFAULT, days[7])
     assert dose(nearly) == (2, 7.0, 0.9, 0.0)
@@ -165,7 +165,7 @@ def test_early_stops_hold_and_cut_off_sessions_repeat(db: HistoryDB) -> None:
     assert (last.status, last.backward_s) == ("interrupted", pytest.approx(210.0))
     repeat = plan_next_session(db, DEFAULT, days[8])
     assert dose(repeat) == dose(nearly)
-    assert repeat.notes[0] == "Your last session was cut off after 4 minutes, so we repeat it."
+    assert repeat.notes[0] == "Your last session was cut off after 4 minutes, so we do it again."
 
 
 def test_top_speed_is_never_exceeded(db: HistoryDB) -> None:
@@ -178,7 +178,7 @@ def test_top_speed_is_never_exceeded(db: HistoryDB) -> None:
     assert [dose(p) for p in plans] == [(1, 5, 0.5, 0), (1, 5, 0.6, 0), (1, 5, 0.7, 0),
                                         (2, 6, 0.7, 0), (2, 7, 0.7, 0), (3, 8, 0.7, 0)]
     assert all(p.max_speed_mph <= 0.7 for plan in plans for p in plan.phases)
-    assert plans[3].notes == ("Last time you did 5 minutes at 1.1 km/h; today we go for 6.",
+    assert plans[3].notes == ("Last time you did 5 minutes at 1.1 km/h; today we aim for 6.",
                               "Welcome to week 2 of the programme.",
                               "You are at your top speed of 1.1 km/h.")
 
@@ -198,3 +198,23 @@ def test_a_list_of_sessions_works_like_the_database(db: HistoryDB) -> None:
     from_db = plan_next_session(db, DEFAULT, later)
     from_list = plan_next_session(db.sessions(), DEFAULT, later)
     assert from_db == from_list and dose(from_db) == (2, 7.0, 0.8, 0.0)
+
+
+@pytest.fixture(autouse=True)
+def _notes_never_name_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every note the briefing would speak, in every scenario here, names no command of any
+    grammar (the coach must not trigger itself, nor say the stop word)."""
+    from voicecoach.grammar import grammar_dir, load_grammar
+    from voicecoach.history import progression
+
+    grammars = [load_grammar(path=p) for p in sorted(grammar_dir().glob("*.json"))]
+    real = progression.plan_for
+
+    def checked(d, s, notes):  # type: ignore[no-untyped-def]
+        for note in notes:
+            for grammar in grammars:
+                assert grammar.command_phrases_in(note) == [], note
+            assert "stop" not in note.lower(), note
+        return real(d, s, notes)
+
+    monkeypatch.setattr(progression, "plan_for", checked)

@@ -136,12 +136,12 @@ def _early(session: SessionSummary) -> bool:
 def _hard(session: SessionSummary) -> str:
     """Why a session went badly ('' if it did not): pain or an early stop."""
     if session.pain_reports:
-        return "You reported knee pain"
+        return "Your knees bothered you"
     if _early(session):
         planned = minutes_text((session.planned_backward_s or 0) / 60)
         if session.backward_s < 45:
-            return f"You stopped in the first minute of {planned}"
-        return f"You stopped after {int(session.backward_s / 60 + 0.5)} of {planned}"
+            return f"You ended in the first minute of {planned}"
+        return f"You ended after {int(session.backward_s / 60 + 0.5)} of {planned}"
     return ""
 
 
@@ -154,7 +154,7 @@ def rule_first(c: Context) -> Decision | None:
     if c.recent:
         return None
     d = week_entry(1)
-    return d, ["This is your first session, so we start gently.", today_text(d, c.settings)]
+    return d, ["This is your first session, so we ease in gently.", today_text(d, c.settings)]
 
 
 def rule_long_break(c: Context) -> Decision | None:
@@ -162,7 +162,7 @@ def rule_long_break(c: Context) -> Decision | None:
     gap, last = c.gap_days, dose_of(c.last)
     if gap > BREAK_RESTART_DAYS:
         d = week_entry(1)
-        return d, [f"It has been {gap} days, so we start again at week 1.",
+        return d, [f"It has been {gap} days, so we return to week 1.",
                    today_text(d, c.settings)]
     if gap > BREAK_STEP_BACK_DAYS:
         back = week_entry(max(last.week - 1, 1))
@@ -195,7 +195,7 @@ def rule_cut_off(c: Context) -> Decision | None:
     d = dose_of(last)
     when = ("in the first minute" if last.backward_s < 45
             else f"after {minutes_text(last.backward_s / 60)}")
-    return d, [f"Your last session was cut off {when}, so we repeat it.",
+    return d, [f"Your last session was cut off {when}, so we do it again.",
                today_text(d, c.settings)]
 
 
@@ -205,9 +205,9 @@ def rule_progress(c: Context) -> Decision:
     d, changed = step_up(last, c.settings, c.max_minutes)
     did = did_text(c.last, c.settings)
     if changed == "minutes":
-        notes = [f"{did}; today we go for {int(d.minutes + 0.5)}."]
+        notes = [f"{did}; today we aim for {int(d.minutes + 0.5)}."]
     elif changed == "speed":
-        notes = [f"{did}; today we go for {speed_text(d.speed_mph, c.settings)}."]
+        notes = [f"{did}; today we aim for {speed_text(d.speed_mph, c.settings)}."]
     elif changed == "incline":
         notes = [f"{did}; today we add incline: {d.incline_pct:g} percent."]
     else:
