@@ -102,11 +102,10 @@ def test_a_speakerphone_is_found(tmp_path: Path) -> None:
     assert found["configured input device"].startswith("ok")
 
 
-def test_configured_devices_are_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_devices_are_resolved(tmp_path: Path) -> None:
     if importlib.util.find_spec("voicecoach.audio.devices") is None:
         pytest.skip("voicecoach.audio.devices is not written yet")
     sd = fake_sounddevice(["HDA Intel PCH", "Jabra SPEAK 410 USB"])
-    monkeypatch.setitem(__import__("sys").modules, "sounddevice", sd)
     config = '[audio]\ninput_device = "jabra"\noutput_device = "Nothing Like It"\n'
     code, lines = run(tmp_path, config, sd=sd, render=False)
     found = by_name(lines)

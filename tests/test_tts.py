@@ -13,9 +13,16 @@ import pytest
 
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.events import Priority
+from voicecoach.settings import AudioSettings, Settings
 from voicecoach.speech.playback import SinkError
 from voicecoach.speech.render import EspeakNgRenderer, Pyttsx3Renderer, Rendered, tone
-from voicecoach.speech.tts import ConsoleSpeaker, NullSpeaker, TtsSpeaker, WavSpeaker
+from voicecoach.speech.tts import (
+    ConsoleSpeaker,
+    NullSpeaker,
+    TtsSpeaker,
+    WavSpeaker,
+    make_speaker,
+)
 from voicecoach.speech.tts_worker import find_voice
 
 pytestmark = pytest.mark.skipif(
@@ -382,3 +389,24 @@ def test_find_voice_matches_ids_names_and_languages() -> None:
     assert find_voice(voices, "EN-US") == "gmw/en-us"
     assert find_voice(voices, "English (Great Britain)") == "gmw/en"
     assert find_voice(voices, "klingon") is None
+
+
+def test_make_speaker_runs_on_a_machine_without_a_sound_card(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import sounddevice
+
+    try:
+        has_output = any(d["max_output_channels"] > 0 for d in sounddevice.query_devices())
+    except Exception:  # noqa: BLE001
+        has_output = False
+    if has_output:
+        pytest.skip("this machine has a sound card")
+    settings = Settings(audio=AudioSettings(output_device="Jabra"))
+    with caplog.at_level(logging.WARNING):
+        sp = make_speaker(settings)
+        sp.say("Go.", CUE, 0.0)
+        assert sp.wait_idle(30)
+        sp.close()
+    assert [i.text for i in sp.speaking_intervals()] == ["Go."]
+    assert [i.completed for i in sp.speaking_intervals()] == [True]
+    assert any("without sound" in r.getMessage() for r in caplog.records)

@@ -82,10 +82,10 @@ def check_audio(settings: Settings, sd: ModuleType | None) -> Iterator[Check]:
         else:
             names = ", ".join(str(d.get("name", "?")) for d in found[:3])
             yield Check(f"{kind} devices", OK, f"{len(found)} ({names})")
-        yield _check_configured(kind, configured, bool(found))
+        yield _check_configured(kind, configured, sd)
 
 
-def _check_configured(kind: str, spec: str | None, any_found: bool) -> Check:
+def _check_configured(kind: str, spec: str | None, sd: ModuleType) -> Check:
     name = f"configured {kind} device"
     section_key = f"[audio] {kind}_device"
     if spec is None:
@@ -95,7 +95,7 @@ def _check_configured(kind: str, spec: str | None, any_found: bool) -> Check:
     except ImportError:
         return Check(name, WARN, f"{spec!r}: skipped (device lookup is not installed)")
     try:
-        index = devices.resolve_device(spec, kind=kind)
+        index = devices.resolve_device(spec, kind=kind, sd=sd)
     except VoicecoachError as exc:
         return Check(name, FAIL, exc.message, exc.hint or f"fix {section_key}")
     return Check(name, OK, f"{spec!r} is device #{index}")

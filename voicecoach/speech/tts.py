@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from voicecoach.events import Priority
+from voicecoach.settings import Settings
 from voicecoach.speech.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
 from voicecoach.speech.render import (
     EspeakNgRenderer,
@@ -62,7 +63,7 @@ _LOGGER = logging.getLogger(__name__)
 __all__ = [
     "ConsoleSpeaker", "EspeakNgRenderer", "MultiSpeaker", "NullSpeaker", "Pyttsx3Renderer",
     "RenderError", "Rendered", "Renderer", "Speaker", "SpeechInterval", "SpeechListener",
-    "TtsSpeaker", "WavSpeaker", "format_time", "tone",
+    "TtsSpeaker", "WavSpeaker", "format_time", "make_renderer", "make_speaker", "tone",
 ]
 
 
@@ -270,3 +271,27 @@ def make_renderer(voice: str | None = None, rate: int = 160) -> Renderer | None:
     except RenderError as exc:
         _LOGGER.debug("speech worker did not start (%s); it is retried per utterance", exc)
     return renderer
+
+
+def make_speaker(settings: Settings) -> TtsSpeaker:
+    """The real voice as settings say: pyttsx3 (or espeak-ng) and the configured speaker.
+
+    A configured output device that matches nothing is one clear VoicecoachError now; a
+    missing sound card is not an error: it is logged once when speech is first played.
+    """
+    device = None
+    if settings.audio.output_device is not None:
+        from voicecoach.audio.devices import devices_of, resolve_device
+
+        try:
+            present = bool(devices_of("output"))
+        except Exception:  # noqa: BLE001 - no PortAudio at all
+            present = False
+        if present:
+            device = resolve_device(settings.audio.output_device, kind="output")
+        else:
+            _LOGGER.warning("speaker: no output device at all; %r is ignored and the session "
+                            "goes on without sound", settings.audio.output_device)
+    speech = settings.speech
+    return TtsSpeaker(make_renderer(speech.voice, speech.rate), SoundDeviceSink(device),
+                      volume=speech.volume, rate=speech.rate)
