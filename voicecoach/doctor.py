@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,12 +164,14 @@ def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:
     yield Check("espeak-ng", OK, lib)
     if not render:
         return
-    from voicecoach.speech.render import Pyttsx3Renderer, RenderError, measure
+    from voicecoach.speech.render import Pyttsx3Renderer, RenderError
 
     voice = settings.speech.voice
     renderer = Pyttsx3Renderer(voice, settings.speech.rate)
     try:
-        result, took = measure(renderer, "Voice coach check. Land on your toes.")
+        began = time.perf_counter()
+        result = renderer.render("Voice coach check. Land on your toes.")
+        took = time.perf_counter() - began
     except RenderError as exc:
         yield Check("voice test render", FAIL, str(exc),
                     f"{_APT} espeak-ng libespeak-ng1; run `espeak-ng hello` to see the error")

@@ -293,10 +293,3 @@ class FallbackRenderer:
     def close(self) -> None:
         if self.renderer is not None:
             self.renderer.close()
-
-
-def measure(renderer: Renderer, text: str) -> tuple[Rendered, float]:
-    """Render once and return the result and the wall time it took (for doctor/benchmarks)."""
-    start = time.perf_counter()
-    result = renderer.render(text)
-    return result, time.perf_counter() - start
