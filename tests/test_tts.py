@@ -410,3 +410,64 @@ def test_make_speaker_runs_on_a_machine_without_a_sound_card(
     assert [i.text for i in sp.speaking_intervals()] == ["Go."]
     assert [i.completed for i in sp.speaking_intervals()] == [True]
     assert any("without sound" in r.getMessage() for r in caplog.records)
+
+
+class FakeStream:
+    """A PortAudio output stream that only takes 48 kHz, like many USB speakerphones."""
+
+    opened: list[FakeStream] = []
+
+    def __init__(self, samplerate: int, channels: int, dtype: str, device: int | None) -> None:
+        if samplerate != 48000:
+            raise RuntimeError("Invalid sample rate")
+        self.samplerate, self.device, self.written, self.aborted = samplerate, device, [], False
+        FakeStream.opened.append(self)
+
+    def __enter__(self) -> FakeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def write(self, block: np.ndarray) -> None:
+        self.written.append(block.copy())
+        if len(self.written) == 3 and self.stop_after_three is not None:
+            self.stop_after_three.set()
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    stop_after_three: threading.Event | None = None
+
+
+def test_sounddevice_sink_resamples_writes_blocks_and_cuts_off() -> None:
+    import types
+
+    from voicecoach.speech.playback import SoundDeviceSink
+
+    sd = types.ModuleType("sounddevice")
+    sd.OutputStream = FakeStream  # type: ignore[attr-defined]
+    sd.query_devices = lambda device=None, kind=None: {  # type: ignore[attr-defined]
+        "default_samplerate": 48000.0}
+    sink = SoundDeviceSink(device=3, block_s=0.05, sd=sd)
+    one_second = np.zeros(SAMPLE_RATE, dtype=np.int16)
+    started: list[bool] = []
+    assert sink.play(one_second, threading.Event(), lambda: started.append(True))
+    stream = FakeStream.opened[-1]
+    assert stream.device == 3 and started == [True] and not stream.aborted
+    assert sum(b.shape[0] for b in stream.written) == 48000  # resampled to the device rate
+    assert all(b.shape[0] <= 2400 and b.shape[1] == 1 for b in stream.written)
+    stop = threading.Event()
+    FakeStream.stop_after_three = stop
+    try:
+        assert not sink.play(one_second, stop)
+    finally:
+        FakeStream.stop_after_three = None
+    assert FakeStream.opened[-1].aborted and len(FakeStream.opened[-1].written) == 3
+
+    def unplugged(**kwargs: object) -> None:
+        raise OSError("Device unavailable")
+
+    sd.OutputStream = unplugged  # type: ignore[attr-defined]
+    with pytest.raises(SinkError, match="output device #3 failed"):
+        sink.play(one_second, threading.Event())
