@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
+import time
 import types
 from typing import Any
 
@@ -51,6 +53,16 @@ class FakeStream:
             buffer = bytearray(data[offset:offset + block * 2])  # reused memory, like cffi's
             self.kwargs["callback"](buffer, len(buffer) // 2, None, self.sd.status)
             buffer[:] = b"\x55" * len(buffer)  # PortAudio reuses its buffer: a copy must be kept
+        if self.sd.interrupt_after:  # like the user pressing Ctrl-C once the audio was heard
+            silence = bytearray(block * 2)
+            for _ in range(int(self.kwargs["samplerate"] // block) + 1):
+                self.kwargs["callback"](silence, block, None, self.sd.status)
+            owner = getattr(self.kwargs["callback"], "__self__", None)
+            for _ in range(3000):  # wait (at most 30 s) until the reader has taken everything
+                if owner is None or owner._queue.empty():
+                    break
+                time.sleep(0.01)
+            _thread.interrupt_main()
 
     def stop(self) -> None:
         self.stopped = True
@@ -67,13 +79,14 @@ class FakeSoundDevice(types.ModuleType):
 
     def __init__(self, devices: list[dict[str, Any]], rates: tuple[int, ...] = (16000,),
                  default: tuple[int, int] = (0, 0), audio: Any = (),
-                 open_error: str = "") -> None:
+                 open_error: str = "", interrupt_after: bool = False) -> None:
         super().__init__("sounddevice")
         self.devices = FakeDeviceList(devices)
         self.rates = rates
         self.default = types.SimpleNamespace(device=list(default))
         self.audio = audio
         self.open_error = open_error
+        self.interrupt_after = interrupt_after
         self.status = None
         self.streams: list[FakeStream] = []
         self.closed = 0

