@@ -17,7 +17,7 @@ _LOGGER = logging.getLogger(__name__)
 #: Sub-command modules under voicecoach.commands; each has ``add_parser(subparsers)`` which
 #: registers its parser and sets ``func=run(args) -> int`` as a default.
 COMMAND_MODULES = (
-    "run", "demo", "diagram", "listen", "model", "history", "serve", "doctor", "config",
+    "run", "demo", "diagram", "listen", "model", "history", "serve", "start", "doctor", "config",
 )
 
 

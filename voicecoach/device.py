@@ -1,0 +1,236 @@
+"""The device loop: listen all day, start a session by voice, speak through a queue, survive faults.
+
+Audio time drives everything: the coach's clock is the microphone's sample count (plus the
+time spent waiting for a lost microphone), and the duplex gate compares it with the times
+the speaker reports. Speech goes to the Speaker, which never blocks this loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
+
+from voicecoach.audio.chunk import AudioChunk, AudioSource
+from voicecoach.duplex import Decision, DuplexGate
+from voicecoach.events import CueSpoken, Event, VolumeChanged
+from voicecoach.grammar import Grammar
+from voicecoach.settings import Settings
+from voicecoach.speech.recogniser import Detection, Recogniser
+from voicecoach.speech.speaker import Speaker
+from voicecoach.workout.coach import Coach, Listener
+from voicecoach.workout.machine import AT_REST, State
+from voicecoach.workout.plan import Plan, programme_week
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds between attempts to reopen a microphone that went away.
+RETRY_S = 3.0
+
+#: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
+SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
+
+
+class AudioClock:
+    """Audio time: the end of the last chunk heard, plus (live only) wall time since then.
+
+    ``speaker_to_audio`` maps a ``time.monotonic()`` stamp (the TtsSpeaker's clock) to it.
+    """
+
+    def __init__(self, live: bool = False, wall: Callable[[], float] = time.monotonic) -> None:
+        self.live = live
+        self._wall = wall
+        self.audio_s = 0.0
+        self._at = wall()
+
+    def note(self, audio_s: float) -> None:
+        self.audio_s = max(self.audio_s, audio_s)
+        self._at = self._wall()
+
+    def now(self) -> float:
+        if not self.live:
+            return self.audio_s
+        return self.audio_s + max(0.0, self._wall() - self._at)
+
+    def speaker_to_audio(self, stamp: float) -> float:
+        return self.audio_s + (stamp - self._at)
+
+
+class DeviceLoop:
+    """Idle -> "start" -> briefing -> ... -> idle again, for ``sessions`` sessions (None: ever).
+
+    ``open_source`` returns the next audio source, or None when there is no more input
+    (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
+    as gone: the coach says so, and the loop retries every ``retry_s`` seconds.
+    """
+
+    def __init__(self, settings: Settings, grammar: Grammar, recogniser: Recogniser,
+                 speaker: Speaker, open_source: Callable[[], AudioSource | None],
+                 open_session: SessionOpener, *, plan: Plan | None = None,
+                 listeners: Iterable[Listener] = (), sessions: int | None = None,
+                 begin_at_once: bool = False, clock: AudioClock | None = None,
+                 gate: DuplexGate | None = None, retry_s: float = RETRY_S,
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_decision: Callable[[Decision], None] | None = None) -> None:
+        self.settings = settings
+        self.recogniser = recogniser
+        self.speaker = speaker
+        self.open_source = open_source
+        self.open_session = open_session
+        self.chosen_plan = plan
+        self.sessions = sessions
+        self.begin_at_once = begin_at_once
+        self.clock = clock or AudioClock()
+        self.gate = gate or DuplexGate(speaker)
+        self.retry_s = retry_s
+        self.sleep = sleep
+        self.on_decision = on_decision
+        idle_plan = plan or programme_week(1, settings.coach)
+        self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
+                           volume=settings.speech.volume, words_per_minute=settings.speech.rate)
+        self.completed = 0
+        self.outcomes: list[str] = []
+        self.input_losses = 0
+        self._session: ExitStack | None = None
+        self._recorder: Any = None
+        self._offset = 0.0
+        self._active: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ speech out
+    def _speak(self, event: Event) -> None:
+        if isinstance(event, CueSpoken):
+            self.speaker.say(event.text, event.priority, event.t)
+        elif isinstance(event, VolumeChanged):
+            self.speaker.set_volume(event.volume)
+
+    # ------------------------------------------------------------------ sessions
+    def _start_session(self, t: float, phrase: str, confidence: float, source: str) -> None:
+        stack = ExitStack()
+        plan, recorder = stack.enter_context(self.open_session(self.chosen_plan))
+        self._session, self._recorder = stack, recorder
+        self.coach.plan = plan
+        self.coach.listeners.append(recorder.on_event)
+        self.coach.tick_hooks.append(recorder.heartbeat)
+        self.coach.command("start", t, phrase=phrase, confidence=confidence, source=source)
+
+    def _end_session(self) -> None:
+        stack, recorder = self._session, self._recorder
+        self._session = self._recorder = None
+        if recorder is not None:
+            self.coach.listeners.remove(recorder.on_event)
+            self.coach.tick_hooks.remove(recorder.heartbeat)
+        if stack is not None:
+            stack.close()
+        self.completed += 1
+        self.outcomes.append(self.coach.outcome or "")
+        _LOGGER.info("session %d %s; listening for start again", self.completed,
+                     self.coach.outcome)
+        self.coach.reset()
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Close a session still open without waiting for it: recorded as stopped when
+        ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted."""
+        if self._session is not None:
+            stack, self._session = self._session, None
+            if exc is None:
+                stack.close()
+            else:
+                stack.__exit__(type(exc), exc, exc.__traceback__)
+
+    @property
+    def finished(self) -> bool:
+        return self.sessions is not None and self.completed >= self.sessions
+
+    # ------------------------------------------------------------------ listening
+    def _deliver(self, det: Detection, now: float) -> None:
+        decision = self.gate.decide(det)
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        if not decision.accepted:
+            return
+        t = max(det.emitted_s, self.coach.now)
+        if det.command == "start" and self.coach.state in AT_REST and self._session is None:
+            self._start_session(t, det.phrase, det.confidence, "voice")
+        else:
+            self.coach.command(det.command, t, phrase=det.phrase, confidence=det.confidence)
+
+    def _sync_grammar(self) -> None:
+        active = self.coach.accepted_commands()
+        if active != self._active:
+            self._active = active
+            self.recogniser.set_commands(active)
+
+    def process(self, chunk: AudioChunk) -> None:
+        """One chunk of audio (already on the loop's audio time)."""
+        self.clock.note(chunk.end_s)  # detections are emitted at the end of the chunk
+        for det in self.recogniser.accept(chunk):
+            self._deliver(det, chunk.end_s)
+            self._sync_grammar()
+        self.coach.tick(chunk.end_s)
+        if self.coach.done and self._session is not None:
+            self._end_session()
+        self._sync_grammar()
+
+    def _chunks(self) -> Iterator[AudioChunk]:
+        """Chunks of all sources in turn, on one audio clock; a failing source is retried."""
+        lost = False
+        while not self.finished:
+            try:
+                source = self.open_source()
+            except Exception as exc:  # noqa: BLE001 - a device error of any kind: retry
+                lost = self._lost(lost, exc)
+                continue
+            if source is None:
+                return
+            offset = self.clock.audio_s
+            try:
+                iterator = source.chunks()
+                while True:
+                    try:
+                        chunk = next(iterator)
+                    except StopIteration:
+                        break
+                    if lost:
+                        lost = False
+                        _LOGGER.warning("microphone: back")
+                        self.coach.input_back(self.coach.now)
+                    yield AudioChunk(chunk.audio, offset + chunk.start_s, chunk.rate)
+                    if self.finished:
+                        return
+            except Exception as exc:  # noqa: BLE001 - the device went away mid-stream
+                lost = self._lost(lost, exc)
+            finally:
+                source.close()
+
+    def _lost(self, already: bool, exc: Exception) -> bool:
+        now = self.clock.audio_s
+        if not already:
+            self.input_losses += 1
+            _LOGGER.warning("microphone: lost (%s); retrying every %g s", exc, self.retry_s)
+            self.coach.lose_input(now)
+        self.sleep(self.retry_s)
+        self.clock.note(now + self.retry_s)
+        self.coach.tick(self.clock.audio_s)
+        return True
+
+    def run(self) -> int:
+        """Listen until the input ends or ``sessions`` sessions are done; return how many."""
+        self._sync_grammar()
+        if self.begin_at_once:
+            self._start_session(0.0, "start", 1.0, "system")
+            self._sync_grammar()
+        try:
+            for chunk in self._chunks():
+                self.process(chunk)
+            if self._session is not None and not self.coach.done:
+                _LOGGER.warning("input ended during a session; stopping it")
+                self.coach.command("stop", self.clock.audio_s, source="system")
+                if self.coach.state is State.STOPPED:
+                    self._end_session()
+        except BaseException as exc:
+            self.close(exc)
+            raise
+        self.close()
+        return self.completed
