@@ -111,13 +111,15 @@ def main() -> int:
         name = f"commands_{voice}.wav"
         write_wav(args.out / name, audio)
         files.append({"file": name, "kind": "commands", "voice": f"espeak-ng ko {voice}",
-                      "wpm": wpm, "pitch": pitch, "commands": expected})
+                      "wpm": wpm, "pitch": pitch, "texts": [t for t, _, _ in parts],
+                      "commands": expected})
         negatives = [(s, None, synth(s, wpm, pitch)) for s in SENTENCES[index::len(VOICES)]]
         audio, expected = stream(negatives)
         name = f"sentences_{voice}.wav"
         write_wav(args.out / name, audio)
         files.append({"file": name, "kind": "negative", "voice": f"espeak-ng ko {voice}",
-                      "wpm": wpm, "pitch": pitch, "commands": expected})
+                      "wpm": wpm, "pitch": pitch, "texts": [t for t, _, _ in negatives],
+                      "commands": expected})
     # A session-like stream: coach sentences with stop and other commands between them.
     wpm, pitch = VOICES[0][1], VOICES[0][2]
     say = grammar.phrases
@@ -127,7 +129,8 @@ def main() -> int:
     audio, expected = stream([(t, c, synth(t, wpm, pitch)) for t, c in script])
     write_wav(args.out / "session.wav", audio)
     files.append({"file": "session.wav", "kind": "stream", "voice": "espeak-ng ko base",
-                  "wpm": wpm, "pitch": pitch, "commands": expected})
+                  "wpm": wpm, "pitch": pitch, "texts": [t for t, _ in script],
+                  "commands": expected})
     manifest = {"language": "ko", "rate": RATE,
                 "generator": "audio_fixtures/make_ko_fixtures.py (espeak-ng -v ko)",
                 "files": files}

@@ -16,6 +16,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
 from voicecoach.speech.models import check_model
 from voicecoach.speech.recogniser import Detection
+from voicecoach.speech.voicing import Voicing
 from voicecoach.speech.vosk_vocab import filler_words, missing_words, unknown_symbol
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,12 +53,23 @@ class VoskTuning:
     fillers: bool = False
     """Add one-syllable filler words (a garbage model); measured: fewer hits, no fewer
     false accepts on the Korean fixtures, so off by default."""
+    unk_weight: int = 1
+    """Copies of the model's unknown-word symbol in the grammar (more: more rejection)."""
     min_conf: float = 0.5
     """Lowest per-word confidence (vosk's MBR posterior) for every word of a phrase."""
     stop_blocks: int = 1
-    """Blocks in a row a stop phrase must end the partial result before it is acted on."""
-    isolation_s: float = 0.15
-    """A command needs this much time free of other words before and after it (0: off)."""
+    """Blocks in a row a stop phrase must end the partial result before it is acted on
+    (0: wait for vosk's endpoint like every other command)."""
+    stop_quiet_s: float = 0.1
+    """...and the last this many seconds of audio must be quiet (the word has ended)."""
+    isolation_s: float = 0.4
+    """A command must stand alone: the stretch of sound around it may run on past the
+    phrase's words by at most this much in all, else it was said inside other speech
+    (0: no check)."""
+    bridge_s: float = 0.15
+    """Pauses shorter than this do not end a stretch of sound."""
+    margin_s: float = 0.1
+    """Slack at the phrase edges, where vosk's word times are loose (unused if 0)."""
 
 
 def _seed_kaldi() -> None:
@@ -113,7 +125,7 @@ class VoskRecogniser:
                    for p in self.grammar.phrases[c]]
         entries = phrases * self.tuning.command_weight + self._fillers
         if self._unk:
-            entries.append(self._unk)
+            entries += [self._unk] * self.tuning.unk_weight
         return json.dumps(entries, ensure_ascii=False)
 
     def set_commands(self, commands: Collection[str]) -> None:
@@ -147,6 +159,7 @@ class VoskRecogniser:
         self._origin_s = origin_s
         self._fed = 0                   # samples given to vosk since the stream began
         self._buffer = bytearray()
+        self._voicing = Voicing(SAMPLE_RATE)
         self._started = False
         self._running = False
         self._stop_run = 0
@@ -172,13 +185,18 @@ class VoskRecogniser:
 
     def _feed(self, block: bytes) -> list[Detection]:
         endpoint = self._rec.AcceptWaveform(block)
+        self._voicing.add(block)
         self._fed += len(block) // SAMPLE_WIDTH
         self._running = True
         if endpoint:
             return self._finish(self._rec.Result())
         partial = json.loads(self._rec.PartialResult()).get("partial", "")
-        stops = self.grammar.phrases[STOP] if STOP in self._commands else ()
-        if any(f" {partial}".endswith(f" {p}") for p in stops):
+        use = STOP in self._commands and self.tuning.stop_blocks > 0
+        stops = self.grammar.phrases[STOP] if use else ()
+        quiet = self.tuning.stop_quiet_s
+        rel = self._fed / SAMPLE_RATE
+        if (any(f" {partial}".endswith(f" {p}") for p in stops)
+                and self._voicing.voiced_fraction(rel - quiet, rel) <= 0.1):
             self._stop_run += 1
             if self._stop_run >= self.tuning.stop_blocks:
                 # Close the utterance now: the result carries word times and confidences.
@@ -208,33 +226,35 @@ class VoskRecogniser:
                     conf = min(float(w.get("conf", 0.0)) for w in span)
                     command = phrase_map[phrase]
                     start = self._origin_s + float(span[0]["start"])
-                    end = self._origin_s + float(span[-1]["end"])
+                    sound_end = self._isolated(float(span[0]["start"]), float(span[-1]["end"]))
+                    end = self._origin_s + (sound_end or float(span[-1]["end"]))
                     if (conf >= self.tuning.min_conf and (command == STOP or not only_stop)
-                            and self._isolated(words, i, i + len(parts), only_stop)
+                            and sound_end is not None
                             and not self._duplicate(command, start)):
                         found.append(Detection(command, phrase, start, end, self.now_s, conf))
                     else:
-                        _LOGGER.debug("rejected %s (conf %.2f) at %.2f s in %s", phrase, conf, start, tokens)
+                        _LOGGER.debug("rejected %s (conf %.2f) at %.2f-%.2f s in %s",
+                                      phrase, conf, start, end, tokens)
                     i += len(parts)
                     break
             else:
                 i += 1
         return found
 
-    def _isolated(self, words: list[dict[str, Any]], first: int, stop: int,
-                  cut: bool) -> bool:
-        """True if no other word comes within ``isolation_s`` of words[first:stop].
+    def _isolated(self, start: float, end: float) -> float | None:
+        """The end of the phrase's sound if it stands alone, else None (said in a sentence).
 
-        After a stop cut short from the partial result, the words to come are unknown:
-        only the time before it is checked (the partial already showed nothing after it).
+        vosk's word times are loose at the edges (a word's last syllable is often left
+        out of it) and a garbage model is weak here, so this looks at the audio: the stretch
+        of sound around the words may run past them by at most ``isolation_s`` in all. The
+        phrase ends where its sound ends (never before vosk's word end).
         """
-        gap = self.tuning.isolation_s
-        if gap <= 0:
-            return True
-        start, end = float(words[first]["start"]), float(words[stop - 1]["end"])
-        before = first == 0 or float(words[first - 1]["end"]) <= start - gap
-        after = cut or stop == len(words) or float(words[stop]["start"]) >= end + gap
-        return before and after
+        slack = self.tuning.margin_s
+        lo, hi = self._voicing.region(start + slack, max(end - slack, start + slack + 0.01),
+                                      self.tuning.bridge_s)
+        if self.tuning.isolation_s > 0 and (hi - lo) - (end - start) > self.tuning.isolation_s:
+            return None
+        return max(end, hi) if hi - end <= self.tuning.isolation_s else end
 
     def _duplicate(self, command: str, start: float) -> bool:
         """True if ``command`` starting near ``start`` was already emitted."""
