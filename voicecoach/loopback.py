@@ -8,15 +8,20 @@ simulated user reacting to the coach) and the coach's speech, delayed and attenu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.mix import to_float, to_int16, treadmill_noise
+from voicecoach.audio.wav import read_wav_16k
+from voicecoach.speech.speaker import Speaker
 from voicecoach.speech.timeline import WavSpeaker
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,6 +92,7 @@ class ClosedLoopSource:
     react: Callable[[float], None] | None = None
     clips: list[UserClip] = field(default_factory=list)
     keep_mic: bool = False
+    origin_s: float = 0.0  # audio time of the first sample (a microphone opened later)
     closed: bool = False
     mic: list[np.ndarray] = field(default_factory=list)
 
@@ -106,26 +112,184 @@ class ClosedLoopSource:
         gain = np.float32(10.0 ** (self.echo_gain_db / 20.0))
         total = int(math.ceil(self.total_s * SAMPLE_RATE))
         pos = 0
+        first = int(round(self.origin_s * SAMPLE_RATE))
         while pos < total and not self.closed:
-            start = pos / SAMPLE_RATE
+            start = (first + pos) / SAMPLE_RATE
             if self.react is not None:
                 self.react(start)
-            end = (pos + step) / SAMPLE_RATE
+            end = start + step / SAMPLE_RATE
             if noise.size < step:
                 noise = np.concatenate([noise, self._noise(block, rng)])
             mix = noise[:step].copy()
             noise = noise[step:]
+            here = first + pos
             for clip in self.clips:
                 a = int(round(clip.at_s * SAMPLE_RATE))
-                lo, hi = max(a, pos), min(a + clip.audio.size, pos + step)
+                lo, hi = max(a, here), min(a + clip.audio.size, here + step)
                 if hi > lo:
-                    mix[lo - pos:hi - pos] += clip.audio[lo - a:hi - a]
+                    mix[lo - here:hi - here] += clip.audio[lo - a:hi - a]
             echo = self.speaker.played(start - self.echo_delay_s, end - self.echo_delay_s)
             mix += echo * gain
             if self.keep_mic:
                 self.mic.append(mix)
-            yield AudioChunk(to_int16(mix).tobytes(), start)
+            yield AudioChunk(to_int16(mix).tobytes(), pos / SAMPLE_RATE)
             pos += step
 
     def close(self) -> None:
         self.closed = True
+
+
+# ---------------------------------------------------------------------- a simulated user
+FIXTURES = Path(__file__).resolve().parent.parent / "audio_fixtures"
+
+
+def load_clip(command: str, phrase: str, voice: str = "joe", speed: str = "normal",
+              root: Path = FIXTURES) -> UserClip:
+    """A fixture clip of ``phrase`` (its times from the manifest), not yet placed."""
+    rel = f"commands/{voice}/{speed}/{command}__{phrase.replace(' ', '_')}.wav"
+    entry = _manifest(root).get(rel)
+    if entry is None:
+        raise FileNotFoundError(f"no fixture {rel} in {root}/manifest.json")
+    truth = entry["expected"][0]
+    audio = to_float(read_wav_16k(root / rel))
+    return UserClip(0.0, audio, command, phrase, truth["start_s"], truth["end_s"])
+
+
+_MANIFESTS: dict[Path, dict[str, dict[str, Any]]] = {}
+
+
+def _manifest(root: Path) -> dict[str, dict[str, Any]]:
+    if root not in _MANIFESTS:
+        entries = json.loads((root / "manifest.json").read_text())
+        _MANIFESTS[root] = {e["file"]: e for e in entries}
+    return _MANIFESTS[root]
+
+
+class PoliteUser:
+    """Answers the coach the way a user on the belt would, once the coach has finished talking:
+    "start" when idle, "yes" to each briefing check, "ready" to a turn, "good" to a check-in.
+
+    Used as ``ClosedLoopSource.react``; ``said`` lists the placed clips (the truth).
+    """
+
+    def __init__(self, coach: Any, speaker: Speaker, source: ClosedLoopSource,
+                 voices: tuple[str, ...] = ("joe",), reply_after_s: float = 1.0,
+                 start_at_s: float | None = 1.0, gain: float = 1.0) -> None:
+        self.coach = coach
+        self.speaker = speaker
+        self.source = source
+        self.voices = voices
+        self.reply_after_s = reply_after_s
+        self.start_at_s = start_at_s
+        self.gain = gain
+        self.said: list[UserClip] = []
+        self._answered: set[tuple[str, float, int]] = set()
+        self._busy_until = 0.0
+        self._started = False
+
+    def _quiet_since(self, t: float) -> float | None:
+        if self.speaker.is_speaking():
+            return None
+        intervals = self.speaker.speaking_intervals()
+        return max((iv.end or t for iv in intervals), default=0.0)
+
+    def _say(self, t: float, command: str, phrase: str) -> None:
+        voice = self.voices[len(self.said) % len(self.voices)]
+        clip = load_clip(command, phrase, voice)
+        clip.audio = clip.audio * np.float32(self.gain)
+        clip.at_s = t
+        self.source.add(clip)
+        self.said.append(clip)
+        self._busy_until = t + clip.audio.size / SAMPLE_RATE + 0.5
+
+    def __call__(self, t: float) -> None:
+        if t < self._busy_until:
+            return
+        quiet = self._quiet_since(t)
+        if quiet is None or t - quiet < self.reply_after_s:
+            return
+        coach = self.coach
+        state = coach.state.value
+        if state == "idle" and not self._started and self.start_at_s is not None \
+                and t >= self.start_at_s:
+            self._started = True
+            self._say(t, "start", "start")
+            return
+        key = (str(coach.question), round(coach.question_t, 3), coach.briefing_step)
+        if coach.question is None or key in self._answered:
+            return
+        self._answered.add(key)
+        if coach.question == "briefing":
+            self._say(t, "yes", "yes")
+        elif coach.question == "turn":
+            self._say(t, "yes", "ready")
+        elif coach.question == "checkin":
+            self._say(t, "good", "good")
+
+
+@dataclass
+class LoopRun:
+    """What a closed-loop run produced: the loop, the room, the user and what was heard."""
+
+    loop: Any
+    source: ClosedLoopSource
+    speaker: EchoWavSpeaker
+    user: PoliteUser | None
+    heard: list[Any] = field(default_factory=list)  # CommandHeard events from the voice
+
+    def false_commands(self, slack_s: float = 2.5) -> list[Any]:
+        """Commands acted on that no user clip explains (same command, said just before)."""
+        said = self.user.said if self.user else []
+        said = said + [c for c in self.source.clips if c not in said]
+        out = []
+        for event in self.heard:
+            if not any(c.command == event.command and c.start_s - 0.3 <= event.t <= c.end_s + slack_s
+                       for c in said):
+                out.append(event)
+        return out
+
+
+def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
+                renderer: Any, noise_rms: float = 0.0, echo_gain_db: float = -6.0,
+                echo_delay_s: float = 0.03, user: bool = True, begin_at_once: bool = False,
+                voices: tuple[str, ...] = ("joe",), seed: int = 1, chunk_s: float = 0.1,
+                clips: tuple[UserClip, ...] = (), sessions: int | None = 1,
+                tail_s: float | None = None, keep_mic: bool = False) -> LoopRun:
+    """Run the real device loop on a simulated room (see the module docstring)."""
+    from contextlib import contextmanager
+
+    from voicecoach.device import AudioClock, DeviceLoop
+    from voicecoach.duplex import ECHO_TAIL_S, DuplexGate
+    from voicecoach.events import CommandHeard, Event
+    from voicecoach.grammar import load_grammar
+    from voicecoach.history.db import HistoryDB
+    from voicecoach.history.recorder import SessionRecorder
+
+    clock = AudioClock(live=False)
+    speaker = EchoWavSpeaker(renderer, settings.speech.volume, settings.speech.rate, clock=clock)
+    source = ClosedLoopSource(speaker, total_s, echo_delay_s, echo_gain_db, noise_rms, chunk_s,
+                              seed, keep_mic=keep_mic)
+    for clip in clips:
+        source.add(clip)
+    heard: list[Any] = []
+
+    def listen(event: Event) -> None:
+        if isinstance(event, CommandHeard) and event.source == "voice":
+            heard.append(event)
+
+    @contextmanager
+    def open_session(chosen: Any) -> Iterator[tuple[Any, Any]]:
+        with HistoryDB.open(settings.data_dir) as db, \
+                SessionRecorder.open(db, chosen, "serve") as recorder:
+            yield chosen, recorder
+
+    gate = DuplexGate(speaker, ECHO_TAIL_S if tail_s is None else tail_s)
+    sources = iter([source])
+    loop = DeviceLoop(settings, load_grammar(settings.speech.language), recogniser, speaker,
+                      lambda: next(sources, None), open_session, plan=plan, listeners=[listen],
+                      sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate)
+    polite = PoliteUser(loop.coach, speaker, source, voices) if user else None
+    source.react = polite
+    recogniser.reset()
+    loop.run()
+    return LoopRun(loop, source, speaker, polite, heard)

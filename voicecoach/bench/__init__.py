@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured on replayed fixtures, in audio time (not tests)."""
