@@ -1,0 +1,146 @@
+"""Full duplex: the real recogniser and coach hear the coach's own voice (rendered, delayed,
+attenuated, mixed into the input) and must neither obey it nor miss a stop said over it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voicecoach.audio.mix import power
+from voicecoach.duplex import DuplexGate, echo_residual_db
+from voicecoach.grammar import load_grammar
+from voicecoach.loopback import closed_loop, load_clip
+from voicecoach.settings import Settings, SpeechSettings
+from voicecoach.speech.recogniser import Detection
+from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.speech.speaker import NullSpeaker
+from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.workout import cues
+from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
+
+PLAN = Plan("two-minutes", (replace(WARMUP, duration_s=30.0),
+                            Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
+                            replace(COOLDOWN, duration_s=30.0)))
+SNR10 = 10 ** (-30 / 20)  # treadmill noise 10 dB under the fixtures' -20 dBFS speech
+SNR20 = 10 ** (-40 / 20)
+
+
+@pytest.fixture(scope="module")
+def recogniser() -> Any:
+    from voicecoach.speech.engines import make_recogniser
+
+    return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
+
+
+@pytest.fixture(scope="module")
+def renderer() -> EspeakNgRenderer:
+    return EspeakNgRenderer()
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path)
+
+
+def test_a_whole_session_with_the_coach_in_the_input_obeys_only_the_user(
+        recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
+    run = closed_loop(recogniser, _settings(tmp_path), PLAN, PLAN.total_s + 80.0,
+                      renderer=renderer, noise_rms=SNR10, echo_gain_db=-6.0, echo_delay_s=0.04,
+                      voices=("joe", "espeak-en-us-f3", "espeak-en-gb"), keep_mic=True)
+    intervals = run.speaker.speaking_intervals()
+    speech_s = sum((iv.end or 0.0) - iv.start for iv in intervals)
+    assert speech_s > 40.0  # the coach talked a lot ...
+    mic = np.concatenate(run.source.mic)
+    longest = max(intervals, key=lambda iv: (iv.end or 0.0) - iv.start)
+    a, b = int((longest.start + 0.1) * 16000), int(((longest.end or 0.0) - 0.1) * 16000)
+    assert power(mic[a:b]) > 4 * SNR10 ** 2  # ... and its voice was loud in the input
+    assert run.false_commands() == []
+    assert run.loop.outcomes == ["finished"]  # every answer of the user was heard
+    assert run.user is not None and len(run.user.said) >= 5
+
+
+@pytest.mark.parametrize(("voice", "phrase", "noise", "at_s"), [
+    ("joe", "stop", 0.0, 1.5),
+    ("espeak-en-us-f3", "stop now", SNR20, 3.2),
+    ("espeak-en-gb-scotland", "stop the workout", SNR10, 4.4),
+    ("espeak-en-us-m3", "stop", SNR10, 6.1),
+])
+def test_every_stop_over_the_coach_is_caught_and_cuts_it_off(
+        recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path, voice: str, phrase: str,
+        noise: float, at_s: float) -> None:
+    clip = load_clip("stop", phrase, voice)
+    clip.at_s = at_s
+    run = closed_loop(recogniser, _settings(tmp_path), PLAN, at_s + 4.0, renderer=renderer,
+                      noise_rms=noise, user=False, begin_at_once=True, clips=(clip,))
+    intervals = run.speaker.speaking_intervals()
+    speaking = [iv for iv in intervals if iv.start <= clip.start_s and (iv.end or 1e9) > clip.end_s]
+    assert speaking, "the stop must be said over the coach's voice"
+    assert run.loop.outcomes == ["stopped"]
+    stop = [d for d in run.loop.gate.decisions if d.detection.command == "stop"]
+    assert stop[0].reason == "barge-in" and stop[0].detection.start_s >= clip.start_s - 0.3
+    cut = [iv for iv in intervals if not iv.completed]
+    assert cut and clip.end_s <= (cut[0].end or 0.0) <= clip.end_s + 0.5
+    briefing = {cues.BRIEFING_INTRO, cues.BRIEFING_STOP, *(q for q, _ in cues.BRIEFING_CHECKS)}
+    after = [iv.text for iv in run.speaker.finish() if iv.start >= (cut[0].end or 0.0)]
+    assert after and after[0] == cues.ENDED_SAFE and not briefing & set(after)
+
+
+def test_a_command_over_the_coach_is_dropped_the_same_in_silence_is_obeyed(
+        recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
+    over = load_clip("repeat", "say again", "joe")
+    over.at_s = 2.0  # inside the briefing's opening words
+    later = load_clip("repeat", "say again", "joe")
+    run = closed_loop(recogniser, _settings(tmp_path), PLAN, 60.0, renderer=renderer,
+                      noise_rms=SNR20, user=False, begin_at_once=True, clips=(over,))
+    # the same clip again, 1.5 s after the coach has gone quiet
+    quiet_end = max(iv.end or 0.0 for iv in run.speaker.speaking_intervals()
+                    if iv.start < 30.0)
+    assert quiet_end < 50.0
+    later.at_s = quiet_end + 1.5
+    run2 = closed_loop(recogniser, _settings(tmp_path), PLAN, later.end_s + 4.0,
+                       renderer=renderer, noise_rms=SNR20, user=False, begin_at_once=True,
+                       clips=(over, later))
+    dropped = [d.detection for d in run2.loop.gate.suppressed]
+    assert [d.command for d in dropped] == ["repeat"]
+    assert over.start_s - 0.3 <= dropped[0].start_s <= over.end_s
+    heard = [e for e in run2.heard if e.command == "repeat"]
+    assert len(heard) == 1 and later.start_s <= heard[0].t <= later.end_s + 2.0
+
+
+def _det(command: str, start: float, end: float) -> Detection:
+    return Detection(command, command, start, end, end + 0.2, 0.9)
+
+
+def test_gate_margins_and_barge_in_on_a_speaker_timeline(renderer: EspeakNgRenderer) -> None:
+    from voicecoach.clock import SimClock
+    from voicecoach.events import Priority
+
+    clock = SimClock()
+    speaker = WavSpeaker(renderer, clock=clock)
+    speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
+    speaker.say("Look straight ahead.", Priority.CUE, 0.0)
+    clock.set(0.5)
+    gate = DuplexGate(speaker, tail_s=0.35, lead_s=0.1)
+    assert gate.decide(_det("faster", 0.1, 0.4)).reason == "over-speech"
+    clock.set(1.0)
+    assert gate.decide(_det("stop", 0.6, 0.9)).reason == "barge-in"
+    ended = speaker.speaking_intervals()[0]
+    assert not ended.completed and ended.end == pytest.approx(1.0)
+    assert not speaker.is_speaking()  # the queued cue was dropped too
+    clock.set(3.0)
+    assert gate.decide(_det("faster", 1.2, 1.5)).reason == "over-speech"  # in the tail
+    assert gate.decide(_det("faster", 1.5, 1.9)).reason == "clear"
+    assert gate.decide(_det("stop", 2.0, 2.3)).reason == "stop"  # nothing to cut off
+    assert DuplexGate(NullSpeaker()).decide(_det("yes", 0.0, 0.3)).accepted
+
+
+def test_echo_residual_tells_echo_alone_from_echo_plus_speech() -> None:
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal(16000 + 1600).astype(np.float32) * 0.1
+    echo = 0.5 * ref[1600 - 480:1600 - 480 + 16000]  # 30 ms late, -6 dB
+    other = rng.standard_normal(16000).astype(np.float32) * 0.05
+    assert echo_residual_db(echo, ref) < -30.0
+    assert echo_residual_db(echo + other, ref) > -10.0
