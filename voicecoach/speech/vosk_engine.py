@@ -61,7 +61,7 @@ class VoskTuning:
     """Blocks in a row a stop phrase must end the partial result before it is acted on
     (0: wait for vosk's endpoint like every other command)."""
     stop_quiet_s: float = 0.1
-    """...and the last this many seconds of audio must be quiet (the word has ended)."""
+    """For that, the last this many seconds of audio must also be quiet (the word ended)."""
     isolation_s: float = 0.4
     """A command must stand alone: the stretch of sound around it may run on past the
     phrase's words by at most this much in all, else it was said inside other speech
@@ -69,7 +69,7 @@ class VoskTuning:
     bridge_s: float = 0.15
     """Pauses shorter than this do not end a stretch of sound."""
     margin_s: float = 0.1
-    """Slack at the phrase edges, where vosk's word times are loose (unused if 0)."""
+    """Slack inside the phrase's word times when looking for its sound (they are loose)."""
 
 
 def _seed_kaldi() -> None:
@@ -163,6 +163,7 @@ class VoskRecogniser:
         self._started = False
         self._running = False
         self._stop_run = 0
+        self._mute_until = 0.0          # stream seconds: no detection may start before this
         self._last: list[tuple[str, float]] = []
 
     @property
@@ -209,6 +210,10 @@ class VoskRecogniser:
         self._running = False
         self._stop_run = 0
         found = self._detections(json.loads(result_json).get("result", []), only_stop)
+        if only_stop and found:
+            # vosk decodes ~0.5 s behind the input: the audio fed since the stop's words
+            # (the end of the stop itself) goes to the next utterance. Hear nothing in it.
+            self._mute_until = self._fed / SAMPLE_RATE
         self._apply_grammar()
         return found
 
@@ -229,6 +234,7 @@ class VoskRecogniser:
                     sound_end = self._isolated(float(span[0]["start"]), float(span[-1]["end"]))
                     end = self._origin_s + (sound_end or float(span[-1]["end"]))
                     if (conf >= self.tuning.min_conf and (command == STOP or not only_stop)
+                            and float(span[0]["start"]) >= self._mute_until
                             and sound_end is not None
                             and not self._duplicate(command, start)):
                         found.append(Detection(command, phrase, start, end, self.now_s, conf))
