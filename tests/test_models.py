@@ -13,6 +13,7 @@ from voicecoach.cli import main
 from voicecoach.errors import VoicecoachError
 from voicecoach.speech import model_download, models
 from voicecoach.speech.models import MODEL_ENV, check_model, find_model, guess_language
+from voicecoach.speech.vosk_conf import CACHE_ENV, tuned_model_dir
 
 MODEL_FILES = ("am/final.mdl", "conf/model.conf", "conf/mfcc.conf", "graph/HCLr.fst",
                "graph/Gr.fst", "ivector/final.ie")
@@ -124,6 +125,22 @@ def test_not_a_folder_and_wrong_language(tmp_path: Path) -> None:
         find_model("ko", german)
     english = fake_model(tmp_path / "vosk-model-small-en-us-0.15")
     assert check_model(english, language="en").language == "en-us"
+
+
+def test_tuned_view_of_a_model_leaves_it_untouched(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    model = fake_model(tmp_path / "vosk-model-small-ko-0.22", readme="Small Korean")
+    (model / "conf" / "model.conf").write_text("--beam=10.0\n")
+    before = (model / "conf" / "model.conf").read_text()
+    view = tuned_model_dir(model, {"frames-per-chunk": "5"})
+    assert view != model and view.is_relative_to(tmp_path / "cache")
+    assert (view / "conf" / "model.conf").read_text() == "--beam=10.0\n--frames-per-chunk=5\n"
+    assert (view / "am").resolve() == (model / "am").resolve()
+    assert (model / "conf" / "model.conf").read_text() == before
+    assert check_model(view, language="ko").language == "ko"
+    assert tuned_model_dir(model, {"frames-per-chunk": "5"}) == view
+    assert tuned_model_dir(model, {}) == model.resolve()
 
 
 # -- download -------------------------------------------------------------------------------
