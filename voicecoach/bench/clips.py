@@ -1,0 +1,138 @@
+"""Reading benchmark clips and streaming them through a recogniser in audio time."""
+
+from __future__ import annotations
+
+import logging
+import wave
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voicecoach.audio.chunk import SAMPLE_RATE, split_pcm
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.settings import SpeechSettings
+from voicecoach.speech.recogniser import Detection, Recogniser
+
+_LOGGER = logging.getLogger(__name__)
+
+LEAD_S = 0.25
+"""Quiet audio before each clip."""
+TAIL_S = 1.0
+"""Quiet audio after each clip, so that a recogniser can finish the word."""
+FADE_S = 0.05
+"""Raised-cosine fade at both clip edges: a 1-second clip cut out of a recording would
+otherwise start and end with a click that sounds like a plosive."""
+FLOOR_RMS = 30.0
+"""RMS of the deterministic noise floor (about -60 dBFS) over clip and padding: real
+microphones never deliver digital silence."""
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """A WAV file as 16 kHz mono int16 samples (stdlib ``wave``; the project reader
+    for any other rate or layout)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (SAMPLE_RATE, 1, 2):
+                return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
+    except (wave.Error, EOFError):
+        pass
+    from voicecoach.audio.wav import read_wav_16k
+
+    return read_wav_16k(path)
+
+
+def pad_clip(samples: np.ndarray, name: str) -> np.ndarray:
+    """Lead, clip and tail with edge fades and a noise floor seeded by ``name``."""
+    clip = samples.astype(np.float64)
+    fade = min(int(FADE_S * SAMPLE_RATE), clip.size // 2)
+    if fade:
+        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
+        clip[:fade] *= ramp
+        clip[-fade:] *= ramp[::-1]
+    out = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE)), clip,
+                          np.zeros(int(TAIL_S * SAMPLE_RATE))])
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    out += rng.normal(0.0, FLOOR_RMS, out.size)
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """What a recogniser reported for one clip, with times relative to the clip's start."""
+
+    name: str
+    audio_s: float
+    detections: tuple[Detection, ...]
+
+
+class Runner:
+    """Feeds clips one after another to one recogniser; times stay continuous."""
+
+    def __init__(self, recogniser: Recogniser) -> None:
+        self.recogniser = recogniser
+        self.audio_s = 0.0
+        self._stream_s = 0.0
+
+    def run(self, name: str, samples: np.ndarray, commands: Sequence[str],
+            chunk_s: float = 0.1) -> ClipResult:
+        """Reset, restrict to ``commands``, stream ``samples`` in ``chunk_s`` chunks, flush."""
+        rec = self.recogniser
+        rec.reset()
+        rec.set_commands(commands)
+        start = self._stream_s
+        found: list[Detection] = []
+        for chunk in split_pcm(samples.tobytes(), chunk_s, start_s=start):
+            found += rec.accept(chunk)
+        found += rec.flush()
+        seconds = samples.size / SAMPLE_RATE
+        self._stream_s += seconds
+        self.audio_s += seconds
+        shifted = tuple(Detection(d.command, d.phrase, d.start_s - start, d.end_s - start,
+                                  d.emitted_s - start, d.confidence) for d in found)
+        return ClipResult(name, seconds, shifted)
+
+
+def make_factory(engine: str, language: str) -> tuple[Grammar, Callable[..., Recogniser]]:
+    """The grammar and a recogniser factory for ``engine``; keyword arguments (the
+    pocketsphinx tuning knobs) are only accepted by the pocketsphinx engine."""
+    grammar = load_grammar(language)
+
+    def factory(**knobs: float) -> Recogniser:
+        if engine == "pocketsphinx" and knobs:
+            from voicecoach.speech.sphinx_engine import SphinxRecogniser
+
+            return SphinxRecogniser(grammar, **knobs)  # type: ignore[arg-type]
+        if knobs:
+            raise VoicecoachError(f"the {engine} engine has no tuning knobs here",
+                                  "drop --curve or use --engine pocketsphinx")
+        try:
+            from voicecoach.speech.engines import make_recogniser
+        except ImportError:  # the engine chooser is not there: the bundled engine only
+            if engine != "pocketsphinx":
+                raise VoicecoachError(f"engine '{engine}' is not available",
+                                      "use --engine pocketsphinx") from None
+            from voicecoach.speech.sphinx_engine import SphinxRecogniser
+
+            return SphinxRecogniser(grammar)
+        return make_recogniser(SpeechSettings(engine=engine, language=language), grammar)
+
+    return grammar, factory
+
+
+def chunk_sizes_agree(runner: Runner, clips: Sequence[tuple[str, np.ndarray]],
+                      commands: Sequence[str], sizes: Sequence[float] = (0.01, 0.1, 0.5),
+                      ) -> tuple[bool, list[str]]:
+    """Whether every clip gives the same detections (rounded dicts) for every chunk size."""
+    differing: list[str] = []
+    for name, samples in clips:
+        outputs = []
+        for size in sizes:
+            result = runner.run(name, samples, commands, chunk_s=size)
+            outputs.append([d.to_dict() for d in result.detections])
+        if any(out != outputs[0] for out in outputs[1:]):
+            differing.append(name)
+    return not differing, differing
