@@ -165,6 +165,7 @@ class DeviceLoop:
     def process(self, chunk: AudioChunk) -> None:
         """One chunk of audio (already on the loop's audio time)."""
         self.clock.note(chunk.end_s)  # detections are emitted at the end of the chunk
+        self.gate.hear(chunk.audio, chunk.end_s)
         for det in self.recogniser.accept(chunk):
             self._deliver(det, chunk.end_s)
             self._sync_grammar()

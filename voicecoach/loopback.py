@@ -183,7 +183,8 @@ class PoliteUser:
         self.start_at_s = start_at_s
         self.gain = gain
         self.said: list[UserClip] = []
-        self._answered: set[tuple[str, float, int]] = set()
+        self.repeat_after_s = 6.0
+        self._answered: dict[tuple[str, float, int], float] = {}
         self._busy_until = 0.0
         self._started = False
 
@@ -216,9 +217,9 @@ class PoliteUser:
             self._say(t, "start", "start")
             return
         key = (str(coach.question), round(coach.question_t, 3), coach.briefing_step)
-        if coach.question is None or key in self._answered:
+        if coach.question is None or t - self._answered.get(key, -1e9) < self.repeat_after_s:
             return
-        self._answered.add(key)
+        self._answered[key] = t  # not heard? a user says it again a little later
         if coach.question == "briefing":
             self._say(t, "yes", "yes")
         elif coach.question == "turn":
@@ -237,6 +238,12 @@ class LoopRun:
     user: PoliteUser | None
     heard: list[Any] = field(default_factory=list)  # CommandHeard events from the voice
 
+    def echo_commands(self, slack_s: float = 2.5) -> list[Any]:
+        """False commands not made while the user was speaking: the coach's voice (or noise)."""
+        said = (self.user.said if self.user else []) + list(self.source.clips)
+        return [e for e in self.false_commands(slack_s)
+                if not any(c.start_s - 0.3 <= e.t <= c.end_s + slack_s for c in said)]
+
     def false_commands(self, slack_s: float = 2.5) -> list[Any]:
         """Commands acted on that no user clip explains (same command, said just before)."""
         said = self.user.said if self.user else []
@@ -254,7 +261,8 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 echo_delay_s: float = 0.03, user: bool = True, begin_at_once: bool = False,
                 voices: tuple[str, ...] = ("joe",), seed: int = 1, chunk_s: float = 0.1,
                 clips: tuple[UserClip, ...] = (), sessions: int | None = 1,
-                tail_s: float | None = None, keep_mic: bool = False) -> LoopRun:
+                tail_s: float | None = None, keep_mic: bool = False,
+                echo_check: bool = True) -> LoopRun:
     """Run the real device loop on a simulated room (see the module docstring)."""
     from contextlib import contextmanager
 
@@ -283,7 +291,8 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 SessionRecorder.open(db, chosen, "serve") as recorder:
             yield chosen, recorder
 
-    gate = DuplexGate(speaker, ECHO_TAIL_S if tail_s is None else tail_s)
+    gate = DuplexGate(speaker, ECHO_TAIL_S if tail_s is None else tail_s,
+                      reference=speaker.played if echo_check else None)
     sources = iter([source])
     loop = DeviceLoop(settings, load_grammar(settings.speech.language), recogniser, speaker,
                       lambda: next(sources, None), open_session, plan=plan, listeners=[listen],

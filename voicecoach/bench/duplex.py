@@ -138,6 +138,7 @@ def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PL
     return {"audio_s": total, "cpu_s": round(time.process_time() - cpu, 1),
             "outcome": run.loop.outcomes, "false": [(e.command, round(e.t, 1))
                                                     for e in run.false_commands()],
+            "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": [(d.detection.command, round(d.detection.start_s, 1))
                            for d in run.loop.gate.suppressed],
             "user_said": len(said), "user_heard": heard_ok,
@@ -238,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         result = false_command_run(settings, renderer, plan)
         print(f"false commands over a {result['audio_s'] / 60:.1f}-minute closed-loop session "
               f"(coach's voice -6 dB 30 ms late, treadmill noise 10 dB SNR): "
-              f"{len(result['false'])} {result['false'] or ''} (target 0); the gate dropped "
+              f"{len(result['echo'])} from the coach's voice or noise (target 0), "
+              f"{len(result['false']) - len(result['echo'])} misheard user phrases "
+              f"{result['false'] or ''}; the gate dropped "
               f"{len(result['suppressed'])} detections of the coach's voice; user commands heard "
               f"{result['user_heard']}/{result['user_said']}; outcome {result['outcome']}; "
               f"{result['coach_speech_s']} s of coach speech; {result['cpu_s']} CPU s", flush=True)
