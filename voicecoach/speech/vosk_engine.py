@@ -181,6 +181,9 @@ class VoskRecogniser:
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
         """Feed a chunk; detections come at endpoints, or from the partial result for stop."""
+        if chunk.rate != SAMPLE_RATE:
+            raise VoicecoachError(f"the vosk recogniser takes {SAMPLE_RATE} Hz audio, "
+                                  f"not {chunk.rate} Hz", "resample the audio source")
         if not self._started:
             self._origin_s = chunk.start_s
             self._started = True
