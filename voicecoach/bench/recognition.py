@@ -189,7 +189,7 @@ def run_bench(engine: str, language: str, data: Path, fixtures: Path | None,
     sample = [(p.name, pad_clip(read_clip(p), p.name))
               for folder in ("stop", "_unknown_", "up", "_silence_")
               for p in clip_files(data, folder, 5)]
-    same, differs = chunk_sizes_agree(runner, sample, grammar.commands_for(FA_STATE))
+    same, differs = chunk_sizes_agree(factory, sample, grammar.commands_for(FA_STATE))
     res.update(chunking_identical=same, chunking_differs=differs, chunking_clips=len(sample))
     res["fixtures"] = measure_fixtures(runner, grammar, fixtures) if fixtures else None
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

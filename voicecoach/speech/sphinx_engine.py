@@ -115,7 +115,6 @@ class SphinxRecogniser:
                             encoding="utf-8")
             self._decoder.add_kws("commands", str(path))
         self._decoder.activate_search("commands")
-        self._cmn0 = self._decoder.get_cmn()
         self._active: frozenset[str] = frozenset(grammar.commands)
         self._started = False
         self.reset()
@@ -170,15 +169,14 @@ class SphinxRecogniser:
         self._active = frozenset(commands)
 
     def reset(self) -> None:
-        """Forget buffered audio and the utterance in progress; times keep counting."""
+        """Forget buffered audio and the utterance in progress; the next chunk's
+        ``start_s`` anchors the times again. The cepstral mean (the channel) is kept."""
         if self._started:
             self._decoder.end_utt()
-        if not hasattr(self, "_samples"):
-            self._samples = 0  # samples decoded since the stream began
-            self._base_s: float | None = None
+        self._samples = 0  # samples decoded since the anchor
+        self._base_s: float | None = None
         self._buffer = b""
         self._emitted: list[tuple[str, int, int]] = []
-        self._decoder.set_cmn(self._cmn0)
         self._start_utt()
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
@@ -205,8 +203,8 @@ class SphinxRecogniser:
         pad_frames = self._delay_f + self._hold_f + 2
         rng = np.random.default_rng(0)
         quiet = rng.normal(0.0, 3.0, pad_frames * SAMPLE_RATE // FRAME_RATE)
-        found += self._decode(quiet.astype("<i2").tobytes(), emit_at=end_samples)
-        self._samples = end_samples
+        found += self._decode(np.round(quiet).astype("<i2").tobytes(), emit_at=end_samples)
+        self.reset()  # the next chunk starts a new stream
         return found
 
     # -- decoding -----------------------------------------------------------------------
