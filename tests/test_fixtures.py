@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,10 @@ def test_generator_is_checked_in_with_the_data() -> None:
 # --- through the real recogniser (pocketsphinx: the English engine that needs no download) ---
 
 HIT_SLACK_S = 0.5  # a detection counts for an expected phrase if it overlaps it within this
+#: Every third clean command clip (each voice and speed keeps a third of the phrases, a different
+#: third each time) keeps the run short; VOICECOACH_FULL_FIXTURES=1 scores all 720.
+CLEAN_STRIDE = 3
+FULL_ENV = "VOICECOACH_FULL_FIXTURES"
 
 
 @pytest.fixture(scope="module")
@@ -145,19 +150,75 @@ def score(entry: dict[str, Any], found: list[Any]) -> tuple[int, int]:
 def results(recogniser: Any, manifest: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Recall and false detections per kind (noisy per SNR) over every fixture file."""
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for entry in manifest:
+    clean = of_kind(manifest, "command")
+    every = 1 if os.environ.get(FULL_ENV) else CLEAN_STRIDE
+    for entry in clean[::every] + [e for e in manifest if e["kind"] != "command"]:
         kind = entry["kind"] if entry["kind"] != "noisy" else f"noisy{entry['snr_db']}"
         hits, extra = score(entry, detect(recogniser, entry["file"]))
-        row = totals[kind]
-        row["files"] += 1
-        row["expected"] += len(entry["expected"])
-        row["hits"] += hits
-        row["false"] += extra
-        row["files_with_false"] += extra > 0
+        groups = [kind] + ([f"command:{entry['voice']}"] if kind == "command" else [])
+        for group in groups:
+            row = totals[group]
+            row["files"] += 1
+            row["expected"] += len(entry["expected"])
+            row["hits"] += hits
+            row["false"] += extra
+            row["files_with_false"] += extra > 0
     for row in totals.values():
         row["recall"] = row["hits"] / row["expected"] if row["expected"] else float("nan")
-    print("\nfixture results (pocketsphinx):")
+    print(f"\nfixture results (pocketsphinx, every {every} clean clip):")
     for kind, row in sorted(totals.items()):
-        print(f"  {kind:<11} files {int(row['files']):4d}  recall {row['recall']:.3f}  "
+        print(f"  {kind:<30} files {int(row['files']):4d}  recall {row['recall']:.3f}  "
               f"false detections {int(row['false'])} in {int(row['files_with_false'])} files")
     return totals
+
+
+#: Floors from the whole fixture set as measured with the pocketsphinx engine of 2026-11-21
+#: (print them with `pytest -s tests/test_fixtures.py`): clean recall 0.278 overall, 0.81 for
+#: the Piper voice and 0.12 to 0.24 for the espeak-ng voices (whose formant speech the
+#: engine's thresholds, calibrated on real people, mostly reject); 0.375 / 0.30 / 0.175 at
+#: 20 / 10 / 5 dB; coach cues: false commands in 3 of 16 files. They are what the engine
+#: reaches, set a little below, never tuned per file: raise them as the engine improves.
+CLEAN_RECALL_FLOOR = 0.25
+PIPER_RECALL_FLOOR = 0.75
+NOISY20_RECALL_FLOOR = 0.30
+COACH_CUE_FALSE_FILES_MAX = 3
+
+
+def test_clean_command_clips_are_heard(results: dict[str, dict[str, float]]) -> None:
+    assert results["command"]["recall"] >= CLEAN_RECALL_FLOOR
+    assert results["command:joe"]["recall"] >= PIPER_RECALL_FLOOR
+
+
+def test_commands_under_treadmill_noise(results: dict[str, dict[str, float]]) -> None:
+    assert results["noisy20"]["recall"] >= NOISY20_RECALL_FLOOR
+    # more noise never helps: recall falls (or stays) as the SNR falls
+    assert results["noisy20"]["recall"] >= results["noisy5"]["recall"]
+
+
+def test_coach_cues_yield_nothing(results: dict[str, dict[str, float]]) -> None:
+    """The target is 0; the floor is what the engine reaches today (see above)."""
+    assert results["coach_cue"]["files_with_false"] <= COACH_CUE_FALSE_FILES_MAX
+
+
+def test_silence_and_noise_yield_nothing(results: dict[str, dict[str, float]]) -> None:
+    assert results["silence"]["false"] == 0
+    assert results["noise"]["false"] == 0
+
+
+def test_result_does_not_depend_on_the_chunk_size(manifest: list[dict[str, Any]]) -> None:
+    """10, 100 and 500 ms chunks give the same commands at the same times. Each chunk size gets
+    a fresh recogniser fed the same files in the same order (the engine carries its channel
+    estimate from file to file, so the history must match too)."""
+    engines = pytest.importorskip("voicecoach.speech.engines")
+    from voicecoach.settings import SpeechSettings
+
+    grammar = load_grammar("en")
+    entries = of_kind(manifest, "command")[::37] + of_kind(manifest, "stream")[:1]
+    runs = []
+    for chunk_s in (0.01, 0.1, 0.5):
+        rec = engines.make_recogniser(SpeechSettings(engine="pocketsphinx"), grammar)
+        rec.set_commands(grammar.commands)
+        runs.append([[(d.command, d.phrase, d.start_s, d.end_s)
+                      for d in detect(rec, entry["file"], chunk_s)] for entry in entries])
+    assert any(runs[1]), "nothing was heard at all"
+    assert runs[0] == runs[1] == runs[2]
