@@ -96,7 +96,8 @@ class Runner:
         return ClipResult(name, seconds, shifted)
 
 
-def make_factory(engine: str, language: str) -> tuple[Grammar, Callable[..., Recogniser]]:
+def make_factory(engine: str, language: str, model: Path | None = None,
+                 ) -> tuple[Grammar, Callable[..., Recogniser]]:
     """The grammar and a recogniser factory for ``engine``; keyword arguments (the
     pocketsphinx tuning knobs) are only accepted by the pocketsphinx engine."""
     grammar = load_grammar(language)
@@ -118,7 +119,8 @@ def make_factory(engine: str, language: str) -> tuple[Grammar, Callable[..., Rec
             from voicecoach.speech.sphinx_engine import SphinxRecogniser
 
             return SphinxRecogniser(grammar)
-        return make_recogniser(SpeechSettings(engine=engine, language=language), grammar)
+        settings = SpeechSettings(engine=engine, language=language, model_path=model)
+        return make_recogniser(settings, grammar)
 
     return grammar, factory
 

@@ -52,7 +52,7 @@ def clip_files(data: Path, folder: str, limit: int | None) -> list[Path]:
 def measure_set(runner: Runner, grammar: Grammar, data: Path,
                 limit: int | None) -> dict[str, Any]:
     """Recall per positive folder, false-accept rate per negative folder, stop latency."""
-    out: dict[str, Any] = {"recall": {}, "false_accepts": {}, "states": {}}
+    out: dict[str, Any] = {"recall": {}, "false_accepts": {}}
     latencies: list[float] = []
     for folder, command in POSITIVES.items():
         state = state_for(grammar, command)
@@ -81,11 +81,14 @@ def measure_set(runner: Runner, grammar: Grammar, data: Path,
 
 
 def measure_fixtures(runner: Runner, grammar: Grammar, folder: Path) -> dict[str, Any] | None:
-    """Recall and false accepts on ``folder/manifest.json`` (all commands listening)."""
+    """Recall and false accepts on ``folder/manifest.json`` (all commands listening): a
+    list of entries, or an object with a "files" list; each entry has "file", "kind" and
+    "expected" (or "commands") with command, start_s and end_s."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return None
-    entries = json.loads(manifest.read_text(encoding="utf-8"))
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    entries = data.get("files", []) if isinstance(data, dict) else data
     by_kind: dict[str, dict[str, int]] = {}
     latencies: list[float] = []
     for entry in entries:
@@ -95,7 +98,7 @@ def measure_fixtures(runner: Runner, grammar: Grammar, folder: Path) -> dict[str
                                                   "files": 0})
         kind["files"] += 1
         used: set[int] = set()
-        for exp in entry.get("expected", []):
+        for exp in entry.get("expected", entry.get("commands", [])):
             kind["expected"] += 1
             for i, det in enumerate(res.detections):
                 if (i not in used and det.command == exp["command"]
@@ -176,11 +179,12 @@ def _report(engine: str, res: dict[str, Any]) -> None:
 
 
 def run_bench(engine: str, language: str, data: Path, fixtures: Path | None,
-              limit: int | None, curve: bool, curve_limit: int | None) -> dict[str, Any]:
+              limit: int | None, curve: bool, curve_limit: int | None,
+              model: Path | None = None) -> dict[str, Any]:
     """Every measurement, as one dict."""
     if not data.is_dir():
         raise VoicecoachError(f"no speech data at {data}", "pass --data ../shared/speech_commands")
-    grammar, factory = make_factory(engine, language)
+    grammar, factory = make_factory(engine, language, model)
     runner = Runner(factory())
     cpu0 = time.process_time()
     res = measure_set(runner, grammar, data, limit)
@@ -203,10 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.recognition",
                                      description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "vosk"))
-    parser.add_argument("--lang", default="en")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "speech_commands")
-    parser.add_argument("--fixtures", type=Path, default=REPO / "audio_fixtures")
+    parser.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "vosk"),
+                        help="recogniser to measure")
+    parser.add_argument("--lang", default="en", help="grammar language")
+    parser.add_argument("--model", type=Path, default=None, help="vosk model folder")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "speech_commands",
+                        help="Speech Commands folders (stop/, up/, _silence_/ ...)")
+    parser.add_argument("--fixtures", type=Path, default=REPO / "audio_fixtures",
+                        help="folder with manifest.json (skipped when absent)")
     parser.add_argument("--limit", type=int, default=None, help="clips per folder")
     parser.add_argument("--curve", action="store_true",
                         help="also sweep the pocketsphinx sensitivity (recall vs false accepts)")
@@ -215,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         res = run_bench(args.engine, args.lang, args.data, args.fixtures, args.limit,
-                        args.curve, args.curve_limit)
+                        args.curve, args.curve_limit, args.model)
     except VoicecoachError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

@@ -83,7 +83,7 @@ class SphinxRecogniser:
 
     def __init__(self, grammar: Grammar, *, sensitivity: float = 0.0, block_s: float = 0.05,
                  hold_s: float = 0.05, kws_delay: int = 10, decoys: bool = True,
-                 rule: ThresholdRule | None = None) -> None:
+                 keep_channel: bool = True, rule: ThresholdRule | None = None) -> None:
         """Build the decoder for ``grammar``.
 
         ``sensitivity``: 0.0 is the calibrated default; positive values hear more (more
@@ -91,6 +91,7 @@ class SphinxRecogniser:
         is buffered to this size). ``hold_s``: extra wait after a match ends for a better
         competing match. ``kws_delay``: pocketsphinx's own wait for a match's best score,
         in frames. ``decoys``: use the grammar's never_commands words as competitors.
+        ``keep_channel``: keep the cepstral mean (the microphone and room) across ``reset``.
         """
         if grammar.language != "en":
             raise VoicecoachError(
@@ -115,6 +116,8 @@ class SphinxRecogniser:
                             encoding="utf-8")
             self._decoder.add_kws("commands", str(path))
         self._decoder.activate_search("commands")
+        self._keep_channel = keep_channel
+        self._cmn0 = self._decoder.get_cmn()
         self._active: frozenset[str] = frozenset(grammar.commands)
         self._started = False
         self.reset()
@@ -177,6 +180,8 @@ class SphinxRecogniser:
         self._base_s: float | None = None
         self._buffer = b""
         self._emitted: list[tuple[str, int, int]] = []
+        if not self._keep_channel:
+            self._decoder.set_cmn(self._cmn0)
         self._start_utt()
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
