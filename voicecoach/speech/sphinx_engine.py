@@ -70,9 +70,10 @@ class SphinxRecogniser:
     Every phrase of the grammar, plus the grammar's ``never_commands`` words as decoys, is
     spotted by pocketsphinx's keyword search, which scores each against a phone loop (a
     likelihood ratio). A phrase is reported when its ratio clears its threshold, its duration
-    is plausible, and no overlapping decoy or phrase of another command scored better
-    (relative to its own threshold). Detections are reported ``kws_delay`` frames plus
-    ``hold_s`` after the phrase ends: "stop" never waits for the end of an utterance.
+    is plausible, and no overlapping decoy or phrase of another command scored clearly better
+    (by ``ThresholdRule.compete_margin``, each against its own length-based threshold).
+    Detections are reported ``kws_delay`` frames plus ``hold_s`` after the phrase ends:
+    "stop" never waits for the end of an utterance.
 
     Audio is cut into fixed ``block_s`` blocks before decoding and every time is counted in
     samples, so the result does not depend on how the caller chunks the audio.
@@ -93,7 +94,7 @@ class SphinxRecogniser:
         in frames. ``decoys``: use the grammar's never_commands words as competitors.
         ``keep_channel``: keep the cepstral mean (the microphone and room) across ``reset``.
         """
-        if grammar.language != "en":
+        if not grammar.language.lower().startswith("en"):
             raise VoicecoachError(
                 f"the pocketsphinx engine has only a US-English model, not '{grammar.language}'",
                 "use --engine vosk with a model for that language")
@@ -126,10 +127,11 @@ class SphinxRecogniser:
     def _check_words(self, grammar: Grammar, decoys: bool) -> dict[str, int]:
         """Phone count of every phrase (and decoy); one clear error for unknown words."""
         phrases = list(grammar.all_phrases())
-        if decoys:
-            phrases += [w for w in grammar.never if w not in phrases]
         missing: list[str] = []
         phones: dict[str, int] = {}
+        if decoys:  # a decoy the dictionary lacks is simply left out
+            phones = {w: len(p.split()) for w in grammar.never if w not in phrases
+                      for p in [self._decoder.lookup_word(w)] if p}
         for phrase in phrases:
             count = 0
             for word in phrase.split():
