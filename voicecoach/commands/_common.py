@@ -63,6 +63,15 @@ def output_listener(args: argparse.Namespace, settings: Settings) -> Listener:
     return EventPrinter(sys.stdout, settings.coach.units)
 
 
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--engine, --lang and --model: which recogniser, language and vosk model."""
+    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
+                        help="recogniser (default: from settings, auto = vosk when a model "
+                             "for the language is present, else pocketsphinx)")
+    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
+    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+
+
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """The options that choose what to walk."""
     parser.add_argument("--plan", metavar="FILE", help="a TOML plan file (see README)")

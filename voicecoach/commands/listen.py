@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk
-from voicecoach.commands._common import settings_from_args
+from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.speech.recogniser import Detection, Recogniser
@@ -32,11 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="WAV files or folders (default: the microphone)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON line per file: file, audio_s and the commands heard")
-    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
-                        help="recogniser (default: from settings, auto = vosk when a model "
-                             "for the language is present, else pocketsphinx)")
-    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
-    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    add_engine_options(parser)
     parser.add_argument("--state", default=None, metavar="NAME",
                         help="listen only for the commands of this workout state "
                              "(default: every command of the grammar)")

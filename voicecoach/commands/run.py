@@ -8,6 +8,7 @@ import sys
 
 from voicecoach.clock import RealClock
 from voicecoach.commands._common import (
+    add_engine_options,
     add_plan_options,
     choose_plan,
     make_coach,
@@ -36,10 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--audio-in", metavar="FILE.wav",
                         help="replay a recording through the real recogniser "
                              "(workout time = audio time)")
-    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
-                        help="recogniser for --audio-in (default: from settings, auto)")
-    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
-    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    add_engine_options(parser)
     parser.set_defaults(func=run)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.commands._common import (
+    add_engine_options,
     add_plan_options,
     choose_plan,
     output_listener,
@@ -44,10 +45,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-device", default=None, metavar="D",
                         help="speaker: a device number or part of its name")
     parser.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
-    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
-                        help="recogniser (default: from settings, auto)")
-    parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
-    parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    add_engine_options(parser)
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
     add_plan_options(parser)
 
