@@ -73,7 +73,8 @@ class DeviceLoop:
                  begin_at_once: bool = False, clock: AudioClock | None = None,
                  gate: DuplexGate | None = None, retry_s: float = RETRY_S,
                  sleep: Callable[[float], None] = time.sleep,
-                 on_decision: Callable[[Decision], None] | None = None) -> None:
+                 on_decision: Callable[[Decision], None] | None = None,
+                 canceller: Callable[[AudioChunk], AudioChunk] | None = None) -> None:
         self.settings = settings
         self.recogniser = recogniser
         self.speaker = speaker
@@ -87,6 +88,7 @@ class DeviceLoop:
         self.retry_s = retry_s
         self.sleep = sleep
         self.on_decision = on_decision
+        self.canceller = canceller  # echo cancellation before recognition (voicecoach.audio.aec)
         idle_plan = plan or programme_week(1, settings.coach)
         self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
                            volume=settings.speech.volume, words_per_minute=settings.speech.rate)
@@ -165,8 +167,9 @@ class DeviceLoop:
     def process(self, chunk: AudioChunk) -> None:
         """One chunk of audio (already on the loop's audio time)."""
         self.clock.note(chunk.end_s)  # detections are emitted at the end of the chunk
-        self.gate.hear(chunk.audio, chunk.end_s)
-        for det in self.recogniser.accept(chunk):
+        self.gate.hear(chunk.audio, chunk.end_s)  # the raw mic: the gate checks it for echo
+        heard = self.canceller(chunk) if self.canceller is not None else chunk
+        for det in self.recogniser.accept(heard):
             self._deliver(det, chunk.end_s)
             self._sync_grammar()
         self.coach.tick(chunk.end_s)

@@ -262,10 +262,15 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 voices: tuple[str, ...] = ("joe",), seed: int = 1, chunk_s: float = 0.1,
                 clips: tuple[UserClip, ...] = (), sessions: int | None = 1,
                 tail_s: float | None = None, keep_mic: bool = False,
-                echo_check: bool = True) -> LoopRun:
-    """Run the real device loop on a simulated room (see the module docstring)."""
+                echo_check: bool = True, aec: bool = True) -> LoopRun:
+    """Run the real device loop on a simulated room (see the module docstring).
+
+    ``aec``: the microphone is cleaned by echo cancellation against what the speaker played
+    before the recogniser hears it (as on the device); False feeds the raw mix.
+    """
     from contextlib import contextmanager
 
+    from voicecoach.audio.aec import ReferenceCanceller
     from voicecoach.device import AudioClock, DeviceLoop
     from voicecoach.duplex import ECHO_TAIL_S, DuplexGate
     from voicecoach.events import CommandHeard, Event
@@ -294,9 +299,11 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     gate = DuplexGate(speaker, ECHO_TAIL_S if tail_s is None else tail_s,
                       reference=speaker.played if echo_check else None)
     sources = iter([source])
+    canceller = ReferenceCanceller(speaker.played_audio) if aec else None
     loop = DeviceLoop(settings, load_grammar(settings.speech.language), recogniser, speaker,
                       lambda: next(sources, None), open_session, plan=plan, listeners=[listen],
-                      sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate)
+                      sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate,
+                      canceller=canceller)
     polite = PoliteUser(loop.coach, speaker, source, voices) if user else None
     source.react = polite
     recogniser.reset()

@@ -181,6 +181,28 @@ class WavSpeaker:
         self._advance(math.inf)
         return [p.interval() for p in self._placed]
 
+    def played_audio(self, start_s: float, end_s: float) -> np.ndarray:
+        """What the speaker plays over [start_s, end_s) of its time, as int16 samples.
+
+        The far-end reference for echo cancellation. Utterances due to start before
+        ``end_s`` are placed first; speech cut off later does not change what came before.
+        """
+        n = max(0, int(round((end_s - start_s) * SAMPLE_RATE)))
+        out = np.zeros(n, dtype=np.int32)
+        if n == 0:
+            return out.astype(np.int16)
+        self._advance(max(self._time(), end_s))
+        base = int(round(start_s * SAMPLE_RATE))
+        for placed in self._placed:
+            if placed.end <= start_s or placed.start >= end_s:
+                continue
+            begin = int(round(placed.start * SAMPLE_RATE))
+            part = placed.audio[:int(round((placed.end - placed.start) * SAMPLE_RATE))]
+            lo, hi = max(begin, base), min(begin + part.size, base + n)
+            if hi > lo:
+                out[lo - base:hi - base] += part[lo - begin:hi - begin]
+        return np.clip(out, -32768, 32767).astype(np.int16)
+
     def audio(self, total_s: float | None = None) -> np.ndarray:
         """The whole timeline from time 0 as int16 samples (after ``finish``)."""
         intervals = self.finish()
