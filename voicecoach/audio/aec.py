@@ -40,6 +40,10 @@ from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 _LOGGER = logging.getLogger(__name__)
 
 BLOCK = 256
+#: Minimum statistics under-read the mean noise energy of a block by about this factor.
+NOISE_BIAS = 1.5
+#: The smallest adaptation step, as a fraction of ``mu``.
+MU_MIN = 0.05
 
 
 class EchoCanceller:
@@ -47,7 +51,8 @@ class EchoCanceller:
 
     def __init__(self, filter_s: float = 0.128, block: int = BLOCK, mu: float = 0.8,
                  dt_ratio: float = 0.5, converged_db: float = 6.0, hangover: int = 8,
-                 dt_max_s: float = 2.0, rate: int = SAMPLE_RATE) -> None:
+                 dt_max_s: float = 2.0, reg: float = 0.5,
+                 rate: int = SAMPLE_RATE) -> None:
         if filter_s <= 0 or block <= 0 or not 0 < mu <= 1:
             raise ValueError("filter_s and block must be positive, 0 < mu <= 1")
         self.block = block
@@ -68,12 +73,15 @@ class EchoCanceller:
         self._ref_buf = np.zeros(0)
         self._done = 0  # samples of the block being filled already returned
         self._acc_f = self._acc_b = 0.0
-        self._erle = 1.0  # smoothed mic / residual energy while the reference is active
+        self._erle = 1.0  # mic / residual energy over the noise floor, reference active
+        self._sd_s = self._sf_s = self._sb_s = 0.0
+        self._noise = math.inf
         self._dt_hold = 0
         self._dt_run = 0
         #: Blocks processed, blocks with double talk detected, filter copies (diagnostics).
         self.blocks = self.dt_blocks = self.copies = 0
-        self.floor = 2.0 * block * 1e-6  # regularisation: a -60 dBFS reference per bin
+        self.floor = 2.0 * block * 1e-8  # a -80 dBFS reference per bin
+        self.reg = reg  # weak bins are regularised by this fraction of the mean power
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Cancel the echo of ``ref`` (same length, same time) in ``mic``; int16 in and out.
@@ -135,10 +143,12 @@ class EchoCanceller:
         sd, sf, sb, sy = (float(np.dot(v, v)) for v in (d, ef, eb, yf))
         sx = float(np.dot(x, x))
 
-        # double-talk detector (energy ratio, only once the canceller has converged)
-        if sx > 0 and self._dt_hold == 0:
-            self._erle = 0.9 * self._erle + 0.1 * (sd / max(sf, 1e-12))
-        talk = self._erle > self.converged and sf > self.dt_ratio * sy and sd > 1e-9 * b
+        # near-end noise floor: minimum statistics of the residual, rising 1.3 dB/s
+        self._noise = min(self._noise * 1.005, max(sf, 1e-10 * b))
+        nf = NOISE_BIAS * self._noise
+        # double-talk detector (energy ratio over the noise floor and the echo estimate),
+        # only once the canceller has converged: before that the residual is mostly echo
+        talk = self._erle > self.converged and sf > 3.0 * nf + self.dt_ratio * sy
         if talk:
             self._dt_hold = self.hangover
         elif self._dt_hold:
@@ -150,16 +160,23 @@ class EchoCanceller:
             self._dt_hold = 0
             self._erle = 1.0
         self.dt_blocks += int(frozen)
+        if not frozen and sx > 0:
+            self._sd_s = 0.9 * self._sd_s + 0.1 * sd
+            self._sf_s = 0.9 * self._sf_s + 0.1 * sf
+            self._erle = max(self._sd_s - nf, 0.0) / max(self._sf_s - nf, 1e-3 * self._sf_s, 1e-12)
 
-        # background NLMS update (gradient-constrained), frozen in double talk
+        # background NLMS update (gradient-constrained), frozen in double talk; the step
+        # shrinks as the residual nears the noise floor (misadjustment from noise)
+        self._sb_s = 0.7 * self._sb_s + 0.3 * sb
         self._px = 0.7 * self._px + 0.3 * (np.abs(self._X) ** 2).sum(axis=0)
         if not frozen:
+            step = self.mu * min(1.0, max(MU_MIN, 1.0 - nf / max(self._sb_s, 1e-12)))
             e_spec = np.fft.rfft(np.concatenate([np.zeros(b), eb]))
-            norm = self._px + self.floor
+            norm = self._px + self.reg * float(self._px.mean()) + self.floor
             grad = np.conj(self._X) * (e_spec / norm)
             g = np.fft.irfft(grad, axis=1)
             g[:, b:] = 0.0
-            self._wb += self.mu * np.fft.rfft(g, axis=1)
+            self._wb += step * np.fft.rfft(g, axis=1)
 
         # two-path: the foreground takes the background's weights when they are better
         self._acc_f = 0.6 * self._acc_f + sf

@@ -72,7 +72,7 @@ def _recogniser(settings: Settings) -> Any:
 
 
 def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOICES,
-                noise: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                noise: dict[str, float] | None = None, aec: bool = True) -> list[dict[str, Any]]:
     """One session per trial: the briefing starts at 0 s and a stop is said over it."""
     recogniser = _recogniser(settings)
     rows = []
@@ -85,7 +85,8 @@ def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOI
                 i += 1
                 run = closed_loop(recogniser, settings, PLAN_15, clip.at_s + 4.0,
                                   renderer=renderer, noise_rms=rms, user=False,
-                                  begin_at_once=True, clips=(clip,), keep_mic=True, seed=i)
+                                  begin_at_once=True, clips=(clip,), keep_mic=True, seed=i,
+                                  aec=aec)
                 rows.append(_score_stop(run, clip, voice, phrase, level))
     return rows
 
@@ -124,14 +125,14 @@ def _residuals(mic: np.ndarray, speaker: Any, clip: Any) -> tuple[float, float] 
     return out[0], out[1]
 
 
-def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PLAN_15
-                      ) -> dict[str, Any]:
+def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PLAN_15,
+                      aec: bool = True) -> dict[str, Any]:
     """The 15-minute closed loop at 10 dB SNR with a polite user; counts what was wrong."""
     recogniser = _recogniser(settings)
     total = minutes_plan.total_s + 120.0
     cpu = time.process_time()
     run = closed_loop(recogniser, settings, minutes_plan, total, renderer=renderer,
-                      noise_rms=NOISE["snr10"], voices=VOICES, seed=15)
+                      noise_rms=NOISE["snr10"], voices=VOICES, seed=15, aec=aec)
     said = run.user.said if run.user else []
     heard_ok = sum(1 for c in said if any(e.command == c.command and c.start_s - 0.3 <= e.t
                                           <= c.end_s + 2.5 for e in run.heard))
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer trials, a 3-minute session")
     parser.add_argument("--idle-s", type=float, default=120.0, help="idle audio per engine")
     parser.add_argument("--skip", nargs="*", default=(), choices=("stop", "false", "idle"))
+    parser.add_argument("--no-aec", action="store_true",
+                        help="feed the recogniser the raw microphone (no echo cancellation)")
     args = parser.parse_args(argv)
     if args.idle_child:
         engine, lang, seconds = args.idle_child
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     if "stop" not in args.skip:
         voices = VOICES[:2] if args.quick else VOICES
-        rows = stop_trials(settings, renderer, voices)
+        rows = stop_trials(settings, renderer, voices, aec=not args.no_aec)
         print(_summary(rows), flush=True)
         pairs = [r["residual"] for r in rows if r["residual"]]
         if pairs:
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             plan = Plan("bench-3min", (replace(WARMUP, duration_s=60.0), PLAN_15.phases[1],
                                        replace(COOLDOWN, duration_s=30.0)))
-        result = false_command_run(settings, renderer, plan)
+        result = false_command_run(settings, renderer, plan, aec=not args.no_aec)
         print(f"false commands over a {result['audio_s'] / 60:.1f}-minute closed-loop session "
               f"(coach's voice -6 dB 30 ms late, treadmill noise 10 dB SNR): "
               f"{len(result['echo'])} from the coach's voice or noise (target 0), "
