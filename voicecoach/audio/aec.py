@@ -51,7 +51,7 @@ class EchoCanceller:
 
     def __init__(self, filter_s: float = 0.128, block: int = BLOCK, mu: float = 0.8,
                  dt_ratio: float = 0.5, converged_db: float = 6.0, hangover: int = 8,
-                 dt_max_s: float = 2.0, reg: float = 0.5,
+                 dt_max_s: float = 2.0, reg: float = 0.1, noise_reg: float = 4.0,
                  rate: int = SAMPLE_RATE) -> None:
         if filter_s <= 0 or block <= 0 or not 0 < mu <= 1:
             raise ValueError("filter_s and block must be positive, 0 < mu <= 1")
@@ -81,6 +81,7 @@ class EchoCanceller:
         #: Blocks processed, blocks with double talk detected, filter copies (diagnostics).
         self.blocks = self.dt_blocks = self.copies = 0
         self.floor = 2.0 * block * 1e-8  # a -80 dBFS reference per bin
+        self.noise_reg = noise_reg  # and by the noise floor (times this)
         self.reg = reg  # weak bins are regularised by this fraction of the mean power
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -148,7 +149,7 @@ class EchoCanceller:
         nf = NOISE_BIAS * self._noise
         # double-talk detector (energy ratio over the noise floor and the echo estimate),
         # only once the canceller has converged: before that the residual is mostly echo
-        talk = self._erle > self.converged and sf > 3.0 * nf + self.dt_ratio * sy
+        talk = self._erle > self.converged and sf > 3.0 * nf and sf > self.dt_ratio * sd
         if talk:
             self._dt_hold = self.hangover
         elif self._dt_hold:
@@ -172,7 +173,8 @@ class EchoCanceller:
         if not frozen:
             step = self.mu * min(1.0, max(MU_MIN, 1.0 - nf / max(self._sb_s, 1e-12)))
             e_spec = np.fft.rfft(np.concatenate([np.zeros(b), eb]))
-            norm = self._px + self.reg * float(self._px.mean()) + self.floor
+            norm = self._px + self.reg * float(self._px.mean()) + self.floor \
+                + self.noise_reg * self.parts * nf
             grad = np.conj(self._X) * (e_spec / norm)
             g = np.fft.irfft(grad, axis=1)
             g[:, b:] = 0.0
