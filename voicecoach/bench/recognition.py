@@ -30,7 +30,7 @@ NEGATIVE_WORDS = ("up", "down", "left", "right", "on", "off", "_unknown_")
 #: Folder -> the command it must produce; "go" is "resume", which only some states accept.
 POSITIVES = {"stop": STOP, "go": "resume", "yes": "yes", "no": "no"}
 FA_STATE = "backward"  # the state with the most commands: the hardest case for false accepts
-CURVE = (-1.0, -0.5, 0.0, 0.5, 1.0)
+CURVE = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
 
 
 def state_for(grammar: Grammar, command: str) -> str:

@@ -45,7 +45,9 @@ class ThresholdRule:
     than a false one (the coach only ends the session)."""
     compete_margin: float = 200.0
     """A decoy or another command's phrase over the same stretch rejects a match only when
-    it beats the match by this much (both measured against their base thresholds)."""
+    it beats the match by this much (both measured against their base thresholds); a
+    positive sensitivity widens it by ``sensitivity_step`` per unit, a negative one never
+    narrows it."""
     sensitivity_step: float = 100.0
     """Threshold change for a sensitivity change of 1.0."""
     max_frames_per_phone: int = 20
@@ -103,6 +105,8 @@ class SphinxRecogniser:
         self.grammar = grammar
         self.sensitivity = sensitivity
         self.rule = rule or ThresholdRule()
+        self._compete = self.rule.compete_margin + self.rule.sensitivity_step * max(
+            sensitivity, 0.0)
         self._block = max(160, int(round(block_s * SAMPLE_RATE))) * SAMPLE_WIDTH
         self._hold_f = int(round(hold_s * FRAME_RATE))
         self._delay_f = kws_delay
@@ -254,7 +258,7 @@ class SphinxRecogniser:
                 continue
             if now_f < cand.end_f + self._delay_f + self._hold_f:
                 continue  # wait for competitors and a better end point
-            if any(o.rank > cand.rank + self.rule.compete_margin and o.start_f < cand.end_f
+            if any(o.rank > cand.rank + self._compete and o.start_f < cand.end_f
                    and o.end_f > cand.start_f and self._phrase_cmd.get(o.phrase) != command
                    for o in cands):
                 continue  # a decoy or another command's phrase fits this stretch better
