@@ -10,12 +10,13 @@ from transitions import EventData, MachineError
 
 from voicecoach import events as ev
 from voicecoach.events import Event, Priority
-from voicecoach.grammar import STOP, Grammar
+from voicecoach.grammar import Grammar
 from voicecoach.settings import CoachSettings
 from voicecoach.workout import cues as say
-from voicecoach.workout.cues import CueEngine, speed_text
+from voicecoach.workout.cues import CueEngine
 from voicecoach.workout.machine import ACTIVE, AT_REST, PHASE_STATE, TRIGGERS, State, build_machine
 from voicecoach.workout.plan import Phase, Plan
+from voicecoach.workout.requests import EPS, CoachRequests
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,16 +25,13 @@ Listener = Callable[[Event], None]
 QUESTION_TIMEOUT_S = 20.0
 #: Times the coach asks "say ready" after a turn before it starts the clock anyway.
 TURN_ASKS = 3
-#: The lowest target the coach ever asks for, even after a pain report (mph).
-FLOOR_MPH = 0.3
-_EPS = 1e-6
 
 
 def _forward(kind: str) -> bool:
     return kind != "backward"
 
 
-class Coach:
+class Coach(CoachRequests):
     """Runs one plan: the state machine's model. Feed it ``command()`` and ``tick()``."""
 
     state: State
@@ -208,7 +206,7 @@ class Coach:
             self.backward_s += dt
         if self.question and self.now - self.question_t >= QUESTION_TIMEOUT_S:
             self.question = None
-        if self.phase_elapsed >= phase.duration_s - _EPS:
+        if self.phase_elapsed >= phase.duration_s - EPS:
             if phase.kind == "backward":
                 last = not any(p.kind == "backward" for p in self.plan.phases[self.phase_index + 1:])
                 self.say("That is all the backward walking for today." if last
@@ -226,7 +224,7 @@ class Coach:
         if phase.kind != "backward" or phase.duration_s < 120:
             return
         left = phase.duration_s - self.phase_elapsed
-        if "one_min" not in self.announced and left <= 60 + _EPS:
+        if "one_min" not in self.announced and left <= 60 + EPS:
             self.announced.update({"one_min", "half"})
             self.say("One minute left in this block.", "announcement", Priority.ANNOUNCEMENT)
         elif "half" not in self.announced and self.phase_elapsed >= phase.duration_s / 2:
@@ -363,141 +361,3 @@ class Coach:
 
     def say_nothing_running(self, event: EventData) -> None:
         self.say(say.NOTHING_RUNNING, "answer", Priority.URGENT, remember=False)
-
-    # targets ---------------------------------------------------------------
-    def _speed_limits(self) -> tuple[float, float]:
-        phase = self.phase
-        assert phase is not None
-        return phase.min_speed_mph, min(phase.max_speed_mph, self.settings.top_speed_mph)
-
-    def can_faster(self, event: EventData) -> bool:
-        return self.speed_mph + self.settings.speed_step_mph <= self._speed_limits()[1] + _EPS
-
-    def can_slower(self, event: EventData) -> bool:
-        return self.speed_mph - self.settings.speed_step_mph >= self._speed_limits()[0] - _EPS
-
-    def _incline_top(self) -> float:
-        phase = self.phase
-        assert phase is not None
-        return min(phase.max_incline_pct, self.settings.max_incline_pct)
-
-    def can_incline_up(self, event: EventData) -> bool:
-        return self.incline_pct + self.settings.incline_step_pct <= self._incline_top() + _EPS
-
-    def can_incline_down(self, event: EventData) -> bool:
-        return self.incline_pct - self.settings.incline_step_pct >= -_EPS
-
-    def _set_speed(self, mph: float, why: str) -> None:
-        self.speed_mph = round(mph, 2)
-        self._target_changed(why)
-        self.say(f"Target now {speed_text(self.speed_mph, self.units)}.", "answer")
-
-    def apply_faster(self, event: EventData) -> None:
-        self._set_speed(self.speed_mph + self.settings.speed_step_mph, "faster")
-
-    def apply_slower(self, event: EventData) -> None:
-        self._set_speed(self.speed_mph - self.settings.speed_step_mph, "slower")
-
-    def refuse_faster(self, event: EventData) -> None:
-        phase_top = self.phase.max_speed_mph if self.phase else 0.0
-        if phase_top <= self.settings.top_speed_mph:
-            self._refuse("faster", "That is the top speed for today.")
-        else:
-            self._refuse("faster", "That is the top speed in your settings.")
-
-    def refuse_slower(self, event: EventData) -> None:
-        self._refuse("slower", "That is the slowest for this part. Say pause for a break.")
-
-    def _set_incline(self, pct: float, why: str) -> None:
-        self.incline_pct = round(pct, 1)
-        self._target_changed(why)
-        self.say(f"Incline now {self.incline_pct:g} percent.", "answer")
-
-    def apply_incline_up(self, event: EventData) -> None:
-        self._set_incline(self.incline_pct + self.settings.incline_step_pct, "incline_up")
-
-    def apply_incline_down(self, event: EventData) -> None:
-        self._set_incline(self.incline_pct - self.settings.incline_step_pct, "incline_down")
-
-    def refuse_incline_up(self, event: EventData) -> None:
-        self._refuse("incline_up", "That is the most incline for today.")
-
-    def refuse_incline_down(self, event: EventData) -> None:
-        self._refuse("incline_down", "The belt is already flat.")
-
-    # answers ---------------------------------------------------------------
-    def answer_yes(self, event: EventData) -> None:
-        if self.question == "turn":
-            self._turned()
-            self.say("Thanks. The clock is running.", "answer", Priority.ANSWER, remember=False)
-        elif self.question == "pain_end":
-            self.question = None
-            self.stop()
-        elif self.question == "checkin":
-            self.answer_good(event)
-        else:
-            self._refuse("yes", say.NOT_ASKED)
-
-    def answer_no(self, event: EventData) -> None:
-        if self.question == "pain_end":
-            self.question = None
-            self.say(say.PAIN_CARRY_ON, "answer")
-        elif self.question == "turn":
-            self.say(say.TURN_AGAIN, "prompt")
-        elif self.question == "checkin":
-            self.say(say.CHECKIN, "prompt")
-        else:
-            self._refuse("no", say.NOT_ASKED)
-
-    def answer_good(self, event: EventData) -> None:
-        if self.question == "checkin":
-            self.question = None
-        self.say(say.CHECKIN_GOOD, "answer", remember=False)
-
-    def report_pain(self, event: EventData) -> None:
-        phrase = event.kwargs.get("phrase", "pain")
-        self.emit(ev.PainReported(t=self.now, state=self.state.value, phrase=phrase))
-        self.speed_mph = max(FLOOR_MPH, round(self.speed_mph - 2 * self.settings.speed_step_mph, 2))
-        self._target_changed("pain")
-        self.say(say.PAIN_SLOWER.format(speed=speed_text(self.speed_mph, self.units)), "answer",
-                 Priority.URGENT)
-        self._ask("pain_end", say.PAIN_OFFER_END)
-
-    # things that work everywhere -------------------------------------------
-    def say_repeat(self, event: EventData) -> None:
-        self.say(self.last_said or say.NOTHING_TO_REPEAT, "repeat", remember=False)
-
-    def say_time_left(self, event: EventData) -> None:
-        phase = self.phase
-        if phase is None or self.state in AT_REST or self.state is State.BRIEFING:
-            self.say("We have not started walking yet." if self.state is State.BRIEFING
-                     else say.NOTHING_RUNNING, "answer", remember=False)
-            return
-        left = say.duration_text(max(0.0, phase.duration_s - self.phase_elapsed))
-        where = "Paused, with" if self.state is State.PAUSED else "Still"
-        self.say(f"{where} {left} in this part, at {speed_text(self.speed_mph, self.units)}.",
-                 "answer", remember=False)
-
-    def _set_volume(self, step: float) -> None:
-        new = round(min(1.0, max(0.1, self.volume + step)), 2)
-        if new == self.volume:
-            self.say(say.VOLUME_MAX if step > 0 else say.VOLUME_MIN, "answer", remember=False)
-            return
-        self.volume = new
-        self.emit(ev.VolumeChanged(t=self.now, state=self.state.value, volume=new))
-        self.say(say.VOLUME_UP if step > 0 else say.VOLUME_DOWN, "answer", remember=False)
-
-    def say_louder(self, event: EventData) -> None:
-        self._set_volume(+0.1)
-
-    def say_quieter(self, event: EventData) -> None:
-        self._set_volume(-0.1)
-
-    def say_help(self, event: EventData) -> None:
-        names = [c for c in self.accepted_commands() if c != STOP]
-        if self.grammar is not None:
-            words = [self.grammar.phrases[c][0] for c in names]
-        else:
-            words = [c.replace("_", " ") for c in names]
-        self.say(f"You can say: {', '.join(words)}.", "help", remember=False)
-        self.say(say.BRIEFING_STOP, "help", remember=False)
