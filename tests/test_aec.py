@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +121,42 @@ def test_reference_from_the_speaker_timeline_cleans_chunks(tmp_path: Path) -> No
     cleaned = np.concatenate(out).astype(np.float64)
     # 10 dB after 2.5 s of speech: a reference off by a chunk (or on another clock) gives ~0
     assert erle_db(mic[3 * RATE:].astype(np.float64), cleaned[3 * RATE:]) > 10.0
+
+
+class _InstantSink:
+    """The sound card: plays at once; ``cut`` reports the utterance as cut off."""
+
+    def __init__(self, cut: bool = False) -> None:
+        self.cut = cut
+        self.audio = np.zeros(0, dtype=np.int16)
+
+    def play(self, audio: np.ndarray, stop: Any, on_start: Any = None) -> bool:
+        if on_start is not None:
+            on_start()
+        self.audio = audio.copy()
+        return not self.cut
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_the_live_speaker_hands_out_what_it_played(cut: bool) -> None:
+    from voicecoach.speech.tts import TtsSpeaker
+
+    sink = _InstantSink(cut)
+    stamps = iter([10.0, 10.25])  # playback began at 10.0; it ended (or was cut) at 10.25
+    speaker = TtsSpeaker(EspeakNgRenderer(), sink, clock=lambda: next(stamps))
+    try:
+        speaker.say("Stand tall.", Priority.CUE, 0.0)
+        assert speaker.wait_idle(30.0)
+        n = sink.audio.size
+        assert n > RATE // 2
+        ref = speaker.played_audio(9.5, 10.0 + n / RATE + 0.5)
+        half = RATE // 2
+        assert not ref[:half].any() and not ref[half + n:].any()
+        played = n if not cut else RATE // 4
+        assert np.array_equal(ref[half:half + played], sink.audio[:played])
+        assert not ref[half + played:].any()
+    finally:
+        speaker.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
@@ -28,6 +29,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Seconds between attempts to reopen a microphone that went away.
 RETRY_S = 3.0
+#: Chunks over which AudioClock takes the least arrival delay (10 s of 0.1 s chunks).
+LAG_CHUNKS = 100
 
 #: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
 SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
@@ -36,7 +39,10 @@ SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]
 class AudioClock:
     """Audio time: the end of the last chunk heard, plus (live only) wall time since then.
 
-    ``speaker_to_audio`` maps a ``time.monotonic()`` stamp (the TtsSpeaker's clock) to it.
+    ``speaker_to_audio`` maps a ``time.monotonic()`` stamp (the TtsSpeaker's clock) to it;
+    ``audio_to_speaker`` maps back for echo cancellation with a steadier offset: the least
+    delay seen between a chunk's end and its arrival over the last ``LAG_CHUNKS`` chunks, so
+    the reference does not jitter with the queue and is never later than the echo.
     """
 
     def __init__(self, live: bool = False, wall: Callable[[], float] = time.monotonic) -> None:
@@ -44,10 +50,12 @@ class AudioClock:
         self._wall = wall
         self.audio_s = 0.0
         self._at = wall()
+        self._lags: deque[float] = deque(maxlen=LAG_CHUNKS)
 
     def note(self, audio_s: float) -> None:
         self.audio_s = max(self.audio_s, audio_s)
         self._at = self._wall()
+        self._lags.append(self._at - audio_s)
 
     def now(self) -> float:
         if not self.live:
@@ -56,6 +64,10 @@ class AudioClock:
 
     def speaker_to_audio(self, stamp: float) -> float:
         return self.audio_s + (stamp - self._at)
+
+    def audio_to_speaker(self, t: float) -> float:
+        lag = min(self._lags) if self._lags else self._at - self.audio_s
+        return t + lag
 
 
 class DeviceLoop:

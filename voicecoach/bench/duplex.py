@@ -160,8 +160,14 @@ def idle_child(engine: str, language: str, seconds: float) -> dict[str, Any]:
     step = int(0.1 * SAMPLE_RATE) * 2
     cpu = time.process_time()
     heard = 0
+    from voicecoach.audio.aec import ReferenceCanceller
+
+    # as on the device: the mic goes through echo cancellation against the (silent) speaker
+    canceller = ReferenceCanceller(lambda a, b: np.zeros(int(round((b - a) * SAMPLE_RATE)),
+                                                         dtype=np.int16))
     for k, offset in enumerate(range(0, len(noise), step)):
-        heard += len(recogniser.accept(AudioChunk(noise[offset:offset + step], k * 0.1)))
+        chunk = canceller(AudioChunk(noise[offset:offset + step], k * 0.1))
+        heard += len(recogniser.accept(chunk))
     used = time.process_time() - cpu
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"engine": engine, "language": language, "cpu_ratio": round(used / seconds, 4),

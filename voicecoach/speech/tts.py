@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.events import Priority
 from voicecoach.settings import Settings
 from voicecoach.speech.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
@@ -98,6 +99,8 @@ class TtsSpeaker:
         self._current: _Item | None = None
         self._closed = False
         self._intervals: deque[SpeechInterval] = deque(maxlen=keep_intervals)
+        #: (start stamp, samples, end stamp or None) of recent utterances: the AEC reference
+        self._played: deque[tuple[float, np.ndarray, float | None]] = deque(maxlen=8)
         self._listeners: list[SpeechListener] = []
         self._thread = threading.Thread(target=self._run, name="voicecoach-speaker", daemon=True)
         self._thread.start()
@@ -158,6 +161,26 @@ class TtsSpeaker:
     def add_listener(self, listener: SpeechListener) -> None:
         self._listeners.append(listener)
 
+    def played_audio(self, start: float, end: float) -> np.ndarray:
+        """What was sent to the speaker over [start, end) of its clock, as int16 samples.
+
+        The far-end reference for echo cancellation: an utterance's samples laid out from
+        the moment its playback began (``on_start``), up to where it was cut off, if it was.
+        Only the last few utterances are kept.
+        """
+        n = max(0, int(round((end - start) * SAMPLE_RATE)))
+        out = np.zeros(n, dtype=np.int16)
+        with self._cond:
+            played = list(self._played)
+        for began, audio, stopped in played:
+            count = audio.size if stopped is None else \
+                min(audio.size, max(0, int(round((stopped - began) * SAMPLE_RATE))))
+            offset = int(round((began - start) * SAMPLE_RATE))
+            lo, hi = max(0, offset), min(n, offset + count)
+            if hi > lo:
+                out[lo:hi] = audio[lo - offset:hi - offset]
+        return out
+
     @property
     def engine_working(self) -> bool:
         """False once the speech engine was given up (only tones are played)."""
@@ -205,12 +228,18 @@ class TtsSpeaker:
             interval = SpeechInterval(self._clock(), None, item.text, item.priority, item.t,
                                       False, is_tone)
             started.append(interval)
+            with self._cond:
+                self._played.append((interval.start, audio, None))
             self._record(interval)
 
         completed = self._play(audio, item.stop, on_start)
         if not started:
             on_start()
-        self._record(replace(started[0], end=self._clock(), completed=completed), final=True)
+        ended = self._clock()
+        with self._cond:
+            if self._played and self._played[-1][0] == started[0].start:
+                self._played[-1] = (started[0].start, audio, None if completed else ended)
+        self._record(replace(started[0], end=ended, completed=completed), final=True)
 
     def _play(self, audio: np.ndarray, stop: threading.Event,
               on_start: Callable[[], None]) -> bool:
