@@ -31,6 +31,9 @@ _LOGGER = logging.getLogger(__name__)
 RETRY_S = 3.0
 #: Chunks over which AudioClock takes the least arrival delay (10 s of 0.1 s chunks).
 LAG_CHUNKS = 100
+#: Echo path the live canceller covers: the mic's arrival-time error (up to a chunk), the
+#: speaker's output latency and the room (the loopback room needs 30 ms plus its tail).
+LIVE_ECHO_S = 0.3
 
 #: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
 SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
@@ -86,7 +89,7 @@ class DeviceLoop:
                  gate: DuplexGate | None = None, retry_s: float = RETRY_S,
                  sleep: Callable[[float], None] = time.sleep,
                  on_decision: Callable[[Decision], None] | None = None,
-                 canceller: Callable[[AudioChunk], AudioChunk] | None = None) -> None:
+                 canceller: Callable[[AudioChunk], AudioChunk] | None | str = "auto") -> None:
         self.settings = settings
         self.recogniser = recogniser
         self.speaker = speaker
@@ -100,7 +103,9 @@ class DeviceLoop:
         self.retry_s = retry_s
         self.sleep = sleep
         self.on_decision = on_decision
-        self.canceller = canceller  # echo cancellation before recognition (voicecoach.audio.aec)
+        #: Echo cancellation before recognition (voicecoach.audio.aec); "auto": against what
+        #: the speaker played, if it can say (``played_audio``); None: off.
+        self.canceller = self._echo_canceller() if isinstance(canceller, str) else canceller
         idle_plan = plan or programme_week(1, settings.coach)
         self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
                            volume=settings.speech.volume, words_per_minute=settings.speech.rate)
@@ -111,6 +116,20 @@ class DeviceLoop:
         self._recorder: Any = None
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
+
+    def _echo_canceller(self) -> Callable[[AudioChunk], AudioChunk] | None:
+        """A canceller fed with the speaker's samples, mapped onto the microphone's clock."""
+        played = getattr(self.speaker, "played_audio", None)
+        if not callable(played):
+            return None
+        from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller
+
+        if not self.clock.live:  # a simulated speaker on the audio clock (WavSpeaker)
+            return ReferenceCanceller(played)
+        clock = self.clock
+        return ReferenceCanceller(
+            lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b)),
+            EchoCanceller(filter_s=LIVE_ECHO_S))
 
     # ------------------------------------------------------------------ speech out
     def _speak(self, event: Event) -> None:

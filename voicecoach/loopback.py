@@ -270,7 +270,6 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     """
     from contextlib import contextmanager
 
-    from voicecoach.audio.aec import ReferenceCanceller
     from voicecoach.device import AudioClock, DeviceLoop
     from voicecoach.duplex import ECHO_TAIL_S, DuplexGate
     from voicecoach.events import CommandHeard, Event
@@ -299,7 +298,7 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     gate = DuplexGate(speaker, ECHO_TAIL_S if tail_s is None else tail_s,
                       reference=speaker.played if echo_check else None)
     sources = iter([source])
-    canceller = ReferenceCanceller(speaker.played_audio) if aec else None
+    canceller = "auto" if aec else None  # "auto": against speaker.played_audio
     loop = DeviceLoop(settings, load_grammar(settings.speech.language), recogniser, speaker,
                       lambda: next(sources, None), open_session, plan=plan, listeners=[listen],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate,

@@ -50,7 +50,7 @@ class EchoCanceller:
     """Streaming echo canceller: ``process(mic, ref)`` -> mic with the echo of ``ref`` removed."""
 
     def __init__(self, filter_s: float = 0.128, block: int = BLOCK, mu: float = 0.8,
-                 dt_ratio: float = 0.5, converged_db: float = 6.0, hangover: int = 8,
+                 dt_ratio: float = 0.5, converged_db: float = 10.0, hangover: int = 4,
                  dt_max_s: float = 2.0, reg: float = 0.1, noise_reg: float = 4.0,
                  rate: int = SAMPLE_RATE) -> None:
         if filter_s <= 0 or block <= 0 or not 0 < mu <= 1:
@@ -149,7 +149,8 @@ class EchoCanceller:
         nf = NOISE_BIAS * self._noise
         # double-talk detector (energy ratio over the noise floor and the echo estimate),
         # only once the canceller has converged: before that the residual is mostly echo
-        talk = self._erle > self.converged and sf > 3.0 * nf and sf > self.dt_ratio * sd
+        talk = self._erle > self.converged and sf > 3.0 * nf \
+            and sf > max(self.dt_ratio, 4.0 / self._erle) * sd
         if talk:
             self._dt_hold = self.hangover
         elif self._dt_hold:

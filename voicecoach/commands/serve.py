@@ -18,7 +18,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller
 from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.commands._common import (
     add_engine_options,
@@ -36,10 +35,6 @@ from voicecoach.settings import Settings
 from voicecoach.speech.speaker import Speaker
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Echo path the live canceller covers: the mic's arrival-time error (up to a chunk), the
-#: speaker's output latency and the room (measured on the loopback room: 30 ms + the tail).
-LIVE_ECHO_S = 0.3
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +137,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     audio_in = getattr(args, "audio_in", None)
     clock = AudioClock(live=not audio_in or getattr(args, "realtime", False))
     speaker: Speaker
-    canceller = None  # replayed files hold no echo of the simulated speaker
+    canceller: str | None = None  # replayed files hold no echo of the simulated speaker
     if audio_in:
         open_source = _replay(audio_in, getattr(args, "realtime", False))
         speaker = _simulated_speaker(settings, clock)
@@ -157,12 +152,9 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         def open_source() -> AudioSource | None:
             return first.pop() if first else MicSource(device)
 
-        tts = make_speaker(settings)
-        speaker = tts
+        speaker = make_speaker(settings)
         gate = DuplexGate(speaker, to_audio=clock.speaker_to_audio)
-        canceller = ReferenceCanceller(
-            lambda a, b: tts.played_audio(clock.audio_to_speaker(a), clock.audio_to_speaker(b)),
-            EchoCanceller(filter_s=LIVE_ECHO_S))
+        canceller = "auto"  # the device loop cleans the mic against what the speaker played
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True))
 
