@@ -15,8 +15,14 @@ at 1.2 miles per hour" with 10 dB treadmill noise). When the coach's samples are
 also checked against them: :func:`echo_residual_db` of the mic over the phrase; below
 ``ECHO_MAX_DB`` (-2 dB) the known speech explains it and it is dropped. Measured on the
 benchmark's stop trials: echo alone -7.3 dB median (the false stop above: -3.1 dB), a spoken
-stop over the echo -0.5 dB median, -0.7 dB at worst. The live TtsSpeaker does not hand out
-its samples yet, so on the device only the time gate runs.
+stop over the echo -0.5 dB median, -0.7 dB at worst. On the device this check is not wired:
+TtsSpeaker.played_audio is on the speaker's clock and its mapping to audio time can be off by
+more than the 0.1 s this search covers, where the check would fail open anyway.
+
+Echo cancellation (voicecoach.audio.aec, run by the device loop before the recogniser) takes
+most of the coach's voice out of what the recogniser hears; the gate still sees the raw
+microphone (``hear``), so the residual check above keeps its meaning, and both gates stay:
+measured on the benchmark with the canceller on, see voicecoach.bench.duplex.
 
 The margins. ``ECHO_TAIL_S`` (0.35 s) covers the speaker's output buffer (50 ms blocks plus
 the device latency, about 0.1 s), the room's reverberation (under 0.1 s in a treadmill room),

@@ -9,7 +9,8 @@ microphone, delayed and attenuated, over synthetic treadmill noise):
 2. false commands over a 15-minute closed-loop session (10 dB SNR, a polite simulated user);
 3. idle CPU while listening, CPU seconds per audio second, per engine (child processes);
 4. peak RSS per engine (the same child processes).
-It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials.
+It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials,
+and the echo canceller's ERLE; ``--no-aec`` feeds the recogniser the raw microphone.
 Not a test: it prints one summary line per figure.
 """
 
@@ -108,6 +109,7 @@ def _score_stop(run: Any, clip: Any, voice: str, phrase: str, level: str) -> dic
         row["latency_s"] = round(done - clip.end_s, 3)
     mic = np.concatenate(run.source.mic)
     row["residual"] = _residuals(mic, run.speaker, clip)
+    row["erle_db"] = loop_erle(run)
     return row
 
 
@@ -125,6 +127,32 @@ def _residuals(mic: np.ndarray, speaker: Any, clip: Any) -> tuple[float, float] 
     return out[0], out[1]
 
 
+def loop_erle(run: Any) -> float | None:
+    """ERLE (dB) of the echo canceller over a closed-loop run, where the coach's echo is.
+
+    The room is simulated, so the echo is known (the played speech, delayed and attenuated):
+    the canceller is run again on the recorded microphone (same input, same result as in the
+    loop) and the echo left in its output is compared with the echo that went in.
+    """
+    from voicecoach.audio.aec import EchoCanceller, erle_db
+
+    source = run.source
+    if not source.mic:
+        return None
+    mic = np.concatenate(source.mic).astype(np.float64)
+    ref = run.speaker.played_audio(0.0, mic.size / SAMPLE_RATE)
+    lag = int(round(source.echo_delay_s * SAMPLE_RATE))
+    echo = np.zeros(mic.size)
+    echo[lag:] = ref[:mic.size - lag].astype(np.float64) / 32768.0
+    echo *= 10.0 ** (source.echo_gain_db / 20.0)
+    out = EchoCanceller().process(to_int16(mic.astype(np.float32)), ref)
+    residual = out.astype(np.float64) / 32768.0 - (mic - echo)
+    active = np.abs(echo) > 1e-4
+    if not active.any():
+        return None
+    return round(erle_db(echo[active], residual[active]), 1)
+
+
 def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PLAN_15,
                       aec: bool = True) -> dict[str, Any]:
     """The 15-minute closed loop at 10 dB SNR with a polite user; counts what was wrong."""
@@ -132,7 +160,8 @@ def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PL
     total = minutes_plan.total_s + 120.0
     cpu = time.process_time()
     run = closed_loop(recogniser, settings, minutes_plan, total, renderer=renderer,
-                      noise_rms=NOISE["snr10"], voices=VOICES, seed=15, aec=aec)
+                      noise_rms=NOISE["snr10"], voices=VOICES, seed=15, aec=aec,
+                      keep_mic=True)
     said = run.user.said if run.user else []
     heard_ok = sum(1 for c in said if any(e.command == c.command and c.start_s - 0.3 <= e.t
                                           <= c.end_s + 2.5 for e in run.heard))
@@ -142,7 +171,7 @@ def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PL
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": [(d.detection.command, round(d.detection.start_s, 1))
                            for d in run.loop.gate.suppressed],
-            "user_said": len(said), "user_heard": heard_ok,
+            "user_said": len(said), "user_heard": heard_ok, "erle_db": loop_erle(run),
             "coach_speech_s": round(sum((iv.end or 0) - iv.start
                                         for iv in run.speaker.speaking_intervals()), 1)}
 
@@ -237,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"median {statistics.median(user):.1f} dB (min {min(user):.1f}); "
                   f"{sum(u > max(echo) for u in user)}/{len(user)} stops above every echo-only "
                   f"window", flush=True)
+        erle = [r["erle_db"] for r in rows if r["erle_db"] is not None]
+        if erle:
+            print(f"echo canceller ERLE over each stop trial's echo (converging from silence at "
+                  f"0 s): median {statistics.median(erle):.1f} dB, min {min(erle):.1f} dB", flush=True)
         missed = [r for r in rows if not r["caught"]]
         for r in missed[:10]:
             print(f"  missed: {r['voice']} '{r['phrase']}' {r['noise']}", flush=True)
@@ -253,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['false'] or ''}; the gate dropped "
               f"{len(result['suppressed'])} detections of the coach's voice; user commands heard "
               f"{result['user_heard']}/{result['user_said']}; outcome {result['outcome']}; "
-              f"{result['coach_speech_s']} s of coach speech; {result['cpu_s']} CPU s", flush=True)
+              f"{result['coach_speech_s']} s of coach speech; {result['cpu_s']} CPU s; echo "
+              f"canceller {'off' if args.no_aec else 'on'}, its ERLE over the coach's echo "
+              f"{result['erle_db']} dB", flush=True)
     if "idle" not in args.skip:
         for row in idle_engines(args.idle_s):
             if "error" in row:
