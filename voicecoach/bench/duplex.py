@@ -269,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         erle = [r["erle_db"] for r in rows if r["erle_db"] is not None]
         if erle:
             print(f"echo canceller ERLE over each stop trial's echo (converging from silence at "
-                  f"0 s): median {statistics.median(erle):.1f} dB, min {min(erle):.1f} dB", flush=True)
+                  f"0 s): median {statistics.median(erle):.1f} dB, min {min(erle):.1f} dB; by noise: "
+                  + ", ".join(f"{level} {statistics.median(v):.1f}" for level in NOISE
+                              if (v := [r["erle_db"] for r in rows if r["noise"] == level
+                                        and r["erle_db"] is not None])), flush=True)
         missed = [r for r in rows if not r["caught"]]
         for r in missed[:10]:
             print(f"  missed: {r['voice']} '{r['phrase']}' {r['noise']}", flush=True)
