@@ -16,15 +16,21 @@ Double talk (the user speaking over the coach) must not teach the filter to canc
   its error has been clearly smaller over recent blocks, and the background is reset to the
   foreground when it diverges;
 * an energy-ratio double-talk detector: once the canceller has converged (smoothed
-  mic/residual energy above ``converged_db``), a block whose residual energy is above
-  ``dt_ratio`` times the estimated echo energy holds the user's voice; adaptation is frozen
-  for it and ``hangover`` blocks after. A hold longer than ``dt_max_s`` (an echo path that
-  changed, not a user) is released.
+  mic/residual energy over the noise floor above ``converged_db``), a block whose residual
+  is 5 dB over the noise floor and above both ``dt_ratio`` of the mic energy and 6 dB more
+  than the converged ERLE predicts holds the user's voice; adaptation is frozen for it and
+  ``hangover`` blocks after. A hold longer than ``dt_max_s`` (an echo path that changed,
+  not a user) is released. (A looser test, residual above half the echo estimate from 6 dB
+  ERLE on, froze 86 % of the blocks in a quiet room and the filter never converged.)
+
+Treadmill noise is as loud as the coach's echo in the loopback room (-30 vs -29 dBFS), so
+a fixed step learns the noise: the step shrinks as the background residual nears the noise
+floor (minimum statistics) and weak bins are regularised by the floor and the mean power.
 
 Buffered into fixed blocks, with no added delay (see ``process``), the output does not
-depend on how the input is chunked; it is deterministic. While the reference has
-been silent for the whole filter span the output is the (delayed) input and nothing is
-computed, so idle listening costs almost nothing.
+depend on how the input is chunked; it is deterministic. While the reference has been
+silent for the whole filter span the output is the input and nothing is computed, so idle
+listening costs almost nothing.
 """
 
 from __future__ import annotations
