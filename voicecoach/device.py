@@ -220,6 +220,8 @@ class DeviceLoop:
             if source is None:
                 return
             offset = self.clock.audio_s
+            if lost:  # a new stream: forget the utterance the old one was cut off in
+                self.recogniser.reset()
             try:
                 iterator = source.chunks()
                 while True:
