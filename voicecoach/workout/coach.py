@@ -359,5 +359,8 @@ class Coach(CoachRequests):
                                   total_s=round(self.active_s, 3), min_speed_mph=min(speeds),
                                   max_speed_mph=max(speeds), summary=text))
 
-    def say_nothing_running(self, event: EventData) -> None:
-        self.say(say.NOTHING_RUNNING, "answer", Priority.URGENT, remember=False)
+    def stop_at_rest(self, event: EventData) -> None:
+        """"stop" with nothing running: accepted, and the belt is already safe. The coach
+        stays quiet: an idle device listening all day must not answer every stray "stop"
+        (the duplex gate still cuts off anything being said)."""
+        _LOGGER.info("stop heard with nothing running (%s)", self.state.value)

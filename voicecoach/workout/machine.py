@@ -61,7 +61,7 @@ def _build_table() -> list[dict[str, Any]]:
         # stop: from everywhere, always, into a safe state
         {"trigger": "stop", "source": [State.BRIEFING, State.PAUSED, *ACTIVE],
          "dest": State.STOPPED},
-        _internal("stop", list(AT_REST), "say_nothing_running"),
+        _internal("stop", list(AT_REST), "stop_at_rest"),
         # the microphone or the process going away
         {"trigger": "lost_input", "source": list(ACTIVE), "dest": State.PAUSED,
          "before": "remember_paused_state"},
