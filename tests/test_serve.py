@@ -35,6 +35,7 @@ from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 PLAN = Plan("tiny", (replace(WARMUP, duration_s=30.0),
                      Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
                      replace(COOLDOWN, duration_s=30.0)))
+NO_ECHO_DB = -200.0
 PLAN_TOML = """
 [[phase]]
 kind = "warmup"
@@ -86,7 +87,10 @@ def test_microphone_lost_mid_session_pauses_says_so_and_resumes(
     clock = AudioClock()
     speaker = EchoWavSpeaker(EspeakNgRenderer(), clock=clock)
     events: list[Event] = []
-    room = ClosedLoopSource(speaker, 200.0, echo_gain_db=-12.0)
+    # This test is about the microphone going away, so the room has no echo of the coach:
+    # the echo is test_duplex's subject (a stray "stop" heard in the coach's voice while the
+    # canceller is still converging would end the session before the unplugging).
+    room = ClosedLoopSource(speaker, 200.0, echo_gain_db=NO_ECHO_DB)
     attempts: list[str] = []
     loop_box: list[DeviceLoop] = []
 
@@ -101,7 +105,8 @@ def test_microphone_lost_mid_session_pauses_says_so_and_resumes(
         if len(attempts) == 2:
             raise OSError("no such device")  # still unplugged at the first retry
         if len(attempts) == 3:
-            back = ClosedLoopSource(speaker, 12.0, echo_gain_db=-12.0, origin_s=clock.audio_s)
+            back = ClosedLoopSource(speaker, 12.0, echo_gain_db=NO_ECHO_DB,
+                                    origin_s=clock.audio_s)
             clip = load_clip("resume", "resume")
             clip.at_s = clock.audio_s + 6.0  # after "I can hear you again" has been said
             back.add(clip)
@@ -164,7 +169,9 @@ def test_serve_idle_start_briefing_yes_session_back_to_idle(
              "state: finished -> idle (reset)"]
     positions = [lines.index(step) for step in order]
     assert positions == sorted(positions)
-    assert lines.count("heard: yes -> yes") >= len(cues.BRIEFING_CHECKS)
+    briefing = lines[positions[0]:positions[1]]
+    answers = [line for line in briefing if line.startswith("heard: ") and line.endswith(" -> yes")]
+    assert len(answers) == len(cues.BRIEFING_CHECKS)  # "yes" or "yeah": the command is yes
     assert _statuses(home) == [("serve", "finished")]
 
 
