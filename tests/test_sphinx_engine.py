@@ -158,3 +158,18 @@ def test_real_other_words_and_background_rarely_trigger(
     fired = sum(bool(listen(recogniser, pad_clip(read_clip(p), p.name), "backward", grammar))
                 for p in silence)
     assert fired <= 2
+
+
+def test_a_long_quiet_room_does_not_deafen_it(grammar: Grammar) -> None:
+    """Minutes of a near-silent room (here 30 s at -70 dBFS) must not drag the channel
+    estimate so far that the next command goes unheard (it did before the fix)."""
+    from voicecoach.audio.wav import read_wav_16k
+    from conftest import FIXTURES
+
+    said = read_wav_16k(FIXTURES / "commands/joe/normal/resume__resume.wav")
+    rng = np.random.default_rng(7)
+    room = np.round(rng.normal(0.0, 32768 * 10 ** (-70 / 20), 30 * SAMPLE_RATE))
+    for lead in (np.zeros(SAMPLE_RATE), room):
+        samples = np.concatenate([lead, said, np.zeros(SAMPLE_RATE)]).astype(np.int16)
+        heard = listen(SphinxRecogniser(grammar), samples, "paused", grammar)
+        assert [d.command for d in heard] == ["resume"]
