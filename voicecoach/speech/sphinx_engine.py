@@ -25,15 +25,6 @@ _SHIFT = 1024  # kws scores are log-base-1.0001 values shifted right by 10 bits
 _KWS_MAX = 1500  # kws_search.c subtracts this from every detection score
 
 
-#: Blocks quieter than this (RMS, int16 units: about -55 dBFS) do not move the channel estimate.
-QUIET_RMS = 58.0
-
-
-def _rms(block: bytes) -> float:
-    samples = np.frombuffer(block, dtype="<i2").astype(np.float64)
-    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
-
-
 @dataclass(frozen=True)
 class ThresholdRule:
     """Per-phrase detection thresholds, in kws score units (about 0.1 nat each).
@@ -197,7 +188,6 @@ class SphinxRecogniser:
         self._emitted: list[tuple[str, int, int]] = []
         if not self._keep_channel:
             self._decoder.set_cmn(self._cmn0)
-        self._cmn_heard = self._decoder.get_cmn()
         self._start_utt()
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
@@ -235,15 +225,7 @@ class SphinxRecogniser:
         self._utt_start_f = self._samples * FRAME_RATE // SAMPLE_RATE
 
     def _decode(self, block: bytes, emit_at: int | None = None) -> list[Detection]:
-        quiet = _rms(block) < QUIET_RMS
         self._decoder.process_raw(block)
-        # The channel estimate (cepstral mean) learns only from audible sound: minutes of a
-        # near-silent room would drag it so far that the next command is not heard at all
-        # (measured: 30 s at -70 dBFS, then "resume" was missed; at digital zero it was heard).
-        if quiet:
-            self._decoder.set_cmn(self._cmn_heard)
-        else:
-            self._cmn_heard = self._decoder.get_cmn()
         self._samples += len(block) // SAMPLE_WIDTH
         now_f = self._utt_start_f + self._decoder.n_frames()
         detections = self._collect(now_f, self._samples if emit_at is None else emit_at)
