@@ -166,9 +166,10 @@ def test_real_other_words_and_background_rarely_trigger(
     "Speech Commands from 3.2 % to 15.9 % (measured), so that fix is not in"))
 def test_a_long_quiet_room_does_not_deafen_it(grammar: Grammar) -> None:
     """Minutes of a near-silent room (here 30 s at -70 dBFS) must not drag the channel
-    estimate so far that the next command goes unheard (it did before the fix)."""
-    from voicecoach.audio.wav import read_wav_16k
+    estimate so far that the next command goes unheard."""
     from conftest import FIXTURES
+
+    from voicecoach.audio.wav import read_wav_16k
 
     said = read_wav_16k(FIXTURES / "commands/joe/normal/resume__resume.wav")
     rng = np.random.default_rng(7)
