@@ -6,9 +6,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from voicecoach.events import Priority
+
+if TYPE_CHECKING:
+    from voicecoach.speech.render import FallbackRenderer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,6 +90,24 @@ def clamp_volume(volume: float) -> float:
 def clamp_rate(wpm: int) -> int:
     """Rate limited to MIN_RATE..MAX_RATE words per minute."""
     return int(min(MAX_RATE, max(MIN_RATE, int(wpm))))
+
+
+class VoiceControls:
+    """Volume and rate for the speakers that render speech themselves (TTS and WAV timeline)."""
+
+    volume: float
+    rate: int
+    _engine: FallbackRenderer
+
+    def set_volume(self, volume: float) -> float:
+        self.volume = clamp_volume(volume)
+        return self.volume
+
+    def set_rate(self, wpm: int) -> int:
+        self.rate = clamp_rate(wpm)
+        if self._engine.renderer is not None:
+            self._engine.renderer.rate = self.rate
+        return self.rate
 
 
 def format_time(t: float) -> str:

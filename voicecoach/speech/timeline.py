@@ -22,7 +22,12 @@ from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.clock import Clock
 from voicecoach.events import Priority
 from voicecoach.speech.render import FallbackRenderer, Rendered, Renderer
-from voicecoach.speech.speaker import SpeechInterval, SpeechListener, clamp_rate, clamp_volume
+from voicecoach.speech.speaker import (
+    SpeechInterval,
+    SpeechListener,
+    VoiceControls,
+    clamp_volume,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ class _Placed:
                               self.item.t, self.cut_at is None, self.item.tone)
 
 
-class WavSpeaker:
+class WavSpeaker(VoiceControls):
     """Speech rendered off-line and laid out on a 16 kHz timeline (see the module docstring)."""
 
     def __init__(self, renderer: Renderer | None, volume: float = 0.8, rate: int = 160,
@@ -157,16 +162,6 @@ class WavSpeaker:
         now = self._time()
         self._advance(now)
         return self._current(now) is not None or bool(self._pending)
-
-    def set_volume(self, volume: float) -> float:
-        self.volume = clamp_volume(volume)
-        return self.volume
-
-    def set_rate(self, wpm: int) -> int:
-        self.rate = clamp_rate(wpm)
-        if self._engine.renderer is not None:
-            self._engine.renderer.rate = self.rate
-        return self.rate
 
     def speaking_intervals(self) -> list[SpeechInterval]:
         """Utterances started by now (the speaker's time), oldest first."""

@@ -53,7 +53,7 @@ from voicecoach.speech.speaker import (
     Speaker,
     SpeechInterval,
     SpeechListener,
-    clamp_rate,
+    VoiceControls,
     clamp_volume,
     format_time,
 )
@@ -77,7 +77,7 @@ class _Item:
     stop: threading.Event = field(compare=False, default_factory=threading.Event)
 
 
-class TtsSpeaker:
+class TtsSpeaker(VoiceControls):
     """The real voice: see the module docstring. Thread-safe; ``say`` never blocks."""
 
     def __init__(self, renderer: Renderer | None, sink: AudioSink | None = None,
@@ -143,16 +143,6 @@ class TtsSpeaker:
         with self._cond:
             return self._cond.wait_for(lambda: self._current is None and not self._queue,
                                        timeout)
-
-    def set_volume(self, volume: float) -> float:
-        self.volume = clamp_volume(volume)
-        return self.volume
-
-    def set_rate(self, wpm: int) -> int:
-        self.rate = clamp_rate(wpm)
-        if self._engine.renderer is not None:
-            self._engine.renderer.rate = self.rate
-        return self.rate
 
     def speaking_intervals(self) -> list[SpeechInterval]:
         with self._cond:
