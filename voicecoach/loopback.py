@@ -36,22 +36,7 @@ class EchoWavSpeaker(WavSpeaker):
         Utterances due to start before ``end_s`` are placed first: the device loop only acts
         at chunk ends, so nothing said later could have changed them.
         """
-        n = max(0, int(round((end_s - start_s) * SAMPLE_RATE)))
-        out = np.zeros(n, dtype=np.float32)
-        if n == 0:
-            return out
-        self._advance(max(self._time(), end_s))
-        base = int(round(start_s * SAMPLE_RATE))
-        for placed in self._placed:
-            if placed.end <= start_s or placed.start >= end_s:
-                continue
-            begin = int(round(placed.start * SAMPLE_RATE))
-            count = int(round((placed.end - placed.start) * SAMPLE_RATE))
-            audio = to_float(placed.audio[:count])
-            lo, hi = max(begin, base), min(begin + audio.size, base + n)
-            if hi > lo:
-                out[lo - base:hi - base] += audio[lo - begin:hi - begin]
-        return out
+        return to_float(self.played_audio(start_s, end_s))
 
 
 @dataclass
