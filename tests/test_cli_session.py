@@ -92,3 +92,7 @@ def test_plan_with_a_typo_is_one_line(tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text('[[phase]]\nkind = "backward"\nminuts = 5\nspeed = 0.6\n')
     assert_one_line_error(vc("run", "--plan", str(plan), home=tmp_path), str(plan), "minuts")
+
+
+def test_start_with_a_zero_speed_up_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(vc("start", "--speed-up", "0", home=tmp_path), "must be above zero")

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from voicecoach.commands import demo
-from voicecoach.commands._common import settings_from_args
+from voicecoach.commands._common import positive, settings_from_args
 from voicecoach.commands.serve import add_device_options, run_device
 from voicecoach.errors import VoicecoachError
 from voicecoach.settings import Settings
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                     "at once. With no microphone, sound card or PortAudio it says so in one "
                     "line and runs the offline demo instead.")
     add_device_options(parser)
-    parser.add_argument("--speed-up", type=float, default=120.0, metavar="N",
+    parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the fallback demo runs")
     parser.set_defaults(func=run)
 
