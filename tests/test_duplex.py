@@ -148,3 +148,49 @@ def test_echo_residual_tells_echo_alone_from_echo_plus_speech() -> None:
     other = rng.standard_normal(16000).astype(np.float32) * 0.05
     assert echo_residual_db(echo, ref) < -30.0
     assert echo_residual_db(echo + other, ref) > -10.0
+
+
+def test_live_wiring_checks_a_stop_against_what_the_speaker_played(
+        recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
+    """On the device the speaker keeps its own clock (time.monotonic) and chunks arrive late
+    by a jittering amount: the loop's gate must still find the coach's echo behind a stop."""
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.clock import SimClock
+    from voicecoach.device import AudioClock, DeviceLoop
+    from voicecoach.events import Priority
+
+    offset = 5000.0  # the speaker's clock minus audio time
+    wall = SimClock(offset)
+    speaker = WavSpeaker(renderer, clock=wall)  # stands in for the live TtsSpeaker's clock
+    text = "Keep your weight on the balls of your feet and your steps short."
+    speaker.say(text, Priority.CUE, offset + 1.0)
+    clock = AudioClock(live=True, wall=wall.now)
+    loop = DeviceLoop(_settings(tmp_path), load_grammar("en"), recogniser, speaker,
+                      lambda: None, lambda plan: None, clock=clock)  # type: ignore[arg-type]
+    assert loop.gate.reference is not None and loop.gate.echo_search_s >= 0.2
+    # the room: the coach's voice 0.1 s output latency + 0.03 s path later, -6 dB, belt noise
+    twin = WavSpeaker(renderer, clock=SimClock(offset))  # the same speech, read out at once
+    twin.say(text, Priority.CUE, offset + 1.0)
+    played = twin.played_audio(offset, offset + 6.0).astype(np.float32) / 32768.0
+    mic = np.zeros(6 * 16000, dtype=np.float32)
+    mic[2080:] += 0.5 * played[:-2080]
+    rng = np.random.default_rng(3)
+    mic += rng.standard_normal(mic.size).astype(np.float32) * np.float32(SNR20)
+    stop = load_clip("stop", "stop", "joe")
+    at = int(3.0 * 16000)
+    mic[at:at + stop.audio.size] += stop.audio[:mic.size - at]
+    pcm = np.clip(np.round(mic * 32768.0), -32768, 32767).astype("<i2")
+    for i in range(60):  # 0.1 s chunks arriving 0..0.15 s late
+        wall.set(max(wall.now(), offset + (i + 1) * 0.1 + float(rng.uniform(0.0, 0.15))))
+        loop.process(AudioChunk(pcm[i * 1600:(i + 1) * 1600].tobytes(), i * 0.1))
+        if i == 25:  # 2.6 s: the coach is talking, the user has not spoken yet
+            assert speaker.is_speaking()
+            echo = loop.gate.decide(_det("stop", 2.0, 2.5))
+        heard = [d for d in loop.gate.decisions if d.detection.start_s >= 3.0]
+        if i == 38 and not heard:  # 3.9 s: the user's stop (3.25-3.69 s) is over, the
+            assert speaker.is_speaking()  # coach is still talking; the engine missed it
+            loop.gate.decide(_det("stop", 3.0 + stop.speech_start_s, 3.0 + stop.speech_end_s))
+    user = [d for d in loop.gate.decisions if d.detection.start_s >= 3.0]
+    assert echo.reason == "echo"  # the coach's own voice: dropped
+    # the user's (heard by the engine or handed to the gate): obeyed, and the coach cut off
+    assert user and user[0].accepted and user[0].reason == "barge-in"

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
+import numpy as np
+
 from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.duplex import Decision, DuplexGate
 from voicecoach.events import CueSpoken, Event, VolumeChanged
@@ -99,7 +101,9 @@ class DeviceLoop:
         self.sessions = sessions
         self.begin_at_once = begin_at_once
         self.clock = clock or AudioClock()
-        self.gate = gate or DuplexGate(speaker)
+        #: What the speaker played, on the microphone's audio clock (None: it cannot say).
+        self.played = self._played_on_audio_clock()
+        self.gate = gate or self._duplex_gate()
         self.retry_s = retry_s
         self.sleep = sleep
         self.on_decision = on_decision
@@ -117,19 +121,33 @@ class DeviceLoop:
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
-    def _echo_canceller(self) -> Callable[[AudioChunk], AudioChunk] | None:
-        """A canceller fed with the speaker's samples, mapped onto the microphone's clock."""
+    def _played_on_audio_clock(self) -> Callable[[float, float], np.ndarray] | None:
+        """The speaker's ``played_audio`` on the microphone's clock: as is for a simulated
+        speaker (already on audio time), mapped by the AudioClock for the live one."""
         played = getattr(self.speaker, "played_audio", None)
         if not callable(played):
+            return None
+        if not self.clock.live:
+            return played  # type: ignore[no-any-return]
+        clock = self.clock
+        return lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b))
+
+    def _duplex_gate(self) -> DuplexGate:
+        """The gate, with the echo check against what was played wherever that is known."""
+        if not self.clock.live:
+            return DuplexGate(self.speaker, reference=self.played)
+        return DuplexGate(self.speaker, to_audio=self.clock.speaker_to_audio,
+                          reference=self.played, echo_search_s=LIVE_ECHO_S)
+
+    def _echo_canceller(self) -> Callable[[AudioChunk], AudioChunk] | None:
+        """A canceller fed with the speaker's samples on the microphone's clock."""
+        if self.played is None:
             return None
         from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller
 
         if not self.clock.live:  # a simulated speaker on the audio clock (WavSpeaker)
-            return ReferenceCanceller(played)
-        clock = self.clock
-        return ReferenceCanceller(
-            lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b)),
-            EchoCanceller(filter_s=LIVE_ECHO_S))
+            return ReferenceCanceller(self.played)
+        return ReferenceCanceller(self.played, EchoCanceller(filter_s=LIVE_ECHO_S))
 
     # ------------------------------------------------------------------ speech out
     def _speak(self, event: Event) -> None:

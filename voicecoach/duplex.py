@@ -15,9 +15,11 @@ at 1.2 miles per hour" with 10 dB treadmill noise). When the coach's samples are
 also checked against them: :func:`echo_residual_db` of the mic over the phrase; below
 ``ECHO_MAX_DB`` (-2 dB) the known speech explains it and it is dropped. Measured on the
 benchmark's stop trials: echo alone -7.3 dB median (the false stop above: -3.1 dB), a spoken
-stop over the echo -0.5 dB median, -0.7 dB at worst. On the device this check is not wired:
-TtsSpeaker.played_audio is on the speaker's clock and its mapping to audio time can be off by
-more than the 0.1 s this search covers, where the check would fail open anyway.
+stop over the echo -0.5 dB median, -0.7 dB at worst. The device loop wires it for every speaker
+that hands out what it played (``played_audio``): on the audio clock for the simulated speaker,
+and for the live TtsSpeaker mapped from its clock with the least arrival delay
+(voicecoach.device.AudioClock), searched over ``echo_search_s`` of delay (the live echo path's
+span); if the mapping were off by more than that the check fails open: the stop is obeyed.
 
 Echo cancellation (voicecoach.audio.aec, run by the device loop before the recogniser) takes
 most of the coach's voice out of what the recogniser hears; the gate still sees the raw
@@ -53,6 +55,8 @@ ECHO_LEAD_S = 0.0
 #: A stop over the coach's speech whose audio the known speech explains this well (residual
 #: below it, dB) is the coach's own voice; only used when the speech samples are known.
 ECHO_MAX_DB = -2.0
+#: The echo's delay behind the known speech searched by that check (seconds).
+ECHO_SEARCH_S = 0.1
 MIC_KEEP_S = 8.0
 
 
@@ -80,7 +84,7 @@ class DuplexGate:
     def __init__(self, speaker: Speaker, tail_s: float = ECHO_TAIL_S, lead_s: float = ECHO_LEAD_S,
                  to_audio: Callable[[float], float] = identity,
                  reference: Callable[[float, float], np.ndarray] | None = None,
-                 echo_max_db: float = ECHO_MAX_DB) -> None:
+                 echo_max_db: float = ECHO_MAX_DB, echo_search_s: float = ECHO_SEARCH_S) -> None:
         if tail_s < 0 or lead_s < 0:
             raise ValueError("echo margins cannot be negative")
         self.speaker = speaker
@@ -89,6 +93,7 @@ class DuplexGate:
         self.to_audio = to_audio
         self.reference = reference
         self.echo_max_db = echo_max_db
+        self.echo_search_s = echo_search_s
         self.decisions: list[Decision] = []
         self._mic = np.zeros(0, dtype=np.float32)
         self._mic_end = 0.0
@@ -112,7 +117,8 @@ class DuplexGate:
         if n <= 0 or back < 0 or end - n < 0:
             return None
         mic = self._mic[end - n:end]
-        return echo_residual_db(mic, self.reference(det.start_s - 0.1, det.end_s))
+        ref = self.reference(det.start_s - self.echo_search_s, det.end_s)
+        return echo_residual_db(mic, ref, max_delay_s=self.echo_search_s)
 
     def spans(self) -> list[tuple[float, float]]:
         """The coach's speech as (start, end) in audio time; end is +inf while it plays."""

@@ -28,7 +28,6 @@ from voicecoach.commands._common import (
     settings_from_args,
 )
 from voicecoach.device import AudioClock, DeviceLoop
-from voicecoach.duplex import DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings
@@ -141,7 +140,6 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     if audio_in:
         open_source = _replay(audio_in, getattr(args, "realtime", False))
         speaker = _simulated_speaker(settings, clock)
-        gate = DuplexGate(speaker)
     else:
         from voicecoach.audio.mic import MicSource
         from voicecoach.speech.tts import make_speaker
@@ -153,7 +151,6 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
             return first.pop() if first else MicSource(device)
 
         speaker = make_speaker(settings)
-        gate = DuplexGate(speaker, to_audio=clock.speaker_to_audio)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True))
@@ -163,7 +160,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
 
     loop = DeviceLoop(settings, grammar, recogniser, speaker, open_source, open_session,
                       plan=chosen, listeners=[output_listener(args, settings)],
-                      sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate,
+                      sessions=sessions, begin_at_once=begin_at_once, clock=clock,
                       canceller=canceller)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
