@@ -1,0 +1,88 @@
+"""Test helpers for replayed sessions: a polite user's track as a WAV, and a remembering renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.audio.wav import write_wav
+from voicecoach.commands._common import recorded_session
+from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.duplex import DuplexGate
+from voicecoach.events import Event
+from voicecoach.grammar import load_grammar
+from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser
+from voicecoach.settings import Settings
+from voicecoach.speech.render import Rendered, Renderer
+from voicecoach.speech.speaker import SpeechInterval
+from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
+
+#: A short plan: 30 s warm-up, 60 s backward, 30 s cool-down (as in test_serve).
+PLAN = Plan("tiny", (replace(WARMUP, duration_s=30.0),
+                     Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
+                     replace(COOLDOWN, duration_s=30.0)))
+
+
+class CachedRenderer:
+    """A real renderer that renders each (text, rate) once: a replay then hears the coach
+    exactly as long as the session the user's track was recorded against did."""
+
+    def __init__(self, inner: Renderer) -> None:
+        self.inner = inner
+        self.cache: dict[tuple[str, int], Rendered] = {}
+
+    @property
+    def rate(self) -> int:
+        return int(getattr(self.inner, "rate", 160))
+
+    @rate.setter
+    def rate(self, value: int) -> None:
+        self.inner.rate = value  # type: ignore[attr-defined]
+
+    def render(self, text: str) -> Rendered:
+        key = (text, self.rate)
+        if key not in self.cache:
+            self.cache[key] = self.inner.render(text)
+        return self.cache[key]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class UserTrack:
+    """The user's side of a polite session as a WAV, and what the coach said against it."""
+
+    path: Path
+    seconds: float
+    coach: list[SpeechInterval]
+    events: list[Event]
+
+
+def user_track(tmp_path: Path, recogniser: Any, renderer: Renderer,
+               total_s: float = 230.0) -> UserTrack:
+    """Record a polite user (start, yes..., ready) answering the simulated coach, no echo in it.
+
+    Runs the real device loop in a closed simulated room (voicecoach.loopback), keeping the
+    microphone: the user's clips only, placed when a user would have said them.
+    """
+    settings = Settings(data_dir=tmp_path / "prep")
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(renderer, clock=clock)
+    room = ClosedLoopSource(speaker, total_s, echo_gain_db=-200.0, keep_mic=True)
+    sources = iter([room])
+    events: list[Event] = []
+    loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
+                      lambda: next(sources, None),
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      listeners=[events.append], clock=clock, gate=DuplexGate(speaker), sessions=1)
+    room.react = PoliteUser(loop.coach, speaker, room)
+    recogniser.reset()
+    loop.run()
+    path = tmp_path / "user.wav"
+    mic = np.concatenate([*room.mic, np.zeros(5 * 16000, dtype=np.float32)])  # a margin
+    write_wav(path, mic)
+    return UserTrack(path, mic.size / 16000, speaker.speaking_intervals(), events)
