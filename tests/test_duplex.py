@@ -194,3 +194,32 @@ def test_live_wiring_checks_a_stop_against_what_the_speaker_played(
     assert echo.reason == "echo"  # the coach's own voice: dropped
     # the user's (heard by the engine or handed to the gate): obeyed, and the coach cut off
     assert user and user[0].accepted and user[0].reason == "barge-in"
+
+
+def test_the_simulated_rooms_reverberation_is_as_specified_and_chunking_free(
+        renderer: EspeakNgRenderer) -> None:
+    from voicecoach.clock import SimClock
+    from voicecoach.events import Priority
+    from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, room_response
+
+    ir = room_response(0.3, 6.0, seed=2)
+    tail = ir[1:].astype(np.float64)
+    assert ir[0] == 1.0 and ir.size == int(0.3 * 16000)
+    assert 10 * np.log10(np.dot(tail, tail)) == pytest.approx(-6.0, abs=0.01)
+    first, last = tail[32:32 + 800], tail[-800:]  # 50 ms after the 2 ms gap; the last 50 ms
+    assert 10 * np.log10(np.dot(last, last) / np.dot(first, first)) < -45.0
+    assert room_response(0.0, 6.0).tolist() == [1.0]
+
+    speaker = EchoWavSpeaker(renderer, clock=SimClock())
+    speaker.say("Roll to your heel.", Priority.CUE, 0.0)
+    room = ClosedLoopSource(speaker, 3.0, rt60_s=0.3)
+    whole = room.echo(0.0, 3.0)
+    parts = np.concatenate([room.echo(t / 10, (t + 1) / 10) for t in range(30)])
+    assert whole.size == parts.size == 48000 and np.allclose(whole, parts, atol=1e-6)
+    direct = ClosedLoopSource(speaker, 3.0).echo(0.0, 3.0)
+    words_end = int(np.nonzero(np.abs(direct) > 1e-4)[0][-1])
+    assert words_end < 2.7 * 16000
+    # the 0.2 s after the last word: the direct path is silent, the room still rings
+    late = slice(words_end + 1, words_end + 3200)
+    assert float(np.abs(direct[late]).max()) <= 1e-4
+    assert power(whole[late]) > 10 * power(direct[late])

@@ -78,8 +78,12 @@ class ClosedLoopSource:
     clips: list[UserClip] = field(default_factory=list)
     keep_mic: bool = False
     origin_s: float = 0.0  # audio time of the first sample (a microphone opened later)
+    #: Room reverberation: RT60 in seconds (0: none) and direct-to-reverberant ratio (dB).
+    rt60_s: float = 0.0
+    drr_db: float = 6.0
     closed: bool = False
     mic: list[np.ndarray] = field(default_factory=list)
+    _ir: np.ndarray | None = field(default=None, repr=False)
 
     def add(self, clip: UserClip) -> None:
         self.clips.append(clip)
@@ -89,12 +93,24 @@ class ClosedLoopSource:
             return np.zeros(n, dtype=np.float32)
         return treadmill_noise(n / SAMPLE_RATE, rng) * np.float32(self.noise_rms)
 
+    def echo(self, start_s: float, end_s: float) -> np.ndarray:
+        """What the microphone picks up of the coach over [start_s, end_s): the speech
+        delayed, through the room's response, attenuated."""
+        if self._ir is None:
+            self._ir = room_response(self.rt60_s, self.drr_db, self.seed)
+        n = int(round((end_s - start_s) * SAMPLE_RATE))
+        lag = (self._ir.size - 1) / SAMPLE_RATE
+        played = self.speaker.played(start_s - self.echo_delay_s - lag, end_s - self.echo_delay_s)
+        if self._ir.size > 1:
+            played = np.convolve(played, self._ir, mode="valid")
+        gain = 10.0 ** (self.echo_gain_db / 20.0)
+        return (played[-n:] * gain).astype(np.float32) if n else np.zeros(0, np.float32)
+
     def chunks(self) -> Iterator[AudioChunk]:
         rng = np.random.default_rng(self.seed)
         step = int(round(self.chunk_s * SAMPLE_RATE))
         block = 30 * SAMPLE_RATE  # noise is made 30 s at a time
         noise = self._noise(block, rng)
-        gain = np.float32(10.0 ** (self.echo_gain_db / 20.0))
         total = int(math.ceil(self.total_s * SAMPLE_RATE))
         pos = 0
         first = int(round(self.origin_s * SAMPLE_RATE))
@@ -113,8 +129,7 @@ class ClosedLoopSource:
                 lo, hi = max(a, here), min(a + clip.audio.size, here + step)
                 if hi > lo:
                     mix[lo - here:hi - here] += clip.audio[lo - a:hi - a]
-            echo = self.speaker.played(start - self.echo_delay_s, end - self.echo_delay_s)
-            mix += echo * gain
+            mix += self.echo(start, end)[:step]
             if self.keep_mic:
                 self.mic.append(mix)
             yield AudioChunk(to_int16(mix).tobytes(), pos / SAMPLE_RATE)
@@ -122,6 +137,20 @@ class ClosedLoopSource:
 
     def close(self) -> None:
         self.closed = True
+
+
+def room_response(rt60_s: float, drr_db: float, seed: int = 1) -> np.ndarray:
+    """An impulse response: the direct path (1.0) then an exponentially decaying noise tail
+    (-60 dB at ``rt60_s``, from 2 ms on) whose energy is ``drr_db`` under the direct path's."""
+    if rt60_s <= 0:
+        return np.ones(1, dtype=np.float32)
+    n = int(rt60_s * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = np.random.default_rng(seed).standard_normal(n) * 10.0 ** (-3.0 * t / rt60_s)
+    tail[:int(0.002 * SAMPLE_RATE)] = 0.0
+    tail *= math.sqrt(10.0 ** (-drr_db / 10.0) / float(np.dot(tail, tail)))
+    tail[0] = 1.0
+    return tail.astype(np.float32)
 
 
 # ---------------------------------------------------------------------- a simulated user
@@ -247,10 +276,11 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 voices: tuple[str, ...] = ("joe",), seed: int = 1, chunk_s: float = 0.1,
                 clips: tuple[UserClip, ...] = (), sessions: int | None = 1,
                 tail_s: float | None = None, keep_mic: bool = False,
-                echo_check: bool = True, aec: bool = True) -> LoopRun:
+                echo_check: bool = True, aec: bool = True, rt60_s: float = 0.0) -> LoopRun:
     """Run the real device loop on a simulated room (see the module docstring).
 
-    ``aec``: the microphone is cleaned by echo cancellation against what the speaker played
+    ``rt60_s``: the room's reverberation (see ``room_response``). ``aec``: the microphone is
+    cleaned by echo cancellation against what the speaker played
     before the recogniser hears it (as on the device); False feeds the raw mix.
     """
     from contextlib import contextmanager
@@ -265,7 +295,7 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     clock = AudioClock(live=False)
     speaker = EchoWavSpeaker(renderer, settings.speech.volume, settings.speech.rate, clock=clock)
     source = ClosedLoopSource(speaker, total_s, echo_delay_s, echo_gain_db, noise_rms, chunk_s,
-                              seed, keep_mic=keep_mic)
+                              seed, keep_mic=keep_mic, rt60_s=rt60_s)
     for clip in clips:
         source.add(clip)
     heard: list[Any] = []

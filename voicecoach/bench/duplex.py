@@ -9,6 +9,8 @@ microphone, delayed and attenuated, over synthetic treadmill noise):
 2. false commands over a 15-minute closed-loop session (10 dB SNR, a polite simulated user);
 3. idle CPU while listening, CPU seconds per audio second, per engine (child processes);
 4. peak RSS per engine (the same child processes).
+``--rt60`` gives the room reverberation (voicecoach.loopback.room_response) instead of a
+direct path only.
 It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials,
 and the echo canceller's ERLE; ``--no-aec`` feeds the recogniser the raw microphone.
 Not a test: it prints one summary line per figure.
@@ -74,7 +76,8 @@ def _recogniser(settings: Settings) -> Any:
 
 
 def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOICES,
-                noise: dict[str, float] | None = None, aec: bool = True) -> list[dict[str, Any]]:
+                noise: dict[str, float] | None = None, aec: bool = True,
+                rt60_s: float = 0.0) -> list[dict[str, Any]]:
     """One session per trial: the briefing starts at 0 s and a stop is said over it."""
     recogniser = _recogniser(settings)
     rows = []
@@ -88,7 +91,7 @@ def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOI
                 run = closed_loop(recogniser, settings, PLAN_15, clip.at_s + 4.0,
                                   renderer=renderer, noise_rms=rms, user=False,
                                   begin_at_once=True, clips=(clip,), keep_mic=True, seed=i,
-                                  aec=aec)
+                                  aec=aec, rt60_s=rt60_s)
                 rows.append(_score_stop(run, clip, voice, phrase, level))
     return rows
 
@@ -140,15 +143,13 @@ def loop_erle(run: Any) -> float | None:
     source = run.source
     if not source.mic:
         return None
-    gain = 10.0 ** (source.echo_gain_db / 20.0)
     canceller = EchoCanceller()
     echo_e = residual_e = 0.0
     t = 0.0
     for block in source.mic:  # chunk by chunk: a 17-minute run must not inflate peak RSS
         end = t + block.size / SAMPLE_RATE
         ref = run.speaker.played_audio(t, end)
-        echo = run.speaker.played_audio(t - source.echo_delay_s, end - source.echo_delay_s)
-        echo = echo[:block.size].astype(np.float64) * (gain / 32768.0)
+        echo = source.echo(t, end)[:block.size].astype(np.float64)
         out = canceller.process(to_int16(block), ref[:block.size]).astype(np.float64) / 32768.0
         residual = out - (block.astype(np.float64) - echo)
         active = np.abs(echo) > 1e-4
@@ -161,14 +162,14 @@ def loop_erle(run: Any) -> float | None:
 
 
 def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PLAN_15,
-                      aec: bool = True) -> dict[str, Any]:
+                      aec: bool = True, rt60_s: float = 0.0) -> dict[str, Any]:
     """The 15-minute closed loop at 10 dB SNR with a polite user; counts what was wrong."""
     recogniser = _recogniser(settings)
     total = minutes_plan.total_s + 120.0
     cpu = time.process_time()
     run = closed_loop(recogniser, settings, minutes_plan, total, renderer=renderer,
                       noise_rms=NOISE["snr10"], voices=VOICES, seed=15, aec=aec,
-                      keep_mic=True)
+                      keep_mic=True, rt60_s=rt60_s)
     said = run.user.said if run.user else []
     heard_ok = sum(1 for c in said if any(e.command == c.command and c.start_s - 0.3 <= e.t
                                           <= c.end_s + 2.5 for e in run.heard))
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=(), choices=("stop", "false", "idle"))
     parser.add_argument("--no-aec", action="store_true",
                         help="feed the recogniser the raw microphone (no echo cancellation)")
+    parser.add_argument("--rt60", type=float, default=0.0, metavar="S",
+                        help="room reverberation time for the coach's echo (0: a direct path "
+                             "only); the tail is 6 dB under the direct path")
     args = parser.parse_args(argv)
     if args.idle_child:
         engine, lang, seconds = args.idle_child
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     if "stop" not in args.skip:
         voices = VOICES[:2] if args.quick else VOICES
-        rows = stop_trials(settings, renderer, voices, aec=not args.no_aec)
+        rows = stop_trials(settings, renderer, voices, aec=not args.no_aec, rt60_s=args.rt60)
         print(_summary(rows), flush=True)
         pairs = [r["residual"] for r in rows if r["residual"]]
         if pairs:
@@ -299,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             plan = Plan("bench-3min", (replace(WARMUP, duration_s=60.0), PLAN_15.phases[1],
                                        replace(COOLDOWN, duration_s=30.0)))
-        result = false_command_run(settings, renderer, plan, aec=not args.no_aec)
+        result = false_command_run(settings, renderer, plan, aec=not args.no_aec,
+                                   rt60_s=args.rt60)
         print(f"false commands over a {result['audio_s'] / 60:.1f}-minute closed-loop session "
-              f"(coach's voice -6 dB 30 ms late, treadmill noise 10 dB SNR): "
+              f"(coach's voice -6 dB 30 ms late, RT60 {args.rt60:g} s, treadmill noise 10 dB "
+              f"SNR): "
               f"{len(result['echo'])} from the coach's voice or noise (target 0), "
               f"{len(result['false']) - len(result['echo'])} misheard user phrases "
               f"{result['false'] or ''}; the gate dropped "
