@@ -223,3 +223,36 @@ def test_the_simulated_rooms_reverberation_is_as_specified_and_chunking_free(
     late = slice(words_end + 1, words_end + 3200)
     assert float(np.abs(direct[late]).max()) <= 1e-4
     assert power(whole[late]) > 10 * power(direct[late])
+
+
+def _caught(recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path, voice: str, phrase: str,
+            at_s: float, echo_gain_db: float) -> bool:
+    clip = load_clip("stop", phrase, voice)
+    clip.at_s = at_s
+    run = closed_loop(recogniser, _settings(tmp_path), PLAN, at_s + 4.0, renderer=renderer,
+                      noise_rms=SNR20, user=False, begin_at_once=True, clips=(clip,),
+                      echo_gain_db=echo_gain_db)
+    over = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
+               for iv in run.speaker.speaking_intervals())
+    assert over, "the stop must be said while the coach talks"
+    return run.loop.outcomes == ["stopped"] and any(
+        d.accepted and d.detection.command == "stop" and d.detection.end_s >= clip.start_s
+        for d in run.loop.gate.decisions)
+
+
+def test_the_coachs_voice_never_hides_a_stop_the_engine_hears_without_it(
+        recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
+    """Every fixture voice and stop phrase, said over the briefing at 20 dB SNR: whatever the
+    engine catches when the room gives back no echo it must catch with the echo too (what it
+    misses with no echo at all is the engine's recall, measured in bench.recognition)."""
+    from voicecoach.bench.duplex import STOP_PHRASES, VOICES
+
+    quiet, echo = set(), set()
+    for k, (voice, phrase) in enumerate((v, p) for v in VOICES for p in STOP_PHRASES):
+        at = 1.0 + (k % 7) * 0.7  # anywhere in the briefing's first sentences
+        if _caught(recogniser, renderer, tmp_path, voice, phrase, at, -200.0):
+            quiet.add((voice, phrase))
+        if _caught(recogniser, renderer, tmp_path, voice, phrase, at, -6.0):
+            echo.add((voice, phrase))
+    assert len(quiet) >= 0.8 * len(VOICES) * len(STOP_PHRASES)  # the check has teeth
+    assert quiet <= echo, f"hidden by the coach's voice: {sorted(quiet - echo)}"
