@@ -29,8 +29,9 @@ SNR10 = 10 ** (-30 / 20)  # treadmill noise 10 dB under the fixtures' -20 dBFS s
 SNR20 = 10 ** (-40 / 20)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def recogniser() -> Any:
+    """A fresh engine per test: the channel estimate a run leaves behind changes the next."""
     from voicecoach.speech.engines import make_recogniser
 
     return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
