@@ -471,3 +471,52 @@ def test_sounddevice_sink_resamples_writes_blocks_and_cuts_off() -> None:
     sd.OutputStream = unplugged  # type: ignore[attr-defined]
     with pytest.raises(SinkError, match="output device #3 failed"):
         sink.play(one_second, threading.Event())
+
+
+def test_a_replugged_speaker_is_found_again_under_its_new_number() -> None:
+    """PortAudio keeps the device list it read at start-up: reopening the microphone after a
+    loss re-reads it (waiting for the speaker's utterance), and the speaker, configured by
+    name, is looked up again at each utterance."""
+    import types
+
+    from voicecoach.audio.devices import PORTAUDIO_LOCK, refresh_devices
+    from voicecoach.speech.playback import SoundDeviceSink
+
+    calls: list[str] = []
+    devices = [{"name": "HDMI", "max_input_channels": 0, "max_output_channels": 2},
+               {"name": "Jabra Speak 410 USB", "max_input_channels": 1,
+                "max_output_channels": 2}]
+    sd = types.ModuleType("sounddevice")
+
+    def query_devices(device: object = None, kind: object = None) -> object:
+        return devices if device is None else {"default_samplerate": 48000.0}
+
+    def reinit() -> None:
+        calls.append("initialize")
+        devices.insert(1, {"name": "USB hub", "max_input_channels": 0,
+                           "max_output_channels": 2})  # the speakerphone is now #2
+
+    sd.query_devices = query_devices  # type: ignore[attr-defined]
+    sd.default = types.SimpleNamespace(device=(None, None))  # type: ignore[attr-defined]
+    sd.PortAudioError = RuntimeError  # type: ignore[attr-defined]
+    sd.OutputStream = FakeStream  # type: ignore[attr-defined]
+    sd._terminate = lambda: calls.append("terminate")  # type: ignore[attr-defined]
+    sd._initialize = reinit  # type: ignore[attr-defined]
+    sink = SoundDeviceSink(1, sd=sd, spec="jabra")
+    assert sink.play(np.zeros(800, dtype=np.int16), threading.Event())
+    assert FakeStream.opened[-1].device == 1
+    with PORTAUDIO_LOCK:  # the speaker is mid-utterance: the re-read waits for it
+        waiter = threading.Thread(target=lambda: calls.append(str(refresh_devices(sd))))
+        waiter.start()
+        waiter.join(0.2)
+        assert calls == []
+    waiter.join(30)
+    assert calls == ["terminate", "initialize", "True"]
+    assert sink.play(np.zeros(800, dtype=np.int16), threading.Event())
+    assert FakeStream.opened[-1].device == 2  # the same speaker, found under its new number
+
+    def broken() -> None:
+        raise RuntimeError("PortAudio cannot initialise")
+
+    sd._initialize = broken  # type: ignore[attr-defined]
+    assert refresh_devices(sd) is False  # logged, never raised: the old list is kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from voicecoach.errors import VoicecoachError
@@ -10,6 +11,31 @@ from voicecoach.errors import VoicecoachError
 _LOGGER = logging.getLogger(__name__)
 
 _KINDS = ("input", "output")
+
+#: Held by whoever has a PortAudio stream open that a re-initialisation must not pull away
+#: (the speaker while it plays an utterance); ``refresh_devices`` takes it too.
+PORTAUDIO_LOCK = threading.RLock()
+
+
+def refresh_devices(sd: Any | None = None) -> bool:
+    """Make PortAudio read the device list again; True if it did.
+
+    PortAudio reads the list once, at start-up (python-sounddevice #125, #47; PortAudio #447):
+    a USB speakerphone unplugged and plugged back in is not seen again, or is seen under an
+    old number, until PortAudio is terminated and initialised again. That closes every open
+    stream, so it waits for PORTAUDIO_LOCK (the speaker's current utterance) and is only
+    called when the microphone is being reopened after a loss.
+    """
+    try:
+        sd = sd or sounddevice_module()
+        with PORTAUDIO_LOCK:
+            sd._terminate()
+            sd._initialize()
+    except Exception as exc:  # noqa: BLE001 - PortAudioError or no PortAudio: keep the old list
+        _LOGGER.debug("could not re-read the sound devices: %s", exc)
+        return False
+    _LOGGER.info("sound devices re-read")
+    return True
 
 
 def sounddevice_module() -> Any:

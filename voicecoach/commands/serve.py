@@ -141,6 +141,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         open_source = _replay(audio_in, getattr(args, "realtime", False))
         speaker = _simulated_speaker(settings, clock)
     else:
+        from voicecoach.audio.devices import refresh_devices
         from voicecoach.audio.mic import MicSource
         from voicecoach.speech.tts import make_speaker
 
@@ -148,7 +149,10 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         first: list[MicSource] = [MicSource(device)]  # a missing device: one clear line now
 
         def open_source() -> AudioSource | None:
-            return first.pop() if first else MicSource(device)
+            if first:
+                return first.pop()
+            refresh_devices()  # after a loss: a re-plugged device is only seen after this
+            return MicSource(device)
 
         speaker = make_speaker(settings)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played

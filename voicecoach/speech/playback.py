@@ -13,6 +13,7 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.devices import PORTAUDIO_LOCK
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,17 +70,26 @@ class SoundDeviceSink:
     """An output stream opened per utterance, written in short blocks so it can be cut off.
 
     Opening per utterance costs a few tens of milliseconds but means an unplugged speaker is
-    found on the next utterance and a re-plugged one comes back without a restart.
-    ``device`` is a PortAudio device number (None for the default); ``sd`` injects a module.
+    found on the next utterance and a re-plugged one comes back once PortAudio has read the
+    devices again (voicecoach.audio.devices.refresh_devices, done when the microphone is
+    reopened; the stream is held under its lock). ``device`` is a PortAudio device number
+    (None for the default); ``spec``, the configured name or number, is resolved again at
+    each open, since a device plugged back in may come back under another number; ``sd``
+    injects a module.
     """
 
     def __init__(self, device: int | None = None, block_s: float = 0.05,
-                 sd: ModuleType | None = None) -> None:
+                 sd: ModuleType | None = None, spec: str | int | None = None) -> None:
         self.device = device
         self.block_s = block_s
         self._sd = sd
+        self.spec = spec
 
     def _open(self, sd: ModuleType) -> tuple[object, int]:
+        if self.spec is not None:
+            from voicecoach.audio.devices import resolve_device
+
+            self.device = resolve_device(self.spec, "output", sd)
         try:
             stream = sd.OutputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16",
                                      device=self.device)
@@ -95,24 +105,29 @@ class SoundDeviceSink:
              on_start: Callable[[], None] | None = None) -> bool:
         sd = load_sounddevice(self._sd)
         try:
-            stream, rate = self._open(sd)
-            if rate != SAMPLE_RATE:
-                audio = np.clip(soxr.resample(audio.astype(np.float32), SAMPLE_RATE, rate),
-                                -32768, 32767).astype(np.int16)
-            block = max(1, int(self.block_s * rate))
-            with stream:  # type: ignore[attr-defined]
-                if on_start is not None:
-                    on_start()
-                for offset in range(0, audio.size, block):
-                    if stop.is_set():
-                        stream.abort()  # type: ignore[attr-defined]
-                        return False
-                    stream.write(audio[offset:offset + block].reshape(-1, 1))  # type: ignore
-            return True
+            with PORTAUDIO_LOCK:  # a re-read of the devices waits for this utterance
+                return self._play(sd, audio, stop, on_start)
         except Exception as exc:  # noqa: BLE001 - PortAudioError and friends
             if isinstance(exc, SinkError):
                 raise
             raise SinkError(f"output device {self._name()} failed: {exc}") from None
+
+    def _play(self, sd: ModuleType, audio: np.ndarray, stop: threading.Event,
+              on_start: Callable[[], None] | None) -> bool:
+        stream, rate = self._open(sd)
+        if rate != SAMPLE_RATE:
+            audio = np.clip(soxr.resample(audio.astype(np.float32), SAMPLE_RATE, rate),
+                            -32768, 32767).astype(np.int16)
+        block = max(1, int(self.block_s * rate))
+        with stream:  # type: ignore[attr-defined]
+            if on_start is not None:
+                on_start()
+            for offset in range(0, audio.size, block):
+                if stop.is_set():
+                    stream.abort()  # type: ignore[attr-defined]
+                    return False
+                stream.write(audio[offset:offset + block].reshape(-1, 1))  # type: ignore
+        return True
 
     def _name(self) -> str:
         return "default" if self.device is None else f"#{self.device}"

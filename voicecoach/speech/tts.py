@@ -312,5 +312,7 @@ def make_speaker(settings: Settings) -> TtsSpeaker:
             _LOGGER.warning("speaker: no output device at all; %r is ignored and the session "
                             "goes on without sound", settings.audio.output_device)
     speech = settings.speech
-    return TtsSpeaker(make_renderer(speech.voice, speech.rate), SoundDeviceSink(device),
+    sink = SoundDeviceSink(device, spec=settings.audio.output_device if device is not None
+                           else None)
+    return TtsSpeaker(make_renderer(speech.voice, speech.rate), sink,
                       volume=speech.volume, rate=speech.rate)
