@@ -14,6 +14,7 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE, SAMPLE_WIDTH, AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
+from voicecoach.speech.noise_floor import NoiseFloor
 from voicecoach.speech.recogniser import Detection
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ FRAME_RATE = 100
 _LOG_BASE = 1.0001  # pocketsphinx's default ``logbase``
 _SHIFT = 1024  # kws scores are log-base-1.0001 values shifted right by 10 bits
 _KWS_MAX = 1500  # kws_search.c subtracts this from every detection score
+FLOOR_DBFS = -62.0  # long quiet stretches are filled up to this level (see NoiseFloor)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class SphinxRecogniser:
 
     def __init__(self, grammar: Grammar, *, sensitivity: float = 0.0, block_s: float = 0.05,
                  hold_s: float = 0.05, kws_delay: int = 10, decoys: bool = True,
-                 keep_channel: bool = True, rule: ThresholdRule | None = None) -> None:
+                 keep_channel: bool = True, rule: ThresholdRule | None = None,
+                 floor_dbfs: float | None = FLOOR_DBFS) -> None:
         """Build the decoder for ``grammar``.
 
         ``sensitivity``: 0.0 is the calibrated default; positive values hear more (more
@@ -95,6 +98,7 @@ class SphinxRecogniser:
         competing match. ``kws_delay``: pocketsphinx's own wait for a match's best score,
         in frames. ``decoys``: use the grammar's never_commands words as competitors.
         ``keep_channel``: keep the cepstral mean (the microphone and room) across ``reset``.
+        ``floor_dbfs``: after a second below it, the decoder hears this level (None: off).
         """
         if not grammar.language.lower().startswith("en"):
             raise VoicecoachError(
@@ -122,6 +126,7 @@ class SphinxRecogniser:
             self._decoder.add_kws("commands", str(path))
         self._decoder.activate_search("commands")
         self._keep_channel = keep_channel
+        self._floor = NoiseFloor(floor_dbfs, SAMPLE_RATE) if floor_dbfs is not None else None
         self._cmn0 = self._decoder.get_cmn()
         self._active: frozenset[str] = frozenset(grammar.commands)
         self._started = False
@@ -188,6 +193,8 @@ class SphinxRecogniser:
         self._emitted: list[tuple[str, int, int]] = []
         if not self._keep_channel:
             self._decoder.set_cmn(self._cmn0)
+        if self._floor:
+            self._floor.reset()  # a new stream: its quiet stretch starts again
         self._start_utt()
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
@@ -225,6 +232,7 @@ class SphinxRecogniser:
         self._utt_start_f = self._samples * FRAME_RATE // SAMPLE_RATE
 
     def _decode(self, block: bytes, emit_at: int | None = None) -> list[Detection]:
+        block = self._floor.fill(block, self._samples) if self._floor else block
         self._decoder.process_raw(block)
         self._samples += len(block) // SAMPLE_WIDTH
         now_f = self._utt_start_f + self._decoder.n_frames()
