@@ -257,3 +257,23 @@ def test_the_coachs_voice_never_hides_a_stop_the_engine_hears_without_it(
             echo.add((voice, phrase))
     assert len(quiet) >= 0.8 * len(VOICES) * len(STOP_PHRASES)  # the check has teeth
     assert quiet <= echo, f"hidden by the coach's voice: {sorted(quiet - echo)}"
+
+
+def test_a_stop_is_placed_over_a_coach_utterance_with_time_left(
+        renderer: EspeakNgRenderer) -> None:
+    from voicecoach.clock import SimClock
+    from voicecoach.events import Priority
+    from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, StopOverSpeech
+
+    speaker = EchoWavSpeaker(renderer, clock=SimClock())
+    speaker.say("Reach back.", Priority.CUE, 1.0)  # too short to leave 1 s after 1.2 s
+    speaker.say("Keep your weight on the balls of your feet and your steps short.",
+                Priority.CUE, 5.0)
+    room = ClosedLoopSource(speaker, 12.0)
+    clip = load_clip("stop", "stop", "joe")
+    room.react = StopOverSpeech(speaker, room, clip, after_s=0.5)
+    for _ in room.chunks():
+        pass
+    assert room.clips == [clip]
+    long = speaker.speaking_intervals()[1]
+    assert long.start + 0.2 <= clip.at_s and clip.at_s + 1.0 <= (long.end or 0.0)

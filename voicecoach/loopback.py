@@ -242,6 +242,36 @@ class PoliteUser:
             self._say(t, "good", "good")
 
 
+class TypedAnswers(PoliteUser):
+    """A PoliteUser whose answers reach the coach as typed commands, not as audio: the session
+    moves on whatever the engine makes of the user's voice (for measuring something else)."""
+
+    def _say(self, t: float, command: str, phrase: str) -> None:
+        self._busy_until = t + 1.0
+        self.coach.command(command, t, phrase=phrase, source="typed")
+
+
+class StopOverSpeech:
+    """Places ``clip`` in the stream once ``after_s`` has passed, over the middle of the next
+    coach utterance with at least ``left_s`` still to play (``ClosedLoopSource.react``)."""
+
+    def __init__(self, speaker: EchoWavSpeaker, source: ClosedLoopSource, clip: UserClip,
+                 after_s: float, left_s: float = 1.0) -> None:
+        self.speaker, self.source, self.clip = speaker, source, clip
+        self.after_s, self.left_s = after_s, left_s
+        self.placed = False
+
+    def __call__(self, t: float) -> None:
+        if self.placed or t < self.after_s:
+            return
+        for iv in self.speaker.speaking_intervals():
+            if iv.start + 0.2 <= t and iv.end is not None and iv.end >= t + self.left_s:
+                self.clip.at_s = t
+                self.source.add(self.clip)
+                self.placed = True
+                return
+
+
 @dataclass
 class LoopRun:
     """What a closed-loop run produced: the loop, the room, the user and what was heard."""
@@ -276,9 +306,13 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 voices: tuple[str, ...] = ("joe",), seed: int = 1, chunk_s: float = 0.1,
                 clips: tuple[UserClip, ...] = (), sessions: int | None = 1,
                 tail_s: float | None = None, keep_mic: bool = False,
-                echo_check: bool = True, aec: bool = True, rt60_s: float = 0.0) -> LoopRun:
+                echo_check: bool = True, aec: bool = True, rt60_s: float = 0.0,
+                typed_answers: bool = False,
+                stop_over_speech: tuple[UserClip, float] | None = None) -> LoopRun:
     """Run the real device loop on a simulated room (see the module docstring).
 
+    ``typed_answers``: the user's answers are typed (TypedAnswers), not spoken.
+    ``stop_over_speech``: (clip, after_s) placed by StopOverSpeech.
     ``rt60_s``: the room's reverberation (see ``room_response``). ``aec``: the microphone is
     cleaned by echo cancellation against what the speaker played
     before the recogniser hears it (as on the device); False feeds the raw mix.
@@ -320,8 +354,16 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                       lambda: next(sources, None), open_session, plan=plan, listeners=[listen],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate,
                       canceller=canceller)
-    polite = PoliteUser(loop.coach, speaker, source, voices) if user else None
-    source.react = polite
+    kind = TypedAnswers if typed_answers else PoliteUser
+    polite = kind(loop.coach, speaker, source, voices) if user else None
+    placer = StopOverSpeech(speaker, source, *stop_over_speech) if stop_over_speech else None
+
+    def react(t: float) -> None:
+        for part in (polite, placer):
+            if part is not None:
+                part(t)
+
+    source.react = react
     recogniser.reset()
     loop.run()
     return LoopRun(loop, source, speaker, polite, heard)

@@ -77,8 +77,11 @@ def _recogniser(settings: Settings) -> Any:
 
 def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOICES,
                 noise: dict[str, float] | None = None, aec: bool = True,
-                rt60_s: float = 0.0) -> list[dict[str, Any]]:
-    """One session per trial: the briefing starts at 0 s and a stop is said over it."""
+                rt60_s: float = 0.0, warm: bool = False) -> list[dict[str, Any]]:
+    """One session per trial. Cold: the briefing starts at 0 s and a stop is said over its
+    first seconds (the canceller converging from nothing). ``warm``: the briefing is answered
+    (typed) and the stop is said over the first coach utterance after 30 to 150 s, over the
+    warm-up's cues, with the canceller converged."""
     recogniser = _recogniser(settings)
     rows = []
     i = 0
@@ -86,12 +89,21 @@ def stop_trials(settings: Settings, renderer: Any, voices: tuple[str, ...] = VOI
         for voice in voices:
             for phrase in STOP_PHRASES:
                 clip = load_clip("stop", phrase, voice)
-                clip.at_s = 1.0 + (i % 7) * 0.7
                 i += 1
-                run = closed_loop(recogniser, settings, PLAN_15, clip.at_s + 4.0,
-                                  renderer=renderer, noise_rms=rms, user=False,
-                                  begin_at_once=True, clips=(clip,), keep_mic=True, seed=i,
-                                  aec=aec, rt60_s=rt60_s)
+                if warm:
+                    after = 30.0 + ((i - 1) % 7) * 20.0
+                    run = closed_loop(recogniser, settings, PLAN_15, after + 60.0,
+                                      renderer=renderer, noise_rms=rms, typed_answers=True,
+                                      begin_at_once=True, keep_mic=True, seed=i, aec=aec,
+                                      rt60_s=rt60_s, stop_over_speech=(clip, after))
+                    if clip not in run.source.clips:  # the coach never spoke long enough
+                        continue
+                else:
+                    clip.at_s = 1.0 + ((i - 1) % 7) * 0.7
+                    run = closed_loop(recogniser, settings, PLAN_15, clip.at_s + 4.0,
+                                      renderer=renderer, noise_rms=rms, user=False,
+                                      begin_at_once=True, clips=(clip,), keep_mic=True, seed=i,
+                                      aec=aec, rt60_s=rt60_s)
                 rows.append(_score_stop(run, clip, voice, phrase, level))
     return rows
 
@@ -252,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=(), choices=("stop", "false", "idle"))
     parser.add_argument("--no-aec", action="store_true",
                         help="feed the recogniser the raw microphone (no echo cancellation)")
+    parser.add_argument("--warm", action="store_true",
+                        help="say the stops over the warm-up's cues (canceller converged) "
+                             "instead of the first seconds of the briefing")
     parser.add_argument("--rt60", type=float, default=0.0, metavar="S",
                         help="room reverberation time for the coach's echo (0: a direct path "
                              "only); the tail is 6 dB under the direct path")
@@ -266,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     if "stop" not in args.skip:
         voices = VOICES[:2] if args.quick else VOICES
-        rows = stop_trials(settings, renderer, voices, aec=not args.no_aec, rt60_s=args.rt60)
+        rows = stop_trials(settings, renderer, voices, aec=not args.no_aec, rt60_s=args.rt60,
+                           warm=args.warm)
         print(_summary(rows), flush=True)
         pairs = [r["residual"] for r in rows if r["residual"]]
         if pairs:
