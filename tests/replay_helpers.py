@@ -11,7 +11,6 @@ import numpy as np
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device import AudioClock, DeviceLoop
-from voicecoach.duplex import DuplexGate
 from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
 from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser
@@ -20,7 +19,7 @@ from voicecoach.speech.render import Rendered, Renderer
 from voicecoach.speech.speaker import SpeechInterval
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
-#: A short plan: 30 s warm-up, 60 s backward, 30 s cool-down (as in test_serve).
+#: A short plan: 30 s warm-up, 60 s backward, 30 s cool-down.
 PLAN = Plan("tiny", (replace(WARMUP, duration_s=30.0),
                      Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
                      replace(COOLDOWN, duration_s=30.0)))
@@ -78,7 +77,7 @@ def user_track(tmp_path: Path, recogniser: Any, renderer: Renderer,
     loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
                       lambda: next(sources, None),
                       lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
-                      listeners=[events.append], clock=clock, gate=DuplexGate(speaker), sessions=1)
+                      listeners=[events.append], clock=clock, sessions=1)
     room.react = PoliteUser(loop.coach, speaker, room)
     recogniser.reset()
     loop.run()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from fake_sounddevice import FakeSoundDevice, device
+from replay_helpers import PLAN, user_track
 
 from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk
@@ -29,12 +29,7 @@ from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser, lo
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speech.render import EspeakNgRenderer
 from voicecoach.workout import cues
-from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
-PLAN = Plan("tiny", (replace(WARMUP, duration_s=30.0),
-                     Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
-                     replace(COOLDOWN, duration_s=30.0)))
-NO_ECHO_DB = -200.0
 TREADMILL = 10 ** (-40 / 20)  # belt noise 20 dB under the speech (-20 dBFS)
 PLAN_TOML = """
 [[phase]]
@@ -131,29 +126,9 @@ def test_microphone_lost_mid_session_pauses_says_so_and_resumes(
     assert _statuses(tmp_path)[0][0] == "serve"
 
 
-def _user_track(tmp_path: Path, recogniser: Any, stop_after_s: float | None = None) -> Path:
-    """The user's side of a polite session (start, yes..., ready) as a WAV, no echo in it."""
-    settings = Settings(data_dir=tmp_path / "prep")
-    clock = AudioClock()
-    speaker = EchoWavSpeaker(EspeakNgRenderer(), clock=clock)
-    room = ClosedLoopSource(speaker, 60.0 if stop_after_s else 230.0, echo_gain_db=NO_ECHO_DB,
-                            keep_mic=True)
-    sources = iter([room])
-    loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
-                      lambda: next(sources, None),
-                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
-                      clock=clock)
-    room.react = PoliteUser(loop.coach, speaker, room)
-    recogniser.reset()
-    loop.run()
-    path = tmp_path / "user.wav"
-    write_wav(path, np.concatenate(room.mic))
-    return path
-
-
 def test_serve_idle_start_briefing_yes_session_back_to_idle(
         recogniser: Any, tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    wav = _user_track(tmp_path, recogniser)
+    wav = user_track(tmp_path, recogniser, EspeakNgRenderer()).path
     plan = tmp_path / "tiny.toml"
     plan.write_text(PLAN_TOML)
     code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in", str(wav),
