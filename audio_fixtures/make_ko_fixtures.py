@@ -77,6 +77,15 @@ def stream(parts: list[tuple[str, str | None, np.ndarray]]) -> tuple[np.ndarray,
     return np.concatenate(pieces), expected
 
 
+def add_stream(out: Path, files: list[dict], name: str, kind: str, voice: str, wpm: int,
+               pitch: int, parts: list[tuple[str, str | None, np.ndarray]]) -> None:
+    """Write ``parts`` joined as ``name`` and list it in ``files`` (the manifest)."""
+    audio, expected = stream(parts)
+    write_wav(out / name, audio)
+    files.append({"file": name, "kind": kind, "voice": voice, "wpm": wpm, "pitch": pitch,
+                  "texts": [t for t, _, _ in parts], "commands": expected})
+
+
 def check_sentences(phrases: list[str]) -> None:
     """No negative sentence may contain a command phrase (one-syllable ones anywhere)."""
     for sentence in SENTENCES:
@@ -107,30 +116,19 @@ def main() -> int:
     short = [(p, c) for p, c in pairs if c == STOP or p == grammar.phrases[c][0]]
     for index, (voice, wpm, pitch) in enumerate(VOICES):
         parts = [(p, c, synth(p, wpm, pitch)) for p, c in (pairs if index == 0 else short)]
-        audio, expected = stream(parts)
-        name = f"commands_{voice}.wav"
-        write_wav(args.out / name, audio)
-        files.append({"file": name, "kind": "commands", "voice": f"espeak-ng ko {voice}",
-                      "wpm": wpm, "pitch": pitch, "texts": [t for t, _, _ in parts],
-                      "commands": expected})
+        add_stream(args.out, files, f"commands_{voice}.wav", "commands",
+                   f"espeak-ng ko {voice}", wpm, pitch, parts)
         negatives = [(s, None, synth(s, wpm, pitch)) for s in SENTENCES[index::len(VOICES)]]
-        audio, expected = stream(negatives)
-        name = f"sentences_{voice}.wav"
-        write_wav(args.out / name, audio)
-        files.append({"file": name, "kind": "negative", "voice": f"espeak-ng ko {voice}",
-                      "wpm": wpm, "pitch": pitch, "texts": [t for t, _, _ in negatives],
-                      "commands": expected})
+        add_stream(args.out, files, f"sentences_{voice}.wav", "negative",
+                   f"espeak-ng ko {voice}", wpm, pitch, negatives)
     # A session-like stream: coach sentences with stop and other commands between them.
     wpm, pitch = VOICES[0][1], VOICES[0][2]
     say = grammar.phrases
     script = [(SENTENCES[0], None), (say["faster"][0], "faster"), (SENTENCES[1], None),
               (say[STOP][0], STOP), (SENTENCES[2], None), (say["time_left"][0], "time_left"),
               (SENTENCES[3], None), (say[STOP][-1], STOP)]
-    audio, expected = stream([(t, c, synth(t, wpm, pitch)) for t, c in script])
-    write_wav(args.out / "session.wav", audio)
-    files.append({"file": "session.wav", "kind": "stream", "voice": "espeak-ng ko base",
-                  "wpm": wpm, "pitch": pitch, "texts": [t for t, _ in script],
-                  "commands": expected})
+    add_stream(args.out, files, "session.wav", "stream", "espeak-ng ko base", wpm, pitch,
+               [(t, c, synth(t, wpm, pitch)) for t, c in script])
     manifest = {"language": "ko", "rate": RATE,
                 "generator": "audio_fixtures/make_ko_fixtures.py (espeak-ng -v ko)",
                 "files": files}
