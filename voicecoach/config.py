@@ -67,7 +67,9 @@ def choices(section: str, key: str) -> list[str] | None:
     if (section, key) == ("coach", "units"):
         return ["mph", "kmh"]
     if (section, key) == ("speech", "engine"):
-        return ["auto", "vosk", "pocketsphinx"]
+        from voicecoach.speech.engines import engine_names
+
+        return engine_names()
     if (section, key) == ("speech", "language"):
         return languages()
     return None

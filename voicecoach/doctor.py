@@ -102,9 +102,35 @@ def _check_configured(kind: str, spec: str | None, sd: ModuleType) -> Check:
     return Check(name, OK, f"{spec!r} is device #{index}")
 
 
+def check_spotter(settings: Settings) -> Check:
+    """The English command spotter: runtime, weights, model card, and the grammar they fit."""
+    speech = settings.speech
+    english = speech.language.split("-")[0] == "en"
+    needed = speech.engine == "spotter" or (speech.engine == "auto" and english
+                                            and speech.model_path is None)
+    bad = FAIL if needed else WARN
+    try:
+        spotter = _import("voicecoach.spotter.model")
+        features = _import("voicecoach.spotter.features")
+        grammar_mod = _import("voicecoach.grammar")
+        model = spotter.load_model()
+        model.check_grammar(grammar_mod.load_grammar("en"))
+        features._runtime_paths()
+    except VoicecoachError as exc:
+        return Check("command spotter", bad, exc.message, exc.hint or "")
+    except ImportError as exc:
+        return Check("command spotter", bad, f"cannot import ({exc})",
+                     "`.venv/bin/pip install pyopen-wakeword`")
+    card = model.card
+    return Check("command spotter", OK,
+                 f"{model.path.name} ({len(model.labels)} classes, sha256 "
+                 f"{card.get('weights_sha256', '')[:12]}, trained for this grammar)")
+
+
 def check_recognisers(settings: Settings) -> Iterator[Check]:
-    """pocketsphinx with its bundled model, vosk, and a vosk model for the language."""
+    """The command spotter, pocketsphinx with its bundled model, vosk, and a vosk model."""
     engine = settings.speech.engine
+    yield check_spotter(settings)
     try:
         ps = _import("pocketsphinx")
         model = Path(ps.get_model_path()) / "en-us"
@@ -131,11 +157,11 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
 def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
     speech = settings.speech
     name = f"vosk model ({speech.language})"
-    english = speech.language.split("-")[0] == "en"  # pocketsphinx's bundled model
-    if speech.engine == "pocketsphinx":
+    english = speech.language.split("-")[0] == "en"  # the spotter / pocketsphinx
+    if speech.engine in ("pocketsphinx", "spotter"):
         if english:
-            return Check(name, OK, "not needed ([speech] engine = pocketsphinx)")
-        return Check(name, FAIL, f"pocketsphinx only has US English, not '{speech.language}'",
+            return Check(name, OK, f"not needed ([speech] engine = {speech.engine})")
+        return Check(name, FAIL, f"{speech.engine} only knows English, not '{speech.language}'",
                      "set [speech] engine = \"vosk\" (or \"auto\") and get a model with "
                      f"`voicecoach model download {speech.language}`")
     try:
@@ -143,12 +169,14 @@ def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
     except ImportError:
         return Check(name, WARN, "skipped (model lookup is not installed)")
     needed = speech.engine == "vosk" or not english
+    if speech.engine == "auto" and english and speech.model_path is None:
+        return Check(name, OK, "not needed (English uses the command spotter)")
     try:
         info = models.find_model(speech.language, speech.model_path)
     except VoicecoachError as exc:
         return Check(name, FAIL, exc.message, exc.hint or "fix [speech] model_path")
     if info is None:
-        fallback = "" if needed else "; pocketsphinx is used instead"
+        fallback = "" if needed else "; the command spotter is used instead"
         return Check(name, FAIL if needed else WARN, f"none found{fallback}",
                      f"`voicecoach model download {speech.language}` or set "
                      "[speech] model_path")

@@ -65,9 +65,11 @@ def output_listener(args: argparse.Namespace, settings: Settings) -> Listener:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--engine, --lang and --model: which recogniser, language and vosk model."""
-    parser.add_argument("--engine", choices=("auto", "vosk", "pocketsphinx"), default=None,
-                        help="recogniser (default: from settings, auto = vosk when a model "
-                             "for the language is present, else pocketsphinx)")
+    from voicecoach.speech.engines import ENGINES
+
+    parser.add_argument("--engine", choices=list(ENGINES), default=None,
+                        help="recogniser (default: from settings); "
+                             + "; ".join(f"{e.name}: {e.help}" for e in ENGINES.values()))
     parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
     parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
 

@@ -1,30 +1,61 @@
-"""Pick and build the command recogniser: vosk when a model is found, else pocketsphinx."""
+"""Pick and build the command recogniser from one table of engines.
+
+English: the trained command spotter (``voicecoach.spotter``, weights inside the package).
+Other languages: vosk with a model for the language. pocketsphinx (its bundled US-English
+model) stays available by name. The argument parser, the config file and ``doctor`` all read
+:data:`ENGINES`, so an engine is named in one place.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.settings import SpeechSettings
-from voicecoach.speech.models import ModelInfo, find_model, require_model, same_language
+from voicecoach.speech.models import find_model, require_model, same_language
 from voicecoach.speech.recogniser import Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 
-ENGINES = ("auto", "vosk", "pocketsphinx")
-#: The language of the acoustic model bundled in the pocketsphinx wheel.
+#: The language of the acoustic model bundled in the pocketsphinx wheel and of the spotter.
 SPHINX_LANGUAGE = "en"
+SPOTTER_LANGUAGE = "en"
 
 
-def _vosk(info: ModelInfo, grammar: Grammar) -> Recogniser:
-    from voicecoach.speech.vosk_engine import VoskRecogniser
+@dataclass(frozen=True)
+class Engine:
+    """One recogniser: how to build it and what to say when it was picked."""
 
-    return VoskRecogniser(info.path, grammar)
+    name: str
+    help: str
+    build: Callable[[SpeechSettings, Grammar], tuple[Recogniser, str]]
 
 
-def _sphinx(grammar: Grammar) -> Recogniser:
+def _no_model_option(name: str, speech: SpeechSettings) -> None:
+    if speech.model_path is not None:
+        raise VoicecoachError(f"--model is a vosk model folder but the engine is {name}",
+                              "use --engine vosk or drop --model")
+
+
+def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    _no_model_option("spotter", speech)
+    if not same_language(grammar.language, SPOTTER_LANGUAGE):
+        raise VoicecoachError(f"the command spotter is trained for English, not "
+                              f"'{grammar.language}'",
+                              f"use --engine vosk with a '{grammar.language}' model "
+                              f"('voicecoach model download {grammar.language}')")
+    from voicecoach.spotter.engine import SpotterRecogniser
+
+    rec = SpotterRecogniser(grammar)
+    return rec, (f"listening with the command spotter (trained head {rec.model.path.name} on "
+                 "the pretrained speech embedding)")
+
+
+def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    _no_model_option("pocketsphinx", speech)
     if not same_language(grammar.language, SPHINX_LANGUAGE):
         raise VoicecoachError(f"the pocketsphinx engine only has a US-English model, not "
                               f"'{grammar.language}'",
@@ -32,39 +63,54 @@ def _sphinx(grammar: Grammar) -> Recogniser:
                               f"('voicecoach model download {grammar.language}')")
     from voicecoach.speech.sphinx_engine import SphinxRecogniser
 
-    return SphinxRecogniser(grammar)
+    return SphinxRecogniser(grammar), ("listening with pocketsphinx (the US-English model "
+                                       "bundled in its wheel)")
+
+
+def _vosk(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    info = require_model(grammar.language, speech.model_path)
+    from voicecoach.speech.vosk_engine import VoskRecogniser
+
+    return VoskRecogniser(info.path, grammar), f"listening with vosk (model {info.path}, from {info.source})"
+
+
+def _auto(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    if same_language(grammar.language, SPOTTER_LANGUAGE) and speech.model_path is None:
+        rec, line = _spotter(speech, grammar)
+        return rec, line + " [auto: English]"
+    found = find_model(grammar.language, speech.model_path)
+    if found is None:
+        require_model(grammar.language)       # raises: no model, and how to get one
+    return _vosk(speech, grammar)
+
+
+ENGINES: dict[str, Engine] = {
+    "auto": Engine("auto", "the spotter for English (vosk when --model is given), vosk for "
+                   "other languages", _auto),
+    "spotter": Engine("spotter", "the trained English command spotter (weights in the "
+                      "package)", _spotter),
+    "vosk": Engine("vosk", "vosk with a model for the language", _vosk),
+    "pocketsphinx": Engine("pocketsphinx", "pocketsphinx with its bundled US-English model",
+                           _sphinx),
+}
+
+
+def engine_names() -> list[str]:
+    """Every engine name, "auto" first."""
+    return list(ENGINES)
 
 
 def make_recogniser(speech: SpeechSettings, grammar: Grammar, *,
                     announce: Callable[[str], None] | None = None) -> Recogniser:
-    """The recogniser ``speech.engine`` asks for; "auto" says which one it picked."""
+    """The recogniser ``speech.engine`` asks for; says which one it built."""
     say = announce or (lambda line: _LOGGER.info("%s", line))
-    engine = speech.engine
-    if engine not in ENGINES:
-        raise VoicecoachError(f"unknown speech engine '{engine}'",
+    engine = ENGINES.get(speech.engine)
+    if engine is None:
+        raise VoicecoachError(f"unknown speech engine '{speech.engine}'",
                               f"choose one of: {', '.join(ENGINES)}")
     if speech.language != grammar.language:
         raise VoicecoachError(f"the grammar is for '{grammar.language}' but the speech "
                               f"language is '{speech.language}'", "give the same --lang to both")
-    if engine == "pocketsphinx":
-        if speech.model_path is not None:
-            raise VoicecoachError("--model is a vosk model folder but the engine is "
-                                  "pocketsphinx", "use --engine vosk or drop --model")
-        recogniser = _sphinx(grammar)
-        say("listening with pocketsphinx (the US-English model bundled in its wheel)")
-        return recogniser
-    if engine == "vosk":
-        info = require_model(grammar.language, speech.model_path)
-    else:
-        found = find_model(grammar.language, speech.model_path)
-        if found is None:
-            if not same_language(grammar.language, SPHINX_LANGUAGE):
-                require_model(grammar.language)       # raises: no model, how to get one
-            recogniser = _sphinx(grammar)
-            say(f"listening with pocketsphinx (no vosk model for '{grammar.language}' was "
-                "found; 'voicecoach model download' gets one)")
-            return recogniser
-        info = found
-    recogniser = _vosk(info, grammar)
-    say(f"listening with vosk (model {info.path}, from {info.source})")
+    recogniser, line = engine.build(speech, grammar)
+    say(line)
     return recogniser

@@ -1,0 +1,84 @@
+"""The spotter's decision rules on hand-made probability streams (no audio, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voicecoach.spotter.decide import Decider, Decision
+
+LABELS = ["_noise_", "_other_", "stop", "stop now", "faster", "yes"]
+PHRASES = {"stop": ["stop", "stop now"], "faster": ["faster"], "yes": ["yes"]}
+
+
+def probs(**mass: float) -> np.ndarray:
+    p = np.zeros(len(LABELS))
+    for label, value in mass.items():
+        p[LABELS.index(label.replace("_", " ") if label == "stop_now" else label)] = value
+    p[LABELS.index("_other_")] += max(0.0, 1.0 - p.sum())
+    return p
+
+
+def run(decider: Decider, stream: list[np.ndarray]) -> list[tuple[str, float]]:
+    out = []
+    for j, p in enumerate(stream):
+        out += [(f.command, round(f.emitted_s, 2)) for f in decider.step(p, (j + 1) * 0.08)]
+    return out
+
+
+def make(**kw: float) -> Decider:
+    decision = Decision(stop_threshold=kw.pop("stop", 0.6), threshold=kw.pop("t", 0.8),
+                        smooth=int(kw.pop("smooth", 1)), confirm=int(kw.pop("confirm", 2)),
+                        refractory_s=kw.pop("refractory", 1.0))
+    return Decider(LABELS, PHRASES, decision)
+
+
+def test_stop_fires_on_the_first_confident_step_and_sums_its_phrases() -> None:
+    d = make()
+    quiet = [probs()] * 3
+    # 0.35 + 0.35 over two stop phrases: 0.7 >= 0.6 on the 4th step.
+    assert run(d, [*quiet, probs(stop=0.35, stop_now=0.35), probs()]) == [("stop", 0.32)]
+
+
+def test_other_commands_need_a_second_look() -> None:
+    d = make()
+    once = run(d, [probs(), probs(faster=0.9), probs()])
+    assert once == []
+    d.reset()
+    twice = run(d, [probs(), probs(faster=0.9), probs(faster=0.9), probs()])
+    assert twice == [("faster", 0.24)]
+
+
+def test_only_the_states_commands_fire_but_stop_always_does() -> None:
+    d = make()
+    d.set_commands(["yes"])
+    stream = [probs(faster=0.95)] * 4 + [probs()] * 20 + [probs(stop=0.9)]
+    assert run(d, stream) == [("stop", 2.0)]
+
+
+def test_refractory_period_holds_back_others_but_never_stop() -> None:
+    d = make(refractory=1.0)
+    stream = [probs(yes=0.9)] * 2 + [probs(faster=0.9)] * 4 + [probs(stop=0.9)]
+    fired = run(d, stream)
+    assert fired == [("yes", 0.16), ("stop", 0.56)]
+
+
+def test_smoothing_averages_the_last_steps() -> None:
+    d = make(smooth=2, stop=0.6)
+    # one step at 0.9 between quiet steps averages to 0.45: no stop.
+    assert run(d, [probs(), probs(stop=0.9), probs()]) == []
+    d.reset()
+    assert run(d, [probs(), probs(stop=0.9), probs(stop=0.5)]) == [("stop", 0.24)]
+
+
+def test_reset_forgets_a_pending_second_look() -> None:
+    d = make()
+    run(d, [probs(faster=0.9)])
+    d.reset()
+    assert run(d, [probs(faster=0.9), probs()]) == []
+
+
+@pytest.mark.parametrize("value", [0.0, 0.59])
+def test_below_threshold_never_fires(value: float) -> None:
+    d = make()
+    assert run(d, [probs(stop=value)] * 30) == []

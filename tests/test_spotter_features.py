@@ -1,0 +1,72 @@
+"""The speech-embedding front end: streaming equals whole-clip, chunking changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from voicecoach.audio.wav import read_wav_16k
+from voicecoach.spotter.features import EMB_DIM, STEP_SAMPLES, EmbeddingFrontEnd
+
+CLIP = "commands/joe/normal/stop__stop.wav"
+
+
+@pytest.fixture(scope="module")
+def fe() -> Iterator[EmbeddingFrontEnd]:
+    front = EmbeddingFrontEnd()
+    yield front
+    front.close()
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    return read_wav_16k(FIXTURES / CLIP)
+
+
+def test_one_embedding_per_80_ms_step(fe: EmbeddingFrontEnd, audio: np.ndarray) -> None:
+    emb = fe.embed(audio)
+    assert emb.shape == (audio.size // STEP_SAMPLES, EMB_DIM)
+    assert np.isfinite(emb).all() and emb.std() > 0.1
+
+
+def test_streaming_gives_the_whole_clip_numbers(fe: EmbeddingFrontEnd, audio: np.ndarray) -> None:
+    batch = fe.embed(audio)
+    fe.reset()
+    stream = np.concatenate([fe.push(audio[i:i + 1000]) for i in range(0, audio.size, 1000)])
+    assert stream.shape == batch.shape
+    assert np.abs(stream - batch).max() < 1e-3
+
+
+@pytest.mark.parametrize("chunk", [160, 1600, 8000])
+def test_chunk_size_does_not_change_a_bit(fe: EmbeddingFrontEnd, audio: np.ndarray,
+                                          chunk: int) -> None:
+    fe.reset()
+    whole = fe.push(audio)
+    fe.reset()
+    parts = np.concatenate([fe.push(audio[i:i + chunk]) for i in range(0, audio.size, chunk)])
+    assert np.array_equal(whole, parts)
+
+
+def test_reset_is_deterministic(fe: EmbeddingFrontEnd, audio: np.ndarray) -> None:
+    fe.reset()
+    first = fe.push(audio)
+    fe.push(audio[::-1].copy())
+    fe.reset()
+    assert np.array_equal(first, fe.push(audio))
+
+
+def test_skipping_leading_steps_keeps_the_rest(fe: EmbeddingFrontEnd, audio: np.ndarray) -> None:
+    full = fe.embed(audio)
+    assert np.abs(fe.embed(audio, first=5) - full[5:]).max() < 1e-3
+
+
+def test_mel_model_is_run_per_window_not_per_batch(fe: EmbeddingFrontEnd) -> None:
+    """The mel model floors its output by the loudest value of its whole input: a loud step
+    must not change the embeddings of the quiet steps before it."""
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(STEP_SAMPLES * 15) * 30).astype(np.float32)
+    loud = np.concatenate([quiet, (rng.standard_normal(STEP_SAMPLES * 5) * 20000)])
+    assert np.abs(fe.embed(quiet) - fe.embed(loud)[:15]).max() < 1e-3

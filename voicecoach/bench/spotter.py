@@ -1,0 +1,204 @@
+"""Benchmark of the shipped English command spotter through ``voicecoach listen``.
+
+    python -m voicecoach.bench.spotter [--hours 1.0] [--work DIR]
+
+- Long-form false accepts: an hour (``--hours``) of talk with no command in it, made of
+  sentences and coach texts read by the voices the model card says were held out of
+  training, with real non-command words (Speech Commands up/down/left/right/on/off/other)
+  sprinkled in, over belt noise, room noise or a faint floor at 5-20 dB SNR, cut into
+  10-minute WAV files and run through ``voicecoach listen --json --state backward`` in a
+  child process: false accepts per hour, CPU per audio second (RTF), peak RSS.
+- Fixtures: every stop phrase of ``audio_fixtures`` (6 voices x 3 speeds, clean and under
+  noise): recall, and latency from the phrase's true end (manifest) to the emitted command.
+- Chunking: the same files at 10, 100 and 500 ms chunks give identical JSON.
+
+The cross-validated Speech Commands figures come from training
+(``python -m voicecoach.spotter.training.train``), which writes them into the model card:
+the shipped model has heard every real speaker, so only out-of-fold figures are honest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.mix import to_float, treadmill_noise
+from voicecoach.audio.wav import read_wav_16k, write_wav
+from voicecoach.errors import VoicecoachError
+
+_LOGGER = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "audio_fixtures"
+FILE_S = 600.0
+
+
+def _rng(name: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
+                     ) -> tuple[list[Path], list[Path], list[Path]]:
+    """Held-out voices' sentences, real non-command words, and room-noise clips."""
+    talk: list[Path] = []
+    manifest = synth / "manifest.jsonl"
+    if not manifest.is_file():
+        raise VoicecoachError(f"no synthetic corpus at {synth}",
+                              "make it: python -m voicecoach.spotter.training.synth --out "
+                              f"{synth}")
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row["family"] in families and row["kind"] in ("sentence", "coach", "negative"):
+            talk.append(synth / row["path"])
+    words = [p for folder in ("up", "down", "left", "right", "on", "off", "_unknown_")
+             for p in sorted((speech_commands / folder).glob("*.wav"))]
+    noise = sorted((speech_commands / "_silence_").glob("*.wav"))
+    if not talk:
+        raise VoicecoachError(f"the corpus at {synth} has no talk by the held-out voices "
+                              f"{', '.join(families) or '(none named)'}",
+                              "retrain with held-out voice families (model card: holdout_families)")
+    return talk, words, noise
+
+
+def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
+                  noise: list[Path]) -> list[Path]:
+    """Write the long-form files (deterministic); returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    n_files = max(1, int(round(hours * 3600.0 / FILE_S)))
+    for k in range(n_files):
+        path = out / f"longform_{k:02d}.wav"
+        files.append(path)
+        if path.exists():
+            continue
+        rng = _rng(path.name)
+        total = int(FILE_S * SAMPLE_RATE)
+        speech = np.zeros(total, np.float32)
+        pos = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
+        while pos < total:
+            src = words[rng.integers(len(words))] if rng.random() < 0.25 and words else \
+                talk[rng.integers(len(talk))]
+            clip = to_float(read_wav_16k(src))
+            clip = clip * float(10 ** (rng.uniform(-32, -14) / 20) / _rms(clip))
+            end = min(total, pos + clip.size)
+            speech[pos:end] += clip[:end - pos]
+            pos = end + int(rng.uniform(0.15, 2.5) * SAMPLE_RATE)
+        kind = k % 3
+        if kind == 0:
+            bg = treadmill_noise(FILE_S, rng)[:total]
+        elif kind == 1 and noise:
+            clips = [to_float(read_wav_16k(noise[int(i)])) for i in rng.integers(0, len(noise), 20)]
+            bg = np.resize(np.concatenate([c / _rms(c) for c in clips]), total)
+        else:
+            bg = rng.standard_normal(total).astype(np.float32)
+        snr = float(rng.uniform(5.0, 20.0))
+        mix = speech + bg * float(_rms(speech[speech != 0]) / 10 ** (snr / 20))
+        write_wav(path, np.clip(mix, -1, 1))
+    return files
+
+
+def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backward",
+                 engine: str = "spotter") -> tuple[list[dict[str, Any]], float, float]:
+    """``voicecoach listen --json`` in a child process: its lines, CPU s, peak RSS (MB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [sys.executable, "-m", "voicecoach", "listen", "--json", "--engine", engine,
+           "--state", state, "--chunk-ms", str(chunk_ms), *map(str, paths)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    if proc.returncode != 0:
+        raise VoicecoachError(f"voicecoach listen failed: {proc.stderr.strip()[-300:]}",
+                              "run the same listen command by hand to see why")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
+    return lines, cpu, after.ru_maxrss / 1024.0
+
+
+def fixture_stops() -> list[tuple[Path, list[dict[str, Any]]]]:
+    """Fixture files with a stop in them, and their expected commands."""
+    manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+    entries = manifest["files"] if isinstance(manifest, dict) and "files" in manifest else manifest
+    out = []
+    for entry in entries:
+        rel = entry["file"]
+        exp = entry.get("expected", [])
+        if rel.startswith(("commands/", "noisy/")) and any(e["command"] == "stop" for e in exp):
+            out.append((FIXTURES / rel, exp))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.spotter",
+                                     description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--hours", type=float, default=1.0, help="long-form audio to make")
+    parser.add_argument("--work", type=Path,
+                        default=Path.home() / ".cache" / "voicecoach" / "spotter-train")
+    parser.add_argument("--speech-commands", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from voicecoach.spotter.model import load_model
+    from voicecoach.spotter.training.data import speech_commands_dir
+
+    try:
+        card = load_model().card
+        families = card.get("holdout_families", [])
+        talk, words, noise = longform_sources(args.work / "synth", families,
+                                              speech_commands_dir(args.speech_commands))
+        files = make_longform(args.work / "longform", args.hours, talk, words, noise)
+        lines, cpu, rss = listen_child(files)
+    except VoicecoachError as exc:
+        print(f"voicecoach: {exc.message}; {exc.hint}", file=sys.stderr)
+        return 2
+    audio_s = sum(x["audio_s"] for x in lines)
+    false = [c for x in lines for c in x["commands"]]
+    by_cmd: dict[str, int] = {}
+    for c in false:
+        by_cmd[c["command"]] = by_cmd.get(c["command"], 0) + 1
+    print(f"long-form talk with no command ({audio_s / 3600:.2f} h, voices held out of training: "
+          f"{', '.join(families)}): {len(false)} false accepts = "
+          f"{len(false) / (audio_s / 3600):.2f} per hour {by_cmd or ''} | "
+          f"RTF {cpu / audio_s:.4f} (CPU s per audio s) | peak RSS {rss:.0f} MB")
+    stops = fixture_stops()
+    with tempfile.TemporaryDirectory():
+        res = {}
+        for chunk in (10, 100, 500):
+            got, _, _ = listen_child([p for p, _ in stops], chunk_ms=chunk)
+            res[chunk] = [json.dumps(x["commands"], sort_keys=True) for x in got]
+    got100, _, _ = listen_child([p for p, _ in stops], chunk_ms=100)
+    heard, lat = 0, []
+    for (_path, exp), line in zip(stops, got100, strict=True):
+        truth = [e for e in exp if e["command"] == "stop"][0]
+        hits = [c for c in line["commands"] if c["command"] == "stop"
+                and c["emitted_s"] >= truth["start_s"]]
+        if hits:
+            heard += 1
+            lat.append(hits[0]["emitted_s"] - truth["end_s"])
+    same = res[10] == res[100] == res[500]
+    lat_s = (f"median {statistics.median(lat):.2f} s max {max(lat):.2f} s" if lat else "n/a")
+    print(f"fixture stops (6 voices x 3 speeds, clean and noisy): {heard}/{len(stops)} heard | "
+          f"latency from true end {lat_s} | 10/100/500 ms chunks identical: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

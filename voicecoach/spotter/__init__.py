@@ -1,0 +1,1 @@
+"""The trained English command spotter: speech embeddings, a small head, decisions."""

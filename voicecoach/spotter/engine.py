@@ -1,0 +1,87 @@
+"""The trained English command spotter as a streaming :class:`Recogniser`.
+
+Audio -> speech embeddings every 80 ms (``features``) -> the head's phrase probabilities over
+the last ``window`` embeddings (``model``) -> commands (``decide``). All state is in audio
+time and advances in whole 80 ms steps, so the result does not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import numpy as np
+
+from voicecoach.audio.chunk import AudioChunk
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar
+from voicecoach.speech.recogniser import Detection
+from voicecoach.spotter.decide import Decider, Decision
+from voicecoach.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
+from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
+
+_LOGGER = logging.getLogger(__name__)
+
+#: The spotter's estimate of where a phrase began, before the score rose (it hears ends).
+PHRASE_S = 0.6
+
+
+class SpotterRecogniser:
+    """Streaming, grammar-restricted command spotting on the pretrained speech embedding."""
+
+    name = "spotter"
+
+    def __init__(self, grammar: Grammar, *, model: SpotterModel | None = None,
+                 front_end: EmbeddingFrontEnd | None = None) -> None:
+        if grammar.language.split("-")[0].lower() != "en":
+            raise VoicecoachError(f"the command spotter is trained for English, not "
+                                  f"'{grammar.language}'",
+                                  "use --engine vosk with a model for that language")
+        self.language = grammar.language
+        self.model = model or load_model()
+        self.model.check_grammar(grammar)
+        self._fe = front_end or EmbeddingFrontEnd()
+        self._window = self.model.window
+        self.decider = Decider(self.model.labels, phrases_of(grammar),
+                               Decision.from_card(self.model.decision))
+        self._silence = self._fe.silent_embedding()
+        self._origin_s: float | None = None
+        self.reset()
+
+    def set_commands(self, commands: Collection[str]) -> None:
+        self.decider.set_commands(commands)
+
+    def reset(self) -> None:
+        """Start afresh, as after digital silence (deterministic)."""
+        self._fe.reset()
+        self._ring = np.tile(self._silence, (self._window, 1))
+        self.decider.reset()
+        self._origin_s = None
+
+    def accept(self, chunk: AudioChunk) -> list[Detection]:
+        if self._origin_s is None:
+            self._origin_s = chunk.start_s
+        samples = np.frombuffer(chunk.audio, dtype="<i2")
+        out: list[Detection] = []
+        for emb in self._fe.push(samples):
+            out += self._step(emb)
+        return out
+
+    def _step(self, emb: np.ndarray) -> list[Detection]:
+        self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
+        probs = self.model.probabilities(self._ring[None])[0]
+        end_s = (self._origin_s or 0.0) + self._fe.steps * STEP_S
+        return [Detection(f.command, f.phrase, max(0.0, f.rose_s - PHRASE_S), f.rose_s,
+                          f.emitted_s, f.score)
+                for f in self.decider.step(probs, end_s)]
+
+    def flush(self) -> list[Detection]:
+        """End of stream: half a second of silence lets a phrase said at the very end finish."""
+        out: list[Detection] = []
+        silent = np.zeros(int(0.48 * 16000), dtype=np.int16)
+        for emb in self._fe.push(silent):
+            out += self._step(emb)
+        return out
+
+    def close(self) -> None:
+        self._fe.close()

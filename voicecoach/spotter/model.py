@@ -1,0 +1,155 @@
+"""The trained head: weights and model card inside the package, checked against the grammar.
+
+The weights are a plain ``.npz`` of arrays (never a pickle): feature mean and scale, then the
+layers of a small ReLU network; the model card (``.json`` beside it) holds the class labels,
+the recipe and seed, the decision settings chosen by cross-validation, the figures, and a hash
+of the grammar phrases it was trained for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar
+
+_LOGGER = logging.getLogger(__name__)
+
+MODEL_NAME = "en_commands"
+MODEL_ENV = "VOICECOACH_SPOTTER_MODEL"
+FORMAT_VERSION = 1
+NOISE, OTHER = "_noise_", "_other_"
+RETRAIN = "retrain it: python -m voicecoach.spotter.training.train (see voicecoach/spotter/MODEL_CARD.md)"
+
+
+def phrases_of(grammar: Grammar) -> dict[str, list[str]]:
+    """Command -> phrases, in grammar order: what a model is trained for."""
+    return {cmd: list(phrases) for cmd, phrases in grammar.phrases.items()}
+
+
+def phrase_hash(phrases: dict[str, list[str]]) -> str:
+    """A short hash of the command phrases (order-insensitive)."""
+    canon = json.dumps({c: sorted(p) for c, p in sorted(phrases.items())}, sort_keys=True)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()[:16]
+
+
+def builtin_paths() -> tuple[Path, Path]:
+    """The packaged weights and model card."""
+    base = resources.files("voicecoach.spotter")
+    return (Path(str(base.joinpath(f"{MODEL_NAME}.npz"))),
+            Path(str(base.joinpath(f"{MODEL_NAME}.json"))))
+
+
+@dataclass
+class SpotterModel:
+    """Head weights, class labels and the card's decision settings."""
+
+    labels: list[str]
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    mean: np.ndarray
+    scale: np.ndarray
+    card: dict[str, Any]
+    path: Path
+
+    @property
+    def window(self) -> int:
+        return int(self.card["recipe"]["window"])
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        return dict(self.card["decision"])
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """(n, window, 96) embedding windows -> (n, classes) probabilities."""
+        x = windows.reshape(len(windows), -1).astype(np.float32)
+        x = (x - self.mean) / self.scale
+        for w, b in self.layers[:-1]:
+            x = np.maximum(x @ w + b, 0.0)
+        w, b = self.layers[-1]
+        z = x @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def check_grammar(self, grammar: Grammar) -> None:
+        """One clear error when the model was trained for other phrases than ``grammar``'s."""
+        wanted = phrases_of(grammar)
+        have = set(self.labels)
+        for cmd, phrases in wanted.items():
+            for phrase in phrases:
+                if phrase not in have:
+                    raise VoicecoachError(
+                        f"the command spotter {self.path.name} has no class for the phrase "
+                        f"'{phrase}' of command '{cmd}' (the grammar changed since it was "
+                        "trained)", RETRAIN)
+        trained = self.card.get("phrases", {})
+        for cmd, phrases in trained.items():
+            if wanted.get(cmd) is None or sorted(wanted[cmd]) != sorted(phrases):
+                raise VoicecoachError(
+                    f"the command spotter {self.path.name} was trained for other phrases of "
+                    f"command '{cmd}' than the grammar has", RETRAIN)
+        if self.card.get("phrase_hash") != phrase_hash(wanted):
+            raise VoicecoachError(f"the command spotter {self.path.name} was trained for "
+                                  "other grammar phrases", RETRAIN)
+
+
+def _bad(path: Path, what: str) -> VoicecoachError:
+    return VoicecoachError(f"the command spotter weights {path} {what}",
+                           "reinstall voicecoach (pip install --force-reinstall voicecoach) or "
+                           + RETRAIN)
+
+
+def load_model(weights: Path | None = None, card: Path | None = None) -> SpotterModel:
+    """Load and check the weights (``weights``, else $VOICECOACH_SPOTTER_MODEL, else the
+    packaged ones); every problem is one :class:`VoicecoachError`."""
+    default_w, default_c = builtin_paths()
+    env = os.environ.get(MODEL_ENV)
+    weights = weights or (Path(env).expanduser() if env else default_w)
+    if card is None:
+        card = default_c if weights == default_w else weights.with_suffix(".json")
+    if not weights.is_file():
+        raise _bad(weights, "are missing")
+    if not card.is_file():
+        raise _bad(card, "(model card) is missing")
+    try:
+        meta = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise _bad(card, "(model card) is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise _bad(card, f"(model card) is not format {FORMAT_VERSION}")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if meta.get("weights_sha256") not in (None, digest):
+        raise _bad(weights, "do not match their model card (sha256 differs): corrupt or replaced")
+    try:
+        with np.load(weights, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        raise _bad(weights, "are corrupt (not a readable .npz)") from None
+    try:
+        labels = [str(x) for x in meta["labels"]]
+        n_layers = int(meta["layers"])
+        layers = [(arrays[f"w{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32))
+                  for i in range(n_layers)]
+        mean, scale = arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32)
+        int(meta["recipe"]["window"])
+        dict(meta["decision"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(weights, "lack a field the spotter needs") from None
+    dims = mean.size
+    for w, b in layers:
+        if w.ndim != 2 or w.shape[0] != dims or b.shape != (w.shape[1],):
+            raise _bad(weights, "have layers of inconsistent shapes")
+        dims = w.shape[1]
+    if dims != len(labels) or scale.shape != mean.shape:
+        raise _bad(weights, "do not match the labels of their card")
+    return SpotterModel(labels, layers, mean, scale, meta, weights)

@@ -1,0 +1,180 @@
+"""Feature caches for training: augmented example windows and whole-clip embeddings, in shards.
+
+Each shard is named by a hash of the recipe's feature fields and of the items in it, written
+to a temporary name and renamed, so an interrupted run resumes where it stopped and a changed
+recipe never reads stale features. Shards are made by worker processes (``--jobs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.audio.mix import active_bounds, to_float
+from voicecoach.audio.wav import read_wav_16k
+from voicecoach.bench.clips import LEAD_S, pad_clip, read_clip
+from voicecoach.spotter.features import EmbeddingFrontEnd
+from voicecoach.spotter.training.data import NOISE, Source
+from voicecoach.spotter.training.examples import Backgrounds, Recipe, examples, noise_scene
+
+_LOGGER = logging.getLogger(__name__)
+
+SHARD = 160
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One augmented copy of a source (``source`` < 0: a synthetic noise scene)."""
+
+    source: int
+    copy: int
+
+
+def _key(payload: Any) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# -- worker side --------------------------------------------------------------------------
+_STATE: dict[str, Any] = {}
+
+
+def _init(sources: Sequence[Source], recipe: Recipe, coach_per_fold: int) -> None:
+    noise: dict[int, list[np.ndarray]] = {}
+    coach: dict[int, list[np.ndarray]] = {}
+    for s in sources:
+        if s.kind == "real_noise":
+            noise.setdefault(s.fold, []).append(to_float(read_wav_16k(s.path)))
+        elif s.kind == "coach" and len(coach.get(s.fold, [])) < coach_per_fold:
+            coach.setdefault(s.fold, []).append(to_float(read_wav_16k(s.path)))
+    _STATE.update(fe=EmbeddingFrontEnd(), bg=Backgrounds(noise, coach), sources=sources,
+                  recipe=recipe)
+
+
+def _make_shard(job: tuple[Path, list[Item]]) -> Path:
+    path, items = job
+    fe, bg, sources, recipe = (_STATE[k] for k in ("fe", "bg", "sources", "recipe"))
+    xs: list[np.ndarray] = []
+    labels: list[str] = []
+    folds: list[int] = []
+    srcs: list[int] = []
+    for item in items:
+        if item.source < 0:
+            audio = noise_scene(-item.source - 1, recipe)
+            emb = fe.embed(audio * 32768.0, first=0)
+            w = recipe.window
+            ends = list(range(w - 1, len(emb), 3))
+            wins = np.stack([emb[e - w + 1:e + 1] for e in ends]).astype(np.float16)
+            lab = [NOISE] * len(ends)
+            fold = (-item.source - 1) % recipe.folds
+        else:
+            src = sources[item.source]
+            wins, lab = examples(fe, src, item.copy, recipe, bg)
+            fold = src.fold
+        if len(lab):
+            xs.append(wins)
+            labels += lab
+            folds += [fold] * len(lab)
+            srcs += [item.source] * len(lab)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, x=np.concatenate(xs) if xs else np.zeros((0, recipe.window, 96), np.float16),
+             label=np.array(labels, dtype=str), fold=np.array(folds, np.int16),
+             source=np.array(srcs, np.int32))
+    os.replace(tmp, path)
+    return path
+
+
+def _eval_shard(job: tuple[Path, list[int]]) -> Path:
+    path, idx = job
+    fe, sources = _STATE["fe"], _STATE["sources"]
+    embs, ends, lengths = [], [], []
+    for i in idx:
+        src = sources[i]
+        raw = read_clip(src.path)
+        padded = pad_clip(raw, src.path.name)
+        emb = fe.embed(padded.astype(np.float32))
+        _, end = active_bounds(to_float(raw), threshold_db=-30.0)
+        embs.append(emb)
+        lengths.append(len(emb))
+        ends.append(LEAD_S + end / 16000.0)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, emb=np.concatenate(embs).astype(np.float32), lengths=np.array(lengths),
+             end_s=np.array(ends), index=np.array(idx))
+    os.replace(tmp, path)
+    return path
+
+
+# -- driver side --------------------------------------------------------------------------
+def _run(jobs: list[Any], fn: Callable[[Any], Path], sources: Sequence[Source], recipe: Recipe,
+         workers: int, what: str) -> None:
+    todo = [j for j in jobs if not j[0].exists()]
+    if not todo:
+        return
+    _LOGGER.warning("%s: %d of %d shards to make with %d worker(s)", what, len(todo), len(jobs),
+                    workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init, initargs=(list(sources), recipe, 40)) as pool:
+        for n, done in enumerate(pool.imap_unordered(fn, todo), 1):
+            if n % 10 == 0 or n == len(todo):
+                _LOGGER.warning("%s: %d/%d shards (%s)", what, n, len(todo), done.name)
+
+
+def build_examples(work: Path, sources: Sequence[Source], recipe: Recipe, workers: int
+                   ) -> dict[str, np.ndarray]:
+    """All training windows (cached), with labels, fold tags and source indices.
+
+    A shard holds one copy number of a run of sources, so raising ``real_copies`` only adds
+    shards and a changed corpus only re-makes the shards whose sources changed."""
+    folder = work / "examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {"v": VERSION, "recipe": {k: v for k, v in recipe.features_key().items()
+                                     if k not in ("real_copies", "synth_copies", "noise_scenes")}}
+    jobs: list[tuple[Path, list[Item]]] = []
+    for real in (True, False):
+        idx = [i for i, s in enumerate(sources) if s.real == real]
+        copies = recipe.real_copies if real else recipe.synth_copies
+        for copy in range(copies):
+            for lo in range(0, len(idx), SHARD):
+                chunk = [Item(i, copy) for i in idx[lo:lo + SHARD]]
+                ident = [(str(sources[it.source].path), sources[it.source].kind,
+                          sources[it.source].label, sources[it.source].fold) for it in chunk]
+                jobs.append((folder / f"{_key([base, copy, ident])}.npz", chunk))
+    scenes = [Item(-1 - k, 0) for k in range(recipe.noise_scenes)]
+    for lo in range(0, len(scenes), SHARD):
+        chunk = scenes[lo:lo + SHARD]
+        jobs.append((folder / f"{_key([base, 'noise', [it.source for it in chunk]])}.npz", chunk))
+    _run(jobs, _make_shard, sources, recipe, workers, "training examples")
+    parts = [np.load(j[0]) for j in jobs]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("x", "label", "fold", "source")}
+
+
+def build_eval(work: Path, sources: Sequence[Source], recipe: Recipe, workers: int
+               ) -> dict[str, Any]:
+    """Whole-clip embeddings of every real clip, padded as the benchmark pads them."""
+    idx = [i for i, s in enumerate(sources) if s.real]
+    folder = work / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for lo in range(0, len(idx), SHARD):
+        chunk = idx[lo:lo + SHARD]
+        jobs.append((folder / f"{_key([VERSION, [str(sources[i].path) for i in chunk]])}.npz",
+                     chunk))
+    _run(jobs, _eval_shard, sources, recipe, workers, "evaluation clips")
+    embs, end_s, index = [], [], []
+    for path, _ in jobs:
+        with np.load(path) as z:
+            offsets = np.cumsum(np.concatenate([[0], z["lengths"]]))
+            flat = z["emb"]
+            embs += [flat[offsets[k]:offsets[k + 1]] for k in range(len(z["lengths"]))]
+            end_s += z["end_s"].tolist()
+            index += z["index"].tolist()
+    return {"emb": embs, "end_s": end_s, "index": index}
