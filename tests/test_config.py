@@ -94,7 +94,7 @@ def test_empty_strings_mean_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, named, allowed", [
-    ('[speech]\nengine = "vsk"', "[speech] engine = 'vsk'", "allowed: auto, vosk, pocketsphinx"),
+    ('[speech]\nengine = "vsk"', "[speech] engine = 'vsk'", "allowed: auto, spotter, vosk, pocketsphinx"),
     ('[coach]\nunits = "miles"', "[coach] units = 'miles'", "allowed: mph, kmh"),
     ('[speech]\nlanguage = "xx"', "[speech] language = 'xx'", "allowed: en"),
     ("[speech]\nrate = 1000", "[speech] rate = 1000", "whole number from 80 to 400"),
@@ -197,5 +197,5 @@ def test_cli_config_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     target.write_text('[speech]\nengine = "vsk"\n')
     assert cli.main(["config", "show", "--config", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "allowed: auto, vosk, pocketsphinx" in err
+    assert err.count("\n") == 1 and "allowed: auto, spotter, vosk, pocketsphinx" in err
     assert "Traceback" not in err

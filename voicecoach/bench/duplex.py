@@ -64,8 +64,8 @@ PLAN_15 = Plan("bench-15min", (
 ))
 
 
-def _settings(tmp: Path) -> Settings:
-    return Settings(speech=SpeechSettings(engine="pocketsphinx"), data_dir=tmp)
+def _settings(tmp: Path, engine: str = "auto") -> Settings:
+    return Settings(speech=SpeechSettings(engine=engine), data_dir=tmp)
 
 
 def _recogniser(settings: Settings) -> Any:
@@ -227,7 +227,7 @@ def idle_engines(seconds: float) -> list[dict[str, Any]]:
     """One child process per engine this machine has (peak RSS must not mix)."""
     from voicecoach.speech.models import find_model
 
-    runs = [("pocketsphinx", "en")]
+    runs = [("spotter", "en"), ("pocketsphinx", "en")]
     for lang in ("en", "ko"):
         if find_model(lang, None) is not None:
             runs.append(("vosk", lang))
@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-child", nargs=3, metavar=("ENGINE", "LANG", "SECONDS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="fewer trials, a 3-minute session")
+    from voicecoach.speech.engines import engine_names
+
+    parser.add_argument("--engine", default="auto", choices=engine_names(),
+                        help="the recogniser (auto: the spotter for English)")
     parser.add_argument("--idle-s", type=float, default=120.0, help="idle audio per engine")
     parser.add_argument("--skip", nargs="*", default=(), choices=("stop", "false", "idle"))
     parser.add_argument("--no-aec", action="store_true",
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="vc-bench-"))
-    settings = _settings(tmp)
+    settings = _settings(tmp, args.engine)
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     if "stop" not in args.skip:
         voices = VOICES[:2] if args.quick else VOICES

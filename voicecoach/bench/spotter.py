@@ -155,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path,
                         default=Path.home() / ".cache" / "voicecoach" / "spotter-train")
     parser.add_argument("--speech-commands", type=Path, default=None)
+    parser.add_argument("--synth", type=Path, default=None,
+                        help="the synthetic corpus (default WORK/synth)")
     args = parser.parse_args(argv)
     from voicecoach.spotter.model import load_model
     from voicecoach.spotter.training.data import speech_commands_dir
@@ -162,13 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         card = load_model().card
         families = card.get("holdout_families", [])
-        talk, words, noise = longform_sources(args.work / "synth", families,
+        talk, words, noise = longform_sources(args.synth or args.work / "synth", families,
                                               speech_commands_dir(args.speech_commands))
         files = make_longform(args.work / "longform", args.hours, talk, words, noise)
         lines, cpu, rss = listen_child(files)
     except VoicecoachError as exc:
-        print(f"voicecoach: {exc.message}; {exc.hint}", file=sys.stderr)
-        return 2
+        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
     audio_s = sum(x["audio_s"] for x in lines)
     false = [c for x in lines for c in x["commands"]]
     by_cmd: dict[str, int] = {}

@@ -8,6 +8,7 @@ time and advances in whole 80 ms steps, so the result does not depend on the chu
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Collection
 
 import numpy as np
@@ -22,7 +23,15 @@ from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
 
 _LOGGER = logging.getLogger(__name__)
 
-#: The spotter's estimate of where a phrase began, before the score rose (it hears ends).
+#: Phrase bounds come from the loudness envelope (10 ms frames) before the decision: the
+#: last run of frames louder than the recent floor by ``SPEECH_DB`` (gaps up to ``GAP_S``
+#: bridged), at most ``MAX_PHRASE_S`` long. Without a clear run: ``PHRASE_S`` before the rise.
+FRAME = 160
+ENVELOPE_S = 2.5
+KEEP_S = 5.0          # frames kept: the envelope span plus the longest chunk we accept
+SPEECH_DB = 9.0
+GAP_S = 0.2
+MAX_PHRASE_S = 1.8
 PHRASE_S = 0.6
 
 
@@ -55,6 +64,9 @@ class SpotterRecogniser:
         """Start afresh, as after digital silence (deterministic)."""
         self._fe.reset()
         self._ring = np.tile(self._silence, (self._window, 1))
+        self._frames = 0
+        self._rest = np.zeros(0, np.float64)
+        self._energy: deque[float] = deque(maxlen=int(KEEP_S * 100))
         self.decider.reset()
         self._origin_s = None
 
@@ -62,18 +74,55 @@ class SpotterRecogniser:
         if self._origin_s is None:
             self._origin_s = chunk.start_s
         samples = np.frombuffer(chunk.audio, dtype="<i2")
+        self._envelope(samples)
         out: list[Detection] = []
         for emb in self._fe.push(samples):
             out += self._step(emb)
         return out
 
+    def _envelope(self, samples: np.ndarray) -> None:
+        data = np.concatenate([self._rest, samples.astype(np.float64)])
+        n = data.size // FRAME
+        if n:
+            power = (data[:n * FRAME].reshape(n, FRAME) ** 2).mean(axis=1)
+            self._energy.extend((10.0 * np.log10(power + 1.0)).tolist())
+            self._frames += n
+        self._rest = data[n * FRAME:]
+
+    def phrase_bounds(self, emitted_s: float, rose_s: float) -> tuple[float, float]:
+        """Start and end (audio s) of the last loud run before ``emitted_s``."""
+        origin = self._origin_s or 0.0
+        energy = np.asarray(self._energy)
+        first = self._frames - energy.size          # frame index of energy[0]
+        last = min(energy.size, int(round((emitted_s - origin) * 100)) - first)
+        fallback = (max(origin, rose_s - PHRASE_S), rose_s)
+        if last <= 10:
+            return fallback
+        env = energy[max(0, last - int(ENVELOPE_S * 100)):last]
+        first += max(0, last - int(ENVELOPE_S * 100))
+        floor = float(np.percentile(env, 10))
+        loud = np.nonzero(env >= floor + SPEECH_DB)[0]
+        if loud.size == 0:
+            return fallback
+        end = int(loud[-1])
+        start = end
+        gap = int(GAP_S * 100)
+        for k in loud[::-1]:
+            if start - k > gap or end - k > MAX_PHRASE_S * 100:
+                break
+            start = int(k)
+        to_s = lambda i: origin + (first + i) / 100.0  # noqa: E731
+        return to_s(start), to_s(end + 1)
+
     def _step(self, emb: np.ndarray) -> list[Detection]:
         self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
         probs = self.model.probabilities(self._ring[None])[0]
         end_s = (self._origin_s or 0.0) + self._fe.steps * STEP_S
-        return [Detection(f.command, f.phrase, max(0.0, f.rose_s - PHRASE_S), f.rose_s,
-                          f.emitted_s, f.score)
-                for f in self.decider.step(probs, end_s)]
+        out = []
+        for f in self.decider.step(probs, end_s):
+            start, end = self.phrase_bounds(f.emitted_s, f.rose_s)
+            out.append(Detection(f.command, f.phrase, start, end, f.emitted_s, f.score))
+        return out
 
     def flush(self) -> list[Detection]:
         """End of stream: half a second of silence lets a phrase said at the very end finish."""

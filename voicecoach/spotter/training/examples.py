@@ -53,15 +53,20 @@ class Recipe:
     other_windows: int = 4
     sentence_windows: int = 8
     hidden: int = 96
-    alpha: float = 0.05
+    alpha: float = 1.0
     epochs: int = 40
     batch: int = 256
     learning_rate: float = 0.001
+    real_weight: float = 1.0
+    """Each real window counts this many synthetic ones in the loss."""
+    synth_engines: tuple[str, ...] = ()
+    """Synthetic voice families used for training, by engine prefix (empty: all)."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
         d = asdict(self)
-        for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds"):
+        for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
+                    "real_weight", "synth_engines"):
             d.pop(key)
         return d
 

@@ -1,0 +1,112 @@
+"""The training pipeline: folds by speaker, bad data folders, resumable caches, a tiny real run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from voicecoach.spotter.training import train
+from voicecoach.spotter.training.data import (NOISE, OTHER, fold_of, real_sources, speaker_of,
+                                              synthetic_sources)
+
+SPEECH_COMMANDS = FIXTURES.parent.parent / "shared" / "speech_commands"
+needs_real = pytest.mark.skipif(not SPEECH_COMMANDS.is_dir(),
+                                reason="../shared/speech_commands is not beside this checkout")
+
+
+def test_speaker_ids_and_folds() -> None:
+    assert speaker_of(Path("stop/0c40e715_nohash_1.wav")) == "0c40e715"
+    assert speaker_of(Path("_unknown_/backward_0c540988_nohash_0.wav")) == "0c540988"
+    assert fold_of("0c40e715", 5) == fold_of("0c40e715", 5)
+    assert len({fold_of(f"speaker{i}", 5) for i in range(50)}) == 5
+
+
+@needs_real
+def test_real_folds_are_speaker_disjoint() -> None:
+    sources = real_sources(SPEECH_COMMANDS, 5)
+    folds: dict[str, set[int]] = {}
+    for s in sources:
+        folds.setdefault(s.group, set()).add(s.fold)
+    assert all(len(f) == 1 for f in folds.values())
+    labels = {s.label for s in sources}
+    assert {"stop", "go", "yes", "no", OTHER, NOISE} <= labels
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = train.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_missing_training_data_is_one_line(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "synth").mkdir()
+    (tmp_path / "synth" / "manifest.jsonl").write_text("")
+    err = _one_line(capsys, ["--speech-commands", str(tmp_path / "nothing"), "--work",
+                             str(tmp_path), "--no-export"])
+    assert "no Speech Commands clips" in err and "--speech-commands" in err
+
+
+def test_empty_training_data_is_one_line(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sc" / "stop").mkdir(parents=True)
+    (tmp_path / "synth").mkdir()
+    (tmp_path / "synth" / "manifest.jsonl").write_text("")
+    err = _one_line(capsys, ["--speech-commands", str(tmp_path / "sc"), "--work",
+                             str(tmp_path), "--no-export"])
+    assert "holds no clips" in err
+
+
+def test_a_broken_corpus_manifest_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "manifest.jsonl").write_text('{"path": "a.wav"\n')
+    with pytest.raises(Exception) as info:
+        synthetic_sources(tmp_path, 5, ["stop"])
+    assert "line 1" in str(info.value)
+
+
+@needs_real
+def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real clips (a slice) plus a corpus of fixture voices: every stage of the real pipeline,
+    twice: the second run makes no new feature shard and writes the same weights."""
+    synth = tmp_path / "synth"
+    rows = []
+    manifest = json.loads((FIXTURES / "manifest.json").read_text())
+    for entry in manifest:
+        if entry["kind"] == "command" and entry["speed"] == "normal":
+            exp = entry["expected"][0]
+            dest = synth / entry["file"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(FIXTURES / entry["file"], dest)
+            rows.append({"path": entry["file"], "text": exp["phrase"], "label": exp["phrase"],
+                         "kind": "positive", "voice": entry["voice"], "engine": "fixture",
+                         "family": entry["voice"]})
+    (synth / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["--speech-commands", str(SPEECH_COMMANDS), "--synth", str(synth), "--work",
+            str(tmp_path / "work"), "--out", str(tmp_path / "model"), "--quick", "--jobs", "1"]
+    assert train.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "cross-validated by speaker" in first
+    shards = sorted((tmp_path / "work" / "examples").glob("*.npz"))
+    stamp = [p.stat().st_mtime_ns for p in shards]
+    with np.load(tmp_path / "model" / "en_commands.npz") as z:
+        weights = {k: z[k].copy() for k in z.files}
+    assert train.main(argv) == 0
+    assert [p.stat().st_mtime_ns for p in shards] == stamp
+    with np.load(tmp_path / "model" / "en_commands.npz") as z:
+        assert all(np.array_equal(z[k], weights[k]) for k in weights), "not deterministic"
+    from voicecoach.grammar import load_grammar
+    from voicecoach.spotter.model import load_model
+
+    model = load_model(tmp_path / "model" / "en_commands.npz")
+    model.check_grammar(load_grammar("en"))
+    card = json.loads((tmp_path / "model" / "en_commands.json").read_text())
+    assert card["figures"]["summary"].startswith("cross-validated by speaker")
+    assert np.isfinite(card["decision"]["stop_threshold"])
+    assert (tmp_path / "model" / "MODEL_CARD.md").read_text().startswith("# Model card")
