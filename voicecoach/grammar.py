@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
@@ -24,12 +25,24 @@ STOP = "stop"
 GRAMMAR_DIR_ENV = "VOICECOACH_GRAMMARS"
 
 
+def bundled_grammar_dir() -> Path:
+    """The grammars the program ships with.
+
+    An installed wheel holds them as ``voicecoach/grammars/`` (pyproject maps the top-level
+    ``grammars/`` there); a checkout or an editable install reads the top-level folder itself.
+    """
+    installed = resources.files("voicecoach") / "grammars"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parent.parent / "grammars"
+
+
 def grammar_dir() -> Path:
-    """Where grammar files live: ``$VOICECOACH_GRAMMARS`` or the repository's ``grammars/``."""
+    """Where grammar files live: ``$VOICECOACH_GRAMMARS``, else the bundled grammars."""
     env = os.environ.get(GRAMMAR_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "grammars"
+    return bundled_grammar_dir()
 
 
 def normalise(text: str) -> str:
