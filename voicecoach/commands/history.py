@@ -16,6 +16,7 @@ from typing import Any
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
+from voicecoach.history.progression import PROGRESSION_SOURCES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,14 +60,18 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
     if not path.exists():
         return path, []
     since = datetime.now().astimezone() - timedelta(weeks=weeks) if weeks else None
-    with HistoryDB.open_file(path) as db:
+    with HistoryDB.open_file(path, read_only_ok=True) as db:
         return path, db.sessions(since=since)
 
 
 def weekly_totals(sessions: list[SessionSummary]) -> list[dict[str, Any]]:
-    """Per ISO week: sessions, backward minutes, finished sessions, pain reports."""
+    """Per ISO week: sessions, backward minutes, finished sessions, pain reports. Only the
+    user's own training counts (as in progression): demo and replayed sessions are listed
+    but not totalled."""
     weeks: OrderedDict[str, dict[str, Any]] = OrderedDict()
     for s in sessions:
+        if s.source not in PROGRESSION_SOURCES:
+            continue
         year, week, _ = s.started_at.isocalendar()
         key = f"{year}-W{week:02d}"
         row = weeks.setdefault(key, {"week": key, "sessions": 0, "backward_min": 0.0,

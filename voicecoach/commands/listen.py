@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk
-from voicecoach.commands._common import add_engine_options, settings_from_args
+from voicecoach.commands._common import add_engine_options, number_in, settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.speech.recogniser import Detection, Recogniser
@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--state", default=None, metavar="NAME",
                         help="listen only for the commands of this workout state "
                              "(default: every command of the grammar)")
-    parser.add_argument("--chunk-ms", type=int, default=100, metavar="N",
+    parser.add_argument("--chunk-ms", type=number_in(1, 60_000, whole=True), default=100,
+                        metavar="N",
                         help="feed the recogniser N ms of audio at a time")
     parser.add_argument("--device", dest="input_device", default=None, metavar="D",
                         help="microphone: a device number or part of its name")

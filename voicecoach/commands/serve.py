@@ -23,6 +23,7 @@ from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
     choose_plan,
+    number_in,
     output_listener,
     recorded_session,
     settings_from_args,
@@ -61,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                              "microphone (for tests); the coach's voice is simulated")
     parser.add_argument("--realtime", action="store_true",
                         help="with --audio-in: replay at real-time pace")
-    parser.add_argument("--sessions", type=int, default=None, metavar="N",
+    parser.add_argument("--sessions", type=number_in(1, 1_000_000, whole=True), default=None,
+                        metavar="N",
                         help="exit after N sessions (default: never)")
     parser.add_argument("--print-unit", action="store_true",
                         help="print the systemd unit for this installation and exit")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,7 +61,8 @@ def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write")
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc).lower()
     errno_ = getattr(exc, "errno", None)
-    if primary == _READONLY or "readonly" in text or "read-only" in text or errno_ == 30:
+    if (primary == _READONLY or "readonly" in text or "read-only" in text or errno_ == 30
+            or (primary != _FULL and folder_read_only(folder))):
         return VoicecoachError(
             f"cannot write history database {path}: the folder or the file is read-only "
             "(the history itself is unharmed)",
@@ -80,6 +83,35 @@ def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write")
             f"check that {folder} exists and that you may {doing} it, or use --data-dir")
     return VoicecoachError(f"cannot {doing} history database {path} ({' '.join(str(exc).split())})",
                            "check the disk, free space and permissions, then try again")
+
+
+def folder_read_only(folder: Path) -> bool:
+    """Whether nothing can be written in ``folder``: a read-only file system (which stops
+    root too) or, for other users, no write permission."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK)
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that never writes. ``mode=ro`` still needs the WAL index beside the file;
+    where the folder cannot be written and there is none, ``immutable=1`` reads the file as
+    it is (nobody can be writing it there)."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if not folder_read_only(path.parent):
+            raise
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
 
 
 def database_error(path: Path, exc: sqlite3.Error, doing: str = "write") -> VoicecoachError:
@@ -110,6 +142,70 @@ def parse_moment(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def newer_error(path: Path, version: int) -> VoicecoachError:
+    """The one error for a file written by a newer voicecoach."""
+    return VoicecoachError(
+        f"history database {path} has schema v{version}, newer than this voicecoach "
+        f"(v{SCHEMA_VERSION})", "upgrade voicecoach, or use another --data-dir")
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    """What ``doctor`` says about a history file: ``state`` is one of none, ok, read-only,
+    damaged, newer-schema, unreadable; ``sessions`` and ``odd_rows`` are counted when it reads."""
+
+    path: Path
+    state: str
+    detail: str = ""
+    fix: str = ""
+    sessions: int = 0
+    odd_rows: int = 0
+    version: int = 0
+
+
+def inspect_history(path: Path) -> HistoryState:
+    """The state of the history at ``path``, read without writing a byte to it."""
+    if not path.exists():
+        return HistoryState(path, "none")
+    if path.is_dir():
+        return HistoryState(path, "unreadable", f"{path} is a folder",
+                            "move it aside or choose another --data-dir")
+    try:
+        conn = _read_only_connection(path)
+        db = HistoryDB._prepare_read_only(path, conn, any_version=True)
+    except sqlite3.Error as exc:
+        error = database_error(path, exc, "read")
+        state = "damaged" if is_damage(exc) else "unreadable"
+        return HistoryState(path, state, error.message, error.hint)
+    except VoicecoachError as exc:
+        state = ("newer-schema" if "newer than" in exc.message else
+                 "damaged" if "damaged" in exc.message else "unreadable")
+        return HistoryState(path, state, exc.message, exc.hint)
+    try:
+        version = user_version(db.conn)
+        count = len(db.sessions()) if version == SCHEMA_VERSION else 0
+        odd = db.unreadable_rows() if version == SCHEMA_VERSION else 0
+    except VoicecoachError as exc:
+        return HistoryState(path, "damaged" if "damaged" in exc.message else "unreadable",
+                            exc.message, exc.hint)
+    finally:
+        db.close()
+    folder = path.parent
+    writable = os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+    if writable:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError:  # a read-only file system says no even to root
+            writable = False
+    if not writable:
+        return HistoryState(path, "read-only", "the folder or the file is read-only: `history` "
+                            "shows it, but no new session can be recorded",
+                            f"make it writable (chmod u+w '{folder}' '{path}') or choose "
+                            "another --data-dir", count, odd, version)
+    return HistoryState(path, "ok", "", "", count, odd, version)
 
 
 def corrupt_error(path: Path, detail: object) -> VoicecoachError:
@@ -210,9 +306,9 @@ class HistoryDB:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False:
             # the coach may emit events from several threads (self.lock serialises them).
-            target = f"{path.resolve().as_uri()}?mode=ro" if read_only else str(path)
-            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, uri=read_only,
-                                   isolation_level=None, check_same_thread=False)
+            conn = _read_only_connection(path) if read_only else sqlite3.connect(
+                str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False)
         except sqlite3.Error as exc:
             raise access_error(path, exc, "read") from None
         try:
@@ -223,9 +319,12 @@ class HistoryDB:
         return db
 
     @classmethod
-    def _prepare_read_only(cls, path: Path, conn: sqlite3.Connection) -> HistoryDB:
+    def _prepare_read_only(cls, path: Path, conn: sqlite3.Connection,
+                           any_version: bool = False) -> HistoryDB:
         version = cls._check(path, conn)
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
+            raise newer_error(path, version)
+        if version != SCHEMA_VERSION and not any_version:
             raise VoicecoachError(
                 f"cannot read history database {path}: it is read-only and has schema "
                 f"v{version}, which needs updating to v{SCHEMA_VERSION} first",
@@ -239,9 +338,7 @@ class HistoryDB:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = cls._check(path, conn)
         if version > SCHEMA_VERSION:
-            raise VoicecoachError(
-                f"history database {path} has schema v{version}, newer than this voicecoach "
-                f"(v{SCHEMA_VERSION})", "upgrade voicecoach, or use another --data-dir")
+            raise newer_error(path, version)
         try:
             # WAL: readers never block the writer and a crash mid-write cannot damage the file.
             # synchronous=FULL (not NORMAL): in WAL mode NORMAL skips the fsync at commit, so
