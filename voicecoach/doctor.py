@@ -48,7 +48,7 @@ def check_config(path: Path | None, data_dir: str | None) -> tuple[Check, Settin
     """Does the config file parse? Returns the check and the settings to check the rest with."""
     overrides = {"data_dir": data_dir} if data_dir else {}
     try:
-        loaded = load_config(path, overrides)
+        loaded = load_config(path, overrides, required=path is not None)
     except VoicecoachError as exc:
         fallback = Settings(data_dir=Path(data_dir)) if data_dir else Settings()
         return Check("config file", FAIL, exc.message,

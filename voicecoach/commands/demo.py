@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     make_coach,
     output_listener,
@@ -38,7 +39,7 @@ DEMO_SCRIPT = (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("demo", help="a short scripted session at high speed (no audio needed)",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsFormatter)
     parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the demo runs")
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")

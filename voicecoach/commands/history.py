@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
@@ -29,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "history", help="past sessions and weekly totals; export CSV or plot PNG",
         description="Show the sessions recorded in the history database, with weekly totals.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--weeks", metavar="N", default=None,
                         help="only the last N weeks (a whole number from 1); all if not given")

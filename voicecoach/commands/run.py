@@ -7,6 +7,7 @@ import logging
 import sys
 
 from voicecoach.clock import RealClock
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
@@ -26,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "run", help="run a session (type commands, or replay a recording with --audio-in)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="Run a backward-walking session. Type commands (faster, pause, stop, ...) "
                     "one per line; or replay a WAV recording through the recogniser.")
     add_plan_options(parser)

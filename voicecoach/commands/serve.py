@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
@@ -53,7 +54,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "serve", help="run the device: listen for 'start' all day (systemd runs this)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="Listen on the microphone forever: 'start' begins a session (the safety "
                     "briefing, then the belt part after 'yes'); afterwards it listens again.")
     add_device_options(parser)

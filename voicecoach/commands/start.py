@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from voicecoach.commands import demo
+from voicecoach.commands import DefaultsFormatter, demo
 from voicecoach.commands._common import positive, settings_from_args
 from voicecoach.commands.serve import add_device_options, run_device
 from voicecoach.errors import VoicecoachError
@@ -18,7 +18,7 @@ _LOGGER = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "start", help="run one session by voice now (the demo if there is no microphone)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="One hands-free session from the microphone: the safety briefing starts "
                     "at once. With no microphone, sound card or PortAudio it says so in one "
                     "line and runs the offline demo instead.")
