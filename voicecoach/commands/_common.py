@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from voicecoach.config import load_settings
 from voicecoach.errors import VoicecoachError
@@ -99,6 +101,32 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--week", type=int, metavar="N",
                         help="a week of the default 6-week programme (1-6); default: "
                              "planned from your history")
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwinds like Ctrl-C, so the session is recorded as stopped."""
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM ends the session as stopped (recorded so) and the program exits
+    143 with one line, instead of dying with the session left 'running'."""
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(128 + signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    except Terminated:
+        print("voicecoach: terminated (SIGTERM); the session was recorded as stopped",
+              file=sys.stderr, flush=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

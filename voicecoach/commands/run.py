@@ -17,6 +17,7 @@ from voicecoach.commands._common import (
     positive,
     recorded_session,
     settings_from_args,
+    stopped_by_sigterm,
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import run_audio, run_typed
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,
                                      announce=lambda line: print(line, file=sys.stderr))
-    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder):
+    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder), \
+            stopped_by_sigterm():
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         if source is not None and recogniser is not None:
             try:
