@@ -193,3 +193,15 @@ def test_no_sqlite_side_files_are_left_by_a_read(tmp_path: Path) -> None:
     assert sorted(p.name for p in home.iterdir()) == [DB_NAME]
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(home / DB_NAME).execute("SELECT * FROM sessions").fetchall()
+
+
+def test_doctor_notices_missing_grammars(tmp_path: Path) -> None:
+    empty = tmp_path / "no-grammars"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "doctor", "--no-render"],
+                            cwd=tmp_path, env=child_env(tmp_path / "home",
+                                                        VOICECOACH_GRAMMARS=str(empty)),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = [x for x in result.stdout.splitlines() if x.split()[1:2] == ["grammars:"]]
+    assert line.startswith("FAIL") and "no grammar files" in line and "reinstall" in line
