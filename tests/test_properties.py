@@ -18,7 +18,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import COMMANDS, bundled_grammar_dir, load_grammar
 from voicecoach.workout.plan import load_plan
 
-PROPERTY = settings(max_examples=150, deadline=None, derandomize=True,
+PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.commands import DefaultsFormatter
-from voicecoach.commands._common import add_engine_options, number_in, settings_from_args
+from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.speech.recogniser import Detection, Recogniser
@@ -37,8 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--state", default=None, metavar="NAME",
                         help="listen only for the commands of this workout state "
                              "(default: every command of the grammar)")
-    parser.add_argument("--chunk-ms", type=number_in(1, 60_000, whole=True), default=100,
-                        metavar="N",
+    parser.add_argument("--chunk-ms", type=int, default=100, metavar="N",
                         help="feed the recogniser N ms of audio at a time")
     parser.add_argument("--device", dest="input_device", default=None, metavar="D",
                         help="microphone: a device number or part of its name")
@@ -106,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_ms <= 0:
         raise VoicecoachError(f"--chunk-ms {args.chunk_ms} is not positive",
                               "give a chunk length in milliseconds, e.g. 100")
+    if args.chunk_ms > 60_000:
+        raise VoicecoachError(f"--chunk-ms {args.chunk_ms} is longer than a minute",
+                              "give a chunk length in milliseconds from 1 to 60000, e.g. 100")
     settings = settings_from_args(args)
     grammar = load_grammar(settings.speech.language)
     commands = commands_to_hear(grammar, args.state)
