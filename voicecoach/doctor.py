@@ -263,8 +263,9 @@ def check_history(data_dir: Path) -> Iterator[Check]:
         yield Check("history", FAIL, f"{state.state}: {state.detail}", state.fix)
         return
     detail = f"{state.path}: {state.sessions} session(s), schema v{state.version}"
-    if state.version < SCHEMA_VERSION:
-        detail += f" (updated to v{SCHEMA_VERSION} at the next session)"
+    if state.version < SCHEMA_VERSION:  # sessions are counted once it is migrated
+        detail = (f"{state.path}: schema v{state.version} (updated to v{SCHEMA_VERSION} at the "
+                  "next session)")
     if state.odd_rows:
         detail += (f"; {state.odd_rows} row(s) hold impossible values (read as unknown: "
                    "they cannot stop a session)")
