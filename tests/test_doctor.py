@@ -15,7 +15,7 @@ from voicecoach import cli, doctor
 ALWAYS = ["config file", "sound library", "input devices", "configured input device",
           "output devices", "configured output device", "command spotter", "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
-          "data folder", "free space"]
+          "grammar", "data folder", "free space", "history"]
 
 
 def fake_sounddevice(names: list[str]) -> types.ModuleType:

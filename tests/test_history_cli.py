@@ -15,6 +15,7 @@ import pytest
 from voicecoach.cli import main
 from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
+from voicecoach.history.plot import PLOT_HINT, PLOT_INSTALL
 from voicecoach.workout.plan import programme_week
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +120,8 @@ def test_plot_without_matplotlib_is_one_line(data_dir: Path, tmp_path: Path,
                        str(target))
     assert code != 0 and not target.exists()
     assert err.count("\n") == 1
-    assert "install the plot extra: pip install 'voicecoach[plot]'" in err
+    assert PLOT_HINT in err
+    assert f"needs: {PLOT_INSTALL}" in (REPO / "README.md").read_text()  # the same command
 
 
 def test_no_history_yet_creates_nothing(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,8 @@ def test_events_are_recorded_with_their_meaning(tmp_path: Path) -> None:
 
 def test_session_ended_sets_outcome_and_the_coach_totals(tmp_path: Path) -> None:
     with HistoryDB.open(tmp_path) as db:
-        rec = SessionRecorder.open(db, programme_week(3), "run")
+        began = datetime.now().astimezone() - timedelta(hours=1)
+        rec = SessionRecorder.open(db, programme_week(3), "run", started_at=began)
         rec.on_event(SessionEnded(t=900.0, state="done", outcome="finished", backward_s=600.0,
                                   total_s=900.0, min_speed_mph=1.0, max_speed_mph=1.2,
                                   summary="well done"))
@@ -123,6 +125,18 @@ def test_session_ended_sets_outcome_and_the_coach_totals(tmp_path: Path) -> None
         assert (s.status, s.backward_s, s.total_s) == ("finished", 600.0, 900.0)
         assert (s.min_speed_mph, s.max_speed_mph) == (1.0, 1.2)
         assert s.ended_at is not None and (s.ended_at - s.started_at).total_seconds() == 900
+
+
+def test_a_sped_up_session_never_ends_in_the_future(tmp_path: Path) -> None:
+    """The demo runs 15 workout minutes in seconds: it ended now, not 15 minutes from now."""
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(3), "demo")
+        rec.on_event(SessionEnded(t=900.0, state="done", outcome="finished", backward_s=600.0,
+                                  total_s=900.0, min_speed_mph=1.0, max_speed_mph=1.2,
+                                  summary="well done"))
+        [s] = db.sessions()
+        assert s.total_s == 900.0
+        assert s.ended_at is not None and s.ended_at <= datetime.now().astimezone()
 
 
 def test_heartbeats_are_paced_by_workout_and_wall_time(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -181,9 +182,37 @@ def test_start_without_sound_card_runs_the_demo(
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [
         "voicecoach: no microphone found (there is no input sound device); "
-        "running the offline demo instead"]
+        "running the offline demo instead (not recorded in the history)"]
     assert "session finished" in captured.out
-    assert _statuses(home) == [("demo", "finished")]
+    assert not (home / "history.sqlite3").exists()  # no "finished" session that never was
+
+
+@pytest.mark.parametrize("options", [["--input-device", "Jabra"], ["--week", "3"],
+                                     ["--engine", "pocketsphinx"], ["--output-device", "1"]])
+def test_start_without_a_microphone_refuses_options_it_cannot_honour(
+        home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        options: list[str]) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice([]))
+    assert cli.main(["start", "--speed-up", "100000", *options]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("voicecoach: error: no microphone found") and options[0] in line
+    assert "voicecoach demo" in line and captured.out == ""
+    assert not (home / "history.sqlite3").exists()
+
+
+def test_start_checks_the_plan_before_the_microphone(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice([]))
+    plan = tmp_path / "p.toml"
+    plan.write_text('[[phase]]\nkind = "backwards"\nminutes = 5\nspeed = 0.6\n')
+    assert cli.main(["start", "--plan", str(plan)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "backwards" in line and str(plan) in line
+    assert cli.main(["start", "--week", "9"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--week 9 is not in the programme" in line
 
 
 def test_start_without_portaudio_runs_the_demo(
@@ -223,9 +252,36 @@ def test_print_unit_is_filled_in(home: Path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["serve", "--print-unit", "--input-device", "Jabra"]) == 0
     unit = capsys.readouterr().out
     assert "{" not in unit
-    assert f"ExecStart={Path(sys.executable).parent / 'voicecoach'} serve --input-device Jabra" \
+    assert f'ExecStart="{Path(sys.executable).parent / "voicecoach"}" serve --input-device "Jabra"' \
         in unit
-    assert f"Environment=VOICECOACH_HOME={home}" in unit
+    assert f'Environment="VOICECOACH_HOME={home}"' in unit
+    assert "RestartPreventExitStatus=3" in unit
     for line in ("Restart=on-failure", "KillSignal=SIGTERM", "SupplementaryGroups=audio"):
         assert line in unit
     assert "TimeoutStopSec=" in unit
+
+
+def _systemd_words(value: str, command: bool = True) -> list[str]:
+    """A unit line's value split as systemd does (specifiers undone, in ExecStart= also
+    variables, then shell-like quotes)."""
+    value = value.replace("%%", "%")
+    return shlex.split(value.replace("$$", "$") if command else value)
+
+
+def test_print_unit_quotes_a_data_path_with_spaces_quotes_and_percent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / 'my data "folder" 100% $HOME\\x'
+    monkeypatch.setenv("VOICECOACH_HOME", str(home))
+    assert cli.main(["serve", "--print-unit", "--input-device", "Jabra Speak 510 'USB'"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    values = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in lines
+              if "=" in line and not line.startswith("#")}
+    envs = [_systemd_words(line.split("=", 1)[1], command=False)[0] for line in lines
+            if line.startswith("Environment=")]
+    assert f"VOICECOACH_HOME={home}" in envs
+    words = _systemd_words(values["ExecStart"])
+    assert words == [str(Path(sys.executable).parent / "voicecoach"), "serve",
+                     "--input-device", "Jabra Speak 510 'USB'"]
+    for line in lines:
+        if line.startswith(("Environment=", "ExecStart=", "WorkingDirectory=")):
+            assert "%" not in line.replace("%%", ""), line  # no stray specifier

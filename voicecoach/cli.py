@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from voicecoach import __version__
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.errors import VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="voicecoach",
         description="Hands-free voice coach for walking backwards on a treadmill.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     parser.add_argument("--version", action="version", version=f"voicecoach {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug messages to stderr")

@@ -234,22 +234,47 @@ def _overrides(overrides: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
     return _flatten(nested, "command line")
 
 
+#: VOICECOACH_* variables that are not settings: the data, config, grammar and cache
+#: folders, and the test suite's switch. Any other VOICECOACH_* name is a typo.
+OTHER_ENV = {HOME_ENV, CONFIG_ENV, "VOICECOACH_GRAMMARS", "VOICECOACH_CACHE",
+             "VOICECOACH_FULL_FIXTURES", "VOICECOACH_SPOTTER_MODEL", "VOICECOACH_SPEECH_COMMANDS"}
+
+
+def env_names() -> dict[str, tuple[str, str]]:
+    """VOICECOACH_<SECTION>_<KEY> -> (section, key) for every setting."""
+    return {f"{ENV_PREFIX}{section}_{key}".upper(): (section, key)
+            for section in SECTIONS for key in keys(section)}
+
+
 def _env(environ: Mapping[str, str]) -> dict[tuple[str, str], tuple[str, str]]:
     found: dict[tuple[str, str], tuple[str, str]] = {}
-    for section in SECTIONS:
-        for key in keys(section):
-            name = f"{ENV_PREFIX}{section}_{key}".upper()
-            if name in environ:
-                found[(section, key)] = (environ[name], name)
+    names = env_names()
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        if name in names:
+            found[names[name]] = (environ[name], name)
+        elif name not in OTHER_ENV:
+            known = [k[len(ENV_PREFIX):] for k in sorted(names) + sorted(OTHER_ENV)]
+            close = difflib.get_close_matches(name.upper()[len(ENV_PREFIX):], known, n=1,
+                                              cutoff=0.75)
+            hint = (f"did you mean {ENV_PREFIX}{close[0]}? Rename it" if close else
+                    "unset it; `voicecoach config show` lists the settings (variables are "
+                    "VOICECOACH_<SECTION>_<KEY>, e.g. VOICECOACH_SPEECH_ENGINE)")
+            raise VoicecoachError(f"environment variable {name} is not a voicecoach setting",
+                                  hint)
     return found
 
 
 def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None,
-                environ: Mapping[str, str] | None = None) -> LoadedConfig:
+                environ: Mapping[str, str] | None = None, *,
+                required: bool = False) -> LoadedConfig:
     """Defaults < config file < VOICECOACH_<SECTION>_<KEY> variables < ``overrides``.
 
     ``overrides`` maps ``"speech.engine"`` (or ``{"speech": {...}}``, or ``"data_dir"``) to
-    values; None values are ignored. A missing file means defaults.
+    values; None values are ignored. A missing file means defaults, unless it was named
+    (``required``: ``--config FILE``), when it is an error. A VOICECOACH_* variable that is
+    not a setting (a typo) is an error too.
     """
     env = os.environ if environ is None else environ
     path = Path(path).expanduser() if path is not None else config_path(env)
@@ -264,6 +289,10 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     elif path.exists():
         raise VoicecoachError(f"config file {path} is not a file", "remove it or point "
                               f"{CONFIG_ENV} at a file")
+    elif required:
+        raise VoicecoachError(f"config file {path} does not exist",
+                              "check the path, or write a starter file there with "
+                              f"`voicecoach config init --config '{path}'`")
     else:
         _LOGGER.debug("no config file at %s: using defaults", path)
     for where, (raw, name) in _env(env).items():
@@ -286,5 +315,5 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
 
 def load_settings(path: Path | str | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
-    """The settings in effect (see ``load_config``)."""
-    return load_config(path, overrides).settings
+    """The settings in effect (see ``load_config``); a ``path`` given must exist."""
+    return load_config(path, overrides, required=path is not None).settings

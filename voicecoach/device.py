@@ -18,7 +18,8 @@ import numpy as np
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.duplex import Decision, DuplexGate
-from voicecoach.events import CueSpoken, Event, VolumeChanged
+from voicecoach.errors import VoicecoachError
+from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
 from voicecoach.settings import Settings
 from voicecoach.speech.recogniser import Detection, Recogniser
@@ -36,6 +37,10 @@ LAG_CHUNKS = 100
 #: Echo path the live canceller covers: the mic's arrival-time error (up to a chunk), the
 #: speaker's output latency and the room (the loopback room needs 30 ms plus its tail).
 LIVE_ECHO_S = 0.3
+
+#: Said when a session cannot be recorded (no command phrase in it: a test checks).
+NO_HISTORY_SPEECH = ("I cannot open the workout history, so I cannot coach a session now. "
+                     "The log says how to fix it.")
 
 #: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
 SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
@@ -159,7 +164,14 @@ class DeviceLoop:
     # ------------------------------------------------------------------ sessions
     def _start_session(self, t: float, phrase: str, confidence: float, source: str) -> None:
         stack = ExitStack()
-        plan, recorder = stack.enter_context(self.open_session(self.chosen_plan))
+        try:
+            plan, recorder = stack.enter_context(self.open_session(self.chosen_plan))
+        except VoicecoachError as exc:
+            # The history cannot take a session (damaged, read-only, disk full): say so
+            # aloud, log the fix, and keep listening (it may be fixed without a restart).
+            _LOGGER.error("%s", exc.one_line())
+            self.speaker.say(NO_HISTORY_SPEECH, Priority.URGENT, t)
+            return
         self._session, self._recorder = stack, recorder
         self.coach.plan = plan
         self.coach.listeners.append(recorder.on_event)

@@ -48,7 +48,7 @@ def check_config(path: Path | None, data_dir: str | None) -> tuple[Check, Settin
     """Does the config file parse? Returns the check and the settings to check the rest with."""
     overrides = {"data_dir": data_dir} if data_dir else {}
     try:
-        loaded = load_config(path, overrides)
+        loaded = load_config(path, overrides, required=path is not None)
     except VoicecoachError as exc:
         fallback = Settings(data_dir=Path(data_dir)) if data_dir else Settings()
         return Check("config file", FAIL, exc.message,
@@ -258,6 +258,52 @@ def check_data_dir(data_dir: Path) -> Iterator[Check]:
                 "free some disk space or move the data folder")
 
 
+def check_grammar(settings: Settings) -> Iterator[Check]:
+    """The bundled grammars are installed and the configured language's one loads."""
+    from voicecoach.grammar import grammar_dir, load_grammar
+
+    folder = grammar_dir()
+    found = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    if not found:
+        yield Check("grammars", FAIL, f"no grammar files in {folder} (a broken install?)",
+                    "reinstall voicecoach (`.venv/bin/pip install --force-reinstall voicecoach`"
+                    " or `bash .ci/setup` in a checkout)")
+        return
+    try:
+        grammar = load_grammar(settings.speech.language)
+    except VoicecoachError as exc:
+        yield Check("grammar", FAIL, exc.message, exc.hint)
+        return
+    yield Check("grammar", OK, f"{grammar.language}: {len(grammar.commands)} commands "
+                f"({grammar.path}); installed: {', '.join(found)}")
+
+
+def check_history(data_dir: Path) -> Iterator[Check]:
+    """The history's state: ok, none yet, read-only, damaged or a newer schema, with the fix.
+    Reads only: the file is opened read-only and never changed."""
+    from voicecoach.history.db import DB_NAME, SCHEMA_VERSION, inspect_history
+
+    state = inspect_history(data_dir / DB_NAME)
+    if state.state == "none":
+        yield Check("history", OK, f"none yet at {state.path} (made at the first session)")
+        return
+    if state.state in ("damaged", "newer-schema", "unreadable"):
+        yield Check("history", FAIL, f"{state.state}: {state.detail}", state.fix)
+        return
+    detail = f"{state.path}: {state.sessions} session(s), schema v{state.version}"
+    if state.version < SCHEMA_VERSION:  # sessions are counted once it is migrated
+        detail = (f"{state.path}: schema v{state.version} (updated to v{SCHEMA_VERSION} at the "
+                  "next session)")
+    if state.odd_rows:
+        detail += (f"; {state.odd_rows} row(s) hold impossible values (read as unknown: "
+                   "they cannot stop a session)")
+    if state.state == "read-only":
+        yield Check("history", FAIL, f"read-only: {detail}; {state.detail}", state.fix)
+        return
+    yield Check("history", WARN if state.odd_rows else OK, f"ok: {detail}",
+                "nothing needed; `voicecoach history --json` shows those rows")
+
+
 def run_checks(config: Path | None = None, data_dir: str | None = None,
                sd: ModuleType | None = None, render: bool = True) -> Iterator[Check]:
     """Every check in order; a check that crashes becomes a FAIL line, never a traceback."""
@@ -267,7 +313,9 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
         ("audio", lambda: check_audio(settings, sd)),
         ("recognisers", lambda: check_recognisers(settings)),
         ("voice", lambda: check_tts(settings, render)),
+        ("grammar", lambda: check_grammar(settings)),
         ("data folder", lambda: check_data_dir(settings.data_dir)),
+        ("history", lambda: check_history(settings.data_dir)),
     ]
     for name, group in groups:
         try:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
@@ -24,12 +25,24 @@ STOP = "stop"
 GRAMMAR_DIR_ENV = "VOICECOACH_GRAMMARS"
 
 
+def bundled_grammar_dir() -> Path:
+    """The grammars the program ships with.
+
+    An installed wheel holds them as ``voicecoach/grammars/`` (pyproject maps the top-level
+    ``grammars/`` there); a checkout or an editable install reads the top-level folder itself.
+    """
+    installed = resources.files("voicecoach") / "grammars"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parent.parent / "grammars"
+
+
 def grammar_dir() -> Path:
-    """Where grammar files live: ``$VOICECOACH_GRAMMARS`` or the repository's ``grammars/``."""
+    """Where grammar files live: ``$VOICECOACH_GRAMMARS``, else the bundled grammars."""
     env = os.environ.get(GRAMMAR_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "grammars"
+    return bundled_grammar_dir()
 
 
 def normalise(text: str) -> str:
@@ -88,7 +101,11 @@ def parse_grammar(data: object, path: Path) -> Grammar:
     language = data.get("language")
     if not isinstance(language, str) or not language:
         raise _fail(path, "'language' is missing", 'add "language": "<code>", e.g. "en"')
-    never = tuple(normalise(w) for w in data.get("never_commands", []))
+    raw_never = data.get("never_commands", [])
+    if not isinstance(raw_never, list) or not all(isinstance(w, str) for w in raw_never):
+        raise _fail(path, "'never_commands' is not a list of words",
+                    'write it as a list of strings, e.g. ["up", "down"]')
+    never = tuple(normalise(w) for w in raw_never)
     raw_commands = data.get("commands")
     if not isinstance(raw_commands, dict) or not raw_commands:
         raise _fail(path, "'commands' is missing or empty", "add an object of command -> phrases")
@@ -96,6 +113,9 @@ def parse_grammar(data: object, path: Path) -> Grammar:
     helps: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name, spec in raw_commands.items():
+        if not isinstance(spec, dict):
+            raise _fail(path, f"command '{name}' is not an object",
+                        'write it as {"phrases": [...], "help": "..."}')
         if name not in COMMANDS:
             raise _fail(path, f"unknown command '{name}'",
                         f"use one of: {', '.join(COMMANDS)}")
@@ -118,7 +138,11 @@ def parse_grammar(data: object, path: Path) -> Grammar:
             seen[norm] = name
             cleaned.append(norm)
         phrases[name] = tuple(cleaned)
-        helps[name] = str(spec.get("help", name.replace("_", " ")))
+        text = spec.get("help", name.replace("_", " "))
+        if not isinstance(text, str):
+            raise _fail(path, f"command '{name}' has a 'help' that is not text",
+                        "write the help as a string")
+        helps[name] = text
     if STOP not in phrases:
         raise _fail(path, "there is no 'stop' command", "stop must be in every grammar")
     raw_states = data.get("states", {})
@@ -129,7 +153,7 @@ def parse_grammar(data: object, path: Path) -> Grammar:
         if not isinstance(names, list) or not names:
             raise _fail(path, f"state '{state}' has no commands", "list the commands it accepts")
         for name in names:
-            if name not in phrases:
+            if not isinstance(name, str) or name not in phrases:
                 raise _fail(path, f"state '{state}' names unknown command '{name}'",
                             f"use one of: {', '.join(phrases)}")
         if STOP not in names:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from voicecoach.config import load_settings
 from voicecoach.errors import VoicecoachError
@@ -34,15 +37,35 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), overrides)
 
 
-def positive(text: str) -> float:
-    """argparse type: a number above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above zero")
-    return value
+#: The fastest a workout clock may run (a 20-minute session in about a millisecond).
+MAX_SPEED_UP = 1_000_000.0
+
+
+def number_in(low: float, high: float, *, above: bool = False,
+              whole: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number from ``low`` (or above it) to ``high``; ``whole`` for
+    whole numbers. inf, nan and values out of range are one clear usage error."""
+    def show(x: float) -> str:
+        return str(int(x)) if x == int(x) else f"{x:g}"
+
+    lowest = f"above {show(low)}" if above else f"from {show(low)}"
+    wanted = f"a {'whole ' if whole else ''}number {lowest} to {show(high)}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(int(text)) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        if not math.isfinite(value) or value > high or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {wanted}")
+        return int(value) if whole else value
+
+    parse.__name__ = "number"  # argparse names the type in its messages
+    return parse
+
+
+#: --speed-up: above zero, at most MAX_SPEED_UP.
+positive = number_in(0.0, MAX_SPEED_UP, above=True)
 
 
 def choose_plan(args: argparse.Namespace, settings: Settings) -> Plan | None:
@@ -80,6 +103,32 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--week", type=int, metavar="N",
                         help="a week of the default 6-week programme (1-6); default: "
                              "planned from your history")
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwinds like Ctrl-C, so the session is recorded as stopped."""
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM ends the session as stopped (recorded so) and the program exits
+    143 with one line, instead of dying with the session left 'running'."""
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(128 + signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    except Terminated:
+        print("voicecoach: terminated (SIGTERM); the session was recorded as stopped",
+              file=sys.stderr, flush=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

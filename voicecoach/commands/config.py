@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.config import (
     CONFIG_ENV,
     RANGES,
@@ -115,7 +116,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "config", help="show the settings, where the config file is, or write a starter file",
         description="Settings come from defaults, the TOML config file, VOICECOACH_<SECTION>_"
                     "<KEY> environment variables and the command line, in that order.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("action", choices=["show", "path", "init"], nargs="?", default="show",
                         help="show: the settings in effect and where each came from; path: "
                              "the config file's path; init: write a commented default file")
@@ -135,5 +136,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     overrides = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
-    print(show_text(load_config(path, overrides)), end="")
+    print(show_text(load_config(path, overrides, required=bool(getattr(args, "config", None)))),
+          end="")
     return 0

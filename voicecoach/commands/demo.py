@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     make_coach,
     output_listener,
     positive,
     recorded_session,
     settings_from_args,
+    stopped_by_sigterm,
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import Scripted, run_script
+from voicecoach.settings import Settings
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 #: A compact session that still shows every part: two short backward blocks.
@@ -38,7 +44,7 @@ DEMO_SCRIPT = (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("demo", help="a short scripted session at high speed (no audio needed)",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsFormatter)
     parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the demo runs")
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
@@ -46,10 +52,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    return play(args, settings_from_args(args))
+
+
+def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -> int:
+    """Run the demo; ``record=False`` keeps it out of the user's history (a throwaway one)."""
     grammar = load_grammar("en")
-    with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder):
-        coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
-        step = 0.5
-        run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
+    with ExitStack() as stack:
+        if not record:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicecoach-demo-"))
+            settings = replace(settings, data_dir=Path(scratch))
+        with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder), \
+                stopped_by_sigterm():
+            coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
+            step = 0.5
+            run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
     return 0 if coach.outcome == "finished" else 1

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.doctor import doctor
 
 
@@ -15,7 +16,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "doctor", help="check the sound devices, engines, models, voice and data folder",
         description="Prints one line per check (ok / warn / FAIL) with the fix for each "
                     "problem; exits 1 if anything FAILed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("--config", default=None, metavar="PATH",
                         help="config file (default: $VOICECOACH_CONFIG or the per-user one)")
     parser.add_argument("--no-render", action="store_true",

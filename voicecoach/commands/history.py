@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
+from voicecoach.history.progression import PROGRESSION_SOURCES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "history", help="past sessions and weekly totals; export CSV or plot PNG",
         description="Show the sessions recorded in the history database, with weekly totals.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--weeks", metavar="N", default=None,
                         help="only the last N weeks (a whole number from 1); all if not given")
@@ -59,14 +61,18 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
     if not path.exists():
         return path, []
     since = datetime.now().astimezone() - timedelta(weeks=weeks) if weeks else None
-    with HistoryDB.open_file(path) as db:
+    with HistoryDB.open_file(path, read_only_ok=True) as db:
         return path, db.sessions(since=since)
 
 
 def weekly_totals(sessions: list[SessionSummary]) -> list[dict[str, Any]]:
-    """Per ISO week: sessions, backward minutes, finished sessions, pain reports."""
+    """Per ISO week: sessions, backward minutes, finished sessions, pain reports. Only the
+    user's own training counts (as in progression): demo and replayed sessions are listed
+    but not totalled."""
     weeks: OrderedDict[str, dict[str, Any]] = OrderedDict()
     for s in sessions:
+        if s.source not in PROGRESSION_SOURCES:
+            continue
         year, week, _ = s.started_at.isocalendar()
         key = f"{year}-W{week:02d}"
         row = weeks.setdefault(key, {"week": key, "sessions": 0, "backward_min": 0.0,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
@@ -24,7 +25,7 @@ WAV_SUFFIXES = (".wav", ".wave")
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "listen", help="print the commands heard in WAV files, or on the microphone",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="Run the command recogniser on WAV files (any rate, width and channel "
                     "count) or folders of them, searched recursively; with no path, listen "
                     "to the microphone until Ctrl-C. The model loads once for all files.")
@@ -104,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_ms <= 0:
         raise VoicecoachError(f"--chunk-ms {args.chunk_ms} is not positive",
                               "give a chunk length in milliseconds, e.g. 100")
+    if args.chunk_ms > 60_000:
+        raise VoicecoachError(f"--chunk-ms {args.chunk_ms} is longer than a minute",
+                              "give a chunk length in milliseconds from 1 to 60000, e.g. 100")
     settings = settings_from_args(args)
     grammar = load_grammar(settings.speech.language)
     commands = commands_to_hear(grammar, args.state)

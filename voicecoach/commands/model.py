@@ -7,6 +7,7 @@ import os
 import pkgutil
 from pathlib import Path
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.errors import VoicecoachError
 from voicecoach.speech.models import (
     MODEL_ENV,
@@ -23,21 +24,21 @@ from voicecoach.speech.models import (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("model", help="find or download vosk speech models",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            formatter_class=DefaultsFormatter,
                             description="vosk models are searched in --model, then "
                                         f"${MODEL_ENV}, then vosk's cache folders, then "
                                         "installed vosk-model-<lang> packages.")
     actions = parser.add_subparsers(dest="model_action", metavar="ACTION")
     listing = actions.add_parser("list", help="list the models found and where",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=DefaultsFormatter)
     listing.set_defaults(func=run_list)
     path = actions.add_parser("path", help="print the model folder a language would use",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=DefaultsFormatter)
     path.add_argument("lang", help="language code, e.g. en or ko")
     path.add_argument("--model", default=None, metavar="DIR", help="check this folder instead")
     path.set_defaults(func=run_path)
     download = actions.add_parser("download", help="download vosk's small model for a language",
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=DefaultsFormatter)
     download.add_argument("lang", help="language code, e.g. en or ko")
     download.add_argument("--dest", default=str(default_download_dir()), metavar="DIR",
                           help="unzip the model into this folder")

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from voicecoach.clock import RealClock
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
@@ -16,6 +17,7 @@ from voicecoach.commands._common import (
     positive,
     recorded_session,
     settings_from_args,
+    stopped_by_sigterm,
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import run_audio, run_typed
@@ -26,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "run", help="run a session (type commands, or replay a recording with --audio-in)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="Run a backward-walking session. Type commands (faster, pause, stop, ...) "
                     "one per line; or replay a WAV recording through the recogniser.")
     add_plan_options(parser)
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,
                                      announce=lambda line: print(line, file=sys.stderr))
-    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder):
+    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder), \
+            stopped_by_sigterm():
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         if source is not None and recogniser is not None:
             try:

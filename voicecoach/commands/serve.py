@@ -7,7 +7,6 @@ import getpass
 import grp
 import logging
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -19,21 +18,29 @@ from types import FrameType
 from typing import Any
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
     choose_plan,
+    number_in,
     output_listener,
     recorded_session,
     settings_from_args,
 )
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
+from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
+from voicecoach.history.db import HistoryDB
 from voicecoach.settings import Settings
 from voicecoach.speech.speaker import Speaker
 
 _LOGGER = logging.getLogger(__name__)
+
+#: Exit code for a fault that restarting cannot fix (the history is damaged, read-only or
+#: newer): the systemd unit lists it in RestartPreventExitStatus.
+NEEDS_A_PERSON = 3
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +59,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "serve", help="run the device: listen for 'start' all day (systemd runs this)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="Listen on the microphone forever: 'start' begins a session (the safety "
                     "briefing, then the belt part after 'yes'); afterwards it listens again.")
     add_device_options(parser)
@@ -61,27 +68,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                              "microphone (for tests); the coach's voice is simulated")
     parser.add_argument("--realtime", action="store_true",
                         help="with --audio-in: replay at real-time pace")
-    parser.add_argument("--sessions", type=int, default=None, metavar="N",
+    parser.add_argument("--sessions", type=number_in(1, 1_000_000, whole=True), default=None,
+                        metavar="N",
                         help="exit after N sessions (default: never)")
     parser.add_argument("--print-unit", action="store_true",
                         help="print the systemd unit for this installation and exit")
     parser.set_defaults(func=run)
 
 
+def unit_escape(text: str, command: bool = False) -> str:
+    """``text`` safe in a systemd unit line: specifiers (%) and, in ExecStart=, variables ($);
+    Environment= and paths do not expand variables."""
+    text = text.replace("%", "%%")
+    return text.replace("$", "$$") if command else text
+
+
+def unit_quote(text: str, command: bool = True) -> str:
+    """One word of a systemd ExecStart= (``command``) or Environment= line, double-quoted
+    (spaces, quotes and backslashes kept as they are)."""
+    inner = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{unit_escape(inner, command)}"'
+
+
+def unit_options(pairs: list[tuple[str, str]]) -> str:
+    """`` --name "value"`` for each pair, quoted for systemd."""
+    return "".join(f" {name} {unit_quote(value)}" for name, value in pairs)
+
+
 def unit_text(settings: Settings, options: str = "") -> str:
-    """The packaged systemd unit filled in for this venv, user and data folder."""
+    """The packaged systemd unit filled in for this venv, user and data folder. Every path is
+    quoted for systemd, so a data folder or venv with spaces, quotes or % in it works."""
     template = (resources.files("voicecoach") / "systemd" / "voicecoach.service").read_text()
     exe = Path(sys.executable).parent / "voicecoach"
     if not exe.exists():
         exe = Path(shutil.which("voicecoach") or exe)
-    repo = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[2]
+    readme = checkout / "README.md"
+    if readme.is_file() and (checkout / "pyproject.toml").is_file():  # run from a checkout
+        workdir, docs = checkout, f"Documentation={unit_escape(readme.as_uri())}"
+    else:  # installed from a wheel: no checkout; start in the data folder
+        workdir, docs = settings.data_dir, "Documentation=man:voicecoach(1)"
     user = getpass.getuser()
     try:
         group = grp.getgrgid(os.getgid()).gr_name
     except KeyError:
         group = user
-    return template.format(exe=exe, user=user, group=group, home=settings.data_dir,
-                           workdir=repo, repo=repo, options=options)
+    return template.format(exe=unit_quote(str(exe)), user=user, group=group,
+                           home=unit_quote(f"VOICECOACH_HOME={settings.data_dir}", command=False),
+                           workdir=unit_escape(str(workdir)), documentation=docs,
+                           options=options, needs_a_person=NEEDS_A_PERSON)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -156,6 +191,16 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
 
         speaker = make_speaker(settings)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
+    try:  # a history that cannot take a session stops the device now, aloud, not at "start"
+        HistoryDB.open(settings.data_dir).close()
+    except VoicecoachError as exc:
+        speaker.say(NO_HISTORY_SPEECH, Priority.URGENT, 0.0)
+        wait = getattr(speaker, "wait_idle", None)
+        if callable(wait):
+            wait(15.0)
+        speaker.close()
+        # systemd does not restart on this code (RestartPreventExitStatus): it needs a person
+        raise VoicecoachError(exc.message, exc.hint, exit_code=NEEDS_A_PERSON) from None
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -184,12 +229,10 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.print_unit:
-        options = ""
-        if args.input_device:
-            options += f" --input-device {shlex.quote(args.input_device)}"
-        if args.output_device:
-            options += f" --output-device {shlex.quote(args.output_device)}"
-        print(unit_text(settings, options), end="")
+        pairs = [(name, value) for name, value in (("--input-device", args.input_device),
+                                                   ("--output-device", args.output_device))
+                 if value]
+        print(unit_text(settings, unit_options(pairs)), end="")
         return 0
     if args.list_devices:
         from voicecoach.audio.devices import list_devices

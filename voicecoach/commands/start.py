@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from voicecoach.commands import demo
-from voicecoach.commands._common import positive, settings_from_args
+from voicecoach.commands import DefaultsFormatter, demo
+from voicecoach.commands._common import choose_plan, positive, settings_from_args
 from voicecoach.commands.serve import add_device_options, run_device
 from voicecoach.errors import VoicecoachError
 from voicecoach.settings import Settings
@@ -18,7 +18,7 @@ _LOGGER = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "start", help="run one session by voice now (the demo if there is no microphone)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="One hands-free session from the microphone: the safety briefing starts "
                     "at once. With no microphone, sound card or PortAudio it says so in one "
                     "line and runs the offline demo instead.")
@@ -49,6 +49,13 @@ def no_microphone(settings: Settings) -> str | None:
     return None if found else "no microphone found (there is no input sound device)"
 
 
+#: Options that only mean something with a microphone: given with none, start refuses
+#: rather than run the demo and ignore them.
+DEVICE_OPTIONS = (("--input-device", "input_device"), ("--output-device", "output_device"),
+                  ("--plan", "plan"), ("--week", "week"), ("--engine", "engine"),
+                  ("--lang", "lang"), ("--model", "model"))
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.list_devices:
@@ -56,13 +63,26 @@ def run(args: argparse.Namespace) -> int:
 
         print(list_devices())
         return 0
+    choose_plan(args, settings)  # a bad --plan or --week is one line, microphone or not
     why = no_microphone(settings)
     if why is not None:
-        print(f"voicecoach: {why}; running the offline demo instead", file=sys.stderr,
-              flush=True)
+        given = [flag for flag, name in DEVICE_OPTIONS if getattr(args, name, None) is not None]
+        if given:
+            raise VoicecoachError(
+                f"{why}, so {', '.join(given)} cannot be used",
+                "plug in the microphone (`voicecoach doctor` checks it), or run "
+                "`voicecoach demo` for the offline demo")
+        if settings.audio.input_device:
+            raise VoicecoachError(
+                f"{why}, so the configured [audio] input_device "
+                f"{settings.audio.input_device!r} cannot be used",
+                "plug in the microphone (`voicecoach doctor` checks it), or run "
+                "`voicecoach demo` for the offline demo")
+        print(f"voicecoach: {why}; running the offline demo instead (not recorded in the "
+              "history)", file=sys.stderr, flush=True)
         demo_args = argparse.Namespace(data_dir=getattr(args, "data_dir", None),
                                        speed_up=args.speed_up, json_events=args.json_events,
                                        config=getattr(args, "config", None))
-        demo.run(demo_args)
+        demo.play(demo_args, settings, record=False)
         return 0
     return run_device(args, settings, sessions=1, begin_at_once=True)

