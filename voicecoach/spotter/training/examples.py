@@ -60,13 +60,16 @@ class Recipe:
     real_weight: float = 1.0
     """Each real window counts this many synthetic ones in the loss."""
     synth_engines: tuple[str, ...] = ()
-    """Synthetic voice families used for training, by engine prefix (empty: all)."""
+    """Synthetic voice families whose command phrases are trained on, by engine prefix
+    (empty: all)."""
+    synth_negative_engines: tuple[str, ...] = ()
+    """Synthetic voice families whose other speech is trained on (empty: all)."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
         d = asdict(self)
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
-                    "real_weight", "synth_engines"):
+                    "real_weight", "synth_engines", "synth_negative_engines"):
             d.pop(key)
         return d
 

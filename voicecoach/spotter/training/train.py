@@ -76,11 +76,12 @@ def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe
     """Which cached windows the recipe trains on, and the weight of each."""
     src = data["source"]
     real = np.array([s.real for s in sources] + [False])[src]        # -1 (noise scenes): False
-    keep = np.ones(len(src), bool)
-    if recipe.synth_engines:
-        ok = np.array([s.real or s.group.startswith(recipe.synth_engines) for s in sources]
-                      + [True])
-        keep = ok[np.where(src >= 0, src, len(sources))]
+    def allowed(s: Source) -> bool:
+        engines = recipe.synth_negative_engines if s.label == OTHER else recipe.synth_engines
+        return s.real or not engines or s.group.startswith(engines)
+
+    ok = np.array([allowed(s) for s in sources] + [True])
+    keep = ok[np.where(src >= 0, src, len(sources))]
     weight = np.where(real, recipe.real_weight, 1.0)
     return keep, weight
 
