@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,
-                                     announce=lambda line: print(line, file=sys.stderr))
+                                     announce=lambda line: print(line, file=sys.stderr),
+                                     data_dir=settings.data_dir)
     with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder):
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         if source is not None and recogniser is not None:

@@ -157,7 +157,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         speaker = make_speaker(settings)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
     recogniser = make_recogniser(settings.speech, grammar,
-                                 announce=lambda line: print(line, file=sys.stderr, flush=True))
+                                 announce=lambda line: print(line, file=sys.stderr, flush=True),
+                                 data_dir=settings.data_dir)
 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")

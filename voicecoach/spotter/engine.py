@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.speech.recogniser import Detection
 from voicecoach.spotter.decide import Decider, Decision
+from voicecoach.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
 
@@ -32,7 +34,8 @@ class SpotterRecogniser:
     name = "spotter"
 
     def __init__(self, grammar: Grammar, *, model: SpotterModel | None = None,
-                 front_end: EmbeddingFrontEnd | None = None) -> None:
+                 front_end: EmbeddingFrontEnd | None = None,
+                 enrolled: EnrolledScorer | None = None, data_dir: Path | None = None) -> None:
         if grammar.language.split("-")[0].lower() != "en":
             raise VoicecoachError(f"the command spotter is trained for English, not "
                                   f"'{grammar.language}'",
@@ -46,16 +49,32 @@ class SpotterRecogniser:
                                Decision.from_card(self.model.decision))
         self._silence = self._fe.silent_embedding()
         self._origin_s: float | None = None
+        # enrollment (voicecoach.spotter.enroll): adds detections for enrolled voices only
+        self._phrases = phrases_of(grammar)
+        self.enrollment_problems: list[str] = []
+        if enrolled is None:
+            enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+        self.enrolled = enrolled
         self.reset()
+
+    def use_data_dir(self, data_dir: Path) -> str:
+        """Read the enrollments of ``data_dir`` instead; a line that says whose are used."""
+        self.enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+        self.reset()
+        users = ", ".join(self.enrolled.users)
+        line = f"enrolled voices: {users}" if users else "no enrolled voices"
+        return "; ".join([line, *self.enrollment_problems])
 
     def set_commands(self, commands: Collection[str]) -> None:
         self.decider.set_commands(commands)
+        self.enrolled.set_commands(commands)
 
     def reset(self) -> None:
         """Start afresh, as after digital silence (deterministic)."""
         self._fe.reset()
         self._ring = np.tile(self._silence, (self._window, 1))
         self.decider.reset()
+        self.enrolled.reset()
         self._origin_s = None
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
@@ -71,9 +90,13 @@ class SpotterRecogniser:
         self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
         probs = self.model.probabilities(self._ring[None])[0]
         end_s = (self._origin_s or 0.0) + self._fe.steps * STEP_S
-        return [Detection(f.command, f.phrase, max(0.0, f.rose_s - PHRASE_S), f.rose_s,
-                          f.emitted_s, f.score)
-                for f in self.decider.step(probs, end_s)]
+        fired = self.decider.step(probs, end_s)
+        hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
+        out = [Detection(f.command, f.phrase, max(0.0, f.rose_s - PHRASE_S), f.rose_s,
+                         f.emitted_s, f.score)
+               for f in fired if f.command in keep]
+        return out + [Detection(h.command, h.phrase, max(0.0, h.rose_s - PHRASE_S), h.rose_s,
+                                h.emitted_s, h.score) for h in hits]
 
     def flush(self) -> list[Detection]:
         """End of stream: half a second of silence lets a phrase said at the very end finish."""

@@ -531,3 +531,18 @@ class EnrolledScorer:
     @property
     def users(self) -> list[str]:
         return [p.user for p in self.profiles]
+
+
+def scorer_for(model: SpotterModel, phrases: Mapping[str, Sequence[str]],
+               data_dir: Path | None = None) -> tuple[EnrolledScorer, list[str]]:
+    """The scorer of every usable enrollment in ``data_dir`` (default: $VOICECOACH_HOME or the
+    per-user data folder), and one line per enrollment that was skipped and why."""
+    from voicecoach.settings import default_data_dir
+    from voicecoach.spotter.model import phrase_hash
+
+    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    profiles, problems = load_all(folder, model, phrase_hash({c: list(p)
+                                                              for c, p in phrases.items()}))
+    for line in problems:
+        _LOGGER.warning("enrollment skipped: %s", line)
+    return EnrolledScorer(profiles, model), problems
