@@ -76,6 +76,7 @@ class SpotterRecogniser:
         self.decider.reset()
         self.enrolled.reset()
         self._origin_s = None
+        self._steps = 0
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
         if self._origin_s is None:
@@ -89,7 +90,10 @@ class SpotterRecogniser:
     def _step(self, emb: np.ndarray) -> list[Detection]:
         self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
         probs = self.model.probabilities(self._ring[None])[0]
-        end_s = (self._origin_s or 0.0) + self._fe.steps * STEP_S
+        # each embedding's own step: push() returns several at once for a long chunk, and
+        # fe.steps has already counted all of them by then
+        self._steps += 1
+        end_s = (self._origin_s or 0.0) + self._steps * STEP_S
         fired = self.decider.step(probs, end_s)
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
         out = [Detection(f.command, f.phrase, max(0.0, f.rose_s - PHRASE_S), f.rose_s,
