@@ -162,6 +162,9 @@ def run(root: Path, work: Path, max_speakers: int | None) -> dict[str, Any]:
                     continue
                 takes.append(E.embed_take(fe_free(clip, model, silence), model, silence,
                                           clip["samples"], clip["command"], word, bounds))
+        odd = {i for i, _ in E.odd_takes(takes)}    # --from refuses these; the flow asks again
+        rejected += len(odd)
+        takes = [t for i, t in enumerate(takes) if i not in odd]
         if not takes:
             continue
         t0 = time.process_time()

@@ -151,6 +151,13 @@ class Enroller:
         self.audio.append((command, np.asarray(samples, np.int16)))
         return take
 
+    def drop(self, indices: Iterable[int]) -> None:
+        """Forget these takes (odd ones)."""
+        gone = set(indices)
+        self.takes = [t for i, t in enumerate(self.takes) if i not in gone]
+        self.audio = [a for i, a in enumerate(self.audio) if i not in gone]
+        self.rejected += len(gone)
+
     def finish(self, keep_audio: bool) -> E.VoiceProfile:
         if not self.takes:
             raise VoicecoachError("no usable take was recorded", "run voicecoach enroll again")
@@ -214,6 +221,7 @@ def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]
 def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool) -> E.VoiceProfile:
     from voicecoach.audio.wav import read_wav_16k
 
+    names: list[Path] = []
     for command, phrase, wavs in takes_in(folder, enroller.grammar):
         for wav in wavs:
             samples = read_wav_16k(wav)     # a corrupt file: one VoicecoachError naming it
@@ -222,6 +230,12 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool) -> E.VoicePr
             except E.TakeRejected as exc:
                 raise VoicecoachError(f"{wav}: {exc.message}",
                                       f"{exc.hint}; or remove that file") from None
+            names.append(wav)
+    odd = E.odd_takes(enroller.takes)
+    if odd:
+        files = ", ".join(str(names[i]) for i, _ in odd)
+        raise VoicecoachError(f"{files}: {odd[0][1]}",
+                              "record that command again, or remove the odd take")
     return enroller.finish(keep_audio)
 
 
@@ -296,6 +310,20 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
                                           "again") from None
                 continue
             got += 1
+            if got == wanted:
+                odd = [i for i, _ in E.odd_takes(enroller.takes)
+                       if enroller.takes[i].command == command]
+                if odd:
+                    failures += 1
+                    enroller.drop(odd)
+                    got -= len(odd)
+                    say(f"Once more: one take did not sound like the others. Say "
+                        f"{phrase} as you would on the treadmill.")
+                    if failures >= attempts:
+                        raise VoicecoachError(f"enrollment of '{command}' gave up: the takes "
+                                              "did not sound alike",
+                                              "find a quieter moment and run voicecoach "
+                                              "enroll again")
     profile = enroller.finish(False)
     say("Thank you. I know your voice now.")
     return profile

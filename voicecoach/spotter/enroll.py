@@ -52,6 +52,8 @@ FLOOR = 0.72
 LAST = 6
 #: A command's threshold sits this far above the best similarity of anything that is not it.
 MARGIN = 0.06
+#: ... and no more than this below the worst match of one of the user's takes to the others.
+OWN_SLACK = 0.1
 #: Steps a non-stop command must stay above its threshold (stop fires on the first).
 CONFIRM = 2
 REFRACTORY_S = 1.0
@@ -200,6 +202,27 @@ def other_word(take: EmbeddedTake, phrases: Mapping[str, Sequence[str]], labels:
     return None
 
 
+def odd_takes(takes: Sequence[EmbeddedTake]) -> list[tuple[int, str]]:
+    """Takes that do not sound like the user's other takes of the same command (a different
+    word, a cough, someone else talking): (index, why)."""
+    out = []
+    for cmd in sorted({t.command for t in takes}):
+        idx = [i for i, t in enumerate(takes) if t.command == cmd]
+        if len(idx) < 2:
+            continue
+        confirm = 1 if cmd == STOP else CONFIRM
+        loo = {}
+        for i in idx:
+            rest = np.concatenate([takes[j].windows[takes[j].proto] for j in idx if j != i])
+            loo[i] = run_statistic((takes[i].windows @ rest.T).max(axis=1), confirm)
+        if len(idx) == 2 and max(loo.values()) < FLOOR:
+            out += [(i, f"its two takes of '{takes[i].phrase}' do not sound alike") for i in idx]
+        elif len(idx) > 2:
+            out += [(i, f"it does not sound like the other takes of '{takes[i].phrase}'")
+                    for i in idx if loo[i] < FLOOR]
+    return out
+
+
 # -- adaptation ----------------------------------------------------------------------------
 @dataclass
 class CommandVoice:
@@ -273,7 +296,7 @@ def adapt(user: str, takes: Sequence[EmbeddedTake], model: SpotterModel,
                   for t in takes if t.command != cmd]
         others.append(float((noise @ allp.T).max()))
         high = max(others)
-        threshold = max(FLOOR, high + MARGIN)
+        threshold = max(FLOOR, high + MARGIN, (min(loo) if loo else 0.0) - OWN_SLACK)
         phrase = max({t.phrase for t in own}, key=lambda p: sum(t.phrase == p for t in own))
         commands[cmd] = CommandVoice(phrase, allp.astype(np.float32), round(threshold, 4),
                                      len(own), round(min(loo), 4) if loo else 1.0,
