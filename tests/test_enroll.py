@@ -30,6 +30,10 @@ TAKES = {"stop": "stop__stop", "go": "resume__go", "yes": "yes__yes", "no": "no_
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return uniform_model(tmp_path_factory.mktemp("model"))
+
+
+def uniform_model(folder: Path) -> Path:
     """A head whose outputs are uniform (it never fires by itself), with the feature mean and
     scale of real embeddings, so that a detection in these tests can only come from
     enrollment; exported by the training code like the real one."""
@@ -49,7 +53,6 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "w0": np.zeros((x.shape[1], 8), np.float32), "b0": np.zeros(8, np.float32),
             "w1": np.zeros((8, len(labels)), np.float32),
             "b1": np.zeros(len(labels), np.float32)}
-    folder = tmp_path_factory.mktemp("model")
     export(folder, head, labels, GRAMMAR, Recipe(), Decision(0.9, 0.9), {"summary": "test"}, {})
     return folder / "en_commands.npz"
 

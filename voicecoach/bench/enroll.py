@@ -54,11 +54,11 @@ STATE_OF = {"stop": "backward", "resume": "paused", "yes": "briefing", "no": "br
 DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "enroll-bench"
 
 
-def clip_list(root: Path) -> list[tuple[str, str, Path]]:
-    """(word folder, speaker, path) of every clip."""
+def clip_list(root: Path, per_folder: int | None = None) -> list[tuple[str, str, Path]]:
+    """(word folder, speaker, path) of every clip (the first ``per_folder`` of each folder)."""
     out = []
     for folder in (*REAL_POSITIVES, *REAL_NEGATIVES, SILENCE):
-        for path in sorted((root / folder).glob("*.wav")):
+        for path in sorted((root / folder).glob("*.wav"))[:per_folder]:
             out.append((folder, speaker_of(path) if folder != SILENCE else "", path))
     return out
 
@@ -109,7 +109,8 @@ def enrolled_fired(scorer: E.EnrolledScorer, windows: np.ndarray, generic: list[
     return added, passed
 
 
-def run(root: Path, work: Path, max_speakers: int | None) -> dict[str, Any]:
+def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None = None
+        ) -> dict[str, Any]:
     grammar = load_grammar("en")
     model = load_model()
     model.check_grammar(grammar)
@@ -118,7 +119,7 @@ def run(root: Path, work: Path, max_speakers: int | None) -> dict[str, Any]:
     decision = Decision.from_card(model.decision)
     with EmbeddingFrontEnd() as fe:
         silence = fe.silent_embedding()
-        clips = embed_all(clip_list(root), work, fe)
+        clips = embed_all(clip_list(root, per_folder), work, fe)
         noise = E.noise_windows(fe, model, silence)
     w = model.window
     for clip in clips:
@@ -162,9 +163,9 @@ def run(root: Path, work: Path, max_speakers: int | None) -> dict[str, Any]:
                     continue
                 takes.append(E.embed_take(fe_free(clip, model, silence), model, silence,
                                           clip["samples"], clip["command"], word, bounds))
-        odd = {i for i, _ in E.odd_takes(takes)}    # --from refuses these; the flow asks again
-        rejected += len(odd)
-        takes = [t for i, t in enumerate(takes) if i not in odd]
+        # --from refuses these and the spoken flow asks again; a simulation cannot ask again,
+        # so they are counted and kept (pessimistic: dropping them would bias the recall)
+        odd = len(E.odd_takes(takes))
         if not takes:
             continue
         t0 = time.process_time()
@@ -174,6 +175,7 @@ def run(root: Path, work: Path, max_speakers: int | None) -> dict[str, Any]:
         profiles.append(profile)
         rows.append(score_speaker(speaker, profile, clips, held, grammar, model, adapt_s, size,
                                   rejected))
+        rows[-1]["odd_takes"] = odd
         _LOGGER.info("%s", rows[-1])
     # every enrollment at once: speakers not enrolled for stop keep their stop recall
     everyone = E.EnrolledScorer(profiles, model)
@@ -265,6 +267,8 @@ def summary(result: dict[str, Any]) -> str:
     return (f"enrolled speakers {len(rows)}: recall generic->enrolled {'; '.join(parts)} | "
             f"FA own words {fa('own_fa')} | FA other speakers {fa('other_fa')} | FA noise "
             f"{fa('noise_fa')} | stop not enrolled {ne['before']}->{ne['after']}/{ne['clips']} "
+            f"| takes refused by the checks {sum(r['rejected_takes'] for r in rows)}, odd "
+            f"{sum(r['odd_takes'] for r in rows)} (kept) "
             f"| adapt CPU median {statistics.median(cpu) * 1000:.1f} ms max "
             f"{max(cpu) * 1000:.1f} ms | stored median {statistics.median(size) / 1024:.0f} KB")
 
@@ -277,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the clips (default ../shared/speech_commands)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="embedding cache")
     parser.add_argument("--speakers", type=int, default=None, help="only the first N speakers")
+    parser.add_argument("--per-folder", type=int, default=None,
+                        help="only the first N clips of each folder (a quick look)")
     parser.add_argument("--json", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -285,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not root.is_dir():
             raise VoicecoachError(f"no Speech Commands clips at {root}",
                                   "pass --speech-commands DIR")
-        result = run(root, args.work, args.speakers)
+        result = run(root, args.work, args.speakers, args.per_folder)
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return 2
