@@ -344,3 +344,24 @@ def test_profile_file_has_no_pickles(env: Path, tmp_path: Path) -> None:
                 False)
     with np.load(env / "enrollment" / "joe.npz", allow_pickle=False) as npz:
         assert all(npz[k].dtype != object for k in npz.files)
+
+
+def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spoken flow on the real microphone class, fed by the fake sound card."""
+    from fake_sounddevice import FakeSoundDevice, device
+
+    from voicecoach.speech import tts
+    from voicecoach.speech.speaker import NullSpeaker
+
+    parts = [quiet(1.0, 5)]
+    for speed in ("normal", "slow"):
+        parts += [read_wav_16k(COMMANDS / "joe" / speed / "stop__stop.wav"), quiet(1.2, 6)]
+    sd = FakeSoundDevice([device("USB speakerphone", 1, 1)], audio=np.concatenate(parts))
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    monkeypatch.setattr(tts, "make_speaker", lambda settings: NullSpeaker())
+    code, out, err = cli(capsys, "enroll", "--commands", "stop", "--stop-takes", "2")
+    assert code == 0, err
+    assert "default: enrolled" in out and "stop (2)" in out
+    assert err.count("coach: Say: stop.") == 2 and "I know your voice now" in err
+    assert sd.closed >= 1
