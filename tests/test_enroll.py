@@ -365,3 +365,52 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
     assert "default: enrolled" in out and "stop (2)" in out
     assert err.count("coach: Say: stop.") == 2 and "I know your voice now" in err
     assert sd.closed >= 1
+
+
+def _sphinx() -> object:
+    from voicecoach.settings import SpeechSettings
+    from voicecoach.speech.engines import make_recogniser
+
+    return make_recogniser(SpeechSettings(engine="pocketsphinx"), GRAMMAR)
+
+
+def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
+    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.settings import Settings
+
+    settings = Settings(data_dir=env)
+
+    class Learns:
+        def use_data_dir(self, data_dir: Path) -> str:
+            return "enrolled voices: default"
+
+    assert should_offer(settings, Learns()) and not should_offer(settings, object())
+    yes = read_wav_16k(COMMANDS / "joe" / "normal" / "yes__yes.wav")
+    parts = [quiet(0.5, 7), yes, quiet(1.0, 8)]
+    for speed in ("normal", "slow", "fast", "normal", "slow"):
+        parts += [read_wav_16k(COMMANDS / "joe" / speed / "stop__stop.wav"), quiet(1.2, 9)]
+    said: list[str] = []
+    rec = _sphinx()
+    assert offer_by_voice(settings, GRAMMAR, rec, stream(*parts), said.append,  # type: ignore[arg-type]
+                          commands=["stop"])
+    assert "Say yes to start" in said[0] and sum(s == "Say: stop." for s in said) == 5
+    assert [p.stem for p in E.enrolled_files(env)] == ["default"]
+    assert not should_offer(settings, Learns())
+
+
+def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
+    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.settings import Settings
+
+    settings = Settings(data_dir=env)
+    no = read_wav_16k(COMMANDS / "joe" / "normal" / "no__no.wav")
+    said: list[str] = []
+    assert not offer_by_voice(settings, GRAMMAR, _sphinx(), stream(quiet(0.5), no, quiet(1.0)),  # type: ignore[arg-type]
+                              said.append)
+    assert "later with voicecoach enroll" in said[-1] and not E.enrolled_files(env)
+
+    class Learns:
+        def use_data_dir(self, data_dir: Path) -> str:
+            return ""
+
+    assert not should_offer(settings, Learns())

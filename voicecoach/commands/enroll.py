@@ -18,6 +18,8 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import Grammar, load_grammar, normalise
 from voicecoach.settings import Settings
+from voicecoach.speech.recogniser import Recogniser
+from voicecoach.speech.speaker import Speaker
 from voicecoach.spotter import enroll as E
 from voicecoach.spotter.decide import STOP
 
@@ -329,15 +331,10 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
     return profile
 
 
-def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
-          commands: list[str]) -> E.VoiceProfile:
-    from voicecoach.audio.mic import MicSource
-    from voicecoach.speech.tts import make_speaker
-
-    speaker = make_speaker(settings)
-    source = MicSource(settings.audio.input_device)
-    stream = source.chunks()
-
+def live_io(speaker: Speaker, stream: Iterator[AudioChunk]
+            ) -> tuple[Callable[[str], None], Iterator[AudioChunk]]:
+    """A ``say`` that speaks and waits until it is said, and the microphone's chunks without
+    what it heard while the coach spoke (that is not a take)."""
     def say(text: str) -> None:
         print(f"coach: {text}", file=sys.stderr, flush=True)
         speaker.say(text, Priority.ANSWER, 0.0)
@@ -346,19 +343,80 @@ def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
             wait(15.0)
 
     def fresh() -> Iterator[AudioChunk]:
-        # what the microphone heard while the coach spoke is not a take
         for chunk in stream:
             if not speaker.is_speaking():
                 yield chunk
+    return say, fresh()
 
+
+def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
+          commands: list[str]) -> E.VoiceProfile:
+    from voicecoach.audio.mic import MicSource
+    from voicecoach.speech.tts import make_speaker
+
+    speaker = make_speaker(settings)
+    source = MicSource(settings.audio.input_device)
+    say, chunks = live_io(speaker, source.chunks())
     try:
-        profile = spoken_flow(enroller, commands, args.takes, args.stop_takes, fresh(), say)
+        profile = spoken_flow(enroller, commands, args.takes, args.stop_takes, chunks, say)
         if args.keep_audio:
             enroller._keep()
         return profile
     finally:
         source.close()
         speaker.close()
+
+
+# -- serve offers it the first time --------------------------------------------------------
+OFFERED = ".offered"
+
+
+def should_offer(settings: Settings, recogniser: object) -> bool:
+    """Offer enrollment by voice: a recogniser that learns voices, nobody enrolled, never
+    offered before on this data folder."""
+    return (callable(getattr(recogniser, "use_data_dir", None))
+            and not E.enrolled_files(settings.data_dir)
+            and not (E.enrollment_dir(settings.data_dir) / OFFERED).exists())
+
+
+def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
+                   chunks: Iterator[AudioChunk], say: Callable[[str], None],
+                   answer_s: float = 10.0, commands: Iterable[str] | None = None) -> bool:
+    """Ask once whether to learn the user's voice; on "yes", run the spoken flow on the same
+    microphone. Whatever happens, serving goes on: a problem is one line on stderr."""
+    try:
+        check_writable(settings.data_dir)
+        (E.enrollment_dir(settings.data_dir) / OFFERED).touch()
+    except (VoicecoachError, OSError) as exc:
+        _LOGGER.warning("enrollment not offered: %s", exc)
+        return False
+    say("I can learn your voice, so that I hear you every time. It takes two minutes. "
+        "Say yes to start, or no.")
+    recogniser.reset()
+    recogniser.set_commands(("yes", "no", STOP))
+    answer = ""
+    for chunk in chunks:
+        heard = recogniser.accept(chunk)
+        if heard:
+            answer = heard[0].command
+            break
+        if chunk.end_s > answer_s:
+            break
+    recogniser.reset()
+    if answer != "yes":
+        say("All right. You can do it later with voicecoach enroll.")
+        return False
+    try:
+        spoken_flow(Enroller(settings, grammar, DEFAULT_USER),
+                    list(commands or grammar.commands), 3, 5, chunks, say)
+    except VoicecoachError as exc:
+        print(f"voicecoach: enrollment: {exc.one_line()}", file=sys.stderr, flush=True)
+        say("That did not work out. You can do it later with voicecoach enroll.")
+        return False
+    use = getattr(recogniser, "use_data_dir", None)
+    if callable(use):
+        print(f"voicecoach: {use(settings.data_dir)}", file=sys.stderr, flush=True)
+    return True
 
 
 # -- entry ---------------------------------------------------------------------------------
