@@ -193,7 +193,8 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
                                                     "after": after},
             "decision": {"stop_threshold": decision.stop_threshold,
                          "threshold": decision.threshold},
-            "model": str(model.path), "floor": E.FLOOR, "margin": E.MARGIN}
+            "model": str(model.path), "floor": E.FLOOR, "margin": E.MARGIN,
+            "stop_margin": E.STOP_MARGIN}
 
 
 def fe_free(clip: dict[str, Any], model: SpotterModel, silence: np.ndarray) -> Any:

@@ -50,8 +50,10 @@ FLOOR = 0.72
 #: Prototypes compare the last this many steps of the head's window (the spoken word and a
 #: little context; the whole window's older steps are mostly what came before the word).
 LAST = 6
-#: A command's threshold sits this far above the best similarity of anything that is not it.
-MARGIN = 0.06
+#: A command's threshold sits this far above the best similarity of anything that is not it
+#: (less for stop: a missed stop costs more than a false one, a false "faster" the most).
+MARGIN = 0.14
+STOP_MARGIN = 0.10
 #: ... and no more than this below the worst match of one of the user's takes to the others.
 OWN_SLACK = 0.1
 #: Steps a non-stop command must stay above its threshold (stop fires on the first).
@@ -296,7 +298,8 @@ def adapt(user: str, takes: Sequence[EmbeddedTake], model: SpotterModel,
                   for t in takes if t.command != cmd]
         others.append(float((noise @ allp.T).max()))
         high = max(others)
-        threshold = max(FLOOR, high + MARGIN, (min(loo) if loo else 0.0) - OWN_SLACK)
+        margin = STOP_MARGIN if cmd == STOP else MARGIN
+        threshold = max(FLOOR, high + margin, (min(loo) if loo else 0.0) - OWN_SLACK)
         phrase = max({t.phrase for t in own}, key=lambda p: sum(t.phrase == p for t in own))
         commands[cmd] = CommandVoice(phrase, allp.astype(np.float32), round(threshold, 4),
                                      len(own), round(min(loo), 4) if loo else 1.0,
