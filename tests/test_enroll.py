@@ -371,7 +371,11 @@ def _sphinx() -> object:
     from voicecoach.settings import SpeechSettings
     from voicecoach.speech.engines import make_recogniser
 
-    return make_recogniser(SpeechSettings(engine="pocketsphinx"), GRAMMAR)
+    # pocketsphinx hears the spoken "yes" (the test head hears nothing); serve passes the
+    # spotter itself, whose weights tag the offer
+    rec = make_recogniser(SpeechSettings(engine="pocketsphinx"), GRAMMAR)
+    rec.model = load_model()  # type: ignore[attr-defined]
+    return rec
 
 
 def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
@@ -381,6 +385,10 @@ def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
     settings = Settings(data_dir=env)
 
     class Learns:
+        model = load_model()
+        enrolled: list[str] = []
+        enrollment_problems: list[str] = []
+
         def use_data_dir(self, data_dir: Path) -> str:
             return "enrolled voices: default"
 
@@ -396,6 +404,15 @@ def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
     assert "Say yes to start" in said[0] and sum(s == "Say: stop." for s in said) == 5
     assert [p.stem for p in E.enrolled_files(env)] == ["default"]
     assert not should_offer(settings, Learns())
+    # the weights changed: the enrollment cannot be used, so it is offered again, once
+    stale = Learns()
+    stale.enrollment_problems = ["the enrollment of 'default' was made for another version"]
+    (env / "enrollment" / ".offered").write_text("old weights\n")
+    assert should_offer(settings, stale)
+    said.clear()
+    assert not offer_by_voice(settings, GRAMMAR, _sphinx(), stream(quiet(3.0)),  # type: ignore[arg-type]
+                              said.append, answer_s=2.0)
+    assert "must be learnt again" in said[0] and not should_offer(settings, stale)
 
 
 def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
@@ -410,7 +427,16 @@ def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
     assert "later with voicecoach enroll" in said[-1] and not E.enrolled_files(env)
 
     class Learns:
+        model = load_model()
+        enrolled: list[str] = []
+
         def use_data_dir(self, data_dir: Path) -> str:
             return ""
 
     assert not should_offer(settings, Learns())
+
+
+def test_enrollment_is_for_english(env: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    line = _bad(capsys, "--from", str(takes_dir(tmp_path / "a")), "--lang", "ko")
+    assert "English command spotter" in line

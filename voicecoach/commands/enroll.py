@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="say who is enrolled, for which commands and when, and exit")
     parser.add_argument("--forget", action="store_true",
                         help="remove the enrollment of --user (with --user all: everyone's)")
+    parser.add_argument("--lang", default=None, help="grammar language (default: en; "
+                        "enrollment teaches the English command spotter)")
     parser.add_argument("--keep-audio", action="store_true",
                         help="also keep the takes as WAVs in the data folder")
     parser.add_argument("--commands", default=None, metavar="LIST",
@@ -371,12 +373,31 @@ def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
 OFFERED = ".offered"
 
 
+def _model_tag(recogniser: object) -> str:
+    model = getattr(recogniser, "model", None)
+    try:
+        return E.weights_sha256(model) if model is not None else ""
+    except OSError:
+        return ""
+
+
 def should_offer(settings: Settings, recogniser: object) -> bool:
-    """Offer enrollment by voice: a recogniser that learns voices, nobody enrolled, never
-    offered before on this data folder."""
-    return (callable(getattr(recogniser, "use_data_dir", None))
-            and not E.enrolled_files(settings.data_dir)
-            and not (E.enrollment_dir(settings.data_dir) / OFFERED).exists())
+    """Offer enrollment by voice: a recogniser that learns voices, no usable enrollment, and
+    not offered before for these weights on this data folder (an enrollment made for older
+    weights is offered again once)."""
+    if not callable(getattr(recogniser, "use_data_dir", None)):
+        return False
+    scorer = getattr(recogniser, "enrolled", None)
+    if scorer:          # somebody's enrollment is in use
+        return False
+    if E.enrolled_files(settings.data_dir) and not getattr(recogniser, "enrollment_problems",
+                                                           None):
+        return False
+    marker = E.enrollment_dir(settings.data_dir) / OFFERED
+    try:
+        return marker.read_text(encoding="utf-8").strip() != _model_tag(recogniser)
+    except OSError:
+        return True
 
 
 def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
@@ -386,12 +407,15 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
     microphone. Whatever happens, serving goes on: a problem is one line on stderr."""
     try:
         check_writable(settings.data_dir)
-        (E.enrollment_dir(settings.data_dir) / OFFERED).touch()
+        (E.enrollment_dir(settings.data_dir) / OFFERED).write_text(_model_tag(recogniser) + "\n",
+                                                                   encoding="utf-8")
     except (VoicecoachError, OSError) as exc:
         _LOGGER.warning("enrollment not offered: %s", exc)
         return False
-    say("I can learn your voice, so that I hear you every time. It takes two minutes. "
-        "Say yes to start, or no.")
+    stale = bool(E.enrolled_files(settings.data_dir))
+    say(("The command spotter was updated, and your voice must be learnt again. "
+         if stale else "I can learn your voice, so that I hear you every time. ")
+        + "It takes two minutes. Say yes to start, or no.")
     recogniser.reset()
     recogniser.set_commands(("yes", "no", STOP))
     answer = ""
@@ -450,6 +474,9 @@ def run(args: argparse.Namespace) -> int:
                                   "see who is: voicecoach enroll --status")
         print(f"forgot the voice of {', '.join(removed)}")
         return 0
+    if grammar.language.split("-")[0].lower() != "en":
+        raise VoicecoachError(f"enrollment teaches the English command spotter, and the "
+                              f"language is '{grammar.language}'", "enroll with --lang en")
     if args.takes < 2 or args.stop_takes < 2:
         raise VoicecoachError("--takes and --stop-takes must be at least 2", "give 2 or more")
     E.check_user(args.user)
