@@ -276,6 +276,15 @@ def test_read_only_data_folder_and_a_running_session(
 
 def test_bad_user_name(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "user name" in _bad(capsys, "--from", str(tmp_path), "--user", "../x")
+    assert "not a user name" in _bad(capsys, "--from", str(tmp_path), "--user", "all")
+
+
+def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
+    from voicecoach.commands.enroll import TakeRecorder
+
+    talk = read_wav_16k(NEGATIVES / "chatter" / "joe__i_had_pasta_for_dinner_yesterday.wav")
+    with pytest.raises(E.TakeRejected, match="too long"):
+        TakeRecorder().record(stream(quiet(0.5), np.tile(talk, 3), quiet(1.0)))
 
 
 @pytest.mark.skipif(not builtin_paths()[0].is_file(),

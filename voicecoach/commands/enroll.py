@@ -479,7 +479,9 @@ def run(args: argparse.Namespace) -> int:
                               f"language is '{grammar.language}'", "enroll with --lang en")
     if args.takes < 2 or args.stop_takes < 2:
         raise VoicecoachError("--takes and --stop-takes must be at least 2", "give 2 or more")
-    E.check_user(args.user)
+    if E.check_user(args.user) == "all":
+        raise VoicecoachError("'all' is not a user name (--forget --user all forgets everyone)",
+                              "choose another name with --user")
     pid = session_running(settings.data_dir)
     if pid is not None:
         raise VoicecoachError(f"a workout session is running (process {pid})",
