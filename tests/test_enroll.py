@@ -369,8 +369,10 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
     sd = FakeSoundDevice([device("USB speakerphone", 1, 1)], audio=np.concatenate(parts))
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
     monkeypatch.setattr(tts, "make_speaker", lambda settings: NullSpeaker())
-    code, out, err = cli(capsys, "enroll", "--commands", "stop", "--stop-takes", "2")
+    code, out, err = cli(capsys, "enroll", "--commands", "stop", "--stop-takes", "2",
+                         "--keep-audio")
     assert code == 0, err
+    assert len(list((env / "enrollment" / "audio" / "default" / "stop").glob("*.wav"))) == 2
     assert "default: enrolled" in out and "stop (2)" in out
     assert err.count("coach: Say: stop.") == 2 and "I know your voice now" in err
     assert sd.closed >= 1

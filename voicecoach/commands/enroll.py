@@ -290,7 +290,8 @@ class TakeRecorder:
 
 def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_takes: int,
                 chunks: Iterator[AudioChunk], say: Callable[[str], None],
-                recorder: TakeRecorder | None = None, attempts: int = 4) -> E.VoiceProfile:
+                recorder: TakeRecorder | None = None, attempts: int = 4,
+                keep_audio: bool = False) -> E.VoiceProfile:
     """Ask for each command, record, check, explain and ask again; then adapt and save."""
     rec = recorder or TakeRecorder()
     say("Let's learn your voice. After each prompt, say the word, then wait.")
@@ -328,7 +329,7 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
                                               "did not sound alike",
                                               "find a quieter moment and run voicecoach "
                                               "enroll again")
-    profile = enroller.finish(False)
+    profile = enroller.finish(keep_audio)
     say("Thank you. I know your voice now.")
     return profile
 
@@ -360,10 +361,8 @@ def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
     source = MicSource(settings.audio.input_device)
     say, chunks = live_io(speaker, source.chunks())
     try:
-        profile = spoken_flow(enroller, commands, args.takes, args.stop_takes, chunks, say)
-        if args.keep_audio:
-            enroller._keep()
-        return profile
+        return spoken_flow(enroller, commands, args.takes, args.stop_takes, chunks, say,
+                           keep_audio=args.keep_audio)
     finally:
         source.close()
         speaker.close()
