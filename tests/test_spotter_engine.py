@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk, split_pcm
 from voicecoach.audio.mix import to_float, to_int16

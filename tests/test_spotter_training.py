@@ -8,11 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from voicecoach.spotter.training import train
-from voicecoach.spotter.training.data import (NOISE, OTHER, fold_of, real_sources, speaker_of,
-                                              synthetic_sources)
+from voicecoach.spotter.training.data import (
+    NOISE,
+    OTHER,
+    fold_of,
+    real_sources,
+    speaker_of,
+    synthetic_sources,
+)
 
 SPEECH_COMMANDS = FIXTURES.parent.parent / "shared" / "speech_commands"
 needs_real = pytest.mark.skipif(not SPEECH_COMMANDS.is_dir(),

@@ -121,7 +121,8 @@ def _make(settings: Any, grammar: Grammar, commands: tuple[str, ...]) -> Recogni
     from voicecoach.speech.engines import make_recogniser
 
     recogniser = make_recogniser(settings.speech, grammar,
-                                 announce=lambda line: print(line, file=sys.stderr))
+                                 announce=lambda line: print(line, file=sys.stderr),
+                                 data_dir=settings.data_dir)
     recogniser.set_commands(commands)
     return recogniser
 

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,
-                                     announce=lambda line: print(line, file=sys.stderr))
+                                     announce=lambda line: print(line, file=sys.stderr),
+                                     data_dir=settings.data_dir)
     with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder), \
             stopped_by_sigterm():
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))

@@ -161,6 +161,23 @@ def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
     return WavSpeaker(renderer, settings.speech.volume, settings.speech.rate, clock=clock)
 
 
+def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker: Speaker
+                      ) -> None:
+    """The first time, offer by voice to learn the user's voice (voicecoach enroll)."""
+    from voicecoach.commands import enroll
+
+    if not enroll.should_offer(settings, recogniser):
+        return
+    from voicecoach.audio.mic import MicSource
+
+    source = MicSource(settings.audio.input_device)
+    try:
+        say, chunks = enroll.live_io(speaker, source.chunks())
+        enroll.offer_by_voice(settings, grammar, recogniser, chunks, say)
+    finally:
+        source.close()
+
+
 def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | None,
                begin_at_once: bool) -> int:
     """Wire microphone (or replayed files), recogniser, speaker and coach; run the loop."""
@@ -202,7 +219,10 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         # systemd does not restart on this code (RestartPreventExitStatus): it needs a person
         raise VoicecoachError(exc.message, exc.hint, exit_code=NEEDS_A_PERSON) from None
     recogniser = make_recogniser(settings.speech, grammar,
-                                 announce=lambda line: print(line, file=sys.stderr, flush=True))
+                                 announce=lambda line: print(line, file=sys.stderr, flush=True),
+                                 data_dir=settings.data_dir)
+    if not audio_in and not begin_at_once:
+        _offer_enrollment(settings, grammar, recogniser, speaker)
 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
@@ -101,8 +102,10 @@ def engine_names() -> list[str]:
 
 
 def make_recogniser(speech: SpeechSettings, grammar: Grammar, *,
-                    announce: Callable[[str], None] | None = None) -> Recogniser:
-    """The recogniser ``speech.engine`` asks for; says which one it built."""
+                    announce: Callable[[str], None] | None = None,
+                    data_dir: Path | None = None) -> Recogniser:
+    """The recogniser ``speech.engine`` asks for; says which one it built. With ``data_dir``,
+    a recogniser that learns voices (the spotter) uses the enrollments kept there."""
     say = announce or (lambda line: _LOGGER.info("%s", line))
     engine = ENGINES.get(speech.engine)
     if engine is None:
@@ -112,5 +115,8 @@ def make_recogniser(speech: SpeechSettings, grammar: Grammar, *,
         raise VoicecoachError(f"the grammar is for '{grammar.language}' but the speech "
                               f"language is '{speech.language}'", "give the same --lang to both")
     recogniser, line = engine.build(speech, grammar)
+    use_data_dir = getattr(recogniser, "use_data_dir", None)  # enrollment (spotter only)
+    if data_dir is not None and callable(use_data_dir):
+        line += f"; {use_data_dir(data_dir)}"
     say(line)
     return recogniser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.speech.recogniser import Detection
 from voicecoach.spotter.decide import Decider, Decision
+from voicecoach.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
 
@@ -41,7 +43,8 @@ class SpotterRecogniser:
     name = "spotter"
 
     def __init__(self, grammar: Grammar, *, model: SpotterModel | None = None,
-                 front_end: EmbeddingFrontEnd | None = None) -> None:
+                 front_end: EmbeddingFrontEnd | None = None,
+                 enrolled: EnrolledScorer | None = None, data_dir: Path | None = None) -> None:
         if grammar.language.split("-")[0].lower() != "en":
             raise VoicecoachError(f"the command spotter is trained for English, not "
                                   f"'{grammar.language}'",
@@ -55,10 +58,25 @@ class SpotterRecogniser:
                                Decision.from_card(self.model.decision))
         self._silence = self._fe.silent_embedding()
         self._origin_s: float | None = None
+        # enrollment (voicecoach.spotter.enroll): adds detections for enrolled voices only
+        self._phrases = phrases_of(grammar)
+        self.enrollment_problems: list[str] = []
+        if enrolled is None:
+            enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+        self.enrolled = enrolled
         self.reset()
+
+    def use_data_dir(self, data_dir: Path) -> str:
+        """Read the enrollments of ``data_dir`` instead; a line that says whose are used."""
+        self.enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+        self.reset()
+        users = ", ".join(self.enrolled.users)
+        line = f"enrolled voices: {users}" if users else "no enrolled voices"
+        return "; ".join([line, *self.enrollment_problems])
 
     def set_commands(self, commands: Collection[str]) -> None:
         self.decider.set_commands(commands)
+        self.enrolled.set_commands(commands)
 
     def reset(self) -> None:
         """Start afresh, as after digital silence (deterministic)."""
@@ -68,7 +86,9 @@ class SpotterRecogniser:
         self._rest = np.zeros(0, np.float64)
         self._energy: deque[float] = deque(maxlen=int(KEEP_S * 100))
         self.decider.reset()
+        self.enrolled.reset()
         self._origin_s = None
+        self._steps = 0
 
     def accept(self, chunk: AudioChunk) -> list[Detection]:
         if self._origin_s is None:
@@ -117,11 +137,19 @@ class SpotterRecogniser:
     def _step(self, emb: np.ndarray) -> list[Detection]:
         self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
         probs = self.model.probabilities(self._ring[None])[0]
-        end_s = (self._origin_s or 0.0) + self._fe.steps * STEP_S
+        # each embedding's own step: push() returns several at once for a long chunk, and
+        # fe.steps has already counted all of them by then
+        self._steps += 1
+        end_s = (self._origin_s or 0.0) + self._steps * STEP_S
+        fired = self.decider.step(probs, end_s)
+        hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
+        found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score)
+                 for f in fired if f.command in keep]
+        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score) for h in hits]
         out = []
-        for f in self.decider.step(probs, end_s):
-            start, end = self.phrase_bounds(f.emitted_s, f.rose_s)
-            out.append(Detection(f.command, f.phrase, start, end, f.emitted_s, f.score))
+        for command, phrase, rose_s, emitted_s, score in found:
+            start, end = self.phrase_bounds(emitted_s, rose_s)
+            out.append(Detection(command, phrase, start, end, emitted_s, score))
         return out
 
     def flush(self) -> list[Detection]:
