@@ -57,12 +57,12 @@ class Recipe:
     epochs: int = 40
     batch: int = 256
     learning_rate: float = 0.001
-    real_weight: float = 1.0
+    real_weight: float = 3.0
     """Each real window counts this many synthetic ones in the loss."""
-    synth_engines: tuple[str, ...] = ()
+    synth_engines: tuple[str, ...] = ("piper", "kokoro")
     """Synthetic voice families whose command phrases are trained on, by engine prefix
     (empty: all)."""
-    synth_negative_engines: tuple[str, ...] = ()
+    synth_negative_engines: tuple[str, ...] = ("piper", "kokoro")
     """Synthetic voice families whose other speech is trained on (empty: all)."""
 
     def features_key(self) -> dict[str, Any]:

@@ -455,8 +455,8 @@ def _train(args: argparse.Namespace) -> int:
         if code:
             return code
     real = real_sources(speech_commands_dir(args.speech_commands), recipe.folds)
-    synthetic = synthetic_sources(synth, recipe.folds, grammar.all_phrases(),
-                                  recipe_holdout())
+    all_synthetic = synthetic_sources(synth, recipe.folds, grammar.all_phrases())
+    synthetic = [s for s in all_synthetic if s.group not in recipe_holdout()]
     if args.quick:
         real = real[::16]
         synthetic = synthetic[::4]
@@ -488,8 +488,14 @@ def _train(args: argparse.Namespace) -> int:
               "synthetic_clips": sum(1 for s in sources if not s.real),
               "synthetic_families": sorted({s.group for s in sources if not s.real}),
               "training_windows": int(keep.sum())}
+    used = np.unique(data["source"][keep])
+    trained = {sources[i].group for i in used if i >= 0 and not sources[i].real}
+    counts["synthetic_families"] = sorted(trained)
+    counts["synthetic_clips"] = sum(1 for s in sources if not s.real and s.group in trained)
+    unseen = sorted({s.group for s in all_synthetic if s.group not in trained})
     export(args.out, head, labels, grammar, recipe, shipped, figs,
            {"data": counts, "holdout_families": list(recipe_holdout()),
+            "unseen_families": unseen,
             "train_cpu_s": round(time.process_time() - t0, 1)})
     print(f"wrote {args.out / (MODEL_NAME + '.npz')} and its model card")
     return 0
