@@ -1,0 +1,1 @@
+"""The neural command spotter: a small classifier head over openWakeWord's speech embedding."""
