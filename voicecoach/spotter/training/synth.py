@@ -77,8 +77,8 @@ KOKORO_BLENDS: tuple[tuple[str, str, float], ...] = (
 )
 #: (English accent of the phonemes, speed) per style and round.
 KOKORO_READINGS: dict[int, tuple[tuple[str, float], ...]] = {
-    2: (("us", 0.9), ("us", 1.15), ("gb", 1.0)),
-    3: (("gb", 0.85), ("us", 1.0), ("gb", 1.2)),
+    2: (("us", 0.95), ("gb", 1.1)),
+    3: (("us", 1.2), ("gb", 0.85)),
 }
 #: Voice configurations per text, by kind (positives' own grammar phrase: all of them).
 PER_VARIANT = 24
