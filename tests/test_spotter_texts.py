@@ -143,3 +143,13 @@ def test_kokoro_phonemes_use_kokoro_symbols() -> None:
     for item in T.positives(GRAMMAR)[:40]:
         phonemes = synth.kokoro_phonemes(item.text, "us")
         assert "^" not in phonemes and "ː" not in phonemes, (item.text, phonemes)
+
+
+def test_tasks_put_neural_voices_first_with_every_kind_early() -> None:
+    configs = [synth.VoiceConfig("piper-a", "piper", "piper-joe"), synth.VoiceConfig("e-a", "espeak", "e")]
+    items = T.all_texts(GRAMMAR)
+    tasks = synth.group_tasks(Path("/nonexistent"), synth.plan_clips(items, configs), 0)
+    engines = [t[2][0].voice.engine for t in tasks]
+    assert engines == sorted(engines, key=lambda e: e != "piper")
+    early = {t[2][0].text.kind for t in tasks[:20]}
+    assert early == set(T.KINDS)

@@ -11,12 +11,13 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -507,12 +508,18 @@ def render_task(task: tuple[str, int, list[Clip]]) -> list[dict[str, Any]]:
 
 
 def group_tasks(out_dir: Path, clips: Iterable[Clip], seed: int) -> list[tuple[str, int, list[Clip]]]:
-    """One task per (text, engine): positives first, then negatives, coach and sentences; within a
-    kind the slow neural engines first (so an interrupted run has the most useful part)."""
+    """One task per (text, engine): the slow neural engines first, and the kinds interleaved in
+    proportion (so that a run stopped early still has every kind in every voice, and no voice is
+    heard only in commands)."""
     groups: dict[tuple[str, str, str], list[Clip]] = {}
     for clip in clips:
         groups.setdefault((clip.voice.engine, clip.text.kind, clip.text.text), []).append(clip)
-    order = sorted(groups, key=lambda k: (T.KINDS.index(k[1]), k[0] not in ("piper", "kokoro"), k))
+    lanes: dict[tuple[bool, str, str], list[tuple[str, str, str]]] = {}
+    for key in sorted(groups):
+        lanes.setdefault((key[0] not in ("piper", "kokoro"), key[0], key[1]), []).append(key)
+    position = {key: (lane[0], i / len(keys), T.KINDS.index(lane[2]), lane[1])
+                for lane, keys in lanes.items() for i, key in enumerate(keys)}
+    order = sorted(groups, key=lambda k: (position[k], k))
     return [(str(out_dir), seed, groups[k]) for k in order]
 
 
@@ -550,6 +557,26 @@ def _backfill(out_dir: Path, clips: Iterable[Clip]) -> list[dict[str, Any]]:
     return out
 
 
+def _worker_init() -> None:
+    """Workers leave SIGINT to the parent, which ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interruptible(results: Any) -> Iterator[list[dict[str, Any]]]:
+    """Results of a pool's ``imap_unordered``, waiting in short steps so Ctrl-C/SIGTERM get through."""
+    while True:
+        try:
+            yield results.next(timeout=0.5)
+        except multiprocessing.TimeoutError:
+            continue
+        except StopIteration:
+            return
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def generate(out_dir: Path, jobs: int = 2, seed: int = 0, quick: bool = False,
              rounds: Sequence[int] = (1,), engines: Sequence[str] = ENGINES,
              kinds: Sequence[str] = T.KINDS) -> list[dict[str, Any]]:
@@ -576,8 +603,8 @@ def generate(out_dir: Path, jobs: int = 2, seed: int = 0, quick: bool = False,
             manifest.write(json.dumps(rec, sort_keys=True) + "\n")
         results: Iterable[list[dict[str, Any]]]
         if jobs > 1:
-            pool = multiprocessing.get_context("fork").Pool(jobs)
-            results = pool.imap_unordered(render_task, tasks, chunksize=1)
+            pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+            results = _interruptible(pool.imap_unordered(render_task, tasks, chunksize=1))
         else:
             pool = None
             results = map(render_task, tasks)
@@ -629,12 +656,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="render nothing: only rewrite the manifest (and READY with --ready)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     if args.finish:
         entries = rewrite_manifest(args.out)
     else:
-        entries = generate(args.out, jobs=args.jobs, seed=args.seed, quick=args.quick,
-                           rounds=[int(r) for r in args.rounds.split(",")],
-                           engines=args.engines.split(","), kinds=args.kinds.split(","))
+        try:
+            entries = generate(args.out, jobs=args.jobs, seed=args.seed, quick=args.quick,
+                               rounds=[int(r) for r in args.rounds.split(",")],
+                               engines=args.engines.split(","), kinds=args.kinds.split(","))
+        except KeyboardInterrupt:
+            entries = rewrite_manifest(args.out)
+            _LOGGER.warning("interrupted: the manifest lists the %d clips made; the same command "
+                            "carries on", len(entries))
+            return 130
     print(summary(entries))
     if args.ready:
         (args.out / "READY").write_text(f"{len(entries)}\n", encoding="utf-8")
