@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import wave
 from pathlib import Path
@@ -153,3 +154,20 @@ def test_tasks_put_neural_voices_first_with_every_kind_early() -> None:
     assert engines == sorted(engines, key=lambda e: e != "piper")
     early = {t[2][0].text.kind for t in tasks[:20]}
     assert early == set(T.KINDS)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed "
+                    "(apt-get install espeak-ng): the quick synth run needs it")
+def test_a_killed_run_loses_no_clip(tmp_path: Path) -> None:
+    synth.main(["--out", str(tmp_path), "--quick", "--jobs", "1"])
+    manifest = tmp_path / synth.MANIFEST
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    # A kill mid-append: one entry missing, one cut short, a worker's temporary file left.
+    manifest.write_text("\n".join(lines[1:]) + "\n" + lines[0][:30], encoding="utf-8")
+    stale = tmp_path / Path(json.loads(lines[0])["path"]).parent / ".x.wav.1.tmp"
+    stale.write_bytes(b"")
+    os.utime(stale, (0, 0))
+    assert len(synth.read_manifest(tmp_path)) == len(lines) - 1
+    synth.main(["--out", str(tmp_path), "--quick", "--jobs", "1"])
+    assert manifest.read_text(encoding="utf-8").splitlines() == lines
+    assert not stale.exists()

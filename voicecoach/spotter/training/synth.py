@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import soxr
@@ -523,18 +523,34 @@ def group_tasks(out_dir: Path, clips: Iterable[Clip], seed: int) -> list[tuple[s
     return [(str(out_dir), seed, groups[k]) for k in order]
 
 
+def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
+    """The entries of DIR/manifest.jsonl; a line cut short by a killed run is skipped."""
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            _LOGGER.warning("%s line %d is cut short: skipped (its clip is found again by --finish)",
+                            path, number)
+            continue
+        if isinstance(rec, dict) and "path" in rec:
+            entries.append(rec)
+    return entries
+
+
 def rewrite_manifest(out_dir: Path) -> list[dict[str, Any]]:
     """Rewrite DIR/manifest.jsonl atomically: entries whose file exists, one per path, sorted."""
     path = out_dir / MANIFEST
+    now = time.time()
     for stale in out_dir.glob("*/*/.*.tmp"):
-        stale.unlink()
-    entries: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                if (out_dir / rec["path"]).exists():
-                    entries[rec["path"]] = rec
+        if now - stale.stat().st_mtime > 60:  # left by a killed worker, not being written
+            stale.unlink()
+    entries = {rec["path"]: rec for rec in read_manifest(out_dir) if (out_dir / rec["path"]).exists()}
     ordered = [entries[k] for k in sorted(entries)]
     tmp = path.with_name(f".{MANIFEST}.tmp")
     tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered), encoding="utf-8")
@@ -544,17 +560,39 @@ def rewrite_manifest(out_dir: Path) -> list[dict[str, Any]]:
 
 def _backfill(out_dir: Path, clips: Iterable[Clip]) -> list[dict[str, Any]]:
     """Entries for planned clips whose file exists but whose line was lost (an interrupted append)."""
-    path = out_dir / MANIFEST
-    known: set[str] = set()
-    if path.exists():
-        known = {json.loads(line)["path"] for line in path.read_text(encoding="utf-8").splitlines()
-                 if line.strip()}
+    known = {rec["path"] for rec in read_manifest(out_dir)}
     out = []
     for clip in clips:
         dest = out_dir / clip.path
         if clip.path not in known and dest.exists():
             out.append(clip.record(read_wav_16k(dest).size / SAMPLE_RATE))
     return out
+
+
+def _open_for_append(out_dir: Path) -> TextIO:
+    """DIR/manifest.jsonl for appending, starting on a fresh line (a killed run may have cut one)."""
+    path = out_dir / MANIFEST
+    cut = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    manifest = open(path, "a", encoding="utf-8")  # the caller closes it
+    if cut:
+        manifest.write("\n")
+    return manifest
+
+
+def finish(out_dir: Path, seed: int = 0, rounds: Sequence[int] = (1,),
+           engines: Sequence[str] = ENGINES) -> list[dict[str, Any]]:
+    """Add entries for clips of ``rounds`` that exist but are not listed (a killed run), then
+    rewrite the manifest."""
+    grammar = load_grammar("en")
+    clips = plan_clips(T.all_texts(grammar, seed=seed), voice_configs(seed, rounds=rounds, engines=engines),
+                       seed=seed)
+    found = _backfill(out_dir, clips)
+    if found:
+        _LOGGER.info("%d clips were on disk but not in the manifest: added", len(found))
+        with _open_for_append(out_dir) as manifest:
+            for rec in found:
+                manifest.write(json.dumps(rec, sort_keys=True) + "\n")
+    return rewrite_manifest(out_dir)
 
 
 def _worker_init() -> None:
@@ -598,7 +636,7 @@ def generate(out_dir: Path, jobs: int = 2, seed: int = 0, quick: bool = False,
                  len(tasks))
     start = time.monotonic()
     done = 0
-    with open(out_dir / MANIFEST, "a", encoding="utf-8") as manifest:
+    with _open_for_append(out_dir) as manifest:
         for rec in _backfill(out_dir, clips):
             manifest.write(json.dumps(rec, sort_keys=True) + "\n")
         results: Iterable[list[dict[str, Any]]]
@@ -653,12 +691,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(T.KINDS), help="text kinds, comma-separated")
     parser.add_argument("--ready", action="store_true", help="write DIR/READY with the clip count at the end")
     parser.add_argument("--finish", action="store_true",
-                        help="render nothing: only rewrite the manifest (and READY with --ready)")
+                        help="render nothing: list clips of --rounds found on disk, rewrite the manifest "
+                        "(and READY with --ready)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if args.finish:
-        entries = rewrite_manifest(args.out)
+        entries = finish(args.out, seed=args.seed, rounds=[int(r) for r in args.rounds.split(",")],
+                         engines=args.engines.split(","))
     else:
         try:
             entries = generate(args.out, jobs=args.jobs, seed=args.seed, quick=args.quick,
