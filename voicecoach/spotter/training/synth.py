@@ -280,6 +280,19 @@ def plan_clips(items: Sequence[T.Text], configs: Sequence[VoiceConfig], seed: in
     return clips
 
 
+def plan_rounds(items: Sequence[T.Text], seed: int, rounds: Sequence[int], engines: Sequence[str] = ENGINES,
+                quick: bool = False) -> tuple[list[Clip], list[VoiceConfig]]:
+    """The clips of each round planned on its own (``--rounds 1,2`` = round 1, then round 2), and
+    all the voices."""
+    clips: list[Clip] = []
+    configs: list[VoiceConfig] = []
+    for rnd in dict.fromkeys(rounds):
+        round_configs = voice_configs(seed, quick=quick, rounds=(rnd,), engines=engines)
+        configs.extend(round_configs)
+        clips.extend(plan_clips(items, round_configs, seed=seed))
+    return list(dict.fromkeys(clips)), configs
+
+
 def quick_texts(grammar: Grammar) -> list[T.Text]:
     """A tiny text set for tests: three phrases with a variant, two negatives, coach, sentence."""
     pos = [t for t in T.positives(grammar) if t.label in ("stop", "go on", "yes")]
@@ -584,8 +597,7 @@ def finish(out_dir: Path, seed: int = 0, rounds: Sequence[int] = (1,),
     """Add entries for clips of ``rounds`` that exist but are not listed (a killed run), then
     rewrite the manifest."""
     grammar = load_grammar("en")
-    clips = plan_clips(T.all_texts(grammar, seed=seed), voice_configs(seed, rounds=rounds, engines=engines),
-                       seed=seed)
+    clips, _ = plan_rounds(T.all_texts(grammar, seed=seed), seed, rounds, engines)
     found = _backfill(out_dir, clips)
     if found:
         _LOGGER.info("%d clips were on disk but not in the manifest: added", len(found))
@@ -625,10 +637,9 @@ def generate(out_dir: Path, jobs: int = 2, seed: int = 0, quick: bool = False,
     bad = T.negative_violations(grammar, items)
     if bad:
         raise ValueError(f"negative texts hold command phrases: {bad[:5]}")
-    configs = voice_configs(seed, quick=quick, rounds=rounds, engines=engines)
+    clips, configs = plan_rounds(items, seed, rounds, engines, quick)
     if not configs:
         _LOGGER.warning("no speech engine is installed: nothing to render")
-    clips = plan_clips(items, configs, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = group_tasks(out_dir, clips, seed)
     _LOGGER.info("%d texts x %d voices -> %d clips in %d tasks", len(items),
