@@ -42,7 +42,7 @@ def uniform_model(folder: Path) -> Path:
     labels = labels_for(GRAMMAR)
     rows = []
     with EmbeddingFrontEnd() as fe:
-        silence = fe.silent_embedding()
+        silence = fe.warm_embeddings()
         for wav in sorted(COMMANDS.glob("*/normal/*.wav"))[::4]:
             emb = fe.embed(read_wav_16k(wav))
             seq = np.concatenate([np.tile(silence, (11, 1)), emb])

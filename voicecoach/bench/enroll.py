@@ -118,7 +118,7 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
     ph = phrase_hash(phr)
     decision = Decision.from_card(model.decision)
     with EmbeddingFrontEnd() as fe:
-        silence = fe.silent_embedding()
+        silence = fe.warm_embeddings()
         clips = embed_all(clip_list(root, per_folder), work, fe)
         noise = E.noise_windows(fe, model, silence)
     w = model.window

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         card = load_model().card
-        families = card.get("holdout_families", [])
+        families = card.get("unseen_families") or card.get("holdout_families", [])
         talk, words, noise = longform_sources(args.synth or args.work / "synth", families,
                                               speech_commands_dir(args.speech_commands))
         files = make_longform(args.work / "longform", args.hours, talk, words, noise)

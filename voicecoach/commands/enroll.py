@@ -131,7 +131,7 @@ class Enroller:
         self.phrases = phrases_of(grammar)
         self.phrase_hash = phrase_hash(self.phrases)
         self.fe = EmbeddingFrontEnd()
-        self.silence = self.fe.silent_embedding()
+        self.silence = self.fe.warm_embeddings()
         decision = self.model.decision
         self._word_threshold = float(max(decision["stop_threshold"], decision["threshold"]))
         self.takes: list[E.EmbeddedTake] = []

@@ -56,7 +56,6 @@ class SpotterRecogniser:
         self._window = self.model.window
         self.decider = Decider(self.model.labels, phrases_of(grammar),
                                Decision.from_card(self.model.decision))
-        self._silence = self._fe.silent_embedding()
         self._origin_s: float | None = None
         # enrollment (voicecoach.spotter.enroll): adds detections for enrolled voices only
         self._phrases = phrases_of(grammar)
@@ -81,7 +80,7 @@ class SpotterRecogniser:
     def reset(self) -> None:
         """Start afresh, as after digital silence (deterministic)."""
         self._fe.reset()
-        self._ring = np.tile(self._silence, (self._window, 1))
+        self._ring = self._fe.warm_embeddings()[-self._window:].copy()
         self._frames = 0
         self._rest = np.zeros(0, np.float64)
         self._energy: deque[float] = deque(maxlen=int(KEEP_S * 100))

@@ -144,7 +144,7 @@ class EmbeddedTake:
 def unit_windows(model: SpotterModel, emb: np.ndarray, silence: np.ndarray) -> np.ndarray:
     """(steps, LAST * 96): each step's window as the engine forms it, see :func:`normalise`."""
     w = model.window
-    seq = np.concatenate([np.tile(silence, (w - 1, 1)), emb])
+    seq = np.concatenate([np.asarray(silence).reshape(-1, silence.shape[-1])[-(w - 1):], emb])
     idx = np.arange(len(emb))[:, None] + np.arange(w)[None, :]
     x = seq[idx].reshape(len(emb), -1).astype(np.float32)
     return normalise(model, x)
@@ -173,7 +173,7 @@ def embed_take(fe: EmbeddingFrontEnd, model: SpotterModel, silence: np.ndarray,
     if proto.size == 0:
         proto = np.array([len(emb) - 1])
     w = model.window
-    seq = np.concatenate([np.tile(silence, (w - 1, 1)), emb])
+    seq = np.concatenate([np.asarray(silence).reshape(-1, silence.shape[-1])[-(w - 1):], emb])
     idx = np.arange(len(emb))[:, None] + np.arange(w)[None, :]
     probs = model.probabilities(seq[idx])
     return EmbeddedTake(command, phrase, windows, proto, probs)
@@ -256,9 +256,10 @@ class VoiceProfile:
 
 def noise_windows(fe: EmbeddingFrontEnd, model: SpotterModel, silence: np.ndarray
                   ) -> np.ndarray:
-    """Windows of belt, pink and brown noise at two levels, and of digital silence."""
+    """Windows of belt, pink and brown noise at two levels, and of the quiet room the
+    front end starts from (its warm-up)."""
     rng = np.random.default_rng(20261202)
-    out = [normalise(model, np.tile(silence, (model.window, 1)).reshape(1, -1))]
+    out = [normalise(model, np.asarray(silence)[-model.window:].reshape(1, -1))]
     n = int(2.0 * SAMPLE_RATE)
     for kind in range(3):
         if kind == 0:

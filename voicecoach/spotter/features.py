@@ -35,6 +35,17 @@ EMB_FRAMES = 76                # mel frames per embedding (about 0.775 s)
 EMB_DIM = 96
 STEP_S = STEP_SAMPLES / SAMPLE_RATE
 
+WARMUP_S = 1.2               # 15 steps of a quiet room before every stream (see reset)
+WARMUP_DBFS = -65.0
+
+
+def warmup_audio() -> np.ndarray:
+    """Seeded white noise at -65 dBFS, a whole number of steps long (int16 scale)."""
+    n = int(WARMUP_S * SAMPLE_RATE) // STEP_SAMPLES * STEP_SAMPLES
+    rng = np.random.default_rng(20261202)
+    return (rng.standard_normal(n) * 32768.0 * 10 ** (WARMUP_DBFS / 20)).astype(np.float32)
+
+
 _INSTALL_HINT = "reinstall it: pip install 'pyopen-wakeword>=1.1'"
 
 
@@ -142,11 +153,27 @@ class EmbeddingFrontEnd:
         return self._embed_windows(ring[None])[0]
 
     # -- streaming ---------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget all audio: the stream starts again after digital silence."""
+    def _cold(self) -> None:
         self._pending = np.zeros(MEL_OVERLAP, np.float32)
         self._ring = np.tile(self._silent_mel, (EMB_FRAMES, 1))
         self.steps = 0
+
+    def reset(self) -> None:
+        """Forget all audio: the stream starts again after :data:`WARMUP_S` of a quiet room.
+
+        A window made of digital silence is nothing the head ever heard (every training
+        scene has a background), so the first second after a reset would be guesswork; the
+        warm-up is deterministic (seeded) and computed once."""
+        if not hasattr(self, "_warm"):
+            self._cold()
+            embeddings = self.push(warmup_audio())
+            self._warm = (self._pending.copy(), self._ring.copy(), embeddings)
+        pending, ring, _ = self._warm
+        self._pending, self._ring, self.steps = pending.copy(), ring.copy(), 0
+
+    def warm_embeddings(self) -> np.ndarray:
+        """The embeddings (k, 96) the warm-up gave: what a window holds after ``reset()``."""
+        return self._warm[2]
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Feed int16 samples; return the embeddings (k, 96) of every 80 ms step completed."""
@@ -164,13 +191,19 @@ class EmbeddingFrontEnd:
         return np.stack(out)
 
     # -- whole clips -------------------------------------------------------------------
-    def embed(self, samples: np.ndarray, first: int = 0) -> np.ndarray:
-        """Embeddings (n, 96) of a clip, as :meth:`push` would give them after ``reset()``.
+    def embed(self, samples: np.ndarray, first: int = 0, warm: bool = True) -> np.ndarray:
+        """Embeddings (n, 96) of a clip, as :meth:`push` would give them after ``reset()``
+        (``warm=False``: after digital silence, as training scenes are embedded: each begins
+        with its own background).
 
         Step ``j`` is complete once ``(j + 1) * 1280`` samples have arrived; it ends at audio
         time ``(j + 1) * 0.08`` s of the clip. ``first`` skips the embeddings of the steps
         before it (their mel frames are still computed: later steps need them).
         """
+        if warm:
+            lead = warmup_audio()
+            return self.embed(np.concatenate([lead, np.asarray(samples, np.float32)]),
+                              first=first + len(lead) // STEP_SAMPLES, warm=False)
         audio = np.concatenate([np.zeros(MEL_OVERLAP, np.float32),
                                 np.asarray(samples, np.float32)])
         steps = (len(audio) - MEL_OVERLAP) // STEP_SAMPLES

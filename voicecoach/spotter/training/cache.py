@@ -70,7 +70,7 @@ def _make_shard(job: tuple[Path, list[Item]]) -> Path:
     for item in items:
         if item.source < 0:
             audio = noise_scene(-item.source - 1, recipe)
-            emb = fe.embed(audio * 32768.0, first=0)
+            emb = fe.embed(audio * 32768.0, first=0, warm=False)
             w = recipe.window
             ends = list(range(w - 1, len(emb), 3))
             wins = np.stack([emb[e - w + 1:e + 1] for e in ends]).astype(np.float16)
@@ -166,7 +166,7 @@ def build_eval(work: Path, sources: Sequence[Source], recipe: Recipe, workers: i
     jobs = []
     for lo in range(0, len(idx), SHARD):
         chunk = idx[lo:lo + SHARD]
-        jobs.append((folder / f"{_key([VERSION, [str(sources[i].path) for i in chunk]])}.npz",
+        jobs.append((folder / f"{_key([VERSION, 'warm', [str(sources[i].path) for i in chunk]])}.npz",
                      chunk))
     _run(jobs, _eval_shard, sources, recipe, workers, "evaluation clips")
     embs, end_s, index = [], [], []

@@ -217,7 +217,7 @@ def examples(fe: EmbeddingFrontEnd, source: Source, copy: int, recipe: Recipe,
     if not ends:
         return np.zeros((0, recipe.window, 96), np.float16), []
     first = ends[0] - recipe.window + 1
-    emb = fe.embed(audio * 32768.0, first=first)
+    emb = fe.embed(audio * 32768.0, first=first, warm=False)
     wins = np.stack([emb[e - first - recipe.window + 1:e - first + 1] for e in ends])
     return wins.astype(np.float16), [source.label] * len(ends)
 

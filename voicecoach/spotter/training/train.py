@@ -132,8 +132,9 @@ def head_probs(head: dict[str, np.ndarray], windows: np.ndarray) -> np.ndarray:
 
 def clip_probs(head: dict[str, np.ndarray], emb: np.ndarray, silence: np.ndarray, window: int
                ) -> np.ndarray:
-    """Per-step probabilities of one clip, with the ring pre-filled as the engine does."""
-    seq = np.concatenate([np.tile(silence, (window - 1, 1)), emb])
+    """Per-step probabilities of one clip, with the ring pre-filled as the engine does
+    (``silence``: the front end's warm-up embeddings)."""
+    seq = np.concatenate([silence[-(window - 1):], emb])
     idx = np.arange(len(emb))[:, None] + np.arange(window)[None, :]
     return head_probs(head, seq[idx])
 
@@ -467,7 +468,7 @@ def _train(args: argparse.Namespace) -> int:
     from voicecoach.spotter.features import EmbeddingFrontEnd
 
     with EmbeddingFrontEnd() as fe:
-        silence = fe.silent_embedding()
+        silence = fe.warm_embeddings()
     clips = _clips(eval_data, sources)
     base = Decision(stop_threshold=0.5, threshold=0.5)
     figs, shipped = cross_validate(data, sources, clips, labels, grammar, recipe, silence, base)
