@@ -71,6 +71,11 @@ class BeltController:
         self.drive = settings.control == "drive"
         self.info: TreadmillInfo | None = None
         self.link_up = False
+        self.belt_kmh: float | None = None
+        self.belt_t = 0.0
+        self.belt_incline: float | None = None
+        self.distance_m: float | None = None
+        self.shown: tuple[float, float | None] | None = None
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
         self._reset_session()
@@ -89,11 +94,6 @@ class BeltController:
         self.want_incline: float | None = None
         self.sent_incline: float | None = None
         self.incline_step: _Step | None = None
-        self.belt_kmh: float | None = None
-        self.belt_t = 0.0
-        self.belt_incline: float | None = None
-        self.distance_m: float | None = None
-        self.shown: tuple[float, float | None] | None = None
         self.winding_down = False
         self.halt_pending = False
         self.speed_control = True
@@ -241,13 +241,8 @@ class BeltController:
             return
         now = self.coach.now
         if self.speed_control and self.want_kmh is not None and self._step_done(now):
-            goal = self.want_kmh
-            if self.sent_kmh is None or abs(goal - self.sent_kmh) > 1e-6:
-                base = self.sent_kmh if self.sent_kmh is not None else self.belt_kmh
-                nxt = goal
-                step_kmh = self.settings.speed_step_mph * KMH_PER_MPH
-                if base is not None and base > 0.05 and goal > base + 1e-6:
-                    nxt = min(goal, self._on_grid(base + step_kmh))  # up: one step, no jump
+            nxt = self._next_speed(self.want_kmh)
+            if nxt is not None:
                 self.sent_kmh = nxt
                 self.step = _Step(nxt, now)
                 self._write(ftms.target_speed(self._to_raw(nxt)))
@@ -260,6 +255,18 @@ class BeltController:
                 self.sent_incline = self.want_incline
                 self.incline_step = _Step(self.want_incline, now)
                 self._write(ftms.target_incline(self.want_incline))
+
+    def _next_speed(self, goal: float) -> float | None:
+        """The next speed to write on the way to ``goal`` (None: nothing to write now). Down
+        goes at once; up goes one step at a time, and not while a turn waits for "ready"."""
+        if self.sent_kmh is not None and abs(goal - self.sent_kmh) < 1e-6:
+            return None
+        base = self.sent_kmh if self.sent_kmh is not None else self.belt_kmh
+        if base is None or base <= 0.05 or goal <= base + 1e-6:
+            return goal
+        if self.coach.awaiting_turn:
+            return None
+        return min(goal, self._on_grid(base + self.settings.speed_step_mph * KMH_PER_MPH))
 
     def _step_done(self, now: float) -> bool:
         step = self.step
