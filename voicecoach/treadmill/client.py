@@ -1,0 +1,381 @@
+"""The FTMS treadmill over Bluetooth with bleak: an asyncio controller and a thread-safe facade."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.ftms import FtmsError, Op
+from voicecoach.treadmill.link import (
+    DEFAULT_INCLINE_RANGE,
+    DEFAULT_SPEED_RANGE,
+    BeltReading,
+    LinkDown,
+    LinkUp,
+    StatusReport,
+    TreadmillInfo,
+    Update,
+    WriteDone,
+    WriteLog,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds a control point write may take to be answered by its indication.
+WRITE_TIMEOUT_S = 3.0
+#: Seconds between attempts to reconnect a lost treadmill.
+RECONNECT_S = 3.0
+CONNECT_TIMEOUT_S = 15.0
+
+
+class TreadmillError(VoicecoachError):
+    """The treadmill link failed: no adapter, Bluetooth off, not found, not FTMS, refused."""
+
+
+class WriteTimeout(TreadmillError):
+    """A control point write was not answered in time."""
+
+
+def explain(exc: BaseException, address: str = "") -> TreadmillError:
+    """A bleak (or D-Bus) exception as one user-facing line with a fix."""
+    if isinstance(exc, TreadmillError):
+        return exc
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDeviceNotFoundError, BleakError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, BleakBluetoothNotAvailableError) or "No Bluetooth adapters" in text:
+        if "powered" in text.lower() or "off" in text.lower():
+            return TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+        return TreadmillError("no Bluetooth adapter found",
+                              "plug one in, or check `bluetoothctl list` and that bluetoothd runs")
+    if "NotReady" in text or "not powered" in text.lower():
+        return TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+    if isinstance(exc, BleakDeviceNotFoundError) or "not found" in text.lower():
+        return TreadmillError(f"no Bluetooth device {address!r} in range",
+                              "switch the treadmill on and run `voicecoach treadmill scan`")
+    if isinstance(exc, (BleakError, EOFError, OSError, asyncio.TimeoutError)) \
+            or "org.freedesktop.DBus" in text:
+        if "org.bluez" in text and "ServiceUnknown" in text or "No such file" in text:
+            return TreadmillError("the Bluetooth service (bluetoothd) is not running",
+                                  "start it: sudo systemctl start bluetooth")
+        return TreadmillError(f"Bluetooth: {text}", "check that the treadmill is on and close")
+    return TreadmillError(f"treadmill link: {text}", "run with --debug for details")
+
+
+@dataclass(frozen=True)
+class Found:
+    """A treadmill seen while scanning."""
+
+    name: str
+    address: str
+    rssi: int | None
+
+
+async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
+    """FTMS devices advertising nearby, strongest signal first."""
+    from bleak import BleakScanner
+
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    try:
+        seen = await BleakScanner.discover(timeout, return_adv=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, whatever bleak raised
+        raise explain(exc) from None
+    out = [Found(adv.local_name or dev.name or "", dev.address, adv.rssi)
+           for dev, adv in seen.values()
+           if ftms.FTMS_SERVICE in [u.lower() for u in adv.service_uuids]]
+    return sorted(out, key=lambda f: -(f.rssi if f.rssi is not None else -999))
+
+
+async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None = None) -> Any:
+    """The BLEDevice for an address or (part of) a name; a clear error if none is in range."""
+    from bleak import BleakScanner
+
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    want = address_or_name.strip()
+    try:
+        if len(want) == 17 and want.count(":") == 5:
+            device = await BleakScanner.find_device_by_address(want, timeout, **kwargs)
+        else:
+            device = await BleakScanner.find_device_by_filter(
+                lambda d, adv: want.lower() in (adv.local_name or d.name or "").lower(),
+                timeout, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise explain(exc, want) from None
+    if device is None:
+        raise TreadmillError(f"no Bluetooth device {want!r} in range",
+                             "switch the treadmill on and run `voicecoach treadmill scan`")
+    return device
+
+
+class FtmsController:
+    """One connected FTMS treadmill: reads what it is, subscribes, and writes one control
+    point command at a time under a lock, awaiting its indication with a timeout. Control is
+    requested before the first command and again after it was lost; everything resets on
+    disconnect."""
+
+    def __init__(self, client: Any, on_update: Callable[[Any], None],
+                 write_timeout: float = WRITE_TIMEOUT_S) -> None:
+        self.client = client
+        self.on_update = on_update
+        self.write_timeout = write_timeout
+        self.joiner = ftms.DataJoiner()
+        self.controlled = False
+        self._lock = asyncio.Lock()
+        self._answer: asyncio.Future[ftms.Response] | None = None
+
+    def reset(self) -> None:
+        """The link went away: forget control, half a data record, a pending answer."""
+        self.controlled = False
+        self.joiner.reset()
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(TreadmillError("the treadmill link was lost", ""))
+
+    async def setup(self, name: str) -> TreadmillInfo:
+        """Read features and ranges and subscribe; a clear error if it is no FTMS treadmill."""
+        services = self.client.services
+        if services.get_service(ftms.FTMS_SERVICE) is None \
+                or services.get_characteristic(ftms.CONTROL_POINT) is None \
+                or services.get_characteristic(ftms.TREADMILL_DATA) is None:
+            raise TreadmillError(f"{name or self.client.address} is not an FTMS treadmill "
+                                 "(no Fitness Machine service with Treadmill Data)",
+                                 "check the address with `voicecoach treadmill scan`")
+        notes: list[str] = []
+
+        async def read(uuid: str, decode: Callable[[bytes], Any], default: Any) -> Any:
+            if services.get_characteristic(uuid) is None:
+                return default
+            try:
+                return decode(bytes(await self.client.read_gatt_char(uuid)))
+            except FtmsError as exc:
+                notes.append(f"{exc.message}; using {default}")
+                _LOGGER.warning("treadmill: %s; using %s", exc.message, default)
+                return default
+
+        no_features = ftms.Features(frozenset(), frozenset())
+        features = await read(ftms.FEATURE, ftms.decode_features, no_features)
+        speed = await read(ftms.SPEED_RANGE, ftms.decode_speed_range, DEFAULT_SPEED_RANGE)
+        incline = await read(ftms.INCLINE_RANGE, ftms.decode_incline_range,
+                             DEFAULT_INCLINE_RANGE)
+        await self.client.start_notify(ftms.TREADMILL_DATA, self._on_data)
+        await self.client.start_notify(ftms.CONTROL_POINT, self._on_indication)
+        if services.get_characteristic(ftms.STATUS) is not None:
+            await self.client.start_notify(ftms.STATUS, self._on_status)
+        return TreadmillInfo(name, self.client.address, features, speed, incline, tuple(notes))
+
+    def _on_data(self, _sender: Any, data: bytearray) -> None:
+        try:
+            record = self.joiner.feed(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if record is not None:
+            self.on_update(record)
+
+    def _on_status(self, _sender: Any, data: bytearray) -> None:
+        try:
+            status = ftms.decode_status(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if status.op == ftms.StatusOp.CONTROL_PERMISSION_LOST:
+            self.controlled = False
+        self.on_update(status)
+
+    def _on_indication(self, _sender: Any, data: bytearray) -> None:
+        try:
+            response = ftms.decode_response(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(response)
+
+    async def _write_one(self, command: ftms.Command) -> ftms.Response:
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(), response=True)
+        try:
+            response = await asyncio.wait_for(self._answer, self.write_timeout)
+        except asyncio.TimeoutError:
+            raise WriteTimeout(f"the treadmill did not answer '{command.describe()}' within "
+                               f"{self.write_timeout:g} s", "check it is on and close") from None
+        finally:
+            self._answer = None
+        if response.request != command.op:
+            _LOGGER.warning("treadmill: answer for op 0x%02x to a write of 0x%02x",
+                            response.request, command.op)
+        return response
+
+    async def write(self, command: ftms.Command) -> ftms.Response:
+        """Write ``command`` (requesting control first if needed) and return its answer."""
+        async with self._lock:
+            if not self.controlled and command.op is not Op.REQUEST_CONTROL:
+                granted = await self._write_one(ftms.request_control())
+                if not granted.ok:
+                    return ftms.Response(command.op, granted.result)
+                self.controlled = True
+            response = await self._write_one(command)
+            if command.op is Op.REQUEST_CONTROL and response.ok:
+                self.controlled = True
+            if response.result == ftms.Result.NOT_PERMITTED:
+                self.controlled = False
+            return response
+
+
+async def connect(address_or_name: str, on_update: Callable[[Any], None],
+                  on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
+                  timeout: float = CONNECT_TIMEOUT_S) -> tuple[Any, FtmsController, TreadmillInfo]:
+    """Find, connect and set up; returns (BleakClient, controller, info)."""
+    from bleak import BleakClient
+
+    device = await find(address_or_name, min(timeout, 8.0), adapter)
+    holder: list[FtmsController] = []
+
+    def lost(_client: Any) -> None:
+        for controller in holder:
+            controller.reset()
+        if on_disconnect is not None:
+            on_disconnect()
+
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    client = BleakClient(device, disconnected_callback=lost, timeout=timeout, **kwargs)
+    try:
+        await client.connect()
+    except Exception as exc:  # noqa: BLE001
+        raise explain(exc, address_or_name) from None
+    controller = FtmsController(client, on_update)
+    holder.append(controller)
+    try:
+        info = await controller.setup(device.name or "")
+    except BaseException:
+        await client.disconnect()
+        raise
+    return client, controller, info
+
+
+class BleakTreadmill:
+    """:class:`~voicecoach.treadmill.link.Treadmill` over bleak. bleak runs in its own asyncio
+    thread; the coach's loop only puts commands in and drains a ``queue.Queue`` of updates, so
+    nothing here blocks the audio path. The link reconnects in the background by itself."""
+
+    def __init__(self, address_or_name: str, *, adapter: str | None = None,
+                 reconnect_s: float = RECONNECT_S) -> None:
+        self.address = address_or_name
+        self.adapter = adapter
+        self.reconnect_s = reconnect_s
+        self.log = WriteLog()
+        self._updates: queue.Queue[tuple[float, Any]] = queue.Queue()
+        self._loop = asyncio.new_event_loop()
+        self._commands: asyncio.Queue[ftms.Command] | None = None
+        self._closing = False
+        self._t0 = time.monotonic()
+        self._last_poll_t = 0.0
+        self._thread = threading.Thread(target=self._run, name="treadmill-link", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ Treadmill
+    def send(self, command: ftms.Command, t: float) -> None:
+        self.log.add(t, command)
+        self._loop.call_soon_threadsafe(self._enqueue, command)
+
+    def poll(self, t: float) -> list[Update]:
+        out: list[Update] = []
+        while True:
+            try:
+                _wall, item = self._updates.get_nowait()
+            except queue.Empty:
+                break
+            out.append(self._stamp(item, t))
+        self._last_poll_t = t
+        return out
+
+    def close(self) -> None:
+        self._closing = True
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+
+    # ------------------------------------------------------------------ the asyncio side
+    @staticmethod
+    def _stamp(item: Any, t: float) -> Update:
+        if isinstance(item, ftms.TreadmillData):
+            return BeltReading(t, item)
+        if isinstance(item, ftms.Status):
+            return StatusReport(t, item)
+        if isinstance(item, TreadmillInfo):
+            return LinkUp(t, item)
+        if isinstance(item, tuple) and item[0] == "done":
+            return WriteDone(t, item[1], item[2], item[3])
+        return LinkDown(t, str(item[1]))
+
+    def _put(self, item: Any) -> None:
+        self._updates.put((time.monotonic(), item))
+
+    def _enqueue(self, command: ftms.Command) -> None:
+        if self._commands is not None:
+            self._commands.put_nowait(command)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._commands = asyncio.Queue()
+        self._loop.create_task(self._supervise())
+        try:
+            self._loop.run_forever()
+        finally:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    async def _supervise(self) -> None:
+        said = ""
+        while not self._closing:
+            lost = asyncio.Event()
+            try:
+                client, controller, info = await connect(
+                    self.address, self._put, lambda ev=lost: self._loop.call_soon_threadsafe(ev.set),
+                    self.adapter)
+            except TreadmillError as exc:
+                if exc.message != said:  # one line per new kind of trouble, not per retry
+                    said = exc.message
+                    self._put(("down", exc.one_line()))
+                await asyncio.sleep(self.reconnect_s)
+                continue
+            said = ""
+            self._drain_commands()  # nothing written while away is sent late
+            self._put(info)
+            writer = asyncio.create_task(self._writer(controller, lost))
+            await lost.wait()
+            writer.cancel()
+            self._put(("down", "the treadmill link was lost"))
+            try:
+                await client.disconnect()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            await asyncio.sleep(self.reconnect_s)
+
+    def _drain_commands(self) -> None:
+        assert self._commands is not None
+        while not self._commands.empty():
+            command = self._commands.get_nowait()
+            self._put(("done", command, None, "not connected"))
+
+    async def _writer(self, controller: FtmsController, lost: asyncio.Event) -> None:
+        assert self._commands is not None
+        while not lost.is_set():
+            command = await self._commands.get()
+            try:
+                response = await controller.write(command)
+                self._put(("done", command, response, ""))
+            except WriteTimeout:
+                self._put(("done", command, None, "timed out"))
+            except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
+                self._put(("done", command, None, explain(exc).message))
