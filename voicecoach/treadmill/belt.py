@@ -96,6 +96,7 @@ class BeltController:
         self.incline_step: _Step | None = None
         self.winding_down = False
         self.halt_pending = False
+        self.start_pending = False
         self.speed_control = True
         self.writes_refused = False
         self._said = set()
@@ -203,6 +204,10 @@ class BeltController:
         self.started = True
         if not self.drive:
             return
+        if not self.link_up:  # started when the link is up (the user did say ready)
+            self.start_pending = True
+            return
+        self.start_pending = False
         if self.clamp_kmh(self.coach.speed_mph) is None:
             self._say_once("too_fast", say.TOO_FAST_FOR_PLAN)
             self.started = False
@@ -441,6 +446,8 @@ class BeltController:
         self.sent_incline, self.incline_step = self.want_incline, None
         if self.halt_pending:
             self._halt()
+        elif self.start_pending and self.coach.state in ACTIVE:
+            self._start_belt()
 
     def _link_down(self, reason: str) -> None:
         if not self.link_up:

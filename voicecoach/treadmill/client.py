@@ -100,13 +100,23 @@ async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None =
 
     kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
     want = address_or_name.strip()
+    is_address = len(want) == 17 and want.count(":") == 5
+
+    def match(dev: Any, adv: Any) -> bool:
+        if is_address:
+            return str(dev.address).upper() == want.upper()
+        return want.lower() in (adv.local_name or dev.name or "").lower()
+
+    device = None
     try:
-        if len(want) == 17 and want.count(":") == 5:
-            device = await BleakScanner.find_device_by_address(want, timeout, **kwargs)
-        else:
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, adv: want.lower() in (adv.local_name or d.name or "").lower(),
-                timeout, **kwargs)
+        async with BleakScanner(**kwargs) as scanner:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while device is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+                for dev, adv in scanner.discovered_devices_and_advertisement_data.values():
+                    if match(dev, adv):
+                        device = dev
+                        break
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, want) from None
     if device is None:
@@ -237,6 +247,7 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
     from bleak import BleakClient
 
     device = await find(address_or_name, min(timeout, 8.0), adapter)
+    name = device.name or ""
     holder: list[FtmsController] = []
 
     def lost(_client: Any) -> None:
@@ -254,7 +265,7 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
     controller = FtmsController(client, on_update)
     holder.append(controller)
     try:
-        info = await controller.setup(device.name or "")
+        info = await controller.setup(name or getattr(client, "name", "") or "")
     except BaseException:
         await client.disconnect()
         raise
@@ -339,10 +350,13 @@ class BleakTreadmill:
         said = ""
         while not self._closing:
             lost = asyncio.Event()
+
+            def on_lost(event: asyncio.Event = lost) -> None:
+                self._loop.call_soon_threadsafe(event.set)
+
             try:
-                client, controller, info = await connect(
-                    self.address, self._put, lambda ev=lost: self._loop.call_soon_threadsafe(ev.set),
-                    self.adapter)
+                client, controller, info = await connect(self.address, self._put, on_lost,
+                                                         self.adapter)
             except TreadmillError as exc:
                 if exc.message != said:  # one line per new kind of trouble, not per retry
                     said = exc.message
