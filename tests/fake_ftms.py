@@ -205,8 +205,9 @@ class FakeTreadmill:
 class Bluezoo:
     """A private dbus-daemon with bluezoo on it: two powered mock adapters, nothing else."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, powered: bool = True) -> None:
         self.tmp = tmp
+        self.powered = powered
         self.procs: list[subprocess.Popen[bytes]] = []
         self.address = ""
 
@@ -228,7 +229,8 @@ class Bluezoo:
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
         self.procs.append(subprocess.Popen(
             [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
-             "--auto-enable", "--scan-interval", "1", "-a", CENTRAL[1], "-a", PERIPHERAL[1]], env=env,
+             *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
+             "-a", CENTRAL[1], "-a", PERIPHERAL[1]], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self) -> None:
@@ -266,10 +268,10 @@ def run_in_thread(fake: FakeTreadmill) -> threading.Thread:
 
 
 @contextmanager
-def mock_bluez() -> Iterator[Bluezoo]:
+def mock_bluez(powered: bool = True) -> Iterator[Bluezoo]:
     """bluezoo on a private bus, with DBUS_SYSTEM_BUS_ADDRESS pointing at it meanwhile."""
     with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
-        zoo = Bluezoo(Path(tmp))
+        zoo = Bluezoo(Path(tmp), powered)
         old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
         zoo.start()
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address

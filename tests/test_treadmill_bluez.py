@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,13 +41,14 @@ from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
 from voicecoach.treadmill import client, ftms  # noqa: E402
 from voicecoach.treadmill.belt import BeltController  # noqa: E402
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op  # noqa: E402
-from voicecoach.treadmill.sim import BeltModel  # noqa: E402
+from voicecoach.treadmill.sim import BeltModel, Quirks  # noqa: E402
 from voicecoach.workout.coach import Coach  # noqa: E402
 from voicecoach.workout.machine import State  # noqa: E402
 
 
 @pytest.fixture()
 def fake() -> Iterator[FakeTreadmill]:
+    """A fresh mock BlueZ with one fake treadmill (tests may change its model's quirks)."""
     try:
         zoo = mock_bluez()
         zoo.__enter__()
@@ -166,3 +171,91 @@ def test_a_device_that_is_not_an_ftms_treadmill() -> None:
     finally:
         zoo.__exit__(None, None, None)
         gc.collect()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    forget()  # a fresh process starts a fresh discovery
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "--adapter",
+                           CENTRAL[0], *args], text=True, capture_output=True, timeout=60,
+                          env=env)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_cli_scan_and_info(fake: FakeTreadmill) -> None:
+    scan = _cli("scan", "--timeout", "2")
+    assert scan.returncode == 0, scan.stderr
+    assert PERIPHERAL[1] in scan.stdout and "FakeTread" in scan.stdout
+    info = _cli("info", PERIPHERAL[1])
+    assert info.returncode == 0, info.stderr
+    assert "speed range: 0.8 to 16 km/h" in info.stdout and "belt: 0.0 mph" in info.stdout
+    assert fake.writes == []  # info moves nothing
+
+
+# One connection per mock BlueZ: bluezoo cannot export a device's GATT objects a second time
+# after the device was forgotten and found again (EEXIST), so each of these has its own.
+def test_cli_test_moves_nothing_without_move(fake: FakeTreadmill) -> None:
+    test = _cli("test", "FakeTread")
+    assert test.returncode == 0, test.stderr
+    assert "control: granted" in test.stdout and "not moved" in test.stdout
+    assert [ftms.decode_command(w).op for w in fake.writes] == [Op.REQUEST_CONTROL]
+
+
+def test_cli_test_move_runs_the_belt_at_its_slowest_then_halts_it(fake: FakeTreadmill) -> None:
+    moved = _cli("test", PERIPHERAL[1], "--move")
+    assert moved.returncode == 0, moved.stderr + moved.stdout
+    assert "result: belt reached 0.8 km/h, halted" in moved.stdout
+    ops = [ftms.decode_command(w) for w in fake.writes]
+    assert ops == [ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8),
+                   ftms.stop()]
+
+
+def test_cli_control_not_permitted_is_one_line(fake: FakeTreadmill) -> None:
+    fake.model.quirks = Quirks(denies_control=True)
+    _one_line(_cli("test", PERIPHERAL[1]), "not permitted")
+
+
+def test_cli_a_write_that_times_out_is_one_line(fake: FakeTreadmill) -> None:
+    fake.mute_control = True
+    _one_line(_cli("test", PERIPHERAL[1]), "did not answer")
+
+
+def test_cli_an_address_that_is_not_there(fake: FakeTreadmill) -> None:
+    _one_line(_cli("info", "00:00:00:00:CC:03"), "00:00:00:00:CC:03")
+
+
+def test_cli_bluetooth_off_and_no_bluetooth_service() -> None:
+    try:
+        zoo = mock_bluez(powered=False)
+        zoo.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+    try:
+        _one_line(_cli("scan", "--timeout", "1"), "Bluetooth is off")
+    finally:
+        zoo.__exit__(None, None, None)
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "info",
+                             "00:00:00:00:CC:03"], text=True, capture_output=True, timeout=60,
+                            env=env)
+    _one_line(result, "Bluetooth")
+
+
+def test_doctor_checks_bluetooth_and_the_treadmill(fake: FakeTreadmill, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[treadmill]\ncontrol = "drive"\naddress = "{PERIPHERAL[1]}"\n')
+    forget()
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "--data-dir", str(tmp_path),
+                             "doctor", "--no-render", "--config", str(config)], text=True,
+                            capture_output=True, timeout=120, env={**os.environ})
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok") and "bluetooth: hci0 (on), hci1 (on)" in line
+               for line in lines), result.stdout
+    assert any(line.startswith("ok") and "treadmill: FakeTread: FTMS" in line
+               for line in lines), result.stdout

@@ -18,6 +18,7 @@ _LOGGER = logging.getLogger(__name__)
 #: registers its parser and sets ``func=run(args) -> int`` as a default.
 COMMAND_MODULES = (
     "run", "demo", "diagram", "listen", "model", "history", "serve", "start", "doctor", "config",
+    "treadmill",
 )
 
 

@@ -230,6 +230,45 @@ def check_data_dir(data_dir: Path) -> Iterator[Check]:
                 "free some disk space or move the data folder")
 
 
+def check_treadmill(settings: Settings) -> Iterator[Check]:
+    """Bluetooth and the configured treadmill, when the coach is to use one."""
+    t = settings.treadmill
+    if t.control == "off":
+        yield Check("treadmill", OK, "not used ([treadmill] control = off)")
+        return
+    if not t.address:
+        yield Check("treadmill", FAIL, f"[treadmill] control = {t.control} but no address",
+                    "run `voicecoach treadmill scan` and set [treadmill] address")
+        return
+    import asyncio
+
+    from voicecoach.treadmill.client import TreadmillError, adapters, connect
+
+    try:
+        found = asyncio.run(adapters())
+    except TreadmillError as exc:
+        yield Check("bluetooth", FAIL, exc.message, exc.hint)
+        return
+    if not found:
+        yield Check("bluetooth", FAIL, "no Bluetooth adapter", "plug one in (`bluetoothctl list`)")
+        return
+    if not any(powered for _, powered in found):
+        yield Check("bluetooth", FAIL, "Bluetooth is off", "bluetoothctl power on")
+        return
+    yield Check("bluetooth", OK, ", ".join(f"{n} ({'on' if p else 'off'})" for n, p in found))
+
+    async def probe() -> str:
+        client, _controller, info = await connect(t.address or "", lambda _u: None, timeout=10.0)
+        await client.disconnect()
+        r = info.speed_range
+        return f"{info.name or info.address}: FTMS, speed {r.minimum:g}-{r.maximum:g} km/h"
+
+    try:
+        yield Check("treadmill", OK, asyncio.run(probe()))
+    except TreadmillError as exc:
+        yield Check("treadmill", FAIL, exc.message, exc.hint)
+
+
 def run_checks(config: Path | None = None, data_dir: str | None = None,
                sd: ModuleType | None = None, render: bool = True) -> Iterator[Check]:
     """Every check in order; a check that crashes becomes a FAIL line, never a traceback."""
@@ -240,6 +279,7 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
         ("recognisers", lambda: check_recognisers(settings)),
         ("voice", lambda: check_tts(settings, render)),
         ("data folder", lambda: check_data_dir(settings.data_dir)),
+        ("treadmill", lambda: check_treadmill(settings)),
     ]
     for name, group in groups:
         try:

@@ -70,6 +70,25 @@ def explain(exc: BaseException, address: str = "") -> TreadmillError:
     return TreadmillError(f"treadmill link: {text}", "run with --debug for details")
 
 
+def _quiet_bleak() -> None:
+    """bleak warns once when bluetoothctl is missing; that is not the user's problem (one line
+    per error on the command line), so it is only shown with --debug."""
+    if not _LOGGER.isEnabledFor(logging.DEBUG):
+        logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)
+
+
+async def _check_adapter(adapter: str | None) -> None:
+    """A clear error before scanning when there is no adapter or Bluetooth is off."""
+    found = await adapters()
+    if adapter:
+        found = [a for a in found if a[0] == adapter]
+    if not found:
+        raise TreadmillError(f"no Bluetooth adapter{' ' + adapter if adapter else ''} found",
+                             "plug one in, or check `bluetoothctl list`")
+    if not any(powered for _, powered in found):
+        raise TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+
+
 @dataclass(frozen=True)
 class Found:
     """A treadmill seen while scanning."""
@@ -83,6 +102,8 @@ async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
     """FTMS devices advertising nearby, strongest signal first."""
     from bleak import BleakScanner
 
+    _quiet_bleak()
+    await _check_adapter(adapter)
     kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
     try:
         seen = await BleakScanner.discover(timeout, return_adv=True, **kwargs)
@@ -98,6 +119,8 @@ async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None =
     """The BLEDevice for an address or (part of) a name; a clear error if none is in range."""
     from bleak import BleakScanner
 
+    _quiet_bleak()
+    await _check_adapter(adapter)
     kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
     want = address_or_name.strip()
     is_address = len(want) == 17 and want.count(":") == 5
@@ -393,3 +416,33 @@ class BleakTreadmill:
                 self._put(("done", command, None, "timed out"))
             except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
                 self._put(("done", command, None, explain(exc).message))
+
+
+async def adapters() -> list[tuple[str, bool]]:
+    """(name, powered) of each Bluetooth adapter BlueZ knows; a clear error without BlueZ."""
+    from dbus_fast import BusType
+    from dbus_fast.aio import MessageBus
+
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except Exception as exc:  # noqa: BLE001
+        raise TreadmillError(f"Bluetooth is not available: the system D-Bus cannot be reached "
+                             f"({exc})", "install and start dbus and bluez (Linux only)") from None
+    try:
+        try:
+            intro = await bus.introspect("org.bluez", "/")
+            obj = bus.get_proxy_object("org.bluez", "/", intro)
+            managed = await obj.get_interface(
+                "org.freedesktop.DBus.ObjectManager").call_get_managed_objects()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            raise TreadmillError("the Bluetooth service (bluetoothd) is not running",
+                                 "sudo apt install bluez && sudo systemctl start bluetooth") from None
+        out = []
+        for path, interfaces in sorted(managed.items()):
+            adapter = interfaces.get("org.bluez.Adapter1")
+            if adapter is not None:
+                powered = adapter.get("Powered")
+                out.append((path.rsplit("/", 1)[-1], bool(powered.value if powered else False)))
+        return out
+    finally:
+        bus.disconnect()
