@@ -32,6 +32,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings
 from voicecoach.speech.speaker import Speaker
+from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     add_engine_options(parser)
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
     add_plan_options(parser)
+    parser.add_argument("--treadmill", choices=("sim",), default=None,
+                        help="drive a simulated treadmill instead of the configured one "
+                             "([treadmill] in the config)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -158,6 +162,9 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True))
+    treadmill, treadmill_settings = open_treadmill(settings.treadmill,
+                                                   getattr(args, "treadmill", None),
+                                                   live=clock.live)
 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")
@@ -165,7 +172,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     loop = DeviceLoop(settings, grammar, recogniser, speaker, open_source, open_session,
                       plan=chosen, listeners=[output_listener(args, settings)],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,
-                      canceller=canceller)
+                      canceller=canceller, treadmill=treadmill,
+                      treadmill_settings=treadmill_settings)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if not begin_at_once:
@@ -177,6 +185,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
             wait(30.0)
     finally:
         speaker.close()  # SIGTERM: speech stops at once
+        if treadmill is not None:
+            treadmill.close()
         signal.signal(signal.SIGTERM, previous)
     return 0
 
