@@ -15,7 +15,7 @@ from voicecoach import cli, doctor
 ALWAYS = ["config file", "sound library", "input devices", "configured input device",
           "output devices", "configured output device", "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
-          "data folder", "free space"]
+          "data folder", "free space", "treadmill"]
 
 
 def fake_sounddevice(names: list[str]) -> types.ModuleType:
@@ -191,3 +191,12 @@ def test_korean_needs_vosk_and_its_model(tmp_path: Path, engine: str, status: st
 def test_english_with_pocketsphinx_needs_no_vosk_model(tmp_path: Path) -> None:
     _, lines = run(tmp_path, '[speech]\nengine = "pocketsphinx"\n', render=False)
     assert by_name(lines)["vosk model (en)"].startswith("ok    vosk model (en): not needed")
+
+
+def test_a_driven_treadmill_without_an_address_is_a_clear_fail(tmp_path: Path) -> None:
+    from voicecoach.doctor import check_treadmill
+    from voicecoach.settings import Settings, TreadmillSettings
+
+    [check] = check_treadmill(Settings(treadmill=TreadmillSettings(control="drive")))
+    assert check.status == "FAIL" and "no address" in check.detail
+    assert "treadmill scan" in check.fix

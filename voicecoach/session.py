@@ -49,6 +49,7 @@ class EventPrinter:
     def __init__(self, stream: TextIO, units: str = "mph") -> None:
         self.stream = stream
         self.units = units
+        self._belt = ""
 
     def __call__(self, event: Event) -> None:
         line = self.format(event)
@@ -74,7 +75,11 @@ class EventPrinter:
         if isinstance(event, BeltReported):
             unit = "km/h" if self.units == "kmh" else "mph"
             line = f"belt: {speed_text(event.speed_mph, self.units).split()[0]} {unit}"
-            return line + (f", incline {event.incline_pct:g}%" if event.incline_pct else "")
+            line += f", incline {event.incline_pct:g}%" if event.incline_pct else ""
+            if line == self._belt:  # a distance report: nothing new to show
+                return None
+            self._belt = line
+            return line
         if isinstance(event, SessionEnded):
             return f"session {event.outcome}: {event.backward_s / 60:.1f} min backward"
         return None

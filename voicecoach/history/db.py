@@ -60,6 +60,11 @@ class SessionSummary:
     backward_speed_mph: float | None
     pain_reports: int
     notes: str = ""
+    belt_speed_mph: float | None = None
+    """Measured by the treadmill: time-weighted belt speed while walking backward (mph)."""
+    belt_max_speed_mph: float | None = None
+    belt_incline_pct: float | None = None
+    belt_distance_m: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -72,7 +77,8 @@ _SUMMARY_SQL = """
 SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.backward_s,
        s.total_s, s.min_speed_mph, s.max_speed_mph, s.planned_backward_s, s.speed_mph,
        s.incline_pct, s.backward_speed_mph,
-       (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes
+       (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes,
+       s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m
 FROM sessions s
 """
 
@@ -238,10 +244,14 @@ class HistoryDB:
                     conn.execute(
                         "UPDATE sessions SET status = 'interrupted', ended_at = ?, backward_s = ?,"
                         " total_s = ?, min_speed_mph = ?, max_speed_mph = ?,"
-                        " backward_speed_mph = ? WHERE id = ? AND status = 'running'",
+                        " backward_speed_mph = ?, belt_speed_mph = ?, belt_max_speed_mph = ?,"
+                        " belt_incline_pct = ?, belt_distance_m = ?"
+                        " WHERE id = ? AND status = 'running'",
                         (ended.isoformat(timespec="seconds"), tally.backward_s, total,
                          tally.min_speed_mph, tally.max_speed_mph,
-                         tally.mean_backward_speed_mph, sid))
+                         tally.mean_backward_speed_mph, tally.belt_speed_mph,
+                         tally.belt_max_mph, tally.belt_incline_pct, tally.belt_distance_m,
+                         sid))
                 _LOGGER.warning("history: session %d was cut off after %.0f s; marked "
                                 "interrupted", sid, total)
             return [row[0] for row in dead]
@@ -270,7 +280,7 @@ class HistoryDB:
                 continue
             out.append(SessionSummary(row[0], started, row[2], row[3], row[4], row[5],
                                       datetime.fromisoformat(row[6]) if row[6] else None,
-                                      *row[7:17]))
+                                      *row[7:21]))
         return out
 
     def session(self, session_id: int) -> SessionSummary:

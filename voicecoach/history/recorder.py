@@ -143,10 +143,12 @@ class SessionRecorder:
         end = self.started_at + timedelta(seconds=total)
         conn.execute(
             "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?, total_s = ?,"
-            " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?"
-            " WHERE id = ?",
+            " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?,"
+            " belt_speed_mph = ?, belt_max_speed_mph = ?, belt_incline_pct = ?,"
+            " belt_distance_m = ? WHERE id = ?",
             (outcome, end.isoformat(timespec="seconds"), backward, total, total, lo, hi,
-             tally.mean_backward_speed_mph, self.session_id))
+             tally.mean_backward_speed_mph, tally.belt_speed_mph, tally.belt_max_mph,
+             tally.belt_incline_pct, tally.belt_distance_m, self.session_id))
         self.outcome = outcome
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)

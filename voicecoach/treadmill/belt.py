@@ -43,6 +43,8 @@ MAX_ACCEL_KMH_S = 4.0
 #: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
 #: slowest), then halted.
 WIND_DOWN_KMH = 1.0
+#: A BeltReported event at least every this many metres of belt (for the history's distance).
+REPORT_DISTANCE_M = 50.0
 
 
 @dataclass
@@ -76,6 +78,7 @@ class BeltController:
         self.belt_incline: float | None = None
         self.distance_m: float | None = None
         self.shown: tuple[float, float | None] | None = None
+        self.reported_m: float | None = None
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
         self._reset_session()
@@ -180,16 +183,20 @@ class BeltController:
     def _state_changed(self, event: ev.StateChanged) -> None:
         dest = State(event.dest)
         source = State(event.source) if event.source else None
+        if dest in (State.STOPPED, State.FINISHED):
+            self._report(force=True)  # the history's last word on speed and distance
         if dest is State.BRIEFING:
             self._reset_session()
         elif source is State.BRIEFING and dest in ACTIVE:
             self.briefed = True
-        elif dest is State.PAUSED and not self._console:
+        elif dest is State.PAUSED:
             self.step = self.incline_step = None
-            self._write(ftms.pause())
-        elif source is State.PAUSED and dest in ACTIVE and not self._console and self.started:
-            if not self._belt_moving():  # never a start/resume while running (toggle pads)
-                self._write(ftms.start_resume())  # the belt resumes at the target it kept
+            if not self._console:
+                self._write(ftms.pause())
+        elif source is State.PAUSED and dest in ACTIVE:
+            if not self._console and self.started and not self._belt_moving():
+                self._write(ftms.start_resume())  # never while running (toggle pads); the
+                # belt resumes at the target it kept
         elif dest is State.STOPPED:
             self.step = None
             if not self._console:
@@ -339,12 +346,20 @@ class BeltController:
                 self.belt_incline = data.incline_pct
         if data.distance_m is not None and data.distance_m >= 0:
             self.distance_m = data.distance_m
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        """A BeltReported event when the shown speed or incline changed, the distance grew by
+        REPORT_DISTANCE_M, or (``force``) the session is ending."""
         if self.belt_kmh is None:
             return
         mph = round(self.belt_kmh / KMH_PER_MPH, 1)
         incline = None if self.belt_incline is None else round(self.belt_incline, 1)
-        if self.shown != (mph, incline):
+        far = self.distance_m is not None and (
+            self.reported_m is None or self.distance_m - self.reported_m >= REPORT_DISTANCE_M)
+        if force or far or self.shown != (mph, incline):
             self.shown = (mph, incline)
+            self.reported_m = self.distance_m
             self.coach.emit(ev.BeltReported(t=self.coach.now, state=self.coach.state.value,
                                             speed_mph=mph, incline_pct=incline,
                                             distance_m=self.distance_m))
