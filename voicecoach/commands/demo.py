@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder):
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
         step = 0.5
-        belt = _sim_belt(coach, settings) if args.treadmill == "sim" else None
+        belt = _sim_belt(coach, settings) if getattr(args, "treadmill", None) == "sim" else None
         run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
         if belt is not None:  # the belt slows to a halt after the session
             t = coach.now

@@ -161,6 +161,8 @@ class FtmsController:
         self.write_timeout = write_timeout
         self.joiner = ftms.DataJoiner()
         self.controlled = False
+        #: The BLEDevice connected to (reconnects reuse it without scanning).
+        self.device: Any = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[ftms.Response] | None = None
 
@@ -265,11 +267,14 @@ class FtmsController:
 
 async def connect(address_or_name: str, on_update: Callable[[Any], None],
                   on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
-                  timeout: float = CONNECT_TIMEOUT_S) -> tuple[Any, FtmsController, TreadmillInfo]:
-    """Find, connect and set up; returns (BleakClient, controller, info)."""
+                  timeout: float = CONNECT_TIMEOUT_S,
+                  device: Any = None) -> tuple[Any, FtmsController, TreadmillInfo]:
+    """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
+    returns (BleakClient, controller, info)."""
     from bleak import BleakClient
 
-    device = await find(address_or_name, min(timeout, 8.0), adapter)
+    if device is None:
+        device = await find(address_or_name, min(timeout, 8.0), adapter)
     name = device.name or ""
     holder: list[FtmsController] = []
 
@@ -286,6 +291,7 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, address_or_name) from None
     controller = FtmsController(client, on_update)
+    controller.device = device
     holder.append(controller)
     try:
         info = await controller.setup(name or getattr(client, "name", "") or "")
@@ -310,6 +316,7 @@ class BleakTreadmill:
         self._loop = asyncio.new_event_loop()
         self._commands: asyncio.Queue[ftms.Command] | None = None
         self._closing = False
+        self._task: asyncio.Task[None] | None = None
         self._t0 = time.monotonic()
         self._last_poll_t = 0.0
         self._thread = threading.Thread(target=self._run, name="treadmill-link", daemon=True)
@@ -332,10 +339,27 @@ class BleakTreadmill:
         return out
 
     def close(self) -> None:
+        """Disconnect, stop the background loop and its thread (within a few seconds)."""
+        if self._closing:
+            return
         self._closing = True
         if self._loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                done.result(8.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                _LOGGER.debug("treadmill: shutdown did not finish cleanly", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
+
+    async def _shutdown(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
 
     # ------------------------------------------------------------------ the asyncio side
     @staticmethod
@@ -360,7 +384,7 @@ class BleakTreadmill:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._commands = asyncio.Queue()
-        self._loop.create_task(self._supervise())
+        self._task = self._loop.create_task(self._supervise())
         try:
             self._loop.run_forever()
         finally:
@@ -371,6 +395,7 @@ class BleakTreadmill:
 
     async def _supervise(self) -> None:
         said = ""
+        known: Any = None  # the BLEDevice once found: reconnects go to it without a scan
         while not self._closing:
             lost = asyncio.Event()
 
@@ -379,8 +404,10 @@ class BleakTreadmill:
 
             try:
                 client, controller, info = await connect(self.address, self._put, on_lost,
-                                                         self.adapter)
+                                                         self.adapter, device=known)
+                known = controller.device
             except TreadmillError as exc:
+                known = None  # look it up afresh next time
                 if exc.message != said:  # one line per new kind of trouble, not per retry
                     said = exc.message
                     self._put(("down", exc.one_line()))
@@ -390,13 +417,15 @@ class BleakTreadmill:
             self._drain_commands()  # nothing written while away is sent late
             self._put(info)
             writer = asyncio.create_task(self._writer(controller, lost))
-            await lost.wait()
-            writer.cancel()
-            self._put(("down", "the treadmill link was lost"))
             try:
-                await client.disconnect()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+                await lost.wait()
+                self._put(("down", "the treadmill link was lost"))
+            finally:
+                writer.cancel()
+                try:
+                    await client.disconnect()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
             await asyncio.sleep(self.reconnect_s)
 
     def _drain_commands(self) -> None:

@@ -183,6 +183,8 @@ class SimTreadmill:
         self.now = 0.0
         self.up = False
         self.connects = 0
+        #: Workout times at which the link came up (connects and reconnects).
+        self.up_times: list[float] = []
         self._queue: list[_Due] = []
         self._seq = 0
         self._out: list[Update] = []
@@ -243,6 +245,7 @@ class SimTreadmill:
         if due.kind == "connect":
             self.up = True
             self.connects += 1
+            self.up_times.append(due.t)
             self.model.controlled = self._control = False  # control is per connection
             self._out.append(LinkUp(due.t, self.info()))
         elif due.kind == "write":
