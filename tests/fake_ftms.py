@@ -205,9 +205,10 @@ class FakeTreadmill:
 class Bluezoo:
     """A private dbus-daemon with bluezoo on it: two powered mock adapters, nothing else."""
 
-    def __init__(self, tmp: Path, powered: bool = True) -> None:
+    def __init__(self, tmp: Path, powered: bool = True, adapters: int = 2) -> None:
         self.tmp = tmp
         self.powered = powered
+        self.adapters = adapters
         self.procs: list[subprocess.Popen[bytes]] = []
         self.address = ""
 
@@ -230,7 +231,8 @@ class Bluezoo:
         self.procs.append(subprocess.Popen(
             [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
              *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
-             "-a", CENTRAL[1], "-a", PERIPHERAL[1]], env=env,
+             *[arg for address in (CENTRAL[1], PERIPHERAL[1])[:self.adapters]
+               for arg in ("-a", address)]], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self) -> None:
@@ -268,15 +270,15 @@ def run_in_thread(fake: FakeTreadmill) -> threading.Thread:
 
 
 @contextmanager
-def mock_bluez(powered: bool = True) -> Iterator[Bluezoo]:
+def mock_bluez(powered: bool = True, adapters: int = 2) -> Iterator[Bluezoo]:
     """bluezoo on a private bus, with DBUS_SYSTEM_BUS_ADDRESS pointing at it meanwhile."""
     with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
-        zoo = Bluezoo(Path(tmp), powered)
+        zoo = Bluezoo(Path(tmp), powered, adapters)
         old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
         zoo.start()
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
         try:
-            _wait_for_adapters()
+            _wait_for_adapters(adapters)
             yield zoo
         finally:
             zoo.stop()
@@ -286,7 +288,7 @@ def mock_bluez(powered: bool = True) -> Iterator[Bluezoo]:
                 os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
 
 
-def _wait_for_adapters() -> None:
+def _wait_for_adapters(count: int = 2) -> None:
     async def check() -> bool:
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         try:
@@ -294,7 +296,7 @@ def _wait_for_adapters() -> None:
             obj = bus.get_proxy_object("org.bluez", "/", intro)
             managed: dict[str, Any] = await obj.get_interface(
                 "org.freedesktop.DBus.ObjectManager").call_get_managed_objects()
-            return sum("org.bluez.Adapter1" in v for v in managed.values()) >= 2
+            return sum("org.bluez.Adapter1" in v for v in managed.values()) >= count
         except Exception:  # noqa: BLE001 - not up yet
             return False
         finally:

@@ -270,7 +270,7 @@ def test_nothing_the_coach_says_about_the_belt_names_a_command() -> None:
 def test_ready_before_the_link_is_up_starts_the_belt_when_it_comes_up() -> None:
     sim = SimTreadmill(connect_at=20.0)
     run = BeltRun(sim=sim).briefed().ready()
-    assert run.writes() == []
+    assert run.writes() == [] and sayings.NOT_CONNECTED in run.said()
     run.at(25)
     assert [c.op for _, c in run.writes()][:3] == [Op.REQUEST_CONTROL, Op.START_RESUME,
                                                    Op.SET_TARGET_SPEED]

@@ -230,16 +230,21 @@ def test_cli_an_address_that_is_not_there(fake: FakeTreadmill) -> None:
     _one_line(_cli("info", "00:00:00:00:CC:03"), "00:00:00:00:CC:03")
 
 
-def test_cli_bluetooth_off_and_no_bluetooth_service() -> None:
-    try:
-        zoo = mock_bluez(powered=False)
-        zoo.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
-    try:
-        _one_line(_cli("scan", "--timeout", "1"), "Bluetooth is off")
-    finally:
-        zoo.__exit__(None, None, None)
+def test_cli_bluetooth_off_no_adapter_and_no_bluetooth_service() -> None:
+    for kind, needle in (({"powered": False}, "Bluetooth is off"),
+                         ({"adapters": 0}, "no Bluetooth adapter")):
+        try:
+            zoo = mock_bluez(**kind)  # type: ignore[arg-type]
+            zoo.__enter__()
+        except RuntimeError as exc:
+            pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+        try:
+            result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "scan",
+                                     "--timeout", "1"], text=True, capture_output=True,
+                                    timeout=60, env={**os.environ})
+            _one_line(result, needle)
+        finally:
+            zoo.__exit__(None, None, None)
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
     result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "info",
                              "00:00:00:00:CC:03"], text=True, capture_output=True, timeout=60,

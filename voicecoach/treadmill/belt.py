@@ -79,6 +79,7 @@ class BeltController:
         self.distance_m: float | None = None
         self.shown: tuple[float, float | None] | None = None
         self.reported_m: float | None = None
+        self._down_reason = ""
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
         self._reset_session()
@@ -213,6 +214,7 @@ class BeltController:
             return
         if not self.link_up:  # started when the link is up (the user did say ready)
             self.start_pending = True
+            self._say_once("not_connected", say.NOT_CONNECTED, Priority.ANSWER)
             return
         self.start_pending = False
         if self.clamp_kmh(self.coach.speed_mph) is None:
@@ -466,6 +468,10 @@ class BeltController:
 
     def _link_down(self, reason: str) -> None:
         if not self.link_up:
+            if reason != self._down_reason:  # not connected yet: one line per new reason
+                self._down_reason = reason
+                _LOGGER.warning("treadmill: not connected: %s", reason)
+                self._problem("not connected", reason=reason)
             return
         self.link_up = False
         self.step = self.incline_step = None

@@ -29,3 +29,5 @@ WINDING_DOWN = "Slowing the belt to a halt. Step onto the side rails when it is 
 BELOW_RANGE = "This target is under the treadmill's slowest speed, so I keep it at its slowest."
 TOO_FAST_FOR_PLAN = ("This treadmill's slowest speed is above today's plan, so I leave the belt "
                      "to you. Use the console with care.")
+NOT_CONNECTED = ("The treadmill is not connected yet. Use the console for now; "
+                 "I will run the belt when it connects.")
