@@ -274,3 +274,14 @@ def test_ready_before_the_link_is_up_starts_the_belt_when_it_comes_up() -> None:
     run.at(25)
     assert [c.op for _, c in run.writes()][:3] == [Op.REQUEST_CONTROL, Op.START_RESUME,
                                                    Op.SET_TARGET_SPEED]
+
+
+def test_pain_slows_the_belt_even_below_the_phase_window() -> None:
+    run = BeltRun(BeltModel(speed_range=Range(0.5, 16.0, 0.1))).walking().at(70)
+    run.ready().at(run.t + 10)
+    assert run.coach.state is State.BACKWARD  # window 0.5 - 1.0, at 0.6
+    run.say("pain")
+    run.at(run.t + 5)
+    assert run.coach.speed_mph == pytest.approx(0.4)
+    assert run.speeds_written_mph()[-1] == pytest.approx(0.4)  # 0.6 km/h, the range's step
+    assert run.belt_mph() == pytest.approx(0.4, abs=0.06)

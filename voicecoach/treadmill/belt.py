@@ -102,7 +102,6 @@ class BeltController:
         self.halt_pending = False
         self.start_pending = False
         self.speed_control = True
-        self.writes_refused = False
         self._said = set()
 
     # ------------------------------------------------------------------ helpers
@@ -136,11 +135,10 @@ class BeltController:
         return min(top, phase.max_speed_mph) if phase else top
 
     def clamp_kmh(self, mph: float) -> float | None:
-        """The speed to write for a target of ``mph``: inside the phase window, both top speeds
-        and the treadmill's range; None if no speed satisfies all of them."""
-        phase = self.coach.phase
-        lo = phase.min_speed_mph if phase else 0.0
-        mph = min(max(mph, lo), self._top_mph())
+        """The speed to write for a target of ``mph``: never above the phase's top or either top
+        speed, inside the treadmill's range; None if no speed satisfies all of them. (Below the
+        phase's window is allowed: a pain report slows the belt under it.)"""
+        mph = min(max(mph, 0.0), self._top_mph())
         kmh = mph * KMH_PER_MPH
         r = self.speed_range
         if kmh < r.minimum - 1e-6:
