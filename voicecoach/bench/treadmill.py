@@ -58,6 +58,7 @@ PLAN_30 = Plan("bench-30min", (
 #: Negative clips (no command in them) said into the room, one about every TALK_EVERY_S.
 TALK = ("negatives/chatter", "negatives/coach_cue", "negatives/never_word")
 TALK_EVERY_S = 20.0
+TARGET_COMMANDS = ("faster", "slower", "incline_up", "incline_down", "pain")
 #: Wall seconds the BLE reconnect is waited for.
 RECONNECT_WAIT_S = 15.0
 
@@ -90,7 +91,10 @@ def stop_trials(settings: Settings, voices: tuple[str, ...] = VOICES) -> list[di
                           treadmill_settings=DRIVE)
         if clip not in run.source.clips:
             continue  # the coach never spoke long enough in the window
-        stops = [t for t, c in sim.log.of(Op.STOP_PAUSE) if c.value == 1 and t >= clip.start_s]
+        heard = [e.t for e in run.heard if e.command == "stop" and
+                 clip.start_s - 0.3 <= e.t <= clip.end_s + 2.5]  # this clip's stop, by voice
+        stops = [t for t, c in sim.log.of(Op.STOP_PAUSE)
+                 if c.value == 1 and heard and t >= heard[0] - 1e-9]
         over = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
                    for iv in run.speaker.speaking_intervals())
         rows.append({"voice": voice, "phrase": phrase, "over_speech": over,
@@ -160,14 +164,18 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
     return bad
 
 
-def hour_of_talk(settings: Settings, sessions: int = 2) -> dict[str, Any]:
-    """``sessions`` 30-minute sessions of talk and noise; counts writes, unasked ones, commands."""
+def hour_of_talk(settings: Settings, hours: float = 1.0, max_runs: int = 60) -> dict[str, Any]:
+    """Sessions of talk and noise until ``hours`` of audio are done (a stop falsely heard ends
+    one early: the next begins); counts writes, unasked ones and commands falsely heard."""
     recogniser, renderer = _recogniser(settings), _renderer(settings)
     talk = _talk_clips()
-    total: dict[str, Any] = {"audio_s": 0.0, "speed_incline_writes": 0, "unasked_writes": 0,
-                             "target_commands_heard": 0, "link_drops": 0, "console_changes": 0,
-                             "talk_clips": 0}
-    for n in range(sessions):
+    total: dict[str, Any] = {"audio_s": 0.0, "runs": 0, "speed_incline_writes": 0,
+                             "unasked_writes": 0, "target_commands_heard": 0,
+                             "stops_heard": 0, "link_drops": 0, "console_changes": 0,
+                             "talk_clips": 0, "link_lost_said": 0, "sessions_with_drop": 0}
+    n = 0
+    while total["audio_s"] < hours * 3600.0 and n < max_runs:
+        n += 1
         sim = SimTreadmill()
         drops = [200.0 + 600.0 * k for k in range(3)]  # a link drop every 10 minutes
         for t in drops:
@@ -187,17 +195,19 @@ def hour_of_talk(settings: Settings, sessions: int = 2) -> dict[str, Any]:
                           begin_at_once=True, seed=100 + n, treadmill=sim,
                           treadmill_settings=DRIVE, make_react=make_react,
                           listeners=(events.append,))
+        end = run.loop.clock.audio_s
         bad = unasked_writes(sim.log.writes, events, sim.up_times[1:])
         said = [e for e in events if getattr(e, "text", "") == LINK_LOST]
-        total["link_lost_said"] = total.get("link_lost_said", 0) + len(said)
-        heard = [e for e in run.heard if e.command in ("faster", "slower", "incline_up",
-                                                       "incline_down", "pain")]
-        total["audio_s"] += run.loop.clock.audio_s
+        total["link_lost_said"] += len(said)
+        total["sessions_with_drop"] += any(t < end for t in drops) and sim.connects > 1
+        total["audio_s"] += end
+        total["runs"] += 1
         total["speed_incline_writes"] += len(sim.log.moving())
         total["unasked_writes"] += len(bad)
-        total["target_commands_heard"] += len(heard)
-        total["link_drops"] += len(drops)
-        total["console_changes"] += len(console)
+        total["target_commands_heard"] += sum(e.command in TARGET_COMMANDS for e in run.heard)
+        total["stops_heard"] += sum(e.command == "stop" for e in run.heard)
+        total["link_drops"] += sum(t < end for t in drops)
+        total["console_changes"] += sum(t < end for t, _ in console)
         total["talk_clips"] += talkers[0].i if talkers else 0
         for t, what in bad:
             _LOGGER.warning("unasked write at %.1f s: %s", t, what)
@@ -281,7 +291,7 @@ def _summary(stops: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--voices", type=int, default=len(VOICES), help="fixture voices to use")
-    parser.add_argument("--sessions", type=int, default=2, help="30-minute sessions of talk")
+    parser.add_argument("--hours", type=float, default=1.0, help="hours of talk and noise")
     parser.add_argument("--ble", action="store_true", help="also measure a BLE reconnect")
     parser.add_argument("--no-stop", action="store_true", help="skip the stop trials")
     parser.add_argument("--json", action="store_true", help="one JSON object")
@@ -292,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(data_dir=Path(tmp))
         if not args.no_stop:
             result["stop"] = _summary(stop_trials(settings, VOICES[:args.voices]))
-        if args.sessions:
-            result["talk"] = hour_of_talk(settings, args.sessions)
+        if args.hours > 0:
+            result["talk"] = hour_of_talk(settings, args.hours)
     if args.ble:
         result["reconnect"] = ble_reconnect()
     if args.json:
@@ -308,9 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         talk = result["talk"]
         print(f"unasked speed/incline writes: {talk['unasked_writes']} of "
               f"{talk['speed_incline_writes']} over {talk['audio_s'] / 3600:.2f} h of talk and "
-              f"noise ({talk['talk_clips']} talk clips, {talk['link_drops']} link drops, "
-              f"{talk['console_changes']} console changes; {talk['target_commands_heard']} "
-              f"target commands falsely heard; link loss said {talk['link_lost_said']} times)")
+              f"noise in {talk['runs']} sessions ({talk['talk_clips']} talk clips, "
+              f"{talk['link_drops']} link drops, {talk['console_changes']} console changes; "
+              f"falsely heard: {talk['target_commands_heard']} target commands, "
+              f"{talk['stops_heard']} stops; link loss said {talk['link_lost_said']} times in "
+              f"{talk['sessions_with_drop']} sessions with a drop)")
     for row in result.get("reconnect", []):
         def sec(v: float | None) -> str:
             return "never" if v is None else f"{v:.2f} s"
