@@ -164,12 +164,39 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
     return bad
 
 
-def hour_of_talk(settings: Settings, hours: float = 1.0, max_runs: int = 60) -> dict[str, Any]:
+def _silent_for(recogniser: Any, clips: list[Any]) -> list[Any]:
+    """The clips in which the engine, hearing each alone, finds no command of the backward
+    state (the others end a session at once: a recognition figure, not a belt one)."""
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.audio.mix import to_int16
+
+    commands = load_grammar("en").commands_for("backward")
+    keep = []
+    for clip in clips:
+        recogniser.reset()
+        recogniser.set_commands(commands)
+        pcm = to_int16(clip.audio).tobytes()
+        step = 3200  # 0.1 s of 16-bit samples
+        found = []
+        for i in range(0, len(pcm), step):
+            found += recogniser.accept(AudioChunk(pcm[i:i + step], i / 32000))
+        found += recogniser.flush()
+        if not found:
+            keep.append(clip)
+    recogniser.reset()
+    return keep
+
+
+def hour_of_talk(settings: Settings, hours: float = 1.0, max_runs: int = 60,
+                 quiet_talk: bool = False) -> dict[str, Any]:
     """Sessions of talk and noise until ``hours`` of audio are done (a stop falsely heard ends
-    one early: the next begins); counts writes, unasked ones and commands falsely heard."""
+    one early: the next begins); counts writes, unasked ones and commands falsely heard.
+    ``quiet_talk``: only the talk clips the engine hears no command in when alone."""
     recogniser, renderer = _recogniser(settings), _renderer(settings)
     talk = _talk_clips()
-    total: dict[str, Any] = {"audio_s": 0.0, "runs": 0, "speed_incline_writes": 0,
+    if quiet_talk:
+        talk = _silent_for(recogniser, talk)
+    total: dict[str, Any] = {"audio_s": 0.0, "runs": 0, "talk_kinds": len(talk), "speed_incline_writes": 0,
                              "unasked_writes": 0, "target_commands_heard": 0,
                              "stops_heard": 0, "link_drops": 0, "console_changes": 0,
                              "talk_clips": 0, "link_lost_said": 0, "sessions_with_drop": 0}
@@ -294,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=1.0, help="hours of talk and noise")
     parser.add_argument("--ble", action="store_true", help="also measure a BLE reconnect")
     parser.add_argument("--no-stop", action="store_true", help="skip the stop trials")
+    parser.add_argument("--quiet-talk", action="store_true",
+                        help="say only the talk clips the engine hears no command in alone")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -303,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_stop:
             result["stop"] = _summary(stop_trials(settings, VOICES[:args.voices]))
         if args.hours > 0:
-            result["talk"] = hour_of_talk(settings, args.hours)
+            result["talk"] = hour_of_talk(settings, args.hours, quiet_talk=args.quiet_talk)
     if args.ble:
         result["reconnect"] = ble_reconnect()
     if args.json:
@@ -318,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         talk = result["talk"]
         print(f"unasked speed/incline writes: {talk['unasked_writes']} of "
               f"{talk['speed_incline_writes']} over {talk['audio_s'] / 3600:.2f} h of talk and "
-              f"noise in {talk['runs']} sessions ({talk['talk_clips']} talk clips, "
+              f"noise in {talk['runs']} sessions ({talk['talk_clips']} talk clips of "
+              f"{talk['talk_kinds']} kinds, "
               f"{talk['link_drops']} link drops, {talk['console_changes']} console changes; "
               f"falsely heard: {talk['target_commands_heard']} target commands, "
               f"{talk['stops_heard']} stops; link loss said {talk['link_lost_said']} times in "
