@@ -15,7 +15,7 @@ from voicecoach import cli, doctor
 ALWAYS = ["config file", "sound library", "input devices", "configured input device",
           "output devices", "configured output device", "command spotter", "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
-          "grammar", "data folder", "free space", "history"]
+          "grammar", "data folder", "free space", "history", "treadmill"]
 
 
 def fake_sounddevice(names: list[str]) -> types.ModuleType:
@@ -208,3 +208,12 @@ def test_spotter_weights_that_are_broken_fail_the_check(tmp_path: Path,
     _, lines = run(tmp_path, '[speech]\nengine = "spotter"\n', render=False)
     line = by_name(lines)["command spotter"]
     assert line.startswith("FAIL") and "model card" in line and "fix:" in line
+
+
+def test_a_driven_treadmill_without_an_address_is_a_clear_fail(tmp_path: Path) -> None:
+    from voicecoach.doctor import check_treadmill
+    from voicecoach.settings import Settings, TreadmillSettings
+
+    [check] = check_treadmill(Settings(treadmill=TreadmillSettings(control="drive")))
+    assert check.status == "FAIL" and "no address" in check.detail
+    assert "treadmill scan" in check.fix

@@ -20,6 +20,7 @@ _LOGGER = logging.getLogger(__name__)
 COMMAND_MODULES = (
     "run", "demo", "diagram", "listen", "model", "history", "serve", "start", "doctor", "config",
     "enroll",
+    "treadmill",
 )
 
 

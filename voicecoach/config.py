@@ -26,6 +26,7 @@ from voicecoach.settings import (
     CoachSettings,
     Settings,
     SpeechSettings,
+    TreadmillSettings,
     default_data_dir,
 )
 
@@ -40,7 +41,7 @@ CONFIG_ENV = "VOICECOACH_CONFIG"
 ENV_PREFIX = "VOICECOACH_"
 TOP = ""  # the "section" of top-level keys (data_dir)
 SECTIONS: dict[str, type] = {"coach": CoachSettings, "speech": SpeechSettings,
-                             "audio": AudioSettings}
+                             "audio": AudioSettings, "treadmill": TreadmillSettings}
 
 #: Allowed ranges (inclusive) of the numeric settings.
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
@@ -52,6 +53,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("coach", "min_gap_s"): (0.0, 300.0),
     ("coach", "cue_no_repeat"): (0, 20),
     ("coach", "checkin_interval_s"): (30.0, 3600.0),
+    ("treadmill", "speed_step_mph"): (0.05, 0.5),
+    ("treadmill", "top_speed_mph"): (0.3, 6.0),
     ("speech", "rate"): (80, 400),
     ("speech", "volume"): (0.0, 1.0),
 }
@@ -72,6 +75,10 @@ def choices(section: str, key: str) -> list[str] | None:
         return engine_names()
     if (section, key) == ("speech", "language"):
         return languages()
+    if (section, key) == ("treadmill", "control"):
+        return ["off", "announce", "drive"]
+    if (section, key) == ("treadmill", "target_units"):
+        return ["kmh", "mph"]
     return None
 
 
@@ -309,7 +316,7 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     if "data_dir" not in sources and env.get(HOME_ENV):
         sources["data_dir"] = f"env {HOME_ENV}"
     settings = Settings(coach=parts["coach"], speech=parts["speech"], audio=parts["audio"],
-                        data_dir=data_dir)
+                        treadmill=parts["treadmill"], data_dir=data_dir)
     return LoadedConfig(settings, sources, path, found)
 
 

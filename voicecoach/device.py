@@ -21,9 +21,11 @@ from voicecoach.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
-from voicecoach.settings import Settings
+from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.speech.recogniser import Detection, Recogniser
 from voicecoach.speech.speaker import Speaker
+from voicecoach.treadmill.belt import BeltController
+from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.machine import AT_REST, State
 from voicecoach.workout.plan import Plan, programme_week
@@ -96,7 +98,9 @@ class DeviceLoop:
                  gate: DuplexGate | None = None, retry_s: float = RETRY_S,
                  sleep: Callable[[float], None] = time.sleep,
                  on_decision: Callable[[Decision], None] | None = None,
-                 canceller: Callable[[AudioChunk], AudioChunk] | None | str = "auto") -> None:
+                 canceller: Callable[[AudioChunk], AudioChunk] | None | str = "auto",
+                 treadmill: Treadmill | None = None,
+                 treadmill_settings: TreadmillSettings | None = None) -> None:
         self.settings = settings
         self.recogniser = recogniser
         self.speaker = speaker
@@ -118,6 +122,9 @@ class DeviceLoop:
         idle_plan = plan or programme_week(1, settings.coach)
         self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
                            volume=settings.speech.volume, words_per_minute=settings.speech.rate)
+        #: Keeps the belt in step with the coach when a treadmill link is given.
+        self.belt = None if treadmill is None else BeltController(
+            self.coach, treadmill, treadmill_settings or settings.treadmill)
         self.completed = 0
         self.outcomes: list[str] = []
         self.input_losses = 0

@@ -302,6 +302,43 @@ def check_history(data_dir: Path) -> Iterator[Check]:
         return
     yield Check("history", WARN if state.odd_rows else OK, f"ok: {detail}",
                 "nothing needed; `voicecoach history --json` shows those rows")
+def check_treadmill(settings: Settings) -> Iterator[Check]:
+    """Bluetooth and the configured treadmill, when the coach is to use one."""
+    t = settings.treadmill
+    if t.control == "off":
+        yield Check("treadmill", OK, "not used ([treadmill] control = off)")
+        return
+    if not t.address:
+        yield Check("treadmill", FAIL, f"[treadmill] control = {t.control} but no address",
+                    "run `voicecoach treadmill scan` and set [treadmill] address")
+        return
+    import asyncio
+
+    from voicecoach.treadmill.client import TreadmillError, adapters, connect
+
+    try:
+        found = asyncio.run(adapters())
+    except TreadmillError as exc:
+        yield Check("bluetooth", FAIL, exc.message, exc.hint)
+        return
+    if not found:
+        yield Check("bluetooth", FAIL, "no Bluetooth adapter", "plug one in (`bluetoothctl list`)")
+        return
+    if not any(powered for _, powered in found):
+        yield Check("bluetooth", FAIL, "Bluetooth is off", "bluetoothctl power on")
+        return
+    yield Check("bluetooth", OK, ", ".join(f"{n} ({'on' if p else 'off'})" for n, p in found))
+
+    async def probe() -> str:
+        client, _controller, info = await connect(t.address or "", lambda _u: None, timeout=10.0)
+        await client.disconnect()
+        r = info.speed_range
+        return f"{info.name or info.address}: FTMS, speed {r.minimum:g}-{r.maximum:g} km/h"
+
+    try:
+        yield Check("treadmill", OK, asyncio.run(probe()))
+    except TreadmillError as exc:
+        yield Check("treadmill", FAIL, exc.message, exc.hint)
 
 
 def run_checks(config: Path | None = None, data_dir: str | None = None,
@@ -316,6 +353,7 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
         ("grammar", lambda: check_grammar(settings)),
         ("data folder", lambda: check_data_dir(settings.data_dir)),
         ("history", lambda: check_history(settings.data_dir)),
+        ("treadmill", lambda: check_treadmill(settings)),
     ]
     for name, group in groups:
         try:

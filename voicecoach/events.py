@@ -21,6 +21,8 @@ class EventType(str, Enum):
     SESSION_ENDED = "session_ended"
     DEVICE_PROBLEM = "device_problem"
     VOLUME_CHANGED = "volume_changed"
+    BELT_REPORTED = "belt_reported"
+    WALKER_READY = "walker_ready"
 
 
 class Priority(int, Enum):
@@ -154,3 +156,21 @@ class VolumeChanged(Event):
 
     type: ClassVar[EventType] = EventType.VOLUME_CHANGED
     volume: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeltReported(Event):
+    """The treadmill reported its belt: speed in mph, incline in percent, distance in metres."""
+
+    type: ClassVar[EventType] = EventType.BELT_REPORTED
+    speed_mph: float
+    incline_pct: float | None = None
+    distance_m: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WalkerReady(Event):
+    """A "say ready" prompt was answered (``said``) or its clock started anyway (not said)."""
+
+    type: ClassVar[EventType] = EventType.WALKER_READY
+    said: bool

@@ -308,11 +308,16 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
                 tail_s: float | None = None, keep_mic: bool = False,
                 echo_check: bool = True, aec: bool = True, rt60_s: float = 0.0,
                 typed_answers: bool = False,
-                stop_over_speech: tuple[UserClip, float] | None = None) -> LoopRun:
+                stop_over_speech: tuple[UserClip, float] | None = None,
+                treadmill: Any = None, treadmill_settings: Any = None,
+                make_react: Any = None, listeners: tuple[Any, ...] = ()) -> LoopRun:
     """Run the real device loop on a simulated room (see the module docstring).
 
     ``typed_answers``: the user's answers are typed (TypedAnswers), not spoken.
     ``stop_over_speech``: (clip, after_s) placed by StopOverSpeech.
+    ``treadmill``: a link the loop's BeltController drives (with ``treadmill_settings``).
+    ``make_react``: (room) -> one more callable of workout time, run with the user's (e.g. to
+    say more clips into the room). ``listeners`` get every coach event.
     ``rt60_s``: the room's reverberation (see ``room_response``). ``aec``: the microphone is
     cleaned by echo cancellation against what the speaker played
     before the recogniser hears it (as on the device); False feeds the raw mix.
@@ -351,19 +356,23 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     sources = iter([source])
     canceller = "auto" if aec else None  # "auto": against speaker.played_audio
     loop = DeviceLoop(settings, load_grammar(settings.speech.language), recogniser, speaker,
-                      lambda: next(sources, None), open_session, plan=plan, listeners=[listen],
+                      lambda: next(sources, None), open_session, plan=plan,
+                      listeners=[listen, *listeners],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock, gate=gate,
-                      canceller=canceller)
+                      canceller=canceller, treadmill=treadmill,
+                      treadmill_settings=treadmill_settings)
     kind = TypedAnswers if typed_answers else PoliteUser
     polite = kind(loop.coach, speaker, source, voices) if user else None
     placer = StopOverSpeech(speaker, source, *stop_over_speech) if stop_over_speech else None
 
-    def react(t: float) -> None:
-        for part in (polite, placer):
+    react = make_react(source) if make_react is not None else None
+
+    def react_all(t: float) -> None:
+        for part in (polite, placer, react):
             if part is not None:
                 part(t)
 
-    source.react = react
+    source.react = react_all
     recogniser.reset()
     loop.run()
     return LoopRun(loop, source, speaker, polite, heard)

@@ -14,6 +14,7 @@ from typing import TextIO
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.clock import Clock, SimClock
 from voicecoach.events import (
+    BeltReported,
     CommandHeard,
     CommandRefused,
     CueSpoken,
@@ -48,6 +49,7 @@ class EventPrinter:
     def __init__(self, stream: TextIO, units: str = "mph") -> None:
         self.stream = stream
         self.units = units
+        self._belt = ""
 
     def __call__(self, event: Event) -> None:
         line = self.format(event)
@@ -70,6 +72,14 @@ class EventPrinter:
             return f"target: {speed_text(event.speed_mph, self.units)}, incline {event.incline_pct:g}%"
         if isinstance(event, PainReported):
             return f"pain reported: {event.phrase}"
+        if isinstance(event, BeltReported):
+            unit = "km/h" if self.units == "kmh" else "mph"
+            line = f"belt: {speed_text(event.speed_mph, self.units).split()[0]} {unit}"
+            line += f", incline {event.incline_pct:g}%" if event.incline_pct else ""
+            if line == self._belt:  # a distance report: nothing new to show
+                return None
+            self._belt = line
+            return line
         if isinstance(event, SessionEnded):
             return f"session {event.outcome}: {event.backward_s / 60:.1f} min backward"
         return None

@@ -64,6 +64,22 @@ class AudioSettings:
     """Speaker: a device number or part of its name."""
 
 
+@dataclass(frozen=True)
+class TreadmillSettings:
+    """The treadmill link (Bluetooth FTMS)."""
+
+    address: str | None = None
+    """The treadmill's Bluetooth address (AA:BB:CC:DD:EE:FF) or part of its name; None: none."""
+    control: str = "off"
+    """"off" (no link), "announce" (read the belt, never write) or "drive" (set the belt)."""
+    speed_step_mph: float = 0.1
+    """One belt step in mph; the next step waits until the belt shows the last one."""
+    top_speed_mph: float = 2.5
+    """Highest speed ever written to the belt, in mph (the [coach] top speed also caps it)."""
+    target_units: str = "kmh"
+    """How the treadmill reads a target speed: "kmh" (the FTMS standard) or "mph" (some pads)."""
+
+
 def default_data_dir() -> Path:
     """``$VOICECOACH_HOME`` if set, else the per-user data folder (e.g. ~/.local/share)."""
     env = os.environ.get(HOME_ENV)
@@ -79,5 +95,6 @@ class Settings:
     coach: CoachSettings = field(default_factory=CoachSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     audio: AudioSettings = field(default_factory=AudioSettings)
+    treadmill: TreadmillSettings = field(default_factory=TreadmillSettings)
     data_dir: Path = field(default_factory=default_data_dir)
     """Where the history database and logs are kept (VOICECOACH_HOME or --data-dir)."""

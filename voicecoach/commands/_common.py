@@ -19,7 +19,8 @@ from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
 from voicecoach.history.recorder import SessionRecorder
 from voicecoach.session import EventPrinter, JsonLines
-from voicecoach.settings import Settings
+from voicecoach.settings import Settings, TreadmillSettings
+from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.plan import Plan, load_plan, programme_week
 
@@ -144,9 +145,15 @@ def recorded_session(settings: Settings, plan: Plan | None,
 
 
 def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: SessionRecorder,
-               *listeners: Listener) -> Coach:
-    """A coach whose events go to ``listeners`` and the history, with the history heartbeat."""
+               *listeners: Listener, treadmill: Treadmill | None = None,
+               treadmill_settings: TreadmillSettings | None = None) -> Coach:
+    """A coach whose events go to ``listeners`` and the history, with the history heartbeat;
+    with a ``treadmill`` link, a BeltController keeps the belt in step with it."""
     coach = Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
                   volume=settings.speech.volume)
     coach.tick_hooks.append(recorder.heartbeat)
+    if treadmill is not None:
+        from voicecoach.treadmill.belt import BeltController
+
+        BeltController(coach, treadmill, treadmill_settings or settings.treadmill)
     return coach

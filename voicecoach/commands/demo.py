@@ -20,6 +20,10 @@ from voicecoach.commands._common import (
 from voicecoach.grammar import load_grammar
 from voicecoach.session import Scripted, run_script
 from voicecoach.settings import Settings
+from voicecoach.treadmill.belt import BeltController
+from voicecoach.treadmill.ftms import KMH_PER_MPH
+from voicecoach.treadmill.sim import SimTreadmill
+from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 #: A compact session that still shows every part: two short backward blocks.
@@ -41,6 +45,9 @@ DEMO_SCRIPT = (
     Scripted(420, "slower"),
 )
 
+#: With --treadmill sim: the user sets 0.7 mph on the console during the second block.
+DEMO_CONSOLE_S = 340.0
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("demo", help="a short scripted session at high speed (no audio needed)",
@@ -48,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the demo runs")
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
+    parser.add_argument("--treadmill", choices=("sim",), default=None,
+                        help="drive a simulated treadmill (belt physics, a console change); "
+                             "prints 'belt: ...' each time the belt speed changes")
     parser.set_defaults(func=run)
 
 
@@ -66,5 +76,18 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
                 stopped_by_sigterm():
             coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
             step = 0.5
+            belt = (_sim_belt(coach, settings) if getattr(args, "treadmill", None) == "sim"
+                    else None)
             run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
+            if belt is not None:  # the belt slows to a halt after the session
+                t = coach.now
+                while belt.belt_kmh and coach.now < t + 60:
+                    coach.tick(coach.now + step)
     return 0 if coach.outcome == "finished" else 1
+
+
+def _sim_belt(coach: Coach, settings: Settings) -> BeltController:
+    """A simulated treadmill driven by the coach; the user nudges its speed on the console once."""
+    sim = SimTreadmill()
+    sim.schedule(DEMO_CONSOLE_S, "speed", 0.7 * KMH_PER_MPH)
+    return BeltController(coach, sim, replace(settings.treadmill, control="drive"))

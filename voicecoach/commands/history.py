@@ -23,7 +23,7 @@ _LOGGER = logging.getLogger(__name__)
 
 CSV_FIELDS = ("id", "started_at", "ended_at", "plan", "week", "source", "status",
               "backward_min", "total_min", "min_speed_mph", "max_speed_mph",
-              "backward_speed_mph", "pain_reports")
+              "backward_speed_mph", "pain_reports", "belt_speed_mph", "belt_distance_m")
 
 
 def add_parser(subparsers: Any) -> None:

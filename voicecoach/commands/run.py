@@ -21,6 +21,7 @@ from voicecoach.commands._common import (
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.session import run_audio, run_typed
+from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="replay a recording through the real recogniser "
                              "(workout time = audio time)")
     add_engine_options(parser)
+    parser.add_argument("--treadmill", choices=("sim",), default=None,
+                        help="drive a simulated treadmill (on workout time) instead of the "
+                             "configured one")
     parser.set_defaults(func=run)
 
 
@@ -56,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
         recogniser = make_recogniser(settings.speech, grammar,
                                      announce=lambda line: print(line, file=sys.stderr),
                                      data_dir=settings.data_dir)
+    treadmill, treadmill_settings = open_treadmill(settings.treadmill, args.treadmill,
+                                                   live=source is None and args.speed_up == 1)
     with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder), \
             stopped_by_sigterm():
-        coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
+        coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),
+                           treadmill=treadmill, treadmill_settings=treadmill_settings)
         if source is not None and recogniser is not None:
             try:
                 ended = run_audio(coach, source.chunks(), recogniser)
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
         if ended == "input-ended":
             coach.command("stop", source="system")
+        if treadmill is not None:
+            treadmill.close()
     if ended == "input-ended":
         print("voicecoach: input ended before the safety checks were answered; "
               "the session was stopped", file=sys.stderr)

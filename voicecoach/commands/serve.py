@@ -35,6 +35,7 @@ from voicecoach.grammar import load_grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.settings import Settings
 from voicecoach.speech.speaker import Speaker
+from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     add_engine_options(parser)
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
     add_plan_options(parser)
+    parser.add_argument("--treadmill", choices=("sim",), default=None,
+                        help="drive a simulated treadmill instead of the configured one "
+                             "([treadmill] in the config)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -223,6 +227,9 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
                                  data_dir=settings.data_dir)
     if not audio_in and not begin_at_once:
         _offer_enrollment(settings, grammar, recogniser, speaker)
+    treadmill, treadmill_settings = open_treadmill(settings.treadmill,
+                                                   getattr(args, "treadmill", None),
+                                                   live=clock.live)
 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")
@@ -230,7 +237,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     loop = DeviceLoop(settings, grammar, recogniser, speaker, open_source, open_session,
                       plan=chosen, listeners=[output_listener(args, settings)],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,
-                      canceller=canceller)
+                      canceller=canceller, treadmill=treadmill,
+                      treadmill_settings=treadmill_settings)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if not begin_at_once:
@@ -242,6 +250,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
             wait(30.0)
     finally:
         speaker.close()  # SIGTERM: speech stops at once
+        if treadmill is not None:
+            treadmill.close()
         signal.signal(signal.SIGTERM, previous)
     return 0
 

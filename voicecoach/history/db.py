@@ -241,6 +241,11 @@ class SessionSummary:
     notes: str = ""
     #: Whether a stored value was unreadable or impossible and was read as unknown.
     repaired: bool = False
+    belt_speed_mph: float | None = None
+    """Measured by the treadmill: time-weighted belt speed while walking backward (mph)."""
+    belt_max_speed_mph: float | None = None
+    belt_incline_pct: float | None = None
+    belt_distance_m: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -254,7 +259,8 @@ _SUMMARY_SQL = """
 SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.backward_s,
        s.total_s, s.min_speed_mph, s.max_speed_mph, s.planned_backward_s, s.speed_mph,
        s.incline_pct, s.backward_speed_mph,
-       (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes
+       (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes,
+       s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m
 FROM sessions s
 """
 
@@ -446,10 +452,15 @@ class HistoryDB:
                     conn.execute(
                         "UPDATE sessions SET status = 'interrupted', ended_at = ?, backward_s = ?,"
                         " total_s = ?, min_speed_mph = ?, max_speed_mph = ?,"
-                        " backward_speed_mph = ? WHERE id = ? AND status = 'running'",
+                        " backward_speed_mph = ?, belt_speed_mph = ?, belt_max_speed_mph = ?,"
+                        " belt_incline_pct = ?, belt_distance_m = ?"
+                        " WHERE id = ? AND status = 'running'",
                         (ended.isoformat(timespec="seconds") if ended else None, backward, total,
                          _speed(tally.min_speed_mph), _speed(tally.max_speed_mph),
-                         _speed(tally.mean_backward_speed_mph), sid))
+                         _speed(tally.mean_backward_speed_mph), _speed(tally.belt_speed_mph),
+                         _speed(tally.belt_max_mph),
+                         finite_or(tally.belt_incline_pct, None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT),
+                         finite_or(tally.belt_distance_m, None, 0.0, 1e7), sid))
                 _LOGGER.warning("history: session %d was cut off after %.0f s; marked "
                                 "interrupted", sid, total)
             return [row[0] for row in dead]
@@ -572,10 +583,17 @@ def _summary(row: Sequence[Any]) -> SessionSummary | None:
     ended = parse_moment(row[6])
     repaired = repaired or (row[6] is not None and ended is None)
     pains = int(finite_or(row[15], 0, 0, 1e9) or 0)
+    belt = list(row[17:21]) + [None] * (4 - len(row[17:21]))
+    keep(belt[0], _speed(belt[0]))
+    keep(belt[1], _speed(belt[1]))
+    keep(belt[2], finite_or(belt[2], None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT))
+    keep(belt[3], finite_or(belt[3], None, 0.0, 1e7))
     return SessionSummary(int(row[0]), started, str(row[2] or ""), cleaned[0], source, status,
                           ended, cleaned[1] or 0.0, cleaned[2] or 0.0, cleaned[3], cleaned[4],
                           cleaned[5], cleaned[6], cleaned[7], cleaned[8], pains,
-                          str(row[16] or ""), repaired)
+                          str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
+                          belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
+                          belt_distance_m=cleaned[12])
 
 
 def _naive(moment: datetime) -> datetime:

@@ -60,11 +60,24 @@ def week_entry(week: int) -> Dose:
     return Dose(week, minutes, lo, inc_lo)
 
 
+def walked_mph(session: SessionSummary) -> float | None:
+    """The belt speed actually walked backward, as the treadmill measured it (None: no
+    treadmill), rounded down to 0.1 mph."""
+    if session.belt_speed_mph is None:
+        return None
+    return math.floor(session.belt_speed_mph * 10 + 1e-6) / 10
+
+
 def dose_of(session: SessionSummary) -> Dose:
-    """The dose a past session planned."""
+    """The dose a past session planned; its speed is what was walked when the treadmill
+    measured less (progression goes on from the walked speed, never from above the plan)."""
     assert session.week is not None and session.planned_backward_s is not None
+    speed = session.speed_mph or PROGRAMME[1][1]
+    walked = walked_mph(session)
+    if walked is not None and walked < speed - 0.05:
+        speed = max(walked, PROGRAMME[1][1])
     return Dose(min(max(session.week, 1), LAST_WEEK), session.planned_backward_s / 60.0,
-                session.speed_mph or PROGRAMME[1][1], session.incline_pct or 0.0)
+                speed, session.incline_pct or 0.0)
 
 
 def step_up(d: Dose, s: CoachSettings, max_minutes: float = MAX_MINUTES) -> tuple[Dose, str]:
@@ -123,8 +136,11 @@ def today_text(d: Dose, s: CoachSettings) -> str:
 
 
 def did_text(last: SessionSummary, s: CoachSettings) -> str:
-    # The speed actually held (time-weighted), rounded down: "at 0.5" when it wandered to 0.56.
-    speed = math.floor((last.backward_speed_mph or last.speed_mph or 0.0) * 10 + 1e-6) / 10
+    # The speed actually held (time-weighted), rounded down: "at 0.5" when it wandered to 0.56;
+    # the belt's own measurement when a treadmill was connected.
+    walked = walked_mph(last)
+    speed = walked if walked is not None else \
+        math.floor((last.backward_speed_mph or last.speed_mph or 0.0) * 10 + 1e-6) / 10
     return f"Last time you did {minutes_text(last.backward_s / 60)} at {speed_text(speed, s)}"
 
 

@@ -148,10 +148,15 @@ class SessionRecorder:
         end = min(self.started_at + timedelta(seconds=total), datetime.now().astimezone())
         conn.execute(
             "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?, total_s = ?,"
-            " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?"
-            " WHERE id = ?",
+            " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?,"
+            " belt_speed_mph = ?, belt_max_speed_mph = ?, belt_incline_pct = ?,"
+            " belt_distance_m = ? WHERE id = ?",
             (outcome, end.isoformat(timespec="seconds"), backward, total, total, lo, hi,
-             finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH), self.session_id))
+             finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH),
+             finite_or(tally.belt_speed_mph, None, 0, MAX_SPEED_MPH),
+             finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
+             finite_or(tally.belt_incline_pct, None, -100, 100),
+             finite_or(tally.belt_distance_m, None, 0, 1e7), self.session_id))
         self.outcome = outcome
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)

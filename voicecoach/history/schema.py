@@ -93,6 +93,17 @@ CREATE INDEX events_by_session ON events(session_id, seq);
 """
 
 
+#: Version 3: what the treadmill measured (issue 11): the time-weighted belt speed and incline
+#: while walking backward, the top belt speed, and the distance the belt reported. NULL when no
+#: treadmill was connected (all sessions before this version).
+V3_DDL = """
+ALTER TABLE sessions ADD COLUMN belt_speed_mph REAL;
+ALTER TABLE sessions ADD COLUMN belt_max_speed_mph REAL;
+ALTER TABLE sessions ADD COLUMN belt_incline_pct REAL;
+ALTER TABLE sessions ADD COLUMN belt_distance_m REAL;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     """A migration step that runs ``sql`` statement by statement (inside the caller's
     transaction: ``executescript`` would commit it)."""
@@ -106,7 +117,8 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 #: MIGRATIONS[i] takes the schema from version i to version i + 1. Only ever append.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(V1_DDL), _script(V2_DDL)]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(V1_DDL), _script(V2_DDL),
+                                                          _script(V3_DDL)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

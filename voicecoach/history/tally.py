@@ -38,6 +38,14 @@ class Tally:
     max_incline_pct: float = 0.0
     pain_reports: int = 0
     ended: str = ""
+    belt_mph: float | None = None
+    belt_incline: float | None = None
+    belt_backward_s: float = 0.0
+    belt_speed_time: float = 0.0
+    belt_incline_time: float = 0.0
+    belt_max_mph: float | None = None
+    first_distance_m: float | None = None
+    last_distance_m: float | None = None
 
     @property
     def walking_backward(self) -> bool:
@@ -50,6 +58,26 @@ class Tally:
             return None
         return self.speed_time / self.backward_s
 
+    @property
+    def belt_speed_mph(self) -> float | None:
+        """Time-weighted mean of the belt speed the treadmill reported while walking backward."""
+        if self.belt_backward_s <= 0:
+            return None
+        return self.belt_speed_time / self.belt_backward_s
+
+    @property
+    def belt_incline_pct(self) -> float | None:
+        if self.belt_backward_s <= 0 or self.belt_incline is None:
+            return None
+        return self.belt_incline_time / self.belt_backward_s
+
+    @property
+    def belt_distance_m(self) -> float | None:
+        """Distance the belt reported over the session (its counter's rise)."""
+        if self.first_distance_m is None or self.last_distance_m is None:
+            return None
+        return max(0.0, self.last_distance_m - self.first_distance_m)
+
     def advance(self, t: float) -> None:
         """Count the time from the last event up to ``t``."""
         dt = t - self.last_t
@@ -58,6 +86,10 @@ class Tally:
                 self.backward_s += dt
                 if self.speed_mph is not None:
                     self.speed_time += dt * self.speed_mph
+                if self.belt_mph is not None:
+                    self.belt_backward_s += dt
+                    self.belt_speed_time += dt * self.belt_mph
+                    self.belt_incline_time += dt * (self.belt_incline or 0.0)
             self.last_t = t
 
     def _note_speed(self) -> None:
@@ -81,6 +113,19 @@ class Tally:
         elif kind == "target_changed":
             self.speed_mph = float(event["speed_mph"])
             self.incline_pct = float(event["incline_pct"])
+        elif kind == "belt_reported":
+            self.belt_mph = float(event["speed_mph"])
+            if event.get("incline_pct") is not None:
+                self.belt_incline = float(event["incline_pct"])
+            if self.phase_kind == "backward" and not _paused(self.state):
+                self.belt_max_mph = max(self.belt_max_mph or 0.0, self.belt_mph)
+            distance = event.get("distance_m")
+            if distance is not None:
+                if self.first_distance_m is None or float(distance) < (self.last_distance_m or 0):
+                    # first reading, or the console's counter was reset: count from here
+                    base = (self.belt_distance_m or 0.0)
+                    self.first_distance_m = float(distance) - base
+                self.last_distance_m = float(distance)
         elif kind == "pain_reported":
             self.pain_reports += 1
         elif kind == "session_ended":

@@ -48,6 +48,10 @@ class Coach(CoachRequests):
         self.volume = volume
         self.words_per_minute = words_per_minute
         self.cues = CueEngine(self.settings)
+        #: The briefing's (question, what to say on "no") checks; a driven belt has its own.
+        self.briefing_checks: tuple[tuple[str, str], ...] = say.BRIEFING_CHECKS
+        #: When set (a driven belt), the first phase waits for "ready" with this prompt.
+        self.ready_prompt: str | None = None
         self.now = 0.0
         self._failed_listeners: set[int] = set()
         self._refusals = 0
@@ -243,14 +247,24 @@ class Coach(CoachRequests):
         self.turn_asks += 1
         if self.turn_asks >= TURN_ASKS:
             self.say(say.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
-            self._turned()
+            self._turned(said=False)
         else:
             self._ask("turn", say.TURN_AGAIN)
 
-    def _turned(self) -> None:
+    def _turned(self, said: bool = True) -> None:
         self.awaiting_turn = False
         self.question = None
         self.quiet_since = max(self.quiet_since, self.now)
+        self.emit(ev.WalkerReady(t=self.now, state=self.state.value, said=said))
+
+    def console_target(self, speed_mph: float | None = None,
+                       incline_pct: float | None = None) -> None:
+        """The treadmill's console set a new speed or incline: it becomes the target."""
+        if speed_mph is not None:
+            self.speed_mph = round(speed_mph, 2)
+        if incline_pct is not None:
+            self.incline_pct = round(incline_pct, 1)
+        self._target_changed("console")
 
     # ------------------------------------------------------------------ machine callbacks
     def state_entered(self, event: EventData) -> None:
@@ -269,18 +283,18 @@ class Coach(CoachRequests):
             self.say(note, "announcement", Priority.ANNOUNCEMENT)
         self.say(say.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
         self.say(say.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
-        self._ask("briefing", say.BRIEFING_CHECKS[0][0])
+        self._ask("briefing", self.briefing_checks[0][0])
 
     def briefing_yes(self, event: EventData) -> None:
         self.briefing_step += 1
-        if self.briefing_step < len(say.BRIEFING_CHECKS):
-            self._ask("briefing", say.BRIEFING_CHECKS[self.briefing_step][0])
+        if self.briefing_step < len(self.briefing_checks):
+            self._ask("briefing", self.briefing_checks[self.briefing_step][0])
         else:
             self.question = None
             self.advance()
 
     def briefing_no(self, event: EventData) -> None:
-        self.say(say.BRIEFING_CHECKS[self.briefing_step][1], "prompt", Priority.ANSWER)
+        self.say(self.briefing_checks[self.briefing_step][1], "prompt", Priority.ANSWER)
 
     def _next_phase(self) -> Phase | None:
         index = self.phase_index + 1
@@ -331,6 +345,9 @@ class Coach(CoachRequests):
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", say.TURN_TO_FORWARD if _forward(phase.kind)
                       else say.TURN_TO_BACKWARD)
+        elif previous is None and self.ready_prompt:
+            self.awaiting_turn, self.turn_asks = True, 0
+            self._ask("turn", self.ready_prompt)
 
     def remember_paused_state(self, event: EventData) -> None:
         self.paused_from = self.state

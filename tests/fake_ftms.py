@@ -1,0 +1,332 @@
+"""A fake FTMS treadmill on a mock BlueZ (bluezoo) over a private dbus-daemon, for bleak's real
+BlueZ backend: a GATT application and an advertisement registered through BlueZ's D-Bus API
+with dbus-fast, belt physics from voicecoach.treadmill.sim.BeltModel on wall time."""
+
+# ruff: noqa: F722, F821 - D-Bus signatures ("as", "a{sv}") are annotations here.
+# No ``from __future__ import annotations`` here: dbus-fast reads the D-Bus signatures from
+# the annotations of the exported methods and properties.
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dbus_fast import BusType, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
+
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.sim import SIM_FEATURES, BeltModel
+
+APP = "/org/voicecoach/fake"
+CENTRAL = ("hci0", "00:00:00:00:AA:01")
+PERIPHERAL = ("hci1", "00:00:00:00:BB:02")
+
+
+class _Service(ServiceInterface):
+    def __init__(self, uuid: str) -> None:
+        super().__init__("org.bluez.GattService1")
+        self._uuid = uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Primary(self) -> "b":  # type: ignore[name-defined]  # noqa: F821,N802
+        return True
+
+
+class _Characteristic(ServiceInterface):
+    def __init__(self, fake: "FakeTreadmill", uuid: str, flags: list[str], value: bytes = b"") -> None:
+        super().__init__("org.bluez.GattCharacteristic1")
+        self.fake, self._uuid, self._flags, self._value = fake, uuid, flags, value
+        self.notifying = False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Service(self) -> "o":  # type: ignore[name-defined]  # noqa: F821,N802
+        return f"{APP}/service0"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Flags(self) -> "as":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._flags
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Value(self) -> "ay":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._value
+
+    @method()
+    def ReadValue(self, options: "a{sv}") -> "ay":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._value
+
+    @method()
+    def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+        self.fake.on_write(bytes(value))
+
+    @method()
+    def StartNotify(self):  # noqa: N802
+        self.notifying = True
+
+    @method()
+    def StopNotify(self):  # noqa: N802
+        self.notifying = False
+
+    @method()
+    def Confirm(self):  # noqa: N802
+        pass
+
+    def notify(self, value: bytes) -> None:
+        self._value = value
+        if self.notifying:
+            self.emit_properties_changed({"Value": value})
+
+
+class _Advertisement(ServiceInterface):
+    def __init__(self, name: str) -> None:
+        super().__init__("org.bluez.LEAdvertisement1")
+        self._name = name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Type(self) -> "s":  # type: ignore[name-defined]  # noqa: F821,N802
+        return "peripheral"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def ServiceUUIDs(self) -> "as":  # type: ignore[name-defined]  # noqa: F821,N802
+        return [ftms.FTMS_SERVICE]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LocalName(self) -> "s":  # type: ignore[name-defined]  # noqa: F821,N802
+        return self._name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Discoverable(self) -> "b":  # type: ignore[name-defined]  # noqa: F821,N802
+        return True
+
+    @method()
+    def Release(self):  # noqa: N802
+        pass
+
+
+class FakeTreadmill:
+    """The peripheral: registers with the mock BlueZ and runs a BeltModel at ``hz``."""
+
+    def __init__(self, model: BeltModel | None = None, name: str = "FakeTread", *,
+                 ftms_service: bool = True, hz: float = 10.0) -> None:
+        self.model = model or BeltModel(accel_kmh_s=2.0)
+        self.name = name
+        self.ftms_service = ftms_service
+        self.hz = hz
+        self.writes: list[bytes] = []
+        self.mute_control = False  # True: writes are never answered (a write that times out)
+        self.bus: MessageBus | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.chars: dict[str, _Characteristic] = {}
+
+    def on_write(self, data: bytes) -> None:
+        self.writes.append(data)
+        if self.mute_control:
+            return
+        response, statuses = self.model.control(data)
+        assert self.loop is not None
+        self.loop.call_soon(self.chars[ftms.CONTROL_POINT].notify, response.encode())
+        for status in statuses:
+            self.loop.call_soon(self.chars[ftms.STATUS].notify, status.encode())
+
+    def close(self) -> None:
+        """Leave the bus and stop the fake's loop (thread-safe)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def stop() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            if self.bus is not None:
+                self.bus.disconnect()
+            loop.call_later(0.2, loop.stop)
+
+        loop.call_soon_threadsafe(stop)
+
+    def console(self, action: str, value: float = 0.0) -> None:
+        """The user at the console (thread-safe)."""
+        def run() -> None:
+            for status in self.model.console(action, value):
+                self.chars[ftms.STATUS].notify(status.encode())
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(run)
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        service_uuid = ftms.FTMS_SERVICE if self.ftms_service else ftms.uuid16(0x180F)
+        self.bus.export(f"{APP}/service0", _Service(service_uuid))
+        m = self.model
+        specs = [(ftms.FEATURE, ["read"], ftms.encode_features(SIM_FEATURES)),
+                 (ftms.SPEED_RANGE, ["read"], ftms.encode_speed_range(m.speed_range)),
+                 (ftms.INCLINE_RANGE, ["read"], ftms.encode_incline_range(m.incline_range)),
+                 (ftms.TREADMILL_DATA, ["notify"], b""),
+                 (ftms.CONTROL_POINT, ["write", "indicate"], b""),
+                 (ftms.STATUS, ["notify"], b"")]
+        if not self.ftms_service:
+            specs = [(ftms.uuid16(0x2A19), ["read", "notify"], b"\x64")]
+        for i, (uuid, flags, value) in enumerate(specs):
+            char = _Characteristic(self, uuid, flags, value)
+            self.chars[uuid] = char
+            self.bus.export(f"{APP}/service0/char{i}", char)
+        self.bus.export(f"{APP}/adv0", _Advertisement(self.name))
+        adapter = f"/org/bluez/{PERIPHERAL[0]}"
+        intro = await self.bus.introspect("org.bluez", adapter)
+        obj = self.bus.get_proxy_object("org.bluez", adapter, intro)
+        await obj.get_interface("org.bluez.GattManager1").call_register_application(APP, {})
+        await obj.get_interface("org.bluez.LEAdvertisingManager1").call_register_advertisement(
+            f"{APP}/adv0", {})
+        asyncio.get_running_loop().create_task(self._physics())
+
+    async def _physics(self) -> None:
+        dt = 1.0 / self.hz
+        while True:
+            await asyncio.sleep(dt)
+            self.model.step(dt)
+            if ftms.TREADMILL_DATA in self.chars:
+                self.chars[ftms.TREADMILL_DATA].notify(self.model.record())
+
+
+class Bluezoo:
+    """A private dbus-daemon with bluezoo on it: two powered mock adapters, nothing else."""
+
+    def __init__(self, tmp: Path, powered: bool = True, adapters: int = 2) -> None:
+        self.tmp = tmp
+        self.powered = powered
+        self.adapters = adapters
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.address = ""
+
+    def start(self) -> None:
+        daemon = shutil.which("dbus-daemon")
+        if daemon is None:
+            raise RuntimeError("dbus-daemon is not installed (Debian package dbus)")
+        sock = self.tmp / "bus"
+        self.address = f"unix:path={sock}"
+        self.procs.append(subprocess.Popen(
+            [daemon, "--session", "--nofork", "--nopidfile", f"--address={self.address}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("dbus-daemon did not start")
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
+             *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
+             *[arg for address in (CENTRAL[1], PERIPHERAL[1])[:self.adapters]
+               for arg in ("-a", address)]], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_in_thread(fake: FakeTreadmill) -> threading.Thread:
+    """Run the fake's asyncio loop in a daemon thread; returns once it is registered."""
+    ready = threading.Event()
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(fake.start())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=main, daemon=True, name="fake-ftms")
+    thread.start()
+    ready.wait(15)
+    if errors:
+        raise errors[0]
+    return thread
+
+
+@contextmanager
+def mock_bluez(powered: bool = True, adapters: int = 2) -> Iterator[Bluezoo]:
+    """bluezoo on a private bus, with DBUS_SYSTEM_BUS_ADDRESS pointing at it meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
+        zoo = Bluezoo(Path(tmp), powered, adapters)
+        old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+        zoo.start()
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
+        try:
+            _wait_for_adapters(adapters)
+            yield zoo
+        finally:
+            zoo.stop()
+            if old is None:
+                os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+            else:
+                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
+
+
+def _wait_for_adapters(count: int = 2) -> None:
+    async def check() -> bool:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            intro = await bus.introspect("org.bluez", "/")
+            obj = bus.get_proxy_object("org.bluez", "/", intro)
+            managed: dict[str, Any] = await obj.get_interface(
+                "org.freedesktop.DBus.ObjectManager").call_get_managed_objects()
+            return sum("org.bluez.Adapter1" in v for v in managed.values()) >= count
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        finally:
+            bus.disconnect()
+
+    for _ in range(100):
+        if asyncio.run(check()):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("bluezoo did not come up")
+
+
+_ = Variant  # re-exported for tests that build options
+
+
+def forget(address: str = PERIPHERAL[1], adapter: str = CENTRAL[0]) -> None:
+    """Remove a device from the central's list, so the next discovery reports it anew (bluezoo
+    reports a device to one discovery only; real BlueZ reports every advertisement)."""
+    async def run() -> None:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        try:
+            path = f"/org/bluez/{adapter}"
+            intro = await bus.introspect("org.bluez", path)
+            obj = bus.get_proxy_object("org.bluez", path, intro)
+            try:
+                await obj.get_interface("org.bluez.Adapter1").call_remove_device(
+                    f"{path}/dev_{address.replace(':', '_')}")
+            except Exception:  # noqa: BLE001 - not known yet: nothing to forget
+                pass
+        finally:
+            bus.disconnect()
+
+    asyncio.run(run())

@@ -1,0 +1,287 @@
+"""The belt controller's safety rules against a simulated treadmill with belt physics."""
+
+from __future__ import annotations
+
+import pytest
+from belt_helpers import DRIVE, BeltRun, with_quirks
+
+from voicecoach.events import DeviceProblem, StateChanged
+from voicecoach.settings import CoachSettings, TreadmillSettings
+from voicecoach.treadmill import sayings
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Range
+from voicecoach.treadmill.sim import BeltModel, SimTreadmill
+from voicecoach.workout.machine import State
+
+
+def test_belt_starts_only_after_three_yeses_and_ready() -> None:
+    run = BeltRun().briefed()
+    assert run.coach.state is State.WARMUP and run.coach.awaiting_turn
+    run.at(run.t + 10)
+    assert run.writes() == []  # briefed, but no "ready" yet: nothing moves
+    run.say("yes", "ready")
+    run.at(run.t + 8)
+    ops = [c.op for _, c in run.writes()]
+    assert ops[:3] == [Op.REQUEST_CONTROL, Op.START_RESUME, Op.SET_TARGET_SPEED]
+    assert run.speeds_written_mph() == [pytest.approx(1.0, abs=0.01)]  # the warm-up's speed
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+
+
+def test_no_write_when_ready_was_never_said() -> None:
+    run = BeltRun().briefed()
+    run.at(run.t + 90)  # three reminders, then the clock runs anyway
+    assert not run.coach.awaiting_turn
+    assert run.writes() == []
+
+
+def test_faster_moves_one_step_and_the_next_waits_for_the_belt() -> None:
+    run = BeltRun().walking()
+    run.say("faster")
+    run.say("faster")  # at once: the second step waits until the belt shows the first
+    first = run.writes(Op.SET_TARGET_SPEED)[1:]
+    assert [round(float(c.value or 0) / KMH_PER_MPH, 1) for _, c in first] == [1.1]
+    run.at(run.t + 6)
+    speeds = run.speeds_written_mph()
+    assert speeds == [1.0, 1.1, 1.2]
+    t_first, t_second = (t for t, _ in run.writes(Op.SET_TARGET_SPEED)[1:])
+    assert t_second - t_first >= 0.3  # 0.16 km/h at 0.5 km/h/s, confirmed by a reading
+    assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
+
+
+def test_targets_stay_under_the_treadmill_settings_top_speed() -> None:
+    run = BeltRun(settings=TreadmillSettings(control="drive", top_speed_mph=1.1)).walking()
+    for _ in range(4):
+        run.say("faster")
+        run.at(run.t + 5)
+    assert max(run.speeds_written_mph()) <= 1.1 + 1e-6
+    assert run.belt_mph() <= 1.1 + 0.01
+
+
+def test_speed_below_the_treadmill_range_is_its_slowest_and_said() -> None:
+    model = BeltModel(speed_range=Range(2.0, 10.0, 0.1))  # 1.24 mph: above the warm-up's 1.0
+    run = BeltRun(model).walking()
+    assert [c.value for _, c in run.writes(Op.SET_TARGET_SPEED)] == [2.0]
+    assert sayings.BELOW_RANGE in run.said()
+    slow = BeltRun(BeltModel(speed_range=Range(2.5, 10.0, 0.1))).walking()  # above 1.5 mph
+    assert slow.writes() == [] and sayings.TOO_FAST_FOR_PLAN in slow.said()
+
+
+def test_stop_is_written_at_the_moment_stop_is_heard() -> None:
+    run = BeltRun().walking()
+    run.at(run.t + 3.3)
+    heard = run.t
+    run.say("stop")
+    assert run.coach.state is State.STOPPED
+    assert run.writes(Op.STOP_PAUSE)[-1] == (heard, run.writes(Op.STOP_PAUSE)[-1][1])
+    assert run.writes(Op.STOP_PAUSE)[-1][1].value == 1
+    run.at(run.t + 10)
+    assert run.model.speed_kmh == 0.0
+
+
+def test_pause_and_resume_map_to_ftms_pause_and_start() -> None:
+    run = BeltRun().walking()
+    run.say("pause")
+    assert run.writes()[-1][1].value == 2
+    run.at(run.t + 5)
+    assert run.model.state == "paused" and run.model.speed_kmh == 0.0
+    run.say("resume")
+    assert run.writes()[-1][1].op is Op.START_RESUME
+    run.at(run.t + 6)
+    assert run.model.state == "running"
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_toggle_pad_is_not_paused_by_a_second_start() -> None:
+    run = BeltRun(with_quirks(toggle_start=True)).walking()
+    assert [c.op for _, c in run.writes()].count(Op.START_RESUME) == 1
+    run.say("pause")
+    run.at(run.t + 4)
+    run.say("resume")
+    run.at(run.t + 6)
+    assert run.model.state == "running"
+    assert [c.op for _, c in run.writes()].count(Op.START_RESUME) == 2
+
+
+def test_the_session_ends_with_the_belt_slowed_to_a_halt() -> None:
+    run = BeltRun().walking().finish()
+    assert run.coach.state is State.FINISHED
+    assert run.writes()[-1][1].op is Op.STOP_PAUSE
+    assert run.model.speed_kmh == 0.0
+    assert run.reported()[-1] == 0.0
+    assert max(run.speeds_written_mph()) <= 1.5 + 1e-6
+
+
+def test_the_safety_key_stops_the_coach_and_it_says_so() -> None:
+    run = BeltRun().walking().at(70)
+    run.ready().at(run.t + 20)  # turned round, walking backward
+    assert run.coach.state is State.BACKWARD and run.belt_mph() == pytest.approx(0.6, abs=0.05)
+    run.sim.schedule(run.t + 2, "safety_key")
+    run.at(run.t + 4)
+    assert run.coach.state is State.STOPPED
+    assert sayings.SAFETY_KEY in run.said()
+    assert run.writes(Op.STOP_PAUSE) == []  # the console won; nothing written over it
+
+
+def test_console_stop_and_pause_win() -> None:
+    run = BeltRun().walking()
+    run.sim.schedule(run.t + 1, "pause")
+    run.at(run.t + 2)
+    assert run.coach.state is State.PAUSED and sayings.CONSOLE_PAUSED in run.said()
+    run.sim.schedule(run.t + 1, "start")
+    run.at(run.t + 2)
+    assert run.coach.state is State.WARMUP
+    run.sim.schedule(run.t + 1, "stop")
+    run.at(run.t + 2)
+    assert run.coach.state is State.STOPPED and sayings.CONSOLE_HALTED in run.said()
+    assert [c.op for _, c in run.writes()].count(Op.START_RESUME) == 1
+
+
+def test_a_console_speed_becomes_the_target_and_above_the_plan_is_said() -> None:
+    run = BeltRun().walking()
+    written = len(run.writes())
+    run.sim.schedule(run.t + 1, "speed", 1.3 * KMH_PER_MPH)
+    run.at(run.t + 3)
+    assert run.coach.speed_mph == pytest.approx(1.3, abs=0.01)
+    assert not any("above today's plan" in s for s in run.said())
+    run.sim.schedule(run.t + 1, "speed", 2.0 * KMH_PER_MPH)  # the warm-up's top is 1.5
+    run.at(run.t + 6)
+    assert run.coach.speed_mph == pytest.approx(2.0, abs=0.01)
+    assert any("above today's plan" in s for s in run.said())
+    assert len(run.writes()) == written  # the coach did not fight the console
+    assert not run.say("faster")  # and will not go higher
+
+
+def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> None:
+    run = BeltRun().walking()
+    run.sim.schedule(run.t + 1, "disconnect", 5.0)
+    run.sim.schedule(run.t + 20, "disconnect", 5.0)
+    run.at(run.t + 3)
+    run.say("faster")  # announced; the belt cannot be told
+    assert run.coach.speed_mph == pytest.approx(1.1)
+    run.at(run.t + 30)
+    assert run.said().count(sayings.LINK_LOST) == 1
+    assert run.sim.connects == 3
+    assert run.speeds_written_mph() == [1.0]  # nothing written that was not asked for
+    run.say("faster")
+    run.at(run.t + 5)
+    assert run.speeds_written_mph() == [1.0, 1.2]
+    assert run.writes()[-2][1].op is Op.REQUEST_CONTROL  # control asked for again first
+
+
+def test_a_stop_during_a_lost_link_is_written_when_it_comes_back() -> None:
+    run = BeltRun().walking()
+    run.sim.schedule(run.t + 1, "disconnect", 4.0)
+    run.at(run.t + 2)
+    run.say("stop")
+    assert run.writes(Op.STOP_PAUSE) == []
+    run.at(run.t + 5)
+    assert run.writes(Op.STOP_PAUSE)[-1][1].value == 1
+
+
+def test_a_pad_that_reads_mph_with_the_units_setting() -> None:
+    settings = TreadmillSettings(control="drive", target_units="mph")
+    run = BeltRun(with_quirks(reads_mph=True), settings=settings).walking()
+    run.say("faster")
+    run.at(run.t + 6)
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
+    raw = [float(c.value or 0) for _, c in run.writes(Op.SET_TARGET_SPEED)]
+    assert raw == [pytest.approx(1.0, abs=0.03), pytest.approx(1.1, abs=0.03)]
+
+
+def test_a_pad_that_refuses_speed_control() -> None:
+    run = BeltRun(with_quirks(refuses_speed=True)).walking()
+    run.say("faster")
+    run.say("incline_up") if run.coach.phase and run.coach.phase.max_incline_pct else None
+    run.at(run.t + 5)
+    assert run.said().count(sayings.NO_SPEED_CONTROL) == 1
+    assert len(run.writes(Op.SET_TARGET_SPEED)) == 1  # tried once, then left to the console
+    assert run.coach.speed_mph == pytest.approx(1.1)  # the coach still announces targets
+    assert run.model.state == "running"
+    run.say("stop")
+    assert run.writes()[-1][1].op is Op.STOP_PAUSE
+
+
+def test_control_not_permitted_is_said_once_and_the_session_goes_on() -> None:
+    run = BeltRun(with_quirks(denies_control=True)).walking()
+    run.say("faster")
+    run.at(run.t + 5)
+    assert run.said().count(sayings.NOT_PERMITTED) == 1
+    assert run.coach.state is State.WARMUP
+    assert any(isinstance(e, DeviceProblem) and "not permitted" in e.problem for e in run.events)
+
+
+def test_nonsense_readings_are_ignored() -> None:
+    run = BeltRun().walking()
+    run.sim.schedule(run.t + 0.5, "nonsense", 25.0)
+    run.sim.schedule(run.t + 1.5, "nonsense", -3.0)
+    run.at(run.t + 3)
+    assert max(run.reported()) < 2.0
+    assert run.coach.state is State.WARMUP
+    problems = [e for e in run.events if isinstance(e, DeviceProblem)]
+    assert len(problems) == 1 and "implausible" in problems[0].problem
+
+
+def test_announce_mode_never_writes_and_still_reports_the_belt() -> None:
+    sim = SimTreadmill()
+    run = BeltRun(sim=sim, settings=TreadmillSettings(control="announce"))
+    run.briefed().at(run.t + 2)
+    assert not run.coach.awaiting_turn  # no "ready" step: the coach does not start the belt
+    sim.schedule(run.t + 1, "start")
+    sim.schedule(run.t + 2, "speed", 1.2 * KMH_PER_MPH)
+    run.at(run.t + 10)
+    run.say("faster")
+    run.at(run.t + 5)
+    assert run.writes() == []
+    assert run.reported()[-1] == pytest.approx(1.2)
+
+
+def test_stop_from_every_belt_state_writes_stop_and_a_stopped_session_stays_quiet() -> None:
+    for setup in ("walking", "paused"):
+        run = BeltRun().walking()
+        if setup == "paused":
+            run.say("pause")
+        run.say("stop")
+        assert run.writes()[-1][1].op is Op.STOP_PAUSE and run.writes()[-1][1].value == 1
+        count = len(run.writes())
+        run.at(run.t + 30)
+        assert len(run.writes()) == count
+        assert [e.dest for e in run.events if isinstance(e, StateChanged)][-1] == "stopped"
+
+
+def test_coach_top_speed_also_caps_the_belt() -> None:
+    run = BeltRun(coach=CoachSettings(top_speed_mph=1.0), settings=DRIVE).walking()
+    assert not run.say("faster")
+    assert max(run.speeds_written_mph()) <= 1.0 + 1e-6
+
+
+def test_nothing_the_coach_says_about_the_belt_names_a_command() -> None:
+    from voicecoach.grammar import grammar_dir, load_grammar
+
+    texts = [v for k, v in vars(sayings).items() if k.isupper() and isinstance(v, str)]
+    texts += [q for pair in sayings.DRIVEN_CHECKS for q in pair]
+    for path in sorted(grammar_dir().glob("*.json")):
+        grammar = load_grammar(path=path)
+        for text in texts:
+            if "say " in text.lower():  # a prompt names its answers, never stop
+                assert not set(grammar.command_phrases_in(text)) & {"stop"}, text
+            else:
+                assert grammar.command_phrases_in(text) == [], text
+
+
+def test_ready_before_the_link_is_up_starts_the_belt_when_it_comes_up() -> None:
+    sim = SimTreadmill(connect_at=20.0)
+    run = BeltRun(sim=sim).briefed().ready()
+    assert run.writes() == [] and sayings.NOT_CONNECTED in run.said()
+    run.at(25)
+    assert [c.op for _, c in run.writes()][:3] == [Op.REQUEST_CONTROL, Op.START_RESUME,
+                                                   Op.SET_TARGET_SPEED]
+
+
+def test_pain_slows_the_belt_even_below_the_phase_window() -> None:
+    run = BeltRun(BeltModel(speed_range=Range(0.5, 16.0, 0.1))).walking().at(70)
+    run.ready().at(run.t + 10)
+    assert run.coach.state is State.BACKWARD  # window 0.5 - 1.0, at 0.6
+    run.say("pain")
+    run.at(run.t + 5)
+    assert run.coach.speed_mph == pytest.approx(0.4)
+    assert run.speeds_written_mph()[-1] == pytest.approx(0.4)  # 0.6 km/h, the range's step
+    assert run.belt_mph() == pytest.approx(0.4, abs=0.06)

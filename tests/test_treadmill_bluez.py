@@ -1,0 +1,266 @@
+"""bleak's real BlueZ backend against a fake FTMS treadmill on bluezoo (a mock of BlueZ's D-Bus
+API on a private dbus-daemon): no root, no kernel module, no radio."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bluezoo", reason="bluezoo is in the test extra")
+if shutil.which("dbus-daemon") is None:
+    pytest.skip("dbus-daemon is not installed (Debian package dbus)", allow_module_level=True)
+
+# bleak keeps one BlueZ manager (a D-Bus connection) per event loop and never closes it; the
+# loops here end with the test, so its socket is reported unclosed when collected.
+pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+from belt_helpers import BELT_PLAN  # noqa: E402
+from fake_ftms import (  # noqa: E402
+    CENTRAL,
+    PERIPHERAL,
+    FakeTreadmill,
+    forget,
+    mock_bluez,
+    run_in_thread,
+)
+
+from voicecoach.events import BeltReported, Event  # noqa: E402
+from voicecoach.grammar import load_grammar  # noqa: E402
+from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
+from voicecoach.treadmill import client, ftms  # noqa: E402
+from voicecoach.treadmill.belt import BeltController  # noqa: E402
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op  # noqa: E402
+from voicecoach.treadmill.sim import BeltModel, Quirks  # noqa: E402
+from voicecoach.workout.coach import Coach  # noqa: E402
+from voicecoach.workout.machine import State  # noqa: E402
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeTreadmill]:
+    """A fresh mock BlueZ with one fake treadmill (tests may change its model's quirks)."""
+    try:
+        zoo = mock_bluez()
+        zoo.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+    treadmill = FakeTreadmill(BeltModel(accel_kmh_s=2.0))
+    thread = run_in_thread(treadmill)
+    try:
+        yield treadmill
+    finally:
+        treadmill.close()
+        thread.join(5)
+        zoo.__exit__(None, None, None)
+        gc.collect()  # report bleak's unclosed sockets here, under this module's filters
+
+
+def test_info_reads_features_and_ranges(fake: FakeTreadmill) -> None:
+    forget()
+
+    async def info() -> ftms.Features:
+        ble, _controller, got = await client.connect(PERIPHERAL[1], lambda _u: None,
+                                                     adapter=CENTRAL[0])
+        await ble.disconnect()
+        assert got.speed_range == fake.model.speed_range
+        assert got.incline_range == fake.model.incline_range
+        return got.features
+
+    assert asyncio.run(info()).speed_target
+
+
+def test_an_address_that_is_not_there_is_one_clear_error(fake: FakeTreadmill) -> None:
+    with pytest.raises(client.TreadmillError) as err:
+        asyncio.run(client.connect("00:00:00:00:CC:03", lambda _u: None, adapter=CENTRAL[0],
+                                   timeout=3.0))
+    line = err.value.one_line()
+    assert "\n" not in line and ("00:00:00:00:CC:03" in line or "Bluetooth" in line)
+
+
+def _session(fake: FakeTreadmill, seconds: float, script: dict[float, str]) -> tuple[
+        Coach, list[Event], client.BleakTreadmill]:
+    forget()
+    events: list[Event] = []
+    coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [events.append])
+    link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=0.5)
+    belt = BeltController(coach, link, TreadmillSettings(control="drive"))
+    waited = time.monotonic()
+    while not belt.link_up and time.monotonic() - waited < 20:
+        coach.tick(0.0)
+        time.sleep(0.05)
+    assert belt.link_up, "the link did not come up"
+    began = time.monotonic()
+    pending = sorted(script.items())
+    coach.begin(0.0)
+    while time.monotonic() - began < seconds:
+        now = time.monotonic() - began
+        while pending and pending[0][0] <= now:
+            _, command = pending.pop(0)
+            coach.command(command, now, phrase="ready" if command == "yes" else command)
+        coach.tick(now)
+        time.sleep(0.05)
+    return coach, events, link
+
+
+def test_a_session_drives_the_fake_belt_over_bleak(fake: FakeTreadmill) -> None:
+    fake.writes.clear()
+    script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes", 5.5: "faster", 8.0: "stop"}
+    coach, events, link = _session(fake, 10.0, script)
+    try:
+        ops = [ftms.decode_command(w) for w in fake.writes]
+        assert ops, [e for e in events if e.type.value in ("device_problem", "state_changed")]
+        assert [c.op for c in ops][:3] == [Op.REQUEST_CONTROL, Op.START_RESUME,
+                                           Op.SET_TARGET_SPEED]
+        speeds = [round(float(c.value or 0) / KMH_PER_MPH, 1) for c in ops
+                  if c.op is Op.SET_TARGET_SPEED]
+        assert speeds == [1.0, 1.1]  # the warm-up's speed, then one step
+        assert ops[-1] == ftms.stop()
+        assert coach.state is State.STOPPED
+        reported = [e.speed_mph for e in events if isinstance(e, BeltReported)]
+        assert 1.1 in reported  # the speed notification came back through bleak
+        assert fake.model.speed_kmh < 0.5
+    finally:
+        link.close()
+
+
+def test_the_safety_key_on_the_fake_stops_the_coach(fake: FakeTreadmill) -> None:
+    fake.model.controlled = False
+    script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"}
+    threading.Timer(6.0, fake.console, args=("safety_key",)).start()
+    coach, events, link = _session(fake, 8.0, script)
+    try:
+        assert coach.state is State.STOPPED
+        assert any("safety key" in getattr(e, "text", "") for e in events)
+    finally:
+        link.close()
+
+
+def test_scan_lists_the_fake_treadmill(fake: FakeTreadmill) -> None:
+    # Last on this bus: bluezoo reports a device to one discovery only (real BlueZ reports
+    # each advertisement), so a connect by address after a scan would not find it here.
+    forget()
+    found = asyncio.run(client.scan(2.5, adapter=CENTRAL[0]))
+    assert [(f.name, f.address) for f in found] == [("FakeTread", PERIPHERAL[1])]
+
+
+def test_a_device_that_is_not_an_ftms_treadmill() -> None:
+    """A second peripheral is not possible on the module's bus; this runs its own."""
+    try:
+        zoo = mock_bluez()
+        zoo.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+    try:
+        battery = FakeTreadmill(name="Battery", ftms_service=False)
+        thread = run_in_thread(battery)
+        forget()
+        with pytest.raises(client.TreadmillError, match="not an FTMS treadmill"):
+            asyncio.run(client.connect(PERIPHERAL[1], lambda _u: None, adapter=CENTRAL[0]))
+        battery.close()
+        thread.join(5)
+    finally:
+        zoo.__exit__(None, None, None)
+        gc.collect()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    forget()  # a fresh process starts a fresh discovery
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "--adapter",
+                           CENTRAL[0], *args], text=True, capture_output=True, timeout=60,
+                          env=env)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_cli_scan_and_info(fake: FakeTreadmill) -> None:
+    scan = _cli("scan", "--timeout", "2")
+    assert scan.returncode == 0, scan.stderr
+    assert PERIPHERAL[1] in scan.stdout and "FakeTread" in scan.stdout
+    info = _cli("info", PERIPHERAL[1])
+    assert info.returncode == 0, info.stderr
+    assert "speed range: 0.8 to 16 km/h" in info.stdout and "belt: 0.0 mph" in info.stdout
+    assert fake.writes == []  # info moves nothing
+
+
+# One connection per mock BlueZ: bluezoo cannot export a device's GATT objects a second time
+# after the device was forgotten and found again (EEXIST), so each of these has its own.
+def test_cli_test_moves_nothing_without_move(fake: FakeTreadmill) -> None:
+    test = _cli("test", "FakeTread")
+    assert test.returncode == 0, test.stderr
+    assert "control: granted" in test.stdout and "not moved" in test.stdout
+    assert [ftms.decode_command(w).op for w in fake.writes] == [Op.REQUEST_CONTROL]
+
+
+def test_cli_test_move_runs_the_belt_at_its_slowest_then_halts_it(fake: FakeTreadmill) -> None:
+    moved = _cli("test", PERIPHERAL[1], "--move")
+    assert moved.returncode == 0, moved.stderr + moved.stdout
+    assert "result: belt reached 0.8 km/h, halted" in moved.stdout
+    ops = [ftms.decode_command(w) for w in fake.writes]
+    assert ops == [ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8),
+                   ftms.stop()]
+
+
+def test_cli_control_not_permitted_is_one_line(fake: FakeTreadmill) -> None:
+    fake.model.quirks = Quirks(denies_control=True)
+    _one_line(_cli("test", PERIPHERAL[1]), "not permitted")
+
+
+def test_cli_a_write_that_times_out_is_one_line(fake: FakeTreadmill) -> None:
+    fake.mute_control = True
+    _one_line(_cli("test", PERIPHERAL[1]), "did not answer")
+
+
+def test_cli_an_address_that_is_not_there(fake: FakeTreadmill) -> None:
+    _one_line(_cli("info", "00:00:00:00:CC:03"), "00:00:00:00:CC:03")
+
+
+def test_cli_bluetooth_off_no_adapter_and_no_bluetooth_service() -> None:
+    for kind, needle in (({"powered": False}, "Bluetooth is off"),
+                         ({"adapters": 0}, "no Bluetooth adapter")):
+        try:
+            zoo = mock_bluez(**kind)  # type: ignore[arg-type]
+            zoo.__enter__()
+        except RuntimeError as exc:
+            pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+        try:
+            result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "scan",
+                                     "--timeout", "1"], text=True, capture_output=True,
+                                    timeout=60, env={**os.environ})
+            _one_line(result, needle)
+        finally:
+            zoo.__exit__(None, None, None)
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "info",
+                             "00:00:00:00:CC:03"], text=True, capture_output=True, timeout=60,
+                            env=env)
+    _one_line(result, "Bluetooth")
+
+
+def test_doctor_checks_bluetooth_and_the_treadmill(fake: FakeTreadmill, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[treadmill]\ncontrol = "drive"\naddress = "{PERIPHERAL[1]}"\n')
+    forget()
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "--data-dir", str(tmp_path),
+                             "doctor", "--no-render", "--config", str(config)], text=True,
+                            capture_output=True, timeout=120, env={**os.environ})
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok") and "bluetooth: hci0 (on), hci1 (on)" in line
+               for line in lines), result.stdout
+    assert any(line.startswith("ok") and "treadmill: FakeTread: FTMS" in line
+               for line in lines), result.stdout

@@ -1,0 +1,125 @@
+"""A replayed session drives the simulated treadmill: the user's recorded track (start, yes,
+ready, "faster", then "stop" said over the coach) through the real device loop and recogniser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from replay_helpers import PLAN, CachedRenderer
+
+from voicecoach.audio.wav import WavFileSource, write_wav
+from voicecoach.commands._common import recorded_session
+from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.events import CommandHeard, Event
+from voicecoach.grammar import load_grammar
+from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
+from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
+from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
+from voicecoach.treadmill.sim import SimTreadmill
+from voicecoach.workout.machine import State
+
+DRIVE = TreadmillSettings(control="drive")
+TOTAL_S = 150.0
+
+
+@pytest.fixture(scope="module")
+def recogniser() -> Any:
+    from voicecoach.speech.engines import make_recogniser
+
+    return make_recogniser(SpeechSettings(), load_grammar("en"))
+
+
+class FasterThenStop:
+    """After the polite answers: "faster" early in the backward block (again if not heard),
+    then "stop" over the middle of a coach utterance (again if the session goes on)."""
+
+    def __init__(self, loop: DeviceLoop, speaker: EchoWavSpeaker, room: ClosedLoopSource) -> None:
+        self.loop, self.speaker, self.room = loop, speaker, room
+        self.faster_at: list[float] = []
+        self.stop_at: list[float] = []
+
+    def _place(self, t: float, command: str, phrase: str) -> None:
+        clip = load_clip(command, phrase)
+        clip.at_s = t
+        self.room.add(clip)
+
+    def __call__(self, t: float) -> None:
+        coach = self.loop.coach
+        if coach.done or self.speaker.is_speaking() and not self.faster_heard():
+            return
+        walking = coach.state is State.BACKWARD and not coach.awaiting_turn
+        if walking and not self.faster_heard() and coach.phase_elapsed > 3 \
+                and (not self.faster_at or t - self.faster_at[-1] > 5) and len(self.faster_at) < 4:
+            self.faster_at.append(t)
+            self._place(t, "faster", "faster")
+        elif self.faster_heard() and (not self.stop_at or t - self.stop_at[-1] > 5) \
+                and t - self.faster_at[-1] > 6 and len(self.stop_at) < 4:
+            for iv in self.speaker.speaking_intervals():
+                if iv.start + 0.2 <= t and iv.end is not None and iv.end >= t + 1.2:
+                    self.stop_at.append(t)
+                    self._place(t, "stop", "stop")
+                    return
+
+    def faster_heard(self) -> bool:
+        return self.loop.coach.speed_mph > 0.6 + 1e-6 and \
+            self.loop.coach.state is State.BACKWARD or bool(self.stop_at)
+
+
+def _loop(settings: Settings, recogniser: Any, speaker: Any, source: Any, clock: AudioClock,
+          sim: SimTreadmill, events: list[Event]) -> DeviceLoop:
+    sources = iter([source])
+    return DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
+                      lambda: next(sources, None),
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      listeners=[events.append], clock=clock, sessions=1, treadmill=sim,
+                      treadmill_settings=DRIVE)
+
+
+def test_a_replayed_session_drives_the_belt(recogniser: Any, tmp_path: Path) -> None:
+    renderer = CachedRenderer(EspeakNgRenderer())
+    # 1. record the user's side against the simulated coach (no echo in the track)
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(renderer, clock=clock)
+    room = ClosedLoopSource(speaker, TOTAL_S, echo_gain_db=-200.0, keep_mic=True)
+    loop = _loop(Settings(data_dir=tmp_path / "rec"), recogniser, speaker, room, clock,
+                 SimTreadmill(), [])
+    polite, script = PoliteUser(loop.coach, speaker, room), FasterThenStop(loop, speaker, room)
+    room.react = lambda t: (polite(t), script(t))
+    recogniser.reset()
+    loop.run()
+    assert script.stop_at, "the recording never got as far as the stop"
+    track = tmp_path / "user.wav"
+    write_wav(track, np.concatenate([*room.mic, np.zeros(5 * 16000, dtype=np.float32)]))
+
+    # 2. replay the recording through the real loop, driving a fresh simulated treadmill
+    events: list[Event] = []
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(renderer, clock=clock)
+    sim = SimTreadmill()
+    replay = _loop(Settings(data_dir=tmp_path / "replay"), recogniser, speaker,
+                   WavFileSource(track), clock, sim, events)
+    recogniser.reset()
+    replay.run()
+    heard = {e.command: e for e in events if isinstance(e, CommandHeard) and e.source == "voice"}
+    assert "faster" in heard and "stop" in heard
+    assert replay.outcomes == ["stopped"]
+
+    speeds = [(t, round(float(c.value or 0) / KMH_PER_MPH, 1)) for t, c in
+              sim.log.of(Op.SET_TARGET_SPEED)]
+    after_faster = [mph for t, mph in speeds if t >= heard["faster"].t]
+    assert after_faster == [0.7]  # one step up from the block's 0.6, written once
+    assert max(mph for _, mph in speeds) <= 1.5  # never above the plan (warm-up top 1.5)
+
+    stop = heard["stop"]
+    over = [iv for iv in speaker.speaking_intervals()
+            if iv.start <= stop.t and (iv.end is None or iv.end >= stop.t - 0.5)]
+    assert over, "the stop was not said over the coach"
+    written = [t for t, c in sim.log.of(Op.STOP_PAUSE) if c.value == 1]
+    assert written and 0 <= written[0] - stop.t <= 0.2  # at the audio time it was heard
+
+    sim.poll(replay.clock.audio_s + 15.0)  # the belt runs down to a halt
+    assert sim.model.speed_kmh == 0.0 and sim.model.state == "stopped"

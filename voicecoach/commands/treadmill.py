@@ -1,0 +1,174 @@
+"""``voicecoach treadmill scan | info | test``: find, inspect and check an FTMS treadmill."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+from voicecoach.commands._common import settings_from_args
+from voicecoach.settings import Settings
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.client import TreadmillError, WriteTimeout, connect, scan
+from voicecoach.treadmill.ftms import KMH_PER_MPH
+from voicecoach.treadmill.link import TreadmillInfo
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds ``test --move`` waits for the belt to reach its slowest speed, then to halt.
+MOVE_WAIT_S = 20.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("treadmill", help="find, inspect and check a Bluetooth (FTMS) treadmill",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--adapter", default=None, metavar="HCI",
+                        help="Bluetooth adapter, e.g. hci0 (default: the first powered one)")
+    parser.add_argument("--config", default=None, metavar="PATH", help="config file")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p_scan = actions.add_parser("scan", help="list FTMS devices nearby (name, address, signal)")
+    p_scan.add_argument("--timeout", type=float, default=5.0, help="seconds to listen")
+    for name, text in (("info", "features, speed and incline ranges, current state (moves "
+                                "nothing)"),
+                       ("test", "a short supervised check; moves the belt only with --move")):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("address", nargs="?", default=None,
+                       help="address or part of the name (default: [treadmill] address)")
+        if name == "test":
+            p.add_argument("--move", action="store_true",
+                           help="run the belt at its slowest for a few seconds, then halt it "
+                                "(stand on the side rails!)")
+    parser.set_defaults(func=run)
+
+
+def _address(args: argparse.Namespace, settings: Settings) -> str:
+    address = args.address or settings.treadmill.address
+    if not address:
+        raise TreadmillError("no treadmill given",
+                             "pass its address (see `voicecoach treadmill scan`) or set "
+                             "[treadmill] address in the config")
+    return str(address)
+
+
+def info_lines(info: TreadmillInfo) -> list[str]:
+    s, i = info.speed_range, info.incline_range
+    lines = [f"treadmill: {info.name or '(no name)'} ({info.address})",
+             f"measures: {', '.join(sorted(info.features.machine)) or 'speed only'}",
+             f"takes targets: {', '.join(sorted(info.features.targets)) or 'none'}",
+             f"speed range: {s.minimum:g} to {s.maximum:g} km/h ({s.minimum / KMH_PER_MPH:.1f} "
+             f"to {s.maximum / KMH_PER_MPH:.1f} mph), step {s.step:g} km/h",
+             f"incline range: {i.minimum:g} to {i.maximum:g} %, step {i.step:g} %"]
+    lines += [f"note: {note}" for note in info.notes]
+    return lines
+
+
+def _state_line(data: ftms.TreadmillData | None) -> str:
+    if data is None:
+        return "belt: no data within 3 s"
+    parts = [f"belt: {(data.speed_mph or 0.0):.1f} mph ({data.speed_kmh or 0.0:.2f} km/h)"]
+    if data.incline_pct is not None:
+        parts.append(f"incline {data.incline_pct:g} %")
+    if data.distance_m is not None:
+        parts.append(f"distance {data.distance_m:g} m")
+    return ", ".join(parts)
+
+
+async def _info(address: str, adapter: str | None, out: Any) -> None:
+    readings: list[Any] = []
+    client, _controller, info = await connect(address, readings.append, adapter=adapter)
+    try:
+        for line in info_lines(info):
+            print(line, file=out, flush=True)
+        for _ in range(30):
+            if any(isinstance(r, ftms.TreadmillData) for r in readings):
+                break
+            await asyncio.sleep(0.1)
+        data = [r for r in readings if isinstance(r, ftms.TreadmillData)]
+        print(_state_line(data[-1] if data else None), file=out, flush=True)
+    finally:
+        await client.disconnect()
+
+
+async def _test(address: str, adapter: str | None, move: bool, top_mph: float, out: Any) -> None:
+    readings: list[ftms.TreadmillData] = []
+
+    def take(update: Any) -> None:
+        if isinstance(update, ftms.TreadmillData):
+            readings.append(update)
+
+    client, controller, info = await connect(address, take, adapter=adapter)
+    try:
+        for line in info_lines(info):
+            print(line, file=out, flush=True)
+        granted = await controller.write(ftms.request_control())
+        if granted.result == ftms.Result.NOT_PERMITTED:
+            raise TreadmillError("the treadmill did not give control (result 5: not permitted)",
+                                 "close other apps that hold it (the vendor app, Zwift, ...)")
+        if not granted.ok:
+            raise TreadmillError(f"request for control: {granted.text()}", "")
+        print("control: granted", file=out, flush=True)
+        if not move:
+            print("belt: not moved (add --move to run it at its slowest for a few seconds)",
+                  file=out, flush=True)
+            return
+        slow = info.speed_range.minimum
+        if slow / KMH_PER_MPH > top_mph + 1e-6:
+            raise TreadmillError(f"the treadmill's slowest speed ({slow:g} km/h) is above the top "
+                                 f"speed in your settings ({top_mph:g} mph)", "not moving it")
+        for command in (ftms.start_resume(), ftms.target_speed(slow)):
+            response = await controller.write(command)
+            print(f"{command.describe()}: {response.text()}", file=out, flush=True)
+        reached = await _wait_for(readings, lambda v: abs(v - slow) <= 0.15, out)
+        response = await controller.write(ftms.stop())
+        print(f"stop: {response.text()}", file=out, flush=True)
+        halted = await _wait_for(readings, lambda v: v <= 0.05, out)
+        print(f"result: belt {'reached' if reached else 'did NOT reach'} {slow:g} km/h, "
+              f"{'halted' if halted else 'did NOT halt'}", file=out, flush=True)
+        if not (reached and halted):
+            raise TreadmillError("the belt did not do what it was told",
+                                 "check the console; some treadmills ignore speed control")
+    finally:
+        await client.disconnect()
+
+
+async def _wait_for(readings: list[ftms.TreadmillData], done: Any, out: Any) -> bool:
+    began, shown = time.monotonic(), None
+    while time.monotonic() - began < MOVE_WAIT_S:
+        if readings and readings[-1].speed_kmh is not None:
+            speed = readings[-1].speed_kmh
+            if shown != round(speed, 1):
+                shown = round(speed, 1)
+                print(_state_line(readings[-1]), file=out, flush=True)
+            if done(speed):
+                return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    out = sys.stdout
+    try:
+        if args.action == "scan":
+            found = asyncio.run(scan(args.timeout, args.adapter))
+            if not found:
+                print("no FTMS treadmill found (is it on, and not connected to another app?)",
+                      file=sys.stderr)
+                return 1
+            for f in found:
+                signal = f"{f.rssi} dBm" if f.rssi is not None else "?"
+                print(f"{f.address}  {signal:>8}  {f.name or '(no name)'}", file=out)
+            return 0
+        address = _address(args, settings)
+        if args.action == "info":
+            asyncio.run(_info(address, args.adapter, out))
+        else:
+            asyncio.run(_test(address, args.adapter, args.move,
+                              min(settings.treadmill.top_speed_mph,
+                                  settings.coach.top_speed_mph), out))
+    except WriteTimeout as exc:
+        raise TreadmillError(exc.message, exc.hint) from None
+    return 0

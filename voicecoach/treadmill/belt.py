@@ -1,0 +1,479 @@
+"""Keeps the belt in step with the coach, safely: the coach's events in, FTMS writes out."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from voicecoach import events as ev
+from voicecoach.events import Event, Priority
+from voicecoach.settings import TreadmillSettings
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill import sayings as say
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result, StatusOp
+from voicecoach.treadmill.link import (
+    DEFAULT_INCLINE_RANGE,
+    DEFAULT_SPEED_RANGE,
+    BeltReading,
+    LinkDown,
+    LinkUp,
+    StatusReport,
+    Treadmill,
+    TreadmillInfo,
+    Update,
+    WriteDone,
+)
+from voicecoach.workout.coach import Coach
+from voicecoach.workout.cues import speed_text
+from voicecoach.workout.machine import ACTIVE, AT_REST, State
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds a step may take to show in the reported speed before the next one is allowed.
+STEP_TIMEOUT_S = 10.0
+#: A reported speed within this of the written one counts as reached (km/h).
+SPEED_TOLERANCE_KMH = 0.12
+#: Incline reached within this (percent).
+INCLINE_TOLERANCE_PCT = 0.25
+#: Readings outside these, or jumping faster than a belt can, are nonsense and ignored.
+MAX_PLAUSIBLE_KMH = 30.0
+INCLINE_PLAUSIBLE = (-20.0, 40.0)
+MAX_ACCEL_KMH_S = 4.0
+#: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
+#: slowest), then halted.
+WIND_DOWN_KMH = 1.0
+#: A BeltReported event at least every this many metres of belt (for the history's distance).
+REPORT_DISTANCE_M = 50.0
+
+
+@dataclass
+class _Step:
+    """A write in flight: what the belt should show, since when."""
+
+    value: float
+    since: float
+
+
+class BeltController:
+    """Drives (or, in "announce" mode, only watches) the belt for one :class:`Coach`.
+
+    Rules: the belt starts only after the briefing and "ready"; every speed written stays
+    inside the phase window, both top speeds and the treadmill's range; speed goes up one
+    step at a time and the next step waits until the reported speed shows the last one (or
+    :data:`STEP_TIMEOUT_S`); a write happens only because the coach asked for it (a command or
+    a phase), never because the link came back; the console, the safety key and the link
+    going away win over the coach.
+    """
+
+    def __init__(self, coach: Coach, treadmill: Treadmill, settings: TreadmillSettings) -> None:
+        self.coach = coach
+        self.treadmill = treadmill
+        self.settings = settings
+        self.drive = settings.control == "drive"
+        self.info: TreadmillInfo | None = None
+        self.link_up = False
+        self.belt_kmh: float | None = None
+        self.belt_t = 0.0
+        self.belt_incline: float | None = None
+        self.distance_m: float | None = None
+        self.shown: tuple[float, float | None] | None = None
+        self.reported_m: float | None = None
+        self._down_reason = ""
+        self._said: set[str] = set()
+        self._console = False  # True while the console's own action is passed to the coach
+        self._reset_session()
+        coach.listeners.append(self.on_event)
+        coach.tick_hooks.append(self.tick)
+        if self.drive:
+            coach.briefing_checks = say.DRIVEN_CHECKS
+            coach.ready_prompt = say.READY_TO_START
+
+    def _reset_session(self) -> None:
+        self.briefed = False
+        self.started = False
+        self.want_kmh: float | None = None
+        self.sent_kmh: float | None = None
+        self.step: _Step | None = None
+        self.want_incline: float | None = None
+        self.sent_incline: float | None = None
+        self.incline_step: _Step | None = None
+        self.winding_down = False
+        self.halt_pending = False
+        self.start_pending = False
+        self.speed_control = True
+        self._said = set()
+
+    # ------------------------------------------------------------------ helpers
+    def _say_once(self, key: str, text: str, priority: Priority = Priority.URGENT) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.coach.say(text, "warning", priority, remember=False)
+
+    def _problem(self, problem: str, **extra: object) -> None:
+        self.coach.emit(ev.DeviceProblem(t=self.coach.now, state=self.coach.state.value,
+                                         device="treadmill", problem=problem, extra=dict(extra)))
+
+    @property
+    def speed_range(self) -> ftms.Range:
+        return self.info.speed_range if self.info else DEFAULT_SPEED_RANGE
+
+    @property
+    def incline_range(self) -> ftms.Range:
+        return self.info.incline_range if self.info else DEFAULT_INCLINE_RANGE
+
+    def _to_raw(self, kmh: float) -> float:
+        """The target speed parameter for ``kmh``: km/h, or mph for pads that read it so."""
+        return kmh / KMH_PER_MPH if self.settings.target_units == "mph" else kmh
+
+    def _from_raw(self, raw: float) -> float:
+        return raw * KMH_PER_MPH if self.settings.target_units == "mph" else raw
+
+    def _top_mph(self) -> float:
+        phase = self.coach.phase
+        top = min(self.settings.top_speed_mph, self.coach.settings.top_speed_mph)
+        return min(top, phase.max_speed_mph) if phase else top
+
+    def clamp_kmh(self, mph: float) -> float | None:
+        """The speed to write for a target of ``mph``: never above the phase's top or either top
+        speed, inside the treadmill's range; None if no speed satisfies all of them. (Below the
+        phase's window is allowed: a pain report slows the belt under it.)"""
+        mph = min(max(mph, 0.0), self._top_mph())
+        kmh = mph * KMH_PER_MPH
+        r = self.speed_range
+        if kmh < r.minimum - 1e-6:
+            if r.minimum / KMH_PER_MPH > self._top_mph() + 1e-6:
+                return None
+            self._say_once("below_range", say.BELOW_RANGE, Priority.ANSWER)
+            kmh = r.minimum
+        kmh = min(kmh, r.maximum)
+        if r.step > 0:
+            kmh = round(round(kmh / r.step) * r.step, 2)
+            if kmh / KMH_PER_MPH > self._top_mph() + 1e-6:  # rounding must not cross the top
+                kmh = round(math.floor(self._top_mph() * KMH_PER_MPH / r.step) * r.step, 2)
+        return round(kmh, 2)
+
+    def _on_grid(self, kmh: float) -> float:
+        step = self.speed_range.step
+        return round(round(kmh / step) * step, 2) if step > 0 else round(kmh, 2)
+
+    def _write(self, command: ftms.Command) -> None:
+        if not self.drive:
+            return
+        self.treadmill.send(command, self.coach.now)
+
+    # ------------------------------------------------------------------ the coach's events
+    def on_event(self, event: Event) -> None:
+        """Listener for the coach's events."""
+        if isinstance(event, ev.StateChanged):
+            self._state_changed(event)
+        elif isinstance(event, ev.WalkerReady):
+            if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
+                self._start_belt()
+        elif isinstance(event, ev.TargetChanged):
+            if event.why == "console":
+                return
+            self.want_kmh = self.clamp_kmh(event.speed_mph)
+            top = min(self.coach.phase.max_incline_pct if self.coach.phase else 0.0,
+                      self.coach.settings.max_incline_pct)
+            self.want_incline = self.incline_range.clamp(min(event.incline_pct, top))
+            self._pump()
+
+    def _state_changed(self, event: ev.StateChanged) -> None:
+        dest = State(event.dest)
+        source = State(event.source) if event.source else None
+        if dest in (State.STOPPED, State.FINISHED):
+            self._report(force=True)  # the history's last word on speed and distance
+        if dest is State.BRIEFING:
+            self._reset_session()
+        elif source is State.BRIEFING and dest in ACTIVE:
+            self.briefed = True
+        elif dest is State.PAUSED:
+            self.step = self.incline_step = None
+            if not self._console:
+                self._write(ftms.pause())
+        elif source is State.PAUSED and dest in ACTIVE:
+            if not self._console and self.started and not self._belt_moving():
+                self._write(ftms.start_resume())  # never while running (toggle pads); the
+                # belt resumes at the target it kept
+        elif dest is State.STOPPED:
+            self.step = None
+            if not self._console:
+                self._halt()
+        elif dest is State.FINISHED:
+            self._wind_down()
+
+    def _belt_moving(self) -> bool:
+        return self.belt_kmh is not None and self.belt_kmh > 0.05
+
+    def _start_belt(self) -> None:
+        self.started = True
+        if not self.drive:
+            return
+        if not self.link_up:  # started when the link is up (the user did say ready)
+            self.start_pending = True
+            self._say_once("not_connected", say.NOT_CONNECTED, Priority.ANSWER)
+            return
+        self.start_pending = False
+        if self.clamp_kmh(self.coach.speed_mph) is None:
+            self._say_once("too_fast", say.TOO_FAST_FOR_PLAN)
+            self.started = False
+            return
+        self.coach.say(say.BELT_STARTING, "announcement", Priority.ANNOUNCEMENT, remember=False)
+        if not self._belt_moving():
+            self._write(ftms.start_resume())
+        self.want_kmh = self.clamp_kmh(self.coach.speed_mph)
+        self.sent_kmh = None
+        self._pump()
+
+    def _halt(self) -> None:
+        self.winding_down = False
+        if self.link_up:
+            self._write(ftms.stop())
+            self.halt_pending = False
+        else:
+            self.halt_pending = True
+
+    def _wind_down(self) -> None:
+        slow = max(WIND_DOWN_KMH, self.speed_range.minimum)
+        if self.drive and self.started and self.speed_control and self._belt_moving() \
+                and (self.belt_kmh or 0.0) > slow + SPEED_TOLERANCE_KMH and self.link_up:
+            self.coach.say(say.WINDING_DOWN, "announcement", Priority.ANNOUNCEMENT,
+                           remember=False)
+            self.winding_down = True
+            self.sent_kmh = slow
+            self.step = _Step(slow, self.coach.now)
+            self._write(ftms.target_speed(self._to_raw(slow)))
+        else:
+            self._halt()
+
+    # ------------------------------------------------------------------ writes, one step at a time
+    def _pump(self) -> None:
+        if not (self.drive and self.link_up and self.started and self.coach.state in ACTIVE):
+            return
+        now = self.coach.now
+        if self.speed_control and self.want_kmh is not None and self._step_done(now):
+            nxt = self._next_speed(self.want_kmh)
+            if nxt is not None:
+                self.sent_kmh = nxt
+                self.step = _Step(nxt, now)
+                self._write(ftms.target_speed(self._to_raw(nxt)))
+        if self.want_incline is not None and self._incline_done(now) \
+                and self.incline_range.maximum > self.incline_range.minimum:
+            if self.sent_incline is None or abs(self.want_incline - self.sent_incline) > 1e-6:
+                if self.sent_incline is None and abs(self.want_incline - (self.belt_incline or 0)) < 1e-6:
+                    self.sent_incline = self.want_incline  # already there: nothing to write
+                    return
+                self.sent_incline = self.want_incline
+                self.incline_step = _Step(self.want_incline, now)
+                self._write(ftms.target_incline(self.want_incline))
+
+    def _next_speed(self, goal: float) -> float | None:
+        """The next speed to write on the way to ``goal`` (None: nothing to write now). Down
+        goes at once; up goes one step at a time, and not while a turn waits for "ready"."""
+        if self.sent_kmh is not None and abs(goal - self.sent_kmh) < 1e-6:
+            return None
+        base = self.sent_kmh if self.sent_kmh is not None else self.belt_kmh
+        if base is None or base <= 0.05 or goal <= base + 1e-6:
+            return goal
+        if self.coach.awaiting_turn:
+            return None
+        return min(goal, self._on_grid(base + self.settings.speed_step_mph * KMH_PER_MPH))
+
+    def _step_done(self, now: float) -> bool:
+        step = self.step
+        if step is None:
+            return True
+        if self.belt_kmh is not None and abs(self.belt_kmh - step.value) <= SPEED_TOLERANCE_KMH:
+            self.step = None
+            return True
+        if now - step.since >= STEP_TIMEOUT_S:
+            _LOGGER.warning("treadmill: belt at %s km/h, %g s after %s km/h was written",
+                            self.belt_kmh, STEP_TIMEOUT_S, step.value)
+            self._problem("step timed out", written_kmh=step.value, belt_kmh=self.belt_kmh)
+            self.step = None
+            return True
+        return False
+
+    def _incline_done(self, now: float) -> bool:
+        step = self.incline_step
+        if step is None:
+            return True
+        if (self.belt_incline is not None
+                and abs(self.belt_incline - step.value) <= INCLINE_TOLERANCE_PCT) \
+                or now - step.since >= STEP_TIMEOUT_S:
+            self.incline_step = None
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the treadmill's updates
+    def tick(self, t: float) -> None:
+        """Tick hook: take in the link's updates, then write the next step if one is due."""
+        for update in self.treadmill.poll(t):
+            self.handle(update)
+        if self.winding_down and self._step_done(self.coach.now):
+            self._halt()
+        self._pump()
+
+    def handle(self, update: Update) -> None:
+        if isinstance(update, BeltReading):
+            self._reading(update)
+        elif isinstance(update, StatusReport):
+            self._status(update.status)
+        elif isinstance(update, WriteDone):
+            self._write_done(update)
+        elif isinstance(update, LinkUp):
+            self._link_up(update.info)
+        elif isinstance(update, LinkDown):
+            self._link_down(update.reason)
+
+    def _reading(self, reading: BeltReading) -> None:
+        data = reading.data
+        if data.speed_kmh is not None:
+            speed = data.speed_kmh
+            dt = max(reading.t - self.belt_t, 0.1)
+            jump = self.belt_kmh is not None and abs(speed - self.belt_kmh) > MAX_ACCEL_KMH_S * dt + 1.0
+            if not math.isfinite(speed) or speed < 0 or speed > MAX_PLAUSIBLE_KMH or jump:
+                if "nonsense" not in self._said:
+                    self._said.add("nonsense")
+                    _LOGGER.warning("treadmill: implausible belt speed %.2f km/h ignored", speed)
+                    self._problem("implausible reading ignored", speed_kmh=speed)
+                return
+            self.belt_kmh, self.belt_t = speed, reading.t
+        if data.incline_pct is not None:
+            lo, hi = INCLINE_PLAUSIBLE
+            if lo <= data.incline_pct <= hi:
+                self.belt_incline = data.incline_pct
+        if data.distance_m is not None and data.distance_m >= 0:
+            self.distance_m = data.distance_m
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        """A BeltReported event when the shown speed or incline changed, the distance grew by
+        REPORT_DISTANCE_M, or (``force``) the session is ending."""
+        if self.belt_kmh is None:
+            return
+        mph = round(self.belt_kmh / KMH_PER_MPH, 1)
+        incline = None if self.belt_incline is None else round(self.belt_incline, 1)
+        far = self.distance_m is not None and (
+            self.reported_m is None or self.distance_m - self.reported_m >= REPORT_DISTANCE_M)
+        if force or far or self.shown != (mph, incline):
+            self.shown = (mph, incline)
+            self.reported_m = self.distance_m
+            self.coach.emit(ev.BeltReported(t=self.coach.now, state=self.coach.state.value,
+                                            speed_mph=mph, incline_pct=incline,
+                                            distance_m=self.distance_m))
+
+    def _from_console(self, command: str) -> None:
+        self._console = True
+        try:
+            self.coach.command(command, source="treadmill")
+        finally:
+            self._console = False
+
+    def _status(self, status: ftms.Status) -> None:
+        coach = self.coach
+        op = status.op
+        running = coach.state in ACTIVE or coach.state is State.PAUSED
+        if op == StatusOp.STOPPED_BY_SAFETY_KEY:
+            if running:
+                coach.say(say.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
+                self._from_console("stop")
+        elif op == StatusOp.STOPPED_OR_PAUSED_BY_USER:
+            if status.value == ftms.PAUSE and coach.state in ACTIVE:
+                coach.say(say.CONSOLE_PAUSED, "warning", Priority.URGENT, remember=False)
+                self._from_console("pause")
+            elif status.value != ftms.PAUSE and running:
+                coach.say(say.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
+                self._from_console("stop")
+        elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
+            if coach.state is State.PAUSED:
+                coach.say(say.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
+                self._from_console("resume")
+            if coach.state in ACTIVE and not self.started:
+                self.started = True  # started on the console: the user is on the belt
+            self.sent_kmh = self.want_kmh  # nothing is written until the coach asks again
+        elif op == StatusOp.TARGET_SPEED_CHANGED and status.value is not None:
+            raw = float(status.value)
+            ours = [v for v in (self.sent_kmh, self.step.value if self.step else None)
+                    if v is not None]
+            if any(abs(self._from_raw(raw) - v) <= 0.02 or abs(raw - v) <= 0.02 for v in ours):
+                return  # the echo of our own write
+            self._console_speed(raw)
+        elif op == StatusOp.TARGET_INCLINE_CHANGED and status.value is not None:
+            pct = float(status.value)
+            if self.sent_incline is not None and abs(pct - self.sent_incline) <= 0.05:
+                return
+            self.sent_incline = self.want_incline = pct
+            self.incline_step = None
+            if coach.state in ACTIVE or coach.state is State.PAUSED:
+                coach.console_target(incline_pct=pct)
+        elif op == StatusOp.CONTROL_PERMISSION_LOST:
+            _LOGGER.warning("treadmill: control permission lost; it is asked for again")
+
+    def _console_speed(self, kmh: float) -> None:
+        coach = self.coach
+        self.sent_kmh = self.want_kmh = kmh
+        self.step = None
+        if not (coach.state in ACTIVE or coach.state is State.PAUSED) or self.winding_down:
+            return
+        mph = kmh / KMH_PER_MPH
+        coach.console_target(speed_mph=mph)
+        if mph > self._top_mph() + 0.05:
+            coach.say(say.CONSOLE_ABOVE_PLAN.format(speed=speed_text(mph, coach.units),
+                                                    top=speed_text(self._top_mph(), coach.units)),
+                      "warning", Priority.ANSWER, remember=False)
+
+    def _write_done(self, done: WriteDone) -> None:
+        command = done.command
+        if done.error:
+            _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
+            self._problem(f"write {done.error}", command=command.describe())
+            return
+        response = done.response
+        if response is None or response.ok:
+            return
+        _LOGGER.warning("treadmill: %s: %s", command.describe(), response.text())
+        self._problem(response.text(), command=command.describe(), result=response.result)
+        active = self.coach.state in ACTIVE or self.coach.state is State.PAUSED
+        if response.result == Result.NOT_PERMITTED:
+            if active:
+                self._say_once("not_permitted", say.NOT_PERMITTED)
+        elif command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
+            self.speed_control = False
+            self.step = None
+            if active:
+                self._say_once("no_speed", say.NO_SPEED_CONTROL, Priority.ANSWER)
+        elif command.op is Op.SET_TARGET_SPEED:
+            self.step = None  # invalid or failed: the next request may try again
+        elif command.op is Op.SET_TARGET_INCLINE:
+            self.incline_step = None
+
+    def _link_up(self, info: TreadmillInfo) -> None:
+        again = self.info is not None
+        self.info, self.link_up = info, True
+        _LOGGER.info("treadmill: connected to %s (%s)", info.name, info.address)
+        if again and "link_lost" in self._said and self.coach.state not in AT_REST:
+            self.coach.say(say.LINK_BACK, "answer", Priority.ANSWER, remember=False)
+        # Nothing is re-sent: what the coach asked for before is taken as written. A stop
+        # the link missed is the one exception (the belt must not keep running).
+        self.sent_kmh, self.step = self.want_kmh, None
+        self.sent_incline, self.incline_step = self.want_incline, None
+        if self.halt_pending:
+            self._halt()
+        elif self.start_pending and self.coach.state in ACTIVE:
+            self._start_belt()
+
+    def _link_down(self, reason: str) -> None:
+        if not self.link_up:
+            if reason != self._down_reason:  # not connected yet: one line per new reason
+                self._down_reason = reason
+                _LOGGER.warning("treadmill: not connected: %s", reason)
+                self._problem("not connected", reason=reason)
+            return
+        self.link_up = False
+        self.step = self.incline_step = None
+        _LOGGER.warning("treadmill: link lost (%s); retrying in the background", reason)
+        self._problem("link lost", reason=reason)
+        if self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
+            self._say_once("link_lost", say.LINK_LOST)

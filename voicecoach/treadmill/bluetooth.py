@@ -1,0 +1,155 @@
+"""Bluetooth for the treadmill link: its errors in one line, adapters, scanning and lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.treadmill import ftms
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class TreadmillError(VoicecoachError):
+    """The treadmill link failed: no adapter, Bluetooth off, not found, not FTMS, refused."""
+
+
+class WriteTimeout(TreadmillError):
+    """A control point write was not answered in time."""
+
+
+def explain(exc: BaseException, address: str = "") -> TreadmillError:
+    """A bleak (or D-Bus) exception as one user-facing line with a fix."""
+    if isinstance(exc, TreadmillError):
+        return exc
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDeviceNotFoundError, BleakError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, BleakBluetoothNotAvailableError) or "No Bluetooth adapters" in text:
+        if "powered" in text.lower() or "off" in text.lower():
+            return TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+        return TreadmillError("no Bluetooth adapter found",
+                              "plug one in, or check `bluetoothctl list` and that bluetoothd runs")
+    if "NotReady" in text or "not powered" in text.lower():
+        return TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+    if isinstance(exc, BleakDeviceNotFoundError) or "not found" in text.lower():
+        return TreadmillError(f"no Bluetooth device {address!r} in range",
+                              "switch the treadmill on and run `voicecoach treadmill scan`")
+    if isinstance(exc, (BleakError, EOFError, OSError, asyncio.TimeoutError)) \
+            or "org.freedesktop.DBus" in text:
+        if ("org.bluez" in text and "ServiceUnknown" in text) or "No such file" in text:
+            return TreadmillError("the Bluetooth service (bluetoothd) is not running",
+                                  "start it: sudo systemctl start bluetooth")
+        return TreadmillError(f"Bluetooth: {text}", "check that the treadmill is on and close")
+    return TreadmillError(f"treadmill link: {text}", "run with --debug for details")
+
+
+def _quiet_bleak() -> None:
+    """bleak warns once when bluetoothctl is missing; that is not the user's problem (one line
+    per error on the command line), so it is only shown with --debug."""
+    if not _LOGGER.isEnabledFor(logging.DEBUG):
+        logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)
+
+
+async def _check_adapter(adapter: str | None) -> None:
+    """A clear error before scanning when there is no adapter or Bluetooth is off."""
+    found = await adapters()
+    if adapter:
+        found = [a for a in found if a[0] == adapter]
+    if not found:
+        raise TreadmillError(f"no Bluetooth adapter{' ' + adapter if adapter else ''} found",
+                             "plug one in, or check `bluetoothctl list`")
+    if not any(powered for _, powered in found):
+        raise TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+
+
+@dataclass(frozen=True)
+class Found:
+    """A treadmill seen while scanning."""
+
+    name: str
+    address: str
+    rssi: int | None
+
+
+async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
+    """FTMS devices advertising nearby, strongest signal first."""
+    from bleak import BleakScanner
+
+    _quiet_bleak()
+    await _check_adapter(adapter)
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    try:
+        seen = await BleakScanner.discover(timeout, return_adv=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, whatever bleak raised
+        raise explain(exc) from None
+    out = [Found(adv.local_name or dev.name or "", dev.address, adv.rssi)
+           for dev, adv in seen.values()
+           if ftms.FTMS_SERVICE in [u.lower() for u in adv.service_uuids]]
+    return sorted(out, key=lambda f: -(f.rssi if f.rssi is not None else -999))
+
+
+async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None = None) -> Any:
+    """The BLEDevice for an address or (part of) a name; a clear error if none is in range."""
+    from bleak import BleakScanner
+
+    _quiet_bleak()
+    await _check_adapter(adapter)
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    want = address_or_name.strip()
+    is_address = len(want) == 17 and want.count(":") == 5
+
+    def match(dev: Any, adv: Any) -> bool:
+        if is_address:
+            return str(dev.address).upper() == want.upper()
+        return want.lower() in (adv.local_name or dev.name or "").lower()
+
+    device = None
+    try:
+        async with BleakScanner(**kwargs) as scanner:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while device is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+                for dev, adv in scanner.discovered_devices_and_advertisement_data.values():
+                    if match(dev, adv):
+                        device = dev
+                        break
+    except Exception as exc:  # noqa: BLE001
+        raise explain(exc, want) from None
+    if device is None:
+        raise TreadmillError(f"no Bluetooth device {want!r} in range",
+                             "switch the treadmill on and run `voicecoach treadmill scan`")
+    return device
+
+
+async def adapters() -> list[tuple[str, bool]]:
+    """(name, powered) of each Bluetooth adapter BlueZ knows; a clear error without BlueZ."""
+    from dbus_fast import BusType
+    from dbus_fast.aio import MessageBus
+
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except Exception as exc:  # noqa: BLE001
+        raise TreadmillError(f"Bluetooth is not available: the system D-Bus cannot be reached "
+                             f"({exc})", "install and start dbus and bluez (Linux only)") from None
+    try:
+        try:
+            intro = await bus.introspect("org.bluez", "/")
+            obj = bus.get_proxy_object("org.bluez", "/", intro)
+            managed = await obj.get_interface(
+                "org.freedesktop.DBus.ObjectManager").call_get_managed_objects()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            raise TreadmillError("the Bluetooth service (bluetoothd) is not running",
+                                 "sudo apt install bluez && sudo systemctl start bluetooth") from None
+        out = []
+        for path, interfaces in sorted(managed.items()):
+            adapter = interfaces.get("org.bluez.Adapter1")
+            if adapter is not None:
+                powered = adapter.get("Powered")
+                out.append((path.rsplit("/", 1)[-1], bool(powered.value if powered else False)))
+        return out
+    finally:
+        bus.disconnect()

@@ -1,0 +1,342 @@
+"""The FTMS treadmill over bleak: an asyncio controller (one write at a time) and a thread-safe facade."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
+    Found,
+    TreadmillError,
+    WriteTimeout,
+    adapters,
+    explain,
+    find,
+    scan,
+)
+from voicecoach.treadmill.ftms import FtmsError, Op
+from voicecoach.treadmill.link import (
+    DEFAULT_INCLINE_RANGE,
+    DEFAULT_SPEED_RANGE,
+    BeltReading,
+    LinkDown,
+    LinkUp,
+    StatusReport,
+    TreadmillInfo,
+    Update,
+    WriteDone,
+    WriteLog,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds a control point write may take to be answered by its indication.
+WRITE_TIMEOUT_S = 3.0
+#: Seconds between attempts to reconnect a lost treadmill.
+RECONNECT_S = 3.0
+CONNECT_TIMEOUT_S = 15.0
+
+
+class FtmsController:
+    """One connected FTMS treadmill: reads what it is, subscribes, and writes one control
+    point command at a time under a lock, awaiting its indication with a timeout. Control is
+    requested before the first command and again after it was lost; everything resets on
+    disconnect."""
+
+    def __init__(self, client: Any, on_update: Callable[[Any], None],
+                 write_timeout: float = WRITE_TIMEOUT_S) -> None:
+        self.client = client
+        self.on_update = on_update
+        self.write_timeout = write_timeout
+        self.joiner = ftms.DataJoiner()
+        self.controlled = False
+        #: The BLEDevice connected to (reconnects reuse it without scanning).
+        self.device: Any = None
+        self._lock = asyncio.Lock()
+        self._answer: asyncio.Future[ftms.Response] | None = None
+
+    def reset(self) -> None:
+        """The link went away: forget control, half a data record, a pending answer."""
+        self.controlled = False
+        self.joiner.reset()
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(TreadmillError("the treadmill link was lost", ""))
+
+    async def setup(self, name: str) -> TreadmillInfo:
+        """Read features and ranges and subscribe; a clear error if it is no FTMS treadmill."""
+        services = self.client.services
+        if services.get_service(ftms.FTMS_SERVICE) is None \
+                or services.get_characteristic(ftms.CONTROL_POINT) is None \
+                or services.get_characteristic(ftms.TREADMILL_DATA) is None:
+            raise TreadmillError(f"{name or self.client.address} is not an FTMS treadmill "
+                                 "(no Fitness Machine service with Treadmill Data)",
+                                 "check the address with `voicecoach treadmill scan`")
+        notes: list[str] = []
+
+        async def read(uuid: str, decode: Callable[[bytes], Any], default: Any) -> Any:
+            if services.get_characteristic(uuid) is None:
+                return default
+            try:
+                return decode(bytes(await self.client.read_gatt_char(uuid)))
+            except FtmsError as exc:
+                notes.append(f"{exc.message}; using {default}")
+                _LOGGER.warning("treadmill: %s; using %s", exc.message, default)
+                return default
+
+        no_features = ftms.Features(frozenset(), frozenset())
+        features = await read(ftms.FEATURE, ftms.decode_features, no_features)
+        speed = await read(ftms.SPEED_RANGE, ftms.decode_speed_range, DEFAULT_SPEED_RANGE)
+        incline = await read(ftms.INCLINE_RANGE, ftms.decode_incline_range,
+                             DEFAULT_INCLINE_RANGE)
+        await self.client.start_notify(ftms.TREADMILL_DATA, self._on_data)
+        await self.client.start_notify(ftms.CONTROL_POINT, self._on_indication)
+        if services.get_characteristic(ftms.STATUS) is not None:
+            await self.client.start_notify(ftms.STATUS, self._on_status)
+        return TreadmillInfo(name, self.client.address, features, speed, incline, tuple(notes))
+
+    def _on_data(self, _sender: Any, data: bytearray) -> None:
+        try:
+            record = self.joiner.feed(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if record is not None:
+            self.on_update(record)
+
+    def _on_status(self, _sender: Any, data: bytearray) -> None:
+        try:
+            status = ftms.decode_status(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if status.op == ftms.StatusOp.CONTROL_PERMISSION_LOST:
+            self.controlled = False
+        self.on_update(status)
+
+    def _on_indication(self, _sender: Any, data: bytearray) -> None:
+        try:
+            response = ftms.decode_response(bytes(data))
+        except FtmsError as exc:
+            _LOGGER.warning("treadmill: %s", exc.message)
+            return
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(response)
+
+    async def _write_one(self, command: ftms.Command) -> ftms.Response:
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(), response=True)
+        try:
+            response = await asyncio.wait_for(self._answer, self.write_timeout)
+        except asyncio.TimeoutError:
+            raise WriteTimeout(f"the treadmill did not answer '{command.describe()}' within "
+                               f"{self.write_timeout:g} s", "check it is on and close") from None
+        finally:
+            self._answer = None
+        if response.request != command.op:
+            _LOGGER.warning("treadmill: answer for op 0x%02x to a write of 0x%02x",
+                            response.request, command.op)
+        return response
+
+    async def write(self, command: ftms.Command) -> ftms.Response:
+        """Write ``command`` (requesting control first if needed) and return its answer."""
+        async with self._lock:
+            if not self.controlled and command.op is not Op.REQUEST_CONTROL:
+                granted = await self._write_one(ftms.request_control())
+                if not granted.ok:
+                    return ftms.Response(command.op, granted.result)
+                self.controlled = True
+            response = await self._write_one(command)
+            if command.op is Op.REQUEST_CONTROL and response.ok:
+                self.controlled = True
+            if response.result == ftms.Result.NOT_PERMITTED:
+                self.controlled = False
+            return response
+
+
+async def connect(address_or_name: str, on_update: Callable[[Any], None],
+                  on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
+                  timeout: float = CONNECT_TIMEOUT_S,
+                  device: Any = None) -> tuple[Any, FtmsController, TreadmillInfo]:
+    """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
+    returns (BleakClient, controller, info)."""
+    from bleak import BleakClient
+
+    if device is None:
+        device = await find(address_or_name, min(timeout, 8.0), adapter)
+    name = device.name or ""
+    holder: list[FtmsController] = []
+
+    def lost(_client: Any) -> None:
+        for controller in holder:
+            controller.reset()
+        if on_disconnect is not None:
+            on_disconnect()
+
+    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    client = BleakClient(device, disconnected_callback=lost, timeout=timeout, **kwargs)
+    try:
+        await client.connect()
+    except Exception as exc:  # noqa: BLE001
+        raise explain(exc, address_or_name) from None
+    controller = FtmsController(client, on_update)
+    controller.device = device
+    holder.append(controller)
+    try:
+        info = await controller.setup(name or getattr(client, "name", "") or "")
+    except BaseException:
+        await client.disconnect()
+        raise
+    return client, controller, info
+
+
+class BleakTreadmill:
+    """:class:`~voicecoach.treadmill.link.Treadmill` over bleak. bleak runs in its own asyncio
+    thread; the coach's loop only puts commands in and drains a ``queue.Queue`` of updates, so
+    nothing here blocks the audio path. The link reconnects in the background by itself."""
+
+    def __init__(self, address_or_name: str, *, adapter: str | None = None,
+                 reconnect_s: float = RECONNECT_S) -> None:
+        self.address = address_or_name
+        self.adapter = adapter
+        self.reconnect_s = reconnect_s
+        self.log = WriteLog()
+        self._updates: queue.Queue[tuple[float, Any]] = queue.Queue()
+        self._loop = asyncio.new_event_loop()
+        self._commands: asyncio.Queue[ftms.Command] | None = None
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._t0 = time.monotonic()
+        self._last_poll_t = 0.0
+        self._thread = threading.Thread(target=self._run, name="treadmill-link", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ Treadmill
+    def send(self, command: ftms.Command, t: float) -> None:
+        self.log.add(t, command)
+        self._loop.call_soon_threadsafe(self._enqueue, command)
+
+    def poll(self, t: float) -> list[Update]:
+        out: list[Update] = []
+        while True:
+            try:
+                _wall, item = self._updates.get_nowait()
+            except queue.Empty:
+                break
+            out.append(self._stamp(item, t))
+        self._last_poll_t = t
+        return out
+
+    def close(self) -> None:
+        """Disconnect, stop the background loop and its thread (within a few seconds)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                done.result(8.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                _LOGGER.debug("treadmill: shutdown did not finish cleanly", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+
+    async def _shutdown(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------------ the asyncio side
+    @staticmethod
+    def _stamp(item: Any, t: float) -> Update:
+        if isinstance(item, ftms.TreadmillData):
+            return BeltReading(t, item)
+        if isinstance(item, ftms.Status):
+            return StatusReport(t, item)
+        if isinstance(item, TreadmillInfo):
+            return LinkUp(t, item)
+        if isinstance(item, tuple) and item[0] == "done":
+            return WriteDone(t, item[1], item[2], item[3])
+        return LinkDown(t, str(item[1]))
+
+    def _put(self, item: Any) -> None:
+        self._updates.put((time.monotonic(), item))
+
+    def _enqueue(self, command: ftms.Command) -> None:
+        if self._commands is not None:
+            self._commands.put_nowait(command)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._commands = asyncio.Queue()
+        self._task = self._loop.create_task(self._supervise())
+        try:
+            self._loop.run_forever()
+        finally:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    async def _supervise(self) -> None:
+        said = ""
+        known: Any = None  # the BLEDevice once found: reconnects go to it without a scan
+        while not self._closing:
+            lost = asyncio.Event()
+
+            def on_lost(event: asyncio.Event = lost) -> None:
+                self._loop.call_soon_threadsafe(event.set)
+
+            try:
+                client, controller, info = await connect(self.address, self._put, on_lost,
+                                                         self.adapter, device=known)
+                known = controller.device
+            except TreadmillError as exc:
+                known = None  # look it up afresh next time
+                if exc.message != said:  # one line per new kind of trouble, not per retry
+                    said = exc.message
+                    self._put(("down", exc.one_line()))
+                await asyncio.sleep(self.reconnect_s)
+                continue
+            said = ""
+            self._drain_commands()  # nothing written while away is sent late
+            self._put(info)
+            writer = asyncio.create_task(self._writer(controller, lost))
+            try:
+                await lost.wait()
+                self._put(("down", "the treadmill link was lost"))
+            finally:
+                writer.cancel()
+                try:
+                    await client.disconnect()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            await asyncio.sleep(self.reconnect_s)
+
+    def _drain_commands(self) -> None:
+        assert self._commands is not None
+        while not self._commands.empty():
+            command = self._commands.get_nowait()
+            self._put(("done", command, None, "not connected"))
+
+    async def _writer(self, controller: FtmsController, lost: asyncio.Event) -> None:
+        assert self._commands is not None
+        while not lost.is_set():
+            command = await self._commands.get()
+            try:
+                response = await controller.write(command)
+                self._put(("done", command, response, ""))
+            except WriteTimeout:
+                self._put(("done", command, None, "timed out"))
+            except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
+                self._put(("done", command, None, explain(exc).message))

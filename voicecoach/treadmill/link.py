@@ -1,0 +1,113 @@
+"""The treadmill link as the coach sees it: non-blocking writes in, timestamped updates out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.ftms import Features, Range
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Used when a treadmill does not say (or says nonsense about) its ranges.
+DEFAULT_SPEED_RANGE = Range(0.5, 10.0, 0.1)
+DEFAULT_INCLINE_RANGE = Range(0.0, 0.0, 0.5)
+
+
+@dataclass(frozen=True)
+class TreadmillInfo:
+    """What a treadmill says about itself when connected."""
+
+    name: str
+    address: str
+    features: Features
+    speed_range: Range
+    incline_range: Range
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BeltReading:
+    """A joined Treadmill Data record at workout time ``t``."""
+
+    t: float
+    data: ftms.TreadmillData
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A Fitness Machine Status notification at workout time ``t``."""
+
+    t: float
+    status: ftms.Status
+
+
+@dataclass(frozen=True)
+class WriteDone:
+    """A control point write finished: its response, or ``error`` (timeout, not connected)."""
+
+    t: float
+    command: ftms.Command
+    response: ftms.Response | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.response is not None and self.response.ok
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """Connected (again) and subscribed; ``info`` read from the treadmill."""
+
+    t: float
+    info: TreadmillInfo
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The link went away (``reason``); the link keeps retrying in the background."""
+
+    t: float
+    reason: str
+
+
+Update = BeltReading | StatusReport | WriteDone | LinkUp | LinkDown
+
+
+@dataclass
+class WriteLog:
+    """Every control point write a link made, with its workout time (benchmarks and tests)."""
+
+    writes: list[tuple[float, ftms.Command]] = field(default_factory=list)
+
+    def add(self, t: float, command: ftms.Command) -> None:
+        self.writes.append((t, command))
+
+    def moving(self) -> list[tuple[float, ftms.Command]]:
+        """The speed and incline writes."""
+        return [(t, c) for t, c in self.writes if c.moves_belt]
+
+    def of(self, op: ftms.Op) -> list[tuple[float, ftms.Command]]:
+        return [(t, c) for t, c in self.writes if c.op == op]
+
+
+class Treadmill(Protocol):
+    """A treadmill link used from the coach's (synchronous) loop. Neither call blocks: writes
+    are queued and their results come back from :meth:`poll` as :class:`WriteDone`."""
+
+    log: WriteLog
+
+    def send(self, command: ftms.Command, t: float) -> None:
+        """Queue one control point write at workout time ``t`` (control is requested first)."""
+        ...
+
+    def poll(self, t: float) -> list[Update]:
+        """Everything that arrived since the last poll, stamped no later than ``t``."""
+        ...
+
+    def close(self) -> None:
+        """Disconnect and stop any background work."""
+        ...

@@ -1,0 +1,283 @@
+"""A simulated FTMS treadmill: belt physics, console events and known quirks, on workout time."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import dataclass, field
+
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Features, Op, Range, Result, Status, StatusOp
+from voicecoach.treadmill.link import (
+    BeltReading,
+    LinkDown,
+    LinkUp,
+    StatusReport,
+    TreadmillInfo,
+    Update,
+    WriteDone,
+    WriteLog,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+SIM_SPEED_RANGE = Range(0.8, 16.0, 0.1)
+SIM_INCLINE_RANGE = Range(0.0, 12.0, 0.5)
+SIM_FEATURES = Features(frozenset({"total_distance", "inclination"}),
+                        frozenset({"speed_target", "inclination_target"}))
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Behaviours of real treadmills that the coach has to cope with."""
+
+    reads_mph: bool = False
+    """Reads the target speed parameter as mph (hundredths), not km/h."""
+    refuses_speed: bool = False
+    """Answers "not supported" to target speed (start, stop and incline still work)."""
+    toggle_start: bool = False
+    """Start/resume while running pauses the belt (a start/pause toggle)."""
+    denies_control: bool = False
+    """Answers "control not permitted" (result 5) to every request for control."""
+
+
+class BeltModel:
+    """A treadmill's belt and console: physics over seconds and the control point's answers.
+
+    Used by :class:`SimTreadmill` (workout time) and by the fake BLE peripheral in the tests.
+    """
+
+    def __init__(self, speed_range: Range = SIM_SPEED_RANGE,
+                 incline_range: Range = SIM_INCLINE_RANGE, *, accel_kmh_s: float = 0.5,
+                 incline_rate_pct_s: float = 0.5, quirks: Quirks | None = None) -> None:
+        self.speed_range = speed_range
+        self.incline_range = incline_range
+        self.accel = accel_kmh_s
+        self.incline_rate = incline_rate_pct_s
+        self.quirks = quirks or Quirks()
+        self.state = "stopped"
+        self.speed_kmh = 0.0
+        self.target_kmh = 0.0
+        self.incline_pct = 0.0
+        self.target_incline = 0.0
+        self.distance_m = 0.0
+        self.controlled = False
+
+    def step(self, dt: float) -> None:
+        """Move the belt ``dt`` seconds towards its target (zero unless running)."""
+        goal = self.target_kmh if self.state == "running" else 0.0
+        delta = goal - self.speed_kmh
+        move = min(abs(delta), self.accel * dt)
+        self.speed_kmh += move if delta > 0 else -move
+        self.distance_m += self.speed_kmh / 3.6 * dt
+        di = self.target_incline - self.incline_pct
+        self.incline_pct += min(abs(di), self.incline_rate * dt) * (1 if di > 0 else -1)
+
+    def record(self) -> bytes:
+        """The Treadmill Data notification for now."""
+        return ftms.encode_treadmill_data(round(self.speed_kmh, 2), round(self.incline_pct, 1),
+                                          self.distance_m)
+
+    def _start(self) -> None:
+        self.state = "running"
+        if self.target_kmh <= 0:
+            self.target_kmh = self.speed_range.minimum
+
+    def control(self, data: bytes) -> tuple[ftms.Response, list[Status]]:
+        """Answer one control point write: the response and any status notifications."""
+        command = ftms.decode_command(data)
+        op = command.op
+
+        def answer(result: Result, *status: Status) -> tuple[ftms.Response, list[Status]]:
+            return ftms.Response(op, result), list(status)
+
+        if op is Op.REQUEST_CONTROL:
+            if self.quirks.denies_control:
+                return answer(Result.NOT_PERMITTED)
+            self.controlled = True
+            return answer(Result.SUCCESS)
+        if not self.controlled:
+            return answer(Result.NOT_PERMITTED)
+        if op is Op.SET_TARGET_SPEED:
+            if self.quirks.refuses_speed:
+                return answer(Result.NOT_SUPPORTED)
+            raw = float(command.value or 0.0)
+            kmh = raw * KMH_PER_MPH if self.quirks.reads_mph else raw
+            if not self.speed_range.contains(kmh):
+                return answer(Result.INVALID_PARAMETER)
+            self.target_kmh = kmh
+            return answer(Result.SUCCESS, Status(StatusOp.TARGET_SPEED_CHANGED, raw))
+        if op is Op.SET_TARGET_INCLINE:
+            pct = float(command.value or 0.0)
+            if not self.incline_range.contains(pct):
+                return answer(Result.INVALID_PARAMETER)
+            self.target_incline = pct
+            return answer(Result.SUCCESS, Status(StatusOp.TARGET_INCLINE_CHANGED, pct))
+        if op is Op.START_RESUME:
+            if self.quirks.toggle_start and self.state == "running":
+                self.state = "paused"
+            else:
+                self._start()
+            return answer(Result.SUCCESS)
+        if op is Op.STOP_PAUSE:
+            if command.value == ftms.PAUSE:
+                self.state = "paused" if self.state == "running" else self.state
+            else:
+                self.state, self.target_kmh = "stopped", 0.0
+            return answer(Result.SUCCESS)
+        if op is Op.RESET:
+            self.controlled = False
+            self.state, self.target_kmh = "stopped", 0.0
+            return answer(Result.SUCCESS)
+        return answer(Result.NOT_SUPPORTED)
+
+    def console(self, action: str, value: float = 0.0) -> list[Status]:
+        """The user at the console: stop, pause, start, safety_key, speed (km/h), incline."""
+        if action == "stop":
+            self.state, self.target_kmh = "stopped", 0.0
+            return [Status(StatusOp.STOPPED_OR_PAUSED_BY_USER, ftms.STOP)]
+        if action == "pause":
+            self.state = "paused"
+            return [Status(StatusOp.STOPPED_OR_PAUSED_BY_USER, ftms.PAUSE)]
+        if action == "start":
+            self._start()
+            return [Status(StatusOp.STARTED_OR_RESUMED_BY_USER)]
+        if action == "safety_key":
+            self.state, self.target_kmh = "stopped", 0.0
+            return [Status(StatusOp.STOPPED_BY_SAFETY_KEY)]
+        if action == "speed":
+            self.target_kmh = self.speed_range.clamp(value)
+            return [Status(StatusOp.TARGET_SPEED_CHANGED, round(self.target_kmh, 2))]
+        if action == "incline":
+            self.target_incline = self.incline_range.clamp(value)
+            return [Status(StatusOp.TARGET_INCLINE_CHANGED, self.target_incline)]
+        raise ValueError(f"unknown console action {action!r}")
+
+
+@dataclass(order=True)
+class _Due:
+    t: float
+    seq: int
+    kind: str = field(compare=False)
+    payload: object = field(compare=False, default=None)
+
+
+class SimTreadmill:
+    """A :class:`~voicecoach.treadmill.link.Treadmill` on workout time: readings every
+    ``report_s``, answers ``delay_s`` after a write, scheduled console events and link drops.
+
+    ``schedule(t, action, value)`` takes the console actions of :class:`BeltModel` plus
+    ``disconnect`` (``value`` seconds down) and ``nonsense`` (one reading of ``value`` km/h).
+    """
+
+    def __init__(self, model: BeltModel | None = None, *, name: str = "SimTreadmill",
+                 report_s: float = 1.0, delay_s: float = 0.05, step_s: float = 0.1,
+                 connect_at: float = 0.0) -> None:
+        self.model = model or BeltModel()
+        self.name = name
+        self.report_s = report_s
+        self.delay_s = delay_s
+        self.step_s = step_s
+        self.log = WriteLog()
+        self._control = False
+        self.now = 0.0
+        self.up = False
+        self.connects = 0
+        #: Workout times at which the link came up (connects and reconnects).
+        self.up_times: list[float] = []
+        self._queue: list[_Due] = []
+        self._seq = 0
+        self._out: list[Update] = []
+        self._next_report = connect_at
+        self._push(connect_at, "connect")
+
+    def info(self) -> TreadmillInfo:
+        return TreadmillInfo(self.name, "SIM:00:00:00:00:01", SIM_FEATURES,
+                             self.model.speed_range, self.model.incline_range)
+
+    def _push(self, t: float, kind: str, payload: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, _Due(t, self._seq, kind, payload))
+
+    def schedule(self, t: float, action: str, value: float = 0.0) -> None:
+        """A console event (or a link drop) at workout time ``t``."""
+        self._push(t, "console", (action, value))
+
+    # ------------------------------------------------------------------ Treadmill
+    def send(self, command: ftms.Command, t: float) -> None:
+        if not self.up:
+            self._out.append(WriteDone(t, command, error="not connected"))
+            return
+        if not self._control and command.op is not Op.REQUEST_CONTROL:
+            self._control = True  # control is requested first, once per connection
+            self.send(ftms.request_control(), t)
+        self.log.add(t, command)
+        self._push(t + self.delay_s, "write", command)
+
+    def poll(self, t: float) -> list[Update]:
+        self._run_until(t)
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> None:
+        self.up = False
+
+    # ------------------------------------------------------------------ time
+    def _run_until(self, t: float) -> None:
+        while True:
+            nxt = min(self._queue[0].t if self._queue else t, self._next_report, t)
+            while self.now < nxt - 1e-9:
+                dt = min(self.step_s, nxt - self.now)
+                self.model.step(dt)
+                self.now += dt
+            self.now = max(self.now, nxt)
+            if self._queue and self._queue[0].t <= self.now + 1e-9:
+                self._handle(heapq.heappop(self._queue))
+            elif self._next_report <= self.now + 1e-9:
+                if self.up:
+                    self._out.append(BeltReading(self.now, ftms.decode_treadmill_data(
+                        self.model.record())))
+                self._next_report += self.report_s
+            elif self.now >= t - 1e-9:
+                return
+
+    def _handle(self, due: _Due) -> None:
+        if due.kind == "connect":
+            self.up = True
+            self.connects += 1
+            self.up_times.append(due.t)
+            self.model.controlled = self._control = False  # control is per connection
+            self._out.append(LinkUp(due.t, self.info()))
+        elif due.kind == "write":
+            assert isinstance(due.payload, ftms.Command)
+            if not self.up:
+                self._out.append(WriteDone(due.t, due.payload, error="not connected"))
+                return
+            response, statuses = self.model.control(due.payload.encode())
+            if response.result == Result.NOT_PERMITTED or (
+                    due.payload.op is Op.REQUEST_CONTROL and not response.ok):
+                self._control = False  # ask again before the next write
+            self._out.append(WriteDone(due.t, due.payload, response))
+            self._out.extend(StatusReport(due.t, s) for s in statuses)
+        elif due.kind == "console":
+            assert isinstance(due.payload, tuple)
+            action: str = due.payload[0]
+            value: float = due.payload[1]
+            if action == "disconnect":
+                if self.up:
+                    self.up = False
+                    lost = [d for d in self._queue if d.kind == "write"]
+                    self._queue = [d for d in self._queue if d.kind != "write"]
+                    heapq.heapify(self._queue)
+                    self._out.extend(WriteDone(due.t, d.payload, error="link lost")  # type: ignore[arg-type]
+                                     for d in lost)
+                    self._out.append(LinkDown(due.t, "simulated link drop"))
+                    self._push(due.t + float(value), "connect")
+            elif action == "nonsense":
+                if self.up:
+                    self._out.append(BeltReading(due.t, ftms.TreadmillData(float(value), None,
+                                                                           None)))
+            else:
+                statuses = self.model.console(action, float(value))
+                if self.up:
+                    self._out.extend(StatusReport(due.t, s) for s in statuses)
