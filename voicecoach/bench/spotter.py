@@ -55,7 +55,8 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
 
 
-def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
+def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path,
+                     kinds: Sequence[str] = ("sentence", "coach")
                      ) -> tuple[list[Path], list[Path], list[Path]]:
     """Held-out voices' sentences, real non-command words, and room-noise clips."""
     talk: list[Path] = []
@@ -68,7 +69,7 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
         if not line.strip():
             continue
         row = json.loads(line)
-        if row["family"] in families and row["kind"] in ("sentence", "coach", "negative"):
+        if row["family"] in families and row["kind"] in kinds:
             talk.append(synth / row["path"])
     words = [p for folder in ("up", "down", "left", "right", "on", "off", "_unknown_")
              for p in sorted((speech_commands / folder).glob("*.wav"))]
@@ -121,7 +122,11 @@ def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backw
                  engine: str = "spotter") -> tuple[list[dict[str, Any]], float, float]:
     """``voicecoach listen --json`` in a child process: its lines, CPU s, peak RSS (MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = [sys.executable, "-m", "voicecoach", "listen", "--json", "--engine", engine,
+    # VmHWM is the child's own peak (ru_maxrss of a child counts the parent's pages at fork)
+    code = ("import sys; from voicecoach.cli import main; c = main(sys.argv[1:]); "
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "
+            "sys.stderr.write('PEAK_RSS_KB ' + hwm[0].split()[1] + '\\n'); sys.exit(c)")
+    cmd = [sys.executable, "-c", code, "listen", "--json", "--engine", engine,
            "--state", state, "--chunk-ms", str(chunk_ms), *map(str, paths)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -131,7 +136,8 @@ def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backw
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.strip()]
-    return lines, cpu, after.ru_maxrss / 1024.0
+    peak = [float(x.split()[1]) for x in proc.stderr.splitlines() if x.startswith("PEAK_RSS_KB")]
+    return lines, cpu, (peak[0] / 1024.0 if peak else float("nan"))
 
 
 def fixture_stops() -> list[tuple[Path, list[dict[str, Any]]]]:
@@ -157,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--speech-commands", type=Path, default=None)
     parser.add_argument("--synth", type=Path, default=None,
                         help="the synthetic corpus (default WORK/synth)")
+    parser.add_argument("--confusable", action="store_true",
+                        help="also sprinkle the corpus's confusable single words (top, shop, "
+                             "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
     from voicecoach.spotter.model import load_model
     from voicecoach.spotter.training.data import speech_commands_dir
@@ -164,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         card = load_model().card
         families = card.get("unseen_families") or card.get("holdout_families", [])
+        kinds = ("sentence", "coach", "negative") if args.confusable else ("sentence", "coach")
         talk, words, noise = longform_sources(args.synth or args.work / "synth", families,
-                                              speech_commands_dir(args.speech_commands))
-        files = make_longform(args.work / "longform", args.hours, talk, words, noise)
+                                              speech_commands_dir(args.speech_commands), kinds)
+        folder = args.work / ("longform-confusable" if args.confusable else "longform")
+        files = make_longform(folder, args.hours, talk, words, noise)
         lines, cpu, rss = listen_child(files)
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
@@ -176,8 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_cmd: dict[str, int] = {}
     for c in false:
         by_cmd[c["command"]] = by_cmd.get(c["command"], 0) + 1
-    print(f"long-form talk with no command ({audio_s / 3600:.2f} h, voices held out of training: "
-          f"{', '.join(families)}): {len(false)} false accepts = "
+    what = "sentences, coach texts and confusable words" if args.confusable else \
+        "sentences and coach texts"
+    print(f"long-form talk with no command ({audio_s / 3600:.2f} h of {what} in "
+          f"{len(families)} voices left out of training, real non-command words, 5-20 dB SNR): "
+          f"{len(false)} false accepts = "
           f"{len(false) / (audio_s / 3600):.2f} per hour {by_cmd or ''} | "
           f"RTF {cpu / audio_s:.4f} (CPU s per audio s) | peak RSS {rss:.0f} MB")
     stops = fixture_stops()

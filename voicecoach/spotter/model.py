@@ -131,7 +131,7 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
     if meta.get("weights_sha256") not in (None, digest):
         raise _bad(weights, "do not match their model card (sha256 differs): corrupt or replaced")
     try:
-        with np.load(weights, allow_pickle=False) as npz:
+        with weights.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
             arrays = {k: np.asarray(npz[k]) for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         raise _bad(weights, "are corrupt (not a readable .npz)") from None

@@ -100,7 +100,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, labels: list[str], recipe: Recipe,
     sample_weight = balance[y] * (1.0 if weight is None else weight)
     sample_weight = sample_weight / sample_weight.mean()
     clf = MLPClassifier(hidden_layer_sizes=(recipe.hidden,), alpha=recipe.alpha,
-                        batch_size=recipe.batch, learning_rate_init=recipe.learning_rate,
+                        batch_size=min(recipe.batch, len(flat)), learning_rate_init=recipe.learning_rate,
                         max_iter=recipe.epochs, n_iter_no_change=recipe.epochs + 1, tol=0.0,
                         shuffle=True, random_state=recipe.seed)
     import warnings
@@ -397,12 +397,13 @@ def render_card(card: dict[str, Any]) -> str:
         f"{figs['summary']}",
         "",
         "Each fold's figures use thresholds chosen on the other folds' clips only "
-        f"(per fold: {figs['per_fold_thresholds']}).",
+        f"(per fold: {figs.get('per_fold_thresholds', {})}).",
         "",
-        "| threshold | " + " | ".join(k for k in figs["curve"][0] if k != "threshold") + " |",
-        "|---" * len(figs["curve"][0]) + "|",
     ]
-    for row in figs["curve"]:
+    curve = figs.get("curve") or [{"threshold": "-"}]
+    lines += ["| threshold | " + " | ".join(k for k in curve[0] if k != "threshold") + " |",
+              "|---" * len(curve[0]) + "|"]
+    for row in figs.get("curve", []):
         lines.append("| " + " | ".join(str(v) for v in row.values()) + " |")
     lines += ["", f"Training took {card.get('train_cpu_s', '?')} CPU s in the driver process "
               "(feature workers not counted).", ""]
