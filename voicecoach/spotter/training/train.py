@@ -379,8 +379,10 @@ def render_card(card: dict[str, Any]) -> str:
         "../shared/speech_commands, never copied into the repository.",
         f"- Synthetic: {data.get('synthetic_clips', '?')} clips in voice families "
         f"{', '.join(data.get('synthetic_families', []))}.",
-        f"- Held out of training (for the long-form false-accept benchmark): "
-        f"{', '.join(card.get('holdout_families', [])) or 'none'}.",
+        f"- Voice families in the corpus that training did not use (the recipe keeps only "
+        f"{', '.join(rec.get('synth_engines', [])) or 'all'} voices; the long-form "
+        f"false-accept benchmark reads these): "
+        f"{', '.join(card.get('unseen_families') or card.get('holdout_families', [])) or 'none'}.",
         f"- Training windows: {data.get('training_windows', '?')}.",
         "",
         "## Recipe (seed and every knob)",
@@ -401,10 +403,10 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     curve = figs.get("curve") or [{"threshold": "-"}]
-    lines += ["| threshold | " + " | ".join(k for k in curve[0] if k != "threshold") + " |",
-              "|---" * len(curve[0]) + "|"]
+    keys = ["threshold"] + sorted(k for k in curve[0] if k != "threshold")
+    lines += ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
     for row in figs.get("curve", []):
-        lines.append("| " + " | ".join(str(v) for v in row.values()) + " |")
+        lines.append("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
     lines += ["", f"Training took {card.get('train_cpu_s', '?')} CPU s in the driver process "
               "(feature workers not counted).", ""]
     return "\n".join(lines)
