@@ -121,10 +121,10 @@ def test_an_installed_wheel_resolves_its_files_with_no_checkout(wheel: Path, tmp
 
 
 def test_globs_that_match_nothing_yet_are_allowed() -> None:
-    """The spotter's weights globs are declared before the weights exist."""
-    patterns = SETUPTOOLS["package-data"]["voicecoach"]
-    assert any(fnmatch.fnmatch("spotter/en.npz", p) for p in patterns)
-    assert any(fnmatch.fnmatch("spotter/en.json", p) for p in patterns)
+    """The spotter's weights and model card are declared as package data."""
+    patterns = SETUPTOOLS["package-data"]["voicecoach.spotter"]
+    assert any(fnmatch.fnmatch("en.npz", p) for p in patterns)
+    assert any(fnmatch.fnmatch("en.json", p) for p in patterns)
 
 
 def test_ci_runs_the_readme_test_command_and_the_wheel_check() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from voicecoach.audio.chunk import AudioChunk
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
@@ -32,7 +33,7 @@ DEFAULT_USER = "default"
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "enroll", help="teach the command spotter your voice (a few takes of each command)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
         description="The coach asks you to say each command a few times and learns your "
                     "voice from the takes (hands-free: it speaks, you answer). With --from DIR "
                     "it learns from recordings instead: DIR/stop/*.wav, DIR/yes/*.wav, ... "

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.settings import Settings
 from voicecoach.treadmill import ftms
@@ -24,7 +25,7 @@ MOVE_WAIT_S = 20.0
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("treadmill", help="find, inspect and check a Bluetooth (FTMS) treadmill",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsFormatter)
     parser.add_argument("--adapter", default=None, metavar="HCI",
                         help="Bluetooth adapter, e.g. hci0 (default: the first powered one)")
     parser.add_argument("--config", default=None, metavar="PATH", help="config file")

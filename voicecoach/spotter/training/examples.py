@@ -58,18 +58,20 @@ class Recipe:
     batch: int = 256
     learning_rate: float = 0.001
     real_weight: float = 3.0
+    balance_power: float = 1.0
+    """Class weights are (windows of all classes / windows of the class) to this power."""
     """Each real window counts this many synthetic ones in the loss."""
     synth_engines: tuple[str, ...] = ("piper", "kokoro")
     """Synthetic voice families whose command phrases are trained on, by engine prefix
     (empty: all)."""
-    synth_negative_engines: tuple[str, ...] = ("piper", "kokoro")
+    synth_negative_engines: tuple[str, ...] = ()
     """Synthetic voice families whose other speech is trained on (empty: all)."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
         d = asdict(self)
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
-                    "real_weight", "synth_engines", "synth_negative_engines"):
+                    "real_weight", "synth_engines", "synth_negative_engines", "balance_power"):
             d.pop(key)
         return d
 

@@ -96,7 +96,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, labels: list[str], recipe: Recipe,
     scale = flat.std(axis=0) + 1e-3
     flat = (flat - mean) / scale
     counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
-    balance = (counts.sum() / np.maximum(counts, 1.0)) ** 0.5
+    balance = (counts.sum() / np.maximum(counts, 1.0)) ** recipe.balance_power
     sample_weight = balance[y] * (1.0 if weight is None else weight)
     sample_weight = sample_weight / sample_weight.mean()
     clf = MLPClassifier(hidden_layer_sizes=(recipe.hidden,), alpha=recipe.alpha,
@@ -426,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-export", action="store_true", help="cross-validate only")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change one recipe field (a number), e.g. --set alpha=2")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny recipe for tests (not for shipping)")
     args = parser.parse_args(argv)
@@ -443,6 +445,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     recipe = Recipe(seed=args.seed)
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if field not in Recipe.__dataclass_fields__ or not isinstance(getattr(recipe, field),
+                                                                      (int, float)):
+            raise VoicecoachError(f"--set {item}: no numeric recipe field '{field}'",
+                                  "see the recipe in voicecoach/spotter/MODEL_CARD.md")
+        try:
+            recipe = replace(recipe, **{field: type(getattr(recipe, field))(value)})
+        except ValueError:
+            raise VoicecoachError(f"--set {item}: '{value}' is not a number",
+                                  "give FIELD=NUMBER") from None
     if args.quick:
         recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16)
     grammar = load_grammar("en")
