@@ -30,7 +30,10 @@ TOTAL_S = 150.0
 def recogniser() -> Any:
     from voicecoach.speech.engines import make_recogniser
 
-    return make_recogniser(SpeechSettings(), load_grammar("en"))
+    # The belt is under test here, not recognition: pocketsphinx hears this synthetic user's
+    # voice (Piper joe) in 0.81 of clean fixture clips, the spotter (trained for real people)
+    # in 0.71, too few for the scripted briefing to get through reliably.
+    return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
 
 
 class FasterThenStop:
