@@ -35,19 +35,19 @@ class Engine:
     build: Callable[[SpeechSettings, Grammar], tuple[Recogniser, str]]
 
 
-def _no_model_option(name: str, speech: SpeechSettings) -> None:
+def _english_only(what: str, speech: SpeechSettings, grammar: Grammar) -> None:
+    """The checks of an engine that has an English model only and no --model folder."""
     if speech.model_path is not None:
-        raise VoicecoachError(f"--model is a vosk model folder but the engine is {name}",
+        raise VoicecoachError(f"--model is a vosk model folder but the engine is {speech.engine}",
                               "use --engine vosk or drop --model")
+    if not same_language(grammar.language, SPOTTER_LANGUAGE):
+        raise VoicecoachError(f"{what}, not '{grammar.language}'",
+                              f"use --engine vosk with a '{grammar.language}' model "
+                              f"('voicecoach model download {grammar.language}')")
 
 
 def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
-    _no_model_option("spotter", speech)
-    if not same_language(grammar.language, SPOTTER_LANGUAGE):
-        raise VoicecoachError(f"the command spotter is trained for English, not "
-                              f"'{grammar.language}'",
-                              f"use --engine vosk with a '{grammar.language}' model "
-                              f"('voicecoach model download {grammar.language}')")
+    _english_only("the command spotter is trained for English", speech, grammar)
     from voicecoach.spotter.engine import SpotterRecogniser
 
     rec = SpotterRecogniser(grammar)
@@ -56,12 +56,7 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
 
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
-    _no_model_option("pocketsphinx", speech)
-    if not same_language(grammar.language, SPHINX_LANGUAGE):
-        raise VoicecoachError(f"the pocketsphinx engine only has a US-English model, not "
-                              f"'{grammar.language}'",
-                              f"use --engine vosk with a '{grammar.language}' model "
-                              f"('voicecoach model download {grammar.language}')")
+    _english_only("the pocketsphinx engine only has a US-English model", speech, grammar)
     from voicecoach.speech.sphinx_engine import SphinxRecogniser
 
     return SphinxRecogniser(grammar), ("listening with pocketsphinx (the US-English model "

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.bench.recognition import FA_STATE, POSITIVES, state_for
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.spotter.decide import STOP, Decider, Decision
@@ -48,7 +49,6 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "spotter-train"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-FA_STATE = "backward"
 #: What a mistake costs (the issue's order: a missed stop is the worst error, a false
 #: "faster" the next). Misses are per command clip; false accepts per negative clip, times
 #: NEGATIVE_PRIOR because other speech is far more common than a command.
@@ -60,14 +60,6 @@ GRID = np.round(np.arange(0.30, 0.995, 0.01), 3)
 
 def labels_for(grammar: Grammar) -> list[str]:
     return [NOISE, OTHER] + grammar.all_phrases()
-
-
-def state_for(grammar: Grammar, command: str) -> str:
-    order = (FA_STATE,) if command == STOP else ("paused", "briefing", FA_STATE)
-    for state in order:
-        if command in grammar.commands_for(state):
-            return state
-    return FA_STATE
 
 
 # -- the head -----------------------------------------------------------------------------
@@ -266,7 +258,7 @@ def _clips(eval_data: dict[str, Any], sources: Sequence[Source]) -> list[dict[st
     for emb, end_s, i in zip(eval_data["emb"], eval_data["end_s"], eval_data["index"],
                              strict=True):
         src = sources[i]
-        command = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}.get(src.word, "")
+        command = POSITIVES.get(src.word, "")
         out.append({"emb": emb, "end_s": end_s, "fold": src.fold, "word": src.word,
                     "command": command, "source": i})
     return out
