@@ -45,7 +45,7 @@ def uniform_model(folder: Path) -> Path:
         silence = fe.warm_embeddings()
         for wav in sorted(COMMANDS.glob("*/normal/*.wav"))[::4]:
             emb = fe.embed(read_wav_16k(wav))
-            seq = np.concatenate([np.tile(silence, (11, 1)), emb])
+            seq = np.concatenate([silence[-11:], emb])
             idx = np.arange(len(emb))[:, None] + np.arange(12)[None, :]
             rows.append(seq[idx].reshape(len(emb), -1))
     x = np.concatenate(rows)

@@ -124,7 +124,7 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
     w = model.window
     for clip in clips:
         emb = clip["emb"]
-        seq = np.concatenate([np.tile(silence, (w - 1, 1)), emb])
+        seq = np.concatenate([silence[-(w - 1):], emb])
         idx = np.arange(len(emb))[:, None] + np.arange(w)[None, :]
         clip["probs"] = model.probabilities(seq[idx])
         clip["windows"] = E.unit_windows(model, emb, silence)
