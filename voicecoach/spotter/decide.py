@@ -80,9 +80,6 @@ class Decider:
         self._quiet_until = -1e9
         self._stop_quiet_until = -1e9
 
-    def scores(self, probs: np.ndarray) -> dict[str, float]:
-        return {cmd: float(probs[idx].sum()) for cmd, idx in self._classes.items()}
-
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
         self._history.append(np.asarray(probs, dtype=np.float64))

@@ -147,11 +147,6 @@ class EmbeddingFrontEnd:
             out[lo:lo + len(batch)] = self._emb.run(batch).reshape(len(batch), EMB_DIM)
         return out
 
-    def silent_embedding(self) -> np.ndarray:
-        """The embedding (96,) of digital silence: what a window holds before any audio."""
-        ring = np.tile(self._silent_mel, (EMB_FRAMES, 1))
-        return self._embed_windows(ring[None])[0]
-
     # -- streaming ---------------------------------------------------------------------
     def _cold(self) -> None:
         self._pending = np.zeros(MEL_OVERLAP, np.float32)
