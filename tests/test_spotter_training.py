@@ -14,8 +14,11 @@ from voicecoach.spotter.training import train
 from voicecoach.spotter.training.data import (
     NOISE,
     OTHER,
+    all_real_clips,
     fold_of,
+    is_locked,
     real_sources,
+    refuse_locked,
     speaker_of,
     synthetic_sources,
 )
@@ -33,14 +36,34 @@ def test_speaker_ids_and_folds() -> None:
 
 
 @needs_real
-def test_real_folds_are_speaker_disjoint() -> None:
-    sources = real_sources(SPEECH_COMMANDS, 5)
+def test_real_folds_are_speaker_disjoint_and_never_hold_a_locked_speaker() -> None:
+    sources = real_sources(SPEECH_COMMANDS, 4)
     folds: dict[str, set[int]] = {}
     for s in sources:
         folds.setdefault(s.group, set()).add(s.fold)
     assert all(len(f) == 1 for f in folds.values())
+    assert {f for fs in folds.values() for f in fs} == {0, 1, 2, 3}
     labels = {s.label for s in sources}
     assert {"stop", "go", "yes", "no", OTHER, NOISE} <= labels
+    speakers = {spk for _, _, spk in all_real_clips(SPEECH_COMMANDS)}
+    locked = {spk for spk in speakers if is_locked(spk)}
+    # about a fifth of the speakers are locked away, and none of them is a training source
+    assert 0.1 < len(locked) / len(speakers) < 0.3
+    assert not locked & {s.group for s in sources}
+    with pytest.raises(Exception) as info:
+        real_sources(SPEECH_COMMANDS, 5)
+    assert "folds" in str(info.value)
+
+
+@needs_real
+def test_a_training_run_refuses_the_locked_set(tmp_path: Path) -> None:
+    from voicecoach.spotter.training.data import Source
+
+    path, word, speaker = next(c for c in all_real_clips(SPEECH_COMMANDS) if is_locked(c[2]))
+    sneaked = Source(path, word, "real", speaker, 0, word)
+    with pytest.raises(Exception) as info:
+        refuse_locked(real_sources(SPEECH_COMMANDS, 4) + [sneaked])
+    assert "locked" in str(info.value) and speaker in str(info.value)
 
 
 def _one_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -66,7 +89,20 @@ def test_empty_training_data_is_one_line(tmp_path: Path,
     (tmp_path / "synth" / "manifest.jsonl").write_text("")
     err = _one_line(capsys, ["--speech-commands", str(tmp_path / "sc"), "--work",
                              str(tmp_path), "--no-export"])
-    assert "holds no clips" in err
+    assert "holds no WAV or FLAC clips" in err
+
+
+def test_an_unreadable_flac_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("soundfile")
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.spotter.training.data import read_audio
+
+    bad = tmp_path / "stop" / "0000_nohash_0.flac"
+    bad.parent.mkdir()
+    bad.write_bytes(b"fLaC" + b"\0" * 40)
+    with pytest.raises(VoicecoachError) as info:
+        read_audio(bad)
+    assert str(bad) in info.value.one_line() and "FLAC" in info.value.one_line()
 
 
 def test_a_broken_corpus_manifest_is_one_line(tmp_path: Path) -> None:
@@ -94,8 +130,18 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
                          "kind": "positive", "voice": entry["voice"], "engine": "fixture",
                          "family": entry["voice"]})
     (synth / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    argv = ["--speech-commands", str(SPEECH_COMMANDS), "--synth", str(synth), "--work",
-            str(tmp_path / "work"), "--out", str(tmp_path / "model"), "--quick", "--jobs", "1"]
+    # a second real set in FLAC, as ../shared/speech_commands_train is: a few clips, converted
+    import soundfile
+
+    flac = tmp_path / "flac"
+    for word in ("stop", "go", "yes", "no", "up"):
+        for wav in sorted((SPEECH_COMMANDS / word).glob("*.wav"))[:12]:
+            data, rate = soundfile.read(str(wav), dtype="int16")
+            (flac / word).mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(flac / word / (wav.stem + ".flac")), data, rate)
+    argv = ["--speech-commands", str(SPEECH_COMMANDS), "--speech-commands-train", str(flac),
+            "--synth", str(synth), "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"),
+            "--quick", "--jobs", "1", "--no-verify"]
     assert train.main(argv) == 0
     first = capsys.readouterr().out
     assert "cross-validated by speaker" in first

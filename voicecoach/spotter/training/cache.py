@@ -21,15 +21,14 @@ import numpy as np
 
 from voicecoach.audio.mix import active_bounds, to_float
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.bench.clips import LEAD_S, pad_clip, read_clip
 from voicecoach.spotter.features import EmbeddingFrontEnd
-from voicecoach.spotter.training.data import NOISE, Source
+from voicecoach.spotter.training.data import NOISE, ROOM_LEAD_S, Source, in_room, read_audio
 from voicecoach.spotter.training.examples import Backgrounds, Recipe, examples, noise_scene
 
 _LOGGER = logging.getLogger(__name__)
 
 SHARD = 160
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -99,13 +98,13 @@ def _eval_shard(job: tuple[Path, list[int]]) -> Path:
     embs, ends, lengths = [], [], []
     for i in idx:
         src = sources[i]
-        raw = read_clip(src.path)
-        padded = pad_clip(raw, src.path.name)
+        raw = read_audio(src.path)
+        padded = in_room(raw, src.path.name)
         emb = fe.embed(padded.astype(np.float32))
         _, end = active_bounds(to_float(raw), threshold_db=-30.0)
         embs.append(emb)
         lengths.append(len(emb))
-        ends.append(LEAD_S + end / 16000.0)
+        ends.append(ROOM_LEAD_S + end / 16000.0)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, emb=np.concatenate(embs).astype(np.float32), lengths=np.array(lengths),
              end_s=np.array(ends), index=np.array(idx))
@@ -145,7 +144,8 @@ def build_examples(work: Path, sources: Sequence[Source], recipe: Recipe, worker
         for copy in range(copies):
             for lo in range(0, len(idx), SHARD):
                 chunk = [Item(i, copy) for i in idx[lo:lo + SHARD]]
-                ident = [(str(sources[it.source].path), sources[it.source].kind,
+                # the source index is in the key: shards store indices into ``sources``
+                ident = [(it.source, str(sources[it.source].path), sources[it.source].kind,
                           sources[it.source].label, sources[it.source].fold) for it in chunk]
                 jobs.append((folder / f"{_key([base, copy, ident])}.npz", chunk))
     scenes = [Item(-1 - k, 0) for k in range(recipe.noise_scenes)]
@@ -166,7 +166,7 @@ def build_eval(work: Path, sources: Sequence[Source], recipe: Recipe, workers: i
     jobs = []
     for lo in range(0, len(idx), SHARD):
         chunk = idx[lo:lo + SHARD]
-        jobs.append((folder / f"{_key([VERSION, 'warm', [str(sources[i].path) for i in chunk]])}.npz",
+        jobs.append((folder / f"{_key([VERSION, 'warm', [(i, str(sources[i].path)) for i in chunk]])}.npz",
                      chunk))
     _run(jobs, _eval_shard, sources, recipe, workers, "evaluation clips")
     embs, end_s, index = [], [], []

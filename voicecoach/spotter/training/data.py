@@ -1,10 +1,18 @@
 """Training sources (real Speech Commands clips, the synthetic corpus) in speaker-disjoint folds.
 
-Every source carries a fold tag. Real clips are tagged by speaker; synthetic clips and
-background-noise clips by a hash of their name. Cross-validation fold ``k`` trains on every
-source whose tag is not ``k`` and is scored on the real clips tagged ``k``; a source only
-ever borrows background audio (room noise, the coach's voice) from sources of its own tag,
-so no audio of a held-out fold reaches its model in any form.
+Real people come from two sets read in place: ``../shared/speech_commands`` (WAV, 104 speakers)
+and ``../shared/speech_commands_train`` (FLAC, 1,632 more). Before anything else a fixed rule
+locks a fifth of the speakers of both sets away (:func:`is_locked`: ``crc32(speaker) % 5 == 0``;
+background-noise clips likewise, by ``noise-<name>``):
+no training run, cross-validation, threshold or recipe choice ever reads them, and a run that
+is handed one refuses (:func:`refuse_locked`). They are scored once per shipped model, end to
+end through ``voicecoach listen`` (``voicecoach.bench.locked``).
+
+Every other source carries a fold tag. Real clips are tagged by speaker (the remaining four
+values of the same hash); synthetic clips and background-noise clips by a hash of their name.
+Cross-validation fold ``k`` trains on every source whose tag is not ``k`` and is scored on the
+real clips tagged ``k``; a source only ever borrows background audio (room noise, the coach's
+voice) from sources of its own tag, so no audio of a held-out fold reaches its model in any form.
 """
 
 from __future__ import annotations
@@ -17,6 +25,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.wav import read_wav_16k
 from voicecoach.errors import VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,6 +36,11 @@ _LOGGER = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_SPEECH_COMMANDS = REPO.parent / "shared" / "speech_commands"
 SPEECH_COMMANDS_ENV = "VOICECOACH_SPEECH_COMMANDS"
+DEFAULT_SPEECH_COMMANDS_TRAIN = REPO.parent / "shared" / "speech_commands_train"
+SPEECH_COMMANDS_TRAIN_ENV = "VOICECOACH_SPEECH_COMMANDS_TRAIN"
+#: One speaker in LOCK_MODULUS is locked away (hash value 0); the other values are the folds.
+LOCK_MODULUS = 5
+AUDIO_SUFFIXES = (".wav", ".flac")
 
 NOISE = "_noise_"
 OTHER = "_other_"
@@ -51,8 +68,31 @@ class Source:
 
 
 def fold_of(group: str, folds: int) -> int:
-    """A stable fold for a speaker or voice id."""
+    """A stable fold for a synthetic voice or noise clip."""
     return zlib.crc32(group.encode("utf-8")) % folds
+
+
+def is_locked(speaker: str) -> bool:
+    """Whether a real speaker belongs to the locked test set (about a fifth of them)."""
+    return zlib.crc32(speaker.encode("utf-8")) % LOCK_MODULUS == 0
+
+
+def speaker_fold(speaker: str) -> int:
+    """The cross-validation fold (0 to LOCK_MODULUS - 2) of a speaker who is not locked."""
+    value = zlib.crc32(speaker.encode("utf-8")) % LOCK_MODULUS
+    if value == 0:
+        raise VoicecoachError(f"speaker {speaker} is in the locked test set",
+                              "no training run may read the locked speakers")
+    return value - 1
+
+
+def refuse_locked(sources: Iterable[Source]) -> None:
+    """One clear error if any real clip of a locked speaker is among ``sources``."""
+    for s in sources:
+        if (s.kind == "real" and is_locked(s.group)) or (s.kind == "real_noise" and is_locked(s.group)):
+            raise VoicecoachError(f"{s.path} is a clip of a locked test speaker ({s.group}): "
+                                  "training must never read the locked set",
+                                  "build sources with real_sources(), which leaves them out")
 
 
 def speaker_of(path: Path) -> str:
@@ -68,25 +108,103 @@ def speech_commands_dir(given: Path | None = None) -> Path:
     return Path(given or env or DEFAULT_SPEECH_COMMANDS)
 
 
-def real_sources(root: Path, folds: int) -> list[Source]:
-    """Every clip of ../shared/speech_commands as a source; one clear error if it is absent."""
+def speech_commands_train_dir(given: Path | None = None) -> Path:
+    """The second real-speech folder: ``given``, else $VOICECOACH_SPEECH_COMMANDS_TRAIN, else
+    ../shared/speech_commands_train."""
+    env = os.environ.get(SPEECH_COMMANDS_TRAIN_ENV)
+    return Path(given or env or DEFAULT_SPEECH_COMMANDS_TRAIN)
+
+
+def clips_in(root: Path, folder: str) -> list[Path]:
+    """The audio clips (WAV or FLAC) of one word folder, sorted."""
+    return sorted(p for p in (root / folder).glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def all_real_clips(root: Path, option: str = "--speech-commands") -> list[tuple[Path, str, str]]:
+    """(path, word folder, speaker) of every word clip in ``root``, locked speakers included
+    (for the locked benchmark and the split's own checks); one clear error if it is absent,
+    empty or holds no audio of the expected layout."""
     if not root.is_dir():
         raise VoicecoachError(f"no Speech Commands clips at {root}",
-                              f"put the data set there, or pass --speech-commands DIR "
-                              f"(or set {SPEECH_COMMANDS_ENV})")
+                              f"put the data set there, or pass {option} DIR")
+    out = [(path, folder, speaker_of(path)) for folder in (*REAL_POSITIVES, *REAL_NEGATIVES)
+           for path in clips_in(root, folder)]
+    if not any(folder in REAL_POSITIVES for _, folder, _ in out):
+        raise VoicecoachError(f"{root} holds no WAV or FLAC clips in stop/, go/, yes/ or no/",
+                              f"point {option} at a Speech Commands folder "
+                              "(word folders of 16 kHz clips named <speaker>_nohash_<n>)")
+    return out
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """A WAV or FLAC clip as 16 kHz mono int16; one clear error if it cannot be read."""
+    if path.suffix.lower() != ".flac":
+        return read_wav_16k(path)
+    try:
+        import soundfile
+    except ImportError:
+        raise VoicecoachError("reading FLAC clips needs the package 'soundfile'",
+                              "pip install -e '.[train]'") from None
+    try:
+        data, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise VoicecoachError(f"{path} is not a readable FLAC file ({exc})",
+                              "delete it or restore it from the data set") from None
+    if rate != SAMPLE_RATE:
+        raise VoicecoachError(f"{path} is {rate} Hz, not {SAMPLE_RATE}",
+                              "use the 16 kHz Speech Commands clips")
+    return np.ascontiguousarray(data[:, 0])
+
+
+#: How a clip is heard in evaluation, as a user's audio reaches ``listen``: half a second of a
+#: quiet room before and after it (a deterministic floor near -60 dBFS seeded by the clip's
+#: name), its edges faded so a clip cut out of a recording does not click.
+ROOM_LEAD_S = 0.5
+ROOM_TAIL_S = 0.5
+ROOM_RMS = 30.0
+FADE_S = 0.02
+
+
+def in_room(samples: np.ndarray, name: str, lead_s: float = ROOM_LEAD_S,
+            tail_s: float = ROOM_TAIL_S) -> np.ndarray:
+    """``samples`` (int16) with quiet room tone around them, as int16."""
+    clip = samples.astype(np.float64)
+    fade = min(int(FADE_S * SAMPLE_RATE), clip.size // 2)
+    if fade:
+        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
+        clip[:fade] *= ramp
+        clip[-fade:] *= ramp[::-1]
+    out = np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE)), clip,
+                          np.zeros(int(tail_s * SAMPLE_RATE))])
+    rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
+    out += rng.normal(0.0, ROOM_RMS, out.size)
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+
+
+def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> list[Source]:
+    """Every clip of a Speech Commands folder whose speaker is not locked, as a source, and its
+    background-noise clips; one clear error if it is absent or empty. A speaker's fold is the
+    hash's value (1 to 4) minus one, taken modulo ``folds`` (a smaller quick recipe)."""
+    if not 1 <= folds <= LOCK_MODULUS - 1:
+        raise VoicecoachError(f"real speakers fall into at most {LOCK_MODULUS - 1} folds, not {folds}",
+                              f"use folds={LOCK_MODULUS - 1}")
     out: list[Source] = []
-    for folder in (*REAL_POSITIVES, *REAL_NEGATIVES):
-        for path in sorted((root / folder).glob("*.wav")):
-            speaker = speaker_of(path)
-            label = REAL_POSITIVES.get(folder, OTHER)
-            out.append(Source(path, label, "real", speaker, fold_of(speaker, folds), folder))
-    for path in sorted((root / SILENCE).glob("*.wav")):
+    for path, folder, speaker in all_real_clips(root, option):
+        if is_locked(speaker):
+            continue
+        label = REAL_POSITIVES.get(folder, OTHER)
+        out.append(Source(path, label, "real", speaker, speaker_fold(speaker) % folds, folder))
+    for path in clips_in(root, SILENCE):
+        if is_locked(noise_id(path)):
+            continue
         group = f"noise-{path.stem}"
         out.append(Source(path, NOISE, "real_noise", group, fold_of(group, folds), SILENCE))
-    if not any(s.label != OTHER and s.label != NOISE for s in out):
-        raise VoicecoachError(f"{root} holds no clips in stop/, go/, yes/ or no/",
-                              "point --speech-commands at the Speech Commands folder")
     return out
+
+
+def noise_id(path: Path) -> str:
+    """The id a background-noise clip is locked by (the same rule as a speaker's)."""
+    return f"noise-{path.stem}"
 
 
 def synthetic_sources(root: Path, folds: int, phrases: Iterable[str],

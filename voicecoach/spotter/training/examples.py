@@ -18,10 +18,9 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.mix import active_bounds, to_float, treadmill_noise
-from voicecoach.audio.wav import read_wav_16k
 from voicecoach.loopback import room_response
 from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.training.data import NOISE, OTHER, Source
+from voicecoach.spotter.training.data import NOISE, OTHER, Source, read_audio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,7 +30,8 @@ class Recipe:
     """Everything that decides the training data and the head; written into the model card."""
 
     seed: int = 0
-    folds: int = 5
+    folds: int = 4
+    """Cross-validation folds of the speakers who are not locked (see ``data.is_locked``)."""
     window: int = 12
     """Embeddings (80 ms steps) the head sees: 0.96 s of steps, about 1.7 s of audio."""
     real_copies: int = 2
@@ -124,7 +124,7 @@ class Backgrounds:
 
 def load_speech(source: Source) -> tuple[np.ndarray, int, int]:
     """The clip as float audio and the sample bounds of its speech."""
-    audio = to_float(read_wav_16k(source.path))
+    audio = to_float(read_audio(source.path))
     if source.kind == "real_noise":
         return audio, 0, 0
     start, end = active_bounds(audio, threshold_db=-30.0)
