@@ -75,6 +75,8 @@ def choices(section: str, key: str) -> list[str] | None:
         return engine_names()
     if (section, key) == ("speech", "language"):
         return languages()
+    if (section, key) == ("speech", "verify"):
+        return ["auto", "off"]
     if (section, key) == ("treadmill", "control"):
         return ["off", "announce", "drive"]
     if (section, key) == ("treadmill", "target_units"):

@@ -46,6 +46,9 @@ class SpeechSettings:
     """Grammar and model language (grammars/<language>.json)."""
     model_path: Path | None = None
     """A vosk model folder; None means search VOSK_MODEL_PATH and vosk's cache folders."""
+    verify: str = "auto"
+    """The spotter's second look (Whisper tiny.en, the 'verify' extra): "auto" uses it when
+    installed, "off" never."""
     voice: str | None = None
     """TTS voice id or name; None for the engine's default."""
     rate: int = 160

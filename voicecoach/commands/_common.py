@@ -32,6 +32,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "speech.engine": getattr(args, "engine", None),
         "speech.language": getattr(args, "lang", None),
         "speech.model_path": getattr(args, "model", None),
+        "speech.verify": getattr(args, "verify", None),
         "audio.input_device": getattr(args, "input_device", None),
         "audio.output_device": getattr(args, "output_device", None),
     }
@@ -96,6 +97,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                              + "; ".join(f"{e.name}: {e.help}" for e in ENGINES.values()))
     parser.add_argument("--lang", default=None, help="grammar/model language (default: en)")
     parser.add_argument("--model", default=None, metavar="DIR", help="a vosk model folder")
+    parser.add_argument("--verify", choices=["auto", "off"], default=None,
+                        help="the spotter's second look with Whisper tiny.en (default: from "
+                             "settings, auto: used when the 'verify' extra is installed)")
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:

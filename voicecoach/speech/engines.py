@@ -46,13 +46,30 @@ def _english_only(what: str, speech: SpeechSettings, grammar: Grammar) -> None:
                               f"('voicecoach model download {grammar.language}')")
 
 
+def second_look(speech: SpeechSettings) -> tuple[object | None, str]:
+    """The spotter's verifier as the settings ask for it, and a line that says what is used; a
+    missing or damaged verifier is said, never fatal: the spotter goes on alone."""
+    if speech.verify == "off":
+        return None, "no second look (verify = off)"
+    from voicecoach.spotter.verify import load_verifier
+
+    try:
+        return load_verifier(), "second look by Whisper tiny.en"
+    except VoicecoachError as exc:
+        return None, f"no second look: {exc.one_line()}"
+
+
 def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     _english_only("the command spotter is trained for English", speech, grammar)
     from voicecoach.spotter.engine import SpotterRecogniser
+    from voicecoach.spotter.verify import WhisperVerifier
 
-    rec = SpotterRecogniser(grammar)
+    verifier, look = second_look(speech)
+    rec = SpotterRecogniser(grammar, verifier=verifier if isinstance(verifier, WhisperVerifier) else None)
+    if verifier is not None and rec.verifier is None:
+        look = "no second look (the model card has no verifier thresholds)"
     return rec, (f"listening with the command spotter (trained head {rec.model.path.name} on "
-                 "the pretrained speech embedding)")
+                 f"the pretrained speech embedding; {look})")
 
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:

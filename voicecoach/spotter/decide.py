@@ -4,8 +4,16 @@ Each 80 ms step gives probabilities over the phrase classes; a command's score i
 its phrases, smoothed over the last ``smooth`` steps. "stop" fires on the first step its
 smoothed score reaches its threshold, whatever else is going on. Any other command must be one
 the current state accepts, be the best of them, and stay above its threshold for
-``confirm`` consecutive steps (a second look before acting), and nothing fires within
-``refractory_s`` of the last command (stop excepted: it is never held back).
+``confirm`` consecutive steps, and nothing fires within ``refractory_s`` of the last command
+(stop excepted: it is never held back).
+
+With a verifier (``verifying``), the decider also raises *candidates* that the engine must have
+looked at before acting (``Fired.needs_look``): every non-stop command, and a stop whose score
+passed ``stop_candidate`` but not ``stop_threshold`` (looked at once its score stops rising, or
+``look_after`` steps after it crossed). A confident stop never waits for a look. A run of
+scores that was looked at and rejected is not looked at again until the score falls back under
+the candidate level. Refractory periods start only when the engine accepts a command
+(:meth:`Decider.accept`).
 """
 
 from __future__ import annotations
@@ -31,17 +39,46 @@ class Decision:
     smooth: int = 2
     confirm: int = 2
     refractory_s: float = 1.0
+    stop_candidate: float | None = None
+    """With a verifier: a stop score from here up to the confident threshold is looked at."""
+    verified_stop_threshold: float | None = None
+    """With a verifier: the confident stop threshold, acted on without a look (default
+    ``stop_threshold``)."""
+    verified_threshold: float | None = None
+    """With a verifier: the spotter threshold of the other commands (default ``threshold``)."""
+    look_after: int = 2
+    """A stop candidate is looked at by this many steps after it crossed, at the latest."""
 
     @classmethod
     def from_card(cls, data: Mapping[str, object]) -> Decision:
+        def opt(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)  # type: ignore[arg-type]
+
         return cls(stop_threshold=float(data["stop_threshold"]),  # type: ignore[arg-type]
                    threshold=float(data["threshold"]),  # type: ignore[arg-type]
                    smooth=int(data.get("smooth", 2)),  # type: ignore[call-overload]
                    confirm=int(data.get("confirm", 2)),  # type: ignore[call-overload]
-                   refractory_s=float(data.get("refractory_s", 1.0)))  # type: ignore[arg-type]
+                   refractory_s=float(data.get("refractory_s", 1.0)),  # type: ignore[arg-type]
+                   stop_candidate=opt("stop_candidate"),
+                   verified_stop_threshold=opt("verified_stop_threshold"),
+                   verified_threshold=opt("verified_threshold"),
+                   look_after=int(data.get("look_after", 2)))  # type: ignore[call-overload]
 
-    def threshold_for(self, command: str) -> float:
-        return self.stop_threshold if command == STOP else self.threshold
+    def threshold_for(self, command: str, verifying: bool = False) -> float:
+        if command == STOP:
+            if verifying and self.verified_stop_threshold is not None:
+                return self.verified_stop_threshold
+            return self.stop_threshold
+        if verifying and self.verified_threshold is not None:
+            return self.verified_threshold
+        return self.threshold
+
+    def candidate_for(self, command: str, verifying: bool) -> float:
+        """The score from which a command is a candidate (stop: looked at; others: as fired)."""
+        if command == STOP and verifying and self.stop_candidate is not None:
+            return min(self.stop_candidate, self.threshold_for(STOP, verifying))
+        return self.threshold_for(command, verifying)
 
 
 @dataclass(frozen=True)
@@ -54,15 +91,18 @@ class Fired:
     rose_s: float
     """When the score first passed half the threshold in this run (about the phrase's end)."""
     emitted_s: float
+    needs_look: bool = False
+    """A candidate: act on it only if the verifier agrees (then :meth:`Decider.accept` it)."""
 
 
 class Decider:
     """Turns a stream of probability vectors into commands for the current state."""
 
     def __init__(self, labels: Sequence[str], phrases: Mapping[str, Sequence[str]],
-                 decision: Decision) -> None:
+                 decision: Decision, *, verifying: bool = False) -> None:
         index = {label: i for i, label in enumerate(labels)}
         self.decision = decision
+        self.verifying = verifying
         self._classes = {cmd: [index[p] for p in ps if p in index] for cmd, ps in phrases.items()}
         self._labels = list(labels)
         self._active: tuple[str, ...] = tuple(self._classes)
@@ -79,38 +119,76 @@ class Decider:
         self._rose: dict[str, float] = {}
         self._quiet_until = -1e9
         self._stop_quiet_until = -1e9
+        self._looked: set[str] = set()
+        self._last_stop = 0.0
+        self._stop_steps = 0
 
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
         self._history.append(np.asarray(probs, dtype=np.float64))
         smooth = np.mean(np.stack(self._history), axis=0)
         d = self.decision
-        fired: list[Fired] = []
+        verifying = self.verifying
         best_cmd, best = "", -1.0
+        scores: dict[str, float] = {}
         for cmd in self._active:
             idx = self._classes[cmd]
-            score = float(smooth[idx].sum())
-            limit = d.threshold_for(cmd)
+            score = scores[cmd] = float(smooth[idx].sum())
+            limit = d.threshold_for(cmd, verifying)
             if score >= 0.5 * limit:
                 self._rose.setdefault(cmd, end_s - (len(self._history) - 1) * 0.08)
             else:
                 self._rose.pop(cmd, None)
+            if score < d.candidate_for(cmd, verifying):
+                self._looked.discard(cmd)
             self._above[cmd] = self._above.get(cmd, 0) + 1 if score >= limit else 0
             if cmd != STOP and score > best:
                 best_cmd, best = cmd, score
-        if STOP in self._active and self._above.get(STOP, 0) >= 1 and end_s >= self._stop_quiet_until:
-            fired.append(self._fire(STOP, smooth, end_s))
-            self._stop_quiet_until = end_s + d.refractory_s
-            self._quiet_until = end_s + d.refractory_s
-            return fired
+        if STOP in self._active and end_s >= self._stop_quiet_until:
+            stop = self._stop(scores[STOP], smooth, end_s)
+            if stop is not None:
+                return [stop]
         if (best_cmd and self._above.get(best_cmd, 0) >= max(1, d.confirm)
-                and end_s >= self._quiet_until):
-            fired.append(self._fire(best_cmd, smooth, end_s))
-            self._quiet_until = end_s + d.refractory_s
-        return fired
+                and end_s >= self._quiet_until and best_cmd not in self._looked):
+            fired = self._fire(best_cmd, smooth, end_s, needs_look=verifying)
+            if verifying:
+                self._looked.add(best_cmd)
+            else:
+                self.accept(fired)
+            return [fired]
+        return []
 
-    def _fire(self, cmd: str, smooth: np.ndarray, end_s: float) -> Fired:
+    def _stop(self, score: float, smooth: np.ndarray, end_s: float) -> Fired | None:
+        """A confident stop (acted on at once) or, with a verifier, a stop candidate to look at."""
+        d = self.decision
+        if self._above.get(STOP, 0) >= 1:
+            fired = self._fire(STOP, smooth, end_s)
+            self.accept(fired)
+            return fired
+        candidate = d.candidate_for(STOP, self.verifying)
+        rising = score > self._last_stop
+        self._last_stop = score
+        if not self.verifying or score < candidate or STOP in self._looked:
+            self._stop_steps = 0
+            return None
+        self._stop_steps += 1
+        if rising and self._stop_steps < max(1, d.look_after):
+            return None
+        self._looked.add(STOP)
+        self._stop_steps = 0
+        return self._fire(STOP, smooth, end_s, needs_look=True)
+
+    def accept(self, fired: Fired) -> None:
+        """Act on ``fired``: its refractory period starts (the verifier agreed, or none asked)."""
+        d = self.decision
+        if fired.command == STOP:
+            self._stop_quiet_until = fired.emitted_s + d.refractory_s
+        self._quiet_until = fired.emitted_s + d.refractory_s
+        self._looked.discard(fired.command)
+
+    def _fire(self, cmd: str, smooth: np.ndarray, end_s: float, *, needs_look: bool = False) -> Fired:
         idx = self._classes[cmd]
         phrase = self._labels[idx[int(np.argmax(smooth[idx]))]]
         self._above[cmd] = 0
-        return Fired(cmd, phrase, float(smooth[idx].sum()), self._rose.pop(cmd, end_s), end_s)
+        rose = self._rose.get(cmd, end_s) if needs_look else self._rose.pop(cmd, end_s)
+        return Fired(cmd, phrase, float(smooth[idx].sum()), rose, end_s, needs_look)

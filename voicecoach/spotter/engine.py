@@ -1,7 +1,8 @@
 """The trained English command spotter as a streaming :class:`Recogniser`.
 
 Audio -> speech embeddings every 80 ms (``features``) -> the head's phrase probabilities over
-the last ``window`` embeddings (``model``) -> commands (``decide``). All state is in audio
+the last ``window`` embeddings (``model``) -> commands (``decide``) -> with a verifier
+(``verify``), a second look at the audio before a candidate is acted on. All state is in audio
 time and advances in whole 80 ms steps, so the result does not depend on the chunk size.
 """
 
@@ -18,10 +19,11 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.speech.recogniser import Detection
-from voicecoach.spotter.decide import Decider, Decision
+from voicecoach.spotter.decide import STOP, Decider, Decision, Fired
 from voicecoach.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
+from voicecoach.spotter.verify import LOOK_S, WhisperVerifier
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +37,16 @@ SPEECH_DB = 9.0
 GAP_S = 0.2
 MAX_PHRASE_S = 1.8
 PHRASE_S = 0.6
+AUDIO_KEEP_S = 4.0
+"""Audio kept for the verifier's look."""
+STOP_LEAD_S = 0.3
+"""A stop candidate is looked at from this long before its loud run (inside :data:`LOOK_S`):
+stop may be said inside other talk. Other commands are looked at with the whole
+:data:`LOOK_S` before them, so a word inside running talk is not heard as a command."""
+FLUSH_S = 0.64
+"""End of stream: this much room tone lets a phrase said at the very end finish."""
+FLOOR_DBFS = -65.0
+"""The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
 
 
 class SpotterRecogniser:
@@ -44,7 +56,8 @@ class SpotterRecogniser:
 
     def __init__(self, grammar: Grammar, *, model: SpotterModel | None = None,
                  front_end: EmbeddingFrontEnd | None = None,
-                 enrolled: EnrolledScorer | None = None, data_dir: Path | None = None) -> None:
+                 enrolled: EnrolledScorer | None = None, data_dir: Path | None = None,
+                 verifier: WhisperVerifier | None = None) -> None:
         if grammar.language.split("-")[0].lower() != "en":
             raise VoicecoachError(f"the command spotter is trained for English, not "
                                   f"'{grammar.language}'",
@@ -54,8 +67,15 @@ class SpotterRecogniser:
         self.model.check_grammar(grammar)
         self._fe = front_end or EmbeddingFrontEnd()
         self._window = self.model.window
+        self.verifier = verifier
+        self.verify_thresholds: dict[str, float] = dict(self.model.card.get("verify", {}))
+        if verifier is not None and not self.verify_thresholds:
+            _LOGGER.warning("the spotter's model card has no verifier thresholds: the second look "
+                            "is off")
+            self.verifier = None
         self.decider = Decider(self.model.labels, phrases_of(grammar),
-                               Decision.from_card(self.model.decision))
+                               Decision.from_card(self.model.decision),
+                               verifying=self.verifier is not None)
         self._origin_s: float | None = None
         # enrollment (voicecoach.spotter.enroll): adds detections for enrolled voices only
         self._phrases = phrases_of(grammar)
@@ -84,6 +104,8 @@ class SpotterRecogniser:
         self._frames = 0
         self._rest = np.zeros(0, np.float64)
         self._energy: deque[float] = deque(maxlen=int(KEEP_S * 100))
+        self._audio = np.zeros(0, np.int16)
+        self._fed = 0
         self.decider.reset()
         self.enrolled.reset()
         self._origin_s = None
@@ -93,7 +115,13 @@ class SpotterRecogniser:
         if self._origin_s is None:
             self._origin_s = chunk.start_s
         samples = np.frombuffer(chunk.audio, dtype="<i2")
+        return self._feed(samples)
+
+    def _feed(self, samples: np.ndarray) -> list[Detection]:
         self._envelope(samples)
+        keep = int(AUDIO_KEEP_S * 16000) + samples.size
+        self._audio = np.concatenate([self._audio, samples])[-keep:]
+        self._fed += samples.size
         out: list[Detection] = []
         for emb in self._fe.push(samples):
             out += self._step(emb)
@@ -140,7 +168,7 @@ class SpotterRecogniser:
         # fe.steps has already counted all of them by then
         self._steps += 1
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
-        fired = self.decider.step(probs, end_s)
+        fired = [f for f in self.decider.step(probs, end_s) if not f.needs_look or self._looks_right(f)]
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
         found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score)
                  for f in fired if f.command in keep]
@@ -151,13 +179,39 @@ class SpotterRecogniser:
             out.append(Detection(command, phrase, start, end, emitted_s, score))
         return out
 
+    def _looks_right(self, fired: Fired) -> bool:
+        """The second look: does the verifier hear ``fired`` in the audio up to its step?"""
+        if self.verifier is None:
+            return False
+        now_s = fired.emitted_s
+        start_s = now_s - LOOK_S
+        if fired.command == STOP:
+            phrase_start, _ = self.phrase_bounds(fired.emitted_s, fired.rose_s)
+            start_s = max(start_s, phrase_start - STOP_LEAD_S)
+        # the audio kept ends where the fed samples end, which may run past this step
+        end = self._audio.size - max(0, self._fed - self._steps * 1280)
+        begin = max(0, end - int(round((now_s - start_s) * 16000)))
+        audio = self._audio[begin:end].astype(np.float32) / 32768.0
+        score = self.verifier.scores(audio, {fired.command: self._phrases[fired.command]})
+        limit = self.verify_thresholds.get(fired.command, self.verify_thresholds.get("default", 1.0))
+        agreed = score.get(fired.command, 0.0) >= limit
+        _LOGGER.debug("second look at %s (spotter %.2f): verifier %.3f vs %.3f -> %s", fired.command,
+                      fired.score, score.get(fired.command, 0.0), limit, "act" if agreed else "drop")
+        if agreed:
+            self.decider.accept(fired)
+        return agreed
+
     def flush(self) -> list[Detection]:
-        """End of stream: half a second of silence lets a phrase said at the very end finish."""
-        out: list[Detection] = []
-        silent = np.zeros(int(0.48 * 16000), dtype=np.int16)
-        for emb in self._fe.push(silent):
-            out += self._step(emb)
-        return out
+        """End of stream: room tone at the stream's own floor lets a phrase said at the very end
+        finish (digital zeros are nothing the head heard in training)."""
+        energy = np.asarray(self._energy)
+        if energy.size >= 50:
+            rms = float(np.sqrt(10.0 ** (np.percentile(energy, 10) / 10.0)))
+        else:
+            rms = 32768.0 * 10.0 ** (FLOOR_DBFS / 20.0)
+        rng = np.random.default_rng(20261204)
+        tone = np.clip(np.round(rng.standard_normal(int(FLUSH_S * 16000)) * rms), -32768, 32767)
+        return self._feed(tone.astype(np.int16))
 
     def close(self) -> None:
         self._fe.close()

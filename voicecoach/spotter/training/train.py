@@ -1,9 +1,10 @@
 """Train the English command spotter's head, cross-validate it by speaker, export it.
 
-    python -m voicecoach.spotter.training.train            # the default recipe, about 30-60 min
+    python -m voicecoach.spotter.training.train            # the default recipe, about 1-2 h
 
-1. Sources: ../shared/speech_commands (real people, folds by speaker) and the synthetic corpus
-   (``training.synth``; made first when it is missing).
+1. Sources: ../shared/speech_commands and ../shared/speech_commands_train (real people, 1,736
+   speakers; a fifth of them locked away by ``data.is_locked`` and never read here, the rest in
+   4 folds by speaker) and the synthetic corpus (``training.synth``; made first when missing).
 2. Features: augmented scenes embedded by the run-time front end, cached in shards under
    ``--work`` (an interrupted run resumes; nothing of it goes into git).
 3. Cross-validation: for every fold, a head trained without that fold's speakers scores that
@@ -40,7 +41,9 @@ from voicecoach.spotter.training.data import (
     SILENCE,
     Source,
     real_sources,
+    refuse_locked,
     speech_commands_dir,
+    speech_commands_train_dir,
     synthetic_sources,
 )
 from voicecoach.spotter.training.examples import Recipe
@@ -410,8 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--speech-commands", type=Path, default=None,
                         help="real clips (default ../shared/speech_commands)")
-    parser.add_argument("--synth", type=Path, default=None,
-                        help="synthetic corpus folder (default WORK/synth; made if missing)")
+    parser.add_argument("--speech-commands-train", type=Path, default=None,
+                        help="more real clips, FLAC (default ../shared/speech_commands_train)")
+    parser.add_argument("--synth", type=Path, action="append", default=None,
+                        help="synthetic corpus folder, repeatable (default WORK/synth; made if missing)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip choosing the second look's thresholds (no verifier installed)")
+    parser.add_argument("--verify-per-word", type=int, default=250, metavar="N",
+                        help="out-of-fold clips per word folder the verifier looks at")
+    parser.add_argument("--features-only", action="store_true",
+                        help="build (or resume) the feature caches and stop")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="cache folder for corpus and features")
     parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="where to write the model")
@@ -452,27 +463,36 @@ def _train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16)
     grammar = load_grammar("en")
     labels = labels_for(grammar)
-    synth = args.synth or args.work / "synth"
-    if not (synth / "manifest.jsonl").is_file():
-        import importlib
+    synth_dirs = args.synth or [args.work / "synth"]
+    for synth in synth_dirs:
+        if not (synth / "manifest.jsonl").is_file():
+            import importlib
 
-        synth_mod = importlib.import_module("voicecoach.spotter.training.synth")
+            synth_mod = importlib.import_module("voicecoach.spotter.training.synth")
 
-        _LOGGER.warning("no synthetic corpus at %s: making it first", synth)
-        code = synth_mod.main(["--out", str(synth), "--jobs", str(args.jobs),
-                               "--seed", str(args.seed)] + (["--quick"] if args.quick else []))
-        if code:
-            return code
+            _LOGGER.warning("no synthetic corpus at %s: making it first", synth)
+            code = synth_mod.main(["--out", str(synth), "--jobs", str(args.jobs),
+                                   "--seed", str(args.seed)] + (["--quick"] if args.quick else []))
+            if code:
+                return code
     real = real_sources(speech_commands_dir(args.speech_commands), recipe.folds)
-    all_synthetic = synthetic_sources(synth, recipe.folds, grammar.all_phrases())
+    real += real_sources(speech_commands_train_dir(args.speech_commands_train), recipe.folds,
+                         "--speech-commands-train")
+    all_synthetic = [s for synth in synth_dirs
+                     for s in synthetic_sources(synth, recipe.folds, grammar.all_phrases())]
     synthetic = [s for s in all_synthetic if s.group not in recipe_holdout()]
     if args.quick:
         real = real[::16]
         synthetic = synthetic[::4]
     sources = real + synthetic
+    refuse_locked(sources)
     t0 = time.process_time()
     data = build_examples(args.work, sources, recipe, args.jobs)
     eval_data = build_eval(args.work, sources, recipe, args.jobs)
+    if args.features_only:
+        print(f"features ready: {len(data['label'])} training windows, {len(eval_data['emb'])} "
+              "evaluation clips")
+        return 0
     from voicecoach.spotter.features import EmbeddingFrontEnd
 
     with EmbeddingFrontEnd() as fe:
@@ -487,6 +507,11 @@ def _train(args: argparse.Namespace) -> int:
     for row in figs["curve"]:
         print("curve " + " ".join(f"{k} {v}" for k, v in row.items()))
     figs["summary"] = line
+    extra: dict[str, Any] = {}
+    if not args.no_verify:
+        shipped, extra["verify"], figs["second_look"] = _second_look(
+            clips, sources, grammar, labels, shipped, recipe, args.verify_per_word)
+        print(f"second look: {figs['second_look']['summary']}")
     if args.no_export:
         return 0
     y = np.array([labels.index(s) for s in data["label"]])
@@ -503,11 +528,49 @@ def _train(args: argparse.Namespace) -> int:
     counts["synthetic_clips"] = sum(1 for s in sources if not s.real and s.group in trained)
     unseen = sorted({s.group for s in all_synthetic if s.group not in trained})
     export(args.out, head, labels, grammar, recipe, shipped, figs,
-           {"data": counts, "holdout_families": list(recipe_holdout()),
+           {**extra, "data": counts, "holdout_families": list(recipe_holdout()),
             "unseen_families": unseen,
             "train_cpu_s": round(time.process_time() - t0, 1)})
     print(f"wrote {args.out / (MODEL_NAME + '.npz')} and its model card")
     return 0
+
+
+def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
+                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int
+                 ) -> tuple[Decision, dict[str, float], dict[str, Any]]:
+    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips."""
+    from voicecoach.spotter.training.second_look import (
+        STOP_CANDIDATE,
+        VERIFIED_THRESHOLD,
+        choose_second_look,
+        look_at_clips,
+        sample_clips,
+        second_look_figures,
+    )
+    from voicecoach.spotter.verify import load_verifier
+
+    verifier = load_verifier()
+    classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
+    sample = sample_clips(clips, per_word, recipe.seed)
+
+    def state_of(clip: dict[str, Any]) -> str:
+        return state_for(grammar, clip["command"]) if clip["command"] else FA_STATE
+
+    def stop_stat(clip: dict[str, Any]) -> float:
+        return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
+
+    look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of)
+    conf, thresholds = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat)
+    figs = second_look_figures(sample, conf, thresholds, stop_stat)
+    rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})" for w, v in figs["recall"].items())
+    fw, fs = figs["false_accepts_words"], figs["false_accepts_silence"]
+    figs["summary"] = (f"cross-validated with the second look ({len(sample)} clips): recall {rec} | "
+                       f"FA words {100 * fw['rate']:.2f}% ({fw['accepts']}/{fw['clips']}) | FA silence "
+                       f"{fs['accepts']}/{fs['clips']} | confident stop {conf:.2f}, verifier "
+                       + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items())))
+    decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
+                       verified_stop_threshold=conf)
+    return decision, thresholds, figs
 
 
 def recipe_holdout() -> tuple[str, ...]:

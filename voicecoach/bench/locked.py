@@ -1,0 +1,190 @@
+"""The locked test speakers, end to end through ``voicecoach listen``: the figure we report.
+
+    python -m voicecoach.bench.locked [--verify auto|off] [--bare] [--json]
+
+A fifth of the real speakers of ``../shared/speech_commands`` and
+``../shared/speech_commands_train`` (and a fifth of the background-noise clips) are locked
+away by a fixed rule (``training.data.is_locked``) before any training: no recipe, threshold or
+verifier setting ever looked at them. This bench writes each of their clips as a user's audio
+would reach the device (half a second of quiet room tone before and after; ``--bare``: the clip
+alone, nothing after the word) into WAV files, one folder per workout state, and runs
+``voicecoach listen --json --state STATE`` on each folder in a child process, as a user would:
+stop and the other words in the walking state ('backward', the most commands), go in 'paused'
+(it means resume), yes and no in 'briefing'. It prints recall per word, false accepts on other
+words and on noise, stop latency (emitted minus the end of the word, audio time), CPU per audio
+second and the child's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.mix import active_bounds, to_float
+from voicecoach.audio.wav import write_wav
+from voicecoach.errors import VoicecoachError
+from voicecoach.spotter.training.data import (
+    REAL_POSITIVES,
+    ROOM_LEAD_S,
+    SILENCE,
+    all_real_clips,
+    clips_in,
+    in_room,
+    is_locked,
+    noise_id,
+    read_audio,
+    speech_commands_dir,
+    speech_commands_train_dir,
+)
+
+#: The state each word is heard in, and the command it must give ("" = none).
+STATE_OF = {"stop": "backward", "go": "paused", "yes": "briefing", "no": "briefing"}
+COMMAND_OF = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}
+NEGATIVE_STATE = "backward"
+
+
+def locked_clips(roots: Sequence[Path]) -> list[tuple[Path, str, str]]:
+    """(path, word, speaker) of every clip of a locked speaker, and the locked noise clips."""
+    out: list[tuple[Path, str, str]] = []
+    for root in roots:
+        out += [c for c in all_real_clips(root) if is_locked(c[2])]
+        out += [(p, SILENCE, noise_id(p)) for p in clips_in(root, SILENCE) if is_locked(noise_id(p))]
+    return out
+
+
+def write_inputs(clips: Sequence[tuple[Path, str, str]], folder: Path, bare: bool
+                 ) -> dict[str, dict[str, Any]]:
+    """Write each clip as a WAV under ``folder/<state>/<word>/``; the truth per file."""
+    truth: dict[str, dict[str, Any]] = {}
+    for path, word, speaker in clips:
+        raw = read_audio(path)
+        audio = raw if bare else in_room(raw, path.name)
+        lead = 0.0 if bare else ROOM_LEAD_S
+        _, end = active_bounds(to_float(raw), threshold_db=-30.0)
+        state = STATE_OF.get(word, NEGATIVE_STATE)
+        dest = folder / state / word / f"{path.parent.parent.name}-{path.stem}.wav"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(dest, audio)
+        truth[str(dest)] = {"word": word, "speaker": speaker, "command": COMMAND_OF.get(word, ""),
+                            "end_s": lead + end / SAMPLE_RATE, "audio_s": audio.size / SAMPLE_RATE}
+    return truth
+
+
+def run_listen(folder: Path, state: str, verify: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """``voicecoach listen --json --state STATE`` on a folder, in a child process."""
+    cmd = [sys.executable, "-m", "voicecoach", "listen", "--json", "--state", state,
+           "--engine", "spotter", "--verify", verify, str(folder)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise VoicecoachError(f"listen failed on {folder}: {done.stderr.strip()[-400:]}",
+                              "run the command by hand to see why")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def score(results: list[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Recall per word, false accepts, stop latency."""
+    recall: dict[str, list[int]] = {}
+    fa: dict[str, list[int]] = {}
+    latency: list[float] = []
+    fired_as: dict[str, int] = {}
+    for row in results:
+        t = truth[row["file"]]
+        heard = [c for c in row["commands"]]
+        if t["command"]:
+            hits = [c for c in heard if c["command"] == t["command"]]
+            recall.setdefault(t["word"], []).append(1 if hits else 0)
+            if hits and t["command"] == "stop":
+                latency.append(hits[0]["emitted_s"] - t["end_s"])
+        else:
+            fa.setdefault(t["word"], []).append(1 if heard else 0)
+            for c in heard:
+                fired_as[c["command"]] = fired_as.get(c["command"], 0) + 1
+    words = [v for w, vs in fa.items() if w != SILENCE for v in vs]
+    noise = fa.get(SILENCE, [])
+    return {
+        "recall": {w: {"rate": round(float(np.mean(v)), 4), "heard": int(sum(v)), "clips": len(v)}
+                   for w, v in sorted(recall.items())},
+        "false_accepts": {w: {"rate": round(float(np.mean(v)), 4), "accepts": int(sum(v)),
+                              "clips": len(v)} for w, v in sorted(fa.items())},
+        "false_accepts_words": {"rate": round(float(np.mean(words)), 4) if words else 0.0,
+                                "accepts": int(sum(words)), "clips": len(words)},
+        "false_accepts_noise": {"accepts": int(sum(noise)), "clips": len(noise)},
+        "false_commands": fired_as,
+        "stop_latency_s": ({"median": round(statistics.median(latency), 3),
+                            "max": round(max(latency), 3), "n": len(latency)} if latency else None),
+        "speakers": len({t["speaker"] for t in truth.values() if t["word"] != SILENCE}),
+    }
+
+
+def summary(figs: dict[str, Any], verify: str, bare: bool) -> str:
+    rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})"
+                   for w, v in figs["recall"].items() if w in REAL_POSITIVES)
+    fw, fn, lat = figs["false_accepts_words"], figs["false_accepts_noise"], figs["stop_latency_s"]
+    lat_s = f"stop latency median {lat['median']:.2f} s max {lat['max']:.2f} s" if lat else "no stop heard"
+    how = "bare clips" if bare else "clips in room tone"
+    return (f"locked speakers ({figs['speakers']}) through listen, {how}, verify {verify}: recall {rec} | "
+            f"FA words {100 * fw['rate']:.2f}% ({fw['accepts']}/{fw['clips']}) | FA noise "
+            f"{fn['accepts']}/{fn['clips']} | {lat_s} | CPU {figs['cpu_per_audio_s']:.3f} s per audio s | "
+            f"peak RSS {figs['peak_rss_mb']:.0f} MB")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.locked",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--speech-commands", type=Path, default=None)
+    parser.add_argument("--speech-commands-train", type=Path, default=None)
+    parser.add_argument("--verify", choices=["auto", "off"], default="auto")
+    parser.add_argument("--bare", action="store_true", help="the clips alone, nothing around them")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--limit", type=int, default=0, help="at most N clips per word (0: all)")
+    args = parser.parse_args(argv)
+    try:
+        roots = [speech_commands_dir(args.speech_commands),
+                 speech_commands_train_dir(args.speech_commands_train)]
+        clips = locked_clips(roots)
+        if args.limit:
+            by_word: dict[str, list[tuple[Path, str, str]]] = {}
+            for c in clips:
+                by_word.setdefault(c[1], []).append(c)
+            clips = [c for group in by_word.values() for c in group[:args.limit]]
+        env = {**os.environ, "VOICECOACH_HOME": tempfile.mkdtemp(prefix="vc-locked-home"),
+               "VOICECOACH_CONFIG": "/nonexistent/voicecoach-bench.toml"}
+        with tempfile.TemporaryDirectory(prefix="vc-locked") as tmp:
+            truth = write_inputs(clips, Path(tmp), args.bare)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            results: list[dict[str, Any]] = []
+            for state in sorted({p.name for p in Path(tmp).iterdir()}):
+                results += run_listen(Path(tmp) / state, state, args.verify, env)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        figs = score(results, truth)
+        audio_s = sum(t["audio_s"] for t in truth.values())
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        figs["cpu_per_audio_s"] = cpu / audio_s
+        figs["peak_rss_mb"] = after.ru_maxrss / 1024.0
+        figs["audio_s"] = round(audio_s, 1)
+        figs["wall_s"] = round(time.monotonic() - t0, 1)
+    except VoicecoachError as exc:
+        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    print(summary(figs, args.verify, args.bare))
+    if args.json:
+        print(json.dumps(figs, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

