@@ -82,3 +82,66 @@ def test_reset_forgets_a_pending_second_look() -> None:
 def test_below_threshold_never_fires(value: float) -> None:
     d = make()
     assert run(d, [probs(stop=value)] * 30) == []
+
+
+# -- with a verifier: candidates, looks, confident stops --------------------------------------
+def make_verifying(**kw: float) -> Decider:
+    decision = Decision(stop_threshold=0.6, threshold=0.8, smooth=1, confirm=2, refractory_s=1.0,
+                        stop_candidate=kw.pop("cand", 0.2), verified_stop_threshold=kw.pop("conf", 0.9),
+                        verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)))
+    return Decider(LABELS, PHRASES, decision, verifying=True)
+
+
+def fired(decider: Decider, stream: list[np.ndarray]) -> list[tuple[str, float, bool]]:
+    out = []
+    for j, p in enumerate(stream):
+        out += [(f.command, round(f.emitted_s, 2), f.needs_look) for f in decider.step(p, (j + 1) * 0.08)]
+    return out
+
+
+def test_a_confident_stop_never_waits_for_a_look() -> None:
+    d = make_verifying()
+    assert fired(d, [probs(), probs(stop=0.95), probs()]) == [("stop", 0.16, False)]
+
+
+def test_a_stop_candidate_is_looked_at_once_when_its_score_stops_rising() -> None:
+    d = make_verifying(after=4)
+    # rises 0.3 -> 0.5, falls: looked at on the step it fell (peak passed), once for the run
+    stream = [probs(), probs(stop=0.3), probs(stop=0.5), probs(stop=0.4), probs(stop=0.3), probs()]
+    assert fired(d, stream) == [("stop", 0.32, True)]
+    d = make_verifying(after=2)
+    # still rising: looked at ``look_after`` steps after it crossed, at the latest
+    rising = [probs(), probs(stop=0.3), probs(stop=0.4), probs(stop=0.5), probs(stop=0.6), probs()]
+    assert fired(d, rising) == [("stop", 0.24, True)]
+
+
+def test_a_rejected_run_is_not_looked_at_again_but_a_confident_stop_still_fires() -> None:
+    d = make_verifying()
+    stream = [probs(), probs(stop=0.3), probs(stop=0.3), probs(stop=0.3), probs(stop=0.95), probs()]
+    got = fired(d, stream)
+    assert got[0] == ("stop", 0.24, True) and got[-1] == ("stop", 0.4, False) and len(got) == 2
+    # a new run after the score fell under the candidate level is looked at again
+    d.reset()
+    again = [probs(), probs(stop=0.3), probs(stop=0.3), probs(), probs(stop=0.3), probs(stop=0.3)]
+    assert [f[1] for f in fired(d, again)] == [0.24, 0.48]
+
+
+def test_other_commands_are_candidates_and_refractory_starts_only_when_accepted() -> None:
+    d = make_verifying()
+    stream = [probs(), probs(faster=0.6), probs(faster=0.6), probs()]
+    got = [f for j, p in enumerate(stream) for f in d.step(p, (j + 1) * 0.08)]
+    assert [(f.command, f.needs_look) for f in got] == [("faster", True)]
+    # not accepted: a stop candidate right after is still raised, and "yes" may fire
+    after = [probs(yes=0.6), probs(yes=0.6)]
+    got2 = [f.command for j, p in enumerate(after) for f in d.step(p, 0.4 + j * 0.08)]
+    assert got2 == ["yes"]
+    d.accept(got[0])
+    late = [probs(yes=0.6), probs(yes=0.6), probs()]
+    assert [f for j, p in enumerate(late) for f in d.step(p, 0.6 + j * 0.08)] == []
+
+
+def test_without_a_verifier_nothing_needs_a_look() -> None:
+    d = make()
+    stream = [probs(), probs(stop=0.3), probs(stop=0.5), probs(faster=0.9), probs(faster=0.9)]
+    out = [f for j, p in enumerate(stream) for f in d.step(p, (j + 1) * 0.08)]
+    assert [(f.command, f.needs_look) for f in out] == [("faster", False)]

@@ -1,4 +1,10 @@
-"""The shipped command spotter on real recordings and fixtures, through the Recogniser interface."""
+"""The shipped command spotter through the Recogniser interface.
+
+Recognition is tested on real people the model never heard: the locked test speakers of
+../shared (``training.data.is_locked``; no recipe, threshold or verifier setting ever saw them),
+skipped with a reason when ../shared is not beside the checkout. Fixture voices serve only
+tests of the mechanics (chunking, stream times, state grammars).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,16 @@ from voicecoach.spotter.engine import SpotterRecogniser
 
 GRAMMAR = load_grammar("en")
 SPEECH_COMMANDS = FIXTURES.parent.parent / "shared" / "speech_commands"
+needs_shared = pytest.mark.skipif(not SPEECH_COMMANDS.is_dir(),
+                                  reason="../shared/speech_commands is not beside this checkout")
+
+
+def locked(word: str, n: int) -> list[np.ndarray]:
+    """``n`` clips of ``word`` by locked test speakers (never trained on, never tuned on)."""
+    from voicecoach.spotter.training.data import all_real_clips, is_locked, read_audio
+
+    return [read_audio(p) for p, w, spk in all_real_clips(SPEECH_COMMANDS)
+            if w == word and is_locked(spk)][:n]
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +58,70 @@ def fixture(rel: str) -> np.ndarray:
     return read_wav_16k(FIXTURES / rel)
 
 
-def test_a_clear_stop_is_heard_soon_after_it_ends(rec: SpotterRecogniser) -> None:
-    got = hear(rec, fixture("commands/joe/normal/stop__stop.wav"))
-    stops = [d for d in got if d.command == "stop"]
-    assert stops, got
-    assert stops[0].emitted_s - stops[0].end_s < 0.5
-    assert stops[0].start_s < stops[0].end_s <= stops[0].emitted_s + 1e-6
+@needs_shared
+def test_real_stops_of_unseen_people_are_heard_soon_after_they_end(rec: SpotterRecogniser) -> None:
+    from voicecoach.audio.mix import active_bounds
+
+    heard, late = 0, []
+    clips = locked("stop", 16)
+    for clip in clips:
+        stops = [d for d in hear(rec, clip, GRAMMAR.commands_for("backward")) if d.command == "stop"]
+        if stops:
+            heard += 1
+            _, end = active_bounds(to_float(clip), threshold_db=-30.0)
+            late.append(stops[0].emitted_s - (0.25 + end / 16000))
+            assert stops[0].start_s < stops[0].end_s <= stops[0].emitted_s + 1e-6
+    assert heard >= 0.8 * len(clips)
+    assert max(late) < 0.5
 
 
+@needs_shared
 def test_only_the_states_commands_are_heard(rec: SpotterRecogniser) -> None:
-    faster = fixture("commands/joe/normal/faster__faster.wav")
-    assert any(d.command == "faster" for d in hear(rec, faster))
-    assert [d for d in hear(rec, faster, GRAMMAR.commands_for("briefing"))
-            if d.command == "faster"] == []
+    yes = locked("yes", 6)
+    in_briefing = sum(any(d.command == "yes" for d in hear(rec, c, GRAMMAR.commands_for("briefing")))
+                      for c in yes)
+    assert in_briefing >= 4
+    walking = GRAMMAR.commands_for("backward")
+    assert "yes" not in walking
+    assert all(d.command != "yes" for c in yes for d in hear(rec, c, walking))
 
 
+@needs_shared
 @pytest.mark.parametrize("gain_db", [12.0, 24.0])
 def test_a_shouted_clipped_stop_is_still_a_stop(rec: SpotterRecogniser, gain_db: float) -> None:
-    clip = to_float(fixture("commands/joe/normal/stop__stop.wav"))
-    shouted = to_int16(np.clip(clip * 10 ** (gain_db / 20), -1.0, 1.0))
-    assert any(d.command == "stop" for d in hear(rec, shouted))
+    clips = locked("stop", 8)
+    calm = [any(d.command == "stop" for d in hear(rec, c)) for c in clips]
+    shouted = [any(d.command == "stop" for d in hear(
+        rec, to_int16(np.clip(to_float(c) * 10 ** (gain_db / 20), -1.0, 1.0)))) for c in clips]
+    assert sum(shouted) >= sum(calm) - 1 and sum(shouted) >= 5
 
 
+@needs_shared
 def test_stop_stop_is_heard(rec: SpotterRecogniser) -> None:
-    clip = fixture("commands/joe/normal/stop__stop.wav")
-    twice = np.concatenate([clip, np.zeros(2400, np.int16), clip])
-    assert any(d.command == "stop" for d in hear(rec, twice))
+    clips = locked("stop", 6)
+    twice = [np.concatenate([c, np.zeros(2400, np.int16), c]) for c in clips]
+    assert sum(any(d.command == "stop" for d in hear(rec, t)) for t in twice) >= 5
+
+
+@needs_shared
+def test_a_stop_at_the_very_end_of_a_stream_is_heard(rec: SpotterRecogniser) -> None:
+    """flush() goes on with room tone like the stream's floor: a file that ends right after
+    "stop" is heard as when half a second of quiet room follows it."""
+    from voicecoach.spotter.training.data import in_room
+
+    def stops(samples: np.ndarray) -> int:
+        rec.reset()
+        rec.set_commands(GRAMMAR.commands_for("backward"))
+        out = []
+        for chunk in split_pcm(samples.tobytes(), 0.1):
+            out += rec.accept(chunk)
+        return sum(d.command == "stop" for d in out + rec.flush())
+
+    clips = locked("stop", 12)
+    bare = [stops(in_room(c, f"c{k}", lead_s=0.5, tail_s=0.0)) for k, c in enumerate(clips)]
+    tailed = [stops(in_room(c, f"c{k}", lead_s=0.5, tail_s=0.5)) for k, c in enumerate(clips)]
+    assert sum(map(bool, bare)) >= sum(map(bool, tailed)) - 1
+    assert sum(map(bool, bare)) >= 0.75 * len(clips)
 
 
 def test_digital_silence_and_a_quiet_room_give_nothing(rec: SpotterRecogniser) -> None:
@@ -84,34 +138,30 @@ def test_chunk_size_gives_identical_detections(rec: SpotterRecogniser) -> None:
     assert runs[0] == runs[1] == runs[2]
 
 
+@needs_shared
 def test_accept_with_a_stream_not_starting_at_zero(rec: SpotterRecogniser) -> None:
-    clip = fixture("commands/joe/normal/stop__stop.wav")
+    clips = [c for c in locked("stop", 8) if any(d.command == "stop" for d in hear(rec, c))]
+    assert clips
     rec.reset()
     rec.set_commands(GRAMMAR.commands)
-    pcm = np.concatenate([np.zeros(4000, np.int16), clip, np.zeros(16000, np.int16)]).tobytes()
+    pcm = np.concatenate([np.zeros(4000, np.int16), clips[0], np.zeros(16000, np.int16)]).tobytes()
     got = []
     for chunk in split_pcm(pcm, 0.1, start_s=100.0):
         got += rec.accept(AudioChunk(chunk.audio, chunk.start_s))
     assert got and all(d.emitted_s > 100.0 for d in got)
 
 
+@needs_shared
 def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[str],
-                                                 tmp_path: Path) -> None:
-    clip = FIXTURES / "commands/joe/normal/stop__stop.wav"
+                                                 tmp_path: Path, rec: SpotterRecogniser) -> None:
+    from voicecoach.audio.wav import write_wav
+    from voicecoach.spotter.training.data import in_room
+
+    heard = [c for c in locked("stop", 8) if [d.command for d in hear(rec, c)] == ["stop"]]
+    clip = tmp_path / "stop.wav"
+    write_wav(clip, in_room(heard[0], "stop"))
     code = cli.main(["--data-dir", str(tmp_path), "listen", "--json", str(clip)])
     out, err = capsys.readouterr()
     assert code == 0, err
     line = json.loads(out.strip().splitlines()[-1])
     assert [c["command"] for c in line["commands"]] == ["stop"]
-
-
-@pytest.mark.skipif(not SPEECH_COMMANDS.is_dir(),
-                    reason="../shared/speech_commands is not beside this checkout")
-def test_real_stops_of_people_are_mostly_heard(rec: SpotterRecogniser) -> None:
-    """A smoke check on real speakers (the shipped model trained on all of them: the honest,
-    speaker-disjoint figures are the cross-validated ones in the model card)."""
-    files = sorted((SPEECH_COMMANDS / "stop").glob("*.wav"))[::4]
-    heard = sum(any(d.command == "stop" for d in hear(rec, read_wav_16k(f),
-                                                     GRAMMAR.commands_for("backward")))
-                for f in files)
-    assert heard / len(files) >= 0.8   # 27/33 measured; cross-validated: 0.870

@@ -150,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bare", action="store_true", help="the clips alone, nothing around them")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--limit", type=int, default=0, help="at most N clips per word (0: all)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the summary line into the shipped model card (once per model)")
     args = parser.parse_args(argv)
     try:
         roots = [speech_commands_dir(args.speech_commands),
@@ -180,10 +182,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
-    print(summary(figs, args.verify, args.bare))
+    line = summary(figs, args.verify, args.bare)
+    print(line)
     if args.json:
         print(json.dumps(figs, sort_keys=True))
+    if args.record and not args.limit:
+        record(line, args.verify, args.bare)
     return 0
+
+
+def record(line: str, verify: str, bare: bool) -> None:
+    """Keep ``line`` in the shipped model card (one line per verify/bare mode) and re-render
+    MODEL_CARD.md from it."""
+    from voicecoach.spotter.model import builtin_paths
+    from voicecoach.spotter.training.train import render_card
+
+    _, card_path = builtin_paths()
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    key = ("bare clips" if bare else "clips in room tone") + f", verify {verify}:"
+    kept = [x for x in card.get("locked", []) if key not in x]
+    card["locked"] = sorted(kept + [line])
+    card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (card_path.parent / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
     python -m voicecoach.bench.spotter [--hours 1.0] [--work DIR]
 
-- Long-form false accepts: an hour (``--hours``) of talk with no command in it, made of
-  sentences and coach texts read by the voices the model card says were held out of
-  training, with real non-command words (Speech Commands up/down/left/right/on/off/other)
-  sprinkled in, over belt noise, room noise or a faint floor at 5-20 dB SNR, cut into
-  10-minute WAV files and run through ``voicecoach listen --json --state backward`` in a
-  child process: false accepts per hour, CPU per audio second (RTF), peak RSS.
+- Long form: an hour (``--hours``) of talk made of sentences and coach texts read by the voices
+  the model card says were held out of training, with real non-command words of the *locked*
+  speakers (up/down/left/right/on/off/other; ``training.data.is_locked``) sprinkled in, and
+  about every 20 s a "stop" of a locked speaker, over belt noise, room noise or a faint floor
+  at 5-20 dB SNR, cut into 10-minute WAV files and run through ``voicecoach listen --json
+  --state backward`` in a child process: stops caught, false commands per hour (any command
+  that is not one of those stops), CPU per audio second (RTF), peak RSS.
 - Fixtures: every stop phrase of ``audio_fixtures`` (6 voices x 3 speeds, clean and under
   noise): recall, and latency from the phrase's true end (manifest) to the emitted command.
 - Chunking: the same files at 10, 100 and 500 ms chunks give identical JSON.
@@ -36,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import to_float, treadmill_noise
+from voicecoach.audio.mix import active_bounds, to_float, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k, write_wav
 from voicecoach.errors import VoicecoachError
+from voicecoach.spotter.training.data import is_locked, speaker_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,9 +73,11 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
         row = json.loads(line)
         if row["family"] in families and row["kind"] in kinds:
             talk.append(synth / row["path"])
-    words = [p for folder in ("up", "down", "left", "right", "on", "off", "_unknown_")
-             for p in sorted((speech_commands / folder).glob("*.wav"))]
-    noise = sorted((speech_commands / "_silence_").glob("*.wav"))
+    from voicecoach.spotter.training.data import REAL_NEGATIVES, SILENCE, clips_in, is_locked, noise_id
+
+    words = [p for folder in REAL_NEGATIVES for p in clips_in(speech_commands, folder)
+             if is_locked(speaker_of(p))]
+    noise = [p for p in clips_in(speech_commands, SILENCE) if is_locked(noise_id(p))]
     if not talk:
         raise VoicecoachError(f"the corpus at {synth} has no talk by the held-out voices "
                               f"{', '.join(families) or '(none named)'}",
@@ -82,28 +86,46 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
 
 
 def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
-                  noise: list[Path]) -> list[Path]:
-    """Write the long-form files (deterministic); returns their paths."""
+                  noise: list[Path], stops: Sequence[Path] = (), stop_every_s: float = 20.0
+                  ) -> tuple[list[Path], dict[str, list[tuple[float, float]]]]:
+    """Write the long-form files (deterministic); their paths and, per file, the (start, end)
+    of every stop said in it."""
+    from voicecoach.spotter.training.data import read_audio
+
     out.mkdir(parents=True, exist_ok=True)
     files = []
+    truth: dict[str, list[tuple[float, float]]] = {}
     n_files = max(1, int(round(hours * 3600.0 / FILE_S)))
+    used = 0
     for k in range(n_files):
         path = out / f"longform_{k:02d}.wav"
         files.append(path)
-        if path.exists():
-            continue
         rng = _rng(path.name)
         total = int(FILE_S * SAMPLE_RATE)
         speech = np.zeros(total, np.float32)
+        said: list[tuple[float, float]] = []
         pos = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
+        next_stop = pos + int(rng.uniform(0.5, 1.5) * stop_every_s * SAMPLE_RATE)
         while pos < total:
-            src = words[rng.integers(len(words))] if rng.random() < 0.25 and words else \
-                talk[rng.integers(len(talk))]
-            clip = to_float(read_wav_16k(src))
+            is_stop = bool(stops) and pos >= next_stop
+            if is_stop:
+                src = stops[used % len(stops)]
+                used += 1
+                next_stop = pos + int(rng.uniform(0.5, 1.5) * stop_every_s * SAMPLE_RATE)
+            else:
+                src = words[rng.integers(len(words))] if rng.random() < 0.25 and words else \
+                    talk[rng.integers(len(talk))]
+            clip = to_float(read_audio(src))
             clip = clip * float(10 ** (rng.uniform(-32, -14) / 20) / _rms(clip))
             end = min(total, pos + clip.size)
             speech[pos:end] += clip[:end - pos]
+            if is_stop and end - pos == clip.size:
+                lo, hi = active_bounds(clip, threshold_db=-30.0)
+                said.append(((pos + lo) / SAMPLE_RATE, (pos + hi) / SAMPLE_RATE))
             pos = end + int(rng.uniform(0.15, 2.5) * SAMPLE_RATE)
+        truth[str(path)] = said
+        if path.exists():
+            continue
         kind = k % 3
         if kind == 0:
             bg = treadmill_noise(FILE_S, rng)[:total]
@@ -115,18 +137,19 @@ def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
         snr = float(rng.uniform(5.0, 20.0))
         mix = speech + bg * float(_rms(speech[speech != 0]) / 10 ** (snr / 20))
         write_wav(path, np.clip(mix, -1, 1))
-    return files
+    return files, truth
 
 
 def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backward",
-                 engine: str = "spotter") -> tuple[list[dict[str, Any]], float, float]:
+                 engine: str = "spotter", verify: str = "auto"
+                 ) -> tuple[list[dict[str, Any]], float, float]:
     """``voicecoach listen --json`` in a child process: its lines, CPU s, peak RSS (MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # VmHWM is the child's own peak (ru_maxrss of a child counts the parent's pages at fork)
     code = ("import sys; from voicecoach.cli import main; c = main(sys.argv[1:]); "
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "
             "sys.stderr.write('PEAK_RSS_KB ' + hwm[0].split()[1] + '\\n'); sys.exit(c)")
-    cmd = [sys.executable, "-c", code, "listen", "--json", "--engine", engine,
+    cmd = [sys.executable, "-c", code, "listen", "--json", "--engine", engine, "--verify", verify,
            "--state", state, "--chunk-ms", str(chunk_ms), *map(str, paths)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -163,37 +186,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--speech-commands", type=Path, default=None)
     parser.add_argument("--synth", type=Path, default=None,
                         help="the synthetic corpus (default WORK/synth)")
+    parser.add_argument("--speech-commands-train", type=Path, default=None)
+    parser.add_argument("--verify", choices=["auto", "off"], default="auto",
+                        help="the spotter's second look (as listen --verify)")
+    parser.add_argument("--no-fixtures", action="store_true", help="the long form only")
     parser.add_argument("--confusable", action="store_true",
                         help="also sprinkle the corpus's confusable single words (top, shop, "
                              "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
     from voicecoach.spotter.model import load_model
-    from voicecoach.spotter.training.data import speech_commands_dir
+    from voicecoach.spotter.training.data import (
+        all_real_clips,
+        speech_commands_dir,
+        speech_commands_train_dir,
+    )
 
     try:
         card = load_model().card
-        families = card.get("unseen_families") or card.get("holdout_families", [])
+        families = card.get("holdout_families", [])
         kinds = ("sentence", "coach", "negative") if args.confusable else ("sentence", "coach")
-        talk, words, noise = longform_sources(args.synth or args.work / "synth", families,
-                                              speech_commands_dir(args.speech_commands), kinds)
+        roots = [speech_commands_dir(args.speech_commands),
+                 speech_commands_train_dir(args.speech_commands_train)]
+        talk, words, noise = longform_sources(args.synth or args.work / "synth", families, roots[0], kinds)
+        for root in roots[1:]:
+            words += longform_sources(args.synth or args.work / "synth", families, root, kinds)[1]
+        locked_stops = [p for root in roots for p, word, spk in all_real_clips(root)
+                        if word == "stop" and is_locked(spk)]
         folder = args.work / ("longform-confusable" if args.confusable else "longform")
-        files = make_longform(folder, args.hours, talk, words, noise)
-        lines, cpu, rss = listen_child(files)
+        files, said = make_longform(folder, args.hours, talk, words, noise, locked_stops)
+        lines, cpu, rss = listen_child(files, verify=args.verify)
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     audio_s = sum(x["audio_s"] for x in lines)
-    false = [c for x in lines for c in x["commands"]]
+    caught, n_stops, lat = 0, 0, []
+    false: list[dict[str, Any]] = []
+    for x in lines:
+        windows = said.get(x["file"], [])
+        n_stops += len(windows)
+        hit = [False] * len(windows)
+        for c in x["commands"]:
+            k = next((i for i, (lo, hi) in enumerate(windows)
+                      if c["command"] == "stop" and lo - 0.2 <= c["emitted_s"] <= hi + 1.0), None)
+            if k is None or hit[k]:
+                false.append(c)
+            else:
+                hit[k] = True
+                lat.append(c["emitted_s"] - windows[k][1])
+        caught += sum(hit)
     by_cmd: dict[str, int] = {}
     for c in false:
         by_cmd[c["command"]] = by_cmd.get(c["command"], 0) + 1
     what = "sentences, coach texts and confusable words" if args.confusable else \
         "sentences and coach texts"
-    print(f"long-form talk with no command ({audio_s / 3600:.2f} h of {what} in "
-          f"{len(families)} voices left out of training, real non-command words, 5-20 dB SNR): "
-          f"{len(false)} false accepts = "
+    lat_s = f"median {statistics.median(lat):.2f} s max {max(lat):.2f} s" if lat else "n/a"
+    print(f"long form ({audio_s / 3600:.2f} h of {what} in {len(families)} voices left out of "
+          f"training, locked speakers' non-command words, 5-20 dB SNR, verify {args.verify}): "
+          f"locked speakers' stops caught {caught}/{n_stops} ({caught / max(1, n_stops):.3f}), "
+          f"latency {lat_s} | {len(false)} false commands = "
           f"{len(false) / (audio_s / 3600):.2f} per hour {by_cmd or ''} | "
           f"RTF {cpu / audio_s:.4f} (CPU s per audio s) | peak RSS {rss:.0f} MB")
+    if args.no_fixtures:
+        return 0
     stops = fixture_stops()
     with tempfile.TemporaryDirectory():
         res = {}

