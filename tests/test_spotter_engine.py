@@ -11,7 +11,7 @@ from conftest import FIXTURES
 
 from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk, split_pcm
-from voicecoach.audio.mix import to_float, to_int16
+from voicecoach.audio.samples import to_float, to_int16
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.grammar import load_grammar
 from voicecoach.speech.recogniser import Detection

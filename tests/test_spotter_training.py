@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from voicecoach.spotter.training import train
-from voicecoach.spotter.training.data import (
+from voicecoach.lab.training import train
+from voicecoach.lab.training.data import (
     NOISE,
     OTHER,
     fold_of,

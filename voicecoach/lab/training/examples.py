@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import soxr
 
-from voicecoach.audio.mix import active_bounds, to_float, treadmill_noise
+from voicecoach.audio.samples import active_bounds, to_float, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.loopback import room_response
+from voicecoach.lab.room import room_response
+from voicecoach.lab.training.data import NOISE, OTHER, Source
 from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.training.data import NOISE, OTHER, Source
 
 _LOGGER = logging.getLogger(__name__)
 

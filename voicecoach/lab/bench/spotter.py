@@ -1,6 +1,6 @@
 """Benchmark of the shipped English command spotter through ``voicecoach listen``.
 
-    python -m voicecoach.bench.spotter [--hours 1.0] [--work DIR]
+    python -m voicecoach.lab.bench.spotter [--hours 1.0] [--work DIR]
 
 - Long-form false accepts: an hour (``--hours``) of talk with no command in it, made of
   sentences and coach texts read by the voices the model card says were held out of
@@ -13,7 +13,7 @@
 - Chunking: the same files at 10, 100 and 500 ms chunks give identical JSON.
 
 The cross-validated Speech Commands figures come from training
-(``python -m voicecoach.spotter.training.train``), which writes them into the model card:
+(``python -m voicecoach.lab.training.train``), which writes them into the model card:
 the shipped model has heard every real speaker, so only out-of-fold figures are honest.
 """
 
@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import to_float, treadmill_noise
+from voicecoach.audio.samples import to_float, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k, write_wav
 from voicecoach.errors import VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "audio_fixtures"
 FILE_S = 600.0
 
@@ -63,7 +63,7 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
     manifest = synth / "manifest.jsonl"
     if not manifest.is_file():
         raise VoicecoachError(f"no synthetic corpus at {synth}",
-                              "make it: python -m voicecoach.spotter.training.synth --out "
+                              "make it: python -m voicecoach.lab.training.synth --out "
                               f"{synth}")
     for line in manifest.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -154,7 +154,7 @@ def fixture_stops() -> list[tuple[Path, list[dict[str, Any]]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.spotter",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.spotter",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--hours", type=float, default=1.0, help="long-form audio to make")
@@ -167,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also sprinkle the corpus's confusable single words (top, shop, "
                              "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
+    from voicecoach.lab.training.data import speech_commands_dir
     from voicecoach.spotter.model import load_model
-    from voicecoach.spotter.training.data import speech_commands_dir
 
     try:
         card = load_model().card

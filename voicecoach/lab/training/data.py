@@ -96,7 +96,7 @@ def synthetic_sources(root: Path, folds: int, phrases: Iterable[str],
     manifest = root / "manifest.jsonl"
     if not manifest.is_file():
         raise VoicecoachError(f"no synthetic corpus at {root} (manifest.jsonl is missing)",
-                              f"make it: python -m voicecoach.spotter.training.synth --out {root}")
+                              f"make it: python -m voicecoach.lab.training.synth --out {root}")
     known = set(phrases)
     out: list[Source] = []
     skipped = 0
@@ -126,5 +126,5 @@ def synthetic_sources(root: Path, folds: int, phrases: Iterable[str],
                         "grammar no longer has)", skipped)
     if not out:
         raise VoicecoachError(f"the synthetic corpus at {root} is empty",
-                              f"make it: python -m voicecoach.spotter.training.synth --out {root}")
+                              f"make it: python -m voicecoach.lab.training.synth --out {root}")
     return out
