@@ -18,15 +18,10 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from voices import SPEEDS, VOICES, Synthesiser, Voice  # noqa: E402
 
 from voicecoach.audio.chunk import SAMPLE_RATE  # noqa: E402
-from voicecoach.audio.mix import (  # noqa: E402
-    add_at,
-    delayed,
-    mix_at_snr,
-    power,
-    treadmill_noise,
-)
+from voicecoach.audio.samples import treadmill_noise  # noqa: E402
 from voicecoach.audio.wav import write_wav  # noqa: E402
 from voicecoach.grammar import Grammar, load_grammar  # noqa: E402
+from voicecoach.lab.signals import add_at, delayed, mix_at_snr, power  # noqa: E402
 
 _LOGGER = logging.getLogger("generate")
 

@@ -14,7 +14,7 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import to_float, trim_silence
+from voicecoach.audio.samples import to_float, trim_silence
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.errors import VoicecoachError
 

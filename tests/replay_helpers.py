@@ -13,7 +13,7 @@ from voicecoach.commands._common import recorded_session
 from voicecoach.device import AudioClock, DeviceLoop
 from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
-from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser
+from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser
 from voicecoach.settings import Settings
 from voicecoach.speech.render import Rendered, Renderer
 from voicecoach.speech.speaker import SpeechInterval
@@ -65,7 +65,7 @@ def user_track(tmp_path: Path, recogniser: Any, renderer: Renderer,
                total_s: float = 230.0) -> UserTrack:
     """Record a polite user (start, yes..., ready) answering the simulated coach, no echo in it.
 
-    Runs the real device loop in a closed simulated room (voicecoach.loopback), keeping the
+    Runs the real device loop in a closed simulated room (voicecoach.lab.room), keeping the
     microphone: the user's clips only, placed when a user would have said them.
     """
     settings = Settings(data_dir=tmp_path / "prep")

@@ -10,9 +10,9 @@ import pytest
 
 from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller, erle_db
 from voicecoach.audio.chunk import AudioChunk
-from voicecoach.audio.mix import to_int16
+from voicecoach.audio.samples import to_int16
 from voicecoach.events import Priority
-from voicecoach.loopback import load_clip
+from voicecoach.lab.room import load_clip
 from voicecoach.speech.render import EspeakNgRenderer
 from voicecoach.speech.timeline import WavSpeaker
 

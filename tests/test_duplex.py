@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicecoach.audio.mix import power
 from voicecoach.duplex import DuplexGate, echo_residual_db
 from voicecoach.grammar import load_grammar
-from voicecoach.loopback import closed_loop, load_clip
+from voicecoach.lab.room import closed_loop, load_clip
+from voicecoach.lab.signals import power
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speech.recogniser import Detection
 from voicecoach.speech.render import EspeakNgRenderer
@@ -201,7 +201,7 @@ def test_the_simulated_rooms_reverberation_is_as_specified_and_chunking_free(
         renderer: EspeakNgRenderer) -> None:
     from voicecoach.clock import SimClock
     from voicecoach.events import Priority
-    from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, room_response
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, room_response
 
     ir = room_response(0.3, 6.0, seed=2)
     tail = ir[1:].astype(np.float64)
@@ -246,7 +246,7 @@ def test_the_coachs_voice_never_hides_a_stop_the_engine_hears_without_it(
     """Every fixture voice and stop phrase, said over the briefing at 20 dB SNR: whatever the
     engine catches when the room gives back no echo it must catch with the echo too (what it
     misses with no echo at all is the engine's recall, measured in bench.recognition)."""
-    from voicecoach.bench.duplex import STOP_PHRASES, VOICES
+    from voicecoach.lab.bench.duplex import STOP_PHRASES, VOICES
 
     quiet, echo = set(), set()
     for k, (voice, phrase) in enumerate((v, p) for v in VOICES for p in STOP_PHRASES):
@@ -263,7 +263,7 @@ def test_a_stop_is_placed_over_a_coach_utterance_with_time_left(
         renderer: EspeakNgRenderer) -> None:
     from voicecoach.clock import SimClock
     from voicecoach.events import Priority
-    from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, StopOverSpeech
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, StopOverSpeech
 
     speaker = EchoWavSpeaker(renderer, clock=SimClock())
     speaker.say("Reach back.", Priority.CUE, 1.0)  # too short to leave 1 s after 1.2 s

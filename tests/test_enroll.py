@@ -15,11 +15,11 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
 from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.training.examples import Recipe
+from voicecoach.lab.training.train import export, labels_for
 from voicecoach.spotter import enroll as E
 from voicecoach.spotter.decide import Decision
 from voicecoach.spotter.model import MODEL_ENV, builtin_paths, load_model
-from voicecoach.spotter.training.examples import Recipe
-from voicecoach.spotter.training.train import export, labels_for
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = REPO / "audio_fixtures" / "commands"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from test_enroll import uniform_model
 
-from voicecoach.bench import enroll as bench
+from voicecoach.lab.bench import enroll as bench
 from voicecoach.spotter.model import MODEL_ENV
 
 

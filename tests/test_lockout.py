@@ -20,7 +20,7 @@ from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import grammar_dir, load_grammar
 from voicecoach.history import DB_NAME, HistoryDB
-from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, load_clip
+from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speech.engines import make_recogniser
 

@@ -5,19 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicecoach.audio.mix import (
-    active_bounds,
-    add_at,
-    concat_with_gaps,
-    delayed,
-    mix_at_snr,
-    power,
-    snr_db,
-    to_float,
-    to_int16,
-    treadmill_noise,
-    trim_silence,
-)
+from voicecoach.audio.samples import active_bounds, to_float, to_int16, treadmill_noise, trim_silence
+from voicecoach.lab.signals import add_at, concat_with_gaps, delayed, mix_at_snr, power, snr_db
 
 
 def burst(seconds: float = 0.5, freq: float = 300.0, amp: float = 0.3) -> np.ndarray:

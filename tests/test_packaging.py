@@ -42,12 +42,20 @@ def bundled_files() -> dict[str, Path]:
     return found
 
 
+def _is_lab(name: str) -> bool:
+    return name == "voicecoach.lab" or name.startswith("voicecoach.lab.")
+
+
 def test_every_package_under_voicecoach_is_listed() -> None:
-    """A new sub-package left out of pyproject's explicit list would be missing from the wheel."""
+    """A new sub-package left out of pyproject's explicit list would be missing from the wheel;
+    the lab (voicecoach/lab/) is the one part left out on purpose."""
     on_disk = {".".join(p.parent.relative_to(REPO).parts)
                for p in (REPO / "voicecoach").rglob("__init__.py") if "__pycache__" not in p.parts}
-    missing = sorted(on_disk - set(SETUPTOOLS["packages"]))
+    missing = sorted(n for n in on_disk - set(SETUPTOOLS["packages"]) if not _is_lab(n))
     assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {missing}"
+    assert "voicecoach.lab" in on_disk
+    assert not [n for n in SETUPTOOLS["packages"] if _is_lab(n)], "the lab must not ship"
+    assert not [n for n in SETUPTOOLS["package-data"] if _is_lab(n)], "the lab must not ship"
     for name in SETUPTOOLS["packages"]:
         assert _package_source(name).is_dir(), name
 
@@ -83,6 +91,16 @@ def test_the_wheel_holds_every_bundled_file_unchanged(wheel: Path) -> None:
             assert name in names, name
             assert archive.read(name) == source.read_bytes(), name
     assert not [n for n in names if n.startswith(("tests/", "audio_fixtures/", "grammars/"))]
+
+
+def test_the_wheel_holds_no_lab_code(wheel: Path) -> None:
+    """Benchmarks, training, the simulated room and the test signals stay in the checkout."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert any(n.startswith("voicecoach/audio/") for n in names)  # the run time is there
+    lab = [n for n in names if n.startswith("voicecoach/lab/") or n == "voicecoach/lab"]
+    assert not lab, f"lab code in the wheel: {lab[:10]}"
+    assert (REPO / "voicecoach" / "lab" / "bench").is_dir()  # ... and the lab is in the checkout
 
 
 def test_an_installed_wheel_resolves_its_files_with_no_checkout(wheel: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from voicecoach.commands._common import recorded_session
 from voicecoach.device import AudioClock, DeviceLoop
 from voicecoach.events import CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
-from voicecoach.loopback import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
+from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speech.render import EspeakNgRenderer
 from voicecoach.workout import cues

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voicecoach.bench.soak import SoakSpeaker, soak
+from voicecoach.lab.bench.soak import SoakSpeaker, soak
 
 
 def test_a_short_soak_runs_sessions_and_reports_every_figure(tmp_path: Path) -> None:

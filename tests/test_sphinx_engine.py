@@ -12,9 +12,9 @@ import pytest
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE, split_pcm
-from voicecoach.bench.clips import pad_clip, read_clip
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar, parse_grammar
+from voicecoach.lab.corpus import pad_clip, read_clip
 from voicecoach.speech.noise_floor import NoiseFloor
 from voicecoach.speech.recogniser import Detection
 from voicecoach.speech.sphinx_engine import FLOOR_DBFS, SphinxRecogniser

@@ -17,7 +17,7 @@ from conftest import FIXTURES
 
 from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk, split_pcm
-from voicecoach.audio.mix import to_float, to_int16
+from voicecoach.audio.samples import to_float, to_int16
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.grammar import load_grammar
 from voicecoach.speech.recogniser import Detection
@@ -31,7 +31,7 @@ needs_shared = pytest.mark.skipif(not SPEECH_COMMANDS.is_dir(),
 
 def locked(word: str, n: int) -> list[np.ndarray]:
     """``n`` clips of ``word`` by locked test speakers (never trained on, never tuned on)."""
-    from voicecoach.spotter.training.data import all_real_clips, is_locked, read_audio
+    from voicecoach.lab.training.data import all_real_clips, is_locked, read_audio
 
     return [read_audio(p) for p, w, spk in all_real_clips(SPEECH_COMMANDS)
             if w == word and is_locked(spk)][:n]
@@ -107,7 +107,7 @@ def test_stop_stop_is_heard(rec: SpotterRecogniser) -> None:
 def test_a_stop_at_the_very_end_of_a_stream_is_heard(rec: SpotterRecogniser) -> None:
     """flush() goes on with room tone like the stream's floor: a file that ends right after
     "stop" is heard as when half a second of quiet room follows it."""
-    from voicecoach.spotter.training.data import in_room
+    from voicecoach.lab.training.data import in_room
 
     def stops(samples: np.ndarray) -> int:
         rec.reset()
@@ -154,8 +154,9 @@ def test_accept_with_a_stream_not_starting_at_zero(rec: SpotterRecogniser) -> No
 @needs_shared
 def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path, rec: SpotterRecogniser) -> None:
+    from voicecoach.lab.training.data import in_room
+
     from voicecoach.audio.wav import write_wav
-    from voicecoach.spotter.training.data import in_room
 
     heard = [c for c in locked("stop", 8) if [d.command for d in hear(rec, c)] == ["stop"]]
     clip = tmp_path / "stop.wav"

@@ -13,10 +13,10 @@ import pytest
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar, parse_grammar
+from voicecoach.lab.training.examples import Recipe
+from voicecoach.lab.training.train import export, labels_for
 from voicecoach.spotter.decide import Decision
 from voicecoach.spotter.model import MODEL_ENV, builtin_paths, load_model, phrase_hash, phrases_of
-from voicecoach.spotter.training.examples import Recipe
-from voicecoach.spotter.training.train import export, labels_for
 
 GRAMMAR = load_grammar("en")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from voicecoach.grammar import load_grammar, parse_grammar
-from voicecoach.spotter.training import synth
-from voicecoach.spotter.training import texts as T
+from voicecoach.lab.training import synth
+from voicecoach.lab.training import texts as T
 
 _LOGGER = logging.getLogger(__name__)
 GRAMMAR = load_grammar("en")

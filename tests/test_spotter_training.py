@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from voicecoach.spotter.training import train
-from voicecoach.spotter.training.data import (
+from voicecoach.lab.training import train
+from voicecoach.lab.training.data import (
     NOISE,
     OTHER,
     all_real_clips,
@@ -57,7 +57,7 @@ def test_real_folds_are_speaker_disjoint_and_never_hold_a_locked_speaker() -> No
 
 @needs_real
 def test_a_training_run_refuses_the_locked_set(tmp_path: Path) -> None:
-    from voicecoach.spotter.training.data import Source
+    from voicecoach.lab.training.data import Source
 
     path, word, speaker = next(c for c in all_real_clips(SPEECH_COMMANDS) if is_locked(c[2]))
     sneaked = Source(path, word, "real", speaker, 0, word)
@@ -94,8 +94,9 @@ def test_empty_training_data_is_one_line(tmp_path: Path,
 
 def test_an_unreadable_flac_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("soundfile")
+    from voicecoach.lab.training.data import read_audio
+
     from voicecoach.errors import VoicecoachError
-    from voicecoach.spotter.training.data import read_audio
 
     bad = tmp_path / "stop" / "0000_nohash_0.flac"
     bad.parent.mkdir()

@@ -44,7 +44,7 @@ def test_log_mel_matches_whispers_shape_and_scale() -> None:
 
 
 def _locked(word: str, n: int) -> list[Path]:
-    from voicecoach.spotter.training.data import all_real_clips, is_locked
+    from voicecoach.lab.training.data import all_real_clips, is_locked
 
     root = SHARED / "speech_commands"
     if not root.is_dir():
@@ -53,7 +53,7 @@ def _locked(word: str, n: int) -> list[Path]:
 
 
 def _audio(path: Path) -> np.ndarray:
-    from voicecoach.spotter.training.data import in_room, read_audio
+    from voicecoach.lab.training.data import in_room, read_audio
 
     return in_room(read_audio(path), path.name).astype(np.float32) / 32768.0
 

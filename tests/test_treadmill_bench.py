@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from belt_helpers import BeltRun
 
-from voicecoach.bench.treadmill import unasked_writes
+from voicecoach.lab.bench.treadmill import unasked_writes
 from voicecoach.treadmill import ftms
 
 

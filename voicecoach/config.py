@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import inspect
@@ -10,7 +11,7 @@ import math
 import os
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,26 @@ def load_settings(path: Path | str | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
     """The settings in effect (see ``load_config``); a ``path`` given must exist."""
     return load_config(path, overrides, required=path is not None).settings
+
+
+def number_in(low: float, high: float, *, above: bool = False,
+              whole: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number from ``low`` (or above it) to ``high``; ``whole`` for
+    whole numbers. inf, nan and values out of range are one clear usage error."""
+    def show(x: float) -> str:
+        return str(int(x)) if x == int(x) else f"{x:g}"
+
+    lowest = f"above {show(low)}" if above else f"from {show(low)}"
+    wanted = f"a {'whole ' if whole else ''}number {lowest} to {show(high)}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(int(text)) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        if not math.isfinite(value) or value > high or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {wanted}")
+        return int(value) if whole else value
+
+    parse.__name__ = "number"  # argparse names the type in its messages
+    return parse

@@ -24,7 +24,7 @@ span); if the mapping were off by more than that the check fails open: the stop 
 Echo cancellation (voicecoach.audio.aec, run by the device loop before the recogniser) takes
 most of the coach's voice out of what the recogniser hears; the gate still sees the raw
 microphone (``hear``), so the residual check above keeps its meaning, and both gates stay:
-measured on the benchmark with the canceller on, see voicecoach.bench.duplex.
+measured on the benchmark with the canceller on, see voicecoach.lab.bench.duplex.
 
 The margins. ``ECHO_TAIL_S`` (0.35 s) covers the speaker's output buffer (50 ms blocks plus
 the device latency, about 0.1 s), the room's reverberation (under 0.1 s in a treadmill room),

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from voicecoach.config import load_settings
+from voicecoach.config import load_settings, number_in
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
@@ -41,29 +40,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 #: The fastest a workout clock may run (a 20-minute session in about a millisecond).
 MAX_SPEED_UP = 1_000_000.0
-
-
-def number_in(low: float, high: float, *, above: bool = False,
-              whole: bool = False) -> Callable[[str], float]:
-    """argparse type: a finite number from ``low`` (or above it) to ``high``; ``whole`` for
-    whole numbers. inf, nan and values out of range are one clear usage error."""
-    def show(x: float) -> str:
-        return str(int(x)) if x == int(x) else f"{x:g}"
-
-    lowest = f"above {show(low)}" if above else f"from {show(low)}"
-    wanted = f"a {'whole ' if whole else ''}number {lowest} to {show(high)}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(int(text)) if whole else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
-        if not math.isfinite(value) or value > high or value < low or (above and value == low):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give {wanted}")
-        return int(value) if whole else value
-
-    parse.__name__ = "number"  # argparse names the type in its messages
-    return parse
 
 
 #: --speed-up: above zero, at most MAX_SPEED_UP.

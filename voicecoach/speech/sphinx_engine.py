@@ -35,7 +35,7 @@ class ThresholdRule:
     free phone loop, summed over the phrase's frames. Longer phrases collect more evidence,
     so the threshold falls with the number of phones: ``base - per_phone * (phones - 2)``.
     The values were chosen once on the whole Speech Commands development set (see
-    ``python -m voicecoach.bench.recognition``), never per file; the figures are there.
+    ``python -m voicecoach.lab.bench.recognition``), never per file; the figures are there.
     """
 
     base: float = 300.0

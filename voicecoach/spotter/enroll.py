@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.audio.mix import active_bounds, treadmill_noise
+from voicecoach.audio.samples import active_bounds, treadmill_noise
 from voicecoach.errors import VoicecoachError
 from voicecoach.spotter.decide import STOP
 from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd

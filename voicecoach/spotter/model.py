@@ -29,7 +29,7 @@ MODEL_NAME = "en_commands"
 MODEL_ENV = "VOICECOACH_SPOTTER_MODEL"
 FORMAT_VERSION = 1
 NOISE, OTHER = "_noise_", "_other_"
-RETRAIN = "retrain it: python -m voicecoach.spotter.training.train (see voicecoach/spotter/MODEL_CARD.md)"
+RETRAIN = "retrain it: python -m voicecoach.lab.training.train (see voicecoach/spotter/MODEL_CARD.md)"
 
 
 def phrases_of(grammar: Grammar) -> dict[str, list[str]]:

@@ -1,6 +1,6 @@
 """Benchmark of the shipped English command spotter through ``voicecoach listen``.
 
-    python -m voicecoach.bench.spotter [--hours 1.0] [--work DIR]
+    python -m voicecoach.lab.bench.spotter [--hours 1.0] [--work DIR]
 
 - Long form: an hour (``--hours``) of talk made of sentences and coach texts read by the voices
   the model card says were held out of training, with real non-command words of the *locked*
@@ -14,7 +14,7 @@
 - Chunking: the same files at 10, 100 and 500 ms chunks give identical JSON.
 
 The cross-validated Speech Commands figures come from training
-(``python -m voicecoach.spotter.training.train``), which writes them into the model card:
+(``python -m voicecoach.lab.training.train``), which writes them into the model card:
 the shipped model has heard every real speaker, so only out-of-fold figures are honest.
 """
 
@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import active_bounds, to_float, treadmill_noise
+from voicecoach.audio.samples import active_bounds, to_float, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k, write_wav
 from voicecoach.errors import VoicecoachError
-from voicecoach.spotter.training.data import is_locked, speaker_of
+from voicecoach.lab.training.data import is_locked, speaker_of
 
 _LOGGER = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "audio_fixtures"
 FILE_S = 600.0
 
@@ -65,7 +65,7 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
     manifest = synth / "manifest.jsonl"
     if not manifest.is_file():
         raise VoicecoachError(f"no synthetic corpus at {synth}",
-                              "make it: python -m voicecoach.spotter.training.synth --out "
+                              "make it: python -m voicecoach.lab.training.synth --out "
                               f"{synth}")
     for line in manifest.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -73,7 +73,7 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
         row = json.loads(line)
         if row["family"] in families and row["kind"] in kinds:
             talk.append(synth / row["path"])
-    from voicecoach.spotter.training.data import REAL_NEGATIVES, SILENCE, clips_in, is_locked, noise_id
+    from voicecoach.lab.training.data import REAL_NEGATIVES, SILENCE, clips_in, is_locked, noise_id
 
     words = [p for folder in REAL_NEGATIVES for p in clips_in(speech_commands, folder)
              if is_locked(speaker_of(p))]
@@ -90,7 +90,7 @@ def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
                   ) -> tuple[list[Path], dict[str, list[tuple[float, float]]]]:
     """Write the long-form files (deterministic); their paths and, per file, the (start, end)
     of every stop said in it."""
-    from voicecoach.spotter.training.data import read_audio
+    from voicecoach.lab.training.data import read_audio
 
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -177,7 +177,7 @@ def fixture_stops() -> list[tuple[Path, list[dict[str, Any]]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.spotter",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.spotter",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--hours", type=float, default=1.0, help="long-form audio to make")
@@ -194,12 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also sprinkle the corpus's confusable single words (top, shop, "
                              "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
+    from voicecoach.lab.training.data import all_real_clips, speech_commands_dir, speech_commands_train_dir
     from voicecoach.spotter.model import load_model
-    from voicecoach.spotter.training.data import (
-        all_real_clips,
-        speech_commands_dir,
-        speech_commands_train_dir,
-    )
 
     try:
         card = load_model().card

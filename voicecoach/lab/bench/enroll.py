@@ -1,6 +1,6 @@
 """Benchmark of enrollment, speaker by speaker, on ../shared/speech_commands.
 
-    python -m voicecoach.bench.enroll [--speakers N] [--work DIR] [--json FILE]
+    python -m voicecoach.lab.bench.enroll [--speakers N] [--work DIR] [--json FILE]
 
 Every speaker with at least 3 clips of stop, go, yes or no is enrolled for each such word with
 3 of them (2 when only 3 exist), through the same code as ``voicecoach enroll --from``
@@ -35,17 +35,17 @@ import numpy as np
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.spotter import enroll as E
-from voicecoach.spotter.decide import STOP, Decider, Decision
-from voicecoach.spotter.features import STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.model import SpotterModel, load_model, phrase_hash, phrases_of
-from voicecoach.spotter.training.data import (
+from voicecoach.lab.training.data import (
     REAL_NEGATIVES,
     REAL_POSITIVES,
     SILENCE,
     speaker_of,
     speech_commands_dir,
 )
+from voicecoach.spotter import enroll as E
+from voicecoach.spotter.decide import STOP, Decider, Decision
+from voicecoach.spotter.features import STEP_S, EmbeddingFrontEnd
+from voicecoach.spotter.model import SpotterModel, load_model, phrase_hash, phrases_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.enroll",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.enroll",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--speech-commands", type=Path, default=None,

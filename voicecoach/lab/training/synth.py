@@ -26,10 +26,10 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import to_float, trim_silence
+from voicecoach.audio.samples import to_float, trim_silence
 from voicecoach.audio.wav import read_wav_16k, write_wav
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.spotter.training import texts as T
+from voicecoach.lab.training import texts as T
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -690,7 +690,7 @@ def summary(entries: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m voicecoach.spotter.training.synth --out DIR``."""
+    """Command line: ``python -m voicecoach.lab.training.synth --out DIR``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output folder (WAVs + manifest.jsonl)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")

@@ -1,6 +1,6 @@
 """Recognition benchmark: recall, false accepts, stop latency, speed, memory, chunking.
 
-``python -m voicecoach.bench.recognition`` streams every clip of ../shared/speech_commands
+``python -m voicecoach.lab.bench.recognition`` streams every clip of ../shared/speech_commands
 (real people, 1-second clips, padded with quiet so a recogniser can finish the word) and the
 manifest of ``audio_fixtures/`` through the real recogniser, in audio time.
 """
@@ -18,29 +18,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from voicecoach.bench.clips import LEAD_S, Runner, chunk_sizes_agree, make_factory, pad_clip, read_clip
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
+from voicecoach.lab.bench.clips import Runner, chunk_sizes_agree, make_factory
+from voicecoach.lab.corpus import FA_STATE, LEAD_S, POSITIVES, pad_clip, read_clip, state_for
 from voicecoach.speech.recogniser import Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parents[3]
 NEGATIVE_WORDS = ("up", "down", "left", "right", "on", "off", "_unknown_")
-#: Folder -> the command it must produce; "go" is "resume", which only some states accept.
-POSITIVES = {"stop": STOP, "go": "resume", "yes": "yes", "no": "no"}
-FA_STATE = "backward"  # the state with the most commands: the hardest case for false accepts
 CURVE = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
-
-
-def state_for(grammar: Grammar, command: str) -> str:
-    """The state to measure ``command`` in: the walking state for stop (the most competing
-    commands), else the first of paused/briefing/backward (or any) that accepts it."""
-    order = (FA_STATE,) if command == STOP else ("paused", "briefing", FA_STATE)
-    for state in (*order, *grammar.states):
-        if command in grammar.commands_for(state):
-            return state
-    raise VoicecoachError(f"no state of the grammar accepts '{command}'", "check the grammar")
 
 
 def clip_files(data: Path, folder: str, limit: int | None) -> list[Path]:
@@ -204,7 +192,7 @@ def run_bench(engine: str, language: str, data: Path, fixtures: Path | None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.recognition",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.recognition",
                                      description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--engine", default="pocketsphinx",
@@ -212,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="recogniser to measure (the spotter's shipped model trained on "
                              "every Speech Commands speaker: its honest figures are the "
                              "cross-validated ones of `python -m "
-                             "voicecoach.spotter.training.train`)")
+                             "voicecoach.lab.training.train`)")
     parser.add_argument("--lang", default="en", help="grammar language")
     parser.add_argument("--model", type=Path, default=None, help="vosk model folder")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "speech_commands",

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.audio.mix import active_bounds, to_float
+from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import read_wav_16k
+from voicecoach.lab.training.data import NOISE, ROOM_LEAD_S, Source, in_room, read_audio
+from voicecoach.lab.training.examples import Backgrounds, Recipe, examples, noise_scene
 from voicecoach.spotter.features import EmbeddingFrontEnd
-from voicecoach.spotter.training.data import NOISE, ROOM_LEAD_S, Source, in_room, read_audio
-from voicecoach.spotter.training.examples import Backgrounds, Recipe, examples, noise_scene
 
 _LOGGER = logging.getLogger(__name__)
 

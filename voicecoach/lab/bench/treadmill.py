@@ -1,7 +1,7 @@
 """Treadmill benchmark: spoken stop to FTMS stop, unasked belt writes over an hour, reconnect.
 
-``python -m voicecoach.bench.treadmill`` runs the real device loop in a simulated room
-(voicecoach.loopback: the coach's voice echoed into the microphone over treadmill noise) with
+``python -m voicecoach.lab.bench.treadmill`` runs the real device loop in a simulated room
+(voicecoach.lab.room: the coach's voice echoed into the microphone over treadmill noise) with
 the recogniser ``make_recogniser`` picks for English, driving a simulated FTMS treadmill
 (voicecoach.treadmill.sim) on audio time:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from voicecoach.events import Event, TargetChanged, WalkerReady
 from voicecoach.grammar import load_grammar
-from voicecoach.loopback import closed_loop, load_clip
+from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.link import LinkUp
@@ -120,7 +120,7 @@ class TalkInRoom:
 
 def _talk_clips() -> list[Any]:
     from voicecoach.audio.wav import read_wav_16k
-    from voicecoach.loopback import FIXTURES, UserClip, to_float
+    from voicecoach.lab.room import FIXTURES, UserClip, to_float
 
     clips = []
     for folder in TALK:
@@ -168,7 +168,7 @@ def _silent_for(recogniser: Any, clips: list[Any]) -> list[Any]:
     """The clips in which the engine, hearing each alone, finds no command of the backward
     state (the others end a session at once: a recognition figure, not a belt one)."""
     from voicecoach.audio.chunk import AudioChunk
-    from voicecoach.audio.mix import to_int16
+    from voicecoach.audio.samples import to_int16
 
     commands = load_grammar("en").commands_for("backward")
     keep = []
@@ -251,7 +251,7 @@ def ble_reconnect(drops: int = 3) -> list[dict[str, float | None]]:
     import sys
     import time
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
     from fake_ftms import CENTRAL, PERIPHERAL, FakeTreadmill, forget, mock_bluez, run_in_thread
 
     from voicecoach.treadmill.client import BleakTreadmill

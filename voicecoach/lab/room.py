@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
-from voicecoach.audio.mix import to_float, to_int16, treadmill_noise
+from voicecoach.audio.samples import to_float, to_int16, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.speech.speaker import Speaker
 from voicecoach.speech.timeline import WavSpeaker
@@ -154,7 +154,7 @@ def room_response(rt60_s: float, drr_db: float, seed: int = 1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- a simulated user
-FIXTURES = Path(__file__).resolve().parent.parent / "audio_fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "audio_fixtures"
 
 
 def load_clip(command: str, phrase: str, voice: str = "joe", speed: str = "normal",

@@ -1,8 +1,8 @@
 """Soak benchmark: hours of replayed audio through the real device loop; memory, CPU, sessions.
 
-``python -m voicecoach.bench.soak --hours 2`` runs the device loop (voicecoach.device) with the
+``python -m voicecoach.lab.bench.soak --hours 2`` runs the device loop (voicecoach.device) with the
 default engine (``make_recogniser``, engine "auto"), the real coach, state machine and SQLite
-history, on a simulated room (voicecoach.loopback) in audio time: treadmill noise all along,
+history, on a simulated room (voicecoach.lab.room) in audio time: treadmill noise all along,
 chatter and coach-like sentences with no command in them every so often, and a session every
 ``--session-every`` minutes: the user says "start", answers the briefing, turns and
 check-ins, and every third session says "stop" part-way instead of finishing. The coach's own
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import to_float
+from voicecoach.audio.samples import to_float
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.loopback import FIXTURES, ClosedLoopSource, EchoWavSpeaker, UserClip, load_clip
+from voicecoach.lab.room import FIXTURES, ClosedLoopSource, EchoWavSpeaker, UserClip, load_clip
 from voicecoach.settings import Settings
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
@@ -374,9 +374,9 @@ class _CachedRenderer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voicecoach.commands._common import number_in
+    from voicecoach.config import number_in
 
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.soak",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.soak",
                                      description=__doc__.splitlines()[0] if __doc__ else None,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--hours", type=number_in(0.0, 48.0, above=True), default=2.0,

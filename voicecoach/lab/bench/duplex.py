@@ -1,7 +1,7 @@
 """Duplex benchmark: barge-in latency, false commands from the coach's voice, idle CPU and RSS.
 
-``python -m voicecoach.bench.duplex`` runs, in audio time, on replayed fixtures in a
-simulated room (voicecoach.loopback: the coach's rendered voice goes back into the
+``python -m voicecoach.lab.bench.duplex`` runs, in audio time, on replayed fixtures in a
+simulated room (voicecoach.lab.room: the coach's rendered voice goes back into the
 microphone, delayed and attenuated, over synthetic treadmill noise):
 
 1. stop latency: a "stop" phrase said over the coach's briefing in every fixture voice, at
@@ -9,7 +9,7 @@ microphone, delayed and attenuated, over synthetic treadmill noise):
 2. false commands over a 15-minute closed-loop session (10 dB SNR, a polite simulated user);
 3. idle CPU while listening, CPU seconds per audio second, per engine (child processes);
 4. peak RSS per engine (the same child processes).
-``--rt60`` gives the room reverberation (voicecoach.loopback.room_response) instead of a
+``--rt60`` gives the room reverberation (voicecoach.lab.room.room_response) instead of a
 direct path only.
 It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials,
 and the echo canceller's ERLE; ``--no-aec`` feeds the recogniser the raw microphone.
@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
-from voicecoach.audio.mix import to_int16, treadmill_noise
+from voicecoach.audio.samples import to_int16, treadmill_noise
 from voicecoach.duplex import echo_residual_db
 from voicecoach.grammar import load_grammar
-from voicecoach.loopback import closed_loop, load_clip
+from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speech.render import EspeakNgRenderer
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
@@ -233,7 +233,7 @@ def idle_engines(seconds: float) -> list[dict[str, Any]]:
             runs.append(("vosk", lang))
     out = []
     for engine, lang in runs:
-        proc = subprocess.run([sys.executable, "-m", "voicecoach.bench.duplex", "--idle-child",
+        proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.duplex", "--idle-child",
                                engine, lang, str(seconds)], capture_output=True, text=True,
                               check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if proc.returncode != 0:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import soxr
 
-from voicecoach.audio.mix import active_bounds, to_float, treadmill_noise
-from voicecoach.loopback import room_response
+from voicecoach.audio.samples import active_bounds, to_float, treadmill_noise
+from voicecoach.lab.room import room_response
+from voicecoach.lab.training.data import NOISE, OTHER, Source, read_audio
 from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.training.data import NOISE, OTHER, Source, read_audio
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ locks a fifth of the speakers of both sets away (:func:`is_locked`: ``crc32(spea
 background-noise clips likewise, by ``noise-<name>``):
 no training run, cross-validation, threshold or recipe choice ever reads them, and a run that
 is handed one refuses (:func:`refuse_locked`). They are scored once per shipped model, end to
-end through ``voicecoach listen`` (``voicecoach.bench.locked``).
+end through ``voicecoach listen`` (``voicecoach.lab.bench.locked``).
 
 Every other source carries a fold tag. Real clips are tagged by speaker (the remaining four
 values of the same hash); synthetic clips and background-noise clips by a hash of their name.
@@ -214,7 +214,7 @@ def synthetic_sources(root: Path, folds: int, phrases: Iterable[str],
     manifest = root / "manifest.jsonl"
     if not manifest.is_file():
         raise VoicecoachError(f"no synthetic corpus at {root} (manifest.jsonl is missing)",
-                              f"make it: python -m voicecoach.spotter.training.synth --out {root}")
+                              f"make it: python -m voicecoach.lab.training.synth --out {root}")
     known = set(phrases)
     out: list[Source] = []
     skipped = 0
@@ -244,5 +244,5 @@ def synthetic_sources(root: Path, folds: int, phrases: Iterable[str],
                         "grammar no longer has)", skipped)
     if not out:
         raise VoicecoachError(f"the synthetic corpus at {root} is empty",
-                              f"make it: python -m voicecoach.spotter.training.synth --out {root}")
+                              f"make it: python -m voicecoach.lab.training.synth --out {root}")
     return out

@@ -1,6 +1,6 @@
 """The locked test speakers, end to end through ``voicecoach listen``: the figure we report.
 
-    python -m voicecoach.bench.locked [--verify auto|off] [--bare] [--json]
+    python -m voicecoach.lab.bench.locked [--verify auto|off] [--bare] [--json]
 
 A fifth of the real speakers of ``../shared/speech_commands`` and
 ``../shared/speech_commands_train`` (and a fifth of the background-noise clips) are locked
@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.mix import active_bounds, to_float
+from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import write_wav
 from voicecoach.errors import VoicecoachError
-from voicecoach.spotter.training.data import (
+from voicecoach.lab.training.data import (
     REAL_POSITIVES,
     ROOM_LEAD_S,
     SILENCE,
@@ -142,7 +142,7 @@ def summary(figs: dict[str, Any], verify: str, bare: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m voicecoach.bench.locked",
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.locked",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--speech-commands", type=Path, default=None)
     parser.add_argument("--speech-commands-train", type=Path, default=None)
@@ -194,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def record(line: str, verify: str, bare: bool) -> None:
     """Keep ``line`` in the shipped model card (one line per verify/bare mode) and re-render
     MODEL_CARD.md from it."""
+    from voicecoach.lab.training.train import render_card
     from voicecoach.spotter.model import builtin_paths
-    from voicecoach.spotter.training.train import render_card
 
     _, card_path = builtin_paths()
     card = json.loads(card_path.read_text(encoding="utf-8"))
