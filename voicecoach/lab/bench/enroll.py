@@ -1,8 +1,10 @@
-"""Benchmark of enrollment, speaker by speaker, on ../shared/speech_commands.
+"""Benchmark of enrollment, speaker by speaker, on the locked test speakers of ../shared.
 
     python -m voicecoach.lab.bench.enroll [--speakers N] [--work DIR] [--json FILE]
 
-Every speaker with at least 3 clips of stop, go, yes or no is enrolled for each such word with
+Only the locked test speakers (``training.data.is_locked``) of ../shared/speech_commands and
+../shared/speech_commands_train are used: the shipped head never trained on them. Every locked
+speaker with at least 3 clips of stop, go, yes or no is enrolled for each such word with
 3 of them (2 when only 3 exist), through the same code as ``voicecoach enroll --from``
 (checks, embedding, adaptation). Then, with the run-time scorer and the run-time decider
 stepping over each clip as the engine hears it (clip, then 0.48 s of silence):
@@ -32,15 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.audio.wav import read_wav_16k
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.training.data import (
     REAL_NEGATIVES,
     REAL_POSITIVES,
     SILENCE,
+    clips_in,
+    is_locked,
+    noise_id,
+    read_audio,
     speaker_of,
     speech_commands_dir,
+    speech_commands_train_dir,
 )
 from voicecoach.spotter import enroll as E
 from voicecoach.spotter.decide import STOP, Decider, Decision
@@ -55,11 +61,18 @@ DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "enroll-bench"
 
 
 def clip_list(root: Path, per_folder: int | None = None) -> list[tuple[str, str, Path]]:
-    """(word folder, speaker, path) of every clip (the first ``per_folder`` of each folder)."""
+    """(word folder, speaker, path) of every clip of a locked speaker (and the locked noise
+    clips) in ``root`` and in ../shared/speech_commands_train (the first ``per_folder`` of each
+    folder)."""
     out = []
-    for folder in (*REAL_POSITIVES, *REAL_NEGATIVES, SILENCE):
-        for path in sorted((root / folder).glob("*.wav"))[:per_folder]:
-            out.append((folder, speaker_of(path) if folder != SILENCE else "", path))
+    for base in (root, speech_commands_train_dir()):
+        if not base.is_dir():
+            continue
+        for folder in (*REAL_POSITIVES, *REAL_NEGATIVES, SILENCE):
+            paths = [p for p in clips_in(base, folder)
+                     if is_locked(noise_id(p) if folder == SILENCE else speaker_of(p))]
+            for path in paths[:per_folder]:
+                out.append((folder, speaker_of(path) if folder != SILENCE else "", path))
     return out
 
 
@@ -74,8 +87,8 @@ def embed_all(clips: Sequence[tuple[str, str, Path]], work: Path, fe: EmbeddingF
             have = {k: np.asarray(npz[k]) for k in npz.files}
     out, added = [], 0
     for (word, speaker, path), name in zip(clips, names, strict=True):
-        samples = read_wav_16k(path)
-        key = name.replace("/", "__")
+        samples = read_audio(path)
+        key = f"{path.parent.parent.name}__{name.replace('/', '__')}"
         if key not in have:
             audio = np.concatenate([samples, np.zeros(int(E.TAIL_S * 16000), np.int16)])
             have[key] = fe.embed(audio).astype(np.float32)
