@@ -15,8 +15,8 @@ from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser
 from voicecoach.settings import Settings
-from voicecoach.speech.render import Rendered, Renderer
-from voicecoach.speech.speaker import SpeechInterval
+from voicecoach.speaking.render import Rendered, Renderer
+from voicecoach.speaking.speaker import SpeechInterval
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
 #: A short plan: 30 s warm-up, 60 s backward, 30 s cool-down.

@@ -17,9 +17,9 @@ from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.train import export, labels_for
-from voicecoach.spotter import enroll as E
-from voicecoach.spotter.decide import Decision
-from voicecoach.spotter.model import MODEL_ENV, builtin_paths, load_model
+from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = REPO / "audio_fixtures" / "commands"
@@ -37,7 +37,7 @@ def uniform_model(folder: Path) -> Path:
     """A head whose outputs are uniform (it never fires by itself), with the feature mean and
     scale of real embeddings, so that a detection in these tests can only come from
     enrollment; exported by the training code like the real one."""
-    from voicecoach.spotter.features import EmbeddingFrontEnd
+    from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
     labels = labels_for(GRAMMAR)
     rows = []
@@ -81,7 +81,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def heard(path: Path, data_dir: Path | None, state: str = "backward") -> list[str]:
     from voicecoach.commands.listen import listen_to
-    from voicecoach.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
 
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir)
     rec.set_commands(GRAMMAR.commands_for(state))
@@ -124,8 +124,8 @@ def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path
                                                                        tmp_path: Path) -> None:
     from voicecoach.commands.enroll import Enroller, enroll_from
     from voicecoach.commands.listen import listen_to
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
     from voicecoach.settings import Settings
-    from voicecoach.spotter.engine import SpotterRecogniser
 
     enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"), takes_dir(tmp_path / "t"),
                 False)
@@ -288,7 +288,7 @@ def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
 
 
 @pytest.mark.skipif(not builtin_paths()[0].is_file(),
-                    reason="needs the trained spotter weights (voicecoach/spotter/en_commands.npz)")
+                    reason="needs the trained spotter weights (voicecoach/listening/spotter/en_commands.npz)")
 def test_a_take_of_another_word_is_refused(home: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,8 +362,8 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
     """The spoken flow on the real microphone class, fed by the fake sound card."""
     from fake_sounddevice import FakeSoundDevice, device
 
-    from voicecoach.speech import tts
-    from voicecoach.speech.speaker import NullSpeaker
+    from voicecoach.speaking import tts
+    from voicecoach.speaking.speaker import NullSpeaker
 
     parts = [quiet(1.0, 5)]
     for speed in ("normal", "slow"):
@@ -381,8 +381,8 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
 
 
 def _sphinx() -> object:
+    from voicecoach.listening.engines import make_recogniser
     from voicecoach.settings import SpeechSettings
-    from voicecoach.speech.engines import make_recogniser
 
     # pocketsphinx hears the spoken "yes" (the test head hears nothing); serve passes the
     # spotter itself, whose weights tag the offer

@@ -21,8 +21,8 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import grammar_dir, load_grammar
 from voicecoach.history import DB_NAME, HistoryDB
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+from voicecoach.listening.engines import make_recogniser
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.engines import make_recogniser
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ from voicecoach.audio.chunk import AudioChunk, split_pcm
 from voicecoach.audio.samples import to_float, to_int16
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.grammar import load_grammar
-from voicecoach.speech.recogniser import Detection
-from voicecoach.spotter.engine import SpotterRecogniser
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.spotter.engine import SpotterRecogniser
 
 GRAMMAR = load_grammar("en")
 SPEECH_COMMANDS = FIXTURES.parent.parent / "shared" / "speech_commands"

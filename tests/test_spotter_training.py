@@ -108,7 +108,7 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     with np.load(tmp_path / "model" / "en_commands.npz") as z:
         assert all(np.array_equal(z[k], weights[k]) for k in weights), "not deterministic"
     from voicecoach.grammar import load_grammar
-    from voicecoach.spotter.model import load_model
+    from voicecoach.listening.spotter.model import load_model
 
     model = load_model(tmp_path / "model" / "en_commands.npz")
     model.check_grammar(load_grammar("en"))

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from voicecoach.grammar import STOP
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.speaker import Speaker, SpeechInterval
+from voicecoach.listening.recogniser import Detection
+from voicecoach.speaking.speaker import Speaker, SpeechInterval
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ def output_listener(args: argparse.Namespace, settings: Settings) -> Listener:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--engine, --lang and --model: which recogniser, language and vosk model."""
-    from voicecoach.speech.engines import ENGINES
+    from voicecoach.listening.engines import ENGINES
 
     parser.add_argument("--engine", choices=list(ENGINES), default=None,
                         help="recogniser (default: from settings); "

@@ -18,11 +18,11 @@ from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import Grammar, load_grammar, normalise
+from voicecoach.listening.recogniser import Recogniser
+from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.decide import STOP
 from voicecoach.settings import Settings
-from voicecoach.speech.recogniser import Recogniser
-from voicecoach.speech.speaker import Speaker
-from voicecoach.spotter import enroll as E
-from voicecoach.spotter.decide import STOP
+from voicecoach.speaking.speaker import Speaker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ class Enroller:
     """Checks and embeds takes one by one, then adapts and saves: both flows use it."""
 
     def __init__(self, settings: Settings, grammar: Grammar, user: str) -> None:
-        from voicecoach.spotter.features import EmbeddingFrontEnd
-        from voicecoach.spotter.model import load_model, phrase_hash, phrases_of
+        from voicecoach.listening.spotter.features import EmbeddingFrontEnd
+        from voicecoach.listening.spotter.model import load_model, phrase_hash, phrases_of
 
         self.settings = settings
         self.grammar = grammar
@@ -356,7 +356,7 @@ def live_io(speaker: Speaker, stream: Iterator[AudioChunk]
 def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
           commands: list[str]) -> E.VoiceProfile:
     from voicecoach.audio.mic import MicSource
-    from voicecoach.speech.tts import make_speaker
+    from voicecoach.speaking.tts import make_speaker
 
     speaker = make_speaker(settings)
     source = MicSource(settings.audio.input_device)
@@ -445,7 +445,7 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
 
 # -- entry ---------------------------------------------------------------------------------
 def status(settings: Settings, grammar: Grammar) -> int:
-    from voicecoach.spotter.model import load_model, phrase_hash, phrases_of
+    from voicecoach.listening.spotter.model import load_model, phrase_hash, phrases_of
 
     files = E.enrolled_files(settings.data_dir)
     if not files:

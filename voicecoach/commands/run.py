@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     recogniser = source = None
     if args.audio_in:  # check the input and load the model before a session is recorded
         from voicecoach.audio.wav import WavFileSource
-        from voicecoach.speech.engines import make_recogniser
+        from voicecoach.listening.engines import make_recogniser
 
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,

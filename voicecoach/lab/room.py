@@ -21,8 +21,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.samples import to_float, to_int16, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.speech.speaker import Speaker
-from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.speaking.speaker import Speaker
+from voicecoach.speaking.timeline import WavSpeaker
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -242,8 +242,8 @@ def soak(hours: float, *, session_every_min: float = 20.0, engine: str = "auto",
     from voicecoach.grammar import load_grammar
     from voicecoach.history.db import HistoryDB
     from voicecoach.history.recorder import SessionRecorder
-    from voicecoach.speech.engines import make_recogniser
-    from voicecoach.speech.render import EspeakNgRenderer
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.speaking.render import EspeakNgRenderer
 
     folder = Path(data_dir or tempfile.mkdtemp(prefix="voicecoach-soak-"))
     settings = Settings(data_dir=folder)

@@ -64,14 +64,14 @@ RECONNECT_WAIT_S = 15.0
 
 
 def _recogniser(settings: Settings) -> Any:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     return make_recogniser(settings.speech, load_grammar(settings.speech.language),
                            announce=lambda line: _LOGGER.info("%s", line))
 
 
 def _renderer(settings: Settings) -> Any:
-    from voicecoach.speech.render import EspeakNgRenderer
+    from voicecoach.speaking.render import EspeakNgRenderer
 
     return EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
 

@@ -24,7 +24,7 @@ from voicecoach.audio.wav import read_wav_16k
 from voicecoach.lab.corpus import LEAD_S, pad_clip, read_clip
 from voicecoach.lab.training.data import NOISE, Source
 from voicecoach.lab.training.examples import Backgrounds, Recipe, examples, noise_scene
-from voicecoach.spotter.features import EmbeddingFrontEnd
+from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
 _LOGGER = logging.getLogger(__name__)
 
