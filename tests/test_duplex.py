@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicecoach.duplex import DuplexGate, echo_residual_db
+from voicecoach.device.duplex import DuplexGate, echo_residual_db
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.lab.signals import power
@@ -157,7 +157,7 @@ def test_live_wiring_checks_a_stop_against_what_the_speaker_played(
     by a jittering amount: the loop's gate must still find the coach's echo behind a stop."""
     from voicecoach.audio.chunk import AudioChunk
     from voicecoach.clock import SimClock
-    from voicecoach.device import AudioClock, DeviceLoop
+    from voicecoach.device.loop import AudioClock, DeviceLoop
     from voicecoach.events import Priority
 
     offset = 5000.0  # the speaker's clock minus audio time

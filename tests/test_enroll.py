@@ -122,8 +122,8 @@ def test_enroll_from_recordings_makes_the_users_commands_heard(
 
 def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path,
                                                                        tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
     from voicecoach.commands.listen import listen_to
+    from voicecoach.device.enroller import Enroller, enroll_from
     from voicecoach.listening.spotter.engine import SpotterRecogniser
     from voicecoach.settings import Settings
 
@@ -139,7 +139,7 @@ def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path
 
 
 def test_enrollment_only_adds_and_never_suppresses_stop(env: Path, tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
+    from voicecoach.device.enroller import Enroller, enroll_from
     from voicecoach.settings import Settings
 
     profile = enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"),
@@ -280,7 +280,7 @@ def test_bad_user_name(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
-    from voicecoach.commands.enroll import TakeRecorder
+    from voicecoach.device.enroll import TakeRecorder
 
     talk = read_wav_16k(NEGATIVES / "chatter" / "joe__i_had_pasta_for_dinner_yesterday.wav")
     with pytest.raises(E.TakeRejected, match="too long"):
@@ -314,7 +314,7 @@ def quiet(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def test_the_recorder_cuts_a_take_and_says_when_nothing_was_said() -> None:
-    from voicecoach.commands.enroll import TakeRecorder
+    from voicecoach.device.enroll import TakeRecorder
 
     stop = read_wav_16k(COMMANDS / "joe" / "normal" / "stop__stop.wav")
     take = TakeRecorder().record(stream(quiet(1.0), stop, quiet(1.5)))
@@ -325,7 +325,8 @@ def test_the_recorder_cuts_a_take_and_says_when_nothing_was_said() -> None:
 
 
 def test_spoken_flow_asks_again_after_a_bad_take(env: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, spoken_flow
+    from voicecoach.device.enroll import spoken_flow
+    from voicecoach.device.enroller import Enroller
     from voicecoach.settings import Settings
 
     parts: list[np.ndarray] = []
@@ -348,7 +349,7 @@ def test_spoken_flow_asks_again_after_a_bad_take(env: Path) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
 def test_profile_file_has_no_pickles(env: Path, tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
+    from voicecoach.device.enroller import Enroller, enroll_from
     from voicecoach.settings import Settings
 
     enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"), takes_dir(tmp_path / "t"),
@@ -392,7 +393,7 @@ def _sphinx() -> object:
 
 
 def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
-    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.device.enroll import offer_by_voice, should_offer
     from voicecoach.settings import Settings
 
     settings = Settings(data_dir=env)
@@ -429,7 +430,7 @@ def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
 
 
 def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
-    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.device.enroll import offer_by_voice, should_offer
     from voicecoach.settings import Settings
 
     settings = Settings(data_dir=env)

@@ -16,7 +16,7 @@ from conftest import REPO
 from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands.serve import NEEDS_A_PERSON
-from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
+from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import grammar_dir, load_grammar
 from voicecoach.history import DB_NAME, HistoryDB

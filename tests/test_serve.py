@@ -23,7 +23,7 @@ from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip

@@ -18,8 +18,8 @@ from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.playback import SinkError
 from voicecoach.audio.wav import WavFileSource
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
-from voicecoach.duplex import DuplexGate
+from voicecoach.device.duplex import DuplexGate
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings, SpeechSettings

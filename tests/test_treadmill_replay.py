@@ -12,7 +12,7 @@ from replay_helpers import PLAN, CachedRenderer
 
 from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, Event
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip

@@ -19,8 +19,8 @@ from voicecoach.commands._common import (
     settings_from_args,
     stopped_by_sigterm,
 )
+from voicecoach.device.session import run_audio, run_typed
 from voicecoach.grammar import load_grammar
-from voicecoach.session import run_audio, run_typed
 from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)

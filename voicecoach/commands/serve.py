@@ -28,7 +28,7 @@ from voicecoach.commands._common import (
     recorded_session,
     settings_from_args,
 )
-from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
+from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
@@ -168,7 +168,7 @@ def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
 def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker: Speaker
                       ) -> None:
     """The first time, offer by voice to learn the user's voice (voicecoach enroll)."""
-    from voicecoach.commands import enroll
+    from voicecoach.device import enroll
 
     if not enroll.should_offer(settings, recogniser):
         return

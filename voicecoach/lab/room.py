@@ -324,8 +324,8 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     """
     from contextlib import contextmanager
 
-    from voicecoach.device import AudioClock, DeviceLoop
-    from voicecoach.duplex import ECHO_TAIL_S, DuplexGate
+    from voicecoach.device.duplex import ECHO_TAIL_S, DuplexGate
+    from voicecoach.device.loop import AudioClock, DeviceLoop
     from voicecoach.events import CommandHeard, Event
     from voicecoach.grammar import load_grammar
     from voicecoach.history.db import HistoryDB

@@ -11,7 +11,7 @@ microphone, delayed and attenuated, over synthetic treadmill noise):
 4. peak RSS per engine (the same child processes).
 ``--rt60`` gives the room reverberation (voicecoach.lab.room.room_response) instead of a
 direct path only.
-It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials,
+It also measures the echo residual (voicecoach.device.duplex.echo_residual_db) on the stop trials,
 and the echo canceller's ERLE; ``--no-aec`` feeds the recogniser the raw microphone.
 Not a test: it prints one summary line per figure.
 """
@@ -37,7 +37,7 @@ import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.samples import to_int16, treadmill_noise
-from voicecoach.duplex import echo_residual_db
+from voicecoach.device.duplex import echo_residual_db
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, SpeechSettings

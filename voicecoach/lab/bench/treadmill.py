@@ -28,13 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from voicecoach.device.sayings import LINK_LOST
 from voicecoach.events import Event, TargetChanged, WalkerReady
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.link import LinkUp
-from voicecoach.treadmill.sayings import LINK_LOST
 from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
