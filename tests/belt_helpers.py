@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from voicecoach.device.belt import BeltController
 from voicecoach.events import BeltReported, CueSpoken, Event
 from voicecoach.grammar import load_grammar
 from voicecoach.settings import CoachSettings, TreadmillSettings
 from voicecoach.treadmill import ftms
-from voicecoach.treadmill.belt import BeltController
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.sim import BeltModel, SimTreadmill
 from voicecoach.workout.coach import Coach

@@ -10,13 +10,13 @@ import numpy as np
 
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser
 from voicecoach.settings import Settings
-from voicecoach.speech.render import Rendered, Renderer
-from voicecoach.speech.speaker import SpeechInterval
+from voicecoach.speaking.render import Rendered, Renderer
+from voicecoach.speaking.speaker import SpeechInterval
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
 #: A short plan: 30 s warm-up, 60 s backward, 30 s cool-down.

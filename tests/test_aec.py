@@ -13,8 +13,8 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.samples import to_int16
 from voicecoach.events import Priority
 from voicecoach.lab.room import load_clip
-from voicecoach.speech.render import EspeakNgRenderer
-from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.speaking.render import EspeakNgRenderer
+from voicecoach.speaking.timeline import WavSpeaker
 
 RATE = 16000
 TEXT = ("Welcome to backward walking. Safety first: three quick checks before we walk. "
@@ -142,7 +142,7 @@ class _InstantSink:
 
 @pytest.mark.parametrize("cut", [False, True])
 def test_the_live_speaker_hands_out_what_it_played(cut: bool) -> None:
-    from voicecoach.speech.tts import TtsSpeaker
+    from voicecoach.speaking.tts import TtsSpeaker
 
     sink = _InstantSink(cut)
     stamps = iter([10.0, 10.25])  # playback began at 10.0; it ended (or was cut) at 10.25

@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicecoach.duplex import DuplexGate, echo_residual_db
+from voicecoach.device.duplex import DuplexGate, echo_residual_db
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.lab.signals import power
+from voicecoach.listening.recogniser import Detection
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.render import EspeakNgRenderer
-from voicecoach.speech.speaker import NullSpeaker
-from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.speaking.render import EspeakNgRenderer
+from voicecoach.speaking.speaker import NullSpeaker
+from voicecoach.speaking.timeline import WavSpeaker
 from voicecoach.workout import cues
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
@@ -32,7 +32,7 @@ SNR20 = 10 ** (-40 / 20)
 @pytest.fixture
 def recogniser() -> Any:
     """A fresh engine per test: the channel estimate a run leaves behind changes the next."""
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
 
@@ -157,7 +157,7 @@ def test_live_wiring_checks_a_stop_against_what_the_speaker_played(
     by a jittering amount: the loop's gate must still find the coach's echo behind a stop."""
     from voicecoach.audio.chunk import AudioChunk
     from voicecoach.clock import SimClock
-    from voicecoach.device import AudioClock, DeviceLoop
+    from voicecoach.device.loop import AudioClock, DeviceLoop
     from voicecoach.events import Priority
 
     offset = 5000.0  # the speaker's clock minus audio time

@@ -17,9 +17,9 @@ from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.train import export, labels_for
-from voicecoach.spotter import enroll as E
-from voicecoach.spotter.decide import Decision
-from voicecoach.spotter.model import MODEL_ENV, builtin_paths, load_model
+from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = REPO / "audio_fixtures" / "commands"
@@ -37,7 +37,7 @@ def uniform_model(folder: Path) -> Path:
     """A head whose outputs are uniform (it never fires by itself), with the feature mean and
     scale of real embeddings, so that a detection in these tests can only come from
     enrollment; exported by the training code like the real one."""
-    from voicecoach.spotter.features import EmbeddingFrontEnd
+    from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
     labels = labels_for(GRAMMAR)
     rows = []
@@ -81,7 +81,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def heard(path: Path, data_dir: Path | None, state: str = "backward") -> list[str]:
     from voicecoach.commands.listen import listen_to
-    from voicecoach.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
 
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir)
     rec.set_commands(GRAMMAR.commands_for(state))
@@ -122,10 +122,10 @@ def test_enroll_from_recordings_makes_the_users_commands_heard(
 
 def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path,
                                                                        tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
     from voicecoach.commands.listen import listen_to
+    from voicecoach.device.enroller import Enroller, enroll_from
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
     from voicecoach.settings import Settings
-    from voicecoach.spotter.engine import SpotterRecogniser
 
     enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"), takes_dir(tmp_path / "t"),
                 False)
@@ -139,7 +139,7 @@ def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path
 
 
 def test_enrollment_only_adds_and_never_suppresses_stop(env: Path, tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
+    from voicecoach.device.enroller import Enroller, enroll_from
     from voicecoach.settings import Settings
 
     profile = enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"),
@@ -280,7 +280,7 @@ def test_bad_user_name(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
-    from voicecoach.commands.enroll import TakeRecorder
+    from voicecoach.device.enroll import TakeRecorder
 
     talk = read_wav_16k(NEGATIVES / "chatter" / "joe__i_had_pasta_for_dinner_yesterday.wav")
     with pytest.raises(E.TakeRejected, match="too long"):
@@ -288,7 +288,7 @@ def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
 
 
 @pytest.mark.skipif(not builtin_paths()[0].is_file(),
-                    reason="needs the trained spotter weights (voicecoach/spotter/en_commands.npz)")
+                    reason="needs the trained spotter weights (voicecoach/listening/spotter/en_commands.npz)")
 def test_a_take_of_another_word_is_refused(home: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -314,7 +314,7 @@ def quiet(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def test_the_recorder_cuts_a_take_and_says_when_nothing_was_said() -> None:
-    from voicecoach.commands.enroll import TakeRecorder
+    from voicecoach.device.enroll import TakeRecorder
 
     stop = read_wav_16k(COMMANDS / "joe" / "normal" / "stop__stop.wav")
     take = TakeRecorder().record(stream(quiet(1.0), stop, quiet(1.5)))
@@ -325,7 +325,8 @@ def test_the_recorder_cuts_a_take_and_says_when_nothing_was_said() -> None:
 
 
 def test_spoken_flow_asks_again_after_a_bad_take(env: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, spoken_flow
+    from voicecoach.device.enroll import spoken_flow
+    from voicecoach.device.enroller import Enroller
     from voicecoach.settings import Settings
 
     parts: list[np.ndarray] = []
@@ -348,7 +349,7 @@ def test_spoken_flow_asks_again_after_a_bad_take(env: Path) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
 def test_profile_file_has_no_pickles(env: Path, tmp_path: Path) -> None:
-    from voicecoach.commands.enroll import Enroller, enroll_from
+    from voicecoach.device.enroller import Enroller, enroll_from
     from voicecoach.settings import Settings
 
     enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"), takes_dir(tmp_path / "t"),
@@ -362,8 +363,8 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
     """The spoken flow on the real microphone class, fed by the fake sound card."""
     from fake_sounddevice import FakeSoundDevice, device
 
-    from voicecoach.speech import tts
-    from voicecoach.speech.speaker import NullSpeaker
+    from voicecoach.speaking import tts
+    from voicecoach.speaking.speaker import NullSpeaker
 
     parts = [quiet(1.0, 5)]
     for speed in ("normal", "slow"):
@@ -381,8 +382,8 @@ def test_live_enrollment_on_the_microphone(env: Path, capsys: pytest.CaptureFixt
 
 
 def _sphinx() -> object:
+    from voicecoach.listening.engines import make_recogniser
     from voicecoach.settings import SpeechSettings
-    from voicecoach.speech.engines import make_recogniser
 
     # pocketsphinx hears the spoken "yes" (the test head hears nothing); serve passes the
     # spotter itself, whose weights tag the offer
@@ -392,7 +393,7 @@ def _sphinx() -> object:
 
 
 def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
-    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.device.enroll import offer_by_voice, should_offer
     from voicecoach.settings import Settings
 
     settings = Settings(data_dir=env)
@@ -429,7 +430,7 @@ def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
 
 
 def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
-    from voicecoach.commands.enroll import offer_by_voice, should_offer
+    from voicecoach.device.enroll import offer_by_voice, should_offer
     from voicecoach.settings import Settings
 
     settings = Settings(data_dir=env)

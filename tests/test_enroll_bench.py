@@ -8,7 +8,7 @@ import pytest
 from test_enroll import uniform_model
 
 from voicecoach.lab.bench import enroll as bench
-from voicecoach.spotter.model import MODEL_ENV
+from voicecoach.listening.spotter.model import MODEL_ENV
 
 
 def test_bench_on_a_few_speakers(speech_commands_dir: Path, tmp_path: Path,

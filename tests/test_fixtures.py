@@ -123,7 +123,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def recogniser(engine: str) -> Any:
-    engines = pytest.importorskip("voicecoach.speech.engines")
+    engines = pytest.importorskip("voicecoach.listening.engines")
     from voicecoach.settings import SpeechSettings
 
     grammar = load_grammar("en")
@@ -191,7 +191,7 @@ def results(recogniser: Any, engine: str, manifest: list[dict[str, Any]]
 #: and far less for the espeak-ng voices (espeak-ng, flite and festival speech is only trained
 #: on as other speech: their commands lowered recall on real people); 0.25 / 0.20 / 0.20 at
 #: 20 / 10 / 5 dB; coach cues: false commands in 2 of 16 files. Real people are what it is
-#: for: see the cross-validated figures in voicecoach/spotter/MODEL_CARD.md.
+#: for: see the cross-validated figures in voicecoach/listening/spotter/MODEL_CARD.md.
 FLOORS: dict[str, dict[str, float]] = {
     "pocketsphinx": {"clean": 0.25, "piper": 0.75, "noisy20": 0.30, "cue_false_files": 3},
     "spotter": {"clean": 0.19, "piper": 0.65, "noisy20": 0.20, "cue_false_files": 2},
@@ -226,7 +226,7 @@ def test_result_does_not_depend_on_the_chunk_size(engine: str, manifest: list[di
     """10, 100 and 500 ms chunks give the same commands at the same times. Each chunk size gets
     a fresh recogniser fed the same files in the same order (the engine carries its channel
     estimate from file to file, so the history must match too)."""
-    engines = pytest.importorskip("voicecoach.speech.engines")
+    engines = pytest.importorskip("voicecoach.listening.engines")
     from voicecoach.settings import SpeechSettings
 
     grammar = load_grammar("en")

@@ -108,3 +108,23 @@ def test_loading_a_command_loads_no_lab_module(command: str) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, timeout=120, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+#: Data flows one way: these packages sit below the device loop and the command line.
+LOWER = ("audio", "listening", "speaking", "workout", "history", "treadmill")
+
+
+@pytest.mark.parametrize("package", LOWER)
+def test_lower_packages_never_import_the_device_or_the_command_line(package: str) -> None:
+    offenders = [hit for path in sorted((PACKAGE / package).rglob("*.py"))
+                 for prefix in ("voicecoach.device", "voicecoach.commands", "voicecoach.cli")
+                 for hit in imports_of(path, prefix)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_treadmill_package_has_no_coach_inside() -> None:
+    """Codec, link, client and simulator only: what follows the workout is device/belt.py."""
+    offenders = [hit for path in sorted((PACKAGE / "treadmill").rglob("*.py"))
+                 for prefix in ("voicecoach.workout", "voicecoach.speaking", "voicecoach.listening")
+                 for hit in imports_of(path, prefix)]
+    assert not offenders, "\n".join(offenders)

@@ -14,7 +14,7 @@ from conftest import FIXTURES, REPO
 
 from voicecoach.cli import main
 
-engines = pytest.importorskip("voicecoach.speech.engines")
+engines = pytest.importorskip("voicecoach.listening.engines")
 
 CLIPS = {
     "a/stop.wav": "commands/joe/normal/stop__stop.wav",

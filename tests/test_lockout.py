@@ -16,13 +16,13 @@ from conftest import REPO
 from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands.serve import NEEDS_A_PERSON
-from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
+from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import grammar_dir, load_grammar
 from voicecoach.history import DB_NAME, HistoryDB
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+from voicecoach.listening.engines import make_recogniser
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.engines import make_recogniser
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:

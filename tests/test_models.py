@@ -11,9 +11,9 @@ import pytest
 
 from voicecoach.cli import main
 from voicecoach.errors import VoicecoachError
-from voicecoach.speech import model_download, models
-from voicecoach.speech.models import MODEL_ENV, check_model, find_model, guess_language
-from voicecoach.speech.vosk_conf import CACHE_ENV, tuned_model_dir
+from voicecoach.listening import model_download, models
+from voicecoach.listening.models import MODEL_ENV, check_model, find_model, guess_language
+from voicecoach.listening.vosk_conf import CACHE_ENV, tuned_model_dir
 
 MODEL_FILES = ("am/final.mdl", "conf/model.conf", "conf/mfcc.conf", "graph/HCLr.fst",
                "graph/Gr.fst", "ivector/final.ie")

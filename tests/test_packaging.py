@@ -66,10 +66,10 @@ def test_the_data_the_program_reads_is_declared() -> None:
             "voicecoach/systemd/voicecoach.service"} <= names
     grammars = {p.name for p in (REPO / "grammars").glob("*.json")}
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith("voicecoach/grammars/")} == grammars
-    spotter = REPO / "voicecoach" / "spotter"
+    spotter = REPO / "voicecoach" / "listening" / "spotter"
     for path in spotter.glob("*") if spotter.is_dir() else []:
         if path.suffix in (".npz", ".json", ".md"):
-            assert f"voicecoach/spotter/{path.name}" in names
+            assert f"voicecoach/listening/spotter/{path.name}" in names
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_an_installed_wheel_resolves_its_files_with_no_checkout(wheel: Path, tmp
 
 def test_globs_that_match_nothing_yet_are_allowed() -> None:
     """The spotter's weights and model card are declared as package data."""
-    patterns = SETUPTOOLS["package-data"]["voicecoach.spotter"]
+    patterns = SETUPTOOLS["package-data"]["voicecoach.listening.spotter"]
     assert any(fnmatch.fnmatch("en.npz", p) for p in patterns)
     assert any(fnmatch.fnmatch("en.json", p) for p in patterns)
 

@@ -23,12 +23,12 @@ from voicecoach import cli
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.workout import cues
 
 TREADMILL = 10 ** (-40 / 20)  # belt noise 20 dB under the speech (-20 dBFS)
@@ -50,7 +50,7 @@ speed = 1.5
 
 @pytest.fixture(scope="module")
 def recogniser() -> Any:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
 

@@ -15,16 +15,16 @@ import pytest
 from replay_helpers import PLAN, CachedRenderer, user_track
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
+from voicecoach.audio.playback import SinkError
 from voicecoach.audio.wav import WavFileSource
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
-from voicecoach.duplex import DuplexGate
+from voicecoach.device.duplex import DuplexGate
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.playback import SinkError
-from voicecoach.speech.render import EspeakNgRenderer
-from voicecoach.speech.tts import TtsSpeaker
+from voicecoach.speaking.render import EspeakNgRenderer
+from voicecoach.speaking.tts import TtsSpeaker
 
 pytestmark = pytest.mark.skipif(
     __import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -149,7 +149,7 @@ def _changes(events: list[Event]) -> list[tuple[str, str, str]]:
 
 def test_speaker_unplugged_mid_session_session_goes_on_and_log_says_so(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     recogniser = make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
     renderer = CachedRenderer(EspeakNgRenderer())
@@ -200,7 +200,7 @@ def test_speaker_unplugged_mid_session_session_goes_on_and_log_says_so(
                for e in events)
 
     # The log says so once while it is gone, and once when it works again.
-    lines = [r.getMessage() for r in caplog.records if r.name == "voicecoach.speech.tts"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "voicecoach.speaking.tts"]
     assert len(phone.refused) >= 3  # mid-utterance, then each utterance retried while gone
     assert all(gone[0] <= t < gone[1] for t in phone.refused)
     without = [line for line in lines if "goes on without sound" in line]

@@ -15,9 +15,9 @@ from voicecoach.audio.chunk import SAMPLE_RATE, split_pcm
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar, parse_grammar
 from voicecoach.lab.corpus import pad_clip, read_clip
-from voicecoach.speech.noise_floor import NoiseFloor
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.sphinx_engine import FLOOR_DBFS, SphinxRecogniser
+from voicecoach.listening.noise_floor import NoiseFloor
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.sphinx_engine import FLOOR_DBFS, SphinxRecogniser
 
 CUE = "Reach back with your leg and land on your toes"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicecoach.spotter.decide import Decider, Decision
+from voicecoach.listening.spotter.decide import Decider, Decision
 
 LABELS = ["_noise_", "_other_", "stop", "stop now", "faster", "yes"]
 PHRASES = {"stop": ["stop", "stop now"], "faster": ["faster"], "yes": ["yes"]}

@@ -20,8 +20,8 @@ from voicecoach.audio.chunk import AudioChunk, split_pcm
 from voicecoach.audio.samples import to_float, to_int16
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.grammar import load_grammar
-from voicecoach.speech.recogniser import Detection
-from voicecoach.spotter.engine import SpotterRecogniser
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.spotter.engine import SpotterRecogniser
 
 GRAMMAR = load_grammar("en")
 SPEECH_COMMANDS = FIXTURES.parent.parent / "shared" / "speech_commands"
@@ -154,9 +154,8 @@ def test_accept_with_a_stream_not_starting_at_zero(rec: SpotterRecogniser) -> No
 @needs_shared
 def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path, rec: SpotterRecogniser) -> None:
-    from voicecoach.lab.training.data import in_room
-
     from voicecoach.audio.wav import write_wav
+    from voicecoach.lab.training.data import in_room
 
     heard = [c for c in locked("stop", 8) if [d.command for d in hear(rec, c)] == ["stop"]]
     clip = tmp_path / "stop.wav"

@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.spotter.features import EMB_DIM, STEP_SAMPLES, EmbeddingFrontEnd
+from voicecoach.listening.spotter.features import EMB_DIM, STEP_SAMPLES, EmbeddingFrontEnd
 
 CLIP = "commands/joe/normal/stop__stop.wav"
 

@@ -15,8 +15,8 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar, parse_grammar
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.train import export, labels_for
-from voicecoach.spotter.decide import Decision
-from voicecoach.spotter.model import MODEL_ENV, builtin_paths, load_model, phrase_hash, phrases_of
+from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model, phrase_hash, phrases_of
 
 GRAMMAR = load_grammar("en")
 

@@ -94,9 +94,8 @@ def test_empty_training_data_is_one_line(tmp_path: Path,
 
 def test_an_unreadable_flac_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("soundfile")
-    from voicecoach.lab.training.data import read_audio
-
     from voicecoach.errors import VoicecoachError
+    from voicecoach.lab.training.data import read_audio
 
     bad = tmp_path / "stop" / "0000_nohash_0.flac"
     bad.parent.mkdir()
@@ -155,7 +154,7 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     with np.load(tmp_path / "model" / "en_commands.npz") as z:
         assert all(np.array_equal(z[k], weights[k]) for k in weights), "not deterministic"
     from voicecoach.grammar import load_grammar
-    from voicecoach.spotter.model import load_model
+    from voicecoach.listening.spotter.model import load_model
 
     model = load_model(tmp_path / "model" / "en_commands.npz")
     model.check_grammar(load_grammar("en"))

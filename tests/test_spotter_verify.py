@@ -16,7 +16,7 @@ from voicecoach.grammar import load_grammar
 from voicecoach.settings import SpeechSettings
 
 pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
-from voicecoach.spotter import verify  # noqa: E402
+from voicecoach.listening.spotter import verify  # noqa: E402
 
 SHARED = FIXTURES.parent.parent / "shared"
 GRAMMAR = load_grammar("en")
@@ -93,7 +93,7 @@ def test_damaged_weights_are_refused(tmp_path: Path) -> None:
 
 
 def test_without_the_verifier_package_the_spotter_goes_on_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     monkeypatch.setitem(sys.modules, "ctranslate2", None)   # import fails as if not installed
     lines: list[str] = []
@@ -103,7 +103,7 @@ def test_without_the_verifier_package_the_spotter_goes_on_alone(monkeypatch: pyt
 
 
 def test_verify_off_is_honoured() -> None:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     lines: list[str] = []
     rec = make_recogniser(SpeechSettings(engine="spotter", verify="off"), GRAMMAR, announce=lines.append)

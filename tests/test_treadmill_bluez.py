@@ -35,11 +35,11 @@ from fake_ftms import (  # noqa: E402
     run_in_thread,
 )
 
+from voicecoach.device.belt import BeltController  # noqa: E402
 from voicecoach.events import BeltReported, Event  # noqa: E402
 from voicecoach.grammar import load_grammar  # noqa: E402
 from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
 from voicecoach.treadmill import client, ftms  # noqa: E402
-from voicecoach.treadmill.belt import BeltController  # noqa: E402
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op  # noqa: E402
 from voicecoach.treadmill.sim import BeltModel, Quirks  # noqa: E402
 from voicecoach.workout.coach import Coach  # noqa: E402

@@ -12,12 +12,12 @@ from replay_helpers import PLAN, CachedRenderer
 
 from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
-from voicecoach.device import AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, Event
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
-from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.machine import State
@@ -28,7 +28,7 @@ TOTAL_S = 150.0
 
 @pytest.fixture(scope="module")
 def recogniser() -> Any:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     # The belt is under test here, not recognition: pocketsphinx hears this synthetic user's
     # voice (Piper joe) in 0.81 of clean fixture clips, the spotter (trained for real people)

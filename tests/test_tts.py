@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 
 from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.playback import SinkError
 from voicecoach.events import Priority
 from voicecoach.settings import AudioSettings, Settings
-from voicecoach.speech.playback import SinkError
-from voicecoach.speech.render import EspeakNgRenderer, Pyttsx3Renderer, Rendered, tone
-from voicecoach.speech.tts import (
+from voicecoach.speaking.render import EspeakNgRenderer, Pyttsx3Renderer, Rendered, tone
+from voicecoach.speaking.tts import (
     ConsoleSpeaker,
     NullSpeaker,
     TtsSpeaker,
     WavSpeaker,
     make_speaker,
 )
-from voicecoach.speech.tts_worker import find_voice
+from voicecoach.speaking.tts_worker import find_voice
 
 pytestmark = pytest.mark.skipif(
     __import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -443,7 +443,7 @@ class FakeStream:
 def test_sounddevice_sink_resamples_writes_blocks_and_cuts_off() -> None:
     import types
 
-    from voicecoach.speech.playback import SoundDeviceSink
+    from voicecoach.audio.playback import SoundDeviceSink
 
     sd = types.ModuleType("sounddevice")
     sd.OutputStream = FakeStream  # type: ignore[attr-defined]
@@ -480,7 +480,7 @@ def test_a_replugged_speaker_is_found_again_under_its_new_number() -> None:
     import types
 
     from voicecoach.audio.devices import PORTAUDIO_LOCK, refresh_devices
-    from voicecoach.speech.playback import SoundDeviceSink
+    from voicecoach.audio.playback import SoundDeviceSink
 
     calls: list[str] = []
     devices = [{"name": "HDMI", "max_input_channels": 0, "max_output_channels": 2},

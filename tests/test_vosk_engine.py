@@ -15,11 +15,11 @@ from conftest import FIXTURES
 from voicecoach.audio.chunk import split_pcm
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar, load_grammar, parse_grammar
+from voicecoach.listening import engines, models
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.vosk_engine import VoskRecogniser, VoskTuning
+from voicecoach.listening.vosk_vocab import missing_words
 from voicecoach.settings import SpeechSettings
-from voicecoach.speech import engines, models
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.vosk_engine import VoskRecogniser, VoskTuning
-from voicecoach.speech.vosk_vocab import missing_words
 
 KO = FIXTURES / "ko"
 SLACK_S = 0.3          # a detection matches an expected command overlapping it +- this

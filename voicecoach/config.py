@@ -71,7 +71,7 @@ def choices(section: str, key: str) -> list[str] | None:
     if (section, key) == ("coach", "units"):
         return ["mph", "kmh"]
     if (section, key) == ("speech", "engine"):
-        from voicecoach.speech.engines import engine_names
+        from voicecoach.listening.engines import engine_names
 
         return engine_names()
     if (section, key) == ("speech", "language"):

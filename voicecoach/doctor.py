@@ -112,8 +112,8 @@ def check_spotter(settings: Settings) -> Check:
                                             and speech.model_path is None)
     bad = FAIL if needed else WARN
     try:
-        spotter = _import("voicecoach.spotter.model")
-        features = _import("voicecoach.spotter.features")
+        spotter = _import("voicecoach.listening.spotter.model")
+        features = _import("voicecoach.listening.spotter.features")
         grammar_mod = _import("voicecoach.grammar")
         model = spotter.load_model()
         model.check_grammar(grammar_mod.load_grammar("en"))
@@ -136,7 +136,7 @@ def check_second_look(settings: Settings) -> Check:
     if settings.speech.verify == "off":
         return Check(name, OK, "off (speech.verify = off): the spotter decides alone")
     try:
-        verify = _import("voicecoach.spotter.verify")
+        verify = _import("voicecoach.listening.spotter.verify")
         verifier = verify.load_verifier()
         scores = verifier.scores(np.zeros(16000, np.float32), {"stop": ["stop"]})
         if not all(np.isfinite(v) for v in scores.values()):
@@ -192,7 +192,7 @@ def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
                      "set [speech] engine = \"vosk\" (or \"auto\") and get a model with "
                      f"`voicecoach model download {speech.language}`")
     try:
-        models = _import("voicecoach.speech.models")
+        models = _import("voicecoach.listening.models")
     except ImportError:
         return Check(name, WARN, "skipped (model lookup is not installed)")
     needed = speech.engine == "vosk" or not english
@@ -228,7 +228,7 @@ def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:
     yield Check("espeak-ng", OK, lib)
     if not render:
         return
-    from voicecoach.speech.render import Pyttsx3Renderer, RenderError
+    from voicecoach.speaking.render import Pyttsx3Renderer, RenderError
 
     voice = settings.speech.voice
     renderer = Pyttsx3Renderer(voice, settings.speech.rate)

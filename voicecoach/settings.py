@@ -41,7 +41,7 @@ class SpeechSettings:
     """Recogniser and voice."""
 
     engine: str = "auto"
-    """Recogniser: "auto", "spotter", "vosk" or "pocketsphinx" (voicecoach.speech.engines)."""
+    """Recogniser: "auto", "spotter", "vosk" or "pocketsphinx" (voicecoach.listening.engines)."""
     language: str = "en"
     """Grammar and model language (grammars/<language>.json)."""
     model_path: Path | None = None

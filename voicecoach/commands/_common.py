@@ -12,12 +12,12 @@ from pathlib import Path
 from types import FrameType
 
 from voicecoach.config import load_settings, number_in
+from voicecoach.device.session import EventPrinter, JsonLines
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
 from voicecoach.history.recorder import SessionRecorder
-from voicecoach.session import EventPrinter, JsonLines
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
@@ -66,7 +66,7 @@ def output_listener(args: argparse.Namespace, settings: Settings) -> Listener:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--engine, --lang and --model: which recogniser, language and vosk model."""
-    from voicecoach.speech.engines import ENGINES
+    from voicecoach.listening.engines import ENGINES
 
     parser.add_argument("--engine", choices=list(ENGINES), default=None,
                         help="recogniser (default: from settings); "
@@ -133,7 +133,7 @@ def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: Sessi
                   volume=settings.speech.volume)
     coach.tick_hooks.append(recorder.heartbeat)
     if treadmill is not None:
-        from voicecoach.treadmill.belt import BeltController
+        from voicecoach.device.belt import BeltController
 
         BeltController(coach, treadmill, treadmill_settings or settings.treadmill)
     return coach

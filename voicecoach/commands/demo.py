@@ -17,10 +17,10 @@ from voicecoach.commands._common import (
     settings_from_args,
     stopped_by_sigterm,
 )
+from voicecoach.device.belt import BeltController
+from voicecoach.device.session import Scripted, run_script
 from voicecoach.grammar import load_grammar
-from voicecoach.session import Scripted, run_script
 from voicecoach.settings import Settings
-from voicecoach.treadmill.belt import BeltController
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.coach import Coach

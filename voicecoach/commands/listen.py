@@ -15,7 +15,7 @@ from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.speech.recogniser import Detection, Recogniser
+from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _make(settings: Any, grammar: Grammar, commands: tuple[str, ...]) -> Recogniser:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr),

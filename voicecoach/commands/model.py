@@ -9,7 +9,7 @@ from pathlib import Path
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.errors import VoicecoachError
-from voicecoach.speech.models import (
+from voicecoach.listening.models import (
     MODEL_ENV,
     MODEL_LIST_URL,
     cache_dirs,
@@ -97,7 +97,7 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     """Download and unzip vosk's small model for ``lang``; print where it went."""
-    from voicecoach.speech.model_download import download
+    from voicecoach.listening.model_download import download
 
     info = download(args.lang, Path(args.dest).expanduser(), list_url=args.list_url,
                     progress=not args.no_progress)

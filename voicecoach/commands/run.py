@@ -19,8 +19,8 @@ from voicecoach.commands._common import (
     settings_from_args,
     stopped_by_sigterm,
 )
+from voicecoach.device.session import run_audio, run_typed
 from voicecoach.grammar import load_grammar
-from voicecoach.session import run_audio, run_typed
 from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     recogniser = source = None
     if args.audio_in:  # check the input and load the model before a session is recorded
         from voicecoach.audio.wav import WavFileSource
-        from voicecoach.speech.engines import make_recogniser
+        from voicecoach.listening.engines import make_recogniser
 
         source = WavFileSource(args.audio_in)
         recogniser = make_recogniser(settings.speech, grammar,

@@ -28,13 +28,13 @@ from voicecoach.commands._common import (
     recorded_session,
     settings_from_args,
 )
-from voicecoach.device import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
+from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.settings import Settings
-from voicecoach.speech.speaker import Speaker
+from voicecoach.speaking.speaker import Speaker
 from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
@@ -157,8 +157,8 @@ def _replay(paths: list[str], realtime: bool) -> Callable[[], AudioSource | None
 
 
 def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
-    from voicecoach.speech.render import EspeakNgRenderer
-    from voicecoach.speech.timeline import WavSpeaker
+    from voicecoach.speaking.render import EspeakNgRenderer
+    from voicecoach.speaking.timeline import WavSpeaker
 
     renderer = (EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
                 if shutil.which("espeak-ng") else None)
@@ -168,7 +168,7 @@ def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
 def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker: Speaker
                       ) -> None:
     """The first time, offer by voice to learn the user's voice (voicecoach enroll)."""
-    from voicecoach.commands import enroll
+    from voicecoach.device import enroll
 
     if not enroll.should_offer(settings, recogniser):
         return
@@ -185,7 +185,7 @@ def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker
 def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | None,
                begin_at_once: bool) -> int:
     """Wire microphone (or replayed files), recogniser, speaker and coach; run the loop."""
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
@@ -199,7 +199,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     else:
         from voicecoach.audio.devices import refresh_devices
         from voicecoach.audio.mic import MicSource
-        from voicecoach.speech.tts import make_speaker
+        from voicecoach.speaking.tts import make_speaker
 
         device = settings.audio.input_device
         first: list[MicSource] = [MicSource(device)]  # a missing device: one clear line now

@@ -21,8 +21,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.samples import to_float, to_int16, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k
-from voicecoach.speech.speaker import Speaker
-from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.speaking.speaker import Speaker
+from voicecoach.speaking.timeline import WavSpeaker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -324,8 +324,8 @@ def closed_loop(recogniser: Any, settings: Any, plan: Any, total_s: float, *,
     """
     from contextlib import contextmanager
 
-    from voicecoach.device import AudioClock, DeviceLoop
-    from voicecoach.duplex import ECHO_TAIL_S, DuplexGate
+    from voicecoach.device.duplex import ECHO_TAIL_S, DuplexGate
+    from voicecoach.device.loop import AudioClock, DeviceLoop
     from voicecoach.events import CommandHeard, Event
     from voicecoach.grammar import load_grammar
     from voicecoach.history.db import HistoryDB

@@ -1,1 +1,2 @@
-"""Driving a treadmill over Bluetooth FTMS: codec, link, the coach's belt controller."""
+"""Driving a treadmill over Bluetooth FTMS: codec, link protocol, bleak client, simulator (no coach
+inside: the belt controller that follows the workout is voicecoach.device.belt)."""

@@ -12,8 +12,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE, split_pcm
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.settings import SpeechSettings
-from voicecoach.speech.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,19 +61,19 @@ def make_factory(engine: str, language: str, model: Path | None = None,
 
     def factory(**knobs: float) -> Recogniser:
         if engine == "pocketsphinx" and knobs:
-            from voicecoach.speech.sphinx_engine import SphinxRecogniser
+            from voicecoach.listening.sphinx_engine import SphinxRecogniser
 
             return SphinxRecogniser(grammar, **knobs)  # type: ignore[arg-type]
         if knobs:
             raise VoicecoachError(f"the {engine} engine has no tuning knobs here",
                                   "drop --curve or use --engine pocketsphinx")
         try:
-            from voicecoach.speech.engines import make_recogniser
+            from voicecoach.listening.engines import make_recogniser
         except ImportError:  # the engine chooser is not there: the bundled engine only
             if engine != "pocketsphinx":
                 raise VoicecoachError(f"engine '{engine}' is not available",
                                       "use --engine pocketsphinx") from None
-            from voicecoach.speech.sphinx_engine import SphinxRecogniser
+            from voicecoach.listening.sphinx_engine import SphinxRecogniser
 
             return SphinxRecogniser(grammar)
         settings = SpeechSettings(engine=engine, language=language, model_path=model)

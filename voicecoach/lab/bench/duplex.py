@@ -11,7 +11,7 @@ microphone, delayed and attenuated, over synthetic treadmill noise):
 4. peak RSS per engine (the same child processes).
 ``--rt60`` gives the room reverberation (voicecoach.lab.room.room_response) instead of a
 direct path only.
-It also measures the echo residual (voicecoach.duplex.echo_residual_db) on the stop trials,
+It also measures the echo residual (voicecoach.device.duplex.echo_residual_db) on the stop trials,
 and the echo canceller's ERLE; ``--no-aec`` feeds the recogniser the raw microphone.
 Not a test: it prints one summary line per figure.
 """
@@ -37,11 +37,11 @@ import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.samples import to_int16, treadmill_noise
-from voicecoach.duplex import echo_residual_db
+from voicecoach.device.duplex import echo_residual_db
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, SpeechSettings
-from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _settings(tmp: Path, engine: str = "auto") -> Settings:
 
 
 def _recogniser(settings: Settings) -> Any:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     return make_recogniser(settings.speech, load_grammar(settings.speech.language),
                            announce=lambda line: None)
@@ -198,7 +198,7 @@ def false_command_run(settings: Settings, renderer: Any, minutes_plan: Plan = PL
 
 def idle_child(engine: str, language: str, seconds: float) -> dict[str, Any]:
     """In this (child) process: load the engine, feed idle noise, report CPU ratio and RSS."""
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     grammar = load_grammar(language)
     recogniser = make_recogniser(SpeechSettings(engine=engine, language=language), grammar,
@@ -225,7 +225,7 @@ def idle_child(engine: str, language: str, seconds: float) -> dict[str, Any]:
 
 def idle_engines(seconds: float) -> list[dict[str, Any]]:
     """One child process per engine this machine has (peak RSS must not mix)."""
-    from voicecoach.speech.models import find_model
+    from voicecoach.listening.models import find_model
 
     runs = [("spotter", "en"), ("pocketsphinx", "en")]
     for lang in ("en", "ko"):
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-child", nargs=3, metavar=("ENGINE", "LANG", "SECONDS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="fewer trials, a 3-minute session")
-    from voicecoach.speech.engines import engine_names
+    from voicecoach.listening.engines import engine_names
 
     parser.add_argument("--engine", default="auto", choices=engine_names(),
                         help="the recogniser (auto: the spotter for English)")

@@ -48,10 +48,10 @@ from voicecoach.lab.training.data import (
     speech_commands_dir,
     speech_commands_train_dir,
 )
-from voicecoach.spotter import enroll as E
-from voicecoach.spotter.decide import STOP, Decider, Decision
-from voicecoach.spotter.features import STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.model import SpotterModel, load_model, phrase_hash, phrases_of
+from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.features import STEP_S, EmbeddingFrontEnd
+from voicecoach.listening.spotter.model import SpotterModel, load_model, phrase_hash, phrases_of
 
 _LOGGER = logging.getLogger(__name__)
 

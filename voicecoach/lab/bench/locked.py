@@ -195,7 +195,7 @@ def record(line: str, verify: str, bare: bool) -> None:
     """Keep ``line`` in the shipped model card (one line per verify/bare mode) and re-render
     MODEL_CARD.md from it."""
     from voicecoach.lab.training.train import render_card
-    from voicecoach.spotter.model import builtin_paths
+    from voicecoach.listening.spotter.model import builtin_paths
 
     _, card_path = builtin_paths()
     card = json.loads(card_path.read_text(encoding="utf-8"))

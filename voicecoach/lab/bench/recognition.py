@@ -22,7 +22,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
 from voicecoach.lab.bench.clips import Runner, chunk_sizes_agree, make_factory
 from voicecoach.lab.corpus import FA_STATE, LEAD_S, POSITIVES, pad_clip, read_clip, state_for
-from voicecoach.speech.recogniser import Recogniser
+from voicecoach.listening.recogniser import Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 

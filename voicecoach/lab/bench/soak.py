@@ -1,6 +1,6 @@
 """Soak benchmark: hours of replayed audio through the real device loop; memory, CPU, sessions.
 
-``python -m voicecoach.lab.bench.soak --hours 2`` runs the device loop (voicecoach.device) with the
+``python -m voicecoach.lab.bench.soak --hours 2`` runs the device loop (voicecoach.device.loop) with the
 default engine (``make_recogniser``, engine "auto"), the real coach, state machine and SQLite
 history, on a simulated room (voicecoach.lab.room) in audio time: treadmill noise all along,
 chatter and coach-like sentences with no command in them every so often, and a session every
@@ -237,13 +237,13 @@ def soak(hours: float, *, session_every_min: float = 20.0, engine: str = "auto",
     """Run ``hours`` of audio through the device loop; see the module docstring."""
     from contextlib import contextmanager
 
-    from voicecoach.device import AudioClock, DeviceLoop
+    from voicecoach.device.loop import AudioClock, DeviceLoop
     from voicecoach.events import CommandHeard, Event, StateChanged
     from voicecoach.grammar import load_grammar
     from voicecoach.history.db import HistoryDB
     from voicecoach.history.recorder import SessionRecorder
-    from voicecoach.speech.engines import make_recogniser
-    from voicecoach.speech.render import EspeakNgRenderer
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.speaking.render import EspeakNgRenderer
 
     folder = Path(data_dir or tempfile.mkdtemp(prefix="voicecoach-soak-"))
     settings = Settings(data_dir=folder)

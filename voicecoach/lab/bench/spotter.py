@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
     from voicecoach.lab.training.data import all_real_clips, speech_commands_dir, speech_commands_train_dir
-    from voicecoach.spotter.model import load_model
+    from voicecoach.listening.spotter.model import load_model
 
     try:
         card = load_model().card

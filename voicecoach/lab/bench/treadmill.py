@@ -28,13 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from voicecoach.device.sayings import LINK_LOST
 from voicecoach.events import Event, TargetChanged, WalkerReady
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.link import LinkUp
-from voicecoach.treadmill.sayings import LINK_LOST
 from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
@@ -64,14 +64,14 @@ RECONNECT_WAIT_S = 15.0
 
 
 def _recogniser(settings: Settings) -> Any:
-    from voicecoach.speech.engines import make_recogniser
+    from voicecoach.listening.engines import make_recogniser
 
     return make_recogniser(settings.speech, load_grammar(settings.speech.language),
                            announce=lambda line: _LOGGER.info("%s", line))
 
 
 def _renderer(settings: Settings) -> Any:
-    from voicecoach.speech.render import EspeakNgRenderer
+    from voicecoach.speaking.render import EspeakNgRenderer
 
     return EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
 

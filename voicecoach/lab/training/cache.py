@@ -23,7 +23,7 @@ from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import read_wav_16k
 from voicecoach.lab.training.data import NOISE, ROOM_LEAD_S, Source, in_room, read_audio
 from voicecoach.lab.training.examples import Backgrounds, Recipe, examples, noise_scene
-from voicecoach.spotter.features import EmbeddingFrontEnd
+from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
 _LOGGER = logging.getLogger(__name__)
 

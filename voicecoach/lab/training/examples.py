@@ -20,7 +20,7 @@ import soxr
 from voicecoach.audio.samples import active_bounds, to_float, treadmill_noise
 from voicecoach.lab.room import room_response
 from voicecoach.lab.training.data import NOISE, OTHER, Source, read_audio
-from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
+from voicecoach.listening.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
 
 _LOGGER = logging.getLogger(__name__)
 

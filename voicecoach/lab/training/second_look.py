@@ -22,9 +22,9 @@ import numpy as np
 
 from voicecoach.grammar import Grammar
 from voicecoach.lab.training.data import SILENCE, Source, in_room, read_audio
-from voicecoach.spotter.decide import STOP, Decider, Decision
-from voicecoach.spotter.model import phrases_of
-from voicecoach.spotter.verify import LOOK_S, WhisperVerifier
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.model import phrases_of
+from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -45,13 +45,21 @@ from voicecoach.lab.training.data import (
     synthetic_sources,
 )
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.spotter.decide import STOP, Decider, Decision
-from voicecoach.spotter.model import FORMAT_VERSION, MODEL_NAME, NOISE, OTHER, phrase_hash, phrases_of
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.model import (
+    FORMAT_VERSION,
+    MODEL_NAME,
+    NOISE,
+    OTHER,
+    phrase_hash,
+    phrases_of,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "spotter-train"
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "spotter"  # where the run time loads the weights from
+#: Where the run time loads the weights from (voicecoach/listening/spotter/).
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "listening" / "spotter"
 #: What a mistake costs (the issue's order: a missed stop is the worst error, a false
 #: "faster" the next). Misses are per command clip; false accepts per negative clip, times
 #: NEGATIVE_PRIOR because other speech is far more common than a command.
@@ -469,7 +477,7 @@ def _train(args: argparse.Namespace) -> int:
         if field not in Recipe.__dataclass_fields__ or not isinstance(getattr(recipe, field),
                                                                       (int, float)):
             raise VoicecoachError(f"--set {item}: no numeric recipe field '{field}'",
-                                  "see the recipe in voicecoach/spotter/MODEL_CARD.md")
+                                  "see the recipe in voicecoach/listening/spotter/MODEL_CARD.md")
         try:
             recipe = replace(recipe, **{field: type(getattr(recipe, field))(value)})
         except ValueError:
@@ -509,7 +517,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"features ready: {len(data['label'])} training windows, {len(eval_data['emb'])} "
               "evaluation clips")
         return 0
-    from voicecoach.spotter.features import EmbeddingFrontEnd
+    from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
     with EmbeddingFrontEnd() as fe:
         silence = fe.warm_embeddings()
@@ -563,7 +571,7 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         sample_clips,
         second_look_figures,
     )
-    from voicecoach.spotter.verify import load_verifier
+    from voicecoach.listening.spotter.verify import load_verifier
 
     verifier = load_verifier()
     classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}

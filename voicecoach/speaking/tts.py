@@ -2,7 +2,7 @@
 
 Design. ``TtsSpeaker.say`` only pushes onto a priority queue and returns. One speaker thread
 takes the most urgent utterance (oldest first within a priority), has it rendered to audio by
-pyttsx3 running in its own *process* (voicecoach.speech.render.Pyttsx3Renderer), then plays
+pyttsx3 running in its own *process* (voicecoach.speaking.render.Pyttsx3Renderer), then plays
 the audio itself through an AudioSink in 50 ms blocks. Why not pyttsx3's ``say``:
 
 * pyttsx3 2.99's espeak driver plays with ``os.system("aplay ...")``: it cannot be cut off
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
 from voicecoach.events import Priority
 from voicecoach.settings import Settings
-from voicecoach.speech.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
-from voicecoach.speech.render import (
+from voicecoach.speaking.render import (
     EspeakNgRenderer,
     FallbackRenderer,
     Pyttsx3Renderer,
@@ -46,7 +46,7 @@ from voicecoach.speech.render import (
     RenderError,
     tone,
 )
-from voicecoach.speech.speaker import (
+from voicecoach.speaking.speaker import (
     ConsoleSpeaker,
     MultiSpeaker,
     NullSpeaker,
@@ -57,7 +57,7 @@ from voicecoach.speech.speaker import (
     clamp_volume,
     format_time,
 )
-from voicecoach.speech.timeline import WavSpeaker
+from voicecoach.speaking.timeline import WavSpeaker
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""The pyttsx3 speech worker process: ``python -m voicecoach.speech.tts_worker [--voice V]``.
+"""The pyttsx3 speech worker process: ``python -m voicecoach.speaking.tts_worker [--voice V]``.
 
 It renders one utterance at a time to a WAV file and sends the samples back; the parent
-(voicecoach.speech.render) does the resampling, playback and timing, and kills this process
+(voicecoach.speaking.render) does the resampling, playback and timing, and kills this process
 if it hangs. It imports nothing heavy (no numpy). Protocol, one JSON line per message on
 stdin/stdout, the samples as raw bytes right after their header line:
 

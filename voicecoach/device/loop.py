@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
-from voicecoach.duplex import Decision, DuplexGate
+from voicecoach.device.belt import BeltController
+from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
+from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.settings import Settings, TreadmillSettings
-from voicecoach.speech.recogniser import Detection, Recogniser
-from voicecoach.speech.speaker import Speaker
-from voicecoach.treadmill.belt import BeltController
+from voicecoach.speaking.speaker import Speaker
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.machine import AT_REST, State

@@ -21,8 +21,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.clock import Clock
 from voicecoach.events import Priority
-from voicecoach.speech.render import FallbackRenderer, Rendered, Renderer
-from voicecoach.speech.speaker import (
+from voicecoach.speaking.render import FallbackRenderer, Rendered, Renderer
+from voicecoach.speaking.speaker import (
     SpeechInterval,
     SpeechListener,
     VoiceControls,

@@ -15,7 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.speech.models import (
+from voicecoach.listening.models import (
     MODEL_LIST_URL,
     MODEL_PRE_URL,
     SMALL_MODELS,

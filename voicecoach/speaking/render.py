@@ -103,7 +103,7 @@ class Pyttsx3Renderer:
         self.timeout_per_char_s = timeout_per_char_s
         self.startup_timeout_s = startup_timeout_s
         self.voice_problem = ""
-        self.command = command or [sys.executable, "-m", "voicecoach.speech.tts_worker"]
+        self.command = command or [sys.executable, "-m", "voicecoach.speaking.tts_worker"]
         self._proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._lock = threading.Lock()

@@ -29,7 +29,8 @@ MODEL_NAME = "en_commands"
 MODEL_ENV = "VOICECOACH_SPOTTER_MODEL"
 FORMAT_VERSION = 1
 NOISE, OTHER = "_noise_", "_other_"
-RETRAIN = "retrain it: python -m voicecoach.lab.training.train (see voicecoach/spotter/MODEL_CARD.md)"
+RETRAIN = ("retrain it: python -m voicecoach.lab.training.train "
+           "(see voicecoach/listening/spotter/MODEL_CARD.md)")
 
 
 def phrases_of(grammar: Grammar) -> dict[str, list[str]]:
@@ -45,7 +46,7 @@ def phrase_hash(phrases: dict[str, list[str]]) -> str:
 
 def builtin_paths() -> tuple[Path, Path]:
     """The packaged weights and model card."""
-    base = resources.files("voicecoach.spotter")
+    base = resources.files("voicecoach.listening.spotter")
     return (Path(str(base.joinpath(f"{MODEL_NAME}.npz"))),
             Path(str(base.joinpath(f"{MODEL_NAME}.json"))))
 

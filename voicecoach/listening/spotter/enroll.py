@@ -33,9 +33,9 @@ import numpy as np
 
 from voicecoach.audio.samples import active_bounds, treadmill_noise
 from voicecoach.errors import VoicecoachError
-from voicecoach.spotter.decide import STOP
-from voicecoach.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.model import SpotterModel
+from voicecoach.listening.spotter.decide import STOP
+from voicecoach.listening.spotter.features import SAMPLE_RATE, STEP_S, EmbeddingFrontEnd
+from voicecoach.listening.spotter.model import SpotterModel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -564,8 +564,8 @@ def scorer_for(model: SpotterModel, phrases: Mapping[str, Sequence[str]],
                data_dir: Path | None = None) -> tuple[EnrolledScorer, list[str]]:
     """The scorer of every usable enrollment in ``data_dir`` (default: $VOICECOACH_HOME or the
     per-user data folder), and one line per enrollment that was skipped and why."""
+    from voicecoach.listening.spotter.model import phrase_hash
     from voicecoach.settings import default_data_dir
-    from voicecoach.spotter.model import phrase_hash
 
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     profiles, problems = load_all(folder, model, phrase_hash({c: list(p)

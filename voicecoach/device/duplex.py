@@ -18,7 +18,7 @@ benchmark's stop trials: echo alone -7.3 dB median (the false stop above: -3.1 d
 stop over the echo -0.5 dB median, -0.7 dB at worst. The device loop wires it for every speaker
 that hands out what it played (``played_audio``): on the audio clock for the simulated speaker,
 and for the live TtsSpeaker mapped from its clock with the least arrival delay
-(voicecoach.device.AudioClock), searched over ``echo_search_s`` of delay (the live echo path's
+(voicecoach.device.loop.AudioClock), searched over ``echo_search_s`` of delay (the live echo path's
 span); if the mapping were off by more than that the check fails open: the stop is obeyed.
 
 Echo cancellation (voicecoach.audio.aec, run by the device loop before the recogniser) takes
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from voicecoach.grammar import STOP
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.speaker import Speaker, SpeechInterval
+from voicecoach.listening.recogniser import Detection
+from voicecoach.speaking.speaker import Speaker, SpeechInterval
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import numpy as np
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
-from voicecoach.speech.recogniser import Detection
-from voicecoach.spotter.decide import STOP, Decider, Decision, Fired
-from voicecoach.spotter.enroll import EnrolledScorer, scorer_for
-from voicecoach.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
-from voicecoach.spotter.model import SpotterModel, load_model, phrases_of
-from voicecoach.spotter.verify import LOOK_S, WhisperVerifier
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
+from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
+from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
+from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
+from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SpotterRecogniser:
                                Decision.from_card(self.model.decision),
                                verifying=self.verifier is not None)
         self._origin_s: float | None = None
-        # enrollment (voicecoach.spotter.enroll): adds detections for enrolled voices only
+        # enrollment (voicecoach.listening.spotter.enroll): adds detections for enrolled voices only
         self._phrases = phrases_of(grammar)
         self.enrollment_problems: list[str] = []
         if enrolled is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from voicecoach.events import Priority
 
 if TYPE_CHECKING:
-    from voicecoach.speech.render import FallbackRenderer
+    from voicecoach.speaking.render import FallbackRenderer
 
 _LOGGER = logging.getLogger(__name__)
 

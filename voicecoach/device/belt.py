@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 
 from voicecoach import events as ev
+from voicecoach.device import sayings as say
 from voicecoach.events import Event, Priority
 from voicecoach.settings import TreadmillSettings
 from voicecoach.treadmill import ftms
-from voicecoach.treadmill import sayings as say
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result, StatusOp
 from voicecoach.treadmill.link import (
     DEFAULT_INCLINE_RANGE,

@@ -26,7 +26,7 @@ from voicecoach.events import (
     TargetChanged,
 )
 from voicecoach.grammar import Grammar, normalise
-from voicecoach.speech.recogniser import Detection, Recogniser
+from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.cues import speed_text
 from voicecoach.workout.machine import TRIGGERS

@@ -14,11 +14,11 @@ from typing import Any
 from voicecoach.audio.chunk import SAMPLE_RATE, SAMPLE_WIDTH, AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
-from voicecoach.speech.models import check_model
-from voicecoach.speech.recogniser import Detection
-from voicecoach.speech.voicing import Voicing
-from voicecoach.speech.vosk_conf import tuned_model_dir
-from voicecoach.speech.vosk_vocab import filler_words, missing_words, unknown_symbol
+from voicecoach.listening.models import check_model
+from voicecoach.listening.recogniser import Detection
+from voicecoach.listening.voicing import Voicing
+from voicecoach.listening.vosk_conf import tuned_model_dir
+from voicecoach.listening.vosk_vocab import filler_words, missing_words, unknown_symbol
 
 _LOGGER = logging.getLogger(__name__)
 

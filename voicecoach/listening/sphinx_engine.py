@@ -14,8 +14,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE, SAMPLE_WIDTH, AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import STOP, Grammar
-from voicecoach.speech.noise_floor import NoiseFloor
-from voicecoach.speech.recogniser import Detection
+from voicecoach.listening.noise_floor import NoiseFloor
+from voicecoach.listening.recogniser import Detection
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Pick and build the command recogniser from one table of engines.
 
-English: the trained command spotter (``voicecoach.spotter``, weights inside the package).
+English: the trained command spotter (``voicecoach.listening.spotter``, weights inside the package).
 Other languages: vosk with a model for the language. pocketsphinx (its bundled US-English
 model) stays available by name. The argument parser, the config file and ``doctor`` all read
 :data:`ENGINES`, so an engine is named in one place.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
+from voicecoach.listening.models import find_model, require_model, same_language
+from voicecoach.listening.recogniser import Recogniser
 from voicecoach.settings import SpeechSettings
-from voicecoach.speech.models import find_model, require_model, same_language
-from voicecoach.speech.recogniser import Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def second_look(speech: SpeechSettings) -> tuple[object | None, str]:
     missing or damaged verifier is said, never fatal: the spotter goes on alone."""
     if speech.verify == "off":
         return None, "no second look (verify = off)"
-    from voicecoach.spotter.verify import load_verifier
+    from voicecoach.listening.spotter.verify import load_verifier
 
     try:
         return load_verifier(), "second look by Whisper tiny.en"
@@ -61,8 +61,8 @@ def second_look(speech: SpeechSettings) -> tuple[object | None, str]:
 
 def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     _english_only("the command spotter is trained for English", speech, grammar)
-    from voicecoach.spotter.engine import SpotterRecogniser
-    from voicecoach.spotter.verify import WhisperVerifier
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.verify import WhisperVerifier
 
     verifier, look = second_look(speech)
     rec = SpotterRecogniser(grammar, verifier=verifier if isinstance(verifier, WhisperVerifier) else None)
@@ -74,7 +74,7 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     _english_only("the pocketsphinx engine only has a US-English model", speech, grammar)
-    from voicecoach.speech.sphinx_engine import SphinxRecogniser
+    from voicecoach.listening.sphinx_engine import SphinxRecogniser
 
     return SphinxRecogniser(grammar), ("listening with pocketsphinx (the US-English model "
                                        "bundled in its wheel)")
@@ -82,7 +82,7 @@ def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
 
 def _vosk(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     info = require_model(grammar.language, speech.model_path)
-    from voicecoach.speech.vosk_engine import VoskRecogniser
+    from voicecoach.listening.vosk_engine import VoskRecogniser
 
     return VoskRecogniser(info.path, grammar), f"listening with vosk (model {info.path}, from {info.source})"
 

@@ -1,0 +1,200 @@
+"""Enrollment's takes: checked and embedded one by one, then adapted and saved; also from a
+folder of recordings (``voicecoach enroll --from DIR``). The scoring is
+voicecoach.listening.spotter.enroll; the spoken dialogue is voicecoach.device.enroll."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar, normalise
+from voicecoach.listening.spotter import enroll as E
+from voicecoach.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+WAV_SUFFIXES = (".wav", ".wave")
+
+
+# -- the checks shared by both flows -------------------------------------------------------
+def session_running(data_dir: Path) -> int | None:
+    """The pid of a workout session that is running now on this data folder, if any."""
+    from voicecoach.history.liveness import pid_alive
+
+    db = Path(data_dir) / "history.sqlite3"
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2.0)
+        try:
+            rows = conn.execute("SELECT pid, proc_token FROM sessions WHERE status = 'running'"
+                                ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    for pid, token in rows:
+        if pid_alive(int(pid or 0), token or ""):
+            return int(pid)
+    return None
+
+
+def check_writable(data_dir: Path) -> None:
+    """One clear error now, before any take is recorded, if the data folder is read-only."""
+    folder = E.enrollment_dir(data_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise VoicecoachError(f"the data folder {data_dir} is not writable "
+                              f"({exc.strerror or exc})",
+                              "make it writable or choose another with --data-dir") from None
+
+
+def command_of(name: str, grammar: Grammar) -> tuple[str, str]:
+    """A folder name (a command name or one of its phrases) -> (command, phrase)."""
+    text = normalise(name.replace("_", " ").replace("-", " "))
+    if name in grammar.phrases:
+        return name, grammar.phrases[name][0]
+    for cmd, phrases in grammar.phrases.items():
+        if text == normalise(cmd.replace("_", " ")):
+            return cmd, phrases[0]
+        if text in (normalise(p) for p in phrases):
+            return cmd, text
+    raise VoicecoachError(f"folder '{name}' is named after no command",
+                          "name each folder after a command or one of its phrases: "
+                          + ", ".join(grammar.commands))
+
+
+class Enroller:
+    """Checks and embeds takes one by one, then adapts and saves: both flows use it."""
+
+    def __init__(self, settings: Settings, grammar: Grammar, user: str) -> None:
+        from voicecoach.listening.spotter.features import EmbeddingFrontEnd
+        from voicecoach.listening.spotter.model import load_model, phrase_hash, phrases_of
+
+        self.settings = settings
+        self.grammar = grammar
+        self.user = E.check_user(user)
+        self.model = load_model()
+        self.model.check_grammar(grammar)
+        self.phrases = phrases_of(grammar)
+        self.phrase_hash = phrase_hash(self.phrases)
+        self.fe = EmbeddingFrontEnd()
+        self.silence = self.fe.warm_embeddings()
+        decision = self.model.decision
+        self._word_threshold = float(max(decision["stop_threshold"], decision["threshold"]))
+        self.takes: list[E.EmbeddedTake] = []
+        self.audio: list[tuple[str, np.ndarray]] = []
+        self.rejected = 0
+
+    def add(self, samples: np.ndarray, command: str, phrase: str) -> E.EmbeddedTake:
+        """Check and embed one take; :class:`TakeRejected` saying why it cannot be used."""
+        try:
+            bounds = E.check_take(samples)
+            take = E.embed_take(self.fe, self.model, self.silence, samples, command, phrase,
+                                bounds)
+            heard = E.other_word(take, self.phrases, self.model.labels, self._word_threshold)
+            if heard is not None:
+                raise E.TakeRejected(f"that sounded like '{self.phrases[heard][0]}', not "
+                                     f"'{phrase}'", f"say '{phrase}'")
+        except E.TakeRejected:
+            self.rejected += 1
+            raise
+        self.takes.append(take)
+        self.audio.append((command, np.asarray(samples, np.int16)))
+        return take
+
+    def drop(self, indices: Iterable[int]) -> None:
+        """Forget these takes (odd ones)."""
+        gone = set(indices)
+        self.takes = [t for i, t in enumerate(self.takes) if i not in gone]
+        self.audio = [a for i, a in enumerate(self.audio) if i not in gone]
+        self.rejected += len(gone)
+
+    def finish(self, keep_audio: bool) -> E.VoiceProfile:
+        if not self.takes:
+            raise VoicecoachError("no usable take was recorded", "run voicecoach enroll again")
+        with self.fe:
+            noise = E.noise_windows(self.fe, self.model, self.silence)
+        profile = E.adapt(self.user, self.takes, self.model, noise, self.phrase_hash)
+        profile.meta["takes_rejected"] = self.rejected
+        profile.meta["audio_kept"] = keep_audio
+        E.save_profile(self.settings.data_dir, profile)
+        if keep_audio:
+            self._keep()
+        return profile
+
+    def _keep(self) -> None:
+        from voicecoach.audio.wav import write_wav
+
+        folder = E.enrollment_dir(self.settings.data_dir) / "audio" / self.user
+        count: dict[str, int] = {}
+        try:
+            for command, samples in self.audio:
+                count[command] = count.get(command, 0) + 1
+                write_wav(folder / command / f"take{count[command]}.wav", samples)
+        except OSError as exc:
+            raise VoicecoachError(f"cannot keep the takes in {folder} ({exc.strerror or exc})",
+                                  "make the data folder writable") from None
+
+
+def describe(profile: E.VoiceProfile) -> str:
+    cmds = ", ".join(f"{c} ({v.takes})" for c, v in sorted(profile.commands.items()))
+    return f"{profile.user}: enrolled {profile.created} for {cmds}"
+
+
+# -- --from DIR ----------------------------------------------------------------------------
+def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]]:
+    """(command, phrase, WAV files) of every command folder in ``folder``."""
+    if not folder.is_dir():
+        raise VoicecoachError(f"enrollment folder {folder}: no such folder",
+                              "give a folder holding one folder per command (DIR/stop/*.wav)")
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        raise VoicecoachError(f"enrollment folder {folder} holds no command folders",
+                              "put the takes in DIR/stop/*.wav, DIR/yes/*.wav, ...")
+    out: dict[str, tuple[str, list[Path]]] = {}
+    for sub in subs:
+        command, phrase = command_of(sub.name, grammar)
+        wavs = sorted(p for p in sub.iterdir() if p.suffix.lower() in WAV_SUFFIXES
+                      and p.is_file())
+        if not wavs:
+            raise VoicecoachError(f"folder {sub} holds no .wav files",
+                                  "record at least 2 takes of the command there")
+        have = out.setdefault(command, (phrase, []))
+        have[1].extend(wavs)
+    for command, (_phrase, wavs) in out.items():
+        if len(wavs) < 2:
+            raise VoicecoachError(f"only {len(wavs)} take of '{command}' in {folder}",
+                                  "record at least 2 takes of each command (3 are better, "
+                                  "5 of stop)")
+    return [(c, p, w) for c, (p, w) in out.items()]
+
+
+def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool) -> E.VoiceProfile:
+    from voicecoach.audio.wav import read_wav_16k
+
+    names: list[Path] = []
+    for command, phrase, wavs in takes_in(folder, enroller.grammar):
+        for wav in wavs:
+            samples = read_wav_16k(wav)     # a corrupt file: one VoicecoachError naming it
+            try:
+                enroller.add(samples, command, phrase)
+            except E.TakeRejected as exc:
+                raise VoicecoachError(f"{wav}: {exc.message}",
+                                      f"{exc.hint}; or remove that file") from None
+            names.append(wav)
+    odd = E.odd_takes(enroller.takes)
+    if odd:
+        files = ", ".join(str(names[i]) for i, _ in odd)
+        raise VoicecoachError(f"{files}: {odd[0][1]}",
+                              "record that command again, or remove the odd take")
+    return enroller.finish(keep_audio)

@@ -1,0 +1,1 @@
+"""Listening: the recogniser protocol, the engine table and the engines (spotter, vosk, pocketsphinx)."""

@@ -1,1 +1,0 @@
-"""Speech in and out: command recognisers and text to speech."""
