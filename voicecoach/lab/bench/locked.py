@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import write_wav
 from voicecoach.errors import VoicecoachError
+from voicecoach.lab.bench.spotter import listen_child
 from voicecoach.lab.training.data import (
     REAL_POSITIVES,
     ROOM_LEAD_S,
@@ -83,17 +82,6 @@ def write_inputs(clips: Sequence[tuple[Path, str, str]], folder: Path, bare: boo
     return truth
 
 
-def run_listen(folder: Path, state: str, verify: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    """``voicecoach listen --json --state STATE`` on a folder, in a child process."""
-    cmd = [sys.executable, "-m", "voicecoach", "listen", "--json", "--state", state,
-           "--engine", "spotter", "--verify", verify, str(folder)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise VoicecoachError(f"listen failed on {folder}: {done.stderr.strip()[-400:]}",
-                              "run the command by hand to see why")
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
 def score(results: list[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Recall per word, false accepts, stop latency."""
     recall: dict[str, list[int]] = {}
@@ -129,6 +117,23 @@ def score(results: list[dict[str, Any]], truth: dict[str, dict[str, Any]]) -> di
     }
 
 
+def look_cost(clips: Sequence[tuple[Path, str, str]]) -> float | None:
+    """CPU seconds (one core) of one second look, the median over ``clips``."""
+    from voicecoach.listening.spotter.verify import WhisperVerifier, load_verifier
+
+    try:
+        verifier: WhisperVerifier = load_verifier()
+    except VoicecoachError:
+        return None
+    costs = []
+    for path, _, _ in clips:
+        audio = in_room(read_audio(path), path.name).astype(np.float32) / 32768.0
+        t0 = time.process_time()
+        verifier.scores(audio[-32000:], {"stop": ["stop", "stop now", "stop the workout"]})
+        costs.append(time.process_time() - t0)
+    return round(statistics.median(costs), 3) if costs else None
+
+
 def summary(figs: dict[str, Any], verify: str, bare: bool) -> str:
     rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})"
                    for w, v in figs["recall"].items() if w in REAL_POSITIVES)
@@ -138,7 +143,8 @@ def summary(figs: dict[str, Any], verify: str, bare: bool) -> str:
     return (f"locked speakers ({figs['speakers']}) through listen, {how}, verify {verify}: recall {rec} | "
             f"FA words {100 * fw['rate']:.2f}% ({fw['accepts']}/{fw['clips']}) | FA noise "
             f"{fn['accepts']}/{fn['clips']} | {lat_s} | CPU {figs['cpu_per_audio_s']:.3f} s per audio s | "
-            f"peak RSS {figs['peak_rss_mb']:.0f} MB")
+            f"peak RSS {figs['peak_rss_mb']:.0f} MB"
+            + (f" | {figs['look_cpu_s']:.2f} CPU s per look" if figs.get("look_cpu_s") else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,19 +172,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                "VOICECOACH_CONFIG": "/nonexistent/voicecoach-bench.toml"}
         with tempfile.TemporaryDirectory(prefix="vc-locked") as tmp:
             truth = write_inputs(clips, Path(tmp), args.bare)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.monotonic()
             results: list[dict[str, Any]] = []
+            cpu, peak = 0.0, 0.0
+            os.environ.update(env)
             for state in sorted({p.name for p in Path(tmp).iterdir()}):
-                results += run_listen(Path(tmp) / state, state, args.verify, env)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                lines, state_cpu, rss = listen_child([Path(tmp) / state], state=state, verify=args.verify)
+                results += lines
+                cpu, peak = cpu + state_cpu, max(peak, rss)
         figs = score(results, truth)
         audio_s = sum(t["audio_s"] for t in truth.values())
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         figs["cpu_per_audio_s"] = cpu / audio_s
-        figs["peak_rss_mb"] = after.ru_maxrss / 1024.0
+        figs["peak_rss_mb"] = peak
         figs["audio_s"] = round(audio_s, 1)
         figs["wall_s"] = round(time.monotonic() - t0, 1)
+        if args.verify == "auto":
+            figs["look_cpu_s"] = look_cost(clips[:40])
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
