@@ -43,6 +43,9 @@ class Recipe:
     snr_db: tuple[float, float] = (0.0, 20.0)
     clean_prob: float = 0.25
     coach_prob: float = 0.25
+    coach_on_real: bool = False
+    """Whether real people's commands are also put under the coach's voice (False: only the
+    synthetic ones are; the real clips keep their own recordings' backgrounds plus noise)."""
     """Chance that the coach's voice plays under a command (barge-in)."""
     coach_snr_db: tuple[float, float] = (0.0, 12.0)
     reverb_prob: float = 0.3
@@ -71,6 +74,8 @@ class Recipe:
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
         d = asdict(self)
+        if not d["coach_on_real"]:
+            d.pop("coach_on_real")    # the key of the features made before the field existed
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power"):
             d.pop(key)
@@ -179,7 +184,10 @@ def scene(source: Source, copy: int, recipe: Recipe, bg: Backgrounds
         snr = float(rng.uniform(*recipe.snr_db))
         canvas += bg.noise_for(source.fold, total, rng) * float(speech_rms / 10.0 ** (snr / 20.0))
     if source.kind in ("real", "positive") and rng.random() < recipe.coach_prob:
-        coach = bg.coach_for(source.fold, rng)
+        # the draw above is made for real clips either way, so both settings give the same
+        # scenes but for the coach's voice
+        coach = bg.coach_for(source.fold, rng) if source.kind == "positive" or recipe.coach_on_real \
+            else None
         if coach is not None and coach.size:
             ratio = float(rng.uniform(*recipe.coach_snr_db))
             coach = coach * float(speech_rms / 10.0 ** (ratio / 20.0) / _rms(coach))
