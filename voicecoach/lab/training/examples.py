@@ -56,7 +56,7 @@ class Recipe:
     """A command's windows end this long after the phrase ends (latency is bought here)."""
     other_windows: int = 4
     sentence_windows: int = 8
-    hidden: int = 96
+    hidden: int = 192
     alpha: float = 1.0
     epochs: int = 40
     batch: int = 256

@@ -33,7 +33,8 @@ STOP_CANDIDATE = 0.2
 VERIFIED_THRESHOLD = 0.5
 """With a verifier, other commands are raised from this spotter score."""
 STOP_GRID = np.round(np.arange(0.50, 1.001, 0.01), 3)
-VERIFY_GRID = np.round(np.concatenate([np.arange(0.005, 0.1, 0.005), np.arange(0.1, 0.96, 0.025)]), 4)
+VERIFY_GRID = np.round(np.concatenate([np.arange(0.001, 0.005, 0.001), np.arange(0.005, 0.1, 0.005),
+                                       np.arange(0.1, 0.96, 0.025)]), 4)
 
 
 def sample_clips(clips: list[dict[str, Any]], per_word: int, seed: int) -> list[dict[str, Any]]:

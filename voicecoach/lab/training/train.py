@@ -252,7 +252,7 @@ def curve_table(clips: list[dict[str, Any]], grammar: Grammar, decision: Decisio
     """Threshold against recall and false accepts (out-of-fold statistics)."""
     c = curves_for(clips, grammar, decision, classes)
     rows = []
-    for t in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
+    for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98):
         row: dict[str, float] = {"threshold": t}
         for cmd, stats in c["positive"].items():
             row[f"{cmd}_recall"] = round(float(np.mean(np.asarray(stats) >= t)), 4)
