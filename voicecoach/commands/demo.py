@@ -55,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the demo runs")
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
+    parser.add_argument("--lang", default=None, help="the grammar's language, which the coach "
+                        "speaks too (grammars/phrases/<lang>.json; default: en)")
     parser.add_argument("--treadmill", choices=("sim",), default=None,
                         help="drive a simulated treadmill (belt physics, a console change); "
                              "prints 'belt: ...' each time the belt speed changes")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -> int:
     """Run the demo; ``record=False`` keeps it out of the user's history (a throwaway one)."""
-    grammar = load_grammar("en")
+    grammar = load_grammar(getattr(args, "lang", None) or "en")
     with ExitStack() as stack:
         if not record:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicecoach-demo-"))

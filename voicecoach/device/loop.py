@@ -23,6 +23,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection, Recogniser
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.speaking.speaker import Speaker
 from voicecoach.treadmill.link import Treadmill
@@ -41,8 +42,7 @@ LAG_CHUNKS = 100
 LIVE_ECHO_S = 0.3
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
-NO_HISTORY_SPEECH = ("I cannot open the workout history, so I cannot coach a session now. "
-                     "The log says how to fix it.")
+NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
 
 #: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
 SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
@@ -177,7 +177,7 @@ class DeviceLoop:
             # The history cannot take a session (damaged, read-only, disk full): say so
             # aloud, log the fix, and keep listening (it may be fixed without a restart).
             _LOGGER.error("%s", exc.one_line())
-            self.speaker.say(NO_HISTORY_SPEECH, Priority.URGENT, t)
+            self.speaker.say(self.coach.words.NO_HISTORY, Priority.URGENT, t)
             return
         self._session, self._recorder = stack, recorder
         self.coach.plan = plan

@@ -11,8 +11,8 @@ from transitions import EventData, MachineError
 from voicecoach import events as ev
 from voicecoach.events import Event, Priority
 from voicecoach.grammar import Grammar
+from voicecoach.phrases import Phrases, load_phrases
 from voicecoach.settings import CoachSettings
-from voicecoach.workout import cues as say
 from voicecoach.workout.cues import CueEngine
 from voicecoach.workout.machine import ACTIVE, AT_REST, PHASE_STATE, TRIGGERS, State, build_machine
 from voicecoach.workout.plan import Phase, Plan
@@ -47,9 +47,11 @@ class Coach(CoachRequests):
         self.tick_hooks: list[Callable[[float], None]] = []
         self.volume = volume
         self.words_per_minute = words_per_minute
-        self.cues = CueEngine(self.settings)
+        #: Everything the coach says, in its grammar's language (grammars/phrases/).
+        self.words: Phrases = load_phrases(grammar.language if grammar is not None else "en")
+        self.cues = CueEngine(self.settings, self.words.cue_sets)
         #: The briefing's (question, what to say on "no") checks; a driven belt has its own.
-        self.briefing_checks: tuple[tuple[str, str], ...] = say.BRIEFING_CHECKS
+        self.briefing_checks: tuple[tuple[str, str], ...] = self.words.briefing_checks
         #: When set (a driven belt), the first phase waits for "ready" with this prompt.
         self.ready_prompt: str | None = None
         self.now = 0.0
@@ -140,7 +142,7 @@ class Coach(CoachRequests):
         if t is not None:
             self.tick(t)
         if name not in TRIGGERS or name in ("advance", "reset", "lost_input"):
-            self._refuse(name, "I do not know that one.")
+            self._refuse(name, self.words.UNKNOWN_COMMAND)
             return False
         self.emit(ev.CommandHeard(t=self.now, state=self.state.value, command=name,
                                   phrase=phrase or name, confidence=confidence, source=source))
@@ -154,12 +156,13 @@ class Coach(CoachRequests):
 
     def _why_not(self, name: str) -> str:
         if self.state in AT_REST:
-            return "No session is running. Say start to begin."
+            return self.words.REFUSE_IDLE
         if self.state is State.BRIEFING:
-            return "Let us finish the safety checks first."
+            return self.words.REFUSE_BRIEFING
         if self.state is State.PAUSED:
-            return "We are paused. Say resume first."
-        return "We are already walking." if name in ("start", "resume") else "Not right now."
+            return self.words.REFUSE_PAUSED
+        return (self.words.REFUSE_WALKING if name in ("start", "resume")
+                else self.words.REFUSE_NOT_NOW)
 
     def begin(self, t: float | None = None) -> None:
         """Start a session (as the start command would)."""
@@ -172,13 +175,13 @@ class Coach(CoachRequests):
         if self.state in ACTIVE:
             self.lost_input()
         else:
-            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+            self.say(self.words.LOST_INPUT, "warning", Priority.URGENT, remember=False)
 
     def input_back(self, t: float | None = None) -> None:
         """The microphone is back."""
         if t is not None:
             self.tick(t)
-        self.say(say.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
+        self.say(self.words.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
 
     def accepted_commands(self) -> tuple[str, ...]:
         """The commands the current state's grammar listens for."""
@@ -213,8 +216,8 @@ class Coach(CoachRequests):
         if self.phase_elapsed >= phase.duration_s - EPS:
             if phase.kind == "backward":
                 last = not any(p.kind == "backward" for p in self.plan.phases[self.phase_index + 1:])
-                self.say("That is all the backward walking for today." if last
-                         else "Block done.", "announcement", Priority.ANNOUNCEMENT)
+                self.say(self.words.LAST_BLOCK_DONE if last
+                         else self.words.BLOCK_DONE, "announcement", Priority.ANNOUNCEMENT)
             self.advance()
             return
         self._time_announcements(phase)
@@ -230,26 +233,26 @@ class Coach(CoachRequests):
         left = phase.duration_s - self.phase_elapsed
         if "one_min" not in self.announced and left <= 60 + EPS:
             self.announced.update({"one_min", "half"})
-            self.say("One minute left in this block.", "announcement", Priority.ANNOUNCEMENT)
+            self.say(self.words.ONE_MINUTE_LEFT, "announcement", Priority.ANNOUNCEMENT)
         elif "half" not in self.announced and self.phase_elapsed >= phase.duration_s / 2:
             self.announced.add("half")
             if left > 75:  # not right before "one minute left"
-                self.say("Halfway through this block.", "announcement", Priority.ANNOUNCEMENT)
+                self.say(self.words.HALFWAY, "announcement", Priority.ANNOUNCEMENT)
 
     def _maybe_checkin(self) -> None:
         if (self.state is State.BACKWARD and self.question is None and self.phase_elapsed >= 60
                 and self.backward_s - self.last_checkin_s >= self.settings.checkin_interval_s
                 and self.now - self.quiet_since >= self.settings.min_gap_s):
             self.last_checkin_s = self.backward_s
-            self._ask("checkin", say.CHECKIN)
+            self._ask("checkin", self.words.CHECKIN)
 
     def _turn_reminder(self) -> None:
         self.turn_asks += 1
         if self.turn_asks >= TURN_ASKS:
-            self.say(say.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
+            self.say(self.words.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
             self._turned(said=False)
         else:
-            self._ask("turn", say.TURN_AGAIN)
+            self._ask("turn", self.words.TURN_AGAIN)
 
     def _turned(self, said: bool = True) -> None:
         self.awaiting_turn = False
@@ -275,14 +278,14 @@ class Coach(CoachRequests):
                                   source=source.value if source else "",
                                   dest=self.state.value, trigger=event.event.name))
         if source is State.PAUSED and self.state in ACTIVE:
-            self.say(say.RESUMED, "answer", Priority.ANSWER, remember=False)
+            self.say(self.words.RESUMED, "answer", Priority.ANSWER, remember=False)
 
     def on_enter_BRIEFING(self, event: EventData) -> None:
         self._reset_session()
         for note in self.plan.notes:
             self.say(note, "announcement", Priority.ANNOUNCEMENT)
-        self.say(say.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
-        self.say(say.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
+        self.say(self.words.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
+        self.say(self.words.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
         self._ask("briefing", self.briefing_checks[0][0])
 
     def briefing_yes(self, event: EventData) -> None:
@@ -338,13 +341,13 @@ class Coach(CoachRequests):
             min_speed_mph=phase.min_speed_mph, max_speed_mph=phase.max_speed_mph,
             incline_pct=self.incline_pct))
         self._target_changed("phase")
-        self.say(say.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
+        self.say(self.words.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
                                  self.units), "announcement", Priority.ANNOUNCEMENT)
         was_forward = True if previous is None else _forward(previous.kind)
         if was_forward != _forward(phase.kind):
             self.awaiting_turn, self.turn_asks = True, 0
-            self._ask("turn", say.TURN_TO_FORWARD if _forward(phase.kind)
-                      else say.TURN_TO_BACKWARD)
+            self._ask("turn", self.words.TURN_TO_FORWARD if _forward(phase.kind)
+                      else self.words.TURN_TO_BACKWARD)
         elif previous is None and self.ready_prompt:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.ready_prompt)
@@ -354,12 +357,12 @@ class Coach(CoachRequests):
 
     def on_enter_PAUSED(self, event: EventData) -> None:
         if event.event.name == "lost_input":
-            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+            self.say(self.words.LOST_INPUT, "warning", Priority.URGENT, remember=False)
         else:
-            self.say(say.PAUSED, "answer", Priority.ANSWER, remember=False)
+            self.say(self.words.PAUSED, "answer", Priority.ANSWER, remember=False)
 
     def on_enter_STOPPED(self, event: EventData) -> None:
-        self.say(say.ENDED_SAFE, "warning", Priority.URGENT)
+        self.say(self.words.ENDED_SAFE, "warning", Priority.URGENT)
         self._end("stopped")
 
     def on_enter_FINISHED(self, event: EventData) -> None:
@@ -369,7 +372,8 @@ class Coach(CoachRequests):
         self.outcome = outcome
         self.question, self.awaiting_turn = None, False
         speeds = self.backward_speeds or [0.0]
-        text = say.summary_text(self.backward_s, min(speeds), max(speeds), self.units, outcome)
+        text = self.words.summary_text(self.backward_s, min(speeds), max(speeds), self.units,
+                                       outcome)
         self.say(text, "summary", Priority.ANNOUNCEMENT)
         self.emit(ev.SessionEnded(t=self.now, state=self.state.value, outcome=outcome,
                                   backward_s=round(self.backward_s, 3),
