@@ -23,7 +23,6 @@ from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.sim import SimTreadmill
-from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 #: A compact session that still shows every part: two short backward blocks.
@@ -76,10 +75,13 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
             settings = replace(settings, data_dir=Path(scratch))
         with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder), \
                 stopped_by_sigterm():
-            coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
+            sim = _sim(args)
+            coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),
+                               treadmill=sim,
+                               treadmill_settings=replace(settings.treadmill, control="drive"))
             step = 0.5
-            belt = (_sim_belt(coach, settings) if getattr(args, "treadmill", None) == "sim"
-                    else None)
+            belt = coach.followers[0] if sim is not None else None
+            assert belt is None or isinstance(belt, BeltController)
             run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
             if belt is not None:  # the belt slows to a halt after the session
                 t = coach.now
@@ -88,8 +90,10 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
     return 0 if coach.outcome == "finished" else 1
 
 
-def _sim_belt(coach: Coach, settings: Settings) -> BeltController:
-    """A simulated treadmill driven by the coach; the user nudges its speed on the console once."""
+def _sim(args: argparse.Namespace) -> SimTreadmill | None:
+    """With --treadmill sim: a simulated treadmill; the user nudges its speed on the console once."""
+    if getattr(args, "treadmill", None) != "sim":
+        return None
     sim = SimTreadmill()
     sim.schedule(DEMO_CONSOLE_S, "speed", 0.7 * KMH_PER_MPH)
-    return BeltController(coach, sim, replace(settings.treadmill, control="drive"))
+    return sim

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicecoach import events as ev
@@ -83,11 +84,20 @@ class BeltController:
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
         self._reset_session()
-        coach.listeners.append(self.on_event)
-        coach.tick_hooks.append(self.tick)
-        if self.drive:
-            coach.briefing_checks = coach.words.driven_checks
-            coach.ready_prompt = coach.words.READY_TO_START
+
+    @classmethod
+    def follow(cls, treadmill: Treadmill, settings: TreadmillSettings
+               ) -> Callable[[Coach], BeltController]:
+        """What a Coach is given to make its belt controller: ``Coach(..., followers=[
+        BeltController.follow(link, settings)])``; the coach hands it every event and tick."""
+        return lambda coach: cls(coach, treadmill, settings)
+
+    def briefing(self) -> tuple[tuple[tuple[str, str], ...], str] | None:
+        """A driven belt is not running yet at the briefing, and the first phase waits for
+        "ready" once it moves; announcing or off: the usual briefing."""
+        if not self.drive:
+            return None
+        return self.words.driven_checks, self.words.READY_TO_START
 
     def _reset_session(self) -> None:
         self.briefed = False

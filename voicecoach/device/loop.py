@@ -25,7 +25,7 @@ from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
-from voicecoach.speaking.speaker import Speaker
+from voicecoach.speaking.speaker import PlaysBack, Speaker
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.machine import AT_REST, State
@@ -117,14 +117,16 @@ class DeviceLoop:
         self.sleep = sleep
         self.on_decision = on_decision
         #: Echo cancellation before recognition (voicecoach.audio.aec); "auto": against what
-        #: the speaker played, if it can say (``played_audio``); None: off.
+        #: the speaker played, if it can say (speaking.speaker.PlaysBack); None: off.
         self.canceller = self._echo_canceller() if isinstance(canceller, str) else canceller
         idle_plan = plan or programme_week(1, settings.coach)
+        follow = [] if treadmill is None else [
+            BeltController.follow(treadmill, treadmill_settings or settings.treadmill)]
         self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
-                           volume=settings.speech.volume, words_per_minute=settings.speech.rate)
+                           volume=settings.speech.volume, words_per_minute=settings.speech.rate,
+                           followers=follow)
         #: Keeps the belt in step with the coach when a treadmill link is given.
-        self.belt = None if treadmill is None else BeltController(
-            self.coach, treadmill, treadmill_settings or settings.treadmill)
+        self.belt = self.coach.followers[0] if treadmill is not None else None
         self.completed = 0
         self.outcomes: list[str] = []
         self.input_losses = 0
@@ -136,11 +138,11 @@ class DeviceLoop:
     def _played_on_audio_clock(self) -> Callable[[float, float], np.ndarray] | None:
         """The speaker's ``played_audio`` on the microphone's clock: as is for a simulated
         speaker (already on audio time), mapped by the AudioClock for the live one."""
-        played = getattr(self.speaker, "played_audio", None)
-        if not callable(played):
+        if not isinstance(self.speaker, PlaysBack):
             return None
+        played = self.speaker.played_audio
         if not self.clock.live:
-            return played  # type: ignore[no-any-return]
+            return played
         clock = self.clock
         return lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from transitions import EventData, MachineError
 
@@ -21,6 +21,19 @@ from voicecoach.workout.requests import EPS, CoachRequests
 _LOGGER = logging.getLogger(__name__)
 
 Listener = Callable[[Event], None]
+
+
+class Follower(Protocol):
+    """Something that follows the workout (the belt controller): it hears every event and
+    every tick, and may ask for the briefing it needs. The coach wires it at construction;
+    a follower never edits the coach."""
+
+    def on_event(self, event: Event) -> None: ...
+
+    def tick(self, t: float) -> None: ...
+
+    def briefing(self) -> tuple[tuple[tuple[str, str], ...], str] | None:
+        """(briefing checks, the prompt before the first phase), or None for the usual."""
 #: Seconds an unanswered question (check-in, "end the session?") stays open.
 QUESTION_TIMEOUT_S = 20.0
 #: Times the coach asks "say ready" after a turn before it starts the clock anyway.
@@ -38,13 +51,15 @@ class Coach(CoachRequests):
 
     def __init__(self, plan: Plan, settings: CoachSettings | None = None,
                  grammar: Grammar | None = None, listeners: Iterable[Listener] = (),
-                 volume: float = 0.8, words_per_minute: float = 160.0) -> None:
+                 volume: float = 0.8, words_per_minute: float = 160.0,
+                 tick_hooks: Iterable[Callable[[float], None]] = (),
+                 followers: Iterable[Callable[[Coach], Follower]] = ()) -> None:
         self.plan = plan
         self.settings = settings or CoachSettings()
         self.grammar = grammar
         self.listeners: list[Listener] = list(listeners)
         #: Called with the workout time after every tick (e.g. the history's heartbeat).
-        self.tick_hooks: list[Callable[[float], None]] = []
+        self.tick_hooks: list[Callable[[float], None]] = list(tick_hooks)
         self.volume = volume
         self.words_per_minute = words_per_minute
         #: Everything the coach says, in its grammar's language (grammars/phrases/).
@@ -59,6 +74,16 @@ class Coach(CoachRequests):
         self._refusals = 0
         self._reset_session()
         self.machine = build_machine(self)
+        #: Made with this coach, after the listeners and hooks given (e.g. the belt controller).
+        self.followers: list[Follower] = []
+        for make in followers:
+            follower = make(self)
+            self.followers.append(follower)
+            self.listeners.append(follower.on_event)
+            self.tick_hooks.append(follower.tick)
+            asked = follower.briefing()
+            if asked is not None:
+                self.briefing_checks, self.ready_prompt = asked
 
     # ------------------------------------------------------------------ session data
     def _reset_session(self) -> None:
