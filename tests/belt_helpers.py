@@ -29,9 +29,11 @@ class BeltRun:
                  settings: TreadmillSettings = DRIVE, coach: CoachSettings | None = None,
                  sim: SimTreadmill | None = None) -> None:
         self.events: list[Event] = []
-        self.coach = Coach(plan, coach or CoachSettings(), load_grammar("en"), [self.events.append])
         self.sim = sim or SimTreadmill(model or BeltModel())
-        self.belt = BeltController(self.coach, self.sim, settings)
+        self.coach = Coach(plan, coach or CoachSettings(), load_grammar("en"), [self.events.append],
+                           followers=[BeltController.follow(self.sim, settings)])
+        self.belt = self.coach.followers[0]
+        assert isinstance(self.belt, BeltController)
         self.t = 0.0
 
     @property

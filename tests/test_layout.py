@@ -128,3 +128,46 @@ def test_the_treadmill_package_has_no_coach_inside() -> None:
                  for prefix in ("voicecoach.workout", "voicecoach.speaking", "voicecoach.listening")
                  for hit in imports_of(path, prefix)]
     assert not offenders, "\n".join(offenders)
+
+
+def _attribute_chain(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def test_the_belt_controller_never_edits_the_coach() -> None:
+    """It follows the workout (Coach(..., followers=[BeltController.follow(...)])): no
+    assignment to the coach's attributes and no edits of its listener or hook lists."""
+    tree = ast.parse((PACKAGE / "device" / "belt.py").read_text(encoding="utf-8"))
+    offenders = []
+    for node in ast.walk(tree):
+        targets: list[ast.AST] = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = list(node.targets) if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            chain = _attribute_chain(target)
+            if chain.startswith(("coach.", "self.coach.")):
+                offenders.append(f"line {node.lineno}: assigns {chain}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            chain = _attribute_chain(node.func)
+            if any(f".{name}." in f".{chain}" for name in ("listeners", "tick_hooks")):
+                offenders.append(f"line {node.lineno}: calls {chain}")
+    assert not offenders, offenders
+
+
+def test_played_audio_reaches_the_canceller_through_the_protocol() -> None:
+    """No getattr(speaker, "played_audio") in the run time: speaking.speaker.PlaysBack."""
+    offenders = []
+    for path in run_time_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant)
+                    and node.args[1].value == "played_audio"):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, offenders

@@ -91,9 +91,11 @@ def _session(fake: FakeTreadmill, seconds: float, script: dict[float, str]) -> t
         Coach, list[Event], client.BleakTreadmill]:
     forget()
     events: list[Event] = []
-    coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [events.append])
     link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=0.5)
-    belt = BeltController(coach, link, TreadmillSettings(control="drive"))
+    coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [events.append],
+                  followers=[BeltController.follow(link, TreadmillSettings(control="drive"))])
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController)
     waited = time.monotonic()
     while not belt.link_up and time.monotonic() - waited < 20:
         coach.tick(0.0)

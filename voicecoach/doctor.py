@@ -104,31 +104,6 @@ def _check_configured(kind: str, spec: str | None, sd: ModuleType) -> Check:
     return Check(name, OK, f"{spec!r} is device #{index}")
 
 
-def check_spotter(settings: Settings) -> Check:
-    """The English command spotter: runtime, weights, model card, and the grammar they fit."""
-    speech = settings.speech
-    english = speech.language.split("-")[0] == "en"
-    needed = speech.engine == "spotter" or (speech.engine == "auto" and english
-                                            and speech.model_path is None)
-    bad = FAIL if needed else WARN
-    try:
-        spotter = _import("voicecoach.listening.spotter.model")
-        features = _import("voicecoach.listening.spotter.features")
-        grammar_mod = _import("voicecoach.grammar")
-        model = spotter.load_model()
-        model.check_grammar(grammar_mod.load_grammar("en"))
-        features._runtime_paths()
-    except VoicecoachError as exc:
-        return Check("command spotter", bad, exc.message, exc.hint or "")
-    except ImportError as exc:
-        return Check("command spotter", bad, f"cannot import ({exc})",
-                     "`.venv/bin/pip install pyopen-wakeword`")
-    card = model.card
-    return Check("command spotter", OK,
-                 f"{model.path.name} ({len(model.labels)} classes, sha256 "
-                 f"{card.get('weights_sha256', '')[:12]}, trained for this grammar)")
-
-
 def check_second_look(settings: Settings) -> Check:
     """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
     Never a failure: without it the spotter goes on alone, and this line says so."""
@@ -153,51 +128,59 @@ def check_second_look(settings: Settings) -> Check:
 
 
 def check_recognisers(settings: Settings) -> Iterator[Check]:
-    """The command spotter, pocketsphinx with its bundled model, vosk, and a vosk model."""
-    engine = settings.speech.engine
-    yield check_spotter(settings)
-    if settings.speech.language.split("-")[0] == "en":
-        yield check_second_look(settings)
-    try:
-        ps = _import("pocketsphinx")
-        model = Path(ps.get_model_path()) / "en-us"
-        if model.is_dir():
-            yield Check("pocketsphinx", OK, f"bundled model {model}")
+    """Every engine of the table (voicecoach.listening.engines.ENGINES), then the model for the
+    language if an engine needs one. A missing engine fails if it is the one in use (the
+    configured engine, or the one "auto" picks), else warns."""
+    from voicecoach.listening.engines import recognisers, resolve
+
+    chosen = resolve(settings.speech)
+    found: dict[str, bool] = {}
+    for engine in recognisers():
+        assert engine.probe is not None
+        try:
+            detail = engine.probe()
+        except VoicecoachError as exc:
+            found[engine.name] = False
+            yield Check(engine.label, FAIL if engine is chosen else WARN, exc.message,
+                        exc.hint or "")
         else:
-            yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
-                        f"bundled model missing at {model}",
-                        "`.venv/bin/pip install --force-reinstall pocketsphinx`")
-    except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
-        yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
-                    f"cannot import ({exc})", "`.venv/bin/pip install pocketsphinx`")
-    try:
-        _import("vosk")
-        vosk_ok = True
-        yield Check("vosk", OK, "importable")
-    except Exception as exc:  # noqa: BLE001
-        vosk_ok = False
-        yield Check("vosk", FAIL if engine == "vosk" else WARN, f"cannot import ({exc})",
-                    "`.venv/bin/pip install vosk`")
-    yield _check_vosk_model(settings, vosk_ok)
+            found[engine.name] = True
+            yield Check(engine.label, OK, detail)
+        if engine.name == "spotter" and settings.speech.language.split("-")[0] == "en":
+            yield check_second_look(settings)  # the spotter's verifier, never a failure
+    needing = [e for e in recognisers() if e.needs_model]
+    if needing:
+        yield _check_model(settings, needing[0].label, found[needing[0].name])
 
 
-def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
+def _language_name(language: str) -> str:
+    return "English" if language.split("-")[0].lower() == "en" else f"'{language}'"
+
+
+def _check_model(settings: Settings, engine_label: str, engine_ok: bool) -> Check:
+    """The model for the language, for the engines that need one downloaded (vosk)."""
+    from voicecoach.listening.engines import ENGINES, resolve
+    from voicecoach.listening.models import same_language
+
     speech = settings.speech
-    name = f"vosk model ({speech.language})"
-    english = speech.language.split("-")[0] == "en"  # the spotter / pocketsphinx
-    if speech.engine in ("pocketsphinx", "spotter"):
-        if english:
+    name = f"{engine_label} model ({speech.language})"
+    asked = ENGINES[speech.engine]
+    if asked.language is not None:          # an engine with its own model, named in the config
+        if same_language(speech.language, asked.language):
             return Check(name, OK, f"not needed ([speech] engine = {speech.engine})")
-        return Check(name, FAIL, f"{speech.engine} only knows English, not '{speech.language}'",
-                     "set [speech] engine = \"vosk\" (or \"auto\") and get a model with "
+        return Check(name, FAIL, f"{speech.engine} only knows {_language_name(asked.language)}, "
+                     f"not '{speech.language}'",
+                     f"set [speech] engine = \"{engine_label}\" (or \"auto\") and get a model with "
                      f"`voicecoach model download {speech.language}`")
     try:
         models = _import("voicecoach.listening.models")
     except ImportError:
         return Check(name, WARN, "skipped (model lookup is not installed)")
-    needed = speech.engine == "vosk" or not english
-    if speech.engine == "auto" and english and speech.model_path is None:
-        return Check(name, OK, "not needed (English uses the command spotter)")
+    chosen = resolve(speech)
+    if not chosen.needs_model:              # "auto" picked an engine with its own model
+        return Check(name, OK, f"not needed ({_language_name(chosen.language or '')} uses the "
+                               f"{chosen.label})")
+    needed = speech.engine != "auto" or not same_language(speech.language, "en")
     try:
         info = models.find_model(speech.language, speech.model_path)
     except VoicecoachError as exc:
@@ -207,9 +190,9 @@ def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
         return Check(name, FAIL if needed else WARN, f"none found{fallback}",
                      f"`voicecoach model download {speech.language}` or set "
                      "[speech] model_path")
-    note = "" if vosk_ok else " (but vosk itself is missing)"
-    return Check(name, OK if vosk_ok else FAIL, f"{info.path} ({info.source}){note}",
-                 "`.venv/bin/pip install vosk`")
+    note = "" if engine_ok else f" (but {engine_label} itself is missing)"
+    return Check(name, OK if engine_ok else FAIL, f"{info.path} ({info.source}){note}",
+                 f"`.venv/bin/pip install {engine_label}`")
 
 
 def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:

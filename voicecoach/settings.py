@@ -41,7 +41,7 @@ class SpeechSettings:
     """Recogniser and voice."""
 
     engine: str = "auto"
-    """Recogniser: "auto", "spotter", "vosk" or "pocketsphinx" (voicecoach.listening.engines)."""
+    """Recogniser: "auto" or an engine of the table (voicecoach.listening.engines.ENGINES)."""
     language: str = "en"
     """Grammar and model language (grammars/<language>.json)."""
     model_path: Path | None = None

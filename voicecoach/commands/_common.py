@@ -129,11 +129,11 @@ def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: Sessi
                treadmill_settings: TreadmillSettings | None = None) -> Coach:
     """A coach whose events go to ``listeners`` and the history, with the history heartbeat;
     with a ``treadmill`` link, a BeltController keeps the belt in step with it."""
-    coach = Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
-                  volume=settings.speech.volume)
-    coach.tick_hooks.append(recorder.heartbeat)
+    follow = []
     if treadmill is not None:
         from voicecoach.device.belt import BeltController
 
-        BeltController(coach, treadmill, treadmill_settings or settings.treadmill)
-    return coach
+        follow.append(BeltController.follow(treadmill, treadmill_settings or settings.treadmill))
+    return Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
+                 volume=settings.speech.volume, tick_hooks=[recorder.heartbeat],
+                 followers=follow)

@@ -23,7 +23,6 @@ from voicecoach.grammar import load_grammar
 from voicecoach.settings import Settings
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.sim import SimTreadmill
-from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import COOLDOWN, RECOVERY, WARMUP, Phase, Plan
 
 #: A compact session that still shows every part: two short backward blocks.
@@ -55,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--speed-up", type=positive, default=120.0, metavar="N",
                         help="how much faster than real time the demo runs")
     parser.add_argument("--json-events", action="store_true", help="print events as JSON lines")
+    parser.add_argument("--lang", default=None, help="the grammar's language, which the coach "
+                        "speaks too (grammars/phrases/<lang>.json; default: en)")
     parser.add_argument("--treadmill", choices=("sim",), default=None,
                         help="drive a simulated treadmill (belt physics, a console change); "
                              "prints 'belt: ...' each time the belt speed changes")
@@ -67,17 +68,20 @@ def run(args: argparse.Namespace) -> int:
 
 def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -> int:
     """Run the demo; ``record=False`` keeps it out of the user's history (a throwaway one)."""
-    grammar = load_grammar("en")
+    grammar = load_grammar(getattr(args, "lang", None) or "en")
     with ExitStack() as stack:
         if not record:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicecoach-demo-"))
             settings = replace(settings, data_dir=Path(scratch))
         with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder), \
                 stopped_by_sigterm():
-            coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings))
+            sim = _sim(args)
+            coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),
+                               treadmill=sim,
+                               treadmill_settings=replace(settings.treadmill, control="drive"))
             step = 0.5
-            belt = (_sim_belt(coach, settings) if getattr(args, "treadmill", None) == "sim"
-                    else None)
+            belt = coach.followers[0] if sim is not None else None
+            assert belt is None or isinstance(belt, BeltController)
             run_script(coach, DEMO_SCRIPT, step_s=step, pace_s=step / args.speed_up)
             if belt is not None:  # the belt slows to a halt after the session
                 t = coach.now
@@ -86,8 +90,10 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
     return 0 if coach.outcome == "finished" else 1
 
 
-def _sim_belt(coach: Coach, settings: Settings) -> BeltController:
-    """A simulated treadmill driven by the coach; the user nudges its speed on the console once."""
+def _sim(args: argparse.Namespace) -> SimTreadmill | None:
+    """With --treadmill sim: a simulated treadmill; the user nudges its speed on the console once."""
+    if getattr(args, "treadmill", None) != "sim":
+        return None
     sim = SimTreadmill()
     sim.schedule(DEMO_CONSOLE_S, "speed", 0.7 * KMH_PER_MPH)
-    return BeltController(coach, sim, replace(settings.treadmill, control="drive"))
+    return sim

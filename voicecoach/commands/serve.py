@@ -28,11 +28,12 @@ from voicecoach.commands._common import (
     recorded_session,
     settings_from_args,
 )
-from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
+from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
 from voicecoach.history.db import HistoryDB
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
 from voicecoach.treadmill.wiring import open_treadmill
@@ -215,7 +216,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     try:  # a history that cannot take a session stops the device now, aloud, not at "start"
         HistoryDB.open(settings.data_dir).close()
     except VoicecoachError as exc:
-        speaker.say(NO_HISTORY_SPEECH, Priority.URGENT, 0.0)
+        speaker.say(load_phrases(grammar.language).NO_HISTORY, Priority.URGENT, 0.0)
         wait = getattr(speaker, "wait_idle", None)
         if callable(wait):
             wait(15.0)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicecoach import events as ev
-from voicecoach.device import sayings as say
 from voicecoach.events import Event, Priority
 from voicecoach.settings import TreadmillSettings
 from voicecoach.treadmill import ftms
@@ -25,7 +25,6 @@ from voicecoach.treadmill.link import (
     WriteDone,
 )
 from voicecoach.workout.coach import Coach
-from voicecoach.workout.cues import speed_text
 from voicecoach.workout.machine import ACTIVE, AT_REST, State
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,6 +67,8 @@ class BeltController:
 
     def __init__(self, coach: Coach, treadmill: Treadmill, settings: TreadmillSettings) -> None:
         self.coach = coach
+        #: What the belt controller says, in the coach's language.
+        self.words = coach.words
         self.treadmill = treadmill
         self.settings = settings
         self.drive = settings.control == "drive"
@@ -83,11 +84,20 @@ class BeltController:
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
         self._reset_session()
-        coach.listeners.append(self.on_event)
-        coach.tick_hooks.append(self.tick)
-        if self.drive:
-            coach.briefing_checks = say.DRIVEN_CHECKS
-            coach.ready_prompt = say.READY_TO_START
+
+    @classmethod
+    def follow(cls, treadmill: Treadmill, settings: TreadmillSettings
+               ) -> Callable[[Coach], BeltController]:
+        """What a Coach is given to make its belt controller: ``Coach(..., followers=[
+        BeltController.follow(link, settings)])``; the coach hands it every event and tick."""
+        return lambda coach: cls(coach, treadmill, settings)
+
+    def briefing(self) -> tuple[tuple[tuple[str, str], ...], str] | None:
+        """A driven belt is not running yet at the briefing, and the first phase waits for
+        "ready" once it moves; announcing or off: the usual briefing."""
+        if not self.drive:
+            return None
+        return self.words.driven_checks, self.words.READY_TO_START
 
     def _reset_session(self) -> None:
         self.briefed = False
@@ -144,7 +154,7 @@ class BeltController:
         if kmh < r.minimum - 1e-6:
             if r.minimum / KMH_PER_MPH > self._top_mph() + 1e-6:
                 return None
-            self._say_once("below_range", say.BELOW_RANGE, Priority.ANSWER)
+            self._say_once("below_range", self.words.BELOW_RANGE, Priority.ANSWER)
             kmh = r.minimum
         kmh = min(kmh, r.maximum)
         if r.step > 0:
@@ -212,14 +222,14 @@ class BeltController:
             return
         if not self.link_up:  # started when the link is up (the user did say ready)
             self.start_pending = True
-            self._say_once("not_connected", say.NOT_CONNECTED, Priority.ANSWER)
+            self._say_once("not_connected", self.words.NOT_CONNECTED, Priority.ANSWER)
             return
         self.start_pending = False
         if self.clamp_kmh(self.coach.speed_mph) is None:
-            self._say_once("too_fast", say.TOO_FAST_FOR_PLAN)
+            self._say_once("too_fast", self.words.TOO_FAST_FOR_PLAN)
             self.started = False
             return
-        self.coach.say(say.BELT_STARTING, "announcement", Priority.ANNOUNCEMENT, remember=False)
+        self.coach.say(self.words.BELT_STARTING, "announcement", Priority.ANNOUNCEMENT, remember=False)
         if not self._belt_moving():
             self._write(ftms.start_resume())
         self.want_kmh = self.clamp_kmh(self.coach.speed_mph)
@@ -238,7 +248,7 @@ class BeltController:
         slow = max(WIND_DOWN_KMH, self.speed_range.minimum)
         if self.drive and self.started and self.speed_control and self._belt_moving() \
                 and (self.belt_kmh or 0.0) > slow + SPEED_TOLERANCE_KMH and self.link_up:
-            self.coach.say(say.WINDING_DOWN, "announcement", Priority.ANNOUNCEMENT,
+            self.coach.say(self.words.WINDING_DOWN, "announcement", Priority.ANNOUNCEMENT,
                            remember=False)
             self.winding_down = True
             self.sent_kmh = slow
@@ -377,18 +387,18 @@ class BeltController:
         running = coach.state in ACTIVE or coach.state is State.PAUSED
         if op == StatusOp.STOPPED_BY_SAFETY_KEY:
             if running:
-                coach.say(say.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
+                coach.say(coach.words.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
                 self._from_console("stop")
         elif op == StatusOp.STOPPED_OR_PAUSED_BY_USER:
             if status.value == ftms.PAUSE and coach.state in ACTIVE:
-                coach.say(say.CONSOLE_PAUSED, "warning", Priority.URGENT, remember=False)
+                coach.say(coach.words.CONSOLE_PAUSED, "warning", Priority.URGENT, remember=False)
                 self._from_console("pause")
             elif status.value != ftms.PAUSE and running:
-                coach.say(say.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
+                coach.say(coach.words.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
                 self._from_console("stop")
         elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
             if coach.state is State.PAUSED:
-                coach.say(say.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
+                coach.say(coach.words.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
                 self._from_console("resume")
             if coach.state in ACTIVE and not self.started:
                 self.started = True  # started on the console: the user is on the belt
@@ -420,8 +430,10 @@ class BeltController:
         mph = kmh / KMH_PER_MPH
         coach.console_target(speed_mph=mph)
         if mph > self._top_mph() + 0.05:
-            coach.say(say.CONSOLE_ABOVE_PLAN.format(speed=speed_text(mph, coach.units),
-                                                    top=speed_text(self._top_mph(), coach.units)),
+            words = coach.words
+            coach.say(words.CONSOLE_ABOVE_PLAN.format(speed=words.speed_text(mph, coach.units),
+                                                      top=words.speed_text(self._top_mph(),
+                                                                           coach.units)),
                       "warning", Priority.ANSWER, remember=False)
 
     def _write_done(self, done: WriteDone) -> None:
@@ -438,12 +450,12 @@ class BeltController:
         active = self.coach.state in ACTIVE or self.coach.state is State.PAUSED
         if response.result == Result.NOT_PERMITTED:
             if active:
-                self._say_once("not_permitted", say.NOT_PERMITTED)
+                self._say_once("not_permitted", self.words.NOT_PERMITTED)
         elif command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
             self.speed_control = False
             self.step = None
             if active:
-                self._say_once("no_speed", say.NO_SPEED_CONTROL, Priority.ANSWER)
+                self._say_once("no_speed", self.words.NO_SPEED_CONTROL, Priority.ANSWER)
         elif command.op is Op.SET_TARGET_SPEED:
             self.step = None  # invalid or failed: the next request may try again
         elif command.op is Op.SET_TARGET_INCLINE:
@@ -454,7 +466,7 @@ class BeltController:
         self.info, self.link_up = info, True
         _LOGGER.info("treadmill: connected to %s (%s)", info.name, info.address)
         if again and "link_lost" in self._said and self.coach.state not in AT_REST:
-            self.coach.say(say.LINK_BACK, "answer", Priority.ANSWER, remember=False)
+            self.coach.say(self.words.LINK_BACK, "answer", Priority.ANSWER, remember=False)
         # Nothing is re-sent: what the coach asked for before is taken as written. A stop
         # the link missed is the one exception (the belt must not keep running).
         self.sent_kmh, self.step = self.want_kmh, None
@@ -476,4 +488,4 @@ class BeltController:
         _LOGGER.warning("treadmill: link lost (%s); retrying in the background", reason)
         self._problem("link lost", reason=reason)
         if self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
-            self._say_once("link_lost", say.LINK_LOST)
+            self._say_once("link_lost", self.words.LINK_LOST)

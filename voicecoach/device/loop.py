@@ -23,8 +23,9 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection, Recogniser
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
-from voicecoach.speaking.speaker import Speaker
+from voicecoach.speaking.speaker import PlaysBack, Speaker
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.machine import AT_REST, State
@@ -41,8 +42,7 @@ LAG_CHUNKS = 100
 LIVE_ECHO_S = 0.3
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
-NO_HISTORY_SPEECH = ("I cannot open the workout history, so I cannot coach a session now. "
-                     "The log says how to fix it.")
+NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
 
 #: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
 SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
@@ -117,14 +117,16 @@ class DeviceLoop:
         self.sleep = sleep
         self.on_decision = on_decision
         #: Echo cancellation before recognition (voicecoach.audio.aec); "auto": against what
-        #: the speaker played, if it can say (``played_audio``); None: off.
+        #: the speaker played, if it can say (speaking.speaker.PlaysBack); None: off.
         self.canceller = self._echo_canceller() if isinstance(canceller, str) else canceller
         idle_plan = plan or programme_week(1, settings.coach)
+        follow = [] if treadmill is None else [
+            BeltController.follow(treadmill, treadmill_settings or settings.treadmill)]
         self.coach = Coach(idle_plan, settings.coach, grammar, [self._speak, *listeners],
-                           volume=settings.speech.volume, words_per_minute=settings.speech.rate)
+                           volume=settings.speech.volume, words_per_minute=settings.speech.rate,
+                           followers=follow)
         #: Keeps the belt in step with the coach when a treadmill link is given.
-        self.belt = None if treadmill is None else BeltController(
-            self.coach, treadmill, treadmill_settings or settings.treadmill)
+        self.belt = self.coach.followers[0] if treadmill is not None else None
         self.completed = 0
         self.outcomes: list[str] = []
         self.input_losses = 0
@@ -136,11 +138,11 @@ class DeviceLoop:
     def _played_on_audio_clock(self) -> Callable[[float, float], np.ndarray] | None:
         """The speaker's ``played_audio`` on the microphone's clock: as is for a simulated
         speaker (already on audio time), mapped by the AudioClock for the live one."""
-        played = getattr(self.speaker, "played_audio", None)
-        if not callable(played):
+        if not isinstance(self.speaker, PlaysBack):
             return None
+        played = self.speaker.played_audio
         if not self.clock.live:
-            return played  # type: ignore[no-any-return]
+            return played
         clock = self.clock
         return lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b))
 
@@ -177,7 +179,7 @@ class DeviceLoop:
             # The history cannot take a session (damaged, read-only, disk full): say so
             # aloud, log the fix, and keep listening (it may be fixed without a restart).
             _LOGGER.error("%s", exc.one_line())
-            self.speaker.say(NO_HISTORY_SPEECH, Priority.URGENT, t)
+            self.speaker.say(self.coach.words.NO_HISTORY, Priority.URGENT, t)
             return
         self._session, self._recorder = stack, recorder
         self.coach.plan = plan

@@ -1,33 +1,26 @@
-"""What the coach says about the treadmill it drives (checked against every grammar in tests)."""
+"""What the coach says about the treadmill it drives, in English by name (the texts are in
+grammars/phrases/<language>.json; the belt controller speaks its coach's language)."""
 
 from __future__ import annotations
 
+from voicecoach.phrases import load_phrases
+
+_EN = load_phrases("en")
+
 #: The briefing when the coach drives the belt: it is not running yet, so no "belt slow?" check.
-DRIVEN_CHECKS: tuple[tuple[str, str], ...] = (
-    ("Is the safety key clipped to your clothes? Say yes or no.",
-     "Clip the key at hip height, then say yes."),
-    ("Are both hands on the rails? Say yes or no.",
-     "Hold both rails, then say yes."),
-    ("Are you standing on the side rails, feet off the belt? Say yes or no.",
-     "Stand on the side rails with both feet, then say yes."),
-)
-READY_TO_START = "I will run the belt very slowly. Step on when it moves. Say ready."
-BELT_STARTING = "Belt running now, very slowly."
-SAFETY_KEY = "The safety key came out, so the belt is halted."
-CONSOLE_HALTED = "The belt was halted on the console."
-CONSOLE_PAUSED = "The belt was paused on the console."
-CONSOLE_RESUMED = "The belt is moving again, as set on the console."
-CONSOLE_ABOVE_PLAN = "The belt is at {speed}, set on the console, above today's plan of {top}."
-LINK_LOST = ("I lost the treadmill link. Use the console for the belt; "
-             "I will keep telling you the targets.")
-LINK_BACK = "The treadmill link is back."
-NO_SPEED_CONTROL = ("This treadmill does not take speed from me. "
-                    "Set the speed on the console; I will keep telling you the targets.")
-NOT_PERMITTED = ("The treadmill does not let me control it. "
-                 "Use the console; I will keep telling you the targets.")
-WINDING_DOWN = "Slowing the belt to a halt. Step onto the side rails when it is slow."
-BELOW_RANGE = "This target is under the treadmill's slowest speed, so I keep it at its slowest."
-TOO_FAST_FOR_PLAN = ("This treadmill's slowest speed is above today's plan, so I leave the belt "
-                     "to you. Use the console with care.")
-NOT_CONNECTED = ("The treadmill is not connected yet. Use the console for now; "
-                 "I will run the belt when it connects.")
+DRIVEN_CHECKS: tuple[tuple[str, str], ...] = _EN.driven_checks
+READY_TO_START = _EN.READY_TO_START
+BELT_STARTING = _EN.BELT_STARTING
+SAFETY_KEY = _EN.SAFETY_KEY
+CONSOLE_HALTED = _EN.CONSOLE_HALTED
+CONSOLE_PAUSED = _EN.CONSOLE_PAUSED
+CONSOLE_RESUMED = _EN.CONSOLE_RESUMED
+CONSOLE_ABOVE_PLAN = _EN.CONSOLE_ABOVE_PLAN
+LINK_LOST = _EN.LINK_LOST
+LINK_BACK = _EN.LINK_BACK
+NO_SPEED_CONTROL = _EN.NO_SPEED_CONTROL
+NOT_PERMITTED = _EN.NOT_PERMITTED
+WINDING_DOWN = _EN.WINDING_DOWN
+BELOW_RANGE = _EN.BELOW_RANGE
+TOO_FAST_FOR_PLAN = _EN.TOO_FAST_FOR_PLAN
+NOT_CONNECTED = _EN.NOT_CONNECTED

@@ -26,13 +26,25 @@ SPHINX_LANGUAGE = "en"
 SPOTTER_LANGUAGE = "en"
 
 
+class EngineMissing(VoicecoachError):
+    """An engine cannot run here: its package is missing or broken (doctor says which)."""
+
+
 @dataclass(frozen=True)
 class Engine:
-    """One recogniser: how to build it and what to say when it was picked."""
+    """One recogniser: how to build it, what to say when it was picked, and what ``doctor``
+    checks for it. Adding an engine is adding one entry to :data:`ENGINES`."""
 
     name: str
     help: str
     build: Callable[[SpeechSettings, Grammar], tuple[Recogniser, str]]
+    #: The one language its bundled model knows; None: any language with a vosk model.
+    language: str | None = None
+    #: Needs a model downloaded for the language (doctor checks one is found).
+    needs_model: bool = False
+    #: doctor's name for the check, and the check: a detail line, or EngineMissing.
+    label: str = ""
+    probe: Callable[[], str] | None = None
 
 
 def _english_only(what: str, speech: SpeechSettings, grammar: Grammar) -> None:
@@ -97,20 +109,82 @@ def _auto(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     return _vosk(speech, grammar)
 
 
+def _probe_spotter() -> str:
+    """Runtime, weights, model card, and the English grammar they were trained for."""
+    try:
+        from voicecoach.grammar import load_grammar
+        from voicecoach.listening.spotter import features
+        from voicecoach.listening.spotter.model import load_model
+
+        model = load_model()
+        model.check_grammar(load_grammar(SPOTTER_LANGUAGE))
+        features._runtime_paths()
+    except ImportError as exc:
+        raise EngineMissing(f"cannot import ({exc})", "`.venv/bin/pip install pyopen-wakeword`") from None
+    card = model.card
+    return (f"{model.path.name} ({len(model.labels)} classes, sha256 "
+            f"{card.get('weights_sha256', '')[:12]}, trained for this grammar)")
+
+
+def _probe_sphinx() -> str:
+    """The pocketsphinx wheel and its bundled US-English model."""
+    try:
+        import pocketsphinx
+
+        model = Path(pocketsphinx.get_model_path()) / "en-us"
+    except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
+        raise EngineMissing(f"cannot import ({exc})", "`.venv/bin/pip install pocketsphinx`") from None
+    if not model.is_dir():
+        raise EngineMissing(f"bundled model missing at {model}",
+                            "`.venv/bin/pip install --force-reinstall pocketsphinx`")
+    return f"bundled model {model}"
+
+
+def _probe_vosk() -> str:
+    try:
+        import vosk  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        raise EngineMissing(f"cannot import ({exc})", "`.venv/bin/pip install vosk`") from None
+    return "importable"
+
+
 ENGINES: dict[str, Engine] = {
     "auto": Engine("auto", "the spotter for English (vosk when --model is given), vosk for "
                    "other languages", _auto),
     "spotter": Engine("spotter", "the trained English command spotter (weights in the "
-                      "package)", _spotter),
-    "vosk": Engine("vosk", "vosk with a model for the language", _vosk),
+                      "package)", _spotter, language=SPOTTER_LANGUAGE, label="command spotter",
+                      probe=_probe_spotter),
+    "vosk": Engine("vosk", "vosk with a model for the language", _vosk, needs_model=True,
+                   label="vosk", probe=_probe_vosk),
     "pocketsphinx": Engine("pocketsphinx", "pocketsphinx with its bundled US-English model",
-                           _sphinx),
+                           _sphinx, language=SPHINX_LANGUAGE, label="pocketsphinx",
+                           probe=_probe_sphinx),
 }
 
 
 def engine_names() -> list[str]:
     """Every engine name, "auto" first."""
     return list(ENGINES)
+
+
+def recognisers() -> list[Engine]:
+    """The real engines (not "auto"): those with their own model first, then those that need
+    a downloaded one (doctor's and the benchmarks' order)."""
+    return sorted((e for e in ENGINES.values() if e.probe is not None), key=lambda e: e.needs_model)
+
+
+def resolve(speech: SpeechSettings) -> Engine:
+    """The engine ``speech.engine`` stands for: "auto" picks the spotter for English with no
+    --model folder, else vosk (as :func:`make_recogniser` does)."""
+    engine = ENGINES.get(speech.engine)
+    if engine is None:
+        raise VoicecoachError(f"unknown speech engine '{speech.engine}'",
+                              f"choose one of: {', '.join(ENGINES)}")
+    if engine.name != "auto":
+        return engine
+    if same_language(speech.language, SPOTTER_LANGUAGE) and speech.model_path is None:
+        return ENGINES["spotter"]
+    return ENGINES["vosk"]
 
 
 def make_recogniser(speech: SpeechSettings, grammar: Grammar, *,

@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, runtime_checkable
 
 from voicecoach.events import Priority
 
@@ -79,6 +79,16 @@ class Speaker(Protocol):
 
     def close(self) -> None:
         """Stop speaking now and release the engine and device."""
+        ...
+
+
+@runtime_checkable
+class PlaysBack(Protocol):
+    """A speaker that can say what it played: the echo canceller's and the duplex gate's
+    reference (TtsSpeaker on its own clock, WavSpeaker on the audio clock)."""
+
+    def played_audio(self, start: float, end: float) -> Any:
+        """The samples played from ``start`` to ``end`` (int16 at 16 kHz, zeros where silent)."""
         ...
 
 

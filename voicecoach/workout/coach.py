@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from transitions import EventData, MachineError
 
 from voicecoach import events as ev
 from voicecoach.events import Event, Priority
 from voicecoach.grammar import Grammar
+from voicecoach.phrases import Phrases, load_phrases
 from voicecoach.settings import CoachSettings
-from voicecoach.workout import cues as say
 from voicecoach.workout.cues import CueEngine
 from voicecoach.workout.machine import ACTIVE, AT_REST, PHASE_STATE, TRIGGERS, State, build_machine
 from voicecoach.workout.plan import Phase, Plan
@@ -21,6 +21,19 @@ from voicecoach.workout.requests import EPS, CoachRequests
 _LOGGER = logging.getLogger(__name__)
 
 Listener = Callable[[Event], None]
+
+
+class Follower(Protocol):
+    """Something that follows the workout (the belt controller): it hears every event and
+    every tick, and may ask for the briefing it needs. The coach wires it at construction;
+    a follower never edits the coach."""
+
+    def on_event(self, event: Event) -> None: ...
+
+    def tick(self, t: float) -> None: ...
+
+    def briefing(self) -> tuple[tuple[tuple[str, str], ...], str] | None:
+        """(briefing checks, the prompt before the first phase), or None for the usual."""
 #: Seconds an unanswered question (check-in, "end the session?") stays open.
 QUESTION_TIMEOUT_S = 20.0
 #: Times the coach asks "say ready" after a turn before it starts the clock anyway.
@@ -38,18 +51,22 @@ class Coach(CoachRequests):
 
     def __init__(self, plan: Plan, settings: CoachSettings | None = None,
                  grammar: Grammar | None = None, listeners: Iterable[Listener] = (),
-                 volume: float = 0.8, words_per_minute: float = 160.0) -> None:
+                 volume: float = 0.8, words_per_minute: float = 160.0,
+                 tick_hooks: Iterable[Callable[[float], None]] = (),
+                 followers: Iterable[Callable[[Coach], Follower]] = ()) -> None:
         self.plan = plan
         self.settings = settings or CoachSettings()
         self.grammar = grammar
         self.listeners: list[Listener] = list(listeners)
         #: Called with the workout time after every tick (e.g. the history's heartbeat).
-        self.tick_hooks: list[Callable[[float], None]] = []
+        self.tick_hooks: list[Callable[[float], None]] = list(tick_hooks)
         self.volume = volume
         self.words_per_minute = words_per_minute
-        self.cues = CueEngine(self.settings)
+        #: Everything the coach says, in its grammar's language (grammars/phrases/).
+        self.words: Phrases = load_phrases(grammar.language if grammar is not None else "en")
+        self.cues = CueEngine(self.settings, self.words.cue_sets)
         #: The briefing's (question, what to say on "no") checks; a driven belt has its own.
-        self.briefing_checks: tuple[tuple[str, str], ...] = say.BRIEFING_CHECKS
+        self.briefing_checks: tuple[tuple[str, str], ...] = self.words.briefing_checks
         #: When set (a driven belt), the first phase waits for "ready" with this prompt.
         self.ready_prompt: str | None = None
         self.now = 0.0
@@ -57,6 +74,16 @@ class Coach(CoachRequests):
         self._refusals = 0
         self._reset_session()
         self.machine = build_machine(self)
+        #: Made with this coach, after the listeners and hooks given (e.g. the belt controller).
+        self.followers: list[Follower] = []
+        for make in followers:
+            follower = make(self)
+            self.followers.append(follower)
+            self.listeners.append(follower.on_event)
+            self.tick_hooks.append(follower.tick)
+            asked = follower.briefing()
+            if asked is not None:
+                self.briefing_checks, self.ready_prompt = asked
 
     # ------------------------------------------------------------------ session data
     def _reset_session(self) -> None:
@@ -140,7 +167,7 @@ class Coach(CoachRequests):
         if t is not None:
             self.tick(t)
         if name not in TRIGGERS or name in ("advance", "reset", "lost_input"):
-            self._refuse(name, "I do not know that one.")
+            self._refuse(name, self.words.UNKNOWN_COMMAND)
             return False
         self.emit(ev.CommandHeard(t=self.now, state=self.state.value, command=name,
                                   phrase=phrase or name, confidence=confidence, source=source))
@@ -154,12 +181,13 @@ class Coach(CoachRequests):
 
     def _why_not(self, name: str) -> str:
         if self.state in AT_REST:
-            return "No session is running. Say start to begin."
+            return self.words.REFUSE_IDLE
         if self.state is State.BRIEFING:
-            return "Let us finish the safety checks first."
+            return self.words.REFUSE_BRIEFING
         if self.state is State.PAUSED:
-            return "We are paused. Say resume first."
-        return "We are already walking." if name in ("start", "resume") else "Not right now."
+            return self.words.REFUSE_PAUSED
+        return (self.words.REFUSE_WALKING if name in ("start", "resume")
+                else self.words.REFUSE_NOT_NOW)
 
     def begin(self, t: float | None = None) -> None:
         """Start a session (as the start command would)."""
@@ -172,13 +200,13 @@ class Coach(CoachRequests):
         if self.state in ACTIVE:
             self.lost_input()
         else:
-            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+            self.say(self.words.LOST_INPUT, "warning", Priority.URGENT, remember=False)
 
     def input_back(self, t: float | None = None) -> None:
         """The microphone is back."""
         if t is not None:
             self.tick(t)
-        self.say(say.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
+        self.say(self.words.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
 
     def accepted_commands(self) -> tuple[str, ...]:
         """The commands the current state's grammar listens for."""
@@ -213,8 +241,8 @@ class Coach(CoachRequests):
         if self.phase_elapsed >= phase.duration_s - EPS:
             if phase.kind == "backward":
                 last = not any(p.kind == "backward" for p in self.plan.phases[self.phase_index + 1:])
-                self.say("That is all the backward walking for today." if last
-                         else "Block done.", "announcement", Priority.ANNOUNCEMENT)
+                self.say(self.words.LAST_BLOCK_DONE if last
+                         else self.words.BLOCK_DONE, "announcement", Priority.ANNOUNCEMENT)
             self.advance()
             return
         self._time_announcements(phase)
@@ -230,26 +258,26 @@ class Coach(CoachRequests):
         left = phase.duration_s - self.phase_elapsed
         if "one_min" not in self.announced and left <= 60 + EPS:
             self.announced.update({"one_min", "half"})
-            self.say("One minute left in this block.", "announcement", Priority.ANNOUNCEMENT)
+            self.say(self.words.ONE_MINUTE_LEFT, "announcement", Priority.ANNOUNCEMENT)
         elif "half" not in self.announced and self.phase_elapsed >= phase.duration_s / 2:
             self.announced.add("half")
             if left > 75:  # not right before "one minute left"
-                self.say("Halfway through this block.", "announcement", Priority.ANNOUNCEMENT)
+                self.say(self.words.HALFWAY, "announcement", Priority.ANNOUNCEMENT)
 
     def _maybe_checkin(self) -> None:
         if (self.state is State.BACKWARD and self.question is None and self.phase_elapsed >= 60
                 and self.backward_s - self.last_checkin_s >= self.settings.checkin_interval_s
                 and self.now - self.quiet_since >= self.settings.min_gap_s):
             self.last_checkin_s = self.backward_s
-            self._ask("checkin", say.CHECKIN)
+            self._ask("checkin", self.words.CHECKIN)
 
     def _turn_reminder(self) -> None:
         self.turn_asks += 1
         if self.turn_asks >= TURN_ASKS:
-            self.say(say.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
+            self.say(self.words.TURN_ASSUMED, "announcement", Priority.ANNOUNCEMENT)
             self._turned(said=False)
         else:
-            self._ask("turn", say.TURN_AGAIN)
+            self._ask("turn", self.words.TURN_AGAIN)
 
     def _turned(self, said: bool = True) -> None:
         self.awaiting_turn = False
@@ -275,14 +303,14 @@ class Coach(CoachRequests):
                                   source=source.value if source else "",
                                   dest=self.state.value, trigger=event.event.name))
         if source is State.PAUSED and self.state in ACTIVE:
-            self.say(say.RESUMED, "answer", Priority.ANSWER, remember=False)
+            self.say(self.words.RESUMED, "answer", Priority.ANSWER, remember=False)
 
     def on_enter_BRIEFING(self, event: EventData) -> None:
         self._reset_session()
         for note in self.plan.notes:
             self.say(note, "announcement", Priority.ANNOUNCEMENT)
-        self.say(say.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
-        self.say(say.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
+        self.say(self.words.BRIEFING_INTRO, "announcement", Priority.ANNOUNCEMENT)
+        self.say(self.words.BRIEFING_STOP, "announcement", Priority.ANNOUNCEMENT)
         self._ask("briefing", self.briefing_checks[0][0])
 
     def briefing_yes(self, event: EventData) -> None:
@@ -338,13 +366,13 @@ class Coach(CoachRequests):
             min_speed_mph=phase.min_speed_mph, max_speed_mph=phase.max_speed_mph,
             incline_pct=self.incline_pct))
         self._target_changed("phase")
-        self.say(say.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
+        self.say(self.words.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
                                  self.units), "announcement", Priority.ANNOUNCEMENT)
         was_forward = True if previous is None else _forward(previous.kind)
         if was_forward != _forward(phase.kind):
             self.awaiting_turn, self.turn_asks = True, 0
-            self._ask("turn", say.TURN_TO_FORWARD if _forward(phase.kind)
-                      else say.TURN_TO_BACKWARD)
+            self._ask("turn", self.words.TURN_TO_FORWARD if _forward(phase.kind)
+                      else self.words.TURN_TO_BACKWARD)
         elif previous is None and self.ready_prompt:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.ready_prompt)
@@ -354,12 +382,12 @@ class Coach(CoachRequests):
 
     def on_enter_PAUSED(self, event: EventData) -> None:
         if event.event.name == "lost_input":
-            self.say(say.LOST_INPUT, "warning", Priority.URGENT, remember=False)
+            self.say(self.words.LOST_INPUT, "warning", Priority.URGENT, remember=False)
         else:
-            self.say(say.PAUSED, "answer", Priority.ANSWER, remember=False)
+            self.say(self.words.PAUSED, "answer", Priority.ANSWER, remember=False)
 
     def on_enter_STOPPED(self, event: EventData) -> None:
-        self.say(say.ENDED_SAFE, "warning", Priority.URGENT)
+        self.say(self.words.ENDED_SAFE, "warning", Priority.URGENT)
         self._end("stopped")
 
     def on_enter_FINISHED(self, event: EventData) -> None:
@@ -369,7 +397,8 @@ class Coach(CoachRequests):
         self.outcome = outcome
         self.question, self.awaiting_turn = None, False
         speeds = self.backward_speeds or [0.0]
-        text = say.summary_text(self.backward_s, min(speeds), max(speeds), self.units, outcome)
+        text = self.words.summary_text(self.backward_s, min(speeds), max(speeds), self.units,
+                                       outcome)
         self.say(text, "summary", Priority.ANNOUNCEMENT)
         self.emit(ev.SessionEnded(t=self.now, state=self.state.value, outcome=outcome,
                                   backward_s=round(self.backward_s, 3),

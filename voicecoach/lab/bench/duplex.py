@@ -225,12 +225,16 @@ def idle_child(engine: str, language: str, seconds: float) -> dict[str, Any]:
 
 def idle_engines(seconds: float) -> list[dict[str, Any]]:
     """One child process per engine this machine has (peak RSS must not mix)."""
+    from voicecoach.config import languages
+    from voicecoach.listening.engines import recognisers
     from voicecoach.listening.models import find_model
 
-    runs = [("spotter", "en"), ("pocketsphinx", "en")]
-    for lang in ("en", "ko"):
-        if find_model(lang, None) is not None:
-            runs.append(("vosk", lang))
+    runs: list[tuple[str, str]] = []
+    for entry in recognisers():  # engines with their own model, then those that need one
+        if entry.language is not None:
+            runs.append((entry.name, entry.language))
+        elif entry.needs_model:
+            runs += [(entry.name, lang) for lang in languages() if find_model(lang, None)]
     out = []
     for engine, lang in runs:
         proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.duplex", "--idle-child",

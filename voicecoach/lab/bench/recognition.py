@@ -195,8 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.recognition",
                                      description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from voicecoach.listening.engines import recognisers
+
     parser.add_argument("--engine", default="pocketsphinx",
-                        choices=("pocketsphinx", "vosk", "spotter"),
+                        choices=[engine.name for engine in recognisers()],
                         help="recogniser to measure (the spotter's shipped model trained on "
                              "every Speech Commands speaker: its honest figures are the "
                              "cross-validated ones of `python -m "

@@ -208,6 +208,13 @@ def _literals_said(module: object) -> list[str]:
     return found
 
 
+#: Phrase-file texts the coach and its requests say that are not constants of cues.py.
+COACH_TEXTS = ("REFUSE_WALKING", "REFUSE_NOT_NOW", "REFUSE_IDLE", "REFUSE_BRIEFING", "REFUSE_PAUSED",
+               "UNKNOWN_COMMAND", "ONE_MINUTE_LEFT", "LAST_BLOCK_DONE", "BLOCK_DONE", "HALFWAY",
+               "SLOWEST", "MOST_INCLINE", "FLAT", "TOP_SPEED_TODAY", "TOP_SPEED_SETTINGS",
+               "CLOCK_RUNNING", "NOT_STARTED")
+
+
 def coach_speech() -> list[str]:
     """Every sentence the coach can say (from voicecoach.workout), with sample numbers filled in."""
     texts: list[str] = []
@@ -229,6 +236,9 @@ def coach_speech() -> list[str]:
     texts.append(cues.PAIN_SLOWER.format(speed=cues.speed_text(0.9, "mph")))
     texts.extend(_literals_said(coach_module))
     texts.extend(_literals_said(requests_module))
+    # The answers and refusals that were literals in coach.py and requests.py, now in the
+    # phrase file (grammars/phrases/en.json), in the order the literals were found.
+    texts.extend(getattr(cues.ENGLISH, key) for key in COACH_TEXTS)
     sentences: list[str] = []
     for text in texts:
         if "{" in text:
