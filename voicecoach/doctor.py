@@ -158,27 +158,43 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
     yield check_spotter(settings)
     if settings.speech.language.split("-")[0] == "en":
         yield check_second_look(settings)
-    try:
-        ps = _import("pocketsphinx")
-        model = Path(ps.get_model_path()) / "en-us"
-        if model.is_dir():
-            yield Check("pocketsphinx", OK, f"bundled model {model}")
-        else:
+    from voicecoach.listening.engines import engine_installed, install_hint
+
+    if not engine_installed("pocketsphinx"):
+        yield _extra_missing("pocketsphinx", engine == "pocketsphinx", install_hint("pocketsphinx"))
+    else:
+        try:
+            ps = _import("pocketsphinx")
+            model = Path(ps.get_model_path()) / "en-us"
+            if model.is_dir():
+                yield Check("pocketsphinx", OK, f"bundled model {model}")
+            else:
+                yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
+                            f"bundled model missing at {model}",
+                            "`.venv/bin/pip install --force-reinstall pocketsphinx`")
+        except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
             yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
-                        f"bundled model missing at {model}",
-                        "`.venv/bin/pip install --force-reinstall pocketsphinx`")
-    except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
-        yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
-                    f"cannot import ({exc})", "`.venv/bin/pip install pocketsphinx`")
-    try:
-        _import("vosk")
-        vosk_ok = True
-        yield Check("vosk", OK, "importable")
-    except Exception as exc:  # noqa: BLE001
-        vosk_ok = False
-        yield Check("vosk", FAIL if engine == "vosk" else WARN, f"cannot import ({exc})",
-                    "`.venv/bin/pip install vosk`")
+                        f"cannot import ({exc})", install_hint("pocketsphinx"))
+    vosk_needed = engine == "vosk" or settings.speech.language.split("-")[0] != "en"
+    vosk_ok = False
+    if not engine_installed("vosk"):
+        yield _extra_missing("vosk", vosk_needed, install_hint("vosk"))
+    else:
+        try:
+            _import("vosk")
+            vosk_ok = True
+            yield Check("vosk", OK, "importable")
+        except Exception as exc:  # noqa: BLE001
+            yield Check("vosk", FAIL if engine == "vosk" else WARN, f"cannot import ({exc})",
+                        install_hint("vosk"))
     yield _check_vosk_model(settings, vosk_ok)
+
+
+def _extra_missing(engine: str, needed: bool, hint: str) -> Check:
+    """An optional engine that is not installed: FAIL when the settings ask for it."""
+    if needed:
+        return Check(engine, FAIL, "not installed, and the settings ask for it", hint)
+    return Check(engine, OK, f"not installed (optional: {hint})")
 
 
 def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
@@ -209,7 +225,7 @@ def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
                      "[speech] model_path")
     note = "" if vosk_ok else " (but vosk itself is missing)"
     return Check(name, OK if vosk_ok else FAIL, f"{info.path} ({info.source}){note}",
-                 "`.venv/bin/pip install vosk`")
+                 "pip install 'voicecoach[vosk]'")
 
 
 def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:

@@ -8,6 +8,7 @@ model) stays available by name. The argument parser, the config file and ``docto
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,33 @@ class Engine:
     name: str
     help: str
     build: Callable[[SpeechSettings, Grammar], tuple[Recogniser, str]]
+
+
+#: Engines installed as extras of the package: engine name -> (module it needs, extra).
+EXTRAS: dict[str, tuple[str, str]] = {
+    "vosk": ("vosk", "vosk"),
+    "pocketsphinx": ("pocketsphinx", "pocketsphinx"),
+}
+
+
+def install_hint(engine: str) -> str:
+    """How to install an engine's extra into the environment running this program."""
+    extra = EXTRAS[engine][1]
+    return f"pip install 'voicecoach[{extra}]' (in the venv that runs voicecoach)"
+
+
+def engine_installed(engine: str) -> bool:
+    """True unless ``engine`` lives in an extra whose module is not installed."""
+    if engine not in EXTRAS:
+        return True
+    return importlib.util.find_spec(EXTRAS[engine][0]) is not None
+
+
+def require_engine(engine: str) -> None:
+    """Raise one clear error, naming the extra to install, for an engine that is missing."""
+    if not engine_installed(engine):
+        raise VoicecoachError(f"the {engine} engine is not installed (it is an optional extra)",
+                              install_hint(engine))
 
 
 def _english_only(what: str, speech: SpeechSettings, grammar: Grammar) -> None:
@@ -74,6 +102,7 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     _english_only("the pocketsphinx engine only has a US-English model", speech, grammar)
+    require_engine("pocketsphinx")
     from voicecoach.listening.sphinx_engine import SphinxRecogniser
 
     return SphinxRecogniser(grammar), ("listening with pocketsphinx (the US-English model "
@@ -81,6 +110,7 @@ def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
 
 
 def _vosk(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    require_engine("vosk")
     info = require_model(grammar.language, speech.model_path)
     from voicecoach.listening.vosk_engine import VoskRecogniser
 
@@ -91,6 +121,7 @@ def _auto(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     if same_language(grammar.language, SPOTTER_LANGUAGE) and speech.model_path is None:
         rec, line = _spotter(speech, grammar)
         return rec, line + " [auto: English]"
+    require_engine("vosk")
     found = find_model(grammar.language, speech.model_path)
     if found is None:
         require_model(grammar.language)       # raises: no model, and how to get one
