@@ -104,6 +104,33 @@ def _check_configured(kind: str, spec: str | None, sd: ModuleType) -> Check:
     return Check(name, OK, f"{spec!r} is device #{index}")
 
 
+def check_echo_canceller(settings: Settings) -> Iterator[Check]:
+    """The configured echo canceller starts and cleans a frame; if not, the coach runs without."""
+    from voicecoach.audio.cancellers import DEFAULT, WEBRTC_HINT, build
+
+    kind = settings.audio.echo_canceller
+    name = DEFAULT if kind == "auto" else kind
+    try:
+        canceller = build(kind)
+        if canceller is not None:
+            import numpy as np
+
+            frame = np.zeros(160, np.int16)
+            canceller.process(frame, frame)
+    except Exception as exc:  # noqa: BLE001 - CancellerError, or a foreign extension failing
+        yield Check("echo canceller", WARN, f"{name} cannot start ({exc}): the coach runs without "
+                    "echo cancellation and may miss a stop said over its voice",
+                    WEBRTC_HINT if name == "webrtc" else "set [audio] echo_canceller = \"webrtc\"")
+        return
+    if canceller is None:
+        yield Check("echo canceller", WARN, "off ([audio] echo_canceller = \"off\"): the coach "
+                    "hears its own voice", "set [audio] echo_canceller = \"auto\", or use a "
+                    "speakerphone or PipeWire's echo-cancel module")
+        return
+    what = {"webrtc": "WebRTC AEC3 (pywebrtc-audio)", "nlms": "NLMS (voicecoach's own)"}[name]
+    yield Check("echo canceller", OK, what + (" [auto]" if kind == "auto" else ""))
+
+
 def check_spotter(settings: Settings) -> Check:
     """The English command spotter: runtime, weights, model card, and the grammar they fit."""
     speech = settings.speech
@@ -391,6 +418,7 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
     yield first
     groups: list[tuple[str, Callable[[], Iterator[Check]]]] = [
         ("audio", lambda: check_audio(settings, sd)),
+        ("echo canceller", lambda: check_echo_canceller(settings)),
         ("recognisers", lambda: check_recognisers(settings)),
         ("voice", lambda: check_tts(settings, render)),
         ("grammar", lambda: check_grammar(settings)),
