@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from voicecoach.audio.mix import to_int16
 
 from voicecoach.audio import cancellers
 from voicecoach.audio.aec import EchoCanceller, erle_db
 from voicecoach.audio.cancellers import CancellerError, WebRtcCanceller, build, make_canceller
-from voicecoach.audio.mix import to_int16
-from voicecoach.speech.render import EspeakNgRenderer
+from voicecoach.speaking.render import EspeakNgRenderer
 
 RATE = 16000
 TEXT = ("Welcome to backward walking. Safety first: three quick checks before we walk. "
@@ -121,9 +121,9 @@ def test_a_canceller_failing_mid_session_is_dropped_and_the_loop_goes_on(
     from pathlib import Path
 
     from voicecoach.grammar import load_grammar
-    from voicecoach.loopback import closed_loop, load_clip
+    from voicecoach.lab.room import closed_loop, load_clip
+    from voicecoach.listening.engines import make_recogniser
     from voicecoach.settings import AudioSettings, Settings, SpeechSettings
-    from voicecoach.speech.engines import make_recogniser
     from voicecoach.workout.plan import programme_week
 
     calls = {"n": 0}

@@ -12,8 +12,8 @@ import pytest
 from voicecoach import cli, doctor
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
+from voicecoach.listening.engines import engine_installed, make_recogniser
 from voicecoach.settings import SpeechSettings
-from voicecoach.speech.engines import engine_installed, make_recogniser
 
 FIXTURE = Path(__file__).resolve().parent.parent / "audio_fixtures" / "commands" / "joe" / \
     "normal" / "stop__stop.wav"

@@ -80,7 +80,7 @@ def test_pyopen_wakeword_layout_is_the_one_read() -> None:
     from pyopen_wakeword import openwakeword as oww
     from pyopen_wakeword.wakeword import TfLiteWakeWord
 
-    from voicecoach.spotter.features import PYOPEN_WAKEWORD, _runtime_paths
+    from voicecoach.listening.spotter.features import PYOPEN_WAKEWORD, _runtime_paths
 
     version = importlib.metadata.version("pyopen-wakeword")
     assert PYOPEN_WAKEWORD == "~=1.1.0" and version.startswith("1.1."), version
@@ -95,7 +95,7 @@ def test_pyopen_wakeword_layout_is_the_one_read() -> None:
 def test_pyproject_pins_the_release_read() -> None:
     from conftest import FIXTURES
 
-    from voicecoach.spotter.features import PYOPEN_WAKEWORD
+    from voicecoach.listening.spotter.features import PYOPEN_WAKEWORD
 
     text = (FIXTURES.parent / "pyproject.toml").read_text(encoding="utf-8")
     assert f'"pyopen-wakeword{PYOPEN_WAKEWORD}"' in text
@@ -105,7 +105,7 @@ def test_another_layout_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     from pyopen_wakeword import openwakeword as oww
 
     from voicecoach.errors import VoicecoachError
-    from voicecoach.spotter.features import _runtime_paths
+    from voicecoach.listening.spotter.features import _runtime_paths
 
     monkeypatch.delattr(oww, "_MODELS_DIR")
     with pytest.raises(VoicecoachError) as err:

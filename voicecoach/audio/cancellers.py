@@ -7,7 +7,7 @@ one that cannot start (library missing, of another release, or failing its first
 one line in the log and the coach goes on without echo cancellation; ``doctor`` says the same.
 
 Which one is the default was chosen by the real-people barge-in benchmark
-(``voicecoach.bench.barge_in``): stops caught over the coach's voice and false commands from
+(``voicecoach.lab.bench.barge_in``): stops caught over the coach's voice and false commands from
 it, not decibels of echo removed (see the README's figures).
 """
 
