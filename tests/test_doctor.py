@@ -13,7 +13,8 @@ import pytest
 from voicecoach import cli, doctor
 
 ALWAYS = ["config file", "sound library", "input devices", "configured input device",
-          "output devices", "configured output device", "command spotter", "second look (verifier)",
+          "output devices", "configured output device", "echo canceller", "command spotter",
+          "second look (verifier)",
           "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
           "grammar", "data folder", "free space", "history", "treadmill"]

@@ -70,3 +70,44 @@ def test_mel_model_is_run_per_window_not_per_batch(fe: EmbeddingFrontEnd) -> Non
     quiet = (rng.standard_normal(STEP_SAMPLES * 15) * 30).astype(np.float32)
     loud = np.concatenate([quiet, (rng.standard_normal(STEP_SAMPLES * 5) * 20000)])
     assert np.abs(fe.embed(quiet) - fe.embed(loud)[:15]).max() < 1e-3
+
+
+# -- pyopen-wakeword's private layout, which _runtime_paths reads --------------------------
+def test_pyopen_wakeword_layout_is_the_one_read() -> None:
+    """Fails when pyopen-wakeword moves what features.py reaches into (a new release)."""
+    import importlib.metadata
+
+    from pyopen_wakeword import openwakeword as oww
+    from pyopen_wakeword.wakeword import TfLiteWakeWord
+
+    from voicecoach.listening.spotter.features import PYOPEN_WAKEWORD, _runtime_paths
+
+    version = importlib.metadata.version("pyopen-wakeword")
+    assert PYOPEN_WAKEWORD == "~=1.1.0" and version.startswith("1.1."), version
+    models = oww._MODELS_DIR
+    assert (models / "melspectrogram.tflite").is_file()
+    assert (models / "embedding_model.tflite").is_file()
+    assert oww._find_tensorflowlite_c().is_file()
+    mel, emb, lib = _runtime_paths()
+    assert hasattr(TfLiteWakeWord(lib).lib, "TfLiteInterpreterCreate")
+
+
+def test_pyproject_pins_the_release_read() -> None:
+    from conftest import FIXTURES
+
+    from voicecoach.listening.spotter.features import PYOPEN_WAKEWORD
+
+    text = (FIXTURES.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'"pyopen-wakeword{PYOPEN_WAKEWORD}"' in text
+
+
+def test_another_layout_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyopen_wakeword import openwakeword as oww
+
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.listening.spotter.features import _runtime_paths
+
+    monkeypatch.delattr(oww, "_MODELS_DIR")
+    with pytest.raises(VoicecoachError) as err:
+        _runtime_paths()
+    assert "pyopen-wakeword~=1.1.0" in err.value.one_line()

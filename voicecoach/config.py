@@ -78,6 +78,10 @@ def choices(section: str, key: str) -> list[str] | None:
         return languages()
     if (section, key) == ("speech", "verify"):
         return ["auto", "off"]
+    if (section, key) == ("audio", "echo_canceller"):
+        from voicecoach.audio.cancellers import CHOICES
+
+        return list(CHOICES)
     if (section, key) == ("treadmill", "control"):
         return ["off", "announce", "drive"]
     if (section, key) == ("treadmill", "target_units"):

@@ -104,6 +104,33 @@ def _check_configured(kind: str, spec: str | None, sd: ModuleType) -> Check:
     return Check(name, OK, f"{spec!r} is device #{index}")
 
 
+def check_echo_canceller(settings: Settings) -> Iterator[Check]:
+    """The configured echo canceller starts and cleans a frame; if not, the coach runs without."""
+    from voicecoach.audio.cancellers import DEFAULT, WEBRTC_HINT, build
+
+    kind = settings.audio.echo_canceller
+    name = DEFAULT if kind == "auto" else kind
+    try:
+        canceller = build(kind)
+        if canceller is not None:
+            import numpy as np
+
+            frame = np.zeros(160, np.int16)
+            canceller.process(frame, frame)
+    except Exception as exc:  # noqa: BLE001 - CancellerError, or a foreign extension failing
+        yield Check("echo canceller", WARN, f"{name} cannot start ({exc}): the coach runs without "
+                    "echo cancellation and may miss a stop said over its voice",
+                    WEBRTC_HINT if name == "webrtc" else "set [audio] echo_canceller = \"webrtc\"")
+        return
+    if canceller is None:
+        yield Check("echo canceller", WARN, "off ([audio] echo_canceller = \"off\"): the coach "
+                    "hears its own voice", "set [audio] echo_canceller = \"auto\", or use a "
+                    "speakerphone or PipeWire's echo-cancel module")
+        return
+    what = {"webrtc": "WebRTC AEC3 (pywebrtc-audio)", "nlms": "NLMS (voicecoach's own)"}[name]
+    yield Check("echo canceller", OK, what + (" [auto]" if kind == "auto" else ""))
+
+
 def check_second_look(settings: Settings) -> Check:
     """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
     Never a failure: without it the spotter goes on alone, and this line says so."""
@@ -131,7 +158,7 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
     """Every engine of the table (voicecoach.listening.engines.ENGINES), then the model for the
     language if an engine needs one. A missing engine fails if it is the one in use (the
     configured engine, or the one "auto" picks), else warns."""
-    from voicecoach.listening.engines import recognisers, resolve
+    from voicecoach.listening.engines import engine_installed, install_hint, recognisers, resolve
 
     chosen = resolve(settings.speech)
     found: dict[str, bool] = {}
@@ -141,8 +168,11 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
             detail = engine.probe()
         except VoicecoachError as exc:
             found[engine.name] = False
-            yield Check(engine.label, FAIL if engine is chosen else WARN, exc.message,
-                        exc.hint or "")
+            if engine is not chosen and not engine_installed(engine.name):
+                yield Check(engine.label, OK, f"not installed (optional: {install_hint(engine.name)})")
+            else:
+                yield Check(engine.label, FAIL if engine is chosen else WARN, exc.message,
+                            exc.hint or "")
         else:
             found[engine.name] = True
             yield Check(engine.label, OK, detail)
@@ -192,7 +222,7 @@ def _check_model(settings: Settings, engine_label: str, engine_ok: bool) -> Chec
                      "[speech] model_path")
     note = "" if engine_ok else f" (but {engine_label} itself is missing)"
     return Check(name, OK if engine_ok else FAIL, f"{info.path} ({info.source}){note}",
-                 f"`.venv/bin/pip install {engine_label}`")
+                 f"pip install 'voicecoach[{engine_label}]'")
 
 
 def check_tts(settings: Settings, render: bool = True) -> Iterator[Check]:
@@ -358,6 +388,7 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
     yield first
     groups: list[tuple[str, Callable[[], Iterator[Check]]]] = [
         ("audio", lambda: check_audio(settings, sd)),
+        ("echo canceller", lambda: check_echo_canceller(settings)),
         ("recognisers", lambda: check_recognisers(settings)),
         ("voice", lambda: check_tts(settings, render)),
         ("grammar", lambda: check_grammar(settings)),

@@ -65,6 +65,9 @@ class AudioSettings:
     """Microphone: a device number or part of its name."""
     output_device: str | None = None
     """Speaker: a device number or part of its name."""
+    echo_canceller: str = "auto"
+    """The coach's own voice taken out of the microphone: auto (nlms), nlms (ours, numpy
+    only), webrtc (AEC3 from pywebrtc-audio) or off."""
 
 
 @dataclass(frozen=True)

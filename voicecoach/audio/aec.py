@@ -6,8 +6,9 @@ overlap-save, gradient-constrained) on 16 kHz mono int16: 256-sample blocks, 512
 ``filter_s`` of echo path (default 128 ms = 8 partitions). Numpy only; why not a library:
 on PyPI ``speexdsp`` is sdist-only (a swig/C build), ``speexaec``/``webrtc-apm``/
 ``aec-audio-processing`` have no wheel for this Python, ``speexdsp-aec`` is a month-old ctypes
-shim under a proprietary licence, and ``pywebrtc-audio`` is young with no aarch64 wheel for
-its current release (the Pi would get an older one).
+shim under a proprietary licence. WebRTC's AEC3 (``pywebrtc-audio``) sits beside it behind
+one protocol, and the device's default is chosen between them by a benchmark: see
+``voicecoach.audio.cancellers``.
 
 Double talk (the user speaking over the coach) must not teach the filter to cancel the user:
 
@@ -38,10 +39,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
+
+if TYPE_CHECKING:
+    from voicecoach.audio.cancellers import Canceller
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +58,10 @@ MU_MIN = 0.05
 
 
 class EchoCanceller:
-    """Streaming echo canceller: ``process(mic, ref)`` -> mic with the echo of ``ref`` removed."""
+    """Streaming echo canceller: ``process(mic, ref)`` -> mic with the echo of ``ref`` removed
+    (the ``voicecoach.audio.cancellers.Canceller`` protocol)."""
+
+    name = "nlms"
 
     def __init__(self, filter_s: float = 0.128, block: int = BLOCK, mu: float = 0.8,
                  dt_ratio: float = 0.5, converged_db: float = 10.0, hangover: int = 4,
@@ -208,9 +216,9 @@ class ReferenceCanceller:
     """
 
     def __init__(self, reference: Callable[[float, float], np.ndarray],
-                 canceller: EchoCanceller | None = None) -> None:
+                 canceller: Canceller | None = None) -> None:
         self.reference = reference
-        self.canceller = canceller or EchoCanceller()
+        self.canceller: Canceller = canceller or EchoCanceller()
 
     def __call__(self, chunk: AudioChunk) -> AudioChunk:
         mic = np.frombuffer(chunk.audio, dtype="<i2")

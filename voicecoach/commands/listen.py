@@ -76,14 +76,17 @@ def commands_to_hear(grammar: Grammar, state: str | None) -> tuple[str, ...]:
     return grammar.states[state]
 
 
-def listen_to(recogniser: Recogniser, chunks: Iterable[AudioChunk]) -> tuple[list[Detection],
-                                                                           float]:
-    """Feed every chunk, then flush; the detections and the seconds of audio heard."""
+def listen_to(recogniser: Recogniser, chunks: Iterable[AudioChunk],
+              progress: Any = None) -> tuple[list[Detection], float]:
+    """Feed every chunk, then flush; the detections and the seconds of audio heard.
+    ``progress``: a bar advanced by the audio seconds heard."""
     recogniser.reset()
     heard: list[Detection] = []
     seconds = 0.0
     for chunk in chunks:
         heard += recogniser.accept(chunk)
+        if progress is not None:
+            progress.update(chunk.end_s - seconds)
         seconds = chunk.end_s
     heard += recogniser.flush()
     return heard, seconds
@@ -130,6 +133,29 @@ def _make(settings: Any, grammar: Grammar, commands: tuple[str, ...]) -> Recogni
 def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
                commands: tuple[str, ...], chunk_s: float) -> int:
     from voicecoach.audio.wav import WavFileSource
+    from voicecoach.progress import bar
+
+    files = list(wav_files(args.paths))
+    total = 0.0
+    for name, problem in files:  # the bar counts audio seconds: one long file shows it too
+        if problem is None:
+            try:
+                total += WavFileSource(name, chunk_s).seconds
+            except VoicecoachError:
+                pass  # reported when its turn comes
+    with bar(total, "listening", "audio s", json_output=args.json) as progress:
+        failed = _listen_files(args, settings, grammar, commands, chunk_s, files, progress)
+    if failed:
+        print(f"voicecoach: {failed} of the inputs could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
+                  commands: tuple[str, ...], chunk_s: float,
+                  files: list[tuple[str, VoicecoachError | None]], progress: Any) -> int:
+    """Each file in turn; the number that could not be read."""
+    from voicecoach.audio.wav import WavFileSource
 
     recogniser: Recogniser | None = None
     failed = 0
@@ -140,7 +166,7 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
             print(json.dumps({"file": name, "audio_s": None, "commands": [],
                               "error": exc.one_line()}, ensure_ascii=False), flush=True)
 
-    for name, problem in wav_files(args.paths):
+    for name, problem in files:
         try:
             if problem is not None:
                 raise problem
@@ -152,7 +178,7 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
         try:
             if recogniser is None:  # loaded once, at the first readable file; errors end all
                 recogniser = _make(settings, grammar, commands)
-            heard, seconds = listen_to(recogniser, source.chunks())
+            heard, seconds = listen_to(recogniser, source.chunks(), progress)
         except VoicecoachError as exc:
             if recogniser is None:
                 raise
@@ -170,10 +196,7 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
                 print(readable(detection, name), flush=True)
         else:
             print(f"{name}: nothing heard ({seconds:.2f} s of audio)", flush=True)
-    if failed:
-        print(f"voicecoach: {failed} of the inputs could not be read", file=sys.stderr)
-        return 1
-    return 0
+    return failed
 
 
 def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -179,22 +180,56 @@ def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]
     return [(c, p, w) for c, (p, w) in out.items()]
 
 
-def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool) -> E.VoiceProfile:
+def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
+                warn: Callable[[str], None] | None = None) -> E.VoiceProfile:
+    """Every take is checked first (read, usable, the word asked, alike); problems are
+    reported all at once. A bad or odd take among good ones is dropped with a warning; a
+    command left with fewer than 2 good takes is left out with a warning; nothing usable at
+    all is one error listing every problem."""
     from voicecoach.audio.wav import read_wav_16k
+    from voicecoach.progress import bar
 
+    say = warn or (lambda line: print(f"voicecoach: warning: {line}", file=sys.stderr))
+    found = takes_in(folder, enroller.grammar)
+    problems: list[str] = []
     names: list[Path] = []
-    for command, phrase, wavs in takes_in(folder, enroller.grammar):
-        for wav in wavs:
-            samples = read_wav_16k(wav)     # a corrupt file: one VoicecoachError naming it
-            try:
-                enroller.add(samples, command, phrase)
-            except E.TakeRejected as exc:
-                raise VoicecoachError(f"{wav}: {exc.message}",
-                                      f"{exc.hint}; or remove that file") from None
-            names.append(wav)
+    good: dict[str, int] = {}
+    with bar(sum(len(w) for _, _, w in found), "checking takes", "take") as progress:
+        for command, phrase, wavs in found:
+            good.setdefault(command, 0)
+            for wav in wavs:
+                progress.update(1)
+                try:
+                    samples = read_wav_16k(wav)
+                    enroller.add(samples, command, phrase)
+                except E.TakeRejected as exc:
+                    problems.append(f"{wav}: {exc.message} ({exc.hint})")
+                    continue
+                except VoicecoachError as exc:  # unreadable, corrupt
+                    problems.append(exc.one_line())
+                    continue
+                names.append(wav)
+                good[command] += 1
     odd = E.odd_takes(enroller.takes)
     if odd:
-        files = ", ".join(str(names[i]) for i, _ in odd)
-        raise VoicecoachError(f"{files}: {odd[0][1]}",
-                              "record that command again, or remove the odd take")
+        for i, why in odd:
+            problems.append(f"{names[i]}: {why}")
+        gone = {i for i, _ in odd}
+        for i in gone:
+            good[enroller.takes[i].command] -= 1
+        enroller.drop(gone)
+        names = [n for i, n in enumerate(names) if i not in gone]
+    short = sorted(c for c, n in good.items() if n < 2)
+    if short:
+        keep = [i for i, t in enumerate(enroller.takes) if t.command not in short]
+        enroller.drop(set(range(len(enroller.takes))) - set(keep))
+        names = [names[i] for i in keep]
+    if not enroller.takes:
+        listed = "; ".join(problems) or "no usable take"
+        raise VoicecoachError(f"no command has 2 usable takes in {folder}: {listed}",
+                              "record those takes again, or remove the bad files")
+    for line in problems:
+        say(f"take left out: {line}")
+    for command in short:
+        say(f"'{command}' is not enrolled: fewer than 2 usable takes (record it again)")
     return enroller.finish(keep_audio)

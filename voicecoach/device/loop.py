@@ -154,14 +154,29 @@ class DeviceLoop:
                           reference=self.played, echo_search_s=LIVE_ECHO_S)
 
     def _echo_canceller(self) -> Callable[[AudioChunk], AudioChunk] | None:
-        """A canceller fed with the speaker's samples on the microphone's clock."""
+        """The configured canceller (``[audio] echo_canceller``), fed with the speaker's
+        samples on the microphone's clock; one that cannot start is one warning and None."""
         if self.played is None:
             return None
-        from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller
+        from voicecoach.audio.aec import ReferenceCanceller
+        from voicecoach.audio.cancellers import make_canceller
 
-        if not self.clock.live:  # a simulated speaker on the audio clock (WavSpeaker)
-            return ReferenceCanceller(self.played)
-        return ReferenceCanceller(self.played, EchoCanceller(filter_s=LIVE_ECHO_S))
+        # the NLMS filter's span: live, the mic's arrival-time error and the device latency too
+        span = LIVE_ECHO_S if self.clock.live else 0.128
+        canceller = make_canceller(self.settings.audio.echo_canceller, filter_s=span)
+        return None if canceller is None else ReferenceCanceller(self.played, canceller)
+
+    def _cancel_echo(self, chunk: AudioChunk) -> AudioChunk:
+        """The chunk through the canceller; one that fails mid-session is dropped (one line)."""
+        if self.canceller is None:
+            return chunk
+        try:
+            return self.canceller(chunk)
+        except Exception as exc:  # noqa: BLE001 - a foreign extension failing: go on without
+            _LOGGER.warning("echo canceller failed (%s: %s); the coach goes on without echo "
+                            "cancellation", type(exc).__name__, exc)
+            self.canceller = None
+            return chunk
 
     # ------------------------------------------------------------------ speech out
     def _speak(self, event: Event) -> None:
@@ -238,7 +253,7 @@ class DeviceLoop:
         """One chunk of audio (already on the loop's audio time)."""
         self.clock.note(chunk.end_s)  # detections are emitted at the end of the chunk
         self.gate.hear(chunk.audio, chunk.end_s)  # the raw mic: the gate checks it for echo
-        heard = self.canceller(chunk) if self.canceller is not None else chunk
+        heard = self._cancel_echo(chunk)
         for det in self.recogniser.accept(heard):
             self._deliver(det, chunk.end_s)
             self._sync_grammar()

@@ -8,6 +8,7 @@ model) stays available by name. The argument parser, the config file and ``docto
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,33 @@ class Engine:
     #: doctor's name for the check, and the check: a detail line, or EngineMissing.
     label: str = ""
     probe: Callable[[], str] | None = None
+
+
+#: Engines installed as extras of the package: engine name -> (module it needs, extra).
+EXTRAS: dict[str, tuple[str, str]] = {
+    "vosk": ("vosk", "vosk"),
+    "pocketsphinx": ("pocketsphinx", "pocketsphinx"),
+}
+
+
+def install_hint(engine: str) -> str:
+    """How to install an engine's extra into the environment running this program."""
+    extra = EXTRAS[engine][1]
+    return f"pip install 'voicecoach[{extra}]' (in the venv that runs voicecoach)"
+
+
+def engine_installed(engine: str) -> bool:
+    """True unless ``engine`` lives in an extra whose module is not installed."""
+    if engine not in EXTRAS:
+        return True
+    return importlib.util.find_spec(EXTRAS[engine][0]) is not None
+
+
+def require_engine(engine: str) -> None:
+    """Raise one clear error, naming the extra to install, for an engine that is missing."""
+    if not engine_installed(engine):
+        raise VoicecoachError(f"the {engine} engine is not installed (it is an optional extra)",
+                              install_hint(engine))
 
 
 def _english_only(what: str, speech: SpeechSettings, grammar: Grammar) -> None:
@@ -86,6 +114,7 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     _english_only("the pocketsphinx engine only has a US-English model", speech, grammar)
+    require_engine("pocketsphinx")
     from voicecoach.listening.sphinx_engine import SphinxRecogniser
 
     return SphinxRecogniser(grammar), ("listening with pocketsphinx (the US-English model "
@@ -93,6 +122,7 @@ def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
 
 
 def _vosk(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
+    require_engine("vosk")
     info = require_model(grammar.language, speech.model_path)
     from voicecoach.listening.vosk_engine import VoskRecogniser
 
@@ -103,6 +133,7 @@ def _auto(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
     if same_language(grammar.language, SPOTTER_LANGUAGE) and speech.model_path is None:
         rec, line = _spotter(speech, grammar)
         return rec, line + " [auto: English]"
+    require_engine("vosk")
     found = find_model(grammar.language, speech.model_path)
     if found is None:
         require_model(grammar.language)       # raises: no model, and how to get one
@@ -128,12 +159,14 @@ def _probe_spotter() -> str:
 
 def _probe_sphinx() -> str:
     """The pocketsphinx wheel and its bundled US-English model."""
+    if not engine_installed("pocketsphinx"):
+        raise EngineMissing("not installed", install_hint("pocketsphinx"))
     try:
         import pocketsphinx
 
         model = Path(pocketsphinx.get_model_path()) / "en-us"
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken wheel
-        raise EngineMissing(f"cannot import ({exc})", "`.venv/bin/pip install pocketsphinx`") from None
+        raise EngineMissing(f"cannot import ({exc})", install_hint("pocketsphinx")) from None
     if not model.is_dir():
         raise EngineMissing(f"bundled model missing at {model}",
                             "`.venv/bin/pip install --force-reinstall pocketsphinx`")
@@ -141,10 +174,12 @@ def _probe_sphinx() -> str:
 
 
 def _probe_vosk() -> str:
+    if not engine_installed("vosk"):
+        raise EngineMissing("not installed", install_hint("vosk"))
     try:
         import vosk  # noqa: F401
     except Exception as exc:  # noqa: BLE001
-        raise EngineMissing(f"cannot import ({exc})", "`.venv/bin/pip install vosk`") from None
+        raise EngineMissing(f"cannot import ({exc})", install_hint("vosk")) from None
     return "importable"
 
 

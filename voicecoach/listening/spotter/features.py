@@ -46,7 +46,11 @@ def warmup_audio() -> np.ndarray:
     return (rng.standard_normal(n) * 32768.0 * 10 ** (WARMUP_DBFS / 20)).astype(np.float32)
 
 
-_INSTALL_HINT = "reinstall it: pip install 'pyopen-wakeword>=1.1'"
+#: The releases whose private layout (``_MODELS_DIR``, ``_find_tensorflowlite_c``, the models'
+#: file names, ``wakeword.TfLiteWakeWord(lib).lib``) this module reads; pyproject pins the same
+#: compatible release and tests/test_features.py fails when the layout moves.
+PYOPEN_WAKEWORD = "~=1.1.0"
+_INSTALL_HINT = f"reinstall it: pip install 'pyopen-wakeword{PYOPEN_WAKEWORD}'"
 
 
 def _runtime_paths() -> tuple[Path, Path, Path]:
@@ -56,14 +60,19 @@ def _runtime_paths() -> tuple[Path, Path, Path]:
     except ImportError:
         raise VoicecoachError("the speech-embedding runtime (PyPI package 'pyopen-wakeword') "
                               "is not installed", _INSTALL_HINT) from None
-    models = Path(oww._MODELS_DIR)
+    try:
+        models = Path(oww._MODELS_DIR)
+        find_lib = oww._find_tensorflowlite_c
+    except AttributeError as exc:  # a release with another layout than the pinned one
+        raise VoicecoachError(f"this pyopen-wakeword is not the release voicecoach reads ({exc})",
+                              _INSTALL_HINT) from None
     mel, emb = models / "melspectrogram.tflite", models / "embedding_model.tflite"
     for path in (mel, emb):
         if not path.is_file():
             raise VoicecoachError(f"pyopen-wakeword's model {path.name} is missing ({path})",
                                   _INSTALL_HINT)
     try:
-        lib = Path(oww._find_tensorflowlite_c())
+        lib = Path(find_lib())
     except (ValueError, OSError) as exc:
         raise VoicecoachError(f"pyopen-wakeword has no TFLite runtime for this machine ({exc})",
                               _INSTALL_HINT) from None

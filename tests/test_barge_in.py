@@ -1,0 +1,70 @@
+"""The real-people barge-in benchmark on small inputs: the held-out rule, the trial through the
+device loop, the summary (the full run is `python -m voicecoach.lab.bench.barge_in`)."""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import pytest
+
+from voicecoach.lab.bench import barge_in as B
+
+STOP_WAV = Path(__file__).resolve().parent.parent / "audio_fixtures" / "commands" / "joe" / \
+    "normal" / "stop__stop.wav"
+
+
+def test_held_out_is_the_locked_crc32_fold(tmp_path: Path) -> None:
+    speakers = [f"{n:08x}" for n in range(40)]
+    for name in B.SETS:
+        (tmp_path / name / "stop").mkdir(parents=True)
+        for sp in speakers:
+            shutil.copy(STOP_WAV, tmp_path / name / "stop" / f"{sp}_nohash_0.wav")
+    takes = B.held_out_takes(tmp_path, ("stop",))["stop"]
+    want = {sp for sp in speakers if zlib.crc32(sp.encode()) % 5 == 0}
+    assert want and {t.speaker for t in takes} == want and len(takes) == 2 * len(want)
+
+
+def test_a_take_is_levelled_and_bounded() -> None:
+    clip = B.load_take(B.Take("stop", "joe", STOP_WAV))
+    assert clip.command == "stop" and 0.0 < clip.speech_start_s < clip.speech_end_s <= 1.5
+    assert clip.audio.dtype.name == "float32"
+
+
+@pytest.mark.parametrize("echo", [None, "nlms"])
+def test_a_cold_stop_through_the_device_loop_is_scored(echo: str | None,
+                                                                   tmp_path: Path) -> None:
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.settings import Settings
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    settings = Settings(data_dir=tmp_path)
+    rec = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
+    row = B.trial(rec, EspeakNgRenderer(), B.Take("stop", "joe", STOP_WAV), 2, False, echo,
+                  tmp_path)
+    assert row["placed"] and row["over_speech"], row  # said while the coach talks
+    assert row["echo"] == (echo or "none")
+    if echo is None:  # no echo in the room: the engine hears joe's stop, the belt stops
+        assert row["caught"], row
+    if row["caught"]:
+        assert -0.5 < row["latency_s"] < 0.5
+    else:
+        assert row["latency_s"] is None
+
+
+def test_summary_compares_with_no_echo_and_ends_with_one_line() -> None:
+    def row(echo: str, caught: bool, settled: bool, word: str = "stop") -> dict[str, object]:
+        return {"word": word, "echo": echo, "placed": True, "caught": caught, "heard": caught,
+                "settled": settled, "latency_s": 0.1 if caught else None}
+
+    rows = [row("none", True, False), row("none", True, True), row("nlms", True, False),
+            row("nlms", False, True), row("nlms", True, False, "yes")]
+    summary = B.summarise(rows)
+    assert summary["nlms"]["caught"] == 1 and summary["none"]["caught"] == 2
+    lines = B.summary_lines(summary, [{"canceller": "nlms", "audio_s": 60.0, "echo": [],
+                                       "suppressed": 0, "coach_speech_s": 1.0,
+                                       "outcomes": []}], [])
+    assert lines[-1].startswith("SUMMARY") and "nlms 1/2 (0.500 of no echo 2/2)" in lines[-1]
+    assert "false 0" in lines[-1]

@@ -1,0 +1,369 @@
+"""Barge-in with real people: held-out speakers' stops said over the coach, through the device loop.
+
+``python -m voicecoach.lab.bench.barge_in`` (one command; the last line is the summary). Real
+speakers from ``../shared/speech_commands`` and ``../shared/speech_commands_train`` whose
+``zlib.crc32(speaker.encode()) % 5 == 0`` (the locked test set: the spotter never trains on
+them) say stop (and go / yes / no) over the coach's espeak-ng voice, played back through a
+simulated room into the microphone (voicecoach.lab.room: the coach's samples delayed 20-60 ms,
+through a room response with RT60 0.2-0.6 s, at the level the loopback room measures, about
+-27 dBFS while it talks; the user at the same level; treadmill noise 10 dB under them), at
+two moments: **cold** (1-8 s into the first briefing, the canceller converging from nothing)
+and **settled** (20-30 s in, after 20 s of coach speech). Each trial runs the real device
+loop (recogniser, echo canceller, duplex gate, coach, belt controller on a simulated FTMS
+treadmill) in audio time, three times in the same room: with no echo (the coach's voice not
+in the microphone), and with the echo through each canceller (``webrtc``, ``nlms``).
+
+Reported: stops caught (session stopped and FTMS stop written after the word) with echo, as
+a ratio of the same trials caught with no echo; word end -> FTMS stop written (audio time);
+go / yes / no said over the coach heard by the recogniser (the gate drops them over speech
+by design, so this is the canceller's effect on hearing them); commands from the coach's own
+voice over a 30-minute closed loop with a polite user; the device loop's CPU per audio second
+and peak RSS (a child process per canceller). Counts, ratios and audio time; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.samples import active_bounds, to_float
+from voicecoach.grammar import load_grammar
+from voicecoach.lab.room import UserClip, closed_loop
+from voicecoach.settings import AudioSettings, Settings, TreadmillSettings
+from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
+
+_LOGGER = logging.getLogger(__name__)
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
+SETS = ("speech_commands", "speech_commands_train")
+def held_out(speaker: str) -> bool:
+    """The locked test set (voicecoach.lab.training.data.is_locked): never trained on."""
+    from voicecoach.lab.training.data import is_locked
+
+    return is_locked(speaker)
+
+
+#: Levels (dBFS of the active speech) and the room.
+USER_DBFS = -27.0
+NOISE_RMS = 10 ** ((USER_DBFS - 10.0) / 20)   # treadmill noise 10 dB under the user
+RT60S = (0.2, 0.3, 0.45, 0.6)
+DELAYS_S = (0.02, 0.03, 0.045, 0.06)
+CANCELLERS = ("webrtc", "nlms")
+DRIVE = TreadmillSettings(control="drive")
+PLAN = Plan("bench-barge-in", (replace(WARMUP, duration_s=240.0),
+                               Phase("backward", 600.0, 0.8, 0.6, 1.2, 0.0, 1.0, "technique"),
+                               replace(COOLDOWN, duration_s=120.0)))
+
+
+@dataclass(frozen=True)
+class Take:
+    """One held-out real clip: its word, speaker, file."""
+
+    word: str
+    speaker: str
+    path: Path
+
+
+def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
+                   ) -> dict[str, list[Take]]:
+    """Every held-out speaker's clips of ``words`` from both shared sets, sorted by file."""
+    out: dict[str, list[Take]] = {w: [] for w in words}
+    for name in SETS:
+        for word in words:
+            folder = root / name / word
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.suffix not in (".wav", ".flac"):
+                    continue
+                speaker = path.name.split("_nohash_")[0]
+                if held_out(speaker):
+                    out[word].append(Take(word, speaker, path))
+    return out
+
+
+def load_take(take: Take) -> UserClip:
+    """The clip at :data:`USER_DBFS` (active speech), with its speech bounds (energy, clean)."""
+    if take.path.suffix == ".flac":
+        import soundfile
+
+        data, rate = soundfile.read(str(take.path), dtype="int16", always_2d=False)
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"{take.path}: {rate} Hz")
+        audio = to_float(np.asarray(data))
+    else:
+        from voicecoach.lab.corpus import read_clip
+
+        audio = to_float(read_clip(take.path))
+    a, b = active_bounds(audio, -30.0)
+    active = audio[a:b] if b > a else audio
+    rms = float(np.sqrt(np.mean(active.astype(np.float64) ** 2))) or 1e-9
+    audio = (audio * np.float32(10 ** (USER_DBFS / 20) / rms)).astype(np.float32)
+    command = {"go": "resume"}.get(take.word, take.word)
+    return UserClip(0.0, audio, command, take.word, a / SAMPLE_RATE, b / SAMPLE_RATE)
+
+
+def _settings(tmp: Path, canceller: str) -> Settings:
+    return Settings(data_dir=tmp, audio=AudioSettings(echo_canceller=canceller))
+
+
+def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, echo: str | None,
+          tmp: Path) -> dict[str, Any]:
+    """One trial in room ``i``: ``echo`` None for no echo, else the canceller's name."""
+    from voicecoach.treadmill.ftms import Op
+    from voicecoach.treadmill.sim import SimTreadmill
+
+    clip = load_take(take)
+    settings = _settings(tmp, echo or "off")
+    rt60, delay = RT60S[i % len(RT60S)], DELAYS_S[(i // len(RT60S)) % len(DELAYS_S)]
+    sim = SimTreadmill()
+    common: dict[str, Any] = dict(renderer=renderer, noise_rms=NOISE_RMS, begin_at_once=True,
+                                  seed=i + 1, rt60_s=rt60, echo_delay_s=delay,
+                                  echo_gain_db=-6.0 if echo else -300.0, aec=echo is not None,
+                                  treadmill=sim, treadmill_settings=DRIVE)
+    if settled:  # the briefing answered (typed); said over an utterance 20-30 s in
+        after = 20.0 + (i % 5) * 2.0
+        run = closed_loop(recogniser, settings, PLAN, after + 6.0, typed_answers=True,
+                          stop_over_speech=(clip, after), **common)
+        placed = clip in run.source.clips
+    else:
+        clip.at_s = 1.0 + (i % 8) * 0.9 - clip.speech_start_s
+        run = closed_loop(recogniser, settings, PLAN, clip.at_s + 4.0, user=False,
+                          clips=(clip,), **common)
+        placed = True
+    row: dict[str, Any] = {"word": take.word, "speaker": take.speaker, "file": take.path.name,
+                           "settled": settled, "room": i, "echo": echo or "none",
+                           "placed": placed, "caught": False, "heard": False,
+                           "latency_s": None}
+    if not placed:
+        return row
+    row["over_speech"] = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
+                             for iv in run.speaker.speaking_intervals())
+    mine = [d for d in run.loop.gate.decisions
+            if clip.start_s - 0.3 <= d.detection.end_s and d.detection.start_s <= clip.end_s + 1.5]
+    row["heard"] = any(d.detection.command == clip.command for d in mine)
+    if take.word == "stop":
+        accepted = [d.detection.emitted_s for d in mine
+                    if d.detection.command == "stop" and d.accepted]
+        written = [t for t, c in sim.log.of(Op.STOP_PAUSE)
+                   if c.value == 1 and accepted and t >= accepted[0] - 1e-9]
+        if accepted and written and "stopped" in run.loop.outcomes[:1]:
+            row["caught"] = True
+            row["latency_s"] = round(written[0] - clip.end_s, 3)
+    return row
+
+
+def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
+               progress: bool = True, log: Path | None = None) -> list[dict[str, Any]]:
+    """Every take in its own room, half cold and half settled, once per echo condition."""
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    base = Settings(data_dir=tmp)
+    recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
+    renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
+    rows = []
+    jobs = [(take, i, i % 2 == 1, echo) for i, take in enumerate(takes) for echo in echoes]
+    bar = _bar(len(jobs), "barge-in trials", progress)
+    for take, i, settled, echo in jobs:
+        rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp))
+        if log is not None:  # as it goes: a long run stopped early keeps its trials
+            with log.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(rows[-1]) + "\n")
+        bar.update(1)
+    bar.close()
+    return rows
+
+
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="trial", disable=not progress or None,
+                leave=False)
+
+
+def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, Any]:
+    """``minutes`` of a closed loop (polite user, the coach's echo in a RT60 0.45 s room,
+    belt noise): commands from the coach's own voice (or noise), and what the gate dropped."""
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    settings = _settings(tmp, canceller)
+    recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
+    renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
+    total = minutes * 60.0
+    plan = Plan("bench-closed-loop", (replace(WARMUP, duration_s=total * 0.2),
+                                      Phase("backward", total * 0.6, 0.8, 0.6, 1.2, 0.0, 1.0,
+                                            "technique"),
+                                      replace(COOLDOWN, duration_s=total * 0.2)))
+    run = closed_loop(recogniser, settings, plan, total, renderer=renderer, noise_rms=NOISE_RMS,
+                      voices=("joe",), seed=30, rt60_s=0.45, echo_delay_s=0.04,
+                      aec=canceller != "off", sessions=None)
+    return {"canceller": canceller, "audio_s": total,
+            "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
+            "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
+            "coach_speech_s": round(sum((iv.end or total) - iv.start
+                                        for iv in run.speaker.speaking_intervals()), 1)}
+
+
+def device_cost_child(canceller: str, seconds: float) -> dict[str, Any]:
+    """In this (child) process: the device loop listening idle to belt noise with the
+    canceller on, as on the device: CPU per audio second and peak RSS."""
+    tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    settings = _settings(tmp, canceller)
+    recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
+    renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
+    cpu = time.process_time()
+    closed_loop(recogniser, settings, PLAN, seconds, renderer=renderer, noise_rms=NOISE_RMS,
+                user=False, aec=canceller != "off", sessions=None)
+    used = time.process_time() - cpu
+    return {"canceller": canceller, "cpu_ratio": round(used / seconds, 4),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def device_cost(canceller: str, seconds: float) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.barge_in", "--cost-child",
+                           canceller, str(seconds)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if proc.returncode != 0:
+        return {"canceller": canceller, "error": proc.stderr.strip()[-300:]}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per echo condition: stops caught (cold / settled), latency, other words heard."""
+    out: dict[str, Any] = {}
+    for echo in sorted({r["echo"] for r in rows}):
+        mine = [r for r in rows if r["echo"] == echo and r["placed"]]
+        stops = [r for r in mine if r["word"] == "stop"]
+        lat = [r["latency_s"] for r in stops if r["caught"]]
+        others = [r for r in mine if r["word"] != "stop"]
+        out[echo] = {
+            "stops": len(stops), "caught": sum(r["caught"] for r in stops),
+            "cold": (sum(r["caught"] for r in stops if not r["settled"]),
+                     sum(not r["settled"] for r in stops)),
+            "settled": (sum(r["caught"] for r in stops if r["settled"]),
+                        sum(r["settled"] for r in stops)),
+            "latency_median_s": round(statistics.median(lat), 3) if lat else None,
+            "latency_max_s": round(max(lat), 3) if lat else None,
+            "others_heard": (sum(r["heard"] for r in others), len(others)),
+        }
+    return out
+
+
+def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
+                  costs: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    base = summary.get("none")
+    for echo, s in summary.items():
+        ratio = ""
+        if base and echo != "none" and base["caught"]:
+            ratio = f" = {s['caught'] / base['caught']:.3f} of no echo (target >= 0.95)"
+        lat = "" if s["latency_median_s"] is None else (
+            f"; word end -> FTMS stop written median {s['latency_median_s']:.3f} s, max "
+            f"{s['latency_max_s']:.3f} s (target 0.25 / 0.5)")
+        lines.append(f"echo {echo}: stops caught {s['caught']}/{s['stops']}{ratio} (cold "
+                     f"{s['cold'][0]}/{s['cold'][1]}, settled {s['settled'][0]}/"
+                     f"{s['settled'][1]}){lat}; go/yes/no heard {s['others_heard'][0]}/"
+                     f"{s['others_heard'][1]}")
+    for loop in loops:
+        lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min, canceller {loop['canceller']}: "
+                     f"{len(loop['echo'])} commands from the coach's voice or noise "
+                     f"{loop['echo'] or ''}(target 0); the gate dropped {loop['suppressed']}; "
+                     f"{loop['coach_speech_s']} s of coach speech; sessions {loop['outcomes']}")
+    for cost in costs:
+        if "error" in cost:
+            lines.append(f"device loop cost, canceller {cost['canceller']}: failed: "
+                         f"{cost['error']}")
+            continue
+        lines.append(f"device loop cost, canceller {cost['canceller']}: "
+                     f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %), "
+                     f"peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
+    parts = []
+    for echo, s in summary.items():
+        if echo == "none":
+            continue
+        share = s["caught"] / base["caught"] if base and base["caught"] else float("nan")
+        false = next((len(lp["echo"]) for lp in loops if lp["canceller"] == echo), None)
+        parts.append(f"{echo} {s['caught']}/{s['stops']} ({share:.3f} of no echo "
+                     f"{base['caught'] if base else '?'}/{base['stops'] if base else '?'}), "
+                     f"latency median {s['latency_median_s']} max {s['latency_max_s']} s, "
+                     f"false {false}")
+    lines.append("SUMMARY barge-in, real held-out speakers: " + "; ".join(parts))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stops", type=int, default=200, help="held-out stop clips (at most)")
+    parser.add_argument("--others", type=int, default=30,
+                        help="held-out clips of each of go, yes, no")
+    parser.add_argument("--cancellers", default=",".join(CANCELLERS),
+                        help="comma-separated: webrtc, nlms, off")
+    parser.add_argument("--loop-minutes", type=float, default=30.0,
+                        help="the closed loop per canceller (0: skip)")
+    parser.add_argument("--cost-s", type=float, default=120.0,
+                        help="idle audio for the CPU/RSS child per canceller (0: skip)")
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
+    parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
+    parser.add_argument("--cost-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cost_child:
+        logging.basicConfig(level=logging.ERROR)
+        print(json.dumps(device_cost_child(args.cost_child[0], float(args.cost_child[1]))))
+        return 0
+    logging.basicConfig(level=logging.ERROR)
+    if not (args.shared / SETS[0]).is_dir():
+        print(f"barge-in: no real speech at {args.shared} (../shared)", file=sys.stderr)
+        return 2
+    takes = held_out_takes(args.shared)
+    chosen = _spread(takes["stop"], args.stops)
+    for word in ("go", "yes", "no"):
+        chosen += _spread(takes[word], args.others)
+    cancellers = tuple(c for c in args.cancellers.split(",") if c)
+    if args.from_json:
+        rows = [json.loads(x) for x in args.from_json.read_text(encoding="utf-8").splitlines() if x]
+        for line in summary_lines(summarise(rows), [], []):
+            print(line, flush=True)
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
+    progress = sys.stderr.isatty() and not os.environ.get("CI")
+    if args.json:
+        args.json.write_text("", encoding="utf-8")
+    rows = run_trials(chosen, (None, *cancellers), tmp, progress, args.json)
+    loops = [closed_loop_session(c, args.loop_minutes, tmp) for c in cancellers
+             if args.loop_minutes > 0]
+    costs = [device_cost(c, args.cost_s) for c in cancellers if args.cost_s > 0]
+    for line in summary_lines(summarise(rows), loops, costs):
+        print(line, flush=True)
+    return 0
+
+
+def _spread(takes: list[Take], n: int) -> list[Take]:
+    """``n`` takes spread evenly over the sorted list (one speaker's clips are adjacent)."""
+    if n >= len(takes):
+        return list(takes)
+    idx = np.linspace(0, len(takes) - 1, n).round().astype(int)
+    return [takes[i] for i in sorted(set(idx.tolist()))]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
