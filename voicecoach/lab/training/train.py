@@ -378,13 +378,15 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         "## Data",
         f"- Real: {data.get('real_clips', '?')} clips of {data.get('real_speakers', '?')} "
-        "speakers from the Speech Commands v0.02 test set (Pete Warden, CC BY 4.0), read from "
-        "../shared/speech_commands, never copied into the repository.",
+        "speakers of Speech Commands (Pete Warden, CC BY 4.0), read from ../shared/speech_commands "
+        "and ../shared/speech_commands_train, never copied into the repository; the locked fifth "
+        "of the speakers (`training.data.is_locked`) is never read by training.",
         f"- Synthetic: {data.get('synthetic_clips', '?')} clips in voice families "
-        f"{', '.join(data.get('synthetic_families', []))}.",
-        f"- Voice families in the corpus that training did not use (the recipe keeps only "
-        f"{', '.join(rec.get('synth_engines', [])) or 'all'} voices; the long-form "
-        f"false-accept benchmark reads these): "
+        f"{', '.join(data.get('synthetic_families', []))}; only the "
+        f"{', '.join(rec.get('synth_engines', [])) or 'all'} voices' command phrases are trained "
+        "on, every other family's speech as other speech.",
+        f"- Voice families in the corpus that training did not use (the long-form benchmark "
+        f"reads these): "
         f"{', '.join(card.get('unseen_families') or card.get('holdout_families', [])) or 'none'}.",
         f"- Training windows: {data.get('training_windows', '?')}.",
         "",
@@ -423,7 +425,7 @@ def render_card(card: dict[str, Any]) -> str:
     if locked:
         lines += ["", "## Locked test speakers, end to end through `voicecoach listen`", "",
                   "A fifth of the real speakers, set aside by a fixed rule before training "
-                  "(`training.data.is_locked`) and never read by any choice above; measured once "
+                  "(`training.data.is_locked`) and never read by any choice above; measured "
                   "for this model by `python -m voicecoach.lab.bench.locked`:", ""]
         lines += [f"- {line}" for line in locked]
     lines += ["", f"Training took {card.get('train_cpu_s', '?')} CPU s in the driver process "

@@ -19,7 +19,7 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection
-from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
+from voicecoach.listening.spotter.decide import Decider, Decision, Fired
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
@@ -39,10 +39,6 @@ MAX_PHRASE_S = 1.8
 PHRASE_S = 0.6
 AUDIO_KEEP_S = 4.0
 """Audio kept for the verifier's look."""
-STOP_LEAD_S = 0.3
-"""A stop candidate is looked at from this long before its loud run (inside :data:`LOOK_S`):
-stop may be said inside other talk. Other commands are looked at with the whole
-:data:`LOOK_S` before them, so a word inside running talk is not heard as a command."""
 FLUSH_S = 0.64
 """End of stream: this much room tone lets a phrase said at the very end finish."""
 FLOOR_DBFS = -65.0
@@ -183,11 +179,11 @@ class SpotterRecogniser:
         """The second look: does the verifier hear ``fired`` in the audio up to its step?"""
         if self.verifier is None:
             return False
+        # Every candidate is looked at with the whole LOOK_S before its step, exactly as the
+        # thresholds were chosen (training.second_look): a word inside running talk does not
+        # open the transcript, so it is not heard as a command.
         now_s = fired.emitted_s
         start_s = now_s - LOOK_S
-        if fired.command == STOP:
-            phrase_start, _ = self.phrase_bounds(fired.emitted_s, fired.rose_s)
-            start_s = max(start_s, phrase_start - STOP_LEAD_S)
         # the audio kept ends where the fed samples end, which may run past this step
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         begin = max(0, end - int(round((now_s - start_s) * 16000)))
