@@ -143,9 +143,10 @@ def _attribute_chain(node: ast.AST) -> str:
 def test_the_belt_controller_never_edits_the_coach() -> None:
     """It follows the workout (Coach(..., followers=[BeltController.follow(...)])): no
     assignment to the coach's attributes and no edits of its listener or hook lists."""
-    tree = ast.parse((PACKAGE / "device" / "belt.py").read_text(encoding="utf-8"))
     offenders = []
-    for node in ast.walk(tree):
+    nodes = [node for name in ("belt.py", "belt_reports.py")
+             for node in ast.walk(ast.parse((PACKAGE / "device" / name).read_text(encoding="utf-8")))]
+    for node in nodes:
         targets: list[ast.AST] = []
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = list(node.targets) if isinstance(node, ast.Assign) else [node.target]

@@ -10,14 +10,11 @@ import os
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
@@ -29,6 +26,7 @@ from voicecoach.commands._common import (
     settings_from_args,
 )
 from voicecoach.device.loop import AudioClock, DeviceLoop
+from voicecoach.device.sources import microphone, replay
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
@@ -128,35 +126,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _replay(paths: list[str], realtime: bool) -> Callable[[], AudioSource | None]:
-    from voicecoach.audio.wav import WavFileSource
-
-    sources = [WavFileSource(p) for p in paths]  # every file checked before listening
-    pending = iter(sources)
-
-    class Paced:
-        def __init__(self, source: WavFileSource) -> None:
-            self.source = source
-
-        def chunks(self) -> Iterator[AudioChunk]:
-            began = time.monotonic()
-            for chunk in self.source.chunks():
-                wait = chunk.start_s - (time.monotonic() - began)
-                if wait > 0:
-                    time.sleep(wait)
-                yield chunk
-
-        def close(self) -> None:
-            self.source.close()
-
-    def next_source() -> AudioSource | None:
-        source = next(pending, None)
-        if source is None or not realtime:
-            return source
-        return Paced(source)
-    return next_source
-
-
 def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
     from voicecoach.speaking.render import EspeakNgRenderer
     from voicecoach.speaking.timeline import WavSpeaker
@@ -195,22 +164,12 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     speaker: Speaker
     canceller: str | None = None  # replayed files hold no echo of the simulated speaker
     if audio_in:
-        open_source = _replay(audio_in, getattr(args, "realtime", False))
+        open_source = replay(audio_in, getattr(args, "realtime", False))
         speaker = _simulated_speaker(settings, clock)
     else:
-        from voicecoach.audio.devices import refresh_devices
-        from voicecoach.audio.mic import MicSource
         from voicecoach.speaking.tts import make_speaker
 
-        device = settings.audio.input_device
-        first: list[MicSource] = [MicSource(device)]  # a missing device: one clear line now
-
-        def open_source() -> AudioSource | None:
-            if first:
-                return first.pop()
-            refresh_devices()  # after a loss: a re-plugged device is only seen after this
-            return MicSource(device)
-
+        open_source = microphone(settings.audio.input_device)
         speaker = make_speaker(settings)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
     try:  # a history that cannot take a session stops the device now, aloud, not at "start"

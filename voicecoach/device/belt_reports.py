@@ -1,0 +1,252 @@
+"""What the treadmill tells the belt controller: readings, the console, the safety key, write
+results and the link going up or down (a mixin of :class:`~voicecoach.device.belt.BeltController`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from voicecoach import events as ev
+from voicecoach.events import Priority
+from voicecoach.phrases import Phrases
+from voicecoach.settings import TreadmillSettings
+from voicecoach.treadmill import ftms
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result, StatusOp
+from voicecoach.treadmill.link import (
+    BeltReading,
+    LinkDown,
+    LinkUp,
+    StatusReport,
+    Treadmill,
+    TreadmillInfo,
+    Update,
+    WriteDone,
+)
+from voicecoach.workout.coach import Coach
+from voicecoach.workout.machine import ACTIVE, AT_REST, State
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Readings outside these, or jumping faster than a belt can, are nonsense and ignored.
+MAX_PLAUSIBLE_KMH = 30.0
+INCLINE_PLAUSIBLE = (-20.0, 40.0)
+MAX_ACCEL_KMH_S = 4.0
+#: A BeltReported event at least every this many metres of belt (for the history's distance).
+REPORT_DISTANCE_M = 50.0
+
+
+
+@dataclass
+class _Step:
+    """A write in flight: what the belt should show, since when."""
+
+    value: float
+    since: float
+
+
+class BeltReports:
+    """The treadmill's side of the belt controller: every update the link delivers."""
+
+    coach: Coach
+    words: Phrases
+    treadmill: Treadmill
+    settings: TreadmillSettings
+    drive: bool
+    info: TreadmillInfo | None
+    link_up: bool
+    belt_kmh: float | None
+    belt_t: float
+    belt_incline: float | None
+    distance_m: float | None
+    shown: tuple[float, float | None] | None
+    reported_m: float | None
+    _down_reason: str
+    _console: bool
+    _said: set[str]
+    briefed: bool
+    started: bool
+    want_kmh: float | None
+    sent_kmh: float | None
+    step: _Step | None
+    want_incline: float | None
+    sent_incline: float | None
+    incline_step: _Step | None
+    winding_down: bool
+    halt_pending: bool
+    start_pending: bool
+    speed_control: bool
+
+    if TYPE_CHECKING:  # provided by BeltController
+        def _say_once(self, key: str, text: str, priority: Priority = Priority.URGENT) -> None: ...
+        def _problem(self, problem: str, **extra: object) -> None: ...
+        def _from_raw(self, raw: float) -> float: ...
+        def _top_mph(self) -> float: ...
+        def _halt(self) -> None: ...
+        def _start_belt(self) -> None: ...
+
+    def handle(self, update: Update) -> None:
+        if isinstance(update, BeltReading):
+            self._reading(update)
+        elif isinstance(update, StatusReport):
+            self._status(update.status)
+        elif isinstance(update, WriteDone):
+            self._write_done(update)
+        elif isinstance(update, LinkUp):
+            self._link_up(update.info)
+        elif isinstance(update, LinkDown):
+            self._link_down(update.reason)
+
+    def _reading(self, reading: BeltReading) -> None:
+        data = reading.data
+        if data.speed_kmh is not None:
+            speed = data.speed_kmh
+            dt = max(reading.t - self.belt_t, 0.1)
+            jump = self.belt_kmh is not None and abs(speed - self.belt_kmh) > MAX_ACCEL_KMH_S * dt + 1.0
+            if not math.isfinite(speed) or speed < 0 or speed > MAX_PLAUSIBLE_KMH or jump:
+                if "nonsense" not in self._said:
+                    self._said.add("nonsense")
+                    _LOGGER.warning("treadmill: implausible belt speed %.2f km/h ignored", speed)
+                    self._problem("implausible reading ignored", speed_kmh=speed)
+                return
+            self.belt_kmh, self.belt_t = speed, reading.t
+        if data.incline_pct is not None:
+            lo, hi = INCLINE_PLAUSIBLE
+            if lo <= data.incline_pct <= hi:
+                self.belt_incline = data.incline_pct
+        if data.distance_m is not None and data.distance_m >= 0:
+            self.distance_m = data.distance_m
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        """A BeltReported event when the shown speed or incline changed, the distance grew by
+        REPORT_DISTANCE_M, or (``force``) the session is ending."""
+        if self.belt_kmh is None:
+            return
+        mph = round(self.belt_kmh / KMH_PER_MPH, 1)
+        incline = None if self.belt_incline is None else round(self.belt_incline, 1)
+        far = self.distance_m is not None and (
+            self.reported_m is None or self.distance_m - self.reported_m >= REPORT_DISTANCE_M)
+        if force or far or self.shown != (mph, incline):
+            self.shown = (mph, incline)
+            self.reported_m = self.distance_m
+            self.coach.emit(ev.BeltReported(t=self.coach.now, state=self.coach.state.value,
+                                            speed_mph=mph, incline_pct=incline,
+                                            distance_m=self.distance_m))
+
+    def _from_console(self, command: str) -> None:
+        self._console = True
+        try:
+            self.coach.command(command, source="treadmill")
+        finally:
+            self._console = False
+
+    def _status(self, status: ftms.Status) -> None:
+        coach = self.coach
+        op = status.op
+        running = coach.state in ACTIVE or coach.state is State.PAUSED
+        if op == StatusOp.STOPPED_BY_SAFETY_KEY:
+            if running:
+                coach.say(coach.words.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
+                self._from_console("stop")
+        elif op == StatusOp.STOPPED_OR_PAUSED_BY_USER:
+            if status.value == ftms.PAUSE and coach.state in ACTIVE:
+                coach.say(coach.words.CONSOLE_PAUSED, "warning", Priority.URGENT, remember=False)
+                self._from_console("pause")
+            elif status.value != ftms.PAUSE and running:
+                coach.say(coach.words.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
+                self._from_console("stop")
+        elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
+            if coach.state is State.PAUSED:
+                coach.say(coach.words.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
+                self._from_console("resume")
+            if coach.state in ACTIVE and not self.started:
+                self.started = True  # started on the console: the user is on the belt
+            self.sent_kmh = self.want_kmh  # nothing is written until the coach asks again
+        elif op == StatusOp.TARGET_SPEED_CHANGED and status.value is not None:
+            raw = float(status.value)
+            ours = [v for v in (self.sent_kmh, self.step.value if self.step else None)
+                    if v is not None]
+            if any(abs(self._from_raw(raw) - v) <= 0.02 or abs(raw - v) <= 0.02 for v in ours):
+                return  # the echo of our own write
+            self._console_speed(raw)
+        elif op == StatusOp.TARGET_INCLINE_CHANGED and status.value is not None:
+            pct = float(status.value)
+            if self.sent_incline is not None and abs(pct - self.sent_incline) <= 0.05:
+                return
+            self.sent_incline = self.want_incline = pct
+            self.incline_step = None
+            if coach.state in ACTIVE or coach.state is State.PAUSED:
+                coach.console_target(incline_pct=pct)
+        elif op == StatusOp.CONTROL_PERMISSION_LOST:
+            _LOGGER.warning("treadmill: control permission lost; it is asked for again")
+
+    def _console_speed(self, kmh: float) -> None:
+        coach = self.coach
+        self.sent_kmh = self.want_kmh = kmh
+        self.step = None
+        if not (coach.state in ACTIVE or coach.state is State.PAUSED) or self.winding_down:
+            return
+        mph = kmh / KMH_PER_MPH
+        coach.console_target(speed_mph=mph)
+        if mph > self._top_mph() + 0.05:
+            words = coach.words
+            coach.say(words.CONSOLE_ABOVE_PLAN.format(speed=words.speed_text(mph, coach.units),
+                                                      top=words.speed_text(self._top_mph(),
+                                                                           coach.units)),
+                      "warning", Priority.ANSWER, remember=False)
+
+    def _write_done(self, done: WriteDone) -> None:
+        command = done.command
+        if done.error:
+            _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
+            self._problem(f"write {done.error}", command=command.describe())
+            return
+        response = done.response
+        if response is None or response.ok:
+            return
+        _LOGGER.warning("treadmill: %s: %s", command.describe(), response.text())
+        self._problem(response.text(), command=command.describe(), result=response.result)
+        active = self.coach.state in ACTIVE or self.coach.state is State.PAUSED
+        if response.result == Result.NOT_PERMITTED:
+            if active:
+                self._say_once("not_permitted", self.words.NOT_PERMITTED)
+        elif command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
+            self.speed_control = False
+            self.step = None
+            if active:
+                self._say_once("no_speed", self.words.NO_SPEED_CONTROL, Priority.ANSWER)
+        elif command.op is Op.SET_TARGET_SPEED:
+            self.step = None  # invalid or failed: the next request may try again
+        elif command.op is Op.SET_TARGET_INCLINE:
+            self.incline_step = None
+
+    def _link_up(self, info: TreadmillInfo) -> None:
+        again = self.info is not None
+        self.info, self.link_up = info, True
+        _LOGGER.info("treadmill: connected to %s (%s)", info.name, info.address)
+        if again and "link_lost" in self._said and self.coach.state not in AT_REST:
+            self.coach.say(self.words.LINK_BACK, "answer", Priority.ANSWER, remember=False)
+        # Nothing is re-sent: what the coach asked for before is taken as written. A stop
+        # the link missed is the one exception (the belt must not keep running).
+        self.sent_kmh, self.step = self.want_kmh, None
+        self.sent_incline, self.incline_step = self.want_incline, None
+        if self.halt_pending:
+            self._halt()
+        elif self.start_pending and self.coach.state in ACTIVE:
+            self._start_belt()
+
+    def _link_down(self, reason: str) -> None:
+        if not self.link_up:
+            if reason != self._down_reason:  # not connected yet: one line per new reason
+                self._down_reason = reason
+                _LOGGER.warning("treadmill: not connected: %s", reason)
+                self._problem("not connected", reason=reason)
+            return
+        self.link_up = False
+        self.step = self.incline_step = None
+        _LOGGER.warning("treadmill: link lost (%s); retrying in the background", reason)
+        self._problem("link lost", reason=reason)
+        if self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
+            self._say_once("link_lost", self.words.LINK_LOST)
