@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from voicecoach.audio.mix import to_int16
 
 from voicecoach.audio import cancellers
 from voicecoach.audio.aec import EchoCanceller, erle_db
 from voicecoach.audio.cancellers import CancellerError, WebRtcCanceller, build, make_canceller
+from voicecoach.audio.samples import to_int16
 from voicecoach.speaking.render import EspeakNgRenderer
 
 RATE = 16000

@@ -57,3 +57,11 @@ def test_listen_to_a_pipe_draws_nothing(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("VOICECOACH_CONFIG", str(tmp_path / "none.toml"))
     assert cli.main(["listen", str(FIXTURE)]) == 0
     assert "audio s" not in capsys.readouterr().err
+
+
+def test_more_audio_than_the_header_said_raises_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with progress.bar(1.0, "listening", "audio s", stream=Terminal()) as b:
+        progress.advance(b, 0.8)
+        progress.advance(b, 0.4)  # no TqdmWarning (an error under pytest's filterwarnings)
+        assert b.total == pytest.approx(1.2) and b.n == pytest.approx(1.2)

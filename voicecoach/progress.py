@@ -32,3 +32,11 @@ def bar(total: float | None, desc: str, unit: str, *, json_output: bool = False,
     return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False,
                 disable=not wanted(json_output, stream), dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]")
+
+
+def advance(progress: Any, n: float) -> None:
+    """``progress.update(n)``, raising its total first when ``n`` would pass it (a file's
+    header may under-state its audio by a chunk)."""
+    if progress.total is not None and progress.n + n > progress.total:
+        progress.total = progress.n + n
+    progress.update(n)

@@ -86,7 +86,9 @@ def listen_to(recogniser: Recogniser, chunks: Iterable[AudioChunk],
     for chunk in chunks:
         heard += recogniser.accept(chunk)
         if progress is not None:
-            progress.update(chunk.end_s - seconds)
+            from voicecoach.progress import advance
+
+            advance(progress, chunk.end_s - seconds)
         seconds = chunk.end_s
     heard += recogniser.flush()
     return heard, seconds
