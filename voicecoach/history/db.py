@@ -441,28 +441,42 @@ class HistoryDB:
             for sid, _pid, _token, started, last_t in dead:
                 # Whatever a crash or an older version left in the row, this must not fail:
                 # a value that is not a believable number of seconds counts as unknown.
-                tally = _safe_tally(self.events(sid))
+                events = self.events(sid)
+                tally = _safe_tally(events)
                 stored = finite_or(last_t, 0.0) or 0.0
                 tally.advance(stored)
                 total = max(finite_or(tally.last_t, 0.0) or 0.0, stored)
                 backward = min(finite_or(tally.backward_s, 0.0) or 0.0, total)
+                status = "interrupted"
+                ended_event = _ended(events)
+                if ended_event is not None:
+                    # The session did end (a row set back to 'running' by hand, or a crash
+                    # between the two writes): its own figures stand, nothing is added.
+                    status = ended_event[0]
+                    total = ended_event[2] or total
+                    backward = min(ended_event[1], total)
                 began = parse_moment(started)
                 ended = (began + timedelta(seconds=total)) if began else None
                 with self.transaction() as conn:
                     conn.execute(
-                        "UPDATE sessions SET status = 'interrupted', ended_at = ?, backward_s = ?,"
+                        "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?,"
                         " total_s = ?, min_speed_mph = ?, max_speed_mph = ?,"
                         " backward_speed_mph = ?, belt_speed_mph = ?, belt_max_speed_mph = ?,"
                         " belt_incline_pct = ?, belt_distance_m = ?"
                         " WHERE id = ? AND status = 'running'",
-                        (ended.isoformat(timespec="seconds") if ended else None, backward, total,
+                        (status, ended.isoformat(timespec="seconds") if ended else None,
+                         backward, total,
                          _speed(tally.min_speed_mph), _speed(tally.max_speed_mph),
                          _speed(tally.mean_backward_speed_mph), _speed(tally.belt_speed_mph),
                          _speed(tally.belt_max_mph),
                          finite_or(tally.belt_incline_pct, None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT),
                          finite_or(tally.belt_distance_m, None, 0.0, 1e7), sid))
-                _LOGGER.warning("history: session %d was cut off after %.0f s; marked "
-                                "interrupted", sid, total)
+                if ended_event is None:
+                    _LOGGER.warning("history: session %d was cut off after %.0f s; marked "
+                                    "interrupted", sid, total)
+                else:
+                    _LOGGER.warning("history: session %d had ended (%s) but was still marked "
+                                    "running; its own figures are kept", sid, status)
             return [row[0] for row in dead]
 
     # ------------------------------------------------------------------ reading
@@ -539,6 +553,19 @@ class HistoryDB:
 
 def _speed(value: object) -> float | None:
     return finite_or(value, None, 0.0, MAX_SPEED_MPH)
+
+
+def _ended(events: list[dict[str, Any]]) -> tuple[str, float, float] | None:
+    """(outcome, backward_s, total_s) of a logged session_ended event, checked; else None."""
+    for event in reversed(events):
+        if event.get("type") != "session_ended":
+            continue
+        outcome = event.get("outcome")
+        if outcome not in ("finished", "stopped"):
+            return None
+        return (str(outcome), finite_or(event.get("backward_s"), 0.0) or 0.0,
+                finite_or(event.get("total_s"), 0.0) or 0.0)
+    return None
 
 
 def _safe_tally(events: list[dict[str, Any]]) -> Tally:
