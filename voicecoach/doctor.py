@@ -327,8 +327,13 @@ def check_history(data_dir: Path) -> Iterator[Check]:
     if state.state == "read-only":
         yield Check("history", FAIL, f"read-only: {detail}; {state.detail}", state.fix)
         return
+    if state.state == "locked":
+        yield Check("history", FAIL, f"locked: {detail}; {state.detail}", state.fix)
+        return
     yield Check("history", WARN if state.odd_rows else OK, f"ok: {detail}",
                 "nothing needed; `voicecoach history --json` shows those rows")
+
+
 def check_treadmill(settings: Settings) -> Iterator[Check]:
     """Bluetooth and the configured treadmill, when the coach is to use one."""
     t = settings.treadmill

@@ -29,6 +29,8 @@ DB_NAME = "history.sqlite3"
 #: last a millisecond or two, so this only matters under heavy contention.
 BUSY_TIMEOUT_MS = 10_000
 SOURCES = ("run", "demo", "replay", "serve")
+#: Pages the write-ahead log may hold before it is copied back into the file.
+WAL_PAGES = 64
 STATUSES = ("running", "finished", "stopped", "interrupted")
 
 
@@ -41,6 +43,11 @@ MAX_SPEED_MPH, MAX_INCLINE_PCT = 30.0, 40.0
 #: every other failure (read-only, full, I/O, permissions, locks) leaves the file unharmed.
 _DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _READONLY, _FULL, _CANTOPEN, _PERM, _BUSY, _LOCKED, _IOERR = 8, 13, 14, 3, 5, 6, 10
+
+
+class HistoryUnavailable(VoicecoachError):
+    """The history cannot be written just now (locked, disk full, an I/O error) but is
+    unharmed: waiting or a retry can fix it without a person."""
 
 
 def is_damage(exc: sqlite3.Error) -> bool:
@@ -69,20 +76,22 @@ def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write")
             f"make it writable (e.g. chmod u+w '{folder}' '{path}'), or choose a writable "
             "--data-dir or VOICECOACH_HOME")
     if primary == _FULL or "disk is full" in text or errno_ == 28:
-        return VoicecoachError(
+        return HistoryUnavailable(
             f"cannot write history database {path}: the disk is full "
             "(the history itself is unharmed)",
             f"free some space on the disk that holds {folder} (df -h '{folder}'), "
             "or choose another --data-dir")
     if primary in (_BUSY, _LOCKED) or "locked" in text:
-        return VoicecoachError(f"history database {path} is locked by another program",
-                               "close it and try again")
+        return HistoryUnavailable(f"history database {path} is locked by another program",
+                                  "close it (a backup, an sqlite3 shell); the coach waits for "
+                                  "it and tries again")
     if primary in (_CANTOPEN, _PERM) or "unable to open" in text or errno_ == 13:
         return VoicecoachError(
             f"cannot open history database {path} ({' '.join(str(exc).split())})",
             f"check that {folder} exists and that you may {doing} it, or use --data-dir")
-    return VoicecoachError(f"cannot {doing} history database {path} ({' '.join(str(exc).split())})",
-                           "check the disk, free space and permissions, then try again")
+    return HistoryUnavailable(
+        f"cannot {doing} history database {path} ({' '.join(str(exc).split())})",
+        "check the disk, free space and permissions, then try again")
 
 
 def folder_read_only(folder: Path) -> bool:
@@ -96,10 +105,19 @@ def folder_read_only(folder: Path) -> bool:
     return folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK)
 
 
+def disk_full(folder: Path) -> bool:
+    """Whether the disk holding ``folder`` has no room left for an ordinary user."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
 def _read_only_connection(path: Path) -> sqlite3.Connection:
     """A connection that never writes. ``mode=ro`` still needs the WAL index beside the file;
     where the folder cannot be written and there is none, ``immutable=1`` reads the file as
-    it is (nobody can be writing it there)."""
+    it is (nobody can be writing it there; nor on a full disk, where nothing can be
+    written)."""
     uri = path.resolve().as_uri()
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
                            check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -108,7 +126,7 @@ def _read_only_connection(path: Path) -> sqlite3.Connection:
         return conn
     except sqlite3.OperationalError:
         conn.close()
-        if not folder_read_only(path.parent):
+        if not (folder_read_only(path.parent) or disk_full(path.parent)):
             raise
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
                            check_same_thread=False)
@@ -153,8 +171,8 @@ def newer_error(path: Path, version: int) -> VoicecoachError:
 
 @dataclass(frozen=True)
 class HistoryState:
-    """What ``doctor`` says about a history file: ``state`` is one of none, ok, read-only,
-    damaged, newer-schema, unreadable; ``sessions`` and ``odd_rows`` are counted when it reads."""
+    """What ``doctor`` says about a history file: ``state`` is one of none, ok, locked,
+    read-only, damaged, newer-schema, unreadable; ``sessions`` and ``odd_rows`` are counted when it reads."""
 
     path: Path
     state: str
@@ -200,12 +218,37 @@ def inspect_history(path: Path) -> HistoryState:
                 pass
         except OSError:  # a read-only file system says no even to root
             writable = False
+    if writable:
+        holder = _write_lock_holder(path)
+        if holder:
+            return HistoryState(path, "locked", f"locked by another program ({holder}): no "
+                                "session can be recorded until it lets go",
+                                "close the program holding it (a backup, an sqlite3 shell); "
+                                "the coach waits and tries again", count, odd, version)
     if not writable:
         return HistoryState(path, "read-only", "the folder or the file is read-only: `history` "
                             "shows it, but no new session can be recorded",
                             f"make it writable (chmod u+w '{folder}' '{path}') or choose "
                             "another --data-dir", count, odd, version)
     return HistoryState(path, "ok", "", "", count, odd, version)
+
+
+def _write_lock_holder(path: Path, wait_s: float = 1.0) -> str:
+    """Why a session could not write ``path`` now ('' when it could): takes the write lock
+    for a moment and gives it back (no byte of the file changes)."""
+    try:
+        conn = sqlite3.connect(str(path), timeout=wait_s, isolation_level=None)
+    except sqlite3.Error as exc:
+        return " ".join(str(exc).split())
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return ""
+    except sqlite3.OperationalError as exc:
+        text = str(exc).lower()
+        return " ".join(str(exc).split()) if ("locked" in text or "busy" in text) else ""
+    finally:
+        conn.close()
 
 
 def corrupt_error(path: Path, detail: object) -> VoicecoachError:
@@ -299,9 +342,10 @@ class HistoryDB:
         try:
             db = cls._connect(path, read_only=False)
         except VoicecoachError as exc:
-            if not (read_only_ok and "read-only" in exc.message and path.is_file()):
+            readable = "read-only" in exc.message or isinstance(exc, HistoryUnavailable)
+            if not (read_only_ok and readable and path.is_file()):
                 raise
-            _LOGGER.info("history: %s is read-only; reading it without writing", path)
+            _LOGGER.info("history: %s cannot be written now; reading it without writing", path)
             return cls._connect(path, read_only=True)
         if recover:
             db.recover_interrupted()
@@ -356,6 +400,10 @@ class HistoryDB:
             if str(mode).lower() != "wal":
                 _LOGGER.warning("history: %s cannot use WAL (journal mode %s)", path, mode)
             conn.execute("PRAGMA synchronous = FULL")
+            # A small WAL: a session on a nearly full disk (or an SD card) needs a few
+            # hundred KB, not the 4 MB a default auto-checkpoint lets it grow to.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
             conn.execute("PRAGMA foreign_keys = ON")
             old, new = migrate(conn)
         except sqlite3.DatabaseError as exc:
@@ -390,6 +438,16 @@ class HistoryDB:
         with self.lock:
             self.conn.close()
 
+    def busy_timeout(self, ms: int) -> None:
+        """How long a write waits for another program's lock before failing (ms)."""
+        if self.read_only:
+            return
+        with self.lock:
+            try:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+            except sqlite3.Error as exc:
+                _LOGGER.debug("history: busy_timeout: %s", exc)
+
     def __enter__(self) -> HistoryDB:
         return self
 
@@ -416,6 +474,7 @@ class HistoryDB:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
+                self._rollback()  # a failed COMMIT (disk full) can leave it open
                 self._reraise(exc)
 
     def _rollback(self) -> None:
