@@ -347,7 +347,7 @@ class Coach(CoachRequests):
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", say.TURN_TO_FORWARD if _forward(phase.kind)
                       else say.TURN_TO_BACKWARD)
-        elif ready:
+        elif ready and self.ready_prompt:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.ready_prompt)
 
