@@ -22,6 +22,7 @@ def _walk_week_one(tmp_path: Path) -> tuple[Run, HistoryDB, SessionRecorder]:
     20 s pause, then walking until 10 s before the end of the 300 s block."""
     plan = programme_week(1)
     db = HistoryDB.open(tmp_path)
+    db.conn.execute("PRAGMA synchronous = OFF")  # no fsync per heartbeat: these test logic
     wall = itertools.count()
     recorder = SessionRecorder.open(db, plan, "run", wall_clock=lambda: float(next(wall)))
     run = Run(plan)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from voicecoach.lab.bench.soak import SoakSpeaker, soak
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_a_short_soak_runs_sessions_and_reports_every_figure(tmp_path: Path) -> None:
     result = soak(0.05, session_every_min=5.0, data_dir=tmp_path, sample_every_s=30.0,
                   log=tmp_path / "soak.jsonl")
