@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -123,10 +123,14 @@ def check_spotter(settings: Settings) -> Check:
     except ImportError as exc:
         return Check("command spotter", bad, f"cannot import ({exc})",
                      "`.venv/bin/pip install pyopen-wakeword`")
+    failed = _ran(settings, "spotter", needed)
+    if failed is not None:
+        return Check("command spotter", failed.status, failed.detail, failed.fix)
     card = model.card
     return Check("command spotter", OK,
                  f"{model.path.name} ({len(model.labels)} classes, sha256 "
-                 f"{card.get('weights_sha256', '')[:12]}, trained for this grammar)")
+                 f"{card.get('weights_sha256', '')[:12]}, trained for this grammar; ran on a "
+                 "test clip)")
 
 
 def check_second_look(settings: Settings) -> Check:
@@ -152,6 +156,52 @@ def check_second_look(settings: Settings) -> Check:
                            "(sha256 checked, ran on a test clip)")
 
 
+def run_engine(settings: Settings, engine: str) -> str:
+    """Build ``engine`` exactly as `listen` does and run it on a short built-in clip (a
+    second of seeded room noise then silence): what doctor calls ok loads and runs. Returns
+    what it heard; raises VoicecoachError (or whatever the engine raised) when it cannot."""
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.engines import make_recogniser
+
+    speech = replace(settings.speech, engine=engine)
+    grammar = load_grammar(speech.language if engine == "vosk" else "en")
+    logging.disable(logging.WARNING)  # what the engine notes at loading has its own line
+    try:
+        rec = make_recogniser(speech, grammar, data_dir=settings.data_dir)
+    finally:
+        logging.disable(logging.NOTSET)
+    rec.set_commands(grammar.commands)
+    rec.reset()
+    rng = np.random.default_rng(18)
+    clip = np.concatenate([rng.normal(0, 300, 16000), np.zeros(8000)]).astype(np.int16)
+    heard = []
+    for start in range(0, clip.size, 1600):
+        heard += rec.accept(AudioChunk(clip[start:start + 1600].tobytes(), start / 16000))
+    heard += rec.flush()
+    for det in heard:
+        if not np.isfinite(det.confidence):
+            raise VoicecoachError(f"the {engine} engine gives scores that are not numbers",
+                                  "reinstall voicecoach, or retrain the model")
+    close = getattr(rec, "close", None)
+    if callable(close):
+        close()
+    return ", ".join(d.command for d in heard) or "nothing"
+
+
+def _ran(settings: Settings, engine: str, needed: bool) -> Check | None:
+    """None if ``engine`` ran on the test clip; else the check that says why not."""
+    try:
+        run_engine(settings, engine)
+    except VoicecoachError as exc:
+        return Check(engine, FAIL if needed else WARN, f"loads but cannot run: {exc.message}",
+                     exc.hint)
+    except Exception as exc:  # noqa: BLE001 - whatever a broken engine raises
+        return Check(engine, FAIL if needed else WARN, f"cannot run ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())})", "reinstall it (see README)")
+    return None
+
+
 def check_recognisers(settings: Settings) -> Iterator[Check]:
     """The command spotter, pocketsphinx with its bundled model, vosk, and a vosk model."""
     engine = settings.speech.engine
@@ -161,8 +211,11 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
     try:
         ps = _import("pocketsphinx")
         model = Path(ps.get_model_path()) / "en-us"
-        if model.is_dir():
-            yield Check("pocketsphinx", OK, f"bundled model {model}")
+        failed = _ran(settings, "pocketsphinx", engine == "pocketsphinx")
+        if failed is not None:
+            yield failed
+        elif model.is_dir():
+            yield Check("pocketsphinx", OK, f"bundled model {model} (ran on a test clip)")
         else:
             yield Check("pocketsphinx", FAIL if engine == "pocketsphinx" else WARN,
                         f"bundled model missing at {model}",
@@ -208,6 +261,12 @@ def _check_vosk_model(settings: Settings, vosk_ok: bool) -> Check:
                      f"`voicecoach model download {speech.language}` or set "
                      "[speech] model_path")
     note = "" if vosk_ok else " (but vosk itself is missing)"
+    if vosk_ok:
+        speech_here = replace(speech, model_path=info.path)
+        failed = _ran(replace(settings, speech=speech_here), "vosk", needed)
+        if failed is not None:
+            return Check(name, failed.status, f"{info.path}: {failed.detail}", failed.fix)
+        note = " (ran on a test clip)"
     return Check(name, OK if vosk_ok else FAIL, f"{info.path} ({info.source}){note}",
                  "`.venv/bin/pip install vosk`")
 

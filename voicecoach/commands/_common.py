@@ -126,7 +126,7 @@ def recorded_session(settings: Settings, plan: Plan | None,
                      source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
     """Open the history, plan from it when no plan was chosen, and record the session as it
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
-    with HistoryDB.open(settings.data_dir) as db, one_session_at_a_time(settings.data_dir):
+    with one_session_at_a_time(settings.data_dir), HistoryDB.open(settings.data_dir) as db:
         if plan is None:
             plan = plan_next_session(db, settings.coach, dt.date.today())
         with SessionRecorder.open(db, plan, source) as recorder:

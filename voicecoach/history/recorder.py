@@ -314,10 +314,14 @@ def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
     kernel's (flock), so a crashed or killed session never leaves it behind."""
     path = Path(data_dir) / SESSION_LOCK
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the session
     except OSError as exc:
-        raise VoicecoachError(f"cannot use the data folder {data_dir} ({exc.strerror or exc})",
-                              "choose another with --data-dir or VOICECOACH_HOME") from None
+        # A folder nothing can be written in: the history says why, in its own words (it
+        # cannot take a session there either, so there is nothing to guard).
+        _LOGGER.debug("history: no session lock in %s: %s", data_dir, exc)
+        yield
+        return
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
