@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -171,6 +172,7 @@ def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: Sessi
                   volume=settings.speech.volume)
     coach.tick_hooks.append(recorder.heartbeat)
     recorder.on_problem = tell_history_problem(coach)
+    recorder.log_level = logging.INFO  # the user gets one line from tell/check_recorded
     if treadmill is not None:
         from voicecoach.device.belt import BeltController
 

@@ -348,7 +348,14 @@ class HistoryDB:
             _LOGGER.info("history: %s cannot be written now; reading it without writing", path)
             return cls._connect(path, read_only=True)
         if recover:
-            db.recover_interrupted()
+            try:
+                db.recover_interrupted()
+            except HistoryUnavailable:
+                if not read_only_ok:
+                    db.close()
+                    raise
+                # a reader on a full disk: the rows are read as they are (recovered later)
+                _LOGGER.info("history: %s cannot be written now; read without recovering", path)
         return db
 
     @classmethod

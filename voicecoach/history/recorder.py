@@ -72,6 +72,8 @@ class SessionRecorder:
         self.closed = False
         self.problem: Exception | None = None
         self.on_problem: Callable[[Exception], None] | None = None
+        #: How the recorder logs a failure; the CLI, which prints its own one line, lowers it.
+        self.log_level = logging.ERROR
         self.told = False
         self.dropped = 0
         self._pending: list[tuple[int, Event, dict[str, Any]]] = []
@@ -153,8 +155,8 @@ class SessionRecorder:
 
     def _failed(self, exc: Exception) -> None:
         if self.problem is None:
-            _LOGGER.error("history: cannot record session %d now (kept in memory, retried): %s",
-                          self.session_id, exc)
+            _LOGGER.log(self.log_level, "history: cannot record session %d now (kept in "
+                        "memory, retried): %s", self.session_id, exc)
         self.problem = exc
 
     def _tell(self) -> None:
@@ -289,9 +291,9 @@ class SessionRecorder:
                 self._failed(exc)
         self.closed = True
         if self.incomplete:
-            _LOGGER.error("history: session %d could not be written in full (%d events "
-                          "unwritten): %s", self.session_id, len(self._pending) + self.dropped,
-                          self.problem)
+            _LOGGER.log(self.log_level, "history: session %d could not be written in full "
+                        "(%d events unwritten): %s", self.session_id,
+                        len(self._pending) + self.dropped, self.problem)
 
     def __enter__(self) -> SessionRecorder:
         return self
