@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import _thread
+import queue
 import threading
-import time
 import types
 from typing import Any
 
@@ -41,6 +40,16 @@ class FakeStream:
         sd.streams.append(self)
 
     def start(self) -> None:
+        if self.sd.interrupt_after:
+            # Like a user pressing Ctrl-C once everything was heard, decided by events, not
+            # by time: the whole recording is queued now, in the caller's thread, and the
+            # reader's next read after its last block raises KeyboardInterrupt, as a Ctrl-C
+            # during a blocked read does. Nothing here depends on how busy the machine is.
+            owner = self.kwargs["callback"].__self__
+            owner._queue = _CtrlCAfterQueue()
+            self._feed()
+            owner._queue.fed_all = True
+            return
         self.thread = threading.Thread(target=self._feed, daemon=True)
         self.thread.start()
 
@@ -53,16 +62,10 @@ class FakeStream:
             buffer = bytearray(data[offset:offset + block * 2])  # reused memory, like cffi's
             self.kwargs["callback"](buffer, len(buffer) // 2, None, self.sd.status)
             buffer[:] = b"\x55" * len(buffer)  # PortAudio reuses its buffer: a copy must be kept
-        if self.sd.interrupt_after:  # like the user pressing Ctrl-C once the audio was heard
+        if self.sd.interrupt_after:  # a second of silence after the words, then Ctrl-C
             silence = bytearray(block * 2)
             for _ in range(int(self.kwargs["samplerate"] // block) + 1):
                 self.kwargs["callback"](silence, block, None, self.sd.status)
-            owner = getattr(self.kwargs["callback"], "__self__", None)
-            for _ in range(3000):  # wait (at most 30 s) until the reader has taken everything
-                if owner is None or owner._queue.empty():
-                    break
-                time.sleep(0.01)
-            _thread.interrupt_main()
 
     def stop(self) -> None:
         self.stopped = True
@@ -70,6 +73,18 @@ class FakeStream:
     def close(self) -> None:
         self.stopped = True
         self.sd.closed += 1
+
+
+class _CtrlCAfterQueue(queue.Queue):  # type: ignore[type-arg]
+    """The microphone's queue, raising KeyboardInterrupt on the first read after the last
+    block once everything was fed (``fed_all``)."""
+
+    fed_all = False
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if self.fed_all and self.empty():
+            raise KeyboardInterrupt
+        return super().get(block, timeout)
 
 
 class FakeSoundDevice(types.ModuleType):

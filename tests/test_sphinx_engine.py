@@ -161,6 +161,7 @@ def test_real_other_words_and_background_rarely_trigger(
     assert fired <= 2
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_a_long_quiet_room_does_not_deafen_it(grammar: Grammar) -> None:
     """Minutes of a near-silent room (here 30 s at -70 dBFS) must not drag the channel
     estimate so far that the next command goes unheard."""
@@ -222,6 +223,7 @@ def channel_level(grammar: Grammar, samples: np.ndarray,
     return float(rec._decoder.get_cmn().split(",")[0])
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_a_room_below_the_floor_does_not_move_the_channel_estimate(grammar: Grammar) -> None:
     """Under the floor the recogniser hears the floor, so -70 and -90 dBFS rooms leave the
     channel estimate in the same place; without the floor they pull it apart."""

@@ -143,6 +143,7 @@ def test_digital_silence_and_a_quiet_room_give_nothing(rec: SpotterRecogniser) -
     assert hear(rec, noise) == []
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_chunk_size_gives_identical_detections(rec: SpotterRecogniser) -> None:
     stream = fixture("streams/stream_a.wav") if (FIXTURES / "streams/stream_a.wav").is_file() \
         else fixture("commands/joe/normal/stop__stop.wav")

@@ -254,16 +254,21 @@ def test_cli_bluetooth_off_no_adapter_and_no_bluetooth_service() -> None:
     _one_line(result, "Bluetooth")
 
 
-@pytest.mark.xfail(strict=False, reason="flaky here: in the merged tree (and now in its own branch) "
-                   "doctor's scan did not see the bluezoo peripheral, while scan/info/test did; "
-                   "not yet understood (see the session note)")
-def test_doctor_checks_bluetooth_and_the_treadmill(fake: FakeTreadmill, tmp_path: Path) -> None:
+# doctor names no adapter. It used to leave the choice to bleak, whose default is the first
+# powered adapter in a Python set of object paths: its order follows string hashing, which is
+# randomised per process, so about one doctor run in two scanned with hci1, the fake
+# treadmill's own adapter, and never saw it. Both hash seeds below are fixed: with seed 1
+# bleak's own choice is hci1 here, so this test failed every time before the fix.
+@pytest.mark.parametrize("hash_seed", ["0", "1"])
+def test_doctor_checks_bluetooth_and_the_treadmill(fake: FakeTreadmill, tmp_path: Path,
+                                                   hash_seed: str) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[treadmill]\ncontrol = "drive"\naddress = "{PERIPHERAL[1]}"\n')
     forget()
     result = subprocess.run([sys.executable, "-m", "voicecoach", "--data-dir", str(tmp_path),
                              "doctor", "--no-render", "--config", str(config)], text=True,
-                            capture_output=True, timeout=120, env={**os.environ})
+                            capture_output=True, timeout=120,
+                            env={**os.environ, "PYTHONHASHSEED": hash_seed})
     lines = result.stdout.splitlines()
     assert any(line.startswith("ok") and "bluetooth: hci0 (on), hci1 (on)" in line
                for line in lines), result.stdout

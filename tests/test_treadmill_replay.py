@@ -82,6 +82,7 @@ def _loop(settings: Settings, recogniser: Any, speaker: Any, source: Any, clock:
                       treadmill_settings=DRIVE)
 
 
+@pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_a_replayed_session_drives_the_belt(recogniser: Any, tmp_path: Path) -> None:
     renderer = CachedRenderer(EspeakNgRenderer())
     # 1. record the user's side against the simulated coach (no echo in the track)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from voicecoach import __version__
 from voicecoach.commands import DefaultsFormatter
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import OutputLost, VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,12 +70,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a write error shows here, not at exit as a stray traceback
+        return code
+    except OutputLost as exc:
+        return _output_lost(exc)
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("voicecoach: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+    except OSError as exc:
+        if not _output_error(exc):
+            raise
+        return _output_lost(OutputLost(exc))
+
+
+#: errno values of a write that the output refused (a full disk, an I/O error).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EPIPE}
+
+
+def _output_error(exc: OSError) -> bool:
+    """Whether ``exc`` is stdout refusing a write: a closed pipe, or a write error that
+    names no file (errors opening or writing named files carry their name, and the
+    commands turn those into their own one-line errors)."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    return exc.filename is None and exc.errno in _WRITE_ERRNOS
+
+
+def _output_lost(exc: OutputLost) -> int:
+    """One line on stderr; stdout is pointed at /dev/null so the interpreter's last flush
+    at exit cannot print a second complaint."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+    return int(exc.code or 1)

@@ -168,6 +168,8 @@ def convert(section: str, key: str, value: object, origin: str, base: Path | Non
         return value.strip() or None
     if kind in (Path, Path | None):
         if not value.strip():
+            if key == "data_dir":
+                raise bad("it is empty; give a folder")
             return None
         path = Path(value).expanduser()
         return path if path.is_absolute() or base is None else base / path
@@ -322,9 +324,17 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     data_dir = values.get((TOP, "data_dir")) or default_data_dir()
     if "data_dir" not in sources and env.get(HOME_ENV):
         sources["data_dir"] = f"env {HOME_ENV}"
+    check_folder(data_dir, sources.get("data_dir", "the default"))
     settings = Settings(coach=parts["coach"], speech=parts["speech"], audio=parts["audio"],
                         treadmill=parts["treadmill"], data_dir=data_dir)
     return LoadedConfig(settings, sources, path, found)
+
+
+def check_folder(path: Path, origin: str) -> None:
+    """A data folder must be a folder, or not exist yet (it is made at the first session)."""
+    if path.exists() and not path.is_dir():
+        raise VoicecoachError(f"the data folder {path} ({origin}) is not a folder",
+                              "give a folder with --data-dir or VOICECOACH_HOME")
 
 
 def load_settings(path: Path | str | None = None,

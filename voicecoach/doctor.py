@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -154,6 +154,52 @@ def check_second_look(settings: Settings) -> Check:
                            "(sha256 checked, ran on a test clip)")
 
 
+def run_engine(settings: Settings, engine: str) -> str:
+    """Build ``engine`` exactly as `listen` does and run it on a short built-in clip (a
+    second of seeded room noise then silence): what doctor calls ok loads and runs. Returns
+    what it heard; raises VoicecoachError (or whatever the engine raised) when it cannot."""
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.engines import make_recogniser
+
+    speech = replace(settings.speech, engine=engine)
+    grammar = load_grammar(speech.language if engine == "vosk" else "en")
+    logging.disable(logging.WARNING)  # what the engine notes at loading has its own line
+    try:
+        rec = make_recogniser(speech, grammar, data_dir=settings.data_dir)
+    finally:
+        logging.disable(logging.NOTSET)
+    rec.set_commands(grammar.commands)
+    rec.reset()
+    rng = np.random.default_rng(18)
+    clip = np.concatenate([rng.normal(0, 300, 16000), np.zeros(8000)]).astype(np.int16)
+    heard = []
+    for start in range(0, clip.size, 1600):
+        heard += rec.accept(AudioChunk(clip[start:start + 1600].tobytes(), start / 16000))
+    heard += rec.flush()
+    for det in heard:
+        if not np.isfinite(det.confidence):
+            raise VoicecoachError(f"the {engine} engine gives scores that are not numbers",
+                                  "reinstall voicecoach, or retrain the model")
+    close = getattr(rec, "close", None)
+    if callable(close):
+        close()
+    return ", ".join(d.command for d in heard) or "nothing"
+
+
+def _ran(settings: Settings, engine: str, needed: bool) -> Check | None:
+    """None if ``engine`` ran on the test clip; else the check that says why not."""
+    try:
+        run_engine(settings, engine)
+    except VoicecoachError as exc:
+        return Check(engine, FAIL if needed else WARN, f"loads but cannot run: {exc.message}",
+                     exc.hint)
+    except Exception as exc:  # noqa: BLE001 - whatever a broken engine raises
+        return Check(engine, FAIL if needed else WARN, f"cannot run ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())})", "reinstall it (see README)")
+    return None
+
+
 def check_recognisers(settings: Settings) -> Iterator[Check]:
     """Every engine of the table (voicecoach.listening.engines.ENGINES), then the model for the
     language if an engine needs one. A missing engine fails if it is the one in use (the
@@ -175,7 +221,15 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
                             exc.hint or "")
         else:
             found[engine.name] = True
-            yield Check(engine.label, OK, detail)
+            # what doctor calls ok loads and runs: the engine hears a test clip (vosk needs its
+            # model, checked with it below)
+            failed = None if engine.needs_model else _ran(settings, engine.name, engine is chosen)
+            if failed is not None:
+                found[engine.name] = False
+                yield Check(engine.label, failed.status, failed.detail, failed.fix)
+            else:
+                yield Check(engine.label, OK, detail + ("" if engine.needs_model
+                                                        else " (ran on a test clip)"))
         if engine.name == "spotter" and settings.speech.language.split("-")[0] == "en":
             yield check_second_look(settings)  # the spotter's verifier, never a failure
     needing = [e for e in recognisers() if e.needs_model]
@@ -221,6 +275,12 @@ def _check_model(settings: Settings, engine_label: str, engine_ok: bool) -> Chec
                      f"`voicecoach model download {speech.language}` or set "
                      "[speech] model_path")
     note = "" if engine_ok else f" (but {engine_label} itself is missing)"
+    if engine_ok:
+        speech_here = replace(speech, model_path=info.path)
+        failed = _ran(replace(settings, speech=speech_here), chosen.name, needed)
+        if failed is not None:
+            return Check(name, failed.status, f"{info.path}: {failed.detail}", failed.fix)
+        note = " (ran on a test clip)"
     return Check(name, OK if engine_ok else FAIL, f"{info.path} ({info.source}){note}",
                  f"pip install 'voicecoach[{engine_label}]'")
 
@@ -340,8 +400,13 @@ def check_history(data_dir: Path) -> Iterator[Check]:
     if state.state == "read-only":
         yield Check("history", FAIL, f"read-only: {detail}; {state.detail}", state.fix)
         return
+    if state.state == "locked":
+        yield Check("history", FAIL, f"locked: {detail}; {state.detail}", state.fix)
+        return
     yield Check("history", WARN if state.odd_rows else OK, f"ok: {detail}",
                 "nothing needed; `voicecoach history --json` shows those rows")
+
+
 def check_treadmill(settings: Settings) -> Iterator[Check]:
     """Bluetooth and the configured treadmill, when the coach is to use one."""
     t = settings.treadmill

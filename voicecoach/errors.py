@@ -21,3 +21,21 @@ class VoicecoachError(Exception):
         if self.hint:
             text += f"; {self.hint.rstrip('.')}"
         return " ".join(text.split()) + "."
+
+
+#: Exit code when the output went away: a closed pipe (as a process killed by SIGPIPE shows
+#: in a shell: 128 + 13), or 1 for any other write error (a full disk).
+BROKEN_PIPE_EXIT = 141
+
+
+class OutputLost(SystemExit):
+    """stdout cannot be written (``demo | head -1``, ``> /dev/full``). A SystemExit, so a
+    session unwinds as one the user ended (recorded as stopped) and nothing catches it as
+    an ordinary error; the CLI prints one line."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(BROKEN_PIPE_EXIT if isinstance(exc, BrokenPipeError) else 1)
+        self.reason = exc.strerror or str(exc) or type(exc).__name__
+
+    def one_line(self) -> str:
+        return f"cannot write the output ({self.reason})."

@@ -76,6 +76,8 @@ class PhaseStarted(Event):
     min_speed_mph: float
     max_speed_mph: float
     incline_pct: float
+    #: Its clock waits for "ready" (a change of walking direction) before it runs.
+    awaits_turn: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -166,6 +166,15 @@ def parse_grammar(data: object, path: Path) -> Grammar:
 def load_grammar(language: str = "en", path: Path | None = None) -> Grammar:
     """Load and validate the grammar for ``language`` (or the file at ``path``)."""
     file = path or grammar_dir() / f"{language}.json"
+    folder = grammar_dir()
+    if path is None and not folder.is_dir():
+        where = (f"${GRAMMAR_DIR_ENV} = {os.environ[GRAMMAR_DIR_ENV]}"
+                 if os.environ.get(GRAMMAR_DIR_ENV) else "the installed grammars")
+        raise VoicecoachError(
+            f"the grammar folder {folder} ({where}) "
+            f"{'is not a folder' if folder.exists() else 'does not exist'}",
+            f"point {GRAMMAR_DIR_ENV} at a folder of grammar files (<language>.json), or "
+            "unset it to use the installed ones")
     if not file.is_file():
         available = sorted(p.stem for p in grammar_dir().glob("*.json"))
         raise VoicecoachError(f"no grammar file {file}",

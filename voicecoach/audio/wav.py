@@ -55,7 +55,10 @@ def read_header(path: str | Path) -> WavInfo:
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
-            return _parse(fh, path, size)
+            info = _parse(fh, path, size)
+            if info.fmt == _FLOAT:
+                _check_finite(fh, info)
+            return info
     except FileNotFoundError:
         raise _bad(path, "no such file", "check the path") from None
     except IsADirectoryError:
@@ -63,6 +66,23 @@ def read_header(path: str | Path) -> WavInfo:
     except OSError as exc:
         raise _bad(path, f"cannot be read ({exc.strerror or exc})",
                    "check the file's permissions") from None
+
+
+def _check_finite(fh: BinaryIO, info: WavInfo) -> None:
+    """Float samples must be numbers: NaN or infinity is a broken recording, refused before
+    anything is heard (it would otherwise be heard as silence, or as a full-scale click)."""
+    dtype = "<f4" if info.bits == 32 else "<f8"
+    fh.seek(info.data_offset)
+    done = 0
+    while done < info.frames:
+        n = min(info.frames - done, _READ_FRAMES)
+        data = np.frombuffer(fh.read(n * info.block_align), dtype)
+        bad = np.flatnonzero(~np.isfinite(data))
+        if bad.size:
+            at = (done + bad[0] // info.channels) / info.rate
+            raise _bad(info.path, f"holds samples that are not numbers (NaN or infinity), the "
+                       f"first at {at:.2f} s", "re-export the recording; it is damaged")
+        done += n
 
 
 def _parse(fh: BinaryIO, path: Path, size: int) -> WavInfo:
@@ -137,7 +157,7 @@ def _decode(raw: bytes, info: WavInfo) -> np.ndarray:
     """Bytes of whole frames -> float32 mono in [-1, 1]."""
     if info.fmt == _FLOAT:
         data = np.frombuffer(raw, "<f4" if info.bits == 32 else "<f8").astype(np.float32)
-        data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
+        data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)  # checked at the header
     elif info.bits == 8:
         data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif info.bits == 16:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -14,10 +15,15 @@ from types import FrameType
 from voicecoach.config import load_settings, number_in
 from voicecoach.device.session import EventPrinter, JsonLines
 from voicecoach.errors import VoicecoachError
+from voicecoach.events import Priority
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
-from voicecoach.history.recorder import SessionRecorder
+from voicecoach.history.recorder import (
+    HISTORY_FAILING_SPEECH,
+    SessionRecorder,
+    one_session_at_a_time,
+)
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
@@ -42,8 +48,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 MAX_SPEED_UP = 1_000_000.0
 
 
-#: --speed-up: above zero, at most MAX_SPEED_UP.
-positive = number_in(0.0, MAX_SPEED_UP, above=True)
+#: The slowest: a clock ten times slower than real time. Below it a session would take
+#: days (1e-5: a demo of two years) or never end (1e-300: sleeps too long to represent).
+MIN_SPEED_UP = 0.1
+
+#: --speed-up: from MIN_SPEED_UP to MAX_SPEED_UP.
+positive = number_in(MIN_SPEED_UP, MAX_SPEED_UP)
 
 
 def choose_plan(args: argparse.Namespace, settings: Settings) -> Plan | None:
@@ -117,11 +127,40 @@ def recorded_session(settings: Settings, plan: Plan | None,
                      source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
     """Open the history, plan from it when no plan was chosen, and record the session as it
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
-    with HistoryDB.open(settings.data_dir) as db:
+    with one_session_at_a_time(settings.data_dir), HistoryDB.open(settings.data_dir) as db:
         if plan is None:
             plan = plan_next_session(db, settings.coach, dt.date.today())
         with SessionRecorder.open(db, plan, source) as recorder:
             yield plan, recorder
+
+
+#: Exit code of a session that ran but whose record in the history is incomplete.
+INCOMPLETE_RECORD = 4
+
+
+def tell_history_problem(coach: Coach) -> Callable[[Exception], None]:
+    """What a recorder calls (once) when the history stops taking the session: the coach
+    says so and one line goes to stderr; the workout goes on."""
+    def tell(exc: Exception) -> None:
+        detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+        print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
+              "written as soon as the disk allows", file=sys.stderr, flush=True)
+        coach.say(HISTORY_FAILING_SPEECH, "warning", Priority.URGENT, remember=False)
+    return tell
+
+
+def check_recorded(recorder: SessionRecorder) -> None:
+    """After a session: one line and INCOMPLETE_RECORD when its record is incomplete."""
+    if not recorder.incomplete:
+        return
+    problem = recorder.problem
+    detail = (problem.message if isinstance(problem, VoicecoachError)
+              else str(problem or "unknown error"))
+    raise VoicecoachError(
+        f"the session ran but its record in the history is incomplete "
+        f"({recorder.pending + recorder.dropped} events unwritten): {detail}",
+        "fix the cause, then run `voicecoach history`: the session shows as interrupted",
+        exit_code=INCOMPLETE_RECORD)
 
 
 def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: SessionRecorder,
@@ -134,6 +173,9 @@ def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: Sessi
         from voicecoach.device.belt import BeltController
 
         follow.append(BeltController.follow(treadmill, treadmill_settings or settings.treadmill))
-    return Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
-                 volume=settings.speech.volume, tick_hooks=[recorder.heartbeat],
-                 followers=follow)
+    coach = Coach(plan, settings.coach, grammar, [*listeners, recorder.on_event],
+                  volume=settings.speech.volume, tick_hooks=[recorder.heartbeat],
+                  followers=follow)
+    recorder.on_problem = tell_history_problem(coach)
+    recorder.log_level = logging.INFO  # the user gets one line from tell/check_recorded
+    return coach

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
+    check_recorded,
     make_coach,
     output_listener,
     positive,
@@ -87,6 +88,7 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
                 t = coach.now
                 while belt.belt_kmh and coach.now < t + 60:
                     coach.tick(coach.now + step)
+    check_recorded(recorder)
     return 0 if coach.outcome == "finished" else 1
 
 

@@ -16,9 +16,8 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.db import DB_NAME, HistoryDB
+from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
 from voicecoach.history.progression import PROGRESSION_SOURCES
-from voicecoach.history.summary import SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,11 +92,18 @@ def _speed_range(s: SessionSummary) -> str:
     return f"{s.min_speed_mph:.1f}-{s.max_speed_mph:.1f}"
 
 
+def printable(text: str) -> str:
+    """``text`` safe on a terminal: control characters (escape sequences, carriage
+    returns, bells) shown as escapes, never sent raw."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) -> str:
     """Sessions, then weekly totals, as aligned plain-text tables."""
     rows = [("date", "plan", "source", "min back", "speed mph", "outcome", "pain")]
     for s in sessions:
-        rows.append((s.started_at.strftime("%Y-%m-%d %H:%M"), s.plan, s.source,
+        rows.append((s.started_at.strftime("%Y-%m-%d %H:%M"), printable(s.plan), s.source,
                      f"{s.backward_s / 60:.1f}", _speed_range(s), s.status,
                      str(s.pain_reports) if s.pain_reports else "-"))
     lines = _align(rows)

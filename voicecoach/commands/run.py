@@ -11,6 +11,7 @@ from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
     add_engine_options,
     add_plan_options,
+    check_recorded,
     choose_plan,
     make_coach,
     output_listener,
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             coach.command("stop", source="system")
         if treadmill is not None:
             treadmill.close()
+    check_recorded(recorder)
     if ended == "input-ended":
         print("voicecoach: input ended before the safety checks were answered; "
               "the session was stopped", file=sys.stderr)

@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import sys
+import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -30,7 +32,7 @@ from voicecoach.device.sources import microphone, replay
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
-from voicecoach.history.db import HistoryDB
+from voicecoach.history.db import HistoryDB, HistoryUnavailable
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
@@ -39,7 +41,8 @@ from voicecoach.treadmill.wiring import open_treadmill
 _LOGGER = logging.getLogger(__name__)
 
 #: Exit code for a fault that restarting cannot fix (the history is damaged, read-only or
-#: newer): the systemd unit lists it in RestartPreventExitStatus.
+#: newer): the systemd unit lists it in RestartPreventExitStatus. A lock or a full disk is
+#: never this: the device waits, retries and keeps listening.
 NEEDS_A_PERSON = 3
 
 
@@ -122,6 +125,30 @@ def unit_text(settings: Settings, options: str = "") -> str:
                            options=options, needs_a_person=NEEDS_A_PERSON)
 
 
+#: At start-up a history that is locked, full or failing is tried this many times, this far
+#: apart (seconds; each try also waits for a lock as long as any opening does).
+START_TRIES, START_RETRY_S = 3, 5.0
+
+
+def check_history_at_start(data_dir: Path, sleep: Callable[[float], None] = time.sleep
+                           ) -> VoicecoachError | None:
+    """None when the history can take a session; else why not. A fault that can clear by
+    itself (HistoryUnavailable: a lock, a full disk) is waited for and retried, bounded."""
+    for attempt in range(START_TRIES):
+        if attempt:
+            sleep(START_RETRY_S)
+        try:
+            HistoryDB.open(data_dir).close()
+            return None
+        except HistoryUnavailable as exc:
+            _LOGGER.warning("history: %s (try %d of %d)", exc.one_line(), attempt + 1,
+                            START_TRIES)
+            last: VoicecoachError = exc
+        except VoicecoachError as exc:
+            return exc
+    return last
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -172,16 +199,22 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         open_source = microphone(settings.audio.input_device)
         speaker = make_speaker(settings)
         canceller = "auto"  # the device loop cleans the mic against what the speaker played
-    try:  # a history that cannot take a session stops the device now, aloud, not at "start"
-        HistoryDB.open(settings.data_dir).close()
-    except VoicecoachError as exc:
+    problem = check_history_at_start(settings.data_dir)
+    if problem is not None:
         speaker.say(load_phrases(grammar.language).NO_HISTORY, Priority.URGENT, 0.0)
-        wait = getattr(speaker, "wait_idle", None)
-        if callable(wait):
-            wait(15.0)
-        speaker.close()
-        # systemd does not restart on this code (RestartPreventExitStatus): it needs a person
-        raise VoicecoachError(exc.message, exc.hint, exit_code=NEEDS_A_PERSON) from None
+        if not isinstance(problem, HistoryUnavailable):
+            wait = getattr(speaker, "wait_idle", None)
+            if callable(wait):
+                wait(15.0)
+            speaker.close()
+            # systemd does not restart on this code (RestartPreventExitStatus): a damaged,
+            # newer or read-only history needs a person
+            raise VoicecoachError(problem.message, problem.hint,
+                                  exit_code=NEEDS_A_PERSON) from None
+        # locked, full or an I/O error: it may clear by itself; keep listening, and every
+        # "start" tries again (and says so aloud if it still cannot record)
+        print(f"voicecoach: warning: {problem.one_line()} Listening anyway; each 'start' "
+              "tries the history again.", file=sys.stderr, flush=True)
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True),
                                  data_dir=settings.data_dir)

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.clock import Clock, SimClock
+from voicecoach.errors import OutputLost
 from voicecoach.events import (
     BeltReported,
     CommandHeard,
@@ -54,7 +55,10 @@ class EventPrinter:
     def __call__(self, event: Event) -> None:
         line = self.format(event)
         if line:
-            print(f"[{clock_text(event.t)}] {line}", file=self.stream, flush=True)
+            try:
+                print(f"[{clock_text(event.t)}] {line}", file=self.stream, flush=True)
+            except OSError as exc:  # a closed pipe, a full disk: the session stops, one line
+                raise OutputLost(exc) from None
 
     def format(self, event: Event) -> str | None:
         if isinstance(event, CueSpoken):
@@ -92,7 +96,10 @@ class JsonLines:
         self.stream = stream
 
     def __call__(self, event: Event) -> None:
-        print(event.to_json(), file=self.stream, flush=True)
+        try:
+            print(event.to_json(), file=self.stream, flush=True)
+        except OSError as exc:
+            raise OutputLost(exc) from None
 
 
 def parse_typed(text: str, grammar: Grammar) -> str | None:

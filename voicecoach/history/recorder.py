@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,9 +24,8 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history.db import HistoryDB
+from voicecoach.history.db import BUSY_TIMEOUT_MS, MAX_SPEED_MPH, SOURCES, HistoryDB, finite_or
 from voicecoach.history.liveness import process_token
-from voicecoach.history.summary import MAX_SPEED_MPH, SOURCES, finite_or
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
 
@@ -34,13 +36,29 @@ OUTCOMES = ("finished", "stopped", "interrupted")
 HEARTBEAT_S = 1.0
 
 
+#: Said (once a session) when its events cannot be written; no command phrase in it.
+HISTORY_FAILING_SPEECH = ("I cannot save this workout to the history right now. I am keeping "
+                          "it in memory and will save it when the disk allows.")
+#: While a session runs, a write waits this long for another program's lock (ms) before the
+#: event is kept in memory and retried at the next heartbeat: the coach must not freeze.
+SESSION_BUSY_MS = 300
+#: At the end, the last writes are tried this many times, ``CLOSE_RETRY_S`` apart.
+CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
+#: Events kept in memory at most while the history cannot be written (a session has a few
+#: hundred); beyond it the oldest unwritten ones are dropped (and counted).
+MAX_PENDING = 20_000
+
+
 class SessionRecorder:
     """Records a session: the row exists from :meth:`open`, each event is committed the moment
     it arrives (so a crash or power cut loses at most the event being written), and
     :class:`SessionEnded` or :meth:`close` sets how it ended.
 
-    ``on_event`` never raises: a full disk must not stop a workout. The first failure is
-    logged and kept in :attr:`problem`; later events are still tried.
+    ``on_event`` never raises: a full disk or a locked file must not stop a workout. An event
+    that cannot be written is kept in memory, in order, and written with the next event or
+    heartbeat once the disk allows; the first failure is logged and ``on_problem`` (if set)
+    is called once, to tell the user. :attr:`incomplete` says whether anything was still
+    unwritten when the recorder closed (the command's exit code says so).
     """
 
     def __init__(self, db: HistoryDB, session_id: int, started_at: datetime,
@@ -53,8 +71,17 @@ class SessionRecorder:
         self.outcome = ""
         self.closed = False
         self.problem: Exception | None = None
+        self.on_problem: Callable[[Exception], None] | None = None
+        #: How the recorder logs a failure; the CLI, which prints its own one line, lowers it.
+        self.log_level = logging.ERROR
+        self.told = False
+        self.dropped = 0
+        self._pending: list[tuple[int, Event, dict[str, Any]]] = []
+        self._telling = False
         self._beat_t = self._beat_wall = float("-inf")
         self._wall_clock = wall_clock
+        self._sleep: Callable[[float], None] = time.sleep
+        db.busy_timeout(SESSION_BUSY_MS)
 
     @classmethod
     def open(cls, db: HistoryDB, plan: Plan, source: str, *,
@@ -81,29 +108,75 @@ class SessionRecorder:
         _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
         return cls(db, session_id, started, wall_clock)
 
+    @property
+    def pending(self) -> int:
+        """Events not yet written (kept in memory)."""
+        return len(self._pending)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether the history lacks part of this session (events, or how it ended)."""
+        return bool(self._pending) or self.dropped > 0 or (self.closed and not self.outcome)
+
     # ------------------------------------------------------------------ events
     def on_event(self, event: Event) -> None:
-        """Listener for the coach: write ``event`` (and what it means) in one transaction."""
+        """Listener for the coach: write ``event`` (and what it means) in one transaction;
+        when that fails, keep it to write later."""
         if self.closed:
             _LOGGER.debug("history: event after close ignored: %s", event.type.value)
             return
-        try:
-            self._write(event)
-        except (VoicecoachError, OSError, sqlite3.Error) as exc:
-            if self.problem is None:
-                _LOGGER.error("history: cannot record session %d: %s", self.session_id, exc)
-            self.problem = exc
-
-    def _write(self, event: Event) -> None:
         data = event.to_dict()
         self.tally.feed(data)
         self.seq += 1
+        self._pending.append((self.seq, event, data))
+        if len(self._pending) > MAX_PENDING:
+            del self._pending[0]
+            self.dropped += 1
+        self._flush()
+        self._tell()
+
+    def _flush(self) -> bool:
+        """Write the events kept so far, in order; False (and kept) when the disk says no."""
+        written = 0
+        while self._pending:
+            seq, event, data = self._pending[0]
+            try:
+                self._write(seq, event, data)
+            except (VoicecoachError, OSError, sqlite3.Error) as exc:
+                self._failed(exc)
+                return False
+            self._pending.pop(0)
+            written += 1
+        if self.problem is not None and written:
+            _LOGGER.warning("history: session %d is being written again (%d events kept "
+                            "meanwhile)", self.session_id, written)
+            self.problem = None
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        if self.problem is None:
+            _LOGGER.log(self.log_level, "history: cannot record session %d now (kept in "
+                        "memory, retried): %s", self.session_id, exc)
+        self.problem = exc
+
+    def _tell(self) -> None:
+        """Tell the user once per session (outside any write: telling emits an event)."""
+        if self.problem is None or self.told or self._telling or self.on_problem is None:
+            return
+        self.told = self._telling = True
+        try:
+            self.on_problem(self.problem)
+        finally:
+            self._telling = False
+
+    def _write(self, seq: int, event: Event, data: dict[str, Any]) -> None:
         sid = self.session_id
+        ended = ""
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO events (session_id, seq, t, type, state, data)"
+                "INSERT OR REPLACE INTO events (session_id, seq, t, type, state, data)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (sid, self.seq, event.t, event.type.value, event.state,
+                (sid, seq, event.t, event.type.value, event.state,
                  json.dumps(data, ensure_ascii=False, default=str)))
             if isinstance(event, PhaseStarted):
                 conn.execute(
@@ -124,12 +197,16 @@ class SessionRecorder:
                 conn.execute("INSERT INTO pain_reports (session_id, t, state, phrase)"
                              " VALUES (?, ?, ?, ?)", (sid, event.t, event.state, event.phrase))
             if isinstance(event, SessionEnded) and not self.outcome:
-                self._finish(conn, event.outcome, event.t, event)
+                ended = self._finish(conn, event.outcome, event.t, event)
             else:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
                              " WHERE id = ?", (*self._progress(), sid))
+        if ended:
+            self.outcome = ended
 
-    def _finish(self, conn: Any, outcome: str, t: float, ended: SessionEnded | None) -> None:
+    def _finish(self, conn: Any, outcome: str, t: float, ended: SessionEnded | None) -> str:
+        """Set how the session ended, in ``conn``'s transaction; returns the outcome stored
+        (the caller keeps it once the transaction has committed)."""
         if outcome not in OUTCOMES:
             _LOGGER.warning("history: unknown outcome %r recorded as interrupted", outcome)
             outcome = "interrupted"
@@ -158,9 +235,9 @@ class SessionRecorder:
              finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
              finite_or(tally.belt_incline_pct, None, -100, 100),
              finite_or(tally.belt_distance_m, None, 0, 1e7), self.session_id))
-        self.outcome = outcome
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)
+        return outcome
 
     def _progress(self) -> tuple[float, float, float]:
         """(last_t, backward_s, total_s) as stored: believable numbers only."""
@@ -170,36 +247,53 @@ class SessionRecorder:
     def heartbeat(self, t: float) -> None:
         """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of
         workout time and of wall time), so a crash between two events loses seconds, not
-        the minute until the next cue. Never raises."""
+        the minute until the next cue; events kept in memory are retried first. Never
+        raises."""
         wall = self._wall_clock()
         if (self.closed or self.outcome or t - self._beat_t < HEARTBEAT_S
                 or wall - self._beat_wall < HEARTBEAT_S):
             return
         self._beat_t, self._beat_wall = t, wall
         self.tally.advance(t)
+        if not self._flush():
+            self._tell()
+            return
         try:
             with self.db.transaction() as conn:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
                              " WHERE id = ?", (*self._progress(), self.session_id))
-        except VoicecoachError as exc:
-            if self.problem is None:
-                _LOGGER.error("history: cannot record session %d: %s", self.session_id, exc)
-            self.problem = exc
+        except (VoicecoachError, OSError, sqlite3.Error) as exc:
+            self._failed(exc)
+            self._tell()
 
     # ------------------------------------------------------------------ ending
     def close(self, outcome: str = "interrupted") -> None:
         """Stop recording. If no SessionEnded was recorded, the session ends as ``outcome``
-        (the SIGTERM path passes "stopped"). Safe to call more than once."""
+        (the SIGTERM path passes "stopped"). What is still unwritten is tried CLOSE_TRIES
+        times, waiting for locks as long as any opening does; :attr:`incomplete` says if it
+        is lost. Safe to call more than once."""
         if self.closed:
             return
-        if not self.outcome:
+        self.db.busy_timeout(BUSY_TIMEOUT_MS)
+        for attempt in range(CLOSE_TRIES):
+            if attempt:
+                self._sleep(CLOSE_RETRY_S)
+            if not self._flush():
+                continue
+            if self.outcome:
+                break
             try:
                 with self.db.transaction() as conn:
-                    self._finish(conn, outcome, self.tally.last_t, None)
-            except VoicecoachError as exc:
-                _LOGGER.error("history: cannot close session %d: %s", self.session_id, exc)
-                self.problem = self.problem or exc
+                    stored = self._finish(conn, outcome, self.tally.last_t, None)
+                self.outcome = stored
+                break
+            except (VoicecoachError, OSError, sqlite3.Error) as exc:
+                self._failed(exc)
         self.closed = True
+        if self.incomplete:
+            _LOGGER.log(self.log_level, "history: session %d could not be written in full "
+                        "(%d events unwritten): %s", self.session_id,
+                        len(self._pending) + self.dropped, self.problem)
 
     def __enter__(self) -> SessionRecorder:
         return self
@@ -209,3 +303,42 @@ class SessionRecorder:
         # Ctrl-C or a SIGTERM handler's sys.exit: the user or the system asked us to stop.
         asked = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
         self.close("stopped" if asked else "interrupted")
+
+
+#: Held (flock) by the process whose session is running on a data folder.
+SESSION_LOCK = "session.lock"
+
+
+@contextmanager
+def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
+    """Refuse (one line) a second session on the same data folder while one runs: two
+    coaches would share one history, and one user cannot walk two sessions. The lock is the
+    kernel's (flock), so a crashed or killed session never leaves it behind."""
+    path = Path(data_dir) / SESSION_LOCK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the session
+    except OSError as exc:
+        # A folder nothing can be written in: the history says why, in its own words (it
+        # cannot take a session there either, so there is nothing to guard).
+        _LOGGER.debug("history: no session lock in %s: %s", data_dir, exc)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            raise VoicecoachError(
+                f"another voicecoach session is running on {data_dir}"
+                + (f" (process {pid})" if pid.isdigit() else ""),
+                "let it end (say stop) before starting another, or use another --data-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # and the lock with it

@@ -132,8 +132,11 @@ def migrate(conn: sqlite3.Connection) -> tuple[int, int]:
 
     The caller has checked that the file is not newer than this code. ``BEGIN IMMEDIATE``
     takes the write lock before the version is read, so two processes opening a new file at
-    the same moment cannot both run a step.
+    the same moment cannot both run a step. A file already at this version is only read.
     """
+    current = user_version(conn)
+    if current >= SCHEMA_VERSION:  # up to date: no write lock taken (a session may hold it)
+        return current, current
     conn.execute("BEGIN IMMEDIATE")
     try:
         old = user_version(conn)

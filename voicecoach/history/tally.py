@@ -21,9 +21,10 @@ def _paused(state: str) -> bool:
 class Tally:
     """Feed it event dicts in order (``Event.to_dict()`` or rows read back from the log).
 
-    Backward time counts while the current phase is a backward phase and the state is not
-    a paused one; it is counted up to the last event seen, which is why the recorder
-    writes every event at once.
+    Backward time counts while the current phase is a backward phase, the state is not a
+    paused one and the coach is not waiting for "ready" after a turn (a phase started with
+    ``awaits_turn`` counts from its ``walker_ready``, as the coach's own clock does); it is
+    counted up to the last event seen, which is why the recorder writes every event at once.
     """
 
     phase_kind: str = ""
@@ -46,10 +47,12 @@ class Tally:
     belt_max_mph: float | None = None
     first_distance_m: float | None = None
     last_distance_m: float | None = None
+    awaiting_turn: bool = False
 
     @property
     def walking_backward(self) -> bool:
-        return self.phase_kind == "backward" and not _paused(self.state) and not self.ended
+        return (self.phase_kind == "backward" and not _paused(self.state) and not self.ended
+                and not self.awaiting_turn)
 
     @property
     def mean_backward_speed_mph(self) -> float | None:
@@ -108,6 +111,8 @@ class Tally:
             self.state = str(event["dest"])
         elif kind == "phase_started":
             self.phase_kind = str(event["kind"])
+            # the phase clock waits for "ready" (older logs have no such field: it runs)
+            self.awaiting_turn = event.get("awaits_turn") is True
             self.speed_mph = float(event["speed_mph"])
             self.incline_pct = float(event["incline_pct"])
         elif kind == "target_changed":
@@ -126,6 +131,8 @@ class Tally:
                     base = (self.belt_distance_m or 0.0)
                     self.first_distance_m = float(distance) - base
                 self.last_distance_m = float(distance)
+        elif kind == "walker_ready":
+            self.awaiting_turn = False
         elif kind == "pain_reported":
             self.pain_reports += 1
         elif kind == "session_ended":

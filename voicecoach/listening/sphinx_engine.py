@@ -116,7 +116,13 @@ class SphinxRecogniser:
         self._delay_f = kws_delay
         config = pocketsphinx.Config(lm=None, keyphrase="stop", loglevel="FATAL",
                                      samprate=SAMPLE_RATE, kws_delay=kws_delay)
-        self._decoder = pocketsphinx.Decoder(config)
+        try:
+            self._decoder = pocketsphinx.Decoder(config)
+        except RuntimeError as exc:  # its model folder is missing or incomplete
+            raise VoicecoachError(
+                f"pocketsphinx cannot load its model ({exc}; looked in "
+                f"{pocketsphinx.get_model_path()})",
+                "reinstall it: .venv/bin/pip install --force-reinstall pocketsphinx") from None
         self._phones = self._check_words(grammar, decoys)
         self._phrase_cmd = grammar.phrase_map()
         with tempfile.TemporaryDirectory(prefix="voicecoach-kws-") as tmp:

@@ -54,16 +54,23 @@ def _quiet_bleak() -> None:
         logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)
 
 
-async def _check_adapter(adapter: str | None) -> None:
-    """A clear error before scanning when there is no adapter or Bluetooth is off."""
+async def _check_adapter(adapter: str | None) -> str:
+    """The adapter to scan with: ``adapter``, else the first powered one by name (hci0 before
+    hci1); a clear error before scanning when there is none or Bluetooth is off.
+
+    bleak's own default is the first powered adapter of a Python ``set`` of object paths,
+    whose order changes from one process to the next (string hashing is randomised): with
+    two adapters, each run could scan with another one."""
     found = await adapters()
     if adapter:
         found = [a for a in found if a[0] == adapter]
     if not found:
         raise TreadmillError(f"no Bluetooth adapter{' ' + adapter if adapter else ''} found",
                              "plug one in, or check `bluetoothctl list`")
-    if not any(powered for _, powered in found):
+    powered = sorted(name for name, on in found if on)
+    if not powered:
         raise TreadmillError("Bluetooth is off", "switch it on: bluetoothctl power on")
+    return adapter or powered[0]
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,7 @@ async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
     from bleak import BleakScanner
 
     _quiet_bleak()
-    await _check_adapter(adapter)
-    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    kwargs: dict[str, Any] = {"bluez": {"adapter": await _check_adapter(adapter)}}
     try:
         seen = await BleakScanner.discover(timeout, return_adv=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one line for the user, whatever bleak raised
@@ -97,8 +103,7 @@ async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None =
     from bleak import BleakScanner
 
     _quiet_bleak()
-    await _check_adapter(adapter)
-    kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    kwargs: dict[str, Any] = {"bluez": {"adapter": await _check_adapter(adapter)}}
     want = address_or_name.strip()
     is_address = len(want) == 17 and want.count(":") == 5
 

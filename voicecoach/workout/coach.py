@@ -360,20 +360,22 @@ class Coach(CoachRequests):
         self.incline_pct = phase.incline_pct
         number = sum(1 for p in self.plan.phases[:self.phase_index + 1] if p.kind == phase.kind)
         of = sum(1 for p in self.plan.phases if p.kind == phase.kind)
+        was_forward = True if previous is None else _forward(previous.kind)
+        turn = was_forward != _forward(phase.kind)
+        ready = previous is None and bool(self.ready_prompt)
         self.emit(ev.PhaseStarted(
             t=self.now, state=self.state.value, index=self.phase_index, kind=phase.kind,
             duration_s=phase.duration_s, speed_mph=self.speed_mph,
             min_speed_mph=phase.min_speed_mph, max_speed_mph=phase.max_speed_mph,
-            incline_pct=self.incline_pct))
+            incline_pct=self.incline_pct, awaits_turn=turn or ready))
         self._target_changed("phase")
         self.say(self.words.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
                                  self.units), "announcement", Priority.ANNOUNCEMENT)
-        was_forward = True if previous is None else _forward(previous.kind)
-        if was_forward != _forward(phase.kind):
+        if turn:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.words.TURN_TO_FORWARD if _forward(phase.kind)
                       else self.words.TURN_TO_BACKWARD)
-        elif previous is None and self.ready_prompt:
+        elif ready and self.ready_prompt:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.ready_prompt)
 

@@ -212,8 +212,15 @@ class _PlanReader:
             raise self.fail("", f"field 'units' is {units!r}", "allowed values: mph, kmh")
         self.units = units
         phases = data.get("phase")
-        if not isinstance(phases, list) or not phases:
-            raise self.fail("", "there are no phases", "add at least one [[phase]] table")
+        if phases is not None and not isinstance(phases, list):
+            shown = repr(phases) if isinstance(phases, (str, int, float, bool)) else "a table"
+            raise self.fail("", f"'phase' is {shown}, not a list of [[phase]] tables",
+                            "write each phase as its own [[phase]] table with kind = ..., "
+                            "e.g. [[phase]] then kind = \"warmup\" on the next line")
+        if not phases or not all(isinstance(p, dict) for p in phases):
+            raise self.fail("", "there are no phases" if not phases else
+                            "'phase' holds values that are not [[phase]] tables",
+                            "add at least one [[phase]] table")
         built = tuple(self.phase(i, spec) for i, spec in enumerate(phases, start=1))
         if not any(p.kind == "backward" for p in built):
             raise self.fail("", "no phase has kind = \"backward\"",

@@ -64,6 +64,14 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
+def open_fds() -> int:
+    """How many file handles this process holds now (from /proc; -1 where unavailable)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
 class SoakSpeaker(EchoWavSpeaker):
     """The simulated speaker, forgetting utterances that ended over KEEP_S ago (the harness's
     memory, not the device's: the live speaker keeps nothing it has played)."""
@@ -187,6 +195,7 @@ class SoakResult:
     wall_s: float
     engine: str
     rss_mb: list[tuple[float, float]]
+    fds: list[tuple[float, int]]
     sessions_started: int
     sessions_ended: int
     outcomes: dict[str, int]
@@ -198,6 +207,7 @@ class SoakResult:
     def summary(self) -> dict[str, Any]:
         after = [mb for t, mb in self.rss_mb if t >= 600.0] or [self.rss_mb[-1][1]]
         late = [(t, mb) for t, mb in self.rss_mb if t >= 600.0]
+        fds_after = [n for t, n in self.fds if t >= 600.0] or [self.fds[-1][1]]
         slope = 0.0
         if len(late) >= 3:
             ts = np.array([t for t, _ in late]) / 3600.0
@@ -210,6 +220,9 @@ class SoakResult:
             "rss_mb_max_after_10min": round(max(after), 1),
             "rss_growth_mb_after_10min": round(self.rss_mb[-1][1] - after[0], 1),
             "rss_slope_mb_per_h_after_10min": round(slope, 2),
+            "open_fds_at_10min": fds_after[0],
+            "open_fds_end": self.fds[-1][1],
+            "open_fds_max_after_10min": max(fds_after),
             "cpu_s_per_audio_s": round(self.cpu_s / self.audio_s, 4) if self.audio_s else None,
             "sessions_started": self.sessions_started,
             "sessions_ended": self.sessions_ended,
@@ -233,8 +246,11 @@ def _count(items: Any) -> dict[str, int]:
 
 def soak(hours: float, *, session_every_min: float = 20.0, engine: str = "auto",
          data_dir: Path | None = None, sample_every_s: float = 60.0, seed: int = 7,
-         progress: Callable[[str], None] | None = None) -> SoakResult:
-    """Run ``hours`` of audio through the device loop; see the module docstring."""
+         progress: Callable[[str], None] | None = None,
+         log: Path | None = None) -> SoakResult:
+    """Run ``hours`` of audio through the device loop; see the module docstring. ``log``, when
+    given, gets one JSON line per sample (audio time, RSS, open handles, CPU so far, sessions),
+    so a run stopped early still says how far it got and what it measured."""
     from contextlib import contextmanager
 
     from voicecoach.device.loop import AudioClock, DeviceLoop
@@ -277,13 +293,24 @@ def soak(hours: float, *, session_every_min: float = 20.0, engine: str = "auto",
                       open_session, plan=SOAK_PLAN, listeners=[listen], clock=clock)
     user = SoakUser(loop, speaker, source, session_every_min * 60.0, seed, said)
     samples: list[tuple[float, float]] = [(0.0, rss_mb())]
+    fds: list[tuple[float, int]] = [(0.0, open_fds())]
     next_sample = [sample_every_s]
+    log_file = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
+    cpu_start = time.process_time()
 
     def react(t: float) -> None:
         user(t)
         if t >= next_sample[0]:
             next_sample[0] += sample_every_s
             samples.append((t, rss_mb()))
+            fds.append((t, open_fds()))
+            if log_file:
+                log_file.write(json.dumps({
+                    "audio_s": round(t, 1), "rss_mb": round(samples[-1][1], 2), "fds": fds[-1][1],
+                    "cpu_s": round(time.process_time() - cpu_start, 2), "sessions": started[0],
+                    "ended": loop.completed, "commands": scorer.total,
+                    "false": len(scorer.false)}) + "\n")
+                log_file.flush()
             if progress and int(t) % 600 < sample_every_s:
                 progress(f"soak: {t / 60:.0f} min audio, RSS {samples[-1][1]:.1f} MB, "
                          f"{started[0]} sessions, {scorer.total} commands")
@@ -294,11 +321,14 @@ def soak(hours: float, *, session_every_min: float = 20.0, engine: str = "auto",
     loop.run()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     samples.append((clock.audio_s, rss_mb()))
+    fds.append((clock.audio_s, open_fds()))
+    if log_file:
+        log_file.close()
     speaker.close()
     scorer.score()
     with HistoryDB.open(folder) as db:
         rows = len(db.sessions())
-    return SoakResult(clock.audio_s, cpu, wall, (chosen or [engine])[0], samples, started[0],
+    return SoakResult(clock.audio_s, cpu, wall, (chosen or [engine])[0], samples, fds, started[0],
                       loop.completed, _count(loop.outcomes), user.starts_said,
                       scorer.total, scorer.false, rows)
 
@@ -386,10 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="auto", help="recogniser (as --engine elsewhere)")
     parser.add_argument("--seed", type=int, default=7, help="the room's and the user's seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--log", type=Path, default=None,
+                        help="append one JSON line per sample here (figures of a run cut short)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     result = soak(args.hours, session_every_min=args.session_every, engine=args.engine,
-                  seed=args.seed, progress=lambda line: print(line, file=sys.stderr, flush=True))
+                  seed=args.seed, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                  log=args.log)
     summary = result.summary()
     summary["wall_s"] = round(result.wall_s, 1)
     if args.json:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -418,6 +419,12 @@ def load_profile(path: Path, model: SpotterModel | None = None,
     except (KeyError, TypeError, ValueError):
         raise VoicecoachError(f"the enrollment file {path} lacks a field it needs (corrupt)",
                               redo) from None
+    for cmd, voice in commands.items():
+        numbers = (voice.threshold, voice.own_low, voice.others_high)
+        if not (np.all(np.isfinite(voice.prototypes)) and all(map(math.isfinite, numbers))):
+            raise VoicecoachError(f"the enrollment of '{user}' holds values that are not "
+                                  f"finite numbers (NaN or infinity) for '{cmd}': it would "
+                                  "never fire", redo)
     if model is not None:
         dims = LAST * model.mean.size // model.window
         for cmd, voice in commands.items():

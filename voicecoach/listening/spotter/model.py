@@ -118,6 +118,11 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
     weights = weights or (Path(env).expanduser() if env else default_w)
     if card is None:
         card = default_c if weights == default_w else weights.with_suffix(".json")
+    if env and weights != default_w and not weights.is_file():
+        raise VoicecoachError(
+            f"{MODEL_ENV} = {env}: {'not a file' if weights.exists() else 'no such file'}",
+            f"point {MODEL_ENV} at a retrained en_commands.npz (with its .json card beside "
+            "it), or unset it to use the shipped weights")
     if not weights.is_file():
         raise _bad(weights, "are missing")
     if not card.is_file():
@@ -146,6 +151,10 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
         dict(meta["decision"])
     except (KeyError, TypeError, ValueError):
         raise _bad(weights, "lack a field the spotter needs") from None
+    for name, array in arrays.items():
+        if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
+            raise _bad(weights, f"hold values that are not finite numbers (NaN or infinity) "
+                       f"in '{name}': the spotter would hear nothing")
     dims = mean.size
     for w, b in layers:
         if w.ndim != 2 or w.shape[0] != dims or b.shape != (w.shape[1],):

@@ -1,0 +1,295 @@
+"""Storage faults during a session never lose what was walked (issue 18, 1 and 2): a write the
+disk refuses is kept in memory and retried, the user is told once, the row is completed as
+soon as the disk allows, and the exit code says when the record stayed incomplete."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from workout_helpers import Run
+
+from voicecoach.commands._common import INCOMPLETE_RECORD, check_recorded, tell_history_problem
+from voicecoach.errors import VoicecoachError
+from voicecoach.events import CueSpoken
+from voicecoach.grammar import load_grammar
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
+from voicecoach.history import recorder as recorder_module
+from voicecoach.history.db import HistoryUnavailable
+from voicecoach.history.recorder import HISTORY_FAILING_SPEECH
+from voicecoach.workout.machine import State
+from voicecoach.workout.plan import programme_week
+
+
+@pytest.fixture(autouse=True)
+def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+
+
+def _session(tmp_path: Path) -> tuple[Run, HistoryDB, SessionRecorder]:
+    plan = programme_week(1)
+    db = HistoryDB.open(tmp_path)
+    db.conn.execute("PRAGMA synchronous = OFF")  # no fsync per heartbeat: these test logic
+    wall = itertools.count()
+    recorder = SessionRecorder.open(db, plan, "run", wall_clock=lambda: float(next(wall)))
+    recorder._sleep = lambda _s: None  # close()'s retries: no real waiting in tests
+    run = Run(plan)
+    run.coach.listeners.append(recorder.on_event)
+    run.coach.tick_hooks.append(recorder.heartbeat)
+    recorder.on_problem = tell_history_problem(run.coach)
+    return run, db, recorder
+
+
+def _fill_the_disk(db: HistoryDB) -> None:
+    """SQLite's own 'database or disk is full' (SQLITE_FULL): no page may be added, and the
+    free room in the last pages is taken, so no new row fits."""
+    with db.lock:
+        pages = db.conn.execute("PRAGMA page_count").fetchone()[0]
+        db.conn.execute("CREATE TABLE IF NOT EXISTS filler (x BLOB)")
+        db.conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+        for size in (4096, 512, 64, 8, 1):
+            while True:
+                try:
+                    db.conn.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
+                except sqlite3.OperationalError as exc:
+                    assert "full" in str(exc)
+                    break
+
+
+def _free_the_disk(db: HistoryDB) -> None:
+    with db.lock:
+        db.conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+def _refuse_writes(db: HistoryDB) -> None:
+    """Every write fails (SQLite's query_only), whatever room the pages have left."""
+    with db.lock:
+        db.conn.execute("PRAGMA query_only = 1")
+
+
+def _allow_writes(db: HistoryDB) -> None:
+    with db.lock:
+        db.conn.execute("PRAGMA query_only = 0")
+
+
+def _spoken(run: Run) -> list[str]:
+    return [e.text for e in run.of(CueSpoken)]
+
+
+def test_language_has_no_command_phrase() -> None:
+    for lang in ("en", "ko"):
+        assert load_grammar(lang).command_phrases_in(HISTORY_FAILING_SPEECH) == []
+
+
+def test_a_disk_that_fills_mid_session_loses_nothing_once_it_has_room(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, db, recorder = _session(tmp_path)
+    run.through_briefing().at(run.t + 20)
+    _fill_the_disk(db)
+    run.into(State.BACKWARD).at(run.t + 200)  # cues, prompts, phases: none fits on the disk
+    assert recorder.pending > 3 and recorder.problem is not None
+    assert "full" in str(recorder.problem)
+    assert _spoken(run).count(HISTORY_FAILING_SPEECH) == 1  # told once, in speech ...
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "disk is full" in err[0] and "kept in memory" in err[0]  # and here
+    [row] = db.sessions()
+    assert row.status == "running" and row.backward_s < 60  # the disk holds the old state
+    _free_the_disk(db)
+    run.at(run.t + 5)  # the next heartbeat writes what was kept
+    assert recorder.pending == 0 and recorder.problem is None
+    run.finish()
+    recorder.close()
+    assert not recorder.incomplete
+    check_recorded(recorder)  # no error: the record is complete
+    [row] = db.sessions()
+    seqs = [r[0] for r in db.conn.execute("SELECT seq FROM events ORDER BY seq")]
+    db.close()
+    assert row.status == "finished" and row.backward_s == run.coach.backward_s == 300
+    assert seqs == list(range(1, recorder.seq + 1))  # every event, in order, once
+
+
+def test_a_disk_still_full_at_the_end_is_an_incomplete_record_with_its_own_exit_code(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, db, recorder = _session(tmp_path)
+    run.through_briefing()
+    _fill_the_disk(db)
+    _refuse_writes(db)  # and whatever room the last pages had
+    run.finish()
+    recorder.close()
+    assert recorder.incomplete and recorder.pending > 0
+    with pytest.raises(VoicecoachError) as err:
+        check_recorded(recorder)
+    assert err.value.exit_code == INCOMPLETE_RECORD
+    line = err.value.one_line()
+    assert "incomplete" in line and "read-only" in line and "\n" not in line
+    db.close()
+    # The row is still 'running' from a live process; once this one is gone, the next start
+    # recovers it from what did reach the disk, as interrupted (never as finished).
+    with HistoryDB.open(tmp_path) as again:
+        assert [s.status for s in again.sessions()] == ["running"]
+
+
+def test_a_lock_mid_session_is_waited_out_without_freezing_the_coach(tmp_path: Path) -> None:
+    run, db, recorder = _session(tmp_path)
+    run.through_briefing()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # a backup, or an sqlite3 shell
+    run.into(State.BACKWARD).at(run.t + 30)
+    assert recorder.pending > 0 and "locked" in str(recorder.problem)
+    assert _spoken(run).count(HISTORY_FAILING_SPEECH) == 1
+    other.execute("ROLLBACK")
+    other.close()
+    run.finish()
+    recorder.close()
+    [row] = db.sessions()
+    db.close()
+    assert not recorder.incomplete and row.status == "finished" and row.backward_s == 300
+
+
+def test_close_retries_until_the_disk_allows(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    run, db, recorder = _session(tmp_path)
+    run.through_briefing()
+    _refuse_writes(db)
+    run.say("stop")
+    tries: list[float] = []
+
+    def wait(seconds: float) -> None:  # room is made while close() waits for its second try
+        tries.append(seconds)
+        _allow_writes(db)
+
+    recorder._sleep = wait
+    recorder.close()
+    assert tries == [recorder_module.CLOSE_RETRY_S]
+    [row] = db.sessions()
+    db.close()
+    assert not recorder.incomplete and row.status == "stopped"
+
+
+def test_run_exits_with_the_incomplete_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the CLI: typed `run --week 1` with the disk full after the first writes."""
+    from voicecoach import cli
+
+    real_open = SessionRecorder.open
+
+    def open_then_fill(db: HistoryDB, *args: object, **kwargs: object) -> SessionRecorder:
+        rec = real_open(db, *args, **kwargs)  # type: ignore[arg-type]
+        rec._sleep = lambda _s: None
+        _refuse_writes(db)
+        return rec
+
+    monkeypatch.setattr(SessionRecorder, "open", staticmethod(open_then_fill))
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\nyes\nyes\nstop\n"))
+    code = cli.main(["--data-dir", str(tmp_path), "run", "--week", "1", "--speed-up", "1000"])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == INCOMPLETE_RECORD, err
+    assert HISTORY_FAILING_SPEECH in out
+    assert len(lines) == 2 and "kept in memory" in lines[0] and "incomplete" in lines[1]
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- locks and the device
+@pytest.fixture()
+def locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sqlite3.Connection]:
+    """A healthy history that another program holds (`begin exclusive` in an sqlite3
+    shell); every wait for it is short here."""
+    from voicecoach.history import db as db_module
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    yield other
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
+
+
+def test_serve_start_waits_for_a_lock_and_retries(tmp_path: Path,
+                                                  locked: sqlite3.Connection) -> None:
+    from voicecoach.commands.serve import START_TRIES, check_history_at_start
+
+    waits: list[float] = []
+    assert isinstance(check_history_at_start(tmp_path, waits.append), HistoryUnavailable)
+    assert len(waits) == START_TRIES - 1  # bounded
+
+    def let_go(_seconds: float) -> None:
+        locked.execute("ROLLBACK")
+
+    assert check_history_at_start(tmp_path, let_go) is None
+
+
+def test_serve_with_a_locked_history_keeps_listening(tmp_path: Path, locked: sqlite3.Connection,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from voicecoach import cli
+    from voicecoach.audio.wav import write_wav
+    from voicecoach.commands import serve
+
+    monkeypatch.setattr(serve, "START_RETRY_S", 0.0)
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, np.zeros(16000 * 2, dtype=np.float32))
+    code = cli.main(["--data-dir", str(tmp_path), "serve", "--engine", "pocketsphinx",
+                     "--audio-in", str(wav)])
+    err = capsys.readouterr().err
+    assert code == 0 and code != serve.NEEDS_A_PERSON, err  # not an exit systemd won't restart
+    [line] = [x for x in err.splitlines() if x.startswith("voicecoach:") and "locked" in x]
+    assert "Listening anyway" in line and "Traceback" not in err
+
+
+def test_doctor_does_not_call_a_locked_history_ok(tmp_path: Path,
+                                                  locked: sqlite3.Connection) -> None:
+    from voicecoach.doctor import FAIL, check_history
+
+    [check] = check_history(tmp_path)
+    assert check.status == FAIL and check.detail.startswith("locked:"), check
+    locked.execute("ROLLBACK")
+    [check] = check_history(tmp_path)
+    assert check.detail.startswith("ok:"), check
+
+
+def test_the_unit_restarts_whatever_a_restart_can_fix() -> None:
+    from voicecoach.commands.serve import NEEDS_A_PERSON, unit_text
+    from voicecoach.settings import Settings
+
+    unit = unit_text(Settings(data_dir=Path("/tmp/vc")))
+    assert "Restart=on-failure" in unit and "StartLimitIntervalSec=0" in unit
+    assert "StartLimitBurst" not in unit  # never gives up on a late speakerphone
+    assert f"RestartPreventExitStatus={NEEDS_A_PERSON}" in unit
+    assert INCOMPLETE_RECORD != NEEDS_A_PERSON
+
+
+def test_a_second_session_on_one_data_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
+    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=str(tmp_path / "none.toml"))
+    first = subprocess.Popen([sys.executable, "-m", "voicecoach", "run", "--week", "1"],
+                             cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert first.stdout is not None and first.stdin is not None
+    for line in first.stdout:  # the session has begun
+        if "briefing" in line:
+            break
+    second = subprocess.run([sys.executable, "-m", "voicecoach", "run", "--week", "1"],
+                            cwd=REPO, env=env, input="stop\n", capture_output=True, text=True,
+                            timeout=120)
+    first.stdin.write("stop\n")
+    first.stdin.flush()
+    _out, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode != 0
+    [line] = second.stderr.strip().splitlines()
+    assert "another voicecoach session is running" in line and f"process {first.pid}" in line
+    with HistoryDB.open(home) as db:
+        assert [s.status for s in db.sessions()] == ["stopped"]  # the second left no row
