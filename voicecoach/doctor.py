@@ -163,7 +163,9 @@ def run_engine(settings: Settings, engine: str) -> str:
     from voicecoach.listening.engines import make_recogniser
 
     speech = replace(settings.speech, engine=engine)
-    grammar = load_grammar(speech.language if engine == "vosk" else "en")
+    from voicecoach.listening.engines import ENGINES
+
+    grammar = load_grammar(ENGINES[engine].language or speech.language)
     logging.disable(logging.WARNING)  # what the engine notes at loading has its own line
     try:
         rec = make_recogniser(speech, grammar, data_dir=settings.data_dir)
@@ -230,7 +232,7 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
             else:
                 yield Check(engine.label, OK, detail + ("" if engine.needs_model
                                                         else " (ran on a test clip)"))
-        if engine.name == "spotter" and settings.speech.language.split("-")[0] == "en":
+        if engine.second_look and settings.speech.language.split("-")[0] == "en":
             yield check_second_look(settings)  # the spotter's verifier, never a failure
     needing = [e for e in recognisers() if e.needs_model]
     if needing:

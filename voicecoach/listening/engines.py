@@ -46,6 +46,8 @@ class Engine:
     #: doctor's name for the check, and the check: a detail line, or EngineMissing.
     label: str = ""
     probe: Callable[[], str] | None = None
+    #: Takes a second look before acting (the verifier of the 'verify' extra; doctor checks it).
+    second_look: bool = False
 
 
 #: Engines installed as extras of the package: engine name -> (module it needs, extra).
@@ -188,6 +190,7 @@ ENGINES: dict[str, Engine] = {
                    "other languages", _auto),
     "spotter": Engine("spotter", "the trained English command spotter (weights in the "
                       "package)", _spotter, language=SPOTTER_LANGUAGE, label="command spotter",
+                      second_look=True,
                       probe=_probe_spotter),
     "vosk": Engine("vosk", "vosk with a model for the language", _vosk, needs_model=True,
                    label="vosk", probe=_probe_vosk),
