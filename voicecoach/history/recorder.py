@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -335,10 +336,14 @@ def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
                 + (f" (process {pid})" if pid.isdigit() else ""),
                 "let it end (say stop) before starting another, or use another --data-dir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:  # who holds it, for the refusal's line; a full disk only loses that
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            _LOGGER.debug("history: session lock: %s", exc)
         yield
     finally:
-        handle.close()  # and the lock with it
+        with contextlib.suppress(OSError):  # an unwritten pid on a full disk: no matter
+            handle.close()  # and the lock with it
