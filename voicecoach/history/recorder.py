@@ -37,9 +37,6 @@ OUTCOMES = ("finished", "stopped", "interrupted")
 HEARTBEAT_S = 1.0
 
 
-#: Said (once a session) when its events cannot be written; no command phrase in it.
-HISTORY_FAILING_SPEECH = ("I cannot save this workout to the history right now. I am keeping "
-                          "it in memory and will save it when the disk allows.")
 #: While a session runs, a write waits this long for another program's lock (ms) before the
 #: event is kept in memory and retried at the next heartbeat: the coach must not freeze.
 SESSION_BUSY_MS = 300
