@@ -81,6 +81,7 @@ def test_the_users_stop_is_kept_during_double_talk(speech: np.ndarray) -> None:
     assert erle_db(echo[after], (out - near - noise)[after]) > 10.0
 
 
+@pytest.mark.slow  # minutes of audio under load: CI runs it in `pytest -m slow`
 def test_the_result_does_not_depend_on_the_chunk_size(speech: np.ndarray) -> None:
     rng = np.random.default_rng(5)
     n = 4 * RATE

@@ -46,6 +46,7 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path)
 
 
+@pytest.mark.slow  # minutes of audio under load: CI runs it in `pytest -m slow`
 def test_a_whole_session_with_the_coach_in_the_input_obeys_only_the_user(
         recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
     run = closed_loop(recogniser, _settings(tmp_path), PLAN, PLAN.total_s + 80.0,
@@ -241,6 +242,7 @@ def _caught(recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path, voice: 
         for d in run.loop.gate.decisions)
 
 
+@pytest.mark.slow  # minutes of audio under load: CI runs it in `pytest -m slow`
 def test_the_coachs_voice_never_hides_a_stop_the_engine_hears_without_it(
         recogniser: Any, renderer: EspeakNgRenderer, tmp_path: Path) -> None:
     """Every fixture voice and stop phrase, said over the briefing at 20 dB SNR: whatever the

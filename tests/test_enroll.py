@@ -120,6 +120,7 @@ def test_enroll_from_recordings_makes_the_users_commands_heard(
     assert code == 0 and out.startswith("joe: enrolled") and "yes (2)" in out
 
 
+@pytest.mark.slow  # minutes of audio under load: CI runs it in `pytest -m slow`
 def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path,
                                                                        tmp_path: Path) -> None:
     from voicecoach.commands.listen import listen_to

@@ -155,7 +155,7 @@ def score(entry: dict[str, Any], found: list[Any]) -> tuple[int, int]:
 
 
 #: The files that must yield nothing: scored in the default run (a few dozen seconds).
-NEGATIVE_KINDS = ("coach_cue", "silence", "noise")
+SCORED_NEGATIVES = ("coach_cue", "silence", "noise")
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def results(recogniser: Any, engine: str, manifest: list[dict[str, Any]]
 def negatives(recogniser: Any, engine: str, manifest: list[dict[str, Any]]
               ) -> dict[str, dict[str, float]]:
     """False detections on the files that hold no command (coach cues, silence, noise)."""
-    return _score(recogniser, engine, [e for e in manifest if e["kind"] in NEGATIVE_KINDS], 0)
+    return _score(recogniser, engine, [e for e in manifest if e["kind"] in SCORED_NEGATIVES], 0)
 
 
 def _score(recogniser: Any, engine: str, entries: list[dict[str, Any]], every: int

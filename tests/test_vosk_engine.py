@@ -127,6 +127,7 @@ def test_sentences_without_commands_are_rejected(
     assert accepted <= 1
 
 
+@pytest.mark.slow  # minutes of audio under load: CI runs it in `pytest -m slow`
 def test_results_do_not_depend_on_chunk_size(ko_model: Path, ko_grammar: Grammar) -> None:
     rec = VoskRecogniser(ko_model, ko_grammar)
     pcm = pcm_of("session.wav") + pcm_of("commands_fast_high.wav")

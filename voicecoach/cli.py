@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from voicecoach import __version__
 from voicecoach.commands import DefaultsFormatter
@@ -69,43 +68,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    real_stdout = sys.stdout
+    sys.stdout = _Stdout(real_stdout)  # type: ignore[assignment]
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a write error shows here, not at exit as a stray traceback
         return code
     except OutputLost as exc:
-        return _output_lost(exc)
+        return _output_lost(exc, real_stdout)
     except VoicecoachError as exc:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("voicecoach: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if not _output_error(exc):
-            raise
-        return _output_lost(OutputLost(exc))
+    finally:
+        sys.stdout = real_stdout
 
 
-#: errno values of a write that the output refused (a full disk, an I/O error).
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EPIPE}
+class _Stdout:
+    """sys.stdout, with a refused write (a closed pipe, a full disk) raised as OutputLost:
+    told apart from every other OSError by where it happened, not by its errno."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as exc:
+            raise OutputLost(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputLost(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
-def _output_error(exc: OSError) -> bool:
-    """Whether ``exc`` is stdout refusing a write: a closed pipe, or a write error that
-    names no file (errors opening or writing named files carry their name, and the
-    commands turn those into their own one-line errors)."""
-    if isinstance(exc, BrokenPipeError):
-        return True
-    return exc.filename is None and exc.errno in _WRITE_ERRNOS
-
-
-def _output_lost(exc: OutputLost) -> int:
+def _output_lost(exc: OutputLost, stdout: Any) -> int:
     """One line on stderr; stdout is pointed at /dev/null so the interpreter's last flush
     at exit cannot print a second complaint."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):
         pass

@@ -160,12 +160,11 @@ def run_engine(settings: Settings, engine: str) -> str:
     what it heard; raises VoicecoachError (or whatever the engine raised) when it cannot."""
     from voicecoach.audio.chunk import AudioChunk
     from voicecoach.grammar import load_grammar
-    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.listening.engines import ENGINES, make_recogniser
 
     speech = replace(settings.speech, engine=engine)
-    from voicecoach.listening.engines import ENGINES
-
-    grammar = load_grammar(ENGINES[engine].language or speech.language)
+    entry = ENGINES.get(engine)
+    grammar = load_grammar((entry.language if entry else None) or speech.language)
     logging.disable(logging.WARNING)  # what the engine notes at loading has its own line
     try:
         rec = make_recogniser(speech, grammar, data_dir=settings.data_dir)

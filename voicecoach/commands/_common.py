@@ -20,7 +20,6 @@ from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
 from voicecoach.history.recorder import (
-    HISTORY_FAILING_SPEECH,
     SessionRecorder,
     one_session_at_a_time,
 )
@@ -145,7 +144,7 @@ def tell_history_problem(coach: Coach) -> Callable[[Exception], None]:
         detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
         print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
               "written as soon as the disk allows", file=sys.stderr, flush=True)
-        coach.say(HISTORY_FAILING_SPEECH, "warning", Priority.URGENT, remember=False)
+        coach.say(coach.words.HISTORY_FAILING, "warning", Priority.URGENT, remember=False)
     return tell
 
 

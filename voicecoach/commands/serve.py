@@ -32,7 +32,13 @@ from voicecoach.device.sources import microphone, replay
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
-from voicecoach.history.db import HistoryDB, HistoryUnavailable
+from voicecoach.history import db as history_db
+from voicecoach.history.db import (
+    DB_NAME,
+    HistoryDB,
+    HistoryUnavailable,
+    write_lock_holder,
+)
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
@@ -138,7 +144,13 @@ def check_history_at_start(data_dir: Path, sleep: Callable[[float], None] = time
         if attempt:
             sleep(START_RETRY_S)
         try:
-            HistoryDB.open(data_dir).close()
+            HistoryDB.open(data_dir).close()  # an up-to-date file is only read here
+            holder = write_lock_holder(data_dir / DB_NAME, history_db.BUSY_TIMEOUT_MS / 1000)
+            if holder:
+                raise HistoryUnavailable(
+                    f"history database {data_dir / DB_NAME} is locked by another program "
+                    f"({holder})", "close it (a backup, an sqlite3 shell); the coach waits "
+                    "for it and tries again")
             return None
         except HistoryUnavailable as exc:
             _LOGGER.warning("history: %s (try %d of %d)", exc.one_line(), attempt + 1,

@@ -22,7 +22,6 @@ from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
-from voicecoach.history.recorder import HISTORY_FAILING_SPEECH
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
@@ -200,7 +199,7 @@ class DeviceLoop:
         self._session, self._recorder = stack, recorder
         if hasattr(recorder, "on_problem"):  # the history stops taking it: said once
             recorder.on_problem = lambda _exc: self.coach.say(
-                HISTORY_FAILING_SPEECH, "warning", Priority.URGENT, remember=False)
+                self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT, remember=False)
         self.coach.plan = plan
         self.coach.listeners.append(recorder.on_event)
         self.coach.tick_hooks.append(recorder.heartbeat)

@@ -219,7 +219,7 @@ def inspect_history(path: Path) -> HistoryState:
         except OSError:  # a read-only file system says no even to root
             writable = False
     if writable:
-        holder = _write_lock_holder(path)
+        holder = write_lock_holder(path)
         if holder:
             return HistoryState(path, "locked", f"locked by another program ({holder}): no "
                                 "session can be recorded until it lets go",
@@ -233,7 +233,7 @@ def inspect_history(path: Path) -> HistoryState:
     return HistoryState(path, "ok", "", "", count, odd, version)
 
 
-def _write_lock_holder(path: Path, wait_s: float = 1.0) -> str:
+def write_lock_holder(path: Path, wait_s: float = 1.0) -> str:
     """Why a session could not write ``path`` now ('' when it could): takes the write lock
     for a moment and gives it back (no byte of the file changes)."""
     try:

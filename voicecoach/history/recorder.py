@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -36,9 +37,6 @@ OUTCOMES = ("finished", "stopped", "interrupted")
 HEARTBEAT_S = 1.0
 
 
-#: Said (once a session) when its events cannot be written; no command phrase in it.
-HISTORY_FAILING_SPEECH = ("I cannot save this workout to the history right now. I am keeping "
-                          "it in memory and will save it when the disk allows.")
 #: While a session runs, a write waits this long for another program's lock (ms) before the
 #: event is kept in memory and retried at the next heartbeat: the coach must not freeze.
 SESSION_BUSY_MS = 300
@@ -335,10 +333,14 @@ def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
                 + (f" (process {pid})" if pid.isdigit() else ""),
                 "let it end (say stop) before starting another, or use another --data-dir"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:  # who holds it, for the refusal's line; a full disk only loses that
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:
+            _LOGGER.debug("history: session lock: %s", exc)
         yield
     finally:
-        handle.close()  # and the lock with it
+        with contextlib.suppress(OSError):  # an unwritten pid on a full disk: no matter
+            handle.close()  # and the lock with it
