@@ -68,3 +68,10 @@ def test_summary_compares_with_no_echo_and_ends_with_one_line() -> None:
                                        "outcomes": []}], [])
     assert lines[-1].startswith("SUMMARY") and "nlms 1/2 (0.500 of no echo 2/2)" in lines[-1]
     assert "false 0" in lines[-1]
+
+
+def test_every_stop_is_said_cold_and_settled_other_words_once() -> None:
+    stop, yes = B.Take("stop", "a", STOP_WAV), B.Take("yes", "a", STOP_WAV)
+    assert B.moments(stop, 3, True) == (False, True)
+    assert B.moments(yes, 3, True) == (True,) and B.moments(yes, 4, True) == (False,)
+    assert B.moments(stop, 4, False) == (False,)

@@ -167,9 +167,17 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     return row
 
 
+def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
+    """The moments (settled?) a take is said at: a stop at both (the locked set holds 182
+    stops, so 364 stop trials), other words, or every take without ``both``, at one in turn."""
+    return (False, True) if both and take.word == "stop" else (i % 2 == 1,)
+
+
 def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
-               progress: bool = True, log: Path | None = None) -> list[dict[str, Any]]:
-    """Every take in its own room, half cold and half settled, once per echo condition."""
+               progress: bool = True, log: Path | None = None,
+               both_moments: bool = True) -> list[dict[str, Any]]:
+    """Every take in its own room (a stop cold and settled, other words at one moment), once
+    per echo condition."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
@@ -177,7 +185,8 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
     recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
     renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
     rows = []
-    jobs = [(take, i, i % 2 == 1, echo) for i, take in enumerate(takes) for echo in echoes]
+    jobs = [(take, i, settled, echo) for i, take in enumerate(takes)
+            for settled in moments(take, i, both_moments) for echo in echoes]
     bar = _bar(len(jobs), "barge-in trials", progress)
     for take, i, settled, echo in jobs:
         rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp))
@@ -312,7 +321,9 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stops", type=int, default=200, help="held-out stop clips (at most)")
+    parser.add_argument("--stops", type=int, default=200,
+                        help="held-out stop clips (at most; the locked set has 182), each said "
+                             "cold and settled")
     parser.add_argument("--others", type=int, default=30,
                         help="held-out clips of each of go, yes, no")
     parser.add_argument("--cancellers", default=",".join(CANCELLERS),
