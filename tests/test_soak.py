@@ -12,8 +12,11 @@ from voicecoach.lab.bench.soak import SoakSpeaker, soak
 
 @pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step
 def test_a_short_soak_runs_sessions_and_reports_every_figure(tmp_path: Path) -> None:
+    # The device loop's plumbing is under test, so the engine is pinned: the retrained spotter
+    # rarely hears the fixture voice's "start" (README, Known issues), and without a session
+    # nothing here would run. The soak figures in the README come from the default engine.
     result = soak(0.05, session_every_min=5.0, data_dir=tmp_path, sample_every_s=30.0,
-                  log=tmp_path / "soak.jsonl")
+                  log=tmp_path / "soak.jsonl", engine="pocketsphinx")
     summary = result.summary()
     assert summary["audio_h"] == 0.05
     assert result.sessions_started >= 1 and result.starts_said >= 1

@@ -111,6 +111,9 @@ class SoakUser:
     next_chat_s: float = 10.0
     stop_at_s: float | None = None
     starts_said: int = 0
+    start_again_s: float | None = None
+    """A "start" not heard is said again this long after (as a person would), twice at most."""
+    _start_tries: int = 0
     _busy_until: float = 0.0
     _answered: dict[tuple[str, float, int], float] = field(default_factory=dict)
 
@@ -150,8 +153,18 @@ class SoakUser:
         coach = self.loop.coach
         state = coach.state.value
         resting = state in ("idle", "finished", "stopped")
+        if not resting:
+            self.start_again_s = None
+        if (resting and self.start_again_s is not None and t >= self.start_again_s
+                and self._quiet_for(t) > 1.0):
+            self._start_tries += 1
+            self.start_again_s = t + 8.0 if self._start_tries < 2 else None
+            self.starts_said += 1
+            self._place(t, self._clip("start", "start"), "start")
+            return
         if resting and t >= self.next_start_s and self._quiet_for(t) > 1.0:
             self.next_start_s = t + self.every_s
+            self.start_again_s, self._start_tries = t + 8.0, 0
             self.starts_said += 1
             self.stop_at_s = t + 150.0 if self.starts_said % 3 == 0 else None
             self._place(t, self._clip("start", "start"), "start")
