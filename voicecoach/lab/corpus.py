@@ -42,14 +42,21 @@ def read_clip(path: Path) -> np.ndarray:
 
 def pad_clip(samples: np.ndarray, name: str) -> np.ndarray:
     """Lead, clip and tail with edge fades and a noise floor seeded by ``name``."""
+    return with_room_tone(samples, name, LEAD_S, TAIL_S, FADE_S)
+
+
+def with_room_tone(samples: np.ndarray, name: str, lead_s: float, tail_s: float,
+                   fade_s: float) -> np.ndarray:
+    """``samples`` (int16) faded at both edges over ``fade_s``, with ``lead_s`` and ``tail_s``
+    of padding, over a deterministic floor of FLOOR_RMS seeded by ``name``, as int16."""
     clip = samples.astype(np.float64)
-    fade = min(int(FADE_S * SAMPLE_RATE), clip.size // 2)
+    fade = min(int(fade_s * SAMPLE_RATE), clip.size // 2)
     if fade:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
         clip[:fade] *= ramp
         clip[-fade:] *= ramp[::-1]
-    out = np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE)), clip,
-                          np.zeros(int(TAIL_S * SAMPLE_RATE))])
+    out = np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE)), clip,
+                          np.zeros(int(tail_s * SAMPLE_RATE))])
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     out += rng.normal(0.0, FLOOR_RMS, out.size)
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)

@@ -157,28 +157,20 @@ def read_audio(path: Path) -> np.ndarray:
 
 
 #: How a clip is heard in evaluation, as a user's audio reaches ``listen``: half a second of a
-#: quiet room before and after it (a deterministic floor near -60 dBFS seeded by the clip's
-#: name), its edges faded so a clip cut out of a recording does not click.
+#: quiet room before and after it (the benches' deterministic floor near -60 dBFS, seeded by the
+#: clip's name: ``lab.corpus.with_room_tone``), its edges faded so a clip cut out of a recording
+#: does not click.
 ROOM_LEAD_S = 0.5
 ROOM_TAIL_S = 0.5
-ROOM_RMS = 30.0
 FADE_S = 0.02
 
 
 def in_room(samples: np.ndarray, name: str, lead_s: float = ROOM_LEAD_S,
             tail_s: float = ROOM_TAIL_S) -> np.ndarray:
     """``samples`` (int16) with quiet room tone around them, as int16."""
-    clip = samples.astype(np.float64)
-    fade = min(int(FADE_S * SAMPLE_RATE), clip.size // 2)
-    if fade:
-        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
-        clip[:fade] *= ramp
-        clip[-fade:] *= ramp[::-1]
-    out = np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE)), clip,
-                          np.zeros(int(tail_s * SAMPLE_RATE))])
-    rng = np.random.default_rng(zlib.crc32(name.encode("utf-8")))
-    out += rng.normal(0.0, ROOM_RMS, out.size)
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+    from voicecoach.lab.corpus import with_room_tone
+
+    return with_room_tone(samples, name, lead_s, tail_s, FADE_S)
 
 
 def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> list[Source]:
