@@ -37,14 +37,9 @@ import numpy as np
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.training.data import (
-    REAL_NEGATIVES,
-    REAL_POSITIVES,
     SILENCE,
-    clips_in,
-    is_locked,
-    noise_id,
+    locked_clips,
     read_audio,
-    speaker_of,
     speech_commands_dir,
     speech_commands_train_dir,
 )
@@ -68,11 +63,12 @@ def clip_list(root: Path, per_folder: int | None = None) -> list[tuple[str, str,
     for base in (root, speech_commands_train_dir()):
         if not base.is_dir():
             continue
-        for folder in (*REAL_POSITIVES, *REAL_NEGATIVES, SILENCE):
-            paths = [p for p in clips_in(base, folder)
-                     if is_locked(noise_id(p) if folder == SILENCE else speaker_of(p))]
-            for path in paths[:per_folder]:
-                out.append((folder, speaker_of(path) if folder != SILENCE else "", path))
+        taken: dict[str, int] = {}
+        for path, folder, speaker in locked_clips([base]):
+            if per_folder is not None and taken.get(folder, 0) >= per_folder:
+                continue
+            taken[folder] = taken.get(folder, 0) + 1
+            out.append((folder, speaker if folder != SILENCE else "", path))
     return out
 
 

@@ -39,11 +39,8 @@ from voicecoach.lab.training.data import (
     REAL_POSITIVES,
     ROOM_LEAD_S,
     SILENCE,
-    all_real_clips,
-    clips_in,
     in_room,
-    is_locked,
-    noise_id,
+    locked_clips,
     read_audio,
     speech_commands_dir,
     speech_commands_train_dir,
@@ -53,15 +50,6 @@ from voicecoach.lab.training.data import (
 STATE_OF = {"stop": "backward", "go": "paused", "yes": "briefing", "no": "briefing"}
 COMMAND_OF = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}
 NEGATIVE_STATE = "backward"
-
-
-def locked_clips(roots: Sequence[Path]) -> list[tuple[Path, str, str]]:
-    """(path, word, speaker) of every clip of a locked speaker, and the locked noise clips."""
-    out: list[tuple[Path, str, str]] = []
-    for root in roots:
-        out += [c for c in all_real_clips(root) if is_locked(c[2])]
-        out += [(p, SILENCE, noise_id(p)) for p in clips_in(root, SILENCE) if is_locked(noise_id(p))]
-    return out
 
 
 def write_inputs(clips: Sequence[tuple[Path, str, str]], folder: Path, bare: bool

@@ -40,7 +40,6 @@ from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float, treadmill_noise
 from voicecoach.audio.wav import read_wav_16k, write_wav
 from voicecoach.errors import VoicecoachError
-from voicecoach.lab.training.data import is_locked, speaker_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,10 +56,11 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
 
 
-def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path,
+def longform_sources(synth: Path, families: Sequence[str], roots: Sequence[Path],
                      kinds: Sequence[str] = ("sentence", "coach")
-                     ) -> tuple[list[Path], list[Path], list[Path]]:
-    """Held-out voices' sentences, real non-command words, and room-noise clips."""
+                     ) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+    """Held-out voices' sentences, and the locked speakers' non-command words, noise clips and
+    stops (``training.data.locked_clips``) of the real folders ``roots``."""
     talk: list[Path] = []
     manifest = synth / "manifest.jsonl"
     if not manifest.is_file():
@@ -73,16 +73,17 @@ def longform_sources(synth: Path, families: Sequence[str], speech_commands: Path
         row = json.loads(line)
         if row["family"] in families and row["kind"] in kinds:
             talk.append(synth / row["path"])
-    from voicecoach.lab.training.data import REAL_NEGATIVES, SILENCE, clips_in, is_locked, noise_id
-
-    words = [p for folder in REAL_NEGATIVES for p in clips_in(speech_commands, folder)
-             if is_locked(speaker_of(p))]
-    noise = [p for p in clips_in(speech_commands, SILENCE) if is_locked(noise_id(p))]
     if not talk:
         raise VoicecoachError(f"the corpus at {synth} has no talk by the held-out voices "
                               f"{', '.join(families) or '(none named)'}",
                               "retrain with held-out voice families (model card: holdout_families)")
-    return talk, words, noise
+    from voicecoach.lab.training.data import REAL_NEGATIVES, SILENCE, locked_clips
+
+    locked = locked_clips(roots)
+    words = [p for p, word, _ in locked if word in REAL_NEGATIVES]
+    noise = [p for p, word, _ in locked if word == SILENCE]
+    stops = [p for p, word, _ in locked if word == "stop"]
+    return talk, words, noise, stops
 
 
 def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also sprinkle the corpus's confusable single words (top, shop, "
                              "stock, ...) into the talk: a harsher test than the issue's")
     args = parser.parse_args(argv)
-    from voicecoach.lab.training.data import all_real_clips, speech_commands_dir, speech_commands_train_dir
+    from voicecoach.lab.training.data import speech_commands_dir, speech_commands_train_dir
     from voicecoach.listening.spotter.model import load_model
 
     try:
@@ -203,11 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds = ("sentence", "coach", "negative") if args.confusable else ("sentence", "coach")
         roots = [speech_commands_dir(args.speech_commands),
                  speech_commands_train_dir(args.speech_commands_train)]
-        talk, words, noise = longform_sources(args.synth or args.work / "synth", families, roots[0], kinds)
-        for root in roots[1:]:
-            words += longform_sources(args.synth or args.work / "synth", families, root, kinds)[1]
-        locked_stops = [p for root in roots for p, word, spk in all_real_clips(root)
-                        if word == "stop" and is_locked(spk)]
+        talk, words, noise, locked_stops = longform_sources(args.synth or args.work / "synth",
+                                                            families, roots, kinds)
         folder = args.work / ("longform-confusable" if args.confusable else "longform")
         files, said = make_longform(folder, args.hours, talk, words, noise, locked_stops)
         lines, cpu, rss = listen_child(files, verify=args.verify)

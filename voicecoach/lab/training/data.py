@@ -89,7 +89,7 @@ def speaker_fold(speaker: str) -> int:
 def refuse_locked(sources: Iterable[Source]) -> None:
     """One clear error if any real clip of a locked speaker is among ``sources``."""
     for s in sources:
-        if (s.kind == "real" and is_locked(s.group)) or (s.kind == "real_noise" and is_locked(s.group)):
+        if s.real and is_locked(s.group):     # a noise clip's group is its noise_id
             raise VoicecoachError(f"{s.path} is a clip of a locked test speaker ({s.group}): "
                                   "training must never read the locked set",
                                   "build sources with real_sources(), which leaves them out")
@@ -173,6 +173,16 @@ def in_room(samples: np.ndarray, name: str, lead_s: float = ROOM_LEAD_S,
     return with_room_tone(samples, name, lead_s, tail_s, FADE_S)
 
 
+def locked_clips(roots: Sequence[Path]) -> list[tuple[Path, str, str]]:
+    """(path, word folder, speaker) of every clip of a locked speaker in ``roots``, then each
+    root's locked noise clips (speaker: their ``noise_id``): what only the benches may read."""
+    out: list[tuple[Path, str, str]] = []
+    for root in roots:
+        out += [c for c in all_real_clips(root) if is_locked(c[2])]
+        out += [(p, SILENCE, noise_id(p)) for p in clips_in(root, SILENCE) if is_locked(noise_id(p))]
+    return out
+
+
 def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> list[Source]:
     """Every clip of a Speech Commands folder whose speaker is not locked, as a source, and its
     background-noise clips; one clear error if it is absent or empty. A speaker's fold is the
@@ -187,9 +197,9 @@ def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> l
         label = REAL_POSITIVES.get(folder, OTHER)
         out.append(Source(path, label, "real", speaker, speaker_fold(speaker) % folds, folder))
     for path in clips_in(root, SILENCE):
-        if is_locked(noise_id(path)):
+        group = noise_id(path)
+        if is_locked(group):
             continue
-        group = f"noise-{path.stem}"
         out.append(Source(path, NOISE, "real_noise", group, fold_of(group, folds), SILENCE))
     return out
 

@@ -24,7 +24,7 @@ from voicecoach.grammar import Grammar
 from voicecoach.lab.training.data import SILENCE, Source, in_room, read_audio
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision
 from voicecoach.listening.spotter.model import phrases_of
-from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier
+from voicecoach.listening.spotter.verify import WhisperVerifier, look_window
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
         for j, p in enumerate(clip["probs"]):
             for fired in decider.step(p, (j + 1) * 0.08):
                 end = int(round(fired.emitted_s * 16000))
-                window = audio[max(0, end - int(LOOK_S * 16000)):end]
+                window = look_window(audio, end)
                 score = verifier.scores(window, {fired.command: phrases[fired.command]})
                 looks += 1
                 best[fired.command] = max(best.get(fired.command, 0.0), score.get(fired.command, 0.0))

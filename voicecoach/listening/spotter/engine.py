@@ -23,7 +23,7 @@ from voicecoach.listening.spotter.decide import Decider, Decision, Fired
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
-from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier
+from voicecoach.listening.spotter.verify import WhisperVerifier, look_window
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -179,15 +179,12 @@ class SpotterRecogniser:
         """The second look: does the verifier hear ``fired`` in the audio up to its step?"""
         if self.verifier is None:
             return False
-        # Every candidate is looked at with the whole LOOK_S before its step, exactly as the
-        # thresholds were chosen (training.second_look): a word inside running talk does not
-        # open the transcript, so it is not heard as a command.
-        now_s = fired.emitted_s
-        start_s = now_s - LOOK_S
-        # the audio kept ends where the fed samples end, which may run past this step
+        # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
+        # the thresholds were chosen: a word inside running talk does not open the transcript,
+        # so it is not heard as a command. The audio kept ends where the fed samples end, which
+        # may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
-        begin = max(0, end - int(round((now_s - start_s) * 16000)))
-        audio = self._audio[begin:end].astype(np.float32) / 32768.0
+        audio = look_window(self._audio, end).astype(np.float32) / 32768.0
         score = self.verifier.scores(audio, {fired.command: self._phrases[fired.command]})
         limit = self.verify_thresholds.get(fired.command, self.verify_thresholds.get("default", 1.0))
         agreed = score.get(fired.command, 0.0) >= limit
