@@ -50,6 +50,9 @@ SOAK_PLAN = Plan("soak", (
 ))
 #: The noise under everything: treadmill noise 10 dB under the fixtures' speech (-20 dBFS).
 NOISE_RMS = 10 ** (-30 / 20)
+#: What the user says to start a session: the first try, then each retry (a person not heard
+#: says it in other words). All three are the grammar's own phrases for "start".
+START_PHRASES = ("start", "begin", "start workout")
 #: Clips and rendered speech older than this (audio seconds) are dropped by the harness, so
 #: what grows, if anything, is the device loop's own memory.
 KEEP_S = 60.0
@@ -112,7 +115,8 @@ class SoakUser:
     stop_at_s: float | None = None
     starts_said: int = 0
     start_again_s: float | None = None
-    """A "start" not heard is said again this long after (as a person would), twice at most."""
+    """A "start" not heard is said again this long after (as a person would), twice at most,
+    each time in other words (START_PHRASES in turn), as a person not heard rephrases."""
     _start_tries: int = 0
     _busy_until: float = 0.0
     _answered: dict[tuple[str, float, int], float] = field(default_factory=dict)
@@ -160,7 +164,8 @@ class SoakUser:
             self._start_tries += 1
             self.start_again_s = t + 8.0 if self._start_tries < 2 else None
             self.starts_said += 1
-            self._place(t, self._clip("start", "start"), "start")
+            phrase = START_PHRASES[self._start_tries % len(START_PHRASES)]
+            self._place(t, self._clip("start", phrase), "start")
             return
         if resting and t >= self.next_start_s and self._quiet_for(t) > 1.0:
             self.next_start_s = t + self.every_s
