@@ -28,6 +28,10 @@ import numpy as np
 _LOGGER = logging.getLogger(__name__)
 
 STOP = "stop"
+RIVALS = 2
+"""How many runner-up commands a candidate carries to the second look (each costs the
+verifier a little decoding; the spotter's top three hold the right command far more often than
+its top one)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class Fired:
     emitted_s: float
     needs_look: bool = False
     """A candidate: act on it only if the verifier agrees (then :meth:`Decider.accept` it)."""
+    rivals: tuple[str, ...] = ()
+    """For a candidate: the next best commands the state accepts, by the spotter's score (at
+    most ``RIVALS``); the second look may name one of them instead."""
 
 
 class Decider:
@@ -111,6 +118,11 @@ class Decider:
     def set_commands(self, commands: Collection[str]) -> None:
         """Accept only these commands from now on (stop is always accepted)."""
         self._active = tuple(c for c in self._classes if c in commands or c == STOP)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """The commands accepted now (stop always among them)."""
+        return self._active
 
     def reset(self) -> None:
         """Forget scores, pending second looks and the refractory period."""
@@ -191,4 +203,9 @@ class Decider:
         phrase = self._labels[idx[int(np.argmax(smooth[idx]))]]
         self._above[cmd] = 0
         rose = self._rose.get(cmd, end_s) if needs_look else self._rose.pop(cmd, end_s)
-        return Fired(cmd, phrase, float(smooth[idx].sum()), rose, end_s, needs_look)
+        rivals: tuple[str, ...] = ()
+        if needs_look:
+            others = sorted((c for c in self._active if c != cmd),
+                            key=lambda c: -float(smooth[self._classes[c]].sum()))
+            rivals = tuple(others[:RIVALS])
+        return Fired(cmd, phrase, float(smooth[idx].sum()), rose, end_s, needs_look, rivals)

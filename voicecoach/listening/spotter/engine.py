@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection
-from voicecoach.listening.spotter.decide import Decider, Decision, Fired
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
@@ -164,7 +165,9 @@ class SpotterRecogniser:
         # fe.steps has already counted all of them by then
         self._steps += 1
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
-        fired = [f for f in self.decider.step(probs, end_s) if not f.needs_look or self._looks_right(f)]
+        looked = [f if not f.needs_look else self._second_look(f)
+                  for f in self.decider.step(probs, end_s)]
+        fired = [f for f in looked if f is not None]
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
         found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score)
                  for f in fired if f.command in keep]
@@ -175,24 +178,40 @@ class SpotterRecogniser:
             out.append(Detection(command, phrase, start, end, emitted_s, score))
         return out
 
-    def _looks_right(self, fired: Fired) -> bool:
-        """The second look: does the verifier hear ``fired`` in the audio up to its step?"""
+    def _second_look(self, fired: Fired) -> Fired | None:
+        """The second look names the command: the verifier scores the candidate and its rivals
+        (the spotter's runners-up among the commands the state accepts) on the audio up to
+        ``fired``'s step, and the candidate becomes the one it hears best among those that clear
+        their thresholds (stop first, if it clears its own), or nothing. So a "start" the
+        spotter took for a stop is acted on as start, and a stop taken for another command is
+        still a stop (stop is always asked)."""
         if self.verifier is None:
-            return False
+            return None
         # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
         # the thresholds were chosen: a word inside running talk does not open the transcript,
         # so it is not heard as a command. The audio kept ends where the fed samples end, which
         # may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         audio = look_window(self._audio, end).astype(np.float32) / 32768.0
-        score = self.verifier.scores(audio, {fired.command: self._phrases[fired.command]})
-        limit = self.verify_thresholds.get(fired.command, self.verify_thresholds.get("default", 1.0))
-        agreed = score.get(fired.command, 0.0) >= limit
-        _LOGGER.debug("second look at %s (spotter %.2f): verifier %.3f vs %.3f -> %s", fired.command,
-                      fired.score, score.get(fired.command, 0.0), limit, "act" if agreed else "drop")
-        if agreed:
-            self.decider.accept(fired)
-        return agreed
+        # stop is always asked too: any candidate may be a stop the spotter misnamed
+        asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
+                 if c in self._phrases}
+        score = self.verifier.scores(audio, asked)
+
+        def limit(command: str) -> float:
+            return self.verify_thresholds.get(command, self.verify_thresholds.get("default", 1.0))
+
+        heard = {c: p for c, p in score.items() if p >= limit(c)}
+        named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
+        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s -> %s", fired.command,
+                      fired.score, " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
+                      named or "drop")
+        if named is None:
+            return None
+        if named != fired.command:
+            fired = replace(fired, command=named, phrase=self._phrases[named][0])
+        self.decider.accept(fired)
+        return fired
 
     def flush(self) -> list[Detection]:
         """End of stream: room tone at the stream's own floor lets a phrase said at the very end

@@ -1,0 +1,99 @@
+"""The second look names the command: the rule that turns the verifier's scores for a candidate
+and its rivals into the command acted on (or nothing).
+
+The verifier here is a scripted stand-in that returns given scores, so the rule itself is what
+is tested; the real verifier on real people is tested in test_spotter_verify.py and measured
+by the locked benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytest
+
+from voicecoach.grammar import load_grammar
+from voicecoach.listening.spotter.decide import Decider, Decision, Fired
+from voicecoach.listening.spotter.engine import SpotterRecogniser
+
+GRAMMAR = load_grammar("en")
+
+
+class Scripted:
+    """Returns the scores it was given for whatever it is asked, and records what was asked."""
+
+    def __init__(self, scores: Mapping[str, float]) -> None:
+        self.given = dict(scores)
+        self.asked: list[set[str]] = []
+        self.looks = 0
+
+    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        self.looks += 1
+        self.asked.append(set(phrases))
+        return {c: self.given.get(c, 0.0) for c in phrases}
+
+    def close(self) -> None:
+        pass
+
+
+def spotter(scores: Mapping[str, float], state: str) -> tuple[SpotterRecogniser, Scripted]:
+    verifier = Scripted(scores)
+    rec = SpotterRecogniser(GRAMMAR, verifier=verifier)  # type: ignore[arg-type]
+    rec.set_commands(GRAMMAR.commands_for(state))
+    return rec, verifier
+
+
+def candidate(command: str, rivals: tuple[str, ...]) -> Fired:
+    return Fired(command, command, 0.3, 1.0, 1.2, needs_look=True, rivals=rivals)
+
+
+def test_a_stop_candidate_the_verifier_hears_as_start_is_acted_on_as_start() -> None:
+    rec, verifier = spotter({"start": 0.9, "stop": 0.0}, "idle")
+    got = rec._second_look(candidate("stop", ("start", "help")))
+    assert got is not None and got.command == "start" and got.phrase == "start"
+    assert verifier.asked == [{"stop", "start", "help"}]
+
+
+def test_stop_wins_whenever_it_clears_its_own_threshold() -> None:
+    limit = SpotterRecogniser(GRAMMAR).verify_thresholds["stop"]
+    rec, _ = spotter({"faster": 0.95, "stop": limit}, "backward")
+    got = rec._second_look(candidate("faster", ("slower", "pause")))
+    assert got is not None and got.command == "stop"
+
+
+def test_stop_is_always_asked_even_when_not_a_rival() -> None:
+    rec, verifier = spotter({}, "backward")
+    assert rec._second_look(candidate("faster", ("slower", "pause"))) is None
+    assert verifier.asked == [{"faster", "slower", "pause", "stop"}]
+
+
+@pytest.mark.parametrize("heard", [{}, {"faster": 0.01, "slower": 0.01}])
+def test_nothing_is_acted_on_when_no_score_clears_its_threshold(heard: dict[str, float]) -> None:
+    rec, _ = spotter(heard, "backward")
+    assert rec._second_look(candidate("faster", ("slower", "pause"))) is None
+
+
+def test_the_best_heard_of_several_is_named() -> None:
+    rec, _ = spotter({"faster": 0.5, "slower": 0.9}, "backward")
+    got = rec._second_look(candidate("faster", ("slower", "pause")))
+    assert got is not None and got.command == "slower"
+
+
+def test_rivals_are_the_next_best_commands_the_state_accepts() -> None:
+    from voicecoach.listening.spotter.model import load_model, phrases_of
+
+    model = load_model()
+    decider = Decider(model.labels, phrases_of(GRAMMAR), Decision.from_card(model.decision),
+                      verifying=True)
+    decider.set_commands(GRAMMAR.commands_for("idle"))
+    probs = np.zeros(len(model.labels))
+    for label, p in (("stop", 0.55), ("start", 0.3), ("faster", 0.1), ("help", 0.05)):
+        probs[model.labels.index(label)] = p
+    fired = []
+    for k in range(4):
+        fired += decider.step(probs * (1.0 if k < 2 else 0.9), 0.08 * (k + 1))
+    assert fired and fired[0].command == "stop" and fired[0].needs_look
+    # faster is not a command of the idle state: help is the runner-up after start
+    assert fired[0].rivals == ("start", "help")
+
