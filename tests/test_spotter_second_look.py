@@ -55,11 +55,18 @@ def test_a_stop_candidate_the_verifier_hears_as_start_is_acted_on_as_start() -> 
     assert verifier.asked == [{"stop", "start", "help"}]
 
 
-def test_stop_wins_whenever_it_clears_its_own_threshold() -> None:
-    limit = SpotterRecogniser(GRAMMAR).verify_thresholds["stop"]
-    rec, _ = spotter({"faster": 0.95, "stop": limit}, "backward")
-    got = rec._second_look(candidate("faster", ("slower", "pause")))
+def test_stop_wins_whenever_it_clears_its_threshold() -> None:
+    limits = SpotterRecogniser(GRAMMAR).verify_thresholds
+    rec, _ = spotter({"stop": limits["stop"], "start": 0.99}, "idle")
+    got = rec._second_look(candidate("stop", ("start", "help")))
     assert got is not None and got.command == "stop"
+    # named from another candidate, stop must clear the default bar too (its own threshold was
+    # chosen for stop candidates the spotter raised)
+    bar = max(limits["stop"], limits["default"])
+    for score, named in ((bar, "stop"), (bar * 0.9, "faster")):
+        rec, _ = spotter({"faster": 0.95, "stop": score}, "backward")
+        got = rec._second_look(candidate("faster", ("slower", "pause")))
+        assert got is not None and got.command == named
 
 
 def test_stop_is_always_asked_even_when_not_a_rival() -> None:

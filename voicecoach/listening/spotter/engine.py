@@ -182,7 +182,8 @@ class SpotterRecogniser:
         """The second look names the command: the verifier scores the candidate and its rivals
         (the spotter's runners-up among the commands the state accepts) on the audio up to
         ``fired``'s step, and the candidate becomes the one it hears best among those that clear
-        their thresholds (stop first, if it clears its own), or nothing. So a "start" the
+        their thresholds (stop first, if it clears), or nothing. A command other than the
+        candidate must clear at least the default threshold. So a "start" the
         spotter took for a stop is acted on as start, and a stop taken for another command is
         still a stop (stop is always asked)."""
         if self.verifier is None:
@@ -198,8 +199,13 @@ class SpotterRecogniser:
                  if c in self._phrases}
         score = self.verifier.scores(audio, asked)
 
+        default = self.verify_thresholds.get("default", 1.0)
+
         def limit(command: str) -> float:
-            return self.verify_thresholds.get(command, self.verify_thresholds.get("default", 1.0))
+            # each threshold was chosen for looks at candidates the spotter raised as that
+            # command; a command it did not raise must clear at least the default bar
+            own = self.verify_thresholds.get(command, default)
+            return own if command == fired.command else max(own, default)
 
         heard = {c: p for c, p in score.items() if p >= limit(c)}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
