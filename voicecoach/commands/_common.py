@@ -137,13 +137,18 @@ def recorded_session(settings: Settings, plan: Plan | None,
 INCOMPLETE_RECORD = 4
 
 
+def print_history_problem(exc: Exception) -> None:
+    """One line on stderr when the history stops taking the session."""
+    detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+    print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
+          "written as soon as the disk allows", file=sys.stderr, flush=True)
+
+
 def tell_history_problem(coach: Coach) -> Callable[[Exception], None]:
     """What a recorder calls (once) when the history stops taking the session: the coach
     says so and one line goes to stderr; the workout goes on."""
     def tell(exc: Exception) -> None:
-        detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
-        print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
-              "written as soon as the disk allows", file=sys.stderr, flush=True)
+        print_history_problem(exc)
         coach.say(coach.words.HISTORY_FAILING, "warning", Priority.URGENT, remember=False)
     return tell
 
