@@ -382,7 +382,9 @@ def check_grammar(settings: Settings) -> Iterator[Check]:
 def check_history(data_dir: Path) -> Iterator[Check]:
     """The history's state: ok, none yet, read-only, damaged or a newer schema, with the fix.
     Reads only: the file is opened read-only and never changed."""
-    from voicecoach.history.db import DB_NAME, SCHEMA_VERSION, inspect_history
+    from voicecoach.history.db import DB_NAME
+    from voicecoach.history.health import inspect_history
+    from voicecoach.history.schema import SCHEMA_VERSION
 
     state = inspect_history(data_dir / DB_NAME)
     if state.state == "none":

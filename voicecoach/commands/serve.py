@@ -33,12 +33,9 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
 from voicecoach.history import db as history_db
-from voicecoach.history.db import (
-    DB_NAME,
-    HistoryDB,
-    HistoryUnavailable,
-    write_lock_holder,
-)
+from voicecoach.history.db import DB_NAME, HistoryDB
+from voicecoach.history.faults import HistoryUnavailable
+from voicecoach.history.health import write_lock_holder
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker

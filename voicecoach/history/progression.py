@@ -9,7 +9,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from voicecoach.history.db import HistoryDB, SessionSummary
+from voicecoach.history.db import HistoryDB
+from voicecoach.history.rows import SessionSummary
 from voicecoach.settings import MPH_PER_KMH, CoachSettings
 from voicecoach.workout.plan import PROGRAMME, Plan, build_week_plan
 
