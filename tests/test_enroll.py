@@ -15,8 +15,9 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
 from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.training.card import export
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.lab.training.train import export, labels_for
+from voicecoach.lab.training.head import labels_for
 from voicecoach.listening.spotter.decide import Decision
 from voicecoach.listening.spotter.enroll import EnrolledScorer
 from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model
