@@ -128,7 +128,8 @@ def recorded_session(settings: Settings, plan: Plan | None,
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
     with one_session_at_a_time(settings.data_dir), HistoryDB.open(settings.data_dir) as db:
         if plan is None:
-            plan = plan_next_session(db, settings.coach, dt.date.today())
+            plan = plan_next_session(db, settings.coach, dt.date.today(),
+                                     language=settings.speech.language)
         with SessionRecorder.open(db, plan, source) as recorder:
             yield plan, recorder
 

@@ -21,6 +21,7 @@ from voicecoach.listening.spotter.decide import STOP
 from voicecoach.listening.spotter.profiles import enrolled_files, enrollment_dir
 from voicecoach.listening.spotter.takes import MAX_SPEECH_S, QUIET_DBFS, TakeRejected
 from voicecoach.listening.spotter.voice import VoiceProfile, weights_sha256
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
 
@@ -80,20 +81,21 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
                 keep_audio: bool = False) -> VoiceProfile:
     """Ask for each command, record, check, explain and ask again; then adapt and save."""
     rec = recorder or TakeRecorder()
-    say("Let's learn your voice. After each prompt, say the word, then wait.")
+    words = load_phrases(enroller.grammar.language)
+    say(words.ENROLL_INTRO)
     for command in commands:
         phrase = enroller.grammar.phrases[command][0]
         wanted = stop_takes if command == STOP else takes
         got = 0
         failures = 0
         while got < wanted:
-            say(f"Say: {phrase}.")
+            say(words.ENROLL_SAY.format(phrase=phrase))
             try:
                 samples = rec.record(chunks)
                 enroller.add(samples, command, phrase)
             except TakeRejected as exc:
                 failures += 1
-                say(f"Once more: {exc.message}. {exc.hint}.")
+                say(words.ENROLL_AGAIN.format(reason=exc.message, hint=exc.hint))
                 if failures >= attempts:
                     raise VoicecoachError(f"enrollment of '{command}' gave up after "
                                           f"{failures} unusable takes ({exc.message})",
@@ -108,15 +110,14 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
                     failures += 1
                     enroller.drop(odd)
                     got -= len(odd)
-                    say(f"Once more: one take did not sound like the others. Say "
-                        f"{phrase} as you would on the treadmill.")
+                    say(words.ENROLL_NOT_ALIKE.format(phrase=phrase))
                     if failures >= attempts:
                         raise VoicecoachError(f"enrollment of '{command}' gave up: the takes "
                                               "did not sound alike",
                                               "find a quieter moment and run voicecoach "
                                               "enroll again")
     profile = enroller.finish(keep_audio)
-    say("Thank you. I know your voice now.")
+    say(words.ENROLL_DONE)
     return profile
 
 
@@ -182,9 +183,8 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
         _LOGGER.warning("enrollment not offered: %s", exc)
         return False
     stale = bool(enrolled_files(settings.data_dir))
-    say(("The command spotter was updated, and your voice must be learnt again. "
-         if stale else "I can learn your voice, so that I hear you every time. ")
-        + "It takes two minutes. Say yes to start, or no.")
+    words = load_phrases(grammar.language)
+    say(words.ENROLL_OFFER_AGAIN if stale else words.ENROLL_OFFER)
     recogniser.reset()
     recogniser.set_commands(("yes", "no", STOP))
     answer = ""
@@ -197,14 +197,14 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
             break
     recogniser.reset()
     if answer != "yes":
-        say("All right. You can do it later with voicecoach enroll.")
+        say(words.ENROLL_LATER)
         return False
     try:
         spoken_flow(Enroller(settings, grammar, DEFAULT_USER),
                     list(commands or grammar.commands), 3, 5, chunks, say)
     except VoicecoachError as exc:
         print(f"voicecoach: enrollment: {exc.one_line()}", file=sys.stderr, flush=True)
-        say("That did not work out. You can do it later with voicecoach enroll.")
+        say(words.ENROLL_FAILED)
         return False
     use = getattr(recogniser, "use_data_dir", None)
     if callable(use):
