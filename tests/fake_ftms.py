@@ -22,7 +22,7 @@ from dbus_fast import BusType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
-from voicecoach.treadmill import ftms
+from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.sim import SIM_FEATURES, BeltModel
 
 APP = "/org/voicecoach/fake"
@@ -172,9 +172,9 @@ class FakeTreadmill:
         service_uuid = ftms.FTMS_SERVICE if self.ftms_service else ftms.uuid16(0x180F)
         self.bus.export(f"{APP}/service0", _Service(service_uuid))
         m = self.model
-        specs = [(ftms.FEATURE, ["read"], ftms.encode_features(SIM_FEATURES)),
-                 (ftms.SPEED_RANGE, ["read"], ftms.encode_speed_range(m.speed_range)),
-                 (ftms.INCLINE_RANGE, ["read"], ftms.encode_incline_range(m.incline_range)),
+        specs = [(ftms.FEATURE, ["read"], ftms_data.encode_features(SIM_FEATURES)),
+                 (ftms.SPEED_RANGE, ["read"], ftms_data.encode_speed_range(m.speed_range)),
+                 (ftms.INCLINE_RANGE, ["read"], ftms_data.encode_incline_range(m.incline_range)),
                  (ftms.TREADMILL_DATA, ["notify"], b""),
                  (ftms.CONTROL_POINT, ["write", "indicate"], b""),
                  (ftms.STATUS, ["notify"], b"")]

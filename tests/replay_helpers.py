@@ -1,4 +1,5 @@
-"""Test helpers for replayed sessions: a polite user's track as a WAV, and a remembering renderer."""
+"""Test helpers for replayed sessions: a polite user's track as a WAV (the remembering renderer
+they replay it with is voicecoach.lab.cached.CachedRenderer)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser
 from voicecoach.settings import Settings
-from voicecoach.speaking.render import Rendered, Renderer
+from voicecoach.speaking.render import Renderer
 from voicecoach.speaking.speaker import SpeechInterval
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
@@ -23,32 +24,6 @@ from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 PLAN = Plan("tiny", (replace(WARMUP, duration_s=30.0),
                      Phase("backward", 60.0, 0.6, 0.5, 0.8, 0.0, 1.0, "technique"),
                      replace(COOLDOWN, duration_s=30.0)))
-
-
-class CachedRenderer:
-    """A real renderer that renders each (text, rate) once: a replay then hears the coach
-    exactly as long as the session the user's track was recorded against did."""
-
-    def __init__(self, inner: Renderer) -> None:
-        self.inner = inner
-        self.cache: dict[tuple[str, int], Rendered] = {}
-
-    @property
-    def rate(self) -> int:
-        return int(getattr(self.inner, "rate", 160))
-
-    @rate.setter
-    def rate(self, value: int) -> None:
-        self.inner.rate = value  # type: ignore[attr-defined]
-
-    def render(self, text: str) -> Rendered:
-        key = (text, self.rate)
-        if key not in self.cache:
-            self.cache[key] = self.inner.render(text)
-        return self.cache[key]
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @dataclass

@@ -8,7 +8,8 @@ from belt_helpers import DRIVE, BeltRun, with_quirks
 from voicecoach.device import sayings
 from voicecoach.events import DeviceProblem, StateChanged
 from voicecoach.settings import CoachSettings, TreadmillSettings
-from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Range
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
+from voicecoach.treadmill.ftms_data import Range
 from voicecoach.treadmill.sim import BeltModel, SimTreadmill
 from voicecoach.workout.machine import State
 

@@ -274,16 +274,17 @@ def test_enrollment_holding_nan_is_skipped_with_one_line(tmp_path: Path) -> None
     import numpy as np
 
     from voicecoach.grammar import load_grammar
-    from voicecoach.listening.spotter import enroll as E
     from voicecoach.listening.spotter.model import load_model, phrase_hash
+    from voicecoach.listening.spotter.profiles import load_all, save_profile
+    from voicecoach.listening.spotter.voice import LAST, CommandVoice, VoiceProfile, weights_sha256
 
     model = load_model()
     grammar = load_grammar("en")
-    voice = E.CommandVoice("stop", np.full((3, E.LAST * model.mean.size // model.window), np.nan,
+    voice = CommandVoice("stop", np.full((3, LAST * model.mean.size // model.window), np.nan,
                                            np.float32), 0.8, 3, 0.9, 0.5)
-    profile = E.VoiceProfile("ann", {"stop": voice}, "2026-12-04", E.weights_sha256(model),
+    profile = VoiceProfile("ann", {"stop": voice}, "2026-12-04", weights_sha256(model),
                              phrase_hash(grammar.phrases), model.window, 0.0, {})
-    E.save_profile(tmp_path, profile)
-    profiles, problems = E.load_all(tmp_path, model, phrase_hash(grammar.phrases))
+    save_profile(tmp_path, profile)
+    profiles, problems = load_all(tmp_path, model, phrase_hash(grammar.phrases))
     assert profiles == [] and len(problems) == 1
     assert "not finite numbers" in problems[0] and "ann" in problems[0]

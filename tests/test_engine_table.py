@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from voicecoach import cli, config, doctor
+from voicecoach import cli, config
+from voicecoach.checks import FAIL, WARN
 from voicecoach.errors import VoicecoachError
 from voicecoach.listening import engines
 from voicecoach.listening.engines import ENGINES, Engine, EngineMissing, recognisers, resolve
+from voicecoach.listening.health import check_recognisers
 from voicecoach.settings import Settings, SpeechSettings
 
 
@@ -37,16 +39,16 @@ def test_a_table_entry_is_an_engine_everywhere(extra_engine: Engine, tmp_path: P
     run = cli.build_parser().parse_args(["listen", "--engine", "whisper"])
     assert run.engine == "whisper"
     settings = Settings(data_dir=tmp_path)
-    lines = {c.name: c for c in doctor.check_recognisers(settings)}
-    assert lines["whisper"].status == doctor.WARN  # not the engine in use: a warning
+    lines = {c.name: c for c in check_recognisers(settings)}
+    assert lines["whisper"].status == WARN  # not the engine in use: a warning
     assert "no module named 'whisper'" in lines["whisper"].detail
     chosen = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="whisper"))
-    lines = {c.name: c for c in doctor.check_recognisers(chosen)}
-    assert lines["whisper"].status == doctor.FAIL  # the engine in use is missing: a failure
+    lines = {c.name: c for c in check_recognisers(chosen)}
+    assert lines["whisper"].status == FAIL  # the engine in use is missing: a failure
 
 
 def test_doctor_checks_the_table_in_its_order(tmp_path: Path) -> None:
-    names = [c.name for c in doctor.check_recognisers(Settings(data_dir=tmp_path))
+    names = [c.name for c in check_recognisers(Settings(data_dir=tmp_path))
              if c.name != "second look (verifier)"]  # the spotter's own extra line
     assert names == [e.label for e in recognisers()] + ["vosk model (en)"]
     assert names[:3] == ["command spotter", "pocketsphinx", "vosk"]

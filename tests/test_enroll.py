@@ -15,11 +15,14 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
 from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.training.card import export
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.lab.training.train import export, labels_for
-from voicecoach.listening.spotter import enroll as E
+from voicecoach.lab.training.head import labels_for
 from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.enroll import EnrolledScorer
 from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model
+from voicecoach.listening.spotter.profiles import enrolled_files
+from voicecoach.listening.spotter.takes import TakeRejected, speech_bounds
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = REPO / "audio_fixtures" / "commands"
@@ -145,7 +148,7 @@ def test_enrollment_only_adds_and_never_suppresses_stop(env: Path, tmp_path: Pat
 
     profile = enroll_from(Enroller(Settings(data_dir=env), GRAMMAR, "joe"),
                           takes_dir(tmp_path / "t"), False)
-    scorer = E.EnrolledScorer([profile], load_model())
+    scorer = EnrolledScorer([profile], load_model())
     n = len(profile.commands)
     high, low = np.full(n, 2.0, np.float32), np.full(n, -1.0, np.float32)
     # the generic head's stop always passes, even right after the user's stop
@@ -179,7 +182,7 @@ def test_several_users_status_forget_and_keep_audio(env: Path, tmp_path: Path,
     code, out, _ = cli(capsys, "enroll", "--forget", "--user", "sam")
     assert code == 0 and "sam" in out
     assert not (env / "enrollment" / "audio" / "sam").exists()
-    assert [p.stem for p in E.enrolled_files(env)] == ["joe"]
+    assert [p.stem for p in enrolled_files(env)] == ["joe"]
     code, _, err = cli(capsys, "enroll", "--forget", "--user", "sam")
     assert code != 0 and "not enrolled" in err
 
@@ -347,7 +350,7 @@ def test_the_recorder_refuses_a_take_that_goes_on_and_on() -> None:
     from voicecoach.device.enroll import TakeRecorder
 
     talk = read_wav_16k(NEGATIVES / "chatter" / "joe__i_had_pasta_for_dinner_yesterday.wav")
-    with pytest.raises(E.TakeRejected, match="too long"):
+    with pytest.raises(TakeRejected, match="too long"):
         TakeRecorder().record(stream(quiet(0.5), np.tile(talk, 3), quiet(1.0)))
 
 
@@ -384,9 +387,9 @@ def test_the_recorder_cuts_a_take_and_says_when_nothing_was_said() -> None:
 
     stop = read_wav_16k(COMMANDS / "joe" / "normal" / "stop__stop.wav")
     take = TakeRecorder().record(stream(quiet(1.0), stop, quiet(1.5)))
-    start, end = E.speech_bounds(stop)
+    start, end = speech_bounds(stop)
     assert (end - start) < take.size / 16000 < (end - start) + 1.3
-    with pytest.raises(E.TakeRejected, match="heard nothing"):
+    with pytest.raises(TakeRejected, match="heard nothing"):
         TakeRecorder(wait_s=2.0).record(stream(quiet(3.0)))
 
 
@@ -482,7 +485,7 @@ def test_serve_offers_enrollment_once_and_runs_it_on_yes(env: Path) -> None:
     assert offer_by_voice(settings, GRAMMAR, rec, stream(*parts), said.append,  # type: ignore[arg-type]
                           commands=["stop"])
     assert "Say yes to start" in said[0] and sum(s == "Say: stop." for s in said) == 5
-    assert [p.stem for p in E.enrolled_files(env)] == ["default"]
+    assert [p.stem for p in enrolled_files(env)] == ["default"]
     assert not should_offer(settings, Learns())
     # the weights changed: the enrollment cannot be used, so it is offered again, once
     stale = Learns()
@@ -504,7 +507,7 @@ def test_serve_offer_declined_is_not_asked_again(env: Path) -> None:
     said: list[str] = []
     assert not offer_by_voice(settings, GRAMMAR, _sphinx(), stream(quiet(0.5), no, quiet(1.0)),  # type: ignore[arg-type]
                               said.append)
-    assert "later with voicecoach enroll" in said[-1] and not E.enrolled_files(env)
+    assert "later with voicecoach enroll" in said[-1] and not enrolled_files(env)
 
     class Learns:
         model = load_model()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from voicecoach.treadmill import ftms
-from voicecoach.treadmill.ftms import FtmsError, Op, Range, StatusOp
+from voicecoach.treadmill import ftms, ftms_data
+from voicecoach.treadmill.ftms import FtmsError, Op
+from voicecoach.treadmill.ftms_data import Range, StatusOp
 
 # Treadmill Data vectors (hand-built from the spec's field order; not captured from a device):
 #: flags 0x000c (distance + inclination): 3.50 km/h, 1234 m, 2.5 %, ramp 0x7fff (n/a)
@@ -20,7 +21,7 @@ FRAGMENT_2 = bytes.fromhex("0800" "c800" "0a00" "0000")
 
 
 def test_data_speed_distance_incline() -> None:
-    d = ftms.decode_treadmill_data(DATA_SPEED_DIST_INCLINE)
+    d = ftms_data.decode_treadmill_data(DATA_SPEED_DIST_INCLINE)
     assert d.speed_kmh == pytest.approx(3.50)
     assert d.distance_m == 1234
     assert d.incline_pct == pytest.approx(2.5)
@@ -30,8 +31,8 @@ def test_data_speed_distance_incline() -> None:
 
 
 def test_data_stopped_and_other_fields() -> None:
-    assert ftms.decode_treadmill_data(DATA_STOPPED).speed_kmh == 0.0
-    d = ftms.decode_treadmill_data(DATA_WITH_ENERGY_HR_TIME)
+    assert ftms_data.decode_treadmill_data(DATA_STOPPED).speed_kmh == 0.0
+    d = ftms_data.decode_treadmill_data(DATA_WITH_ENERGY_HR_TIME)
     assert d.speed_kmh == pytest.approx(5.0)
     assert d.distance_m == 100
     assert d.extra == {"energy_kcal": 18, "energy_kcal_per_h": 52, "energy_kcal_per_min": 1,
@@ -39,7 +40,7 @@ def test_data_stopped_and_other_fields() -> None:
 
 
 def test_more_data_fragments_are_joined() -> None:
-    joiner = ftms.DataJoiner()
+    joiner = ftms_data.DataJoiner()
     assert joiner.feed(FRAGMENT_1) is None
     d = joiner.feed(FRAGMENT_2)
     assert d is not None
@@ -54,12 +55,12 @@ def test_more_data_fragments_are_joined() -> None:
                                   bytes.fromhex("0c00" "5e01" "d204")])
 def test_short_data_is_one_clear_error(data: bytes) -> None:
     with pytest.raises(FtmsError, match="treadmill data"):
-        ftms.decode_treadmill_data(data)
+        ftms_data.decode_treadmill_data(data)
 
 
 def test_encoded_data_round_trips() -> None:
-    raw = ftms.encode_treadmill_data(2.09, 1.5, 321.0)
-    d = ftms.decode_treadmill_data(raw)
+    raw = ftms_data.encode_treadmill_data(2.09, 1.5, 321.0)
+    d = ftms_data.decode_treadmill_data(raw)
     assert (d.speed_kmh, d.incline_pct, d.distance_m) == (pytest.approx(2.09), 1.5, 321)
 
 
@@ -106,27 +107,27 @@ def test_responses() -> None:
     ("ff", StatusOp.CONTROL_PERMISSION_LOST, None),
 ])
 def test_status(raw: str, op: int, value: float | None) -> None:
-    status = ftms.decode_status(bytes.fromhex(raw))
+    status = ftms_data.decode_status(bytes.fromhex(raw))
     assert status.op == op and status.value == value
     assert status.encode().hex() == raw
 
 
 def test_unknown_status_is_kept() -> None:
-    assert ftms.decode_status(b"\x42").name == "status_0x42"
+    assert ftms_data.decode_status(b"\x42").name == "status_0x42"
 
 
 def test_ranges_and_features() -> None:
-    speed = ftms.decode_speed_range(bytes.fromhex("6400" "dc05" "0a00"))
+    speed = ftms_data.decode_speed_range(bytes.fromhex("6400" "dc05" "0a00"))
     assert speed == Range(1.0, 15.0, 0.1)
     assert speed.clamp(20) == 15.0 and speed.clamp(0.5) == 1.0
-    incline = ftms.decode_incline_range(bytes.fromhex("0000" "9600" "0500"))
+    incline = ftms_data.decode_incline_range(bytes.fromhex("0000" "9600" "0500"))
     assert incline == Range(0.0, 15.0, 0.5)
-    assert ftms.decode_speed_range(ftms.encode_speed_range(speed)) == speed
+    assert ftms_data.decode_speed_range(ftms_data.encode_speed_range(speed)) == speed
     with pytest.raises(FtmsError, match="minimum above"):
-        ftms.decode_speed_range(bytes.fromhex("dc05" "6400" "0a00"))
-    features = ftms.decode_features(bytes.fromhex("0c000000" "03000000"))
+        ftms_data.decode_speed_range(bytes.fromhex("dc05" "6400" "0a00"))
+    features = ftms_data.decode_features(bytes.fromhex("0c000000" "03000000"))
     assert features.machine == {"total_distance", "inclination"}
     assert features.speed_target and features.incline_target
-    assert ftms.decode_features(ftms.encode_features(features)) == features
+    assert ftms_data.decode_features(ftms_data.encode_features(features)) == features
     with pytest.raises(FtmsError):
-        ftms.decode_features(b"\x00\x00")
+        ftms_data.decode_features(b"\x00\x00")

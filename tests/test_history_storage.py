@@ -24,7 +24,7 @@ from voicecoach.events import CueSpoken
 from voicecoach.grammar import load_grammar
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.history import recorder as recorder_module
-from voicecoach.history.db import HistoryUnavailable
+from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.phrases import load_phrases
 from voicecoach.workout.machine import State
 from voicecoach.workout.plan import programme_week

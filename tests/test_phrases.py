@@ -123,6 +123,15 @@ def test_demo_and_run_speak_korean_with_lang_ko(tmp_path: Path) -> None:
     said = [e["text"] for e in events if e["type"] == "cue_spoken"]
     assert words.BRIEFING_INTRO in said and words.ENDED_SAFE in said
     assert all(HANGUL.search(s) for s in said)
+    # planned from the history (no --week): the briefing's notes on the plan are Korean too
+    planned = _vc("run", "--lang", "ko", "--speed-up", "50", "--json-events",
+                  stdin="네\n네\n네\n정지\n", home=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    said = [e["text"] for e in map(json.loads, planned.stdout.splitlines())
+            if e["type"] == "cue_spoken"]
+    assert words.PLAN_FIRST in said and said.index(words.PLAN_FIRST) < said.index(
+        words.BRIEFING_INTRO)
+    assert all(HANGUL.search(s) and not re.search(r"[A-Za-z]", s) for s in said), said
 
 
 def test_the_english_file_is_what_the_coach_said_before() -> None:
@@ -135,5 +144,8 @@ def test_the_english_file_is_what_the_coach_said_before() -> None:
         "Session complete. 5 minutes backward, between 0.5 and 0.8 miles per hour."
     assert en.summary_text(0, 0.5, 0.5, "mph", "stopped") == \
         "Session ended early. No backward walking today."
+    assert en.ENROLL_SAY.format(phrase="stop") == "Say: stop."  # the enrollment dialogue
+    assert en.PLAN_TODAY.format(minutes="5 minutes", speed="0.5 mph", incline="") == \
+        "Today: 5 minutes at 0.5 mph."  # the progression's notes
     raw = json.loads((phrases_dir() / "en.json").read_text(encoding="utf-8"))
     assert raw["language"] == "en"

@@ -218,3 +218,38 @@ def _notes_never_name_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(d, s, notes)
 
     monkeypatch.setattr(progression, "plan_for", checked)
+
+
+def test_the_notes_are_said_in_the_coach_s_language(db: HistoryDB) -> None:
+    """Every rule's notes come from the phrase file: planned for a Korean coach, the same
+    history gives the same doses, explained in Korean only."""
+    import re
+
+    from voicecoach.phrases import load_phrases
+
+    ko = load_phrases("ko")
+    notes: list[str] = []
+
+    def plan(day: dt.date) -> Plan:
+        english, korean = (plan_next_session(db, DEFAULT, day, language=lang) for lang in ("en", "ko"))
+        assert dose(korean) == dose(english) and len(korean.notes) == len(english.notes)
+        notes.extend(korean.notes)
+        return korean
+
+    days = session_days(7)
+    for day in days[:len(LADDER)]:  # first session, minutes, speed, incline, new weeks, the top
+        walk(db, plan(day), day)
+    later = days[len(LADDER) - 1]
+    for gap, kwargs in ((1, {"pain": True}), (1, {"pain": True}), (1, {"done": 0.3, "outcome": "stopped"}),
+                        (1, {"done": 0.5, "outcome": "interrupted"}), (1, {}), (10, {}), (25, {})):
+        later += dt.timedelta(days=gap)
+        walk(db, plan(later), later, **kwargs)
+    assert ko.PLAN_FIRST in notes and ko.PLAN_NEW_WEEK.format(week=2) in notes
+    assert ko.PLAN_RESTART.format(days=25) in notes and ko.PLAN_STEP_BACK.format(days=10) in notes
+    for key in ("PLAN_HARD_ONCE", "PLAN_HARD_TWICE", "PLAN_CUT_OFF", "PLAN_AT_TOP",
+                "PLAN_MORE_MINUTES", "PLAN_MORE_SPEED", "PLAN_MORE_INCLINE"):
+        head = ko.texts[key].split("{")[0] or ko.texts[key].split("}")[-1]
+        assert any(head in note for note in notes), key
+    for note in notes:
+        assert re.search(r"[\uac00-\ud7a3]", note) and not re.search(r"[A-Za-z]", note), note
+

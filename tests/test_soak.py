@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from voicecoach.lab.bench.soak import SoakSpeaker, soak
+from voicecoach.lab.bench.soak import soak
+from voicecoach.lab.bench.soak_user import SoakSpeaker
 
 
 @pytest.mark.slow  # minutes of audio: CI runs it in its `pytest -m slow` step

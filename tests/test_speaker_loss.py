@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from replay_helpers import PLAN, CachedRenderer, user_track
+from replay_helpers import PLAN, user_track
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.playback import SinkError
@@ -22,6 +22,7 @@ from voicecoach.device.duplex import DuplexGate
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.cached import CachedRenderer
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.speaking.tts import TtsSpeaker

@@ -13,8 +13,9 @@ import pytest
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar, parse_grammar
+from voicecoach.lab.training.card import export
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.lab.training.train import export, labels_for
+from voicecoach.lab.training.head import labels_for
 from voicecoach.listening.spotter.decide import Decision
 from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model, phrase_hash, phrases_of
 

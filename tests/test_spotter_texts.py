@@ -14,6 +14,8 @@ import pytest
 from voicecoach.grammar import load_grammar, parse_grammar
 from voicecoach.lab.training import synth
 from voicecoach.lab.training import texts as T
+from voicecoach.lab.training.speak import kokoro_phonemes
+from voicecoach.lab.training.voices import VoiceConfig
 
 _LOGGER = logging.getLogger(__name__)
 GRAMMAR = load_grammar("en")
@@ -94,7 +96,7 @@ def test_sentences_are_many_distinct_and_deterministic() -> None:
 
 
 def test_plan_is_deterministic_and_covers_every_voice_for_a_phrase() -> None:
-    configs = [synth.VoiceConfig(f"v{i}", "espeak", f"f{i % 3}") for i in range(30)]
+    configs = [VoiceConfig(f"v{i}", "espeak", f"f{i % 3}") for i in range(30)]
     items = T.positives(GRAMMAR)[:6] + T.negative_words(GRAMMAR)[:3]
     plan = synth.plan_clips(items, configs, seed=1)
     assert [c.path for c in plan] == [c.path for c in synth.plan_clips(items, configs, seed=1)]
@@ -138,16 +140,16 @@ def test_quick_synth_run_writes_wavs_and_a_manifest(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed "
                     "(apt-get install espeak-ng): Kokoro's phonemes come from it")
 def test_kokoro_phonemes_use_kokoro_symbols() -> None:
-    assert synth.kokoro_phonemes("Stop!", "us") == "stˈɑp!"
-    assert synth.kokoro_phonemes("go on", "gb") == "ɡˌQ ˈɒn"
-    assert synth.kokoro_phonemes("no thanks", "us") == "nˈO θˈæŋks"
+    assert kokoro_phonemes("Stop!", "us") == "stˈɑp!"
+    assert kokoro_phonemes("go on", "gb") == "ɡˌQ ˈɒn"
+    assert kokoro_phonemes("no thanks", "us") == "nˈO θˈæŋks"
     for item in T.positives(GRAMMAR)[:40]:
-        phonemes = synth.kokoro_phonemes(item.text, "us")
+        phonemes = kokoro_phonemes(item.text, "us")
         assert "^" not in phonemes and "ː" not in phonemes, (item.text, phonemes)
 
 
 def test_tasks_put_neural_voices_first_with_every_kind_early() -> None:
-    configs = [synth.VoiceConfig("piper-a", "piper", "piper-joe"), synth.VoiceConfig("e-a", "espeak", "e")]
+    configs = [VoiceConfig("piper-a", "piper", "piper-joe"), VoiceConfig("e-a", "espeak", "e")]
     items = T.all_texts(GRAMMAR)
     tasks = synth.group_tasks(Path("/nonexistent"), synth.plan_clips(items, configs), 0)
     engines = [t[2][0].voice.engine for t in tasks]

@@ -111,12 +111,13 @@ def test_verify_off_is_honoured() -> None:
 
 
 def test_doctor_runs_the_verifier_and_says_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from voicecoach import doctor
+    from voicecoach.checks import OK, WARN
+    from voicecoach.listening.health import check_second_look
     from voicecoach.settings import Settings
 
-    ok = doctor.check_second_look(Settings())
-    assert ok.status == doctor.OK and "ran on a test clip" in ok.detail
+    ok = check_second_look(Settings())
+    assert ok.status == OK and "ran on a test clip" in ok.detail
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
-    missing = doctor.check_second_look(Settings())
-    assert missing.status == doctor.WARN and "goes on alone" in missing.detail
+    missing = check_second_look(Settings())
+    assert missing.status == WARN and "goes on alone" in missing.detail
     assert "verify" in missing.line()

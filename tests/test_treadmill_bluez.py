@@ -39,7 +39,7 @@ from voicecoach.device.belt import BeltController  # noqa: E402
 from voicecoach.events import BeltReported, Event  # noqa: E402
 from voicecoach.grammar import load_grammar  # noqa: E402
 from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
-from voicecoach.treadmill import client, ftms  # noqa: E402
+from voicecoach.treadmill import client, ftms, ftms_data  # noqa: E402
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op  # noqa: E402
 from voicecoach.treadmill.sim import BeltModel, Quirks  # noqa: E402
 from voicecoach.workout.coach import Coach  # noqa: E402
@@ -68,7 +68,7 @@ def fake() -> Iterator[FakeTreadmill]:
 def test_info_reads_features_and_ranges(fake: FakeTreadmill) -> None:
     forget()
 
-    async def info() -> ftms.Features:
+    async def info() -> ftms_data.Features:
         ble, _controller, got = await client.connect(PERIPHERAL[1], lambda _u: None,
                                                      adapter=CENTRAL[0])
         await ble.disconnect()

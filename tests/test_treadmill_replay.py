@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from replay_helpers import PLAN, CachedRenderer
+from replay_helpers import PLAN
 
 from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, Event
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.cached import CachedRenderer
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
 from voicecoach.speaking.render import EspeakNgRenderer

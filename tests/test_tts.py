@@ -14,6 +14,7 @@ import pytest
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.playback import SinkError
 from voicecoach.events import Priority
+from voicecoach.lab.cached import CachedRenderer as LabCachedRenderer
 from voicecoach.settings import AudioSettings, Settings
 from voicecoach.speaking.render import EspeakNgRenderer, Pyttsx3Renderer, Rendered, tone
 from voicecoach.speaking.tts import (
@@ -68,32 +69,17 @@ class FakeSink:
         pass
 
 
-class CachedRenderer:
-    """The real pyttsx3 renderer, remembering its renders (espeak's output for the same text can
-    differ by a few samples from one call to the next) and every text sent to the engine."""
+class CachedRenderer(LabCachedRenderer):
+    """The lab's caching renderer over the real pyttsx3 one (espeak's output for the same text
+    can differ by a few samples from one call to the next), keeping every text sent to it."""
 
     def __init__(self, inner: Pyttsx3Renderer) -> None:
-        self.inner = inner
-        self.cache: dict[tuple[str, int], Rendered] = {}
+        super().__init__(inner)
         self.texts: list[str] = []
-
-    @property
-    def rate(self) -> int:
-        return self.inner.rate
-
-    @rate.setter
-    def rate(self, value: int) -> None:
-        self.inner.rate = value
 
     def render(self, text: str) -> Rendered:
         self.texts.append(text)
-        key = (text, self.inner.rate)
-        if key not in self.cache:
-            self.cache[key] = self.inner.render(text)
-        return self.cache[key]
-
-    def close(self) -> None:
-        self.inner.close()
+        return super().render(text)
 
 
 @pytest.fixture(scope="module")

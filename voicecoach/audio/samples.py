@@ -1,6 +1,6 @@
 """Sample helpers the run time needs: int16 <-> float, the loud part of a clip, treadmill noise.
 
-Enrollment (listening/spotter/enroll) trims takes with :func:`active_bounds` and augments them
+Enrollment (listening/spotter/takes, calibrate) trims takes with :func:`active_bounds` and augments them
 with :func:`treadmill_noise`; the test-signal half (SNR mixing, delays, gaps) is in
 voicecoach.lab.signals, which the run time never imports."""
 

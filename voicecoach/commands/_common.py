@@ -128,7 +128,8 @@ def recorded_session(settings: Settings, plan: Plan | None,
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
     with one_session_at_a_time(settings.data_dir), HistoryDB.open(settings.data_dir) as db:
         if plan is None:
-            plan = plan_next_session(db, settings.coach, dt.date.today())
+            plan = plan_next_session(db, settings.coach, dt.date.today(),
+                                     language=settings.speech.language)
         with SessionRecorder.open(db, plan, source) as recorder:
             yield plan, recorder
 
@@ -137,13 +138,18 @@ def recorded_session(settings: Settings, plan: Plan | None,
 INCOMPLETE_RECORD = 4
 
 
+def print_history_problem(exc: Exception) -> None:
+    """One line on stderr when the history stops taking the session."""
+    detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+    print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
+          "written as soon as the disk allows", file=sys.stderr, flush=True)
+
+
 def tell_history_problem(coach: Coach) -> Callable[[Exception], None]:
     """What a recorder calls (once) when the history stops taking the session: the coach
     says so and one line goes to stderr; the workout goes on."""
     def tell(exc: Exception) -> None:
-        detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
-        print(f"voicecoach: warning: {detail.rstrip('.')}; the session is kept in memory and "
-              "written as soon as the disk allows", file=sys.stderr, flush=True)
+        print_history_problem(exc)
         coach.say(coach.words.HISTORY_FAILING, "warning", Priority.URGENT, remember=False)
     return tell
 

@@ -19,7 +19,8 @@ from voicecoach.device.enroller import (
 )
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.profiles import enrolled_files, forget, load_profile
+from voicecoach.listening.spotter.voice import VoiceProfile, check_user
 from voicecoach.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
-          commands: list[str]) -> E.VoiceProfile:
+          commands: list[str]) -> VoiceProfile:
     from voicecoach.audio.mic import MicSource
     from voicecoach.speaking.tts import make_speaker
 
@@ -81,7 +82,7 @@ def _live(args: argparse.Namespace, settings: Settings, enroller: Enroller,
 def status(settings: Settings, grammar: Grammar) -> int:
     from voicecoach.listening.spotter.model import load_model, phrase_hash, phrases_of
 
-    files = E.enrolled_files(settings.data_dir)
+    files = enrolled_files(settings.data_dir)
     if not files:
         print(f"nobody is enrolled (data folder {settings.data_dir})")
         return 0
@@ -89,7 +90,7 @@ def status(settings: Settings, grammar: Grammar) -> int:
     ph = phrase_hash(phrases_of(grammar))
     for path in files:
         try:
-            print(describe(E.load_profile(path, model, ph)))
+            print(describe(load_profile(path, model, ph)))
         except VoicecoachError as exc:
             print(f"{path.stem}: cannot be used: {exc.one_line()}")
     return 0
@@ -101,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         return status(settings, grammar)
     if args.forget:
-        user = None if args.user == "all" else E.check_user(args.user)
-        removed = E.forget(settings.data_dir, user)
+        user = None if args.user == "all" else check_user(args.user)
+        removed = forget(settings.data_dir, user)
         if not removed:
             raise VoicecoachError(f"'{args.user}' is not enrolled",
                                   "see who is: voicecoach enroll --status")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                               f"language is '{grammar.language}'", "enroll with --lang en")
     if args.takes < 2 or args.stop_takes < 2:
         raise VoicecoachError("--takes and --stop-takes must be at least 2", "give 2 or more")
-    if E.check_user(args.user) == "all":
+    if check_user(args.user) == "all":
         raise VoicecoachError("'all' is not a user name (--forget --user all forgets everyone)",
                               "choose another name with --user")
     pid = session_running(settings.data_dir)

@@ -16,8 +16,9 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.db import DB_NAME, HistoryDB, SessionSummary
+from voicecoach.history.db import DB_NAME, HistoryDB
 from voicecoach.history.progression import PROGRESSION_SOURCES
+from voicecoach.history.rows import SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from voicecoach.clock import RealClock
 from voicecoach.commands import DefaultsFormatter
@@ -16,13 +18,22 @@ from voicecoach.commands._common import (
     make_coach,
     output_listener,
     positive,
+    print_history_problem,
     recorded_session,
     settings_from_args,
     stopped_by_sigterm,
 )
-from voicecoach.device.session import run_audio, run_typed
-from voicecoach.grammar import load_grammar
+from voicecoach.commands._device import replayed
+from voicecoach.device.loop import DeviceLoop
+from voicecoach.device.session import run_typed
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.history.db import HistoryDB
+from voicecoach.history.recorder import SessionRecorder
+from voicecoach.settings import Settings
 from voicecoach.treadmill.wiring import open_treadmill
+from voicecoach.workout.machine import AT_REST, State
+from voicecoach.workout.plan import Plan
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,8 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--json-events", action="store_true",
                         help="print events as JSON lines (time, type, state, text, command)")
     parser.add_argument("--audio-in", metavar="FILE.wav",
-                        help="replay a recording through the real recogniser "
-                             "(workout time = audio time)")
+                        help="replay a recording through the device loop, as serve --audio-in "
+                             "does: a session begins at 'start' (workout time = audio time)")
     add_engine_options(parser)
     parser.add_argument("--treadmill", choices=("sim",), default=None,
                         help="drive a simulated treadmill (on workout time) instead of the "
@@ -52,38 +63,82 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
-    recogniser = source = None
-    if args.audio_in:  # check the input and load the model before a session is recorded
-        from voicecoach.audio.wav import WavFileSource
-        from voicecoach.listening.engines import make_recogniser
-
-        source = WavFileSource(args.audio_in)
-        recogniser = make_recogniser(settings.speech, grammar,
-                                     announce=lambda line: print(line, file=sys.stderr),
-                                     data_dir=settings.data_dir)
+    if args.audio_in:
+        return replay_session(args, settings, grammar, chosen)
     treadmill, treadmill_settings = open_treadmill(settings.treadmill, args.treadmill,
-                                                   live=source is None and args.speed_up == 1)
-    with recorded_session(settings, chosen, "replay" if source else "run") as (plan, recorder), \
-            stopped_by_sigterm():
+                                                   live=args.speed_up == 1)
+    with recorded_session(settings, chosen, "run") as (plan, recorder), stopped_by_sigterm():
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),
                            treadmill=treadmill, treadmill_settings=treadmill_settings)
-        if source is not None and recogniser is not None:
-            try:
-                ended = run_audio(coach, source.chunks(), recogniser)
-            finally:
-                source.close()
-        else:
-            if sys.stdin.isatty():
-                print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
-                      "Ctrl-D ends input.", file=sys.stderr)
-            ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
+        if sys.stdin.isatty():
+            print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
+                  "Ctrl-D ends input.", file=sys.stderr)
+        ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
         if ended == "input-ended":
             coach.command("stop", source="system")
         if treadmill is not None:
             treadmill.close()
     check_recorded(recorder)
     if ended == "input-ended":
-        print("voicecoach: input ended before the safety checks were answered; "
-              "the session was stopped", file=sys.stderr)
+        print(INPUT_ENDED, file=sys.stderr)
+        return 1
+    return 0
+
+
+#: The input ended while the coach still waited for the safety answers.
+INPUT_ENDED = ("voicecoach: input ended before the safety checks were answered; "
+               "the session was stopped")
+
+
+def replay_session(args: argparse.Namespace, settings: Settings, grammar: Grammar,
+                   chosen: Plan | None) -> int:
+    """One session from a recording through the device loop, as ``serve --audio-in`` replays
+    it: the loop listens for "start", the coach's voice is simulated on audio time, the
+    duplex gate weighs what is heard against it; the session is recorded as "replay"."""
+    from voicecoach.listening.engines import make_recogniser
+
+    given = replayed(settings, [args.audio_in])  # the file is checked before anything else
+    HistoryDB.open(settings.data_dir).close()  # a history that cannot record: said now
+    recogniser = make_recogniser(settings.speech, grammar,
+                                 announce=lambda line: print(line, file=sys.stderr),
+                                 data_dir=settings.data_dir)
+    treadmill, treadmill_settings = open_treadmill(settings.treadmill, args.treadmill,
+                                                   live=False)
+    recorders: list[SessionRecorder] = []
+    refused: list[VoicecoachError] = []
+
+    @contextmanager
+    def open_session(plan: Plan | None) -> Iterator[tuple[Plan, SessionRecorder]]:
+        with ExitStack() as stack:
+            try:
+                plan, recorder = stack.enter_context(recorded_session(settings, plan, "replay"))
+            except VoicecoachError as exc:
+                refused.append(exc)
+                raise
+            recorder.on_problem = print_history_problem  # the loop adds the spoken warning
+            recorder.log_level = logging.INFO  # the user gets one line from it/check_recorded
+            recorders.append(recorder)
+            yield plan, recorder
+
+    loop = DeviceLoop(settings, grammar, recogniser, given.speaker, given.open_source,
+                      open_session, plan=chosen, listeners=[output_listener(args, settings)],
+                      sessions=1, clock=given.clock, canceller=given.canceller,
+                      treadmill=treadmill, treadmill_settings=treadmill_settings)
+    try:
+        with stopped_by_sigterm():
+            loop.run()
+    finally:
+        given.speaker.close()
+        if treadmill is not None:
+            treadmill.close()
+    if not recorders:
+        if refused:
+            raise refused[0]
+        print(f"voicecoach: {args.audio_in} ended before 'start' was heard; no session was run",
+              file=sys.stderr)
+        return 1
+    check_recorded(recorders[0])
+    if loop.input_ended_in in (*AT_REST, State.BRIEFING):
+        print(INPUT_ENDED, file=sys.stderr)
         return 1
     return 0

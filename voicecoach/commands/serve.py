@@ -27,18 +27,15 @@ from voicecoach.commands._common import (
     recorded_session,
     settings_from_args,
 )
-from voicecoach.device.loop import AudioClock, DeviceLoop
-from voicecoach.device.sources import microphone, replay
+from voicecoach.commands._device import live, replayed
+from voicecoach.device.loop import DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
 from voicecoach.history import db as history_db
-from voicecoach.history.db import (
-    DB_NAME,
-    HistoryDB,
-    HistoryUnavailable,
-    write_lock_holder,
-)
+from voicecoach.history.db import DB_NAME, HistoryDB
+from voicecoach.history.faults import HistoryUnavailable
+from voicecoach.history.health import write_lock_holder
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
@@ -165,15 +162,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _simulated_speaker(settings: Settings, clock: AudioClock) -> Speaker:
-    from voicecoach.speaking.render import EspeakNgRenderer
-    from voicecoach.speaking.timeline import WavSpeaker
-
-    renderer = (EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
-                if shutil.which("espeak-ng") else None)
-    return WavSpeaker(renderer, settings.speech.volume, settings.speech.rate, clock=clock)
-
-
 def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker: Speaker
                       ) -> None:
     """The first time, offer by voice to learn the user's voice (voicecoach enroll)."""
@@ -199,18 +187,9 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
     audio_in = getattr(args, "audio_in", None)
-    clock = AudioClock(live=not audio_in or getattr(args, "realtime", False))
-    speaker: Speaker
-    canceller: str | None = None  # replayed files hold no echo of the simulated speaker
-    if audio_in:
-        open_source = replay(audio_in, getattr(args, "realtime", False))
-        speaker = _simulated_speaker(settings, clock)
-    else:
-        from voicecoach.speaking.tts import make_speaker
-
-        open_source = microphone(settings.audio.input_device)
-        speaker = make_speaker(settings)
-        canceller = "auto"  # the device loop cleans the mic against what the speaker played
+    given = (replayed(settings, audio_in, getattr(args, "realtime", False)) if audio_in
+             else live(settings))
+    speaker, clock = given.speaker, given.clock
     problem = check_history_at_start(settings.data_dir)
     if problem is not None:
         speaker.say(load_phrases(grammar.language).NO_HISTORY, Priority.URGENT, 0.0)
@@ -239,10 +218,10 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")
 
-    loop = DeviceLoop(settings, grammar, recogniser, speaker, open_source, open_session,
+    loop = DeviceLoop(settings, grammar, recogniser, speaker, given.open_source, open_session,
                       plan=chosen, listeners=[output_listener(args, settings)],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,
-                      canceller=canceller, treadmill=treadmill,
+                      canceller=given.canceller, treadmill=treadmill,
                       treadmill_settings=treadmill_settings)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -12,7 +12,7 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.settings import Settings
-from voicecoach.treadmill import ftms
+from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.client import TreadmillError, WriteTimeout, connect, scan
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.link import TreadmillInfo
@@ -66,7 +66,7 @@ def info_lines(info: TreadmillInfo) -> list[str]:
     return lines
 
 
-def _state_line(data: ftms.TreadmillData | None) -> str:
+def _state_line(data: ftms_data.TreadmillData | None) -> str:
     if data is None:
         return "belt: no data within 3 s"
     parts = [f"belt: {(data.speed_mph or 0.0):.1f} mph ({data.speed_kmh or 0.0:.2f} km/h)"]
@@ -84,20 +84,20 @@ async def _info(address: str, adapter: str | None, out: Any) -> None:
         for line in info_lines(info):
             print(line, file=out, flush=True)
         for _ in range(30):
-            if any(isinstance(r, ftms.TreadmillData) for r in readings):
+            if any(isinstance(r, ftms_data.TreadmillData) for r in readings):
                 break
             await asyncio.sleep(0.1)
-        data = [r for r in readings if isinstance(r, ftms.TreadmillData)]
+        data = [r for r in readings if isinstance(r, ftms_data.TreadmillData)]
         print(_state_line(data[-1] if data else None), file=out, flush=True)
     finally:
         await client.disconnect()
 
 
 async def _test(address: str, adapter: str | None, move: bool, top_mph: float, out: Any) -> None:
-    readings: list[ftms.TreadmillData] = []
+    readings: list[ftms_data.TreadmillData] = []
 
     def take(update: Any) -> None:
-        if isinstance(update, ftms.TreadmillData):
+        if isinstance(update, ftms_data.TreadmillData):
             readings.append(update)
 
     client, controller, info = await connect(address, take, adapter=adapter)
@@ -135,7 +135,7 @@ async def _test(address: str, adapter: str | None, move: bool, top_mph: float, o
         await client.disconnect()
 
 
-async def _wait_for(readings: list[ftms.TreadmillData], done: Any, out: Any) -> bool:
+async def _wait_for(readings: list[ftms_data.TreadmillData], done: Any, out: Any) -> bool:
     began, shown = time.monotonic(), None
     while time.monotonic() - began < MOVE_WAIT_S:
         if readings and readings[-1].speed_kmh is not None:

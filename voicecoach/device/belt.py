@@ -10,7 +10,7 @@ from voicecoach import events as ev
 from voicecoach.device.belt_reports import BeltReports, _Step
 from voicecoach.events import Event, Priority
 from voicecoach.settings import TreadmillSettings
-from voicecoach.treadmill import ftms
+from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.link import (
     DEFAULT_INCLINE_RANGE,
@@ -103,11 +103,11 @@ class BeltController(BeltReports):
                                          device="treadmill", problem=problem, extra=dict(extra)))
 
     @property
-    def speed_range(self) -> ftms.Range:
+    def speed_range(self) -> ftms_data.Range:
         return self.info.speed_range if self.info else DEFAULT_SPEED_RANGE
 
     @property
-    def incline_range(self) -> ftms.Range:
+    def incline_range(self) -> ftms_data.Range:
         return self.info.incline_range if self.info else DEFAULT_INCLINE_RANGE
 
     def _to_raw(self, kmh: float) -> float:

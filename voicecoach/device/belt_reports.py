@@ -12,8 +12,9 @@ from voicecoach import events as ev
 from voicecoach.events import Priority
 from voicecoach.phrases import Phrases
 from voicecoach.settings import TreadmillSettings
-from voicecoach.treadmill import ftms
-from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result, StatusOp
+from voicecoach.treadmill import ftms, ftms_data
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result
+from voicecoach.treadmill.ftms_data import StatusOp
 from voicecoach.treadmill.link import (
     BeltReading,
     LinkDown,
@@ -142,7 +143,7 @@ class BeltReports:
         finally:
             self._console = False
 
-    def _status(self, status: ftms.Status) -> None:
+    def _status(self, status: ftms_data.Status) -> None:
         coach = self.coach
         op = status.op
         running = coach.state in ACTIVE or coach.state is State.PAUSED

@@ -16,8 +16,12 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Recogniser
-from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.calibrate import odd_takes
 from voicecoach.listening.spotter.decide import STOP
+from voicecoach.listening.spotter.profiles import enrolled_files, enrollment_dir
+from voicecoach.listening.spotter.takes import MAX_SPEECH_S, QUIET_DBFS, TakeRejected
+from voicecoach.listening.spotter.voice import VoiceProfile, weights_sha256
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
 
@@ -53,44 +57,45 @@ class TakeRecorder:
                 if floor is None:
                     floor = db
                 if onset is None:
-                    if db > max(floor + 12.0, E.QUIET_DBFS):
+                    if db > max(floor + 12.0, QUIET_DBFS):
                         onset = max(0, pos - frame - int(self.lead_s * 16000))
                     else:
                         floor = min(db, 0.9 * floor + 0.1 * db)
                         if pos > self.wait_s * 16000:
-                            raise E.TakeRejected("I heard nothing", "say the command louder")
+                            raise TakeRejected("I heard nothing", "say the command louder")
                     continue
-                quiet = quiet + 1 if db < max(floor + 6.0, E.QUIET_DBFS) else 0
+                quiet = quiet + 1 if db < max(floor + 6.0, QUIET_DBFS) else 0
                 if quiet * frame >= self.tail_s * 16000:
                     return buf[onset:pos]
-                if pos - onset > E.MAX_SPEECH_S * 16000 + self.lead_s * 16000:
-                    raise E.TakeRejected("you spoke for too long",
+                if pos - onset > MAX_SPEECH_S * 16000 + self.lead_s * 16000:
+                    raise TakeRejected("you spoke for too long",
                                          "say only the command, then wait")
         if onset is None:
-            raise E.TakeRejected("I heard nothing", "say the command louder")
+            raise TakeRejected("I heard nothing", "say the command louder")
         return buf[onset:]
 
 
 def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_takes: int,
                 chunks: Iterator[AudioChunk], say: Callable[[str], None],
                 recorder: TakeRecorder | None = None, attempts: int = 4,
-                keep_audio: bool = False) -> E.VoiceProfile:
+                keep_audio: bool = False) -> VoiceProfile:
     """Ask for each command, record, check, explain and ask again; then adapt and save."""
     rec = recorder or TakeRecorder()
-    say("Let's learn your voice. After each prompt, say the word, then wait.")
+    words = load_phrases(enroller.grammar.language)
+    say(words.ENROLL_INTRO)
     for command in commands:
         phrase = enroller.grammar.phrases[command][0]
         wanted = stop_takes if command == STOP else takes
         got = 0
         failures = 0
         while got < wanted:
-            say(f"Say: {phrase}.")
+            say(words.ENROLL_SAY.format(phrase=phrase))
             try:
                 samples = rec.record(chunks)
                 enroller.add(samples, command, phrase)
-            except E.TakeRejected as exc:
+            except TakeRejected as exc:
                 failures += 1
-                say(f"Once more: {exc.message}. {exc.hint}.")
+                say(words.ENROLL_AGAIN.format(reason=exc.message, hint=exc.hint))
                 if failures >= attempts:
                     raise VoicecoachError(f"enrollment of '{command}' gave up after "
                                           f"{failures} unusable takes ({exc.message})",
@@ -99,21 +104,20 @@ def spoken_flow(enroller: Enroller, commands: Iterable[str], takes: int, stop_ta
                 continue
             got += 1
             if got == wanted:
-                odd = [i for i, _ in E.odd_takes(enroller.takes)
+                odd = [i for i, _ in odd_takes(enroller.takes)
                        if enroller.takes[i].command == command]
                 if odd:
                     failures += 1
                     enroller.drop(odd)
                     got -= len(odd)
-                    say(f"Once more: one take did not sound like the others. Say "
-                        f"{phrase} as you would on the treadmill.")
+                    say(words.ENROLL_NOT_ALIKE.format(phrase=phrase))
                     if failures >= attempts:
                         raise VoicecoachError(f"enrollment of '{command}' gave up: the takes "
                                               "did not sound alike",
                                               "find a quieter moment and run voicecoach "
                                               "enroll again")
     profile = enroller.finish(keep_audio)
-    say("Thank you. I know your voice now.")
+    say(words.ENROLL_DONE)
     return profile
 
 
@@ -142,7 +146,7 @@ OFFERED = ".offered"
 def _model_tag(recogniser: object) -> str:
     model = getattr(recogniser, "model", None)
     try:
-        return E.weights_sha256(model) if model is not None else ""
+        return weights_sha256(model) if model is not None else ""
     except OSError:
         return ""
 
@@ -156,10 +160,10 @@ def should_offer(settings: Settings, recogniser: object) -> bool:
     scorer = getattr(recogniser, "enrolled", None)
     if scorer:          # somebody's enrollment is in use
         return False
-    if E.enrolled_files(settings.data_dir) and not getattr(recogniser, "enrollment_problems",
+    if enrolled_files(settings.data_dir) and not getattr(recogniser, "enrollment_problems",
                                                            None):
         return False
-    marker = E.enrollment_dir(settings.data_dir) / OFFERED
+    marker = enrollment_dir(settings.data_dir) / OFFERED
     try:
         return marker.read_text(encoding="utf-8").strip() != _model_tag(recogniser)
     except OSError:
@@ -173,15 +177,14 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
     microphone. Whatever happens, serving goes on: a problem is one line on stderr."""
     try:
         check_writable(settings.data_dir)
-        (E.enrollment_dir(settings.data_dir) / OFFERED).write_text(_model_tag(recogniser) + "\n",
+        (enrollment_dir(settings.data_dir) / OFFERED).write_text(_model_tag(recogniser) + "\n",
                                                                    encoding="utf-8")
     except (VoicecoachError, OSError) as exc:
         _LOGGER.warning("enrollment not offered: %s", exc)
         return False
-    stale = bool(E.enrolled_files(settings.data_dir))
-    say(("The command spotter was updated, and your voice must be learnt again. "
-         if stale else "I can learn your voice, so that I hear you every time. ")
-        + "It takes two minutes. Say yes to start, or no.")
+    stale = bool(enrolled_files(settings.data_dir))
+    words = load_phrases(grammar.language)
+    say(words.ENROLL_OFFER_AGAIN if stale else words.ENROLL_OFFER)
     recogniser.reset()
     recogniser.set_commands(("yes", "no", STOP))
     answer = ""
@@ -194,14 +197,14 @@ def offer_by_voice(settings: Settings, grammar: Grammar, recogniser: Recogniser,
             break
     recogniser.reset()
     if answer != "yes":
-        say("All right. You can do it later with voicecoach enroll.")
+        say(words.ENROLL_LATER)
         return False
     try:
         spoken_flow(Enroller(settings, grammar, DEFAULT_USER),
                     list(commands or grammar.commands), 3, 5, chunks, say)
     except VoicecoachError as exc:
         print(f"voicecoach: enrollment: {exc.one_line()}", file=sys.stderr, flush=True)
-        say("That did not work out. You can do it later with voicecoach enroll.")
+        say(words.ENROLL_FAILED)
         return False
     use = getattr(recogniser, "use_data_dir", None)
     if callable(use):

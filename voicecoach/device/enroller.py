@@ -1,6 +1,7 @@
 """Enrollment's takes: checked and embedded one by one, then adapted and saved; also from a
-folder of recordings (``voicecoach enroll --from DIR``). The scoring is
-voicecoach.listening.spotter.enroll; the spoken dialogue is voicecoach.device.enroll."""
+folder of recordings (``voicecoach enroll --from DIR``). The checks, calibration, storage
+and scoring are voicecoach.listening.spotter.takes, .calibrate, .profiles and .enroll; the
+spoken dialogue is voicecoach.device.enroll."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ import numpy as np
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, normalise
-from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.calibrate import (
+    EmbeddedTake,
+    adapt,
+    embed_take,
+    noise_windows,
+    odd_takes,
+    other_word,
+)
+from voicecoach.listening.spotter.profiles import enrollment_dir, save_profile
+from voicecoach.listening.spotter.takes import TakeRejected, check_take
+from voicecoach.listening.spotter.voice import VoiceProfile, check_user
 from voicecoach.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,7 +59,7 @@ def session_running(data_dir: Path) -> int | None:
 
 def check_writable(data_dir: Path) -> None:
     """One clear error now, before any take is recorded, if the data folder is read-only."""
-    folder = E.enrollment_dir(data_dir)
+    folder = enrollment_dir(data_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -83,7 +94,7 @@ class Enroller:
 
         self.settings = settings
         self.grammar = grammar
-        self.user = E.check_user(user)
+        self.user = check_user(user)
         self.model = load_model()
         self.model.check_grammar(grammar)
         self.phrases = phrases_of(grammar)
@@ -92,21 +103,21 @@ class Enroller:
         self.silence = self.fe.warm_embeddings()
         decision = self.model.decision
         self._word_threshold = float(max(decision["stop_threshold"], decision["threshold"]))
-        self.takes: list[E.EmbeddedTake] = []
+        self.takes: list[EmbeddedTake] = []
         self.audio: list[tuple[str, np.ndarray]] = []
         self.rejected = 0
 
-    def add(self, samples: np.ndarray, command: str, phrase: str) -> E.EmbeddedTake:
+    def add(self, samples: np.ndarray, command: str, phrase: str) -> EmbeddedTake:
         """Check and embed one take; :class:`TakeRejected` saying why it cannot be used."""
         try:
-            bounds = E.check_take(samples)
-            take = E.embed_take(self.fe, self.model, self.silence, samples, command, phrase,
+            bounds = check_take(samples)
+            take = embed_take(self.fe, self.model, self.silence, samples, command, phrase,
                                 bounds)
-            heard = E.other_word(take, self.phrases, self.model.labels, self._word_threshold)
+            heard = other_word(take, self.phrases, self.model.labels, self._word_threshold)
             if heard is not None:
-                raise E.TakeRejected(f"that sounded like '{self.phrases[heard][0]}', not "
+                raise TakeRejected(f"that sounded like '{self.phrases[heard][0]}', not "
                                      f"'{phrase}'", f"say '{phrase}'")
-        except E.TakeRejected:
+        except TakeRejected:
             self.rejected += 1
             raise
         self.takes.append(take)
@@ -120,15 +131,15 @@ class Enroller:
         self.audio = [a for i, a in enumerate(self.audio) if i not in gone]
         self.rejected += len(gone)
 
-    def finish(self, keep_audio: bool) -> E.VoiceProfile:
+    def finish(self, keep_audio: bool) -> VoiceProfile:
         if not self.takes:
             raise VoicecoachError("no usable take was recorded", "run voicecoach enroll again")
         with self.fe:
-            noise = E.noise_windows(self.fe, self.model, self.silence)
-        profile = E.adapt(self.user, self.takes, self.model, noise, self.phrase_hash)
+            noise = noise_windows(self.fe, self.model, self.silence)
+        profile = adapt(self.user, self.takes, self.model, noise, self.phrase_hash)
         profile.meta["takes_rejected"] = self.rejected
         profile.meta["audio_kept"] = keep_audio
-        E.save_profile(self.settings.data_dir, profile)
+        save_profile(self.settings.data_dir, profile)
         if keep_audio:
             self._keep()
         return profile
@@ -136,7 +147,7 @@ class Enroller:
     def _keep(self) -> None:
         from voicecoach.audio.wav import write_wav
 
-        folder = E.enrollment_dir(self.settings.data_dir) / "audio" / self.user
+        folder = enrollment_dir(self.settings.data_dir) / "audio" / self.user
         count: dict[str, int] = {}
         try:
             for command, samples in self.audio:
@@ -147,7 +158,7 @@ class Enroller:
                                   "make the data folder writable") from None
 
 
-def describe(profile: E.VoiceProfile) -> str:
+def describe(profile: VoiceProfile) -> str:
     cmds = ", ".join(f"{c} ({v.takes})" for c, v in sorted(profile.commands.items()))
     return f"{profile.user}: enrolled {profile.created} for {cmds}"
 
@@ -181,7 +192,7 @@ def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]
 
 
 def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
-                warn: Callable[[str], None] | None = None) -> E.VoiceProfile:
+                warn: Callable[[str], None] | None = None) -> VoiceProfile:
     """Every take is checked first (read, usable, the word asked, alike); problems are
     reported all at once. A bad or odd take among good ones is dropped with a warning; a
     command left with fewer than 2 good takes is left out with a warning; nothing usable at
@@ -202,7 +213,7 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
                 try:
                     samples = read_wav_16k(wav)
                     enroller.add(samples, command, phrase)
-                except E.TakeRejected as exc:
+                except TakeRejected as exc:
                     problems.append(f"{wav}: {exc.message} ({exc.hint})")
                     continue
                 except VoicecoachError as exc:  # unreadable, corrupt
@@ -210,7 +221,7 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
                     continue
                 names.append(wav)
                 good[command] += 1
-    odd = E.odd_takes(enroller.takes)
+    odd = odd_takes(enroller.takes)
     if odd:
         for i, why in odd:
             problems.append(f"{names[i]}: {why}")

@@ -130,6 +130,8 @@ class DeviceLoop:
         self.completed = 0
         self.outcomes: list[str] = []
         self.input_losses = 0
+        #: The state a session was in when the input ended under it (None: it did not).
+        self.input_ended_in: State | None = None
         self._session: ExitStack | None = None
         self._recorder: Any = None
         self._offset = 0.0
@@ -198,8 +200,14 @@ class DeviceLoop:
             return
         self._session, self._recorder = stack, recorder
         if hasattr(recorder, "on_problem"):  # the history stops taking it: said once
-            recorder.on_problem = lambda _exc: self.coach.say(
-                self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT, remember=False)
+            told = recorder.on_problem  # the opener's own telling (a line on stderr), if any
+
+            def on_problem(exc: Exception) -> None:
+                if told is not None:
+                    told(exc)
+                self.coach.say(self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT,
+                               remember=False)
+            recorder.on_problem = on_problem
         self.coach.plan = plan
         self.coach.listeners.append(recorder.on_event)
         self.coach.tick_hooks.append(recorder.heartbeat)
@@ -320,6 +328,7 @@ class DeviceLoop:
                 self.process(chunk)
             if self._session is not None and not self.coach.done:
                 _LOGGER.warning("input ended during a session; stopping it")
+                self.input_ended_in = self.coach.state
                 self.coach.command("stop", self.clock.audio_s, source="system")
                 if self.coach.state is State.STOPPED:
                     self._end_session()

@@ -7,11 +7,10 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
-from voicecoach.audio.chunk import AudioChunk
 from voicecoach.clock import Clock, SimClock
 from voicecoach.errors import OutputLost
 from voicecoach.events import (
@@ -27,7 +26,6 @@ from voicecoach.events import (
     TargetChanged,
 )
 from voicecoach.grammar import Grammar, normalise
-from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.cues import speed_text
 from voicecoach.workout.machine import TRIGGERS
@@ -187,44 +185,3 @@ def run_typed(coach: Coach, grammar: Grammar, clock: Clock, stream: TextIO,
             return "input-ended"
         time.sleep(poll_s)
     return "done"
-
-
-def run_audio(coach: Coach, chunks: Iterator[AudioChunk], recogniser: Recogniser,
-              on_detection: Callable[[Detection], None] | None = None,
-              finish_step_s: float = 1.0) -> str:
-    """Replay audio through the real recogniser into the coach; workout time = audio time.
-
-    The recogniser listens for the current state's commands. When the audio ends, a session
-    already past its briefing runs on to its end on simulated time; one still in the briefing
-    ends there (returns "input-ended").
-    """
-    coach.begin(0.0)
-    active = coach.accepted_commands()
-    recogniser.set_commands(active)
-    end = 0.0
-    for chunk in chunks:
-        end = chunk.end_s
-        for det in recogniser.accept(chunk):
-            _deliver(coach, det, on_detection)
-        coach.tick(end)
-        if coach.done:
-            break
-        if coach.accepted_commands() != active:
-            active = coach.accepted_commands()
-            recogniser.set_commands(active)
-    if not coach.done:
-        for det in recogniser.flush():
-            _deliver(coach, det, on_detection)
-    if not coach.done and coach.state.value in ("idle", "briefing"):
-        return "input-ended"
-    clock = SimClock(max(end, coach.now))
-    limit = clock.now() + coach.plan.total_s + OVERRUN_S
-    while not coach.done and clock.now() < limit:
-        coach.tick(clock.advance(finish_step_s))
-    return "done"
-
-
-def _deliver(coach: Coach, det: Detection, hook: Callable[[Detection], None] | None) -> None:
-    if hook:
-        hook(det)
-    coach.command(det.command, det.emitted_s, phrase=det.phrase, confidence=det.confidence)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.db import SessionSummary
+from voicecoach.history.rows import SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
 

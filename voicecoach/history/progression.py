@@ -1,5 +1,6 @@
 """Plans the next session from history (COACHING.md: one thing at a time, hold or step back
-when it went badly), with the spoken reasons in ``Plan.notes``."""
+when it went badly), with the spoken reasons in ``Plan.notes`` (in the coach's language, from
+grammars/phrases/<language>.json)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from voicecoach.history.db import HistoryDB, SessionSummary
+from voicecoach.history.db import HistoryDB
+from voicecoach.history.rows import SessionSummary
+from voicecoach.phrases import Phrases, load_phrases
 from voicecoach.settings import MPH_PER_KMH, CoachSettings
 from voicecoach.workout.plan import PROGRAMME, Plan, build_week_plan
 
@@ -44,6 +47,8 @@ class Context:
     today: dt.date
     settings: CoachSettings
     max_minutes: float
+    #: The coach's words: the notes are said in its language.
+    words: Phrases
 
     @property
     def last(self) -> SessionSummary:
@@ -115,33 +120,33 @@ def ease_off(d: Dose, s: CoachSettings) -> Dose:
 
 
 # ---------------------------------------------------------------- spoken text
-def speed_text(mph: float, s: CoachSettings) -> str:
+def speed_text(mph: float, s: CoachSettings, w: Phrases) -> str:
     if s.units == "kmh":
-        return f"{mph / MPH_PER_KMH:.1f} km/h"
-    return f"{mph:.1f} mph"
+        return w.PLAN_SPEED_KMH.format(number=f"{mph / MPH_PER_KMH:.1f}")
+    return w.PLAN_SPEED_MPH.format(number=f"{mph:.1f}")
 
 
-def minutes_text(minutes: float) -> str:
+def minutes_text(minutes: float, w: Phrases) -> str:
     if minutes < 0.75:
-        return "under a minute"
+        return w.PLAN_UNDER_A_MINUTE
     n = int(minutes + 0.5)
-    return "1 minute" if n == 1 else f"{n} minutes"
+    return w.PLAN_ONE_MINUTE if n == 1 else w.PLAN_MINUTES.format(n=n)
 
 
-def today_text(d: Dose, s: CoachSettings) -> str:
-    text = f"Today: {minutes_text(d.minutes)} at {speed_text(d.speed_mph, s)}"
-    if d.incline_pct:
-        text += f", {d.incline_pct:g} percent incline"
-    return text + "."
+def today_text(d: Dose, s: CoachSettings, w: Phrases) -> str:
+    incline = w.PLAN_TODAY_INCLINE.format(pct=f"{d.incline_pct:g}") if d.incline_pct else ""
+    return w.PLAN_TODAY.format(minutes=minutes_text(d.minutes, w),
+                               speed=speed_text(d.speed_mph, s, w), incline=incline)
 
 
-def did_text(last: SessionSummary, s: CoachSettings) -> str:
+def did_text(last: SessionSummary, s: CoachSettings, w: Phrases) -> str:
     # The speed actually held (time-weighted), rounded down: "at 0.5" when it wandered to 0.56;
     # the belt's own measurement when a treadmill was connected.
     walked = walked_mph(last)
     speed = walked if walked is not None else \
         math.floor((last.backward_speed_mph or last.speed_mph or 0.0) * 10 + 1e-6) / 10
-    return f"Last time you did {minutes_text(last.backward_s / 60)} at {speed_text(speed, s)}"
+    return w.PLAN_DID.format(minutes=minutes_text(last.backward_s / 60, w),
+                             speed=speed_text(speed, s, w))
 
 
 def _early(session: SessionSummary) -> bool:
@@ -149,15 +154,15 @@ def _early(session: SessionSummary) -> bool:
     return session.status != "interrupted" and session.backward_s < EARLY_STOP * planned
 
 
-def _hard(session: SessionSummary) -> str:
+def _hard(session: SessionSummary, w: Phrases) -> str:
     """Why a session went badly ('' if it did not): pain or an early stop."""
     if session.pain_reports:
-        return "Your knees bothered you"
+        return w.PLAN_PAIN
     if _early(session):
-        planned = minutes_text((session.planned_backward_s or 0) / 60)
+        planned = minutes_text((session.planned_backward_s or 0) / 60, w)
         if session.backward_s < 45:
-            return f"You ended in the first minute of {planned}"
-        return f"You ended after {int(session.backward_s / 60 + 0.5)} of {planned}"
+            return w.PLAN_ENDED_IN_FIRST_MINUTE.format(planned=planned)
+        return w.PLAN_ENDED_AFTER.format(n=int(session.backward_s / 60 + 0.5), planned=planned)
     return ""
 
 
@@ -170,7 +175,7 @@ def rule_first(c: Context) -> Decision | None:
     if c.recent:
         return None
     d = week_entry(1)
-    return d, ["This is your first session, so we ease in gently.", today_text(d, c.settings)]
+    return d, [c.words.PLAN_FIRST, today_text(d, c.settings, c.words)]
 
 
 def rule_long_break(c: Context) -> Decision | None:
@@ -178,28 +183,26 @@ def rule_long_break(c: Context) -> Decision | None:
     gap, last = c.gap_days, dose_of(c.last)
     if gap > BREAK_RESTART_DAYS:
         d = week_entry(1)
-        return d, [f"It has been {gap} days, so we return to week 1.",
-                   today_text(d, c.settings)]
+        return d, [c.words.PLAN_RESTART.format(days=gap), today_text(d, c.settings, c.words)]
     if gap > BREAK_STEP_BACK_DAYS:
         back = week_entry(max(last.week - 1, 1))
         d = Dose(back.week, min(back.minutes, last.minutes), min(back.speed_mph, last.speed_mph),
                  min(back.incline_pct, last.incline_pct))
-        return d, [f"It has been {gap} days, so we step back a little.",
-                   today_text(d, c.settings)]
+        return d, [c.words.PLAN_STEP_BACK.format(days=gap),
+                   today_text(d, c.settings, c.words)]
     return None
 
 
 def rule_went_badly(c: Context) -> Decision | None:
     """Pain or an early stop: hold the dose; twice in a row: ease off one step."""
-    why = _hard(c.last)
+    why = _hard(c.last, c.words)
     if not why:
         return None
     last = dose_of(c.last)
-    if len(c.recent) > 1 and _hard(c.recent[1]):
+    if len(c.recent) > 1 and _hard(c.recent[1], c.words):
         d = ease_off(last, c.settings)
-        return d, [f"{why} last time, and the time before, so we ease off a little.",
-                   today_text(d, c.settings)]
-    return last, [f"{why} last time, so we hold the same dose.", today_text(last, c.settings)]
+        return d, [c.words.PLAN_HARD_TWICE.format(why=why), today_text(d, c.settings, c.words)]
+    return last, [c.words.PLAN_HARD_ONCE.format(why=why), today_text(last, c.settings, c.words)]
 
 
 def rule_cut_off(c: Context) -> Decision | None:
@@ -209,31 +212,31 @@ def rule_cut_off(c: Context) -> Decision | None:
             last.planned_backward_s or 0.0):
         return None
     d = dose_of(last)
-    when = ("in the first minute" if last.backward_s < 45
-            else f"after {minutes_text(last.backward_s / 60)}")
-    return d, [f"Your last session was cut off {when}, so we do it again.",
-               today_text(d, c.settings)]
+    when = (c.words.PLAN_CUT_IN_FIRST_MINUTE if last.backward_s < 45
+            else c.words.PLAN_CUT_AFTER.format(minutes=minutes_text(last.backward_s / 60, c.words)))
+    return d, [c.words.PLAN_CUT_OFF.format(when=when), today_text(d, c.settings, c.words)]
 
 
 def rule_progress(c: Context) -> Decision:
     """It went well: one step up the ladder, saying what changed."""
     last = dose_of(c.last)
     d, changed = step_up(last, c.settings, c.max_minutes)
-    did = did_text(c.last, c.settings)
+    w = c.words
+    did = did_text(c.last, c.settings, w)
     if changed == "minutes":
-        notes = [f"{did}; today we aim for {int(d.minutes + 0.5)}."]
+        notes = [w.PLAN_MORE_MINUTES.format(did=did, n=int(d.minutes + 0.5))]
     elif changed == "speed":
-        notes = [f"{did}; today we aim for {speed_text(d.speed_mph, c.settings)}."]
+        notes = [w.PLAN_MORE_SPEED.format(did=did, speed=speed_text(d.speed_mph, c.settings, w))]
     elif changed == "incline":
-        notes = [f"{did}; today we add incline: {d.incline_pct:g} percent."]
+        notes = [w.PLAN_MORE_INCLINE.format(did=did, pct=f"{d.incline_pct:g}")]
     else:
-        notes = [f"{did}. You are at the top of the programme, so we keep this dose."]
+        notes = [w.PLAN_AT_TOP.format(did=did)]
     if changed and d.week > last.week:
-        notes.append(f"Welcome to week {d.week} of the programme.")
+        notes.append(w.PLAN_NEW_WEEK.format(week=d.week))
     top = c.settings.top_speed_mph
     capped = top < PROGRAMME[d.week][2] and last.speed_mph >= top - 1e-6
     if changed and changed != "speed" and capped:
-        notes.append(f"You are at your top speed of {speed_text(top, c.settings)}.")
+        notes.append(w.PLAN_TOP_SPEED.format(speed=speed_text(top, c.settings, w)))
     return d, notes
 
 
@@ -266,15 +269,16 @@ def plan_for(d: Dose, s: CoachSettings, notes: Sequence[str]) -> Plan:
 def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
                       settings: CoachSettings, today: dt.date, *,
                       sources: Sequence[str] = PROGRESSION_SOURCES,
-                      max_minutes: float = MAX_MINUTES) -> Plan:
-    """The next session from history; ``Plan.notes`` are the sentences that explain it."""
+                      max_minutes: float = MAX_MINUTES, language: str = "en") -> Plan:
+    """The next session from history; ``Plan.notes`` are the sentences that explain it, in
+    ``language`` (the coach's)."""
     if isinstance(db_or_sessions, HistoryDB):
         sessions: Iterable[SessionSummary] = db_or_sessions.sessions(sources=sources)
     else:
         sessions = [x for x in db_or_sessions if x.source in sources]
     recent = sorted((x for x in sessions if _counts(x, today)),
                     key=lambda x: (x.started_at, x.id), reverse=True)
-    context = Context(recent, today, settings, max_minutes)
+    context = Context(recent, today, settings, max_minutes, load_phrases(language))
     for rule in RULES:
         decision = rule(context)
         if decision is not None:

@@ -25,8 +25,9 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history.db import BUSY_TIMEOUT_MS, MAX_SPEED_MPH, SOURCES, HistoryDB, finite_or
+from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
 from voicecoach.history.liveness import process_token
+from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voicecoach.treadmill import ftms
+from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
     Found,
     TreadmillError,
@@ -54,7 +54,7 @@ class FtmsController:
         self.client = client
         self.on_update = on_update
         self.write_timeout = write_timeout
-        self.joiner = ftms.DataJoiner()
+        self.joiner = ftms_data.DataJoiner()
         self.controlled = False
         #: The BLEDevice connected to (reconnects reuse it without scanning).
         self.device: Any = None
@@ -89,10 +89,10 @@ class FtmsController:
                 _LOGGER.warning("treadmill: %s; using %s", exc.message, default)
                 return default
 
-        no_features = ftms.Features(frozenset(), frozenset())
-        features = await read(ftms.FEATURE, ftms.decode_features, no_features)
-        speed = await read(ftms.SPEED_RANGE, ftms.decode_speed_range, DEFAULT_SPEED_RANGE)
-        incline = await read(ftms.INCLINE_RANGE, ftms.decode_incline_range,
+        no_features = ftms_data.Features(frozenset(), frozenset())
+        features = await read(ftms.FEATURE, ftms_data.decode_features, no_features)
+        speed = await read(ftms.SPEED_RANGE, ftms_data.decode_speed_range, DEFAULT_SPEED_RANGE)
+        incline = await read(ftms.INCLINE_RANGE, ftms_data.decode_incline_range,
                              DEFAULT_INCLINE_RANGE)
         await self.client.start_notify(ftms.TREADMILL_DATA, self._on_data)
         await self.client.start_notify(ftms.CONTROL_POINT, self._on_indication)
@@ -111,11 +111,11 @@ class FtmsController:
 
     def _on_status(self, _sender: Any, data: bytearray) -> None:
         try:
-            status = ftms.decode_status(bytes(data))
+            status = ftms_data.decode_status(bytes(data))
         except FtmsError as exc:
             _LOGGER.warning("treadmill: %s", exc.message)
             return
-        if status.op == ftms.StatusOp.CONTROL_PERMISSION_LOST:
+        if status.op == ftms_data.StatusOp.CONTROL_PERMISSION_LOST:
             self.controlled = False
         self.on_update(status)
 
@@ -259,9 +259,9 @@ class BleakTreadmill:
     # ------------------------------------------------------------------ the asyncio side
     @staticmethod
     def _stamp(item: Any, t: float) -> Update:
-        if isinstance(item, ftms.TreadmillData):
+        if isinstance(item, ftms_data.TreadmillData):
             return BeltReading(t, item)
-        if isinstance(item, ftms.Status):
+        if isinstance(item, ftms_data.Status):
             return StatusReport(t, item)
         if isinstance(item, TreadmillInfo):
             return LinkUp(t, item)

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from voicecoach.treadmill import ftms
-from voicecoach.treadmill.ftms import Features, Range
+from voicecoach.treadmill import ftms, ftms_data
+from voicecoach.treadmill.ftms_data import Features, Range
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class BeltReading:
     """A joined Treadmill Data record at workout time ``t``."""
 
     t: float
-    data: ftms.TreadmillData
+    data: ftms_data.TreadmillData
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class StatusReport:
     """A Fitness Machine Status notification at workout time ``t``."""
 
     t: float
-    status: ftms.Status
+    status: ftms_data.Status
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import heapq
 import logging
 from dataclasses import dataclass, field
 
-from voicecoach.treadmill import ftms
-from voicecoach.treadmill.ftms import KMH_PER_MPH, Features, Op, Range, Result, Status, StatusOp
+from voicecoach.treadmill import ftms, ftms_data
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result
+from voicecoach.treadmill.ftms_data import Features, Range, Status, StatusOp
 from voicecoach.treadmill.link import (
     BeltReading,
     LinkDown,
@@ -75,7 +76,7 @@ class BeltModel:
 
     def record(self) -> bytes:
         """The Treadmill Data notification for now."""
-        return ftms.encode_treadmill_data(round(self.speed_kmh, 2), round(self.incline_pct, 1),
+        return ftms_data.encode_treadmill_data(round(self.speed_kmh, 2), round(self.incline_pct, 1),
                                           self.distance_m)
 
     def _start(self) -> None:
@@ -235,7 +236,7 @@ class SimTreadmill:
                 self._handle(heapq.heappop(self._queue))
             elif self._next_report <= self.now + 1e-9:
                 if self.up:
-                    self._out.append(BeltReading(self.now, ftms.decode_treadmill_data(
+                    self._out.append(BeltReading(self.now, ftms_data.decode_treadmill_data(
                         self.model.record())))
                 self._next_report += self.report_s
             elif self.now >= t - 1e-9:
@@ -275,7 +276,7 @@ class SimTreadmill:
                     self._push(due.t + float(value), "connect")
             elif action == "nonsense":
                 if self.up:
-                    self._out.append(BeltReading(due.t, ftms.TreadmillData(float(value), None,
+                    self._out.append(BeltReading(due.t, ftms_data.TreadmillData(float(value), None,
                                                                            None)))
             else:
                 statuses = self.model.console(action, float(value))

@@ -43,10 +43,24 @@ from voicecoach.lab.training.data import (
     speech_commands_dir,
     speech_commands_train_dir,
 )
-from voicecoach.listening.spotter import enroll as E
+from voicecoach.listening.spotter.calibrate import (
+    FLOOR,
+    MARGIN,
+    STOP_MARGIN,
+    TAIL_S,
+    EmbeddedTake,
+    adapt,
+    embed_take,
+    noise_windows,
+    odd_takes,
+)
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.enroll import EnrolledScorer
 from voicecoach.listening.spotter.features import STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrase_hash, phrases_of
+from voicecoach.listening.spotter.profiles import save_profile
+from voicecoach.listening.spotter.takes import TakeRejected, check_take
+from voicecoach.listening.spotter.voice import VoiceProfile, unit_windows
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,7 +100,7 @@ def embed_all(clips: Sequence[tuple[str, str, Path]], work: Path, fe: EmbeddingF
         samples = read_audio(path)
         key = f"{path.parent.parent.name}__{name.replace('/', '__')}"
         if key not in have:
-            audio = np.concatenate([samples, np.zeros(int(E.TAIL_S * 16000), np.int16)])
+            audio = np.concatenate([samples, np.zeros(int(TAIL_S * 16000), np.int16)])
             have[key] = fe.embed(audio).astype(np.float32)
             added += 1
         out.append({"word": word, "speaker": speaker, "path": path, "samples": samples,
@@ -104,7 +118,7 @@ def generic_fired(decider: Decider, probs: np.ndarray) -> list[list[str]]:
     return [[f.command for f in decider.step(p, (j + 1) * STEP_S)] for j, p in enumerate(probs)]
 
 
-def enrolled_fired(scorer: E.EnrolledScorer, windows: np.ndarray, generic: list[list[str]]
+def enrolled_fired(scorer: EnrolledScorer, windows: np.ndarray, generic: list[list[str]]
                    ) -> tuple[list[str], list[str]]:
     """The run-time scorer over one clip: (added detections, generic ones passed on)."""
     scorer.reset()
@@ -129,14 +143,14 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
     with EmbeddingFrontEnd() as fe:
         silence = fe.warm_embeddings()
         clips = embed_all(clip_list(root, per_folder), work, fe)
-        noise = E.noise_windows(fe, model, silence)
+        noise = noise_windows(fe, model, silence)
     w = model.window
     for clip in clips:
         emb = clip["emb"]
         seq = np.concatenate([silence[-(w - 1):], emb])
         idx = np.arange(len(emb))[:, None] + np.arange(w)[None, :]
         clip["probs"] = model.probabilities(seq[idx])
-        clip["windows"] = E.unit_windows(model, emb, silence)
+        clip["windows"] = unit_windows(model, emb, silence)
         clip["command"] = WORD_COMMAND.get(clip["word"], "")
         state = STATE_OF.get(clip["command"], "backward")
         dec = Decider(model.labels, phr, decision)
@@ -155,7 +169,7 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
     profiles = []
     store = Path(tempfile.mkdtemp(prefix="enroll-bench-"))
     for speaker in enrolled:
-        takes: list[E.EmbeddedTake] = []
+        takes: list[EmbeddedTake] = []
         held: set[int] = set()
         rejected = 0
         for word, idxs in sorted(by_speaker[speaker].items()):
@@ -166,28 +180,28 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
                 clip = clips[i]
                 held.add(i)
                 try:
-                    bounds = E.check_take(clip["samples"])
-                except E.TakeRejected:
+                    bounds = check_take(clip["samples"])
+                except TakeRejected:
                     rejected += 1
                     continue
-                takes.append(E.embed_take(fe_free(clip, model, silence), model, silence,
+                takes.append(embed_take(fe_free(clip, model, silence), model, silence,
                                           clip["samples"], clip["command"], word, bounds))
         # --from refuses these and the spoken flow asks again; a simulation cannot ask again,
         # so they are counted and kept (pessimistic: dropping them would bias the recall)
-        odd = len(E.odd_takes(takes))
+        odd = len(odd_takes(takes))
         if not takes:
             continue
         t0 = time.process_time()
-        profile = E.adapt(speaker, takes, model, noise, ph)
+        profile = adapt(speaker, takes, model, noise, ph)
         adapt_s = time.process_time() - t0
-        size = E.save_profile(store, profile).stat().st_size
+        size = save_profile(store, profile).stat().st_size
         profiles.append(profile)
         rows.append(score_speaker(speaker, profile, clips, held, grammar, model, adapt_s, size,
                                   rejected))
         rows[-1]["odd_takes"] = odd
         _LOGGER.info("%s", rows[-1])
     # every enrollment at once: speakers not enrolled for stop keep their stop recall
-    everyone = E.EnrolledScorer(profiles, model)
+    everyone = EnrolledScorer(profiles, model)
     stop_for = {p.user for p in profiles if STOP in p.commands}
     before = after = n = 0
     for clip in clips:
@@ -202,8 +216,8 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
                                                     "after": after},
             "decision": {"stop_threshold": decision.stop_threshold,
                          "threshold": decision.threshold},
-            "model": str(model.path), "floor": E.FLOOR, "margin": E.MARGIN,
-            "stop_margin": E.STOP_MARGIN}
+            "model": str(model.path), "floor": FLOOR, "margin": MARGIN,
+            "stop_margin": STOP_MARGIN}
 
 
 def fe_free(clip: dict[str, Any], model: SpotterModel, silence: np.ndarray) -> Any:
@@ -214,10 +228,10 @@ def fe_free(clip: dict[str, Any], model: SpotterModel, silence: np.ndarray) -> A
     return Cached()
 
 
-def score_speaker(speaker: str, profile: E.VoiceProfile, clips: list[dict[str, Any]],
+def score_speaker(speaker: str, profile: VoiceProfile, clips: list[dict[str, Any]],
                   held: set[int], grammar: Grammar, model: SpotterModel, adapt_s: float,
                   size: int, rejected: int) -> dict[str, Any]:
-    scorer = E.EnrolledScorer([profile], model)
+    scorer = EnrolledScorer([profile], model)
     rec: dict[str, list[int]] = {}
     own_fa = [0, 0, 0]     # clips, generic FA, FA with enrollment
     other_fa = [0, 0, 0]

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def record(line: str, verify: str, bare: bool) -> None:
     """Keep ``line`` in the shipped model card (one line per verify/bare mode) and re-render
     MODEL_CARD.md from it."""
-    from voicecoach.lab.training.train import render_card
+    from voicecoach.lab.training.card import render_card
     from voicecoach.listening.spotter.model import builtin_paths
 
     _, card_path = builtin_paths()

