@@ -84,9 +84,10 @@ def render_card(card: dict[str, Any]) -> str:
         "and ../shared/speech_commands_train, never copied into the repository; the locked fifth "
         "of the speakers (`training.data.is_locked`) is never read by training.",
         f"- Synthetic: {data.get('synthetic_clips', '?')} clips in voice families "
-        f"{', '.join(data.get('synthetic_families', []))}; only the "
-        f"{', '.join(rec.get('synth_engines', [])) or 'all'} voices' command phrases are trained "
-        "on, every other family's speech as other speech.",
+        f"{', '.join(data.get('synthetic_families', []))}; "
+        + (f"only the {', '.join(rec['synth_engines'])} voices' command phrases are trained on, "
+           "every other family's speech as other speech." if rec.get("synth_engines") else
+           "every family's command phrases and other speech are trained on."),
         f"- Voice families in the corpus that training did not use (the long-form benchmark "
         f"reads these): "
         f"{', '.join(card.get('unseen_families') or card.get('holdout_families', [])) or 'none'}.",
