@@ -24,6 +24,10 @@ def test_held_out_is_the_locked_crc32_fold(tmp_path: Path) -> None:
     takes = B.held_out_takes(tmp_path, ("stop",))["stop"]
     want = {sp for sp in speakers if zlib.crc32(sp.encode()) % 5 == 0}
     assert want and {t.speaker for t in takes} == want and len(takes) == 2 * len(want)
+    dev = B.held_out_takes(tmp_path, ("stop",), speakers="dev")["stop"]
+    assert {t.speaker for t in dev} == set(speakers) - want  # to choose on: never a locked one
+    with pytest.raises(ValueError, match="speakers must be one of"):
+        B.held_out_takes(tmp_path, ("stop",), speakers="all")
 
 
 def test_a_take_is_levelled_and_bounded() -> None:

@@ -78,9 +78,16 @@ class Take:
     path: Path
 
 
+#: ``--speakers``: the locked test set, or the others (for choosing anything; never the locked).
+SPEAKER_SETS = ("locked", "dev")
+
+
 def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
-                   ) -> dict[str, list[Take]]:
-    """Every held-out speaker's clips of ``words`` from both shared sets, sorted by file."""
+                   speakers: str = "locked") -> dict[str, list[Take]]:
+    """Every held-out speaker's clips of ``words`` from both shared sets, sorted by file;
+    ``speakers="dev"``: every speaker *not* locked instead (to choose settings on)."""
+    if speakers not in SPEAKER_SETS:
+        raise ValueError(f"speakers must be one of {', '.join(SPEAKER_SETS)}, not {speakers!r}")
     out: dict[str, list[Take]] = {w: [] for w in words}
     for name in SETS:
         for word in words:
@@ -91,7 +98,7 @@ def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", 
                 if path.suffix not in (".wav", ".flac"):
                     continue
                 speaker = path.name.split("_nohash_")[0]
-                if held_out(speaker):
+                if held_out(speaker) == (speakers == "locked"):
                     out[word].append(Take(word, speaker, path))
     return out
 
@@ -332,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the closed loop per canceller (0: skip)")
     parser.add_argument("--cost-s", type=float, default=120.0,
                         help="idle audio for the CPU/RSS child per canceller (0: skip)")
+    parser.add_argument("--speakers", choices=SPEAKER_SETS, default="locked",
+                        help="locked: the test set (report); dev: speakers not locked, to "
+                             "choose settings on (--stops of them, spread evenly)")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
@@ -345,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / SETS[0]).is_dir():
         print(f"barge-in: no real speech at {args.shared} (../shared)", file=sys.stderr)
         return 2
-    takes = held_out_takes(args.shared)
+    takes = held_out_takes(args.shared, speakers=args.speakers)
     chosen = _spread(takes["stop"], args.stops)
     for word in ("go", "yes", "no"):
         chosen += _spread(takes[word], args.others)
