@@ -19,7 +19,7 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection
-from voicecoach.listening.spotter.decide import Decider, Decision, Fired
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
@@ -43,6 +43,10 @@ FLUSH_S = 0.64
 """End of stream: this much room tone lets a phrase said at the very end finish."""
 FLOOR_DBFS = -65.0
 """The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
+ONSET_LEAD_S = 0.25
+"""A rejected look is tried once more on the audio from this long before the phrase's onset
+(the loudness envelope of what the spotter heard): a stop said inside other talk (the coach's
+residual echo) does not open the 2-second window's transcript, but it opens this one's."""
 
 
 class SpotterRecogniser:
@@ -166,13 +170,13 @@ class SpotterRecogniser:
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
         fired = [f for f in self.decider.step(probs, end_s) if not f.needs_look or self._looks_right(f)]
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
-        found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score)
+        found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score, f.needs_look)
                  for f in fired if f.command in keep]
-        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score) for h in hits]
+        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score, False) for h in hits]
         out = []
-        for command, phrase, rose_s, emitted_s, score in found:
+        for command, phrase, rose_s, emitted_s, score, verified in found:
             start, end = self.phrase_bounds(emitted_s, rose_s)
-            out.append(Detection(command, phrase, start, end, emitted_s, score))
+            out.append(Detection(command, phrase, start, end, emitted_s, score, verified))
         return out
 
     def _looks_right(self, fired: Fired) -> bool:
@@ -181,15 +185,28 @@ class SpotterRecogniser:
             return False
         # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
         # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command. The audio kept ends where the fed samples end, which
-        # may run past this step.
+        # so it is not heard as a command (a stop alone gets a second try from its onset,
+        # below). The audio kept ends where the fed samples end, which may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
-        audio = look_window(self._audio, end).astype(np.float32) / 32768.0
-        score = self.verifier.scores(audio, {fired.command: self._phrases[fired.command]})
+        window = look_window(self._audio, end)
+        asked = {fired.command: self._phrases[fired.command]}
         limit = self.verify_thresholds.get(fired.command, self.verify_thresholds.get("default", 1.0))
-        agreed = score.get(fired.command, 0.0) >= limit
-        _LOGGER.debug("second look at %s (spotter %.2f): verifier %.3f vs %.3f -> %s", fired.command,
-                      fired.score, score.get(fired.command, 0.0), limit, "act" if agreed else "drop")
+        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked).get(fired.command, 0.0)
+        agreed = score >= limit
+        # A stop rejected, whose phrase began well inside the window (other talk before it):
+        # once more from just before its onset, at the same threshold.
+        onset, _ = self.phrase_bounds(fired.emitted_s, fired.rose_s)
+        keep = int(round((fired.emitted_s - onset + ONSET_LEAD_S) * 16000))
+        again = (not agreed and fired.command == STOP
+                 and 0 < keep < window.size - int(ONSET_LEAD_S * 16000))
+        if again:
+            score = self.verifier.scores(window[-keep:].astype(np.float32) / 32768.0,
+                                         asked).get(fired.command, 0.0)
+            agreed = score >= limit
+        _LOGGER.debug("second look at %s (spotter %.2f): verifier %.3f vs %.3f%s -> %s",
+                      fired.command, fired.score, score, limit,
+                      f" (from its onset, {keep / 16000:.2f} s)" if again else "",
+                      "act" if agreed else "drop")
         if agreed:
             self.decider.accept(fired)
         return agreed
