@@ -149,7 +149,9 @@ class DuplexGate:
 
     def decide(self, det: Detection) -> Decision:
         """Accept or drop ``det``; a stop also cuts the coach's speech off."""
-        residual = self._echo_only(det) if det.command == STOP and \
+        # a stop the recogniser's second look heard opening the phrase is not checked against
+        # the known speech: said as loud as the coach's echo, it is half explained by it
+        residual = self._echo_only(det) if det.command == STOP and not det.verified and \
             self.over_speech(det.start_s, det.end_s) else None
         if residual is not None and residual < self.echo_max_db:
             decision = Decision(det, False, "echo")
