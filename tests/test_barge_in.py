@@ -79,3 +79,11 @@ def test_every_stop_is_said_cold_and_settled_other_words_once() -> None:
     assert B.moments(stop, 3, True) == (False, True)
     assert B.moments(yes, 3, True) == (True,) and B.moments(yes, 4, True) == (False,)
     assert B.moments(stop, 4, False) == (False,)
+
+
+def test_the_closed_loop_has_the_coach_talking(tmp_path: Path) -> None:
+    """The false-command figure means something only if the coach talks: the session begins
+    at once and its answers are typed (a fixture voice's unheard "start" left it silent)."""
+    loop = B.closed_loop_session("nlms", 1.0, tmp_path)
+    assert loop["coach_speech_s"] > 15.0, loop
+    assert loop["echo"] == [], loop  # nothing from the coach's own voice

@@ -213,8 +213,9 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
 
 
 def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, Any]:
-    """``minutes`` of a closed loop (polite user, the coach's echo in a RT60 0.45 s room,
-    belt noise): commands from the coach's own voice (or noise), and what the gate dropped."""
+    """``minutes`` of a closed loop (a session begun at once, the user's answers typed, the
+    coach's echo in a RT60 0.45 s room, belt noise): commands from the coach's own voice (or
+    noise), and what the gate dropped."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
@@ -226,9 +227,12 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
                                       Phase("backward", total * 0.6, 0.8, 0.6, 1.2, 0.0, 1.0,
                                             "technique"),
                                       replace(COOLDOWN, duration_s=total * 0.2)))
+    # the session begins at once and the answers are typed: the coach talks through its whole
+    # plan whatever the engine makes of a fixture voice's "start" (unheard, the coach was silent)
     run = closed_loop(recogniser, settings, plan, total, renderer=renderer, noise_rms=NOISE_RMS,
                       voices=("joe",), seed=30, rt60_s=0.45, echo_delay_s=0.04,
-                      aec=canceller != "off", sessions=None)
+                      aec=canceller != "off", sessions=None, begin_at_once=True,
+                      typed_answers=True)
     return {"canceller": canceller, "audio_s": total,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
