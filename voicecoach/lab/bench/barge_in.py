@@ -19,6 +19,7 @@ go / yes / no said over the coach heard by the recogniser (the gate drops them o
 by design, so this is the canceller's effect on hearing them); commands from the coach's own
 voice over a 30-minute closed loop with a polite user; the device loop's CPU per audio second
 and peak RSS (a child process per canceller). Counts, ratios and audio time; not a test.
+``--speakers dev`` runs the speakers that are not locked instead: choose settings on those.
 """
 
 from __future__ import annotations
