@@ -24,6 +24,10 @@ def test_held_out_is_the_locked_crc32_fold(tmp_path: Path) -> None:
     takes = B.held_out_takes(tmp_path, ("stop",))["stop"]
     want = {sp for sp in speakers if zlib.crc32(sp.encode()) % 5 == 0}
     assert want and {t.speaker for t in takes} == want and len(takes) == 2 * len(want)
+    dev = B.held_out_takes(tmp_path, ("stop",), speakers="dev")["stop"]
+    assert {t.speaker for t in dev} == set(speakers) - want  # to choose on: never a locked one
+    with pytest.raises(ValueError, match="speakers must be one of"):
+        B.held_out_takes(tmp_path, ("stop",), speakers="all")
 
 
 def test_a_take_is_levelled_and_bounded() -> None:
@@ -75,3 +79,11 @@ def test_every_stop_is_said_cold_and_settled_other_words_once() -> None:
     assert B.moments(stop, 3, True) == (False, True)
     assert B.moments(yes, 3, True) == (True,) and B.moments(yes, 4, True) == (False,)
     assert B.moments(stop, 4, False) == (False,)
+
+
+def test_the_closed_loop_has_the_coach_talking(tmp_path: Path) -> None:
+    """The false-command figure means something only if the coach talks: the session begins
+    at once and its answers are typed (a fixture voice's unheard "start" left it silent)."""
+    loop = B.closed_loop_session("nlms", 1.0, tmp_path)
+    assert loop["coach_speech_s"] > 15.0, loop
+    assert loop["echo"] == [], loop  # nothing from the coach's own voice

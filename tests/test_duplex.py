@@ -143,6 +143,29 @@ def test_gate_margins_and_barge_in_on_a_speaker_timeline(renderer: EspeakNgRende
     assert DuplexGate(NullSpeaker()).decide(_det("yes", 0.0, 0.3)).accepted
 
 
+def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
+        renderer: EspeakNgRenderer) -> None:
+    """The echo check drops a stop the coach's known speech explains; a user saying stop as
+    loud as the coach's echo is half explained by it, so a stop the recogniser's second look
+    heard opening its phrase (``verified``) is obeyed without that check."""
+    from voicecoach.clock import SimClock
+    from voicecoach.events import Priority
+
+    def gate_over_echo() -> DuplexGate:
+        clock = SimClock()
+        speaker = WavSpeaker(renderer, clock=clock)
+        speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
+        clock.set(1.5)
+        gate = DuplexGate(speaker, reference=speaker.played_audio)
+        # the mic: the coach's voice alone (no delay)
+        gate.hear(np.asarray(speaker.played_audio(0.0, 1.5), "<i2").tobytes(), 1.5)
+        return gate
+
+    assert gate_over_echo().decide(_det("stop", 0.8, 1.2)).reason == "echo"
+    verified = replace(_det("stop", 0.8, 1.2), verified=True)
+    assert gate_over_echo().decide(verified).reason == "barge-in"
+
+
 def test_echo_residual_tells_echo_alone_from_echo_plus_speech() -> None:
     rng = np.random.default_rng(5)
     ref = rng.standard_normal(16000 + 1600).astype(np.float32) * 0.1

@@ -23,10 +23,13 @@ class Detection:
     end_s: float
     emitted_s: float
     confidence: float
+    verified: bool = False
+    """A second look (the spotter's verifier) heard the command too."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Rounded plain dict for JSON output."""
+        """Rounded plain dict for JSON output (``verified`` stays out: the output is unchanged)."""
         d = asdict(self)
+        d.pop("verified")
         for key in ("start_s", "end_s", "emitted_s", "confidence"):
             d[key] = round(d[key], 3)
         return d

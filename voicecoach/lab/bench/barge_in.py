@@ -19,6 +19,7 @@ go / yes / no said over the coach heard by the recogniser (the gate drops them o
 by design, so this is the canceller's effect on hearing them); commands from the coach's own
 voice over a 30-minute closed loop with a polite user; the device loop's CPU per audio second
 and peak RSS (a child process per canceller). Counts, ratios and audio time; not a test.
+``--speakers dev`` runs the speakers that are not locked instead: choose settings on those.
 """
 
 from __future__ import annotations
@@ -78,9 +79,16 @@ class Take:
     path: Path
 
 
+#: ``--speakers``: the locked test set, or the others (for choosing anything; never the locked).
+SPEAKER_SETS = ("locked", "dev")
+
+
 def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
-                   ) -> dict[str, list[Take]]:
-    """Every held-out speaker's clips of ``words`` from both shared sets, sorted by file."""
+                   speakers: str = "locked") -> dict[str, list[Take]]:
+    """Every held-out speaker's clips of ``words`` from both shared sets, sorted by file;
+    ``speakers="dev"``: every speaker *not* locked instead (to choose settings on)."""
+    if speakers not in SPEAKER_SETS:
+        raise ValueError(f"speakers must be one of {', '.join(SPEAKER_SETS)}, not {speakers!r}")
     out: dict[str, list[Take]] = {w: [] for w in words}
     for name in SETS:
         for word in words:
@@ -91,7 +99,7 @@ def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", 
                 if path.suffix not in (".wav", ".flac"):
                     continue
                 speaker = path.name.split("_nohash_")[0]
-                if held_out(speaker):
+                if held_out(speaker) == (speakers == "locked"):
                     out[word].append(Take(word, speaker, path))
     return out
 
@@ -206,8 +214,9 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
 
 
 def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, Any]:
-    """``minutes`` of a closed loop (polite user, the coach's echo in a RT60 0.45 s room,
-    belt noise): commands from the coach's own voice (or noise), and what the gate dropped."""
+    """``minutes`` of a closed loop (a session begun at once, the user's answers typed, the
+    coach's echo in a RT60 0.45 s room, belt noise): commands from the coach's own voice (or
+    noise), and what the gate dropped."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
@@ -219,9 +228,12 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
                                       Phase("backward", total * 0.6, 0.8, 0.6, 1.2, 0.0, 1.0,
                                             "technique"),
                                       replace(COOLDOWN, duration_s=total * 0.2)))
+    # the session begins at once and the answers are typed: the coach talks through its whole
+    # plan whatever the engine makes of a fixture voice's "start" (unheard, the coach was silent)
     run = closed_loop(recogniser, settings, plan, total, renderer=renderer, noise_rms=NOISE_RMS,
                       voices=("joe",), seed=30, rt60_s=0.45, echo_delay_s=0.04,
-                      aec=canceller != "off", sessions=None)
+                      aec=canceller != "off", sessions=None, begin_at_once=True,
+                      typed_answers=True)
     return {"canceller": canceller, "audio_s": total,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
@@ -332,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the closed loop per canceller (0: skip)")
     parser.add_argument("--cost-s", type=float, default=120.0,
                         help="idle audio for the CPU/RSS child per canceller (0: skip)")
+    parser.add_argument("--speakers", choices=SPEAKER_SETS, default="locked",
+                        help="locked: the test set (report); dev: speakers not locked, to "
+                             "choose settings on (--stops of them, spread evenly)")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
@@ -345,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / SETS[0]).is_dir():
         print(f"barge-in: no real speech at {args.shared} (../shared)", file=sys.stderr)
         return 2
-    takes = held_out_takes(args.shared)
+    takes = held_out_takes(args.shared, speakers=args.speakers)
     chosen = _spread(takes["stop"], args.stops)
     for word in ("go", "yes", "no"):
         chosen += _spread(takes[word], args.others)

@@ -44,6 +44,10 @@ FLUSH_S = 0.64
 """End of stream: this much room tone lets a phrase said at the very end finish."""
 FLOOR_DBFS = -65.0
 """The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
+ONSET_LEAD_S = 0.25
+"""A rejected look is tried once more on the audio from this long before the phrase's onset
+(the loudness envelope of what the spotter heard): a stop said inside other talk (the coach's
+residual echo) does not open the 2-second window's transcript, but it opens this one's."""
 
 
 class SpotterRecogniser:
@@ -169,13 +173,13 @@ class SpotterRecogniser:
                   for f in self.decider.step(probs, end_s)]
         fired = [f for f in looked if f is not None]
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
-        found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score)
+        found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score, f.needs_look)
                  for f in fired if f.command in keep]
-        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score) for h in hits]
+        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score, False) for h in hits]
         out = []
-        for command, phrase, rose_s, emitted_s, score in found:
+        for command, phrase, rose_s, emitted_s, score, verified in found:
             start, end = self.phrase_bounds(emitted_s, rose_s)
-            out.append(Detection(command, phrase, start, end, emitted_s, score))
+            out.append(Detection(command, phrase, start, end, emitted_s, score, verified))
         return out
 
     def _second_look(self, fired: Fired) -> Fired | None:
@@ -190,14 +194,14 @@ class SpotterRecogniser:
             return None
         # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
         # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command. The audio kept ends where the fed samples end, which
-        # may run past this step.
+        # so it is not heard as a command (a stop alone gets a second try from its onset,
+        # below). The audio kept ends where the fed samples end, which may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
-        audio = look_window(self._audio, end).astype(np.float32) / 32768.0
+        window = look_window(self._audio, end)
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
                  if c in self._phrases}
-        score = self.verifier.scores(audio, asked)
+        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked)
 
         default = self.verify_thresholds.get("default", 1.0)
 
@@ -209,8 +213,21 @@ class SpotterRecogniser:
 
         heard = {c: p for c, p in score.items() if p >= limit(c)}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
-        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s -> %s", fired.command,
+        # A stop candidate rejected, whose phrase began well inside the window (other talk
+        # before it, such as the coach's leftover echo): once more from just before its onset,
+        # for stop alone, at the same threshold.
+        onset, _ = self.phrase_bounds(fired.emitted_s, fired.rose_s)
+        keep = int(round((fired.emitted_s - onset + ONSET_LEAD_S) * 16000))
+        again = (named is None and fired.command == STOP
+                 and 0 < keep < window.size - int(ONSET_LEAD_S * 16000))
+        if again:
+            retry = self.verifier.scores(window[-keep:].astype(np.float32) / 32768.0,
+                                         {STOP: self._phrases[STOP]}).get(STOP, 0.0)
+            score[STOP] = retry
+            named = STOP if retry >= limit(STOP) else None
+        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s%s -> %s", fired.command,
                       fired.score, " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
+                      f" (stop from its onset, {keep / 16000:.2f} s)" if again else "",
                       named or "drop")
         if named is None:
             return None
