@@ -182,11 +182,13 @@ def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[s
 
 
 @needs_shared
+@pytest.mark.xfail(strict=True, reason="known miss: the 2-second look's transcript opens with the "
+                   "coach's words, so a stop said 0.3 s after them is rejected (1 of 12 heard); the "
+                   "second try from the stop's onset that fixed it (11 of 12) also let 127 false "
+                   "stops an hour through from running talk, and was taken out (README, Known issues)")
 def test_a_stop_said_just_after_other_talk_is_heard_by_the_second_look(rec: SpotterRecogniser) -> None:
     """The coach's words (its residual echo, 6 dB under the user) end 0.3 s before an unseen
-    person's stop: the 2-second look's transcript opens with the coach's words, so the look is
-    tried again from the stop's onset (engine.ONSET_LEAD_S); the coach's words alone stay
-    nothing. Without that second try 1 of these 12 is heard."""
+    person's stop: 10 of these 12 should be heard, and the coach's words alone nothing."""
     from voicecoach.audio.samples import active_bounds
     from voicecoach.speaking.render import EspeakNgRenderer
 

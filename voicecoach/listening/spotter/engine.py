@@ -44,10 +44,6 @@ FLUSH_S = 0.64
 """End of stream: this much room tone lets a phrase said at the very end finish."""
 FLOOR_DBFS = -65.0
 """The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
-ONSET_LEAD_S = 0.25
-"""A rejected look is tried once more on the audio from this long before the phrase's onset
-(the loudness envelope of what the spotter heard): a stop said inside other talk (the coach's
-residual echo) does not open the 2-second window's transcript, but it opens this one's."""
 
 
 class SpotterRecogniser:
@@ -194,8 +190,10 @@ class SpotterRecogniser:
             return None
         # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
         # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command (a stop alone gets a second try from its onset,
-        # below). The audio kept ends where the fed samples end, which may run past this step.
+        # so it is not heard as a command. (A second try from a rejected stop's onset, for stops
+        # said just after the coach's leftover echo, was taken out again: it opened talk to the
+        # transcript too, and false stops in an hour of talk went from 29 to 127.) The audio
+        # kept ends where the fed samples end, which may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         window = look_window(self._audio, end)
         # stop is always asked too: any candidate may be a stop the spotter misnamed
@@ -213,21 +211,8 @@ class SpotterRecogniser:
 
         heard = {c: p for c, p in score.items() if p >= limit(c)}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
-        # A stop candidate rejected, whose phrase began well inside the window (other talk
-        # before it, such as the coach's leftover echo): once more from just before its onset,
-        # for stop alone, at the same threshold.
-        onset, _ = self.phrase_bounds(fired.emitted_s, fired.rose_s)
-        keep = int(round((fired.emitted_s - onset + ONSET_LEAD_S) * 16000))
-        again = (named is None and fired.command == STOP
-                 and 0 < keep < window.size - int(ONSET_LEAD_S * 16000))
-        if again:
-            retry = self.verifier.scores(window[-keep:].astype(np.float32) / 32768.0,
-                                         {STOP: self._phrases[STOP]}).get(STOP, 0.0)
-            score[STOP] = retry
-            named = STOP if retry >= limit(STOP) else None
-        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s%s -> %s", fired.command,
+        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s -> %s", fired.command,
                       fired.score, " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
-                      f" (stop from its onset, {keep / 16000:.2f} s)" if again else "",
                       named or "drop")
         if named is None:
             return None
