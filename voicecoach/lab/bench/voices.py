@@ -32,8 +32,9 @@ from voicecoach.audio.wav import write_wav
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.bench.spotter import listen_child
-from voicecoach.lab.corpus import state_for
-from voicecoach.lab.training.data import in_room, read_audio
+from voicecoach.lab.corpus import POSITIVES, state_for
+from voicecoach.lab.training.data import REAL_POSITIVES, in_room, read_audio
+from voicecoach.lab.training.synth import read_manifest
 
 DEFAULT_SYNTH = Path.home() / ".cache" / "voicecoach" / "spotter-train" / "synth-pos-other"
 
@@ -46,8 +47,7 @@ def held_out_clips(synth: Path, families: Sequence[str], per_family: int, seed: 
         raise VoicecoachError(f"no synthetic corpus at {synth}",
                               "make it: python -m voicecoach.lab.training.synth --out "
                               f"{synth} --kinds positive --engines espeak,flite,festival")
-    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows = read_manifest(synth)
     by_family: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get("kind") == "positive" and row.get("family") in families:
@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _without_real(result: dict[str, Counter[str]]) -> str:
-    rest = {c: v for c, v in result.items() if c not in ("stop", "resume", "yes", "no")}
+    real = {POSITIVES[word] for word in REAL_POSITIVES}   # the commands with real recordings
+    rest = {c: v for c, v in result.items() if c not in real}
     n = sum(sum(v.values()) for v in rest.values())
     h = sum(v["heard"] for v in rest.values())
     return f"{h}/{n} ({h / max(1, n):.3f})"
