@@ -7,6 +7,7 @@ import logging
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -151,7 +152,7 @@ class HistoryDB:
             # pages, i.e. many minutes of a session). FULL syncs the WAL at each commit; we
             # commit a few small events a minute, so the cost is negligible and the promise
             # "at most the last few seconds are lost" also holds for power cuts.
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _journal_mode_wal(conn)
             if str(mode).lower() != "wal":
                 _LOGGER.warning("history: %s cannot use WAL (journal mode %s)", path, mode)
             conn.execute("PRAGMA synchronous = FULL")
@@ -318,3 +319,16 @@ class HistoryDB:
             (session_id,))]
 
 
+def _journal_mode_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, waited for like any other write. SQLite answers it with
+    "database is locked" at once, without the busy handler, while another connection is opening
+    the same new file; so it is retried for up to BUSY_TIMEOUT_MS before the lock is reported
+    (two processes creating the history at one moment both open it)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000.0
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
