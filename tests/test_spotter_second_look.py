@@ -8,7 +8,7 @@ by the locked benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -26,11 +26,15 @@ class Scripted:
     def __init__(self, scores: Mapping[str, float]) -> None:
         self.given = dict(scores)
         self.asked: list[set[str]] = []
+        self.anywhere: list[set[str]] = []
         self.looks = 0
 
-    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]],
+               anywhere: Collection[str] = (), opening: dict[str, float] | None = None
+               ) -> dict[str, float]:
         self.looks += 1
         self.asked.append(set(phrases))
+        self.anywhere.append(set(anywhere))
         return {c: self.given.get(c, 0.0) for c in phrases}
 
     def close(self) -> None:
@@ -104,3 +108,13 @@ def test_rivals_are_the_next_best_commands_the_state_accepts() -> None:
     # faster is not a command of the idle state: help is the runner-up after start
     assert fired[0].rivals == ("start", "help")
 
+
+
+def test_only_the_commands_the_card_reads_anywhere_are_asked_anywhere() -> None:
+    rec, verifier = spotter({"stop": 0.0, "start": 0.0}, "idle")
+    rec.verify_anywhere = frozenset({"stop"})
+    rec._second_look(candidate("start", ("help",)))
+    assert verifier.anywhere == [{"stop"}]
+    rec.verify_anywhere = frozenset()
+    rec._second_look(candidate("start", ("help",)))
+    assert verifier.anywhere[-1] == set()

@@ -66,6 +66,9 @@ class SpotterRecogniser:
         self._window = self.model.window
         self.verifier = verifier
         self.verify_thresholds: dict[str, float] = dict(self.model.card.get("verify", {}))
+        #: commands the verifier hears anywhere in its transcript, not only at its opening (the
+        #: card says which: chosen with running talk, lab.training.second_look)
+        self.verify_anywhere = frozenset(self.model.card.get("verify_anywhere", []))
         if verifier is not None and not self.verify_thresholds:
             _LOGGER.warning("the spotter's model card has no verifier thresholds: the second look "
                             "is off")
@@ -190,16 +193,18 @@ class SpotterRecogniser:
             return None
         # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
         # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command. (A second try from a rejected stop's onset, for stops
-        # said just after the coach's leftover echo, was taken out again: it opened talk to the
-        # transcript too, and false stops in an hour of talk went from 29 to 127.) The audio
-        # kept ends where the fed samples end, which may run past this step.
+        # so it is not heard as a command, except those the card reads anywhere (stop, said
+        # after other words: the coach's leftover echo, a visitor). (A second try from a
+        # rejected stop's onset was taken out: it opened talk to the transcript at a threshold
+        # chosen without talk, and false stops in an hour of talk went from 29 to 127.) The
+        # audio kept ends where the fed samples end, which may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         window = look_window(self._audio, end)
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
                  if c in self._phrases}
-        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked)
+        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked,
+                                     anywhere=self.verify_anywhere & asked.keys())
 
         default = self.verify_thresholds.get("default", 1.0)
 

