@@ -82,6 +82,13 @@ def test_missing_training_data_is_one_line(tmp_path: Path,
     assert "no Speech Commands clips" in err and "--speech-commands" in err
 
 
+def test_second_look_only_without_a_full_run_is_one_line(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    err = _one_line(capsys, ["--work", str(tmp_path), "--out", str(tmp_path / "model"),
+                             "--second-look-only"])
+    assert "fold heads" in err and "without --second-look-only" in err
+
+
 def test_empty_training_data_is_one_line(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "sc" / "stop").mkdir(parents=True)
@@ -153,6 +160,14 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     assert [p.stat().st_mtime_ns for p in shards] == stamp
     with np.load(tmp_path / "model" / "en_commands.npz") as z:
         assert all(np.array_equal(z[k], weights[k]) for k in weights), "not deterministic"
+    # the fold heads are kept: --second-look-only reuses them and the exported head as they are
+    heads = sorted(p.name for p in (tmp_path / "work" / "folds").glob("head_*.npz"))
+    assert heads == ["head_0.npz", "head_1.npz"]
+    capsys.readouterr()
+    assert train.main(argv + ["--second-look-only"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first.splitlines()[0]
+    with np.load(tmp_path / "model" / "en_commands.npz") as z:
+        assert all(np.array_equal(z[k], weights[k]) for k in weights)
     from voicecoach.grammar import load_grammar
     from voicecoach.listening.spotter.model import load_model
 

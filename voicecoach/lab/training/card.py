@@ -122,8 +122,15 @@ def render_card(card: dict[str, Any]) -> str:
                   "Stop fires at once from the confident threshold; from "
                   f"{dec.get('stop_candidate')} up to it, and for every other command (raised from "
                   f"{dec.get('verified_threshold')}), only when the verifier's probability that the "
-                  "transcript begins with the command reaches its threshold: "
-                  f"`{json.dumps(card.get('verify', {}), sort_keys=True)}`."]
+                  "transcript begins with the command reaches its threshold"
+                  + (f" ({', '.join(card['verify_anywhere'])}: begins with it at any word of "
+                     "Whisper's own transcript)" if card.get("verify_anywhere") else "")
+                  + f": `{json.dumps(card.get('verify', {}), sort_keys=True)}`.",
+                  "",
+                  "Chosen by the costs above on out-of-fold clips and on out-of-fold running talk "
+                  "(`lab.training.talk`: the training voices' sentences with the fold's real "
+                  "words and stops, each fold's head; a false command an hour there costs as 1 % "
+                  "of false accepts on clips)."]
     locked = card.get("locked")
     if locked:
         lines += ["", "## Locked test speakers, end to end through `voicecoach listen`", "",

@@ -81,15 +81,23 @@ def _clips(eval_data: dict[str, Any], sources: Sequence[Source]) -> list[dict[st
 
 def cross_validate(data: dict[str, np.ndarray], sources: Sequence[Source],
                    clips: list[dict[str, Any]], labels: list[str], grammar: Grammar,
-                   recipe: Recipe, silence: np.ndarray, base: Decision
+                   recipe: Recipe, silence: np.ndarray, base: Decision,
+                   fold_dir: Path | None = None, heads: dict[int, dict[str, np.ndarray]] | None = None
                    ) -> tuple[dict[str, Any], Decision]:
+    """Out-of-fold probabilities for every clip (``clip["probs"]``), the figures and the
+    thresholds; with ``fold_dir``, each fold's head is kept there (``head_K.npz``) for the
+    second look's choice on out-of-fold talk (``lab.training.talk``); with ``heads``, those
+    fold heads are used instead of fitting them again."""
     y = np.array([labels.index(s) for s in data["label"]])
     keep, weight = training_rows(data, sources, recipe)
     classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
     for k in range(recipe.folds):
         t0 = time.process_time()
         train = (data["fold"] != k) & keep
-        head = fit_head(data["x"][train], y[train], labels, recipe, weight[train])
+        head = heads[k] if heads is not None else \
+            fit_head(data["x"][train], y[train], labels, recipe, weight[train])
+        if fold_dir is not None and heads is None:
+            np.savez(fold_dir / f"head_{k}.npz", **head)  # type: ignore[arg-type]
         for clip in clips:
             if clip["fold"] == k:
                 clip["probs"] = clip_probs(head, clip["emb"], silence, recipe.window)
@@ -145,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-export", action="store_true", help="cross-validate only")
+    parser.add_argument("--second-look-only", action="store_true",
+                        help="keep the head in --out and the fold heads of the last run "
+                             "(WORK/folds): choose the second look again and rewrite the card")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one recipe field (a number), e.g. --set alpha=2")
     parser.add_argument("--quick", action="store_true",
@@ -177,6 +188,8 @@ def _train(args: argparse.Namespace) -> int:
                                   "give FIELD=NUMBER") from None
     if args.quick:
         recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16)
+    if args.second_look_only:
+        _kept_heads(args, recipe)
     grammar = load_grammar("en")
     labels = labels_for(grammar)
     synth_dirs = args.synth or [args.work / "synth"]
@@ -215,7 +228,11 @@ def _train(args: argparse.Namespace) -> int:
         silence = fe.warm_embeddings()
     clips = _clips(eval_data, sources)
     base = Decision(stop_threshold=0.5, threshold=0.5)
-    figs, shipped = cross_validate(data, sources, clips, labels, grammar, recipe, silence, base)
+    fold_dir = args.work / "folds"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    kept = _kept_heads(args, recipe) if args.second_look_only else None
+    figs, shipped = cross_validate(data, sources, clips, labels, grammar, recipe, silence, base,
+                                   fold_dir, kept)
     line = summary_line(figs)
     print(line)
     print(f"thresholds (chosen on all out-of-fold clips): stop {shipped.stop_threshold:.2f}, "
@@ -226,13 +243,18 @@ def _train(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if not args.no_verify:
         shipped, extra["verify"], figs["second_look"] = _second_look(
-            clips, sources, grammar, labels, shipped, recipe, args.verify_per_word)
+            clips, sources, grammar, labels, shipped, recipe, args.verify_per_word, args.work)
+        extra["verify_anywhere"] = figs["second_look"].pop("anywhere")
         print(f"second look: {figs['second_look']['summary']}")
     if args.no_export:
         return 0
     y = np.array([labels.index(s) for s in data["label"]])
     keep, weight = training_rows(data, sources, recipe)
-    head = fit_head(data["x"][keep], y[keep], labels, recipe, weight[keep])
+    if kept is not None:
+        with np.load(args.out / f"{MODEL_NAME}.npz") as z:
+            head = {name: z[name] for name in z.files}
+    else:
+        head = fit_head(data["x"][keep], y[keep], labels, recipe, weight[keep])
     counts = {"real_clips": sum(1 for s in sources if s.real),
               "real_speakers": len({s.group for s in sources if s.kind == "real"}),
               "synthetic_clips": sum(1 for s in sources if not s.real),
@@ -251,10 +273,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kept_heads(args: argparse.Namespace, recipe: Recipe) -> dict[int, dict[str, np.ndarray]]:
+    """The fold heads of the last full run, or one error saying to run it first."""
+    from voicecoach.lab.training.talk import load_fold_heads
+
+    fold_dir = args.work / "folds"
+    kept = load_fold_heads(fold_dir, recipe.folds)
+    if len(kept) != recipe.folds or not (args.out / f"{MODEL_NAME}.npz").is_file():
+        raise VoicecoachError(f"--second-look-only needs the {recipe.folds} fold heads of the last "
+                              f"run in {fold_dir} and its model in {args.out}",
+                              "run the full training once (without --second-look-only)")
+    return kept
+
+
 def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
-                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int
+                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path
                  ) -> tuple[Decision, dict[str, float], dict[str, Any]]:
-    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips."""
+    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips and
+    out-of-fold talk (``lab.training.talk``, made from the fold heads in ``work/folds``)."""
     from voicecoach.lab.training.second_look import (
         STOP_CANDIDATE,
         VERIFIED_THRESHOLD,
@@ -276,13 +312,26 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
 
     look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of)
-    conf, thresholds = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat)
-    figs = second_look_figures(sample, conf, thresholds, stop_stat)
+    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events, talk_outcome
+
+    talk = talk_events(fold_files(work, sources, recipe.folds),
+                       load_fold_heads(work / "folds", recipe.folds), grammar, labels, shipped,
+                       verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD)
+    conf, thresholds, method = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR,
+                                                  stop_stat, talk)
+    figs = second_look_figures(sample, conf, thresholds, stop_stat, method)
+    out = talk_outcome(talk, conf, thresholds, method)
+    figs["talk"] = {"hours": round(out["hours"], 3), "stops": out["stops"], "caught": out["caught"],
+                    "false": out["false"], "false_per_hour": round(out["false_per_hour"], 2)}
+    figs["anywhere"] = [STOP] if method == "anywhere" else []
     rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})" for w, v in figs["recall"].items())
     fw, fs = figs["false_accepts_words"], figs["false_accepts_silence"]
     figs["summary"] = (f"cross-validated with the second look ({len(sample)} clips): recall {rec} | "
                        f"FA words {100 * fw['rate']:.2f}% ({fw['accepts']}/{fw['clips']}) | FA silence "
-                       f"{fs['accepts']}/{fs['clips']} | confident stop {conf:.2f}, verifier "
+                       f"{fs['accepts']}/{fs['clips']} | out-of-fold talk ({out['hours']:.2f} h): "
+                       f"stops {out['caught']}/{out['stops']}, {out['false_per_hour']:.1f} false an "
+                       f"hour {out['false'] or ''} | confident stop {conf:.2f}, stop read "
+                       f"{method}, verifier "
                        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items())))
     decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
                        verified_stop_threshold=conf)

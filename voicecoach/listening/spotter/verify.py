@@ -200,9 +200,9 @@ class WhisperVerifier:
             seqs = {tuple(seq) for phrase in options for seq in self._sequences(phrase)}
             seqs = {q for q in seqs if not any(len(o) < len(q) and q[:len(o)] == o for o in seqs)}
             for base in (bases if command in anywhere else bases[:1]):
-                for seq in sorted(seqs):
-                    plan.append((command, base, list(seq)))
-                    runs.add((*base, *seq[:-1]))
+                for tokens in sorted(seqs):
+                    plan.append((command, base, list(tokens)))
+                    runs.add((*base, *tokens[:-1]))
         if not plan:
             return {}
         logp = self._forced_logp(encoded, runs)

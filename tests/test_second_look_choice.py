@@ -1,0 +1,87 @@
+"""Choosing the second look with running talk in the cost (lab.training.second_look, talk).
+
+The events here are written out by hand: what is tested is the arithmetic of the choice (what
+the engine would act on for given settings, and that false commands in talk move the
+thresholds), not recognition; the real out-of-fold talk is made by lab.training.talk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voicecoach.lab.training.second_look import choose_second_look
+from voicecoach.lab.training.talk import talk_outcome
+
+MISS = {"stop": 10.0}
+FALSE = {"stop": 2.0, "faster": 5.0}
+
+
+def event(t: float, command: str, *, opening: float = 0.0, anywhere: float | None = None,
+          run_max: float = 0.3, file: str = "a.wav", others: dict[str, float] | None = None
+          ) -> dict[str, Any]:
+    opening_scores = {"stop": opening, **(others or {})}
+    return {"file": file, "fold": 0, "emitted_s": t, "command": command, "rivals": [],
+            "spotter": run_max, "stop_run_max": run_max, "opening": opening_scores,
+            "anywhere": {"stop": opening if anywhere is None else anywhere}}
+
+
+def talk(events: list[dict[str, Any]], stops: list[tuple[float, float]], hours: float = 1.0
+         ) -> dict[str, Any]:
+    return {"audio_s": hours * 3600.0, "events": events,
+            "stops": [{"file": "a.wav", "start_s": lo, "end_s": hi} for lo, hi in stops]}
+
+
+def test_a_stop_after_talk_is_caught_only_when_read_anywhere() -> None:
+    data = talk([event(10.4, "stop", opening=0.001, anywhere=0.6)], [(9.8, 10.3)])
+    limits = {"stop": 0.1, "default": 0.3}
+    assert talk_outcome(data, 0.99, limits, "anywhere")["caught"] == 1
+    assert talk_outcome(data, 0.99, limits, "opening")["caught"] == 0
+
+
+def test_false_commands_are_counted_per_hour_and_confident_stops_need_no_look() -> None:
+    data = talk([event(50.0, "stop", run_max=0.995), event(80.0, "faster", others={"faster": 0.5}),
+                 event(80.5, "faster", others={"faster": 0.5})], [], hours=0.5)
+    out = talk_outcome(data, 0.99, {"stop": 0.1, "faster": 0.3, "default": 0.3}, "opening")
+    # the second faster falls in the first one's refractory second
+    assert out["false"] == {"stop": 1, "faster": 1}
+    assert out["false_per_hour"] == 4.0
+    assert talk_outcome(data, 1.0, {"stop": 0.1, "default": 0.6}, "opening")["false"] == {}
+
+
+def test_a_command_other_than_the_candidate_must_clear_the_default_bar() -> None:
+    data = talk([event(5.0, "faster", others={"faster": 0.0, "slower": 0.2})], [])
+    limits = {"stop": 0.5, "slower": 0.1, "default": 0.3}
+    assert talk_outcome(data, 1.0, limits, "opening")["false"] == {}
+    assert talk_outcome(data, 1.0, {**limits, "default": 0.15}, "opening")["false"] == {"slower": 1}
+
+
+def clips() -> list[dict[str, Any]]:
+    """Stop clips the verifier hears at 0.02-0.9 and word clips it never hears as stop: on clips
+    alone, the lowest stop threshold costs nothing."""
+    out = []
+    for i in range(20):
+        out.append({"command": "stop", "word": "stop", "looks": {"stop": 0.02 + 0.045 * i},
+                    "looks_anywhere": {"stop": 0.02 + 0.045 * i}, "probs": [], "stat": 0.3})
+    for _ in range(40):
+        out.append({"command": "", "word": "up", "looks": {"stop": 0.0}, "probs": [], "stat": 0.1})
+    return out
+
+
+def test_false_stops_in_talk_raise_the_stop_threshold() -> None:
+    stat = lambda c: c["stat"]  # noqa: E731
+    conf, alone, _ = choose_second_look(clips(), MISS, FALSE, 20.0, stat)
+    assert alone["stop"] <= 0.02
+    # ten false stops an hour in talk at verifier 0.05: worth losing the one stop clip at 0.02
+    noisy = talk([event(30.0 * k, "stop", opening=0.05) for k in range(1, 11)], [])
+    conf, chosen, method = choose_second_look(clips(), MISS, FALSE, 20.0, stat, noisy)
+    assert 0.05 < chosen["stop"] <= 0.065
+    assert talk_outcome(noisy, conf, chosen, method)["false"] == {}
+
+
+def test_stops_inside_talk_choose_reading_anywhere() -> None:
+    stat = lambda c: c["stat"]  # noqa: E731
+    said = talk([event(20.0 * k + 0.4, "stop", opening=0.0005, anywhere=0.5) for k in range(1, 9)],
+                [(20.0 * k - 0.2, 20.0 * k + 0.3) for k in range(1, 9)])
+    _, chosen, method = choose_second_look(clips(), MISS, FALSE, 20.0, stat, said)
+    assert method == "anywhere"
+    assert talk_outcome(said, 1.0, chosen, method)["caught"] == 8
