@@ -145,3 +145,13 @@ def test_without_a_verifier_nothing_needs_a_look() -> None:
     stream = [probs(), probs(stop=0.3), probs(stop=0.5), probs(faster=0.9), probs(faster=0.9)]
     out = [f for j, p in enumerate(stream) for f in d.step(p, (j + 1) * 0.08)]
     assert [(f.command, f.needs_look) for f in out] == [("faster", False)]
+
+
+def test_a_stop_score_that_stays_high_fires_once_and_a_new_word_fires_again() -> None:
+    d = make(refractory=1.0)
+    held = [probs(stop=0.9)] * 25                      # 2 s of one long stop run
+    assert run(d, [probs(), *held]) == [("stop", 0.16)]
+    d.reset()
+    again = [probs(), probs(stop=0.9), *[probs(stop=0.2)] * 2, *[probs()] * 14, probs(stop=0.9)]
+    # the run ended (score under half the level) and 1.5 s passed: the second stop fires
+    assert run(d, again) == [("stop", 0.16), ("stop", 1.52)]

@@ -134,6 +134,7 @@ class Decider:
         self._looked: set[str] = set()
         self._last_stop = 0.0
         self._stop_steps = 0
+        self._stop_said = False
 
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
@@ -171,13 +172,21 @@ class Decider:
         return []
 
     def _stop(self, score: float, smooth: np.ndarray, end_s: float) -> Fired | None:
-        """A confident stop (acted on at once) or, with a verifier, a stop candidate to look at."""
+        """A confident stop (acted on at once) or, with a verifier, a stop candidate to look at.
+        One run of stop scores is one word: once a stop of the run was acted on, the run fires
+        nothing more (a score that stays high past the refractory second is the same stop, not a
+        second one); the run ends when the score falls under half the candidate level."""
         d = self.decision
+        candidate = d.candidate_for(STOP, self.verifying)
+        if score < 0.5 * candidate:
+            self._stop_said = False
+        if self._stop_said:
+            self._last_stop = score
+            return None
         if self._above.get(STOP, 0) >= 1:
             fired = self._fire(STOP, smooth, end_s)
             self.accept(fired)
             return fired
-        candidate = d.candidate_for(STOP, self.verifying)
         rising = score > self._last_stop
         self._last_stop = score
         if not self.verifying or score < candidate or STOP in self._looked:
@@ -195,6 +204,7 @@ class Decider:
         d = self.decision
         if fired.command == STOP:
             self._stop_quiet_until = fired.emitted_s + d.refractory_s
+            self._stop_said = True
         self._quiet_until = fired.emitted_s + d.refractory_s
         self._looked.discard(fired.command)
 
