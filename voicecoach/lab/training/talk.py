@@ -85,9 +85,9 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
                                      [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()])
                                                      .tobytes()).hexdigest() for k in sorted(heads)]
                                      ]).encode()).hexdigest()[:16]
-    path = cache / f"talk-events-{key}.json"
-    if path.is_file():
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    saved = cache / f"talk-events-{key}.json"
+    if saved.is_file():
+        data: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
         return data
     phrases = phrases_of(grammar)
     classes = [labels.index(p) for p in phrases[STOP]]
@@ -128,7 +128,7 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
         _LOGGER.warning("talk: %d/%d files, %d candidates, %.0f CPU s", n, len(files),
                         len(events), time.process_time() - t0)
     data = {"audio_s": audio_s, "events": events, "stops": stops}
-    path.write_text(json.dumps(data), encoding="utf-8")
+    saved.write_text(json.dumps(data), encoding="utf-8")
     return data
 
 
