@@ -42,7 +42,7 @@ VERSION = 1
 def fold_files(work: Path, sources: Sequence[Source], folds: int,
                minutes: float = MINUTES_PER_FOLD) -> list[tuple[int, Path, list[tuple[float, float]]]]:
     """The talk files of every fold (made once, deterministic): (fold, path, stops said)."""
-    from voicecoach.lab.bench.spotter import make_longform
+    from voicecoach.lab.longform import make_longform
 
     out = []
     for k in range(folds):
