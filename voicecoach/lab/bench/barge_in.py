@@ -43,6 +43,7 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.bench.barge_trace import Tracer, loss_reason
 from voicecoach.lab.room import UserClip, closed_loop
 from voicecoach.settings import AudioSettings, Settings, TreadmillSettings
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
@@ -139,6 +140,7 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     settings = _settings(tmp, echo or "off")
     rt60, delay = RT60S[i % len(RT60S)], DELAYS_S[(i // len(RT60S)) % len(DELAYS_S)]
     sim = SimTreadmill()
+    tracer = Tracer(recogniser)
     common: dict[str, Any] = dict(renderer=renderer, noise_rms=NOISE_RMS, begin_at_once=True,
                                   seed=i + 1, rt60_s=rt60, echo_delay_s=delay,
                                   echo_gain_db=-6.0 if echo else -300.0, aec=echo is not None,
@@ -153,12 +155,14 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
         run = closed_loop(recogniser, settings, PLAN, clip.at_s + 4.0, user=False,
                           clips=(clip,), **common)
         placed = True
+    tracer.close()
     row: dict[str, Any] = {"word": take.word, "speaker": take.speaker, "file": take.path.name,
                            "settled": settled, "room": i, "echo": echo or "none",
                            "placed": placed, "caught": False, "heard": False,
                            "latency_s": None}
     if not placed:
         return row
+    row.update(tracer.around(clip.start_s, clip.end_s))
     row["over_speech"] = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
                              for iv in run.speaker.speaking_intervals())
     mine = [d for d in run.loop.gate.decisions
@@ -172,7 +176,18 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
         if accepted and written and "stopped" in run.loop.outcomes[:1]:
             row["caught"] = True
             row["latency_s"] = round(written[0] - clip.end_s, 3)
+        row["gate"] = [(d.reason, round(d.detection.start_s, 2), round(d.detection.end_s, 2),
+                        round(d.detection.emitted_s, 2), d.detection.verified)
+                       for d in mine if d.detection.command == "stop"]
+        row["lost_at"] = loss_reason(row, mine, _candidate(recogniser))
     return row
+
+
+def _candidate(recogniser: Any) -> float:
+    decider = getattr(recogniser, "decider", None)
+    if decider is None:
+        return 0.0
+    return float(decider.decision.candidate_for("stop", decider.verifying))
 
 
 def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
@@ -285,7 +300,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_median_s": round(statistics.median(lat), 3) if lat else None,
             "latency_max_s": round(max(lat), 3) if lat else None,
             "others_heard": (sum(r["heard"] for r in others), len(others)),
+            "lost": _lost(stops),
         }
+    return out
+
+
+def _lost(stops: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Where the stops were lost or late (barge_trace.loss_reason): reason -> [cold, settled]."""
+    out: dict[str, list[int]] = {}
+    for r in stops:
+        if r.get("lost_at"):
+            out.setdefault(r["lost_at"], [0, 0])[int(bool(r["settled"]))] += 1
     return out
 
 
@@ -304,6 +329,9 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                      f"{s['cold'][0]}/{s['cold'][1]}, settled {s['settled'][0]}/"
                      f"{s['settled'][1]}){lat}; go/yes/no heard {s['others_heard'][0]}/"
                      f"{s['others_heard'][1]}")
+        if s.get("lost"):
+            lines.append(f"echo {echo}: lost or late at (cold, settled): " + ", ".join(
+                f"{k} {v[0]}+{v[1]}" for k, v in sorted(s["lost"].items())))
     for loop in loops:
         lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min, canceller {loop['canceller']}: "
                      f"{len(loop['echo'])} commands from the coach's voice or noise "
