@@ -126,8 +126,9 @@ def load_take(take: Take) -> UserClip:
     return UserClip(0.0, audio, command, take.word, a / SAMPLE_RATE, b / SAMPLE_RATE)
 
 
-def _settings(tmp: Path, canceller: str) -> Settings:
-    return Settings(data_dir=tmp, audio=AudioSettings(echo_canceller=canceller))
+def _settings(tmp: Path, canceller: str, verify: str = "auto") -> Settings:
+    base = Settings(data_dir=tmp, audio=AudioSettings(echo_canceller=canceller))
+    return replace(base, speech=replace(base.speech, verify=verify))
 
 
 def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, echo: str | None,
@@ -163,6 +164,7 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     if not placed:
         return row
     row.update(tracer.around(clip.start_s, clip.end_s))
+    row["word_s"] = (round(clip.start_s, 3), round(clip.end_s, 3))
     row["over_speech"] = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
                              for iv in run.speaker.speaking_intervals())
     mine = [d for d in run.loop.gate.decisions
@@ -176,6 +178,7 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
         if accepted and written and "stopped" in run.loop.outcomes[:1]:
             row["caught"] = True
             row["latency_s"] = round(written[0] - clip.end_s, 3)
+            row["written_s"] = round(written[0], 3)
         row["gate"] = [(d.reason, round(d.detection.start_s, 2), round(d.detection.end_s, 2),
                         round(d.detection.emitted_s, 2), d.detection.verified)
                        for d in mine if d.detection.command == "stop"]
@@ -256,30 +259,40 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
                                         for iv in run.speaker.speaking_intervals()), 1)}
 
 
-def device_cost_child(canceller: str, seconds: float) -> dict[str, Any]:
+def device_cost_child(canceller: str, seconds: float, verify: str = "auto") -> dict[str, Any]:
     """In this (child) process: the device loop listening idle to belt noise with the
-    canceller on, as on the device: CPU per audio second and peak RSS."""
+    canceller on, as on the device: CPU per audio second (the simulated room's own CPU, timed
+    alone over the same audio, taken off) and peak RSS; ``verify`` "off": without the
+    second look's Whisper (its load is most of the RSS)."""
     tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
-    settings = _settings(tmp, canceller)
+    settings = _settings(tmp, canceller, verify)
     recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     cpu = time.process_time()
     closed_loop(recogniser, settings, PLAN, seconds, renderer=renderer, noise_rms=NOISE_RMS,
                 user=False, aec=canceller != "off", sessions=None)
     used = time.process_time() - cpu
-    return {"canceller": canceller, "cpu_ratio": round(used / seconds, 4),
+    cpu = time.process_time()  # the room alone (belt noise, no coach speech while idle)
+    room = ClosedLoopSource(EchoWavSpeaker(renderer), seconds, noise_rms=NOISE_RMS)
+    for _ in room.chunks():
+        pass
+    room_cpu = time.process_time() - cpu
+    return {"canceller": canceller, "verify": verify,
+            "cpu_ratio": round((used - room_cpu) / seconds, 4),
+            "room_cpu_ratio": round(room_cpu / seconds, 4),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def device_cost(canceller: str, seconds: float) -> dict[str, Any]:
+def device_cost(canceller: str, seconds: float, verify: str = "auto") -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.barge_in", "--cost-child",
-                           canceller, str(seconds)], capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                           canceller, str(seconds), verify], capture_output=True, text=True,
+                          check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
-        return {"canceller": canceller, "error": proc.stderr.strip()[-300:]}
+        return {"canceller": canceller, "verify": verify, "error": proc.stderr.strip()[-300:]}
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -342,9 +355,11 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
             lines.append(f"device loop cost, canceller {cost['canceller']}: failed: "
                          f"{cost['error']}")
             continue
-        lines.append(f"device loop cost, canceller {cost['canceller']}: "
-                     f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %), "
-                     f"peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
+        look = "" if cost.get("verify", "auto") == "auto" else ", no second look"
+        lines.append(f"device loop cost, canceller {cost['canceller']}{look}: "
+                     f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %; "
+                     f"the simulated room's own {100 * cost.get('room_cpu_ratio', 0.0):.1f} % "
+                     f"taken off), peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
     parts = []
     for echo, s in summary.items():
         if echo == "none":
@@ -378,11 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
-    parser.add_argument("--cost-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cost_child:
         logging.basicConfig(level=logging.ERROR)
-        print(json.dumps(device_cost_child(args.cost_child[0], float(args.cost_child[1]))))
+        print(json.dumps(device_cost_child(args.cost_child[0], float(args.cost_child[1]),
+                                           *args.cost_child[2:3])))
         return 0
     logging.basicConfig(level=logging.ERROR)
     if not (args.shared / SETS[0]).is_dir():
@@ -405,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_trials(chosen, (None, *cancellers), tmp, progress, args.json)
     loops = [closed_loop_session(c, args.loop_minutes, tmp) for c in cancellers
              if args.loop_minutes > 0]
-    costs = [device_cost(c, args.cost_s) for c in cancellers if args.cost_s > 0]
+    costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")
+             if args.cost_s > 0]
     for line in summary_lines(summarise(rows), loops, costs):
         print(line, flush=True)
     return 0
