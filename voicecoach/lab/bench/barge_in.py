@@ -28,12 +28,9 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.bench.barge_cost import device_cost, device_cost_child
 from voicecoach.lab.bench.barge_trace import Tracer, loss_reason
 from voicecoach.lab.room import UserClip, closed_loop
 from voicecoach.settings import AudioSettings, Settings, TreadmillSettings
@@ -257,43 +255,6 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
             "coach_speech_s": round(sum((iv.end or total) - iv.start
                                         for iv in run.speaker.speaking_intervals()), 1)}
-
-
-def device_cost_child(canceller: str, seconds: float, verify: str = "auto") -> dict[str, Any]:
-    """In this (child) process: the device loop listening idle to belt noise with the
-    canceller on, as on the device: CPU per audio second (the simulated room's own CPU, timed
-    alone over the same audio, taken off) and peak RSS; ``verify`` "off": without the
-    second look's Whisper (its load is most of the RSS)."""
-    tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
-    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker
-    from voicecoach.listening.engines import make_recogniser
-    from voicecoach.speaking.render import EspeakNgRenderer
-
-    settings = _settings(tmp, canceller, verify)
-    recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
-    renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
-    cpu = time.process_time()
-    closed_loop(recogniser, settings, PLAN, seconds, renderer=renderer, noise_rms=NOISE_RMS,
-                user=False, aec=canceller != "off", sessions=None)
-    used = time.process_time() - cpu
-    cpu = time.process_time()  # the room alone (belt noise, no coach speech while idle)
-    room = ClosedLoopSource(EchoWavSpeaker(renderer), seconds, noise_rms=NOISE_RMS)
-    for _ in room.chunks():
-        pass
-    room_cpu = time.process_time() - cpu
-    return {"canceller": canceller, "verify": verify,
-            "cpu_ratio": round((used - room_cpu) / seconds, 4),
-            "room_cpu_ratio": round(room_cpu / seconds, 4),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-
-
-def device_cost(canceller: str, seconds: float, verify: str = "auto") -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.barge_in", "--cost-child",
-                           canceller, str(seconds), verify], capture_output=True, text=True,
-                          check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if proc.returncode != 0:
-        return {"canceller": canceller, "verify": verify, "error": proc.stderr.strip()[-300:]}
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
