@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,10 @@ def test_a_cold_stop_through_the_device_loop_is_scored(echo: str | None,
     assert row["echo"] == (echo or "none")
     if echo is None:  # no echo in the room: the engine hears joe's stop, the belt stops
         assert row["caught"], row
+    # traced: the spotter's stop score over the word, and the gate's stop decisions
+    assert row["stop_max"] is not None and 0.0 <= row["stop_max"] <= 1.0
+    assert row["caught"] == (row["lost_at"] is None or row["lost_at"] == "late")
+    assert not row["caught"] or any(g[0] in ("barge-in", "stop") for g in row["gate"])
     if row["caught"]:
         assert -0.5 < row["latency_s"] < 0.5
     else:
@@ -87,3 +92,39 @@ def test_the_closed_loop_has_the_coach_talking(tmp_path: Path) -> None:
     loop = B.closed_loop_session("nlms", 1.0, tmp_path)
     assert loop["coach_speech_s"] > 15.0, loop
     assert loop["echo"] == [], loop  # nothing from the coach's own voice
+
+
+def test_a_lost_stop_is_put_where_the_trace_says() -> None:
+    from voicecoach.lab.bench.barge_trace import loss_reason
+    from voicecoach.listening.recogniser import Detection
+
+    def decision(accepted: bool) -> Any:
+        from voicecoach.device.duplex import Decision
+
+        return Decision(Detection("stop", "stop", 1.0, 1.4, 1.5, 0.9), accepted,
+                        "barge-in" if accepted else "echo")
+
+    base = {"word": "stop", "placed": True, "caught": False, "latency_s": None,
+            "stop_max": 0.1, "looks": []}
+    assert loss_reason(base, [], 0.2) == "spotter"
+    assert loss_reason({**base, "stop_max": 0.5}, [], 0.2) == "no-look"
+    assert loss_reason({**base, "stop_max": 0.5, "looks": [{"t": 1.5}]}, [], 0.2) == "look"
+    assert loss_reason(base, [decision(False)], 0.2) == "gate"
+    assert loss_reason(base, [decision(True)], 0.2) == "elsewhere"
+    caught = {**base, "caught": True, "latency_s": 0.3}
+    assert loss_reason(caught, [decision(True)], 0.2) is None
+    assert loss_reason({**caught, "latency_s": 0.6}, [decision(True)], 0.2) == "late"
+    rows = [{**base, "echo": "nlms", "settled": False, "lost_at": "look"},
+            {**base, "echo": "nlms", "settled": True, "lost_at": "look"}]
+    assert B.summarise(rows)["nlms"]["lost"] == {"look": [1, 1]}
+
+
+def test_the_cost_childs_peak_rss_is_its_own() -> None:
+    """ru_maxrss in a child carries the parent's high-water mark across fork and exec; the
+    cost child reads its own (VmHWM)."""
+    import resource
+
+    from voicecoach.lab.bench.barge_cost import _peak_rss_kb
+
+    peak = _peak_rss_kb()
+    assert 0 < peak <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

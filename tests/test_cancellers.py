@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from voicecoach.audio import cancellers
 from voicecoach.audio.aec import EchoCanceller, erle_db
 from voicecoach.audio.cancellers import CancellerError, WebRtcCanceller, build, make_canceller
 from voicecoach.audio.samples import to_int16
+from voicecoach.audio.suppress import ResidualSuppressor
 from voicecoach.speaking.render import EspeakNgRenderer
 
 RATE = 16000
@@ -40,10 +42,12 @@ def _run(canceller: cancellers.Canceller, mic: np.ndarray, ref: np.ndarray,
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("kind", ["webrtc", "nlms"])
-def test_both_take_the_echo_out(kind: str, room: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize(("kind", "suppress"), [("webrtc", False), ("nlms", False),
+                                                 ("nlms", True)])
+def test_both_take_the_echo_out(kind: str, suppress: bool,
+                                room: tuple[np.ndarray, np.ndarray]) -> None:
     ref, mic = room
-    canceller = build(kind)
+    canceller = build(kind, suppress=suppress)
     assert canceller is not None and canceller.name == kind
     out = _run(canceller, mic, ref, 1600).astype(np.float64)
     assert erle_db(mic[3 * RATE:].astype(np.float64), out[3 * RATE:]) > 10.0
@@ -83,6 +87,8 @@ def test_missing_library_is_one_warning_and_no_canceller(
     assert len(lines) == 1 and "without echo cancellation" in lines[0]
     assert "pywebrtc-audio" in lines[0] and "\n" not in lines[0]
     assert isinstance(make_canceller("nlms"), EchoCanceller)  # ours needs nothing
+    nlms = make_canceller("nlms", suppress=True)
+    assert isinstance(nlms, ResidualSuppressor) and isinstance(nlms.inner, EchoCanceller)
 
 
 def test_a_library_failing_its_first_frame_is_a_canceller_error(
@@ -148,3 +154,27 @@ def test_a_canceller_failing_mid_session_is_dropped_and_the_loop_goes_on(
     assert len(warned) == 1 and "without echo cancellation" in warned[0]
     assert run.loop.canceller is None and calls["n"] == 20
     assert run.loop.clock.audio_s >= 7.9  # the loop heard the whole stream after the failure
+
+
+@pytest.mark.parametrize(("engine", "suppressed"), [("spotter", True), ("pocketsphinx", False)])
+def test_the_loop_turns_the_leftover_echo_down_for_the_engines_that_hear_better_so(
+        engine: str, suppressed: bool, tmp_path: Path) -> None:
+    """The spotter (its second look read the coach's leftover words first) gets the residual
+    echo suppressor after the NLMS filter; pocketsphinx (which heard a stop in the musical
+    noise of an early version, and missed fixture stops) gets the filter alone."""
+    from voicecoach.audio.aec import ReferenceCanceller
+    from voicecoach.device.loop import DeviceLoop
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.engines import make_recogniser, suppresses_echo
+    from voicecoach.settings import Settings, SpeechSettings
+    from voicecoach.speaking.timeline import WavSpeaker
+
+    assert suppresses_echo(engine) is suppressed
+    grammar = load_grammar("en")
+    recogniser = make_recogniser(SpeechSettings(engine=engine, verify="off"), grammar)
+    loop = DeviceLoop(Settings(data_dir=tmp_path), grammar, recogniser, WavSpeaker(None),
+                      lambda: None, lambda plan: None)  # type: ignore[arg-type]
+    assert isinstance(loop.canceller, ReferenceCanceller)
+    inner = loop.canceller.canceller
+    assert isinstance(inner, ResidualSuppressor) is suppressed
+    assert isinstance(inner.inner if suppressed else inner, EchoCanceller)  # type: ignore[attr-defined]

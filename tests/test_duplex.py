@@ -166,6 +166,42 @@ def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
     assert gate_over_echo().decide(verified).reason == "barge-in"
 
 
+def test_the_echo_check_reads_the_end_of_a_long_stop_phrase_and_enough_of_a_short_one(
+        renderer: EspeakNgRenderer) -> None:
+    """Phrase bounds found on the loudness envelope can open on the coach's echo long before
+    the user's stop: the check reads at most STOP_CHECK_S up to the phrase's end, so a stop
+    said over the echo is obeyed; the coach's voice alone stays explained over that part."""
+    from voicecoach.audio.samples import trim_silence
+    from voicecoach.clock import SimClock
+    from voicecoach.device.duplex import STOP_CHECK_S
+    from voicecoach.events import Priority
+
+    def gate_over_echo(user: bool) -> DuplexGate:
+        clock = SimClock()
+        speaker = WavSpeaker(renderer, clock=clock)
+        speaker.say("Keep your weight on the balls of your feet and look straight ahead.",
+                    Priority.CUE, 0.0)
+        clock.set(2.5)
+        gate = DuplexGate(speaker, reference=speaker.played_audio)
+        mic = np.asarray(speaker.played_audio(0.0, 2.5), np.float64)
+        if user:  # a stop in another voice, 6 dB over the echo, ending 0.2 s before 2.5 s
+            stop = trim_silence(renderer.render("stop").audio).astype(np.float64) * 32768.0
+            at = int(1.9 * 16000)
+            mic[at:at + stop.size] += 2.0 * stop[:mic.size - at]
+        gate.hear(np.clip(mic, -32768, 32767).astype("<i2").tobytes(), 2.5)
+        return gate
+
+    long_phrase = _det("stop", 0.2, 2.5)  # bounds opened 2.3 s before the end
+    assert 2.5 - 0.2 > STOP_CHECK_S
+    assert gate_over_echo(user=True).decide(long_phrase).accepted
+    assert gate_over_echo(user=False).decide(long_phrase).reason == "echo"
+    assert gate_over_echo(user=False).decide(_det("stop", 2.0, 2.5)).reason == "echo"
+    # bounds holding only the word's first sound: read STOP_MIN_S from its onset instead
+    first_sound = _det("stop", 1.85, 1.98)
+    assert gate_over_echo(user=True).decide(first_sound).accepted
+    assert gate_over_echo(user=False).decide(first_sound).reason == "echo"
+
+
 def test_echo_residual_tells_echo_alone_from_echo_plus_speech() -> None:
     rng = np.random.default_rng(5)
     ref = rng.standard_normal(16000 + 1600).astype(np.float32) * 0.1

@@ -31,6 +31,11 @@ CHOICES = ("auto", "webrtc", "nlms", "off")
 #: With the second look's retry from the onset (issue 16), on speakers not locked: NLMS 38/43
 #: against AEC3 32/43 (no echo 44/44).
 DEFAULT = "nlms"
+#: The residual echo suppressor after the NLMS filter (voicecoach.audio.suppress): chosen on
+#: the barge-in benchmark's dev speakers (30 stops said 1-8 s into the first briefing, NLMS
+#: alone 21/30, no echo 29/30): beta 1.5 / floor 0.1 caught 25/30, beta 3 / floor 0.05 26/30.
+SUPPRESS_BETA = 1.5
+SUPPRESS_FLOOR = 0.1
 #: The pywebrtc-audio releases whose API (``EchoCanceller(sample_rate, num_channels,
 #: stream_delay_ms).process(near, far)``) this module uses.
 PYWEBRTC_AUDIO = "~=0.2.0"
@@ -106,9 +111,11 @@ class WebRtcCanceller:
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 
 
-def build(kind: str, *, filter_s: float = 0.128) -> Canceller | None:
+def build(kind: str, *, filter_s: float = 0.128, suppress: bool = False) -> Canceller | None:
     """The canceller ``kind`` names ("auto": :data:`DEFAULT`; "off": None); raises
-    :class:`CancellerError` when it cannot start."""
+    :class:`CancellerError` when it cannot start. ``suppress``: the NLMS filter's leftover
+    echo is turned down after it (voicecoach.audio.suppress; for engines that hear better so,
+    voicecoach.listening.engines.Engine.suppress_echo)."""
     if kind not in CHOICES:
         raise CancellerError(f"unknown echo canceller {kind!r}; allowed: {', '.join(CHOICES)}")
     kind = DEFAULT if kind == "auto" else kind
@@ -117,14 +124,21 @@ def build(kind: str, *, filter_s: float = 0.128) -> Canceller | None:
     if kind == "webrtc":
         return WebRtcCanceller()
     from voicecoach.audio.aec import EchoCanceller
+    from voicecoach.audio.suppress import ResidualSuppressor
 
-    return EchoCanceller(filter_s=filter_s)
+    nlms = EchoCanceller(filter_s=filter_s)
+    if not suppress:
+        return nlms
+    # the linear filter converges over seconds and does not span a reverberant tail: the echo
+    # it leaves is turned down after it (voicecoach.audio.suppress; chosen on dev speakers)
+    return ResidualSuppressor(nlms, beta=SUPPRESS_BETA, floor=SUPPRESS_FLOOR)
 
 
-def make_canceller(kind: str, *, filter_s: float = 0.128) -> Canceller | None:
+def make_canceller(kind: str, *, filter_s: float = 0.128,
+                   suppress: bool = False) -> Canceller | None:
     """As :func:`build`, but a canceller that cannot start is one warning and None."""
     try:
-        return build(kind, filter_s=filter_s)
+        return build(kind, filter_s=filter_s, suppress=suppress)
     except CancellerError as exc:
         _LOGGER.warning("echo canceller %s: %s; the coach goes on without echo cancellation%s",
                         kind, exc, f" (fix: {WEBRTC_HINT})" if "pywebrtc" in str(exc) else "")

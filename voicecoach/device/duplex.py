@@ -66,6 +66,15 @@ ECHO_MAX_DB = -2.0
 #: The echo's delay behind the known speech searched by that check (seconds).
 ECHO_SEARCH_S = 0.1
 MIC_KEEP_S = 8.0
+#: The echo check reads at most this much of a stop's phrase, up to its end: a stop is one
+#: short word, and phrase bounds found on the loudness envelope can open on the coach's echo
+#: before it (measured on a dev trial: bounds 0.41-2.08 s for a stop said at 1.00-1.99 s,
+#: dropped at -2.6 dB; the coach's own words stay explained over any part of them).
+STOP_CHECK_S = 0.8
+#: ... and at least this much from its onset, as far as the microphone has been heard: a
+#: recogniser's bounds can hold only the word's first sound (pocketsphinx: 0.13 s of a 0.44 s
+#: stop, dropped as the coach's voice), too little of the user to tell from the echo.
+STOP_MIN_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -119,13 +128,15 @@ class DuplexGate:
         """Residual (dB) of the mic over ``det`` against the known speech, if it can be told."""
         if self.reference is None:
             return None
-        n = int(round((det.end_s - det.start_s) * 16000))
-        back = int(round((self._mic_end - det.end_s) * 16000))
+        end_s = min(max(det.end_s, det.start_s + STOP_MIN_S), self._mic_end)
+        start_s = max(det.start_s, end_s - STOP_CHECK_S)
+        n = int(round((end_s - start_s) * 16000))
+        back = int(round((self._mic_end - end_s) * 16000))
         end = self._mic.size - back
         if n <= 0 or back < 0 or end - n < 0:
             return None
         mic = self._mic[end - n:end]
-        ref = self.reference(det.start_s - self.echo_search_s, det.end_s)
+        ref = self.reference(start_s - self.echo_search_s, end_s)
         return echo_residual_db(mic, ref, max_delay_s=self.echo_search_s)
 
     def spans(self) -> list[tuple[float, float]]:

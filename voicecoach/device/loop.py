@@ -162,10 +162,13 @@ class DeviceLoop:
             return None
         from voicecoach.audio.aec import ReferenceCanceller
         from voicecoach.audio.cancellers import make_canceller
+        from voicecoach.listening.engines import suppresses_echo
 
         # the NLMS filter's span: live, the mic's arrival-time error and the device latency too
         span = LIVE_ECHO_S if self.clock.live else 0.128
-        canceller = make_canceller(self.settings.audio.echo_canceller, filter_s=span)
+        suppress = suppresses_echo(getattr(self.recogniser, "name", ""))
+        canceller = make_canceller(self.settings.audio.echo_canceller, filter_s=span,
+                                   suppress=suppress)
         return None if canceller is None else ReferenceCanceller(self.played, canceller)
 
     def _cancel_echo(self, chunk: AudioChunk) -> AudioChunk:

@@ -48,6 +48,11 @@ class Engine:
     probe: Callable[[], str] | None = None
     #: Takes a second look before acting (the verifier of the 'verify' extra; doctor checks it).
     second_look: bool = False
+    #: Hears better with the echo the canceller leaves turned down (voicecoach.audio.suppress),
+    #: as measured on the barge-in benchmarks: the spotter's second look reads the coach's
+    #: leftover words first without it; pocketsphinx, on the fixture voices, heard a stop in
+    #: belt noise and missed two it hears without it.
+    suppress_echo: bool = False
 
 
 #: Engines installed as extras of the package: engine name -> (module it needs, extra).
@@ -190,7 +195,7 @@ ENGINES: dict[str, Engine] = {
                    "other languages", _auto),
     "spotter": Engine("spotter", "the trained English command spotter (weights in the "
                       "package)", _spotter, language=SPOTTER_LANGUAGE, label="command spotter",
-                      second_look=True,
+                      second_look=True, suppress_echo=True,
                       probe=_probe_spotter),
     "vosk": Engine("vosk", "vosk with a model for the language", _vosk, needs_model=True,
                    label="vosk", probe=_probe_vosk),
@@ -198,6 +203,13 @@ ENGINES: dict[str, Engine] = {
                            _sphinx, language=SPHINX_LANGUAGE, label="pocketsphinx",
                            probe=_probe_sphinx),
 }
+
+
+def suppresses_echo(recogniser_name: str) -> bool:
+    """True if the engine of that name hears better with the canceller's leftover echo turned
+    down (:attr:`Engine.suppress_echo`); False for a name not in the table."""
+    engine = ENGINES.get(recogniser_name)
+    return engine is not None and engine.suppress_echo
 
 
 def engine_names() -> list[str]:

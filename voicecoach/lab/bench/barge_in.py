@@ -28,12 +28,9 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,8 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.bench.barge_cost import device_cost, device_cost_child
+from voicecoach.lab.bench.barge_trace import Tracer, loss_reason
 from voicecoach.lab.room import UserClip, closed_loop
 from voicecoach.settings import AudioSettings, Settings, TreadmillSettings
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
@@ -125,8 +124,9 @@ def load_take(take: Take) -> UserClip:
     return UserClip(0.0, audio, command, take.word, a / SAMPLE_RATE, b / SAMPLE_RATE)
 
 
-def _settings(tmp: Path, canceller: str) -> Settings:
-    return Settings(data_dir=tmp, audio=AudioSettings(echo_canceller=canceller))
+def _settings(tmp: Path, canceller: str, verify: str = "auto") -> Settings:
+    base = Settings(data_dir=tmp, audio=AudioSettings(echo_canceller=canceller))
+    return replace(base, speech=replace(base.speech, verify=verify))
 
 
 def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, echo: str | None,
@@ -139,6 +139,7 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     settings = _settings(tmp, echo or "off")
     rt60, delay = RT60S[i % len(RT60S)], DELAYS_S[(i // len(RT60S)) % len(DELAYS_S)]
     sim = SimTreadmill()
+    tracer = Tracer(recogniser)
     common: dict[str, Any] = dict(renderer=renderer, noise_rms=NOISE_RMS, begin_at_once=True,
                                   seed=i + 1, rt60_s=rt60, echo_delay_s=delay,
                                   echo_gain_db=-6.0 if echo else -300.0, aec=echo is not None,
@@ -153,12 +154,15 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
         run = closed_loop(recogniser, settings, PLAN, clip.at_s + 4.0, user=False,
                           clips=(clip,), **common)
         placed = True
+    tracer.close()
     row: dict[str, Any] = {"word": take.word, "speaker": take.speaker, "file": take.path.name,
                            "settled": settled, "room": i, "echo": echo or "none",
                            "placed": placed, "caught": False, "heard": False,
                            "latency_s": None}
     if not placed:
         return row
+    row.update(tracer.around(clip.start_s, clip.end_s))
+    row["word_s"] = (round(clip.start_s, 3), round(clip.end_s, 3))
     row["over_speech"] = any(iv.start <= clip.end_s and (iv.end or 1e9) >= clip.start_s
                              for iv in run.speaker.speaking_intervals())
     mine = [d for d in run.loop.gate.decisions
@@ -172,7 +176,19 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
         if accepted and written and "stopped" in run.loop.outcomes[:1]:
             row["caught"] = True
             row["latency_s"] = round(written[0] - clip.end_s, 3)
+            row["written_s"] = round(written[0], 3)
+        row["gate"] = [(d.reason, round(d.detection.start_s, 2), round(d.detection.end_s, 2),
+                        round(d.detection.emitted_s, 2), d.detection.verified)
+                       for d in mine if d.detection.command == "stop"]
+        row["lost_at"] = loss_reason(row, mine, _candidate(recogniser))
     return row
+
+
+def _candidate(recogniser: Any) -> float:
+    decider = getattr(recogniser, "decider", None)
+    if decider is None:
+        return 0.0
+    return float(decider.decision.candidate_for("stop", decider.verifying))
 
 
 def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
@@ -241,33 +257,6 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
                                         for iv in run.speaker.speaking_intervals()), 1)}
 
 
-def device_cost_child(canceller: str, seconds: float) -> dict[str, Any]:
-    """In this (child) process: the device loop listening idle to belt noise with the
-    canceller on, as on the device: CPU per audio second and peak RSS."""
-    tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
-    from voicecoach.listening.engines import make_recogniser
-    from voicecoach.speaking.render import EspeakNgRenderer
-
-    settings = _settings(tmp, canceller)
-    recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
-    renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
-    cpu = time.process_time()
-    closed_loop(recogniser, settings, PLAN, seconds, renderer=renderer, noise_rms=NOISE_RMS,
-                user=False, aec=canceller != "off", sessions=None)
-    used = time.process_time() - cpu
-    return {"canceller": canceller, "cpu_ratio": round(used / seconds, 4),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-
-
-def device_cost(canceller: str, seconds: float) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "voicecoach.lab.bench.barge_in", "--cost-child",
-                           canceller, str(seconds)], capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if proc.returncode != 0:
-        return {"canceller": canceller, "error": proc.stderr.strip()[-300:]}
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per echo condition: stops caught (cold / settled), latency, other words heard."""
     out: dict[str, Any] = {}
@@ -285,7 +274,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "latency_median_s": round(statistics.median(lat), 3) if lat else None,
             "latency_max_s": round(max(lat), 3) if lat else None,
             "others_heard": (sum(r["heard"] for r in others), len(others)),
+            "lost": _lost(stops),
         }
+    return out
+
+
+def _lost(stops: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Where the stops were lost or late (barge_trace.loss_reason): reason -> [cold, settled]."""
+    out: dict[str, list[int]] = {}
+    for r in stops:
+        if r.get("lost_at"):
+            out.setdefault(r["lost_at"], [0, 0])[int(bool(r["settled"]))] += 1
     return out
 
 
@@ -304,6 +303,9 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                      f"{s['cold'][0]}/{s['cold'][1]}, settled {s['settled'][0]}/"
                      f"{s['settled'][1]}){lat}; go/yes/no heard {s['others_heard'][0]}/"
                      f"{s['others_heard'][1]}")
+        if s.get("lost"):
+            lines.append(f"echo {echo}: lost or late at (cold, settled): " + ", ".join(
+                f"{k} {v[0]}+{v[1]}" for k, v in sorted(s["lost"].items())))
     for loop in loops:
         lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min, canceller {loop['canceller']}: "
                      f"{len(loop['echo'])} commands from the coach's voice or noise "
@@ -314,9 +316,11 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
             lines.append(f"device loop cost, canceller {cost['canceller']}: failed: "
                          f"{cost['error']}")
             continue
-        lines.append(f"device loop cost, canceller {cost['canceller']}: "
-                     f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %), "
-                     f"peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
+        look = "" if cost.get("verify", "auto") == "auto" else ", no second look"
+        lines.append(f"device loop cost, canceller {cost['canceller']}{look}: "
+                     f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %; "
+                     f"the simulated room's own {100 * cost.get('room_cpu_ratio', 0.0):.1f} % "
+                     f"taken off), peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
     parts = []
     for echo, s in summary.items():
         if echo == "none":
@@ -350,11 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
-    parser.add_argument("--cost-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cost_child:
         logging.basicConfig(level=logging.ERROR)
-        print(json.dumps(device_cost_child(args.cost_child[0], float(args.cost_child[1]))))
+        print(json.dumps(device_cost_child(args.cost_child[0], float(args.cost_child[1]),
+                                           *args.cost_child[2:3])))
         return 0
     logging.basicConfig(level=logging.ERROR)
     if not (args.shared / SETS[0]).is_dir():
@@ -377,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_trials(chosen, (None, *cancellers), tmp, progress, args.json)
     loops = [closed_loop_session(c, args.loop_minutes, tmp) for c in cancellers
              if args.loop_minutes > 0]
-    costs = [device_cost(c, args.cost_s) for c in cancellers if args.cost_s > 0]
+    costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")
+             if args.cost_s > 0]
     for line in summary_lines(summarise(rows), loops, costs):
         print(line, flush=True)
     return 0
