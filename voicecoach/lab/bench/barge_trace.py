@@ -51,8 +51,8 @@ class Tracer:
         if verifier is not None:
             scores = verifier.scores
 
-            def traced_scores(audio: np.ndarray, asked: Any) -> Any:
-                out = scores(audio, asked)
+            def traced_scores(audio: np.ndarray, asked: Any, **how: Any) -> Any:
+                out = scores(audio, asked, **how)
                 self.looks.append({"t": round(self._last_end, 2),
                                    "scores": {c: round(float(p), 4) for c, p in out.items()},
                                    "stop_score": round(self.scores[-1][1], 3)
