@@ -7,6 +7,8 @@ thresholds), not recognition; the real out-of-fold talk is made by lab.training.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from voicecoach.lab.training.second_look import choose_second_look
@@ -85,3 +87,18 @@ def test_stops_inside_talk_choose_reading_anywhere() -> None:
     _, chosen, method = choose_second_look(clips(), MISS, FALSE, 20.0, stat, said)
     assert method == "anywhere"
     assert talk_outcome(said, 1.0, chosen, method)["caught"] == 8
+
+
+def test_a_damaged_talk_cache_is_looked_at_again_not_a_traceback(tmp_path: Path) -> None:
+    from voicecoach.grammar import load_grammar
+    from voicecoach.lab.training.head import labels_for
+    from voicecoach.lab.training.talk import talk_events
+    from voicecoach.listening.spotter.decide import Decision
+
+    grammar = load_grammar("en")
+    args = ([], {}, grammar, labels_for(grammar), Decision(0.9, 0.9), None, 12, tmp_path, 0.2, 0.5)
+    first = talk_events(*args)  # type: ignore[arg-type]
+    (cached,) = tmp_path.glob("talk-events-*.json")
+    cached.write_text('{"audio_s": 36', encoding="utf-8")       # cut short
+    assert talk_events(*args) == first  # type: ignore[arg-type]
+    assert json.loads(cached.read_text(encoding="utf-8")) == first

@@ -87,8 +87,12 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
                                      ]).encode()).hexdigest()[:16]
     saved = cache / f"talk-events-{key}.json"
     if saved.is_file():
-        data: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
-        return data
+        try:
+            data: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
+            return data
+        except (ValueError, UnicodeDecodeError):
+            _LOGGER.warning("talk: %s is damaged (a run killed while writing it?); looking again",
+                            saved)
     phrases = phrases_of(grammar)
     classes = [labels.index(p) for p in phrases[STOP]]
     probe = replace(base, stop_threshold=1.01, stop_candidate=stop_candidate,
@@ -128,7 +132,9 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
         _LOGGER.warning("talk: %d/%d files, %d candidates, %.0f CPU s", n, len(files),
                         len(events), time.process_time() - t0)
     data = {"audio_s": audio_s, "events": events, "stops": stops}
-    saved.write_text(json.dumps(data), encoding="utf-8")
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(saved)
     return data
 
 
@@ -141,9 +147,7 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
     reaches ``conf`` is a confident stop. ``method``: "opening" or "anywhere" (stop only)."""
     default = thresholds.get("default", 1.0)
     acted: dict[str, list[tuple[float, str]]] = {}
-    if "_sorted" not in data:
-        data["_sorted"] = sorted(data["events"], key=lambda e: (e["file"], e["emitted_s"]))
-    for e in data["_sorted"]:
+    for e in sorted(data["events"], key=lambda e: (e["file"], e["emitted_s"])):
         stop_looks = e[method] if method == "anywhere" else e["opening"]
 
         def limit(c: str, e: dict[str, Any] = e) -> float:
