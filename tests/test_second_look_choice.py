@@ -102,3 +102,12 @@ def test_a_damaged_talk_cache_is_looked_at_again_not_a_traceback(tmp_path: Path)
     cached.write_text('{"audio_s": 36', encoding="utf-8")       # cut short
     assert talk_events(*args) == first  # type: ignore[arg-type]
     assert json.loads(cached.read_text(encoding="utf-8")) == first
+
+
+def test_the_long_form_counts_one_stop_per_word_and_everything_else_false() -> None:
+    from voicecoach.lab.longform import match_stops
+
+    said = [(10.0, 10.5), (30.0, 30.4)]
+    acted = [(9.9, "stop"), (10.9, "stop"), (20.0, "faster"), (31.3, "stop"), (31.6, "stop")]
+    # 9.9 s is inside the 0.2 s before the first word; 31.6 s is past 1 s after the second
+    assert match_stops(acted, said) == [0, None, None, 1, None]

@@ -82,3 +82,23 @@ def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
         mix = speech + bg * float(_rms(speech[speech != 0]) / 10 ** (snr / 20))
         write_wav(path, np.clip(mix, -1, 1))
     return files, truth
+
+
+
+def match_stops(acted: Sequence[tuple[float, str]], said: Sequence[tuple[float, float]]
+                ) -> list[int | None]:
+    """How the long form counts: a stop acted on (time, command) from 0.2 s before a said
+    stop's start to 1 s after its end catches that stop, once. For each command acted on, the
+    index of the stop it caught, or None: a false command (a second stop on the same word
+    too)."""
+    hit = [False] * len(said)
+    out: list[int | None] = []
+    for t, command in acted:
+        i = next((i for i, (lo, hi) in enumerate(said)
+                  if command == "stop" and lo - 0.2 <= t <= hi + 1.0), None)
+        if i is None or hit[i]:
+            out.append(None)
+        else:
+            hit[i] = True
+            out.append(i)
+    return out

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.lab.longform import make_longform
+from voicecoach.lab.longform import make_longform, match_stops
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -147,16 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for x in lines:
         windows = said.get(x["file"], [])
         n_stops += len(windows)
-        hit = [False] * len(windows)
-        for c in x["commands"]:
-            k = next((i for i, (lo, hi) in enumerate(windows)
-                      if c["command"] == "stop" and lo - 0.2 <= c["emitted_s"] <= hi + 1.0), None)
-            if k is None or hit[k]:
+        matched = match_stops([(c["emitted_s"], c["command"]) for c in x["commands"]], windows)
+        for c, k in zip(x["commands"], matched, strict=True):
+            if k is None:
                 false.append(c)
             else:
-                hit[k] = True
+                caught += 1
                 lat.append(c["emitted_s"] - windows[k][1])
-        caught += sum(hit)
     by_cmd: dict[str, int] = {}
     for c in false:
         by_cmd[c["command"]] = by_cmd.get(c["command"], 0) + 1

@@ -114,6 +114,7 @@ def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
 
     is_pos = np.array([bool(c["command"]) for c in clips])
     command = np.array([c["command"] for c in clips])
+    with_clips = set(command[is_pos])
     stat = np.array([stop_stat(c) for c in clips])
 
     def look(cmd: str, key: str = "looks") -> np.ndarray:
@@ -135,7 +136,7 @@ def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
                 + TALK_PRIOR * false_cost.get(cmd, 1.0) * out["false"].get(cmd, 0) / out["hours"])
 
     thresholds: dict[str, float] = {}
-    for cmd in sorted(set(command[is_pos]) - {STOP}):
+    for cmd in sorted(with_clips - {STOP}):
         scores = look(cmd)
         thresholds[cmd] = float(min(VERIFY_GRID, key=lambda v: (cost(scores >= v, cmd), -v)))
     others = [v for c, v in thresholds.items() if c != STOP]
@@ -154,16 +155,16 @@ def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
     if talk is not None:
         # the other commands again, now with their false commands in talk; then the default
         # bar (commands with no real clips) by talk alone, never under the clip-chosen one
-        for cmd in sorted(set(command[is_pos]) - {STOP}):
+        for cmd in sorted(with_clips - {STOP}):
             scores = look(cmd)
             thresholds[cmd] = float(min(VERIFY_GRID, key=lambda v: (
                 cost(scores >= v, cmd) + talk_cost(conf, {**thresholds, cmd: v}, method, cmd), -v)))
         floor = max([v for c, v in thresholds.items() if c not in (STOP, "default")] or [0.0])
-        plain = [c for c in false_cost if c not in set(command[is_pos])] or ["default"]
+        plain = [c for c in false_cost if c not in with_clips] or ["default"]
 
         def default_cost(v: float) -> float:
             out = talk_outcome(talk, conf, {**thresholds, "default": v}, method)
-            named = sum(n for c, n in out["false"].items() if c not in set(command[is_pos]))
+            named = sum(n for c, n in out["false"].items() if c not in with_clips)
             return TALK_PRIOR * max(false_cost.get(c, 1.0) for c in plain) * named / out["hours"]
 
         thresholds["default"] = float(min((v for v in VERIFY_GRID if v >= floor),

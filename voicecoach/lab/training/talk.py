@@ -4,7 +4,7 @@ and how often a stop said inside it is heard, on speakers and texts no head trai
 The single-word clips the thresholds were first chosen on hold no running talk, and a
 verifier threshold chosen on them (0.004 for stop) let 26 false stops an hour through in the
 locked long form. Here, per cross-validation fold ``k``: ten-minute files mixed as the long
-form benchmark mixes them (``lab.bench.spotter.make_longform``) from the training voices'
+form benchmark mixes them (``lab.longform.make_longform``) from the training voices'
 sentences and coach texts of fold ``k``, the real non-command words and stops of fold ``k``'s
 speakers (never a locked one) and fold ``k``'s noise clips; fold ``k``'s head (which never
 heard them) gives the spotter's probabilities as the engine computes them, the probe decider
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from voicecoach.grammar import Grammar
+from voicecoach.lab.longform import make_longform, match_stops
 from voicecoach.lab.training.data import REAL_NEGATIVES, Source, read_audio
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision
 from voicecoach.listening.spotter.model import phrases_of
@@ -42,8 +43,6 @@ VERSION = 1
 def fold_files(work: Path, sources: Sequence[Source], folds: int,
                minutes: float = MINUTES_PER_FOLD) -> list[tuple[int, Path, list[tuple[float, float]]]]:
     """The talk files of every fold (made once, deterministic): (fold, path, stops said)."""
-    from voicecoach.lab.longform import make_longform
-
     out = []
     for k in range(folds):
         talk = [s.path for s in sources if s.kind in ("sentence", "coach") and s.fold == k]
@@ -163,27 +162,22 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
         if named is None:
             continue
         done = acted.setdefault(e["file"], [])
-        if done and e["emitted_s"] - done[-1][0] < refractory_s and named != STOP:
-            continue
-        if done and done[-1][1] == STOP and named == STOP and e["emitted_s"] - done[-1][0] < refractory_s:
+        # the refractory second holds back any other command, and a stop after a stop
+        if done and e["emitted_s"] - done[-1][0] < refractory_s and \
+                (named != STOP or done[-1][1] == STOP):
             continue
         done.append((e["emitted_s"], named))
     caught = 0
     false: dict[str, int] = {}
-    by_file: dict[str, list[dict[str, Any]]] = {}
+    by_file: dict[str, list[tuple[float, float]]] = {}
     for s in data["stops"]:
-        by_file.setdefault(s["file"], []).append(s)
+        by_file.setdefault(s["file"], []).append((s["start_s"], s["end_s"]))
     for file, done in acted.items():
-        windows = by_file.get(file, [])
-        hit = [False] * len(windows)
-        for t, c in done:
-            i = next((i for i, w in enumerate(windows)
-                      if c == STOP and w["start_s"] - 0.2 <= t <= w["end_s"] + 1.0), None)
-            if i is None or hit[i]:
+        for (_t, c), k in zip(done, match_stops(done, by_file.get(file, [])), strict=True):
+            if k is None:
                 false[c] = false.get(c, 0) + 1
             else:
-                hit[i] = True
-        caught += sum(hit)
+                caught += 1
     hours = data["audio_s"] / 3600.0
     return {"stops": len(data["stops"]), "caught": caught,
             "recall": caught / max(1, len(data["stops"])),
