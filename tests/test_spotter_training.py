@@ -89,6 +89,15 @@ def test_second_look_only_without_a_full_run_is_one_line(tmp_path: Path,
     assert "fold heads" in err and "without --second-look-only" in err
 
 
+def test_a_damaged_fold_head_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "folds").mkdir()
+    for k in range(4):
+        (tmp_path / "folds" / f"head_{k}.npz").write_text("garbage")
+    err = _one_line(capsys, ["--work", str(tmp_path), "--out", str(tmp_path / "model"),
+                             "--second-look-only"])
+    assert "head_0.npz is not a fold head" in err and "run the full training again" in err
+
+
 def test_empty_training_data_is_one_line(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "sc" / "stop").mkdir(parents=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.lab.longform import make_longform, match_stops
 from voicecoach.lab.training.data import REAL_NEGATIVES, Source, read_audio
@@ -187,12 +188,20 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
 
 def load_fold_heads(folder: Path, folds: int) -> dict[int, dict[str, np.ndarray]]:
     """The fold heads the last cross-validation kept (``train.cross_validate``)."""
+    import zipfile
+
     heads = {}
     for k in range(folds):
         path = folder / f"head_{k}.npz"
         if path.is_file():
-            with np.load(path) as z:
-                heads[k] = {name: z[name] for name in z.files}
+            try:
+                with np.load(path) as z:
+                    heads[k] = {name: z[name] for name in z.files}
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+                raise VoicecoachError(f"{path} is not a fold head (damaged, or a run killed while "
+                                      "writing it)",
+                                      "delete that folder and run the full training again "
+                                      "(without --second-look-only)") from None
     return heads
 
 
