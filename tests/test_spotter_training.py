@@ -186,3 +186,44 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     assert card["figures"]["summary"].startswith("cross-validated by speaker")
     assert np.isfinite(card["decision"]["stop_threshold"])
     assert (tmp_path / "model" / "MODEL_CARD.md").read_text().startswith("# Model card")
+
+
+def test_running_talk_is_other_speech_but_just_after_a_stop() -> None:
+    from voicecoach.lab.training.examples import Recipe
+    from voicecoach.lab.training.talk_windows import STOP_LABEL, window_labels
+
+    recipe = Recipe(talk_stride=2)
+    stop = (4.0, 4.5)                          # a stop said from 4.0 s to 4.5 s
+    picked = dict(window_labels(100, [stop], recipe))
+    times = {j: (j + 1) * 0.08 for j in picked}
+    stops = [j for j, lab in picked.items() if lab == STOP_LABEL]
+    assert stops and all(4.5 + recipe.positive_after_end_s[0] <= times[j]
+                         <= 4.5 + recipe.positive_after_end_s[1] for j in stops)
+    # every step of the stop-labelled band, not only every second one
+    assert len(stops) == sum(1 for j in range(100)
+                             if 4.46 <= (j + 1) * 0.08 <= 4.78)
+    # the stop's other windows are left out; the rest is other speech, every second step,
+    # and never a window the ring has not filled
+    others = [j for j, lab in picked.items() if lab != STOP_LABEL]
+    assert all(not (4.0 <= times[j] <= 5.5) for j in others)
+    assert all(j % 2 == 0 and j >= recipe.window - 1 for j in others)
+    assert len(others) > 30
+
+
+def test_long_form_files_of_another_name_are_other_draws(tmp_path: Path) -> None:
+    from voicecoach.audio.wav import write_wav
+    from voicecoach.lab.longform import make_longform
+
+    rng = np.random.default_rng(0)
+    talk = []
+    for i in range(3):
+        path = tmp_path / f"talk{i}.wav"
+        write_wav(path, (0.1 * rng.standard_normal(8000 + 4000 * i)).astype(np.float32))
+        talk.append(path)
+    stop = tmp_path / "stop.wav"
+    write_wav(stop, (0.1 * rng.standard_normal(6000)).astype(np.float32))
+    a, truth_a = make_longform(tmp_path / "a", 600 / 3600, talk, [], [], [stop])
+    b, truth_b = make_longform(tmp_path / "b", 600 / 3600, talk, [], [], [stop], name="train")
+    assert a[0].name == "longform_00.wav" and b[0].name == "train_00.wav"
+    assert truth_a[str(a[0])] and truth_b[str(b[0])]
+    assert truth_a[str(a[0])] != truth_b[str(b[0])]

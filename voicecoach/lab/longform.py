@@ -30,10 +30,12 @@ def _rms(x: np.ndarray) -> float:
 
 
 def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
-                  noise: list[Path], stops: Sequence[Path] = (), stop_every_s: float = 20.0
+                  noise: list[Path], stops: Sequence[Path] = (), stop_every_s: float = 20.0,
+                  name: str = "longform"
                   ) -> tuple[list[Path], dict[str, list[tuple[float, float]]]]:
     """Write the long-form files (deterministic); their paths and, per file, the (start, end)
-    of every stop said in it."""
+    of every stop said in it. Each file's draws are seeded by its name (``name_KK.wav``), so
+    another ``name`` gives other files from the same material."""
     from voicecoach.lab.training.data import read_audio
 
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
     n_files = max(1, int(round(hours * 3600.0 / FILE_S)))
     used = 0
     for k in range(n_files):
-        path = out / f"longform_{k:02d}.wav"
+        path = out / f"{name}_{k:02d}.wav"
         files.append(path)
         rng = _rng(path.name)
         total = int(FILE_S * SAMPLE_RATE)

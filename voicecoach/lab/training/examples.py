@@ -74,6 +74,14 @@ class Recipe:
     running talk."""
     synth_negative_engines: tuple[str, ...] = ()
     """Synthetic voice families whose other speech is trained on (empty: all)."""
+    talk_minutes: float = 30.0
+    """Minutes of running talk per fold trained on (``lab.training.talk_windows``: the fold's
+    training voices' sentences, real non-command words and stops, over noise, mixed as the long
+    form is); 0: none. Every window of it is "other speech" but those just after a stop."""
+    talk_stride: int = 3
+    """Every this many steps (80 ms) of the talk a window is taken."""
+    talk_weight: float = 1.0
+    """Each window of running talk counts this many synthetic ones in the loss."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
@@ -81,7 +89,8 @@ class Recipe:
         if not d["coach_on_real"]:
             d.pop("coach_on_real")    # the key of the features made before the field existed
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
-                    "real_weight", "synth_engines", "synth_negative_engines", "balance_power"):
+                    "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
+                    "talk_minutes", "talk_stride", "talk_weight"):
             d.pop(key)
         return d
 

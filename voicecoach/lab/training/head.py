@@ -23,15 +23,20 @@ def labels_for(grammar: Grammar) -> list[str]:
 def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe: Recipe
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Which cached windows the recipe trains on, and the weight of each."""
+    from voicecoach.lab.training.talk_windows import TALK_SOURCE
+
     src = data["source"]
-    real = np.array([s.real for s in sources] + [False])[src]        # -1 (noise scenes): False
+    at = np.where(src >= 0, src, len(sources))      # noise scenes and talk: the last entry
+    real = np.array([s.real for s in sources] + [False])[at]
+
     def allowed(s: Source) -> bool:
         engines = recipe.synth_negative_engines if s.label == OTHER else recipe.synth_engines
         return s.real or not engines or s.group.startswith(engines)
 
     ok = np.array([allowed(s) for s in sources] + [True])
-    keep = ok[np.where(src >= 0, src, len(sources))]
-    weight = np.where(real, recipe.real_weight, 1.0)
+    keep = ok[at]
+    weight = np.where(real, recipe.real_weight, np.where(src == TALK_SOURCE, recipe.talk_weight,
+                                                         1.0))
     return keep, weight
 
 

@@ -45,6 +45,7 @@ from voicecoach.lab.training.data import (
 )
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.head import clip_probs, fit_head, labels_for, training_rows
+from voicecoach.lab.training.talk_windows import TALK_SOURCE
 from voicecoach.lab.training.thresholds import (
     FALSE_COST,
     MISS_COST,
@@ -188,7 +189,8 @@ def _train(args: argparse.Namespace) -> int:
             raise VoicecoachError(f"--set {item}: '{value}' is not a number",
                                   "give FIELD=NUMBER") from None
     if args.quick:
-        recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16)
+        recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16,
+                         talk_minutes=0.0)
     if args.second_look_only:
         _kept_heads(args, recipe)
     grammar = load_grammar("en")
@@ -218,6 +220,10 @@ def _train(args: argparse.Namespace) -> int:
     refuse_locked(sources)
     t0 = time.process_time()
     data = build_examples(args.work, sources, recipe, args.jobs)
+    if recipe.talk_minutes > 0:
+        from voicecoach.lab.training.talk_windows import talk_windows, with_talk
+
+        data = with_talk(data, talk_windows(args.work, sources, recipe, args.jobs))
     eval_data = build_eval(args.work, sources, recipe, args.jobs)
     if args.features_only:
         print(f"features ready: {len(data['label'])} training windows, {len(eval_data['emb'])} "
@@ -260,7 +266,8 @@ def _train(args: argparse.Namespace) -> int:
               "real_speakers": len({s.group for s in sources if s.kind == "real"}),
               "synthetic_clips": sum(1 for s in sources if not s.real),
               "synthetic_families": sorted({s.group for s in sources if not s.real}),
-              "training_windows": int(keep.sum())}
+              "training_windows": int(keep.sum()),
+              "talk_windows": int((keep & (data["source"] == TALK_SOURCE)).sum())}
     used = np.unique(data["source"][keep])
     trained = {sources[i].group for i in used if i >= 0 and not sources[i].real}
     counts["synthetic_families"] = sorted(trained)
