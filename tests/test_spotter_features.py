@@ -185,3 +185,27 @@ def test_xnnpack_changes_no_probability_and_no_detection(
         heard.append(found + [d.to_dict() for d in rec.flush()])
     assert heard[0], "nothing was heard in the stream"
     assert heard[0] == heard[1]
+
+
+def test_a_new_process_prints_nothing_on_stderr_for_the_delegate() -> None:
+    """TFLite announces the XNNPACK delegate on fd 2 once per process: not to the user."""
+    import subprocess
+    import sys
+
+    code = ("from voicecoach.listening.spotter.features import EmbeddingFrontEnd\n"
+            "fe = EmbeddingFrontEnd()\nassert fe.accelerated\nfe.close()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=FIXTURES.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_other_output_on_fd2_while_quiet_comes_back_as_warnings(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    from voicecoach.listening.spotter.features import _XNNPACK_NOTICE, _quiet_tflite
+
+    with caplog.at_level("WARNING"), _quiet_tflite():
+        os.write(2, f"INFO: {_XNNPACK_NOTICE}\nERROR: something else\n".encode())
+    assert [r.getMessage() for r in caplog.records] == ["TFLite: ERROR: something else"]

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import ctypes as C
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +109,16 @@ class _Interpreter:
         lib.TfLiteInterpreterOptionsDelete.argtypes = [C.c_void_p]
         options = lib.TfLiteInterpreterOptionsCreate()
         lib.TfLiteInterpreterOptionsSetNumThreads(options, C.c_int32(1))
-        if xnnpack:
-            self._delegate = _xnnpack_delegate(lib)
+        problem = ""
+        with _quiet_tflite():
+            if xnnpack:
+                self._delegate, problem = _xnnpack_delegate(lib)
             if self._delegate:
                 lib.TfLiteInterpreterOptionsAddDelegate(options, C.c_void_p(self._delegate))
-        self._interp = lib.TfLiteInterpreterCreate(self._model, options)
+            self._interp = lib.TfLiteInterpreterCreate(self._model, options)
+        if problem:
+            _LOGGER.warning("%s: the speech embedding runs on TFLite's reference kernels (about "
+                            "2.6 times the CPU)", problem)
         lib.TfLiteInterpreterOptionsDelete(options)
         if not self._interp:
             self.close()
@@ -152,25 +162,53 @@ class _Interpreter:
             self._model = None
 
 
-def _xnnpack_delegate(lib: Any) -> int | None:
-    """A new XNNPACK delegate with its default options (no thread pool), or None (logged) when
-    the library has none."""
+#: What TFLite prints on the process's stderr (once) when it creates the delegate: not shown.
+_XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextmanager
+def _quiet_tflite() -> Iterator[None]:
+    """TFLite's C runtime writes an INFO line to file descriptor 2 the first time it creates
+    an XNNPACK delegate (every command would start with it): fd 2 goes to a temporary file
+    meanwhile, and whatever else was written there comes back as warnings (TFLite's errors, or
+    another thread's output in those milliseconds). Without a usable fd 2: nothing changes."""
+    try:
+        sys.stderr.flush()
+        caught = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        saved = -1
+    if saved < 0:
+        yield
+        return
+    with caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.strip() and _XNNPACK_NOTICE not in line:
+            _LOGGER.warning("TFLite: %s", line.strip())
+
+
+def _xnnpack_delegate(lib: Any) -> tuple[int | None, str]:
+    """A new XNNPACK delegate with its default options (no thread pool), or None and why."""
     try:
         create, delete = lib.TfLiteXNNPackDelegateCreate, lib.TfLiteXNNPackDelegateDelete
     except AttributeError:
-        _LOGGER.warning("this TFLite runtime has no XNNPACK delegate: the speech embedding runs "
-                        "on the reference kernels (about 2.6 times the CPU)")
-        return None
+        return None, "this TFLite runtime has no XNNPACK delegate"
     create.argtypes, create.restype = [C.c_void_p], C.c_void_p
     delete.argtypes, delete.restype = [C.c_void_p], None
     lib.TfLiteInterpreterOptionsAddDelegate.argtypes = [C.c_void_p, C.c_void_p]
     lib.TfLiteInterpreterOptionsAddDelegate.restype = None
     delegate = create(None)
     if not delegate:
-        _LOGGER.warning("TFLite could not create its XNNPACK delegate: the speech embedding "
-                        "runs on the reference kernels (about 2.6 times the CPU)")
-        return None
-    return int(delegate)
+        return None, "TFLite could not create its XNNPACK delegate"
+    return int(delegate), ""
 
 
 class EmbeddingFrontEnd:
