@@ -201,11 +201,15 @@ def test_a_new_process_prints_nothing_on_stderr_for_the_delegate() -> None:
 
 
 def test_other_output_on_fd2_while_quiet_comes_back_as_warnings(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the notice has been seen; after it (printed once per process) fd 2 is left alone."""
     import os
+    import threading
 
-    from voicecoach.listening.spotter.features import _XNNPACK_NOTICE, _quiet_tflite
+    from voicecoach.listening.spotter import features
 
-    with caplog.at_level("WARNING"), _quiet_tflite():
-        os.write(2, f"INFO: {_XNNPACK_NOTICE}\nERROR: something else\n".encode())
+    monkeypatch.setattr(features, "_NOTICE_SEEN", threading.Event())  # a new process
+    with caplog.at_level("WARNING"), features._quiet_tflite():
+        os.write(2, f"INFO: {features._XNNPACK_NOTICE}\nERROR: something else\n".encode())
     assert [r.getMessage() for r in caplog.records] == ["TFLite: ERROR: something else"]
+    assert features._NOTICE_SEEN.is_set()

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,7 +111,7 @@ class _Interpreter:
         options = lib.TfLiteInterpreterOptionsCreate()
         lib.TfLiteInterpreterOptionsSetNumThreads(options, C.c_int32(1))
         problem = ""
-        with _quiet_tflite():
+        with _quiet_tflite(xnnpack):
             if xnnpack:
                 self._delegate, problem = _xnnpack_delegate(lib)
             if self._delegate:
@@ -164,34 +165,43 @@ class _Interpreter:
 
 #: What TFLite prints on the process's stderr (once) when it creates the delegate: not shown.
 _XNNPACK_NOTICE = "Created TensorFlow Lite XNNPACK delegate for CPU."
+_QUIET = threading.Lock()
+_NOTICE_SEEN = threading.Event()
 
 
 @contextmanager
-def _quiet_tflite() -> Iterator[None]:
+def _quiet_tflite(wanted: bool = True) -> Iterator[None]:
     """TFLite's C runtime writes an INFO line to file descriptor 2 the first time it creates
-    an XNNPACK delegate (every command would start with it): fd 2 goes to a temporary file
-    meanwhile, and whatever else was written there comes back as warnings (TFLite's errors, or
-    another thread's output in those milliseconds). Without a usable fd 2: nothing changes."""
-    try:
-        sys.stderr.flush()
-        caught = tempfile.TemporaryFile()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        saved = -1
-    if saved < 0:
+    an XNNPACK delegate in a process (every command would start with it): until that line has
+    been seen, fd 2 goes to a temporary file meanwhile, and whatever else was written there
+    comes back as warnings (TFLite's errors, or another thread's output in those
+    milliseconds). One thread at a time; without a usable fd 2 nothing changes."""
+    if not wanted or _NOTICE_SEEN.is_set():
         yield
         return
-    with caught:
-        os.dup2(caught.fileno(), 2)
+    with _QUIET:
         try:
+            sys.stderr.flush()
+            caught = tempfile.TemporaryFile()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            saved = -1
+        if saved < 0:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            text = caught.read().decode("utf-8", "replace")
+            return
+        with caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                caught.seek(0)
+                text = caught.read().decode("utf-8", "replace")
     for line in text.splitlines():
-        if line.strip() and _XNNPACK_NOTICE not in line:
+        if _XNNPACK_NOTICE in line:
+            _NOTICE_SEEN.set()
+        elif line.strip():
             _LOGGER.warning("TFLite: %s", line.strip())
 
 
