@@ -87,3 +87,50 @@ def test_int16_round_trip() -> None:
     x = np.array([-32768, -1, 0, 1, 32767], dtype=np.int16)
     assert np.array_equal(to_int16(to_float(x)), x)
     assert to_int16(np.array([2.0, -2.0])).tolist() == [32767, -32768]
+
+
+def _plain_treadmill_noise(seconds: float, rng: np.random.Generator, rate: int = 16000,
+                           step_hz: float = 1.6, motor_hz: float = 96.0) -> np.ndarray:
+    """treadmill_noise as the plain formula it was (before it was computed in place)."""
+    def coloured(n: int, exponent: float) -> np.ndarray:
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        freqs = np.fft.rfftfreq(n)
+        freqs[0] = freqs[1] if n > 1 else 1.0
+        spectrum /= freqs ** (exponent / 2.0)
+        out = np.fft.irfft(spectrum, n)
+        return out / (np.sqrt(np.mean(out * out)) + 1e-12)
+
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    wobble = 1.0 + 0.004 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi))
+    phase = 2 * np.pi * motor_hz * np.cumsum(wobble) / rate
+    hum = sum((0.6 / k) * np.sin(k * phase + rng.uniform(0, 2 * np.pi)) for k in range(1, 7))
+    whine = 0.03 * np.sin(2 * np.pi * rng.uniform(2500, 3500) * t)
+    rumble = coloured(n, 2.0)
+    hiss = coloured(n, 1.0)
+    thumps = np.zeros(n)
+    k = np.arange(int(0.25 * rate)) / rate
+    thump = np.exp(-k / 0.035) * np.sin(2 * np.pi * 70.0 * k)
+    slap = np.exp(-k / 0.006) * rng.standard_normal(k.size) * 0.5
+    step = rate / step_hz
+    pos = rng.uniform(0, step)
+    while pos < n:
+        i = int(pos)
+        seg = (thump + slap)[: n - i] * rng.uniform(0.6, 1.0)
+        thumps[i:i + seg.size] += seg
+        pos += step * rng.uniform(0.93, 1.07)
+    mix = 0.5 * hum + whine + 0.6 * rumble + 0.3 * hiss + 4.0 * thumps
+    mix -= mix.mean()
+    return np.asarray(mix / (np.sqrt(np.mean(mix * mix)) + 1e-12)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("seed", "seconds"), [(1, 30.0), (3, 1.5), (11, 12.3456), (8, 0.01)])
+def test_treadmill_noise_in_place_is_the_plain_formula_bit_for_bit(seed: int,
+                                                                   seconds: float) -> None:
+    """Computed in place for memory, it gives the same bits and leaves the generator where the
+    plain formula did (the room, training scenes and benches draw blocks from one generator)."""
+    lean, plain = np.random.default_rng(seed), np.random.default_rng(seed)
+    got, want = treadmill_noise(seconds, lean), _plain_treadmill_noise(seconds, plain)
+    assert got.dtype == want.dtype == np.float32
+    assert np.array_equal(got, want)
+    assert lean.uniform() == plain.uniform()

@@ -57,22 +57,56 @@ def _coloured(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     freqs = np.fft.rfftfreq(n)
     freqs[0] = freqs[1] if n > 1 else 1.0
     spectrum /= freqs ** (exponent / 2.0)
+    del freqs
     out = np.fft.irfft(spectrum, n)
-    return out / (np.sqrt(np.mean(out * out)) + 1e-12)
+    del spectrum
+    out /= np.sqrt(np.mean(out * out)) + 1e-12
+    return out
 
 
 def treadmill_noise(seconds: float, rng: np.random.Generator, rate: int = SAMPLE_RATE,
                     step_hz: float = 1.6, motor_hz: float = 96.0) -> np.ndarray:
     """Synthetic treadmill sound at unit RMS: motor hum with harmonics and a faint PWM whine,
-    belt rumble (brown noise), broadband pink noise and footfall thumps at ``step_hz``."""
+    belt rumble (brown noise), broadband pink noise and footfall thumps at ``step_hz``.
+
+    Computed in place, a part at a time, in the order of the plain formula (the same random
+    draws, the same float operations: the same bits, tests/test_mix.py holds them equal):
+    about half the memory at its peak (the barge-in bench's cost child read 30-s blocks of
+    this as the device loop's peak RSS)."""
     n = int(round(seconds * rate))
     t = np.arange(n) / rate
-    wobble = 1.0 + 0.004 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi))
-    phase = 2 * np.pi * motor_hz * np.cumsum(wobble) / rate
-    hum = sum((0.6 / k) * np.sin(k * phase + rng.uniform(0, 2 * np.pi)) for k in range(1, 7))
-    whine = 0.03 * np.sin(2 * np.pi * rng.uniform(2500, 3500) * t)
-    rumble = _coloured(rng, n, 2.0)
-    hiss = _coloured(rng, n, 1.0)
+    # wobble = 1 + 0.004 sin(2 pi 0.3 t + u); phase = 2 pi motor_hz cumsum(wobble) / rate
+    wobble = 2 * np.pi * 0.3 * t
+    wobble += rng.uniform(0, 2 * np.pi)
+    np.sin(wobble, out=wobble)
+    wobble *= 0.004
+    wobble += 1.0
+    phase = np.cumsum(wobble)
+    del wobble
+    phase *= 2 * np.pi * motor_hz
+    phase /= rate
+    # hum = sum over h of (0.6 / h) sin(h phase + u_h)
+    mix = np.zeros(n)
+    for h in range(1, 7):
+        part = h * phase
+        part += rng.uniform(0, 2 * np.pi)
+        np.sin(part, out=part)
+        part *= 0.6 / h
+        mix += part
+    del phase, part
+    # mix = 0.5 hum + whine + 0.6 rumble + 0.3 hiss + 4 thumps, summed in that order
+    mix *= 0.5
+    whine = 2 * np.pi * rng.uniform(2500, 3500) * t
+    del t
+    np.sin(whine, out=whine)
+    whine *= 0.03
+    mix += whine
+    del whine
+    for gain, exponent in ((0.6, 2.0), (0.3, 1.0)):  # belt rumble (brown), hiss (pink)
+        part = _coloured(rng, n, exponent)
+        part *= gain
+        mix += part
+        del part
     thumps = np.zeros(n)
     k = np.arange(int(0.25 * rate)) / rate
     thump = np.exp(-k / 0.035) * np.sin(2 * np.pi * 70.0 * k)
@@ -84,6 +118,9 @@ def treadmill_noise(seconds: float, rng: np.random.Generator, rate: int = SAMPLE
         seg = (thump + slap)[: n - i] * rng.uniform(0.6, 1.0)
         thumps[i:i + seg.size] += seg
         pos += step * rng.uniform(0.93, 1.07)
-    mix = 0.5 * hum + whine + 0.6 * rumble + 0.3 * hiss + 4.0 * thumps
+    thumps *= 4.0
+    mix += thumps
+    del thumps
     mix -= mix.mean()
-    return (mix / (np.sqrt(np.mean(mix * mix)) + 1e-12)).astype(np.float32)
+    mix /= np.sqrt(np.mean(mix * mix)) + 1e-12
+    return mix.astype(np.float32)
