@@ -211,15 +211,18 @@ class SpotterRecogniser:
         still a stop (stop is always asked)."""
         if self.verifier is None:
             return None
-        # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
-        # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command, except those the card reads anywhere (stop, said
-        # after other words: the coach's leftover echo, a visitor). (A second try from a
+        # A candidate is looked at with the whole LOOK_S before its step (look_window), as the
+        # thresholds were chosen, unless the coach spoke in it (below): a word inside running
+        # talk does not open the transcript, so it is not heard as a command, except those the
+        # card reads anywhere (stop, said after other words: the coach's leftover echo, a
+        # visitor). (A second try from a
         # rejected stop's onset was taken out: it opened talk to the transcript at a threshold
         # chosen without talk, and false stops in an hour of talk went from 29 to 127.) The
         # audio kept ends where the fed samples end, which may run past this step.
-        # While the coach speaks the window is shorter: its leftover words would open the
-        # transcript (the coach never says a stop phrase, so they can only hide a stop).
+        # While the coach speaks the window is the last OVER_SPEECH_LOOK_S: its leftover words
+        # would open the transcript (the coach never says a stop phrase, so they can only hide
+        # one; reading stop anywhere instead let the coach's words through as stops on dev
+        # speakers' looks, see README "Barge-in with real people").
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
         over = self._coach_over(end_s - LOOK_S, end_s)
