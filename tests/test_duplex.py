@@ -143,6 +143,30 @@ def test_gate_margins_and_barge_in_on_a_speaker_timeline(renderer: EspeakNgRende
     assert DuplexGate(NullSpeaker()).decide(_det("yes", 0.0, 0.3)).accepted
 
 
+def test_the_loop_tells_the_recogniser_where_the_coachs_echo_can_be(renderer: EspeakNgRenderer,
+                                                                     tmp_path: Path) -> None:
+    """The spotter's second look reads a shorter window over the coach's speech: the device
+    loop hands it the gate's echo spans (the speech widened by the gate's margins)."""
+    from voicecoach.clock import SimClock
+    from voicecoach.device.loop import DeviceLoop
+    from voicecoach.events import Priority
+    from voicecoach.listening.engines import make_recogniser
+
+    grammar = load_grammar("en")
+    clock = SimClock()
+    speaker = WavSpeaker(renderer, clock=clock)
+    speaker.say("Look straight ahead.", Priority.CUE, 0.0)
+    clock.set(5.0)
+    gate = DuplexGate(speaker, tail_s=0.35, lead_s=0.1)
+    (begin, end), = gate.spans()
+    assert gate.echo_spans() == [(pytest.approx(begin - 0.1), pytest.approx(end + 0.35))]
+    recogniser = make_recogniser(SpeechSettings(engine="spotter", verify="off"), grammar)
+    DeviceLoop(Settings(data_dir=tmp_path), grammar, recogniser, speaker, lambda: None,
+               lambda plan: None, gate=gate)  # type: ignore[arg-type]
+    told = getattr(recogniser, "coach_speech", None)
+    assert told is not None and told() == gate.echo_spans()
+
+
 def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
         renderer: EspeakNgRenderer) -> None:
     """The echo check drops a stop the coach's known speech explains; a user saying stop as

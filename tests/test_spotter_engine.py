@@ -183,7 +183,8 @@ def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[s
 
 @needs_shared
 @pytest.mark.xfail(strict=True, reason="known miss: the 2-second look's transcript opens with the "
-                   "coach's words, so a stop said 0.3 s after them is rejected (1 of 12 heard); the "
+                   "coach's words, so a stop said 0.3 s after them is rejected (0 of 12 heard; "
+                   "told where the coach's speech is, the look is shorter: next test); the "
                    "second try from the stop's onset that fixed it (11 of 12) also let 127 false "
                    "stops an hour through from running talk, and was taken out (README, Known issues)")
 def test_a_stop_said_just_after_other_talk_is_heard_by_the_second_look(rec: SpotterRecogniser) -> None:
@@ -214,3 +215,51 @@ def test_a_stop_said_just_after_other_talk_is_heard_by_the_second_look(rec: Spot
     assert sum(heard) >= 10, heard
     alone = levelled(talk, -27.0)
     assert not hear(rec, to_int16(alone / 32768.0), backward, room=True)
+
+
+def _coach_then_stops(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The coach's last words (its residual echo, 6 dB under the user, cut where they end) and
+    ``n`` unseen people's stops at the user's level (from their onset)."""
+    from voicecoach.audio.samples import active_bounds
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    def levelled(x: np.ndarray, dbfs: float) -> np.ndarray:
+        a, b = active_bounds(to_float(x), -30.0)
+        rms = float(np.sqrt(np.mean(x[a:b].astype(np.float64) ** 2)))
+        return x[a:].astype(np.float64) * (32768.0 * 10 ** (dbfs / 20) / rms)
+
+    talk = np.asarray(EspeakNgRenderer().render(
+        "Keep your weight on the balls of your feet and your steps short.").audio)
+    talk = talk[:int(np.nonzero(np.abs(talk) > 300)[0][-1]) + 1]  # its last word's end
+    return levelled(talk, -33.0)[-int(1.2 * 16000):], [levelled(c, -27.0) for c in locked("stop", n)]
+
+
+@needs_shared
+def test_a_stop_just_after_the_coachs_words_is_heard_when_the_recogniser_knows_where_they_are(
+        rec: SpotterRecogniser) -> None:
+    """As above, but the recogniser is told where the coach's speech is (as the device loop
+    tells it, the speech widened by the gate's 0.35 s tail): its second look reads the last
+    OVER_SPEECH_LOOK_S, which opens on the user's word more often than on the coach's.
+    Measured: 7 of 12 heard (2 never reach the spotter's candidate level; with the 2-second
+    window 0 of 12, with 1.5 s 3 of 12). The coach's words alone, told the same, are still
+    nothing, and so are they at the user's level."""
+    if rec.verifier is None:
+        pytest.skip("the 'verify' extra is not installed")
+    coach, stops = _coach_then_stops(12)
+    backward = GRAMMAR.commands_for("backward")
+    room_s = 0.5  # hear(room=True) puts half a second of room tone first
+    heard = []
+    try:
+        rec.hear_coach(lambda: [(room_s, room_s + coach.size / 16000 + 0.35)])
+        for clip in stops:
+            mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip])
+            got = [d for d in hear(rec, to_int16(mix / 32768.0), backward, room=True)
+                   if d.command == "stop"]
+            heard.append(bool(got) and all(d.verified for d in got))
+        assert sum(heard) >= 6, heard
+        assert not hear(rec, to_int16(coach / 32768.0), backward, room=True)
+        rec.hear_coach(lambda: [(room_s, room_s + 4.0)])
+        talk = coach * 10 ** (6 / 20)
+        assert not hear(rec, to_int16(talk / 32768.0), backward, room=True)
+    finally:
+        rec.hear_coach(None)

@@ -27,12 +27,14 @@ class Scripted:
         self.given = dict(scores)
         self.asked: list[set[str]] = []
         self.anywhere: list[set[str]] = []
+        self.seconds: list[float] = []
         self.looks = 0
 
     def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]],
                anywhere: Collection[str] = (), opening: dict[str, float] | None = None
                ) -> dict[str, float]:
         self.looks += 1
+        self.seconds.append(len(audio) / 16000)
         self.asked.append(set(phrases))
         self.anywhere.append(set(anywhere))
         return {c: self.given.get(c, 0.0) for c in phrases}
@@ -118,3 +120,32 @@ def test_only_the_commands_the_card_reads_anywhere_are_asked_anywhere() -> None:
     rec.verify_anywhere = frozenset()
     rec._second_look(candidate("start", ("help",)))
     assert verifier.anywhere[-1] == set()
+
+
+def test_a_look_over_the_coachs_speech_reads_only_the_last_of_its_window() -> None:
+    """Told where the coach's speech is, a look whose window it overlaps reads the last
+    OVER_SPEECH_LOOK_S (the coach's leftover words would open the transcript); a look clear of
+    it, or with nothing told, reads the whole LOOK_S."""
+    from voicecoach.audio.chunk import split_pcm
+    from voicecoach.listening.spotter.engine import OVER_SPEECH_LOOK_S
+    from voicecoach.listening.spotter.verify import LOOK_S
+
+    assert OVER_SPEECH_LOOK_S < LOOK_S
+    rec, verifier = spotter({}, "backward")
+    hum = np.random.default_rng(1).normal(0.0, 30.0, 16000 * 6).astype(np.int16)
+    for chunk in split_pcm(hum.tobytes(), 0.1):
+        rec.accept(chunk)
+    verifier.seconds.clear()
+    now = rec._steps * 0.08  # the look's end (audio time; the stream began at 0)
+    told: list[tuple[float, float]] = []
+    rec.hear_coach(lambda: told)
+    for spans, seconds in (([], LOOK_S),
+                           ([(0.0, now - LOOK_S - 0.5)], LOOK_S),       # ended before the window
+                           ([(0.0, now - LOOK_S + 0.3)], OVER_SPEECH_LOOK_S),  # its tail in it
+                           ([(now - 1.0, float("inf"))], OVER_SPEECH_LOOK_S)):  # still speaking
+        told[:] = spans
+        rec._second_look(candidate("faster", ("slower", "pause")))
+        assert verifier.seconds[-1] == pytest.approx(seconds, abs=1 / 16000), spans
+    rec.hear_coach(None)
+    rec._second_look(candidate("faster", ("slower", "pause")))
+    assert verifier.seconds[-1] == pytest.approx(LOOK_S, abs=1 / 16000)

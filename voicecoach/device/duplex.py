@@ -146,6 +146,11 @@ class DuplexGate:
             out.append(_span(iv, self.to_audio))
         return out
 
+    def echo_spans(self) -> list[tuple[float, float]]:
+        """Where the coach's echo can be in the microphone: :meth:`spans` widened by the
+        margins (``lead_s`` before, ``tail_s`` after)."""
+        return [(a - self.lead_s, b + self.tail_s) for a, b in self.spans()]
+
     def over_speech(self, start_s: float, end_s: float) -> bool:
         """True if [start_s, end_s] overlaps the coach's speech widened by the margins."""
         for iv in reversed(self.speaker.speaking_intervals()):

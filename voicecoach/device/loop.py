@@ -113,6 +113,11 @@ class DeviceLoop:
         #: What the speaker played, on the microphone's audio clock (None: it cannot say).
         self.played = self._played_on_audio_clock()
         self.gate = gate or self._duplex_gate()
+        # a recogniser that reads its audio differently while the coach speaks is told when
+        # (the spotter's second look: voicecoach.listening.spotter.engine)
+        hear_coach = getattr(recogniser, "hear_coach", None)
+        if hear_coach is not None:
+            hear_coach(self.gate.echo_spans)
         self.retry_s = retry_s
         self.sleep = sleep
         self.on_decision = on_decision

@@ -36,7 +36,11 @@ class Detection:
 
 
 class Recogniser(Protocol):
-    """A streaming, grammar-restricted command recogniser for 16 kHz mono int16 audio."""
+    """A streaming, grammar-restricted command recogniser for 16 kHz mono int16 audio.
+
+    An engine may also offer ``hear_coach(spans)``: the device loop then hands it where the
+    coach's own speech can be in the audio (a callable returning (start, end) audio-time
+    spans; the spotter's second look reads a shorter window over it)."""
 
     name: str
     language: str

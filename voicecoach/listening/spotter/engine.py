@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
-from voicecoach.listening.spotter.verify import WhisperVerifier, look_window
+from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier, look_window
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ FLUSH_S = 0.64
 """End of stream: this much room tone lets a phrase said at the very end finish."""
 FLOOR_DBFS = -65.0
 """The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
+OVER_SPEECH_LOOK_S = 1.2
+"""While the coach's own speech overlaps a look's :data:`LOOK_S` window (``coach_speech``), the
+look reads only this much before the candidate: the word the spotter raised, not the coach's
+leftover words before it, which open Whisper's transcript and take a user's stop's opening
+probability down to nothing (chosen on dev speakers with lab.bench.barge_in; README)."""
 
 
 class SpotterRecogniser:
@@ -77,6 +82,9 @@ class SpotterRecogniser:
                                Decision.from_card(self.model.decision),
                                verifying=self.verifier is not None)
         self._origin_s: float | None = None
+        #: When the coach speaks, as (start, end) audio-time spans of its echo (end inf while
+        #: it plays): told by the device loop (:meth:`hear_coach`); None where nobody knows
+        self.coach_speech: Callable[[], Sequence[tuple[float, float]]] | None = None
         # enrollment (voicecoach.listening.spotter.enroll): adds detections for enrolled voices only
         self._phrases = phrases_of(grammar)
         self.enrollment_problems: list[str] = []
@@ -92,6 +100,18 @@ class SpotterRecogniser:
         users = ", ".join(self.enrolled.users)
         line = f"enrolled voices: {users}" if users else "no enrolled voices"
         return "; ".join([line, *self.enrollment_problems])
+
+    def hear_coach(self, spans: Callable[[], Sequence[tuple[float, float]]] | None) -> None:
+        """Where the coach's own speech is in the audio (the duplex gate's echo spans, on this
+        recogniser's audio clock): a look over it reads a shorter window
+        (:data:`OVER_SPEECH_LOOK_S`)."""
+        self.coach_speech = spans
+
+    def _coach_over(self, start_s: float, end_s: float) -> bool:
+        """True if the coach's speech (as told) overlaps [start_s, end_s]."""
+        if self.coach_speech is None:
+            return False
+        return any(a <= end_s and b >= start_s for a, b in self.coach_speech())
 
     def set_commands(self, commands: Collection[str]) -> None:
         self.decider.set_commands(commands)
@@ -191,15 +211,22 @@ class SpotterRecogniser:
         still a stop (stop is always asked)."""
         if self.verifier is None:
             return None
-        # Every candidate is looked at with the whole LOOK_S before its step (look_window), as
-        # the thresholds were chosen: a word inside running talk does not open the transcript,
-        # so it is not heard as a command, except those the card reads anywhere (stop, said
-        # after other words: the coach's leftover echo, a visitor). (A second try from a
+        # A candidate is looked at with the whole LOOK_S before its step (look_window), as the
+        # thresholds were chosen, unless the coach spoke in it (below): a word inside running
+        # talk does not open the transcript, so it is not heard as a command, except those the
+        # card reads anywhere (stop, said after other words: the coach's leftover echo, a
+        # visitor). (A second try from a
         # rejected stop's onset was taken out: it opened talk to the transcript at a threshold
         # chosen without talk, and false stops in an hour of talk went from 29 to 127.) The
         # audio kept ends where the fed samples end, which may run past this step.
+        # While the coach speaks the window is the last OVER_SPEECH_LOOK_S: its leftover words
+        # would open the transcript (the coach never says a stop phrase, so they can only hide
+        # one; reading stop anywhere instead let the coach's words through as stops on dev
+        # speakers' looks, see README "Barge-in with real people").
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
-        window = look_window(self._audio, end)
+        end_s = (self._origin_s or 0.0) + self._steps * STEP_S
+        over = self._coach_over(end_s - LOOK_S, end_s)
+        window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
                  if c in self._phrases}
@@ -216,8 +243,9 @@ class SpotterRecogniser:
 
         heard = {c: p for c, p in score.items() if p >= limit(c)}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
-        _LOGGER.debug("second look at %s (spotter %.2f): verifier %s -> %s", fired.command,
-                      fired.score, " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
+        _LOGGER.debug("second look at %s (spotter %.2f%s): verifier %s -> %s", fired.command,
+                      fired.score, ", over the coach" if over else "",
+                      " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
                       named or "drop")
         if named is None:
             return None
