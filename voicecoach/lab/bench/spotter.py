@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         matched = match_stops([(c["emitted_s"], c["command"]) for c in x["commands"]], windows)
         for c, k in zip(x["commands"], matched, strict=True):
             if k is None:
-                false.append(c)
+                false.append({**c, "file": Path(x["file"]).name})
             else:
                 caught += 1
                 lat.append(c["emitted_s"] - windows[k][1])
@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"latency {lat_s} | {len(false)} false commands = "
           f"{len(false) / (audio_s / 3600):.2f} per hour {by_cmd or ''} | "
           f"RTF {cpu / audio_s:.4f} (CPU s per audio s) | peak RSS {rss:.0f} MB")
+    for c in false:      # where they come from: a confident stop or a verified command
+        print(f"  false {c['command']} in {c['file']} at {c['emitted_s']:.2f} s, spotter "
+              f"{c['confidence']:.3f}")
     if args.no_fixtures:
         return 0
     stops = fixture_stops()

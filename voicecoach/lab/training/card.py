@@ -91,7 +91,10 @@ def render_card(card: dict[str, Any]) -> str:
         f"- Voice families in the corpus that training did not use (the long-form benchmark "
         f"reads these): "
         f"{', '.join(card.get('unseen_families') or card.get('holdout_families', [])) or 'none'}.",
-        f"- Training windows: {data.get('training_windows', '?')}.",
+        f"- Training windows: {data.get('training_windows', '?')}"
+        + (f", of which {data['talk_windows']} of running talk ({rec.get('talk_minutes')} "
+           "minutes per fold of the fold's training voices' sentences with its real words and "
+           "stops, `lab.training.talk_windows`)" if data.get("talk_windows") else "") + ".",
         "",
         "## Recipe (seed and every knob)",
         "",
