@@ -227,3 +227,24 @@ def test_long_form_files_of_another_name_are_other_draws(tmp_path: Path) -> None
     assert a[0].name == "longform_00.wav" and b[0].name == "train_00.wav"
     assert truth_a[str(a[0])] and truth_b[str(b[0])]
     assert truth_a[str(a[0])] != truth_b[str(b[0])]
+
+
+def test_a_long_form_file_is_written_whole_or_not_at_all(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicecoach.audio.wav import write_wav
+    from voicecoach.lab import longform
+
+    talk = tmp_path / "talk.wav"
+    write_wav(talk, (0.1 * np.random.default_rng(1).standard_normal(8000)).astype(np.float32))
+
+    def killed(path: Path, samples: np.ndarray) -> None:
+        Path(path).write_bytes(b"RIFF")          # a run killed half way through the write
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(longform, "write_wav", killed)
+    with pytest.raises(KeyboardInterrupt):
+        longform.make_longform(tmp_path / "out", 600 / 3600, [talk], [], [])
+    assert not (tmp_path / "out" / "longform_00.wav").exists()
+    monkeypatch.setattr(longform, "write_wav", write_wav)
+    files, _ = longform.make_longform(tmp_path / "out", 600 / 3600, [talk], [], [])
+    assert files[0].stat().st_size > 600 * 16000

@@ -82,7 +82,11 @@ def make_longform(out: Path, hours: float, talk: list[Path], words: list[Path],
             bg = rng.standard_normal(total).astype(np.float32)
         snr = float(rng.uniform(5.0, 20.0))
         mix = speech + bg * float(_rms(speech[speech != 0]) / 10 ** (snr / 20))
-        write_wav(path, np.clip(mix, -1, 1))
+        # written under another name first: a run killed here leaves no short file that
+        # the next run would take as made
+        tmp = path.with_name(path.name + ".tmp.wav")
+        write_wav(tmp, np.clip(mix, -1, 1))
+        tmp.replace(path)
     return files, truth
 
 
