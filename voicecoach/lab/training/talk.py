@@ -41,16 +41,24 @@ MINUTES_PER_FOLD = 20.0
 VERSION = 1
 
 
+def fold_material(sources: Sequence[Source], k: int
+                  ) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+    """Fold ``k``'s material for running talk: the training voices' sentences and coach texts,
+    its real speakers' non-command words, its noise clips and its real stops."""
+    talk = [s.path for s in sources if s.kind in ("sentence", "coach") and s.fold == k]
+    words = [s.path for s in sources if s.kind == "real" and s.word in REAL_NEGATIVES
+             and s.fold == k]
+    noise = [s.path for s in sources if s.kind == "real_noise" and s.fold == k]
+    stops = [s.path for s in sources if s.kind == "real" and s.word == "stop" and s.fold == k]
+    return talk, words, noise, stops
+
+
 def fold_files(work: Path, sources: Sequence[Source], folds: int,
                minutes: float = MINUTES_PER_FOLD) -> list[tuple[int, Path, list[tuple[float, float]]]]:
     """The talk files of every fold (made once, deterministic): (fold, path, stops said)."""
     out = []
     for k in range(folds):
-        talk = [s.path for s in sources if s.kind in ("sentence", "coach") and s.fold == k]
-        words = [s.path for s in sources if s.kind == "real" and s.word in REAL_NEGATIVES
-                 and s.fold == k]
-        noise = [s.path for s in sources if s.kind == "real_noise" and s.fold == k]
-        stops = [s.path for s in sources if s.kind == "real" and s.word == "stop" and s.fold == k]
+        talk, words, noise, stops = fold_material(sources, k)
         if not talk or not stops:
             _LOGGER.warning("talk: fold %d has no talk or no stops; left out", k)
             continue
@@ -64,12 +72,20 @@ def stream_probs(head: dict[str, np.ndarray], samples: np.ndarray, window: int) 
     """The head's per-step probabilities over a whole stream, as the engine computes them
     (streaming front end from a reset, ring pre-filled with its warm-up embeddings)."""
     from voicecoach.lab.training.head import clip_probs
+
+    warm, emb = stream_embeddings(samples)
+    return clip_probs(head, emb, warm, window)
+
+
+def stream_embeddings(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The front end's warm-up embeddings (what the engine's ring starts with) and a whole
+    stream's embeddings, computed as the engine's streaming front end does from a reset."""
     from voicecoach.listening.spotter.features import EmbeddingFrontEnd
 
     with EmbeddingFrontEnd() as fe:
         warm = fe.warm_embeddings()
         emb = fe.push(samples)
-    return clip_probs(head, np.asarray(emb), warm, window)
+    return np.asarray(warm), np.asarray(emb)
 
 
 def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],

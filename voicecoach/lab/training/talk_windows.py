@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from voicecoach.lab.longform import make_longform
-from voicecoach.lab.training.data import OTHER, REAL_NEGATIVES, Source, read_audio
+from voicecoach.lab.training.data import OTHER, Source, read_audio
 from voicecoach.lab.training.examples import Recipe
+from voicecoach.lab.training.talk import fold_material, stream_embeddings
 from voicecoach.listening.spotter.features import STEP_S
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,11 +47,7 @@ def talk_files(work: Path, sources: Sequence[Source], recipe: Recipe
     """The training talk of every fold (made once, deterministic): (fold, path, stops said)."""
     out = []
     for k in range(recipe.folds):
-        talk = [s.path for s in sources if s.kind in ("sentence", "coach") and s.fold == k]
-        words = [s.path for s in sources if s.kind == "real" and s.word in REAL_NEGATIVES
-                 and s.fold == k]
-        noise = [s.path for s in sources if s.kind == "real_noise" and s.fold == k]
-        stops = [s.path for s in sources if s.kind == "real" and s.word == "stop" and s.fold == k]
+        talk, words, noise, stops = fold_material(sources, k)
         if not talk:
             _LOGGER.warning("training talk: fold %d has no sentences; left out", k)
             continue
@@ -78,12 +75,8 @@ def window_labels(steps: int, said: Sequence[tuple[float, float]], recipe: Recip
 
 def _embed(job: tuple[Path, Path]) -> Path:
     """Embed one talk file as the engine's streaming front end does (cached beside it)."""
-    from voicecoach.listening.spotter.features import EmbeddingFrontEnd
-
     wav, out = job
-    with EmbeddingFrontEnd() as fe:
-        warm = fe.warm_embeddings()
-        emb = fe.push(read_audio(wav))
+    warm, emb = stream_embeddings(read_audio(wav))
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, emb=np.asarray(emb, np.float16), warm=np.asarray(warm, np.float16))
     os.replace(tmp, out)
