@@ -190,48 +190,45 @@ def test_listen_json_uses_the_spotter_under_auto(capsys: pytest.CaptureFixture[s
 def test_a_stop_said_just_after_other_talk_is_heard_by_the_second_look(rec: SpotterRecogniser) -> None:
     """The coach's words (its residual echo, 6 dB under the user) end 0.3 s before an unseen
     person's stop: 10 of these 12 should be heard, and the coach's words alone nothing."""
-    from voicecoach.audio.samples import active_bounds
-    from voicecoach.speaking.render import EspeakNgRenderer
-
     if rec.verifier is None:
         pytest.skip("the 'verify' extra is not installed")
-
-    def levelled(x: np.ndarray, dbfs: float) -> np.ndarray:
-        a, b = active_bounds(to_float(x), -30.0)
-        rms = float(np.sqrt(np.mean(x[a:b].astype(np.float64) ** 2)))
-        return x[a:].astype(np.float64) * (32768.0 * 10 ** (dbfs / 20) / rms)
-
-    talk = np.asarray(EspeakNgRenderer().render(
-        "Keep your weight on the balls of your feet and your steps short.").audio)
-    talk = talk[:int(np.nonzero(np.abs(talk) > 300)[0][-1]) + 1]  # its last word's end
-    coach = levelled(talk, -33.0)[-int(1.2 * 16000):]
+    talk = _coach_talk()
+    coach, stops = _coach_then_stops(12)
     backward = GRAMMAR.commands_for("backward")
     heard = []
-    for clip in locked("stop", 12):
-        mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), levelled(clip, -27.0)])
+    for clip in stops:
+        mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip])
         stops = [d for d in hear(rec, to_int16(mix / 32768.0), backward, room=True)
                  if d.command == "stop"]
         heard.append(bool(stops) and all(d.verified for d in stops))
     assert sum(heard) >= 10, heard
-    alone = levelled(talk, -27.0)
+    alone = _levelled(talk, -27.0)
     assert not hear(rec, to_int16(alone / 32768.0), backward, room=True)
+
+
+def _levelled(x: np.ndarray, dbfs: float) -> np.ndarray:
+    """``x`` from its speech's onset, its speech at ``dbfs`` RMS (float, int16 scale)."""
+    from voicecoach.audio.samples import active_bounds
+
+    a, b = active_bounds(to_float(x), -30.0)
+    rms = float(np.sqrt(np.mean(x[a:b].astype(np.float64) ** 2)))
+    return x[a:].astype(np.float64) * (32768.0 * 10 ** (dbfs / 20) / rms)
+
+
+def _coach_talk() -> np.ndarray:
+    """One of the coach's sentences in espeak-ng, cut where its last word ends."""
+    from voicecoach.speaking.render import EspeakNgRenderer
+
+    talk = np.asarray(EspeakNgRenderer().render(
+        "Keep your weight on the balls of your feet and your steps short.").audio)
+    return talk[:int(np.nonzero(np.abs(talk) > 300)[0][-1]) + 1]
 
 
 def _coach_then_stops(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The coach's last words (its residual echo, 6 dB under the user, cut where they end) and
     ``n`` unseen people's stops at the user's level (from their onset)."""
-    from voicecoach.audio.samples import active_bounds
-    from voicecoach.speaking.render import EspeakNgRenderer
-
-    def levelled(x: np.ndarray, dbfs: float) -> np.ndarray:
-        a, b = active_bounds(to_float(x), -30.0)
-        rms = float(np.sqrt(np.mean(x[a:b].astype(np.float64) ** 2)))
-        return x[a:].astype(np.float64) * (32768.0 * 10 ** (dbfs / 20) / rms)
-
-    talk = np.asarray(EspeakNgRenderer().render(
-        "Keep your weight on the balls of your feet and your steps short.").audio)
-    talk = talk[:int(np.nonzero(np.abs(talk) > 300)[0][-1]) + 1]  # its last word's end
-    return levelled(talk, -33.0)[-int(1.2 * 16000):], [levelled(c, -27.0) for c in locked("stop", n)]
+    coach = _levelled(_coach_talk(), -33.0)[-int(1.2 * 16000):]
+    return coach, [_levelled(c, -27.0) for c in locked("stop", n)]
 
 
 @needs_shared
