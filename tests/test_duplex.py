@@ -165,6 +165,8 @@ def test_the_loop_tells_the_recogniser_where_the_coachs_echo_can_be(renderer: Es
                lambda plan: None, gate=gate)  # type: ignore[arg-type]
     told = getattr(recogniser, "coach_speech", None)
     assert told is not None and told() == gate.echo_spans()
+    # ... and the gate asks the recogniser's second look before it drops a stop as the echo
+    assert gate.second_look == getattr(recogniser, "look_again", None)
 
 
 def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
@@ -188,6 +190,37 @@ def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
     assert gate_over_echo().decide(_det("stop", 0.8, 1.2)).reason == "echo"
     verified = replace(_det("stop", 0.8, 1.2), verified=True)
     assert gate_over_echo().decide(verified).reason == "barge-in"
+
+
+def test_a_stop_the_echo_check_would_drop_is_kept_if_the_second_look_hears_it(
+        renderer: EspeakNgRenderer) -> None:
+    """A confident stop (acted on without a look) that the known speech explains is looked at
+    again before it is dropped: kept if the verifier hears stop (the look is evidence, the
+    residual a guess), dropped if not; a stop the check does not drop is not looked at."""
+    from voicecoach.clock import SimClock
+    from voicecoach.events import Priority
+
+    asked: list[Detection] = []
+
+    def gate_over_echo(heard: bool) -> DuplexGate:
+        clock = SimClock()
+        speaker = WavSpeaker(renderer, clock=clock)
+        speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
+        clock.set(1.5)
+        gate = DuplexGate(speaker, reference=speaker.played_audio)
+        gate.hear(np.asarray(speaker.played_audio(0.0, 1.5), "<i2").tobytes(), 1.5)
+        gate.second_look = lambda det: asked.append(det) is None and heard
+        return gate
+
+    stop = _det("stop", 0.8, 1.2)
+    kept = gate_over_echo(heard=True).decide(stop)
+    assert kept.accepted and kept.reason == "barge-in" and kept.detection.verified
+    assert asked == [stop]
+    assert gate_over_echo(heard=False).decide(stop).reason == "echo"
+    asked.clear()
+    assert gate_over_echo(heard=False).decide(replace(stop, verified=True)).accepted
+    assert gate_over_echo(heard=False).decide(_det("stop", 3.0, 3.4)).accepted  # not heard yet
+    assert asked == []  # verified already, or not checked: no look
 
 
 def test_the_echo_check_reads_the_end_of_a_long_stop_phrase_and_enough_of_a_short_one(

@@ -260,3 +260,55 @@ def test_a_stop_just_after_the_coachs_words_is_heard_when_the_recogniser_knows_w
         assert not hear(rec, to_int16(talk / 32768.0), backward, room=True)
     finally:
         rec.hear_coach(None)
+
+
+@needs_shared
+def test_a_confident_stop_over_the_coach_is_looked_at_again_on_request(
+        rec: SpotterRecogniser) -> None:
+    """The duplex gate asks ``look_again`` before it drops a confident stop as the coach's own
+    voice: the verifier reads the audio up to the stop's step as a candidate's look would (the
+    last OVER_SPEECH_LOOK_S over the coach). Unseen people's stops just after the coach's words
+    are heard (measured: 10 of 12); the coach's words alone, at the user's level, are not."""
+    if rec.verifier is None:
+        pytest.skip("the 'verify' extra is not installed")
+    from voicecoach.listening.spotter.features import STEP_S
+
+    coach, stops = _coach_then_stops(12)
+    backward = GRAMMAR.commands_for("backward")
+
+    def looked(mix: np.ndarray) -> bool:
+        rec.reset()
+        rec.set_commands(backward)
+        pcm = to_int16(np.concatenate([mix, np.zeros(int(0.2 * 16000))]) / 32768.0).tobytes()
+        for chunk in split_pcm(pcm, 0.1):
+            rec.accept(chunk)
+        at = int(len(pcm) / 2 / 16000 / STEP_S) * STEP_S  # the last whole step
+        return rec.look_again(Detection("stop", "stop", at - 0.5, at - 0.2, at, 0.99))
+
+    try:
+        rec.hear_coach(lambda: [(0.0, coach.size / 16000 + 0.35)])
+        heard = [looked(np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip]))
+                 for clip in stops]
+        assert sum(heard) >= 8, heard
+        assert not looked(coach * 10 ** (6 / 20))
+    finally:
+        rec.hear_coach(None)
+
+
+def test_the_phrase_is_the_last_loud_run_begun_before_the_score_rose(rec: SpotterRecogniser) -> None:
+    """A stop can be fired up to about half a second after its word, and a loud run after the
+    word (the coach's echo) is then the last one before the detection; a run begun after the
+    score rose did not raise it, so the phrase is the run before (dev trials: the gate's echo
+    check read 24.69-24.71 s of the coach's echo for a stop said 24.15-24.60 s and dropped it)."""
+    rng = np.random.default_rng(3)
+    audio = rng.standard_normal(int(2.0 * 16000)) * 30.0  # room tone
+    for a, b in ((1.0, 1.4), (1.6, 1.7)):  # the word, then a blip of echo after it
+        audio[int(a * 16000):int(b * 16000)] *= 100.0
+    rec.reset()
+    for chunk in split_pcm(np.clip(audio, -32768, 32767).astype("<i2").tobytes(), 0.1):
+        rec.accept(chunk)
+    start, end = rec.phrase_bounds(1.92, rose_s=1.4)
+    assert start == pytest.approx(1.0, abs=0.02) and end == pytest.approx(1.4, abs=0.02)
+    # a score that rose after the blip began: the blip, as before
+    start, end = rec.phrase_bounds(1.92, rose_s=1.65)
+    assert start == pytest.approx(1.6, abs=0.02) and end == pytest.approx(1.7, abs=0.02)

@@ -118,6 +118,11 @@ class DeviceLoop:
         hear_coach = getattr(recogniser, "hear_coach", None)
         if hear_coach is not None:
             hear_coach(self.gate.echo_spans)
+        # ... and one that can look again at a stop it acted on without a look is asked before
+        # the gate drops that stop as the coach's own voice (voicecoach.device.duplex)
+        look_again = getattr(recogniser, "look_again", None)
+        if look_again is not None and self.gate.second_look is None:
+            self.gate.second_look = look_again
         self.retry_s = retry_s
         self.sleep = sleep
         self.on_decision = on_decision

@@ -30,7 +30,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Phrase bounds come from the loudness envelope (10 ms frames) before the decision: the
 #: last run of frames louder than the recent floor by ``SPEECH_DB`` (gaps up to ``GAP_S``
-#: bridged), at most ``MAX_PHRASE_S`` long. Without a clear run: ``PHRASE_S`` before the rise.
+#: bridged) begun by the time the score rose, at most ``MAX_PHRASE_S`` long. Without a clear
+#: run: ``PHRASE_S`` before the rise.
 FRAME = 160
 ENVELOPE_S = 2.5
 KEEP_S = 5.0          # frames kept: the envelope span plus the longest chunk we accept
@@ -157,7 +158,8 @@ class SpotterRecogniser:
         self._rest = data[n * FRAME:]
 
     def phrase_bounds(self, emitted_s: float, rose_s: float) -> tuple[float, float]:
-        """Start and end (audio s) of the last loud run before ``emitted_s``."""
+        """Start and end (audio s) of the last loud run before ``emitted_s`` begun by ``rose_s``
+        (the last one, if none was)."""
         origin = self._origin_s or 0.0
         energy = np.asarray(self._energy)
         first = self._frames - energy.size          # frame index of energy[0]
@@ -171,9 +173,17 @@ class SpotterRecogniser:
         loud = np.nonzero(env >= floor + SPEECH_DB)[0]
         if loud.size == 0:
             return fallback
-        end = int(loud[-1])
-        start = end
         gap = int(GAP_S * 100)
+        # a loud run that began after the score rose did not raise it (the coach's echo after a
+        # stop the spotter fired late on): the phrase is the last run begun by then, if any
+        breaks = np.nonzero(np.diff(loud) > gap)[0]
+        run_starts = loud[np.concatenate([[0], breaks + 1])]
+        run_ends = loud[np.concatenate([breaks, [loud.size - 1]])]
+        rose = int(round((rose_s - origin) * 100)) - first
+        begun = np.nonzero(run_starts <= rose)[0]
+        end = int(run_ends[begun[-1]] if begun.size else loud[-1])
+        loud = loud[loud <= end]
+        start = end
         for k in loud[::-1]:
             if start - k > gap or end - k > MAX_PHRASE_S * 100:
                 break
@@ -253,6 +263,32 @@ class SpotterRecogniser:
             fired = replace(fired, command=named, phrase=self._phrases[named][0])
         self.decider.accept(fired)
         return fired
+
+    def look_again(self, det: Detection) -> bool:
+        """A second look at a stop acted on without one (a confident stop, ``det``), asked by the
+        duplex gate before it drops the stop as the coach's own voice: True if the verifier
+        hears stop in the audio up to the step it was emitted at, read as any stop candidate's
+        look is (the shorter window over the coach's speech, the card's stop threshold). The
+        look is evidence of the user's word, the gate's residual a guess at who spoke
+        (README "Barge-in with real people", session 9). False if there is no verifier or the
+        audio is no longer kept."""
+        if self.verifier is None or det.command != STOP or STOP not in self._phrases:
+            return False
+        origin = self._origin_s or 0.0
+        back = self._fed - int(round((det.emitted_s - origin) * 16000))
+        end = self._audio.size - back
+        if back < 0 or end <= 0:
+            return False
+        over = self._coach_over(det.emitted_s - LOOK_S, det.emitted_s)
+        window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
+        asked = {STOP: self._phrases[STOP]}
+        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked,
+                                     anywhere=self.verify_anywhere & asked.keys())
+        limit = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
+        _LOGGER.debug("second look at a confident stop (%.2f s%s): verifier %.3f/%.3f",
+                      det.emitted_s, ", over the coach" if over else "", score.get(STOP, 0.0),
+                      limit)
+        return score.get(STOP, 0.0) >= limit
 
     def flush(self) -> list[Detection]:
         """End of stream: room tone at the stream's own floor lets a phrase said at the very end
