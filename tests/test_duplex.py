@@ -174,22 +174,23 @@ def test_a_stop_the_second_look_heard_is_not_checked_against_the_known_speech(
     """The echo check drops a stop the coach's known speech explains; a user saying stop as
     loud as the coach's echo is half explained by it, so a stop the recogniser's second look
     heard opening its phrase (``verified``) is obeyed without that check."""
+    assert _gate_over_echo(renderer).decide(_det("stop", 0.8, 1.2)).reason == "echo"
+    verified = replace(_det("stop", 0.8, 1.2), verified=True)
+    assert _gate_over_echo(renderer).decide(verified).reason == "barge-in"
+
+
+def _gate_over_echo(renderer: EspeakNgRenderer) -> DuplexGate:
+    """A gate 1.5 s into one of the coach's cues, its mic the coach's voice alone (no delay)."""
     from voicecoach.clock import SimClock
     from voicecoach.events import Priority
 
-    def gate_over_echo() -> DuplexGate:
-        clock = SimClock()
-        speaker = WavSpeaker(renderer, clock=clock)
-        speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
-        clock.set(1.5)
-        gate = DuplexGate(speaker, reference=speaker.played_audio)
-        # the mic: the coach's voice alone (no delay)
-        gate.hear(np.asarray(speaker.played_audio(0.0, 1.5), "<i2").tobytes(), 1.5)
-        return gate
-
-    assert gate_over_echo().decide(_det("stop", 0.8, 1.2)).reason == "echo"
-    verified = replace(_det("stop", 0.8, 1.2), verified=True)
-    assert gate_over_echo().decide(verified).reason == "barge-in"
+    clock = SimClock()
+    speaker = WavSpeaker(renderer, clock=clock)
+    speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
+    clock.set(1.5)
+    gate = DuplexGate(speaker, reference=speaker.played_audio)
+    gate.hear(np.asarray(speaker.played_audio(0.0, 1.5), "<i2").tobytes(), 1.5)
+    return gate
 
 
 def test_a_stop_the_echo_check_would_drop_is_kept_if_the_second_look_hears_it(
@@ -197,18 +198,10 @@ def test_a_stop_the_echo_check_would_drop_is_kept_if_the_second_look_hears_it(
     """A confident stop (acted on without a look) that the known speech explains is looked at
     again before it is dropped: kept if the verifier hears stop (the look is evidence, the
     residual a guess), dropped if not; a stop the check does not drop is not looked at."""
-    from voicecoach.clock import SimClock
-    from voicecoach.events import Priority
-
     asked: list[Detection] = []
 
     def gate_over_echo(heard: bool) -> DuplexGate:
-        clock = SimClock()
-        speaker = WavSpeaker(renderer, clock=clock)
-        speaker.say("Keep your weight on the balls of your feet.", Priority.CUE, 0.0)
-        clock.set(1.5)
-        gate = DuplexGate(speaker, reference=speaker.played_audio)
-        gate.hear(np.asarray(speaker.played_audio(0.0, 1.5), "<i2").tobytes(), 1.5)
+        gate = _gate_over_echo(renderer)
         gate.second_look = lambda det: asked.append(det) is None and heard
         return gate
 
