@@ -235,13 +235,10 @@ class SpotterRecogniser:
         # speakers' looks, see README "Barge-in with real people").
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
-        over = self._coach_over(end_s - LOOK_S, end_s)
-        window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
                  if c in self._phrases}
-        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked,
-                                     anywhere=self.verify_anywhere & asked.keys())
+        score, over = self._look(self.verifier, end, end_s, asked)
 
         default = self.verify_thresholds.get("default", 1.0)
 
@@ -279,16 +276,23 @@ class SpotterRecogniser:
         end = self._audio.size - back
         if back < 0 or end <= 0:
             return False
-        over = self._coach_over(det.emitted_s - LOOK_S, det.emitted_s)
-        window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
-        asked = {STOP: self._phrases[STOP]}
-        score = self.verifier.scores(window.astype(np.float32) / 32768.0, asked,
-                                     anywhere=self.verify_anywhere & asked.keys())
+        score, over = self._look(self.verifier, end, det.emitted_s, {STOP: self._phrases[STOP]})
         limit = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
         _LOGGER.debug("second look at a confident stop (%.2f s%s): verifier %.3f/%.3f",
                       det.emitted_s, ", over the coach" if over else "", score.get(STOP, 0.0),
                       limit)
         return score.get(STOP, 0.0) >= limit
+
+    def _look(self, verifier: WhisperVerifier, end: int, end_s: float,
+              asked: dict[str, list[str]]) -> tuple[dict[str, float], bool]:
+        """The verifier's scores for ``asked`` over the kept audio up to sample ``end`` (audio
+        time ``end_s``), and whether the coach's speech was in the window: then it reads only
+        the last :data:`OVER_SPEECH_LOOK_S`, else :data:`LOOK_S`."""
+        over = self._coach_over(end_s - LOOK_S, end_s)
+        window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
+        score = verifier.scores(window.astype(np.float32) / 32768.0, asked,
+                                anywhere=self.verify_anywhere & asked.keys())
+        return score, over
 
     def flush(self) -> list[Detection]:
         """End of stream: room tone at the stream's own floor lets a phrase said at the very end
