@@ -78,8 +78,13 @@ class Take:
     path: Path
 
 
+#: ``--negatives``: words that must fire nothing, said over the coach (a stop acted on from one
+#: is a false stop over the coach's speech).
+NEGATIVE_WORDS = ("up", "down", "off", "on", "left", "right", "_unknown_")
+
 #: ``--speakers``: the locked test set, or the others (for choosing anything; never the locked).
 SPEAKER_SETS = ("locked", "dev")
+STOP_WORD = "stop"
 
 
 def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
@@ -168,6 +173,8 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     mine = [d for d in run.loop.gate.decisions
             if clip.start_s - 0.3 <= d.detection.end_s and d.detection.start_s <= clip.end_s + 1.5]
     row["heard"] = any(d.detection.command == clip.command for d in mine)
+    if take.word in NEGATIVE_WORDS:  # acted on: a false command over the coach's speech
+        row["false"] = sorted({d.detection.command for d in mine if d.accepted})
     if take.word == "stop":
         accepted = [d.detection.emitted_s for d in mine
                     if d.detection.command == "stop" and d.accepted]
@@ -209,8 +216,10 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
     recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
     renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
     rows = []
+    # a word that must fire nothing is said with the echo only (no echo has nothing to compare)
     jobs = [(take, i, settled, echo) for i, take in enumerate(takes)
-            for settled in moments(take, i, both_moments) for echo in echoes]
+            for settled in moments(take, i, both_moments) for echo in echoes
+            if echo is not None or take.word not in NEGATIVE_WORDS]
     bar = _bar(len(jobs), "barge-in trials", progress)
     for take, i, settled, echo in jobs:
         rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp))
@@ -273,7 +282,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                         sum(r["settled"] for r in stops)),
             "latency_median_s": round(statistics.median(lat), 3) if lat else None,
             "latency_max_s": round(max(lat), 3) if lat else None,
-            "others_heard": (sum(r["heard"] for r in others), len(others)),
+            "others_heard": (sum(r["heard"] for r in others if r["word"] not in NEGATIVE_WORDS),
+                             sum(r["word"] not in NEGATIVE_WORDS for r in others)),
+            "negatives": (sum(bool(r.get("false")) for r in others if r["word"] in NEGATIVE_WORDS),
+                          sum(r["word"] in NEGATIVE_WORDS for r in others),
+                          sum(STOP_WORD in r.get("false", []) for r in others)),
             "lost": _lost(stops),
         }
     return out
@@ -303,6 +316,10 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                      f"{s['cold'][0]}/{s['cold'][1]}, settled {s['settled'][0]}/"
                      f"{s['settled'][1]}){lat}; go/yes/no heard {s['others_heard'][0]}/"
                      f"{s['others_heard'][1]}")
+        if s.get("negatives", (0, 0, 0))[1]:
+            neg = s["negatives"]
+            lines.append(f"echo {echo}: other words said over the coach acted on {neg[0]}/{neg[1]}"
+                         f" ({neg[2]} as stop)")
         if s.get("lost"):
             lines.append(f"echo {echo}: lost or late at (cold, settled): " + ", ".join(
                 f"{k} {v[0]}+{v[1]}" for k, v in sorted(s["lost"].items())))
@@ -342,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                              "cold and settled")
     parser.add_argument("--others", type=int, default=30,
                         help="held-out clips of each of go, yes, no")
+    parser.add_argument("--negatives", type=int, default=0,
+                        help="held-out clips of words that must fire nothing ("
+                             + ", ".join(NEGATIVE_WORDS) + "), spread over them, each said once "
+                             "over the coach with the echo")
     parser.add_argument("--cancellers", default=",".join(CANCELLERS),
                         help="comma-separated: webrtc, nlms, off")
     parser.add_argument("--loop-minutes", type=float, default=30.0,
@@ -365,10 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / SETS[0]).is_dir():
         print(f"barge-in: no real speech at {args.shared} (../shared)", file=sys.stderr)
         return 2
-    takes = held_out_takes(args.shared, speakers=args.speakers)
+    takes = held_out_takes(args.shared, ("stop", "go", "yes", "no", *NEGATIVE_WORDS),
+                           speakers=args.speakers)
     chosen = _spread(takes["stop"], args.stops)
     for word in ("go", "yes", "no"):
         chosen += _spread(takes[word], args.others)
+    if args.negatives > 0:
+        chosen += _spread(sorted((t for w in NEGATIVE_WORDS for t in takes[w]),
+                                 key=lambda t: t.path.name), args.negatives)
     cancellers = tuple(c for c in args.cancellers.split(",") if c)
     if args.from_json:
         rows = [json.loads(x) for x in args.from_json.read_text(encoding="utf-8").splitlines() if x]

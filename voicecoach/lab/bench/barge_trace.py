@@ -54,6 +54,7 @@ class Tracer:
             def traced_scores(audio: np.ndarray, asked: Any, **how: Any) -> Any:
                 out = scores(audio, asked, **how)
                 self.looks.append({"t": round(self._last_end, 2),
+                                   "over": bool(getattr(recogniser, "last_look_over", False)),
                                    "scores": {c: round(float(p), 4) for c, p in out.items()},
                                    "stop_score": round(self.scores[-1][1], 3)
                                    if self.scores else None})
@@ -78,7 +79,10 @@ class Tracer:
         lo, hi = start_s - 0.3, end_s + 1.5
         mine = [s for t, s in self.scores if lo <= t <= hi]
         return {"stop_max": round(max(mine), 3) if mine else None,
-                "looks": [x for x in self.looks if lo <= x["t"] <= hi]}
+                "looks": [x for x in self.looks if lo <= x["t"] <= hi],
+                # every other look of the trial: candidates the coach's own echo (or the
+                # belt) raised, the false side of any bar over the coach's speech
+                "echo_looks": [x for x in self.looks if not lo <= x["t"] <= hi]}
 
 
 def loss_reason(row: dict[str, Any], decisions: list[Any], candidate: float) -> str | None:
