@@ -149,3 +149,33 @@ def test_a_look_over_the_coachs_speech_reads_only_the_last_of_its_window() -> No
     rec.hear_coach(None)
     rec._second_look(candidate("faster", ("slower", "pause")))
     assert verifier.seconds[-1] == pytest.approx(LOOK_S, abs=1 / 16000)
+
+
+def test_over_the_coachs_speech_a_stop_candidate_clears_the_lower_over_speech_bar() -> None:
+    """A stop candidate looked at over the coach's own speech needs only the over-speech bar (if
+    lower than the card's); clear of the coach, or with no bar set, it needs the card's. The bar
+    never applies to a stop named from another command's candidate below the default bar, and
+    never raises the card's threshold."""
+    card = SpotterRecogniser(GRAMMAR).verify_thresholds["stop"]
+    low = card / 5
+    between = (low + card) / 2
+    rec, _ = spotter({"stop": between}, "backward")
+    rec.over_speech_stop_bar = low
+    rec.hear_coach(lambda: [(0.0, float("inf"))])
+    assert rec.stop_bar(True) == pytest.approx(low) and rec.stop_bar(False) == pytest.approx(card)
+    got = rec._second_look(candidate("stop", ("faster", "pause")))
+    assert got is not None and got.command == "stop"
+    rec.hear_coach(None)                                   # nobody says where the coach is
+    assert rec._second_look(candidate("stop", ("faster", "pause"))) is None
+    rec.hear_coach(lambda: [(0.0, float("inf"))])
+    rec.over_speech_stop_bar = None                        # no bar: the card's
+    assert rec._second_look(candidate("stop", ("faster", "pause"))) is None
+    rec.over_speech_stop_bar = card * 2                    # a higher bar does not raise it
+    assert rec.stop_bar(True) == pytest.approx(card)
+    # named from a "faster" candidate, stop must still clear the default bar
+    rec.over_speech_stop_bar = low
+    default = rec.verify_thresholds["default"]
+    rec, _ = spotter({"stop": max(low, default) * 0.9, "faster": 0.0}, "backward")
+    rec.over_speech_stop_bar = low
+    rec.hear_coach(lambda: [(0.0, float("inf"))])
+    assert rec._second_look(candidate("faster", ("slower", "pause"))) is None

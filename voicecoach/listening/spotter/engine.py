@@ -52,6 +52,15 @@ leftover words before it, which open Whisper's transcript and take a user's stop
 probability down to nothing (chosen on dev speakers with lab.bench.barge_in; README)."""
 
 
+OVER_SPEECH_STOP_BAR: float | None = 0.004
+"""The verifier's stop threshold for a look whose window holds the coach's own speech, when
+lower than the card's (None: the card's everywhere). The card's bar was chosen on clips and
+room talk with no coach in them; over the coach, Whisper's transcript opens on the coach's
+leftover words and a user's stop scores far lower. Chosen on dev speakers' barge-in trials by
+``python -m voicecoach.lab.bench.barge_bar`` (the spotter's costs, no look at the coach's own
+voice let through; README "Barge-in with real people", session 9)."""
+
+
 class SpotterRecogniser:
     """Streaming, grammar-restricted command spotting on the pretrained speech embedding."""
 
@@ -83,6 +92,10 @@ class SpotterRecogniser:
                                Decision.from_card(self.model.decision),
                                verifying=self.verifier is not None)
         self._origin_s: float | None = None
+        #: The verifier's stop threshold for a look over the coach's own speech (see
+        #: :data:`OVER_SPEECH_STOP_BAR`); the lab's barge-in bench sets it to compare
+        self.over_speech_stop_bar: float | None = OVER_SPEECH_STOP_BAR
+        self.last_look_over = False
         #: When the coach speaks, as (start, end) audio-time spans of its echo (end inf while
         #: it plays): told by the device loop (:meth:`hear_coach`); None where nobody knows
         self.coach_speech: Callable[[], Sequence[tuple[float, float]]] | None = None
@@ -246,6 +259,8 @@ class SpotterRecogniser:
             # each threshold was chosen for looks at candidates the spotter raised as that
             # command; a command it did not raise must clear at least the default bar
             own = self.verify_thresholds.get(command, default)
+            if command == STOP and over:
+                own = self.stop_bar(over)
             return own if command == fired.command else max(own, default)
 
         heard = {c: p for c, p in score.items() if p >= limit(c)}
@@ -277,11 +292,19 @@ class SpotterRecogniser:
         if back < 0 or end <= 0:
             return False
         score, over = self._look(self.verifier, end, det.emitted_s, {STOP: self._phrases[STOP]})
-        limit = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
+        limit = self.stop_bar(over)
         _LOGGER.debug("second look at a confident stop (%.2f s%s): verifier %.3f/%.3f",
                       det.emitted_s, ", over the coach" if over else "", score.get(STOP, 0.0),
                       limit)
         return score.get(STOP, 0.0) >= limit
+
+    def stop_bar(self, over: bool) -> float:
+        """The verifier's stop threshold: the card's, or over the coach's own speech
+        :attr:`over_speech_stop_bar` if that is lower (None: the card's everywhere)."""
+        own = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
+        if over and self.over_speech_stop_bar is not None:
+            return min(own, self.over_speech_stop_bar)
+        return own
 
     def _look(self, verifier: WhisperVerifier, end: int, end_s: float,
               asked: dict[str, list[str]]) -> tuple[dict[str, float], bool]:
@@ -289,6 +312,7 @@ class SpotterRecogniser:
         time ``end_s``), and whether the coach's speech was in the window: then it reads only
         the last :data:`OVER_SPEECH_LOOK_S`, else :data:`LOOK_S`."""
         over = self._coach_over(end_s - LOOK_S, end_s)
+        self.last_look_over = over
         window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
         score = verifier.scores(window.astype(np.float32) / 32768.0, asked,
                                 anywhere=self.verify_anywhere & asked.keys())
