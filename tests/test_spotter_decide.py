@@ -88,7 +88,8 @@ def test_below_threshold_never_fires(value: float) -> None:
 def make_verifying(**kw: float) -> Decider:
     decision = Decision(stop_threshold=0.6, threshold=0.8, smooth=1, confirm=2, refractory_s=1.0,
                         stop_candidate=kw.pop("cand", 0.2), verified_stop_threshold=kw.pop("conf", 0.9),
-                        verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)))
+                        verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)),
+                        peak_look=bool(kw.pop("peak", False)))
     return Decider(LABELS, PHRASES, decision, verifying=True)
 
 
@@ -124,6 +125,32 @@ def test_a_rejected_run_is_not_looked_at_again_but_a_confident_stop_still_fires(
     d.reset()
     again = [probs(), probs(stop=0.3), probs(stop=0.3), probs(), probs(stop=0.3), probs(stop=0.3)]
     assert [f[1] for f in fired(d, again)] == [0.24, 0.48]
+
+
+def test_with_peak_look_a_run_looked_at_while_rising_is_looked_at_again_at_its_peak() -> None:
+    """peak_look: a candidate looked at while its score still rose (the word may not have
+    ended) gets one more look when the score stops rising; a run first looked at its peak,
+    or without peak_look, gets one look."""
+    rising = [probs(), probs(stop=0.3), probs(stop=0.4), probs(stop=0.5), probs(stop=0.7),
+              probs(stop=0.8), probs(stop=0.6), probs(stop=0.5), probs(stop=0.4), probs()]
+    assert fired(make_verifying(after=2, peak=True), rising) == [("stop", 0.24, True),
+                                                                ("stop", 0.56, True)]
+    assert fired(make_verifying(after=2), rising) == [("stop", 0.24, True)]
+    at_peak = [probs(), probs(stop=0.3), probs(stop=0.5), probs(stop=0.4), probs(stop=0.3),
+               probs(stop=0.5), probs(stop=0.3), probs()]
+    assert fired(make_verifying(after=4, peak=True), at_peak) == [("stop", 0.32, True)]
+    # accepted at the first look: the run fires nothing more
+    d = make_verifying(after=2, peak=True)
+    got = []
+    for j, p in enumerate(rising):
+        for f in d.step(p, (j + 1) * 0.08):
+            got.append(round(f.emitted_s, 2))
+            d.accept(f)
+    assert got == [0.24]
+    # a new run after the score fell under the candidate level starts afresh
+    d = make_verifying(after=2, peak=True)
+    twice = rising + rising
+    assert [f[1] for f in fired(d, twice)] == [0.24, 0.56, 1.04, 1.36]
 
 
 def test_other_commands_are_candidates_and_refractory_starts_only_when_accepted() -> None:

@@ -85,6 +85,10 @@ class Recipe:
     """Every this many steps (80 ms) of the talk a window is taken."""
     talk_weight: float = 1.0
     """Each window of running talk counts this many synthetic ones in the loss."""
+    peak_look: int = 0
+    """1: a stop candidate looked at while its score still rose is looked at once more at the
+    run's peak if rejected (``Decision.peak_look``); chosen with the second look's thresholds,
+    on out-of-fold clips and talk. Not a feature or head setting."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
@@ -93,7 +97,7 @@ class Recipe:
             d.pop("coach_on_real")    # the key of the features made before the field existed
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
-                    "talk_minutes", "talk_stride", "talk_weight"):
+                    "talk_minutes", "talk_stride", "talk_weight", "peak_look"):
             d.pop(key)
         return d
 

@@ -97,6 +97,7 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
     import hashlib
 
     key = hashlib.sha256(json.dumps([VERSION, stop_candidate, verified_threshold,
+                                     *([True] if base.peak_look else []),
                                      [str(f) for _, f, _ in files],
                                      [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()])
                                                      .tobytes()).hexdigest() for k in sorted(heads)]

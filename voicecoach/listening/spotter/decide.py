@@ -52,6 +52,10 @@ class Decision:
     """With a verifier: the spotter threshold of the other commands (default ``threshold``)."""
     look_after: int = 2
     """A stop candidate is looked at by this many steps after it crossed, at the latest."""
+    peak_look: bool = False
+    """With a verifier: a stop candidate looked at while its score was still rising (at
+    ``look_after``, before the word may have ended) is looked at once more when the score stops
+    rising, if the first look rejected it."""
 
     @classmethod
     def from_card(cls, data: Mapping[str, object]) -> Decision:
@@ -67,7 +71,8 @@ class Decision:
                    stop_candidate=opt("stop_candidate"),
                    verified_stop_threshold=opt("verified_stop_threshold"),
                    verified_threshold=opt("verified_threshold"),
-                   look_after=int(data.get("look_after", 2)))  # type: ignore[call-overload]
+                   look_after=int(data.get("look_after", 2)),  # type: ignore[call-overload]
+                   peak_look=bool(data.get("peak_look", False)))
 
     def threshold_for(self, command: str, verifying: bool = False) -> float:
         if command == STOP:
@@ -135,6 +140,7 @@ class Decider:
         self._last_stop = 0.0
         self._stop_steps = 0
         self._stop_said = False
+        self._peak_due = False
 
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
@@ -189,14 +195,22 @@ class Decider:
             return fired
         rising = score > self._last_stop
         self._last_stop = score
-        if not self.verifying or score < candidate or STOP in self._looked:
+        if not self.verifying or score < candidate:
             self._stop_steps = 0
+            self._peak_due = False
+            return None
+        if STOP in self._looked:
+            # the run's second look, at its peak, if the first was taken while it still rose
+            if self._peak_due and not rising:
+                self._peak_due = False
+                return self._fire(STOP, smooth, end_s, needs_look=True)
             return None
         self._stop_steps += 1
         if rising and self._stop_steps < max(1, d.look_after):
             return None
         self._looked.add(STOP)
         self._stop_steps = 0
+        self._peak_due = d.peak_look and rising
         return self._fire(STOP, smooth, end_s, needs_look=True)
 
     def accept(self, fired: Fired) -> None:
