@@ -49,6 +49,10 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
         "figures": figs,
         **extra,
     }
+    if "verify" in extra:
+        from voicecoach.listening.spotter.verify import LOOK_S
+
+        card["look_s"] = LOOK_S
     (out / f"{MODEL_NAME}.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n",
                                             encoding="utf-8")
     (out / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
@@ -128,7 +132,11 @@ def render_card(card: dict[str, Any]) -> str:
                   "transcript begins with the command reaches its threshold"
                   + (f" ({', '.join(card['verify_anywhere'])}: begins with it at any word of "
                      "Whisper's own transcript)" if card.get("verify_anywhere") else "")
-                  + f": `{json.dumps(card.get('verify', {}), sort_keys=True)}`.",
+                  + f": `{json.dumps(card.get('verify', {}), sort_keys=True)}`. The verifier "
+                  f"reads the last {card.get('look_s', 2.0)} s of audio before the candidate"
+                  + ("; a stop candidate looked at while its score still rose is looked at once "
+                     "more at the run's peak if rejected (`peak_look`)" if dec.get("peak_look")
+                     else "") + ".",
                   "",
                   "Chosen by the costs above on out-of-fold clips and on out-of-fold running talk "
                   "(`lab.training.talk`: the training voices' sentences with the fold's real "
