@@ -122,16 +122,18 @@ def test_only_the_commands_the_card_reads_anywhere_are_asked_anywhere() -> None:
     assert verifier.anywhere[-1] == set()
 
 
-def test_a_look_over_the_coachs_speech_reads_only_the_last_of_its_window() -> None:
-    """Told where the coach's speech is, a look whose window it overlaps reads the last
-    OVER_SPEECH_LOOK_S (the coach's leftover words would open the transcript); a look clear of
-    it, or with nothing told, reads the whole LOOK_S."""
+def test_a_look_over_the_coachs_speech_reads_its_window_at_the_opening_only() -> None:
+    """Told where the coach's speech is, a look with the coach within OVER_SPEECH_SPAN_S
+    reads the last OVER_SPEECH_LOOK_S and stop at the transcript's opening only (read
+    anywhere, the coach's own words passed as stops); a look clear of it, or with nothing told,
+    reads LOOK_S, stop where the card says."""
     from voicecoach.audio.chunk import split_pcm
-    from voicecoach.listening.spotter.engine import OVER_SPEECH_LOOK_S
+    from voicecoach.listening.spotter.engine import OVER_SPEECH_LOOK_S, OVER_SPEECH_SPAN_S
     from voicecoach.listening.spotter.verify import LOOK_S
 
-    assert OVER_SPEECH_LOOK_S < LOOK_S
+    assert OVER_SPEECH_LOOK_S <= LOOK_S <= OVER_SPEECH_SPAN_S
     rec, verifier = spotter({}, "backward")
+    rec.verify_anywhere = frozenset({"stop"})
     hum = np.random.default_rng(1).normal(0.0, 30.0, 16000 * 6).astype(np.int16)
     for chunk in split_pcm(hum.tobytes(), 0.1):
         rec.accept(chunk)
@@ -139,16 +141,19 @@ def test_a_look_over_the_coachs_speech_reads_only_the_last_of_its_window() -> No
     now = rec._steps * 0.08  # the look's end (audio time; the stream began at 0)
     told: list[tuple[float, float]] = []
     rec.hear_coach(lambda: told)
-    for spans, seconds in (([], LOOK_S),
-                           ([(0.0, now - LOOK_S - 0.5)], LOOK_S),       # ended before the window
-                           ([(0.0, now - LOOK_S + 0.3)], OVER_SPEECH_LOOK_S),  # its tail in it
-                           ([(now - 1.0, float("inf"))], OVER_SPEECH_LOOK_S)):  # still speaking
+    span = OVER_SPEECH_SPAN_S
+    for spans, seconds, anywhere in (([], LOOK_S, {"stop"}),
+                                     ([(0.0, now - span - 0.5)], LOOK_S, {"stop"}),  # before
+                                     ([(0.0, now - span + 0.3)], OVER_SPEECH_LOOK_S, set()),
+                                     ([(now - 1.0, float("inf"))], OVER_SPEECH_LOOK_S, set())):
         told[:] = spans
         rec._second_look(candidate("faster", ("slower", "pause")))
         assert verifier.seconds[-1] == pytest.approx(seconds, abs=1 / 16000), spans
+        assert verifier.anywhere[-1] == anywhere, spans
     rec.hear_coach(None)
     rec._second_look(candidate("faster", ("slower", "pause")))
     assert verifier.seconds[-1] == pytest.approx(LOOK_S, abs=1 / 16000)
+    assert verifier.anywhere[-1] == {"stop"}
 
 
 def test_over_the_coachs_speech_a_stop_candidate_clears_the_lower_over_speech_bar() -> None:

@@ -154,8 +154,10 @@ def test_forced_positions_are_teacher_forced(verifier: verify.WhisperVerifier) -
 def test_a_stop_after_other_words_is_heard_anywhere_not_at_the_opening(
         verifier: verify.WhisperVerifier) -> None:
     """Locked speakers' stops said 0.5 s after a sentence ends (the fixture voices; Whisper is not
-    trained here): the opening misses most, reading anywhere hears most; the sentences alone
-    are not stops either way."""
+    trained here): in a 2-second window, which holds the sentence's end, the opening misses
+    most and reading anywhere hears most; in the shipped LOOK_S (1.2 s, session 9), which holds
+    little of the sentence, the opening hears most itself (measured: 2 s, opening 1 and
+    anywhere 5 of 8 over 0.1; 1.2 s, opening 5). The sentences alone are not stops either way."""
     from voicecoach.audio.samples import active_bounds
     from voicecoach.lab.training.data import read_audio
 
@@ -165,17 +167,21 @@ def test_a_stop_after_other_words_is_heard_anywhere_not_at_the_opening(
 
     stops = [trim(read_audio(p).astype(np.float32) / 32768.0, 0.2) for p in _locked("stop", 8)]
     talk = [trim(x, 0.0) for x in _sentences(8)]
-    opening, anywhere, alone = [], [], []
+    opening, anywhere, alone, shipped = [], [], [], []
     for stop, said in zip(stops, talk, strict=True):
         mix = np.concatenate([_level(said, stop), np.zeros(8000, np.float32), stop])
-        window = mix[-int(verify.LOOK_S * 16000):]
+        window = mix[-2 * 16000:]
         first: dict[str, float] = {}
         anywhere.append(verifier.scores(window, {"stop": PHRASES["stop"]}, anywhere={"stop"},
                                         opening=first)["stop"])
         opening.append(first["stop"])
-        alone.append(verifier.scores(said[-int(verify.LOOK_S * 16000):], {"stop": PHRASES["stop"]},
+        shipped.append(verifier.scores(mix[-int(verify.LOOK_S * 16000):],
+                                       {"stop": PHRASES["stop"]})["stop"])
+        alone.append(verifier.scores(said[-2 * 16000:], {"stop": PHRASES["stop"]},
                                      anywhere={"stop"})["stop"])
     assert all(a >= o - 1e-9 for a, o in zip(anywhere, opening, strict=True))
     assert sum(a > 0.1 for a in anywhere) >= 4
     assert sum(a > 0.1 for a in anywhere) >= sum(o > 0.1 for o in opening) + 2
+    assert verify.LOOK_S < 2.0
+    assert sum(o > 0.1 for o in shipped) >= sum(o > 0.1 for o in opening) + 2
     assert max(alone) < 0.05

@@ -87,8 +87,8 @@ class Recipe:
     """Each window of running talk counts this many synthetic ones in the loss."""
     peak_look: int = 0
     """1: a stop candidate looked at while its score still rose is looked at once more at the
-    run's peak if rejected (``Decision.peak_look``); chosen with the second look's thresholds,
-    on out-of-fold clips and talk. Not a feature or head setting."""
+    run's peak if rejected (``Decision.peak_look``). Tried in session 9 and not shipped
+    (README, "Measured figures"). Not a feature or head setting."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""

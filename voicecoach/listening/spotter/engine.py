@@ -46,10 +46,14 @@ FLUSH_S = 0.64
 FLOOR_DBFS = -65.0
 """The room tone of a stream too short to have a floor of its own (the warm-up's level)."""
 OVER_SPEECH_LOOK_S = 1.2
-"""While the coach's own speech overlaps a look's :data:`LOOK_S` window (``coach_speech``), the
-look reads only this much before the candidate: the word the spotter raised, not the coach's
-leftover words before it, which open Whisper's transcript and take a user's stop's opening
-probability down to nothing (chosen on dev speakers with lab.bench.barge_in; README)."""
+"""While the coach's own speech is within :data:`OVER_SPEECH_SPAN_S` of a look
+(``coach_speech``), the look reads only this much before the candidate: the word the spotter
+raised, not the coach's leftover words before it, which open Whisper's transcript and take a
+user's stop's opening probability down to nothing (chosen on dev speakers with
+lab.bench.barge_in; README). Since session 9 every look reads this much (:data:`LOOK_S`)."""
+OVER_SPEECH_SPAN_S = 2.0
+"""A look is over the coach's speech if the coach spoke within this much before it (the look
+window the over-speech rules were chosen with)."""
 
 
 OVER_SPEECH_STOP_BAR: float | None = 0.004
@@ -234,18 +238,14 @@ class SpotterRecogniser:
         still a stop (stop is always asked)."""
         if self.verifier is None:
             return None
-        # A candidate is looked at with the whole LOOK_S before its step (look_window), as the
-        # thresholds were chosen, unless the coach spoke in it (below): a word inside running
-        # talk does not open the transcript, so it is not heard as a command, except those the
-        # card reads anywhere (stop, said after other words: the coach's leftover echo, a
-        # visitor). (A second try from a
-        # rejected stop's onset was taken out: it opened talk to the transcript at a threshold
-        # chosen without talk, and false stops in an hour of talk went from 29 to 127.) The
-        # audio kept ends where the fed samples end, which may run past this step.
-        # While the coach speaks the window is the last OVER_SPEECH_LOOK_S: its leftover words
-        # would open the transcript (the coach never says a stop phrase, so they can only hide
-        # one; reading stop anywhere instead let the coach's words through as stops on dev
-        # speakers' looks, see README "Barge-in with real people").
+        # A candidate is looked at with the LOOK_S before its step (look_window), as the
+        # thresholds were chosen: the word the spotter raised, not the talk before it, which
+        # would open the transcript. Stop is read where the card says (its opening, or
+        # anywhere: stop said after other words, a visitor's), except over the coach's own
+        # speech (_look). (A second try from a rejected stop's onset was taken out: it opened
+        # talk to the transcript at a threshold chosen without talk, and false stops in an
+        # hour of talk went from 29 to 127.) The audio kept ends where the fed samples end,
+        # which may run past this step.
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
         # stop is always asked too: any candidate may be a stop the spotter misnamed
@@ -311,11 +311,14 @@ class SpotterRecogniser:
         """The verifier's scores for ``asked`` over the kept audio up to sample ``end`` (audio
         time ``end_s``), and whether the coach's speech was in the window: then it reads only
         the last :data:`OVER_SPEECH_LOOK_S`, else :data:`LOOK_S`."""
-        over = self._coach_over(end_s - LOOK_S, end_s)
+        over = self._coach_over(end_s - OVER_SPEECH_SPAN_S, end_s)
         self.last_look_over = over
         window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
-        score = verifier.scores(window.astype(np.float32) / 32768.0, asked,
-                                anywhere=self.verify_anywhere & asked.keys())
+        # over the coach, stop is read at the transcript's opening only (its bar,
+        # OVER_SPEECH_STOP_BAR, was chosen so): read anywhere, the coach's own words passed
+        # as stops on dev speakers' trials (README "Barge-in with real people")
+        anywhere = frozenset() if over else self.verify_anywhere & asked.keys()
+        score = verifier.scores(window.astype(np.float32) / 32768.0, asked, anywhere=anywhere)
         return score, over
 
     def flush(self) -> list[Detection]:

@@ -33,8 +33,11 @@ HOP = 160
 N_MELS = 80
 WINDOW_S = 4.0
 """Whisper's input window: the audio looked at, padded with zeros to this length."""
-LOOK_S = 2.0
-"""Audio before the candidate's end that the verifier reads (the command and some context)."""
+LOOK_S = 1.2
+"""Audio before the candidate's end that the verifier reads: the word the spotter raised, not
+the talk before it, which would open Whisper's transcript (2.0 s until session 9; 1.2 s was
+first used over the coach's speech and then, chosen by cross-validation with running talk,
+everywhere: README "Measured figures", session 9)."""
 SOT, NO_TIMESTAMPS = 50257, 50362
 EOT = 50256
 """Tokens from here up are Whisper's special tokens (end of text first)."""
