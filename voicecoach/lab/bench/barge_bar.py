@@ -23,14 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from voicecoach.lab.bench.barge_trace import LATE_S
 from voicecoach.lab.training.data import is_locked
 from voicecoach.lab.training.second_look import VERIFY_GRID
 from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
-
-LATE_S = 0.5
-STOP = "stop"
+from voicecoach.listening.spotter.decide import STOP
 
 
 def _stop_looks(looks: list[dict[str, Any]], over: bool = False) -> list[dict[str, Any]]:
@@ -105,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bar {t['bar']:.4f}: stops {t['caught']}/{t['stops']}, other words taken for stop "
               f"{t['false_others']}/{t['others']}, looks at the coach's voice let through "
               f"{t['echo_false']}, cost {cost(t):.3f}")
-    print(f"chosen over-speech stop bar: {bar:.4f} (the card's {card_bar:.4f}); "
-          f"{np.round(bar, 4)}")
+    print(f"chosen over-speech stop bar: {bar:.4f} (the card's {card_bar:.4f})")
     return 0
 
 

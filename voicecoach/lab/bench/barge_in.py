@@ -84,7 +84,6 @@ NEGATIVE_WORDS = ("up", "down", "off", "on", "left", "right", "_unknown_")
 
 #: ``--speakers``: the locked test set, or the others (for choosing anything; never the locked).
 SPEAKER_SETS = ("locked", "dev")
-STOP_WORD = "stop"
 
 
 def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
@@ -286,7 +285,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                              sum(r["word"] not in NEGATIVE_WORDS for r in others)),
             "negatives": (sum(bool(r.get("false")) for r in others if r["word"] in NEGATIVE_WORDS),
                           sum(r["word"] in NEGATIVE_WORDS for r in others),
-                          sum(STOP_WORD in r.get("false", []) for r in others)),
+                          sum("stop" in r.get("false", []) for r in others)),
             "lost": _lost(stops),
         }
     return out

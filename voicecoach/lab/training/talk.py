@@ -99,8 +99,7 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
     from voicecoach.listening.spotter.verify import LOOK_S
 
     key = hashlib.sha256(json.dumps([VERSION, stop_candidate, verified_threshold,
-                                     *([True] if base.peak_look else []),
-                                     *([LOOK_S] if LOOK_S != 2.0 else []),
+                                     base.peak_look, LOOK_S,
                                      [str(f) for _, f, _ in files],
                                      [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()])
                                                      .tobytes()).hexdigest() for k in sorted(heads)]

@@ -97,8 +97,9 @@ class SpotterRecogniser:
                                verifying=self.verifier is not None)
         self._origin_s: float | None = None
         #: The verifier's stop threshold for a look over the coach's own speech (see
-        #: :data:`OVER_SPEECH_STOP_BAR`); the lab's barge-in bench sets it to compare
+        #: :data:`OVER_SPEECH_STOP_BAR`; None: the card's)
         self.over_speech_stop_bar: float | None = OVER_SPEECH_STOP_BAR
+        #: Whether the last look was over the coach's speech (the barge-in bench's trace)
         self.last_look_over = False
         #: When the coach speaks, as (start, end) audio-time spans of its echo (end inf while
         #: it plays): told by the device loop (:meth:`hear_coach`); None where nobody knows
@@ -259,7 +260,7 @@ class SpotterRecogniser:
             # each threshold was chosen for looks at candidates the spotter raised as that
             # command; a command it did not raise must clear at least the default bar
             own = self.verify_thresholds.get(command, default)
-            if command == STOP and over:
+            if command == STOP:
                 own = self.stop_bar(over)
             return own if command == fired.command else max(own, default)
 
@@ -309,8 +310,9 @@ class SpotterRecogniser:
     def _look(self, verifier: WhisperVerifier, end: int, end_s: float,
               asked: dict[str, list[str]]) -> tuple[dict[str, float], bool]:
         """The verifier's scores for ``asked`` over the kept audio up to sample ``end`` (audio
-        time ``end_s``), and whether the coach's speech was in the window: then it reads only
-        the last :data:`OVER_SPEECH_LOOK_S`, else :data:`LOOK_S`."""
+        time ``end_s``), and whether the coach spoke within :data:`OVER_SPEECH_SPAN_S` before
+        it: then it reads the last :data:`OVER_SPEECH_LOOK_S`, stop at the opening only, else
+        :data:`LOOK_S` as the card says."""
         over = self._coach_over(end_s - OVER_SPEECH_SPAN_S, end_s)
         self.last_look_over = over
         window = look_window(self._audio, end, OVER_SPEECH_LOOK_S if over else LOOK_S)
