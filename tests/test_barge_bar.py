@@ -61,3 +61,6 @@ def test_locked_speakers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert barge_bar.main([str(trials)]) == 2
     assert "locked speakers" in capsys.readouterr().err
     assert barge_bar.main([str(tmp_path / "missing.jsonl")]) == 2
+    trials.write_text('{"placed": true, "echo": "nlms"}\n[1, 2]\n', encoding="utf-8")
+    assert barge_bar.main([str(trials)]) == 2
+    assert "not a traced barge-in row" in capsys.readouterr().err

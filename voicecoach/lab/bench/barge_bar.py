@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"barge_bar: cannot read {path} ({exc}); give the JSON lines of "
                   "barge_in --json", file=sys.stderr)
             return 2
+    bad = next((n for n, r in enumerate(rows, 1) if not isinstance(r, dict) or r.get("placed")
+                and not {"word", "word_s", "looks"} <= r.keys()), None)
+    if bad is not None:
+        print(f"barge_bar: trial {bad} is not a traced barge-in row (no word, word_s or looks); "
+              "give the JSON lines of barge_in --json", file=sys.stderr)
+        return 2
     locked = sorted({r["speaker"] for r in rows if is_locked(r.get("speaker", ""))})
     if locked:
         print(f"barge_bar: {len(locked)} locked speakers in the trials (e.g. {locked[0]}); choose "
