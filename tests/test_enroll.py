@@ -256,6 +256,8 @@ def test_a_bad_take_among_good_ones_is_left_out_with_a_warning(
     warned = [x for x in err.splitlines() if "bad.wav" in x]
     assert code == 0 and len(warned) == 1 and expected in warned[0], err
     assert (env / "enrollment" / "joe.npz").read_bytes() != before  # made from the good takes
+    with np.load(env / "enrollment" / "joe.npz") as saved:  # and it says a take was left out
+        assert json.loads(saved["meta"].tobytes().decode("utf-8"))["takes_rejected"] == 1
 
 
 def test_every_problem_is_reported_at_once_and_the_old_enrollment_kept(

@@ -216,8 +216,9 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
                 except TakeRejected as exc:
                     problems.append(f"{wav}: {exc.message} ({exc.hint})")
                     continue
-                except VoicecoachError as exc:  # unreadable, corrupt
+                except VoicecoachError as exc:  # unreadable, corrupt: a take left out too
                     problems.append(exc.one_line())
+                    enroller.rejected += 1
                     continue
                 names.append(wav)
                 good[command] += 1
