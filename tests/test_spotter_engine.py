@@ -196,12 +196,7 @@ def test_a_stop_said_just_after_other_talk_is_heard_by_the_second_look(rec: Spot
     talk = _coach_talk()
     coach, stops = _coach_then_stops(12)
     backward = GRAMMAR.commands_for("backward")
-    heard = []
-    for clip in stops:
-        mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip])
-        stops = [d for d in hear(rec, to_int16(mix / 32768.0), backward, room=True)
-                 if d.command == "stop"]
-        heard.append(bool(stops) and all(d.verified for d in stops))
+    heard = _verified_stops_after(rec, coach, stops, backward)
     assert sum(heard) >= 10, heard
     alone = _levelled(talk, -27.0)
     assert not hear(rec, to_int16(alone / 32768.0), backward, room=True)
@@ -225,6 +220,19 @@ def _coach_talk() -> np.ndarray:
     return talk[:int(np.nonzero(np.abs(talk) > 300)[0][-1]) + 1]
 
 
+def _verified_stops_after(rec: SpotterRecogniser, coach: np.ndarray, stops: list[np.ndarray],
+                          commands: tuple[str, ...]) -> list[bool]:
+    """For each stop said 0.3 s after the coach's words: heard, and every stop detection of it
+    verified by the second look."""
+    heard = []
+    for clip in stops:
+        mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip])
+        got = [d for d in hear(rec, to_int16(mix / 32768.0), commands, room=True)
+               if d.command == "stop"]
+        heard.append(bool(got) and all(d.verified for d in got))
+    return heard
+
+
 def _coach_then_stops(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The coach's last words (its residual echo, 6 dB under the user, cut where they end) and
     ``n`` unseen people's stops at the user's level (from their onset)."""
@@ -246,14 +254,9 @@ def test_a_stop_just_after_the_coachs_words_is_heard_when_the_recogniser_knows_w
     coach, stops = _coach_then_stops(12)
     backward = GRAMMAR.commands_for("backward")
     room_s = 0.5  # hear(room=True) puts half a second of room tone first
-    heard = []
     try:
         rec.hear_coach(lambda: [(room_s, room_s + coach.size / 16000 + 0.35)])
-        for clip in stops:
-            mix = np.concatenate([coach, np.zeros(int(0.3 * 16000)), clip])
-            got = [d for d in hear(rec, to_int16(mix / 32768.0), backward, room=True)
-                   if d.command == "stop"]
-            heard.append(bool(got) and all(d.verified for d in got))
+        heard = _verified_stops_after(rec, coach, stops, backward)
         assert sum(heard) >= 6, heard
         assert not hear(rec, to_int16(coach / 32768.0), backward, room=True)
         rec.hear_coach(lambda: [(room_s, room_s + 4.0)])
