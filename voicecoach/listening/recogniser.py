@@ -40,7 +40,7 @@ class Recogniser(Protocol):
 
     An engine may also offer ``hear_coach(spans)``: the device loop then hands it where the
     coach's own speech can be in the audio (a callable returning (start, end) audio-time
-    spans; the spotter's second look reads a shorter window over it)."""
+    spans; the spotter's second look reads stop differently over it)."""
 
     name: str
     language: str

@@ -54,8 +54,6 @@ lab.bench.barge_in; README). Since session 9 every look reads this much (:data:`
 OVER_SPEECH_SPAN_S = 2.0
 """A look is over the coach's speech if the coach spoke within this much before it (the look
 window the over-speech rules were chosen with)."""
-
-
 OVER_SPEECH_STOP_BAR: float | None = 0.004
 """The verifier's stop threshold for a look whose window holds the coach's own speech, when
 lower than the card's (None: the card's everywhere). The card's bar was chosen on clips and
@@ -122,8 +120,8 @@ class SpotterRecogniser:
 
     def hear_coach(self, spans: Callable[[], Sequence[tuple[float, float]]] | None) -> None:
         """Where the coach's own speech is in the audio (the duplex gate's echo spans, on this
-        recogniser's audio clock): a look over it reads a shorter window
-        (:data:`OVER_SPEECH_LOOK_S`)."""
+        recogniser's audio clock): a look over it reads :data:`OVER_SPEECH_LOOK_S`, stop at
+        the transcript's opening only, at :data:`OVER_SPEECH_STOP_BAR` (see :meth:`_look`)."""
         self.coach_speech = spans
 
     def _coach_over(self, start_s: float, end_s: float) -> bool:
@@ -281,7 +279,7 @@ class SpotterRecogniser:
         """A second look at a stop acted on without one (a confident stop, ``det``), asked by the
         duplex gate before it drops the stop as the coach's own voice: True if the verifier
         hears stop in the audio up to the step it was emitted at, read as any stop candidate's
-        look is (the shorter window over the coach's speech, the card's stop threshold). The
+        look is (over the coach's speech: its window, the opening, :meth:`stop_bar`). The
         look is evidence of the user's word, the gate's residual a guess at who spoke
         (README "Barge-in with real people", session 9). False if there is no verifier or the
         audio is no longer kept."""

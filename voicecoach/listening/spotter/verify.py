@@ -96,7 +96,7 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 
 def look_window(audio: np.ndarray, end: int, seconds: float = LOOK_S) -> np.ndarray:
     """The samples a candidate ending at sample ``end`` is looked at with: the :data:`LOOK_S`
-    before it (``seconds``: fewer, while the coach speaks, see the spotter's engine). The engine
+    before it (``seconds``: another length where the caller says so). The engine
     and the choice of thresholds (``lab.training.second_look``) both cut it here, so the
     verifier is validated on exactly what it sees in use."""
     return audio[max(0, end - int(round(seconds * SAMPLE_RATE))):end]
