@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,6 +160,41 @@ def test_heartbeats_are_paced_by_workout_and_wall_time(tmp_path: Path) -> None:
         rec.close("stopped")
         rec.heartbeat(60.0)  # after close: ignored
         assert (db.sessions()[0].status, db.sessions()[0].backward_s) == ("stopped", 20.5)
+
+
+class _SignalAfterBegin:
+    """The connection, except that a signal's exception lands just after one BEGIN has run
+    and before the write's body: where SIGTERM struck once in CI."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn, self.struck = conn, False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = self._conn.execute(sql, *args)
+        if sql == "BEGIN IMMEDIATE" and not self.struck:
+            self.struck = True
+            raise SystemExit(143)
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_a_signal_just_after_begin_still_leaves_the_session_stopped(tmp_path: Path) -> None:
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(1), "run",
+                                   wall_clock=lambda: 1e6)  # every heartbeat writes
+        real, db.conn = db.conn, _SignalAfterBegin(db.conn)  # type: ignore[assignment]
+        try:
+            with pytest.raises(SystemExit):
+                rec.heartbeat(30.0)
+        finally:
+            struck, db.conn = db.conn.struck, real  # type: ignore[attr-defined]
+        assert struck
+        rec.close("stopped")
+        assert not rec.incomplete, rec.problem
+    with HistoryDB.open(tmp_path) as db:
+        assert [(s.source, s.status) for s in db.sessions()] == [("run", "stopped")]
 
 
 def test_sigkill_mid_session_leaves_an_interrupted_session(tmp_path: Path) -> None:

@@ -215,6 +215,12 @@ class HistoryDB:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so it waits for other writers up front)."""
         with self.lock:
+            if self.conn.in_transaction:
+                # A write cut off between its BEGIN and its body (a signal's exception lands
+                # between any two bytecodes): its transaction is still open and would make
+                # this BEGIN, and so every later write of the session, fail.
+                _LOGGER.debug("history: rolling back a write that was cut off")
+                self._rollback()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
