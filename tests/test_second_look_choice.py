@@ -111,3 +111,38 @@ def test_the_long_form_counts_one_stop_per_word_and_everything_else_false() -> N
     acted = [(9.9, "stop"), (10.9, "stop"), (20.0, "faster"), (31.3, "stop"), (31.6, "stop")]
     # 9.9 s is inside the 0.2 s before the first word; 31.6 s is past 1 s after the second
     assert match_stops(acted, said) == [0, None, None, 1, None]
+
+
+def sure_clips() -> list[dict[str, Any]]:
+    """Stop clips: 16 the look hears (0.5), 4 the spotter is sure of (0.97) whose looks only
+    lean to stop (0.006); word clips the spotter is as sure of whose looks score 0.002."""
+    out = [{"command": "stop", "word": "stop", "looks": {"stop": 0.5}, "stat": 0.6}
+           for _ in range(16)]
+    out += [{"command": "stop", "word": "stop", "looks": {"stop": 0.006}, "stat": 0.97}
+            for _ in range(4)]
+    out += [{"command": "", "word": "up", "looks": {"stop": 0.002}, "stat": 0.97}
+            for _ in range(40)]
+    for c in out:
+        c["looks_anywhere"] = c["looks"]
+    return out
+
+
+def test_the_sure_stop_rule_is_kept_only_where_it_pays_and_never_takes_a_word() -> None:
+    from voicecoach.lab.training.second_look import choose_sure_stop, second_look_figures
+
+    stat = lambda c: c["stat"]  # noqa: E731
+    limits = {"stop": 0.1, "default": 0.3}
+    sure = choose_sure_stop(sure_clips(), MISS, FALSE, 20.0, stat, 1.0, limits, "opening")
+    assert sure is not None and sure[0] <= 0.97 and 0.002 < sure[1] <= 0.006
+    figs = second_look_figures(sure_clips(), 1.0, limits, stat, "opening", sure)
+    assert figs["recall"]["stop"]["heard"] == 20
+    assert figs["false_accepts_words"]["accepts"] == 0
+    # the same leaning looks as false stops in an hour of talk: the rule costs more than it gives
+    noisy = talk([event(30.0 * k, "stop", opening=0.006, run_max=0.98) for k in range(1, 31)], [])
+    assert choose_sure_stop(sure_clips(), MISS, FALSE, 20.0, stat, 1.0, limits, "opening",
+                            noisy) is None
+    # in talk the rule acts as the engine would: a sure run with a leaning look is a stop
+    said = talk([event(20.4, "stop", opening=0.006, run_max=0.98)], [(19.9, 20.3)])
+    assert talk_outcome(said, 1.0, limits, "opening")["caught"] == 0
+    assert talk_outcome(said, 1.0, limits, "opening", sure=(0.95, 0.005))["caught"] == 1
+    assert talk_outcome(said, 1.0, limits, "opening", sure=(0.99, 0.005))["caught"] == 0

@@ -89,7 +89,8 @@ def make_verifying(**kw: float) -> Decider:
     decision = Decision(stop_threshold=0.6, threshold=0.8, smooth=1, confirm=2, refractory_s=1.0,
                         stop_candidate=kw.pop("cand", 0.2), verified_stop_threshold=kw.pop("conf", 0.9),
                         verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)),
-                        peak_look=bool(kw.pop("peak", False)))
+                        peak_look=bool(kw.pop("peak", False)),
+                        sure_stop_threshold=kw.pop("sure", None), sure_stop_bar=kw.pop("bar", None))
     return Decider(LABELS, PHRASES, decision, verifying=True)
 
 
@@ -151,6 +152,45 @@ def test_with_peak_look_a_run_looked_at_while_rising_is_looked_at_again_at_its_p
     d = make_verifying(after=2, peak=True)
     twice = rising + rising
     assert [f[1] for f in fired(d, twice)] == [0.24, 0.56, 1.04, 1.36]
+
+
+def looked(decider: Decider, stream: list[np.ndarray], verifier_stop: float
+           ) -> list[tuple[str, float, bool]]:
+    """As the engine does: every stop candidate is looked at, its look does not clear the stop
+    bar and scores ``verifier_stop``; what is acted on."""
+    out = []
+    for j, p in enumerate(stream):
+        for f in decider.step(p, (j + 1) * 0.08):
+            if not f.needs_look:
+                out.append((f.command, round(f.emitted_s, 2), False))
+            elif (sure := decider.looked_at_stop(f, verifier_stop)) is not None:
+                out.append((sure.command, round(sure.emitted_s, 2), True))
+    return out
+
+
+def test_a_run_the_spotter_is_sure_of_needs_less_from_the_look() -> None:
+    peaked = [probs(), probs(stop=0.3), probs(stop=0.8), probs(stop=0.7), probs(stop=0.5), probs()]
+    # the run reached 0.8 before its look (at 0.32 s, when it fell): the lower bar is enough now
+    assert looked(make_verifying(after=4, sure=0.75, bar=0.004), peaked, 0.005) == [
+        ("stop", 0.32, True)]
+    # a look under the lower bar, a run that never reached the sure level, or no rule: nothing
+    assert looked(make_verifying(after=4, sure=0.75, bar=0.004), peaked, 0.003) == []
+    assert looked(make_verifying(after=4, sure=0.85, bar=0.004), peaked, 0.005) == []
+    assert looked(make_verifying(after=4), peaked, 0.5) == []
+    # looked at while rising (look_after): acted on at the step the run reaches the level
+    rising = [probs(), probs(stop=0.3), probs(stop=0.4), probs(stop=0.6), probs(stop=0.8),
+              probs(stop=0.85), probs(stop=0.3), probs()]
+    # (looked at 0.24 s at 0.4)
+    assert looked(make_verifying(after=2, sure=0.75, bar=0.004), rising, 0.005) == [
+        ("stop", 0.4, False)]
+    # the run ended under the level: its lean is forgotten, the next run starts afresh
+    low = [probs(), probs(stop=0.3), probs(stop=0.4), probs(stop=0.5), probs()]
+    d = make_verifying(after=2, sure=0.75, bar=0.004)
+    assert looked(d, low, 0.005) == []
+    assert looked(d, [probs(stop=0.1), probs(stop=0.8), probs()], 0.0) == []
+    # one stop per run: once acted on, the rest of the run fires nothing
+    d = make_verifying(after=2, sure=0.75, bar=0.004)
+    assert [f[1] for f in looked(d, rising + [probs(stop=0.85)] * 3, 0.005)] == [0.4]
 
 
 def test_other_commands_are_candidates_and_refractory_starts_only_when_accepted() -> None:

@@ -184,3 +184,42 @@ def test_over_the_coachs_speech_a_stop_candidate_clears_the_lower_over_speech_ba
     rec.over_speech_stop_bar = low
     rec.hear_coach(lambda: [(0.0, float("inf"))])
     assert rec._second_look(candidate("faster", ("slower", "pause"))) is None
+
+
+def test_a_stop_run_the_spotter_is_sure_of_needs_only_the_sure_bar_but_not_over_the_coach() -> None:
+    """With the card's sure-stop rule: a stop candidate whose run reached the sure level and
+    whose look scores from the sure bar up (under the stop bar) is acted on as stop; a look
+    under the sure bar, or any look over the coach's speech, is not."""
+    from dataclasses import replace
+
+    card = SpotterRecogniser(GRAMMAR).verify_thresholds["stop"]
+
+    def acted(look: float, over: bool) -> list[str]:
+        rec, _ = spotter({"stop": look}, "backward")
+        rec.decider.decision = replace(rec.decider.decision, sure_stop_threshold=0.8,
+                                       sure_stop_bar=card / 4)
+        if over:  # (the over-speech bar left out: the card's applies there too)
+            rec.hear_coach(lambda: [(0.0, float("inf"))])
+            rec.over_speech_stop_bar = None
+        labels = rec.model.labels
+        quiet, sure = np.zeros(len(labels)), np.zeros(len(labels))
+        quiet[labels.index("_noise_")] = sure[labels.index("_noise_")] = 1.0
+        sure[labels.index("stop")], sure[labels.index("_noise_")] = 0.9, 0.1
+        out = []
+        for j, p in enumerate([quiet, sure, sure, sure, quiet, quiet]):
+            for f in rec.decider.step(p, (j + 1) * 0.08):
+                got = rec._second_look(f) if f.needs_look else f
+                out += [got.command] if got is not None else []
+        return out
+
+    assert rec_conf_below_one()
+    assert acted(card / 2, over=False) == ["stop"]
+    assert acted(card / 8, over=False) == []
+    assert acted(card / 2, over=True) == []
+
+
+def rec_conf_below_one() -> bool:
+    """The shipped card never acts on the spotter's stop alone under 0.9 (else the test above
+    would not reach the look)."""
+    dec = SpotterRecogniser(GRAMMAR).decider.decision
+    return dec.threshold_for("stop", verifying=True) > 0.9

@@ -136,6 +136,10 @@ def render_card(card: dict[str, Any]) -> str:
                   f"reads the last {card.get('look_s', 2.0)} s of audio before the candidate"
                   + ("; a stop candidate looked at while its score still rose is looked at once "
                      "more at the run's peak if rejected (`peak_look`)" if dec.get("peak_look")
+                     else "")
+                  + (f"; a stop run whose score reaches {dec['sure_stop_threshold']} needs only "
+                     f"{dec['sure_stop_bar']} from the look (the sure-stop rule, chosen last, "
+                     "so it only adds stops)" if dec.get("sure_stop_threshold") is not None
                      else "") + ".",
                   "",
                   "Chosen by the costs above on out-of-fold clips and on out-of-fold running talk "

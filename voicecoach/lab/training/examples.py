@@ -89,6 +89,10 @@ class Recipe:
     """1: a stop candidate looked at while its score still rose is looked at once more at the
     run's peak if rejected (``Decision.peak_look``). Tried in session 9 and not shipped
     (README, "Measured figures"). Not a feature or head setting."""
+    sure_stop: int = 1
+    """1: the second look's choice may add the sure-stop rule (``Decision.sure_stop_threshold``
+    and ``sure_stop_bar``, ``second_look.choose_sure_stop``), kept only if it lowers the cost;
+    0: never (the card of session 9). Not a feature or head setting."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
@@ -97,7 +101,7 @@ class Recipe:
             d.pop("coach_on_real")    # the key of the features made before the field existed
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
-                    "talk_minutes", "talk_stride", "talk_weight", "peak_look"):
+                    "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop"):
             d.pop(key)
         return d
 

@@ -172,8 +172,47 @@ def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
     return float(conf), thresholds, method
 
 
+def choose_sure_stop(clips: list[dict[str, Any]], miss_cost: dict[str, float],
+                     false_cost: dict[str, float], negative_prior: float, stop_stat: Any,
+                     conf: float, thresholds: dict[str, float], method: str,
+                     talk: dict[str, Any] | None = None) -> tuple[float, float] | None:
+    """The sure-stop rule (``Decision.sure_stop_threshold``, ``sure_stop_bar``), chosen after
+    everything else, by the same costs: a stop run reaching a spotter level under ``conf`` with a
+    look reaching a verifier bar under the stop's own. It only adds stops to what the other
+    settings hear, so they stay as chosen. None (no such rule) unless it lowers the cost; among
+    equal costs the strictest pair."""
+    from voicecoach.lab.training.talk import talk_outcome
+
+    is_pos = np.array([bool(c["command"]) for c in clips])
+    command = np.array([c["command"] for c in clips])
+    stat = np.array([stop_stat(c) for c in clips])
+    looks = np.array([c.get(LOOK_KEY[method], c["looks"]).get(STOP, 0.0) for c in clips])
+    base = (stat >= conf) | (looks >= thresholds[STOP])
+
+    def cost(sure: tuple[float, float] | None) -> float:
+        fires = base if sure is None else base | ((stat >= sure[0]) & (looks >= sure[1]))
+        pos, neg = fires[command == STOP], fires[~is_pos]
+        total = (miss_cost.get(STOP, 1.0) * (1.0 - float(pos.mean()) if pos.size else 0.0)
+                 + negative_prior * false_cost.get(STOP, 1.0) * (float(neg.mean()) if neg.size else 0.0))
+        if talk is not None:
+            out = talk_outcome(talk, conf, thresholds, method, sure=sure)
+            total += (miss_cost.get(STOP, 1.0) * (1.0 - out["recall"])
+                      + TALK_PRIOR * sum(false_cost.get(c, 1.0) * n for c, n in out["false"].items())
+                      / out["hours"])
+        return total
+
+    none = cost(None)
+    pairs = [(float(s), float(v)) for s in STOP_GRID if s < conf
+             for v in VERIFY_GRID if v < thresholds[STOP]]
+    if not pairs:
+        return None
+    best = min(pairs, key=lambda p: (cost(p), -p[0], -p[1]))
+    return best if cost(best) < none - 1e-12 else None
+
+
 def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: dict[str, float],
-                        stop_stat: Any, method: str = "opening") -> dict[str, Any]:
+                        stop_stat: Any, method: str = "opening",
+                        sure: tuple[float, float] | None = None) -> dict[str, Any]:
     """Recall per word and false accepts with the second look (on the clips looked at)."""
     def heard(c: dict[str, Any], cmd: str) -> bool:
         v = thresholds.get(cmd, thresholds["default"])
@@ -181,6 +220,9 @@ def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: di
             return True
         looks = c.get("looks_anywhere", c["looks"]) if cmd == STOP and method == "anywhere" \
             else c["looks"]
+        if cmd == STOP and sure is not None and stop_stat(c) >= sure[0] and \
+                looks.get(STOP, 0.0) >= sure[1]:
+            return True
         return looks.get(cmd, 0.0) >= v
 
     rec: dict[str, list[int]] = {}

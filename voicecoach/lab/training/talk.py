@@ -158,12 +158,15 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
 
 
 def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float], method: str,
-                 refractory_s: float = 1.0) -> dict[str, Any]:
+                 refractory_s: float = 1.0, sure: tuple[float, float] | None = None
+                 ) -> dict[str, Any]:
     """What the engine would do with these settings: stops caught, false commands per hour.
 
     An event acts as the engine's second look decides (stop first if it clears; a command
     other than the candidate must clear the default bar too); a stop run whose smoothed score
-    reaches ``conf`` is a confident stop. ``method``: "opening" or "anywhere" (stop only)."""
+    reaches ``conf`` is a confident stop; with ``sure`` (spotter level, verifier bar: the
+    ``Decision.sure_stop_*`` rule) a stop candidate whose run reaches the level and whose look's
+    opening reaches the bar is a stop too. ``method``: "opening" or "anywhere" (stop only)."""
     default = thresholds.get("default", 1.0)
     acted: dict[str, list[tuple[float, str]]] = {}
     for e in sorted(data["events"], key=lambda e: (e["file"], e["emitted_s"])):
@@ -174,7 +177,9 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
             return own if c == e["command"] else max(own, default)
 
         heard = {c: p for c, p in e["opening"].items() if c != STOP and p >= limit(c)}
-        if stop_looks.get(STOP, 0.0) >= limit(STOP) or \
+        sure_stop = sure is not None and e["command"] == STOP and \
+            e["stop_run_max"] >= sure[0] and stop_looks.get(STOP, 0.0) >= sure[1]
+        if stop_looks.get(STOP, 0.0) >= limit(STOP) or sure_stop or \
                 (e["command"] == STOP and e["stop_run_max"] >= conf):
             named: str | None = STOP
         else:

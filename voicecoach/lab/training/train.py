@@ -314,6 +314,7 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         STOP_CANDIDATE,
         VERIFIED_THRESHOLD,
         choose_second_look,
+        choose_sure_stop,
         look_at_clips,
         sample_clips,
         second_look_figures,
@@ -338,8 +339,10 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                        verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD)
     conf, thresholds, method = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR,
                                                   stop_stat, talk)
-    figs = second_look_figures(sample, conf, thresholds, stop_stat, method)
-    out = talk_outcome(talk, conf, thresholds, method)
+    sure = choose_sure_stop(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat, conf,
+                            thresholds, method, talk) if recipe.sure_stop else None
+    figs = second_look_figures(sample, conf, thresholds, stop_stat, method, sure)
+    out = talk_outcome(talk, conf, thresholds, method, sure=sure)
     figs["talk"] = {"hours": round(out["hours"], 3), "stops": out["stops"], "caught": out["caught"],
                     "false": out["false"], "false_per_hour": round(out["false_per_hour"], 2)}
     figs["anywhere"] = [STOP] if method == "anywhere" else []
@@ -351,9 +354,13 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                        f"stops {out['caught']}/{out['stops']}, {out['false_per_hour']:.1f} false an "
                        f"hour {out['false'] or ''} | confident stop {conf:.2f}, stop read "
                        f"{method}, verifier "
-                       + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items())))
+                       + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items()))
+                       + (f" | sure stop: run {sure[0]:.2f} with verifier {sure[1]:.3f}" if sure
+                          else " | no sure-stop rule"))
     decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
-                       verified_stop_threshold=conf)
+                       verified_stop_threshold=conf,
+                       sure_stop_threshold=sure[0] if sure else None,
+                       sure_stop_bar=sure[1] if sure else None)
     return decision, thresholds, figs
 
 

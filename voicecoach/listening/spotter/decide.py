@@ -12,8 +12,9 @@ looked at before acting (``Fired.needs_look``): every non-stop command, and a st
 passed ``stop_candidate`` but not ``stop_threshold`` (looked at once its score stops rising, or
 ``look_after`` steps after it crossed). A confident stop never waits for a look. A run of
 scores that was looked at and rejected is not looked at again until the score falls back under
-the candidate level. Refractory periods start only when the engine accepts a command
-(:meth:`Decider.accept`).
+the candidate level, but a run the spotter is sure of (``sure_stop_threshold``) whose look
+leaned to stop (``sure_stop_bar``, told by :meth:`Decider.looked_at_stop`) is a stop. Refractory
+periods start only when the engine accepts a command (:meth:`Decider.accept`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ class Decision:
     """With a verifier: a stop candidate looked at while its score was still rising (at
     ``look_after``, before the word may have ended) is looked at once more when the score stops
     rising, if the first look rejected it."""
+    sure_stop_threshold: float | None = None
+    """With a verifier: a stop run whose score reaches this (under the confident threshold)
+    needs only :attr:`sure_stop_bar` from the verifier's look, not the card's stop bar (None:
+    no such rule). The two evidences add up: a run the spotter is sure of, with a look that
+    leans to stop, is a stop."""
+    sure_stop_bar: float | None = None
+    """The verifier's stop score that is enough for a run reaching :attr:`sure_stop_threshold`."""
 
     @classmethod
     def from_card(cls, data: Mapping[str, object]) -> Decision:
@@ -72,7 +80,9 @@ class Decision:
                    verified_stop_threshold=opt("verified_stop_threshold"),
                    verified_threshold=opt("verified_threshold"),
                    look_after=int(data.get("look_after", 2)),  # type: ignore[call-overload]
-                   peak_look=bool(data.get("peak_look", False)))
+                   peak_look=bool(data.get("peak_look", False)),
+                   sure_stop_threshold=opt("sure_stop_threshold"),
+                   sure_stop_bar=opt("sure_stop_bar"))
 
     def threshold_for(self, command: str, verifying: bool = False) -> float:
         if command == STOP:
@@ -141,6 +151,8 @@ class Decider:
         self._stop_steps = 0
         self._stop_said = False
         self._peak_due = False
+        self._stop_run_max = 0.0
+        self._sure_due = False
 
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
@@ -198,8 +210,17 @@ class Decider:
         if not self.verifying or score < candidate:
             self._stop_steps = 0
             self._peak_due = False
+            self._stop_run_max = 0.0
+            self._sure_due = False
             return None
+        self._stop_run_max = max(self._stop_run_max, score)
         if STOP in self._looked:
+            # a look that leaned to stop, and the run has now reached the sure level
+            if self._sure_due and d.sure_stop_threshold is not None and \
+                    score >= d.sure_stop_threshold:
+                fired = self._fire(STOP, smooth, end_s)
+                self.accept(fired)
+                return fired
             # the run's second look, at its peak, if the first was taken while it still rose
             if self._peak_due and not rising:
                 self._peak_due = False
@@ -213,6 +234,21 @@ class Decider:
         self._peak_due = d.peak_look and rising
         return self._fire(STOP, smooth, end_s, needs_look=True)
 
+    def looked_at_stop(self, fired: Fired, verifier_stop: float) -> Fired | None:
+        """The engine's look at stop candidate ``fired`` did not clear the stop bar but scored
+        ``verifier_stop``: if that reaches :attr:`Decision.sure_stop_bar`, the run is a stop as
+        soon as its score reaches :attr:`Decision.sure_stop_threshold` -- now (``fired``, accepted,
+        is returned) if it already has, else at that step of the run (:meth:`step`)."""
+        d = self.decision
+        if (fired.command != STOP or d.sure_stop_bar is None or d.sure_stop_threshold is None
+                or verifier_stop < d.sure_stop_bar):
+            return None
+        if self._stop_run_max >= d.sure_stop_threshold:
+            self.accept(fired)
+            return fired
+        self._sure_due = True
+        return None
+
     def accept(self, fired: Fired) -> None:
         """Act on ``fired``: its refractory period starts (the verifier agreed, or none asked)."""
         d = self.decision
@@ -221,6 +257,8 @@ class Decider:
             self._stop_said = True
         self._quiet_until = fired.emitted_s + d.refractory_s
         self._looked.discard(fired.command)
+        if fired.command == STOP:
+            self._sure_due = False
 
     def _fire(self, cmd: str, smooth: np.ndarray, end_s: float, *, needs_look: bool = False) -> Fired:
         idx = self._classes[cmd]

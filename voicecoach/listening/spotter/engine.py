@@ -269,7 +269,9 @@ class SpotterRecogniser:
                       " ".join(f"{c} {p:.3f}/{limit(c):.3f}" for c, p in score.items()),
                       named or "drop")
         if named is None:
-            return None
+            # a stop run the spotter is sure of needs less from the look (Decision.sure_stop_*,
+            # chosen on talk and clips without the coach; over the coach, stop_bar alone)
+            return None if over else self.decider.looked_at_stop(fired, score.get(STOP, 0.0))
         if named != fired.command:
             fired = replace(fired, command=named, phrase=self._phrases[named][0])
         self.decider.accept(fired)
