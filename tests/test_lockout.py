@@ -7,7 +7,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,14 +17,16 @@ from conftest import REPO
 
 from voicecoach import cli
 from voicecoach.audio.wav import write_wav
+from voicecoach.commands._common import Terminated, stopped_by_sigterm
 from voicecoach.commands.serve import NEEDS_A_PERSON
 from voicecoach.device.loop import NO_HISTORY_SPEECH, AudioClock, DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import grammar_dir, load_grammar
-from voicecoach.history import DB_NAME, HistoryDB
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
 from voicecoach.listening.engines import make_recogniser
 from voicecoach.settings import Settings, SpeechSettings
+from voicecoach.workout.plan import programme_week
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
@@ -57,6 +61,45 @@ def test_sigterm_during_run_records_the_session_as_stopped(tmp_path: Path) -> No
         "voicecoach: terminated (SIGTERM); the session was recorded as stopped")
     with HistoryDB.open(home) as db:
         assert [(s.source, s.status) for s in db.sessions()] == [("run", "stopped")]
+
+
+class _NoWrites:
+    """The history's connection on a disk that has failed: every write is refused."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.split()[0].upper() in ("BEGIN", "INSERT", "UPDATE"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_the_sigterm_line_says_whether_the_session_was_recorded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], writable: bool) -> None:
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(1), "run")
+        rec._sleep = lambda s: None  # its retries, without the waits
+        real = db.conn
+        if not writable:
+            db.conn = _NoWrites(real)  # type: ignore[assignment]
+        with pytest.raises(Terminated), stopped_by_sigterm(lambda: [rec]):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # the handler raises at the next bytecode; never reached
+                time.sleep(0.05)
+        db.conn = real
+        assert rec.incomplete is not writable
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    if writable:
+        assert last == "voicecoach: terminated (SIGTERM); the session was recorded as stopped"
+        with HistoryDB.open(tmp_path) as db:
+            assert [s.status for s in db.sessions()] == ["stopped"]
+    else:
+        assert "record in the history is incomplete" in last and "interrupted" in last
 
 
 # ---------------------------------------------------------------- a damaged history on the device

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -100,9 +100,12 @@ class Terminated(SystemExit):
 
 
 @contextmanager
-def stopped_by_sigterm() -> Iterator[None]:
+def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tuple
+                       ) -> Iterator[None]:
     """While inside, SIGTERM ends the session as stopped (recorded so) and the program exits
-    143 with one line, instead of dying with the session left 'running'."""
+    143 with one line, instead of dying with the session left 'running'. ``recorders``: the
+    sessions' recorders, closed as stopped (a second close does nothing) before the line is
+    written, so that it says whether the record is whole."""
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise Terminated(128 + signal.SIGTERM)
 
@@ -114,8 +117,14 @@ def stopped_by_sigterm() -> Iterator[None]:
     try:
         yield
     except Terminated:
-        print("voicecoach: terminated (SIGTERM); the session was recorded as stopped",
-              file=sys.stderr, flush=True)
+        lost = 0
+        for recorder in recorders():
+            recorder.close("stopped")
+            lost += recorder.incomplete
+        print("voicecoach: terminated (SIGTERM); " + (
+            "the session was recorded as stopped" if not lost else
+            "the session's record in the history is incomplete; `voicecoach history` shows "
+            "it as interrupted"), file=sys.stderr, flush=True)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

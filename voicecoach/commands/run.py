@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return replay_session(args, settings, grammar, chosen)
     treadmill, treadmill_settings = open_treadmill(settings.treadmill, args.treadmill,
                                                    live=args.speed_up == 1)
-    with recorded_session(settings, chosen, "run") as (plan, recorder), stopped_by_sigterm():
+    with recorded_session(settings, chosen, "run") as (plan, recorder), \
+            stopped_by_sigterm(lambda: [recorder]):
         coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),
                            treadmill=treadmill, treadmill_settings=treadmill_settings)
         if sys.stdin.isatty():
@@ -125,7 +126,7 @@ def replay_session(args: argparse.Namespace, settings: Settings, grammar: Gramma
                       sessions=1, clock=given.clock, canceller=given.canceller,
                       treadmill=treadmill, treadmill_settings=treadmill_settings)
     try:
-        with stopped_by_sigterm():
+        with stopped_by_sigterm(lambda: recorders):
             loop.run()
     finally:
         given.speaker.close()
