@@ -90,7 +90,8 @@ def make_verifying(**kw: float) -> Decider:
                         stop_candidate=kw.pop("cand", 0.2), verified_stop_threshold=kw.pop("conf", 0.9),
                         verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)),
                         peak_look=bool(kw.pop("peak", False)),
-                        sure_stop_threshold=kw.pop("sure", None), sure_stop_bar=kw.pop("bar", None))
+                        sure_stop_threshold=kw.pop("sure", None), sure_stop_bar=kw.pop("bar", None),
+                        relook_after=int(kw.pop("relook", 0)))
     return Decider(LABELS, PHRASES, decision, verifying=True)
 
 
@@ -191,6 +192,44 @@ def test_a_run_the_spotter_is_sure_of_needs_less_from_the_look() -> None:
     # one stop per run: once acted on, the rest of the run fires nothing
     d = make_verifying(after=2, sure=0.75, bar=0.004)
     assert [f[1] for f in looked(d, rising + [probs(stop=0.85)] * 3, 0.005)] == [0.4]
+
+
+def test_a_turned_down_stop_look_is_looked_at_once_more_later_whatever_its_score() -> None:
+    word = [probs(), probs(stop=0.3), probs(stop=0.6), probs(stop=0.4), probs(), probs(),
+            probs(), probs(), probs()]
+    # looked at 0.32 s (the score fell), turned down; looked at again 3 steps later though the
+    # score has fallen under the candidate level since; a re-look turned down is not repeated
+    got = looked(make_verifying(after=4, relook=3), word, 0.0)
+    assert got == []
+    d = make_verifying(after=4, relook=3)
+    raised = []
+    for j, p in enumerate(word):
+        for f in d.step(p, (j + 1) * 0.08):
+            raised.append((round(f.emitted_s, 2), f.relook))
+            d.looked_at_stop(f, 0.0)
+    assert raised == [(0.32, False), (0.56, True)]
+    # without relook_after: one look
+    d = make_verifying(after=4)
+    assert [round(f.emitted_s, 2) for j, p in enumerate(word) for f in d.step(p, (j + 1) * 0.08)
+            if d.looked_at_stop(f, 0.0) is None] == [0.32]
+    # a stop accepted in between (the first look cleared, or a confident one): no re-look
+    d = make_verifying(after=4, relook=3)
+    first = [f for j, p in enumerate(word[:4]) for f in d.step(p, (j + 1) * 0.08)]
+    d.looked_at_stop(first[0], 0.0)
+    assert [f.relook for j, p in enumerate(word[4:], 4) for f in d.step(p, (j + 1) * 0.08)] == [True]
+    d = make_verifying(after=4, relook=3)
+    first = [f for j, p in enumerate(word[:4]) for f in d.step(p, (j + 1) * 0.08)]
+    d.accept(first[0])
+    assert [f for j, p in enumerate(word[4:], 4) for f in d.step(p, (j + 1) * 0.08)] == []
+    # with the sure rule: the re-look's lean counts with the run's highest score, though the
+    # run ended before it
+    d = make_verifying(after=4, relook=3, sure=0.55, bar=0.004)
+    acted = []
+    for j, p in enumerate(word):
+        for f in d.step(p, (j + 1) * 0.08):
+            verdict = d.looked_at_stop(f, 0.005 if f.relook else 0.0)
+            acted += [round(f.emitted_s, 2)] if verdict is not None else []
+    assert acted == [0.56]
 
 
 def test_other_commands_are_candidates_and_refractory_starts_only_when_accepted() -> None:

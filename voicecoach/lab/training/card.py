@@ -137,6 +137,8 @@ def render_card(card: dict[str, Any]) -> str:
                   + ("; a stop candidate looked at while its score still rose is looked at once "
                      "more at the run's peak if rejected (`peak_look`)" if dec.get("peak_look")
                      else "")
+                  + (f"; a stop candidate turned down is looked at once more "
+                     f"{0.08 * dec['relook_after']:.2f} s later" if dec.get("relook_after") else "")
                   + (f"; a stop run whose score reaches {dec['sure_stop_threshold']} needs only "
                      f"{dec['sure_stop_bar']} from the look (the sure-stop rule, chosen last, "
                      "so it only adds stops)" if dec.get("sure_stop_threshold") is not None

@@ -89,6 +89,12 @@ class Recipe:
     """1: a stop candidate looked at while its score still rose is looked at once more at the
     run's peak if rejected (``Decision.peak_look``). Tried in session 9 and not shipped
     (README, "Measured figures"). Not a feature or head setting."""
+    relook_after: int = 0
+    """Steps (80 ms) after a turned-down stop look at which it is looked at once more
+    (``Decision.relook_after``; 0: never). 3 was tried in session 10 (fixed from a look at 300
+    dev stop clips under their out-of-fold heads: many looks came before the word had ended)
+    and not shipped: the costs then chose stop read anywhere at a higher bar, fewer false stops
+    in talk but more stops missed (README, "Measured figures"). Not a feature or head setting."""
     sure_stop: int = 1
     """1: the second look's choice may add the sure-stop rule (``Decision.sure_stop_threshold``
     and ``sure_stop_bar``, ``second_look.choose_sure_stop``), kept only if it lowers the cost;
@@ -101,7 +107,8 @@ class Recipe:
             d.pop("coach_on_real")    # the key of the features made before the field existed
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
-                    "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop"):
+                    "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop",
+                    "relook_after"):
             d.pop(key)
         return d
 

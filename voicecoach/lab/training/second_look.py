@@ -80,6 +80,9 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
                                           opening.get(fired.command, 0.0))
                 if fired.command == STOP:
                     best_any = max(best_any, score.get(STOP, 0.0))
+                    # as the engine does with a look it turns down (here: every look, the bar
+                    # is not chosen yet; a re-look after an accepted one counts for nothing)
+                    decider.looked_at_stop(fired, opening.get(STOP, 0.0))
         clip["looks"] = best
         clip["looks_anywhere"] = {STOP: best_any} if STOP in best else {}
         if n % 250 == 0:

@@ -100,6 +100,7 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
 
     key = hashlib.sha256(json.dumps([VERSION, stop_candidate, verified_threshold,
                                      base.peak_look, LOOK_S,
+                                     *([base.relook_after] if base.relook_after else []),
                                      [str(f) for _, f, _ in files],
                                      [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()])
                                                      .tobytes()).hexdigest() for k in sorted(heads)]
@@ -144,6 +145,10 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
                     hi += 1
                 run_max = float(stop_score[lo:hi + 1].max()) if stop_score[j] >= stop_candidate \
                     else float(stop_score[j])
+                if fired.relook:  # its run may have ended: the decider keeps its highest score
+                    run_max = max(run_max, decider.stop_run_max)
+                if fired.command == STOP:  # as the engine does with a look it turns down
+                    decider.looked_at_stop(fired, opening.get(STOP, 0.0))
                 events.append({"file": str(path), "fold": k, "emitted_s": fired.emitted_s,
                                "command": fired.command, "rivals": list(fired.rivals),
                                "spotter": fired.score, "stop_run_max": run_max,

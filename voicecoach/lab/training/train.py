@@ -234,7 +234,8 @@ def _train(args: argparse.Namespace) -> int:
     with EmbeddingFrontEnd() as fe:
         silence = fe.warm_embeddings()
     clips = _clips(eval_data, sources)
-    base = Decision(stop_threshold=0.5, threshold=0.5, peak_look=bool(recipe.peak_look))
+    base = Decision(stop_threshold=0.5, threshold=0.5, peak_look=bool(recipe.peak_look),
+                    relook_after=recipe.relook_after)
     fold_dir = args.work / "folds"
     fold_dir.mkdir(parents=True, exist_ok=True)
     kept = _kept_heads(args, recipe) if args.second_look_only else None

@@ -13,7 +13,8 @@ passed ``stop_candidate`` but not ``stop_threshold`` (looked at once its score s
 ``look_after`` steps after it crossed). A confident stop never waits for a look. A run of
 scores that was looked at and rejected is not looked at again until the score falls back under
 the candidate level, but a run the spotter is sure of (``sure_stop_threshold``) whose look
-leaned to stop (``sure_stop_bar``, told by :meth:`Decider.looked_at_stop`) is a stop. Refractory
+leaned to stop (``sure_stop_bar``, told by :meth:`Decider.looked_at_stop`) is a stop, and a
+turned-down stop candidate is looked at once more ``relook_after`` steps later. Refractory
 periods start only when the engine accepts a command (:meth:`Decider.accept`).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +65,10 @@ class Decision:
     leans to stop, is a stop."""
     sure_stop_bar: float | None = None
     """The verifier's stop score that is enough for a run reaching :attr:`sure_stop_threshold`."""
+    relook_after: int = 0
+    """With a verifier: a stop candidate whose look was turned down is looked at once more this
+    many steps later, whatever its score then (0: never). The first look often comes before
+    the word has ended (its last sound is the one that makes it "stop")."""
 
     @classmethod
     def from_card(cls, data: Mapping[str, object]) -> Decision:
@@ -82,7 +87,8 @@ class Decision:
                    look_after=int(data.get("look_after", 2)),  # type: ignore[call-overload]
                    peak_look=bool(data.get("peak_look", False)),
                    sure_stop_threshold=opt("sure_stop_threshold"),
-                   sure_stop_bar=opt("sure_stop_bar"))
+                   sure_stop_bar=opt("sure_stop_bar"),
+                   relook_after=int(data.get("relook_after", 0)))  # type: ignore[call-overload]
 
     def threshold_for(self, command: str, verifying: bool = False) -> float:
         if command == STOP:
@@ -115,6 +121,8 @@ class Fired:
     rivals: tuple[str, ...] = ()
     """For a candidate: the next best commands the state accepts, by the spotter's score (at
     most ``RIVALS``); the second look may name one of them instead."""
+    relook: bool = False
+    """A stop candidate looked at once more (``Decision.relook_after``)."""
 
 
 class Decider:
@@ -153,6 +161,12 @@ class Decider:
         self._peak_due = False
         self._stop_run_max = 0.0
         self._sure_due = False
+        self._relook_at: float | None = None
+
+    @property
+    def stop_run_max(self) -> float:
+        """The highest stop score of the current run (kept while a re-look is due)."""
+        return self._stop_run_max
 
     def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
         """Feed one step's probabilities (ending at audio time ``end_s``)."""
@@ -201,6 +215,12 @@ class Decider:
         if self._stop_said:
             self._last_stop = score
             return None
+        if self._relook_at is not None and end_s >= self._relook_at - 1e-9:
+            # the turned-down candidate's second look, now that its word has surely ended
+            self._relook_at = None
+            self._last_stop = score
+            self._stop_run_max = max(self._stop_run_max, score)
+            return replace(self._fire(STOP, smooth, end_s, needs_look=True), relook=True)
         if self._above.get(STOP, 0) >= 1:
             fired = self._fire(STOP, smooth, end_s)
             self.accept(fired)
@@ -210,8 +230,9 @@ class Decider:
         if not self.verifying or score < candidate:
             self._stop_steps = 0
             self._peak_due = False
-            self._stop_run_max = 0.0
-            self._sure_due = False
+            if self._relook_at is None:
+                self._stop_run_max = 0.0
+                self._sure_due = False
             return None
         self._stop_run_max = max(self._stop_run_max, score)
         if STOP in self._looked:
@@ -238,10 +259,15 @@ class Decider:
         """The engine's look at stop candidate ``fired`` did not clear the stop bar but scored
         ``verifier_stop``: if that reaches :attr:`Decision.sure_stop_bar`, the run is a stop as
         soon as its score reaches :attr:`Decision.sure_stop_threshold` -- now (``fired``, accepted,
-        is returned) if it already has, else at that step of the run (:meth:`step`)."""
+        is returned) if it already has, else at that step of the run (:meth:`step`). A first
+        look turned down is looked at once more :attr:`Decision.relook_after` steps later."""
         d = self.decision
-        if (fired.command != STOP or d.sure_stop_bar is None or d.sure_stop_threshold is None
-                or verifier_stop < d.sure_stop_bar):
+        if fired.command != STOP:
+            return None
+        if d.relook_after and not fired.relook:
+            self._relook_at = fired.emitted_s + d.relook_after * 0.08
+        if d.sure_stop_bar is None or d.sure_stop_threshold is None or \
+                verifier_stop < d.sure_stop_bar:
             return None
         if self._stop_run_max >= d.sure_stop_threshold:
             self.accept(fired)
@@ -259,6 +285,7 @@ class Decider:
         self._looked.discard(fired.command)
         if fired.command == STOP:
             self._sure_due = False
+            self._relook_at = None
 
     def _fire(self, cmd: str, smooth: np.ndarray, end_s: float, *, needs_look: bool = False) -> Fired:
         idx = self._classes[cmd]
