@@ -146,3 +146,37 @@ def test_the_sure_stop_rule_is_kept_only_where_it_pays_and_never_takes_a_word() 
     assert talk_outcome(said, 1.0, limits, "opening")["caught"] == 0
     assert talk_outcome(said, 1.0, limits, "opening", sure=(0.95, 0.005))["caught"] == 1
     assert talk_outcome(said, 1.0, limits, "opening", sure=(0.99, 0.005))["caught"] == 0
+
+
+def test_a_sure_rule_for_another_command_reads_the_spotters_score_at_the_candidate() -> None:
+    from voicecoach.lab.training.second_look import choose_sure_commands, second_look_figures
+
+    def clip(command: str, word: str, pairs: list[list[float]]) -> dict[str, Any]:
+        best = max((v for _, v in pairs), default=0.0)
+        return {"command": command, "word": word, "looks": {"no": best} if pairs else {},
+                "looks_anywhere": {}, "look_pairs": {"no": pairs} if pairs else {}, "stat": 0.0}
+
+    # "no" heard as "now": 16 clear looks, 4 the spotter raised at 0.97 that score 0.08; the
+    # word "now"'s looks score as high but the spotter raised it at 0.6
+    clips = [clip("no", "no", [[0.9, 0.5]]) for _ in range(16)]
+    clips += [clip("no", "no", [[0.97, 0.08]]) for _ in range(4)]
+    clips += [clip("", "now", [[0.6, 0.09]]) for _ in range(40)]
+    limits = {"stop": 0.1, "no": 0.2, "default": 0.3}
+    stat = lambda c: c["stat"]  # noqa: E731
+    rules = choose_sure_commands(clips, MISS, FALSE, 20.0, 1.0, limits, "opening", None)
+    assert set(rules) == {"no"}
+    spot, bar = rules["no"]
+    assert 0.6 < spot <= 0.97 and bar <= 0.08
+    figs = second_look_figures(clips, 1.0, limits, stat, "opening", None, rules)
+    assert figs["recall"]["no"]["heard"] == 20 and figs["false_accepts_words"]["accepts"] == 0
+    # talk: the candidate itself, raised at the sure score, with a look over the lower bar
+    said = talk([event(20.4, "no", others={"no": 0.08}, run_max=0.0)], [])
+    said["events"][0]["spotter"] = 0.97
+    assert talk_outcome(said, 1.0, limits, "opening")["false"] == {}
+    assert talk_outcome(said, 1.0, limits, "opening", sure_commands=rules)["false"] == {"no": 1}
+    # false "no"s in talk at that score: the rule costs more than it gives, and is left out
+    noisy = talk([event(30.0 * k, "no", others={"no": 0.08}) for k in range(1, 31)], [])
+    for e in noisy["events"]:
+        e["spotter"] = 0.99
+    assert choose_sure_commands(clips, MISS, FALSE, 20.0, 1.0, limits, "opening", None,
+                                noisy) == {}

@@ -9,6 +9,7 @@ by the locked benchmark.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -190,8 +191,6 @@ def test_a_stop_run_the_spotter_is_sure_of_needs_only_the_sure_bar_but_not_over_
     """With the card's sure-stop rule: a stop candidate whose run reached the sure level and
     whose look scores from the sure bar up (under the stop bar) is acted on as stop; a look
     under the sure bar, or any look over the coach's speech, is not."""
-    from dataclasses import replace
-
     card = SpotterRecogniser(GRAMMAR).verify_thresholds["stop"]
 
     def acted(look: float, over: bool) -> list[str]:
@@ -223,3 +222,23 @@ def rec_conf_below_one() -> bool:
     would not reach the look)."""
     dec = SpotterRecogniser(GRAMMAR).decider.decision
     return dec.threshold_for("stop", verifying=True) > 0.9
+
+
+def test_a_candidate_the_spotter_raised_sure_of_itself_needs_only_its_sure_bar() -> None:
+    """With the card's sure rule for "no": a "no" candidate raised at the sure score or more
+    is acted on from the lower bar; raised under it, or a rival command, needs the usual bar."""
+    own = SpotterRecogniser(GRAMMAR).verify_thresholds["no"]
+    rec, _ = spotter({"no": own / 2}, "briefing")
+    rec.verify_sure = {"no": (0.95, own / 4)}
+    sure = Fired("no", "no", 0.97, 1.0, 1.2, needs_look=True, rivals=("yes", "help"))
+    unsure = replace(sure, score=0.9)
+    got = rec._second_look(sure)
+    assert got is not None and got.command == "no"
+    assert rec._second_look(unsure) is None
+    rec, _ = spotter({"no": own / 8}, "briefing")
+    rec.verify_sure = {"no": (0.95, own / 4)}
+    assert rec._second_look(sure) is None                      # under the sure bar
+    # a rival is never named through another command's sure rule
+    rec, _ = spotter({"yes": own / 2, "no": 0.0}, "briefing")
+    rec.verify_sure = {"no": (0.95, own / 4), "yes": (0.95, own / 4)}
+    assert rec._second_look(sure) is None

@@ -142,7 +142,10 @@ def render_card(card: dict[str, Any]) -> str:
                   + (f"; a stop run whose score reaches {dec['sure_stop_threshold']} needs only "
                      f"{dec['sure_stop_bar']} from the look (the sure-stop rule, chosen last, "
                      "so it only adds stops)" if dec.get("sure_stop_threshold") is not None
-                     else "") + ".",
+                     else "")
+                  + "".join(f"; a {c} candidate raised at {r[0]} or more needs only {r[1]} from "
+                            "the look" for c, r in sorted(card.get("verify_sure", {}).items()))
+                  + ".",
                   "",
                   "Chosen by the costs above on out-of-fold clips and on out-of-fold running talk "
                   "(`lab.training.talk`: the training voices' sentences with the fold's real "

@@ -67,6 +67,7 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
         src = sources[clip["source"]]
         audio = in_room(read_audio(src.path), src.path.name).astype(np.float32) / 32768.0
         best: dict[str, float] = {}
+        pairs: dict[str, list[list[float]]] = {}
         best_any = 0.0
         for j, p in enumerate(clip["probs"]):
             for fired in decider.step(p, (j + 1) * 0.08):
@@ -78,12 +79,15 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
                 looks += 1
                 best[fired.command] = max(best.get(fired.command, 0.0),
                                           opening.get(fired.command, 0.0))
+                pairs.setdefault(fired.command, []).append(
+                    [round(fired.score, 4), opening.get(fired.command, 0.0)])
                 if fired.command == STOP:
                     best_any = max(best_any, score.get(STOP, 0.0))
                     # as the engine does with a look it turns down (here: every look, the bar
                     # is not chosen yet; a re-look after an accepted one counts for nothing)
                     decider.looked_at_stop(fired, opening.get(STOP, 0.0))
         clip["looks"] = best
+        clip["look_pairs"] = pairs  # (spotter score, verifier) of each look, by candidate
         clip["looks_anywhere"] = {STOP: best_any} if STOP in best else {}
         if n % 250 == 0:
             _LOGGER.warning("second look: %d/%d clips, %d looks, %.0f CPU s", n, len(clips), looks,
@@ -213,9 +217,62 @@ def choose_sure_stop(clips: list[dict[str, Any]], miss_cost: dict[str, float],
     return best if cost(best) < none - 1e-12 else None
 
 
+def sure_look(clip: dict[str, Any], cmd: str, rule: tuple[float, float] | None) -> bool:
+    """Whether one of the clip's looks at a ``cmd`` candidate clears the sure rule (spotter
+    score at the candidate, verifier bar)."""
+    return rule is not None and any(s >= rule[0] and v >= rule[1]
+                                    for s, v in clip.get("look_pairs", {}).get(cmd, ()))
+
+
+def choose_sure_commands(clips: list[dict[str, Any]], miss_cost: dict[str, float],
+                         false_cost: dict[str, float], negative_prior: float, conf: float,
+                         thresholds: dict[str, float], method: str,
+                         sure_stop: tuple[float, float] | None,
+                         talk: dict[str, Any] | None = None) -> dict[str, tuple[float, float]]:
+    """The sure rule of the other commands with real clips, chosen after everything else by
+    the same costs, one command at a time: a candidate the spotter raised at a sure score or
+    more needs a lower verifier bar. Kept per command only if it lowers the cost (it only adds
+    what that command hears, so the other settings stay as chosen); among equal costs the
+    strictest pair."""
+    from voicecoach.lab.training.talk import talk_outcome
+
+    is_pos = np.array([bool(c["command"]) for c in clips])
+    command = np.array([c["command"] for c in clips])
+    chosen: dict[str, tuple[float, float]] = {}
+    for cmd in sorted(set(command[is_pos]) - {STOP}):
+        base = np.array([c["looks"].get(cmd, 0.0) >= thresholds.get(cmd, thresholds["default"])
+                         for c in clips])
+
+        def cost(rule: tuple[float, float] | None, cmd: str = cmd,
+                 base: np.ndarray = base) -> float:
+            fires = base | np.array([sure_look(c, cmd, rule) for c in clips])
+            pos, neg = fires[command == cmd], fires[~is_pos]
+            total = (miss_cost.get(cmd, 1.0) * (1.0 - float(pos.mean()) if pos.size else 0.0)
+                     + negative_prior * false_cost.get(cmd, 1.0)
+                     * (float(neg.mean()) if neg.size else 0.0))
+            if talk is not None:
+                rules = {**chosen, **({cmd: rule} if rule else {})}
+                out = talk_outcome(talk, conf, thresholds, method, sure=sure_stop,
+                                   sure_commands=rules)
+                total += TALK_PRIOR * sum(false_cost.get(c, 1.0) * n
+                                          for c, n in out["false"].items()) / out["hours"]
+            return total
+
+        own = thresholds.get(cmd, thresholds["default"])
+        grid = [(float(s), float(v)) for s in STOP_GRID if s >= VERIFIED_THRESHOLD
+                for v in VERIFY_GRID if v < own]
+        none = cost(None)
+        best = min(grid, key=lambda p: (cost(p), -p[0], -p[1]), default=None)
+        if best is not None and cost(best) < none - 1e-12:
+            chosen[cmd] = best
+    return chosen
+
+
 def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: dict[str, float],
                         stop_stat: Any, method: str = "opening",
-                        sure: tuple[float, float] | None = None) -> dict[str, Any]:
+                        sure: tuple[float, float] | None = None,
+                        sure_commands: dict[str, tuple[float, float]] | None = None
+                        ) -> dict[str, Any]:
     """Recall per word and false accepts with the second look (on the clips looked at)."""
     def heard(c: dict[str, Any], cmd: str) -> bool:
         v = thresholds.get(cmd, thresholds["default"])
@@ -225,6 +282,8 @@ def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: di
             else c["looks"]
         if cmd == STOP and sure is not None and stop_stat(c) >= sure[0] and \
                 looks.get(STOP, 0.0) >= sure[1]:
+            return True
+        if cmd != STOP and sure_look(c, cmd, (sure_commands or {}).get(cmd)):
             return True
         return looks.get(cmd, 0.0) >= v
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,8 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
 
 
 def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float], method: str,
-                 refractory_s: float = 1.0, sure: tuple[float, float] | None = None
+                 refractory_s: float = 1.0, sure: tuple[float, float] | None = None,
+                 sure_commands: Mapping[str, tuple[float, float]] | None = None
                  ) -> dict[str, Any]:
     """What the engine would do with these settings: stops caught, false commands per hour.
 
@@ -171,7 +172,8 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
     other than the candidate must clear the default bar too); a stop run whose smoothed score
     reaches ``conf`` is a confident stop; with ``sure`` (spotter level, verifier bar: the
     ``Decision.sure_stop_*`` rule) a stop candidate whose run reaches the level and whose look's
-    opening reaches the bar is a stop too. ``method``: "opening" or "anywhere" (stop only)."""
+    opening reaches the bar is a stop too; ``sure_commands`` the same per other command, on the
+    spotter's score at the candidate. ``method``: "opening" or "anywhere" (stop only)."""
     default = thresholds.get("default", 1.0)
     acted: dict[str, list[tuple[float, str]]] = {}
     for e in sorted(data["events"], key=lambda e: (e["file"], e["emitted_s"])):
@@ -181,7 +183,10 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
             own = thresholds.get(c, default)
             return own if c == e["command"] else max(own, default)
 
-        heard = {c: p for c, p in e["opening"].items() if c != STOP and p >= limit(c)}
+        rule = (sure_commands or {}).get(e["command"])
+        heard = {c: p for c, p in e["opening"].items() if c != STOP and (
+            p >= limit(c) or (rule is not None and c == e["command"] and e["spotter"] >= rule[0]
+                              and p >= rule[1]))}
         sure_stop = sure is not None and e["command"] == STOP and \
             e["stop_run_max"] >= sure[0] and stop_looks.get(STOP, 0.0) >= sure[1]
         if stop_looks.get(STOP, 0.0) >= limit(STOP) or sure_stop or \

@@ -253,6 +253,7 @@ def _train(args: argparse.Namespace) -> int:
         shipped, extra["verify"], figs["second_look"] = _second_look(
             clips, sources, grammar, labels, shipped, recipe, args.verify_per_word, args.work)
         extra["verify_anywhere"] = figs["second_look"].pop("anywhere")
+        extra["verify_sure"] = figs["second_look"].pop("sure")
         print(f"second look: {figs['second_look']['summary']}")
     if args.no_export:
         return 0
@@ -315,6 +316,7 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         STOP_CANDIDATE,
         VERIFIED_THRESHOLD,
         choose_second_look,
+        choose_sure_commands,
         choose_sure_stop,
         look_at_clips,
         sample_clips,
@@ -342,11 +344,15 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                                                   stop_stat, talk)
     sure = choose_sure_stop(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat, conf,
                             thresholds, method, talk) if recipe.sure_stop else None
-    figs = second_look_figures(sample, conf, thresholds, stop_stat, method, sure)
-    out = talk_outcome(talk, conf, thresholds, method, sure=sure)
+    sure_commands = choose_sure_commands(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, conf,
+                                         thresholds, method, sure, talk) \
+        if recipe.sure_commands else {}
+    figs = second_look_figures(sample, conf, thresholds, stop_stat, method, sure, sure_commands)
+    out = talk_outcome(talk, conf, thresholds, method, sure=sure, sure_commands=sure_commands)
     figs["talk"] = {"hours": round(out["hours"], 3), "stops": out["stops"], "caught": out["caught"],
                     "false": out["false"], "false_per_hour": round(out["false_per_hour"], 2)}
     figs["anywhere"] = [STOP] if method == "anywhere" else []
+    figs["sure"] = {c: list(r) for c, r in sorted(sure_commands.items())}
     rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})" for w, v in figs["recall"].items())
     fw, fs = figs["false_accepts_words"], figs["false_accepts_silence"]
     figs["summary"] = (f"cross-validated with the second look ({len(sample)} clips): recall {rec} | "
@@ -357,7 +363,9 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                        f"{method}, verifier "
                        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items()))
                        + (f" | sure stop: run {sure[0]:.2f} with verifier {sure[1]:.3f}" if sure
-                          else " | no sure-stop rule"))
+                          else " | no sure-stop rule")
+                       + "".join(f" | sure {c}: spotter {r[0]:.2f} with verifier {r[1]:.3f}"
+                                 for c, r in sorted(sure_commands.items())))
     decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
                        verified_stop_threshold=conf,
                        sure_stop_threshold=sure[0] if sure else None,

@@ -86,6 +86,10 @@ class SpotterRecogniser:
         #: commands the verifier hears anywhere in its transcript, not only at its opening (the
         #: card says which: chosen with running talk, lab.training.second_look)
         self.verify_anywhere = frozenset(self.model.card.get("verify_anywhere", []))
+        #: per command other than stop: (spotter score, verifier bar) -- a candidate raised at
+        #: that score or more needs only the lower bar (lab.training.second_look, the card)
+        self.verify_sure: dict[str, tuple[float, float]] = {
+            c: (float(r[0]), float(r[1])) for c, r in self.model.card.get("verify_sure", {}).items()}
         if verifier is not None and not self.verify_thresholds:
             _LOGGER.warning("the spotter's model card has no verifier thresholds: the second look "
                             "is off")
@@ -262,7 +266,9 @@ class SpotterRecogniser:
                 own = self.stop_bar(over)
             return own if command == fired.command else max(own, default)
 
-        heard = {c: p for c, p in score.items() if p >= limit(c)}
+        sure = self.verify_sure.get(fired.command)
+        heard = {c: p for c, p in score.items() if p >= limit(c) or (
+            sure is not None and c == fired.command and fired.score >= sure[0] and p >= sure[1])}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
         _LOGGER.debug("second look at %s (spotter %.2f%s): verifier %s -> %s", fired.command,
                       fired.score, ", over the coach" if over else "",
