@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from voicecoach.grammar import Grammar
 from voicecoach.lab.training.data import SILENCE, Source, in_room, read_audio
-from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, sure_enough
 from voicecoach.listening.spotter.model import phrases_of
 from voicecoach.listening.spotter.verify import WhisperVerifier, look_window
 
@@ -208,20 +208,24 @@ def choose_sure_stop(clips: list[dict[str, Any]], miss_cost: dict[str, float],
                       / out["hours"])
         return total
 
-    none = cost(None)
-    pairs = [(float(s), float(v)) for s in STOP_GRID if s < conf
-             for v in VERIFY_GRID if v < thresholds[STOP]]
-    if not pairs:
-        return None
-    best = min(pairs, key=lambda p: (cost(p), -p[0], -p[1]))
-    return best if cost(best) < none - 1e-12 else None
+    return _cheapest_rule([(float(s), float(v)) for s in STOP_GRID if s < conf
+                           for v in VERIFY_GRID if v < thresholds[STOP]], cost)
+
+
+def _cheapest_rule(grid: list[tuple[float, float]],
+                   cost: Callable[[tuple[float, float] | None], float]
+                   ) -> tuple[float, float] | None:
+    """The pair of ``grid`` at least cost, the strictest among equals; None unless it costs
+    less than no rule at all."""
+    costs = {pair: cost(pair) for pair in grid}
+    best = min(grid, key=lambda p: (costs[p], -p[0], -p[1]), default=None)
+    return best if best is not None and costs[best] < cost(None) - 1e-12 else None
 
 
 def sure_look(clip: dict[str, Any], cmd: str, rule: tuple[float, float] | None) -> bool:
     """Whether one of the clip's looks at a ``cmd`` candidate clears the sure rule (spotter
     score at the candidate, verifier bar)."""
-    return rule is not None and any(s >= rule[0] and v >= rule[1]
-                                    for s, v in clip.get("look_pairs", {}).get(cmd, ()))
+    return any(sure_enough(rule, s, v) for s, v in clip.get("look_pairs", {}).get(cmd, ()))
 
 
 def choose_sure_commands(clips: list[dict[str, Any]], miss_cost: dict[str, float],
@@ -259,11 +263,9 @@ def choose_sure_commands(clips: list[dict[str, Any]], miss_cost: dict[str, float
             return total
 
         own = thresholds.get(cmd, thresholds["default"])
-        grid = [(float(s), float(v)) for s in STOP_GRID if s >= VERIFIED_THRESHOLD
-                for v in VERIFY_GRID if v < own]
-        none = cost(None)
-        best = min(grid, key=lambda p: (cost(p), -p[0], -p[1]), default=None)
-        if best is not None and cost(best) < none - 1e-12:
+        best = _cheapest_rule([(float(s), float(v)) for s in STOP_GRID if s >= VERIFIED_THRESHOLD
+                               for v in VERIFY_GRID if v < own], cost)
+        if best is not None:
             chosen[cmd] = best
     return chosen
 
@@ -280,8 +282,7 @@ def second_look_figures(clips: list[dict[str, Any]], conf: float, thresholds: di
             return True
         looks = c.get("looks_anywhere", c["looks"]) if cmd == STOP and method == "anywhere" \
             else c["looks"]
-        if cmd == STOP and sure is not None and stop_stat(c) >= sure[0] and \
-                looks.get(STOP, 0.0) >= sure[1]:
+        if cmd == STOP and sure_enough(sure, stop_stat(c), looks.get(STOP, 0.0)):
             return True
         if cmd != STOP and sure_look(c, cmd, (sure_commands or {}).get(cmd)):
             return True

@@ -29,7 +29,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.lab.longform import make_longform, match_stops
 from voicecoach.lab.training.data import REAL_NEGATIVES, Source, read_audio
-from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, sure_enough
 from voicecoach.listening.spotter.model import phrases_of
 from voicecoach.listening.spotter.verify import WhisperVerifier, look_window
 
@@ -185,10 +185,9 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
 
         rule = (sure_commands or {}).get(e["command"])
         heard = {c: p for c, p in e["opening"].items() if c != STOP and (
-            p >= limit(c) or (rule is not None and c == e["command"] and e["spotter"] >= rule[0]
-                              and p >= rule[1]))}
-        sure_stop = sure is not None and e["command"] == STOP and \
-            e["stop_run_max"] >= sure[0] and stop_looks.get(STOP, 0.0) >= sure[1]
+            p >= limit(c) or (c == e["command"] and sure_enough(rule, e["spotter"], p)))}
+        sure_stop = e["command"] == STOP and \
+            sure_enough(sure, e["stop_run_max"], stop_looks.get(STOP, 0.0))
         if stop_looks.get(STOP, 0.0) >= limit(STOP) or sure_stop or \
                 (e["command"] == STOP and e["stop_run_max"] >= conf):
             named: str | None = STOP

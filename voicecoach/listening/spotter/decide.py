@@ -106,6 +106,12 @@ class Decision:
         return self.threshold_for(command, verifying)
 
 
+def sure_enough(rule: tuple[float, float] | None, spotter: float, verifier: float) -> bool:
+    """Whether a look clears a sure rule (``rule``: the spotter's score, the verifier's bar; None:
+    no rule): the spotter was at least that sure and the verifier leaned at least that far."""
+    return rule is not None and spotter >= rule[0] and verifier >= rule[1]
+
+
 @dataclass(frozen=True)
 class Fired:
     """A command decided at the end of one step."""

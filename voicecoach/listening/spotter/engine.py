@@ -20,7 +20,7 @@ from voicecoach.audio.chunk import AudioChunk
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection
-from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired, sure_enough
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
@@ -267,8 +267,8 @@ class SpotterRecogniser:
             return own if command == fired.command else max(own, default)
 
         sure = self.verify_sure.get(fired.command)
-        heard = {c: p for c, p in score.items() if p >= limit(c) or (
-            sure is not None and c == fired.command and fired.score >= sure[0] and p >= sure[1])}
+        heard = {c: p for c, p in score.items()
+                 if p >= limit(c) or (c == fired.command and sure_enough(sure, fired.score, p))}
         named = STOP if STOP in heard else max(heard, key=heard.__getitem__, default=None)
         _LOGGER.debug("second look at %s (spotter %.2f%s): verifier %s -> %s", fired.command,
                       fired.score, ", over the coach" if over else "",
