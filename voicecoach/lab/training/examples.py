@@ -96,12 +96,13 @@ class Recipe:
     and not shipped: the costs then chose stop read anywhere at a higher bar, fewer false stops
     in talk but more stops missed (README, "Measured figures"). Not a feature or head setting."""
     sure_stop: int = 1
-    sure_commands: int = 1
-    """1: the same for go, yes and no on the spotter's score at the candidate
-    (``second_look.choose_sure_commands``; the card's ``verify_sure``); 0: never."""
     """1: the second look's choice may add the sure-stop rule (``Decision.sure_stop_threshold``
     and ``sure_stop_bar``, ``second_look.choose_sure_stop``), kept only if it lowers the cost;
     0: never (the card of session 9). Not a feature or head setting."""
+    sure_commands: int = 1
+    """1: the same for go, yes and no on the spotter's score at the candidate
+    (``second_look.choose_sure_commands``; the card's ``verify_sure``); 0: never. Not a feature
+    or head setting."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
