@@ -103,6 +103,15 @@ class Recipe:
     """1: the same for go, yes and no on the spotter's score at the candidate
     (``second_look.choose_sure_commands``; the card's ``verify_sure``); 0: never. Not a feature
     or head setting."""
+    head: int = 0
+    """0: the one-hidden-layer MLP (``hidden`` units, scikit-learn); 1: the temporal-convolution
+    head (``lab.training.tcn``: two kernel-3 convolutions over the window's steps, ``channels``
+    wide, the second dilated by ``dilation``, then a dense layer; numpy only). Both use
+    ``alpha``, ``epochs``, ``batch``, ``learning_rate`` and the class and row weights alike."""
+    channels: int = 96
+    """The temporal-convolution head's channels per step (``head = 1`` only)."""
+    dilation: int = 2
+    """The dilation of its second convolution (``head = 1`` only; 1: none)."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
@@ -112,7 +121,7 @@ class Recipe:
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
                     "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop",
-                    "relook_after", "sure_commands"):
+                    "relook_after", "sure_commands", "head", "channels", "dilation"):
             d.pop(key)
         return d
 

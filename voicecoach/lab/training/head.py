@@ -1,5 +1,6 @@
-"""The spotter's head: which rows it trains on, the small MLP fitted and exported as plain
-arrays, and its probabilities over a clip's windows as the run time would compute them."""
+"""The spotter's head: which rows it trains on, the small MLP (or the temporal-convolution
+head, ``lab.training.tcn``) fitted and exported as plain arrays, and its probabilities over a
+clip's windows as the run time would compute them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.lab.training.data import Source
 from voicecoach.lab.training.examples import Recipe
+from voicecoach.lab.training.tcn import fit_tcn, tcn_probs
 from voicecoach.listening.spotter.model import NOISE, OTHER
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,17 +45,25 @@ def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe
 
 def fit_head(x: np.ndarray, y: np.ndarray, labels: list[str], recipe: Recipe,
              weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """A one-hidden-layer ReLU network (scikit-learn), class-balanced, seeded."""
+    """A one-hidden-layer ReLU network (scikit-learn), or with ``recipe.head == 1`` the
+    temporal-convolution head (``lab.training.tcn``); class-balanced, seeded."""
     from sklearn.neural_network import MLPClassifier
 
-    flat = x.reshape(len(x), -1).astype(np.float32)
-    mean = flat.mean(axis=0)
-    scale = flat.std(axis=0) + 1e-3
-    flat = (flat - mean) / scale
     counts = np.bincount(y, minlength=len(labels)).astype(np.float64)
     balance = (counts.sum() / np.maximum(counts, 1.0)) ** recipe.balance_power
     sample_weight = balance[y] * (1.0 if weight is None else weight)
     sample_weight = sample_weight / sample_weight.mean()
+    if recipe.head == 1:
+        return fit_tcn(x, y, len(labels), sample_weight, channels=recipe.channels,
+                       dilation=recipe.dilation, alpha=recipe.alpha, epochs=recipe.epochs,
+                       batch=recipe.batch, learning_rate=recipe.learning_rate, seed=recipe.seed)
+    if recipe.head != 0:
+        raise VoicecoachError(f"recipe field head = {recipe.head}: no such head",
+                              "give head=0 (the MLP) or head=1 (the temporal convolutions)")
+    flat = x.reshape(len(x), -1).astype(np.float32)
+    mean = flat.mean(axis=0)
+    scale = flat.std(axis=0) + 1e-3
+    flat = (flat - mean) / scale
     clf = MLPClassifier(hidden_layer_sizes=(recipe.hidden,), alpha=recipe.alpha,
                         batch_size=min(recipe.batch, len(flat)), learning_rate_init=recipe.learning_rate,
                         max_iter=recipe.epochs, n_iter_no_change=recipe.epochs + 1, tol=0.0,
@@ -76,6 +87,8 @@ def fit_head(x: np.ndarray, y: np.ndarray, labels: list[str], recipe: Recipe,
 
 
 def head_probs(head: dict[str, np.ndarray], windows: np.ndarray) -> np.ndarray:
+    if "c0" in head:
+        return tcn_probs(head, windows)
     x = (windows.reshape(len(windows), -1) - head["mean"]) / head["scale"]
     h = np.maximum(x @ head["w0"] + head["b0"], 0.0)
     z = h @ head["w1"] + head["b1"]
