@@ -1,9 +1,12 @@
 """The trained head: weights and model card inside the package, checked against the grammar.
 
-The weights are a plain ``.npz`` of arrays (never a pickle): feature mean and scale, then the
-layers of a small ReLU network; the model card (``.json`` beside it) holds the class labels,
-the recipe and seed, the decision settings chosen by cross-validation, the figures, and a hash
-of the grammar phrases it was trained for.
+The weights are a plain ``.npz`` of arrays (never a pickle): feature mean and scale (one per
+window position and dimension), then either the layers of a small ReLU network (``w{i}``,
+``b{i}``) or, for the temporal-convolution head, its convolutions over the window's steps
+(``c{i}`` of shape (kernel, in, out), ``cb{i}``, ``dilation``) followed by its dense layer;
+the model card (``.json`` beside it) holds the class labels, the recipe and seed, the decision
+settings chosen by cross-validation, the figures, and a hash of the grammar phrases it was
+trained for.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,9 @@ class SpotterModel:
     scale: np.ndarray
     card: dict[str, Any]
     path: Path
+    convs: list[tuple[np.ndarray, np.ndarray, int]] = field(default_factory=list)
+    """The temporal-convolution head's convolutions (kernel (k, in, out), bias, dilation),
+    applied over the window's steps before ``layers``; empty for the MLP."""
 
     @property
     def window(self) -> int:
@@ -74,6 +80,16 @@ class SpotterModel:
         """(n, window, 96) embedding windows -> (n, classes) probabilities."""
         x = windows.reshape(len(windows), -1).astype(np.float32)
         x = (x - self.mean) / self.scale
+        if self.convs:
+            h = x.reshape(len(x), self.window, -1)
+            for kernel, bias, dilation in self.convs:
+                steps = h.shape[1] - (kernel.shape[0] - 1) * dilation
+                acc = np.broadcast_to(bias, (len(h), steps, bias.size)).copy()
+                for j in range(kernel.shape[0]):
+                    tap = h[:, j * dilation:j * dilation + steps].reshape(-1, h.shape[2])
+                    acc += (tap @ kernel[j]).reshape(acc.shape)
+                h = np.maximum(acc, 0.0)
+            x = h.reshape(len(h), -1)
         for w, b in self.layers[:-1]:
             x = np.maximum(x @ w + b, 0.0)
         w, b = self.layers[-1]
@@ -147,8 +163,12 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
         layers = [(arrays[f"w{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32))
                   for i in range(n_layers)]
         mean, scale = arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32)
-        int(meta["recipe"]["window"])
+        window = int(meta["recipe"]["window"])
         dict(meta["decision"])
+        n_convs = sum(1 for name in arrays if name.startswith("c") and name[1:].isdigit())
+        kernels = [(arrays[f"c{i}"].astype(np.float32), arrays[f"cb{i}"].astype(np.float32))
+                   for i in range(n_convs)]
+        dilations = [int(d) for d in arrays["dilation"]] if n_convs else []
     except (KeyError, TypeError, ValueError):
         raise _bad(weights, "lack a field the spotter needs") from None
     for name, array in arrays.items():
@@ -156,10 +176,24 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
             raise _bad(weights, f"hold values that are not finite numbers (NaN or infinity) "
                        f"in '{name}': the spotter would hear nothing")
     dims = mean.size
+    if n_convs:
+        if len(dilations) != n_convs or min(dilations) < 1 or window < 1 \
+                or mean.size % window:
+            raise _bad(weights, "have convolutions of inconsistent shapes")
+        steps, dims = window, mean.size // window
+        for (kernel, bias), dilation in zip(kernels, dilations, strict=True):
+            if kernel.ndim != 3 or kernel.shape[1] != dims or bias.shape != (kernel.shape[2],):
+                raise _bad(weights, "have convolutions of inconsistent shapes")
+            steps -= (kernel.shape[0] - 1) * dilation
+            dims = kernel.shape[2]
+        if steps < 1:
+            raise _bad(weights, "have convolutions longer than the window")
+        dims *= steps
     for w, b in layers:
         if w.ndim != 2 or w.shape[0] != dims or b.shape != (w.shape[1],):
             raise _bad(weights, "have layers of inconsistent shapes")
         dims = w.shape[1]
     if dims != len(labels) or scale.shape != mean.shape:
         raise _bad(weights, "do not match the labels of their card")
-    return SpotterModel(labels, layers, mean, scale, meta, weights)
+    return SpotterModel(labels, layers, mean, scale, meta, weights,
+                        [(k, b, d) for (k, b), d in zip(kernels, dilations, strict=True)])
