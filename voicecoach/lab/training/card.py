@@ -27,7 +27,7 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{MODEL_NAME}.npz"
     tmp = out / f"{MODEL_NAME}.tmp.npz"
-    arrays: dict[str, Any] = {k: v.astype(np.float16).astype(np.float32) if k.startswith("w")
+    arrays: dict[str, Any] = {k: v.astype(np.float16).astype(np.float32) if _is_weight(k)
                               else v for k, v in head.items()}
     np.savez_compressed(tmp, **arrays)
     tmp.replace(weights)
@@ -36,7 +36,7 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
         "name": MODEL_NAME,
         "language": "en",
         "labels": labels,
-        "layers": 2,
+        "layers": sum(1 for k in head if k.startswith("w") and k[1:].isdigit()),
         "phrases": phrases_of(grammar),
         "phrase_hash": phrase_hash(phrases_of(grammar)),
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -58,6 +58,20 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     (out / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
 
 
+def _is_weight(name: str) -> bool:
+    """The dense layers' ``w{i}`` and the convolutions' ``c{i}`` (kept at float16 precision);
+    not biases, feature statistics or dilations."""
+    return name[:1] in ("w", "c") and name[1:].isdigit()
+
+
+def _what_it_is(rec: dict[str, Any]) -> str:
+    if rec.get("head", 0) == 1:
+        return (f"A temporal-convolution head (two kernel-3 convolutions over time, "
+                f"{rec['channels']} channels, dilations 1 and {rec['dilation']}, ReLU, then one "
+                f"dense layer; `lab.training.tcn`)")
+    return f"A {rec['hidden']}-unit ReLU head"
+
+
 def render_card(card: dict[str, Any]) -> str:
     """The model card as Markdown, from the same data as the JSON card."""
     figs = card["figures"]
@@ -71,7 +85,7 @@ def render_card(card: dict[str, Any]) -> str:
         "it; do not edit by hand.",
         "",
         "## What it is",
-        f"- A {rec['hidden']}-unit ReLU head over the last {rec['window']} speech embeddings "
+        f"- {_what_it_is(rec)} over the last {rec['window']} speech embeddings "
         f"(80 ms steps, about {rec['window'] * 0.08 + 0.775:.1f} s of audio) of "
         f"{card['features']}.",
         f"- {len(card['labels'])} classes: every phrase of `grammars/en.json`, other speech "

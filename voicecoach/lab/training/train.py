@@ -189,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
             raise VoicecoachError(f"--set {item}: '{value}' is not a number",
                                   "give FIELD=NUMBER") from None
     if args.quick:
-        recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16,
+        recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16, channels=8,
                          talk_minutes=0.0)
     if args.second_look_only:
         _kept_heads(args, recipe)
