@@ -85,6 +85,8 @@ def test_the_run_time_computes_the_training_probabilities(tmp_path: Path) -> Non
     model = load_model(weights)
     model.check_grammar(GRAMMAR)
     assert len(model.convs) == 2 and len(model.layers) == 1
+    # per-position statistics, as enrollment (``spotter.voice.normalise``) reads them
+    assert model.mean.shape == model.scale.shape == (12 * 96,)
     with np.load(weights) as z:
         head = {k: z[k] for k in z.files}
     windows = np.random.default_rng(2).standard_normal((50, 12, 96)).astype(np.float32) + 5.0
