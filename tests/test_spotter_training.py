@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,19 @@ def test_a_long_form_file_is_written_whole_or_not_at_all(tmp_path: Path,
     monkeypatch.setattr(longform, "write_wav", write_wav)
     files, _ = longform.make_longform(tmp_path / "out", 600 / 3600, [talk], [], [])
     assert files[0].stat().st_size > 600 * 16000
+
+
+def test_set_reads_a_yes_no_recipe_field_as_0_or_1() -> None:
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.lab.training.examples import Recipe
+    from voicecoach.lab.training.train import recipe_with
+
+    base = Recipe()
+    assert recipe_with(base, ["coach_on_real=1"]).coach_on_real is True
+    # "0" is a true string in Python: the field must still come out False
+    assert recipe_with(replace(base, coach_on_real=True), ["coach_on_real=0"]).coach_on_real is False
+    assert recipe_with(base, ["head=1", "alpha=2"]).head == 1
+    assert recipe_with(base, ["alpha=2"]).alpha == 2.0
+    for bad in ("coach_on_real=yes", "alpha=big", "nosuch=1", "synth_engines=1"):
+        with pytest.raises(VoicecoachError):
+            recipe_with(base, [bad])

@@ -175,19 +175,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _train(args: argparse.Namespace) -> int:
-    recipe = Recipe(seed=args.seed)
-    for item in args.set:
+def recipe_with(recipe: Recipe, items: Sequence[str]) -> Recipe:
+    """``recipe`` with each ``--set FIELD=NUMBER`` applied; a yes/no field takes 0 or 1 (not
+    Python's truth of a string, for which "0" is true)."""
+    for item in items:
         field, _, value = item.partition("=")
         if field not in Recipe.__dataclass_fields__ or not isinstance(getattr(recipe, field),
                                                                       (int, float)):
             raise VoicecoachError(f"--set {item}: no numeric recipe field '{field}'",
                                   "see the recipe in voicecoach/listening/spotter/MODEL_CARD.md")
+        kind = type(getattr(recipe, field))
         try:
-            recipe = replace(recipe, **{field: type(getattr(recipe, field))(value)})
+            if kind is bool:
+                if value.strip() not in ("0", "1"):
+                    raise ValueError(value)
+                parsed: Any = value.strip() == "1"
+            else:
+                parsed = kind(value)
         except ValueError:
-            raise VoicecoachError(f"--set {item}: '{value}' is not a number",
-                                  "give FIELD=NUMBER") from None
+            raise VoicecoachError(f"--set {item}: '{value}' is not "
+                                  f"{'0 or 1' if kind is bool else 'a number'}",
+                                  f"give {field}={'0 or 1' if kind is bool else 'NUMBER'}") from None
+        recipe = replace(recipe, **{field: parsed})
+    return recipe
+
+
+def _train(args: argparse.Namespace) -> int:
+    recipe = recipe_with(Recipe(seed=args.seed), args.set)
     if args.quick:
         recipe = replace(recipe, real_copies=1, noise_scenes=20, epochs=5, folds=2, hidden=16, channels=8,
                          talk_minutes=0.0)
