@@ -197,6 +197,16 @@ def recipe_with(recipe: Recipe, items: Sequence[str]) -> Recipe:
                                   f"{'0 or 1' if kind is bool else 'a number'}",
                                   f"give {field}={'0 or 1' if kind is bool else 'NUMBER'}") from None
         recipe = replace(recipe, **{field: parsed})
+    # checked here, before minutes of features, not when the first head is fitted
+    if recipe.head not in (0, 1):
+        raise VoicecoachError(f"--set head={recipe.head}: no such head",
+                              "give head=0 (the MLP) or head=1 (the temporal convolutions)")
+    if recipe.channels < 1 or recipe.dilation < 1 or 2 + 2 * recipe.dilation >= recipe.window:
+        raise VoicecoachError(f"--set channels={recipe.channels} dilation={recipe.dilation}: "
+                              f"the convolutions need at least one channel and must fit the "
+                              f"{recipe.window}-step window",
+                              "give channels >= 1 and dilation from 1 to "
+                              f"{(recipe.window - 3) // 2}")
     return recipe
 
 
