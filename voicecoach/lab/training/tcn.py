@@ -19,6 +19,12 @@ import numpy as np
 KERNEL = 3
 
 
+def steps_after(window: int, dilations: tuple[int, ...]) -> int:
+    """The window's steps left after kernel-:data:`KERNEL` convolutions of these dilations
+    (under 1: they do not fit the window)."""
+    return window - sum((KERNEL - 1) * d for d in dilations)
+
+
 def _im2col(x: np.ndarray, k: int, d: int) -> np.ndarray:
     """(n, T, c) -> (n, T - (k-1) d, k c): each output step's taps side by side."""
     steps = x.shape[1] - (k - 1) * d
@@ -91,16 +97,16 @@ def init_params(rng: np.random.Generator, steps: int, dims: int, channels: int,
                 ) -> dict[str, np.ndarray]:
     """Glorot-uniform weights (as scikit-learn initialises its MLP's) and zero biases."""
     params: dict[str, np.ndarray] = {"dilation": np.asarray(dilations, np.int64)}
+    steps = steps_after(steps, dilations)
+    if steps < 1:
+        raise ValueError(f"the convolutions need more than the window's steps ({dilations})")
     c_in = dims
-    for i, d in enumerate(dilations):
+    for i in range(len(dilations)):
         fan_in, fan_out = KERNEL * c_in, KERNEL * channels
         bound = np.sqrt(6.0 / (fan_in + fan_out))
         params[f"c{i}"] = rng.uniform(-bound, bound, (KERNEL, c_in, channels)).astype(dtype)
         params[f"cb{i}"] = np.zeros(channels, dtype)
         c_in = channels
-        steps -= (KERNEL - 1) * d
-    if steps < 1:
-        raise ValueError(f"the convolutions need more than the window's steps ({dilations})")
     bound = np.sqrt(6.0 / (steps * channels + classes))
     params["w0"] = rng.uniform(-bound, bound, (steps * channels, classes)).astype(dtype)
     params["b0"] = np.zeros(classes, dtype)

@@ -46,6 +46,7 @@ from voicecoach.lab.training.data import (
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.head import clip_probs, fit_head, labels_for, training_rows
 from voicecoach.lab.training.talk_windows import TALK_SOURCE
+from voicecoach.lab.training.tcn import steps_after
 from voicecoach.lab.training.thresholds import (
     FALSE_COST,
     MISS_COST,
@@ -201,12 +202,13 @@ def recipe_with(recipe: Recipe, items: Sequence[str]) -> Recipe:
     if recipe.head not in (0, 1):
         raise VoicecoachError(f"--set head={recipe.head}: no such head",
                               "give head=0 (the MLP) or head=1 (the temporal convolutions)")
-    if recipe.channels < 1 or recipe.dilation < 1 or 2 + 2 * recipe.dilation >= recipe.window:
+    widest = max((d for d in range(1, recipe.window) if steps_after(recipe.window, (1, d)) >= 1),
+                 default=0)
+    if recipe.head == 1 and (recipe.channels < 1 or not 1 <= recipe.dilation <= widest):
         raise VoicecoachError(f"--set channels={recipe.channels} dilation={recipe.dilation}: "
                               f"the convolutions need at least one channel and must fit the "
                               f"{recipe.window}-step window",
-                              "give channels >= 1 and dilation from 1 to "
-                              f"{(recipe.window - 3) // 2}")
+                              f"give channels >= 1 and dilation from 1 to {widest}")
     return recipe
 
 
