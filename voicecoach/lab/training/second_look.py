@@ -104,6 +104,24 @@ beforehand as equal to 1 % false accepts on clips of other words (``negative_pri
 0.01), the issue's two false-accept targets (1 an hour, 1 %) weighed alike."""
 
 
+def clip_cost(fires: np.ndarray, cmd: str, command: np.ndarray, is_pos: np.ndarray,
+              miss_cost: dict[str, float], false_cost: dict[str, float],
+              negative_prior: float) -> float:
+    """The cost of ``fires`` (one bool per clip) for ``cmd``: its clips missed, at its miss
+    cost, and the clips of other words it fired on, at its false cost weighted by the prior."""
+    pos = fires[command == cmd]
+    neg = fires[~is_pos]
+    miss = 1.0 - float(pos.mean()) if pos.size else 0.0
+    fa = float(neg.mean()) if neg.size else 0.0
+    return miss_cost.get(cmd, 1.0) * miss + negative_prior * false_cost.get(cmd, 1.0) * fa
+
+
+def _talk_false_cost(out: dict[str, Any], false_cost: dict[str, float]) -> float:
+    """The cost of the false commands of a talk outcome (``talk.talk_outcome``), an hour."""
+    return TALK_PRIOR * sum(false_cost.get(c, 1.0) * n for c, n in out["false"].items()) \
+        / out["hours"]
+
+
 def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
                        false_cost: dict[str, float], negative_prior: float, stop_stat: Any,
                        talk: dict[str, Any] | None = None
@@ -128,11 +146,7 @@ def choose_second_look(clips: list[dict[str, Any]], miss_cost: dict[str, float],
         return np.array([c.get(key, c["looks"]).get(cmd, 0.0) for c in clips])
 
     def cost(fires: np.ndarray, cmd: str) -> float:
-        pos = fires[command == cmd]
-        neg = fires[~is_pos]
-        miss = 1.0 - float(pos.mean()) if pos.size else 0.0
-        fa = float(neg.mean()) if neg.size else 0.0
-        return miss_cost.get(cmd, 1.0) * miss + negative_prior * false_cost.get(cmd, 1.0) * fa
+        return clip_cost(fires, cmd, command, is_pos, miss_cost, false_cost, negative_prior)
 
     def talk_cost(conf: float, thresholds: dict[str, float], method: str, cmd: str) -> float:
         if talk is None:
@@ -198,14 +212,11 @@ def choose_sure_stop(clips: list[dict[str, Any]], miss_cost: dict[str, float],
 
     def cost(sure: tuple[float, float] | None) -> float:
         fires = base if sure is None else base | ((stat >= sure[0]) & (looks >= sure[1]))
-        pos, neg = fires[command == STOP], fires[~is_pos]
-        total = (miss_cost.get(STOP, 1.0) * (1.0 - float(pos.mean()) if pos.size else 0.0)
-                 + negative_prior * false_cost.get(STOP, 1.0) * (float(neg.mean()) if neg.size else 0.0))
+        total = clip_cost(fires, STOP, command, is_pos, miss_cost, false_cost, negative_prior)
         if talk is not None:
             out = talk_outcome(talk, conf, thresholds, method, sure=sure)
             total += (miss_cost.get(STOP, 1.0) * (1.0 - out["recall"])
-                      + TALK_PRIOR * sum(false_cost.get(c, 1.0) * n for c, n in out["false"].items())
-                      / out["hours"])
+                      + _talk_false_cost(out, false_cost))
         return total
 
     return _cheapest_rule([(float(s), float(v)) for s in STOP_GRID if s < conf
@@ -250,16 +261,12 @@ def choose_sure_commands(clips: list[dict[str, Any]], miss_cost: dict[str, float
         def cost(rule: tuple[float, float] | None, cmd: str = cmd,
                  base: np.ndarray = base) -> float:
             fires = base | np.array([sure_look(c, cmd, rule) for c in clips])
-            pos, neg = fires[command == cmd], fires[~is_pos]
-            total = (miss_cost.get(cmd, 1.0) * (1.0 - float(pos.mean()) if pos.size else 0.0)
-                     + negative_prior * false_cost.get(cmd, 1.0)
-                     * (float(neg.mean()) if neg.size else 0.0))
+            total = clip_cost(fires, cmd, command, is_pos, miss_cost, false_cost, negative_prior)
             if talk is not None:
                 rules = {**chosen, **({cmd: rule} if rule else {})}
                 out = talk_outcome(talk, conf, thresholds, method, sure=sure_stop,
                                    sure_commands=rules)
-                total += TALK_PRIOR * sum(false_cost.get(c, 1.0) * n
-                                          for c, n in out["false"].items()) / out["hours"]
+                total += _talk_false_cost(out, false_cost)
             return total
 
         own = thresholds.get(cmd, thresholds["default"])
