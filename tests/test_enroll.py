@@ -266,11 +266,13 @@ def test_every_problem_is_reported_at_once_and_the_old_enrollment_kept(
     before = (env / "enrollment" / "joe.npz").read_bytes()
     folder = tmp_path / "b"
     (folder / "stop").mkdir(parents=True)
-    write_wav(folder / "stop" / "one.wav", np.zeros(16000, np.int16))
-    (folder / "stop" / "two.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    # the corrupt take first: its one-line error ends in a full stop before the next problem
+    (folder / "stop" / "one.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    write_wav(folder / "stop" / "two.wav", np.zeros(16000, np.int16))
     write_wav(folder / "stop" / "three.wav", np.zeros(1000, np.int16))
     line = _bad(capsys, "--from", str(folder), "--user", "joe")
     assert all(name in line for name in ("one.wav", "two.wav", "three.wav")), line
+    assert ".;" not in line and ". ;" not in line, line  # one separator between problems
     assert (env / "enrollment" / "joe.npz").read_bytes() == before
 
 

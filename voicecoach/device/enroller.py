@@ -237,7 +237,8 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
         enroller.drop(set(range(len(enroller.takes))) - set(keep))
         names = [names[i] for i in keep]
     if not enroller.takes:
-        listed = "; ".join(problems) or "no usable take"
+        # each problem may end in a full stop of its own (an error's one line): one separator
+        listed = "; ".join(p.rstrip(".") for p in problems) or "no usable take"
         raise VoicecoachError(f"no command has 2 usable takes in {folder}: {listed}",
                               "record those takes again, or remove the bad files")
     for line in problems:
