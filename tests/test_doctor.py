@@ -249,6 +249,8 @@ def test_spotter_weights_holding_nan_fail_doctor_in_one_line(
     _, lines = run(tmp_path, '[speech]\nengine = "spotter"\n', render=False)
     line = by_name(lines)["command spotter"]
     assert line.startswith("FAIL") and "not finite" in line and "'b0'" in line
+    # a model the user pointed at is theirs to retrain or unset, not voicecoach to reinstall
+    assert "unset VOICECOACH_SPOTTER_MODEL" in line and "reinstall" not in line
 
 
 def test_pocketsphinx_without_its_model_fails_doctor_and_listen_in_one_line(

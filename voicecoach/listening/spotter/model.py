@@ -120,7 +120,12 @@ class SpotterModel:
                                   "other grammar phrases", RETRAIN)
 
 
-def _bad(path: Path, what: str) -> VoicecoachError:
+def _bad_model(path: Path, what: str, own: bool = False) -> VoicecoachError:
+    """One error for damaged weights or card; ``own``: a model the user pointed at (its fix is
+    retraining it or unsetting the variable, not reinstalling voicecoach)."""
+    if own:
+        return VoicecoachError(f"the command spotter weights {path} {what}",
+                               f"{RETRAIN}, or unset {MODEL_ENV} to use the shipped weights")
     return VoicecoachError(f"the command spotter weights {path} {what}",
                            "reinstall voicecoach (pip install --force-reinstall voicecoach) or "
                            + RETRAIN)
@@ -139,6 +144,11 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
             f"{MODEL_ENV} = {env}: {'not a file' if weights.exists() else 'no such file'}",
             f"point {MODEL_ENV} at a retrained en_commands.npz (with its .json card beside "
             "it), or unset it to use the shipped weights")
+    own = weights != default_w
+
+    def _bad(path: Path, what: str) -> VoicecoachError:
+        return _bad_model(path, what, own)
+
     if not weights.is_file():
         raise _bad(weights, "are missing")
     if not card.is_file():
