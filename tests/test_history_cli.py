@@ -74,6 +74,17 @@ def test_table_lists_sessions_and_weekly_totals(data_dir: Path,
     assert sum(int(w.split()[1]) for w in weekly) == 3
 
 
+def test_a_history_of_demo_sessions_only_says_why_it_totals_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with HistoryDB.open(tmp_path) as db:
+        record(db, 1, NOW - dt.timedelta(days=1), 300, "finished", (0.5, 0.8), source="demo")
+    code, out, _ = cli(capsys, "--data-dir", str(tmp_path), "history")
+    lines = out.splitlines()
+    assert code == 0 and lines[1].split()[4] == "demo"
+    assert lines[-2].split()[0] == "week"  # the totals' header, and no week under it
+    assert "demo and replayed sessions are listed but not counted" in lines[-1]
+
+
 def test_json_and_weeks_filter(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
     assert code == 0

@@ -113,6 +113,9 @@ def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) ->
     totals += [(w["week"], str(w["sessions"]), f"{w['backward_min']:.1f}", str(w["finished"]),
                 str(w["pain_reports"]) if w["pain_reports"] else "-") for w in weeks]
     lines += _align(totals)
+    if sessions and not weeks:
+        lines.append("(no training sessions to total: demo and replayed sessions are listed "
+                     "but not counted)")
     return "\n".join(lines)
 
 
