@@ -121,8 +121,8 @@ class SpotterModel:
 
 
 def _bad_model(path: Path, what: str, own: bool = False) -> VoicecoachError:
-    """One error for damaged weights or card; ``own``: a model the user pointed at (its fix is
-    retraining it or unsetting the variable, not reinstalling voicecoach)."""
+    """One error for damaged weights or card; ``own``: a model $VOICECOACH_SPOTTER_MODEL
+    pointed at (its fix is retraining it or unsetting the variable, not reinstalling)."""
     if own:
         return VoicecoachError(f"the command spotter weights {path} {what}",
                                f"{RETRAIN}, or unset {MODEL_ENV} to use the shipped weights")
@@ -136,15 +136,16 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
     packaged ones); every problem is one :class:`VoicecoachError`."""
     default_w, default_c = builtin_paths()
     env = os.environ.get(MODEL_ENV)
+    from_env = weights is None and bool(env)
     weights = weights or (Path(env).expanduser() if env else default_w)
     if card is None:
         card = default_c if weights == default_w else weights.with_suffix(".json")
-    if env and weights != default_w and not weights.is_file():
+    own = from_env and weights != default_w  # the variable's model: its fix is not a reinstall
+    if own and not weights.is_file():
         raise VoicecoachError(
             f"{MODEL_ENV} = {env}: {'not a file' if weights.exists() else 'no such file'}",
             f"point {MODEL_ENV} at a retrained en_commands.npz (with its .json card beside "
             "it), or unset it to use the shipped weights")
-    own = weights != default_w
 
     def _bad(path: Path, what: str) -> VoicecoachError:
         return _bad_model(path, what, own)
