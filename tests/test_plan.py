@@ -102,3 +102,14 @@ def test_bad_plans_name_file_field_and_fix(tmp_path: Path, text: str, expected: 
 def test_missing_plan_file(tmp_path: Path) -> None:
     with pytest.raises(VoicecoachError, match="does not exist"):
         load_plan(tmp_path / "nope.toml")
+
+
+def test_a_plan_saved_as_utf16_is_one_clear_line(tmp_path: Path) -> None:
+    """A plan saved by an editor in UTF-16 (with its byte-order mark) is not read as garbage."""
+    path = tmp_path / "utf16.toml"
+    path.write_text(GOOD.format(units="mph", warm=1.5, speed=0.6, top=0.9), encoding="utf-16")
+    with pytest.raises(VoicecoachError) as err:
+        load_plan(path)
+    line = err.value.one_line()
+    assert str(path) in line and "cannot be read" in line and "UTF-8 text" in line
+    assert "\n" not in line
