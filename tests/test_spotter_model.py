@@ -15,9 +15,17 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar, parse_grammar
 from voicecoach.lab.training.card import export
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.lab.training.head import labels_for
+from voicecoach.lab.training.head import head_probs, labels_for
 from voicecoach.listening.spotter.decide import Decision
-from voicecoach.listening.spotter.model import MODEL_ENV, builtin_paths, load_model, phrase_hash, phrases_of
+from voicecoach.listening.spotter.model import (
+    MODEL_ENV,
+    builtin_paths,
+    join_members,
+    load_model,
+    phrase_hash,
+    phrases_of,
+    split_members,
+)
 
 GRAMMAR = load_grammar("en")
 
@@ -112,3 +120,50 @@ def test_listen_with_bad_weights_is_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "spotter" in lines[0] and "weights" in lines[0]
+
+
+def _random_head(seed: int, labels: list[str], hidden: int = 8) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dims = 12 * 96
+    return {"mean": rng.standard_normal(dims).astype(np.float32),
+            "scale": (1.0 + rng.random(dims)).astype(np.float32),
+            "w0": rng.standard_normal((dims, hidden)).astype(np.float32) * 0.05,
+            "b0": rng.standard_normal(hidden).astype(np.float32),
+            "w1": rng.standard_normal((hidden, len(labels))).astype(np.float32),
+            "b1": rng.standard_normal(len(labels)).astype(np.float32)}
+
+
+def test_an_ensemble_averages_its_members_probabilities(tmp_path: Path) -> None:
+    labels = labels_for(GRAMMAR)
+    heads = [_random_head(1, labels), _random_head(2, labels, hidden=5)]
+    for j, head in enumerate(heads):
+        export(tmp_path / f"single{j}", head, labels, GRAMMAR, Recipe(), Decision(0.9, 0.9),
+               {"summary": "test"}, {})
+    export(tmp_path / "both", join_members(heads), labels, GRAMMAR, Recipe(), Decision(0.9, 0.9),
+           {"summary": "test"}, {"member_seeds": [0, 1]})
+    singles = [load_model(tmp_path / f"single{j}" / "en_commands.npz") for j in range(2)]
+    both = load_model(tmp_path / "both" / "en_commands.npz")
+    assert both.members == 2 and singles[0].members == 1 and both.card["members"] == 2
+    x = np.random.default_rng(3).standard_normal((4, 12, 96)).astype(np.float32)
+    a, b = (m.probabilities(x) for m in singles)
+    assert not np.allclose(a, b, atol=1e-3), "the two members must differ for the test to mean much"
+    assert np.allclose(both.probabilities(x), (a + b) / 2, atol=1e-6)
+    # the lab's forward pass (what cross-validation scores) is the run time's
+    lab_head = split_members(dict(np.load(tmp_path / "both" / "en_commands.npz")))
+    assert np.allclose(head_probs(join_members(lab_head), x), both.probabilities(x), atol=1e-5)
+    assert "An ensemble of 2 such heads" in (tmp_path / "both" / "MODEL_CARD.md").read_text()
+
+
+def test_an_ensemble_missing_a_member_is_one_clear_error(tmp_path: Path) -> None:
+    labels = labels_for(GRAMMAR)
+    heads = [_random_head(1, labels), _random_head(2, labels)]
+    export(tmp_path, join_members(heads), labels, GRAMMAR, Recipe(), Decision(0.9, 0.9),
+           {"summary": "test"}, {})
+    card = json.loads((tmp_path / "en_commands.json").read_text())
+    card["members"] = 3
+    (tmp_path / "en_commands.json").write_text(json.dumps(card))
+    assert "hold 2 head(s) where their card says 3" in _err(tmp_path / "en_commands.npz")
+    heads[1]["w0"] = heads[1]["w0"][:-96]           # a member for another window
+    export(tmp_path, join_members(heads), labels, GRAMMAR, Recipe(), Decision(0.9, 0.9),
+           {"summary": "test"}, {})
+    assert "inconsistent shapes" in _err(tmp_path / "en_commands.npz")

@@ -187,6 +187,32 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     assert card["figures"]["summary"].startswith("cross-validated by speaker")
     assert np.isfinite(card["decision"]["stop_threshold"])
     assert (tmp_path / "model" / "MODEL_CARD.md").read_text().startswith("# Model card")
+    # an ensemble: a member is another run's work folder (its fold heads, full head, recipe);
+    # here that run's files copied with seed 1, so the average equals the single head's
+    member = tmp_path / "work1" / "folds"
+    shutil.copytree(tmp_path / "work" / "folds", member)
+    run = json.loads((member / "run.json").read_text())
+    (member / "run.json").write_text(json.dumps({"recipe": {**run["recipe"], "seed": 1}}))
+    capsys.readouterr()
+    assert train.main(argv + ["--second-look-only", "--member", str(tmp_path / "work1")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first.splitlines()[0]
+    both = load_model(tmp_path / "model" / "en_commands.npz")
+    assert both.members == 2 and both.card["member_seeds"] == [0, 1]
+    x = np.random.default_rng(0).standard_normal((3, both.window, 96)).astype(np.float32)
+    assert np.allclose(both.probabilities(x), model.probabilities(x), atol=1e-6)
+    # run again on the ensemble it exported: its first member is the head, not both
+    assert train.main(argv + ["--second-look-only", "--member", str(tmp_path / "work1")]) == 0
+    assert load_model(tmp_path / "model" / "en_commands.npz").members == 2
+    # members that cannot be averaged are refused, each in one line
+    (member / "run.json").write_text(json.dumps({"recipe": {**run["recipe"], "seed": 0}}))
+    assert train.main(argv + ["--member", str(tmp_path / "work1")]) == 2
+    assert "seed 0, which the ensemble already has" in capsys.readouterr().err
+    (member / "run.json").write_text(json.dumps({"recipe": {**run["recipe"], "seed": 1,
+                                                            "hidden": 99}}))
+    assert train.main(argv + ["--member", str(tmp_path / "work1")]) == 2
+    assert "another recipe (hidden differ)" in capsys.readouterr().err
+    assert train.main(argv + ["--member", str(tmp_path / "nowhere")]) == 2
+    assert "no finished full training run there" in capsys.readouterr().err
 
 
 def test_running_talk_is_other_speech_but_just_after_a_stop() -> None:

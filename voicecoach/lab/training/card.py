@@ -16,7 +16,13 @@ from voicecoach.grammar import Grammar
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
 from voicecoach.listening.spotter.decide import Decision
-from voicecoach.listening.spotter.model import FORMAT_VERSION, MODEL_NAME, phrase_hash, phrases_of
+from voicecoach.listening.spotter.model import (
+    FORMAT_VERSION,
+    MODEL_NAME,
+    phrase_hash,
+    phrases_of,
+    split_members,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
         "language": "en",
         "labels": labels,
         "layers": sum(1 for k in head if k.startswith("w") and k[1:].isdigit()),
+        "members": len(split_members(head)),
         "phrases": phrases_of(grammar),
         "phrase_hash": phrase_hash(phrases_of(grammar)),
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -61,6 +68,7 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
 def _is_weight(name: str) -> bool:
     """The dense layers' ``w{i}`` and the convolutions' ``c{i}`` (kept at float16 precision);
     not biases, feature statistics or dilations."""
+    name = name.split("_", 1)[-1] if name[:1] == "m" and "_" in name else name
     return name[:1] in ("w", "c") and name[1:].isdigit()
 
 
@@ -87,7 +95,11 @@ def render_card(card: dict[str, Any]) -> str:
         "## What it is",
         f"- {_what_it_is(rec)} over the last {rec['window']} speech embeddings "
         f"(80 ms steps, about {rec['window'] * 0.08 + 0.775:.1f} s of audio) of "
-        f"{card['features']}.",
+        f"{card['features']}."
+        + (f" An ensemble of {card['members']} such heads, trained by the same recipe with seeds "
+           f"{', '.join(str(x) for x in card.get('member_seeds', []))} (each on its own "
+           "augmented features), their probabilities averaged; every figure below is the "
+           "ensemble's." if card.get("members", 1) > 1 else ""),
         f"- {len(card['labels'])} classes: every phrase of `grammars/en.json`, other speech "
         f"and noise. Grammar phrase hash `{card['phrase_hash']}`; weights sha256 "
         f"`{card['weights_sha256'][:16]}...`.",

@@ -14,7 +14,7 @@ from voicecoach.grammar import Grammar
 from voicecoach.lab.training.data import Source
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.tcn import fit_tcn, tcn_probs
-from voicecoach.listening.spotter.model import NOISE, OTHER
+from voicecoach.listening.spotter.model import NOISE, OTHER, split_members
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,6 +87,14 @@ def fit_head(x: np.ndarray, y: np.ndarray, labels: list[str], recipe: Recipe,
 
 
 def head_probs(head: dict[str, np.ndarray], windows: np.ndarray) -> np.ndarray:
+    """Probabilities of a head, or an ensemble's members' averaged (``model.split_members``)."""
+    members = split_members(head)
+    if len(members) > 1:
+        return np.mean([_one_head_probs(m, windows) for m in members], axis=0)
+    return _one_head_probs(head, windows)
+
+
+def _one_head_probs(head: dict[str, np.ndarray], windows: np.ndarray) -> np.ndarray:
     if "c0" in head:
         return tcn_probs(head, windows)
     x = (windows.reshape(len(windows), -1) - head["mean"]) / head["scale"]

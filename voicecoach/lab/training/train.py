@@ -12,6 +12,11 @@
    figures are chosen on the other folds' clips only; the shipped thresholds on all of them.
    Every figure printed and written into the model card is such an out-of-fold figure.
 4. The shipped head: the same recipe on every source, exported as ``.npz`` + model card.
+
+An ensemble: run the full training once more with another ``--seed`` in its own ``--work``
+folder, then this run with ``--member THAT_WORK`` (repeatable): every fold's head and the
+shipped head become the seeds' heads averaged (``model.split_members``), and every figure,
+threshold and the second look are chosen for that average.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +65,9 @@ from voicecoach.lab.training.thresholds import (
 from voicecoach.listening.spotter.decide import STOP, Decision
 from voicecoach.listening.spotter.model import (
     MODEL_NAME,
+    join_members,
     phrases_of,
+    split_members,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -85,12 +92,13 @@ def _clips(eval_data: dict[str, Any], sources: Sequence[Source]) -> list[dict[st
 def cross_validate(data: dict[str, np.ndarray], sources: Sequence[Source],
                    clips: list[dict[str, Any]], labels: list[str], grammar: Grammar,
                    recipe: Recipe, silence: np.ndarray, base: Decision,
-                   fold_dir: Path | None = None, heads: dict[int, dict[str, np.ndarray]] | None = None
-                   ) -> tuple[dict[str, Any], Decision]:
+                   fold_dir: Path | None = None, heads: dict[int, dict[str, np.ndarray]] | None = None,
+                   members: Sequence[Member] = ()) -> tuple[dict[str, Any], Decision]:
     """Out-of-fold probabilities for every clip (``clip["probs"]``), the figures and the
     thresholds; with ``fold_dir``, each fold's head is kept there (``head_K.npz``) for the
     second look's choice on out-of-fold talk (``lab.training.talk``); with ``heads``, those
-    fold heads are used instead of fitting them again."""
+    fold heads are used instead of fitting them again; with ``members``, each fold's head is
+    averaged with theirs (an ensemble; only this run's own head is kept in ``fold_dir``)."""
     y = np.array([labels.index(s) for s in data["label"]])
     keep, weight = training_rows(data, sources, recipe)
     classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
@@ -101,6 +109,7 @@ def cross_validate(data: dict[str, np.ndarray], sources: Sequence[Source],
             fit_head(data["x"][train], y[train], labels, recipe, weight[train])
         if fold_dir is not None and heads is None:
             np.savez(fold_dir / f"head_{k}.npz", **head)  # type: ignore[arg-type]
+        head = ensemble_head(head, [m.folds[k] for m in members])
         for clip in clips:
             if clip["fold"] == k:
                 clip["probs"] = clip_probs(head, clip["emb"], silence, recipe.window)
@@ -118,6 +127,67 @@ def cross_validate(data: dict[str, np.ndarray], sources: Sequence[Source],
                                    for k, d in decision_of.items()}
     figs["curve"] = curve_table(clips, grammar, base, classes)
     return figs, shipped
+
+
+@dataclass
+class Member:
+    """Another full run of the same recipe with another seed, for an ensemble."""
+
+    work: Path
+    seed: int
+    folds: dict[int, dict[str, np.ndarray]]
+    full: dict[str, np.ndarray]
+
+
+def ensemble_head(own: dict[str, np.ndarray], others: Sequence[dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """``own`` (its first member only, if it is already an ensemble) averaged with ``others``."""
+    return join_members([split_members(own)[0], *others]) if others else own
+
+
+def save_full_run(fold_dir: Path, head: dict[str, np.ndarray], recipe: Recipe) -> None:
+    """What ``--member`` reads of a full run: its shipped head and recipe, beside its fold heads."""
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(fold_dir / "full.npz", **split_members(head)[0])  # type: ignore[arg-type]
+    (fold_dir / "run.json").write_text(json.dumps({"recipe": asdict(recipe)}, sort_keys=True)
+                                       + "\n", encoding="utf-8")
+
+
+def load_members(dirs: Sequence[Path], recipe: Recipe) -> list[Member]:
+    """The ``--member`` runs, each checked to be the same recipe with its own seed."""
+    from voicecoach.lab.training.talk import load_fold_heads
+
+    out: list[Member] = []
+    seeds = {recipe.seed}
+    for work in dirs:
+        folds = work / "folds"
+        try:
+            run = json.loads((folds / "run.json").read_text(encoding="utf-8"))["recipe"]
+            with np.load(folds / "full.npz") as z:
+                full = {name: z[name] for name in z.files}
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            raise VoicecoachError(f"--member {work}: no finished full training run there "
+                                  f"({folds}/run.json and full.npz missing or damaged)",
+                                  f"run python -m voicecoach.lab.training.train --work {work} "
+                                  f"--out {work}/out --seed N (N another seed) first") from None
+        ours = asdict(recipe)
+        differ = sorted(k for k in ours if k != "seed" and run.get(k) != ours[k]
+                        and not (isinstance(ours[k], tuple) and list(ours[k]) == run.get(k)))
+        if differ:
+            raise VoicecoachError(f"--member {work} was trained with another recipe "
+                                  f"({', '.join(differ)} differ)",
+                                  "train the member with the same --set options, another --seed")
+        seed = int(run.get("seed", -1))
+        if seed in seeds:
+            raise VoicecoachError(f"--member {work} was trained with seed {seed}, which the "
+                                  "ensemble already has", "give members trained with other --seed")
+        seeds.add(seed)
+        heads = load_fold_heads(folds, recipe.folds)
+        if len(heads) != recipe.folds:
+            raise VoicecoachError(f"--member {work}: {len(heads)} of {recipe.folds} fold heads in "
+                                  f"{folds}", "run that member's full training again")
+        out.append(Member(work, seed, heads, full))
+    return out
 
 
 def summary_line(figs: dict[str, Any]) -> str:
@@ -159,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--second-look-only", action="store_true",
                         help="keep the head in --out and the fold heads of the last run "
                              "(WORK/folds): choose the second look again and rewrite the card")
+    parser.add_argument("--member", type=Path, action="append", default=[], metavar="WORK",
+                        help="the --work folder of a full run of this recipe with another --seed: "
+                             "average its heads with this run's (an ensemble; repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one recipe field (a number), e.g. --set alpha=2")
     parser.add_argument("--quick", action="store_true",
@@ -219,6 +292,7 @@ def _train(args: argparse.Namespace) -> int:
                          talk_minutes=0.0)
     if args.second_look_only:
         _kept_heads(args, recipe)
+    members = load_members(args.member, recipe)
     grammar = load_grammar("en")
     labels = labels_for(grammar)
     synth_dirs = args.synth or [args.work / "synth"]
@@ -266,7 +340,7 @@ def _train(args: argparse.Namespace) -> int:
     fold_dir.mkdir(parents=True, exist_ok=True)
     kept = _kept_heads(args, recipe) if args.second_look_only else None
     figs, shipped = cross_validate(data, sources, clips, labels, grammar, recipe, silence, base,
-                                   fold_dir, kept)
+                                   fold_dir, kept, members)
     line = summary_line(figs)
     print(line)
     print(f"thresholds (chosen on all out-of-fold clips): stop {shipped.stop_threshold:.2f}, "
@@ -277,7 +351,8 @@ def _train(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {}
     if not args.no_verify:
         shipped, extra["verify"], figs["second_look"] = _second_look(
-            clips, sources, grammar, labels, shipped, recipe, args.verify_per_word, args.work)
+            clips, sources, grammar, labels, shipped, recipe, args.verify_per_word, args.work,
+            members)
         extra["verify_anywhere"] = figs["second_look"].pop("anywhere")
         extra["verify_sure"] = figs["second_look"].pop("sure")
         print(f"second look: {figs['second_look']['summary']}")
@@ -290,6 +365,8 @@ def _train(args: argparse.Namespace) -> int:
             head = {name: z[name] for name in z.files}
     else:
         head = fit_head(data["x"][keep], y[keep], labels, recipe, weight[keep])
+    save_full_run(fold_dir, head, recipe)
+    head = ensemble_head(head, [m.full for m in members])
     counts = {"real_clips": sum(1 for s in sources if s.real),
               "real_speakers": len({s.group for s in sources if s.kind == "real"}),
               "synthetic_clips": sum(1 for s in sources if not s.real),
@@ -302,7 +379,8 @@ def _train(args: argparse.Namespace) -> int:
     counts["synthetic_clips"] = sum(1 for s in sources if not s.real and s.group in trained)
     unseen = sorted({s.group for s in all_synthetic if s.group not in trained})
     export(args.out, head, labels, grammar, recipe, shipped, figs,
-           {**extra, "data": counts, "holdout_families": list(recipe_holdout()),
+           {**extra, "data": counts, "member_seeds": [recipe.seed] + [m.seed for m in members],
+            "holdout_families": list(recipe_holdout()),
             "unseen_families": unseen,
             "train_cpu_s": _train_cpu_s(args, kept, time.process_time() - t0)})
     print(f"wrote {args.out / (MODEL_NAME + '.npz')} and its model card")
@@ -334,8 +412,8 @@ def _kept_heads(args: argparse.Namespace, recipe: Recipe) -> dict[int, dict[str,
 
 
 def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
-                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path
-                 ) -> tuple[Decision, dict[str, float], dict[str, Any]]:
+                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path,
+                 members: Sequence[Member] = ()) -> tuple[Decision, dict[str, float], dict[str, Any]]:
     """The verifier's thresholds and the confident stop, chosen on out-of-fold clips and
     out-of-fold talk (``lab.training.talk``, made from the fold heads in ``work/folds``)."""
     from voicecoach.lab.training.second_look import (
@@ -363,8 +441,9 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
     look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of)
     from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events, talk_outcome
 
-    talk = talk_events(fold_files(work, sources, recipe.folds),
-                       load_fold_heads(work / "folds", recipe.folds), grammar, labels, shipped,
+    heads = {k: ensemble_head(h, [m.folds[k] for m in members])
+             for k, h in load_fold_heads(work / "folds", recipe.folds).items()}
+    talk = talk_events(fold_files(work, sources, recipe.folds), heads, grammar, labels, shipped,
                        verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD)
     conf, thresholds, method = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR,
                                                   stop_stat, talk)

@@ -7,6 +7,10 @@ window position and dimension), then either the layers of a small ReLU network (
 the model card (``.json`` beside it) holds the class labels, the recipe and seed, the decision
 settings chosen by cross-validation, the figures, and a hash of the grammar phrases it was
 trained for.
+
+An ensemble (card ``"members": N``) holds N such heads, trained with different seeds: the
+first one's arrays named as above, member ``j``'s with the prefix ``m{j}_``. Its
+probabilities are the members' averaged.
 """
 
 from __future__ import annotations
@@ -34,6 +38,28 @@ FORMAT_VERSION = 1
 NOISE, OTHER = "_noise_", "_other_"
 RETRAIN = ("retrain it: python -m voicecoach.lab.training.train "
            "(see voicecoach/listening/spotter/MODEL_CARD.md)")
+
+
+def member_prefix(j: int) -> str:
+    """The prefix of ensemble member ``j``'s arrays in the weights file (none for the first)."""
+    return f"m{j}_" if j else ""
+
+
+def split_members(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The weights file's arrays, one dict per ensemble member (one for a single head)."""
+    members: dict[int, dict[str, np.ndarray]] = {}
+    for name, array in arrays.items():
+        j, rest = 0, name
+        if name.startswith("m") and "_" in name and name[1:name.index("_")].isdigit():
+            j, rest = int(name[1:name.index("_")]), name[name.index("_") + 1:]
+        members.setdefault(j, {})[rest] = array
+    return [members[j] for j in sorted(members)]
+
+
+def join_members(heads: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One weights dict holding ``heads`` as ensemble members (``split_members``'s inverse)."""
+    return {member_prefix(j) + name: array for j, head in enumerate(heads)
+            for name, array in head.items()}
 
 
 def phrases_of(grammar: Grammar) -> dict[str, list[str]]:
@@ -67,6 +93,8 @@ class SpotterModel:
     convs: list[tuple[np.ndarray, np.ndarray, int]] = field(default_factory=list)
     """The temporal-convolution head's convolutions (kernel (k, in, out), bias, dilation),
     applied over the window's steps before ``layers``; empty for the MLP."""
+    others: list[SpotterModel] = field(default_factory=list)
+    """An ensemble's other members (same labels, window and card), averaged with this one."""
 
     @property
     def window(self) -> int:
@@ -76,8 +104,19 @@ class SpotterModel:
     def decision(self) -> dict[str, Any]:
         return dict(self.card["decision"])
 
+    @property
+    def members(self) -> int:
+        return 1 + len(self.others)
+
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """(n, window, 96) embedding windows -> (n, classes) probabilities."""
+        """(n, window, 96) embedding windows -> (n, classes) probabilities (an ensemble's
+        members' averaged)."""
+        probs = self._own_probabilities(windows)
+        for other in self.others:
+            probs = probs + other._own_probabilities(windows)
+        return probs / self.members if self.others else probs
+
+    def _own_probabilities(self, windows: np.ndarray) -> np.ndarray:
         x = windows.reshape(len(windows), -1).astype(np.float32)
         x = (x - self.mean) / self.scale
         if self.convs:
@@ -168,24 +207,46 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
             arrays = {k: np.asarray(npz[k]) for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         raise _bad(weights, "are corrupt (not a readable .npz)") from None
+    for name, array in arrays.items():
+        if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
+            raise _bad(weights, f"hold values that are not finite numbers (NaN or infinity) "
+                       f"in '{name}': the spotter would hear nothing")
     try:
         labels = [str(x) for x in meta["labels"]]
         n_layers = int(meta["layers"])
+        window = int(meta["recipe"]["window"])
+        dict(meta["decision"])
+        n_members = int(meta.get("members", 1))
+    except (KeyError, TypeError, ValueError):
+        raise _bad(weights, "lack a field the spotter needs") from None
+    heads = split_members(arrays)
+    if n_members < 1 or len(heads) != n_members:
+        raise _bad(weights, f"hold {len(heads)} head(s) where their card says {n_members}")
+    models = []
+    for j, head in enumerate(heads):
+        if j:
+            n_layers = sum(1 for name in head if name.startswith("w") and name[1:].isdigit())
+        models.append(_member(head, n_layers, labels, window, meta, weights, _bad))
+    first = models[0]
+    if any(m.mean.shape != first.mean.shape for m in models[1:]):
+        raise _bad(weights, "hold ensemble members of different window sizes")
+    first.others = models[1:]
+    return first
+
+
+def _member(arrays: dict[str, np.ndarray], n_layers: int, labels: list[str], window: int,
+            meta: dict[str, Any], weights: Path, _bad: Any) -> SpotterModel:
+    """One head of the weights file, checked for shape against the labels and window."""
+    try:
         layers = [(arrays[f"w{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32))
                   for i in range(n_layers)]
         mean, scale = arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32)
-        window = int(meta["recipe"]["window"])
-        dict(meta["decision"])
         n_convs = sum(1 for name in arrays if name.startswith("c") and name[1:].isdigit())
         kernels = [(arrays[f"c{i}"].astype(np.float32), arrays[f"cb{i}"].astype(np.float32))
                    for i in range(n_convs)]
         dilations = [int(d) for d in arrays["dilation"]] if n_convs else []
     except (KeyError, TypeError, ValueError):
         raise _bad(weights, "lack a field the spotter needs") from None
-    for name, array in arrays.items():
-        if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
-            raise _bad(weights, f"hold values that are not finite numbers (NaN or infinity) "
-                       f"in '{name}': the spotter would hear nothing")
     dims = mean.size
     if n_convs:
         if len(dilations) != n_convs or min(dilations) < 1 or window < 1 \
