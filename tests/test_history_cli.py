@@ -164,5 +164,15 @@ def test_corrupt_database_is_one_line_from_the_real_cli(tmp_path: Path) -> None:
 def test_export_to_a_missing_folder_is_one_line(data_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "nowhere" / "out.csv"
-    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
+    code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
     assert code != 0 and err.count("\n") == 1 and str(target) in err
+    assert "does not exist" in err
+    assert out == "", "checked before the table is printed, so the output is the error alone"
+
+
+@pytest.mark.parametrize("flag", ["--export", "--plot"])
+def test_a_destination_that_is_a_folder_is_one_line_before_any_output(
+        data_dir: Path, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", flag, str(tmp_path))
+    assert code != 0 and out == "" and err.count("\n") == 1
+    assert "is a folder, not a file" in err and "Traceback" not in err

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -141,8 +142,27 @@ def export_csv(sessions: list[SessionSummary], path: Path) -> None:
                               "check that the folder exists and is writable") from None
 
 
+def check_destination(path: Path, flag: str) -> None:
+    """One clear error before anything is printed when ``path`` cannot be written: its folder
+    missing or not writable, or a folder of that name in the way."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        example = path / ("sessions.csv" if flag == "--export" else "progress.png")
+        raise VoicecoachError(f"{flag} {path}: that is a folder, not a file",
+                              f"give a file name, e.g. {flag} {example}")
+    if not folder.is_dir():
+        raise VoicecoachError(f"{flag} {path}: the folder {folder} does not exist",
+                              "create it first, or give a path in an existing folder")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise VoicecoachError(f"{flag} {path}: not writable",
+                              "give a path in a folder you can write to")
+
+
 def run(args: argparse.Namespace) -> int:
     weeks = parse_weeks(args.weeks)
+    for flag, dest in (("--export", args.export), ("--plot", args.plot)):
+        if dest is not None:
+            check_destination(dest, flag)
     # Same data folder as run/demo: --data-dir, else the config file, else VOICECOACH_HOME
     # or the per-user folder.
     data_dir = settings_from_args(args).data_dir
