@@ -167,3 +167,19 @@ def test_an_ensemble_missing_a_member_is_one_clear_error(tmp_path: Path) -> None
     export(tmp_path, join_members(heads), labels, GRAMMAR, Recipe(), Decision(0.9, 0.9),
            {"summary": "test"}, {})
     assert "inconsistent shapes" in _err(tmp_path / "en_commands.npz")
+
+
+def test_listen_says_it_runs_an_ensemble_and_hears_through_it(tmp_path: Path) -> None:
+    """A user's ensemble (two seeds' heads) through the real CLI: loaded, named, run."""
+    labels = labels_for(GRAMMAR)
+    export(tmp_path, join_members([_random_head(1, labels), _random_head(2, labels)]), labels,
+           GRAMMAR, Recipe(), Decision(0.9, 0.9), {"summary": "test"}, {"member_seeds": [0, 1]})
+    env = {"VOICECOACH_HOME": str(tmp_path / "home"), MODEL_ENV: str(tmp_path / "en_commands.npz"),
+           "PATH": "/usr/bin:/bin"}
+    clip = Path(__file__).resolve().parent.parent / "audio_fixtures/commands/joe/normal/stop__stop.wav"
+    proc = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "spotter",
+                           "--json", str(clip)], capture_output=True, text=True, env=env,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 trained heads averaged" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["audio_s"] > 0.5

@@ -115,8 +115,10 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
     rec = SpotterRecogniser(grammar, verifier=verifier if isinstance(verifier, WhisperVerifier) else None)
     if verifier is not None and rec.verifier is None:
         look = "no second look (the model card has no verifier thresholds)"
-    return rec, (f"listening with the command spotter (trained head {rec.model.path.name} on "
-                 f"the pretrained speech embedding; {look})")
+    heads = (f"{rec.model.members} trained heads averaged, {rec.model.path.name}"
+             if rec.model.members > 1 else f"trained head {rec.model.path.name}")
+    return rec, (f"listening with the command spotter ({heads} on the pretrained speech "
+                 f"embedding; {look})")
 
 
 def _sphinx(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
