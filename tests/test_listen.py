@@ -80,6 +80,14 @@ def test_bad_files_are_reported_and_the_rest_still_processed(
     assert "text.wav" in errors[1] and "not a WAV file" in errors[1]
     assert "missing.wav" in errors[2]
     assert not any("Traceback" in line for line in err)
+    assert err[-1] == "voicecoach: 3 of the 4 inputs could not be read"
+
+
+def test_one_unreadable_file_is_one_line(clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (clips / "broken.wav").write_bytes((clips / "a" / "stop.wav").read_bytes()[:2000])
+    code, out, err = listen(capsys, str(clips / "broken.wav"))
+    assert code == 1 and out == []
+    assert len(err) == 1 and err[0].startswith("voicecoach: error:") and "truncated" in err[0]
 
 
 def test_many_files_one_model_and_reset_between_files(

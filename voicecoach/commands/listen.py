@@ -148,7 +148,9 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
     with bar(total, "listening", "audio s", json_output=args.json) as progress:
         failed = _listen_files(args, settings, grammar, commands, chunk_s, files, progress)
     if failed:
-        print(f"voicecoach: {failed} of the inputs could not be read", file=sys.stderr)
+        if len(files) > 1:  # one input: its own error line says it all
+            print(f"voicecoach: {failed} of the {len(files)} inputs could not be read",
+                  file=sys.stderr)
         return 1
     return 0
 
