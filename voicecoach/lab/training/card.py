@@ -19,6 +19,7 @@ from voicecoach.listening.spotter.decide import Decision
 from voicecoach.listening.spotter.model import (
     FORMAT_VERSION,
     MODEL_NAME,
+    member_name,
     phrase_hash,
     phrases_of,
     split_members,
@@ -68,7 +69,7 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
 def _is_weight(name: str) -> bool:
     """The dense layers' ``w{i}`` and the convolutions' ``c{i}`` (kept at float16 precision);
     not biases, feature statistics or dilations."""
-    name = name.split("_", 1)[-1] if name[:1] == "m" and "_" in name else name
+    name = member_name(name)[1]
     return name[:1] in ("w", "c") and name[1:].isdigit()
 
 

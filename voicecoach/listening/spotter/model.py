@@ -45,13 +45,19 @@ def member_prefix(j: int) -> str:
     return f"m{j}_" if j else ""
 
 
+def member_name(name: str) -> tuple[int, str]:
+    """An array's ensemble member and its name within that member (``member_prefix``'s inverse)."""
+    prefix, sep, rest = name.partition("_")
+    if sep and prefix[:1] == "m" and prefix[1:].isdigit():
+        return int(prefix[1:]), rest
+    return 0, name
+
+
 def split_members(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The weights file's arrays, one dict per ensemble member (one for a single head)."""
     members: dict[int, dict[str, np.ndarray]] = {}
     for name, array in arrays.items():
-        j, rest = 0, name
-        if name.startswith("m") and "_" in name and name[1:name.index("_")].isdigit():
-            j, rest = int(name[1:name.index("_")]), name[name.index("_") + 1:]
+        j, rest = member_name(name)
         members.setdefault(j, {})[rest] = array
     return [members[j] for j in sorted(members)]
 
