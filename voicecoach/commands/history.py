@@ -145,7 +145,7 @@ def export_csv(sessions: list[SessionSummary], path: Path) -> None:
 def check_destination(path: Path, flag: str) -> None:
     """One clear error before anything is printed when ``path`` cannot be written: its folder
     missing or not writable, or a folder of that name in the way."""
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("x.csv").parent is Path(".")
     if path.is_dir():
         example = path / ("sessions.csv" if flag == "--export" else "progress.png")
         raise VoicecoachError(f"{flag} {path}: that is a folder, not a file",
