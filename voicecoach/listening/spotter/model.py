@@ -53,6 +53,12 @@ def member_name(name: str) -> tuple[int, str]:
     return 0, name
 
 
+def numbered(arrays: dict[str, np.ndarray], letter: str) -> int:
+    """How many of ``arrays`` are ``{letter}0``, ``{letter}1``, ...: a head's dense layers
+    (``w``) or convolutions (``c``); an ensemble's other members' prefixed arrays not counted."""
+    return sum(1 for name in arrays if name[:1] == letter and name[1:].isdigit())
+
+
 def split_members(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The weights file's arrays, one dict per ensemble member (one for a single head)."""
     members: dict[int, dict[str, np.ndarray]] = {}
@@ -231,7 +237,7 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
     models = []
     for j, head in enumerate(heads):
         if j:
-            n_layers = sum(1 for name in head if name.startswith("w") and name[1:].isdigit())
+            n_layers = numbered(head, "w")
         models.append(_member(head, n_layers, labels, window, meta, weights, _bad))
     first = models[0]
     if any(m.mean.shape != first.mean.shape for m in models[1:]):
@@ -247,7 +253,7 @@ def _member(arrays: dict[str, np.ndarray], n_layers: int, labels: list[str], win
         layers = [(arrays[f"w{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32))
                   for i in range(n_layers)]
         mean, scale = arrays["mean"].astype(np.float32), arrays["scale"].astype(np.float32)
-        n_convs = sum(1 for name in arrays if name.startswith("c") and name[1:].isdigit())
+        n_convs = numbered(arrays, "c")
         kernels = [(arrays[f"c{i}"].astype(np.float32), arrays[f"cb{i}"].astype(np.float32))
                    for i in range(n_convs)]
         dilations = [int(d) for d in arrays["dilation"]] if n_convs else []
