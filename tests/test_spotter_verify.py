@@ -185,3 +185,20 @@ def test_a_stop_after_other_words_is_heard_anywhere_not_at_the_opening(
     assert verify.LOOK_S < 2.0
     assert sum(o > 0.1 for o in shipped) >= sum(o > 0.1 for o in opening) + 2
     assert max(alone) < 0.05
+
+
+def test_the_encoder_states_come_from_the_same_pass_and_change_no_score(
+        verifier: verify.WhisperVerifier) -> None:
+    """``states`` (read by the lab's learned look) is the encoder's output for the window: one
+    (frames, width) array per look, 20 ms a frame over the 4-s window, and asking for it leaves
+    every probability as it was."""
+    audio = _audio(_locked("stop", 1)[0])
+    asked = {c: PHRASES[c] for c in ("stop", "resume")}
+    plain = verifier.scores(audio, asked)
+    states: list[np.ndarray] = []
+    again = verifier.scores(audio, asked, states=states)
+    assert again == plain
+    assert len(states) == 1 and states[0].shape == (int(verify.WINDOW_S * 50), 384)
+    quiet: list[np.ndarray] = []
+    verifier.scores(np.zeros(16000, np.float32), asked, states=quiet)
+    assert not np.allclose(states[0][:60], quiet[0][:60])

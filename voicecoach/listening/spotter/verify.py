@@ -176,13 +176,15 @@ class WhisperVerifier:
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(mel))
 
     def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]],
-               anywhere: Collection[str] = (), opening: dict[str, float] | None = None
-               ) -> dict[str, float]:
+               anywhere: Collection[str] = (), opening: dict[str, float] | None = None,
+               states: list[np.ndarray] | None = None) -> dict[str, float]:
         """For each command, the probability that the transcript of ``audio`` (float, 16 kHz)
         begins with one of its phrases; for the commands in ``anywhere``, the highest such
         probability at any word of Whisper's own (greedy) transcript: "the speaker said X here,
         after what Whisper heard before it" (a stop said after other words). ``opening``, if
-        given, receives every command's begins-with probability as well (the lab compares).
+        given, receives every command's begins-with probability as well (the lab compares);
+        ``states``, if given, receives the encoder's output for the window, (frames, width)
+        (the lab's learned look, ``lab.training.look_probe``, reads it).
 
         Every probability is teacher-forced: Whisper's decoder returns the next-token
         distribution at every position of a forced token run, so one run gives a phrase's
@@ -190,6 +192,8 @@ class WhisperVerifier:
         after each of its prefixes."""
         self.looks += 1
         encoded = self._model.encode(self.features(audio))
+        if states is not None:
+            states.append(_host(encoded)[0])
         bases: list[tuple[int, ...]] = [()]
         greedy: tuple[int, ...] = ()
         if anywhere:
@@ -242,8 +246,7 @@ class WhisperVerifier:
         import ctranslate2
 
         longest = [r for r in runs if not any(len(o) > len(r) and o[:len(r)] == r for o in runs)]
-        enc = np.asarray(encoded.to_device(ctranslate2.Device.cpu) if hasattr(encoded, "to_device")
-                         else encoded)
+        enc = _host(encoded)
         found: dict[tuple[int, ...], list[np.ndarray]] = {}
         for lo in range(0, len(longest), BATCH):
             part = longest[lo:lo + BATCH]
@@ -270,6 +273,14 @@ class WhisperVerifier:
 
     def close(self) -> None:
         self._model = None
+
+
+def _host(encoded: Any) -> np.ndarray:
+    """The encoder's output as a numpy array on the CPU."""
+    import ctranslate2
+
+    return np.asarray(encoded.to_device(ctranslate2.Device.cpu) if hasattr(encoded, "to_device")
+                      else encoded)
 
 
 def load_verifier() -> WhisperVerifier:

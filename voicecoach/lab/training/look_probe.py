@@ -1,0 +1,393 @@
+"""A learned second look for stop (session 14; lab only, not shipped): a logistic probe on
+Whisper tiny.en's own encoder output, against the shipped look (the probability that the
+transcript opens with the command), on speakers that are not locked.
+
+Why: on every out-of-fold clip the shipped system hears stop 0.941 of the time, and the shipped
+look alone, at the card's stop bar (0.02), hears exactly that many; the bar is held there by
+false stops in running talk, where a lower bar lets talk through (README "Measured figures",
+session 14). A look that tells a stop said on its own from talk at high recall is what would
+let the bar come down.
+
+What is compared, at equal stop recall on clips:
+- **clips**: every clip of every speaker who is not locked, in both real sets (in room tone, as
+  ``listen`` hears a user), looked at with the 1.2-s window ending :data:`CLIP_TAIL_S` after the
+  clip; false accepts are the clips of every other word, the other commands' included;
+- **running talk**: each fold's 20 minutes of the training run's own talk files
+  (``training.talk.fold_files``: that fold's training voices' sentences and coach texts, real
+  non-command words and stops, noise), every stop candidate the decider raises there (with the
+  fold heads of the last training run, ``WORK/folds``; without them the shipped head, which has
+  heard these speakers: said so in the report), looked at as the engine looks.
+The probe is scored out of fold by the repository's four speaker folds (``data.speaker_fold``;
+talk by its file's fold): the probe that scores a fold never saw it. No locked speaker is read
+(``data.real_sources`` leaves them out, and the run refuses one).
+
+    python -m voicecoach.lab.training.look_probe --synth ~/.cache/voicecoach/spotter-train/synth-other
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.grammar import load_grammar
+from voicecoach.lab.training.data import (
+    REAL_POSITIVES,
+    ROOM_LEAD_S,
+    Source,
+    in_room,
+    read_audio,
+    real_sources,
+    refuse_locked,
+    speech_commands_dir,
+    speech_commands_train_dir,
+    synthetic_sources,
+)
+from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.model import phrases_of
+from voicecoach.listening.spotter.verify import SAMPLE_RATE, WhisperVerifier, look_window
+
+_LOGGER = logging.getLogger(__name__)
+
+FRAMES = 64
+"""Encoder frames pooled (20 ms each): the look's 1.2 s and a little of the padding after it."""
+CLIP_TAIL_S = 0.2
+"""A clip is looked at with the window ending this long after it (session 12's setting)."""
+WORDS = tuple(REAL_POSITIVES)
+"""The real command words, in the probe's class order; every other word is the last class."""
+COMMAND_OF = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}
+"""The grammar command each real command word is a phrase of."""
+TARGETS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.975)
+"""Stop recalls on clips at which the two looks are compared."""
+DEFAULT_C = 0.01
+"""The probe's inverse L2 strength (0.003 and 0.03 gave the same picture in session 14)."""
+VERSION = 1
+
+
+def pooled(states: np.ndarray) -> np.ndarray:
+    """(n, frames, width) encoder states -> (n, 2 width): the mean and the maximum over the
+    first :data:`FRAMES` frames."""
+    x = np.asarray(states, np.float32)[:, :FRAMES]
+    return np.concatenate([x.mean(axis=1), x.max(axis=1)], axis=1)
+
+
+def clip_window(samples: np.ndarray, name: str) -> np.ndarray:
+    """A clip in room tone, float, cut as a look at a candidate :data:`CLIP_TAIL_S` after it."""
+    audio = in_room(samples, name).astype(np.float32) / 32768.0
+    end = int(round((ROOM_LEAD_S + CLIP_TAIL_S) * SAMPLE_RATE)) + samples.size
+    return look_window(audio, min(end, audio.size))
+
+
+def look(verifier: WhisperVerifier, window: np.ndarray, phrases: dict[str, list[str]]
+         ) -> tuple[list[float], np.ndarray]:
+    """The shipped look's opening probability of each command word (:data:`WORDS` order) and
+    the encoder's first :data:`FRAMES` frames, from one encoder pass."""
+    asked = {COMMAND_OF[w]: phrases[COMMAND_OF[w]] for w in WORDS}
+    opening: dict[str, float] = {}
+    states: list[np.ndarray] = []
+    verifier.scores(window, asked, opening=opening, states=states)
+    return [opening.get(COMMAND_OF[w], 0.0) for w in WORDS], states[0][:FRAMES].astype(np.float16)
+
+
+@dataclass
+class Looks:
+    """Looks at clips or talk candidates: encoder states, opening scores, class, fold."""
+
+    states: np.ndarray      # (n, FRAMES, width) float16
+    opening: np.ndarray     # (n, len(WORDS))
+    label: np.ndarray       # index into WORDS, or len(WORDS) for anything else
+    fold: np.ndarray
+
+    def save(self, to: Path, **extra: Any) -> None:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        tmp = to.with_suffix(".tmp.npz")
+        np.savez(tmp, states=self.states, opening=self.opening, label=self.label, fold=self.fold,
+                 **extra)
+        tmp.replace(to)
+
+
+def _look_at(clips: Sequence[Source], verifier: WhisperVerifier | None = None
+             ) -> tuple[list[list[float]], list[np.ndarray]]:
+    """Looks at ``clips`` (with the pinned verifier unless one is given: a worker loads its own)."""
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    verifier = verifier or load_verifier()
+    phrases = phrases_of(load_grammar("en"))
+    states, opening = [], []
+    t0 = time.process_time()
+    for n, s in enumerate(clips, 1):
+        o, st = look(verifier, clip_window(read_audio(s.path), s.path.name), phrases)
+        opening.append(o)
+        states.append(st)
+        if n % 1000 == 0:
+            _LOGGER.warning("look probe: %d/%d clips of a worker, %.0f CPU s", n, len(clips),
+                            time.process_time() - t0)
+    return opening, states
+
+
+def clip_looks(sources: Sequence[Source], verifier: WhisperVerifier | None = None,
+               jobs: int = 1) -> Looks:
+    """A look at every real word clip of ``sources`` (``jobs`` processes, in order)."""
+    clips = [s for s in sources if s.kind == "real"]
+    refuse_locked(clips)
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        parts = [clips[i::jobs] for i in range(jobs)]
+        with ProcessPoolExecutor(jobs) as pool:
+            done = list(pool.map(_look_at, parts))
+        opening: list[list[float]] = [[] for _ in clips]
+        states: list[np.ndarray] = [np.zeros(0)] * len(clips)
+        for i, (o, st) in enumerate(done):
+            for j, (oj, sj) in enumerate(zip(o, st, strict=True)):
+                opening[i + j * jobs] = oj
+                states[i + j * jobs] = sj
+    else:
+        opening, states = _look_at(clips, verifier)
+    label = np.array([WORDS.index(s.word) if s.word in WORDS else len(WORDS) for s in clips])
+    return Looks(np.array(states), np.array(opening, np.float32), label,
+                 np.array([s.fold for s in clips]))
+
+
+def talk_looks(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
+               heads: dict[int, dict[str, np.ndarray]], window: int, labels: list[str],
+               base: Decision, verifier: WhisperVerifier, phrases: dict[str, list[str]],
+               commands: Sequence[str]) -> tuple[Looks, dict[str, Any]]:
+    """A look at every candidate the decider raises in the talk files (as
+    ``training.talk.talk_events`` raises them), and where each falls: ``at`` the index of the
+    stop said there (within a second after its end), or -1."""
+    from voicecoach.lab.training.talk import stream_probs
+
+    probe = replace(base, stop_threshold=1.01, stop_candidate=0.2, verified_threshold=0.5)
+    states, opening, folds, at, times, names = [], [], [], [], [], []
+    stops: list[tuple[str, float, float]] = []
+    audio_s = 0.0
+    for k, path, said in files:
+        samples = read_audio(path)
+        audio_s += samples.size / SAMPLE_RATE
+        audio = samples.astype(np.float32) / 32768.0
+        probs = stream_probs(heads[k], samples, window)
+        decider = Decider(labels, phrases, probe, verifying=True)
+        decider.set_commands(commands)
+        first = len(stops)
+        stops += [(str(path), lo, hi) for lo, hi in said]
+        for j, p in enumerate(probs):
+            for fired in decider.step(p, (j + 1) * 0.08):
+                o, st = look(verifier, look_window(audio, int(round(fired.emitted_s * SAMPLE_RATE))),
+                             phrases)
+                if fired.command == STOP:  # as the engine does with a look it turns down
+                    decider.looked_at_stop(fired, o[0])
+                opening.append(o)
+                states.append(st)
+                folds.append(k)
+                times.append(fired.emitted_s)
+                names.append(str(path))
+                near = [i for i, (_f, lo, hi) in enumerate(stops[first:], first)
+                        if lo <= fired.emitted_s <= hi + 1.0]
+                at.append(near[0] if near else -1)
+        _LOGGER.warning("look probe: talk %s, %d candidates so far", path.name, len(at))
+    at_arr = np.array(at, int)
+    label = np.where(at_arr >= 0, 0, len(WORDS))
+    looks = Looks(np.array(states).reshape(-1, FRAMES, states[0].shape[1] if states else 1),
+                  np.array(opening, np.float32).reshape(-1, len(WORDS)), label, np.array(folds, int))
+    return looks, {"at": at_arr, "time": np.array(times), "name": np.array(names),
+                   "stops": len(stops), "audio_s": audio_s}
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> dict[str, np.ndarray]:
+    """A class-balanced multinomial logistic regression on standardised features, as plain
+    arrays (what a run time would load)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
+    model.fit((x - mean) / scale, y)
+    coef = np.zeros((len(WORDS) + 1, x.shape[1]))
+    intercept = np.full(len(WORDS) + 1, -1e9)
+    coef[model.classes_] = model.coef_ if len(model.classes_) > 2 else \
+        np.stack([-model.coef_[0] / 2, model.coef_[0] / 2])
+    intercept[model.classes_] = model.intercept_ if len(model.classes_) > 2 else \
+        np.array([-model.intercept_[0] / 2, model.intercept_[0] / 2])
+    return {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
+
+
+def probe_probs(probe: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """(n, classes) probabilities of the probe."""
+    z = ((x - probe["mean"]) / probe["scale"]) @ probe["coef"].T + probe["intercept"]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def out_of_fold(clips: Looks, talk: Looks, c: float = DEFAULT_C) -> tuple[np.ndarray, np.ndarray]:
+    """The probe's stop probability of every clip and talk candidate, each scored by a probe
+    trained on the other folds' clips and talk."""
+    xc, xt = pooled(clips.states), pooled(talk.states)
+    clip_score = np.zeros(len(xc))
+    talk_score = np.zeros(len(xt))
+    for k in sorted(set(clips.fold.tolist())):
+        x = np.concatenate([xc[clips.fold != k], xt[talk.fold != k]])
+        y = np.concatenate([clips.label[clips.fold != k], talk.label[talk.fold != k]])
+        probe = fit_probe(x, y, c)
+        clip_score[clips.fold == k] = probe_probs(probe, xc[clips.fold == k])[:, 0]
+        if (talk.fold == k).any():
+            talk_score[talk.fold == k] = probe_probs(probe, xt[talk.fold == k])[:, 0]
+    return clip_score, talk_score
+
+
+def bar_for(scores: np.ndarray, target: float) -> float:
+    """The highest bar at which at least ``target`` of ``scores`` (the stop clips') pass."""
+    ordered = np.sort(scores)
+    return float(ordered[int(np.floor((1.0 - target) * ordered.size))])
+
+
+def talk_outcome(score: np.ndarray, bar: float, where: dict[str, Any],
+                 refractory_s: float = 1.0) -> tuple[int, int]:
+    """(stops caught, false stops) in the talk at ``bar``: a stop is caught when a look at it
+    passes; false stops are passing looks away from any stop, one per ``refractory_s``."""
+    passed = score >= bar
+    at = where["at"]
+    caught = len(set(at[passed & (at >= 0)].tolist()))
+    false = 0
+    last: tuple[str, float] | None = None
+    for i in sorted(np.flatnonzero(passed & (at < 0)), key=lambda i: (where["name"][i], where["time"][i])):
+        f, t = str(where["name"][i]), float(where["time"][i])
+        if last is None or last[0] != f or t - last[1] >= refractory_s:
+            false += 1
+        last = (f, t)
+    return caught, false
+
+
+def compare(clips: Looks, talk: Looks, where: dict[str, Any], probe_clip: np.ndarray,
+            probe_talk: np.ndarray, targets: Sequence[float] = TARGETS) -> list[dict[str, Any]]:
+    """Both looks at each target stop recall on clips: the bar, false accepts on clips of other
+    words, stops caught and false stops an hour in talk."""
+    pos = clips.label == 0
+    hours = where["audio_s"] / 3600.0
+    rows = []
+    for target in targets:
+        for method, cs, ts in (("opening", clips.opening[:, 0], talk.opening[:, 0]),
+                               ("probe", probe_clip, probe_talk)):
+            bar = bar_for(cs[pos], target)
+            caught, false = talk_outcome(ts, bar, where)
+            rows.append({"target": target, "look": method, "bar": round(bar, 4),
+                         "stop_recall": round(float((cs[pos] >= bar).mean()), 4),
+                         "stops_missed": int((cs[pos] < bar).sum()),
+                         "fa_clips": int((cs[~pos] >= bar).sum()), "clips_other": int((~pos).sum()),
+                         "talk_caught": caught, "talk_stops": where["stops"], "talk_false": false,
+                         "talk_false_per_hour": round(false / max(hours, 1e-9), 2)})
+    return rows
+
+
+def _cache_key(parts: Sequence[Any]) -> str:
+    return hashlib.sha256(json.dumps([VERSION, FRAMES, CLIP_TAIL_S, *parts]).encode()).hexdigest()[:16]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from voicecoach.lab.training.talk import STATE, fold_files, load_fold_heads
+    from voicecoach.lab.training.train import recipe_holdout
+    from voicecoach.listening.spotter.model import builtin_paths
+    from voicecoach.listening.spotter.verify import MODEL_SHA256, load_verifier
+
+    grammar = load_grammar("en")
+    phrases = phrases_of(grammar)
+    real = real_sources(speech_commands_dir(args.speech_commands), 4)
+    real += real_sources(speech_commands_train_dir(args.speech_commands_train), 4,
+                         "--speech-commands-train")
+    synthetic = [s for s in synthetic_sources(args.synth, 4, grammar.all_phrases())
+                 if s.group not in recipe_holdout()]
+    sources = real + synthetic
+    refuse_locked(sources)
+    weights, card_path = builtin_paths()
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    labels = list(card["labels"])
+    heads = load_fold_heads(args.work / "folds", 4)
+    in_sample = len(heads) < 4
+    if in_sample:
+        _LOGGER.warning("look probe: no fold heads in %s: the talk's candidates come from the "
+                        "shipped head, which has heard these speakers", args.work / "folds")
+        with np.load(weights) as z:
+            heads = {k: {n: z[n] for n in z.files} for k in range(4)}
+    verifier = load_verifier()
+    folder = args.work / "look-probe"
+    clip_file = folder / f"clips-{_cache_key([MODEL_SHA256, sorted(str(s.path) for s in real)])}.npz"
+    if clip_file.is_file():
+        with np.load(clip_file) as z:
+            clips = Looks(z["states"], z["opening"], z["label"], z["fold"])
+    else:
+        clips = clip_looks(real, verifier, args.jobs)
+        clips.save(clip_file)
+    files = fold_files(args.work, sources, 4)
+    head_hash = [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()]).tobytes())
+                 .hexdigest() for k in sorted(heads)]
+    talk_file = folder / f"talk-{_cache_key([MODEL_SHA256, head_hash, [str(f) for _, f, _ in files]])}.npz"
+    if talk_file.is_file():
+        with np.load(talk_file) as z:
+            talk = Looks(z["states"], z["opening"], z["label"], z["fold"])
+            where = {"at": z["at"], "time": z["time"], "name": z["name"],
+                     "stops": int(z["stops"]), "audio_s": float(z["audio_s"])}
+    else:
+        talk, where = talk_looks(files, heads, int(card["recipe"]["window"]), labels,
+                                 Decision.from_card(card["decision"]), verifier, phrases,
+                                 grammar.commands_for(STATE))
+        talk.save(talk_file, **where)
+    probe_clip, probe_talk = out_of_fold(clips, talk, args.c)
+    rows = compare(clips, talk, where, probe_clip, probe_talk)
+    report = {"clips": int(len(clips.label)), "stop_clips": int((clips.label == 0).sum()),
+              "talk_hours": round(where["audio_s"] / 3600.0, 3), "talk_candidates": int(len(talk.label)),
+              "talk_candidates_from": "the shipped head (in sample)" if in_sample else "fold heads",
+              "c": args.c, "rows": rows}
+    print(f"look probe: {report['clips']} clips ({report['stop_clips']} stop) of speakers not "
+          f"locked, {report['talk_hours']} h of talk ({report['talk_candidates']} candidates "
+          f"from {report['talk_candidates_from']}), C {args.c}")
+    print("stop recall on clips | look | bar | FA on other clips | talk stops caught | talk false an hour")
+    for r in rows:
+        print(f"{r['target']:.3f} ({r['stop_recall']:.3f}) | {r['look']} | {r['bar']} | "
+              f"{r['fa_clips']}/{r['clips_other']} | {r['talk_caught']}/{r['talk_stops']} | "
+              f"{r['talk_false_per_hour']} ({r['talk_false']})")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from voicecoach.lab.training.train import DEFAULT_WORK
+
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.training.look_probe",
+                                     description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--speech-commands", type=Path, default=None,
+                        help="real clips (default ../shared/speech_commands)")
+    parser.add_argument("--speech-commands-train", type=Path, default=None,
+                        help="more real clips, FLAC (default ../shared/speech_commands_train)")
+    parser.add_argument("--synth", type=Path, required=True,
+                        help="the synthetic corpus of other speech (training.synth --kinds "
+                             "negative,coach,sentence): the talk's sentences")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                        help="the training cache folder (talk files, fold heads, look caches)")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="the probe's inverse L2 strength")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the clips' looks")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return _run(args)
+    except VoicecoachError as exc:
+        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
