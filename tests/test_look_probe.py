@@ -116,3 +116,106 @@ def test_real_stops_are_told_from_other_words_by_a_probe_of_other_speakers() -> 
     assert pos.sum() >= 15 and (~pos).sum() >= 15
     # ranked: most stops above every other word but a few
     assert np.mean(score[pos][:, None] > score[~pos][None, :]) > 0.95
+
+
+# --- the shipped side: the probe file, its checks, and the engine reading stop through it ---
+
+def _probe_arrays(width: int = 384, stop_p: float = 0.5) -> dict[str, np.ndarray]:
+    """A probe that says ``stop_p`` for stop whatever it hears (zero weights)."""
+    from voicecoach.listening.spotter.look_probe import WORDS
+
+    classes = len(WORDS) + 1
+    rest = (1.0 - stop_p) / (classes - 1)
+    return {"mean": np.zeros(2 * width), "scale": np.ones(2 * width),
+            "coef": np.zeros((classes, 2 * width)),
+            "intercept": np.log(np.array([stop_p] + [rest] * (classes - 1)))}
+
+
+def _model_with_probe(tmp_path, arrays: dict[str, np.ndarray] | None):  # type: ignore[no-untyped-def]
+    """A copy of the shipped model whose card names ``arrays`` as its learned look."""
+    import hashlib
+    import json
+    import shutil
+
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE
+    from voicecoach.listening.spotter.model import builtin_paths, load_model
+
+    weights, card_path = builtin_paths()
+    shutil.copy(weights, tmp_path / weights.name)
+    card = json.loads(card_path.read_text())
+    if arrays is not None:
+        np.savez(tmp_path / LOOK_PROBE_FILE, **arrays)
+        card["look_probe"] = {"file": LOOK_PROBE_FILE, "width": arrays["mean"].size // 2,
+                              "sha256": hashlib.sha256((tmp_path / LOOK_PROBE_FILE).read_bytes()).hexdigest()}
+    (tmp_path / card_path.name).write_text(json.dumps(card))
+    return load_model(tmp_path / weights.name)
+
+
+def test_the_shipped_probe_is_checked_before_it_is_trusted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE, load_look_probe
+
+    assert load_look_probe(_model_with_probe(tmp_path, None).path, {}) is None
+    model = _model_with_probe(tmp_path, _probe_arrays(stop_p=0.7))
+    probe = load_look_probe(model.path, model.card)
+    assert probe is not None
+    assert probe.stop(np.random.default_rng(0).standard_normal((200, 384))) == pytest.approx(0.7)
+    path = tmp_path / LOOK_PROBE_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(VoicecoachError) as damaged:
+        load_look_probe(model.path, model.card)
+    assert "sha256 differs" in damaged.value.one_line() and "reinstall" in damaged.value.one_line()
+    path.unlink()
+    with pytest.raises(VoicecoachError) as missing:
+        load_look_probe(model.path, model.card)
+    assert "is missing" in missing.value.one_line()
+    bad = _probe_arrays()
+    bad["scale"][3] = np.nan
+    model = _model_with_probe(tmp_path, bad)
+    with pytest.raises(VoicecoachError) as nan:
+        load_look_probe(model.path, model.card)
+    assert "not usable numbers" in nan.value.one_line()
+    model = _model_with_probe(tmp_path, _probe_arrays(width=10))
+    model.card["look_probe"]["width"] = 384
+    with pytest.raises(VoicecoachError) as shape:
+        load_look_probe(model.path, model.card)
+    assert "of shape" in shape.value.one_line()
+
+
+def test_the_engine_reads_stop_through_the_probe_but_not_over_the_coach(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    grammar = load_grammar("en")
+    verifier = load_verifier()
+    rec = SpotterRecogniser(grammar, model=_model_with_probe(tmp_path, _probe_arrays(stop_p=0.61)),
+                            verifier=verifier)
+    assert rec.look_probe is not None and rec.verifier is verifier
+    noise = (np.random.default_rng(1).standard_normal(16000) * 300).astype(np.int16)
+    rec.accept(AudioChunk(noise.tobytes(), 0.0))
+    end = rec._audio.size
+    asked = {"stop": ["stop"], "resume": ["go"]}
+    score, over = rec._look(verifier, end, 1.0, asked)
+    assert not over and score["stop"] == pytest.approx(0.61)
+    assert score["resume"] < 0.5                       # other commands: still the opening
+    rec.coach_speech = lambda: [(0.0, float("inf"))]   # the coach is speaking
+    score, over = rec._look(verifier, end, 1.0, asked)
+    assert over and score["stop"] != pytest.approx(0.61)
+    assert rec.stop_bar(True) == rec.over_speech_stop_bar
+
+
+def test_a_damaged_probe_turns_the_second_look_off_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    model = _model_with_probe(tmp_path, _probe_arrays())
+    (tmp_path / LOOK_PROBE_FILE).write_bytes(b"not an npz")
+    rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=load_verifier())
+    assert rec.verifier is None and rec.look_probe is None
+    assert rec.look_off is not None and "learned look" in rec.look_off and "\n" not in rec.look_off

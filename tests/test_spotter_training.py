@@ -296,3 +296,62 @@ def test_set_reads_a_yes_no_recipe_field_as_0_or_1() -> None:
                 ["head=1", "dilation=5"]):
         with pytest.raises(VoicecoachError):
             recipe_with(base, bad)
+
+
+@needs_real
+@pytest.mark.slow
+def test_a_tiny_run_with_the_learned_look_ships_it_and_a_run_without_drops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole second look with ``--look-probe`` on a slice of real clips and fixture talk:
+    the same looks are also chosen at the transcript's opening (printed), the probe ships beside
+    the weights, pinned by the card, and loads; a run without it takes it away."""
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.lab.training import talk
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE, load_look_probe
+    from voicecoach.listening.spotter.model import load_model
+
+    synth = tmp_path / "synth"
+    rows = []
+    for entry in json.loads((FIXTURES / "manifest.json").read_text()):
+        if entry["kind"] == "command" and entry["speed"] == "normal":
+            exp = entry["expected"][0]
+            rows.append({"path": entry["file"], "text": exp["phrase"], "label": exp["phrase"],
+                         "kind": "positive", "voice": entry["voice"], "engine": "fixture",
+                         "family": entry["voice"]})
+    for wav in sorted((FIXTURES / "sentences").glob("*/*.wav")):
+        if "stop" not in wav.stem:
+            rows.append({"path": str(wav.relative_to(FIXTURES)), "text": wav.stem, "label": OTHER,
+                         "kind": "sentence", "voice": wav.parent.name, "engine": "fixture",
+                         "family": wav.parent.name})
+    for row in rows:
+        dest = synth / row["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / row["path"], dest)
+    (synth / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    original = talk.fold_files     # a minute of talk per fold, not twenty
+    monkeypatch.setattr(talk, "fold_files", lambda work, sources, folds: original(
+        work, sources, folds, minutes=1.0))
+    argv = ["--speech-commands", str(SPEECH_COMMANDS), "--synth", str(synth),
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "model"), "--quick",
+            "--jobs", "1", "--verify-per-word", "12"]
+    flac = tmp_path / "flac"
+    (flac / "stop").mkdir(parents=True)
+    import soundfile
+
+    for wav in sorted((SPEECH_COMMANDS / "stop").glob("*.wav"))[:4]:
+        data, rate = soundfile.read(str(wav), dtype="int16")
+        soundfile.write(str(flac / "stop" / (wav.stem + ".flac")), data, rate)
+    argv += ["--speech-commands-train", str(flac)]
+    assert train.main(argv + ["--look-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "second look, read at the opening (the same looks): cross-validated" in out
+    assert "stop by the learned look" in out
+    model = load_model(tmp_path / "model" / "en_commands.npz")
+    assert model.card["look_probe"]["file"] == LOOK_PROBE_FILE
+    assert load_look_probe(model.path, model.card) is not None
+    assert "learned look" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert train.main(argv + ["--look-probe", "--no-verify"]) == 2
+    assert "cannot go with --no-verify" in capsys.readouterr().err
+    assert train.main(argv + ["--second-look-only"]) == 0
+    assert not (tmp_path / "model" / LOOK_PROBE_FILE).exists()
+    assert "look_probe" not in load_model(tmp_path / "model" / "en_commands.npz").card

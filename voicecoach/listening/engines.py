@@ -114,7 +114,9 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
     verifier, look = second_look(speech)
     rec = SpotterRecogniser(grammar, verifier=verifier if isinstance(verifier, WhisperVerifier) else None)
     if verifier is not None and rec.verifier is None:
-        look = "no second look (the model card has no verifier thresholds)"
+        look = f"no second look ({rec.look_off})"
+    elif rec.look_probe is not None:
+        look += ", stop by its learned look"
     heads = (f"{rec.model.members} trained heads averaged, {rec.model.path.name}"
              if rec.model.members > 1 else f"trained head {rec.model.path.name}")
     return rec, (f"listening with the command spotter ({heads} on the pretrained speech "

@@ -36,8 +36,23 @@ def check_second_look(settings: Settings) -> Check:
     except Exception as exc:  # noqa: BLE001 - a broken wheel of ctranslate2 or tokenizers
         return Check(name, WARN, f"cannot run ({exc}): the spotter goes on alone",
                      "pip install --force-reinstall 'voicecoach[verify]'")
+    learned = ""
+    try:
+        from voicecoach.listening.spotter.look_probe import load_look_probe
+        from voicecoach.listening.spotter.model import load_model
+
+        model = load_model()
+    except VoicecoachError:
+        model = None    # the spotter's own line says what is wrong with its model
+    if model is not None:
+        try:
+            if load_look_probe(model.path, model.card) is not None:
+                learned = "; stop by its learned look"
+        except VoicecoachError as exc:
+            return Check(name, WARN, f"{exc.message}: the second look is off, the spotter goes "
+                                     "on alone", exc.hint)
     return Check(name, OK, f"{verifier.name} from {verify.PACKAGE} {verify.PACKAGE_VERSION} "
-                           "(sha256 checked, ran on a test clip)")
+                           f"(sha256 checked, ran on a test clip){learned}")
 
 
 def run_engine(settings: Settings, engine: str) -> str:

@@ -16,6 +16,7 @@ from voicecoach.grammar import Grammar
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
 from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.look_probe import FRAMES, LOOK_PROBE_FILE, WORDS
 from voicecoach.listening.spotter.model import (
     FORMAT_VERSION,
     MODEL_NAME,
@@ -30,9 +31,27 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: Grammar,
-           recipe: Recipe, decision: Decision, figs: dict[str, Any], extra: dict[str, Any]
-           ) -> None:
+           recipe: Recipe, decision: Decision, figs: dict[str, Any], extra: dict[str, Any],
+           look_probe: dict[str, np.ndarray] | None = None) -> None:
+    """Write the weights, the JSON card and MODEL_CARD.md to ``out``; with ``look_probe``, the
+    learned look beside them (``LOOK_PROBE_FILE``, named and pinned by the card)."""
     out.mkdir(parents=True, exist_ok=True)
+    probe_path = out / LOOK_PROBE_FILE
+    if look_probe is not None:
+        tmp_probe = out / f"{LOOK_PROBE_FILE}.tmp.npz"
+        np.savez_compressed(tmp_probe, **{k: np.asarray(look_probe[k], np.float32)  # type: ignore[arg-type]
+                                          for k in ("mean", "scale", "coef", "intercept")})
+        tmp_probe.replace(probe_path)
+        extra = {**extra, "look_probe": {
+            "file": LOOK_PROBE_FILE, "sha256": hashlib.sha256(probe_path.read_bytes()).hexdigest(),
+            "width": int(np.asarray(look_probe["mean"]).size // 2), "frames": FRAMES,
+            "classes": [*WORDS, "other"],
+            "recipe": f"logistic regression (scikit-learn, C {look_probe_c()}, class-balanced) "
+                      "on the mean and maximum of Whisper tiny.en's encoder output over the "
+                      f"look's first {FRAMES} frames; fitted on every look of the second look's "
+                      "clips and talk (lab.training.look_probe.learned_look)"}}
+    elif probe_path.is_file():
+        probe_path.unlink()     # a card without one must not sit beside a stale probe
     weights = out / f"{MODEL_NAME}.npz"
     tmp = out / f"{MODEL_NAME}.tmp.npz"
     arrays: dict[str, Any] = {k: v.astype(np.float16).astype(np.float32) if _is_weight(k)
@@ -65,6 +84,12 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     (out / f"{MODEL_NAME}.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n",
                                             encoding="utf-8")
     (out / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
+
+
+def look_probe_c() -> float:
+    from voicecoach.lab.training.look_probe import DEFAULT_C
+
+    return DEFAULT_C
 
 
 def _is_weight(name: str) -> bool:
@@ -179,6 +204,14 @@ def render_card(card: dict[str, Any]) -> str:
                   "(`lab.training.talk`: the training voices' sentences with the fold's real "
                   "words and stops, each fold's head; a false command an hour there costs as 1 % "
                   "of false accepts on clips)."]
+        learned = card.get("look_probe")
+        if learned:
+            lines += ["", f"**Stop by the learned look** (`{learned['file']}`, sha256 "
+                      f"`{learned['sha256'][:16]}...`): the look's stop score is not the opening's "
+                      "probability but the stop probability of a probe on the same encoder pass "
+                      f"({learned['recipe']}), each fold's looks scored by a probe fitted on the "
+                      "other folds' before any threshold above was chosen; over the coach's own "
+                      "speech the opening is read, as before."]
     locked = card.get("locked")
     if locked:
         lines += ["", "## Locked test speakers, end to end through `voicecoach listen`", "",

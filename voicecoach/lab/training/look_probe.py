@@ -42,7 +42,6 @@ import numpy as np
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.data import (
-    REAL_POSITIVES,
     ROOM_LEAD_S,
     Source,
     in_room,
@@ -54,17 +53,14 @@ from voicecoach.lab.training.data import (
     synthetic_sources,
 )
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.look_probe import FRAMES, WORDS, pooled, probe_probs
 from voicecoach.listening.spotter.model import phrases_of
 from voicecoach.listening.spotter.verify import SAMPLE_RATE, WhisperVerifier, look_window
 
 _LOGGER = logging.getLogger(__name__)
 
-FRAMES = 64
-"""Encoder frames pooled (20 ms each): the look's 1.2 s and a little of the padding after it."""
 CLIP_TAIL_S = 0.2
 """A clip is looked at with the window ending this long after it (session 12's setting)."""
-WORDS = tuple(REAL_POSITIVES)
-"""The real command words, in the probe's class order; every other word is the last class."""
 COMMAND_OF = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}
 """The grammar command each real command word is a phrase of."""
 TARGETS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.975)
@@ -72,13 +68,6 @@ TARGETS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.975)
 DEFAULT_C = 0.01
 """The probe's inverse L2 strength (0.003 and 0.03 gave the same picture in session 14)."""
 VERSION = 1
-
-
-def pooled(states: np.ndarray) -> np.ndarray:
-    """(n, frames, width) encoder states -> (n, 2 width): the mean and the maximum over the
-    first :data:`FRAMES` frames."""
-    x = np.asarray(states, np.float32)[:, :FRAMES]
-    return np.concatenate([x.mean(axis=1), x.max(axis=1)], axis=1)
 
 
 def clip_window(samples: np.ndarray, name: str) -> np.ndarray:
@@ -223,14 +212,6 @@ def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> dict[str, n
     return {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept}
 
 
-def probe_probs(probe: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """(n, classes) probabilities of the probe."""
-    z = ((x - probe["mean"]) / probe["scale"]) @ probe["coef"].T + probe["intercept"]
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def out_of_fold(clips: Looks, talk: Looks, c: float = DEFAULT_C) -> tuple[np.ndarray, np.ndarray]:
     """The probe's stop probability of every clip and talk candidate, each scored by a probe
     trained on the other folds' clips and talk."""
@@ -245,6 +226,75 @@ def out_of_fold(clips: Looks, talk: Looks, c: float = DEFAULT_C) -> tuple[np.nda
         if (talk.fold == k).any():
             talk_score[talk.fold == k] = probe_probs(probe, xt[talk.fold == k])[:, 0]
     return clip_score, talk_score
+
+
+def _word_class(word: str) -> int:
+    return WORDS.index(word) if word in WORDS else len(WORDS)
+
+
+def talk_at_stop(data: dict[str, Any], after_s: float = 1.0) -> np.ndarray:
+    """For each talk event (``training.talk.talk_events``), whether it falls on a stop said
+    there (from its start to ``after_s`` after its end)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for stop in data["stops"]:
+        spans.setdefault(stop["file"], []).append((stop["start_s"], stop["end_s"]))
+    return np.array([any(lo <= e["emitted_s"] <= hi + after_s for lo, hi in spans.get(e["file"], []))
+                     for e in data["events"]], bool)
+
+
+def learned_look(clips: Sequence[dict[str, Any]], talk: dict[str, Any], folds: int,
+                 c: float = DEFAULT_C) -> dict[str, np.ndarray]:
+    """The learned look, chosen as the second look's thresholds are: every stop look at the
+    clips (``second_look.look_at_clips(states=True)``) and in the talk (``talk_events(states=
+    True)``) is scored again, in place, by a probe fitted on the looks of the other folds only
+    (clips by their speaker's fold, talk by its file's); returns the probe fitted on every look,
+    the one to ship.
+
+    A look is labelled by its clip's word (stop, go, yes, no, anything else), a talk look stop
+    when it falls on a stop said there. The scores replace the transcript-opening ones
+    (``looks``, ``looks_anywhere``, ``look_pairs`` of stop; the talk events' ``opening`` and
+    ``anywhere`` stop), so every threshold after this is chosen on the learned look's scale."""
+    rows: list[np.ndarray] = []
+    labels: list[int] = []
+    fold_of: list[int] = []
+    for clip in clips:
+        for _command, feat in clip.get("look_feats", []):
+            rows.append(np.asarray(feat, np.float32))
+            labels.append(_word_class(clip["word"]))
+            fold_of.append(int(clip["fold"]))
+    feats = np.asarray(talk.get("feats", np.zeros((0, 0))), np.float32)
+    if len(talk["events"]) and feats.shape[0] != len(talk["events"]):
+        raise VoicecoachError("the talk's looks have no encoder states (an old cache?)",
+                              "delete WORK/talk-events-*.json and run the training again")
+    at_stop = talk_at_stop(talk)
+    x = np.concatenate([np.array(rows, np.float32).reshape(len(rows), -1), feats]) if len(feats) \
+        else np.array(rows, np.float32)
+    y = np.concatenate([labels, np.where(at_stop, 0, len(WORDS))]).astype(int)
+    f = np.concatenate([fold_of, [int(e["fold"]) for e in talk["events"]]]).astype(int)
+    if not len(x) or not (y == 0).any():
+        raise VoicecoachError("the second look took no look at a stop clip: no learned look "
+                              "can be fitted", "train on data with stop clips (../shared)")
+    score = np.zeros(len(x))
+    for k in range(folds):
+        if (f == k).any():
+            probe = fit_probe(x[f != k], y[f != k], c)
+            score[f == k] = probe_probs(probe, x[f == k])[:, 0]
+    n = 0
+    for clip in clips:
+        stop_scores = []
+        for command, _feat in clip.get("look_feats", []):
+            if command == STOP:
+                stop_scores.append(float(score[n]))
+            n += 1
+        if stop_scores:
+            clip["looks"][STOP] = max(stop_scores)
+            clip["looks_anywhere"] = {STOP: max(stop_scores)}
+            clip["look_pairs"][STOP] = [[pair[0], s] for pair, s
+                                        in zip(clip["look_pairs"][STOP], stop_scores, strict=True)]
+    for e, s in zip(talk["events"], score[n:], strict=True):
+        e["opening"][STOP] = float(s)
+        e["anywhere"][STOP] = float(s)
+    return fit_probe(x, y, c)
 
 
 def bar_for(scores: np.ndarray, target: float) -> float:

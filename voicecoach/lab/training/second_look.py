@@ -52,10 +52,14 @@ def sample_clips(clips: list[dict[str, Any]], per_word: int, seed: int) -> list[
 
 def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
                   labels: list[str], base: Decision, verifier: WhisperVerifier,
-                  state_of: Any) -> None:
+                  state_of: Any, states: bool = False) -> None:
     """Run the decider with a verifier on each clip's out-of-fold probabilities and store, per
     clip, the verifier's best score for every command it raised (``clip["looks"]``) and the
-    highest smoothed stop score (``clip["stop_max"]``)."""
+    highest smoothed stop score (``clip["stop_max"]``); with ``states``, each look's pooled
+    encoder output too (``clip["look_feats"]``: (command, features) in the order of the looks,
+    for the learned look, ``lab.training.look_probe``)."""
+    from voicecoach.listening.spotter.look_probe import pooled
+
     phrases = phrases_of(grammar)
     probe = replace(base, stop_threshold=1.01, stop_candidate=STOP_CANDIDATE,
                     verified_threshold=VERIFIED_THRESHOLD)
@@ -69,13 +73,17 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
         best: dict[str, float] = {}
         pairs: dict[str, list[list[float]]] = {}
         best_any = 0.0
+        feats: list[tuple[str, np.ndarray]] = []
         for j, p in enumerate(clip["probs"]):
             for fired in decider.step(p, (j + 1) * 0.08):
                 end = int(round(fired.emitted_s * 16000))
                 window = look_window(audio, end)
                 opening: dict[str, float] = {}
+                kept: list[np.ndarray] | None = [] if states else None
                 score = verifier.scores(window, {fired.command: phrases[fired.command]},
-                                        anywhere={STOP}, opening=opening)
+                                        anywhere={STOP}, opening=opening, states=kept)
+                if kept:
+                    feats.append((fired.command, pooled(kept[0][None])[0].astype(np.float16)))
                 looks += 1
                 best[fired.command] = max(best.get(fired.command, 0.0),
                                           opening.get(fired.command, 0.0))
@@ -89,6 +97,8 @@ def look_at_clips(clips: list[dict[str, Any]], sources: Sequence[Source], gramma
         clip["looks"] = best
         clip["look_pairs"] = pairs  # (spotter score, verifier) of each look, by candidate
         clip["looks_anywhere"] = {STOP: best_any} if STOP in best else {}
+        if states:
+            clip["look_feats"] = feats
         if n % 250 == 0:
             _LOGGER.warning("second look: %d/%d clips, %d looks, %.0f CPU s", n, len(clips), looks,
                             time.process_time() - t0)

@@ -91,26 +91,34 @@ def stream_embeddings(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
                 heads: dict[int, dict[str, np.ndarray]], grammar: Grammar, labels: list[str],
                 base: Decision, verifier: WhisperVerifier, window: int, cache: Path,
-                stop_candidate: float, verified_threshold: float) -> dict[str, Any]:
+                stop_candidate: float, verified_threshold: float, states: bool = False
+                ) -> dict[str, Any]:
     """Every candidate the probe decider raises in the talk files, with the verifier's looks
-    (cached in ``cache``, keyed by the heads and the files)."""
+    (cached in ``cache``, keyed by the heads and the files); with ``states``, each look's pooled
+    encoder output too (``data["feats"]``, one row per event, for the learned look)."""
     import hashlib
 
+    from voicecoach.listening.spotter.look_probe import pooled
     from voicecoach.listening.spotter.verify import LOOK_S
 
     key = hashlib.sha256(json.dumps([VERSION, stop_candidate, verified_threshold,
                                      base.peak_look, LOOK_S,
                                      *([base.relook_after] if base.relook_after else []),
+                                     *(["states"] if states else []),
                                      [str(f) for _, f, _ in files],
                                      [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()])
                                                      .tobytes()).hexdigest() for k in sorted(heads)]
                                      ]).encode()).hexdigest()[:16]
     saved = cache / f"talk-events-{key}.json"
-    if saved.is_file():
+    saved_feats = cache / f"talk-events-{key}.npz"
+    if saved.is_file() and (saved_feats.is_file() or not states):
         try:
             data: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
+            if states:
+                with np.load(saved_feats) as z:
+                    data["feats"] = z["feats"]
             return data
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, OSError, KeyError):
             _LOGGER.warning("talk: %s is damaged (a run killed while writing it?); looking again",
                             saved)
     phrases = phrases_of(grammar)
@@ -118,6 +126,7 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
     probe = replace(base, stop_threshold=1.01, stop_candidate=stop_candidate,
                     verified_threshold=verified_threshold)
     events: list[dict[str, Any]] = []
+    feats: list[np.ndarray] = []
     stops: list[dict[str, Any]] = []
     audio_s = 0.0
     t0 = time.process_time()
@@ -136,8 +145,11 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
                 end = int(round(fired.emitted_s * 16000))
                 asked = {c: phrases[c] for c in (fired.command, *fired.rivals, STOP)}
                 opening: dict[str, float] = {}
+                kept: list[np.ndarray] | None = [] if states else None
                 anywhere = verifier.scores(look_window(audio, end), asked, anywhere={STOP},
-                                           opening=opening)
+                                           opening=opening, states=kept)
+                if kept:
+                    feats.append(pooled(kept[0][None])[0].astype(np.float16))
                 lo = hi = j
                 while lo > 0 and stop_score[lo - 1] >= stop_candidate:
                     lo -= 1
@@ -156,10 +168,21 @@ def talk_events(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
         _LOGGER.warning("talk: %d/%d files, %d candidates, %.0f CPU s", n, len(files),
                         len(events), time.process_time() - t0)
     data = {"audio_s": audio_s, "events": events, "stops": stops}
+    if states:
+        tmp_feats = saved_feats.with_suffix(".tmp.npz")
+        np.savez(tmp_feats, feats=_rows(feats))
+        tmp_feats.replace(saved_feats)
     tmp = saved.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     tmp.replace(saved)
+    if states:
+        data["feats"] = _rows(feats)
     return data
+
+
+def _rows(feats: list[np.ndarray]) -> np.ndarray:
+    """One row per event (none: an empty table)."""
+    return np.stack(feats).astype(np.float16) if feats else np.zeros((0, 0), np.float16)
 
 
 def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float], method: str,

@@ -229,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--second-look-only", action="store_true",
                         help="keep the head in --out and the fold heads of the last run "
                              "(WORK/folds): choose the second look again and rewrite the card")
+    parser.add_argument("--look-probe", action="store_true",
+                        help="score the second look's stop with a probe on Whisper's encoder "
+                             "output, fitted out of fold (lab.training.look_probe), and ship it")
     parser.add_argument("--member", type=Path, action="append", default=[], metavar="WORK",
                         help="the --work folder of a full run of this recipe with another --seed: "
                              "average its heads with this run's (an ensemble; repeatable)")
@@ -349,10 +352,14 @@ def _train(args: argparse.Namespace) -> int:
         print("curve " + " ".join(f"{k} {v}" for k, v in row.items()))
     figs["summary"] = line
     extra: dict[str, Any] = {}
+    learned: dict[str, np.ndarray] | None = None
+    if args.look_probe and args.no_verify:
+        raise VoicecoachError("--look-probe is a second look: it cannot go with --no-verify",
+                              "drop one of them")
     if not args.no_verify:
-        shipped, extra["verify"], figs["second_look"] = _second_look(
+        shipped, extra["verify"], figs["second_look"], learned = _second_look(
             clips, sources, grammar, labels, shipped, recipe, args.verify_per_word, args.work,
-            members)
+            members, args.look_probe)
         extra["verify_anywhere"] = figs["second_look"].pop("anywhere")
         extra["verify_sure"] = figs["second_look"].pop("sure")
         print(f"second look: {figs['second_look']['summary']}")
@@ -382,7 +389,8 @@ def _train(args: argparse.Namespace) -> int:
            {**extra, "data": counts, "member_seeds": [recipe.seed] + [m.seed for m in members],
             "holdout_families": list(recipe_holdout()),
             "unseen_families": unseen,
-            "train_cpu_s": _train_cpu_s(args, kept, time.process_time() - t0)})
+            "train_cpu_s": _train_cpu_s(args, kept, time.process_time() - t0)},
+           learned)
     print(f"wrote {args.out / (MODEL_NAME + '.npz')} and its model card")
     return 0
 
@@ -411,40 +419,18 @@ def _kept_heads(args: argparse.Namespace, recipe: Recipe) -> dict[int, dict[str,
     return kept
 
 
-def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
-                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path,
-                 members: Sequence[Member] = ()) -> tuple[Decision, dict[str, float], dict[str, Any]]:
-    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips and
-    out-of-fold talk (``lab.training.talk``, made from the fold heads in ``work/folds``)."""
+def _choose(sample: list[dict[str, Any]], talk: dict[str, Any], recipe: Recipe, stop_stat: Any
+            ) -> tuple[float, dict[str, float], str, tuple[float, float] | None, dict[str, Any]]:
+    """Every threshold of the second look, chosen on the looks at ``sample`` and ``talk``, and
+    the figures they give (``figs["summary"]`` the line printed)."""
     from voicecoach.lab.training.second_look import (
-        STOP_CANDIDATE,
-        VERIFIED_THRESHOLD,
         choose_second_look,
         choose_sure_commands,
         choose_sure_stop,
-        look_at_clips,
-        sample_clips,
         second_look_figures,
     )
-    from voicecoach.listening.spotter.verify import load_verifier
+    from voicecoach.lab.training.talk import talk_outcome
 
-    verifier = load_verifier()
-    classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
-    sample = sample_clips(clips, per_word, recipe.seed)
-
-    def state_of(clip: dict[str, Any]) -> str:
-        return state_for(grammar, clip["command"]) if clip["command"] else FA_STATE
-
-    def stop_stat(clip: dict[str, Any]) -> float:
-        return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
-
-    look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of)
-    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events, talk_outcome
-
-    heads = {k: ensemble_head(h, [m.folds[k] for m in members])
-             for k, h in load_fold_heads(work / "folds", recipe.folds).items()}
-    talk = talk_events(fold_files(work, sources, recipe.folds), heads, grammar, labels, shipped,
-                       verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD)
     conf, thresholds, method = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR,
                                                   stop_stat, talk)
     sure = choose_sure_stop(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat, conf,
@@ -471,11 +457,62 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                           else " | no sure-stop rule")
                        + "".join(f" | sure {c}: spotter {r[0]:.2f} with verifier {r[1]:.3f}"
                                  for c, r in sorted(sure_commands.items())))
+    return conf, thresholds, method, sure, figs
+
+
+def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
+                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path,
+                 members: Sequence[Member] = (), learned_look: bool = False
+                 ) -> tuple[Decision, dict[str, float], dict[str, Any], dict[str, np.ndarray] | None]:
+    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips and
+    out-of-fold talk (``lab.training.talk``, made from the fold heads in ``work/folds``); with
+    ``learned_look``, stop is scored by a probe on the look's encoder output, fitted out of fold
+    before any threshold is chosen (``lab.training.look_probe.learned_look``), and the probe
+    fitted on every look is returned to ship."""
+    from voicecoach.lab.training.second_look import (
+        STOP_CANDIDATE,
+        VERIFIED_THRESHOLD,
+        look_at_clips,
+        sample_clips,
+    )
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    verifier = load_verifier()
+    classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
+    sample = sample_clips(clips, per_word, recipe.seed)
+
+    def state_of(clip: dict[str, Any]) -> str:
+        return state_for(grammar, clip["command"]) if clip["command"] else FA_STATE
+
+    def stop_stat(clip: dict[str, Any]) -> float:
+        return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
+
+    look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of, learned_look)
+    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events
+
+    heads = {k: ensemble_head(h, [m.folds[k] for m in members])
+             for k, h in load_fold_heads(work / "folds", recipe.folds).items()}
+    talk = talk_events(fold_files(work, sources, recipe.folds), heads, grammar, labels, shipped,
+                       verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD, learned_look)
+    probe: dict[str, np.ndarray] | None = None
+    if learned_look:
+        import copy
+
+        from voicecoach.lab.training.look_probe import learned_look as fit_learned_look
+
+        # the same looks read at the transcript's opening, chosen the same way: the paired
+        # comparison the learned look is judged by (printed, not shipped)
+        plain = _choose(copy.deepcopy(sample), copy.deepcopy(talk), recipe, stop_stat)
+        print(f"second look, read at the opening (the same looks): {plain[-1]['summary']}")
+        probe = fit_learned_look(sample, talk, recipe.folds)
+    conf, thresholds, method, sure, figs = _choose(sample, talk, recipe, stop_stat)
     decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
                        verified_stop_threshold=conf,
                        sure_stop_threshold=sure[0] if sure else None,
                        sure_stop_bar=sure[1] if sure else None)
-    return decision, thresholds, figs
+    if probe is not None:
+        figs["summary"] += " | stop by the learned look"
+    return decision, thresholds, figs, probe
 
 
 def recipe_holdout() -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from voicecoach.listening.recogniser import Detection
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired, sure_enough
 from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
+from voicecoach.listening.spotter.look_probe import LookProbe, load_look_probe
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
 from voicecoach.listening.spotter.verify import LOOK_S, WhisperVerifier, look_window
 
@@ -90,10 +91,25 @@ class SpotterRecogniser:
         #: that score or more needs only the lower bar (lab.training.second_look, the card)
         self.verify_sure: dict[str, tuple[float, float]] = {
             c: (float(r[0]), float(r[1])) for c, r in self.model.card.get("verify_sure", {}).items()}
+        #: why the second look is off although a verifier was given (None: it is on, or none
+        #: was given)
+        self.look_off: str | None = None
         if verifier is not None and not self.verify_thresholds:
             _LOGGER.warning("the spotter's model card has no verifier thresholds: the second look "
                             "is off")
+            self.look_off = "the model card has no verifier thresholds"
             self.verifier = None
+        #: the learned look at stop the card names (``look_probe``), read off the look's own
+        #: encoder pass; without it the look reads stop at the transcript's opening
+        self.look_probe: LookProbe | None = None
+        if self.verifier is not None:
+            try:
+                self.look_probe = load_look_probe(self.model.path, self.model.card)
+            except VoicecoachError as exc:
+                # its thresholds are on the learned look's scale: without it no bar is right
+                _LOGGER.warning("%s: the second look is off", exc.one_line())
+                self.look_off = exc.one_line()
+                self.verifier = None
         self.decider = Decider(self.model.labels, phrases_of(grammar),
                                Decision.from_card(self.model.decision),
                                verifying=self.verifier is not None)
@@ -310,7 +326,9 @@ class SpotterRecogniser:
         :attr:`over_speech_stop_bar` if that is lower (None: the card's everywhere)."""
         own = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
         if over and self.over_speech_stop_bar is not None:
-            return min(own, self.over_speech_stop_bar)
+            # over the coach the opening is read, never the learned look (_look): its own bar
+            return self.over_speech_stop_bar if self.look_probe is not None \
+                else min(own, self.over_speech_stop_bar)
         return own
 
     def _look(self, verifier: WhisperVerifier, end: int, end_s: float,
@@ -326,7 +344,16 @@ class SpotterRecogniser:
         # OVER_SPEECH_STOP_BAR, was chosen so): read anywhere, the coach's own words passed
         # as stops on dev speakers' trials (README "Barge-in with real people")
         anywhere = frozenset() if over else self.verify_anywhere & asked.keys()
-        score = verifier.scores(window.astype(np.float32) / 32768.0, asked, anywhere=anywhere)
+        # the learned look scores stop where its bar was chosen: not over the coach's speech
+        # while that has a bar of its own (the opening's scale)
+        learned = self.look_probe is not None and STOP in asked and \
+            not (over and self.over_speech_stop_bar is not None)
+        audio = window.astype(np.float32) / 32768.0
+        if not learned or self.look_probe is None:
+            return verifier.scores(audio, asked, anywhere=anywhere), over
+        states: list[np.ndarray] = []
+        score = verifier.scores(audio, asked, anywhere=anywhere, states=states)
+        score[STOP] = self.look_probe.stop(states[0])
         return score, over
 
     def flush(self) -> list[Detection]:

@@ -1,0 +1,98 @@
+"""The learned look at stop: a small logistic probe on Whisper tiny.en's own encoder output.
+
+The second look reads a candidate's window with Whisper (``verify``). Its stop score was the
+probability that the transcript *opens* with stop; a model card with a ``look_probe`` entry
+scores stop instead with this probe: the encoder's output over the look's first
+:data:`FRAMES` frames, pooled (mean and maximum), standardised, then a multinomial logistic
+regression over stop, go, yes, no and anything else (``lab.training.train --look-probe``: fitted
+on the looks the decider takes at out-of-fold clips and running talk, by speaker folds). The
+encoder pass is the one the look makes anyway, so the probe costs almost nothing.
+
+Over the coach's own speech the opening is still read (the probe never saw such windows, and
+``engine.OVER_SPEECH_STOP_BAR`` is on the opening's scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+
+FRAMES = 64
+"""Encoder frames pooled (20 ms each): the look's 1.2 s and a little of the padding after it."""
+WORDS = ("stop", "go", "yes", "no")
+"""The probe's classes in order; one more, last, for anything else."""
+ARRAYS = ("mean", "scale", "coef", "intercept")
+LOOK_PROBE_FILE = "en_look_probe.npz"
+"""The shipped probe's file, beside the spotter's weights (the card names it)."""
+
+
+def pooled(states: np.ndarray) -> np.ndarray:
+    """(n, frames, width) encoder states -> (n, 2 width): the mean and the maximum over the
+    first :data:`FRAMES` frames."""
+    x = np.asarray(states, np.float32)[:, :FRAMES]
+    return np.concatenate([x.mean(axis=1), x.max(axis=1)], axis=1)
+
+
+def probe_probs(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """(n, classes) probabilities of the probe ``arrays`` for pooled features ``x``."""
+    z = ((x - arrays["mean"]) / arrays["scale"]) @ arrays["coef"].T + arrays["intercept"]
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+class LookProbe:
+    """The shipped probe: ``stop(states)`` -> the probability that a look's window is a stop."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in ARRAYS}
+
+    def stop(self, states: np.ndarray) -> float:
+        """The stop probability of one look's encoder output, (frames, width)."""
+        return float(probe_probs(self.arrays, pooled(np.asarray(states)[None]))[0, 0])
+
+
+def _bad(path: Path, what: str) -> VoicecoachError:
+    return VoicecoachError(f"the spotter's learned look {path} {what}",
+                           "reinstall voicecoach (pip install --force-reinstall voicecoach), or "
+                           "retrain the model with its look (python -m voicecoach.lab.training.train)")
+
+
+def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
+    """The probe the model card names (a file beside the weights, pinned by sha256), None if
+    the card names none; one :class:`VoicecoachError` if it is missing, damaged or of the wrong
+    shape."""
+    entry = card.get("look_probe")
+    if not entry:
+        return None
+    try:
+        path = model_path.parent / str(entry["file"])
+        digest = str(entry["sha256"])
+        width = int(entry["width"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(model_path.with_suffix(".json"), "is named by a card that lacks its file, "
+                   "sha256 or width") from None
+    if not path.is_file():
+        raise _bad(path, "is missing")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        raise _bad(path, "does not match its model card (sha256 differs): corrupt or replaced")
+    try:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            arrays = {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        raise _bad(path, "is corrupt (not a readable .npz)") from None
+    classes = len(WORDS) + 1
+    shapes = {"mean": (2 * width,), "scale": (2 * width,), "coef": (classes, 2 * width),
+              "intercept": (classes,)}
+    for name, shape in shapes.items():
+        if name not in arrays or arrays[name].shape != shape:
+            raise _bad(path, f"has no '{name}' of shape {shape}")
+        if not np.all(np.isfinite(arrays[name])) or (name == "scale" and np.any(arrays[name] <= 0)):
+            raise _bad(path, f"holds values in '{name}' that are not usable numbers")
+    return LookProbe(arrays)
