@@ -198,9 +198,19 @@ def test_the_engine_reads_stop_through_the_probe_but_not_over_the_coach(tmp_path
     rec.accept(AudioChunk(noise.tobytes(), 0.0))
     end = rec._audio.size
     asked = {"stop": ["stop"], "resume": ["go"]}
+    rec.verify_anywhere = frozenset({"stop"})
+    seen: list[object] = []
+    real_scores = verifier.scores
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("anywhere"))
+        return real_scores(*args, **kwargs)
+
+    verifier.scores = spy  # type: ignore[method-assign]
     score, over = rec._look(verifier, end, 1.0, asked)
     assert not over and score["stop"] == pytest.approx(0.61)
     assert score["resume"] < 0.5                       # other commands: still the opening
+    assert seen == [frozenset()]                       # no transcript read for the probe's stop
     rec.coach_speech = lambda: [(0.0, float("inf"))]   # the coach is speaking
     score, over = rec._look(verifier, end, 1.0, asked)
     assert over and score["stop"] != pytest.approx(0.61)

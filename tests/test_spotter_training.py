@@ -345,8 +345,9 @@ def test_a_tiny_run_with_the_learned_look_ships_it_and_a_run_without_drops_it(
     assert train.main(argv + ["--look-probe"]) == 0
     out = capsys.readouterr().out
     assert "second look, read at the opening (the same looks): cross-validated" in out
-    assert "stop by the learned look" in out
+    assert "stop read by the learned look" in out
     model = load_model(tmp_path / "model" / "en_commands.npz")
+    assert model.card["verify_anywhere"] == []
     assert model.card["look_probe"]["file"] == LOOK_PROBE_FILE
     assert load_look_probe(model.path, model.card) is not None
     assert "learned look" in (tmp_path / "model" / "MODEL_CARD.md").read_text()

@@ -511,7 +511,11 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
                        sure_stop_threshold=sure[0] if sure else None,
                        sure_stop_bar=sure[1] if sure else None)
     if probe is not None:
-        figs["summary"] += " | stop by the learned look"
+        # the probe's score is the same read either way: the run time reads no transcript
+        # for it (SpotterRecogniser._look), so the card says "opening"
+        figs["anywhere"] = []
+        figs["summary"] = figs["summary"].replace(f"stop read {method}",
+                                                  "stop read by the learned look")
     return decision, thresholds, figs, probe
 
 

@@ -352,7 +352,8 @@ class SpotterRecogniser:
         if not learned or self.look_probe is None:
             return verifier.scores(audio, asked, anywhere=anywhere), over
         states: list[np.ndarray] = []
-        score = verifier.scores(audio, asked, anywhere=anywhere, states=states)
+        # stop's score is the probe's: no transcript is read for it
+        score = verifier.scores(audio, asked, anywhere=anywhere - {STOP}, states=states)
         score[STOP] = self.look_probe.stop(states[0])
         return score, over
 
