@@ -229,3 +229,20 @@ def test_a_damaged_probe_turns_the_second_look_off_in_one_line(tmp_path) -> None
     rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=load_verifier())
     assert rec.verifier is None and rec.look_probe is None
     assert rec.look_off is not None and "learned look" in rec.look_off and "\n" not in rec.look_off
+
+
+def test_listen_with_a_damaged_probe_says_so_in_one_line_and_goes_on(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.cli import main
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE
+
+    model = _model_with_probe(tmp_path, _probe_arrays())
+    (tmp_path / LOOK_PROBE_FILE).write_bytes(b"damaged")
+    monkeypatch.setenv("VOICECOACH_SPOTTER_MODEL", str(model.path))
+    clip = FIXTURES / "commands" / "joe" / "normal" / "stop__stop.wav"
+    assert main(["listen", str(clip)]) == 0
+    out = capsys.readouterr()
+    said = [line for line in (out.out + out.err).splitlines() if "learned look" in line]
+    assert len(said) == 1 and "no second look" in said[0] and "sha256 differs" in said[0]
+    assert "Traceback" not in out.err and "stop" in out.out

@@ -107,7 +107,8 @@ class SpotterRecogniser:
                 self.look_probe = load_look_probe(self.model.path, self.model.card)
             except VoicecoachError as exc:
                 # its thresholds are on the learned look's scale: without it no bar is right
-                _LOGGER.warning("%s: the second look is off", exc.one_line())
+                # (the engine line, ``engines._spotter``, and doctor say so: one line)
+                _LOGGER.info("%s: the second look is off", exc.one_line())
                 self.look_off = exc.one_line()
                 self.verifier = None
         self.decider = Decider(self.model.labels, phrases_of(grammar),
