@@ -185,6 +185,7 @@ def test_a_tiny_training_run_resumes_and_exports_a_loadable_model(
     model.check_grammar(load_grammar("en"))
     card = json.loads((tmp_path / "model" / "en_commands.json").read_text())
     assert card["figures"]["summary"].startswith("cross-validated by speaker")
+    assert len(card["data"]["corpus_sha256"]) == 64
     assert np.isfinite(card["decision"]["stop_threshold"])
     assert (tmp_path / "model" / "MODEL_CARD.md").read_text().startswith("# Model card")
     # an ensemble: a member is another run's work folder (its fold heads, full head, recipe);
@@ -356,3 +357,15 @@ def test_a_tiny_run_with_the_learned_look_ships_it_and_a_run_without_drops_it(
     assert train.main(argv + ["--second-look-only"]) == 0
     assert not (tmp_path / "model" / LOOK_PROBE_FILE).exists()
     assert "look_probe" not in load_model(tmp_path / "model" / "en_commands.npz").card
+
+
+def test_the_corpus_digest_names_what_was_trained_on() -> None:
+    from voicecoach.lab.training.data import Source
+
+    a = Source(Path("x/stop_1.wav"), "stop", "real", "spk1", 0, "stop")
+    b = Source(Path("synth/joe/go.wav"), "go", "positive", "piper-joe", 1)
+    c = Source(Path("synth/joe/stop.wav"), "stop", "positive", "piper-joe", 2)
+    digest = train.corpus_digest([a, b])
+    assert len(digest) == 64 and digest == train.corpus_digest([b, a])   # order does not matter
+    assert train.corpus_digest([a, b, c]) != digest                       # one more clip does
+    assert train.corpus_digest([a, Source(b.path, "go", "negative", "piper-joe", 1)]) != digest

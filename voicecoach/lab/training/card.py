@@ -145,6 +145,9 @@ def render_card(card: dict[str, Any]) -> str:
         + (f"only the {', '.join(rec['synth_engines'])} voices' command phrases are trained on, "
            "every other family's speech as other speech." if rec.get("synth_engines") else
            "every family's command phrases and other speech are trained on."),
+        *([f"- What was trained on (kind, label, group and file of every source) hashes to "
+           f"`{data['corpus_sha256'][:16]}...` (`train.corpus_digest`): a run of this recipe "
+           "and seed on another corpus gives another head."] if data.get("corpus_sha256") else []),
         f"- Voice families in the corpus that training did not use (the long-form benchmark "
         f"reads these): "
         f"{', '.join(card.get('unseen_families') or card.get('holdout_families', [])) or 'none'}.",

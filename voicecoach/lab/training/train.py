@@ -384,6 +384,8 @@ def _train(args: argparse.Namespace) -> int:
     trained = {sources[i].group for i in used if i >= 0 and not sources[i].real}
     counts["synthetic_families"] = sorted(trained)
     counts["synthetic_clips"] = sum(1 for s in sources if not s.real and s.group in trained)
+    counts["corpus_sha256"] = corpus_digest(
+        [s for s in sources if s.real or s.group in trained])
     unseen = sorted({s.group for s in all_synthetic if s.group not in trained})
     export(args.out, head, labels, grammar, recipe, shipped, figs,
            {**extra, "data": counts, "member_seeds": [recipe.seed] + [m.seed for m in members],
@@ -517,6 +519,16 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         figs["summary"] = figs["summary"].replace(f"stop read {method}",
                                                   "stop read by the learned look")
     return decision, thresholds, figs, probe
+
+
+def corpus_digest(sources: Sequence[Source]) -> str:
+    """A sha256 of what a run trained on (each source's kind, label, group and file name, in
+    any order): two runs of one recipe and seed give the same head only if this is the same
+    (session 14 found the regenerated synthetic corpus had drifted from the shipped head's)."""
+    import hashlib
+
+    lines = sorted(f"{s.kind}\t{s.label}\t{s.group}\t{s.path.name}" for s in sources)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
 def recipe_holdout() -> tuple[str, ...]:
