@@ -15,13 +15,13 @@ Over the coach's own speech the opening is still read (the probe never saw such 
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from voicecoach.errors import VoicecoachError
+from voicecoach.listening.spotter.model import read_arrays
 
 FRAMES = 64
 """Encoder frames pooled (20 ms each): the look's 1.2 s and a little of the padding after it."""
@@ -82,11 +82,9 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
         raise _bad(path, "is missing")
     if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
         raise _bad(path, "does not match its model card (sha256 differs): corrupt or replaced")
-    try:
-        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        raise _bad(path, "is corrupt (not a readable .npz)") from None
+    arrays = read_arrays(path)
+    if arrays is None:
+        raise _bad(path, "is corrupt (not a readable .npz)")
     classes = len(WORDS) + 1
     shapes = {"mean": (2 * width,), "scale": (2 * width,), "coef": (classes, 2 * width),
               "intercept": (classes,)}

@@ -182,6 +182,15 @@ def _bad_model(path: Path, what: str, own: bool = False) -> VoicecoachError:
                            + RETRAIN)
 
 
+def read_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` file (no pickles), or None if it is not a readable one."""
+    try:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+
+
 def load_model(weights: Path | None = None, card: Path | None = None) -> SpotterModel:
     """Load and check the weights (``weights``, else $VOICECOACH_SPOTTER_MODEL, else the
     packaged ones); every problem is one :class:`VoicecoachError`."""
@@ -214,11 +223,9 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     if meta.get("weights_sha256") not in (None, digest):
         raise _bad(weights, "do not match their model card (sha256 differs): corrupt or replaced")
-    try:
-        with weights.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
-            arrays = {k: np.asarray(npz[k]) for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        raise _bad(weights, "are corrupt (not a readable .npz)") from None
+    arrays = read_arrays(weights)
+    if arrays is None:
+        raise _bad(weights, "are corrupt (not a readable .npz)")
     for name, array in arrays.items():
         if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
             raise _bad(weights, f"hold values that are not finite numbers (NaN or infinity) "
