@@ -17,6 +17,7 @@ voice) from sources of its own tag, so no audio of a held-out fold reaches its m
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -113,6 +114,14 @@ def speech_commands_train_dir(given: Path | None = None) -> Path:
     ../shared/speech_commands_train."""
     env = os.environ.get(SPEECH_COMMANDS_TRAIN_ENV)
     return Path(given or env or DEFAULT_SPEECH_COMMANDS_TRAIN)
+
+
+def add_real_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options that point at the two real-speech folders (defaults: beside the checkout)."""
+    parser.add_argument("--speech-commands", type=Path, default=None,
+                        help="real clips (default ../shared/speech_commands)")
+    parser.add_argument("--speech-commands-train", type=Path, default=None,
+                        help="more real clips, FLAC (default ../shared/speech_commands_train)")
 
 
 def clips_in(root: Path, folder: str) -> list[Path]:

@@ -42,6 +42,7 @@ from voicecoach.lab.training.data import (
     REAL_POSITIVES,
     SILENCE,
     Source,
+    add_real_data_options,
     real_sources,
     refuse_locked,
     speech_commands_dir,
@@ -208,10 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.training.train",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--speech-commands", type=Path, default=None,
-                        help="real clips (default ../shared/speech_commands)")
-    parser.add_argument("--speech-commands-train", type=Path, default=None,
-                        help="more real clips, FLAC (default ../shared/speech_commands_train)")
+    add_real_data_options(parser)
     parser.add_argument("--synth", type=Path, action="append", default=None,
                         help="synthetic corpus folder, repeatable (default WORK/synth; made if missing)")
     parser.add_argument("--no-verify", action="store_true",
