@@ -49,16 +49,16 @@ def test_the_probe_learns_and_its_arrays_give_its_probabilities() -> None:
 def test_a_folds_probe_never_sees_that_fold(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     fold = np.arange(80) % 4
-    states = rng.standard_normal((80, 4, 2)).astype(np.float16)
-    states[:, :, 0] = fold[:, None]                 # each row says its fold in feature 0
+    feats = rng.standard_normal((80, 4)).astype(np.float16)
+    feats[:, 0] = fold                              # each row says its fold in feature 0
     label = np.where(np.arange(80) % 3 == 0, 0, len(lp.WORDS))
-    clips = lp.Looks(states, np.zeros((80, 4)), label, fold)
-    talk = lp.Looks(states[:20], np.zeros((20, 4)), label[:20], fold[:20])
+    clips = lp.Looks(feats, np.zeros(80), label, fold)
+    talk = lp.Looks(feats[:20], np.zeros(20), label[:20], fold[:20])
     seen: list[set[float]] = []
     real_fit = lp.fit_probe
 
     def spy(x: np.ndarray, y: np.ndarray, c: float = lp.DEFAULT_C) -> dict[str, np.ndarray]:
-        seen.append(set(np.round(x[:, 0]).tolist()))   # the mean of feature 0 is the fold
+        seen.append(set(np.round(x[:, 0]).tolist()))
         return real_fit(x, y, c)
 
     monkeypatch.setattr(lp, "fit_probe", spy)
@@ -87,6 +87,24 @@ def test_talk_counts_stops_once_and_false_stops_once_a_second() -> None:
     assert lp.talk_outcome(score, 0.95, where) == (0, 0)
 
 
+def test_talk_looks_are_stop_on_a_stop_said_there_and_other_elsewhere() -> None:
+    data = {"audio_s": 600.0,
+            "stops": [{"file": "a", "start_s": 10.0, "end_s": 10.5},
+                      {"file": "b", "start_s": 10.0, "end_s": 10.5}],
+            "events": [{"file": "a", "emitted_s": 10.6, "fold": 1, "opening": {"stop": 0.3}},
+                       {"file": "a", "emitted_s": 11.6, "fold": 1, "opening": {"stop": 0.2}},
+                       {"file": "b", "emitted_s": 9.0, "fold": 2, "opening": {"go": 0.9}},
+                       {"file": "b", "emitted_s": 11.4, "fold": 2, "opening": {"stop": 0.8}}],
+            "feats": np.ones((4, 6), np.float16)}
+    looks, where = lp.talk_table(data)
+    # 11.6 is more than a second after stop 0's end; 9.0 is before stop 1 began
+    assert where["at"].tolist() == [0, -1, -1, 1]
+    assert looks.label.tolist() == [0, len(lp.WORDS), len(lp.WORDS), 0]
+    assert looks.stop.tolist() == pytest.approx([0.3, 0.2, 0.0, 0.8])
+    assert looks.fold.tolist() == [1, 1, 2, 2] and looks.feats.shape == (4, 6)
+    assert where["stops"] == 2 and where["audio_s"] == 600.0
+
+
 def test_a_clip_is_looked_at_up_to_the_tail_after_it() -> None:
     clip = np.full(8000, 12000, np.int16)           # half a second, loud
     window = lp.clip_window(clip, "probe-test.wav")
@@ -109,8 +127,8 @@ def test_real_stops_are_told_from_other_words_by_a_probe_of_other_speakers() -> 
     stops = [s for s in sources if s.word == "stop"][::3]
     others = [s for s in sources if s.word in ("up", "left", "right", "off")][::6]
     clips = lp.clip_looks(stops + others)
-    assert clips.states.shape[1:] == (lp.FRAMES, 384)
-    empty = lp.Looks(clips.states[:0], clips.opening[:0], clips.label[:0], clips.fold[:0])
+    assert clips.feats.shape[1:] == (2 * 384,)
+    empty = lp.Looks(clips.feats[:0], clips.stop[:0], clips.label[:0], clips.fold[:0])
     score, _ = lp.out_of_fold(clips, empty, c=lp.DEFAULT_C)
     pos = clips.label == 0
     assert pos.sum() >= 15 and (~pos).sum() >= 15

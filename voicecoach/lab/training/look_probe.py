@@ -33,7 +33,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.data import (
     ROOM_LEAD_S,
     Source,
+    add_real_data_options,
     in_room,
     read_audio,
     real_sources,
@@ -52,7 +53,7 @@ from voicecoach.lab.training.data import (
     speech_commands_train_dir,
     synthetic_sources,
 )
-from voicecoach.listening.spotter.decide import STOP, Decider, Decision
+from voicecoach.listening.spotter.decide import STOP, Decision
 from voicecoach.listening.spotter.look_probe import FRAMES, WORDS, pooled, probe_probs
 from voicecoach.listening.spotter.model import phrases_of
 from voicecoach.listening.spotter.verify import SAMPLE_RATE, WhisperVerifier, look_window
@@ -80,28 +81,29 @@ def clip_window(samples: np.ndarray, name: str) -> np.ndarray:
 def look(verifier: WhisperVerifier, window: np.ndarray, phrases: dict[str, list[str]]
          ) -> tuple[list[float], np.ndarray]:
     """The shipped look's opening probability of each command word (:data:`WORDS` order) and
-    the encoder's first :data:`FRAMES` frames, from one encoder pass."""
+    the pooled encoder output (``look_probe.pooled``), from one encoder pass."""
     asked = {COMMAND_OF[w]: phrases[COMMAND_OF[w]] for w in WORDS}
     opening: dict[str, float] = {}
     states: list[np.ndarray] = []
     verifier.scores(window, asked, opening=opening, states=states)
-    return [opening.get(COMMAND_OF[w], 0.0) for w in WORDS], states[0][:FRAMES].astype(np.float16)
+    return [opening.get(COMMAND_OF[w], 0.0) for w in WORDS], \
+        pooled(states[0][None])[0].astype(np.float16)
 
 
 @dataclass
 class Looks:
-    """Looks at clips or talk candidates: encoder states, opening scores, class, fold."""
+    """Looks at clips or talk candidates: pooled encoder output, the opening's stop score, class
+    and fold."""
 
-    states: np.ndarray      # (n, FRAMES, width) float16
-    opening: np.ndarray     # (n, len(WORDS))
+    feats: np.ndarray       # (n, 2 width) float16, look_probe.pooled
+    stop: np.ndarray        # (n,) the opening's stop probability
     label: np.ndarray       # index into WORDS, or len(WORDS) for anything else
     fold: np.ndarray
 
-    def save(self, to: Path, **extra: Any) -> None:
+    def save(self, to: Path) -> None:
         to.parent.mkdir(parents=True, exist_ok=True)
         tmp = to.with_suffix(".tmp.npz")
-        np.savez(tmp, states=self.states, opening=self.opening, label=self.label, fold=self.fold,
-                 **extra)
+        np.savez(tmp, feats=self.feats, stop=self.stop, label=self.label, fold=self.fold)
         tmp.replace(to)
 
 
@@ -143,54 +145,25 @@ def clip_looks(sources: Sequence[Source], verifier: WhisperVerifier | None = Non
                 states[i + j * jobs] = sj
     else:
         opening, states = _look_at(clips, verifier)
-    label = np.array([WORDS.index(s.word) if s.word in WORDS else len(WORDS) for s in clips])
-    return Looks(np.array(states), np.array(opening, np.float32), label,
-                 np.array([s.fold for s in clips]))
+    return Looks(np.array(states).reshape(len(clips), -1),
+                 np.array([o[0] for o in opening], np.float32),
+                 np.array([_word_class(s.word) for s in clips], int),
+                 np.array([s.fold for s in clips], int))
 
 
-def talk_looks(files: Sequence[tuple[int, Path, list[tuple[float, float]]]],
-               heads: dict[int, dict[str, np.ndarray]], window: int, labels: list[str],
-               base: Decision, verifier: WhisperVerifier, phrases: dict[str, list[str]],
-               commands: Sequence[str]) -> tuple[Looks, dict[str, Any]]:
-    """A look at every candidate the decider raises in the talk files (as
-    ``training.talk.talk_events`` raises them), and where each falls: ``at`` the index of the
-    stop said there (within a second after its end), or -1."""
-    from voicecoach.lab.training.talk import stream_probs
-
-    probe = replace(base, stop_threshold=1.01, stop_candidate=0.2, verified_threshold=0.5)
-    states, opening, folds, at, times, names = [], [], [], [], [], []
-    stops: list[tuple[str, float, float]] = []
-    audio_s = 0.0
-    for k, path, said in files:
-        samples = read_audio(path)
-        audio_s += samples.size / SAMPLE_RATE
-        audio = samples.astype(np.float32) / 32768.0
-        probs = stream_probs(heads[k], samples, window)
-        decider = Decider(labels, phrases, probe, verifying=True)
-        decider.set_commands(commands)
-        first = len(stops)
-        stops += [(str(path), lo, hi) for lo, hi in said]
-        for j, p in enumerate(probs):
-            for fired in decider.step(p, (j + 1) * 0.08):
-                o, st = look(verifier, look_window(audio, int(round(fired.emitted_s * SAMPLE_RATE))),
-                             phrases)
-                if fired.command == STOP:  # as the engine does with a look it turns down
-                    decider.looked_at_stop(fired, o[0])
-                opening.append(o)
-                states.append(st)
-                folds.append(k)
-                times.append(fired.emitted_s)
-                names.append(str(path))
-                near = [i for i, (_f, lo, hi) in enumerate(stops[first:], first)
-                        if lo <= fired.emitted_s <= hi + 1.0]
-                at.append(near[0] if near else -1)
-        _LOGGER.warning("look probe: talk %s, %d candidates so far", path.name, len(at))
-    at_arr = np.array(at, int)
-    label = np.where(at_arr >= 0, 0, len(WORDS))
-    looks = Looks(np.array(states).reshape(-1, FRAMES, states[0].shape[1] if states else 1),
-                  np.array(opening, np.float32).reshape(-1, len(WORDS)), label, np.array(folds, int))
-    return looks, {"at": at_arr, "time": np.array(times), "name": np.array(names),
-                   "stops": len(stops), "audio_s": audio_s}
+def talk_table(data: dict[str, Any]) -> tuple[Looks, dict[str, Any]]:
+    """The looks of ``training.talk.talk_events(states=True)`` as :class:`Looks` (a look on a
+    stop said there is stop, any other one anything else), and where each falls: ``at`` the
+    index of the stop, or -1."""
+    at = talk_at_stop(data)
+    feats = np.asarray(data["feats"], np.float16)
+    looks = Looks(feats.reshape(len(at), -1) if len(at) else np.zeros((0, 0), np.float16),
+                  np.array([e["opening"].get(STOP, 0.0) for e in data["events"]], np.float32),
+                  np.where(at >= 0, 0, len(WORDS)), np.array([e["fold"] for e in data["events"]], int))
+    where = {"at": at, "time": np.array([e["emitted_s"] for e in data["events"]]),
+             "name": np.array([e["file"] for e in data["events"]]), "stops": len(data["stops"]),
+             "audio_s": float(data["audio_s"])}
+    return looks, where
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> dict[str, np.ndarray]:
@@ -215,7 +188,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> dict[str, n
 def out_of_fold(clips: Looks, talk: Looks, c: float = DEFAULT_C) -> tuple[np.ndarray, np.ndarray]:
     """The probe's stop probability of every clip and talk candidate, each scored by a probe
     trained on the other folds' clips and talk."""
-    xc, xt = pooled(clips.states), pooled(talk.states)
+    xc, xt = clips.feats.astype(np.float32), talk.feats.astype(np.float32)
     clip_score = np.zeros(len(xc))
     talk_score = np.zeros(len(xt))
     for k in sorted(set(clips.fold.tolist())):
@@ -233,13 +206,13 @@ def _word_class(word: str) -> int:
 
 
 def talk_at_stop(data: dict[str, Any], after_s: float = 1.0) -> np.ndarray:
-    """For each talk event (``training.talk.talk_events``), whether it falls on a stop said
-    there (from its start to ``after_s`` after its end)."""
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for stop in data["stops"]:
-        spans.setdefault(stop["file"], []).append((stop["start_s"], stop["end_s"]))
-    return np.array([any(lo <= e["emitted_s"] <= hi + after_s for lo, hi in spans.get(e["file"], []))
-                     for e in data["events"]], bool)
+    """For each talk event (``training.talk.talk_events``), the index of the stop said there
+    that it falls on (from its start to ``after_s`` after its end), or -1."""
+    def at(e: dict[str, Any]) -> int:
+        return next((i for i, stop in enumerate(data["stops"]) if stop["file"] == e["file"]
+                     and stop["start_s"] <= e["emitted_s"] <= stop["end_s"] + after_s), -1)
+
+    return np.array([at(e) for e in data["events"]], int)
 
 
 def learned_look(clips: Sequence[dict[str, Any]], talk: dict[str, Any], folds: int,
@@ -266,7 +239,7 @@ def learned_look(clips: Sequence[dict[str, Any]], talk: dict[str, Any], folds: i
     if len(talk["events"]) and feats.shape[0] != len(talk["events"]):
         raise VoicecoachError("the talk's looks have no encoder states (an old cache?)",
                               "delete WORK/talk-events-*.json and run the training again")
-    at_stop = talk_at_stop(talk)
+    at_stop = talk_at_stop(talk) >= 0
     x = np.concatenate([np.array(rows, np.float32).reshape(len(rows), -1), feats]) if len(feats) \
         else np.array(rows, np.float32)
     y = np.concatenate([labels, np.where(at_stop, 0, len(WORDS))]).astype(int)
@@ -328,7 +301,7 @@ def compare(clips: Looks, talk: Looks, where: dict[str, Any], probe_clip: np.nda
     hours = where["audio_s"] / 3600.0
     rows = []
     for target in targets:
-        for method, cs, ts in (("opening", clips.opening[:, 0], talk.opening[:, 0]),
+        for method, cs, ts in (("opening", clips.stop, talk.stop),
                                ("probe", probe_clip, probe_talk)):
             bar = bar_for(cs[pos], target)
             caught, false = talk_outcome(ts, bar, where)
@@ -346,13 +319,13 @@ def _cache_key(parts: Sequence[Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from voicecoach.lab.training.talk import STATE, fold_files, load_fold_heads
+    from voicecoach.lab.training.second_look import STOP_CANDIDATE, VERIFIED_THRESHOLD
+    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events
     from voicecoach.lab.training.train import recipe_holdout
     from voicecoach.listening.spotter.model import builtin_paths
     from voicecoach.listening.spotter.verify import MODEL_SHA256, load_verifier
 
     grammar = load_grammar("en")
-    phrases = phrases_of(grammar)
     real = real_sources(speech_commands_dir(args.speech_commands), 4)
     real += real_sources(speech_commands_train_dir(args.speech_commands_train), 4,
                          "--speech-commands-train")
@@ -362,7 +335,6 @@ def _run(args: argparse.Namespace) -> int:
     refuse_locked(sources)
     weights, card_path = builtin_paths()
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    labels = list(card["labels"])
     heads = load_fold_heads(args.work / "folds", 4)
     in_sample = len(heads) < 4
     if in_sample:
@@ -371,28 +343,20 @@ def _run(args: argparse.Namespace) -> int:
         with np.load(weights) as z:
             heads = {k: {n: z[n] for n in z.files} for k in range(4)}
     verifier = load_verifier()
-    folder = args.work / "look-probe"
-    clip_file = folder / f"clips-{_cache_key([MODEL_SHA256, sorted(str(s.path) for s in real)])}.npz"
+    clip_file = args.work / "look-probe" / \
+        f"clips-{_cache_key([MODEL_SHA256, sorted(str(s.path) for s in real)])}.npz"
     if clip_file.is_file():
         with np.load(clip_file) as z:
-            clips = Looks(z["states"], z["opening"], z["label"], z["fold"])
+            clips = Looks(z["feats"], z["stop"], z["label"], z["fold"])
     else:
         clips = clip_looks(real, verifier, args.jobs)
         clips.save(clip_file)
-    files = fold_files(args.work, sources, 4)
-    head_hash = [hashlib.sha256(np.concatenate([v.ravel() for v in heads[k].values()]).tobytes())
-                 .hexdigest() for k in sorted(heads)]
-    talk_file = folder / f"talk-{_cache_key([MODEL_SHA256, head_hash, [str(f) for _, f, _ in files]])}.npz"
-    if talk_file.is_file():
-        with np.load(talk_file) as z:
-            talk = Looks(z["states"], z["opening"], z["label"], z["fold"])
-            where = {"at": z["at"], "time": z["time"], "name": z["name"],
-                     "stops": int(z["stops"]), "audio_s": float(z["audio_s"])}
-    else:
-        talk, where = talk_looks(files, heads, int(card["recipe"]["window"]), labels,
-                                 Decision.from_card(card["decision"]), verifier, phrases,
-                                 grammar.commands_for(STATE))
-        talk.save(talk_file, **where)
+    # the talk's candidates and looks exactly as the training run's choice sees them
+    # (cached by talk_events itself)
+    talk, where = talk_table(talk_events(
+        fold_files(args.work, sources, 4), heads, grammar, list(card["labels"]),
+        Decision.from_card(card["decision"]), verifier, int(card["recipe"]["window"]), args.work,
+        STOP_CANDIDATE, VERIFIED_THRESHOLD, states=True))
     probe_clip, probe_talk = out_of_fold(clips, talk, args.c)
     rows = compare(clips, talk, where, probe_clip, probe_talk)
     report = {"clips": int(len(clips.label)), "stop_clips": int((clips.label == 0).sum()),
@@ -418,10 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.training.look_probe",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--speech-commands", type=Path, default=None,
-                        help="real clips (default ../shared/speech_commands)")
-    parser.add_argument("--speech-commands-train", type=Path, default=None,
-                        help="more real clips, FLAC (default ../shared/speech_commands_train)")
+    add_real_data_options(parser)
     parser.add_argument("--synth", type=Path, required=True,
                         help="the synthetic corpus of other speech (training.synth --kinds "
                              "negative,coach,sentence): the talk's sentences")
