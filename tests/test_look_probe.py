@@ -193,6 +193,10 @@ def test_the_shipped_probe_is_checked_before_it_is_trusted(tmp_path) -> None:  #
     with pytest.raises(VoicecoachError) as nan:
         load_look_probe(model.path, model.card)
     assert "not usable numbers" in nan.value.one_line()
+    model.card["look_probe"] = "yes"                  # a card that names no file
+    with pytest.raises(VoicecoachError) as unnamed:
+        load_look_probe(model.path, model.card)
+    assert "names a learned look without its file" in unnamed.value.one_line()
     model = _model_with_probe(tmp_path, _probe_arrays(width=10))
     model.card["look_probe"]["width"] = 384
     with pytest.raises(VoicecoachError) as shape:

@@ -76,8 +76,11 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
         digest = str(entry["sha256"])
         width = int(entry["width"])
     except (KeyError, TypeError, ValueError):
-        raise _bad(model_path.with_suffix(".json"), "is named by a card that lacks its file, "
-                   "sha256 or width") from None
+        raise VoicecoachError(f"the spotter's model card {model_path.with_suffix('.json')} names "
+                              "a learned look without its file, sha256 or width",
+                              "reinstall voicecoach (pip install --force-reinstall voicecoach), or "
+                              "retrain the model with its look (python -m "
+                              "voicecoach.lab.training.train)") from None
     if not path.is_file():
         raise _bad(path, "is missing")
     if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
