@@ -41,6 +41,7 @@ import numpy as np
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import load_grammar
+from voicecoach.lab.corpus import POSITIVES
 from voicecoach.lab.training.data import (
     ROOM_LEAD_S,
     Source,
@@ -62,8 +63,6 @@ _LOGGER = logging.getLogger(__name__)
 
 CLIP_TAIL_S = 0.2
 """A clip is looked at with the window ending this long after it (session 12's setting)."""
-COMMAND_OF = {"stop": "stop", "go": "resume", "yes": "yes", "no": "no"}
-"""The grammar command each real command word is a phrase of."""
 TARGETS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.975)
 """Stop recalls on clips at which the two looks are compared."""
 DEFAULT_C = 0.01
@@ -82,11 +81,11 @@ def look(verifier: WhisperVerifier, window: np.ndarray, phrases: dict[str, list[
          ) -> tuple[list[float], np.ndarray]:
     """The shipped look's opening probability of each command word (:data:`WORDS` order) and
     the pooled encoder output (``look_probe.pooled``), from one encoder pass."""
-    asked = {COMMAND_OF[w]: phrases[COMMAND_OF[w]] for w in WORDS}
+    asked = {POSITIVES[w]: phrases[POSITIVES[w]] for w in WORDS}
     opening: dict[str, float] = {}
     states: list[np.ndarray] = []
     verifier.scores(window, asked, opening=opening, states=states)
-    return [opening.get(COMMAND_OF[w], 0.0) for w in WORDS], \
+    return [opening.get(POSITIVES[w], 0.0) for w in WORDS], \
         pooled(states[0][None])[0].astype(np.float16)
 
 
