@@ -14,9 +14,10 @@ import numpy as np
 
 from voicecoach.grammar import Grammar
 from voicecoach.lab.training.examples import Recipe
+from voicecoach.lab.training.look_probe import DEFAULT_C
 from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
 from voicecoach.listening.spotter.decide import Decision
-from voicecoach.listening.spotter.look_probe import FRAMES, LOOK_PROBE_FILE, WORDS
+from voicecoach.listening.spotter.look_probe import ARRAYS, FRAMES, LOOK_PROBE_FILE, WORDS
 from voicecoach.listening.spotter.model import (
     FORMAT_VERSION,
     MODEL_NAME,
@@ -40,13 +41,13 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     if look_probe is not None:
         tmp_probe = out / f"{LOOK_PROBE_FILE}.tmp.npz"
         np.savez_compressed(tmp_probe, **{k: np.asarray(look_probe[k], np.float32)  # type: ignore[arg-type]
-                                          for k in ("mean", "scale", "coef", "intercept")})
+                                          for k in ARRAYS})
         tmp_probe.replace(probe_path)
         extra = {**extra, "look_probe": {
             "file": LOOK_PROBE_FILE, "sha256": hashlib.sha256(probe_path.read_bytes()).hexdigest(),
             "width": int(np.asarray(look_probe["mean"]).size // 2), "frames": FRAMES,
             "classes": [*WORDS, "other"],
-            "recipe": f"logistic regression (scikit-learn, C {look_probe_c()}, class-balanced) "
+            "recipe": f"logistic regression (scikit-learn, C {DEFAULT_C}, class-balanced) "
                       "on the mean and maximum of Whisper tiny.en's encoder output over the "
                       f"look's first {FRAMES} frames; fitted on every look of the second look's "
                       "clips and talk (lab.training.look_probe.learned_look)"}}
@@ -84,12 +85,6 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     (out / f"{MODEL_NAME}.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n",
                                             encoding="utf-8")
     (out / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
-
-
-def look_probe_c() -> float:
-    from voicecoach.lab.training.look_probe import DEFAULT_C
-
-    return DEFAULT_C
 
 
 def _is_weight(name: str) -> bool:
