@@ -347,15 +347,15 @@ class SpotterRecogniser:
         anywhere = frozenset() if over else self.verify_anywhere & asked.keys()
         # the learned look scores stop where its bar was chosen: not over the coach's speech
         # while that has a bar of its own (the opening's scale)
-        learned = self.look_probe is not None and STOP in asked and \
-            not (over and self.over_speech_stop_bar is not None)
+        probe = self.look_probe if STOP in asked and \
+            not (over and self.over_speech_stop_bar is not None) else None
         audio = window.astype(np.float32) / 32768.0
-        if not learned or self.look_probe is None:
+        if probe is None:
             return verifier.scores(audio, asked, anywhere=anywhere), over
         states: list[np.ndarray] = []
         # stop's score is the probe's: no transcript is read for it
         score = verifier.scores(audio, asked, anywhere=anywhere - {STOP}, states=states)
-        score[STOP] = self.look_probe.stop(states[0])
+        score[STOP] = probe.stop(states[0])
         return score, over
 
     def flush(self) -> list[Detection]:
