@@ -48,8 +48,13 @@ def test_a_cold_stop_through_the_device_loop_is_scored(echo: str | None,
     settings = Settings(data_dir=tmp_path)
     rec = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
     row = B.trial(rec, EspeakNgRenderer(), B.Take("stop", "joe", STOP_WAV), 2, False, echo,
-                  tmp_path)
+                  tmp_path, states=echo is not None)
     assert row["placed"] and row["over_speech"], row  # said while the coach talks
+    # --states (training data for the over-the-coach look): each look's pooled encoder output
+    looks = row["looks"] + row["echo_looks"]
+    if getattr(rec, "verifier", None) is not None and looks:
+        assert all(("pooled" in x) == (echo is not None) for x in looks)
+        assert all(len(x["pooled"]) == 2 * 384 for x in looks if "pooled" in x)
     assert row["echo"] == (echo or "none")
     if echo is None:  # no echo in the room: the engine hears joe's stop, the belt stops
         assert row["caught"], row

@@ -134,8 +134,9 @@ def _settings(tmp: Path, canceller: str, verify: str = "auto") -> Settings:
 
 
 def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, echo: str | None,
-          tmp: Path) -> dict[str, Any]:
-    """One trial in room ``i``: ``echo`` None for no echo, else the canceller's name."""
+          tmp: Path, states: bool = False) -> dict[str, Any]:
+    """One trial in room ``i``: ``echo`` None for no echo, else the canceller's name;
+    ``states``: every look also records its pooled encoder output (:class:`Tracer`)."""
     from voicecoach.treadmill.ftms import Op
     from voicecoach.treadmill.sim import SimTreadmill
 
@@ -143,7 +144,7 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
     settings = _settings(tmp, echo or "off")
     rt60, delay = RT60S[i % len(RT60S)], DELAYS_S[(i // len(RT60S)) % len(DELAYS_S)]
     sim = SimTreadmill()
-    tracer = Tracer(recogniser)
+    tracer = Tracer(recogniser, states=states)
     common: dict[str, Any] = dict(renderer=renderer, noise_rms=NOISE_RMS, begin_at_once=True,
                                   seed=i + 1, rt60_s=rt60, echo_delay_s=delay,
                                   echo_gain_db=-6.0 if echo else -300.0, aec=echo is not None,
@@ -205,9 +206,9 @@ def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
 
 def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
                progress: bool = True, log: Path | None = None,
-               both_moments: bool = True) -> list[dict[str, Any]]:
+               both_moments: bool = True, states: bool = False) -> list[dict[str, Any]]:
     """Every take in its own room (a stop cold and settled, other words at one moment), once
-    per echo condition."""
+    per echo condition (``states``: see :func:`trial`)."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
@@ -221,7 +222,7 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
             if echo is not None or take.word not in NEGATIVE_WORDS]
     bar = _bar(len(jobs), "barge-in trials", progress)
     for take, i, settled, echo in jobs:
-        rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp))
+        rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp, states))
         if log is not None:  # as it goes: a long run stopped early keeps its trials
             with log.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
@@ -373,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
                              "choose settings on (--stops of them, spread evenly)")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--json", type=Path, help="also write every trial's row here (JSON lines)")
+    parser.add_argument("--states", action="store_true",
+                        help="each look in --json also holds its pooled encoder output: the "
+                             "over-the-coach look's training data (lab.training.over_probe; "
+                             "dev speakers only)")
+    parser.add_argument("--echo-only", action="store_true",
+                        help="skip the no-echo trials (training data needs only the echo)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
     parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -399,11 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         for line in summary_lines(summarise(rows), [], []):
             print(line, flush=True)
         return 0
+    if args.states and (args.speakers != "dev" or not args.json):
+        print("barge-in: --states makes training data: use it with --speakers dev and --json",
+              file=sys.stderr)
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     if args.json:
         args.json.write_text("", encoding="utf-8")
-    rows = run_trials(chosen, (None, *cancellers), tmp, progress, args.json)
+    echoes = cancellers if args.echo_only else (None, *cancellers)
+    rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states)
     loops = [closed_loop_session(c, args.loop_minutes, tmp) for c in cancellers
              if args.loop_minutes > 0]
     costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")

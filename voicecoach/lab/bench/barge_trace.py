@@ -26,7 +26,10 @@ LATE_S = 0.5
 class Tracer:
     """Records, for one trial, every step's smoothed stop score and every second look."""
 
-    def __init__(self, recogniser: Any) -> None:
+    def __init__(self, recogniser: Any, states: bool = False) -> None:
+        """``states``: each look also records its window's pooled encoder output
+        (``look_probe.pooled``, as a list) under ``"pooled"``: the over-the-coach look's
+        training data (``lab.training.over_probe``)."""
         self.recogniser = recogniser
         self.scores: list[tuple[float, float]] = []
         self.looks: list[dict[str, Any]] = []
@@ -52,12 +55,20 @@ class Tracer:
             scores = verifier.scores
 
             def traced_scores(audio: np.ndarray, asked: Any, **how: Any) -> Any:
+                mine: list[np.ndarray] | None = None
+                if states and how.get("states") is None:
+                    mine = how["states"] = []
                 out = scores(audio, asked, **how)
-                self.looks.append({"t": round(self._last_end, 2),
-                                   "over": bool(getattr(recogniser, "last_look_over", False)),
-                                   "scores": {c: round(float(p), 4) for c, p in out.items()},
-                                   "stop_score": round(self.scores[-1][1], 3)
-                                   if self.scores else None})
+                look = {"t": round(self._last_end, 2),
+                        "over": bool(getattr(recogniser, "last_look_over", False)),
+                        "scores": {c: round(float(p), 4) for c, p in out.items()},
+                        "stop_score": round(self.scores[-1][1], 3) if self.scores else None}
+                held = mine if mine is not None else how.get("states")
+                if states and held:
+                    from voicecoach.listening.spotter.look_probe import pooled
+
+                    look["pooled"] = [round(float(v), 4) for v in pooled(held[-1][None])[0]]
+                self.looks.append(look)
                 return out
 
             self._patch(verifier, "scores", traced_scores)
