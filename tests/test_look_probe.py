@@ -149,8 +149,10 @@ def _probe_arrays(width: int = 384, stop_p: float = 0.5) -> dict[str, np.ndarray
             "intercept": np.log(np.array([stop_p] + [rest] * (classes - 1)))}
 
 
-def _model_with_probe(tmp_path, arrays: dict[str, np.ndarray] | None):  # type: ignore[no-untyped-def]
-    """A copy of the shipped model whose card names ``arrays`` as its learned look."""
+def _model_with_probe(tmp_path, arrays: dict[str, np.ndarray] | None,  # type: ignore[no-untyped-def]
+                      over: dict[str, object] | None = None):
+    """A copy of the shipped model whose card names ``arrays`` as its learned look (with
+    ``over`` as its over-the-coach part, if given)."""
     import hashlib
     import json
     import shutil
@@ -165,6 +167,8 @@ def _model_with_probe(tmp_path, arrays: dict[str, np.ndarray] | None):  # type: 
         np.savez(tmp_path / LOOK_PROBE_FILE, **arrays)
         card["look_probe"] = {"file": LOOK_PROBE_FILE, "width": arrays["mean"].size // 2,
                               "sha256": hashlib.sha256((tmp_path / LOOK_PROBE_FILE).read_bytes()).hexdigest()}
+        if over is not None:
+            card["look_probe"]["over"] = over
     (tmp_path / card_path.name).write_text(json.dumps(card))
     return load_model(tmp_path / weights.name)
 
@@ -268,3 +272,60 @@ def test_listen_with_a_damaged_probe_says_so_in_one_line_and_goes_on(
     said = [line for line in (out.out + out.err).splitlines() if "learned look" in line]
     assert len(said) == 1 and "no second look" in said[0] and "sha256 differs" in said[0]
     assert "Traceback" not in out.err and "stop" in out.out
+
+
+def _with_over(clean_p: float, over_p: float) -> dict[str, np.ndarray]:
+    from voicecoach.listening.spotter.look_probe import OVER
+
+    arrays = _probe_arrays(stop_p=clean_p)
+    arrays.update({OVER + k: v for k, v in _probe_arrays(stop_p=over_p).items()})
+    return arrays
+
+
+def test_an_over_the_coach_probe_is_read_over_the_coach_at_its_own_bar(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    model = _model_with_probe(tmp_path, _with_over(0.61, 0.23), over={"bar": 0.2})
+    rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=load_verifier())
+    assert rec.look_probe is not None and rec.look_probe.over_bar == 0.2
+    noise = (np.random.default_rng(1).standard_normal(16000) * 300).astype(np.int16)
+    rec.accept(AudioChunk(noise.tobytes(), 0.0))
+    end = rec._audio.size
+    asked = {"stop": ["stop"], "resume": ["go"]}
+    score, over = rec._look(rec.verifier, end, 1.0, asked)
+    assert not over and score["stop"] == pytest.approx(0.61)   # away from the coach: the clean one
+    rec.coach_speech = lambda: [(0.0, float("inf"))]
+    score, over = rec._look(rec.verifier, end, 1.0, asked)
+    assert over and score["stop"] == pytest.approx(0.23)       # over the coach: its own probe
+    assert rec.stop_bar(True) == 0.2 and rec.stop_bar(False) != 0.2
+    rec.over_speech_stop_bar = None                            # no bar of its own over the coach
+    score, _over = rec._look(rec.verifier, end, 1.0, asked)
+    assert score["stop"] == pytest.approx(0.61)
+
+
+def test_an_over_the_coach_part_is_checked_before_it_is_trusted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.listening.spotter.look_probe import load_look_probe
+
+    model = _model_with_probe(tmp_path, _probe_arrays(), over={"bar": 0.1})   # no over_ arrays
+    with pytest.raises(VoicecoachError) as missing:
+        load_look_probe(model.path, model.card)
+    assert "has no 'over_mean'" in missing.value.one_line()
+    for bar in ("high", 0.0, 2.0, None):
+        model = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": bar})
+        with pytest.raises(VoicecoachError) as bad:
+            load_look_probe(model.path, model.card)
+        assert "without a usable bar" in bad.value.one_line(), bar
+    model = _model_with_probe(tmp_path, _with_over(0.5, 0.3), over={"bar": 0.1})
+    probe = load_look_probe(model.path, model.card)
+    assert probe is not None and probe.over_bar == 0.1
+    states = np.random.default_rng(2).standard_normal((200, 384))
+    assert probe.stop(states, over=True) == pytest.approx(0.3)
+    clean = load_look_probe(*(lambda m: (m.path, m.card))(_model_with_probe(tmp_path, _probe_arrays())))
+    assert clean is not None and clean.over is None
+    with pytest.raises(ValueError):
+        clean.stop(states, over=True)

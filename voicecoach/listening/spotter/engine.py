@@ -327,8 +327,11 @@ class SpotterRecogniser:
         :attr:`over_speech_stop_bar` if that is lower (None: the card's everywhere)."""
         own = self.verify_thresholds.get(STOP, self.verify_thresholds.get("default", 1.0))
         if over and self.over_speech_stop_bar is not None:
-            # over the coach the opening is read, never the learned look (_look): its own bar
-            return self.over_speech_stop_bar if self.look_probe is not None \
+            probe = self.look_probe
+            if probe is not None and probe.over_bar is not None:
+                return probe.over_bar  # the over-the-coach probe's own bar (_look)
+            # over the coach the opening is read, never the clean learned look (_look)
+            return self.over_speech_stop_bar if probe is not None \
                 else min(own, self.over_speech_stop_bar)
         return own
 
@@ -345,17 +348,19 @@ class SpotterRecogniser:
         # OVER_SPEECH_STOP_BAR, was chosen so): read anywhere, the coach's own words passed
         # as stops on dev speakers' trials (README "Barge-in with real people")
         anywhere = frozenset() if over else self.verify_anywhere & asked.keys()
-        # the learned look scores stop where its bar was chosen: not over the coach's speech
-        # while that has a bar of its own (the opening's scale)
-        probe = self.look_probe if STOP in asked and \
-            not (over and self.over_speech_stop_bar is not None) else None
+        # the learned look scores stop where its bar was chosen: over the coach's speech (while
+        # that has a bar of its own) only through a probe fitted there, else the opening
+        probe = self.look_probe if STOP in asked else None
+        read_over = over and self.over_speech_stop_bar is not None
+        if probe is not None and read_over and probe.over is None:
+            probe = None
         audio = window.astype(np.float32) / 32768.0
         if probe is None:
             return verifier.scores(audio, asked, anywhere=anywhere), over
         states: list[np.ndarray] = []
         # stop's score is the probe's: no transcript is read for it
         score = verifier.scores(audio, asked, anywhere=anywhere - {STOP}, states=states)
-        score[STOP] = probe.stop(states[0])
+        score[STOP] = probe.stop(states[0], over=read_over)
         return score, over
 
     def flush(self) -> list[Detection]:

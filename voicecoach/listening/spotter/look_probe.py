@@ -8,8 +8,11 @@ regression over stop, go, yes, no and anything else (``lab.training.train --look
 on the looks the decider takes at out-of-fold clips and running talk, by speaker folds). The
 encoder pass is the one the look makes anyway, so the probe costs almost nothing.
 
-Over the coach's own speech the opening is still read (the probe never saw such windows, and
-``engine.OVER_SPEECH_STOP_BAR`` is on the opening's scale).
+Over the coach's own speech the clean probe is not read (it never saw such windows). A card
+whose ``look_probe`` entry has an ``over`` part (its ``bar``) holds a second probe of the same
+form in the same file (arrays prefixed :data:`OVER`), fitted on looks over the coach in dev
+speakers' barge-in trials (``lab.training.over_probe``): stop over the coach is read through it
+at that bar. Without it the opening is read there, at ``engine.OVER_SPEECH_STOP_BAR``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ FRAMES = 64
 WORDS = ("stop", "go", "yes", "no")
 """The probe's classes in order; one more, last, for anything else."""
 ARRAYS = ("mean", "scale", "coef", "intercept")
+OVER = "over_"
+"""The prefix of the over-the-coach probe's arrays in the same file."""
 LOOK_PROBE_FILE = "en_look_probe.npz"
 """The shipped probe's file, beside the spotter's weights (the card names it)."""
 
@@ -48,14 +53,25 @@ def probe_probs(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 class LookProbe:
-    """The shipped probe: ``stop(states)`` -> the probability that a look's window is a stop."""
+    """The shipped probe: ``stop(states)`` -> the probability that a look's window is a stop;
+    with an over-the-coach probe (``over_bar`` not None), ``stop(states, over=True)`` reads
+    that one."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], over_bar: float | None = None) -> None:
         self.arrays = {k: np.asarray(arrays[k], np.float64) for k in ARRAYS}
+        self.over_bar = over_bar
+        self.over = None if over_bar is None else \
+            {k: np.asarray(arrays[OVER + k], np.float64) for k in ARRAYS}
 
-    def stop(self, states: np.ndarray) -> float:
-        """The stop probability of one look's encoder output, (frames, width)."""
-        return float(probe_probs(self.arrays, pooled(np.asarray(states)[None]))[0, 0])
+    def stop(self, states: np.ndarray, over: bool = False) -> float:
+        """The stop probability of one look's encoder output, (frames, width); ``over``: a look
+        over the coach's speech (read by the over-the-coach probe; it must have one)."""
+        arrays = self.arrays
+        if over:
+            if self.over is None:
+                raise ValueError("this learned look has no probe over the coach's speech")
+            arrays = self.over
+        return float(probe_probs(arrays, pooled(np.asarray(states)[None]))[0, 0])
 
 
 def _bad(path: Path, what: str) -> VoicecoachError:
@@ -91,9 +107,19 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
     classes = len(WORDS) + 1
     shapes = {"mean": (2 * width,), "scale": (2 * width,), "coef": (classes, 2 * width),
               "intercept": (classes,)}
+    over_bar = None
+    if entry.get("over"):
+        try:
+            over_bar = float(entry["over"]["bar"])
+        except (KeyError, TypeError, ValueError):
+            over_bar = float("nan")
+        if not 0.0 < over_bar <= 1.0:
+            raise _bad(path, "is named with an over-the-coach part without a usable bar "
+                             "(a number in (0, 1]) in its model card")
+        shapes.update({OVER + k: v for k, v in shapes.items()})
     for name, shape in shapes.items():
         if name not in arrays or arrays[name].shape != shape:
             raise _bad(path, f"has no '{name}' of shape {shape}")
         if not np.all(np.isfinite(arrays[name])) or (name == "scale" and np.any(arrays[name] <= 0)):
             raise _bad(path, f"holds values in '{name}' that are not usable numbers")
-    return LookProbe(arrays)
+    return LookProbe(arrays, over_bar)
