@@ -1,0 +1,160 @@
+"""The over-the-coach learned look's lab side: reading traced trials, labels, replay, folds."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.lab.training import over_probe as op
+from voicecoach.lab.training.data import LOCK_MODULUS, speaker_fold
+
+
+def _speaker(fold: int, n: int = 0) -> str:
+    """A speaker id of ``fold`` (never a locked one)."""
+    found = [f"s{i:05d}" for i in range(5000)
+             if zlib.crc32(f"s{i:05d}".encode()) % LOCK_MODULUS == fold + 1]
+    return found[n]
+
+
+def _locked() -> str:
+    return next(f"s{i:05d}" for i in range(5000) if zlib.crc32(f"s{i:05d}".encode()) % LOCK_MODULUS == 0)
+
+
+def _look(t: float, stop: float, feat: np.ndarray, first: str = "stop", over: bool = True) -> dict:
+    scores = {first: 0.5, "stop": stop} if first != "stop" else {"stop": stop, "no": 0.0}
+    return {"t": t, "over": over, "scores": scores, "pooled": [float(v) for v in feat]}
+
+
+def _trials(rng: np.random.Generator, per_fold: int = 12) -> list[dict]:
+    """Stop trials whose looks are separable in feature 0, other words' and echo looks not."""
+    rows = []
+    for fold in range(LOCK_MODULUS - 1):
+        for n in range(per_fold):
+            speaker = _speaker(fold, n)
+            stop_feat = rng.standard_normal(8) + np.eye(8)[0] * 4
+            echo = [_look(0.5, 0.0001, rng.standard_normal(8))]
+            rows.append({"word": "stop", "speaker": speaker, "echo": "nlms", "placed": True,
+                         "word_s": [2.0, 2.5], "caught": False, "latency_s": None,
+                         "looks": [_look(2.1, 0.0002, rng.standard_normal(8)),   # on its start
+                                   _look(2.6, 0.0003, stop_feat)],
+                         "echo_looks": echo})
+            rows.append({"word": "down", "speaker": speaker, "echo": "nlms", "placed": True,
+                         "word_s": [2.0, 2.5], "looks": [_look(2.6, 0.0001, rng.standard_normal(8))],
+                         "echo_looks": []})
+    return rows
+
+
+def _write(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "trials.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_looks_are_labelled_by_their_trials_word_and_the_words_start_left_out() -> None:
+    rows = _trials(np.random.default_rng(0), per_fold=1)
+    looks = op.over_looks(rows)
+    # per stop trial: start (-1), word (stop 0), echo (other); per down trial: other
+    assert looks["y"].tolist()[:4] == [-1, 0, 4, 4]
+    assert looks["echo"].tolist()[:4] == [False, False, True, False]
+    assert looks["fold"].tolist()[:4] == [speaker_fold(rows[0]["speaker"])] * 4
+    assert looks["x"].shape == (len(looks["y"]), 8)
+
+
+def test_replay_counts_stops_in_time_false_stops_and_the_coachs_echo() -> None:
+    rows = _trials(np.random.default_rng(0), per_fold=1)[:2]
+    scored = op._stop_scores(rows, op.over_looks(rows), None)
+    out = op.replay(rows, scored, 0.00025, default=0.4)
+    assert (out["stops"], out["caught"], out["others"], out["false_others"], out["echo_false"]) \
+        == (1, 1, 1, 0, 0)
+    out = op.replay(rows, scored, 0.0001, default=0.4)
+    assert (out["caught"], out["false_others"], out["echo_false"]) == (1, 1, 1)
+    late = [dict(rows[0], word_s=[1.0, 1.5])]               # the passing look 1.1 s after the word
+    assert op.replay(late, op._stop_scores(late, op.over_looks(late), None), 0.00025, 0.4)["caught"] == 0
+    # a stop named at another command's candidate must clear the default bar too
+    other = [dict(rows[1], looks=[_look(2.6, 0.3, np.zeros(8), first="no")])]
+    scored = op._stop_scores(other, op.over_looks(other), None)
+    assert op.replay(other, scored, 0.001, default=0.4)["false_others"] == 0
+    assert op.replay(other, scored, 0.001, default=0.2)["false_others"] == 1
+
+
+def test_the_chosen_bar_lets_no_echo_look_through() -> None:
+    rows = _trials(np.random.default_rng(0), per_fold=1)[:2]
+    scored = op._stop_scores(rows, op.over_looks(rows), None)
+    bar = op.choose_bar(rows, scored, 0.4, grid=(0.0001, 0.00025, 0.001))
+    assert bar == 0.00025                                      # 0.0001 lets the echo through
+
+
+def test_out_of_fold_the_probe_learns_stop_and_never_sees_its_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _trials(np.random.default_rng(1))
+    looks = op.over_looks(rows)
+    seen: list[int] = []
+    real_fit = op.fit_probe
+
+    def spy(x, y, c):  # type: ignore[no-untyped-def]
+        seen.append(len(y))
+        return real_fit(x, y, c)
+
+    monkeypatch.setattr(op, "fit_probe", spy)
+    score = op.out_of_fold(looks, c=1.0)
+    fitted = int((looks["y"] >= 0).sum())
+    assert len(seen) == LOCK_MODULUS - 1 and all(n < fitted for n in seen)
+    assert sum(seen) == fitted * (LOCK_MODULUS - 2)            # each fitted look in 3 of 4 probes
+    stops = looks["y"] == 0
+    assert score[stops].min() > score[looks["y"] == 4].max()
+    result = op.cross_validate(rows, looks, score, default=0.4)
+    probe = result["out_of_fold"]["probe"]
+    assert probe["stops"] == 48 and probe["caught"] >= 45       # separable: caught out of fold
+    assert result["out_of_fold"]["opening at 0.004"]["caught"] == 0   # the opening's scores: none
+    assert result["out_of_fold"]["probe"]["echo_false"] == 0
+    assert len(result["bars"]["probe"]) == LOCK_MODULUS - 1
+
+
+def test_bad_trials_are_one_line_each(tmp_path: Path) -> None:
+    rows = _trials(np.random.default_rng(0), per_fold=1)
+    with pytest.raises(VoicecoachError) as locked:
+        op.read_trials([_write(tmp_path, [dict(rows[0], speaker=_locked())])])
+    assert "locked speaker" in locked.value.one_line()
+    bare = dict(rows[0], looks=[{k: v for k, v in rows[0]["looks"][1].items() if k != "pooled"}])
+    with pytest.raises(VoicecoachError) as no_states:
+        op.read_trials([_write(tmp_path, [bare])])
+    assert "--states" in no_states.value.one_line()
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    with pytest.raises(VoicecoachError) as junk:
+        op.read_trials([tmp_path / "junk.jsonl"])
+    assert "cannot read" in junk.value.one_line()
+    assert op.main([str(tmp_path / "missing.jsonl")]) == 2
+    kept = op.read_trials([_write(tmp_path, rows + [dict(rows[0], echo="none")])])
+    assert len(kept) == len(rows)                               # no-echo trials are not read
+
+
+def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from voicecoach.lab.training.look_probe import fit_probe
+    from voicecoach.listening.spotter.look_probe import LOOK_PROBE_FILE, load_look_probe
+    from voicecoach.listening.spotter.model import builtin_paths
+
+    weights, card_path = builtin_paths()
+    shutil.copy(weights, tmp_path / "en_commands.npz")
+    card = json.loads(card_path.read_text())
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((60, 768)), np.arange(60) % 5
+    clean = fit_probe(x, y, 0.01)
+    np.savez(tmp_path / LOOK_PROBE_FILE, **clean)
+    card["look_probe"] = {"file": LOOK_PROBE_FILE, "width": 384,
+                          "sha256": hashlib.sha256((tmp_path / LOOK_PROBE_FILE).read_bytes()).hexdigest()}
+    (tmp_path / "en_commands.json").write_text(json.dumps(card))
+    op.write(tmp_path, fit_probe(x, np.where(y == 0, 0, 4), 0.01), 0.05, {"trials": 3})
+    card = json.loads((tmp_path / "en_commands.json").read_text())
+    assert card["look_probe"]["over"]["bar"] == 0.05 and card["look_probe"]["over"]["trials"] == 3
+    probe = load_look_probe(tmp_path / "en_commands.npz", card)
+    assert probe is not None and probe.over_bar == 0.05 and probe.over is not None
+    with pytest.raises(VoicecoachError) as nowhere:
+        op.write(tmp_path / "nowhere", clean, 0.05, {})
+    assert "no readable model card" in nowhere.value.one_line()

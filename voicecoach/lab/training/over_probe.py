@@ -1,0 +1,289 @@
+"""The learned look at stop over the coach's own speech (session 15), from dev barge-in trials.
+
+Over the coach the engine's second look read the transcript's opening at a bar of its own
+(``engine.OVER_SPEECH_STOP_BAR``, 0.004): the window holds the coach's leftover echo, Whisper's
+transcript opens on it, and most stops lost over the coach are lost there (README "Barge-in
+with real people"). This fits a probe of the clean learned look's form
+(``listening.spotter.look_probe``: Whisper tiny.en's encoder output over the look, pooled,
+standardised, a class-balanced logistic regression) on the looks the engine takes over the
+coach in traced barge-in trials of speakers who are not locked::
+
+    VOICECOACH_SPOTTER_MODEL=DIR/en_commands.npz python -m voicecoach.lab.bench.barge_in \\
+        --speakers dev --stops 1000 --others 150 --negatives 1000 --cancellers nlms \\
+        --echo-only --states --loop-minutes 0 --cost-s 0 --json TRIALS.jsonl
+    python -m voicecoach.lab.training.over_probe TRIALS.jsonl [--write DIR]
+
+A look over the coach is labelled by its trial's word when it falls on the word (from
+:data:`ONSET_S` after its start; stop, go, yes, no or anything else), anything else when it is
+a look at the coach's own echo (outside every word); looks on a command's start are left out.
+
+Its bar is chosen as ``lab.bench.barge_bar`` chooses the opening's: the least cost by the
+spotter's own costs among the bars that let no look at the coach's own echo through. Both are
+measured out of fold by the repository's speaker folds: each fold's looks are scored by a probe
+fitted on the other folds' looks, at a bar chosen on the other folds' trials, and every echo
+trial is replayed (:func:`replay`) against the opening at its bar on the same looks. ``--write
+DIR`` adds the probe fitted on every look and the bar chosen on every trial to DIR's learned
+look (``en_look_probe.npz``, arrays ``over_*``; the card's ``look_probe.over``). The locked
+speakers are never read: a trial of one is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.lab.bench.barge_trace import LATE_S
+from voicecoach.lab.training.data import is_locked, speaker_fold
+from voicecoach.lab.training.look_probe import DEFAULT_C, fit_probe
+from voicecoach.lab.training.second_look import VERIFY_GRID
+from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
+from voicecoach.listening.spotter.decide import STOP
+from voicecoach.listening.spotter.look_probe import ARRAYS, OVER, WORDS, probe_probs
+
+ONSET_S = 0.3
+"""A look falls on a trial's word if it is taken this long after the word's start or later."""
+OPENING_BAR = 0.004
+"""The opening's bar over the coach that this replaces (``engine.OVER_SPEECH_STOP_BAR``)."""
+
+
+def read_trials(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The traced trials of ``barge_in --states --json`` files; one :class:`VoicecoachError` for
+    a file that is not one, a trial of a locked speaker, or looks without encoder output."""
+    rows: list[dict[str, Any]] = []
+    how = ("make them: python -m voicecoach.lab.bench.barge_in --speakers dev --states "
+           "--echo-only --json TRIALS.jsonl")
+    for path in paths:
+        try:
+            rows += [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()
+                     if x.strip()]
+        except (OSError, ValueError) as exc:
+            raise VoicecoachError(f"cannot read the barge-in trials {path} ({exc})", how) from None
+    if not rows:
+        raise VoicecoachError("the barge-in trials hold no trial", how)
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not {"word", "speaker", "echo"} <= row.keys():
+            raise VoicecoachError(f"trial {n} is not a traced barge-in row", how)
+        if is_locked(str(row["speaker"])):
+            raise VoicecoachError(f"trial {n} is of locked speaker {row['speaker']}: the locked "
+                                  "speakers are measured, never trained or chosen on", how)
+        looks = [x for key in ("looks", "echo_looks") for x in row.get(key, []) if x.get("over")]
+        if any("pooled" not in x for x in looks):
+            raise VoicecoachError(f"trial {n}'s looks hold no encoder output (run without "
+                                  "--states)", how)
+    return [r for r in rows if r.get("echo") != "none" and r.get("placed")]
+
+
+def _label(row: dict[str, Any], look: dict[str, Any]) -> int | None:
+    """A look on the trial's word: its class; on the word's start: None (left out)."""
+    if look["t"] < row["word_s"][0] + ONSET_S:
+        return None
+    return WORDS.index(row["word"]) if row["word"] in WORDS else len(WORDS)
+
+
+def over_looks(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Every look over the coach with its class, fold, trial and place: ``x`` (pooled
+    features), ``y`` (class; -1: on a word's start, not fitted on), ``fold``, ``row``,
+    ``echo`` (a look at the coach's own echo)."""
+    x, y, fold, where, echo = [], [], [], [], []
+    for i, row in enumerate(rows):
+        for key in ("looks", "echo_looks"):
+            for look in row.get(key, []):
+                if not look.get("over"):
+                    continue
+                label = _label(row, look) if key == "looks" else len(WORDS)
+                x.append(look["pooled"])
+                y.append(-1 if label is None else label)
+                fold.append(speaker_fold(str(row["speaker"])))
+                where.append(i)
+                echo.append(key == "echo_looks")
+    return {"x": np.asarray(x, np.float32).reshape(len(x), -1), "y": np.asarray(y, int),
+            "fold": np.asarray(fold, int), "row": np.asarray(where, int),
+            "echo": np.asarray(echo, bool)}
+
+
+def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C) -> np.ndarray:
+    """Every look's stop probability from a probe fitted on the other folds' looks."""
+    score = np.zeros(len(looks["y"]))
+    fit = looks["y"] >= 0
+    for k in sorted(set(looks["fold"].tolist())):
+        mine = looks["fold"] == k
+        probe = fit_probe(looks["x"][fit & ~mine], looks["y"][fit & ~mine], c)
+        score[mine] = probe_probs(probe, looks["x"][mine])[:, 0]
+    return score
+
+
+def _stop_scores(rows: list[dict[str, Any]], looks: dict[str, np.ndarray],
+                 score: np.ndarray | None) -> list[dict[str, list[tuple[float, float, bool]]]]:
+    """Per trial, its over-the-coach looks as (time, stop score, at a stop candidate), on the
+    word (``looks``) and at the echo (``echo_looks``); ``score`` None: the opening's."""
+    out: list[dict[str, list[tuple[float, float, bool]]]] = [{"looks": [], "echo_looks": []}
+                                                             for _ in rows]
+    n = 0
+    for i, row in enumerate(rows):
+        for key in ("looks", "echo_looks"):
+            for look in row.get(key, []):
+                if not look.get("over"):
+                    continue
+                s = float(look["scores"].get(STOP, 0.0)) if score is None else float(score[n])
+                first = next(iter(look["scores"]), None) == STOP
+                out[i][key].append((float(look["t"]), s, first))
+                n += 1
+    return out
+
+
+def replay(rows: list[dict[str, Any]], scored: list[dict[str, list[tuple[float, float, bool]]]],
+           bar: float, default: float) -> dict[str, Any]:
+    """The echo trials had stop over the coach been read at ``bar`` (``default``: the bar a
+    stop named at another command's candidate must clear as well): a stop trial is caught in
+    time if a look over the coach on it passes no later than 0.5 s after the word, or it was
+    caught in time with no look over the coach; another word's trial is a false stop if one
+    passes; a passing look at the coach's own echo is a false stop from the coach's voice."""
+    stops = caught = others = false_others = echo_false = 0
+
+    def passes(s: float, first: bool) -> bool:
+        return s >= (bar if first else max(bar, default))
+
+    for row, mine in zip(rows, scored, strict=True):
+        echo_false += sum(passes(s, f) for _t, s, f in mine["echo_looks"])
+        hi = row["word_s"][1]
+        if row["word"] == STOP:
+            stops += 1
+            ok = any(passes(s, f) and t - hi <= LATE_S for t, s, f in mine["looks"])
+            ok = ok or (not mine["looks"] and bool(row.get("caught"))
+                        and (row.get("latency_s") or 0.0) <= LATE_S)
+            caught += ok
+        else:
+            others += 1
+            false_others += any(passes(s, f) for _t, s, f in mine["looks"])
+    return {"bar": float(bar), "stops": stops, "caught": caught, "others": others,
+            "false_others": false_others, "echo_false": echo_false}
+
+
+def cost(out: dict[str, Any]) -> float:
+    """The spotter's costs (``barge_bar.cost``): a missed stop, a false stop as a rate."""
+    miss = 1.0 - out["caught"] / max(1, out["stops"])
+    fa = out["false_others"] / max(1, out["others"])
+    return MISS_COST[STOP] * miss + NEGATIVE_PRIOR * FALSE_COST[STOP] * fa
+
+
+def choose_bar(rows: list[dict[str, Any]], scored: list[dict[str, Any]], default: float,
+               grid: Sequence[float] = tuple(VERIFY_GRID)) -> float:
+    """The least-cost bar that lets no look at the coach's own echo through (ties: the
+    higher); the highest of the grid if none does."""
+    table = [replay(rows, scored, float(b), default) for b in grid]
+    allowed = [t for t in table if t["echo_false"] == 0]
+    best = min(allowed, key=lambda t: (cost(t), -t["bar"]), default=None)
+    return float(best["bar"]) if best else float(max(grid))
+
+
+def cross_validate(rows: list[dict[str, Any]], looks: dict[str, np.ndarray], score: np.ndarray,
+                   default: float) -> dict[str, Any]:
+    """Both looks out of fold: each fold's trials replayed at the bar chosen on the other
+    folds' (the probe's scores out of fold too); the opening also at its shipped bar."""
+    folds = np.array([speaker_fold(str(r["speaker"])) for r in rows])
+    probe = _stop_scores(rows, looks, score)
+    opening = _stop_scores(rows, looks, None)
+    total: dict[str, dict[str, int]] = {}
+    bars: dict[str, list[float]] = {"probe": [], "opening": []}
+    for k in sorted(set(folds.tolist())):
+        inside = [i for i in range(len(rows)) if folds[i] != k]
+        mine = [i for i in range(len(rows)) if folds[i] == k]
+        for name, scored in (("probe", probe), ("opening", opening)):
+            bar = choose_bar([rows[i] for i in inside], [scored[i] for i in inside], default)
+            bars[name].append(bar)
+            out = replay([rows[i] for i in mine], [scored[i] for i in mine], bar, default)
+            acc = total.setdefault(name, {})
+            for key in ("stops", "caught", "others", "false_others", "echo_false"):
+                acc[key] = acc.get(key, 0) + int(out[key])
+    total["opening at 0.004"] = {k: int(v) for k, v in replay(rows, opening, OPENING_BAR,
+                                                               default).items() if k != "bar"}
+    return {"out_of_fold": total, "bars": bars}
+
+
+def write(model_dir: Path, probe: dict[str, np.ndarray], bar: float, info: dict[str, Any]) -> str:
+    """Add the over-the-coach probe (arrays ``over_*``) and its bar to ``model_dir``'s learned
+    look and card; returns the probe file's new sha256."""
+    card_path = model_dir / "en_commands.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VoicecoachError(f"{model_dir} holds no readable model card ({exc})",
+                              "give the folder of a trained model (train --out DIR)") from None
+    entry = card.get("look_probe") if isinstance(card, dict) else None
+    if not entry:
+        raise VoicecoachError(f"{model_dir} has no learned look to add to",
+                              "train it with python -m voicecoach.lab.training.train --look-probe")
+    path = model_dir / str(entry["file"])
+    with np.load(path) as held:
+        arrays = {k: held[k] for k in held.files if not k.startswith(OVER)}
+    arrays.update({OVER + k: np.asarray(probe[k], np.float32) for k in ARRAYS})
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry["sha256"] = digest
+    entry["over"] = {"bar": float(bar), **info}
+    card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return digest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.training.over_probe",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("trials", type=Path, nargs="+",
+                        help="barge_in --speakers dev --states --json files")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="the probe's C (as the clean one)")
+    parser.add_argument("--default", type=float, default=None,
+                        help="the bar a stop named at another command's candidate must clear "
+                             "too (default: the model's card, verify.default)")
+    parser.add_argument("--write", type=Path, metavar="DIR",
+                        help="add the probe and its bar to DIR's learned look (a trained model)")
+    args = parser.parse_args(argv)
+    try:
+        rows = read_trials(args.trials)
+        default = args.default
+        if default is None:
+            from voicecoach.listening.spotter.model import load_model
+
+            default = float(load_model().card.get("verify", {}).get("default", 1.0))
+        looks = over_looks(rows)
+        if not (looks["y"] == 0).any() or not (looks["y"] > 0).any():
+            raise VoicecoachError("the trials hold no look over the coach at a stop and at "
+                                  "something else", "run more trials (--stops, --negatives)")
+        score = out_of_fold(looks, args.c)
+        result = cross_validate(rows, looks, score, default)
+        opening = _stop_scores(rows, looks, None)
+        probe_scored = _stop_scores(rows, looks, score)
+        bar = choose_bar(rows, probe_scored, default)
+        counts = {name: int((looks["y"] == k).sum()) for k, name in
+                  enumerate((*WORDS, "other"))}
+        print(json.dumps({"trials": len(rows), "looks_over": len(looks["y"]),
+                          "fitted": counts, "echo_looks": int(looks["echo"].sum()),
+                          "chosen_bar": bar, "opening_bar_all": choose_bar(rows, opening, default),
+                          **result}, indent=1))
+        if args.write:
+            fit = looks["y"] >= 0
+            probe = fit_probe(looks["x"][fit], looks["y"][fit], args.c)
+            info = {"recipe": f"the clean learned look's form (C {args.c}) fitted on {int(fit.sum())} "
+                              "looks over the coach's own speech in dev speakers' barge-in trials "
+                              "(lab.training.over_probe)",
+                    "trials": len(rows), "looks": counts,
+                    "cross_validated": result["out_of_fold"]}
+            digest = write(args.write, probe, bar, info)
+            print(f"over-the-coach look written to {args.write} (bar {bar}, sha256 {digest[:12]})")
+    except VoicecoachError as exc:
+        print(f"over_probe: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
