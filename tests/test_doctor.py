@@ -290,3 +290,17 @@ def test_enrollment_holding_nan_is_skipped_with_one_line(tmp_path: Path) -> None
     profiles, problems = load_all(tmp_path, model, phrase_hash(grammar.phrases))
     assert profiles == [] and len(problems) == 1
     assert "not finite numbers" in problems[0] and "ann" in problems[0]
+
+
+def test_a_config_file_named_by_the_environment_but_absent_is_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicecoach.checks import OK, WARN
+    from voicecoach.doctor import check_config
+
+    monkeypatch.setenv("VOICECOACH_CONFIG", str(tmp_path / "typo.toml"))
+    check, settings = check_config(None, str(tmp_path / "data"))
+    assert check.status == WARN and "typo.toml, which does not exist" in check.detail
+    assert "unset VOICECOACH_CONFIG" in (check.fix or "")
+    assert settings.data_dir == tmp_path / "data"               # defaults, the rest still runs
+    (tmp_path / "typo.toml").write_text("")
+    assert check_config(None, str(tmp_path / "data"))[0].status == OK
