@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from voicecoach import __version__
 from voicecoach.commands import DefaultsFormatter
-from voicecoach.errors import OutputLost, VoicecoachError
+from voicecoach.errors import OutputLost, VoicecoachError, report
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputLost as exc:
         return _output_lost(exc, real_stdout)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     except KeyboardInterrupt:
         print("voicecoach: interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class VoicecoachError(Exception):
     """A user-facing error: printed as one line by the CLI, which then exits non-zero.
@@ -39,3 +41,9 @@ class OutputLost(SystemExit):
 
     def one_line(self) -> str:
         return f"cannot write the output ({self.reason})."
+
+
+def report(exc: VoicecoachError) -> int:
+    """Every command line's error path: ``exc`` as one line on stderr; its exit code."""
+    print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
+    return exc.exit_code

@@ -25,7 +25,6 @@ import json
 import logging
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.training.data import (
     SILENCE,
@@ -317,8 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "pass --speech-commands DIR")
         result = run(root, args.work, args.speakers, args.per_folder)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        return report(exc)
     for row in result["speakers"]:
         rec = " ".join(f"{w} {v['generic']}->{v['enrolled']}/{v['clips']}"
                        for w, v in sorted(row["recall"].items()))

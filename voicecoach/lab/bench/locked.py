@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import write_wav
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.bench.spotter import listen_child
 from voicecoach.lab.training.data import (
     REAL_POSITIVES,
@@ -177,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verify == "auto":
             figs["look_cpu_s"] = look_cost(clips[:40])
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     line = summary(figs, args.verify, args.bare)
     print(line)
     if args.json:

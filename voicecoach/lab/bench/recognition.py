@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import STOP, Grammar
 from voicecoach.lab.bench.clips import Runner, chunk_sizes_agree, make_factory
 from voicecoach.lab.corpus import FA_STATE, LEAD_S, POSITIVES, pad_clip, read_clip, state_for
@@ -219,8 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = run_bench(args.engine, args.lang, args.data, args.fixtures, args.limit,
                         args.curve, args.curve_limit, args.model)
     except VoicecoachError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     res["summary"] = summary_line(args.engine, res)
     if args.json:
         print(json.dumps(res))

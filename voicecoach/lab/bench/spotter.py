@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.longform import make_longform, match_stops
 
 _LOGGER = logging.getLogger(__name__)
@@ -139,8 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files, said = make_longform(folder, args.hours, talk, words, noise, locked_stops)
         lines, cpu, rss = listen_child(files, verify=args.verify)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     audio_s = sum(x["audio_s"] for x in lines)
     caught, n_stops, lat = 0, 0, []
     false: list[dict[str, Any]] = []

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecoach.audio.wav import write_wav
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.bench.spotter import listen_child
 from voicecoach.lab.corpus import POSITIVES, state_for
@@ -109,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clips = held_out_clips(args.synth, families, args.per_family)
         result, cpu, rss = measure(args.synth, clips, args.verify)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     total = sum(sum(c.values()) for c in result.values())
     heard = sum(c["heard"] for c in result.values())
     for command, counts in sorted(result.items()):

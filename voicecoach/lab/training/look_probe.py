@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.corpus import POSITIVES
 from voicecoach.lab.training.data import (
@@ -395,8 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.corpus import FA_STATE, POSITIVES, state_for
 from voicecoach.lab.training.cache import build_eval, build_examples
@@ -242,8 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _train(args)
     except VoicecoachError as exc:
-        print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc)
     except KeyboardInterrupt:
         print("voicecoach: training interrupted; run the same command again to resume "
               "(finished feature shards are kept)", file=sys.stderr)
