@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from voicecoach.lab.bench.barge_trace import LATE_S
 from voicecoach.lab.training.data import is_locked
 from voicecoach.lab.training.second_look import VERIFY_GRID
-from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
+from voicecoach.lab.training.thresholds import LATE_S, barge_cost
 from voicecoach.listening.spotter.decide import STOP
 
 
@@ -61,10 +60,7 @@ def replay(rows: list[dict[str, Any]], bar: float, card_bar: float) -> dict[str,
             "false_others": false_others, "echo_false": echo_false}
 
 
-def cost(out: dict[str, Any]) -> float:
-    miss = 1.0 - out["caught"] / max(1, out["stops"])
-    fa = out["false_others"] / max(1, out["others"])
-    return MISS_COST[STOP] * miss + NEGATIVE_PRIOR * FALSE_COST[STOP] * fa
+cost = barge_cost
 
 
 def choose(rows: list[dict[str, Any]], card_bar: float) -> tuple[float, list[dict[str, Any]]]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-_LOGGER = logging.getLogger(__name__)
+from voicecoach.lab.training.thresholds import LATE_S
 
-LATE_S = 0.5
+_LOGGER = logging.getLogger(__name__)
 
 
 class Tracer:

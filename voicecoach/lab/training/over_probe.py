@@ -39,12 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from voicecoach.errors import VoicecoachError
-from voicecoach.lab.bench.barge_trace import LATE_S
+from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.training.data import is_locked, speaker_fold
 from voicecoach.lab.training.look_probe import DEFAULT_C, fit_probe
 from voicecoach.lab.training.second_look import VERIFY_GRID
-from voicecoach.lab.training.thresholds import FALSE_COST, MISS_COST, NEGATIVE_PRIOR
+from voicecoach.lab.training.thresholds import LATE_S, barge_cost
 from voicecoach.listening.spotter.decide import STOP
 from voicecoach.listening.spotter.look_probe import ARRAYS, OVER, WORDS, probe_probs
 
@@ -167,20 +166,13 @@ def replay(rows: list[dict[str, Any]], scored: list[dict[str, list[tuple[float, 
             "false_others": false_others, "echo_false": echo_false}
 
 
-def cost(out: dict[str, Any]) -> float:
-    """The spotter's costs (``barge_bar.cost``): a missed stop, a false stop as a rate."""
-    miss = 1.0 - out["caught"] / max(1, out["stops"])
-    fa = out["false_others"] / max(1, out["others"])
-    return MISS_COST[STOP] * miss + NEGATIVE_PRIOR * FALSE_COST[STOP] * fa
-
-
 def choose_bar(rows: list[dict[str, Any]], scored: list[dict[str, Any]], default: float,
                grid: Sequence[float] = tuple(VERIFY_GRID)) -> float:
     """The least-cost bar that lets no look at the coach's own echo through (ties: the
     higher); the highest of the grid if none does."""
     table = [replay(rows, scored, float(b), default) for b in grid]
     allowed = [t for t in table if t["echo_false"] == 0]
-    best = min(allowed, key=lambda t: (cost(t), -t["bar"]), default=None)
+    best = min(allowed, key=lambda t: (barge_cost(t), -t["bar"]), default=None)
     return float(best["bar"]) if best else float(max(grid))
 
 
@@ -280,8 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             digest = write(args.write, probe, bar, info)
             print(f"over-the-coach look written to {args.write} (bar {bar}, sha256 {digest[:12]})")
     except VoicecoachError as exc:
-        print(f"over_probe: {exc}", file=sys.stderr)
-        return 2
+        return report(exc)
     return 0
 
 

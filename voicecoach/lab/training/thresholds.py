@@ -24,6 +24,9 @@ _LOGGER = logging.getLogger(__name__)
 MISS_COST = {STOP: 10.0}
 FALSE_COST = {"faster": 5.0, STOP: 2.0, "incline_up": 3.0}
 NEGATIVE_PRIOR = 20.0
+LATE_S = 0.5
+"""A stop acted on more than this after the word's end is late: counted as missed where the
+barge-in trials are replayed (issue 16's worst word end -> belt stop)."""
 GRID = np.round(np.arange(0.30, 0.995, 0.01), 3)
 
 
@@ -145,3 +148,12 @@ def curve_table(clips: list[dict[str, Any]], grammar: Grammar, decision: Decisio
         row["fa_stop"] = round(float(np.mean(np.asarray(c["negative"][STOP]) >= t)), 4)
         rows.append(row)
     return rows
+
+
+def barge_cost(out: dict[str, Any]) -> float:
+    """A stop bar's cost over the coach's speech (``lab.bench.barge_bar``,
+    ``lab.training.over_probe``): the spotter's costs, a missed stop and a false stop taken
+    from another word said over the coach, as rates."""
+    miss = 1.0 - out["caught"] / max(1, out["stops"])
+    fa = out["false_others"] / max(1, out["others"])
+    return MISS_COST[STOP] * miss + NEGATIVE_PRIOR * FALSE_COST[STOP] * fa
