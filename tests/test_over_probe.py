@@ -153,6 +153,8 @@ def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path)
     op.write(tmp_path, fit_probe(x, np.where(y == 0, 0, 4), 0.01), 0.05, {"trials": 3})
     card = json.loads((tmp_path / "en_commands.json").read_text())
     assert card["look_probe"]["over"]["bar"] == 0.05 and card["look_probe"]["over"]["trials"] == 3
+    assert "Over the coach's own speech** stop is read by a second probe" in \
+        (tmp_path / "MODEL_CARD.md").read_text()
     probe = load_look_probe(tmp_path / "en_commands.npz", card)
     assert probe is not None and probe.over_bar == 0.05 and probe.over is not None
     with pytest.raises(VoicecoachError) as nowhere:

@@ -207,9 +207,20 @@ def render_card(card: dict[str, Any]) -> str:
             lines += ["", f"**Stop by the learned look** (`{learned['file']}`, sha256 "
                       f"`{learned['sha256'][:16]}...`): the look's stop score is not the opening's "
                       "probability but the stop probability of a probe on the same encoder pass "
-                      f"({learned['recipe']}), each fold's looks scored by a probe fitted on the "
-                      "other folds' before any threshold above was chosen; over the coach's own "
-                      "speech the opening is read, as before."]
+                      f"({learned.get('recipe', '')}), each fold's looks scored by a probe fitted on the "
+                      "other folds' before any threshold above was chosen."]
+            over = learned.get("over")
+            if over:
+                cv = over.get("cross_validated", {})
+                lines += ["", f"**Over the coach's own speech** stop is read by a second probe "
+                          f"(arrays `over_*` in the same file) at a bar of {over['bar']}: "
+                          f"{over.get('recipe', '')}. Out of fold on those trials: "
+                          + "; ".join(f"{name} {v['caught']}/{v['stops']} stops in time, "
+                                      f"{v['false_others']}/{v['others']} other words taken "
+                                      f"for stop, {v['echo_false']} echo looks let through"
+                                      for name, v in cv.items()) + "."]
+            else:
+                lines += ["", "Over the coach's own speech the opening is read, as before."]
     locked = card.get("locked")
     if locked:
         lines += ["", "## Locked test speakers, end to end through `voicecoach listen`", "",

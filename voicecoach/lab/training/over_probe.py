@@ -224,6 +224,9 @@ def write(model_dir: Path, probe: dict[str, np.ndarray], bar: float, info: dict[
     entry["sha256"] = digest
     entry["over"] = {"bar": float(bar), **info}
     card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    from voicecoach.lab.training.card import render_card
+
+    (model_dir / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
     return digest
 
 
