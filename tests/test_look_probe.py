@@ -329,3 +329,41 @@ def test_an_over_the_coach_part_is_checked_before_it_is_trusted(tmp_path) -> Non
     assert clean is not None and clean.over is None
     with pytest.raises(ValueError):
         clean.stop(states, over=True)
+
+
+def test_a_look_with_only_an_over_the_coach_probe_reads_the_opening_elsewhere(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    import json
+
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.look_probe import OVER, load_look_probe
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    over_only = {OVER + k: v for k, v in _probe_arrays(stop_p=0.23).items()}
+    over_only["mean"] = over_only[OVER + "mean"]                  # (the helper reads the width off it)
+    model = _model_with_probe(tmp_path, over_only, over={"bar": 0.2})
+    model.card["look_probe"]["clean"] = False
+    (tmp_path / "en_commands.json").write_text(json.dumps(model.card))
+    probe = load_look_probe(model.path, model.card)
+    assert probe is not None and probe.arrays is None and probe.reads(True) and not probe.reads(False)
+    assert probe.describe() == "stop over the coach by its learned look"
+    rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=load_verifier())
+    noise = (np.random.default_rng(1).standard_normal(16000) * 300).astype(np.int16)
+    rec.accept(AudioChunk(noise.tobytes(), 0.0))
+    end = rec._audio.size
+    asked = {"stop": ["stop"], "resume": ["go"]}
+    score, over = rec._look(rec.verifier, end, 1.0, asked)
+    assert not over and score["stop"] != pytest.approx(0.23)   # away from the coach: the opening
+    card_bar = rec.verify_thresholds["stop"]
+    assert rec.stop_bar(False) == card_bar
+    rec.coach_speech = lambda: [(0.0, float("inf"))]
+    score, over = rec._look(rec.verifier, end, 1.0, asked)
+    assert over and score["stop"] == pytest.approx(0.23) and rec.stop_bar(True) == 0.2
+    model.card["look_probe"].pop("over")                       # no probe at all: one line
+    from voicecoach.errors import VoicecoachError
+
+    with pytest.raises(VoicecoachError) as none:
+        load_look_probe(model.path, model.card)
+    assert "no probe at all" in none.value.one_line()

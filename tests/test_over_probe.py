@@ -160,3 +160,24 @@ def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path)
     with pytest.raises(VoicecoachError) as nowhere:
         op.write(tmp_path / "nowhere", clean, 0.05, {})
     assert "no readable model card" in nowhere.value.one_line()
+
+
+def test_write_gives_a_model_without_a_clean_look_an_over_the_coach_one(tmp_path: Path) -> None:
+    import shutil
+
+    from voicecoach.lab.training.look_probe import fit_probe
+    from voicecoach.listening.spotter.look_probe import load_look_probe
+    from voicecoach.listening.spotter.model import builtin_paths
+
+    weights, card_path = builtin_paths()
+    shutil.copy(weights, tmp_path / "en_commands.npz")
+    shutil.copy(card_path, tmp_path / "en_commands.json")
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((60, 768)), np.where(np.arange(60) % 3 == 0, 0, 4)
+    op.write(tmp_path, fit_probe(x, y, 0.01), 0.3, {"trials": 5})
+    card = json.loads((tmp_path / "en_commands.json").read_text())
+    assert card["look_probe"]["clean"] is False and card["look_probe"]["over"]["bar"] == 0.3
+    probe = load_look_probe(tmp_path / "en_commands.npz", card)
+    assert probe is not None and probe.arrays is None and probe.over_bar == 0.3
+    text = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "away from the coach the opening is read" in text and "Stop by the learned look" not in text

@@ -116,7 +116,7 @@ def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]
     if verifier is not None and rec.verifier is None:
         look = f"no second look ({rec.look_off})"
     elif rec.look_probe is not None:
-        look += ", stop by its learned look"
+        look += f", {rec.look_probe.describe()}"
     heads = (f"{rec.model.members} trained heads averaged, {rec.model.path.name}"
              if rec.model.members > 1 else f"trained head {rec.model.path.name}")
     return rec, (f"listening with the command spotter ({heads} on the pretrained speech "

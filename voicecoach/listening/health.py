@@ -46,8 +46,9 @@ def check_second_look(settings: Settings) -> Check:
         model = None    # the spotter's own line says what is wrong with its model
     if model is not None:
         try:
-            if load_look_probe(model.path, model.card) is not None:
-                learned = "; stop by its learned look"
+            probe = load_look_probe(model.path, model.card)
+            if probe is not None:
+                learned = f"; {probe.describe()}"
         except VoicecoachError as exc:
             return Check(name, WARN, f"{exc.message}: the second look is off, the spotter goes "
                                      "on alone", exc.hint)

@@ -203,17 +203,23 @@ def render_card(card: dict[str, Any]) -> str:
                   "words and stops, each fold's head; a false command an hour there costs as 1 % "
                   "of false accepts on clips)."]
         learned = card.get("look_probe")
-        if learned:
+        if learned and learned.get("clean", True) is not False:
             lines += ["", f"**Stop by the learned look** (`{learned['file']}`, sha256 "
                       f"`{learned['sha256'][:16]}...`): the look's stop score is not the opening's "
                       "probability but the stop probability of a probe on the same encoder pass "
                       f"({learned.get('recipe', '')}), each fold's looks scored by a probe fitted on the "
                       "other folds' before any threshold above was chosen."]
+        if learned:
             over = learned.get("over")
             if over:
                 cv = over.get("cross_validated", {})
-                lines += ["", f"**Over the coach's own speech** stop is read by a second probe "
-                          f"(arrays `over_*` in the same file) at a bar of {over['bar']}: "
+                where = ("a second probe (arrays `over_*` in the same file)"
+                         if learned.get("clean", True) is not False else
+                         f"a learned look (`{learned['file']}`, sha256 "
+                         f"`{learned['sha256'][:16]}...`; away from the coach the opening is "
+                         "read, at the bars above)")
+                lines += ["", f"**Over the coach's own speech** stop is read by {where} "
+                          f"at a bar of {over['bar']}, a probe on the look's own encoder pass: "
                           f"{over.get('recipe', '')}. Out of fold on those trials: "
                           + "; ".join(f"{name} {v['caught']}/{v['stops']} stops in time, "
                                       f"{v['false_others']}/{v['others']} other words taken "

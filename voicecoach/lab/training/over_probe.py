@@ -45,7 +45,7 @@ from voicecoach.lab.training.look_probe import DEFAULT_C, fit_probe
 from voicecoach.lab.training.second_look import VERIFY_GRID
 from voicecoach.lab.training.thresholds import LATE_S, barge_cost
 from voicecoach.listening.spotter.decide import STOP
-from voicecoach.listening.spotter.look_probe import ARRAYS, OVER, WORDS, probe_probs
+from voicecoach.listening.spotter.look_probe import ARRAYS, FRAMES, LOOK_PROBE_FILE, OVER, WORDS, probe_probs
 
 ONSET_S = 0.3
 """A look falls on a trial's word if it is taken this long after the word's start or later."""
@@ -209,13 +209,20 @@ def write(model_dir: Path, probe: dict[str, np.ndarray], bar: float, info: dict[
     except (OSError, ValueError) as exc:
         raise VoicecoachError(f"{model_dir} holds no readable model card ({exc})",
                               "give the folder of a trained model (train --out DIR)") from None
-    entry = card.get("look_probe") if isinstance(card, dict) else None
-    if not entry:
-        raise VoicecoachError(f"{model_dir} has no learned look to add to",
-                              "train it with python -m voicecoach.lab.training.train --look-probe")
-    path = model_dir / str(entry["file"])
-    with np.load(path) as held:
-        arrays = {k: held[k] for k in held.files if not k.startswith(OVER)}
+    if not isinstance(card, dict) or not (model_dir / "en_commands.npz").is_file():
+        raise VoicecoachError(f"{model_dir} holds no trained model (en_commands.npz and its card)",
+                              "give the folder of a trained model (train --out DIR)")
+    entry = card.get("look_probe")
+    arrays: dict[str, np.ndarray] = {}
+    if entry:
+        path = model_dir / str(entry["file"])
+        with np.load(path) as held:
+            arrays = {k: held[k] for k in held.files if not k.startswith(OVER)}
+    else:   # a model without a clean learned look: the file holds the over part only
+        entry = card["look_probe"] = {"file": LOOK_PROBE_FILE, "clean": False,
+                                      "width": int(np.asarray(probe["mean"]).size // 2),
+                                      "frames": FRAMES, "classes": [*WORDS, "other"]}
+        path = model_dir / LOOK_PROBE_FILE
     arrays.update({OVER + k: np.asarray(probe[k], np.float32) for k in ARRAYS})
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]

@@ -330,8 +330,9 @@ class SpotterRecogniser:
             probe = self.look_probe
             if probe is not None and probe.over_bar is not None:
                 return probe.over_bar  # the over-the-coach probe's own bar (_look)
-            # over the coach the opening is read, never the clean learned look (_look)
-            return self.over_speech_stop_bar if probe is not None \
+            # over the coach the opening is read, never the clean learned look (_look); the
+            # card's bar is on the opening's scale only without a clean one
+            return self.over_speech_stop_bar if probe is not None and probe.reads(False) \
                 else min(own, self.over_speech_stop_bar)
         return own
 
@@ -352,7 +353,7 @@ class SpotterRecogniser:
         # that has a bar of its own) only through a probe fitted there, else the opening
         probe = self.look_probe if STOP in asked else None
         read_over = over and self.over_speech_stop_bar is not None
-        if probe is not None and read_over and probe.over is None:
+        if probe is not None and not probe.reads(read_over):
             probe = None
         audio = window.astype(np.float32) / 32768.0
         if probe is None:

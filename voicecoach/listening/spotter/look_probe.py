@@ -12,7 +12,9 @@ Over the coach's own speech the clean probe is not read (it never saw such windo
 whose ``look_probe`` entry has an ``over`` part (its ``bar``) holds a second probe of the same
 form in the same file (arrays prefixed :data:`OVER`), fitted on looks over the coach in dev
 speakers' barge-in trials (``lab.training.over_probe``): stop over the coach is read through it
-at that bar. Without it the opening is read there, at ``engine.OVER_SPEECH_STOP_BAR``.
+at that bar. Without it the opening is read there, at ``engine.OVER_SPEECH_STOP_BAR``. An entry
+with ``"clean": false`` names a file with the over-the-coach probe only: away from the coach the
+opening is read, at the card's bars, as without a learned look.
 """
 
 from __future__ import annotations
@@ -57,20 +59,32 @@ class LookProbe:
     with an over-the-coach probe (``over_bar`` not None), ``stop(states, over=True)`` reads
     that one."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], over_bar: float | None = None) -> None:
-        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in ARRAYS}
+    def __init__(self, arrays: dict[str, np.ndarray], over_bar: float | None = None,
+                 clean: bool = True) -> None:
+        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in ARRAYS} if clean else None
         self.over_bar = over_bar
         self.over = None if over_bar is None else \
             {k: np.asarray(arrays[OVER + k], np.float64) for k in ARRAYS}
 
+    def reads(self, over: bool) -> bool:
+        """Whether this look has a probe for a look over the coach (``over``) or away from it."""
+        return (self.over if over else self.arrays) is not None
+
+    def describe(self) -> str:
+        """What it reads, for the engine line and ``doctor``."""
+        if self.arrays is None:
+            return "stop over the coach by its learned look"
+        return "stop by its learned look" + (", over the coach by a second one"
+                                             if self.over is not None else "")
+
     def stop(self, states: np.ndarray, over: bool = False) -> float:
         """The stop probability of one look's encoder output, (frames, width); ``over``: a look
-        over the coach's speech (read by the over-the-coach probe; it must have one)."""
-        arrays = self.arrays
-        if over:
-            if self.over is None:
-                raise ValueError("this learned look has no probe over the coach's speech")
-            arrays = self.over
+        over the coach's speech (read by the over-the-coach probe); it must have that probe
+        (:meth:`reads`)."""
+        arrays = self.over if over else self.arrays
+        if arrays is None:
+            raise ValueError("this learned look has no probe for a look "
+                             + ("over the coach's speech" if over else "away from the coach"))
         return float(probe_probs(arrays, pooled(np.asarray(states)[None]))[0, 0])
 
 
@@ -117,9 +131,15 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
             raise _bad(path, "is named with an over-the-coach part without a usable bar "
                              "(a number in (0, 1]) in its model card")
         shapes.update({OVER + k: v for k, v in shapes.items()})
+    clean = entry.get("clean", True) is not False
+    if not clean:
+        if over_bar is None:
+            raise _bad(path, "is named with no probe at all (\"clean\": false and no over part) "
+                             "in its model card")
+        shapes = {k: v for k, v in shapes.items() if k.startswith(OVER)}
     for name, shape in shapes.items():
         if name not in arrays or arrays[name].shape != shape:
             raise _bad(path, f"has no '{name}' of shape {shape}")
         if not np.all(np.isfinite(arrays[name])) or (name == "scale" and np.any(arrays[name] <= 0)):
             raise _bad(path, f"holds values in '{name}' that are not usable numbers")
-    return LookProbe(arrays, over_bar)
+    return LookProbe(arrays, over_bar, clean)
