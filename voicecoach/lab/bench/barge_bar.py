@@ -25,7 +25,7 @@ from typing import Any
 
 from voicecoach.lab.training.data import is_locked
 from voicecoach.lab.training.second_look import VERIFY_GRID
-from voicecoach.lab.training.thresholds import LATE_S, barge_cost
+from voicecoach.lab.training.thresholds import LATE_S, barge_cost, cheapest_bar
 from voicecoach.listening.spotter.decide import STOP
 
 
@@ -60,14 +60,10 @@ def replay(rows: list[dict[str, Any]], bar: float, card_bar: float) -> dict[str,
             "false_others": false_others, "echo_false": echo_false}
 
 
-cost = barge_cost
-
-
 def choose(rows: list[dict[str, Any]], card_bar: float) -> tuple[float, list[dict[str, Any]]]:
     """The chosen bar (``card_bar`` if none does better) and the table of every grid bar."""
     table = [replay(rows, float(b), card_bar) for b in VERIFY_GRID if b <= card_bar]
-    allowed = [t for t in table if t["echo_false"] == 0]
-    best = min(allowed, key=lambda t: (cost(t), -t["bar"]), default=None)
+    best = cheapest_bar(table)
     return (best["bar"] if best else card_bar), table
 
 
@@ -103,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in table:
         print(f"bar {t['bar']:.4f}: stops {t['caught']}/{t['stops']}, other words taken for stop "
               f"{t['false_others']}/{t['others']}, looks at the coach's voice let through "
-              f"{t['echo_false']}, cost {cost(t):.3f}")
+              f"{t['echo_false']}, cost {barge_cost(t):.3f}")
     print(f"chosen over-speech stop bar: {bar:.4f} (the card's {card_bar:.4f})")
     return 0
 

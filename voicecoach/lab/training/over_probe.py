@@ -43,7 +43,7 @@ from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.training.data import is_locked, speaker_fold
 from voicecoach.lab.training.look_probe import DEFAULT_C, fit_probe
 from voicecoach.lab.training.second_look import VERIFY_GRID
-from voicecoach.lab.training.thresholds import LATE_S, barge_cost
+from voicecoach.lab.training.thresholds import LATE_S, cheapest_bar
 from voicecoach.listening.spotter.decide import STOP
 from voicecoach.listening.spotter.look_probe import ARRAYS, FRAMES, LOOK_PROBE_FILE, OVER, WORDS, probe_probs
 
@@ -170,9 +170,7 @@ def choose_bar(rows: list[dict[str, Any]], scored: list[dict[str, Any]], default
                grid: Sequence[float] = tuple(VERIFY_GRID)) -> float:
     """The least-cost bar that lets no look at the coach's own echo through (ties: the
     higher); the highest of the grid if none does."""
-    table = [replay(rows, scored, float(b), default) for b in grid]
-    allowed = [t for t in table if t["echo_false"] == 0]
-    best = min(allowed, key=lambda t: (barge_cost(t), -t["bar"]), default=None)
+    best = cheapest_bar([replay(rows, scored, float(b), default) for b in grid])
     return float(best["bar"]) if best else float(max(grid))
 
 

@@ -157,3 +157,10 @@ def barge_cost(out: dict[str, Any]) -> float:
     miss = 1.0 - out["caught"] / max(1, out["stops"])
     fa = out["false_others"] / max(1, out["others"])
     return MISS_COST[STOP] * miss + NEGATIVE_PRIOR * FALSE_COST[STOP] * fa
+
+
+def cheapest_bar(table: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of replayed bars over the coach's speech, the one of least :func:`barge_cost` that lets
+    no look at the coach's own echo through (ties: the higher bar); None if every one does."""
+    allowed = [t for t in table if t["echo_false"] == 0]
+    return min(allowed, key=lambda t: (barge_cost(t), -t["bar"]), default=None)
