@@ -202,8 +202,9 @@ def render_card(card: dict[str, Any]) -> str:
                   "(`lab.training.talk`: the training voices' sentences with the fold's real "
                   "words and stops, each fold's head; a false command an hour there costs as 1 % "
                   "of false accepts on clips)."]
-        learned = card.get("look_probe")
-        if learned and learned.get("clean", True) is not False:
+        learned = card.get("look_probe") or {}
+        clean = bool(learned) and learned.get("clean", True) is not False
+        if clean:
             lines += ["", f"**Stop by the learned look** (`{learned['file']}`, sha256 "
                       f"`{learned['sha256'][:16]}...`): the look's stop score is not the opening's "
                       "probability but the stop probability of a probe on the same encoder pass "
@@ -213,8 +214,7 @@ def render_card(card: dict[str, Any]) -> str:
             over = learned.get("over")
             if over:
                 cv = over.get("cross_validated", {})
-                where = ("a second probe (arrays `over_*` in the same file)"
-                         if learned.get("clean", True) is not False else
+                where = ("a second probe (arrays `over_*` in the same file)" if clean else
                          f"a learned look (`{learned['file']}`, sha256 "
                          f"`{learned['sha256'][:16]}...`; away from the coach the opening is "
                          "read, at the bars above)")
