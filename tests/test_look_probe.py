@@ -315,7 +315,7 @@ def test_an_over_the_coach_part_is_checked_before_it_is_trusted(tmp_path) -> Non
     with pytest.raises(VoicecoachError) as missing:
         load_look_probe(model.path, model.card)
     assert "has no 'over_mean'" in missing.value.one_line()
-    for bar in ("high", 0.0, 2.0, None):
+    for bar in ("high", 0.0, 2.0, None, 1.0, True, "0.1"):   # 1 / true: stop never over the coach
         model = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": bar})
         with pytest.raises(VoicecoachError) as bad:
             load_look_probe(model.path, model.card)

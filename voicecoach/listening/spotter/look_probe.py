@@ -123,13 +123,14 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
               "intercept": (classes,)}
     over_bar = None
     if entry.get("over"):
-        try:
-            over_bar = float(entry["over"]["bar"])
-        except (KeyError, TypeError, ValueError):
-            over_bar = float("nan")
-        if not 0.0 < over_bar <= 1.0:
+        raw = entry["over"].get("bar") if isinstance(entry["over"], dict) else None
+        # a bar of 1 (or true, which float() reads as 1) would never let a stop over the coach
+        # through: refused, as anything that is not a number below 1
+        over_bar = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
+            else float("nan")
+        if not 0.0 < over_bar < 1.0:
             raise _bad(path, "is named with an over-the-coach part without a usable bar "
-                             "(a number in (0, 1]) in its model card")
+                             "(a number above 0 and below 1) in its model card")
         shapes.update({OVER + k: v for k, v in shapes.items()})
     clean = entry.get("clean", True) is not False
     if not clean:
