@@ -97,6 +97,9 @@ def test_the_closed_loop_has_the_coach_talking(tmp_path: Path) -> None:
     loop = B.closed_loop_session("nlms", 1.0, tmp_path)
     assert loop["coach_speech_s"] > 15.0, loop
     assert loop["echo"] == [], loop  # nothing from the coach's own voice
+    # --loop-talk: the coach talks most of the time, so the figure is over its speech
+    talk = B.closed_loop_session("nlms", 1.0, tmp_path, talkative=True)
+    assert talk["talkative"] and talk["coach_speech_s"] > loop["coach_speech_s"] + 5.0, (talk, loop)
 
 
 def test_a_lost_stop_is_put_where_the_trace_says() -> None:

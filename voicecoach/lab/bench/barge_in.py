@@ -238,14 +238,24 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
                 leave=False)
 
 
-def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, Any]:
+#: ``--loop-talk``: the coach's cue pacing for a closed loop in which it talks nearly all the
+#: time (a cue after every second of quiet, none held back as recent: ``cue_no_repeat`` 0),
+#: so that "no command from the coach's own voice" is measured over its speech, not its silences.
+TALKATIVE_CUE_S, TALKATIVE_GAP_S = 1.0, 1.0
+
+
+def closed_loop_session(canceller: str, minutes: float, tmp: Path,
+                        talkative: bool = False) -> dict[str, Any]:
     """``minutes`` of a closed loop (a session begun at once, the user's answers typed, the
     coach's echo in a RT60 0.45 s room, belt noise): commands from the coach's own voice (or
-    noise), and what the gate dropped."""
+    noise), and what the gate dropped; ``talkative``: the coach paced by :data:`TALKATIVE_CUE_S`."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
     settings = _settings(tmp, canceller)
+    if talkative:
+        settings = replace(settings, coach=replace(settings.coach, cue_interval_s=TALKATIVE_CUE_S,
+                                                   min_gap_s=TALKATIVE_GAP_S, cue_no_repeat=0))
     recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     total = minutes * 60.0
@@ -259,7 +269,7 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path) -> dict[str, 
                       voices=("joe",), seed=30, rt60_s=0.45, echo_delay_s=0.04,
                       aec=canceller != "off", sessions=None, begin_at_once=True,
                       typed_answers=True)
-    return {"canceller": canceller, "audio_s": total,
+    return {"canceller": canceller, "audio_s": total, "talkative": talkative,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
             "coach_speech_s": round(sum((iv.end or total) - iv.start
@@ -324,7 +334,8 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
             lines.append(f"echo {echo}: lost or late at (cold, settled): " + ", ".join(
                 f"{k} {v[0]}+{v[1]}" for k, v in sorted(s["lost"].items())))
     for loop in loops:
-        lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min, canceller {loop['canceller']}: "
+        talk = ", the coach talking throughout" if loop.get("talkative") else ""
+        lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min{talk}, canceller {loop['canceller']}: "
                      f"{len(loop['echo'])} commands from the coach's voice or noise "
                      f"{loop['echo'] or ''}(target 0); the gate dropped {loop['suppressed']}; "
                      f"{loop['coach_speech_s']} s of coach speech; sessions {loop['outcomes']}")
@@ -367,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: webrtc, nlms, off")
     parser.add_argument("--loop-minutes", type=float, default=30.0,
                         help="the closed loop per canceller (0: skip)")
+    parser.add_argument("--loop-talk", action="store_true",
+                        help="the closed loop's coach talks nearly all the time (a cue after "
+                             "every second of quiet) instead of at its usual pace")
     parser.add_argument("--cost-s", type=float, default=120.0,
                         help="idle audio for the CPU/RSS child per canceller (0: skip)")
     parser.add_argument("--speakers", choices=SPEAKER_SETS, default="locked",
@@ -416,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text("", encoding="utf-8")
     echoes = cancellers if args.echo_only else (None, *cancellers)
     rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states)
-    loops = [closed_loop_session(c, args.loop_minutes, tmp) for c in cancellers
+    loops = [closed_loop_session(c, args.loop_minutes, tmp, args.loop_talk) for c in cancellers
              if args.loop_minutes > 0]
     costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")
              if args.cost_s > 0]
