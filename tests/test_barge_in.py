@@ -82,6 +82,13 @@ def test_summary_compares_with_no_echo_and_ends_with_one_line() -> None:
                                        "outcomes": []}], [])
     assert lines[-1].startswith("SUMMARY") and "nlms 1/2 (0.500 of no echo 2/2)" in lines[-1]
     assert "false 0" in lines[-1]
+    # no trials (a closed loop alone, e.g. --stops 0 --loop-talk): the loop is the summary
+    loop = {"canceller": "nlms", "audio_s": 1800.0, "echo": [("stop", 619.9)], "suppressed": 0,
+            "coach_speech_s": 1173.9, "outcomes": [], "talkative": True}
+    lines = B.summary_lines(B.summarise([]), [loop], [])
+    assert "the coach talking throughout" in lines[0]
+    assert lines[-1] == ("SUMMARY barge-in, real held-out speakers: nlms closed loop 30 min, "
+                         "1173.9 s of coach speech: 1 commands from its own voice")
 
 
 def test_every_stop_is_said_cold_and_settled_other_words_once() -> None:

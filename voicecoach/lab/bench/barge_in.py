@@ -359,6 +359,10 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                      f"{base['caught'] if base else '?'}/{base['stops'] if base else '?'}), "
                      f"latency median {s['latency_median_s']} max {s['latency_max_s']} s, "
                      f"false {false}")
+    if not parts:  # no trials (--stops 0 ...): the closed loops are the figure
+        parts = [f"{lp['canceller']} closed loop {lp['audio_s'] / 60:.0f} min, "
+                 f"{lp['coach_speech_s']} s of coach speech: {len(lp['echo'])} commands from "
+                 "its own voice" for lp in loops] or ["no trials and no closed loop"]
     lines.append("SUMMARY barge-in, real held-out speakers: " + "; ".join(parts))
     return lines
 
