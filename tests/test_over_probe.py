@@ -157,6 +157,10 @@ def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path)
         (tmp_path / "MODEL_CARD.md").read_text()
     probe = load_look_probe(tmp_path / "en_commands.npz", card)
     assert probe is not None and probe.over_bar == 0.05 and probe.over is not None
+    (tmp_path / LOOK_PROBE_FILE).write_bytes(b"damaged")            # the look it adds to
+    with pytest.raises(VoicecoachError) as damaged:
+        op.write(tmp_path, clean, 0.05, {})
+    assert "not a readable .npz" in damaged.value.one_line()
     with pytest.raises(VoicecoachError) as nowhere:
         op.write(tmp_path / "nowhere", clean, 0.05, {})
     assert "no readable model card" in nowhere.value.one_line()

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def record(line: str, verify: str, bare: bool) -> None:
     """Keep ``line`` in the shipped model card (one line per verify/bare mode) and re-render
     MODEL_CARD.md from it."""
-    from voicecoach.lab.training.card import render_card
+    from voicecoach.lab.training.card import write_card
     from voicecoach.listening.spotter.model import builtin_paths
 
     _, card_path = builtin_paths()
@@ -197,8 +197,7 @@ def record(line: str, verify: str, bare: bool) -> None:
     key = ("bare clips" if bare else "clips in room tone") + f", verify {verify}:"
     kept = [x for x in card.get("locked", []) if key not in x]
     card["locked"] = sorted(kept + [line])
-    card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    (card_path.parent / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
+    write_card(card_path, card)
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
     out.mkdir(parents=True, exist_ok=True)
     probe_path = out / LOOK_PROBE_FILE
     if look_probe is not None:
-        tmp_probe = out / f"{LOOK_PROBE_FILE}.tmp.npz"
-        np.savez_compressed(tmp_probe, **{k: np.asarray(look_probe[k], np.float32)  # type: ignore[arg-type]
-                                          for k in ARRAYS})
-        tmp_probe.replace(probe_path)
+        digest = save_arrays(probe_path, {k: np.asarray(look_probe[k], np.float32) for k in ARRAYS})
         extra = {**extra, "look_probe": {
-            "file": LOOK_PROBE_FILE, "sha256": hashlib.sha256(probe_path.read_bytes()).hexdigest(),
+            "file": LOOK_PROBE_FILE, "sha256": digest,
             "width": int(np.asarray(look_probe["mean"]).size // 2), "frames": FRAMES,
             "classes": [*WORDS, "other"],
             "recipe": f"logistic regression (scikit-learn, C {DEFAULT_C}, class-balanced) "
@@ -82,9 +79,22 @@ def export(out: Path, head: dict[str, np.ndarray], labels: list[str], grammar: G
         from voicecoach.listening.spotter.verify import LOOK_S
 
         card["look_s"] = LOOK_S
-    (out / f"{MODEL_NAME}.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n",
-                                            encoding="utf-8")
-    (out / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
+    write_card(out / f"{MODEL_NAME}.json", card)
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """``arrays`` into the ``.npz`` at ``path`` (through a temporary file, so a reader never
+    sees half of one); returns its sha256, the pin a card gives it."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_card(card_path: Path, card: dict[str, Any]) -> None:
+    """The JSON card at ``card_path`` and its MODEL_CARD.md beside it, rendered from it."""
+    card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (card_path.parent / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
 
 
 def _is_weight(name: str) -> bool:

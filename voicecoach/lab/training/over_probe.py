@@ -30,7 +30,6 @@ speakers are never read: a trial of one is refused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from voicecoach.lab.training.second_look import VERIFY_GRID
 from voicecoach.lab.training.thresholds import LATE_S, cheapest_bar
 from voicecoach.listening.spotter.decide import STOP
 from voicecoach.listening.spotter.look_probe import ARRAYS, FRAMES, LOOK_PROBE_FILE, OVER, WORDS, probe_probs
+from voicecoach.listening.spotter.model import read_arrays
 
 ONSET_S = 0.3
 """A look falls on a trial's word if it is taken this long after the word's start or later."""
@@ -214,24 +214,23 @@ def write(model_dir: Path, probe: dict[str, np.ndarray], bar: float, info: dict[
     arrays: dict[str, np.ndarray] = {}
     if entry:
         path = model_dir / str(entry["file"])
-        with np.load(path) as held:
-            arrays = {k: held[k] for k in held.files if not k.startswith(OVER)}
+        held = read_arrays(path)
+        if held is None:
+            raise VoicecoachError(f"{path}, the model's learned look, is missing or not a "
+                                  "readable .npz", "retrain the model with its look (train "
+                                  "--look-probe), or give a model without one")
+        arrays = {k: v for k, v in held.items() if not k.startswith(OVER)}
     else:   # a model without a clean learned look: the file holds the over part only
         entry = card["look_probe"] = {"file": LOOK_PROBE_FILE, "clean": False,
                                       "width": int(np.asarray(probe["mean"]).size // 2),
                                       "frames": FRAMES, "classes": [*WORDS, "other"]}
         path = model_dir / LOOK_PROBE_FILE
     arrays.update({OVER + k: np.asarray(probe[k], np.float32) for k in ARRAYS})
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    entry["sha256"] = digest
-    entry["over"] = {"bar": float(bar), **info}
-    card_path.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    from voicecoach.lab.training.card import render_card
+    from voicecoach.lab.training.card import save_arrays, write_card
 
-    (model_dir / "MODEL_CARD.md").write_text(render_card(card), encoding="utf-8")
+    digest = entry["sha256"] = save_arrays(path, arrays)
+    entry["over"] = {"bar": float(bar), **info}
+    write_card(card_path, card)
     return digest
 
 
