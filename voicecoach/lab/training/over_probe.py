@@ -90,22 +90,27 @@ def _label(row: dict[str, Any], look: dict[str, Any]) -> int | None:
 def over_looks(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Every look over the coach with its class, fold, trial and place: ``x`` (pooled
     features), ``y`` (class; -1: on a word's start, not fitted on), ``fold``, ``row``,
-    ``echo`` (a look at the coach's own echo)."""
-    x, y, fold, where, echo = [], [], [], [], []
+    ``echo`` (a look at the coach's own echo), ``t`` (its time), ``opening`` (the opening's stop
+    score) and ``first`` (a look at a stop candidate: stop is the command asked first)."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("x", "y", "fold", "row", "echo", "t",
+                                                   "opening", "first")}
     for i, row in enumerate(rows):
         for key in ("looks", "echo_looks"):
             for look in row.get(key, []):
                 if not look.get("over"):
                     continue
                 label = _label(row, look) if key == "looks" else len(WORDS)
-                x.append(look["pooled"])
-                y.append(-1 if label is None else label)
-                fold.append(speaker_fold(str(row["speaker"])))
-                where.append(i)
-                echo.append(key == "echo_looks")
-    return {"x": np.asarray(x, np.float32).reshape(len(x), -1), "y": np.asarray(y, int),
-            "fold": np.asarray(fold, int), "row": np.asarray(where, int),
-            "echo": np.asarray(echo, bool)}
+                for name, value in (("x", look["pooled"]), ("y", -1 if label is None else label),
+                                    ("fold", speaker_fold(str(row["speaker"]))), ("row", i),
+                                    ("echo", key == "echo_looks"), ("t", float(look["t"])),
+                                    ("opening", float(look["scores"].get(STOP, 0.0))),
+                                    ("first", next(iter(look["scores"]), None) == STOP)):
+                    cols[name].append(value)
+    n = len(cols["y"])
+    return {"x": np.asarray(cols["x"], np.float32).reshape(n, -1),
+            **{k: np.asarray(cols[k], int) for k in ("y", "fold", "row")},
+            **{k: np.asarray(cols[k], bool) for k in ("echo", "first")},
+            **{k: np.asarray(cols[k], float) for k in ("t", "opening")}}
 
 
 def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C) -> np.ndarray:
@@ -121,20 +126,15 @@ def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C) -> np.ndarra
 
 def _stop_scores(rows: list[dict[str, Any]], looks: dict[str, np.ndarray],
                  score: np.ndarray | None) -> list[dict[str, list[tuple[float, float, bool]]]]:
-    """Per trial, its over-the-coach looks as (time, stop score, at a stop candidate), on the
-    word (``looks``) and at the echo (``echo_looks``); ``score`` None: the opening's."""
+    """Per trial, its over-the-coach looks (:func:`over_looks`) as (time, stop score, at a stop
+    candidate), on the word (``looks``) and at the echo (``echo_looks``); ``score`` None: the
+    opening's."""
     out: list[dict[str, list[tuple[float, float, bool]]]] = [{"looks": [], "echo_looks": []}
                                                              for _ in rows]
-    n = 0
-    for i, row in enumerate(rows):
-        for key in ("looks", "echo_looks"):
-            for look in row.get(key, []):
-                if not look.get("over"):
-                    continue
-                s = float(look["scores"].get(STOP, 0.0)) if score is None else float(score[n])
-                first = next(iter(look["scores"]), None) == STOP
-                out[i][key].append((float(look["t"]), s, first))
-                n += 1
+    scores = looks["opening"] if score is None else score
+    for n, i in enumerate(looks["row"]):
+        key = "echo_looks" if looks["echo"][n] else "looks"
+        out[i][key].append((float(looks["t"][n]), float(scores[n]), bool(looks["first"][n])))
     return out
 
 
