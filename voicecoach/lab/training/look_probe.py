@@ -357,20 +357,20 @@ def _run(args: argparse.Namespace) -> int:
         STOP_CANDIDATE, VERIFIED_THRESHOLD, states=True))
     probe_clip, probe_talk = out_of_fold(clips, talk, args.c)
     rows = compare(clips, talk, where, probe_clip, probe_talk)
-    report = {"clips": int(len(clips.label)), "stop_clips": int((clips.label == 0).sum()),
+    result = {"clips": int(len(clips.label)), "stop_clips": int((clips.label == 0).sum()),
               "talk_hours": round(where["audio_s"] / 3600.0, 3), "talk_candidates": int(len(talk.label)),
               "talk_candidates_from": "the shipped head (in sample)" if in_sample else "fold heads",
               "c": args.c, "rows": rows}
-    print(f"look probe: {report['clips']} clips ({report['stop_clips']} stop) of speakers not "
-          f"locked, {report['talk_hours']} h of talk ({report['talk_candidates']} candidates "
-          f"from {report['talk_candidates_from']}), C {args.c}")
+    print(f"look probe: {result['clips']} clips ({result['stop_clips']} stop) of speakers not "
+          f"locked, {result['talk_hours']} h of talk ({result['talk_candidates']} candidates "
+          f"from {result['talk_candidates_from']}), C {args.c}")
     print("stop recall on clips | look | bar | FA on other clips | talk stops caught | talk false an hour")
     for r in rows:
         print(f"{r['target']:.3f} ({r['stop_recall']:.3f}) | {r['look']} | {r['bar']} | "
               f"{r['fa_clips']}/{r['clips_other']} | {r['talk_caught']}/{r['talk_stops']} | "
               f"{r['talk_false_per_hour']} ({r['talk_false']})")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
