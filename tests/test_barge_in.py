@@ -143,3 +143,20 @@ def test_the_cost_childs_peak_rss_is_its_own() -> None:
 
     peak = _peak_rss_kb()
     assert 0 < peak <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def test_over_candidate_trials_record_their_level_and_bad_uses_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--over-candidate``: training data for an over-the-coach look raised at a lower stop
+    candidate level; it needs --states (and so --speakers dev and --json) and a level in (0, 1)."""
+    shared = tmp_path / "shared"
+    (shared / B.SETS[0]).mkdir(parents=True)
+    for argv in (["--over-candidate", "0.1"],
+                 ["--speakers", "dev", "--states", "--json", str(tmp_path / "t.jsonl"),
+                  "--over-candidate", "1.5"]):
+        assert B.main(["--shared", str(shared), "--stops", "0", "--others", "0", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--over-candidate" in err and len(err.splitlines()) == 1
+    rows = B.run_trials([B.Take("stop", "joe", STOP_WAV)], ("nlms",), tmp_path, progress=False,
+                        both_moments=False, states=True, over_candidate=0.1)
+    assert rows and all(r["over_candidate"] == 0.1 for r in rows)

@@ -367,3 +367,53 @@ def test_a_look_with_only_an_over_the_coach_probe_reads_the_opening_elsewhere(tm
     with pytest.raises(VoicecoachError) as none:
         load_look_probe(model.path, model.card)
     assert "no probe at all" in none.value.one_line()
+
+
+def test_an_over_the_coach_candidate_level_is_checked_and_given_to_the_decider(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``look_probe.over.candidate``: the level the over-the-coach probe's looks were raised at;
+    the spotter raises stop candidates over the coach from it (and only with that probe)."""
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.look_probe import load_look_probe
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    for level in ("low", 0.0, 1.0, True, -0.1):
+        model = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": 0.3, "candidate": level})
+        with pytest.raises(VoicecoachError) as bad:
+            load_look_probe(model.path, model.card)
+        assert "candidate level" in bad.value.one_line(), level
+    model = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": 0.3, "candidate": 0.1})
+    verifier = load_verifier()
+    rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=verifier)
+    assert rec.look_probe is not None and rec.look_probe.over_candidate == 0.1
+    assert rec.decider.over_stop_candidate == 0.1
+    assert "candidates from 0.1" in rec.look_probe.describe()
+    without = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": 0.3})
+    rec = SpotterRecogniser(load_grammar("en"), model=without, verifier=verifier)
+    assert rec.decider.over_stop_candidate is None
+    # no verifier: no look, so no candidates over the coach either
+    rec = SpotterRecogniser(load_grammar("en"), model=model)
+    assert rec.decider.over_stop_candidate is None
+
+
+def test_the_engine_tells_the_decider_when_a_step_is_over_the_coach(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.verify import load_verifier
+
+    model = _model_with_probe(tmp_path, _with_over(0.5, 0.5), over={"bar": 0.3, "candidate": 0.1})
+    rec = SpotterRecogniser(load_grammar("en"), model=model, verifier=load_verifier())
+    seen: list[bool] = []
+    step = rec.decider.step
+    rec.decider.step = lambda p, t, over=False: (seen.append(over), step(p, t, over=over))[1]  # type: ignore[method-assign]
+    rec.coach_speech = lambda: [(1.0, 1.5)]
+    noise = (np.random.default_rng(1).standard_normal(16000 * 5) * 300).astype(np.int16)
+    rec.accept(AudioChunk(noise.tobytes(), 0.0))
+    # steps end every 80 ms; over while the coach spoke within 2 s before the step's end
+    ends = [(k + 1) * 0.08 for k in range(len(seen))]
+    assert seen == [1.0 <= t and t - 2.0 <= 1.5 for t in ends]
+    assert any(seen) and not all(seen)

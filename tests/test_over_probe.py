@@ -185,3 +185,31 @@ def test_write_gives_a_model_without_a_clean_look_an_over_the_coach_one(tmp_path
     assert probe is not None and probe.arrays is None and probe.over_bar == 0.3
     text = (tmp_path / "MODEL_CARD.md").read_text()
     assert "away from the coach the opening is read" in text and "Stop by the learned look" not in text
+
+
+def test_trials_at_a_lowered_candidate_level_carry_it_to_the_card(tmp_path: Path) -> None:
+    """Trials made with ``barge_in --over-candidate`` record their level; ``--write`` puts it in
+    the card beside the bar (the spotter raises candidates over the coach from it), and trials
+    of different levels are not fitted together."""
+    import shutil
+
+    from voicecoach.listening.spotter.look_probe import load_look_probe
+    from voicecoach.listening.spotter.model import builtin_paths
+
+    rows = [dict(r, over_candidate=0.1) for r in _trials(np.random.default_rng(5))]
+    assert op.candidate_level(op.read_trials([_write(tmp_path, rows)])) == 0.1
+    assert op.candidate_level(op.read_trials([_write(tmp_path, _trials(np.random.default_rng(5)))])) is None
+    with pytest.raises(VoicecoachError) as mixed:
+        op.read_trials([_write(tmp_path, rows[:4] + [dict(rows[5], over_candidate=None)])])
+    assert "different stop candidate levels" in mixed.value.one_line()
+    weights, card_path = builtin_paths()
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(weights, model / "en_commands.npz")
+    shutil.copy(card_path, model / "en_commands.json")
+    assert op.main([str(_write(tmp_path, rows)), "--write", str(model), "--default", "0.35"]) == 0
+    card = json.loads((model / "en_commands.json").read_text())
+    assert card["look_probe"]["over"]["candidate"] == 0.1
+    probe = load_look_probe(model / "en_commands.npz", card)
+    assert probe is not None and probe.over_candidate == 0.1
+    assert "raises stop candidates there from 0.1" in (model / "MODEL_CARD.md").read_text()

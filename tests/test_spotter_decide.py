@@ -261,3 +261,27 @@ def test_a_stop_score_that_stays_high_fires_once_and_a_new_word_fires_again() ->
     again = [probs(), probs(stop=0.9), *[probs(stop=0.2)] * 2, *[probs()] * 14, probs(stop=0.9)]
     # the run ended (score under half the level) and 1.5 s passed: the second stop fires
     assert run(d, again) == [("stop", 0.16), ("stop", 1.52)]
+
+
+def test_over_the_coach_a_lower_stop_candidate_level_is_looked_at_and_only_there() -> None:
+    """``over_stop_candidate``: while the step is over the coach's speech, a stop run from that
+    level is a candidate; away from the coach, or without a verifier, the card's level holds."""
+    quiet = [probs(), probs(stop=0.15), probs(stop=0.15), probs(stop=0.15), probs()]
+
+    def over_run(d: Decider, over: bool) -> list[tuple[str, float, bool]]:
+        return [(f.command, round(f.emitted_s, 2), f.needs_look)
+                for j, p in enumerate(quiet) for f in d.step(p, (j + 1) * 0.08, over=over)]
+
+    d = make_verifying()
+    assert over_run(d, over=True) == []            # no level of its own: the card's 0.2
+    d.over_stop_candidate = 0.1
+    assert over_run(d, over=False) == []           # away from the coach: the card's 0.2
+    assert d.stop_candidate() == pytest.approx(0.2)
+    d.reset()
+    assert over_run(d, over=True) == [("stop", 0.24, True)]
+    assert d.stop_candidate() == pytest.approx(0.1)
+    d.over_stop_candidate = 0.5                    # never above the card's own level
+    assert d.stop_candidate() == pytest.approx(0.2)
+    plain = make()
+    plain.over_stop_candidate = 0.1                # no verifier: no candidates at all
+    assert [f for j, p in enumerate(quiet) for f in plain.step(p, (j + 1) * 0.08, over=True)] == []

@@ -192,10 +192,13 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
 
 
 def _candidate(recogniser: Any) -> float:
+    """The stop candidate level (over the coach's speech, where it has one of its own)."""
     decider = getattr(recogniser, "decider", None)
     if decider is None:
         return 0.0
-    return float(decider.decision.candidate_for("stop", decider.verifying))
+    level = float(decider.decision.candidate_for("stop", decider.verifying))
+    over = getattr(decider, "over_stop_candidate", None)
+    return min(level, float(over)) if over is not None and decider.verifying else level
 
 
 def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
@@ -206,15 +209,22 @@ def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
 
 def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
                progress: bool = True, log: Path | None = None,
-               both_moments: bool = True, states: bool = False) -> list[dict[str, Any]]:
+               both_moments: bool = True, states: bool = False,
+               over_candidate: float | None = None) -> list[dict[str, Any]]:
     """Every take in its own room (a stop cold and settled, other words at one moment), once
-    per echo condition (``states``: see :func:`trial`)."""
+    per echo condition (``states``: see :func:`trial`; ``over_candidate``: the stop candidate
+    level over the coach's speech, for making an over-the-coach look's training data; each
+    row records it)."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
     base = Settings(data_dir=tmp)
     recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
     renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
+    decider = getattr(recogniser, "decider", None)
+    if over_candidate is not None and decider is not None:
+        decider.over_stop_candidate = over_candidate
+    level = getattr(decider, "over_stop_candidate", None)
     rows = []
     # a word that must fire nothing is said with the echo only (no echo has nothing to compare)
     jobs = [(take, i, settled, echo) for i, take in enumerate(takes)
@@ -223,6 +233,7 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
     bar = _bar(len(jobs), "barge-in trials", progress)
     for take, i, settled, echo in jobs:
         rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp, states))
+        rows[-1]["over_candidate"] = level
         if log is not None:  # as it goes: a long run stopped early keeps its trials
             with log.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
@@ -398,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                              "dev speakers only)")
     parser.add_argument("--echo-only", action="store_true",
                         help="skip the no-echo trials (training data needs only the echo)")
+    parser.add_argument("--over-candidate", type=float, metavar="LEVEL",
+                        help="raise stop candidates over the coach's speech from LEVEL (training "
+                             "data for an over-the-coach look; with --states)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
     parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -428,12 +442,17 @@ def main(argv: list[str] | None = None) -> int:
         print("barge-in: --states makes training data: use it with --speakers dev and --json",
               file=sys.stderr)
         return 2
+    if args.over_candidate is not None and (not args.states or not 0 < args.over_candidate < 1):
+        print("barge-in: --over-candidate makes an over-the-coach look's training data: a level "
+              "above 0 and below 1, with --states", file=sys.stderr)
+        return 2
     tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     if args.json:
         args.json.write_text("", encoding="utf-8")
     echoes = cancellers if args.echo_only else (None, *cancellers)
-    rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states)
+    rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states,
+                      over_candidate=args.over_candidate)
     loops = [closed_loop_session(c, args.loop_minutes, tmp, args.loop_talk) for c in cancellers
              if args.loop_minutes > 0]
     costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")

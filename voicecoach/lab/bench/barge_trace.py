@@ -42,12 +42,12 @@ class Tracer:
         step = decider.step
         self._last_end = 0.0
 
-        def traced_step(probs: np.ndarray, end_s: float) -> Any:
+        def traced_step(probs: np.ndarray, end_s: float, **how: Any) -> Any:
             recent.append(np.asarray(probs, dtype=np.float64))
             smooth = np.mean(np.stack(recent), axis=0)
             self.scores.append((end_s, float(smooth[stop_idx].sum())))
             self._last_end = end_s
-            return step(probs, end_s)
+            return step(probs, end_s, **how)
 
         self._patch(decider, "step", traced_step)
         verifier = getattr(recogniser, "verifier", None)

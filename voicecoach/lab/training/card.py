@@ -228,8 +228,11 @@ def render_card(card: dict[str, Any]) -> str:
                          f"a learned look (`{learned['file']}`, sha256 "
                          f"`{learned['sha256'][:16]}...`; away from the coach the opening is "
                          "read, at the bars above)")
+                raised = "" if over.get("candidate") is None else \
+                    (f" (the spotter raises stop candidates there from {over['candidate']}, the "
+                     "level the looks it was fitted on were raised at)")
                 lines += ["", f"**Over the coach's own speech** stop is read by {where} "
-                          f"at a bar of {over['bar']}, a probe on the look's own encoder pass: "
+                          f"at a bar of {over['bar']}{raised}, a probe on the look's own encoder pass: "
                           f"{over.get('recipe', '')}. Out of fold on those trials: "
                           + "; ".join(f"{name} {v['caught']}/{v['stops']} stops in time, "
                                       f"{v['false_others']}/{v['others']} other words taken "

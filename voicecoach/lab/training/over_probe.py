@@ -13,6 +13,11 @@ coach in traced barge-in trials of speakers who are not locked::
         --echo-only --states --loop-minutes 0 --cost-s 0 --json TRIALS.jsonl
     python -m voicecoach.lab.training.over_probe TRIALS.jsonl [--write DIR]
 
+Trials made with ``--over-candidate LEVEL`` (the spotter raising stop candidates over the coach
+from LEVEL rather than the card's level) record it; ``--write`` puts it in the card beside the
+bar (``look_probe.over.candidate``), so the shipped spotter raises the looks the probe was fitted
+on. Trials of different levels are not fitted together.
+
 A look over the coach is labelled by its trial's word when it falls on the word (from
 :data:`ONSET_S` after its start; stop, go, yes, no or anything else), anything else when it is
 a look at the coach's own echo (outside every word); looks on a command's start are left out.
@@ -77,7 +82,19 @@ def read_trials(paths: Sequence[Path]) -> list[dict[str, Any]]:
         if any("pooled" not in x for x in looks):
             raise VoicecoachError(f"trial {n}'s looks hold no encoder output (run without "
                                   "--states)", how)
+    levels = {row.get("over_candidate") for row in rows}
+    if len(levels) > 1:
+        raise VoicecoachError("the barge-in trials were made at different stop candidate levels "
+                              "over the coach (" + ", ".join(sorted(map(str, levels))) + ")",
+                              "fit on trials made with one --over-candidate (or none)")
     return [r for r in rows if r.get("echo") != "none" and r.get("placed")]
+
+
+def candidate_level(rows: list[dict[str, Any]]) -> float | None:
+    """The stop candidate level over the coach the trials' looks were raised at (None: the
+    model card's; ``barge_in --over-candidate``)."""
+    level = rows[0].get("over_candidate") if rows else None
+    return None if level is None else float(level)
 
 
 def _label(row: dict[str, Any], look: dict[str, Any]) -> int | None:
@@ -264,18 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar = choose_bar(rows, probe_scored, default)
         counts = {name: int((looks["y"] == k).sum()) for k, name in
                   enumerate((*WORDS, "other"))}
-        print(json.dumps({"trials": len(rows), "looks_over": len(looks["y"]),
+        print(json.dumps({"trials": len(rows), "over_candidate": candidate_level(rows),
+                          "looks_over": len(looks["y"]),
                           "fitted": counts, "echo_looks": int(looks["echo"].sum()),
                           "chosen_bar": bar, "opening_bar_all": choose_bar(rows, opening, default),
                           **result}, indent=1))
         if args.write:
             fit = looks["y"] >= 0
             probe = fit_probe(looks["x"][fit], looks["y"][fit], args.c)
+            level = candidate_level(rows)
             info = {"recipe": f"the clean learned look's form (C {args.c}) fitted on {int(fit.sum())} "
                               "looks over the coach's own speech in dev speakers' barge-in trials "
                               "(lab.training.over_probe)",
                     "trials": len(rows), "looks": counts,
-                    "cross_validated": result["out_of_fold"]}
+                    "cross_validated": result["out_of_fold"],
+                    **({} if level is None else {"candidate": level})}
             digest = write(args.write, probe, bar, info)
             print(f"over-the-coach look written to {args.write} (bar {bar}, sha256 {digest[:12]})")
     except VoicecoachError as exc:

@@ -142,6 +142,11 @@ class Decider:
         self._classes = {cmd: [index[p] for p in ps if p in index] for cmd, ps in phrases.items()}
         self._labels = list(labels)
         self._active: tuple[str, ...] = tuple(self._classes)
+        #: With a verifier: the stop candidate level while the coach's own speech is in the
+        #: audio (told per step, :meth:`step`'s ``over``), when lower than the card's (None: the
+        #: card's everywhere). Set from the over-the-coach learned look that was fitted on the
+        #: looks raised at that level (``look_probe.over.candidate``).
+        self.over_stop_candidate: float | None = None
         self.reset()
 
     def set_commands(self, commands: Collection[str]) -> None:
@@ -168,14 +173,25 @@ class Decider:
         self._stop_run_max = 0.0
         self._sure_due = False
         self._relook_at: float | None = None
+        self._over = False
 
     @property
     def stop_run_max(self) -> float:
         """The highest stop score of the current run (kept while a re-look is due)."""
         return self._stop_run_max
 
-    def step(self, probs: np.ndarray, end_s: float) -> list[Fired]:
-        """Feed one step's probabilities (ending at audio time ``end_s``)."""
+    def stop_candidate(self) -> float:
+        """The stop candidate level now: the card's, or :attr:`over_stop_candidate` over the
+        coach's speech if that is lower."""
+        level = self.decision.candidate_for(STOP, self.verifying)
+        if self._over and self.verifying and self.over_stop_candidate is not None:
+            return min(level, self.over_stop_candidate)
+        return level
+
+    def step(self, probs: np.ndarray, end_s: float, over: bool = False) -> list[Fired]:
+        """Feed one step's probabilities (ending at audio time ``end_s``); ``over``: the coach's
+        own speech is in the audio (see :attr:`over_stop_candidate`)."""
+        self._over = over
         self._history.append(np.asarray(probs, dtype=np.float64))
         smooth = np.mean(np.stack(self._history), axis=0)
         d = self.decision
@@ -190,7 +206,7 @@ class Decider:
                 self._rose.setdefault(cmd, end_s - (len(self._history) - 1) * 0.08)
             else:
                 self._rose.pop(cmd, None)
-            if score < d.candidate_for(cmd, verifying):
+            if score < (self.stop_candidate() if cmd == STOP else d.candidate_for(cmd, verifying)):
                 self._looked.discard(cmd)
             self._above[cmd] = self._above.get(cmd, 0) + 1 if score >= limit else 0
             if cmd != STOP and score > best:
@@ -215,7 +231,7 @@ class Decider:
         nothing more (a score that stays high past the refractory second is the same stop, not a
         second one); the run ends when the score falls under half the candidate level."""
         d = self.decision
-        candidate = d.candidate_for(STOP, self.verifying)
+        candidate = self.stop_candidate()
         if score < 0.5 * candidate:
             self._stop_said = False
         if self._stop_said:

@@ -114,6 +114,9 @@ class SpotterRecogniser:
         self.decider = Decider(self.model.labels, phrases_of(grammar),
                                Decision.from_card(self.model.decision),
                                verifying=self.verifier is not None)
+        if self.look_probe is not None:
+            # stop candidates over the coach from the level its over-the-coach look was fitted at
+            self.decider.over_stop_candidate = self.look_probe.over_candidate
         self._origin_s: float | None = None
         #: The verifier's stop threshold for a look over the coach's own speech (see
         #: :data:`OVER_SPEECH_STOP_BAR`; None: the card's)
@@ -235,8 +238,11 @@ class SpotterRecogniser:
         # fe.steps has already counted all of them by then
         self._steps += 1
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
+        # the coach's speech matters to the decider only where it lowers the stop candidate
+        over = self.decider.over_stop_candidate is not None and \
+            self._coach_over(end_s - OVER_SPEECH_SPAN_S, end_s)
         looked = [f if not f.needs_look else self._second_look(f)
-                  for f in self.decider.step(probs, end_s)]
+                  for f in self.decider.step(probs, end_s, over=over)]
         fired = [f for f in looked if f is not None]
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
         found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score, f.needs_look)

@@ -12,9 +12,12 @@ Over the coach's own speech the clean probe is not read (it never saw such windo
 whose ``look_probe`` entry has an ``over`` part (its ``bar``) holds a second probe of the same
 form in the same file (arrays prefixed :data:`OVER`), fitted on looks over the coach in dev
 speakers' barge-in trials (``lab.training.over_probe``): stop over the coach is read through it
-at that bar. Without it the opening is read there, at ``engine.OVER_SPEECH_STOP_BAR``. An entry
-with ``"clean": false`` names a file with the over-the-coach probe only: away from the coach the
-opening is read, at the card's bars, as without a learned look.
+at that bar, and, if the part names a ``candidate`` level (the stop candidate level the looks it
+was fitted on were raised at), the spotter raises stop candidates over the coach from that level
+(``Decider.over_stop_candidate``). Without it the opening is read there, at
+``engine.OVER_SPEECH_STOP_BAR``. An entry with ``"clean": false`` names a file with the
+over-the-coach probe only: away from the coach the opening is read, at the card's bars, as
+without a learned look.
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ class LookProbe:
     that one."""
 
     def __init__(self, arrays: dict[str, np.ndarray], over_bar: float | None = None,
-                 clean: bool = True) -> None:
+                 clean: bool = True, over_candidate: float | None = None) -> None:
+        #: the stop candidate level over the coach the over-the-coach probe was fitted at (None:
+        #: the card's)
+        self.over_candidate = over_candidate if over_bar is not None else None
         self.arrays = {k: np.asarray(arrays[k], np.float64) for k in ARRAYS} if clean else None
         self.over_bar = over_bar
         self.over = None if over_bar is None else \
@@ -72,9 +78,11 @@ class LookProbe:
 
     def describe(self) -> str:
         """What it reads, for the engine line and ``doctor``."""
+        raised = "" if self.over_candidate is None else \
+            f" (candidates from {self.over_candidate:g})"
         if self.arrays is None:
-            return "stop over the coach by its learned look"
-        return "stop by its learned look" + (", over the coach by a second one"
+            return "stop over the coach by its learned look" + raised
+        return "stop by its learned look" + (", over the coach by a second one" + raised
                                              if self.over is not None else "")
 
     def stop(self, states: np.ndarray, over: bool = False) -> float:
@@ -121,16 +129,20 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
     classes = len(WORDS) + 1
     shapes = {"mean": (2 * width,), "scale": (2 * width,), "coef": (classes, 2 * width),
               "intercept": (classes,)}
-    over_bar = None
+    over_bar = over_candidate = None
     if entry.get("over"):
-        raw = entry["over"].get("bar") if isinstance(entry["over"], dict) else None
+        over = entry["over"] if isinstance(entry["over"], dict) else {}
         # a bar of 1 (or true, which float() reads as 1) would never let a stop over the coach
         # through: refused, as anything that is not a number below 1
-        over_bar = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
-            else float("nan")
-        if not 0.0 < over_bar < 1.0:
+        over_bar = _fraction(over.get("bar"))
+        if over_bar is None:
             raise _bad(path, "is named with an over-the-coach part without a usable bar "
                              "(a number above 0 and below 1) in its model card")
+        if over.get("candidate") is not None:
+            over_candidate = _fraction(over["candidate"])
+            if over_candidate is None:
+                raise _bad(path, "is named with an over-the-coach candidate level that is not a "
+                                 "number above 0 and below 1 in its model card")
         shapes.update({OVER + k: v for k, v in shapes.items()})
     clean = entry.get("clean", True) is not False
     if not clean:
@@ -143,4 +155,12 @@ def load_look_probe(model_path: Path, card: dict[str, Any]) -> LookProbe | None:
             raise _bad(path, f"has no '{name}' of shape {shape}")
         if not np.all(np.isfinite(arrays[name])) or (name == "scale" and np.any(arrays[name] <= 0)):
             raise _bad(path, f"holds values in '{name}' that are not usable numbers")
-    return LookProbe(arrays, over_bar, clean)
+    return LookProbe(arrays, over_bar, clean, over_candidate)
+
+
+def _fraction(raw: Any) -> float | None:
+    """``raw`` if it is a number (not a bool) above 0 and below 1, else None."""
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+        return None
+    value = float(raw)
+    return value if 0.0 < value < 1.0 else None
