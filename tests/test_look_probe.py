@@ -169,6 +169,8 @@ def _model_with_probe(tmp_path, arrays: dict[str, np.ndarray] | None,  # type: i
                               "sha256": hashlib.sha256((tmp_path / LOOK_PROBE_FILE).read_bytes()).hexdigest()}
         if over is not None:
             card["look_probe"]["over"] = over
+    else:   # a model without a learned look (whatever the shipped card names)
+        card.pop("look_probe", None)
     (tmp_path / card_path.name).write_text(json.dumps(card))
     return load_model(tmp_path / weights.name)
 

@@ -49,6 +49,19 @@ def _trials(rng: np.random.Generator, per_fold: int = 12) -> list[dict]:
     return rows
 
 
+def _plain_model(folder: Path) -> None:
+    """A copy of the shipped spotter in ``folder``, its card naming no learned look."""
+    import shutil
+
+    from voicecoach.listening.spotter.model import builtin_paths
+
+    weights, card_path = builtin_paths()
+    shutil.copy(weights, folder / "en_commands.npz")
+    card = json.loads(card_path.read_text())
+    card.pop("look_probe", None)
+    (folder / "en_commands.json").write_text(json.dumps(card))
+
+
 def _write(tmp_path: Path, rows: list[dict]) -> Path:
     path = tmp_path / "trials.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -167,15 +180,11 @@ def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path)
 
 
 def test_write_gives_a_model_without_a_clean_look_an_over_the_coach_one(tmp_path: Path) -> None:
-    import shutil
 
     from voicecoach.lab.training.look_probe import fit_probe
     from voicecoach.listening.spotter.look_probe import load_look_probe
-    from voicecoach.listening.spotter.model import builtin_paths
 
-    weights, card_path = builtin_paths()
-    shutil.copy(weights, tmp_path / "en_commands.npz")
-    shutil.copy(card_path, tmp_path / "en_commands.json")
+    _plain_model(tmp_path)
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((60, 768)), np.where(np.arange(60) % 3 == 0, 0, 4)
     op.write(tmp_path, fit_probe(x, y, 0.01), 0.3, {"trials": 5})
@@ -191,10 +200,8 @@ def test_trials_at_a_lowered_candidate_level_carry_it_to_the_card(tmp_path: Path
     """Trials made with ``barge_in --over-candidate`` record their level; ``--write`` puts it in
     the card beside the bar (the spotter raises candidates over the coach from it), and trials
     of different levels are not fitted together."""
-    import shutil
 
     from voicecoach.listening.spotter.look_probe import load_look_probe
-    from voicecoach.listening.spotter.model import builtin_paths
 
     rows = [dict(r, over_candidate=0.1) for r in _trials(np.random.default_rng(5))]
     assert op.candidate_level(op.read_trials([_write(tmp_path, rows)])) == 0.1
@@ -202,11 +209,9 @@ def test_trials_at_a_lowered_candidate_level_carry_it_to_the_card(tmp_path: Path
     with pytest.raises(VoicecoachError) as mixed:
         op.read_trials([_write(tmp_path, rows[:4] + [dict(rows[5], over_candidate=None)])])
     assert "different stop candidate levels" in mixed.value.one_line()
-    weights, card_path = builtin_paths()
     model = tmp_path / "model"
     model.mkdir()
-    shutil.copy(weights, model / "en_commands.npz")
-    shutil.copy(card_path, model / "en_commands.json")
+    _plain_model(model)
     assert op.main([str(_write(tmp_path, rows)), "--write", str(model), "--default", "0.35"]) == 0
     card = json.loads((model / "en_commands.json").read_text())
     assert card["look_probe"]["over"]["candidate"] == 0.1
