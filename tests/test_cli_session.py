@@ -101,3 +101,21 @@ def test_plan_with_a_typo_is_one_line(tmp_path: Path) -> None:
 
 def test_start_with_a_zero_speed_up_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(vc("start", "--speed-up", "0", home=tmp_path), "give a number from 0.1")
+
+
+def test_a_config_file_named_by_the_environment_but_absent_is_said_once_and_the_session_runs(
+        tmp_path: Path) -> None:
+    """A typo in $VOICECOACH_CONFIG would drop every setting unseen: the session commands say
+    so in one line on stderr and go on with the defaults (doctor warns too)."""
+    typo = tmp_path / "confg.toml"
+    env = dict(os.environ, VOICECOACH_HOME=str(tmp_path / "home"), VOICECOACH_CONFIG=str(typo))
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "demo", "--speed-up", "100000"],
+                            text=True, capture_output=True, timeout=120, env=env)
+    assert result.returncode == 0 and "session finished" in result.stdout, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "VOICECOACH_CONFIG" in line]
+    assert len(notes) == 1 and str(typo) in notes[0] and "does not exist" in notes[0]
+    assert "config init" in notes[0] and "Traceback" not in result.stderr
+    typo.write_text("")                                   # there now: nothing to say
+    again = subprocess.run([sys.executable, "-m", "voicecoach", "demo", "--speed-up", "100000"],
+                           text=True, capture_output=True, timeout=120, env=env)
+    assert again.returncode == 0 and "VOICECOACH_CONFIG" not in again.stderr, again.stderr

@@ -22,7 +22,10 @@ from voicecoach.workout.plan import programme_week
 def vc(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
     env["VOICECOACH_HOME"] = str(home)
-    env["VOICECOACH_CONFIG"] = str(home.parent / "no-config.toml")
+    config = home.parent / "empty-config.toml"   # there, and empty: the defaults, unsaid
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.touch()
+    env["VOICECOACH_CONFIG"] = str(config)
     return subprocess.run([sys.executable, "-m", "voicecoach", *args], input=stdin, text=True,
                           capture_output=True, timeout=180, env=env)
 

@@ -97,6 +97,21 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir("voicecoach", appauthor=False)) / "config.toml"
 
 
+def missing_config(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """What is wrong when ``$VOICECOACH_CONFIG`` names a file that does not exist (a typo would
+    otherwise drop every setting unseen) and how to fix it; None when it names none, or one
+    that is there."""
+    env = os.environ if environ is None else environ
+    if not env.get(CONFIG_ENV):
+        return None
+    path = config_path(env)
+    if path.is_file():
+        return None
+    return (f"${CONFIG_ENV} names {path}, which does not exist: the defaults are used",
+            f"check the path, unset {CONFIG_ENV} to read the per-user file, or write a starter "
+            "file there with `voicecoach config init`")
+
+
 def field_docs() -> dict[tuple[str, str], str]:
     """The docstring under each settings field, read from settings.py: (section, key) -> doc."""
     tree = ast.parse(inspect.getsource(settings_module))

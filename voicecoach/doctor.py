@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from voicecoach.checks import FAIL, OK, WARN, Check
-from voicecoach.config import CONFIG_ENV, load_config
+from voicecoach.config import load_config, missing_config
 from voicecoach.errors import VoicecoachError
 from voicecoach.listening.health import check_recognisers
 from voicecoach.settings import Settings
@@ -39,12 +39,9 @@ def check_config(path: Path | None, data_dir: str | None) -> tuple[Check, Settin
         fallback = Settings(data_dir=Path(data_dir)) if data_dir else Settings()
         return Check("config file", FAIL, exc.message,
                      exc.hint or "fix the file or run `voicecoach config init`"), fallback
-    if not loaded.file_found and path is None and os.environ.get(CONFIG_ENV):
-        # named on purpose but absent: a typo would otherwise drop every setting unseen
-        return Check("config file", WARN, f"${CONFIG_ENV} names {loaded.path}, which does not "
-                     "exist: defaults are used",
-                     f"check the path, unset {CONFIG_ENV} to read the per-user file, or write "
-                     f"a starter file there with `voicecoach config init`"), loaded.settings
+    missing = missing_config() if path is None else None
+    if missing is not None:
+        return Check("config file", WARN, *missing), loaded.settings
     state = "parsed" if loaded.file_found else "not there: defaults are used"
     return Check("config file", OK, f"{loaded.path} ({state})"), loaded.settings
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from voicecoach.config import load_settings, number_in
+from voicecoach.config import load_settings, missing_config, number_in
 from voicecoach.device.session import EventPrinter, JsonLines
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
@@ -41,6 +41,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "audio.output_device": getattr(args, "output_device", None),
     }
     return load_settings(getattr(args, "config", None), overrides)
+
+
+def session_settings(args: argparse.Namespace) -> Settings:
+    """:func:`settings_from_args` for a command that runs a session: a ``$VOICECOACH_CONFIG``
+    naming a file that does not exist is said in one line on stderr (the session goes on with
+    the defaults, which are safe; ``doctor`` says it too)."""
+    settings = settings_from_args(args)
+    missing = None if getattr(args, "config", None) else missing_config()
+    if missing is not None:
+        print(f"note: {missing[0]} ({missing[1]})", file=sys.stderr)
+    return settings
 
 
 #: The fastest a workout clock may run (a 20-minute session in about a millisecond).

@@ -15,7 +15,7 @@ from voicecoach.commands._common import (
     output_listener,
     positive,
     recorded_session,
-    settings_from_args,
+    session_settings,
     stopped_by_sigterm,
 )
 from voicecoach.device.belt import BeltController
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    return play(args, settings_from_args(args))
+    return play(args, session_settings(args))
 
 
 def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -> int:

@@ -20,7 +20,7 @@ from voicecoach.commands._common import (
     positive,
     print_history_problem,
     recorded_session,
-    settings_from_args,
+    session_settings,
     stopped_by_sigterm,
 )
 from voicecoach.commands._device import replayed
@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = session_settings(args)
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
     if args.audio_in:

@@ -25,7 +25,7 @@ from voicecoach.commands._common import (
     number_in,
     output_listener,
     recorded_session,
-    settings_from_args,
+    session_settings,
 )
 from voicecoach.commands._device import live, replayed
 from voicecoach.device.loop import DeviceLoop
@@ -241,7 +241,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = session_settings(args)
     if args.print_unit:
         pairs = [(name, value) for name, value in (("--input-device", args.input_device),
                                                    ("--output-device", args.output_device))

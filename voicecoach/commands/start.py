@@ -7,7 +7,7 @@ import logging
 import sys
 
 from voicecoach.commands import DefaultsFormatter, demo
-from voicecoach.commands._common import choose_plan, positive, settings_from_args
+from voicecoach.commands._common import choose_plan, positive, session_settings
 from voicecoach.commands.serve import add_device_options, run_device
 from voicecoach.errors import VoicecoachError
 from voicecoach.settings import Settings
@@ -57,7 +57,7 @@ DEVICE_OPTIONS = (("--input-device", "input_device"), ("--output-device", "outpu
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = session_settings(args)
     if args.list_devices:
         from voicecoach.audio.devices import list_devices
 
