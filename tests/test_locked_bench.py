@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import FIXTURES
 
@@ -43,7 +45,11 @@ def test_every_locked_clip_is_a_locked_speaker_and_a_tiny_run_prints_its_line(
     dev = str(SHARED / "speech_commands")
     clips = locked.locked_clips([SHARED / "speech_commands"])
     assert clips and all(is_locked(spk) for _, _, spk in clips)
+    before = dict(os.environ)
     code = locked.main(["--limit", "1", "--verify", "off", "--speech-commands-train", dev,
                         "--speech-commands", dev])
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("locked speakers (") and "through listen" in out
+    # the children's home and config are theirs: this process's environment is untouched
+    assert os.environ.get("VOICECOACH_CONFIG") == before.get("VOICECOACH_CONFIG")
+    assert os.environ.get("VOICECOACH_HOME") == before.get("VOICECOACH_HOME")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -155,16 +154,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c in clips:
                 by_word.setdefault(c[1], []).append(c)
             clips = [c for group in by_word.values() for c in group[:args.limit]]
-        env = {**os.environ, "VOICECOACH_HOME": tempfile.mkdtemp(prefix="vc-locked-home"),
+        # the children's own home and no config file (this process's environment untouched)
+        env = {"VOICECOACH_HOME": tempfile.mkdtemp(prefix="vc-locked-home"),
                "VOICECOACH_CONFIG": "/nonexistent/voicecoach-bench.toml"}
         with tempfile.TemporaryDirectory(prefix="vc-locked") as tmp:
             truth = write_inputs(clips, Path(tmp), args.bare)
             t0 = time.monotonic()
             results: list[dict[str, Any]] = []
             cpu, peak = 0.0, 0.0
-            os.environ.update(env)
             for state in sorted({p.name for p in Path(tmp).iterdir()}):
-                lines, state_cpu, rss = listen_child([Path(tmp) / state], state=state, verify=args.verify)
+                lines, state_cpu, rss = listen_child([Path(tmp) / state], state=state,
+                                                     verify=args.verify, env=env)
                 results += lines
                 cpu, peak = cpu + state_cpu, max(peak, rss)
         figs = score(results, truth)

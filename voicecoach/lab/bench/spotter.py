@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,11 @@ def longform_sources(synth: Path, families: Sequence[str], roots: Sequence[Path]
 
 
 def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backward",
-                 engine: str = "spotter", verify: str = "auto"
+                 engine: str = "spotter", verify: str = "auto",
+                 env: Mapping[str, str] | None = None
                  ) -> tuple[list[dict[str, Any]], float, float]:
-    """``voicecoach listen --json`` in a child process: its lines, CPU s, peak RSS (MB)."""
+    """``voicecoach listen --json`` in a child process: its lines, CPU s, peak RSS (MB);
+    ``env``: variables set for the child only."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # VmHWM is the child's own peak (ru_maxrss of a child counts the parent's pages at fork)
     code = ("import sys; from voicecoach.cli import main; c = main(sys.argv[1:]); "
@@ -82,7 +84,7 @@ def listen_child(paths: Sequence[Path], chunk_ms: int = 100, state: str = "backw
     cmd = [sys.executable, "-c", code, "listen", "--json", "--engine", engine, "--verify", verify,
            "--state", state, "--chunk-ms", str(chunk_ms), *map(str, paths)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONHASHSEED": "0"})
+                          env={**os.environ, **(env or {}), "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:
         raise VoicecoachError(f"voicecoach listen failed: {proc.stderr.strip()[-300:]}",
                               "run the same listen command by hand to see why")
