@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from config_helpers import empty_config
 from conftest import REPO
 
 from voicecoach import cli
@@ -23,7 +24,7 @@ from voicecoach.history import HistoryDB
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
-    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=str(home.parent / "none.toml"))
+    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=empty_config(home.parent))
     env.update(extra)
     return env
 

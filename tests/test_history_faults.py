@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from config_helpers import empty_config
 
 from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
@@ -22,10 +23,7 @@ from voicecoach.workout.plan import programme_week
 def vc(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
     env["VOICECOACH_HOME"] = str(home)
-    config = home.parent / "empty-config.toml"   # there, and empty: the defaults, unsaid
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.touch()
-    env["VOICECOACH_CONFIG"] = str(config)
+    env["VOICECOACH_CONFIG"] = empty_config(home.parent)
     return subprocess.run([sys.executable, "-m", "voicecoach", *args], input=stdin, text=True,
                           capture_output=True, timeout=180, env=env)
 

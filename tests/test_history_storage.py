@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from config_helpers import empty_config
 from conftest import REPO
 from workout_helpers import Run
 
@@ -277,7 +278,7 @@ def test_the_unit_restarts_whatever_a_restart_can_fix() -> None:
 def test_a_second_session_on_one_data_folder_is_refused_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
-    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=str(tmp_path / "none.toml"))
+    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=empty_config(tmp_path))
     first = subprocess.Popen([sys.executable, "-m", "voicecoach", "run", "--week", "1"],
                              cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from config_helpers import empty_config
 from conftest import REPO
 
 from voicecoach import cli
@@ -31,7 +32,7 @@ from voicecoach.workout.plan import programme_week
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
-    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=str(home.parent / "none.toml"),
+    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=empty_config(home.parent),
                **extra)
     return env
 
