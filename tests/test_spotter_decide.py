@@ -280,6 +280,7 @@ def test_over_the_coach_a_lower_stop_candidate_level_is_looked_at_and_only_there
     d.reset()
     assert over_run(d, over=True) == [("stop", 0.24, True)]
     assert d.stop_candidate() == pytest.approx(0.1)
+    assert d.stop_candidate(over=False) == pytest.approx(0.2)   # asked, not the last step's
     d.over_stop_candidate = 0.5                    # never above the card's own level
     assert d.stop_candidate() == pytest.approx(0.2)
     plain = make()

@@ -192,13 +192,9 @@ def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, ech
 
 
 def _candidate(recogniser: Any) -> float:
-    """The stop candidate level (over the coach's speech, where it has one of its own)."""
+    """The stop candidate level over the coach's speech (the words are said over it)."""
     decider = getattr(recogniser, "decider", None)
-    if decider is None:
-        return 0.0
-    level = float(decider.decision.candidate_for("stop", decider.verifying))
-    over = getattr(decider, "over_stop_candidate", None)
-    return min(level, float(over)) if over is not None and decider.verifying else level
+    return 0.0 if decider is None else float(decider.stop_candidate(over=True))
 
 
 def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:

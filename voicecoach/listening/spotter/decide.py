@@ -180,11 +180,12 @@ class Decider:
         """The highest stop score of the current run (kept while a re-look is due)."""
         return self._stop_run_max
 
-    def stop_candidate(self) -> float:
-        """The stop candidate level now: the card's, or :attr:`over_stop_candidate` over the
-        coach's speech if that is lower."""
+    def stop_candidate(self, over: bool | None = None) -> float:
+        """The stop candidate level: the card's, or over the coach's speech (``over``; None: as
+        at the last step) :attr:`over_stop_candidate` if that is lower."""
         level = self.decision.candidate_for(STOP, self.verifying)
-        if self._over and self.verifying and self.over_stop_candidate is not None:
+        if (self._over if over is None else over) and self.verifying \
+                and self.over_stop_candidate is not None:
             return min(level, self.over_stop_candidate)
         return level
 
