@@ -50,7 +50,7 @@ def session_settings(args: argparse.Namespace) -> Settings:
     settings = settings_from_args(args)
     missing = None if getattr(args, "config", None) else missing_config()
     if missing is not None:
-        print(f"note: {missing[0]} ({missing[1]})", file=sys.stderr)
+        print(f"voicecoach: warning: {missing[0]}; {missing[1]}", file=sys.stderr)
     return settings
 
 
