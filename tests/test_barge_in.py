@@ -3,6 +3,7 @@ device loop, the summary (the full run is `python -m voicecoach.lab.bench.barge_
 
 from __future__ import annotations
 
+import json
 import shutil
 import zlib
 from pathlib import Path
@@ -160,3 +161,30 @@ def test_over_candidate_trials_record_their_level_and_bad_uses_are_refused(
     rows = B.run_trials([B.Take("stop", "joe", STOP_WAV)], ("nlms",), tmp_path, progress=False,
                         both_moments=False, states=True, over_candidate=0.1)
     assert rows and all(r["over_candidate"] == 0.1 for r in rows)
+
+
+def test_a_closed_loop_writes_its_looks_over_the_coach_for_training_and_never_the_benchmarks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--loop-states``: the talkative loop's looks over the coach with their encoder output
+    (over_probe --echo); refused on the benchmark's own loop (seed 30), whose figure they
+    would train on, and without a loop."""
+    shared = tmp_path / "shared"
+    (shared / B.SETS[0]).mkdir(parents=True)
+    out = tmp_path / "loop.jsonl"
+    for argv in (["--loop-states", str(out)],                                  # the bench's seed
+                 ["--loop-states", str(out), "--loop-seed", "31", "--loop-minutes", "0"]):
+        assert B.main(["--shared", str(shared), "--stops", "0", "--others", "0",
+                       "--cancellers", "nlms", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--loop-seed" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    loop = B.closed_loop_session("nlms", 1.0, tmp_path, talkative=True, seed=31, states=out,
+                                 over_candidate=0.1)
+    assert loop["coach_speech_s"] > 15.0
+    [row] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["loop"] and row["seed"] == 31 and row["over_candidate"] == 0.1
+    assert all(x["over"] and len(x["pooled"]) == 2 * 384 for x in row["echo_looks"])
+    import importlib.util
+
+    if importlib.util.find_spec("ctranslate2") is not None:   # with the look: it looked
+        assert row["echo_looks"], row

@@ -218,3 +218,52 @@ def test_trials_at_a_lowered_candidate_level_carry_it_to_the_card(tmp_path: Path
     probe = load_look_probe(model / "en_commands.npz", card)
     assert probe is not None and probe.over_candidate == 0.1
     assert "raises stop candidates there from 0.1" in (model / "MODEL_CARD.md").read_text()
+
+
+def _loop(tmp_path: Path, feats: list[np.ndarray], level: float | None = None) -> Path:
+    path = tmp_path / "loop.jsonl"
+    row = {"loop": True, "seed": 31, "over_candidate": level,
+           "echo_looks": [_look(1.0 + i, 0.0001, f) for i, f in enumerate(feats)]}
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_a_closed_loops_echo_looks_are_fitted_on_as_anything_else_in_every_fold(tmp_path: Path) -> None:
+    """``--echo``: the coach's own echo from a talkative closed loop is "anything else" in every
+    fold's fit (it has no speaker); echo that looks like the stop looks pulls their scores down."""
+    rng = np.random.default_rng(6)
+    rows = op.read_trials([_write(tmp_path, _trials(rng))])
+    looks = op.over_looks(rows)
+    plain = op.out_of_fold(looks)
+    like_stop = [rng.standard_normal(8) + np.eye(8)[0] * 4 for _ in range(40)]
+    echo = op.read_echo([_loop(tmp_path, like_stop)], None)
+    assert echo.shape == (40, 8)
+    with_echo = op.out_of_fold(looks, echo=echo)
+    stops = looks["y"] == 0
+    assert (with_echo[stops] < plain[stops]).all() and \
+        with_echo[stops].mean() < plain[stops].mean() - 0.02
+    # bad loop files: one line each
+    (tmp_path / "junk.jsonl").write_text("{}\n")
+    with pytest.raises(VoicecoachError) as junk:
+        op.read_echo([tmp_path / "junk.jsonl"], None)
+    assert "not a closed loop's looks" in junk.value.one_line()
+    with pytest.raises(VoicecoachError) as level:
+        op.read_echo([_loop(tmp_path, like_stop, level=0.1)], None)
+    assert "candidate level 0.1" in level.value.one_line()
+    bare = json.loads(_loop(tmp_path, like_stop[:1]).read_text())
+    del bare["echo_looks"][0]["pooled"]
+    (tmp_path / "bare.jsonl").write_text(json.dumps(bare) + "\n")
+    with pytest.raises(VoicecoachError) as no_states:
+        op.read_echo([tmp_path / "bare.jsonl"], None)
+    assert "no encoder output" in no_states.value.one_line()
+    with pytest.raises(VoicecoachError) as missing:
+        op.read_echo([tmp_path / "nope.jsonl"], None)
+    assert "cannot read" in missing.value.one_line()
+    # through the command: the card says how many loop looks it was fitted on
+    model = tmp_path / "model"
+    model.mkdir()
+    _plain_model(model)
+    assert op.main([str(_write(tmp_path, _trials(rng))), "--echo", str(_loop(tmp_path, like_stop)),
+                    "--write", str(model), "--default", "0.35"]) == 0
+    card = json.loads((model / "en_commands.json").read_text())
+    assert card["look_probe"]["over"]["loop_echo_looks"] == 40

@@ -251,11 +251,21 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
 TALKATIVE_CUE_S, TALKATIVE_GAP_S = 1.0, 1.0
 
 
+#: The closed loop's seed: the benchmark's own loop (its figure); ``--loop-states`` (training
+#: data) must use another, so that no look the figure counts was trained on.
+LOOP_SEED = 30
+
+
 def closed_loop_session(canceller: str, minutes: float, tmp: Path,
-                        talkative: bool = False) -> dict[str, Any]:
+                        talkative: bool = False, *, seed: int = LOOP_SEED,
+                        states: Path | None = None,
+                        over_candidate: float | None = None) -> dict[str, Any]:
     """``minutes`` of a closed loop (a session begun at once, the user's answers typed, the
     coach's echo in a RT60 0.45 s room, belt noise): commands from the coach's own voice (or
-    noise), and what the gate dropped; ``talkative``: the coach paced by :data:`TALKATIVE_CUE_S`."""
+    noise), and what the gate dropped; ``talkative``: the coach paced by :data:`TALKATIVE_CUE_S`.
+    ``states``: every look over the coach (all at its own echo: nobody else speaks) with its
+    pooled encoder output is written there as one JSON line, training data for
+    ``lab.training.over_probe --echo``; ``over_candidate`` as for :func:`run_trials`."""
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
@@ -264,6 +274,10 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
         settings = replace(settings, coach=replace(settings.coach, cue_interval_s=TALKATIVE_CUE_S,
                                                    min_gap_s=TALKATIVE_GAP_S, cue_no_repeat=0))
     recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
+    decider = getattr(recogniser, "decider", None)
+    if over_candidate is not None and decider is not None:
+        decider.over_stop_candidate = over_candidate
+    tracer = Tracer(recogniser, states=True) if states is not None else None
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     total = minutes * 60.0
     plan = Plan("bench-closed-loop", (replace(WARMUP, duration_s=total * 0.2),
@@ -273,9 +287,15 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
     # the session begins at once and the answers are typed: the coach talks through its whole
     # plan whatever the engine makes of a fixture voice's "start" (unheard, the coach was silent)
     run = closed_loop(recogniser, settings, plan, total, renderer=renderer, noise_rms=NOISE_RMS,
-                      voices=("joe",), seed=30, rt60_s=0.45, echo_delay_s=0.04,
+                      voices=("joe",), seed=seed, rt60_s=0.45, echo_delay_s=0.04,
                       aec=canceller != "off", sessions=None, begin_at_once=True,
                       typed_answers=True)
+    if tracer is not None and states is not None:
+        tracer.close()
+        row = {"loop": True, "seed": seed, "canceller": canceller, "audio_s": total,
+               "over_candidate": getattr(decider, "over_stop_candidate", None),
+               "echo_looks": [x for x in tracer.looks if x.get("over")]}
+        states.write_text(json.dumps(row) + "\n", encoding="utf-8")
     return {"canceller": canceller, "audio_s": total, "talkative": talkative,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
@@ -408,6 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--over-candidate", type=float, metavar="LEVEL",
                         help="raise stop candidates over the coach's speech from LEVEL (training "
                              "data for an over-the-coach look; with --states)")
+    parser.add_argument("--loop-seed", type=int, default=LOOP_SEED,
+                        help="the closed loop's seed (its noise and voices; default the "
+                             "benchmark's own)")
+    parser.add_argument("--loop-states", type=Path, metavar="FILE",
+                        help="write the closed loop's looks over the coach with their encoder "
+                             "output to FILE (training data: over_probe --echo; with a "
+                             "--loop-seed other than the benchmark's)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
     parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -438,9 +465,18 @@ def main(argv: list[str] | None = None) -> int:
         print("barge-in: --states makes training data: use it with --speakers dev and --json",
               file=sys.stderr)
         return 2
-    if args.over_candidate is not None and (not args.states or not 0 < args.over_candidate < 1):
+    if args.over_candidate is not None and not (args.states or args.loop_states):
         print("barge-in: --over-candidate makes an over-the-coach look's training data: a level "
-              "above 0 and below 1, with --states", file=sys.stderr)
+              "above 0 and below 1, with --states or --loop-states", file=sys.stderr)
+        return 2
+    if args.loop_states and (args.loop_seed == LOOP_SEED or args.loop_minutes <= 0
+                             or len(cancellers) != 1):
+        print(f"barge-in: --loop-states makes training data from one canceller's closed loop: "
+              f"give --loop-seed other than the benchmark's {LOOP_SEED}, --loop-minutes above 0 "
+              "and one --cancellers", file=sys.stderr)
+        return 2
+    if args.over_candidate is not None and not 0 < args.over_candidate < 1:
+        print("barge-in: --over-candidate must be above 0 and below 1", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="vc-barge-"))
     progress = sys.stderr.isatty() and not os.environ.get("CI")
@@ -449,8 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     echoes = cancellers if args.echo_only else (None, *cancellers)
     rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states,
                       over_candidate=args.over_candidate)
-    loops = [closed_loop_session(c, args.loop_minutes, tmp, args.loop_talk) for c in cancellers
-             if args.loop_minutes > 0]
+    loops = [closed_loop_session(c, args.loop_minutes, tmp, args.loop_talk, seed=args.loop_seed,
+                                 states=args.loop_states, over_candidate=args.over_candidate)
+             for c in cancellers if args.loop_minutes > 0]
     costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")
              if args.cost_s > 0]
     for line in summary_lines(summarise(rows), loops, costs):

@@ -18,6 +18,11 @@ from LEVEL rather than the card's level) record it; ``--write`` puts it in the c
 bar (``look_probe.over.candidate``), so the shipped spotter raises the looks the probe was fitted
 on. Trials of different levels are not fitted together.
 
+``--echo LOOP.jsonl`` adds the looks of a closed loop in which the coach talks throughout
+(``barge_in --loop-talk --loop-seed N --loop-states LOOP.jsonl``, a seed other than the
+benchmark's own loop) as anything else, fitted on in every fold and never replayed: the coach's
+whole script, not only the briefing the trials are said over.
+
 A look over the coach is labelled by its trial's word when it falls on the word (from
 :data:`ONSET_S` after its start; stop, go, yes, no or anything else), anything else when it is
 a look at the coach's own echo (outside every word); looks on a command's start are left out.
@@ -90,6 +95,35 @@ def read_trials(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("echo") != "none" and r.get("placed")]
 
 
+def read_echo(paths: Sequence[Path], level: float | None) -> np.ndarray:
+    """The pooled features of every look over the coach in ``barge_in --loop-states`` files
+    (the coach's own echo in a closed loop: "anything else" to fit on, in every fold, never
+    replayed); one :class:`VoicecoachError` for a file that is not one, looks without encoder
+    output, or looks raised at another candidate level than the trials' (``level``)."""
+    how = ("make them: python -m voicecoach.lab.bench.barge_in --stops 0 --others 0 --loop-talk "
+           "--loop-seed 31 --cancellers nlms --cost-s 0 --loop-states LOOP.jsonl")
+    feats: list[list[float]] = []
+    for path in paths:
+        try:
+            rows = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()
+                    if x.strip()]
+        except (OSError, ValueError) as exc:
+            raise VoicecoachError(f"cannot read the closed loop's looks {path} ({exc})", how) from None
+        for row in rows:
+            if not isinstance(row, dict) or not row.get("loop") or \
+                    not isinstance(row.get("echo_looks"), list):
+                raise VoicecoachError(f"{path} is not a closed loop's looks (--loop-states)", how)
+            if row.get("over_candidate") != level:
+                raise VoicecoachError(f"{path}'s looks were raised at candidate level "
+                                      f"{row.get('over_candidate')}, the trials' at {level}",
+                                      "make both with the same --over-candidate")
+            for look in row["echo_looks"]:
+                if "pooled" not in look:
+                    raise VoicecoachError(f"{path}'s looks hold no encoder output", how)
+                feats.append(look["pooled"])
+    return np.asarray(feats, np.float32)
+
+
 def candidate_level(rows: list[dict[str, Any]]) -> float | None:
     """The stop candidate level over the coach the trials' looks were raised at (None: the
     model card's; ``barge_in --over-candidate``)."""
@@ -130,13 +164,25 @@ def over_looks(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             **{k: np.asarray(cols[k], float) for k in ("t", "opening")}}
 
 
-def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C) -> np.ndarray:
-    """Every look's stop probability from a probe fitted on the other folds' looks."""
+def fit_over(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C,
+             echo: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The probe fitted on looks ``x`` of classes ``y``, with the closed loop's echo looks
+    ``echo`` (:func:`read_echo`) as anything else."""
+    if echo is not None and len(echo):
+        x = np.concatenate([x, echo.reshape(len(echo), x.shape[1])])
+        y = np.concatenate([y, np.full(len(echo), len(WORDS))])
+    return fit_probe(x, y, c)
+
+
+def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C,
+                echo: np.ndarray | None = None) -> np.ndarray:
+    """Every look's stop probability from a probe fitted on the other folds' looks (and on
+    every closed-loop echo look, ``echo``: it has no speaker, so no fold)."""
     score = np.zeros(len(looks["y"]))
     fit = looks["y"] >= 0
     for k in sorted(set(looks["fold"].tolist())):
         mine = looks["fold"] == k
-        probe = fit_probe(looks["x"][fit & ~mine], looks["y"][fit & ~mine], c)
+        probe = fit_over(looks["x"][fit & ~mine], looks["y"][fit & ~mine], c, echo)
         score[mine] = probe_probs(probe, looks["x"][mine])[:, 0]
     return score
 
@@ -260,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--default", type=float, default=None,
                         help="the bar a stop named at another command's candidate must clear "
                              "too (default: the model's card, verify.default)")
+    parser.add_argument("--echo", type=Path, nargs="+", default=[], metavar="LOOP",
+                        help="closed loops' looks (barge_in --loop-states) to fit on as anything "
+                             "else, in every fold")
     parser.add_argument("--write", type=Path, metavar="DIR",
                         help="add the probe and its bar to DIR's learned look (a trained model)")
     args = parser.parse_args(argv)
@@ -274,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (looks["y"] == 0).any() or not (looks["y"] > 0).any():
             raise VoicecoachError("the trials hold no look over the coach at a stop and at "
                                   "something else", "run more trials (--stops, --negatives)")
-        score = out_of_fold(looks, args.c)
+        echo = read_echo(args.echo, candidate_level(rows)) if args.echo else None
+        score = out_of_fold(looks, args.c, echo)
         result = cross_validate(rows, looks, score, default)
         opening = _stop_scores(rows, looks, None)
         probe_scored = _stop_scores(rows, looks, score)
@@ -282,18 +332,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = {name: int((looks["y"] == k).sum()) for k, name in
                   enumerate((*WORDS, "other"))}
         print(json.dumps({"trials": len(rows), "over_candidate": candidate_level(rows),
+                          "loop_echo_looks": 0 if echo is None else len(echo),
                           "looks_over": len(looks["y"]),
                           "fitted": counts, "echo_looks": int(looks["echo"].sum()),
                           "chosen_bar": bar, "opening_bar_all": choose_bar(rows, opening, default),
                           **result}, indent=1))
         if args.write:
             fit = looks["y"] >= 0
-            probe = fit_probe(looks["x"][fit], looks["y"][fit], args.c)
+            probe = fit_over(looks["x"][fit], looks["y"][fit], args.c, echo)
             level = candidate_level(rows)
             info = {"recipe": f"the clean learned look's form (C {args.c}) fitted on {int(fit.sum())} "
                               "looks over the coach's own speech in dev speakers' barge-in trials "
                               "(lab.training.over_probe)",
                     "trials": len(rows), "looks": counts,
+                    **({"loop_echo_looks": len(echo)} if echo is not None else {}),
                     "cross_validated": result["out_of_fold"],
                     **({} if level is None else {"candidate": level})}
             digest = write(args.write, probe, bar, info)
