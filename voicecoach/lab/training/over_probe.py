@@ -63,6 +63,16 @@ OPENING_BAR = 0.004
 """The opening's bar over the coach that this replaces (``engine.OVER_SPEECH_STOP_BAR``)."""
 
 
+def _json_lines(path: Path, what: str, how: str) -> list[Any]:
+    """The JSON values of a JSON-lines file; one :class:`VoicecoachError` (naming ``what`` it
+    should hold, fixed by ``how``) if it cannot be read or parsed."""
+    try:
+        return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()
+                if x.strip()]
+    except (OSError, ValueError) as exc:
+        raise VoicecoachError(f"cannot read {what} {path} ({exc})", how) from None
+
+
 def read_trials(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """The traced trials of ``barge_in --states --json`` files; one :class:`VoicecoachError` for
     a file that is not one, a trial of a locked speaker, or looks without encoder output."""
@@ -70,11 +80,7 @@ def read_trials(paths: Sequence[Path]) -> list[dict[str, Any]]:
     how = ("make them: python -m voicecoach.lab.bench.barge_in --speakers dev --states "
            "--echo-only --json TRIALS.jsonl")
     for path in paths:
-        try:
-            rows += [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()
-                     if x.strip()]
-        except (OSError, ValueError) as exc:
-            raise VoicecoachError(f"cannot read the barge-in trials {path} ({exc})", how) from None
+        rows += _json_lines(path, "the barge-in trials", how)
     if not rows:
         raise VoicecoachError("the barge-in trials hold no trial", how)
     for n, row in enumerate(rows, 1):
@@ -104,12 +110,7 @@ def read_echo(paths: Sequence[Path], level: float | None) -> np.ndarray:
            "--loop-seed 31 --cancellers nlms --cost-s 0 --loop-states LOOP.jsonl")
     feats: list[list[float]] = []
     for path in paths:
-        try:
-            rows = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()
-                    if x.strip()]
-        except (OSError, ValueError) as exc:
-            raise VoicecoachError(f"cannot read the closed loop's looks {path} ({exc})", how) from None
-        for row in rows:
+        for row in _json_lines(path, "the closed loop's looks", how):
             if not isinstance(row, dict) or not row.get("loop") or \
                     not isinstance(row.get("echo_looks"), list):
                 raise VoicecoachError(f"{path} is not a closed loop's looks (--loop-states)", how)
