@@ -197,6 +197,15 @@ def _candidate(recogniser: Any) -> float:
     return 0.0 if decider is None else float(decider.stop_candidate(over=True))
 
 
+def _at_level(recogniser: Any, over_candidate: float | None) -> float | None:
+    """Raise stop candidates over the coach from ``over_candidate`` (None: as the model card
+    says); the level the recogniser now raises them from there (None: the card's)."""
+    decider = getattr(recogniser, "decider", None)
+    if over_candidate is not None and decider is not None:
+        decider.over_stop_candidate = over_candidate
+    return getattr(decider, "over_stop_candidate", None)
+
+
 def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
     """The moments (settled?) a take is said at: a stop at both (the locked set holds 182
     stops, so 364 stop trials), other words, or every take without ``both``, at one in turn."""
@@ -217,10 +226,7 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
     base = Settings(data_dir=tmp)
     recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
     renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
-    decider = getattr(recogniser, "decider", None)
-    if over_candidate is not None and decider is not None:
-        decider.over_stop_candidate = over_candidate
-    level = getattr(decider, "over_stop_candidate", None)
+    level = _at_level(recogniser, over_candidate)
     rows = []
     # a word that must fire nothing is said with the echo only (no echo has nothing to compare)
     jobs = [(take, i, settled, echo) for i, take in enumerate(takes)
@@ -274,9 +280,7 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
         settings = replace(settings, coach=replace(settings.coach, cue_interval_s=TALKATIVE_CUE_S,
                                                    min_gap_s=TALKATIVE_GAP_S, cue_no_repeat=0))
     recogniser = make_recogniser(settings.speech, load_grammar("en"), announce=lambda x: None)
-    decider = getattr(recogniser, "decider", None)
-    if over_candidate is not None and decider is not None:
-        decider.over_stop_candidate = over_candidate
+    level = _at_level(recogniser, over_candidate)
     tracer = Tracer(recogniser, states=True) if states is not None else None
     renderer = EspeakNgRenderer(settings.speech.voice, settings.speech.rate)
     total = minutes * 60.0
@@ -293,7 +297,7 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
     if tracer is not None and states is not None:
         tracer.close()
         row = {"loop": True, "seed": seed, "canceller": canceller, "audio_s": total,
-               "over_candidate": getattr(decider, "over_stop_candidate", None),
+               "over_candidate": level,
                "echo_looks": [x for x in tracer.looks if x.get("over")]}
         states.write_text(json.dumps(row) + "\n", encoding="utf-8")
     return {"canceller": canceller, "audio_s": total, "talkative": talkative,
