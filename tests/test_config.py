@@ -199,3 +199,15 @@ def test_cli_config_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "allowed: auto, spotter, vosk, pocketsphinx" in err
     assert "Traceback" not in err
+
+
+def test_config_init_on_a_dangling_link_says_so_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """$VOICECOACH_CONFIG naming a link to nothing: the session commands say the file does not
+    exist and suggest `config init`, which must then say why it cannot write there."""
+    link = tmp_path / "config.toml"
+    link.symlink_to(tmp_path / "gone" / "real.toml")
+    assert cli.main(["config", "init", "--config", str(link)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "is a link to" in line and "which does not exist" in line and "remove the link" in line
+    assert link.is_symlink() and not link.exists()          # nothing written through it

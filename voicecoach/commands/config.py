@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ def write_init(path: Path) -> Path:
     if path.exists():
         raise VoicecoachError(f"config file {path} already exists; not overwriting it",
                               "edit it, or move it away and run `voicecoach config init` again")
+    if path.is_symlink():   # a dangling link: exists() is False, yet open("x") finds it there
+        raise VoicecoachError(f"config file {path} is a link to {os.readlink(path)}, which does "
+                              "not exist", "remove the link, or make it point at a config file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("x", encoding="utf-8") as fh:
