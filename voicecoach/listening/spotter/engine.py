@@ -21,7 +21,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection
 from voicecoach.listening.spotter.decide import STOP, Decider, Decision, Fired, sure_enough
-from voicecoach.listening.spotter.enroll import EnrolledScorer, scorer_for
+from voicecoach.listening.spotter.enroll import EnrolledScorer, UserHit, scorer_for
 from voicecoach.listening.spotter.features import EMB_DIM, STEP_S, EmbeddingFrontEnd
 from voicecoach.listening.spotter.look_probe import LookProbe, load_look_probe
 from voicecoach.listening.spotter.model import SpotterModel, load_model, phrases_of
@@ -132,6 +132,10 @@ class SpotterRecogniser:
         if enrolled is None:
             enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
         self.enrolled = enrolled
+        #: An enrolled voice's non-stop detections need the second look (issue 15's rule for
+        #: every command that moves the belt or answers a question); False only to measure the
+        #: rule before session 17 (lab.bench.enroll --verify)
+        self.verify_enrolled = True
         self.reset()
 
     def use_data_dir(self, data_dir: Path) -> str:
@@ -247,7 +251,11 @@ class SpotterRecogniser:
         hits, keep = self.enrolled.step(self._ring.reshape(-1), end_s, [f.command for f in fired])
         found = [(f.command, f.phrase, f.rose_s, f.emitted_s, f.score, f.needs_look)
                  for f in fired if f.command in keep]
-        found += [(h.command, h.phrase, h.rose_s, h.emitted_s, h.score, False) for h in hits]
+        for hit in hits:
+            seen = self._look_at_hit(hit)
+            if seen is not None:
+                found.append((seen.command, seen.phrase, seen.rose_s, seen.emitted_s,
+                              seen.score, seen is not hit))  # a new hit: it was looked at
         out = []
         for command, phrase, rose_s, emitted_s, score, verified in found:
             start, end = self.phrase_bounds(emitted_s, rose_s)
@@ -305,6 +313,32 @@ class SpotterRecogniser:
             fired = replace(fired, command=named, phrase=self._phrases[named][0])
         self.decider.accept(fired)
         return fired
+
+    def _look_at_hit(self, hit: UserHit) -> UserHit | None:
+        """An enrolled voice's detection, through the second look as the spotter's candidates
+        are: a non-stop command (it moves the belt or answers a question) is acted on only when
+        the verifier hears it at the card's bar for it, as stop when it hears stop (stop is
+        always asked, as in :meth:`_second_look`), else not at all. Enrollment's stop is never
+        held back; without a verifier (or with :attr:`verify_enrolled` off) every hit stands."""
+        if hit.command == STOP or self.verifier is None or not self.verify_enrolled:
+            return hit
+        end = self._audio.size - max(0, self._fed - self._steps * 1280)
+        asked = {c: self._phrases[c] for c in (hit.command, STOP) if c in self._phrases}
+        score, over = self._look(self.verifier, end, hit.emitted_s, asked)
+        default = self.verify_thresholds.get("default", 1.0)
+        bar = self.verify_thresholds.get(hit.command, default)
+        heard_stop = STOP in asked and score.get(STOP, 0.0) >= self.stop_bar(over)
+        _LOGGER.debug("second look at %s's %s (enrolled %.2f%s): verifier %s -> %s", hit.user,
+                      hit.command, hit.score, ", over the coach" if over else "",
+                      " ".join(f"{c} {p:.3f}" for c, p in score.items()),
+                      STOP if heard_stop else hit.command if score.get(hit.command, 0.0) >= bar
+                      else "drop")
+        if heard_stop:
+            return replace(hit, command=STOP, phrase=self._phrases[STOP][0])
+        if score.get(hit.command, 0.0) >= bar:
+            return replace(hit)
+        self.enrolled.withdraw(hit)
+        return None
 
     def look_again(self, det: Detection) -> bool:
         """A second look at a stop acted on without one (a confident stop, ``det``), asked by the

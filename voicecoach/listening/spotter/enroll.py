@@ -135,6 +135,13 @@ class EnrolledScorer:
             self._quiet_until = end_s + REFRACTORY_S
         return hits, passed
 
+    def withdraw(self, hit: UserHit) -> None:
+        """``hit`` was not acted on (the second look did not hear it): the spotter's own
+        detection of that command is not held back as its repeat. Enrollment's own quiet period
+        stands, so the same utterance is not looked at again."""
+        if self._last.get(hit.command) == hit.emitted_s:
+            del self._last[hit.command]
+
     def _hit(self, i: int, best: np.ndarray, end_s: float) -> UserHit:
         cmd, phrase, user = self._slots[i]
         self._above[i] = 0
