@@ -29,3 +29,46 @@ def test_bench_on_a_few_speakers(speech_commands_dir: Path, tmp_path: Path,
     assert sum(c["enrolled"] for r in rows for c in r["recall"].values()) > 0
     line = bench.summary(result)
     assert line.startswith(f"enrolled speakers {len(rows)}:") and "FA noise" in line
+
+
+def test_the_benchs_cached_front_end_gives_the_recogniser_the_same_numbers(
+        tmp_path: Path) -> None:
+    """--verify runs the real recogniser on each clip's cached embeddings: what it emits must be
+    what the real front end makes it emit, step for step."""
+    import numpy as np
+
+    from voicecoach.audio.chunk import AudioChunk
+    from voicecoach.audio.wav import read_wav_16k
+    from voicecoach.grammar import load_grammar
+    from voicecoach.listening.spotter.engine import SpotterRecogniser
+    from voicecoach.listening.spotter.features import EmbeddingFrontEnd
+
+    grammar = load_grammar("en")
+    fixtures = Path(__file__).resolve().parent.parent / "audio_fixtures" / "commands"
+    wavs = sorted(fixtures.glob("*/normal/stop__stop.wav")) + sorted(
+        fixtures.glob("*/normal/faster__faster.wav"))
+    assert len(wavs) >= 4
+    with EmbeddingFrontEnd() as fe:
+        silence = fe.warm_embeddings()
+        real = SpotterRecogniser(grammar, front_end=fe, data_dir=tmp_path)
+        cached_fe = bench.CachedFrontEnd(silence)
+        cached = SpotterRecogniser(grammar, front_end=cached_fe,  # type: ignore[arg-type]
+                                   data_dir=tmp_path)
+        heard = 0
+        for wav in wavs:
+            samples = read_wav_16k(wav)
+            audio = np.concatenate([samples, np.zeros(int(bench.TAIL_S * 16000), np.int16)])
+            clip = {"emb": fe.embed(audio), "samples": samples, "grammar": grammar,
+                    "state": "backward"}
+            real.reset()
+            real.set_commands(grammar.commands_for("backward"))
+            want = [(d.command, d.emitted_s) for d in
+                    real.accept(AudioChunk(audio.astype("<i2").tobytes(), 0.0))]
+            assert bench.heard_by(cached, cached_fe, clip) == [c for c, _ in want], wav
+            cached.reset()
+            cached.set_commands(grammar.commands_for("backward"))
+            got = [(d.command, d.emitted_s) for d in
+                   cached.accept(AudioChunk(audio.astype("<i2").tobytes(), 0.0))]
+            assert got == want, wav
+            heard += bool(want)
+        assert heard >= 2, "the shipped head must hear some of these"
