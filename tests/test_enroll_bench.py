@@ -31,6 +31,54 @@ def test_bench_on_a_few_speakers(speech_commands_dir: Path, tmp_path: Path,
     assert line.startswith(f"enrolled speakers {len(rows)}:") and "FA noise" in line
 
 
+def test_through_the_second_look_no_rule_adds_false_accepts_or_loses_a_stop(
+        speech_commands_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ctranslate2", reason="the 'verify' extra is not installed")
+    monkeypatch.setenv(MODEL_ENV, str(uniform_model(
+        tmp_path / "model", {"verify": {"default": 0.35, "stop": 0.02, "resume": 0.3}})))
+    result = bench.run(speech_commands_dir, tmp_path / "work", max_speakers=2, per_folder=10,
+                       verify=True)
+    rows = result["speakers"]
+    looked, unverified = (result["verified"][k] for k in ("looked", "unverified"))
+    for part in (looked, unverified):
+        assert [r["speaker"] for r in part["speakers"]] == [r["speaker"] for r in rows]
+        assert part["not_enrolled_stop"]["before"] == 0        # the head never fires
+    for new, old, spotter_alone in zip(looked["speakers"], unverified["speakers"], rows,
+                                       strict=True):
+        # the rule before session 17 acts on enrollment's hits exactly as the spotter alone
+        # does (this head never raises a candidate of its own)
+        assert old["recall"] == spotter_alone["recall"]
+        assert old["other_fa"] == spotter_alone["other_fa"]
+        for key in ("own_fa", "other_fa", "noise_fa"):
+            assert new[key][0] == old[key][0] and new[key][2] <= old[key][2]
+        for word, counts in new["recall"].items():
+            assert counts["enrolled"] <= old["recall"][word]["enrolled"]
+            if word == "stop":
+                assert counts == old["recall"][word]          # never held back
+    line = bench.summary(looked)
+    assert line.startswith(f"enrolled speakers {len(rows)}:")
+
+
+def test_a_missing_second_set_is_said_in_one_line(speech_commands_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(MODEL_ENV, str(uniform_model(tmp_path / "model")))
+    code = bench.main(["--speech-commands", str(speech_commands_dir), "--speech-commands-train",
+                       str(tmp_path / "absent"), "--speakers", "1", "--per-folder", "10",
+                       "--work", str(tmp_path / "work")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count("\n") == 1 and "no second set of clips" in err \
+        and "--speech-commands-train" in err
+    # too few clips to enroll anyone: one line, not a traceback
+    code = bench.main(["--speech-commands", str(speech_commands_dir), "--speech-commands-train",
+                       str(tmp_path / "absent"), "--per-folder", "2",
+                       "--work", str(tmp_path / "work")])
+    err = capsys.readouterr().err.splitlines()
+    assert code != 0 and err[-1].startswith("voicecoach: error: no locked speaker") \
+        and "Traceback" not in "".join(err)
+
+
 def test_the_benchs_cached_front_end_gives_the_recogniser_the_same_numbers(
         tmp_path: Path) -> None:
     """--verify runs the real recogniser on each clip's cached embeddings: what it emits must be

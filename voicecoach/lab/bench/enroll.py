@@ -33,6 +33,7 @@ import json
 import logging
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.training.data import (
     SILENCE,
+    add_real_data_options,
     locked_clips,
     read_audio,
     speech_commands_dir,
@@ -76,12 +78,13 @@ STATE_OF = {"stop": "backward", "resume": "paused", "yes": "briefing", "no": "br
 DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "enroll-bench"
 
 
-def clip_list(root: Path, per_folder: int | None = None) -> list[tuple[str, str, Path]]:
+def clip_list(root: Path, per_folder: int | None = None, train: Path | None = None
+              ) -> list[tuple[str, str, Path]]:
     """(word folder, speaker, path) of every clip of a locked speaker (and the locked noise
-    clips) in ``root`` and in ../shared/speech_commands_train (the first ``per_folder`` of each
-    folder)."""
+    clips) in ``root`` and in ``train`` (default ../shared/speech_commands_train; the first
+    ``per_folder`` of each folder)."""
     out = []
-    for base in (root, speech_commands_train_dir()):
+    for base in (root, speech_commands_train_dir(train)):
         if not base.is_dir():
             continue
         taken: dict[str, int] = {}
@@ -140,7 +143,7 @@ def enrolled_fired(scorer: EnrolledScorer, windows: np.ndarray, generic: list[li
 
 
 def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None = None,
-        verify: bool = False) -> dict[str, Any]:
+        verify: bool = False, train: Path | None = None) -> dict[str, Any]:
     grammar = load_grammar("en")
     model = load_model()
     model.check_grammar(grammar)
@@ -149,7 +152,7 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
     decision = Decision.from_card(model.decision)
     with EmbeddingFrontEnd() as fe:
         silence = fe.warm_embeddings()
-        clips = embed_all(clip_list(root, per_folder), work, fe)
+        clips = embed_all(clip_list(root, per_folder, train), work, fe)
         noise = noise_windows(fe, model, silence)
     w = model.window
     for clip in clips:
@@ -209,6 +212,10 @@ def run(root: Path, work: Path, max_speakers: int | None, per_folder: int | None
                                   rejected))
         rows[-1]["odd_takes"] = odd
         _LOGGER.info("%s", rows[-1])
+    if not rows:
+        raise VoicecoachError("no locked speaker in these clips has 3 or more clips of stop, go, "
+                              "yes or no: nobody to enroll",
+                              "give more clips (a larger --per-folder, or none) or the whole sets")
     verified = (looked_through(clips, profiles, rows, held_of, grammar, model, silence)
                 if verify else {})
     # every enrollment at once: speakers not enrolled for stop keep their stop recall
@@ -461,8 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m voicecoach.lab.bench.enroll",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--speech-commands", type=Path, default=None,
-                        help="the clips (default ../shared/speech_commands)")
+    add_real_data_options(parser)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="embedding cache")
     parser.add_argument("--speakers", type=int, default=None, help="only the first N speakers")
     parser.add_argument("--per-folder", type=int, default=None,
@@ -478,7 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not root.is_dir():
             raise VoicecoachError(f"no Speech Commands clips at {root}",
                                   "pass --speech-commands DIR")
-        result = run(root, args.work, args.speakers, args.per_folder, args.verify)
+        train = speech_commands_train_dir(args.speech_commands_train)
+        if not train.is_dir():
+            print(f"voicecoach: warning: no second set of clips at {train}: the figures are of "
+                  f"{root.name}'s locked speakers only; pass --speech-commands-train DIR",
+                  file=sys.stderr)
+        result = run(root, args.work, args.speakers, args.per_folder, args.verify, train)
     except VoicecoachError as exc:
         return report(exc)
     for row in result["speakers"]:
