@@ -178,6 +178,76 @@ def test_a_stop_during_a_lost_link_is_written_when_it_comes_back() -> None:
     assert run.writes(Op.STOP_PAUSE)[-1][1].value == 1
 
 
+def test_a_stop_lost_in_flight_with_the_link_is_written_again_when_it_comes_back() -> None:
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    assert run.belt_mph() > 0.5
+    run.sim.schedule(run.t + 0.02, "disconnect", 5.0)   # the link drops under the stop's write
+    run.say("stop")
+    assert run.belt.halt_pending
+    run.at(run.t + 30)
+    assert run.belt_mph() < 0.01, "the belt must not keep running after a stop"
+    assert len(run.writes(Op.STOP_PAUSE)) == 2 and not run.belt.halt_pending
+
+
+def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    run.sim.schedule(run.t + 0.1, "disconnect", 10.0)
+    run.at(run.t + 0.5)
+    run.say("stop")
+    run.coach.reset()
+    run.say("start")                          # a new session, before the link is back
+    assert run.belt.halt_pending
+    run.at(run.t + 16)                        # the link is back: the stop goes first
+    stops = run.writes(Op.STOP_PAUSE)
+    assert len(stops) == 1 and stops[0][1].value == 1
+    assert run.belt_mph() < 0.01
+    assert run.writes(Op.SET_TARGET_SPEED)[-1][0] < stops[0][0]   # nothing written since
+
+
+def test_stop_said_with_nothing_running_still_stops_a_moving_belt() -> None:
+    run = BeltRun()
+    run.at(1.0)
+    run.sim.schedule(run.t + 0.1, "start")     # started on the console; the coach is idle
+    run.at(run.t + 6)
+    assert run.belt_mph() > 0.3 and run.coach.state is State.IDLE
+    run.say("stop")
+    assert run.writes(Op.STOP_PAUSE)[-1][0] == run.t
+    run.at(run.t + 20)
+    assert run.belt_mph() < 0.01
+
+
+def test_stop_during_the_wind_down_is_written_at_once() -> None:
+    run = BeltRun().walking()
+    while not run.coach.done:
+        run.at(run.t + 1)
+        if run.coach.awaiting_turn and run.t - run.coach.question_t >= 2:
+            run.say("yes", "ready")
+    assert run.belt.winding_down
+    n = len(run.writes(Op.STOP_PAUSE))
+    run.say("stop")
+    assert len(run.writes(Op.STOP_PAUSE)) == n + 1 and run.writes(Op.STOP_PAUSE)[-1][0] == run.t
+
+
+def test_a_stop_the_treadmill_refuses_is_written_again_and_nothing_else_is() -> None:
+    run = BeltRun(with_quirks(fails_stop=True)).walking()
+    run.at(run.t + 3)
+    run.say("stop")
+    run.at(run.t + 3)
+    assert len(run.writes(Op.STOP_PAUSE)) >= 4 and run.belt.halt_pending
+    run.coach.reset()
+    run.say("start")
+    for _ in range(3):
+        run.at(run.t + 2)
+        run.say("yes")
+    run.at(run.t + 2)
+    run.say("yes", "ready")
+    written = len(run.writes(Op.SET_TARGET_SPEED))
+    run.at(run.t + 5)
+    assert len(run.writes(Op.SET_TARGET_SPEED)) == written, "no speed before a confirmed stop"
+
+
 def test_a_pad_that_reads_mph_with_the_units_setting() -> None:
     settings = TreadmillSettings(control="drive", target_units="mph")
     run = BeltRun(with_quirks(reads_mph=True), settings=settings).walking()

@@ -19,7 +19,7 @@ from voicecoach.treadmill.link import (
     TreadmillInfo,
 )
 from voicecoach.workout.coach import Coach
-from voicecoach.workout.machine import ACTIVE, State
+from voicecoach.workout.machine import ACTIVE, AT_REST, State
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ INCLINE_TOLERANCE_PCT = 0.25
 #: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
 #: slowest), then halted.
 WIND_DOWN_KMH = 1.0
+#: A stop the treadmill did not confirm (a failed or refused write) is written again after this
+#: long, for as long as it is not confirmed
+STOP_RETRY_S = 0.5
 class BeltController(BeltReports):
     """Drives (or, in "announce" mode, only watches) the belt for one :class:`Coach`.
 
@@ -61,6 +64,12 @@ class BeltController(BeltReports):
         self._down_reason = ""
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
+        #: A stop the treadmill has not confirmed yet: it is written (again) whenever the link
+        #: can take it, and nothing else is written until it is confirmed. It outlives the
+        #: session it was said in (a new "start" waits for it).
+        self.halt_pending = False
+        self._stop_in_flight = False
+        self._stop_retry_at = -math.inf
         self._reset_session()
 
     @classmethod
@@ -87,7 +96,6 @@ class BeltController(BeltReports):
         self.sent_incline: float | None = None
         self.incline_step: _Step | None = None
         self.winding_down = False
-        self.halt_pending = False
         self.start_pending = False
         self.speed_control = True
         self._said = set()
@@ -148,6 +156,10 @@ class BeltController(BeltReports):
     def _write(self, command: ftms.Command) -> None:
         if not self.drive:
             return
+        if self.halt_pending and command != ftms.stop():
+            _LOGGER.info("treadmill: %s not written: a stop is not confirmed yet",
+                         command.describe())
+            return
         self.treadmill.send(command, self.coach.now)
 
     # ------------------------------------------------------------------ the coach's events
@@ -155,6 +167,12 @@ class BeltController(BeltReports):
         """Listener for the coach's events."""
         if isinstance(event, ev.StateChanged):
             self._state_changed(event)
+        elif isinstance(event, ev.CommandHeard):
+            if event.command == "stop" and State(event.state) in AT_REST \
+                    and event.source != "console":
+                # nothing is running as far as the coach knows, but the user says stop: the
+                # belt may still move (a stop the link lost, a wind-down): stop it now
+                self._halt()
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
@@ -198,6 +216,11 @@ class BeltController(BeltReports):
         self.started = True
         if not self.drive:
             return
+        if self.halt_pending:  # started once the last stop is confirmed (_stop_confirmed)
+            self.start_pending = True
+            if not self.link_up:
+                self._say_once("not_connected", self.words.NOT_CONNECTED, Priority.ANSWER)
+            return
         if not self.link_up:  # started when the link is up (the user did say ready)
             self.start_pending = True
             self._say_once("not_connected", self.words.NOT_CONNECTED, Priority.ANSWER)
@@ -215,12 +238,26 @@ class BeltController(BeltReports):
         self._pump()
 
     def _halt(self) -> None:
+        """Stop the belt: written now if the link is up (and no stop is on its way already),
+        else as soon as it is; pending until the treadmill confirms it (:meth:`_stop_done`)."""
         self.winding_down = False
-        if self.link_up:
+        if not self.drive:
+            return
+        self.halt_pending = True
+        if self.link_up and not self._stop_in_flight:
+            self._stop_in_flight = True
             self._write(ftms.stop())
-            self.halt_pending = False
-        else:
-            self.halt_pending = True
+
+    def _stop_done(self, ok: bool) -> None:
+        """The treadmill's answer to a stop: confirmed, or written again :data:`STOP_RETRY_S`
+        later (by :meth:`tick`; at once when a lost link comes back)."""
+        self._stop_in_flight = False
+        if not ok:
+            self._stop_retry_at = self.coach.now + STOP_RETRY_S
+            return
+        self.halt_pending = False
+        if self.start_pending and self.link_up and self.coach.state in ACTIVE:
+            self._start_belt()  # the user said ready while the stop was on its way
 
     def _wind_down(self) -> None:
         slow = max(WIND_DOWN_KMH, self.speed_range.minimum)
@@ -299,6 +336,10 @@ class BeltController(BeltReports):
         """Tick hook: take in the link's updates, then write the next step if one is due."""
         for update in self.treadmill.poll(t):
             self.handle(update)
+        if self.halt_pending and self.link_up and not self._stop_in_flight \
+                and self.coach.now >= self._stop_retry_at:
+            _LOGGER.warning("treadmill: the stop was not confirmed; writing it again")
+            self._halt()
         if self.winding_down and self._step_done(self.coach.now):
             self._halt()
         self._pump()

@@ -76,6 +76,7 @@ class BeltReports:
     incline_step: _Step | None
     winding_down: bool
     halt_pending: bool
+    _stop_in_flight: bool
     start_pending: bool
     speed_control: bool
 
@@ -85,6 +86,7 @@ class BeltReports:
         def _from_raw(self, raw: float) -> float: ...
         def _top_mph(self) -> float: ...
         def _halt(self) -> None: ...
+        def _stop_done(self, ok: bool) -> None: ...
         def _start_belt(self) -> None: ...
 
     def handle(self, update: Update) -> None:
@@ -159,6 +161,7 @@ class BeltReports:
                 coach.say(coach.words.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
                 self._from_console("stop")
         elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
+            self.halt_pending = False  # the console wins: the user started it there
             if coach.state is State.PAUSED:
                 coach.say(coach.words.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
                 self._from_console("resume")
@@ -200,6 +203,8 @@ class BeltReports:
 
     def _write_done(self, done: WriteDone) -> None:
         command = done.command
+        if command == ftms.stop():
+            self._stop_done(not done.error and (done.response is None or done.response.ok))
         if done.error:
             _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
             self._problem(f"write {done.error}", command=command.describe())
@@ -247,6 +252,7 @@ class BeltReports:
             return
         self.link_up = False
         self.step = self.incline_step = None
+        self._stop_in_flight = False  # a stop on its way is lost with the link: written again
         _LOGGER.warning("treadmill: link lost (%s); retrying in the background", reason)
         self._problem("link lost", reason=reason)
         if self.coach.state in ACTIVE or self.coach.state is State.PAUSED:

@@ -40,6 +40,8 @@ class Quirks:
     """Start/resume while running pauses the belt (a start/pause toggle)."""
     denies_control: bool = False
     """Answers "control not permitted" (result 5) to every request for control."""
+    fails_stop: bool = False
+    """Answers "operation failed" to every stop (a faulty pad: the coach must keep asking)."""
 
 
 class BeltModel:
@@ -121,6 +123,8 @@ class BeltModel:
                 self._start()
             return answer(Result.SUCCESS)
         if op is Op.STOP_PAUSE:
+            if self.quirks.fails_stop and command.value != ftms.PAUSE:
+                return answer(Result.FAILED)
             if command.value == ftms.PAUSE:
                 self.state = "paused" if self.state == "running" else self.state
             else:
