@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from voicecoach.audio.chunk import AudioChunk
 from voicecoach.grammar import load_grammar
 from voicecoach.listening.spotter.decide import Decider, Decision, Fired
 from voicecoach.listening.spotter.engine import SpotterRecogniser
@@ -242,3 +243,29 @@ def test_a_candidate_the_spotter_raised_sure_of_itself_needs_only_its_sure_bar()
     rec, _ = spotter({"yes": own / 2, "no": 0.0}, "briefing")
     rec.verify_sure = {"no": (0.95, own / 4), "yes": (0.95, own / 4)}
     assert rec._second_look(sure) is None
+
+
+class Failing(Scripted):
+    """A verifier whose runtime fails while listening (ctranslate2 raising mid-session)."""
+
+    def scores(self, audio: np.ndarray, phrases: Mapping[str, Sequence[str]],
+               anywhere: Collection[str] = (), opening: dict[str, float] | None = None
+               ) -> dict[str, float]:
+        self.looks += 1
+        raise RuntimeError("std::bad_alloc")
+
+
+@pytest.mark.parametrize(("command", "acted"), [("stop", "stop"), ("faster", None)])
+def test_a_verifier_failing_mid_session_turns_the_look_off_and_never_loses_that_stop(
+        command: str, acted: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    verifier = Failing({})
+    rec = SpotterRecogniser(GRAMMAR, verifier=verifier)  # type: ignore[arg-type]
+    rec.set_commands(GRAMMAR.commands_for("backward"))
+    got = rec._second_look(candidate(command, ()))
+    assert (got.command if got else None) == acted
+    assert rec.verifier is None and not rec.decider.verifying
+    assert rec.look_off is not None and "bad_alloc" in rec.look_off
+    assert [r.message for r in caplog.records if "second look failed" in r.message]
+    # from now on the spotter decides alone: nothing more is asked of the verifier
+    rec.accept(AudioChunk(np.zeros(16000, np.int16).tobytes(), 0.0))
+    assert verifier.looks == 1

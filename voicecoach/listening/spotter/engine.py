@@ -285,7 +285,15 @@ class SpotterRecogniser:
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
                  if c in self._phrases}
-        score, over = self._look(self.verifier, end, end_s, asked)
+        looked = self._safe_look(self.verifier, end, end_s, asked)
+        if looked is None:
+            # the verifier failed just now (the spotter goes on alone): a stop is acted on,
+            # since a missed stop is the worst error; a candidate for anything else is not
+            if fired.command != STOP:
+                return None
+            self.decider.accept(fired)
+            return fired
+        score, over = looked
 
         default = self.verify_thresholds.get("default", 1.0)
 
@@ -324,7 +332,10 @@ class SpotterRecogniser:
             return hit
         end = self._audio.size - max(0, self._fed - self._steps * 1280)
         asked = {c: self._phrases[c] for c in (hit.command, STOP) if c in self._phrases}
-        score, over = self._look(self.verifier, end, hit.emitted_s, asked)
+        looked = self._safe_look(self.verifier, end, hit.emitted_s, asked)
+        if looked is None:
+            return hit  # the verifier failed just now: the spotter and enrollment go on alone
+        score, over = looked
         default = self.verify_thresholds.get("default", 1.0)
         bar = self.verify_thresholds.get(hit.command, default)
         heard_stop = STOP in asked and score.get(STOP, 0.0) >= self.stop_bar(over)
@@ -355,7 +366,10 @@ class SpotterRecogniser:
         end = self._audio.size - back
         if back < 0 or end <= 0:
             return False
-        score, over = self._look(self.verifier, end, det.emitted_s, {STOP: self._phrases[STOP]})
+        looked = self._safe_look(self.verifier, end, det.emitted_s, {STOP: self._phrases[STOP]})
+        if looked is None:
+            return False
+        score, over = looked
         limit = self.stop_bar(over)
         _LOGGER.debug("second look at a confident stop (%.2f s%s): verifier %.3f/%.3f",
                       det.emitted_s, ", over the coach" if over else "", score.get(STOP, 0.0),
@@ -375,6 +389,22 @@ class SpotterRecogniser:
             return self.over_speech_stop_bar if probe is not None and probe.reads(False) \
                 else min(own, self.over_speech_stop_bar)
         return own
+
+    def _safe_look(self, verifier: WhisperVerifier, end: int, end_s: float,
+                   asked: dict[str, list[str]]) -> tuple[dict[str, float], bool] | None:
+        """:meth:`_look`, or None if the verifier fails: then the second look is turned off
+        for good (one line; ``look_off`` says why, as doctor does) and the spotter decides alone
+        from the next step, with its own thresholds, as it does without the verify extra."""
+        try:
+            return self._look(verifier, end, end_s, asked)
+        except Exception as exc:  # noqa: BLE001 - a foreign runtime failing: go on without it
+            reason = exc.one_line() if isinstance(exc, VoicecoachError) \
+                else f"{type(exc).__name__}: {exc}"
+            _LOGGER.warning("the second look failed (%s); the spotter goes on alone", reason)
+            self.verifier = None
+            self.look_off = f"it failed while listening: {reason}"
+            self.decider.verifying = False
+            return None
 
     def _look(self, verifier: WhisperVerifier, end: int, end_s: float,
               asked: dict[str, list[str]]) -> tuple[dict[str, float], bool]:
