@@ -128,3 +128,71 @@ def test_a_replayed_session_drives_the_belt(recogniser: Any, tmp_path: Path) -> 
 
     sim.poll(replay.clock.audio_s + 15.0)  # the belt runs down to a halt
     assert sim.model.speed_kmh == 0.0 and sim.model.state == "stopped"
+
+
+class DiesAt:
+    """A recogniser that hears the briefing through ("start", then "yes" every 4 s) and then
+    raises ``exc`` at audio time ``at``: the loop ending under a walking session."""
+
+    name = "scripted"
+    language = "en"
+
+    def __init__(self, at: float, exc: BaseException) -> None:
+        self.at, self.exc = at, exc
+
+    def set_commands(self, commands: Any) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def accept(self, chunk: Any) -> list[Any]:
+        from voicecoach.listening.recogniser import Detection
+
+        t = round(chunk.end_s, 2)
+        if t >= self.at:
+            raise self.exc
+        said = {1.0: "start", **{round(8.0 + 4 * k, 2): "yes" for k in range(14)}}.get(t)
+        return [Detection(said, said, t - 0.4, t - 0.1, t, 0.99, True)] if said else []
+
+    def flush(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class Quiet:
+    def chunks(self) -> Any:
+        from voicecoach.audio.chunk import AudioChunk
+
+        for i in range(100_000):
+            yield AudioChunk(b"\0\0" * 1600, i * 0.1, 16000)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("exc", "status"), [(SystemExit(0), "stopped"),
+                                              (RuntimeError("a fault"), "interrupted")])
+def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, status: str,
+                                                        tmp_path: Path) -> None:
+    import sqlite3
+
+    from voicecoach.commands._device import simulated_speaker
+
+    settings = Settings(data_dir=tmp_path)
+    clock = AudioClock()
+    sim = SimTreadmill()
+    sources = iter([Quiet()])
+    loop = DeviceLoop(settings, load_grammar("en"), DiesAt(90.0, exc),
+                      simulated_speaker(settings, clock), lambda: next(sources, None),
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      clock=clock, sleep=lambda s: None, treadmill=sim, treadmill_settings=DRIVE)
+    with pytest.raises(type(exc)):
+        loop.run()
+    assert loop.coach.state in (State.WARMUP, State.BACKWARD), "it must die mid-walk"
+    sim.poll(sim.now + 30)              # the treadmill half a minute later, nobody coaching
+    assert sim.log.of(Op.STOP_PAUSE) and sim.model.speed_kmh < 0.01
+    with sqlite3.connect(tmp_path / "history.sqlite3") as db:
+        assert [s for (s,) in db.execute("select status from sessions")] == [status]

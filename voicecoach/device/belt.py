@@ -237,6 +237,11 @@ class BeltController(BeltReports):
         self.sent_kmh = None
         self._pump()
 
+    def halt(self) -> None:
+        """Stop the belt now, whatever the coach's state (the device loop ending under a
+        session); pending until the treadmill confirms it, as every stop is."""
+        self._halt()
+
     def _halt(self) -> None:
         """Stop the belt: written now if the link is up (and no stop is on its way already),
         else as soon as it is; pending until the treadmill confirms it (:meth:`_stop_done`)."""

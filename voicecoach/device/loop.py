@@ -346,7 +346,17 @@ class DeviceLoop:
                 if self.coach.state is State.STOPPED:
                     self._end_session()
         except BaseException as exc:
+            self._halt_belt()
             self.close(exc)
             raise
         self.close()
         return self.completed
+
+    def _halt_belt(self) -> None:
+        """The loop is ending under a session (SIGTERM, Ctrl-C, a fault): nobody will coach or
+        listen any more, so the belt is stopped (the link's ``close`` writes what is queued)."""
+        if self.belt is None or not isinstance(self.belt, BeltController):
+            return
+        if self._session is not None or self.belt.started:
+            _LOGGER.warning("the coach is ending under a session: the belt is stopped")
+            self.belt.halt()
