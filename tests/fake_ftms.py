@@ -129,6 +129,7 @@ class FakeTreadmill:
         self.hz = hz
         self.writes: list[bytes] = []
         self.mute_control = False  # True: writes are never answered (a write that times out)
+        self.answer_delay_s = 0.0  # how long the treadmill takes to answer a write
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.chars: dict[str, _Characteristic] = {}
@@ -139,9 +140,11 @@ class FakeTreadmill:
             return
         response, statuses = self.model.control(data)
         assert self.loop is not None
-        self.loop.call_soon(self.chars[ftms.CONTROL_POINT].notify, response.encode())
+        self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
+                             response.encode())
         for status in statuses:
-            self.loop.call_soon(self.chars[ftms.STATUS].notify, status.encode())
+            self.loop.call_later(self.answer_delay_s, self.chars[ftms.STATUS].notify,
+                                 status.encode())
 
     def close(self) -> None:
         """Leave the bus and stop the fake's loop (thread-safe)."""

@@ -135,6 +135,22 @@ def test_a_session_drives_the_fake_belt_over_bleak(fake: FakeTreadmill) -> None:
         link.close()
 
 
+def test_a_stop_queued_as_the_link_closes_is_written_first(fake: FakeTreadmill) -> None:
+    """The device loop ending under a session halts the belt and closes the link at once:
+    the stop must reach the treadmill before the link goes."""
+    fake.writes.clear()
+    coach, _events, link = _session(fake, 6.0, {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"})
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController) and coach.state is not State.STOPPED
+    assert fake.model.state == "running"
+    fake.answer_delay_s = 0.4                  # a slow pad: a speed write is still on its way
+    link.send(ftms.target_speed(1.5), 6.0)
+    belt.halt()
+    link.close()
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+    assert fake.model.state == "stopped"
+
+
 def test_the_safety_key_on_the_fake_stops_the_coach(fake: FakeTreadmill) -> None:
     fake.model.controlled = False
     script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"}

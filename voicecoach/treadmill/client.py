@@ -40,6 +40,8 @@ _LOGGER = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 3.0
 #: Seconds between attempts to reconnect a lost treadmill.
 RECONNECT_S = 3.0
+#: On close, how long the writes already queued (a last stop) may take to go out
+FLUSH_S = WRITE_TIMEOUT_S + 0.5
 CONNECT_TIMEOUT_S = 15.0
 
 
@@ -212,6 +214,8 @@ class BleakTreadmill:
         self._commands: asyncio.Queue[ftms.Command] | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._connected = False  # a writer is running
+        self._writing = False    # a write is on its way
         self._t0 = time.monotonic()
         self._last_poll_t = 0.0
         self._thread = threading.Thread(target=self._run, name="treadmill-link", daemon=True)
@@ -248,6 +252,13 @@ class BleakTreadmill:
         self._thread.join(5.0)
 
     async def _shutdown(self) -> None:
+        # what was queued last (the belt's stop when the coach ends under a session) is written
+        # first, if the link is up, for at most FLUSH_S
+        waited = 0.0
+        while self._connected and waited < FLUSH_S and (
+                self._writing or (self._commands is not None and not self._commands.empty())):
+            await asyncio.sleep(0.02)
+            waited += 0.02
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -312,10 +323,12 @@ class BleakTreadmill:
             self._drain_commands()  # nothing written while away is sent late
             self._put(info)
             writer = asyncio.create_task(self._writer(controller, lost))
+            self._connected = True
             try:
                 await lost.wait()
                 self._put(("down", "the treadmill link was lost"))
             finally:
+                self._connected = self._writing = False
                 writer.cancel()
                 try:
                     await client.disconnect()
@@ -333,6 +346,7 @@ class BleakTreadmill:
         assert self._commands is not None
         while not lost.is_set():
             command = await self._commands.get()
+            self._writing = True
             try:
                 response = await controller.write(command)
                 self._put(("done", command, response, ""))
@@ -340,3 +354,5 @@ class BleakTreadmill:
                 self._put(("done", command, None, "timed out"))
             except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
                 self._put(("done", command, None, explain(exc).message))
+            finally:
+                self._writing = False
