@@ -286,3 +286,25 @@ def test_over_the_coach_a_lower_stop_candidate_level_is_looked_at_and_only_there
     plain = make()
     plain.over_stop_candidate = 0.1                # no verifier: no candidates at all
     assert [f for j, p in enumerate(quiet) for f in plain.step(p, (j + 1) * 0.08, over=True)] == []
+
+
+def test_a_stop_dropped_as_the_coachs_voice_does_not_hold_back_the_users_stop() -> None:
+    def stream(d: Decider, release: bool) -> list[tuple[str, float]]:
+        out = []
+        # the coach's echo scores a confident stop at 0.08 s, the run ends, and the user's
+        # own stop comes 0.4 s later, inside the refractory second
+        scores = [0.9, 0.0, 0.0, 0.0, 0.0, 0.9, 0.9, 0.0]
+        for j, s in enumerate(scores):
+            fired = d.step(probs(stop=s), (j + 1) * 0.08)
+            out += [(f.command, round(f.emitted_s, 2)) for f in fired]
+            if release and fired and j == 0:
+                d.release_stop()          # the duplex gate dropped it as echo
+        return out
+
+    assert stream(make(), release=False) == [("stop", 0.08)]
+    assert stream(make(), release=True) == [("stop", 0.08), ("stop", 0.48)]
+    # the dropped run itself still fires nothing more, released or not
+    d = make()
+    assert run(d, [probs(stop=0.9)]) == [("stop", 0.08)]
+    d.release_stop()
+    assert [f.command for f in d.step(probs(stop=0.9), 0.16)] == []

@@ -196,3 +196,29 @@ def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, stat
     assert sim.log.of(Op.STOP_PAUSE) and sim.model.speed_kmh < 0.01
     with sqlite3.connect(tmp_path / "history.sqlite3") as db:
         assert [s for (s,) in db.execute("select status from sessions")] == [status]
+
+
+def test_a_stop_the_gate_drops_as_the_coachs_voice_releases_the_recognisers_refractory(
+        tmp_path: Path) -> None:
+    from voicecoach.commands._device import simulated_speaker
+    from voicecoach.device.duplex import Decision
+    from voicecoach.listening.recogniser import Detection
+
+    class Releasing(DiesAt):
+        released = 0
+
+        def release_stop(self) -> None:
+            self.released += 1
+
+    settings = Settings(data_dir=tmp_path)
+    clock = AudioClock()
+    rec = Releasing(1e9, RuntimeError())
+    loop = DeviceLoop(settings, load_grammar("en"), rec, simulated_speaker(settings, clock),
+                      lambda: None, lambda plan: recorded_session(settings, plan, "serve"),
+                      plan=PLAN, clock=clock)
+    stop = Detection("stop", "stop", 0.1, 0.4, 0.5, 0.99, False)
+    for reason, accepted, released in (("echo", False, 1), ("over-speech", False, 1),
+                                       ("stop", True, 1)):
+        loop.gate.decide = lambda det, r=reason, a=accepted: Decision(det, a, r)  # type: ignore
+        loop._deliver(stop, 0.5)
+        assert rec.released == released, reason

@@ -260,6 +260,9 @@ class DeviceLoop:
         if self.on_decision is not None:
             self.on_decision(decision)
         if not decision.accepted:
+            release = getattr(self.recogniser, "release_stop", None)
+            if det.command == "stop" and decision.reason == "echo" and release is not None:
+                release()  # the coach's voice must not hold back the user's stop after it
             return
         t = max(det.emitted_s, self.coach.now)
         if det.command == "start" and self.coach.state in AT_REST and self._session is None:

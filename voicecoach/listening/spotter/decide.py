@@ -298,6 +298,12 @@ class Decider:
         self._sure_due = True
         return None
 
+    def release_stop(self) -> None:
+        """The stop just acted on was not the user's (the duplex gate dropped it as the coach's
+        own voice): the next run of stop scores may fire at once, without waiting out the
+        refractory second. The dropped run itself still fires nothing more."""
+        self._stop_quiet_until = -1e9
+
     def accept(self, fired: Fired) -> None:
         """Act on ``fired``: its refractory period starts (the verifier agreed, or none asked)."""
         d = self.decision

@@ -351,6 +351,12 @@ class SpotterRecogniser:
         self.enrolled.withdraw(hit)
         return None
 
+    def release_stop(self) -> None:
+        """The duplex gate dropped the stop just emitted as the coach's own voice: the user's
+        stop that follows is not held back by its refractory second (Decider.release_stop)."""
+        self.decider.release_stop()
+        self.enrolled.release_stop()
+
     def look_again(self, det: Detection) -> bool:
         """A second look at a stop acted on without one (a confident stop, ``det``), asked by the
         duplex gate before it drops the stop as the coach's own voice: True if the verifier

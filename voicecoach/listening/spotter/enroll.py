@@ -135,6 +135,11 @@ class EnrolledScorer:
             self._quiet_until = end_s + REFRACTORY_S
         return hits, passed
 
+    def release_stop(self) -> None:
+        """See :meth:`Decider.release_stop`: a stop dropped as the coach's voice holds back no
+        other stop."""
+        self._stop_quiet_until = -1e9
+
     def withdraw(self, hit: UserHit) -> None:
         """``hit`` was not acted on (the second look did not hear it): the spotter's own
         detection of that command is not held back as its repeat. Enrollment's own quiet period
