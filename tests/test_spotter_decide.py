@@ -308,3 +308,23 @@ def test_a_stop_dropped_as_the_coachs_voice_does_not_hold_back_the_users_stop() 
     assert run(d, [probs(stop=0.9)]) == [("stop", 0.08)]
     d.release_stop()
     assert [f.command for f in d.step(probs(stop=0.9), 0.16)] == []
+
+
+@pytest.mark.parametrize("verifying", [False, True])
+def test_one_long_faster_is_one_faster_but_a_second_one_is_heard(verifying: bool) -> None:
+    d = make(refractory=1.0)
+    d.verifying = verifying
+
+    def feed(scores: list[float], start: int) -> list[str]:
+        out = []
+        for j, s in enumerate(scores):
+            for f in d.step(probs(faster=s), (start + j + 1) * 0.08):
+                if f.needs_look:
+                    d.accept(f)         # the second look agrees every time
+                out.append(f.command)
+        return out
+
+    held = [0.9] * 16                        # 1.28 s above the threshold: one utterance
+    assert feed(held, 0) == ["faster"]
+    # the score falls away, and a second "faster" after the refractory second is heard
+    assert feed([0.0] * 4 + [0.9] * 3, 16) == ["faster"]

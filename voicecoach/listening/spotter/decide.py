@@ -166,6 +166,9 @@ class Decider:
         self._quiet_until = -1e9
         self._stop_quiet_until = -1e9
         self._looked: set[str] = set()
+        #: commands other than stop acted on in their current run of scores (one run is one
+        #: utterance: a "faster" held past the refractory second is not a second "faster")
+        self._said: set[str] = set()
         self._last_stop = 0.0
         self._stop_steps = 0
         self._stop_said = False
@@ -207,8 +210,11 @@ class Decider:
                 self._rose.setdefault(cmd, end_s - (len(self._history) - 1) * 0.08)
             else:
                 self._rose.pop(cmd, None)
-            if score < (self.stop_candidate() if cmd == STOP else d.candidate_for(cmd, verifying)):
+            level = self.stop_candidate() if cmd == STOP else d.candidate_for(cmd, verifying)
+            if score < level:
                 self._looked.discard(cmd)
+            if score < 0.5 * level:
+                self._said.discard(cmd)
             self._above[cmd] = self._above.get(cmd, 0) + 1 if score >= limit else 0
             if cmd != STOP and score > best:
                 best_cmd, best = cmd, score
@@ -217,7 +223,8 @@ class Decider:
             if stop is not None:
                 return [stop]
         if (best_cmd and self._above.get(best_cmd, 0) >= max(1, d.confirm)
-                and end_s >= self._quiet_until and best_cmd not in self._looked):
+                and end_s >= self._quiet_until and best_cmd not in self._looked
+                and best_cmd not in self._said):
             fired = self._fire(best_cmd, smooth, end_s, needs_look=verifying)
             if verifying:
                 self._looked.add(best_cmd)
@@ -312,6 +319,8 @@ class Decider:
             self._stop_said = True
         self._quiet_until = fired.emitted_s + d.refractory_s
         self._looked.discard(fired.command)
+        if fired.command != STOP:
+            self._said.add(fired.command)
         if fired.command == STOP:
             self._sure_due = False
             self._relook_at = None
