@@ -298,6 +298,7 @@ def test_an_enrollment_for_another_model_version_is_named_and_skipped(
     code, _, err = cli(capsys, "listen", "--engine", "spotter",
                        str(COMMANDS / "joe" / "fast" / "stop__stop.wav"))
     assert code == 0 and "another version" in err and "redo it" in err
+    assert err.count("another version") == 1, err      # said once, in the engine's line
 
 
 def _bad(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -130,7 +130,10 @@ class SpotterRecogniser:
         self._phrases = phrases_of(grammar)
         self.enrollment_problems: list[str] = []
         if enrolled is None:
-            enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+            # the default folder's problems are said by whoever reads it for the user
+            # (use_data_dir's line, doctor); a folder given here is said here
+            enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir,
+                                                            warn=data_dir is not None)
         self.enrolled = enrolled
         #: An enrolled voice's non-stop detections need the second look (issue 15's rule for
         #: every command that moves the belt or answers a question); False only to measure the
@@ -140,7 +143,8 @@ class SpotterRecogniser:
 
     def use_data_dir(self, data_dir: Path) -> str:
         """Read the enrollments of ``data_dir`` instead; a line that says whose are used."""
-        self.enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir)
+        self.enrolled, self.enrollment_problems = scorer_for(self.model, self._phrases, data_dir,
+                                                             warn=False)  # the line says them
         self.reset()
         users = ", ".join(self.enrolled.users)
         line = f"enrolled voices: {users}" if users else "no enrolled voices"

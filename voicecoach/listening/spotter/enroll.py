@@ -160,15 +160,17 @@ class EnrolledScorer:
 
 
 def scorer_for(model: SpotterModel, phrases: Mapping[str, Sequence[str]],
-               data_dir: Path | None = None) -> tuple[EnrolledScorer, list[str]]:
+               data_dir: Path | None = None, warn: bool = True
+               ) -> tuple[EnrolledScorer, list[str]]:
     """The scorer of every usable enrollment in ``data_dir`` (default: $VOICECOACH_HOME or the
-    per-user data folder), and one line per enrollment that was skipped and why."""
+    per-user data folder), and one line per enrollment that was skipped and why (also logged
+    as a warning unless ``warn`` is False: the caller says them)."""
     from voicecoach.listening.spotter.model import phrase_hash
     from voicecoach.settings import default_data_dir
 
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     profiles, problems = load_all(folder, model, phrase_hash({c: list(p)
                                                               for c, p in phrases.items()}))
-    for line in problems:
+    for line in problems if warn else ():
         _LOGGER.warning("enrollment skipped: %s", line)
     return EnrolledScorer(profiles, model), problems
