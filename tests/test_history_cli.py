@@ -176,3 +176,22 @@ def test_a_destination_that_is_a_folder_is_one_line_before_any_output(
     code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", flag, str(tmp_path))
     assert code != 0 and out == "" and err.count("\n") == 1
     assert "is a folder, not a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--export", "--plot"])
+@pytest.mark.parametrize("name", [DB_NAME, DB_NAME + "-wal", "session.lock", "link"])
+def test_the_history_itself_is_never_a_destination(data_dir: Path, tmp_path: Path, flag: str,
+                                                   name: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    db = data_dir / DB_NAME
+    before = db.read_bytes()
+    target = data_dir / name
+    if name == "link":
+        target = tmp_path / "history-link.csv"
+        target.symlink_to(db)
+    code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", flag, str(target))
+    assert code != 0 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "voicecoach's own data" in err and "give another file name" in err
+    assert db.read_bytes() == before
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
+    assert code == 0 and json.loads(out)["sessions"]

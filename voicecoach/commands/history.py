@@ -19,6 +19,7 @@ from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB
 from voicecoach.history.progression import PROGRESSION_SOURCES
+from voicecoach.history.recorder import SESSION_LOCK
 from voicecoach.history.rows import SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
@@ -142,10 +143,17 @@ def export_csv(sessions: list[SessionSummary], path: Path) -> None:
                               "check that the folder exists and is writable") from None
 
 
-def check_destination(path: Path, flag: str) -> None:
+def check_destination(path: Path, flag: str, data_dir: Path | None = None) -> None:
     """One clear error before anything is printed when ``path`` cannot be written: its folder
-    missing or not writable, or a folder of that name in the way."""
+    missing or not writable, a folder of that name in the way, or one of the data folder's own
+    files (the history itself, its journal, the session lock, an enrollment): writing a CSV or
+    a PNG over the history would lose every session."""
     folder = path.parent  # Path("x.csv").parent is Path(".")
+    if data_dir is not None and _owned(path, data_dir):
+        raise VoicecoachError(f"{flag} {path}: that is voicecoach's own data ({data_dir}); "
+                              "writing there would destroy it",
+                              f"give another file name, e.g. {flag} "
+                              f"{'sessions.csv' if flag == '--export' else 'progress.png'}")
     if path.is_dir():
         example = path / ("sessions.csv" if flag == "--export" else "progress.png")
         raise VoicecoachError(f"{flag} {path}: that is a folder, not a file",
@@ -158,14 +166,26 @@ def check_destination(path: Path, flag: str) -> None:
                               "give a path in a folder you can write to")
 
 
+def _owned(path: Path, data_dir: Path) -> bool:
+    """Whether ``path`` is (or is a link to) a file voicecoach keeps in ``data_dir``."""
+    try:
+        target, home = path.resolve(), data_dir.resolve()
+    except (OSError, RuntimeError):
+        return False
+    if target.parent == home and (target.name.startswith(DB_NAME)
+                                  or target.name == SESSION_LOCK):
+        return True
+    return home / "enrollment" in target.parents
+
+
 def run(args: argparse.Namespace) -> int:
     weeks = parse_weeks(args.weeks)
-    for flag, dest in (("--export", args.export), ("--plot", args.plot)):
-        if dest is not None:
-            check_destination(dest, flag)
     # Same data folder as run/demo: --data-dir, else the config file, else VOICECOACH_HOME
     # or the per-user folder.
     data_dir = settings_from_args(args).data_dir
+    for flag, dest in (("--export", args.export), ("--plot", args.plot)):
+        if dest is not None:
+            check_destination(dest, flag, data_dir)
     path, sessions = load_sessions(data_dir, weeks)
     totals = weekly_totals(sessions)
     if args.json:
