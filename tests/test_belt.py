@@ -356,3 +356,30 @@ def test_pain_slows_the_belt_even_below_the_phase_window() -> None:
     assert run.coach.speed_mph == pytest.approx(0.4)
     assert run.speeds_written_mph()[-1] == pytest.approx(0.4)  # 0.6 km/h, the range's step
     assert run.belt_mph() == pytest.approx(0.4, abs=0.06)
+
+
+def test_the_belt_hears_a_stop_before_any_other_listener() -> None:
+    """The history (which may wait for a locked database) and the printed output hear the
+    coach's events after the belt: a stop is written first."""
+    from voicecoach.events import Event
+    from voicecoach.grammar import load_grammar
+    from voicecoach.workout.coach import Coach
+
+    sim = SimTreadmill()
+    seen: list[int] = []
+
+    def history_like(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.dest == State.STOPPED.value:
+            seen.append(len(sim.log.of(Op.STOP_PAUSE)))
+
+    from belt_helpers import BELT_PLAN
+
+    from voicecoach.device.belt import BeltController
+
+    coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [history_like],
+                  followers=[BeltController.follow(sim, DRIVE)])
+    run = BeltRun(sim=sim)
+    run.coach, run.belt = coach, coach.followers[0]  # type: ignore[assignment]
+    run.walking()
+    run.say("stop")
+    assert seen == [1], "the stop must be written before the history hears of it"

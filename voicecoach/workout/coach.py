@@ -71,13 +71,15 @@ class Coach(CoachPhases, CoachRequests):
         self._refusals = 0
         self._reset_session()
         self.machine = build_machine(self)
-        #: Made with this coach, after the listeners and hooks given (e.g. the belt controller).
+        #: Made with this coach (e.g. the belt controller). They hear every event and tick
+        #: BEFORE the listeners and hooks given: a stop reaches the belt first, not after the
+        #: history (which may wait for a locked database) or the printed output.
         self.followers: list[Follower] = []
         for make in followers:
             follower = make(self)
+            self.listeners.insert(len(self.followers), follower.on_event)
+            self.tick_hooks.insert(len(self.followers), follower.tick)
             self.followers.append(follower)
-            self.listeners.append(follower.on_event)
-            self.tick_hooks.append(follower.tick)
             asked = follower.briefing()
             if asked is not None:
                 self.briefing_checks, self.ready_prompt = asked
