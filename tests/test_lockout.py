@@ -45,7 +45,9 @@ def damage(home: Path) -> bytes:
 
 
 # ---------------------------------------------------------------- SIGTERM during run
-def test_sigterm_during_run_records_the_session_as_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: SSH closed
+def test_sigterm_during_run_records_the_session_as_stopped(tmp_path: Path,
+                                                          sig: signal.Signals) -> None:
     home = tmp_path / "home"
     proc = subprocess.Popen([sys.executable, "-m", "voicecoach", "run", "--week", "1"],
                             cwd=REPO, env=child_env(home), stdin=subprocess.PIPE,
@@ -54,12 +56,12 @@ def test_sigterm_during_run_records_the_session_as_stopped(tmp_path: Path) -> No
     for line in proc.stdout:  # the session row exists once the briefing has begun
         if "briefing" in line:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
-        "voicecoach: terminated (SIGTERM); the session was recorded as stopped")
+        f"voicecoach: terminated ({sig.name}); the session was recorded as stopped")
     with HistoryDB.open(home) as db:
         assert [(s.source, s.status) for s in db.sessions()] == [("run", "stopped")]
 
@@ -249,3 +251,45 @@ def test_doctor_notices_missing_grammars(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = [x for x in result.stdout.splitlines() if x.split()[1:2] == ["grammars:"]]
     assert line.startswith("FAIL") and "no grammar files" in line and "reinstall" in line
+
+
+@pytest.mark.parametrize("ending", [KeyboardInterrupt, Terminated])
+def test_typed_run_ending_under_a_session_stops_the_belt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: type[BaseException]) -> None:
+    """Ctrl-C or SIGTERM under a typed session with a driven belt: the belt is stopped (and the
+    link closed) before the program ends, not left running."""
+    import voicecoach.commands.run as run_command
+    from voicecoach.cli import main
+    from voicecoach.treadmill.ftms import Op
+    from voicecoach.treadmill.sim import SimTreadmill
+
+    links: list[SimTreadmill] = []
+    real_init = SimTreadmill.__init__
+
+    def remember(self: SimTreadmill, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        links.append(self)
+
+    def walk_then_end(coach: Any, grammar: Any, clock: Any, stream: Any) -> str:
+        coach.begin(0.0)
+        t = 0.0
+        for said, phrase in [("yes", "yes")] * 3 + [("yes", "ready")]:
+            t += 2.0
+            coach.tick(t)
+            coach.command(said, t, phrase=phrase, source="typed")
+        for _ in range(60):
+            t += 0.1
+            coach.tick(t)
+        assert links[0].model.speed_kmh > 0.5, "the belt must be moving when it ends"
+        raise ending() if ending is KeyboardInterrupt else ending(128 + signal.SIGTERM)
+
+    monkeypatch.setattr(SimTreadmill, "__init__", remember)
+    monkeypatch.setattr(run_command, "run_typed", walk_then_end)
+    monkeypatch.setenv("VOICECOACH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VOICECOACH_CONFIG", str(empty_config(tmp_path)))
+    try:
+        code = main(["run", "--week", "1", "--treadmill", "sim"])
+    except ending as exc:   # SIGTERM's unwinding leaves main; Ctrl-C is answered by main
+        code = exc.code if isinstance(exc, SystemExit) else None
+    assert code == (130 if ending is KeyboardInterrupt else 143)
+    assert links and links[0].log.of(Op.STOP_PAUSE), "no stop was written"

@@ -106,6 +106,12 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
                              "planned from your history")
 
 
+#: Signals that end a session as stopped: SIGTERM (systemd, kill) and SIGHUP (the terminal or
+#: SSH connection closed), where there is one
+ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                       if hasattr(signal, name))
+
+
 class Terminated(SystemExit):
     """SIGTERM arrived: unwinds like Ctrl-C, so the session is recorded as stopped."""
 
@@ -118,27 +124,30 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
     sessions' recorders, closed as stopped (a second close does nothing) before the line is
     written, so that it says whether the record is whole."""
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(128 + signal.SIGTERM)
+        raise Terminated(128 + signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        previous = {sig: signal.signal(sig, on_sigterm) for sig in ENDING_SIGNALS}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
-    except Terminated:
+    except Terminated as exc:
         lost = 0
         for recorder in recorders():
             recorder.close("stopped")
             lost += recorder.incomplete
-        print("voicecoach: terminated (SIGTERM); " + (
+        name = signal.Signals(int(exc.code or 0) - 128).name \
+            if isinstance(exc.code, int) and exc.code > 128 else "SIGTERM"
+        print(f"voicecoach: terminated ({name}); " + (
             "the session was recorded as stopped" if not lost else
             "the session's record in the history is incomplete; `voicecoach history` shows "
             "it as interrupted"), file=sys.stderr, flush=True)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -186,6 +195,16 @@ def check_recorded(recorder: SessionRecorder) -> None:
         f"({recorder.pending + recorder.dropped} events unwritten): {detail}",
         "fix the cause, then run `voicecoach history`: the session shows as interrupted",
         exit_code=INCOMPLETE_RECORD)
+
+
+def stop_belts(coach: Coach) -> None:
+    """Stop every belt the coach drives, now, whatever its state (the program is ending under
+    a session)."""
+    from voicecoach.device.belt import BeltController
+
+    for follower in coach.followers:
+        if isinstance(follower, BeltController):
+            follower.halt()
 
 
 def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: SessionRecorder,

@@ -21,6 +21,7 @@ from voicecoach.commands._common import (
     print_history_problem,
     recorded_session,
     session_settings,
+    stop_belts,
     stopped_by_sigterm,
 )
 from voicecoach.commands._device import replayed
@@ -74,11 +75,16 @@ def run(args: argparse.Namespace) -> int:
         if sys.stdin.isatty():
             print("Type commands (e.g. yes, faster, pause, resume, time left, stop); "
                   "Ctrl-D ends input.", file=sys.stderr)
-        ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
-        if ended == "input-ended":
-            coach.command("stop", source="system")
-        if treadmill is not None:
-            treadmill.close()
+        try:
+            ended = run_typed(coach, grammar, RealClock(args.speed_up), sys.stdin)
+            if ended == "input-ended":
+                coach.command("stop", source="system")
+        except BaseException:
+            stop_belts(coach)  # Ctrl-C, SIGTERM, a fault: nobody coaches the belt any more
+            raise
+        finally:
+            if treadmill is not None:
+                treadmill.close()  # what is queued (that stop) is written first
     check_recorded(recorder)
     if ended == "input-ended":
         print(INPUT_ENDED, file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import (
+    ENDING_SIGNALS,
     add_engine_options,
     add_plan_options,
     choose_plan,
@@ -223,7 +224,7 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,
                       canceller=given.canceller, treadmill=treadmill,
                       treadmill_settings=treadmill_settings)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {sig: signal.signal(sig, _on_sigterm) for sig in ENDING_SIGNALS}
     try:
         if not begin_at_once:
             print("voicecoach: listening; say 'start' to begin a session", file=sys.stderr,
@@ -236,7 +237,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         speaker.close()  # SIGTERM: speech stops at once
         if treadmill is not None:
             treadmill.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
