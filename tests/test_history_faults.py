@@ -54,6 +54,11 @@ BAD_ROWS = [
      "max_speed_mph": -4.0, "backward_speed_mph": float("inf"), "incline_pct": float("-inf")},
     {"status": "exploded", "source": "alien", "total_s": 1e300, "planned_backward_s": -1.0},
     {"status": "running", "pid": "many", "last_t": 5.0},
+    # a time without its offset (imported or hand-edited) beside the recorder's own
+    {"status": "finished", "started_at": "2026-01-06T10:00:00", "total_s": 600.0,
+     "backward_s": 300.0},
+    # a start at the end of time: its end cannot be computed
+    {"status": "running", "started_at": "9999-12-31T23:59:00+00:00", "last_t": 120.0},
 ]
 
 
@@ -94,6 +99,8 @@ def test_no_stored_value_breaks_a_later_start(tmp_path: Path) -> None:
     assert_clean(vc("demo", "--speed-up", "100000", home=home))
     assert_clean(vc("run", "--week", "1", "--speed-up", "100000", home=home,
                     stdin="yes\nyes\nyes\nstop\n"))
+    # ... and a plan made from that history (the rows sorted by their start)
+    assert_clean(vc("run", "--speed-up", "100000", home=home, stdin="yes\nyes\nyes\nstop\n"))
     again = vc("history", "--json", home=home)
     assert_clean(again)
     assert "Infinity" not in again.stdout and "NaN" not in again.stdout

@@ -51,7 +51,10 @@ def recover_interrupted(db: HistoryDB) -> list[int]:
                 total = ended_event[2] or total
                 backward = min(ended_event[1], total)
             began = parse_moment(started)
-            ended = (began + timedelta(seconds=total)) if began else None
+            try:
+                ended = (began + timedelta(seconds=total)) if began else None
+            except OverflowError:  # a start near the year 9999, or an absurd length
+                ended = None
             with db.transaction() as conn:
                 conn.execute(
                     "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?,"

@@ -42,8 +42,11 @@ def parse_moment(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:
+        moment = datetime.fromisoformat(value)
+        # a time without its offset (a hand-edited or imported row) is local time, as the
+        # recorder's own are: every moment read back compares with every other
+        return moment if moment.tzinfo is not None else moment.astimezone()
+    except (ValueError, OverflowError, OSError):
         return None
 
 
