@@ -109,6 +109,9 @@ def test_empty_strings_mean_default(tmp_path: Path) -> None:
     ("[speech]\nvoice = 3.5", "[speech] voice = 3.5", "a text string"),
     ("[audio]\ninput_device = false", "[audio] input_device = False", "a text string"),
     ("data_dir = 5", "data_dir = 5", "a text string"),
+    ("[coach]\ntop_speed_mph = 1" + "0" * 400, "[coach] top_speed_mph = 1" + "0" * 400,
+     "from 0.3 to 6.0"),
+    ('data_dir = "\\u0000x"', "data_dir = '\\x00x'", "a path cannot hold a NUL character"),
 ])
 def test_every_bad_value_is_one_clear_error(tmp_path: Path, text: str, named: str,
                                             allowed: str) -> None:

@@ -89,6 +89,11 @@ def test_a_good_plan_in_kmh_is_converted(tmp_path: Path) -> None:
     ("name = 'x'\n", "there are no phases"),
     ("name = 'x\n", "TOML syntax error"),
     (GOOD.format(units="mph", warm=1.5, speed=0.6, top=0.5), "'speed' is outside"),
+    # a whole number too large for a float (it used to end in an OverflowError traceback)
+    (GOOD.format(units="mph", warm=1.5, speed="1" + "0" * 400, top=0.9),
+     "field 'speed' is far too large mph"),
+    (GOOD.format(units="mph", warm=1.5, speed=0.6, top=0.9).replace(
+        "minutes = 6", "minutes = 1" + "0" * 400), "field 'minutes' is far too large minutes"),
 ])
 def test_bad_plans_name_file_field_and_fix(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, text)

@@ -168,7 +168,11 @@ def convert(section: str, key: str, value: object, origin: str, base: Path | Non
                 raise bad(f"expected {_describe(kind, allowed, lo_hi)}") from None
         if not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise bad(f"expected {_describe(kind, allowed, lo_hi)}")
-        if not math.isfinite(value) or (lo_hi and not lo_hi[0] <= value <= lo_hi[1]):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # a whole number too large for a float
+            finite = False
+        if not finite or (lo_hi and not lo_hi[0] <= value <= lo_hi[1]):
             raise bad(f"allowed: {_describe(kind, allowed, lo_hi)}")
         return kind(value)
     if isinstance(value, int) and section == "audio":
@@ -182,6 +186,8 @@ def convert(section: str, key: str, value: object, origin: str, base: Path | Non
     if kind == (str | None):
         return value.strip() or None
     if kind in (Path, Path | None):
+        if "\0" in value:
+            raise bad("a path cannot hold a NUL character")
         if not value.strip():
             if key == "data_dir":
                 raise bad("it is empty; give a folder")

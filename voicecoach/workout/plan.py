@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -138,10 +139,15 @@ class _PlanReader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(where, f"field '{key}' is {value!r}, not a number",
                             f"write a number from {lo:g} to {hi:g} {unit}")
-        if not lo <= float(value) <= hi:
-            raise self.fail(where, f"field '{key}' is {value:g} {unit}",
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number too large for a float
+            number = math.inf
+        if not lo <= number <= hi:
+            shown = f"{number:g}" if math.isfinite(number) else "far too large"
+            raise self.fail(where, f"field '{key}' is {shown} {unit}",
                             f"allowed: {lo:g} to {hi:g} {unit}")
-        return float(value)
+        return number
 
     def speed(self, where: str, spec: dict[str, Any], key: str, default: float | None) -> float:
         factor = 1.0 if self.units == "mph" else MPH_PER_KMH
