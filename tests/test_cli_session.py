@@ -84,6 +84,8 @@ def test_run_when_input_ends_in_the_briefing(tmp_path: Path) -> None:
     *[((cmd, f"--speed-up={bad}"), "out of range") for cmd in ("run", "demo", "start")
       for bad in ("inf", "-inf", "nan", "1e300")],
     (("serve", "--sessions", "0"), "out of range"),
+    *[(("treadmill", "scan", f"--timeout={bad}"), "out of range")
+      for bad in ("nan", "inf", "-1", "0")],
     (("listen", "--chunk-ms", "1e9"), "invalid int value"),
     (("listen", "--chunk-ms", "99999999", "x.wav"), "longer than a minute"),
     (("run", "--week", "two"), "invalid int value"),

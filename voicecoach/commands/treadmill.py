@@ -11,6 +11,7 @@ from typing import Any
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
+from voicecoach.config import number_in
 from voicecoach.settings import Settings
 from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.client import TreadmillError, WriteTimeout, connect, scan
@@ -31,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--config", default=None, metavar="PATH", help="config file")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p_scan = actions.add_parser("scan", help="list FTMS devices nearby (name, address, signal)")
-    p_scan.add_argument("--timeout", type=float, default=5.0, help="seconds to listen")
+    p_scan.add_argument("--timeout", type=number_in(0.0, 600.0, above=True), default=5.0,
+                        help="seconds to listen")
     for name, text in (("info", "features, speed and incline ranges, current state (moves "
                                 "nothing)"),
                        ("test", "a short supervised check; moves the belt only with --move")):
