@@ -121,3 +121,30 @@ def test_a_config_file_named_by_the_environment_but_absent_is_said_once_and_the_
     again = subprocess.run([sys.executable, "-m", "voicecoach", "demo", "--speed-up", "100000"],
                            text=True, capture_output=True, timeout=120, env=env)
     assert again.returncode == 0 and "VOICECOACH_CONFIG" not in again.stderr, again.stderr
+
+
+def test_a_plan_faster_than_a_driven_treadmills_top_is_refused_and_the_programme_capped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The belt is never written above [treadmill] top_speed_mph: with a driven treadmill the
+    coach may not announce and record more (it said 2.0 mph while the belt ran at 1.0)."""
+    plan = tmp_path / "fast.toml"
+    plan.write_text('name = "fast"\n[[phase]]\nkind = "backward"\nminutes = 1\nspeed = 2.0\n')
+    monkeypatch.setenv("VOICECOACH_TREADMILL_TOP_SPEED_MPH", "1.0")
+    assert_one_line_error(vc("run", "--plan", str(plan), "--treadmill", "sim", home=tmp_path),
+                          "field 'speed' is 2 mph; allowed: 0.1 to 1 mph")
+    # not driven: the coach's own top applies, as before
+    ran = vc("run", "--plan", str(plan), "--speed-up", "1000", stdin="yes\nyes\nyes\nstop\n",
+             home=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    # a week of the programme (and a plan from the history) is capped there when driven
+    import argparse
+
+    from voicecoach.commands._common import session_settings
+    from voicecoach.workout.plan import programme_week
+
+    for treadmill, top in (("sim", 1.0), (None, 2.5)):
+        settings = session_settings(argparse.Namespace(treadmill=treadmill, config=None,
+                                                       data_dir=str(tmp_path)))
+        assert settings.coach.top_speed_mph == top
+        week = programme_week(6, settings.coach)
+        assert max(p.max_speed_mph for p in week.phases) <= top

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -51,6 +52,12 @@ def session_settings(args: argparse.Namespace) -> Settings:
     missing = None if getattr(args, "config", None) else missing_config()
     if missing is not None:
         print(f"voicecoach: warning: {missing[0]}; {missing[1]}", file=sys.stderr)
+    driven = settings.treadmill.control == "drive" or getattr(args, "treadmill", None) == "sim"
+    if driven and settings.treadmill.top_speed_mph < settings.coach.top_speed_mph:
+        # the belt is never written above [treadmill] top_speed_mph: a plan that asks more would
+        # be announced and recorded at speeds the belt never ran, so the coach's top is it too
+        settings = replace(settings, coach=replace(
+            settings.coach, top_speed_mph=settings.treadmill.top_speed_mph))
     return settings
 
 

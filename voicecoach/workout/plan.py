@@ -157,7 +157,8 @@ class _PlanReader:
             value = self.number(where, spec, key, default, 0.1, float(hint_top), self.units)
         except VoicecoachError as exc:
             if "allowed" in exc.hint:
-                exc.hint += " (the top speed is set in the settings' top_speed_mph)"
+                exc.hint += (" (the top speed is the settings' [coach] top_speed_mph, and with a "
+                             "driven treadmill its [treadmill] top_speed_mph if lower)")
             raise
         return value * factor
 
