@@ -383,3 +383,11 @@ def test_the_belt_hears_a_stop_before_any_other_listener() -> None:
     run.walking()
     run.say("stop")
     assert seen == [1], "the stop must be written before the history hears of it"
+
+
+def test_a_stray_stop_with_the_belt_still_writes_nothing() -> None:
+    run = BeltRun()
+    run.at(2.0)
+    run.say("stop")                   # idle, the belt still: nothing to stop
+    run.at(3.0)
+    assert run.writes() == []

@@ -169,9 +169,10 @@ class BeltController(BeltReports):
             self._state_changed(event)
         elif isinstance(event, ev.CommandHeard):
             if event.command == "stop" and State(event.state) in AT_REST \
-                    and event.source != "console":
-                # nothing is running as far as the coach knows, but the user says stop: the
-                # belt may still move (a stop the link lost, a wind-down): stop it now
+                    and event.source != "console" and (self._belt_moving() or self.winding_down):
+                # nothing is running as far as the coach knows, but the belt moves (started on
+                # the console, or being wound down) and the user says stop: stop it now. A
+                # still belt is not written to (an idle device hears stray stops all day)
                 self._halt()
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
