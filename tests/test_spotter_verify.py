@@ -202,3 +202,25 @@ def test_the_encoder_states_come_from_the_same_pass_and_change_no_score(
     quiet: list[np.ndarray] = []
     verifier.scores(np.zeros(16000, np.float32), asked, states=quiet)
     assert not np.allclose(states[0][:60], quiet[0][:60])
+
+
+def test_a_damaged_tokenizer_is_one_line_and_the_spotter_goes_on_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tokenizers raises a bare Exception on a damaged tokenizer.json: it used to end listen,
+    run and serve with a traceback."""
+    from voicecoach.listening.engines import make_recogniser
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for item in verify.model_dir().iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "truncated', encoding="utf-8")
+    with pytest.raises(VoicecoachError) as info:
+        verify.WhisperVerifier(folder)
+    assert "does not load" in info.value.one_line()
+    monkeypatch.setattr(verify, "load_verifier", lambda: verify.WhisperVerifier(folder))
+    lines: list[str] = []
+    rec = make_recogniser(SpeechSettings(engine="spotter"), GRAMMAR, announce=lines.append)
+    assert getattr(rec, "verifier", "absent") is None
+    assert "no second look" in lines[0] and "does not load" in lines[0]

@@ -104,6 +104,8 @@ def second_look(speech: SpeechSettings) -> tuple[object | None, str]:
         return load_verifier(), "second look by Whisper tiny.en"
     except VoicecoachError as exc:
         return None, f"no second look: {exc.one_line()}"
+    except Exception as exc:  # noqa: BLE001 - a foreign runtime failing to load: go on without
+        return None, f"no second look: the verifier does not load ({type(exc).__name__}: {exc})"
 
 
 def _spotter(speech: SpeechSettings, grammar: Grammar) -> tuple[Recogniser, str]:
