@@ -316,15 +316,43 @@ def test_bad_folders(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "no such folder" in _bad(capsys, "--from", str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     assert "no command folders" in _bad(capsys, "--from", str(tmp_path / "empty"))
+    # nothing usable: one line naming every problem at once, nothing stored
+    bad = tmp_path / "bad"
+    (bad / "banana").mkdir(parents=True)
+    (bad / "pause").mkdir()
+    (bad / "yes").mkdir()
+    shutil.copy(COMMANDS / "joe" / "normal" / "yes__yes.wav", bad / "yes" / "a.wav")
+    line = _bad(capsys, "--from", str(bad))
+    assert "'banana' is named after no command" in line and "holds no .wav files" in line \
+        and "only 1 take of 'yes'" in line
+    assert not (env / "enrollment" / "joe.npz").exists()
+    # the same problems among good folders: each said as a warning, all at once, and the good
+    # commands enrolled
     odd = takes_dir(tmp_path / "odd")
     (odd / "banana").mkdir()
-    assert "'banana' is named after no command" in _bad(capsys, "--from", str(odd))
-    shutil.rmtree(odd / "banana")
     (odd / "pause").mkdir()
-    assert "holds no .wav files" in _bad(capsys, "--from", str(odd))
-    shutil.copy(COMMANDS / "joe" / "normal" / "pause__pause.wav", odd / "pause" / "a.wav")
-    assert "only 1 take of 'pause'" in _bad(capsys, "--from", str(odd))
-    assert not (env / "enrollment" / "joe.npz").exists()
+    (odd / "faster").mkdir()
+    shutil.copy(COMMANDS / "joe" / "normal" / "faster__faster.wav", odd / "faster" / "a.wav")
+    code, out, err = cli(capsys, "enroll", "--from", str(odd), "--user", "joe")
+    assert code == 0 and "Traceback" not in err, err
+    warned = [x for x in err.splitlines() if x.startswith("voicecoach: warning: left out")]
+    assert len(warned) == 3 and "banana" in warned[0] and "pause" in err \
+        and "only 1 take of 'faster'" in err
+    assert "stop (2)" in out and "faster" not in out
+
+
+def test_enrolling_one_command_again_keeps_the_others(env: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(capsys, "enroll", "--from", str(takes_dir(tmp_path / "all")), "--user", "joe")[0] == 0
+    only_stop = tmp_path / "stop_again"
+    (only_stop / "stop").mkdir(parents=True)
+    for speed in ("normal", "fast", "slow"):
+        shutil.copy(COMMANDS / "joe" / speed / "stop__stop.wav", only_stop / "stop" / f"{speed}.wav")
+    code, out, err = cli(capsys, "enroll", "--from", str(only_stop), "--user", "joe")
+    assert code == 0, err
+    assert "kept from joe's earlier enrollment: no, resume, yes" in err
+    assert "stop (3)" in out and "yes (2)" in out and "resume (2)" in out and "no (2)" in out
+    assert heard(COMMANDS / "joe" / "fast" / "yes__yes.wav", env, "briefing") == ["yes"]
 
 
 @pytest.mark.parametrize("kind, expected", [

@@ -24,7 +24,12 @@ from voicecoach.listening.spotter.calibrate import (
     odd_takes,
     other_word,
 )
-from voicecoach.listening.spotter.profiles import enrollment_dir, save_profile
+from voicecoach.listening.spotter.profiles import (
+    enrollment_dir,
+    load_profile,
+    profile_path,
+    save_profile,
+)
 from voicecoach.listening.spotter.takes import TakeRejected, check_take
 from voicecoach.listening.spotter.voice import VoiceProfile, check_user
 from voicecoach.settings import Settings
@@ -106,6 +111,8 @@ class Enroller:
         self.takes: list[EmbeddedTake] = []
         self.audio: list[tuple[str, np.ndarray]] = []
         self.rejected = 0
+        #: commands kept from the user's earlier enrollment by :meth:`finish`
+        self.kept: list[str] = []
 
     def add(self, samples: np.ndarray, command: str, phrase: str) -> EmbeddedTake:
         """Check and embed one take; :class:`TakeRejected` saying why it cannot be used."""
@@ -139,10 +146,26 @@ class Enroller:
         profile = adapt(self.user, self.takes, self.model, noise, self.phrase_hash)
         profile.meta["takes_rejected"] = self.rejected
         profile.meta["audio_kept"] = keep_audio
+        # commands enrolled before and not recorded again now are kept (enrolling stop again
+        # must not forget yes and no); an enrollment for other weights cannot be kept
+        self.kept = self._earlier_commands(profile)
         save_profile(self.settings.data_dir, profile)
         if keep_audio:
             self._keep()
         return profile
+
+    def _earlier_commands(self, profile: VoiceProfile) -> list[str]:
+        path = profile_path(self.settings.data_dir, self.user)
+        if not path.is_file():
+            return []
+        try:
+            earlier = load_profile(path, self.model, self.phrase_hash)
+        except VoicecoachError:  # damaged, or made for other weights or phrases: replaced
+            return []
+        kept = sorted(c for c in earlier.commands if c not in profile.commands)
+        for command in kept:
+            profile.commands[command] = earlier.commands[command]
+        return kept
 
     def _keep(self) -> None:
         from voicecoach.audio.wav import write_wav
@@ -164,8 +187,12 @@ def describe(profile: VoiceProfile) -> str:
 
 
 # -- --from DIR ----------------------------------------------------------------------------
-def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]]:
-    """(command, phrase, WAV files) of every command folder in ``folder``."""
+def takes_in(folder: Path, grammar: Grammar, problems: list[str] | None = None
+             ) -> list[tuple[str, str, list[Path]]]:
+    """(command, phrase, WAV files) of every usable command folder in ``folder``. A folder
+    named after no command, one with no .wav file, or a command with fewer than 2 takes is
+    left out and said in ``problems`` (all of them, not the first); no usable folder at all is
+    one error listing them."""
     if not folder.is_dir():
         raise VoicecoachError(f"enrollment folder {folder}: no such folder",
                               "give a folder holding one folder per command (DIR/stop/*.wav)")
@@ -173,21 +200,31 @@ def takes_in(folder: Path, grammar: Grammar) -> list[tuple[str, str, list[Path]]
     if not subs:
         raise VoicecoachError(f"enrollment folder {folder} holds no command folders",
                               "put the takes in DIR/stop/*.wav, DIR/yes/*.wav, ...")
+    said: list[str] = [] if problems is None else problems
     out: dict[str, tuple[str, list[Path]]] = {}
     for sub in subs:
-        command, phrase = command_of(sub.name, grammar)
+        try:
+            command, phrase = command_of(sub.name, grammar)
+        except VoicecoachError as exc:
+            said.append(exc.one_line())
+            continue
         wavs = sorted(p for p in sub.iterdir() if p.suffix.lower() in WAV_SUFFIXES
                       and p.is_file())
         if not wavs:
-            raise VoicecoachError(f"folder {sub} holds no .wav files",
-                                  "record at least 2 takes of the command there")
+            said.append(f"folder {sub} holds no .wav files (record at least 2 takes there)")
+            continue
         have = out.setdefault(command, (phrase, []))
         have[1].extend(wavs)
-    for command, (_phrase, wavs) in out.items():
+    for command, (_phrase, wavs) in list(out.items()):
         if len(wavs) < 2:
-            raise VoicecoachError(f"only {len(wavs)} take of '{command}' in {folder}",
-                                  "record at least 2 takes of each command (3 are better, "
-                                  "5 of stop)")
+            said.append(f"only {len(wavs)} take of '{command}' in {folder} (record at least 2, "
+                        "3 are better, 5 of stop)")
+            del out[command]
+    if not out:
+        listed = "; ".join(p.rstrip(".") for p in said)
+        raise VoicecoachError(f"no command folder in {folder} can be used: {listed}",
+                              "name each folder after a command and put at least 2 takes "
+                              "(.wav) in it")
     return [(c, p, w) for c, (p, w) in out.items()]
 
 
@@ -201,7 +238,8 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
     from voicecoach.progress import bar
 
     say = warn or (lambda line: print(f"voicecoach: warning: {line}", file=sys.stderr))
-    found = takes_in(folder, enroller.grammar)
+    left_out: list[str] = []
+    found = takes_in(folder, enroller.grammar, left_out)
     problems: list[str] = []
     names: list[Path] = []
     good: dict[str, int] = {}
@@ -238,11 +276,17 @@ def enroll_from(enroller: Enroller, folder: Path, keep_audio: bool,
         names = [names[i] for i in keep]
     if not enroller.takes:
         # each problem may end in a full stop of its own (an error's one line): one separator
-        listed = "; ".join(p.rstrip(".") for p in problems) or "no usable take"
+        listed = "; ".join(p.rstrip(".") for p in left_out + problems) or "no usable take"
         raise VoicecoachError(f"no command has 2 usable takes in {folder}: {listed}",
                               "record those takes again, or remove the bad files")
+    for line in left_out:
+        say(f"left out: {line}")
     for line in problems:
         say(f"take left out: {line}")
     for command in short:
         say(f"'{command}' is not enrolled: fewer than 2 usable takes (record it again)")
-    return enroller.finish(keep_audio)
+    profile = enroller.finish(keep_audio)
+    if enroller.kept:
+        say(f"kept from {enroller.user}'s earlier enrollment: {', '.join(enroller.kept)} "
+            "(not recorded again now)")
+    return profile
