@@ -369,3 +369,22 @@ def test_the_corpus_digest_names_what_was_trained_on() -> None:
     assert len(digest) == 64 and digest == train.corpus_digest([b, a])   # order does not matter
     assert train.corpus_digest([a, b, c]) != digest                       # one more clip does
     assert train.corpus_digest([a, Source(b.path, "go", "negative", "piper-joe", 1)]) != digest
+
+
+def test_a_background_clip_the_workers_cannot_read_is_one_error_not_a_hang(
+        tmp_path: Path) -> None:
+    """The pool's initializer reads the noise clips; one it could not read made the pool start
+    worker after worker forever. It is read first, in the caller: one error naming it."""
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.lab.training import cache
+    from voicecoach.lab.training.data import Source
+    from voicecoach.lab.training.examples import Recipe
+
+    empty = tmp_path / "_silence_" / "0000000a.wav"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    sources = [Source(empty, "_noise_", "real_noise", "0000000a", 0)]
+    with pytest.raises(VoicecoachError) as info:
+        cache._run([(tmp_path / "shard.npz", [])], cache._make_shard, sources, Recipe(), 1,
+                   "training examples")
+    assert str(empty) in info.value.one_line() and "empty" in info.value.one_line()

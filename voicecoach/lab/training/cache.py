@@ -45,9 +45,13 @@ def _key(payload: Any) -> str:
 
 # -- worker side --------------------------------------------------------------------------
 _STATE: dict[str, Any] = {}
+#: Coach clips per fold mixed under examples
+COACH_PER_FOLD = 40
 
 
-def _init(sources: Sequence[Source], recipe: Recipe, coach_per_fold: int) -> None:
+def _backgrounds(sources: Sequence[Source], coach_per_fold: int
+                 ) -> tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]]]:
+    """The noise and coach clips every worker mixes under its examples."""
     noise: dict[int, list[np.ndarray]] = {}
     coach: dict[int, list[np.ndarray]] = {}
     for s in sources:
@@ -55,6 +59,11 @@ def _init(sources: Sequence[Source], recipe: Recipe, coach_per_fold: int) -> Non
             noise.setdefault(s.fold, []).append(to_float(read_wav_16k(s.path)))
         elif s.kind == "coach" and len(coach.get(s.fold, [])) < coach_per_fold:
             coach.setdefault(s.fold, []).append(to_float(read_wav_16k(s.path)))
+    return noise, coach
+
+
+def _init(sources: Sequence[Source], recipe: Recipe, coach_per_fold: int) -> None:
+    noise, coach = _backgrounds(sources, coach_per_fold)
     _STATE.update(fe=EmbeddingFrontEnd(), bg=Backgrounds(noise, coach), sources=sources,
                   recipe=recipe)
 
@@ -120,8 +129,12 @@ def _run(jobs: list[Any], fn: Callable[[Any], Path], sources: Sequence[Source], 
         return
     _LOGGER.warning("%s: %d of %d shards to make with %d worker(s)", what, len(todo), len(jobs),
                     workers)
+    # read here first: a clip the workers' initializer cannot read would make the pool start
+    # worker after worker forever; here it is one clear error naming the file
+    _backgrounds(sources, COACH_PER_FOLD)
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init, initargs=(list(sources), recipe, 40)) as pool:
+    with ctx.Pool(workers, initializer=_init,
+                  initargs=(list(sources), recipe, COACH_PER_FOLD)) as pool:
         for n, done in enumerate(pool.imap_unordered(fn, todo), 1):
             if n % 10 == 0 or n == len(todo):
                 _LOGGER.warning("%s: %d/%d shards (%s)", what, n, len(todo), done.name)
