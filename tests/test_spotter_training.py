@@ -388,3 +388,52 @@ def test_a_background_clip_the_workers_cannot_read_is_one_error_not_a_hang(
         cache._run([(tmp_path / "shard.npz", [])], cache._make_shard, sources, Recipe(), 1,
                    "training examples")
     assert str(empty) in info.value.one_line() and "empty" in info.value.one_line()
+
+
+def _clip(path: Path, rate: int = 16000, channels: int = 1) -> None:
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(np.zeros(rate * channels // 2, np.int16).tobytes())
+
+
+def _speakers(locked: bool, n: int = 40) -> list[str]:
+    return [s for s in (f"{k:08x}" for k in range(2000)) if is_locked(s) == locked][:n]
+
+
+def test_a_folder_of_locked_speakers_only_or_without_other_words_is_refused(
+        tmp_path: Path) -> None:
+    from voicecoach.errors import VoicecoachError
+
+    only_locked = tmp_path / "locked"
+    for speaker in _speakers(locked=True, n=4):
+        _clip(only_locked / "stop" / f"{speaker}_nohash_0.wav")
+        _clip(only_locked / "up" / f"{speaker}_nohash_0.wav")
+    with pytest.raises(VoicecoachError) as info:
+        real_sources(only_locked, 4)
+    assert "locked test speaker" in info.value.one_line()
+    no_others = tmp_path / "no_others"
+    for speaker in _speakers(locked=False, n=4):
+        _clip(no_others / "stop" / f"{speaker}_nohash_0.wav")
+    with pytest.raises(VoicecoachError) as info:
+        real_sources(no_others, 4)
+    assert "no clips of other words" in info.value.one_line()
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(8000, 1), (16000, 2), (44100, 2)])
+def test_a_wav_clip_not_16k_mono_is_refused_not_resampled(tmp_path: Path, rate: int,
+                                                          channels: int) -> None:
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.lab.training.data import read_audio
+
+    clip = tmp_path / "stop" / "0000_nohash_0.wav"
+    _clip(clip, rate, channels)
+    with pytest.raises(VoicecoachError) as info:
+        read_audio(clip)
+    assert str(clip) in info.value.one_line() and "16000 Hz mono" in info.value.one_line()
+    _clip(clip)
+    assert len(read_audio(clip)) == 8000

@@ -146,8 +146,10 @@ def all_real_clips(root: Path, option: str = "--speech-commands") -> list[tuple[
 
 
 def read_audio(path: Path) -> np.ndarray:
-    """A WAV or FLAC clip as 16 kHz mono int16; one clear error if it cannot be read."""
+    """A WAV or FLAC clip as 16 kHz mono int16; one clear error if it cannot be read, or is
+    not 16 kHz mono (a data set in another format is not silently resampled)."""
     if path.suffix.lower() != ".flac":
+        _check_wav_format(path)
         return read_wav_16k(path)
     try:
         import soundfile
@@ -163,6 +165,19 @@ def read_audio(path: Path) -> np.ndarray:
         raise VoicecoachError(f"{path} is {rate} Hz, not {SAMPLE_RATE}",
                               "use the 16 kHz Speech Commands clips")
     return np.ascontiguousarray(data[:, 0])
+
+
+def _check_wav_format(path: Path) -> None:
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as wav:
+            rate, channels = wav.getframerate(), wav.getnchannels()
+    except (wave.Error, EOFError, OSError):
+        return  # not plain PCM (float, or damaged): read_wav_16k says what is wrong
+    if rate != SAMPLE_RATE or channels != 1:
+        raise VoicecoachError(f"{path} is {rate} Hz with {channels} channel(s), not {SAMPLE_RATE} "
+                              "Hz mono", "use the 16 kHz mono Speech Commands clips")
 
 
 #: How a clip is heard in evaluation, as a user's audio reaches ``listen``: half a second of a
@@ -210,6 +225,14 @@ def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> l
         if is_locked(group):
             continue
         out.append(Source(path, NOISE, "real_noise", group, fold_of(group, folds), SILENCE))
+    if not any(s.kind == "real" and s.label != OTHER for s in out):
+        raise VoicecoachError(f"every stop, go, yes and no clip in {root} is a locked test "
+                              "speaker's: training may not read them",
+                              f"point {option} at the whole Speech Commands set")
+    if not any(s.kind == "real" and s.label == OTHER for s in out):
+        raise VoicecoachError(f"{root} has no clips of other words (up/, down/, ... or "
+                              "_unknown_/) from speakers who are not locked: the head needs "
+                              "them as negatives", f"point {option} at the whole set")
     return out
 
 
