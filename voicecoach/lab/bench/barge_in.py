@@ -39,6 +39,7 @@ import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
+from voicecoach.config import number_in
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.bench.barge_cost import device_cost, device_cost_child
 from voicecoach.lab.bench.barge_trace import Tracer, loss_reason
@@ -400,23 +401,23 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stops", type=int, default=200,
+    parser.add_argument("--stops", type=number_in(0, 100_000, whole=True), default=200,
                         help="held-out stop clips (at most; the locked set has 182), each said "
                              "cold and settled")
-    parser.add_argument("--others", type=int, default=30,
+    parser.add_argument("--others", type=number_in(0, 100_000, whole=True), default=30,
                         help="held-out clips of each of go, yes, no")
-    parser.add_argument("--negatives", type=int, default=0,
+    parser.add_argument("--negatives", type=number_in(0, 100_000, whole=True), default=0,
                         help="held-out clips of words that must fire nothing ("
                              + ", ".join(NEGATIVE_WORDS) + "), spread over them, each said once "
                              "over the coach with the echo")
     parser.add_argument("--cancellers", default=",".join(CANCELLERS),
                         help="comma-separated: webrtc, nlms, off")
-    parser.add_argument("--loop-minutes", type=float, default=30.0,
+    parser.add_argument("--loop-minutes", type=number_in(0, 24 * 60), default=30.0,
                         help="the closed loop per canceller (0: skip)")
     parser.add_argument("--loop-talk", action="store_true",
                         help="the closed loop's coach talks nearly all the time (a cue after "
                              "every second of quiet) instead of at its usual pace")
-    parser.add_argument("--cost-s", type=float, default=120.0,
+    parser.add_argument("--cost-s", type=number_in(0, 24 * 3600), default=120.0,
                         help="idle audio for the CPU/RSS child per canceller (0: skip)")
     parser.add_argument("--speakers", choices=SPEAKER_SETS, default="locked",
                         help="locked: the test set (report); dev: speakers not locked, to "
@@ -460,8 +461,23 @@ def main(argv: list[str] | None = None) -> int:
         chosen += _spread(sorted((t for w in NEGATIVE_WORDS for t in takes[w]),
                                  key=lambda t: t.path.name), args.negatives)
     cancellers = tuple(c for c in args.cancellers.split(",") if c)
+    unknown = [c for c in cancellers if c not in (*CANCELLERS, "off")]
+    if unknown or not cancellers:
+        print(f"barge-in: --cancellers {args.cancellers!r}: give one or more of "
+              f"{', '.join((*CANCELLERS, 'off'))}, comma-separated", file=sys.stderr)
+        return 2
+    if args.json and not args.json.parent.is_dir():
+        print(f"barge-in: --json {args.json}: the folder {args.json.parent} does not exist",
+              file=sys.stderr)
+        return 2
     if args.from_json:
-        rows = [json.loads(x) for x in args.from_json.read_text(encoding="utf-8").splitlines() if x]
+        try:
+            rows = [json.loads(x) for x in
+                    args.from_json.read_text(encoding="utf-8").splitlines() if x]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            print(f"barge-in: --from-json {args.from_json}: cannot be read as the JSON lines "
+                  f"of an earlier --json ({exc})", file=sys.stderr)
+            return 2
         for line in summary_lines(summarise(rows), [], []):
             print(line, flush=True)
         return 0

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.training.data import (
@@ -470,8 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_real_data_options(parser)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="embedding cache")
-    parser.add_argument("--speakers", type=int, default=None, help="only the first N speakers")
-    parser.add_argument("--per-folder", type=int, default=None,
+    parser.add_argument("--speakers", type=number_in(1, 1_000_000, whole=True), default=None,
+                        help="only the first N speakers")
+    parser.add_argument("--per-folder", type=number_in(1, 1_000_000, whole=True), default=None,
                         help="only the first N clips of each folder (a quick look)")
     parser.add_argument("--verify", action="store_true",
                         help="also measure through the real recogniser with the second look "
@@ -484,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not root.is_dir():
             raise VoicecoachError(f"no Speech Commands clips at {root}",
                                   "pass --speech-commands DIR")
+        if args.json is not None and not args.json.parent.is_dir():
+            raise VoicecoachError(f"--json {args.json}: the folder {args.json.parent} does not "
+                                  "exist", "create it first (checked before the run, so that "
+                                  "the results are not lost at its end)")
         train = speech_commands_train_dir(args.speech_commands_train)
         if not train.is_dir():
             print(f"voicecoach: warning: no second set of clips at {train}: the figures are of "

@@ -31,6 +31,7 @@ import numpy as np
 from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.samples import active_bounds, to_float
 from voicecoach.audio.wav import write_wav
+from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.bench.spotter import listen_child
 from voicecoach.lab.training.data import (
@@ -141,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verify", choices=["auto", "off"], default="auto")
     parser.add_argument("--bare", action="store_true", help="the clips alone, nothing around them")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    parser.add_argument("--limit", type=int, default=0, help="at most N clips per word (0: all)")
+    parser.add_argument("--limit", type=number_in(0, 1_000_000, whole=True), default=0,
+                        help="at most N clips per word (0: all)")
     parser.add_argument("--record", action="store_true",
                         help="write the summary line into the shipped model card (once per model)")
     args = parser.parse_args(argv)
@@ -149,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         roots = [speech_commands_dir(args.speech_commands),
                  speech_commands_train_dir(args.speech_commands_train)]
         clips = locked_clips(roots)
+        if not any(c[1] != SILENCE for c in clips):
+            raise VoicecoachError(f"no clip of a locked test speaker in {roots[0]} or {roots[1]}",
+                                  "point --speech-commands and --speech-commands-train at the "
+                                  "whole Speech Commands sets")
         if args.limit:
             by_word: dict[str, list[tuple[Path, str, str]]] = {}
             for c in clips:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.corpus import POSITIVES
@@ -386,8 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "negative,coach,sentence): the talk's sentences")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="the training cache folder (talk files, fold heads, look caches)")
-    parser.add_argument("--c", type=float, default=DEFAULT_C, help="the probe's inverse L2 strength")
-    parser.add_argument("--jobs", type=int, default=2, help="processes for the clips' looks")
+    parser.add_argument("--c", type=number_in(0, 1e6, above=True), default=DEFAULT_C,
+                        help="the probe's inverse L2 strength")
+    parser.add_argument("--jobs", type=number_in(1, 64, whole=True), default=2,
+                        help="processes for the clips' looks")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

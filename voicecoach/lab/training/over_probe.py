@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.lab.training.data import is_locked, speaker_fold
 from voicecoach.lab.training.look_probe import DEFAULT_C, fit_probe
@@ -303,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("trials", type=Path, nargs="+",
                         help="barge_in --speakers dev --states --json files")
-    parser.add_argument("--c", type=float, default=DEFAULT_C, help="the probe's C (as the clean one)")
+    parser.add_argument("--c", type=number_in(0, 1e6, above=True), default=DEFAULT_C,
+                        help="the probe's C (as the clean one)")
     parser.add_argument("--default", type=float, default=None,
                         help="the bar a stop named at another command's candidate must clear "
                              "too (default: the model's card, verify.default)")

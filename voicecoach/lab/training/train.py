@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.lab.corpus import FA_STATE, POSITIVES, state_for
@@ -214,15 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="synthetic corpus folder, repeatable (default WORK/synth; made if missing)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip choosing the second look's thresholds (no verifier installed)")
-    parser.add_argument("--verify-per-word", type=int, default=250, metavar="N",
+    parser.add_argument("--verify-per-word", type=number_in(1, 1_000_000, whole=True), default=250,
+                        metavar="N",
                         help="out-of-fold clips per word folder the verifier looks at")
     parser.add_argument("--features-only", action="store_true",
                         help="build (or resume) the feature caches and stop")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="cache folder for corpus and features")
     parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="where to write the model")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=number_in(1, 64, whole=True), default=2)
+    parser.add_argument("--seed", type=number_in(0, 2**32 - 1, whole=True), default=0)
     parser.add_argument("--no-export", action="store_true", help="cross-validate only")
     parser.add_argument("--second-look-only", action="store_true",
                         help="keep the head in --out and the fold heads of the last run "
