@@ -437,3 +437,16 @@ def test_a_wav_clip_not_16k_mono_is_refused_not_resampled(tmp_path: Path, rate: 
     assert str(clip) in info.value.one_line() and "16000 Hz mono" in info.value.one_line()
     _clip(clip)
     assert len(read_audio(clip)) == 8000
+
+
+def test_a_wrong_real_data_folder_is_said_before_any_synthesis(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    import importlib
+
+    synth = importlib.import_module("voicecoach.lab.training.synth")
+    made: list[list[str]] = []
+    monkeypatch.setattr(synth, "main", lambda argv: made.append(argv) or 0)
+    err = _one_line(capsys, ["--quick", "--speech-commands", str(tmp_path / "nosuch"),
+                             "--work", str(tmp_path / "w"), "--no-export"])
+    assert "no Speech Commands clips" in err and made == []

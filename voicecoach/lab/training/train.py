@@ -298,6 +298,10 @@ def _train(args: argparse.Namespace) -> int:
     grammar = load_grammar("en")
     labels = labels_for(grammar)
     synth_dirs = args.synth or [args.work / "synth"]
+    # the real sets first: a wrong folder is said before minutes of synthesis, not after
+    real = real_sources(speech_commands_dir(args.speech_commands), recipe.folds)
+    real += real_sources(speech_commands_train_dir(args.speech_commands_train), recipe.folds,
+                         "--speech-commands-train")
     for synth in synth_dirs:
         if not (synth / "manifest.jsonl").is_file():
             import importlib
@@ -309,9 +313,6 @@ def _train(args: argparse.Namespace) -> int:
                                    "--seed", str(args.seed)] + (["--quick"] if args.quick else []))
             if code:
                 return code
-    real = real_sources(speech_commands_dir(args.speech_commands), recipe.folds)
-    real += real_sources(speech_commands_train_dir(args.speech_commands_train), recipe.folds,
-                         "--speech-commands-train")
     all_synthetic = [s for synth in synth_dirs
                      for s in synthetic_sources(synth, recipe.folds, grammar.all_phrases())]
     synthetic = [s for s in all_synthetic if s.group not in recipe_holdout()]
