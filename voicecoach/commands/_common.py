@@ -204,16 +204,6 @@ def check_recorded(recorder: SessionRecorder) -> None:
         exit_code=INCOMPLETE_RECORD)
 
 
-def stop_belts(coach: Coach) -> None:
-    """Stop every belt the coach drives, now, whatever its state (the program is ending under
-    a session)."""
-    from voicecoach.device.belt import BeltController
-
-    for follower in coach.followers:
-        if isinstance(follower, BeltController):
-            follower.halt()
-
-
 def make_coach(settings: Settings, plan: Plan, grammar: Grammar, recorder: SessionRecorder,
                *listeners: Listener, treadmill: Treadmill | None = None,
                treadmill_settings: TreadmillSettings | None = None) -> Coach:

@@ -21,10 +21,10 @@ from voicecoach.commands._common import (
     print_history_problem,
     recorded_session,
     session_settings,
-    stop_belts,
     stopped_by_sigterm,
 )
 from voicecoach.commands._device import replayed
+from voicecoach.device.belt import stop_belts
 from voicecoach.device.loop import DeviceLoop
 from voicecoach.device.session import run_typed
 from voicecoach.errors import VoicecoachError

@@ -349,3 +349,12 @@ class BeltController(BeltReports):
         if self.winding_down and self._step_done(self.coach.now):
             self._halt()
         self._pump()
+
+
+def stop_belts(coach: Coach) -> bool:
+    """Stop every belt ``coach`` drives, now, whatever its state: the program is ending under
+    a session (the link's ``close`` then writes what is queued). True if there was one."""
+    belts = [f for f in coach.followers if isinstance(f, BeltController)]
+    for belt in belts:
+        belt.halt()
+    return bool(belts)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
-from voicecoach.device.belt import BeltController
+from voicecoach.device.belt import BeltController, stop_belts
 from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
@@ -357,9 +357,7 @@ class DeviceLoop:
 
     def _halt_belt(self) -> None:
         """The loop is ending under a session (SIGTERM, Ctrl-C, a fault): nobody will coach or
-        listen any more, so the belt is stopped (the link's ``close`` writes what is queued)."""
-        if self.belt is None or not isinstance(self.belt, BeltController):
-            return
-        if self._session is not None or self.belt.started:
+        listen any more, so the belt is stopped."""
+        if (self._session is not None or getattr(self.belt, "started", False)) \
+                and stop_belts(self.coach):
             _LOGGER.warning("the coach is ending under a session: the belt is stopped")
-            self.belt.halt()
