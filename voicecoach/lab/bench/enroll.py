@@ -292,20 +292,16 @@ class SameLooks:
         self.verifier.close()
 
 
-def heard_by(rec: Any, fe: CachedFrontEnd, clip: dict[str, Any]) -> list[str]:
-    """The commands the recogniser emits over one clip (clip, then the bench's silence), fed
-    whole: the engine advances in 80 ms steps of audio time, whatever the chunk."""
+def heard_by(rec: Any, fe: CachedFrontEnd, clip: dict[str, Any], grammar: Grammar) -> list[str]:
+    """The commands the recogniser emits over one clip (clip, then the bench's silence) in its
+    state, fed whole: the engine advances in 80 ms steps of audio time, whatever the chunk."""
     from voicecoach.audio.chunk import AudioChunk
 
     fe.emb = clip["emb"]
     rec.reset()
-    rec.set_commands(rec_commands(clip))
+    rec.set_commands(grammar.commands_for(clip["state"]))
     audio = np.concatenate([clip["samples"], np.zeros(int(TAIL_S * 16000), np.int16)])
     return [d.command for d in rec.accept(AudioChunk(audio.astype("<i2").tobytes(), 0.0))]
-
-
-def rec_commands(clip: dict[str, Any]) -> Any:
-    return clip["grammar"].commands_for(clip["state"])
 
 
 def looked_through(clips: list[dict[str, Any]], profiles: list[VoiceProfile],
@@ -328,11 +324,9 @@ def looked_through(clips: list[dict[str, Any]], profiles: list[VoiceProfile],
         rec.verify_enrolled = rule == "looked"
         return rec
 
-    for clip in clips:
-        clip["grammar"] = grammar
     generic = recogniser(EnrolledScorer([], model), "looked")
     for clip in clips:
-        clip["looked"] = heard_by(generic, fe, clip)
+        clip["looked"] = heard_by(generic, fe, clip, grammar)
     _LOGGER.info("generic with the look: %d looks", looks.looks)
     out: dict[str, dict[str, Any]] = {}
     by_user = {p.user: p for p in profiles}
@@ -342,14 +336,14 @@ def looked_through(clips: list[dict[str, Any]], profiles: list[VoiceProfile],
             profile = by_user[row["speaker"]]
             rec = recogniser(EnrolledScorer([profile], model), rule)
             part_rows.append(score_heard(row["speaker"], profile, clips, held_of[row["speaker"]],
-                                         lambda c, r=rec: heard_by(r, fe, c)))
+                                         lambda c, r=rec: heard_by(r, fe, c, grammar)))
         everyone = recogniser(EnrolledScorer(profiles, model), rule)
         stop_for = {p.user for p in profiles if STOP in p.commands}
         before = after = n = 0
         for clip in clips:
             if clip["command"] == STOP and clip["speaker"] not in stop_for:
                 before += STOP in clip["looked"]
-                after += STOP in heard_by(everyone, fe, clip)
+                after += STOP in heard_by(everyone, fe, clip, grammar)
                 n += 1
         out[rule] = {"speakers": part_rows,
                      "not_enrolled_stop": {"clips": n, "before": before, "after": after}}
