@@ -258,8 +258,9 @@ class SpotterRecogniser:
         for hit in hits:
             seen = self._look_at_hit(hit)
             if seen is not None:
-                found.append((seen.command, seen.phrase, seen.rose_s, seen.emitted_s,
-                              seen.score, seen is not hit))  # a new hit: it was looked at
+                act, verified = seen
+                found.append((act.command, act.phrase, act.rose_s, act.emitted_s, act.score,
+                              verified))
         out = []
         for command, phrase, rose_s, emitted_s, score, verified in found:
             start, end = self.phrase_bounds(emitted_s, rose_s)
@@ -284,7 +285,7 @@ class SpotterRecogniser:
         # talk to the transcript at a threshold chosen without talk, and false stops in an
         # hour of talk went from 29 to 127.) The audio kept ends where the fed samples end,
         # which may run past this step.
-        end = self._audio.size - max(0, self._fed - self._steps * 1280)
+        end = self._step_end()
         end_s = (self._origin_s or 0.0) + self._steps * STEP_S
         # stop is always asked too: any candidate may be a stop the spotter misnamed
         asked = {c: self._phrases[c] for c in (fired.command, *fired.rivals, STOP)
@@ -326,34 +327,37 @@ class SpotterRecogniser:
         self.decider.accept(fired)
         return fired
 
-    def _look_at_hit(self, hit: UserHit) -> UserHit | None:
+    def _look_at_hit(self, hit: UserHit) -> tuple[UserHit, bool] | None:
         """An enrolled voice's detection, through the second look as the spotter's candidates
-        are: a non-stop command (it moves the belt or answers a question) is acted on only when
-        the verifier hears it at the card's bar for it, as stop when it hears stop (stop is
-        always asked, as in :meth:`_second_look`), else not at all. Enrollment's stop is never
-        held back; without a verifier (or with :attr:`verify_enrolled` off) every hit stands."""
+        are, and whether it was looked at: a non-stop command (it moves the belt or answers a
+        question) is acted on only when the verifier hears it at the card's bar for it, as stop
+        when it hears stop (stop is always asked, as in :meth:`_second_look`), else not at all.
+        Enrollment's stop is never held back; without a verifier (or with
+        :attr:`verify_enrolled` off) every hit stands."""
         if hit.command == STOP or self.verifier is None or not self.verify_enrolled:
-            return hit
-        end = self._audio.size - max(0, self._fed - self._steps * 1280)
+            return hit, False
         asked = {c: self._phrases[c] for c in (hit.command, STOP) if c in self._phrases}
-        looked = self._safe_look(self.verifier, end, hit.emitted_s, asked)
+        looked = self._safe_look(self.verifier, self._step_end(), hit.emitted_s, asked)
         if looked is None:
-            return hit  # the verifier failed just now: the spotter and enrollment go on alone
+            return hit, False  # the verifier failed just now: enrollment goes on alone
         score, over = looked
-        default = self.verify_thresholds.get("default", 1.0)
-        bar = self.verify_thresholds.get(hit.command, default)
-        heard_stop = STOP in asked and score.get(STOP, 0.0) >= self.stop_bar(over)
+        bar = self.verify_thresholds.get(hit.command, self.verify_thresholds.get("default", 1.0))
+        named = STOP if STOP in asked and score.get(STOP, 0.0) >= self.stop_bar(over) \
+            else hit.command if score.get(hit.command, 0.0) >= bar else None
         _LOGGER.debug("second look at %s's %s (enrolled %.2f%s): verifier %s -> %s", hit.user,
                       hit.command, hit.score, ", over the coach" if over else "",
-                      " ".join(f"{c} {p:.3f}" for c, p in score.items()),
-                      STOP if heard_stop else hit.command if score.get(hit.command, 0.0) >= bar
-                      else "drop")
-        if heard_stop:
-            return replace(hit, command=STOP, phrase=self._phrases[STOP][0])
-        if score.get(hit.command, 0.0) >= bar:
-            return replace(hit)
-        self.enrolled.withdraw(hit)
-        return None
+                      " ".join(f"{c} {p:.3f}" for c, p in score.items()), named or "drop")
+        if named is None:
+            self.enrolled.withdraw(hit)
+            return None
+        if named != hit.command:
+            hit = replace(hit, command=named, phrase=self._phrases[named][0])
+        return hit, True
+
+    def _step_end(self) -> int:
+        """The index in the kept audio where the current step ends (the fed samples may run
+        past it)."""
+        return self._audio.size - max(0, self._fed - self._steps * 1280)
 
     def release_stop(self) -> None:
         """The duplex gate dropped the stop just emitted as the coach's own voice: the user's
