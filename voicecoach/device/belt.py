@@ -173,7 +173,7 @@ class BeltController(BeltReports):
                 # nothing is running as far as the coach knows, but the belt moves (started on
                 # the console, or being wound down) and the user says stop: stop it now. A
                 # still belt is not written to (an idle device hears stray stops all day)
-                self._halt()
+                self.halt()
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
@@ -206,7 +206,7 @@ class BeltController(BeltReports):
         elif dest is State.STOPPED:
             self.step = None
             if not self._console:
-                self._halt()
+                self.halt()
         elif dest is State.FINISHED:
             self._wind_down()
 
@@ -217,7 +217,7 @@ class BeltController(BeltReports):
         self.started = True
         if not self.drive:
             return
-        if self.halt_pending:  # started once the last stop is confirmed (_stop_confirmed)
+        if self.halt_pending:  # started once the last stop is confirmed (_stop_done)
             self.start_pending = True
             if not self.link_up:
                 self._say_once("not_connected", self.words.NOT_CONNECTED, Priority.ANSWER)
@@ -239,13 +239,9 @@ class BeltController(BeltReports):
         self._pump()
 
     def halt(self) -> None:
-        """Stop the belt now, whatever the coach's state (the device loop ending under a
-        session); pending until the treadmill confirms it, as every stop is."""
-        self._halt()
-
-    def _halt(self) -> None:
-        """Stop the belt: written now if the link is up (and no stop is on its way already),
-        else as soon as it is; pending until the treadmill confirms it (:meth:`_stop_done`)."""
+        """Stop the belt, whatever the coach's state: written now if the link is up (and no stop
+        is on its way already), else as soon as it is; pending until the treadmill confirms it
+        (:meth:`_stop_done`). Also what the program calls when it ends under a session."""
         self.winding_down = False
         if not self.drive:
             return
@@ -276,7 +272,7 @@ class BeltController(BeltReports):
             self.step = _Step(slow, self.coach.now)
             self._write(ftms.target_speed(self._to_raw(slow)))
         else:
-            self._halt()
+            self.halt()
 
     # ------------------------------------------------------------------ writes, one step at a time
     def _pump(self) -> None:
@@ -345,9 +341,9 @@ class BeltController(BeltReports):
         if self.halt_pending and self.link_up and not self._stop_in_flight \
                 and self.coach.now >= self._stop_retry_at:
             _LOGGER.warning("treadmill: the stop was not confirmed; writing it again")
-            self._halt()
+            self.halt()
         if self.winding_down and self._step_done(self.coach.now):
-            self._halt()
+            self.halt()
         self._pump()
 
 
