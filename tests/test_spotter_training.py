@@ -416,12 +416,20 @@ def test_a_folder_of_locked_speakers_only_or_without_other_words_is_refused(
     with pytest.raises(VoicecoachError) as info:
         real_sources(only_locked, 4)
     assert "locked test speaker" in info.value.one_line()
+    from voicecoach.lab.training.data import check_negatives
+
     no_others = tmp_path / "no_others"
     for speaker in _speakers(locked=False, n=4):
         _clip(no_others / "stop" / f"{speaker}_nohash_0.wav")
+    stops_only = real_sources(no_others, 4)   # a set of stops alone is fine beside another...
     with pytest.raises(VoicecoachError) as info:
-        real_sources(no_others, 4)
+        check_negatives(stops_only, [no_others])  # ...but not as all the real data there is
     assert "no clips of other words" in info.value.one_line()
+    others = tmp_path / "others"
+    for speaker in _speakers(locked=False, n=4):
+        _clip(others / "up" / f"{speaker}_nohash_0.wav")
+        _clip(others / "stop" / f"{speaker}_nohash_1.wav")
+    check_negatives(stops_only + real_sources(others, 4), [no_others, others])
 
 
 @pytest.mark.parametrize(("rate", "channels"), [(8000, 1), (16000, 2), (44100, 2)])

@@ -229,11 +229,17 @@ def real_sources(root: Path, folds: int, option: str = "--speech-commands") -> l
         raise VoicecoachError(f"every stop, go, yes and no clip in {root} is a locked test "
                               "speaker's: training may not read them",
                               f"point {option} at the whole Speech Commands set")
-    if not any(s.kind == "real" and s.label == OTHER for s in out):
-        raise VoicecoachError(f"{root} has no clips of other words (up/, down/, ... or "
-                              "_unknown_/) from speakers who are not locked: the head needs "
-                              "them as negatives", f"point {option} at the whole set")
     return out
+
+
+def check_negatives(real: Sequence[Source], roots: Sequence[Path]) -> None:
+    """The real sets together must hold clips of other words (the head's negatives): one clear
+    error, before any work, if they do not."""
+    if not any(s.kind == "real" and s.label == OTHER for s in real):
+        raise VoicecoachError(f"{' and '.join(map(str, roots))} hold no clips of other words "
+                              "(up/, down/, ... or _unknown_/) from speakers who are not "
+                              "locked: the head needs them as negatives",
+                              "point --speech-commands at the whole Speech Commands set")
 
 
 def noise_id(path: Path) -> str:

@@ -44,6 +44,7 @@ from voicecoach.lab.training.data import (
     SILENCE,
     Source,
     add_real_data_options,
+    check_negatives,
     real_sources,
     refuse_locked,
     speech_commands_dir,
@@ -299,9 +300,11 @@ def _train(args: argparse.Namespace) -> int:
     labels = labels_for(grammar)
     synth_dirs = args.synth or [args.work / "synth"]
     # the real sets first: a wrong folder is said before minutes of synthesis, not after
-    real = real_sources(speech_commands_dir(args.speech_commands), recipe.folds)
-    real += real_sources(speech_commands_train_dir(args.speech_commands_train), recipe.folds,
-                         "--speech-commands-train")
+    roots = [speech_commands_dir(args.speech_commands),
+             speech_commands_train_dir(args.speech_commands_train)]
+    real = real_sources(roots[0], recipe.folds)
+    real += real_sources(roots[1], recipe.folds, "--speech-commands-train")
+    check_negatives(real, roots)
     for synth in synth_dirs:
         if not (synth / "manifest.jsonl").is_file():
             import importlib
