@@ -188,3 +188,24 @@ def test_vosk_korean_folder(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and [r["file"] for r in rows] == [str(p) for p in wavs]
     assert sum(len(r["commands"]) for r in rows) >= len(wavs)  # the command files are heard
     assert sum("listening with vosk" in line for line in err.splitlines()) == 1
+
+
+def test_a_pipe_is_one_line_not_a_hang_or_an_empty_file(tmp_path: Path) -> None:
+    """`... | voicecoach listen /dev/stdin` and a named pipe: the reader seeks and reopens,
+    which a stream cannot do (a FIFO blocked for ever; a pipe was called an empty file)."""
+    import os
+
+    wav = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+    piped = subprocess.run(f"cat {wav} | {sys.executable} -m voicecoach listen /dev/stdin",
+                           shell=True, capture_output=True, text=True, timeout=120)
+    assert piped.returncode != 0 and "is a pipe or a device, not a file" in piped.stderr
+    assert "Traceback" not in piped.stderr and "empty" not in piped.stderr
+    fifo = tmp_path / "take.wav"
+    os.mkfifo(fifo)
+    named = subprocess.run([sys.executable, "-m", "voicecoach", "listen", str(fifo)],
+                           capture_output=True, text=True, timeout=120)
+    assert named.returncode != 0 and "is a pipe or a device" in named.stderr
+    with wav.open("rb") as fh:                       # redirected from a file: a file
+        ok = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "/dev/stdin"],
+                            stdin=fh, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "stop" in ok.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import stat
 import struct
 import wave
 from collections.abc import Iterator
@@ -53,7 +54,13 @@ def read_header(path: str | Path) -> WavInfo:
     """Parse and check the RIFF/WAVE header of ``path``; raise one clear error if it is bad."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode) and not stat.S_ISDIR(status.st_mode):
+            # a pipe (`... | voicecoach listen /dev/stdin`, a FIFO) or a device: the reader
+            # seeks and reopens, which a stream cannot do (a FIFO would block for ever)
+            raise _bad(path, "is a pipe or a device, not a file",
+                       "save the audio to a .wav file first and give that")
+        size = status.st_size
         with path.open("rb") as fh:
             info = _parse(fh, path, size)
             if info.fmt == _FLOAT:
