@@ -188,3 +188,26 @@ def test_a_closed_loop_writes_its_looks_over_the_coach_for_training_and_never_th
 
     if importlib.util.find_spec("ctranslate2") is not None:   # with the look: it looked
         assert row["echo_looks"], row
+
+
+def test_verify_off_measures_the_default_install_spotter_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--verify off``: the trials run the default install's recogniser (no second look),
+    each row and the summary say so; with the look's training-data options it is refused."""
+    rows = B.run_trials([B.Take("stop", "joe", STOP_WAV)], (None,), tmp_path, progress=False,
+                        both_moments=False, verify="off")
+    [row] = rows
+    assert row["verify"] == "off" and row["looks"] == [], row  # no second look was taken
+    assert row["caught"], row  # the spotter alone hears joe's stop with no echo
+    loop = {"canceller": "nlms", "audio_s": 60.0, "echo": [], "suppressed": 0,
+            "coach_speech_s": 1.0, "outcomes": [], "verify": "off"}
+    lines = B.summary_lines(B.summarise(rows), [loop], [])
+    assert "no second look" in lines[-2] and "spotter alone (no second look)" in lines[-1]
+    auto = B.summary_lines(B.summarise([{**row, "verify": "auto"}]), [], [])
+    assert "spotter alone" not in auto[-1]
+    shared = tmp_path / "shared"
+    (shared / B.SETS[0]).mkdir(parents=True)
+    assert B.main(["--shared", str(shared), "--stops", "0", "--others", "0", "--verify", "off",
+                   "--speakers", "dev", "--states", "--json", str(tmp_path / "t.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--verify off" in err and len(err.splitlines()) == 1

@@ -85,6 +85,9 @@ NEGATIVE_WORDS = ("up", "down", "off", "on", "left", "right", "_unknown_")
 
 #: ``--speakers``: the locked test set, or the others (for choosing anything; never the locked).
 SPEAKER_SETS = ("locked", "dev")
+#: ``--verify``: the second look as the ``verify`` extra gives it, or the default install's
+#: spotter alone.
+VERIFY_CHOICES = ("auto", "off")
 
 
 def held_out_takes(root: Path = SHARED, words: tuple[str, ...] = ("stop", "go", "yes", "no"),
@@ -135,14 +138,14 @@ def _settings(tmp: Path, canceller: str, verify: str = "auto") -> Settings:
 
 
 def trial(recogniser: Any, renderer: Any, take: Take, i: int, settled: bool, echo: str | None,
-          tmp: Path, states: bool = False) -> dict[str, Any]:
+          tmp: Path, states: bool = False, verify: str = "auto") -> dict[str, Any]:
     """One trial in room ``i``: ``echo`` None for no echo, else the canceller's name;
     ``states``: every look also records its pooled encoder output (:class:`Tracer`)."""
     from voicecoach.treadmill.ftms import Op
     from voicecoach.treadmill.sim import SimTreadmill
 
     clip = load_take(take)
-    settings = _settings(tmp, echo or "off")
+    settings = _settings(tmp, echo or "off", verify)
     rt60, delay = RT60S[i % len(RT60S)], DELAYS_S[(i // len(RT60S)) % len(DELAYS_S)]
     sim = SimTreadmill()
     tracer = Tracer(recogniser, states=states)
@@ -216,7 +219,8 @@ def moments(take: Take, i: int, both: bool) -> tuple[bool, ...]:
 def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
                progress: bool = True, log: Path | None = None,
                both_moments: bool = True, states: bool = False,
-               over_candidate: float | None = None) -> list[dict[str, Any]]:
+               over_candidate: float | None = None,
+               verify: str = "auto") -> list[dict[str, Any]]:
     """Every take in its own room (a stop cold and settled, other words at one moment), once
     per echo condition (``states``: see :func:`trial`; ``over_candidate``: the stop candidate
     level over the coach's speech, for making an over-the-coach look's training data; each
@@ -224,7 +228,7 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
-    base = Settings(data_dir=tmp)
+    base = _settings(tmp, "off", verify)
     recogniser = make_recogniser(base.speech, load_grammar("en"), announce=lambda line: None)
     renderer = EspeakNgRenderer(base.speech.voice, base.speech.rate)
     level = _at_level(recogniser, over_candidate)
@@ -235,8 +239,9 @@ def run_trials(takes: list[Take], echoes: tuple[str | None, ...], tmp: Path,
             if echo is not None or take.word not in NEGATIVE_WORDS]
     bar = _bar(len(jobs), "barge-in trials", progress)
     for take, i, settled, echo in jobs:
-        rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp, states))
+        rows.append(trial(recogniser, renderer, take, i, settled, echo, tmp, states, verify))
         rows[-1]["over_candidate"] = level
+        rows[-1]["verify"] = verify
         if log is not None:  # as it goes: a long run stopped early keeps its trials
             with log.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(rows[-1]) + "\n")
@@ -266,7 +271,8 @@ LOOP_SEED = 30
 def closed_loop_session(canceller: str, minutes: float, tmp: Path,
                         talkative: bool = False, *, seed: int = LOOP_SEED,
                         states: Path | None = None,
-                        over_candidate: float | None = None) -> dict[str, Any]:
+                        over_candidate: float | None = None,
+                        verify: str = "auto") -> dict[str, Any]:
     """``minutes`` of a closed loop (a session begun at once, the user's answers typed, the
     coach's echo in a RT60 0.45 s room, belt noise): commands from the coach's own voice (or
     noise), and what the gate dropped; ``talkative``: the coach paced by :data:`TALKATIVE_CUE_S`.
@@ -276,7 +282,7 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
     from voicecoach.listening.engines import make_recogniser
     from voicecoach.speaking.render import EspeakNgRenderer
 
-    settings = _settings(tmp, canceller)
+    settings = _settings(tmp, canceller, verify)
     if talkative:
         settings = replace(settings, coach=replace(settings.coach, cue_interval_s=TALKATIVE_CUE_S,
                                                    min_gap_s=TALKATIVE_GAP_S, cue_no_repeat=0))
@@ -301,7 +307,7 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
                "over_candidate": level,
                "echo_looks": [x for x in tracer.looks if x.get("over")]}
         states.write_text(json.dumps(row) + "\n", encoding="utf-8")
-    return {"canceller": canceller, "audio_s": total, "talkative": talkative,
+    return {"canceller": canceller, "audio_s": total, "talkative": talkative, "verify": verify,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
             "coach_speech_s": round(sum((iv.end or total) - iv.start
@@ -330,6 +336,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                           sum(r["word"] in NEGATIVE_WORDS for r in others),
                           sum("stop" in r.get("false", []) for r in others)),
             "lost": _lost(stops),
+            "verify": ",".join(sorted({str(r.get("verify", "auto")) for r in mine})) or "auto",
         }
     return out
 
@@ -367,6 +374,8 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                 f"{k} {v[0]}+{v[1]}" for k, v in sorted(s["lost"].items())))
     for loop in loops:
         talk = ", the coach talking throughout" if loop.get("talkative") else ""
+        if loop.get("verify", "auto") != "auto":
+            talk += ", no second look"
         lines.append(f"closed loop {loop['audio_s'] / 60:.0f} min{talk}, canceller {loop['canceller']}: "
                      f"{len(loop['echo'])} commands from the coach's voice or noise "
                      f"{loop['echo'] or ''}(target 0); the gate dropped {loop['suppressed']}; "
@@ -395,7 +404,10 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
         parts = [f"{lp['canceller']} closed loop {lp['audio_s'] / 60:.0f} min, "
                  f"{lp['coach_speech_s']} s of coach speech: {len(lp['echo'])} commands from "
                  "its own voice" for lp in loops] or ["no trials and no closed loop"]
-    lines.append("SUMMARY barge-in, real held-out speakers: " + "; ".join(parts))
+    alone = any(s.get("verify") == "off" for s in summary.values()) or any(
+        lp.get("verify") == "off" for lp in loops)
+    lines.append("SUMMARY barge-in, real held-out speakers"
+                 + (", spotter alone (no second look)" if alone else "") + ": " + "; ".join(parts))
     return lines
 
 
@@ -440,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the closed loop's looks over the coach with their encoder "
                              "output to FILE (training data: over_probe --echo; with a "
                              "--loop-seed other than the benchmark's)")
+    parser.add_argument("--verify", choices=VERIFY_CHOICES, default="auto",
+                        help="the spotter's second look in the trials, closed loops and cost: "
+                             "auto (as the verify extra gives it) or off (the default install, "
+                             "no verifier)")
     parser.add_argument("--from-json", type=Path, help="summarise the trials of an earlier --json")
     parser.add_argument("--cost-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -481,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in summary_lines(summarise(rows), [], []):
             print(line, flush=True)
         return 0
+    if args.verify == "off" and (args.states or args.loop_states or args.over_candidate is not None):
+        print("barge-in: --states, --loop-states and --over-candidate record second looks: "
+              "leave out --verify off", file=sys.stderr)
+        return 2
     if args.states and (args.speakers != "dev" or not args.json):
         print("barge-in: --states makes training data: use it with --speakers dev and --json",
               file=sys.stderr)
@@ -504,11 +524,13 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text("", encoding="utf-8")
     echoes = cancellers if args.echo_only else (None, *cancellers)
     rows = run_trials(chosen, echoes, tmp, progress, args.json, states=args.states,
-                      over_candidate=args.over_candidate)
+                      over_candidate=args.over_candidate, verify=args.verify)
     loops = [closed_loop_session(c, args.loop_minutes, tmp, args.loop_talk, seed=args.loop_seed,
-                                 states=args.loop_states, over_candidate=args.over_candidate)
+                                 states=args.loop_states, over_candidate=args.over_candidate,
+                                 verify=args.verify)
              for c in cancellers if args.loop_minutes > 0]
-    costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in ("auto", "off")
+    looks = ("auto", "off") if args.verify == "auto" else ("off",)
+    costs = [device_cost(c, args.cost_s, v) for c in cancellers for v in looks
              if args.cost_s > 0]
     for line in summary_lines(summarise(rows), loops, costs):
         print(line, flush=True)
