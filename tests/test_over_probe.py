@@ -143,6 +143,9 @@ def test_bad_trials_are_one_line_each(tmp_path: Path) -> None:
     assert op.main([str(tmp_path / "missing.jsonl")]) == 2
     kept = op.read_trials([_write(tmp_path, rows + [dict(rows[0], echo="none")])])
     assert len(kept) == len(rows)                               # no-echo trials are not read
+    # nor unplaced ones: barge_in writes them with no word_s or looks, and they are not refused
+    unplaced = {k: v for k, v in rows[0].items() if k not in ("word_s", "looks", "echo_looks")}
+    assert len(op.read_trials([_write(tmp_path, rows + [dict(unplaced, placed=False)])])) == len(rows)
 
 
 def test_write_adds_the_over_probe_and_its_bar_to_a_learned_look(tmp_path: Path) -> None:
@@ -267,3 +270,84 @@ def test_a_closed_loops_echo_looks_are_fitted_on_as_anything_else_in_every_fold(
                     "--write", str(model), "--default", "0.35"]) == 0
     card = json.loads((model / "en_commands.json").read_text())
     assert card["look_probe"]["over"]["loop_echo_looks"] == 40
+
+
+def _bad(row: dict, **change: object) -> dict:
+    """``row`` with ``change`` (a value of ``...``: the key removed); looks are copied."""
+    out = json.loads(json.dumps(row))
+    for key, value in change.items():
+        if value is ...:
+            del out[key]
+        else:
+            out[key] = value
+    return out
+
+
+def _bad_look(row: dict, **change: object) -> dict:
+    """``row`` with its second look (over the coach, on the word) changed as :func:`_bad`."""
+    out = _bad(row)
+    out["looks"][1] = _bad(out["looks"][1], **change)
+    return out
+
+
+_STOP = _trials(np.random.default_rng(0), per_fold=1)[0]
+MALFORMED_TRIALS = [
+    ([1, 2], "it is a list, not an object"),
+    (7, "it is a number, not an object"),
+    ("stop", "it is a string, not an object"),
+    (_bad(_STOP, speaker=...), "it has no 'speaker'"),
+    (_bad(_STOP, speaker=["s1"]), "its 'speaker' is a list, not a string"),
+    (_bad(_STOP, word=3), "its 'word' is a number, not a string"),
+    (_bad(_STOP, echo=None), "its 'echo' is null, not a string"),
+    (_bad(_STOP, placed="yes"), "its 'placed' is a string, not true or false"),
+    (_bad(_STOP, caught=1), "its 'caught' is a number, not true or false"),
+    (_bad(_STOP, latency_s="0.2"), "its 'latency_s' is a string, not a number or null"),
+    (_bad(_STOP, over_candidate=[0.1]), "its 'over_candidate' is a list, not a number or null"),
+    (_bad(_STOP, looks="none"), "its 'looks' is a string, not a list"),
+    (_bad(_STOP, echo_looks={"t": 1}), "its 'echo_looks' is an object, not a list"),
+    (_bad(_STOP, looks=[3]), "look 1 of its 'looks' is a number, not an object"),
+    (_bad_look(_STOP, over="yes"), "look 2 of its 'looks' has an 'over' that is a string"),
+    (_bad_look(_STOP, t="2.6"), "look 2 of its 'looks' has no 't' that is a number"),
+    (_bad_look(_STOP, t=...), "look 2 of its 'looks' has no 't' that is a number"),
+    (_bad_look(_STOP, scores=[0.1]), "has no 'scores' that is an object of numbers"),
+    (_bad_look(_STOP, scores={"stop": "high"}), "has no 'scores' that is an object of numbers"),
+    (_bad_look(_STOP, pooled="0.1 0.2"), "has a 'pooled' that is not a list of numbers"),
+    (_bad_look(_STOP, pooled=[0.1, "x"]), "has a 'pooled' that is not a list of numbers"),
+    (_bad_look(_STOP, pooled=[]), "has a 'pooled' that is not a list of numbers"),
+    (_bad_look(_STOP, pooled=[0.1, 0.2]), "a 'pooled' of 2 numbers, the first look's 8"),
+    (_bad(_STOP, word_s=...), "its 'word_s' is not a list of two numbers"),
+    (_bad(_STOP, word_s=2.0), "its 'word_s' is not a list of two numbers"),
+    (_bad(_STOP, word_s=[2.0]), "its 'word_s' is not a list of two numbers"),
+    (_bad(_STOP, word_s=["2.0", "2.5"]), "its 'word_s' is not a list of two numbers"),
+]
+
+
+@pytest.mark.parametrize(("row", "said"), MALFORMED_TRIALS)
+def test_a_malformed_trial_is_one_line_naming_its_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], row: object, said: str) -> None:
+    """Every field read from a trial, of the wrong type or missing: one line saying which
+    file, which line and what is wrong, exit 2 (no traceback)."""
+    rows: list[object] = list(_trials(np.random.default_rng(0), per_fold=1))
+    rows[2] = row
+    path = _write(tmp_path, rows)  # type: ignore[arg-type]
+    assert op.main([str(path), "--default", "0.4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: line 3 is not a traced barge-in trial" in err, err
+    assert said in err
+
+
+@pytest.mark.parametrize(("look", "said"), [
+    (5, "look 1 of its 'echo_looks' is a number, not an object"),
+    ({"pooled": "0.1"}, "look 1 of its 'echo_looks' has a 'pooled' that is not a list of numbers"),
+    ({"pooled": [0.1, 0.2]}, "has a 'pooled' of 2 numbers, the trials' looks' 8"),
+])
+def test_a_malformed_closed_loop_look_is_one_line_naming_its_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], look: object, said: str) -> None:
+    loop = tmp_path / "loop.jsonl"
+    loop.write_text("\n" + json.dumps({"loop": True, "over_candidate": None, "echo_looks": [look]})
+                    + "\n")
+    trials = _write(tmp_path, _trials(np.random.default_rng(0), per_fold=1))
+    assert op.main([str(trials), "--echo", str(loop), "--default", "0.4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{loop}: line 2 is not a closed loop's looks" in err, err
+    assert said in err
