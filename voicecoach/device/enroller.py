@@ -194,8 +194,11 @@ def takes_in(folder: Path, grammar: Grammar, problems: list[str] | None = None
     left out and said in ``problems`` (all of them, not the first); no usable folder at all is
     one error listing them."""
     if not folder.is_dir():
-        raise VoicecoachError(f"enrollment folder {folder}: no such folder",
-                              "give a folder holding one folder per command (DIR/stop/*.wav)")
+        how = "give a folder holding one folder per command (DIR/stop/*.wav)"
+        if folder.exists():  # looked at (stat), never opened: opening a named pipe would block
+            kind = "a file" if folder.is_file() else "a pipe or a device"
+            raise VoicecoachError(f"enrollment folder {folder} is {kind}, not a folder", how)
+        raise VoicecoachError(f"enrollment folder {folder}: no such folder", how)
     subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subs:
         raise VoicecoachError(f"enrollment folder {folder} holds no command folders",
