@@ -105,6 +105,20 @@ def test_the_sigterm_line_says_whether_the_session_was_recorded(
         assert "record in the history is incomplete" in last and "interrupted" in last
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_the_terminated_line_names_the_signal_the_exit_carries(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], sig: signal.Signals) -> None:
+    """The signal's name is the one :class:`Terminated` was raised for (its ``signum``), its
+    exit code 128 + its number; raised here by hand, no signal sent."""
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(1), "run")
+        with pytest.raises(Terminated) as ended, stopped_by_sigterm(lambda: [rec]):
+            raise Terminated(sig)
+    assert ended.value.signum is sig and ended.value.code == 128 + sig
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"voicecoach: terminated ({sig.name}); the session was recorded as stopped")
+
+
 # ---------------------------------------------------------------- a damaged history on the device
 def test_serve_with_a_damaged_history_says_so_and_is_not_restarted(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -281,7 +295,7 @@ def test_typed_run_ending_under_a_session_stops_the_belt(
             t += 0.1
             coach.tick(t)
         assert links[0].model.speed_kmh > 0.5, "the belt must be moving when it ends"
-        raise ending() if ending is KeyboardInterrupt else ending(128 + signal.SIGTERM)
+        raise ending() if ending is KeyboardInterrupt else ending(signal.SIGTERM)
 
     monkeypatch.setattr(SimTreadmill, "__init__", remember)
     monkeypatch.setattr(run_command, "run_typed", walk_then_end)

@@ -120,7 +120,13 @@ ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
 
 
 class Terminated(SystemExit):
-    """SIGTERM arrived: unwinds like Ctrl-C, so the session is recorded as stopped."""
+    """An ending signal (:data:`ENDING_SIGNALS`) arrived: unwinds like Ctrl-C, so the session
+    is recorded as stopped. It carries the signal (``signum``); its exit code is 128 + the
+    signal's number, as a shell shows a process that signal ended."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signal.Signals(signum)
+        super().__init__(128 + int(self.signum))
 
 
 @contextmanager
@@ -131,7 +137,7 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
     sessions' recorders, closed as stopped (a second close does nothing) before the line is
     written, so that it says whether the record is whole."""
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(128 + signum)
+        raise Terminated(signum)
 
     try:
         previous = {sig: signal.signal(sig, on_sigterm) for sig in ENDING_SIGNALS}
@@ -145,9 +151,7 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
         for recorder in recorders():
             recorder.close("stopped")
             lost += recorder.incomplete
-        name = signal.Signals(int(exc.code or 0) - 128).name \
-            if isinstance(exc.code, int) and exc.code > 128 else "SIGTERM"
-        print(f"voicecoach: terminated ({name}); " + (
+        print(f"voicecoach: terminated ({exc.signum.name}); " + (
             "the session was recorded as stopped" if not lost else
             "the session's record in the history is incomplete; `voicecoach history` shows "
             "it as interrupted"), file=sys.stderr, flush=True)
