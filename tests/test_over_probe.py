@@ -136,10 +136,11 @@ def test_bad_trials_are_one_line_each(tmp_path: Path) -> None:
     with pytest.raises(VoicecoachError) as no_states:
         op.read_trials([_write(tmp_path, [bare])])
     assert "--states" in no_states.value.one_line()
-    (tmp_path / "junk.jsonl").write_text("not json\n")
+    (tmp_path / "junk.jsonl").write_text(json.dumps(rows[0]) + "\n\nnot json\n")
     with pytest.raises(VoicecoachError) as junk:
         op.read_trials([tmp_path / "junk.jsonl"])
     assert "cannot read" in junk.value.one_line()
+    assert "line 3 is not JSON" in junk.value.one_line()  # the file's line, not json's
     assert op.main([str(tmp_path / "missing.jsonl")]) == 2
     kept = op.read_trials([_write(tmp_path, rows + [dict(rows[0], echo="none")])])
     assert len(kept) == len(rows)                               # no-echo trials are not read

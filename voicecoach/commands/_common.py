@@ -132,15 +132,16 @@ class Terminated(SystemExit):
 @contextmanager
 def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tuple
                        ) -> Iterator[None]:
-    """While inside, SIGTERM ends the session as stopped (recorded so) and the program exits
-    143 with one line, instead of dying with the session left 'running'. ``recorders``: the
+    """While inside, an ending signal (SIGTERM or SIGHUP, :data:`ENDING_SIGNALS`) ends the
+    session as stopped (recorded so) and the program exits 128 + the signal (143 for SIGTERM,
+    129 for SIGHUP) with one line, instead of dying with the session left 'running'. ``recorders``: the
     sessions' recorders, closed as stopped (a second close does nothing) before the line is
     written, so that it says whether the record is whole."""
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_ending_signal(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signum)
 
     try:
-        previous = {sig: signal.signal(sig, on_sigterm) for sig in ENDING_SIGNALS}
+        previous = {sig: signal.signal(sig, on_ending_signal) for sig in ENDING_SIGNALS}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

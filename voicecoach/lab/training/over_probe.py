@@ -69,10 +69,20 @@ def _json_lines(path: Path, what: str, how: str) -> list[tuple[int, Any]]:
     :class:`VoicecoachError` (naming ``what`` it should hold, fixed by ``how``) if it cannot be
     read or parsed."""
     try:
-        return [(n, json.loads(x)) for n, x in
-                enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1) if x.strip()]
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, ValueError) as exc:
         raise VoicecoachError(f"cannot read {what} {path} ({exc})", how) from None
+    out = []
+    for n, x in enumerate(lines, 1):
+        if not x.strip():
+            continue
+        try:
+            out.append((n, json.loads(x)))
+        except ValueError as exc:  # the file's line, not json's line within it
+            where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise VoicecoachError(f"cannot read {what} {path}: line {n} is not JSON "
+                                  f"({getattr(exc, 'msg', exc)}{where})", how) from None
+    return out
 
 
 def _number(value: Any) -> bool:
