@@ -367,6 +367,28 @@ def test_a_path_that_is_not_a_folder_is_said_to_be_one(env: Path, tmp_path: Path
     assert said and f"{fifo} is a pipe or a device, not a folder" in said[0], said
 
 
+def test_a_folder_that_cannot_be_read_is_one_line(env: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A takes folder the user may not look into (permissions; faked, the tests may run as
+    root): one line naming it and how to fix it, not a traceback."""
+    import pathlib
+
+    takes = takes_dir(tmp_path / "locked")
+    real = pathlib.Path.iterdir
+
+    def iterdir(self: pathlib.Path):  # type: ignore[no-untyped-def]
+        if self == takes / "stop":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+    line = _bad(capsys, "--from", str(takes), "--user", "joe")
+    assert f"enrollment folder {takes} cannot be read (Permission denied: {takes / 'stop'})" \
+        in line and "chmod" in line, line
+    assert not (env / "enrollment" / "joe.npz").exists()
+
+
 def test_enrolling_one_command_again_keeps_the_others(env: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "enroll", "--from", str(takes_dir(tmp_path / "all")), "--user", "joe")[0] == 0

@@ -192,7 +192,18 @@ def takes_in(folder: Path, grammar: Grammar, problems: list[str] | None = None
     """(command, phrase, WAV files) of every usable command folder in ``folder``. A folder
     named after no command, one with no .wav file, or a command with fewer than 2 takes is
     left out and said in ``problems`` (all of them, not the first); no usable folder at all is
-    one error listing them."""
+    one error listing them; a folder that cannot be looked into (permissions) is one error."""
+    try:
+        return _takes_in(folder, grammar, problems)
+    except OSError as exc:
+        raise VoicecoachError(f"enrollment folder {folder} cannot be read "
+                              f"({exc.strerror or exc}{': ' + exc.filename if exc.filename else ''})",
+                              "check that you may read it and every folder in it "
+                              "(ls -l, chmod)") from None
+
+
+def _takes_in(folder: Path, grammar: Grammar, problems: list[str] | None
+              ) -> list[tuple[str, str, list[Path]]]:
     if not folder.is_dir():
         how = "give a folder holding one folder per command (DIR/stop/*.wav)"
         if folder.exists():  # looked at (stat), never opened: opening a named pipe would block
