@@ -121,6 +121,8 @@ def test_doctor_runs_the_verifier_and_says_when_it_is_missing(monkeypatch: pytes
     missing = check_second_look(Settings())
     assert missing.status == WARN and "goes on alone" in missing.detail
     assert "verify" in missing.line()
+    # what going on alone costs, measured: stops said over the coach's voice (session 18)
+    assert "81 of 200 real stops said over the coach's voice, 175 with the look" in missing.detail
 
 
 def _sentences(n: int) -> list[np.ndarray]:
