@@ -84,11 +84,37 @@ def test_pause_and_resume_map_to_ftms_pause_and_start() -> None:
     assert run.writes()[-1][1].value == 2
     run.at(run.t + 5)
     assert run.model.state == "paused" and run.model.speed_kmh == 0.0
+    before = len(run.writes())
     run.say("resume")
-    assert run.writes()[-1][1].op is Op.START_RESUME
+    assert run.writes()[before][1].op is Op.START_RESUME
     run.at(run.t + 6)
     assert run.model.state == "running"
     assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+
+
+def test_resume_restarts_the_belt_very_slowly_then_steps_back_up() -> None:
+    # COACHING.md: start the belt at a very slow speed (0.5 mph), then small steps, no jumps
+    run = BeltRun().walking()
+    for _ in range(2):
+        run.say("faster")
+        run.at(run.t + 5)
+    assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
+    run.say("pause")
+    run.at(run.t + 5)
+    assert run.model.speed_kmh == 0.0
+    before = len(run.writes())
+    run.say("resume")
+    after = run.writes()[before:]
+    assert after[0][1].op is Op.START_RESUME
+    run.at(run.t + 1.0)
+    assert run.belt_mph() <= 0.5 + 0.05  # not on its way back to 1.2 at once
+    run.at(run.t + 10)
+    after = run.writes()[before:]
+    kmh = [float(c.value or 0) for _, c in after if c.op is Op.SET_TARGET_SPEED]
+    assert kmh and kmh[0] <= 0.5 * KMH_PER_MPH + 0.01
+    assert all(b - a <= 0.2 + 1e-6 for a, b in zip(kmh, kmh[1:], strict=False))  # 0.2 km/h
+    assert kmh[-1] / KMH_PER_MPH == pytest.approx(1.2, abs=0.05)
+    assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
 
 
 def test_a_toggle_pad_is_not_paused_by_a_second_start() -> None:

@@ -32,6 +32,9 @@ INCLINE_TOLERANCE_PCT = 0.25
 #: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
 #: slowest), then halted.
 WIND_DOWN_KMH = 1.0
+#: After a pause the belt restarts at this (mph; COACHING.md's very slow start, 0.8 km/h, or the
+#: treadmill's slowest) and climbs back to the target one step at a time.
+RESTART_MPH = 0.5
 #: A stop the treadmill did not confirm (a failed or refused write) is written again after this
 #: long, for as long as it is not confirmed
 STOP_RETRY_S = 0.5
@@ -201,8 +204,8 @@ class BeltController(BeltReports):
                 self._write(ftms.pause())
         elif source is State.PAUSED and dest in ACTIVE:
             if not self._console and self.started and not self._belt_moving():
-                self._write(ftms.start_resume())  # never while running (toggle pads); the
-                # belt resumes at the target it kept
+                self._write(ftms.start_resume())  # never while running (toggle pads)
+                self._restart_slowly()
         elif dest is State.STOPPED:
             self.step = None
             if not self._console:
@@ -237,6 +240,18 @@ class BeltController(BeltReports):
         self.want_kmh = self.clamp_kmh(self.coach.speed_mph)
         self.sent_kmh = None
         self._pump()
+
+    def _restart_slowly(self) -> None:
+        """After a pause, never straight back to the kept target: the belt restarts very
+        slowly and climbs back one step at a time (:meth:`_next_speed`), as COACHING.md says
+        a belt is started."""
+        if not (self.drive and self.link_up and self.speed_control) or self.want_kmh is None:
+            return
+        slow = self._on_grid(max(RESTART_MPH * KMH_PER_MPH, self.speed_range.minimum))
+        first = min(slow, self.want_kmh)
+        self.sent_kmh = first
+        self.step = _Step(first, self.coach.now)
+        self._write(ftms.target_speed(self._to_raw(first)))
 
     def halt(self) -> None:
         """Stop the belt, whatever the coach's state: written now if the link is up (and no stop
