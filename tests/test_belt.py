@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from belt_helpers import DRIVE, BeltRun, with_quirks
+from belt_helpers import BELT_PLAN, DRIVE, BeltRun, with_quirks
 
 from voicecoach.device import sayings
 from voicecoach.events import DeviceProblem, StateChanged
@@ -12,6 +14,7 @@ from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.ftms_data import Range
 from voicecoach.treadmill.sim import BeltModel, SimTreadmill
 from voicecoach.workout.machine import State
+from voicecoach.workout.plan import Plan
 
 
 def test_belt_starts_only_after_three_yeses_and_ready() -> None:
@@ -115,6 +118,21 @@ def test_resume_restarts_the_belt_very_slowly_then_steps_back_up() -> None:
     assert all(b - a <= 0.2 + 1e-6 for a, b in zip(kmh, kmh[1:], strict=False))  # 0.2 km/h
     assert kmh[-1] / KMH_PER_MPH == pytest.approx(1.2, abs=0.05)
     assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
+
+
+def test_a_phase_that_starts_on_an_incline_raises_it_one_percent_at_a_time() -> None:
+    # COACHING.md: incline in small steps (1 %); week 6's blocks start at 2 % after a flat
+    # warm-up
+    plan = Plan("incline", (BELT_PLAN.phases[0],
+                            replace(BELT_PLAN.phases[1], incline_pct=2.0, max_incline_pct=2.0)))
+    run = BeltRun(plan=plan).walking().at(70)
+    run.ready().at(run.t + 30)
+    assert run.coach.state is State.BACKWARD and run.coach.incline_pct == 2.0
+    inclines = [float(c.value or 0) for _, c in run.writes(Op.SET_TARGET_INCLINE)]
+    assert inclines and inclines[-1] == 2.0
+    steps = [b - a for a, b in zip([0.0, *inclines], inclines, strict=False)]
+    assert all(step <= 1.0 + 1e-6 for step in steps)
+    assert run.model.incline_pct == pytest.approx(2.0, abs=0.1)
 
 
 def test_a_toggle_pad_is_not_paused_by_a_second_start() -> None:

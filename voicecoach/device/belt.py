@@ -306,9 +306,18 @@ class BeltController(BeltReports):
                 if self.sent_incline is None and abs(self.want_incline - (self.belt_incline or 0)) < 1e-6:
                     self.sent_incline = self.want_incline  # already there: nothing to write
                     return
-                self.sent_incline = self.want_incline
-                self.incline_step = _Step(self.want_incline, now)
-                self._write(ftms.target_incline(self.want_incline))
+                nxt = self._next_incline(self.want_incline)
+                self.sent_incline = nxt
+                self.incline_step = _Step(nxt, now)
+                self._write(ftms.target_incline(nxt))
+
+    def _next_incline(self, goal: float) -> float:
+        """The next incline on the way to ``goal``: down at once, up one step (the coach's
+        incline step, 1 %) at a time, the next once the belt shows the last (COACHING.md)."""
+        base = self.sent_incline if self.sent_incline is not None else (self.belt_incline or 0.0)
+        if goal <= base + 1e-6:
+            return goal
+        return self.incline_range.clamp(min(goal, base + self.coach.settings.incline_step_pct))
 
     def _next_speed(self, goal: float) -> float | None:
         """The next speed to write on the way to ``goal`` (None: nothing to write now). Down
