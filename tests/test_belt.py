@@ -26,7 +26,9 @@ def test_belt_starts_only_after_three_yeses_and_ready() -> None:
     run.at(run.t + 8)
     ops = [c.op for _, c in run.writes()]
     assert ops[:3] == [Op.REQUEST_CONTROL, Op.START_RESUME, Op.SET_TARGET_SPEED]
-    assert run.speeds_written_mph() == [pytest.approx(1.0, abs=0.01)]  # the warm-up's speed
+    speeds = run.speeds_written_mph()  # very slowly first, then up to the warm-up's speed
+    assert speeds[0] == pytest.approx(0.5, abs=0.01) and speeds[-1] == pytest.approx(1.0, abs=0.01)
+    assert speeds == sorted(speeds) and len(speeds) > 2
     assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
 
 
@@ -39,14 +41,15 @@ def test_no_write_when_ready_was_never_said() -> None:
 
 def test_faster_moves_one_step_and_the_next_waits_for_the_belt() -> None:
     run = BeltRun().walking()
+    started = len(run.writes(Op.SET_TARGET_SPEED))
     run.say("faster")
     run.say("faster")  # at once: the second step waits until the belt shows the first
-    first = run.writes(Op.SET_TARGET_SPEED)[1:]
+    first = run.writes(Op.SET_TARGET_SPEED)[started:]
     assert [round(float(c.value or 0) / KMH_PER_MPH, 1) for _, c in first] == [1.1]
     run.at(run.t + 6)
-    speeds = run.speeds_written_mph()
+    speeds = run.speeds_written_mph()[started - 1:]
     assert speeds == [1.0, 1.1, 1.2]
-    t_first, t_second = (t for t, _ in run.writes(Op.SET_TARGET_SPEED)[1:])
+    t_first, t_second = (t for t, _ in run.writes(Op.SET_TARGET_SPEED)[started:])
     assert t_second - t_first >= 0.3  # 0.16 km/h at 0.5 km/h/s, confirmed by a reading
     assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
 
@@ -197,6 +200,8 @@ def test_a_console_speed_becomes_the_target_and_above_the_plan_is_said() -> None
 
 def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> None:
     run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    assert started[-1] == 1.0
     run.sim.schedule(run.t + 1, "disconnect", 5.0)
     run.sim.schedule(run.t + 20, "disconnect", 5.0)
     run.at(run.t + 3)
@@ -205,10 +210,10 @@ def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> Non
     run.at(run.t + 30)
     assert run.said().count(sayings.LINK_LOST) == 1
     assert run.sim.connects == 3
-    assert run.speeds_written_mph() == [1.0]  # nothing written that was not asked for
+    assert run.speeds_written_mph() == started  # nothing written that was not asked for
     run.say("faster")
     run.at(run.t + 5)
-    assert run.speeds_written_mph() == [1.0, 1.2]
+    assert run.speeds_written_mph() == [*started, 1.2]
     assert run.writes()[-2][1].op is Op.REQUEST_CONTROL  # control asked for again first
 
 
@@ -299,7 +304,8 @@ def test_a_pad_that_reads_mph_with_the_units_setting() -> None:
     run.at(run.t + 6)
     assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
     raw = [float(c.value or 0) for _, c in run.writes(Op.SET_TARGET_SPEED)]
-    assert raw == [pytest.approx(1.0, abs=0.03), pytest.approx(1.1, abs=0.03)]
+    assert raw[0] == pytest.approx(0.5, abs=0.03)  # the very slow start, read as mph
+    assert raw[-2:] == [pytest.approx(1.0, abs=0.03), pytest.approx(1.1, abs=0.03)]
 
 
 def test_a_pad_that_refuses_speed_control() -> None:

@@ -32,8 +32,8 @@ INCLINE_TOLERANCE_PCT = 0.25
 #: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
 #: slowest), then halted.
 WIND_DOWN_KMH = 1.0
-#: After a pause the belt restarts at this (mph; COACHING.md's very slow start, 0.8 km/h, or the
-#: treadmill's slowest) and climbs back to the target one step at a time.
+#: A still belt (the start, after a pause) starts at this (mph; COACHING.md's very slow start,
+#: 0.8 km/h, or the treadmill's slowest) and climbs to the target one step at a time.
 RESTART_MPH = 0.5
 #: A stop the treadmill did not confirm (a failed or refused write) is written again after this
 #: long, for as long as it is not confirmed
@@ -235,16 +235,17 @@ class BeltController(BeltReports):
             self.started = False
             return
         self.coach.say(self.words.BELT_STARTING, "announcement", Priority.ANNOUNCEMENT, remember=False)
-        if not self._belt_moving():
-            self._write(ftms.start_resume())
         self.want_kmh = self.clamp_kmh(self.coach.speed_mph)
         self.sent_kmh = None
+        if not self._belt_moving():
+            self._write(ftms.start_resume())
+            self._restart_slowly()
         self._pump()
 
     def _restart_slowly(self) -> None:
-        """After a pause, never straight back to the kept target: the belt restarts very
-        slowly and climbs back one step at a time (:meth:`_next_speed`), as COACHING.md says
-        a belt is started."""
+        """A still belt (the start, or after a pause) never goes straight to the target: it
+        starts very slowly and climbs one step at a time (:meth:`_next_speed`), as COACHING.md
+        says a belt is started."""
         if not (self.drive and self.link_up and self.speed_control) or self.want_kmh is None:
             return
         slow = self._on_grid(max(RESTART_MPH * KMH_PER_MPH, self.speed_range.minimum))
