@@ -312,11 +312,12 @@ class BleakTreadmill:
                 client, controller, info = await connect(self.address, self._put, on_lost,
                                                          self.adapter, device=known)
                 known = controller.device
-            except TreadmillError as exc:
+            except Exception as exc:  # noqa: BLE001 - bleak or D-Bus mid-setup: retry, never end
+                problem = explain(exc, self.address)
                 known = None  # look it up afresh next time
-                if exc.message != said:  # one line per new kind of trouble, not per retry
-                    said = exc.message
-                    self._put(("down", exc.one_line()))
+                if problem.message != said:  # one line per new kind of trouble, not per retry
+                    said = problem.message
+                    self._put(("down", problem.one_line()))
                 await asyncio.sleep(self.reconnect_s)
                 continue
             said = ""
