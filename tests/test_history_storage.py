@@ -298,3 +298,28 @@ def test_a_second_session_on_one_data_folder_is_refused_in_one_line(tmp_path: Pa
     assert "another voicecoach session is running" in line and f"process {first.pid}" in line
     with HistoryDB.open(home) as db:
         assert [s.status for s in db.sessions()] == ["stopped"]  # the second left no row
+
+
+def test_a_data_folder_removed_mid_session_is_written_again_with_the_session(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``rm -r`` of the data folder (or of the history) while a session runs: SQLite goes on
+    writing into the deleted file without a word, and the session, with every earlier one,
+    was lost when it closed. The open copy is written back at its path before the next write."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run, db, recorder = _session(data)
+    run.through_briefing().at(run.t + 20)
+    for name in os.listdir(data):
+        os.remove(data / name)
+    data.rmdir()
+    run.into(State.BACKWARD).at(run.t + 30)
+    run.finish()
+    recorder.close()
+    db.close()
+    assert not recorder.incomplete
+    with HistoryDB.open(data) as again:
+        [row] = again.sessions()
+        seqs = [r[0] for r in again.conn.execute("SELECT seq FROM events ORDER BY seq")]
+    assert row.status == "finished" and row.backward_s == run.coach.backward_s == 300
+    assert seqs == list(range(1, recorder.seq + 1))  # the events before the removal too
+    assert "removed" in caplog.text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import socket
 import sqlite3
 import threading
@@ -215,6 +217,7 @@ class HistoryDB:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so it waits for other writers up front)."""
         with self.lock:
+            self._put_back_if_removed()
             if self.conn.in_transaction:
                 # A write cut off between its BEGIN and its body (a signal's exception lands
                 # between any two bytecodes): its transaction is still open and would make
@@ -238,6 +241,50 @@ class HistoryDB:
             except sqlite3.DatabaseError as exc:
                 self._rollback()  # a failed COMMIT (disk full) can leave it open
                 self._reraise(exc)
+
+    def _put_back_if_removed(self) -> None:
+        """The file was deleted under us (the data folder removed while a session runs):
+        SQLite goes on writing into the deleted file without a word, and all of it, this
+        session and every earlier one, is gone when the connection closes. What the open
+        connection still holds is written back at the file's path (one log line), and
+        writing goes on there; when that cannot be done, the write fails as unavailable (the
+        recorder keeps the session in memory and tries again)."""
+        if self.read_only:
+            return
+        try:
+            os.stat(self.path)
+            return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # a folder that cannot be looked into: SQLite says what is wrong
+        _LOGGER.warning("history: %s was removed while in use; writing it again from the "
+                        "copy still open", self.path)
+        part = self.path.with_name(self.path.name + ".restoring")
+        try:
+            if self.conn.in_transaction:
+                self._rollback()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            copy = sqlite3.connect(str(part), isolation_level=None)
+            try:
+                self.conn.backup(copy)
+            finally:
+                copy.close()
+            os.replace(part, self.path)
+            busy = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            fresh = self._connect(self.path, read_only=False).conn
+        except (OSError, sqlite3.Error, VoicecoachError) as exc:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+            raise HistoryUnavailable(
+                f"history database {self.path} was removed and cannot be written again "
+                f"({detail.rstrip('.')})",
+                f"check that {self.path.parent} can be written; the session is kept in "
+                "memory meanwhile") from None
+        fresh.execute(f"PRAGMA busy_timeout = {int(busy)}")
+        self.conn.close()
+        self.conn = fresh
 
     def _rollback(self) -> None:
         try:
