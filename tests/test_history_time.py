@@ -94,3 +94,32 @@ def test_recovering_an_ended_row_set_back_to_running_adds_nothing(tmp_path: Path
     assert before.status == after.status == outcome
     assert (after.backward_s, after.total_s) == (before.backward_s, before.total_s)
     assert after.backward_s == run.coach.backward_s > 0
+
+
+@pytest.mark.parametrize("jump_h", [72.0, -5.0])
+def test_a_wall_clock_jump_mid_session_dates_the_session_by_the_later_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jump_h: float) -> None:
+    """A Pi has no real-time clock: a session said "start" to before NTP set the clock is
+    stamped with the clock saved at the last shutdown, days early; NTP then jumps it in the
+    middle. The session was stored days early (and could end before it began when the
+    clock went back), so progression and the weekly totals placed it wrongly. The clock read
+    at the end is the one to trust: the start is worked back from it by elapsed time."""
+    from datetime import datetime, timedelta
+
+    from voicecoach.events import SessionEnded
+    from voicecoach.history import recorder as recorder_module
+
+    boot = datetime(2026, 3, 1, 18, 0).astimezone()
+    now = [boot]
+    monkeypatch.setattr(recorder_module, "wall_now", lambda: now[0])
+    mono = [100.0]
+    with HistoryDB.open(tmp_path) as db:
+        rec = SessionRecorder.open(db, programme_week(2), "serve", wall_clock=lambda: mono[0])
+        mono[0] += 600.0  # ten minutes walked; NTP moved the wall clock meanwhile
+        now[0] = boot + timedelta(hours=jump_h, seconds=600)
+        rec.on_event(SessionEnded(t=600.0, state="done", outcome="finished", backward_s=420.0,
+                                  total_s=600.0, min_speed_mph=0.8, max_speed_mph=1.0,
+                                  summary=""))
+        [s] = db.sessions()
+    assert s.started_at == boot + timedelta(hours=jump_h)
+    assert s.ended_at == now[0]

@@ -46,6 +46,15 @@ CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
+#: The wall clock and the elapsed time (monotonic) disagreeing by more than this at the end
+#: means the wall clock was set meanwhile (a Pi has no real-time clock: NTP sets it after
+#: boot, possibly mid-session); seconds. Normal drift is well under a second a session.
+CLOCK_SET_S = 60.0
+
+
+def wall_now() -> datetime:
+    """The wall clock, as dates are stored (local time with its offset)."""
+    return datetime.now().astimezone()
 
 
 class SessionRecorder:
@@ -79,6 +88,9 @@ class SessionRecorder:
         self._telling = False
         self._beat_t = self._beat_wall = float("-inf")
         self._wall_clock = wall_clock
+        self._opened_wall = wall_clock()
+        #: Whether the start was read from the wall clock (a start given by the caller stands).
+        self.clock_start = False
         self._sleep: Callable[[float], None] = time.sleep
         db.busy_timeout(SESSION_BUSY_MS)
 
@@ -90,7 +102,7 @@ class SessionRecorder:
         ``started_at`` defaults to now; ``wall_clock`` paces :meth:`heartbeat`."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
-        started = (started_at or datetime.now()).astimezone()
+        started = (started_at or wall_now()).astimezone()
         backward = [p for p in plan.phases if p.kind == "backward"]
         all_notes = "\n".join([*plan.notes, *([notes] if notes else [])])
         pid = os.getpid()
@@ -105,7 +117,9 @@ class SessionRecorder:
                  backward[0].incline_pct if backward else None))
             session_id = int(cursor.lastrowid or 0)
         _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
-        return cls(db, session_id, started, wall_clock)
+        recorder = cls(db, session_id, started, wall_clock)
+        recorder.clock_start = started_at is None
+        return recorder
 
     @property
     def pending(self) -> int:
@@ -220,9 +234,22 @@ class SessionRecorder:
         total = finite_or(total, 0.0) or 0.0
         backward = min(finite_or(backward, 0.0) or 0.0, total)
         lo, hi = finite_or(lo, None, 0, MAX_SPEED_MPH), finite_or(hi, None, 0, MAX_SPEED_MPH)
+        now = wall_now()
+        elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
+        began = now - timedelta(seconds=elapsed)
+        if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
+            # the wall clock was set during the session: the later reading is the one to
+            # trust (NTP), so the start is worked back from it by the time that passed
+            _LOGGER.warning("history: the clock was set during session %d (by %+.0f s); its "
+                            "start is recorded as %s", self.session_id,
+                            (began - self.started_at).total_seconds(),
+                            began.isoformat(timespec="seconds"))
+            self.started_at = began
+            conn.execute("UPDATE sessions SET started_at = ? WHERE id = ?",
+                         (began.isoformat(timespec="seconds"), self.session_id))
         # A sped-up session (the demo) ran its workout seconds in less wall time: it ended
         # now, never in the future.
-        end = min(self.started_at + timedelta(seconds=total), datetime.now().astimezone())
+        end = min(self.started_at + timedelta(seconds=total), now)
         conn.execute(
             "UPDATE sessions SET status = ?, ended_at = ?, backward_s = ?, total_s = ?,"
             " last_t = ?, min_speed_mph = ?, max_speed_mph = ?, backward_speed_mph = ?,"
