@@ -392,3 +392,15 @@ def test_a_stop_is_placed_over_a_coach_utterance_with_time_left(
     assert room.clips == [clip]
     long = speaker.speaking_intervals()[1]
     assert long.start + 0.2 <= clip.at_s and clip.at_s + 1.0 <= (long.end or 0.0)
+
+
+def test_the_gate_keeps_a_bounded_record_of_its_decisions() -> None:
+    """serve listens for months: every detection's decision was kept for ever (a noisy room
+    gives thousands a day), so the device's memory grew without bound."""
+    from voicecoach.device import duplex
+
+    gate = DuplexGate(NullSpeaker())
+    for i in range(duplex.KEEP_DECISIONS + 50):
+        gate.decide(Detection("faster", "faster", i, i + 0.5, i + 0.6, 0.9))
+    assert len(gate.decisions) == duplex.KEEP_DECISIONS
+    assert gate.decisions[-1].detection.start_s == duplex.KEEP_DECISIONS + 49  # the newest kept

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -74,6 +75,8 @@ ECHO_MAX_DB = -2.0
 #: The echo's delay behind the known speech searched by that check (seconds).
 ECHO_SEARCH_S = 0.1
 MIC_KEEP_S = 8.0
+#: Decisions kept for looking back (benchmarks, tests): the newest this many.
+KEEP_DECISIONS = 1000
 #: The echo check reads at most this much of a stop's phrase, up to its end: a stop is one
 #: short word, and phrase bounds found on the loudness envelope can open on the coach's echo
 #: before it (measured on a dev trial: bounds 0.41-2.08 s for a stop said at 1.00-1.99 s,
@@ -122,7 +125,8 @@ class DuplexGate:
         #: Asked before a stop the echo check would drop is dropped (the recogniser's second
         #: look, ``SpotterRecogniser.look_again``; wired by the device loop): True keeps it
         self.second_look: Callable[[Detection], bool] | None = None
-        self.decisions: list[Decision] = []
+        #: The newest KEEP_DECISIONS decisions (serve runs for months: never all of them).
+        self.decisions: deque[Decision] = deque(maxlen=KEEP_DECISIONS)
         self._mic = np.zeros(0, dtype=np.float32)
         self._mic_end = 0.0
 
