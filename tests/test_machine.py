@@ -6,6 +6,7 @@ import pytest
 from workout_helpers import Run
 
 from voicecoach.events import CommandRefused, StateChanged
+from voicecoach.grammar import load_grammar
 from voicecoach.workout.machine import ACTIVE, AT_REST, TRANSITIONS, State, mermaid
 
 
@@ -68,6 +69,33 @@ def test_briefing_no_repeats_the_fix_and_waits() -> None:
     assert run.coach.state is State.BRIEFING and run.coach.briefing_step == 0
     run.at(600)  # nobody answers: the belt part never begins on its own
     assert run.coach.state is State.BRIEFING
+
+
+def test_the_safety_points_are_said_after_the_checks_before_the_first_step() -> None:
+    """COACHING.md's safety points spoken before the first step: end at once on sharp pain,
+    dizziness or loss of balance; someone standing by for poor balance. Said once, after the
+    last check, before the warm-up begins; never holding a command phrase (its echo)."""
+    from voicecoach.events import CueSpoken, PhaseStarted
+    from voicecoach.lab.training.texts import is_free_of_commands
+    from voicecoach.phrases import load_phrases
+
+    words = load_phrases("en")
+    run = Run()
+    run.coach.begin(0)
+    for _ in range(2):
+        run.at(run.t + 2)
+        run.say("yes")
+    assert not [e for e in run.of(CueSpoken) if e.text == words.BRIEFING_WHEN_TO_END]
+    run.at(run.t + 2)
+    run.say("yes")
+    said = [e for e in run.events if isinstance(e, (CueSpoken, PhaseStarted))]
+    [where] = [i for i, e in enumerate(said)
+               if isinstance(e, CueSpoken) and e.text == words.BRIEFING_WHEN_TO_END]
+    assert isinstance(said[where + 1], PhaseStarted) and said[where + 1].kind == "warmup"
+    text = words.BRIEFING_WHEN_TO_END.lower()
+    assert "dizziness" in text and "balance" in text and "someone" in text
+    for lang in ("en", "ko"):
+        assert is_free_of_commands(load_grammar(lang), load_phrases(lang).BRIEFING_WHEN_TO_END)
 
 
 @pytest.mark.parametrize(("state", "command"), [

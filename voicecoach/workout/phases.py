@@ -87,6 +87,9 @@ class CoachPhases:
             self._ask("briefing", self.briefing_checks[self.briefing_step][0])
         else:
             self.question = None
+            # COACHING.md's safety points spoken before the first step: when to end at once,
+            # and someone standing by for poor balance (after the checks, before the belt)
+            self.say(self.words.BRIEFING_WHEN_TO_END, "announcement", Priority.ANNOUNCEMENT)
             self.advance()
 
     def briefing_no(self, event: EventData) -> None:
