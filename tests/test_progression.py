@@ -188,7 +188,29 @@ def test_demo_and_replay_sessions_do_not_count(db: HistoryDB) -> None:
     walk(db, plan_next_session(db, DEFAULT, day), day, source="demo")
     walk(db, plan_next_session(db, DEFAULT, day), day, source="replay")
     assert dose(plan_next_session(db, DEFAULT, day)) == (1, 5.0, 0.5, 0.0)
-    assert dose(plan_next_session(db, DEFAULT, day, sources=("demo",))) == (1, 5.0, 0.6, 0.0)
+    tomorrow = day + dt.timedelta(days=1)  # (the ladder steps up at most once a day)
+    assert dose(plan_next_session(db, DEFAULT, tomorrow, sources=("demo",))) == (1, 5.0, 0.6, 0.0)
+
+
+def test_a_second_session_on_the_same_day_repeats_the_dose(db: HistoryDB) -> None:
+    """COACHING.md: three or four sessions a week, up to daily. Two good sessions on one day
+    step the ladder up once, not twice; the next day it goes on from there."""
+    walk(db, plan_next_session(db, DEFAULT, MONDAY), MONDAY)
+    tuesday = MONDAY + dt.timedelta(days=1)
+    first = plan_next_session(db, DEFAULT, tuesday)
+    walk(db, first, tuesday)
+    again = plan_next_session(db, DEFAULT, tuesday)
+    assert dose(again) == dose(first) == (1, 5.0, 0.6, 0.0)
+    assert again.notes == ("You already walked today, so we keep the same dose.",
+                           "Today: 5 minutes at 0.6 mph.")
+    walk(db, again, tuesday)
+    assert dose(plan_next_session(db, DEFAULT, tuesday + dt.timedelta(days=1))) == \
+        (1, 5.0, 0.7, 0.0)
+    # a same-day session that went badly is still held or eased off by its own rule
+    walk(db, plan_next_session(db, DEFAULT, MONDAY + dt.timedelta(days=3)),
+         MONDAY + dt.timedelta(days=3), pain=True)
+    hard = plan_next_session(db, DEFAULT, MONDAY + dt.timedelta(days=3))
+    assert hard.notes[0].startswith("Your knees bothered you last time")
 
 
 def test_a_list_of_sessions_works_like_the_database(db: HistoryDB) -> None:

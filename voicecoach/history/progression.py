@@ -217,6 +217,16 @@ def rule_cut_off(c: Context) -> Decision | None:
     return d, [c.words.PLAN_CUT_OFF.format(when=when), today_text(d, c.settings, c.words)]
 
 
+def rule_same_day(c: Context) -> Decision | None:
+    """A session already walked today that went well: the same dose again. The ladder steps
+    up at most once a day (COACHING.md: three or four sessions a week, up to daily; short
+    and easy beats long), so a second session on one day never speeds the programme up."""
+    if c.gap_days != 0:
+        return None
+    d = dose_of(c.last)
+    return d, [c.words.PLAN_SAME_DAY, today_text(d, c.settings, c.words)]
+
+
 def rule_progress(c: Context) -> Decision:
     """It went well: one step up the ladder, saying what changed."""
     last = dose_of(c.last)
@@ -243,7 +253,7 @@ def rule_progress(c: Context) -> Decision:
 #: The rules in order, first match wins; when none matches, rule_progress. Each returns the
 #: dose and the sentences that explain it.
 RULES: tuple[Callable[[Context], Decision | None], ...] = (
-    rule_first, rule_long_break, rule_went_badly, rule_cut_off,
+    rule_first, rule_long_break, rule_went_badly, rule_cut_off, rule_same_day,
 )
 
 
