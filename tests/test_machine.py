@@ -98,6 +98,31 @@ def test_the_safety_points_are_said_after_the_checks_before_the_first_step() -> 
         assert is_free_of_commands(load_grammar(lang), load_phrases(lang).BRIEFING_WHEN_TO_END)
 
 
+def test_a_phase_that_changes_the_incline_says_so() -> None:
+    """The plan's incline is said where it changes (a user who sets the belt by hand is told;
+    COACHING.md: incline in small steps), and not where it stays."""
+    from voicecoach.events import CueSpoken, PhaseStarted
+    from voicecoach.workout.plan import Phase, Plan
+
+    plan = Plan("inclined", (Phase("warmup", 60.0, 1.2, 1.0, 2.0, cues="warmup"),
+                             Phase("backward", 60.0, 1.5, 1.3, 1.7, 2.0, 2.0, "technique"),
+                             Phase("recovery", 60.0, 1.2, 0.8, 1.8, cues="cooldown"),
+                             Phase("cooldown", 60.0, 1.2, 0.8, 1.8, cues="cooldown")))
+    run = Run(plan).through_briefing()
+    while run.coach.state not in (State.FINISHED, State.STOPPED) and run.t < 2000:
+        run.at(run.t + 5)
+        if run.coach.awaiting_turn:
+            run.say("yes")
+    said = [e for e in run.events if isinstance(e, (CueSpoken, PhaseStarted))]
+    inclines = []
+    for i, e in enumerate(said):
+        if isinstance(e, CueSpoken) and e.text.startswith("Incline now"):
+            phase = next(x for x in reversed(said[:i]) if isinstance(x, PhaseStarted))
+            inclines.append((phase.kind, e.text))
+    assert inclines == [("backward", "Incline now 2 percent."),
+                        ("recovery", "Incline now 0 percent.")], inclines
+
+
 @pytest.mark.parametrize(("state", "command"), [
     (State.IDLE, "faster"), (State.IDLE, "pause"), (State.IDLE, "resume"), (State.IDLE, "yes"),
     (State.BRIEFING, "faster"), (State.BRIEFING, "pause"), (State.BRIEFING, "start"),

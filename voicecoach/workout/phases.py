@@ -128,7 +128,7 @@ class CoachPhases:
             self.speed_mph = carried
         else:
             self.speed_mph = phase.speed_mph
-        self.incline_pct = phase.incline_pct
+        incline_before, self.incline_pct = self.incline_pct, phase.incline_pct
         number = sum(1 for p in self.plan.phases[:self.phase_index + 1] if p.kind == phase.kind)
         of = sum(1 for p in self.plan.phases if p.kind == phase.kind)
         was_forward = True if previous is None else _forward(previous.kind)
@@ -142,6 +142,11 @@ class CoachPhases:
         self._target_changed("phase")
         self.say(self.words.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
                                  self.units), "announcement", Priority.ANNOUNCEMENT)
+        if abs(self.incline_pct - incline_before) > 1e-6:
+            # the plan's incline changes here: said, so a user who sets the belt by hand knows
+            # it (week 4 on), and a driven belt's climb is not a surprise
+            self.say(self.words.INCLINE_NOW.format(pct=f"{self.incline_pct:g}"), "announcement",
+                     Priority.ANNOUNCEMENT)
         if turn:
             self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.words.TURN_TO_FORWARD if _forward(phase.kind)
