@@ -31,3 +31,16 @@ def test_a_write_after_a_reconnect_that_nobody_asked_for_is_counted() -> None:
     run.sim.send(ftms.target_speed(3.5), run.t)
     bad = unasked_writes(run.sim.log.writes, run.events, run.sim.up_times[1:])
     assert [what for _, what in bad] == ["target speed 1.77 km/h", "target speed 3.50 km/h"]
+
+
+def test_a_slow_start_is_asked_for_and_a_write_past_the_target_is_not() -> None:
+    """The belt starts still: its slow start (0.5 mph, then a step at a time) climbs towards the
+    phase's speed and is explained by "ready"; a write above the target is still counted."""
+    run = BeltRun().walking()
+    speeds = [float(c.value or 0.0) for _, c in run.sim.log.writes
+              if c.op is ftms.Op.SET_TARGET_SPEED]
+    assert len(speeds) >= 2 and speeds == sorted(speeds), speeds  # a climb, not a jump
+    assert unasked_writes(run.sim.log.writes, run.events, run.sim.up_times[1:]) == []
+    run.sim.send(ftms.target_speed(speeds[-1] + 1.0), run.t + 0.5)
+    bad = unasked_writes(run.sim.log.writes, run.events, run.sim.up_times[1:])
+    assert [what for _, what in bad] == [f"target speed {speeds[-1] + 1.0:.2f} km/h"]

@@ -134,7 +134,8 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
                    link_ups: list[float]) -> list[tuple[float, str]]:
     """Speed/incline writes that no request explains: a write must come after a request (a
     non-console TargetChanged, or "ready") with no reconnect in between, and move from the
-    last written value towards that request's target."""
+    last written value (a still belt's 0 at the start and after a stop, pause or start) towards
+    that request's target."""
     requests = [e for e in events if (isinstance(e, TargetChanged) and e.why != "console")
                 or (isinstance(e, WalkerReady) and e.said)]
     targets: list[tuple[float, float, float]] = []  # (t, speed mph, incline %)
@@ -145,8 +146,12 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
         if e in requests:
             targets.append((e.t, *last))
     bad: list[tuple[float, str]] = []
-    prev: dict[Op, float | None] = {Op.SET_TARGET_SPEED: None, Op.SET_TARGET_INCLINE: None}
+    # a belt starts still and flat, and is still again after a stop or a pause: a slow start
+    # (or a stepped incline) climbs from there towards the target, never past it
+    prev: dict[Op, float | None] = {Op.SET_TARGET_SPEED: 0.0, Op.SET_TARGET_INCLINE: 0.0}
     for t, command in writes:
+        if command.op in (Op.STOP_PAUSE, Op.START_RESUME):
+            prev[Op.SET_TARGET_SPEED] = 0.0
         if not command.moves_belt:
             continue
         value = float(command.value or 0.0)
