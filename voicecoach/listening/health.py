@@ -23,7 +23,7 @@ _LOGGER = logging.getLogger(__name__)
 BARGE_IN_ALONE, BARGE_IN_LOOKED, BARGE_IN_TRIALS = 81, 175, 200
 WITHOUT_LOOK = (f"alone it catches {BARGE_IN_ALONE} of {BARGE_IN_TRIALS} real stops said over "
                 f"the coach's voice, {BARGE_IN_LOOKED} with the look (README, barge-in)")
-LOOK_HINT = ("pip install 'voicecoach[verify]' (about 230 MB; on a device that drives a belt, "
+LOOK_HINT = ("pip install 'voicecoach[verify]' (about 265 MB; on a device that drives a belt, "
              "install it)")
 
 
