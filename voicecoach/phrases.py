@@ -91,6 +91,10 @@ class Phrases:
         """A speed as spoken, in the user's units."""
         return self.SPEED.format(number=self.speed_number(mph, units), unit=self.unit(units))
 
+    def incline_text(self, pct: float) -> str:
+        """The incline as announced: 'Incline now 2 percent.'"""
+        return self.INCLINE_NOW.format(pct=f"{pct:g}")
+
     def duration_text(self, seconds: float) -> str:
         """A duration as spoken: '5 minutes', '1 minute 30', '40 seconds'."""
         seconds = int(round(seconds))

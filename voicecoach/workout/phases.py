@@ -145,7 +145,7 @@ class CoachPhases:
         if abs(self.incline_pct - incline_before) > 1e-6:
             # the plan's incline changes here: said, so a user who sets the belt by hand knows
             # it (week 4 on), and a driven belt's climb is not a surprise
-            self.say(self.words.INCLINE_NOW.format(pct=f"{self.incline_pct:g}"), "announcement",
+            self.say(self.words.incline_text(self.incline_pct), "announcement",
                      Priority.ANNOUNCEMENT)
         if turn:
             self.awaiting_turn, self.turn_asks = True, 0

@@ -103,7 +103,7 @@ class CoachRequests:
     def _set_incline(self, pct: float, why: str) -> None:
         self.incline_pct = round(pct, 1)
         self._target_changed(why)
-        self.say(self.words.INCLINE_NOW.format(pct=f"{self.incline_pct:g}"), "answer")
+        self.say(self.words.incline_text(self.incline_pct), "answer")
 
     def apply_incline_up(self, event: EventData) -> None:
         self._set_incline(self.incline_pct + self.settings.incline_step_pct, "incline_up")
