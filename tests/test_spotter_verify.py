@@ -123,6 +123,18 @@ def test_doctor_runs_the_verifier_and_says_when_it_is_missing(monkeypatch: pytes
     assert "verify" in missing.line()
     # what going on alone costs, measured: stops said over the coach's voice (session 18)
     assert "81 of 200 real stops said over the coach's voice, 175 with the look" in missing.detail
+    # where the coach drives the belt, going on without the look is a failure doctor counts
+    from dataclasses import replace
+
+    from voicecoach.checks import FAIL
+    from voicecoach.settings import TreadmillSettings
+
+    driving = Settings(treadmill=TreadmillSettings(control="drive"))
+    assert check_second_look(driving).status == FAIL
+    assert check_second_look(Settings(treadmill=TreadmillSettings(control="announce"))).status \
+        == WARN
+    off = replace(driving, speech=replace(driving.speech, verify="off"))  # the user's choice
+    assert check_second_look(off).status == WARN and "81 of 200" in check_second_look(off).detail
 
 
 def _sentences(n: int) -> list[np.ndarray]:

@@ -29,11 +29,15 @@ LOOK_HINT = ("pip install 'voicecoach[verify]' (about 265 MB; on a device that d
 
 def check_second_look(settings: Settings) -> Check:
     """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
-    Never a failure: without it the spotter goes on alone, and this line says so."""
+    Without it the spotter goes on alone, and this line says so and what it costs: a warning,
+    and a failure where the coach drives the belt (``[treadmill] control = drive``), since
+    without the look most stops said over the coach's voice are missed (README, barge-in)."""
     name = "second look (verifier)"
-    if settings.speech.verify == "off":
-        return Check(name, OK, f"off (speech.verify = off): the spotter decides alone; "
-                               f"{WITHOUT_LOOK}")
+    drives = settings.treadmill.control == "drive"
+    if settings.speech.verify == "off":  # the user's choice: said, never a failure
+        return Check(name, WARN if drives else OK, f"off (speech.verify = off): the spotter "
+                     f"decides alone; {WITHOUT_LOOK}", "set speech.verify = auto" if drives else "")
+    missing = FAIL if drives else WARN
     try:
         verify = importlib.import_module("voicecoach.listening.spotter.verify")
         verifier = verify.load_verifier()
@@ -42,10 +46,11 @@ def check_second_look(settings: Settings) -> Check:
             raise VoicecoachError("the verifier's scores are not finite numbers",
                                   "reinstall: pip install --force-reinstall 'voicecoach[verify]'")
     except VoicecoachError as exc:
-        return Check(name, WARN, f"{exc.message}: the spotter goes on alone; {WITHOUT_LOOK}",
+        return Check(name, missing, f"{exc.message}: the spotter goes on alone; {WITHOUT_LOOK}",
                      exc.hint or LOOK_HINT)
     except Exception as exc:  # noqa: BLE001 - a broken wheel of ctranslate2 or tokenizers
-        return Check(name, WARN, f"cannot run ({exc}): the spotter goes on alone",
+        return Check(name, missing, f"cannot run ({exc}): the spotter goes on alone; "
+                                    f"{WITHOUT_LOOK}",
                      "pip install --force-reinstall 'voicecoach[verify]'")
     learned = ""
     try:
@@ -61,8 +66,8 @@ def check_second_look(settings: Settings) -> Check:
             if probe is not None:
                 learned = f"; {probe.describe()}"
         except VoicecoachError as exc:
-            return Check(name, WARN, f"{exc.message}: the second look is off, the spotter goes "
-                                     "on alone", exc.hint)
+            return Check(name, missing, f"{exc.message}: the second look is off, the spotter "
+                                        "goes on alone", exc.hint)
     return Check(name, OK, f"{verifier.name} from {verify.PACKAGE} {verify.PACKAGE_VERSION} "
                            f"(sha256 checked, ran on a test clip){learned}")
 
@@ -145,7 +150,8 @@ def check_recognisers(settings: Settings) -> Iterator[Check]:
                 yield Check(engine.label, OK, detail + ("" if engine.needs_model
                                                         else " (ran on a test clip)"))
         if engine.second_look and settings.speech.language.split("-")[0] == "en":
-            yield check_second_look(settings)  # the spotter's verifier, never a failure
+            yield check_second_look(settings)  # the spotter's verifier (a failure only if the
+            # coach drives the belt without it)
     needing = [e for e in recognisers() if e.needs_model]
     if needing:
         yield _check_model(settings, needing[0].label, found[needing[0].name])
