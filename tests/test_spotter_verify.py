@@ -238,3 +238,27 @@ def test_a_damaged_tokenizer_is_one_line_and_the_spotter_goes_on_alone(
     rec = make_recogniser(SpeechSettings(engine="spotter"), GRAMMAR, announce=lines.append)
     assert getattr(rec, "verifier", "absent") is None
     assert "no second look" in lines[0] and "does not load" in lines[0]
+
+
+def test_a_device_that_drives_the_belt_without_the_look_says_so_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve` driving a belt with the spotter but no second look: one warning line at start-up
+    with what it costs; with the look, or with no belt to drive, none."""
+    from voicecoach import cli
+    from voicecoach.audio.wav import write_wav
+
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, np.zeros(16000, dtype=np.float32))
+
+    def serve(*extra: str) -> list[str]:
+        code = cli.main(["--data-dir", str(tmp_path), "serve", "--engine", "spotter",
+                         "--audio-in", str(wav), *extra])
+        err = capsys.readouterr().err
+        assert code == 0 and "Traceback" not in err, err
+        return [x for x in err.splitlines() if "without the spotter's second look" in x]
+
+    assert serve("--treadmill", "sim") == []          # the look is installed here
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    [line] = serve("--treadmill", "sim")
+    assert "81 of 200" in line and "voicecoach[verify]" in line
+    assert serve() == []                              # no belt to drive: doctor's warning only

@@ -219,6 +219,12 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     def open_session(plan: Any) -> Any:
         return recorded_session(settings, plan, "serve")
 
+    from voicecoach.listening.health import driving_without_look
+
+    unsafe = driving_without_look(recogniser, treadmill is not None and
+                                  treadmill_settings.control == "drive")
+    if unsafe:
+        print(unsafe, file=sys.stderr, flush=True)
     loop = DeviceLoop(settings, grammar, recogniser, speaker, given.open_source, open_session,
                       plan=chosen, listeners=[output_listener(args, settings)],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,

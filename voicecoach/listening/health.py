@@ -27,6 +27,16 @@ LOOK_HINT = ("pip install 'voicecoach[verify]' (about 265 MB; on a device that d
              "install it)")
 
 
+def driving_without_look(recogniser: object, drives: bool) -> str | None:
+    """The one line a device says at start-up when it will drive the belt with the command
+    spotter but without its second look (None: nothing to say)."""
+    if not drives or not hasattr(recogniser, "verifier") or \
+            getattr(recogniser, "verifier", None) is not None:
+        return None
+    return (f"voicecoach: warning: the coach drives the belt without the spotter's second look: "
+            f"{WITHOUT_LOOK}; install it: {LOOK_HINT}")
+
+
 def check_second_look(settings: Settings) -> Check:
     """The spotter's verifier (the 'verify' extra): loads it and scores a second of room tone.
     Without it the spotter goes on alone, and this line says so and what it costs: a warning,
