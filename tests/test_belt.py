@@ -441,3 +441,34 @@ def test_a_stray_stop_with_the_belt_still_writes_nothing() -> None:
     run.say("stop")                   # idle, the belt still: nothing to stop
     run.at(3.0)
     assert run.writes() == []
+
+
+def test_a_turn_is_made_over_a_very_slow_belt_then_it_climbs_after_ready() -> None:
+    """The coach says "side rails, slow belt" at a turn and waits for "ready": the belt goes
+    down to very slow (0.5 mph, COACHING.md) at once, stays there while the turn waits, and
+    climbs to the phase's speed one step at a time after "ready". Week 6's turn into a 1.5 mph
+    block was made over the warm-up's 1.2 mph (the speed held, not raised, while waiting)."""
+    from voicecoach.lab.bench.treadmill import unasked_writes
+    from voicecoach.workout.plan import Phase
+
+    plan = Plan("week 6 turn", (Phase("warmup", 30.0, 1.2, 1.0, 1.5, cues="warmup"),
+                                Phase("backward", 120.0, 1.5, 1.5, 2.0, 0.0, 0.0, "technique"),
+                                Phase("cooldown", 30.0, 1.2, 0.8, 1.5, cues="cooldown")))
+    from voicecoach.events import PhaseStarted
+
+    run = BeltRun(plan=plan).walking().at(40)
+    assert run.coach.state is State.BACKWARD and run.coach.awaiting_turn
+    [turn] = [e.t for e in run.events if isinstance(e, PhaseStarted) and e.kind == "backward"]
+    run.at(run.t + 10)  # the turn waits: the belt very slow, nothing raised
+    assert run.belt_mph() == pytest.approx(0.5, abs=0.06)
+    waiting = [round(float(c.value or 0) / KMH_PER_MPH, 1)
+               for t, c in run.writes(Op.SET_TARGET_SPEED) if t >= turn]
+    assert waiting == [0.5], waiting  # down at once, in one write
+    ready_at = run.t
+    run.ready().at(run.t + 20)
+    climb = [round(float(c.value or 0) / KMH_PER_MPH, 1)
+             for t, c in run.writes(Op.SET_TARGET_SPEED) if t >= ready_at]
+    assert climb == sorted(climb) and len(climb) >= 5, climb  # small steps after "ready"
+    assert climb[-1] == pytest.approx(1.5, abs=0.06) and climb[0] <= 0.7
+    assert run.belt_mph() == pytest.approx(1.5, abs=0.06)
+    assert unasked_writes(run.sim.log.writes, run.events, run.sim.up_times[1:]) == []

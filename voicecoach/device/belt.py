@@ -248,11 +248,15 @@ class BeltController(BeltReports):
         says a belt is started."""
         if not (self.drive and self.link_up and self.speed_control) or self.want_kmh is None:
             return
-        slow = self._on_grid(max(RESTART_MPH * KMH_PER_MPH, self.speed_range.minimum))
-        first = min(slow, self.want_kmh)
+        first = min(self._slow_kmh(), self.want_kmh)
         self.sent_kmh = first
         self.step = _Step(first, self.coach.now)
         self._write(ftms.target_speed(self._to_raw(first)))
+
+    def _slow_kmh(self) -> float:
+        """COACHING.md's very slow belt (0.5 mph, or the treadmill's slowest), on its grid: what
+        a still belt starts at, and what a turn is made over."""
+        return self._on_grid(max(RESTART_MPH * KMH_PER_MPH, self.speed_range.minimum))
 
     def halt(self) -> None:
         """Stop the belt, whatever the coach's state: written now if the link is up (and no stop
@@ -296,7 +300,13 @@ class BeltController(BeltReports):
             return
         now = self.coach.now
         if self.speed_control and self.want_kmh is not None and self._step_done(now):
-            nxt = self._next_speed(self.want_kmh)
+            goal = self.want_kmh
+            if self.coach.awaiting_turn:
+                # the coach asks for "side rails, slow belt" and waits for "ready": the belt is
+                # brought down to very slow for the turn (at once), and climbs to the phase's
+                # speed one step at a time after "ready", as at the start
+                goal = min(goal, self._slow_kmh())
+            nxt = self._next_speed(goal)
             if nxt is not None:
                 self.sent_kmh = nxt
                 self.step = _Step(nxt, now)

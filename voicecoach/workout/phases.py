@@ -139,6 +139,8 @@ class CoachPhases:
             duration_s=phase.duration_s, speed_mph=self.speed_mph,
             min_speed_mph=phase.min_speed_mph, max_speed_mph=phase.max_speed_mph,
             incline_pct=self.incline_pct, awaits_turn=turn or ready))
+        if turn or ready:  # before the new target is told: a driven belt slows for the turn
+            self.awaiting_turn, self.turn_asks = True, 0
         self._target_changed("phase")
         self.say(self.words.phase_intro(phase.kind, number, of, phase.duration_s, self.speed_mph,
                                  self.units), "announcement", Priority.ANNOUNCEMENT)
@@ -148,11 +150,9 @@ class CoachPhases:
             self.say(self.words.incline_text(self.incline_pct), "announcement",
                      Priority.ANNOUNCEMENT)
         if turn:
-            self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.words.TURN_TO_FORWARD if _forward(phase.kind)
                       else self.words.TURN_TO_BACKWARD)
         elif ready and self.ready_prompt:
-            self.awaiting_turn, self.turn_asks = True, 0
             self._ask("turn", self.ready_prompt)
 
     def remember_paused_state(self, event: EventData) -> None:

@@ -22,14 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from voicecoach.device.belt import RESTART_MPH
 from voicecoach.device.sayings import LINK_LOST
-from voicecoach.events import Event, TargetChanged, WalkerReady
+from voicecoach.events import Event, PhaseStarted, TargetChanged, WalkerReady
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.room import closed_loop, load_clip
 from voicecoach.settings import Settings, TreadmillSettings
@@ -135,7 +137,8 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
     """Speed/incline writes that no request explains: a write must come after a request (a
     non-console TargetChanged, or "ready") with no reconnect in between, and move from the
     last written value (a still belt's 0 at the start and after a stop, pause or start) towards
-    that request's target."""
+    that request's target, or, while a turn waits for "ready", down to the very slow belt the
+    turn asks for."""
     requests = [e for e in events if (isinstance(e, TargetChanged) and e.why != "console")
                 or (isinstance(e, WalkerReady) and e.said)]
     targets: list[tuple[float, float, float]] = []  # (t, speed mph, incline %)
@@ -146,6 +149,13 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
         if e in requests:
             targets.append((e.t, *last))
     bad: list[tuple[float, str]] = []
+    # a turn ("side rails, slow belt", then "ready") asks for the very slow belt until "ready"
+    turns: list[tuple[float, float]] = []
+    for e in events:
+        if isinstance(e, PhaseStarted) and e.awaits_turn:
+            turns.append((e.t, math.inf))
+        elif isinstance(e, WalkerReady) and turns and turns[-1][1] == math.inf:
+            turns[-1] = (turns[-1][0], e.t)
     # a belt starts still and flat, and is still again after a stop or a pause: a slow start
     # (or a stepped incline) climbs from there towards the target, never past it
     prev: dict[Op, float | None] = {Op.SET_TARGET_SPEED: 0.0, Op.SET_TARGET_INCLINE: 0.0}
@@ -162,6 +172,8 @@ def unasked_writes(writes: list[tuple[float, Any]], events: list[Event],
         goal = before[-1][1] * KMH_PER_MPH if command.op is Op.SET_TARGET_SPEED else before[-1][2]
         start = prev[command.op]
         lo, hi = (min(start, goal), max(start, goal)) if start is not None else (goal, goal)
+        if command.op is Op.SET_TARGET_SPEED and any(a <= t + 1e-9 <= b for a, b in turns):
+            lo = min(lo, RESTART_MPH * KMH_PER_MPH)
         slack = 0.1 * KMH_PER_MPH if command.op is Op.SET_TARGET_SPEED else 0.1
         if not lo - slack <= value <= hi + slack:  # the grid and clamps move it a little
             bad.append((t, command.describe()))
