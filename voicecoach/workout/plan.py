@@ -199,6 +199,11 @@ class _PlanReader:
 
     def read(self) -> Plan:
         try:
+            if self.path.exists() and not self.path.is_file():
+                # looked at (stat), never opened: reading a named pipe would wait for a writer
+                kind = "a folder" if self.path.is_dir() else "a pipe or a device"
+                raise VoicecoachError(f"plan file {self.path} is {kind}, not a file",
+                                      "give the path of a plan file (.toml), e.g. my-plan.toml")
             data = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise VoicecoachError(f"plan file {self.path} does not exist",
