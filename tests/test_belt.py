@@ -9,6 +9,7 @@ from belt_helpers import BELT_PLAN, DRIVE, BeltRun, with_quirks
 
 from voicecoach.device import sayings
 from voicecoach.events import DeviceProblem, StateChanged
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import CoachSettings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.ftms_data import Range
@@ -121,6 +122,10 @@ def test_resume_restarts_the_belt_very_slowly_then_steps_back_up() -> None:
     assert all(b - a <= 0.2 + 1e-6 for a, b in zip(kmh, kmh[1:], strict=False))  # 0.2 km/h
     assert kmh[-1] / KMH_PER_MPH == pytest.approx(1.2, abs=0.05)
     assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
+    # the belt restarts itself: the coach does not ask the user to (that is for a belt set by
+    # hand, tests/test_machine.py)
+    words = load_phrases("en")
+    assert words.RESUMED in run.said() and words.RESUMED_BY_HAND not in run.said()
 
 
 def test_a_phase_that_starts_on_an_incline_raises_it_one_percent_at_a_time() -> None:

@@ -123,6 +123,24 @@ def test_a_phase_that_changes_the_incline_says_so() -> None:
                         ("recovery", "Incline now 0 percent.")], inclines
 
 
+def test_resume_reminds_a_user_who_sets_the_belt_to_restart_it_very_slowly() -> None:
+    """COACHING.md: start the belt at a very slow speed, then step on. Without a driven belt
+    the user restarts it by hand, so "resume" says so; a driven belt restarts slowly by itself
+    (tests/test_belt.py) and the coach just says "Back to it."."""
+    from voicecoach.events import CueSpoken
+    from voicecoach.phrases import load_phrases
+
+    words = load_phrases("en")
+    run = Run().into(State.BACKWARD)
+    assert run.say("pause") and run.say("resume")
+    said = [e.text for e in run.of(CueSpoken)]
+    assert said[-1] == words.RESUMED_BY_HAND and "very slow" in said[-1]
+    from voicecoach.lab.training.texts import is_free_of_commands
+
+    for lang in ("en", "ko"):
+        assert is_free_of_commands(load_grammar(lang), load_phrases(lang).RESUMED_BY_HAND)
+
+
 @pytest.mark.parametrize(("state", "command"), [
     (State.IDLE, "faster"), (State.IDLE, "pause"), (State.IDLE, "resume"), (State.IDLE, "yes"),
     (State.BRIEFING, "faster"), (State.BRIEFING, "pause"), (State.BRIEFING, "start"),

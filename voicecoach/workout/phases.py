@@ -71,7 +71,10 @@ class CoachPhases:
                                   source=source.value if source else "",
                                   dest=self.state.value, trigger=event.event.name))
         if source is State.PAUSED and self.state in ACTIVE:
-            self.say(self.words.RESUMED, "answer", Priority.ANSWER, remember=False)
+            # a belt the coach does not drive is the user's to restart: very slowly first
+            # (COACHING.md); a driven one restarts slowly by itself (voicecoach.device.belt)
+            self.say(self.words.RESUMED if self.ready_prompt else self.words.RESUMED_BY_HAND,
+                     "answer", Priority.ANSWER, remember=False)
 
     def on_enter_BRIEFING(self, event: EventData) -> None:
         self._reset_session()
