@@ -114,30 +114,22 @@ def test_a_plan_path_that_is_a_folder_or_a_pipe_is_one_line_and_never_opened(
     """--plan given a folder or a named pipe: one line saying what it is; the pipe is never
     opened (reading it waited for a writer for ever: `run --plan FIFO` hung)."""
     import os
-    import threading
+
+    from fifo_helpers import said_without_opening
 
     with pytest.raises(VoicecoachError) as folder:
         load_plan(tmp_path)
     assert f"{tmp_path} is a folder, not a file" in folder.value.one_line()
     fifo = tmp_path / "plan.toml"
     os.mkfifo(fifo)
-    said: list[str] = []
 
-    def load() -> None:
-        try:
+    def load() -> str:
+        with pytest.raises(VoicecoachError) as err:
             load_plan(fifo)
-        except VoicecoachError as exc:
-            said.append(exc.one_line())
+        return err.value.one_line()
 
-    worker = threading.Thread(target=load, daemon=True)
-    worker.start()
-    worker.join(30)
-    blocked = worker.is_alive()
-    if blocked:  # opened, and waiting for a writer: give it one that closes at once
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        worker.join(10)
-    assert not blocked, "the named pipe was opened"
-    assert said and f"{fifo} is a pipe or a device, not a file" in said[0], said
+    said = said_without_opening(fifo, load, wait_s=30)
+    assert f"{fifo} is a pipe or a device, not a file" in said, said
 
 
 def test_a_plan_saved_as_utf16_is_one_clear_line(tmp_path: Path) -> None:
