@@ -137,13 +137,33 @@ def test_a_lost_stop_is_put_where_the_trace_says() -> None:
 
 def test_the_cost_childs_peak_rss_is_its_own() -> None:
     """ru_maxrss in a child carries the parent's high-water mark across fork and exec; the
-    cost child reads its own (VmHWM)."""
-    import resource
+    cost child reads its own (VmHWM): a child of a parent grown by 256 MB says far less."""
+    import subprocess
+    import sys
 
-    from voicecoach.lab.bench.barge_cost import _peak_rss_kb
+    big = bytearray(256 << 20)
+    for i in range(0, len(big), 4096):
+        big[i] = 1
+    out = subprocess.run([sys.executable, "-c", "from voicecoach.lab.bench.barge_cost import "
+                          "_peak_rss_kb; print(_peak_rss_kb())"], capture_output=True, text=True,
+                         check=True)
+    del big
+    assert 0 < float(out.stdout.strip()) < 192 * 1024
 
-    peak = _peak_rss_kb()
-    assert 0 < peak <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def test_the_cost_child_can_reset_its_peak_rss_to_measure_listening_alone() -> None:
+    """A transient (loading a model) raises the high-water mark; after a reset the mark is the
+    present RSS again, so the cost child's "from the first audio on" excludes start-up."""
+    from voicecoach.lab.bench.barge_cost import _peak_rss_kb, reset_peak_rss
+
+    big = bytearray(64 << 20)  # a 64 MB transient, touched
+    for i in range(0, len(big), 4096):
+        big[i] = 1
+    high = _peak_rss_kb()
+    del big
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not let /proc/self/clear_refs reset the high-water mark")
+    assert _peak_rss_kb() <= high - 48 * 1024
 
 
 def test_over_candidate_trials_record_their_level_and_bad_uses_are_refused(

@@ -389,7 +389,9 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
         lines.append(f"device loop cost, canceller {cost['canceller']}{look}: "
                      f"{100 * cost['cpu_ratio']:.1f} % of a core per audio second (target 5 %; "
                      f"the simulated room's own {100 * cost.get('room_cpu_ratio', 0.0):.1f} % "
-                     f"taken off), peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)")
+                     f"taken off), peak RSS {cost['peak_rss_mb']:.0f} MB (target 100)"
+                     + ("" if cost.get("listening_rss_mb") is None else
+                        f", {cost['listening_rss_mb']:.0f} MB from the first audio on"))
     parts = []
     for echo, s in summary.items():
         if echo == "none":
