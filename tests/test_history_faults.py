@@ -99,7 +99,7 @@ def test_no_stored_value_breaks_a_later_start(tmp_path: Path) -> None:
     assert_clean(vc("demo", "--speed-up", "100000", home=home))
     assert_clean(vc("run", "--week", "1", "--speed-up", "100000", home=home,
                     stdin="yes\nyes\nyes\nstop\n"))
-    # ... and a plan made from that history (the rows sorted by their start)
+    # ... and a plan made from that history (the rows in the order they were recorded)
     assert_clean(vc("run", "--speed-up", "100000", home=home, stdin="yes\nyes\nyes\nstop\n"))
     again = vc("history", "--json", home=home)
     assert_clean(again)

@@ -275,3 +275,53 @@ def test_the_notes_are_said_in_the_coach_s_language(db: HistoryDB) -> None:
     for note in notes:
         assert re.search(r"[\uac00-\ud7a3]", note) and not re.search(r"[A-Za-z]", note), note
 
+
+
+#: A Raspberry Pi's clock before NTP sets it, with no time saved at shutdown.
+UNSET_DAY = dt.date(1970, 1, 1)
+
+
+def test_a_session_stamped_before_the_clock_was_set_is_still_the_last_one(db: HistoryDB) -> None:
+    """A Pi has no real-time clock: a session recorded before NTP set it is stamped 1970. It
+    sorted as the oldest, so its knee pain was passed over and the ladder stepped up from
+    the session before it. It is the last session walked, by the order it was recorded."""
+    days = session_days(1)
+    for day in days[:4]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    sore = plan_next_session(db, DEFAULT, days[4])
+    walk(db, sore, UNSET_DAY, pain=True)
+    held = plan_next_session(db, DEFAULT, days[4] + dt.timedelta(days=1))
+    assert dose(held) == dose(sore)
+    assert held.notes[0] == "Your knees bothered you last time, so we hold the same dose."
+
+
+@pytest.mark.parametrize("clock", ["unset", "a day behind"])
+def test_a_clock_behind_the_last_session_keeps_the_dose(db: HistoryDB, clock: str) -> None:
+    """Just after boot the clock may be 1970 (nothing saved) or the last shutdown's time
+    (fake-hwclock): "today" is before the last session. Every session after "today" was
+    skipped: a 1970 clock sent the user back to week 1, a day-behind one a step back. They
+    count by their order; with no date to say a day has passed, the dose is kept."""
+    days = session_days(2)
+    for day in days[:8]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    today = UNSET_DAY if clock == "unset" else days[6]
+    plan = plan_next_session(db, DEFAULT, today)
+    assert dose(plan) == (2, 7.0, 1.0, 0.0)  # the last session's dose (LADDER[7])
+    assert plan.notes == ("I cannot tell the date yet, so we keep the same dose.",
+                          "Today: 7 minutes at 1.0 mph.")
+
+
+def test_after_an_unknown_date_the_ladder_goes_on_from_the_next_dated_session(
+        db: HistoryDB) -> None:
+    """The held session (stamped 1970) counts like any other: once a session has a date
+    again, the ladder climbs from there, one step a day."""
+    days = session_days(2)
+    for day in days[:3]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    held = plan_next_session(db, DEFAULT, UNSET_DAY)
+    walk(db, held, UNSET_DAY)
+    assert dose(held) == (1, 5.0, 0.7, 0.0)
+    again = plan_next_session(db, DEFAULT, days[3])
+    assert dose(again) == dose(held)  # the 1970 session's own date is unknown: held once more
+    walk(db, again, days[3])
+    assert dose(plan_next_session(db, DEFAULT, days[4])) == (1, 5.0, 0.8, 0.0)

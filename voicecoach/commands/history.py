@@ -26,7 +26,11 @@ _LOGGER = logging.getLogger(__name__)
 
 CSV_FIELDS = ("id", "started_at", "ended_at", "plan", "week", "source", "status",
               "backward_min", "total_min", "min_speed_mph", "max_speed_mph",
-              "backward_speed_mph", "pain_reports", "belt_speed_mph", "belt_distance_m")
+              "backward_speed_mph", "pain_reports", "belt_speed_mph", "belt_distance_m",
+              "date_known")
+#: A session whose date disagrees with the order it was recorded in (voicecoach.history.dating)
+#: is shown and totalled under these.
+UNKNOWN_DATE, UNKNOWN_WEEK = "date unknown", "unknown"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -71,13 +75,14 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
 def weekly_totals(sessions: list[SessionSummary]) -> list[dict[str, Any]]:
     """Per ISO week: sessions, backward minutes, finished sessions, pain reports. Only the
     user's own training counts (as in progression): demo and replayed sessions are listed
-    but not totalled."""
+    but not totalled. Sessions of unknown date (the clock was wrong) are totalled last,
+    under "unknown", never in the week their wrong date falls in."""
     weeks: OrderedDict[str, dict[str, Any]] = OrderedDict()
-    for s in sessions:
+    for s in sorted(sessions, key=lambda s: not s.date_known):
         if s.source not in PROGRESSION_SOURCES:
             continue
         year, week, _ = s.started_at.isocalendar()
-        key = f"{year}-W{week:02d}"
+        key = f"{year}-W{week:02d}" if s.date_known else UNKNOWN_WEEK
         row = weeks.setdefault(key, {"week": key, "sessions": 0, "backward_min": 0.0,
                                      "finished": 0, "pain_reports": 0})
         row["sessions"] += 1
@@ -106,7 +111,8 @@ def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) ->
     """Sessions, then weekly totals, as aligned plain-text tables."""
     rows = [("date", "plan", "source", "min back", "speed mph", "outcome", "pain")]
     for s in sessions:
-        rows.append((s.started_at.strftime("%Y-%m-%d %H:%M"), printable(s.plan), s.source,
+        when = s.started_at.strftime("%Y-%m-%d %H:%M") if s.date_known else UNKNOWN_DATE
+        rows.append((when, printable(s.plan), s.source,
                      f"{s.backward_s / 60:.1f}", _speed_range(s), s.status,
                      str(s.pain_reports) if s.pain_reports else "-"))
     lines = _align(rows)

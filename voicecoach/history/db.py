@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from voicecoach.errors import VoicecoachError
+from voicecoach.history import dating
 from voicecoach.history.faults import (
     HistoryUnavailable,
     access_error,
@@ -27,7 +28,7 @@ from voicecoach.history.faults import (
     newer_error,
 )
 from voicecoach.history.recovery import recover_interrupted
-from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, naive, summary_of
+from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
 
 _LOGGER = logging.getLogger(__name__)
@@ -310,21 +311,21 @@ class HistoryDB:
 
     def sessions(self, since: datetime | None = None,
                  sources: Sequence[str] | None = None) -> list[SessionSummary]:
-        """Sessions in the order they started, optionally from ``since`` and some sources."""
-        rows = self.query(SUMMARY_SQL + " ORDER BY s.started_at, s.id")
-        out = []
+        """Sessions in the order they were recorded, each date checked against that order
+        (voicecoach.history.dating), optionally from ``since`` and some sources."""
+        rows = self.query(SUMMARY_SQL + " ORDER BY s.id")
+        read = []
         for row in rows:
             summary = summary_of(row)
             if summary is None:
                 _LOGGER.warning("history: %s: session row %r has no readable start time; "
                                 "it is left out", self.path, row[0])
                 continue
-            if since is not None and naive(summary.started_at) < naive(since):
-                continue
-            if sources is not None and summary.source not in sources:
-                continue
-            out.append(summary)
-        return out
+            read.append(summary)
+        out = dating.in_recorded_order(read)
+        if since is not None:
+            out = dating.since(out, since.astimezone() if since.tzinfo is None else since)
+        return [s for s in out if sources is None or s.source in sources]
 
     def unreadable_rows(self) -> int:
         """How many session rows hold a value no version of voicecoach should have written

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from voicecoach.history.dating import in_recorded_order
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.rows import SessionSummary
 from voicecoach.phrases import Phrases, load_phrases
@@ -41,7 +42,7 @@ class Dose:
 
 @dataclass(frozen=True)
 class Context:
-    """What the rules look at: recent sessions (newest first) and the settings."""
+    """What the rules look at: recent sessions (the last recorded first) and the settings."""
 
     recent: Sequence[SessionSummary]
     today: dt.date
@@ -55,8 +56,13 @@ class Context:
         return self.recent[0]
 
     @property
-    def gap_days(self) -> int:
-        return (self.today - self.last.started_at.date()).days
+    def gap_days(self) -> int | None:
+        """Whole days since the last session; None when the clock cannot tell: the last
+        session's date is unknown, or today is before it (the clock is behind now)."""
+        if not self.last.date_known:
+            return None
+        gap = (self.today - self.last.started_at.date()).days
+        return gap if gap >= 0 else None
 
 
 def week_entry(week: int) -> Dose:
@@ -179,8 +185,11 @@ def rule_first(c: Context) -> Decision | None:
 
 
 def rule_long_break(c: Context) -> Decision | None:
-    """Over 21 days off: week 1 again; over 7: the previous week's session (never more)."""
+    """Over 21 days off: week 1 again; over 7: the previous week's session (never more).
+    (With no date to count the days, rule_same_day keeps the dose.)"""
     gap, last = c.gap_days, dose_of(c.last)
+    if gap is None:
+        return None
     if gap > BREAK_RESTART_DAYS:
         d = week_entry(1)
         return d, [c.words.PLAN_RESTART.format(days=gap), today_text(d, c.settings, c.words)]
@@ -220,11 +229,15 @@ def rule_cut_off(c: Context) -> Decision | None:
 def rule_same_day(c: Context) -> Decision | None:
     """A session already walked today that went well: the same dose again. The ladder steps
     up at most once a day (COACHING.md: three or four sessions a week, up to daily; short
-    and easy beats long), so a second session on one day never speeds the programme up."""
-    if c.gap_days != 0:
+    and easy beats long), so a second session on one day never speeds the programme up.
+    When the clock cannot tell whether a day has passed (voicecoach.history.dating), the
+    dose is kept too, and the note says why."""
+    gap = c.gap_days
+    if gap is not None and gap != 0:
         return None
     d = dose_of(c.last)
-    return d, [c.words.PLAN_SAME_DAY, today_text(d, c.settings, c.words)]
+    why = c.words.PLAN_SAME_DAY if gap == 0 else c.words.PLAN_DATE_UNKNOWN
+    return d, [why, today_text(d, c.settings, c.words)]
 
 
 def rule_progress(c: Context) -> Decision:
@@ -257,9 +270,11 @@ RULES: tuple[Callable[[Context], Decision | None], ...] = (
 )
 
 
-def _counts(session: SessionSummary, today: dt.date) -> bool:
+def _counts(session: SessionSummary) -> bool:
+    """Whether a session is training to plan from. Never by its date: one dated after
+    "today" was walked before a boot whose clock is not set yet (voicecoach.history.dating)."""
     return (session.week is not None and session.planned_backward_s is not None
-            and session.status != "running" and session.started_at.date() <= today
+            and session.status != "running"
             and (session.backward_s >= IGNORE_BELOW_S or session.pain_reports > 0))
 
 
@@ -281,13 +296,13 @@ def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
                       sources: Sequence[str] = PROGRESSION_SOURCES,
                       max_minutes: float = MAX_MINUTES, language: str = "en") -> Plan:
     """The next session from history; ``Plan.notes`` are the sentences that explain it, in
-    ``language`` (the coach's)."""
+    ``language`` (the coach's). Sessions count in the order they were recorded; ``today``
+    is the wall clock's date, which may be wrong (voicecoach.history.dating)."""
     if isinstance(db_or_sessions, HistoryDB):
-        sessions: Iterable[SessionSummary] = db_or_sessions.sessions(sources=sources)
-    else:
-        sessions = [x for x in db_or_sessions if x.source in sources]
-    recent = sorted((x for x in sessions if _counts(x, today)),
-                    key=lambda x: (x.started_at, x.id), reverse=True)
+        sessions = db_or_sessions.sessions(sources=sources)
+    else:  # every session's date is checked against the others, whatever its source
+        sessions = [x for x in in_recorded_order(db_or_sessions) if x.source in sources]
+    recent = [x for x in reversed(sessions) if _counts(x)]
     context = Context(recent, today, settings, max_minutes, load_phrases(language))
     for rule in RULES:
         decision = rule(context)

@@ -25,6 +25,7 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
+from voicecoach.history.dating import CLOCK_SET_S
 from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
 from voicecoach.history.liveness import process_token
 from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
@@ -46,10 +47,6 @@ CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
-#: The wall clock and the elapsed time (monotonic) disagreeing by more than this at the end
-#: means the wall clock was set meanwhile (a Pi has no real-time clock: NTP sets it after
-#: boot, possibly mid-session); seconds. Normal drift is well under a second a session.
-CLOCK_SET_S = 60.0
 
 
 def wall_now() -> datetime:

@@ -78,6 +78,9 @@ class SessionSummary:
     belt_max_speed_mph: float | None = None
     belt_incline_pct: float | None = None
     belt_distance_m: float | None = None
+    #: Whether ``started_at`` agrees with the order the sessions were recorded in (see
+    #: voicecoach.history.dating): False when the clock was wrong, the date is unknown.
+    date_known: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -167,8 +170,3 @@ def summary_of(row: Sequence[Any]) -> SessionSummary | None:
                           str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
                           belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
                           belt_distance_m=cleaned[12])
-
-
-def naive(moment: datetime) -> datetime:
-    """Compare local-with-offset and naive datetimes alike (as local time)."""
-    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment

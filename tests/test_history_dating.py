@@ -1,0 +1,113 @@
+"""Sessions on a device whose clock may be wrong (a Raspberry Pi has no real-time clock):
+listed in the order they were recorded, and an impossible date is "date unknown", never a
+reason to move a session (voicecoach.history.dating)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from voicecoach.cli import main
+from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
+from voicecoach.history import HistoryDB, SessionRecorder
+from voicecoach.workout.plan import programme_week
+
+#: What a Pi's clock says before NTP has set it, when nothing saved the time at shutdown.
+UNSET = dt.datetime(1970, 1, 1, 0, 1).astimezone()
+
+
+def record(db: HistoryDB, started: dt.datetime, week: int = 1, backward_s: float = 300.0) -> int:
+    """One finished session started at ``started`` (as the clock said then)."""
+    rec = SessionRecorder.open(db, programme_week(week), "run", started_at=started)
+    rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                              duration_s=backward_s, speed_mph=0.5, min_speed_mph=0.5,
+                              max_speed_mph=0.8, incline_pct=0.0))
+    rec.on_event(CueSpoken(t=backward_s, state="backward", text="ok", kind="cue"))
+    rec.on_event(SessionEnded(t=backward_s, state="done", outcome="finished",
+                              backward_s=backward_s, total_s=backward_s, min_speed_mph=0.5,
+                              max_speed_mph=0.5, summary=""))
+    return rec.session_id
+
+
+def day(n: int, hour: int = 7) -> dt.datetime:
+    return dt.datetime(2026, 12, n, hour, 30).astimezone()
+
+
+def test_sessions_are_listed_in_the_order_they_were_recorded(tmp_path: Path) -> None:
+    """A session recorded before NTP set the clock is stamped 1970: it sorted as the oldest
+    of all, before sessions walked weeks earlier. It is the third one walked, and its date
+    is unknown."""
+    with HistoryDB.open(tmp_path) as db:
+        ids = [record(db, day(1)), record(db, day(3)), record(db, UNSET), record(db, day(5))]
+        sessions = db.sessions()
+    assert [s.id for s in sessions] == ids
+    assert [s.date_known for s in sessions] == [True, True, False, True]
+
+
+def test_a_clock_behind_the_sessions_before_it_is_date_unknown(tmp_path: Path) -> None:
+    """fake-hwclock restores a time saved long ago (an SD card restored from an old image):
+    past 2026, but before the sessions already recorded."""
+    with HistoryDB.open(tmp_path) as db:
+        record(db, day(1))
+        record(db, day(3))
+        record(db, dt.datetime(2026, 6, 1, 9, 0).astimezone())
+        record(db, day(4))
+        assert [s.date_known for s in db.sessions()] == [True, True, False, True]
+
+
+def test_one_date_ahead_does_not_make_the_sessions_after_it_unknown(tmp_path: Path) -> None:
+    """A clock once set ahead (a typo in `date -s`): that session's date is the odd one out,
+    not those of every session recorded after it."""
+    with HistoryDB.open(tmp_path) as db:
+        for started in (day(1), dt.datetime(2031, 1, 1, 9, 0).astimezone(), day(3), day(5)):
+            record(db, started)
+        assert [s.date_known for s in db.sessions()] == [True, False, True, True]
+
+
+def test_two_sessions_that_disagree_keep_the_earlier_recorded_date(tmp_path: Path) -> None:
+    """With nothing else to go by, the clock that is behind (the usual fault) is the later
+    one."""
+    with HistoryDB.open(tmp_path) as db:
+        record(db, day(5))
+        record(db, day(2))
+        assert [s.date_known for s in db.sessions()] == [True, False]
+
+
+def test_history_shows_an_unknown_date_in_its_place_and_totals_it_under_no_week(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with HistoryDB.open(tmp_path) as db:
+        record(db, day(1))
+        record(db, UNSET)
+        record(db, day(3))
+    assert main(["--data-dir", str(tmp_path), "history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:16] for line in lines[1:4]] == ["2026-12-01 07:30", "date unknown    ",
+                                                  "2026-12-03 07:30"]
+    weeks = [line.split()[0] for line in lines[lines.index("") + 2:]]
+    assert weeks == ["2026-W49", "unknown"] and not any("1970" in line for line in lines)
+    assert main(["--data-dir", str(tmp_path), "history", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["date_known"] for s in data["sessions"]] == [True, False, True]
+    assert [w["sessions"] for w in data["weekly"]] == [2, 1]
+    target = tmp_path / "out.csv"
+    assert main(["--data-dir", str(tmp_path), "history", "--export", str(target)]) == 0
+    with target.open(newline="", encoding="utf-8") as handle:
+        assert [r["date_known"] for r in csv.DictReader(handle)] == ["True", "False", "True"]
+
+
+def test_weeks_keeps_an_unknown_date_recorded_between_recent_sessions(tmp_path: Path) -> None:
+    """``--weeks N`` keeps a session of unknown date unless a session recorded after it is
+    already older than the window (then it is older too)."""
+    now = dt.datetime.now().astimezone()
+    with HistoryDB.open(tmp_path) as db:
+        old = record(db, now - dt.timedelta(days=60))
+        lost = record(db, UNSET)
+        record(db, now - dt.timedelta(days=40))
+        recent = record(db, UNSET)
+        last = record(db, now - dt.timedelta(days=1))
+        since = now - dt.timedelta(weeks=2)
+        assert old != lost and [s.id for s in db.sessions(since=since)] == [recent, last]

@@ -1,0 +1,103 @@
+"""When each session happened, on a device whose clock may be wrong.
+
+A Raspberry Pi has no real-time clock. It boots with the time fake-hwclock saved at the last
+shutdown (up to an hour earlier after a power cut; months earlier on an SD card restored
+from an old image) or with 1970 when nothing was saved, and NTP sets it later, possibly
+after a session has been recorded. A wrong date must not move a session, nor make
+progression pass it over, so:
+
+* **The order of sessions is the order they were recorded**: the row id (SQLite gives each
+  new row one more than the highest), never their dates. ``history`` lists them so, and
+  progression's "last session" is the last one recorded.
+* **A date is believed when it agrees with that order.** The dates of the most sessions that
+  never go back in time, in recorded order, are believed (a longest non-decreasing run; on a
+  tie the earlier recorded date wins, as a clock that is behind is the usual fault); any
+  other date, and any date before EARLIEST_START (the clock was never set), is *unknown*:
+  ``SessionSummary.date_known`` is False. One date set ahead by mistake is the odd one out,
+  not every date after it. The stored date is kept as it was, never rewritten from a guess.
+* ``history`` shows such a session as "date unknown" in its place and totals it under no
+  week; ``--weeks N`` keeps it unless a session recorded after it is already older than the
+  window.
+* **Progression counts it by its order** (its pain, an early stop, its dose all count), and
+  when it cannot tell whether a day has passed (the last session's date is unknown, or
+  "today" is before it: the clock is behind now) it keeps the same dose: the ladder steps up
+  at most once a day, and without a date it cannot know that a day has passed. A wrong clock
+  so costs at most a held session, never a step skipped nor a user sent back a week.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from voicecoach.history.rows import SessionSummary
+
+_LOGGER = logging.getLogger(__name__)
+
+#: No voicecoach session happened before this: an earlier date is a clock that was not set.
+EARLIEST_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+#: The wall clock and the elapsed time (monotonic) disagreeing by more than this means the
+#: wall clock was set meanwhile (NTP after boot); seconds. Normal drift is well under a second
+#: a session.
+CLOCK_SET_S = 60.0
+
+
+def believed(starts: list[float]) -> set[int]:
+    """Indexes of a longest run of ``starts`` (in recorded order) that never goes back; on a
+    tie, the earlier recorded ones. Patience sorting, run backwards: read from the end, a
+    longest non-increasing run is a longest non-decreasing one forwards, and each pile keeps
+    the last element it was given, which is the earliest recorded."""
+    tops: list[float] = []  # per run length, the best last value (negated start) seen
+    top_index: list[int] = []
+    before: dict[int, int] = {}
+    for i in reversed(range(len(starts))):
+        key = -starts[i]
+        pile = bisect.bisect_right(tops, key)
+        if pile:
+            before[i] = top_index[pile - 1]
+        if pile == len(tops):
+            tops.append(key)
+            top_index.append(i)
+        else:
+            tops[pile], top_index[pile] = key, i
+    run: set[int] = set()
+    i = top_index[-1] if top_index else -1
+    while i >= 0:
+        run.add(i)
+        i = before.get(i, -1)
+    return run
+
+
+def in_recorded_order(sessions: Iterable[SessionSummary]) -> list[SessionSummary]:
+    """``sessions`` in the order they were recorded, each date that disagrees with that order
+    (or comes before EARLIEST_START) marked unknown."""
+    ordered = sorted(sessions, key=lambda s: s.id)
+    candidates = [i for i, s in enumerate(ordered) if s.started_at >= EARLIEST_START]
+    keep = {candidates[j] for j in believed([ordered[i].started_at.timestamp()
+                                             for i in candidates])}
+    out = []
+    for i, session in enumerate(ordered):
+        known = i in keep
+        if session.date_known != known:
+            session = replace(session, date_known=known)
+        out.append(session)
+    return out
+
+
+def since(sessions: list[SessionSummary], start: datetime) -> list[SessionSummary]:
+    """The sessions (in recorded order, dates checked) that may have happened from ``start``:
+    a dated one by its date; one of unknown date unless a session recorded after it is
+    dated before ``start`` (it happened before that one)."""
+    out: list[SessionSummary] = []
+    later: datetime | None = None  # the date of the first dated session recorded after
+    for session in reversed(sessions):
+        if session.date_known:
+            later = session.started_at
+            if session.started_at >= start:
+                out.append(session)
+        elif later is None or later >= start:
+            out.append(session)
+    return out[::-1]
