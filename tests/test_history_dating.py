@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from voicecoach.cli import main
 from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
-from voicecoach.history import HistoryDB, SessionRecorder
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
+from voicecoach.history import recorder as recorder_module
+from voicecoach.history.schema import MIGRATIONS, SCHEMA_VERSION, user_version
 from voicecoach.workout.plan import programme_week
 
 #: What a Pi's clock says before NTP has set it, when nothing saved the time at shutdown.
@@ -111,3 +114,103 @@ def test_weeks_keeps_an_unknown_date_recorded_between_recent_sessions(tmp_path: 
         last = record(db, now - dt.timedelta(days=1))
         since = now - dt.timedelta(weeks=2)
         assert old != lost and [s.id for s in db.sessions(since=since)] == [recent, last]
+
+
+# ---------------------------------------------------------------- re-dating within a boot
+class Device:
+    """A Pi's clocks, moved by hand: the wall clock (set by NTP when the test says so) and
+    the seconds since boot, which only go forward."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, wall: dt.datetime,
+                 boot_id: str = "boot-1") -> None:
+        self.wall, self.since_boot, self.boot_id = wall, 40.0, boot_id
+        monkeypatch.setattr(dating, "wall_now", lambda: self.wall)
+        monkeypatch.setattr(recorder_module, "wall_now", lambda: self.wall)
+        monkeypatch.setattr(dating, "boot_now", lambda: (self.boot_id, self.since_boot))
+
+    def wait(self, seconds: float) -> None:
+        self.wall += dt.timedelta(seconds=seconds)
+        self.since_boot += seconds
+
+    def monotonic(self) -> float:
+        return self.since_boot
+
+
+def walk_now(db: HistoryDB, device: Device, seconds: float = 600.0) -> int:
+    """A session started now by the wall clock (as `run` and `serve` start one), ``seconds``
+    long."""
+    rec = SessionRecorder.open(db, programme_week(2), "serve", wall_clock=device.monotonic)
+    device.wait(seconds)
+    rec.on_event(SessionEnded(t=seconds, state="done", outcome="finished", backward_s=420.0,
+                              total_s=seconds, min_speed_mph=0.8, max_speed_mph=1.0,
+                              summary=""))
+    rec.close()
+    return rec.session_id
+
+
+#: fake-hwclock's time at boot: the last shutdown, two evenings before the real morning.
+SAVED = dt.datetime(2026, 12, 1, 20, 0).astimezone()
+REAL = dt.datetime(2026, 12, 3, 7, 30).astimezone()
+
+
+@pytest.mark.parametrize("clock_at_boot", [SAVED, UNSET])
+def test_a_session_walked_before_ntp_is_redated_once_the_clock_is_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        clock_at_boot: dt.datetime) -> None:
+    """The session began and ended before NTP set the clock: it kept the boot clock's date
+    (two days early, or 1970) for ever. Its start and the seconds since boot were stored,
+    so once the clock is set (the next start of the same boot: `serve`'s next "start",
+    `history`), its dates are worked out again from them."""
+    device = Device(monkeypatch, clock_at_boot)
+    with HistoryDB.open(tmp_path) as db:
+        walk_now(db, device)
+    device.wait(300)
+    device.wall = REAL + dt.timedelta(seconds=900)  # NTP: 15 min after the session began
+    with HistoryDB.open(tmp_path) as db:
+        [s] = db.sessions()
+    assert (s.started_at, s.ended_at, s.date_known) == (
+        REAL, REAL + dt.timedelta(seconds=600), True)
+    assert "the clock was set since session 1" in caplog.text
+
+
+def test_only_this_boot_s_sessions_with_a_clock_start_are_redated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session of an earlier boot cannot be placed (its seconds since boot mean nothing
+    now), nor one whose start the caller gave (an import, a replay): both are left alone,
+    and a session already dated by the right clock does not move."""
+    device = Device(monkeypatch, SAVED, boot_id="boot-0")
+    with HistoryDB.open(tmp_path) as db:
+        other_boot = walk_now(db, device)
+        device.boot_id, device.since_boot = "boot-1", 30.0
+        given = record(db, SAVED + dt.timedelta(hours=1))
+        stale = walk_now(db, device)
+        device.wall = REAL
+        right = walk_now(db, device)
+        before = {s.id: s.started_at for s in db.sessions()}
+    device.wait(60)
+    with HistoryDB.open(tmp_path) as db:
+        after = {s.id: s.started_at for s in db.sessions()}
+    assert after[other_boot] == before[other_boot] and after[given] == before[given]
+    assert after[right] == before[right] == REAL
+    assert after[stale] == REAL - dt.timedelta(seconds=600)
+
+
+def test_a_v3_history_is_migrated_and_its_sessions_stay_as_they_were(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema v4 only adds the boot columns: a v3 file keeps every row, and a row written
+    before them is never re-dated."""
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    for step in MIGRATIONS[:3]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO sessions (started_at, plan, week, source, status, ended_at,"
+                 " backward_s, total_s) VALUES ('2026-11-30T07:30:00+00:00', 'week 1', 1,"
+                 " 'run', 'finished', '2026-11-30T07:40:00+00:00', 300, 600)")
+    conn.commit()
+    conn.close()
+    Device(monkeypatch, REAL)
+    with HistoryDB.open(tmp_path) as db:
+        assert user_version(db.conn) == SCHEMA_VERSION == 4
+        [s] = db.sessions()
+        assert db.query("SELECT boot_id, boot_s FROM sessions") == [("", None)]
+    assert s.started_at == dt.datetime(2026, 11, 30, 7, 30, tzinfo=dt.timezone.utc)

@@ -294,7 +294,7 @@ def test_v1_database_is_migrated(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with HistoryDB.open(tmp_path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         first, second = db.sessions()
         assert (first.status, first.backward_s, first.pain_reports) == ("finished", 420.0, 1)
         assert (first.planned_backward_s, first.speed_mph, first.incline_pct) == (420, 0.8, 0)

@@ -23,17 +23,31 @@ progression pass it over, so:
   "today" is before it: the clock is behind now) it keeps the same dose: the ladder steps up
   at most once a day, and without a date it cannot know that a day has passed. A wrong clock
   so costs at most a held session, never a step skipped nor a user sent back a week.
+* **A date the clock got wrong is put right when it can be.** A session whose start was read
+  from the wall clock stores the boot id and the seconds since boot at that moment. Within
+  one boot, the wall clock minus the seconds since boot only changes when the clock is set;
+  when that difference has moved by more than CLOCK_SET_S since a session was recorded, the
+  clock was set meanwhile and the later setting is trusted (NTP), as the recorder trusts it
+  for a clock set during the session: each time the history is opened for writing (every
+  `run`, every "start" of `serve`, `history`), this boot's sessions are dated again from it.
+  A session of an earlier boot, or whose start the caller gave, is never moved.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from voicecoach.history.rows import SessionSummary
+from voicecoach.history.liveness import boot_id
+from voicecoach.history.rows import SessionSummary, finite_or, parse_moment
+
+if TYPE_CHECKING:
+    from voicecoach.history.db import HistoryDB
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,3 +115,56 @@ def since(sessions: list[SessionSummary], start: datetime) -> list[SessionSummar
         elif later is None or later >= start:
             out.append(session)
     return out[::-1]
+
+
+def wall_now() -> datetime:
+    """The wall clock, as dates are stored (local time with its offset)."""
+    return datetime.now().astimezone()
+
+
+def boot_now() -> tuple[str, float]:
+    """This boot's id and the seconds since it (CLOCK_BOOTTIME: counting any suspend, as the
+    wall clock does); ("", 0.0) where either is unknown."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    ident = boot_id()
+    if clock is None or not ident:
+        return "", 0.0
+    return ident, time.clock_gettime(clock)
+
+
+def redate_this_boot(db: HistoryDB) -> list[int]:
+    """Date again the sessions recorded earlier in this boot if the wall clock has been set
+    since (by more than CLOCK_SET_S): start and end moved by what the clock moved. Sessions
+    still running are left to their recorder. Returns the ids moved."""
+    ident, since_boot = boot_now()
+    if db.read_only or not ident:
+        return []
+    offset = wall_now().timestamp() - since_boot  # the wall clock's reading at boot, now
+    moved = []
+    rows = db.query("SELECT id, started_at, ended_at, boot_s FROM sessions"
+                    " WHERE boot_id = ? AND boot_s IS NOT NULL AND status != 'running'",
+                    (ident,))
+    for sid, started, ended, boot_s in rows:
+        began, at = parse_moment(started), finite_or(boot_s, None, 0.0, since_boot)
+        if began is None or at is None:
+            continue
+        shift = offset + at - began.timestamp()
+        if abs(shift) <= CLOCK_SET_S:
+            continue
+        try:
+            start = began + timedelta(seconds=shift)
+            end = parse_moment(ended)
+            end = end + timedelta(seconds=shift) if end is not None else None
+        except OverflowError:
+            continue
+        with db.transaction() as conn:
+            conn.execute("UPDATE sessions SET started_at = ?, ended_at = ? WHERE id = ?"
+                         " AND started_at = ?",
+                         (start.isoformat(timespec="seconds"),
+                          end.isoformat(timespec="seconds") if end is not None else None,
+                          sid, started))
+        _LOGGER.warning("history: the clock was set since session %d began (by %+.0f s); "
+                        "its start is recorded as %s", sid, shift,
+                        start.isoformat(timespec="seconds"))
+        moved.append(int(sid))
+    return moved

@@ -73,8 +73,10 @@ class HistoryDB:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, data_dir: Path | str, *, recover: bool = True) -> HistoryDB:
-        """Open (creating if needed) ``<data_dir>/history.sqlite3``, migrate it, and mark
-        sessions whose process died as interrupted. A damaged file is never written to."""
+        """Open (creating if needed) ``<data_dir>/history.sqlite3``, migrate it, mark
+        sessions whose process died as interrupted, and date again this boot's sessions if
+        the clock has been set since (history/dating.py). A damaged file is never written
+        to."""
         data_dir = Path(data_dir).expanduser()
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +104,7 @@ class HistoryDB:
         if recover:
             try:
                 db.recover_interrupted()
+                dating.redate_this_boot(db)
             except HistoryUnavailable:
                 if not read_only_ok:
                     db.close()

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
+    """This boot's id (Linux), '' if unknown."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
@@ -23,7 +24,7 @@ def process_token(pid: int) -> str:
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] == "Z":
         return ""
-    return f"{_boot_id()}:{fields[19]}"
+    return f"{boot_id()}:{fields[19]}"
 
 
 def pid_alive(pid: int, token: str = "") -> bool:

@@ -25,7 +25,8 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history.dating import CLOCK_SET_S
+from voicecoach.history import dating
+from voicecoach.history.dating import CLOCK_SET_S, wall_now
 from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
 from voicecoach.history.liveness import process_token
 from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
@@ -47,11 +48,6 @@ CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
-
-
-def wall_now() -> datetime:
-    """The wall clock, as dates are stored (local time with its offset)."""
-    return datetime.now().astimezone()
 
 
 class SessionRecorder:
@@ -100,18 +96,22 @@ class SessionRecorder:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         started = (started_at or wall_now()).astimezone()
+        # where in this boot a start read from the wall clock was: it is dated again if the
+        # clock is set later in the boot (history/dating.py); a start given by the caller stands
+        boot_id, boot_s = dating.boot_now() if started_at is None else ("", None)
         backward = [p for p in plan.phases if p.kind == "backward"]
         all_notes = "\n".join([*plan.notes, *([notes] if notes else [])])
         pid = os.getpid()
         with db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
-                " proc_token, notes, planned_backward_s, speed_mph, incline_pct)"
-                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                " proc_token, notes, planned_backward_s, speed_mph, incline_pct, boot_id,"
+                " boot_s) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (started.isoformat(timespec="seconds"), plan.name, plan.week, source, pid,
                  db.host, process_token(pid), all_notes, plan.backward_s,
                  backward[0].speed_mph if backward else None,
-                 backward[0].incline_pct if backward else None))
+                 backward[0].incline_pct if backward else None, boot_id,
+                 boot_s if boot_id else None))
             session_id = int(cursor.lastrowid or 0)
         _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
         recorder = cls(db, session_id, started, wall_clock)

@@ -104,6 +104,16 @@ ALTER TABLE sessions ADD COLUMN belt_distance_m REAL;
 """
 
 
+#: Version 4: where in its boot a session began (the boot id and the seconds since boot when
+#: the start was read from the wall clock), so a session walked before NTP set the clock of a
+#: Pi without a real-time clock can be dated again once it is set (history/dating.py). Empty
+#: and NULL for every earlier session: those are never re-dated.
+V4_DDL = """
+ALTER TABLE sessions ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN boot_s REAL;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     """A migration step that runs ``sql`` statement by statement (inside the caller's
     transaction: ``executescript`` would commit it)."""
@@ -118,7 +128,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 #: MIGRATIONS[i] takes the schema from version i to version i + 1. Only ever append.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(V1_DDL), _script(V2_DDL),
-                                                          _script(V3_DDL)]
+                                                          _script(V3_DDL), _script(V4_DDL)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
