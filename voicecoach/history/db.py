@@ -28,6 +28,7 @@ from voicecoach.history.faults import (
     newer_error,
 )
 from voicecoach.history.recovery import recover_interrupted
+from voicecoach.history.replaced import file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
 
@@ -69,6 +70,14 @@ class HistoryDB:
         self.host = socket.gethostname()
         self.lock = threading.RLock()
         self.read_only = False
+        #: (device, inode) of the file the connection has open: another at the path means
+        #: the history was replaced (history/replaced.py).
+        self.identity = file_identity(path)
+        #: Sessions being written through this connection (SessionRecorder.open adds its
+        #: own): carried into a file that replaces the history while they run.
+        self.writing: set[int] = set()
+        #: A session's id in the file it was carried into, by any id it had before.
+        self.renumbered: dict[int, int] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -222,6 +231,7 @@ class HistoryDB:
         """One write transaction (taken at once, so it waits for other writers up front)."""
         with self.lock:
             self._put_back_if_removed()
+            self._follow_if_replaced()
             if self.conn.in_transaction:
                 # A write cut off between its BEGIN and its body (a signal's exception lands
                 # between any two bytecodes): its transaction is still open and would make
@@ -289,6 +299,24 @@ class HistoryDB:
         fresh.execute(f"PRAGMA busy_timeout = {int(busy)}")
         self.conn.close()
         self.conn = fresh
+        self.identity = file_identity(self.path)
+
+    def _follow_if_replaced(self) -> None:
+        """Another file is at the path (a backup restored, a rename over it): this session is
+        carried into it, or kept beside it when it is not a history to write
+        (history/replaced.py); until then the write fails as unavailable (kept in memory)."""
+        if self.read_only or self.identity is None:
+            return
+        now = file_identity(self.path)
+        if now is not None and now != self.identity:
+            take_replacement(self)
+
+    def adopt(self, fresh: HistoryDB, busy_ms: int) -> None:
+        """Write through ``fresh``'s connection from now on (the file at the path changed;
+        the old connection is closed)."""
+        fresh.conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        self.conn = fresh.conn
+        self.identity = fresh.identity
 
     def _rollback(self) -> None:
         try:

@@ -113,6 +113,7 @@ class SessionRecorder:
                  backward[0].incline_pct if backward else None, boot_id,
                  boot_s if boot_id else None))
             session_id = int(cursor.lastrowid or 0)
+        db.writing.add(session_id)
         _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
         recorder = cls(db, session_id, started, wall_clock)
         recorder.clock_start = started_at is None
@@ -179,10 +180,16 @@ class SessionRecorder:
         finally:
             self._telling = False
 
+    def _sid(self) -> int:
+        """This session's id, followed into a file that replaced the history (call inside a
+        transaction: that is where a replacement is taken)."""
+        self.session_id = self.db.renumbered.get(self.session_id, self.session_id)
+        return self.session_id
+
     def _write(self, seq: int, event: Event, data: dict[str, Any]) -> None:
-        sid = self.session_id
         ended = ""
         with self.db.transaction() as conn:
+            sid = self._sid()
             conn.execute(
                 "INSERT OR REPLACE INTO events (session_id, seq, t, type, state, data)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -217,6 +224,7 @@ class SessionRecorder:
     def _finish(self, conn: Any, outcome: str, t: float, ended: SessionEnded | None) -> str:
         """Set how the session ended, in ``conn``'s transaction; returns the outcome stored
         (the caller keeps it once the transaction has committed)."""
+        self._sid()
         if outcome not in OUTCOMES:
             _LOGGER.warning("history: unknown outcome %r recorded as interrupted", outcome)
             outcome = "interrupted"
@@ -284,7 +292,7 @@ class SessionRecorder:
         try:
             with self.db.transaction() as conn:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
-                             " WHERE id = ?", (*self._progress(), self.session_id))
+                             " WHERE id = ?", (*self._progress(), self._sid()))
         except (VoicecoachError, OSError, sqlite3.Error) as exc:
             self._failed(exc)
             self._tell()
@@ -313,6 +321,7 @@ class SessionRecorder:
             except (VoicecoachError, OSError, sqlite3.Error) as exc:
                 self._failed(exc)
         self.closed = True
+        self.db.writing.discard(self.session_id)
         if self.incomplete:
             _LOGGER.log(self.log_level, "history: session %d could not be written in full "
                         "(%d events unwritten): %s", self.session_id,
