@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import types
 from typing import Any
 
@@ -28,7 +29,10 @@ def device(name: str, inputs: int = 1, outputs: int = 0, rate: float = 48000.0) 
 
 
 class FakeStream:
-    """Like RawInputStream: on start() a thread feeds ``audio`` to the callback in blocks."""
+    """Like RawInputStream: on start() a thread feeds ``audio`` to the callback in blocks, as
+    fast as the reader takes them (it waits while the microphone's queue is full, so nothing
+    is dropped); with the sound device's ``overrun``, all at once in start(), before the
+    reader has taken any (a reader far slower than real time)."""
 
     def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
         if sd.open_error:
@@ -50,13 +54,19 @@ class FakeStream:
             self._feed()
             owner._queue.fed_all = True
             return
+        if self.sd.overrun:
+            self._feed()
+            return
         self.thread = threading.Thread(target=self._feed, daemon=True)
         self.thread.start()
 
     def _feed(self) -> None:
         block = self.kwargs["blocksize"] or 160
         data = np.asarray(self.sd.audio, dtype="<i2").tobytes()
+        waiting = self.kwargs["callback"].__self__._queue
         for offset in range(0, len(data), block * 2):
+            while not self.sd.overrun and waiting.full() and not self.stopped:
+                time.sleep(0.001)  # faster than real time, never faster than the reader
             if self.stopped:
                 return
             buffer = bytearray(data[offset:offset + block * 2])  # reused memory, like cffi's
@@ -94,7 +104,8 @@ class FakeSoundDevice(types.ModuleType):
 
     def __init__(self, devices: list[dict[str, Any]], rates: tuple[int, ...] = (16000,),
                  default: tuple[int, int] = (0, 0), audio: Any = (),
-                 open_error: str = "", interrupt_after: bool = False) -> None:
+                 open_error: str = "", interrupt_after: bool = False,
+                 overrun: bool = False) -> None:
         super().__init__("sounddevice")
         self.devices = FakeDeviceList(devices)
         self.rates = rates
@@ -102,6 +113,7 @@ class FakeSoundDevice(types.ModuleType):
         self.audio = audio
         self.open_error = open_error
         self.interrupt_after = interrupt_after
+        self.overrun = overrun
         self.status = None
         self.streams: list[FakeStream] = []
         self.closed = 0

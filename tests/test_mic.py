@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import sys
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from fake_sounddevice import FakeSoundDevice, device
 
 from voicecoach.audio.devices import list_devices, resolve_device
-from voicecoach.audio.mic import MicSource
+from voicecoach.audio.mic import MAX_BACKLOG_S, MicSource
 from voicecoach.errors import VoicecoachError
 
 DEVICES = [device("HDA Intel PCH: ALC3246 Analog", 2, 2), device("HDMI 0", 0, 8),
@@ -52,6 +53,44 @@ def test_callback_only_copies_and_enqueues(fake_sd: FakeSoundDevice) -> None:
     buffer[:] = b"\x00" * len(buffer)
     assert mic._queue.get_nowait() == b"\x01\x02" * 80  # a copy, taken at once
     assert mic._queue.empty() and not fake_sd.streams  # nothing else happened
+
+
+def test_a_reader_behind_real_time_keeps_the_newest_audio(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """10 s of audio all arrive before the reader takes any: it finds the newest
+    MAX_BACKLOG_S of it (a stop said now), the rest is dropped, counted and logged once."""
+    blocks = np.repeat(np.arange(100), 1600)  # 0.1 s blocks, each holding its own number
+    sd = FakeSoundDevice(DEVICES, audio=blocks, overrun=True)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    mic = MicSource(chunk_s=0.1)
+    kept = round(MAX_BACKLOG_S / 0.1)
+    got = []
+    with caplog.at_level(logging.INFO, logger="voicecoach.audio.mic"):
+        for chunk in mic.chunks():
+            got.append(int(np.frombuffer(chunk.audio, "<i2")[0]))
+            if len(got) == kept:
+                mic.close()
+    assert got == list(range(100 - kept, 100))  # the newest, in order
+    assert mic.dropped == 100 - kept and mic.dropped_frames == (100 - kept) * 1600
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "behind real time" in warnings[0].getMessage()
+    assert any(f"{100 - kept} block(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_close_on_a_full_queue_keeps_its_end_mark(fake_sd: FakeSoundDevice) -> None:
+    """Nobody reads: close() does not wait for room, and blocks PortAudio still delivers
+    before the stream stops never push the end mark out."""
+    mic = MicSource(chunk_s=0.1)
+    block = bytearray(3200)
+    size = round(MAX_BACKLOG_S / 0.1)
+    for _ in range(size + 5):
+        mic._callback(block, 1600, None, None)
+    assert mic._queue.full() and mic.dropped == 5
+    mic.close()
+    for _ in range(3 * size):
+        mic._callback(block, 1600, None, None)
+    held = [mic._queue.get_nowait() for _ in range(mic._queue.qsize())]
+    assert len(held) == size and held.count(None) == 1
 
 
 def test_streams_16k_chunks_with_audio_time(fake_sd: FakeSoundDevice) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +17,24 @@ from voicecoach.errors import VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
 
+#: Most audio the microphone holds for a loop that runs behind real time (seconds). Enough for
+#: a burst of the spotter's second look (about 0.5 s of CPU per look on a Raspberry Pi 4, see
+#: the README) to pass without losing a sample; beyond it the oldest audio is dropped, so a
+#: "stop" said now is heard at most this much late, and memory stays bounded.
+MAX_BACKLOG_S = 2.0
+
 
 class MicSource:
     """Stream the microphone as 16 kHz mono int16 chunks of ``chunk_s`` seconds.
 
     ``start_s`` counts the samples received, so it is audio time. Opens at 16 kHz when the
     device allows it, else at the device's own rate, resampled with soxr.
+
+    A reader slower than real time finds at most :data:`MAX_BACKLOG_S` of audio waiting: the
+    oldest blocks are dropped to keep the newest (a stop said now matters more than old
+    audio), counted in ``dropped`` and logged once per stream. Dropped audio is not counted
+    in ``start_s`` (every recogniser counts the samples it is given, and the loop's clock must
+    agree with them).
     """
 
     def __init__(self, device: str | int | None = None, chunk_s: float = 0.1,
@@ -34,9 +47,14 @@ class MicSource:
         self.chunk_s = chunk_s
         self.stall_s = max(stall_s, 4 * chunk_s)
         self.rate = self._pick_rate()
-        self._queue: queue.Queue[bytes | None] = queue.Queue()  # None: closed
+        self._queue: queue.Queue[bytes | None] = queue.Queue(  # None: closed
+            maxsize=max(2, math.ceil(MAX_BACKLOG_S / chunk_s - 1e-9)))
         self._stream: Any = None
         self._closed = False
+        #: Blocks dropped, oldest first, because the reader fell behind (PortAudio's thread
+        #: counts; read it anywhere), and the device frames they held.
+        self.dropped = 0
+        self.dropped_frames = 0
 
     def _pick_rate(self) -> int:
         sd = self._sd
@@ -58,8 +76,36 @@ class MicSource:
         return rate
 
     def _callback(self, indata: Any, frames: int, time: Any, status: Any) -> None:
-        """PortAudio's thread: copy and enqueue, nothing else (no logging, no locks)."""
-        self._queue.put(bytes(indata))
+        """PortAudio's thread: copy and enqueue, nothing else (no logging, no locks but the
+        queue's, never a wait). A full queue loses its oldest block to the new one."""
+        data = bytes(indata)
+        while True:
+            try:
+                self._queue.put_nowait(data)
+                return
+            except queue.Full:
+                pass
+            try:
+                old = self._queue.get_nowait()
+            except queue.Empty:  # the reader took one meanwhile: there is room now
+                continue
+            if old is None:  # closed: the end mark stays, the new block is not wanted
+                self._put_end()
+                return
+            self.dropped += 1
+            self.dropped_frames += len(old) // 2
+
+    def _put_end(self) -> None:
+        """Enqueue the end mark without waiting: a full queue gives up its oldest block."""
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
 
     def _open(self) -> None:
         sd = self._sd
@@ -81,6 +127,7 @@ class MicSource:
                      else soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32"))
         pending = np.zeros(0, dtype=np.int16)
         sent = 0
+        warned = False
         try:
             while not self._closed:
                 try:
@@ -91,6 +138,13 @@ class MicSource:
                         "check the input device (--list-devices) and its cable") from None
                 if data is None or self._closed:
                     break
+                if self.dropped and not warned:
+                    warned = True
+                    _LOGGER.warning(
+                        "microphone: the coach runs behind real time, so the oldest audio is "
+                        "dropped to keep at most %g s waiting (this machine is too slow for "
+                        "the settings: the second look, [speech] verify, costs the most)",
+                        MAX_BACKLOG_S)
                 block = np.frombuffer(data, dtype="<i2")
                 if resampler is not None:
                     out = resampler.resample_chunk(block.astype(np.float32) / 32768.0)
@@ -102,6 +156,10 @@ class MicSource:
                     pending = pending[step:]
         finally:
             self._stop_stream()
+            if self.dropped:
+                _LOGGER.info("microphone: %d block(s) of audio (%.1f s) dropped in all: the "
+                             "coach ran behind real time", self.dropped,
+                             self.dropped_frames / self.rate)
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -115,5 +173,5 @@ class MicSource:
     def close(self) -> None:
         """Stop: the chunk iterator ends at its next step."""
         self._closed = True
-        self._queue.put(None)
+        self._put_end()  # never waits, even on a full queue nobody reads
         self._stop_stream()
