@@ -67,7 +67,9 @@ class _Characteristic(ServiceInterface):
         return self._value
 
     @method()
-    def ReadValue(self, options: "a{sv}") -> "ay":  # type: ignore[name-defined]  # noqa: F821,N802
+    async def ReadValue(self, options: "a{sv}") -> "ay":  # type: ignore[name-defined]  # noqa: F821,N802
+        if self.fake.read_delay_s:
+            await asyncio.sleep(self.fake.read_delay_s)
         return self._value
 
     @method()
@@ -130,6 +132,7 @@ class FakeTreadmill:
         self.writes: list[bytes] = []
         self.mute_control = False  # True: writes are never answered (a write that times out)
         self.answer_delay_s = 0.0  # how long the treadmill takes to answer a write
+        self.read_delay_s = 0.0  # ... and a read (its features, its ranges)
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.chars: dict[str, _Characteristic] = {}

@@ -245,6 +245,28 @@ def test_cli_a_write_that_times_out_is_one_line(fake: FakeTreadmill) -> None:
     _one_line(_cli("test", PERIPHERAL[1]), "did not answer")
 
 
+def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
+    """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
+    for ever): the setup gives up after --setup-timeout with one line saying what to check."""
+    fake.read_delay_s = 3600.0
+    result = _cli("--setup-timeout", "3", "info", PERIPHERAL[1])
+    _one_line(result, "did not answer within 3 s")
+    assert "treadmill is on and in range" in result.stderr and "Bluetooth is on" in result.stderr
+
+
+def test_a_scan_that_bluetooth_never_ends_is_one_clear_error(
+        fake: FakeTreadmill, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bleak
+
+    async def never(*_args: object, **_kwargs: object) -> None:
+        await asyncio.Event().wait()  # BlueZ taking the discovery and never giving it back
+
+    monkeypatch.setattr(bleak.BleakScanner, "discover", never)
+    with pytest.raises(client.TreadmillError) as err:
+        asyncio.run(client.scan(0.5, adapter=CENTRAL[0], setup_timeout=1.0))
+    assert err.value.one_line().startswith("Bluetooth did not answer within 1.5 s; check")
+
+
 def test_cli_an_address_that_is_not_there(fake: FakeTreadmill) -> None:
     _one_line(_cli("info", "00:00:00:00:CC:03"), "00:00:00:00:CC:03")
 

@@ -14,7 +14,13 @@ from voicecoach.commands._common import settings_from_args
 from voicecoach.config import number_in
 from voicecoach.settings import Settings
 from voicecoach.treadmill import ftms, ftms_data
-from voicecoach.treadmill.client import TreadmillError, WriteTimeout, connect, scan
+from voicecoach.treadmill.client import (
+    SETUP_TIMEOUT_S,
+    TreadmillError,
+    WriteTimeout,
+    connect,
+    scan,
+)
 from voicecoach.treadmill.ftms import KMH_PER_MPH
 from voicecoach.treadmill.link import TreadmillInfo
 
@@ -30,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--adapter", default=None, metavar="HCI",
                         help="Bluetooth adapter, e.g. hci0 (default: the first powered one)")
     parser.add_argument("--config", default=None, metavar="PATH", help="config file")
+    parser.add_argument("--setup-timeout", type=number_in(0.0, 600.0, above=True),
+                        default=SETUP_TIMEOUT_S, metavar="SECONDS",
+                        help="give up when Bluetooth or the treadmill has not answered within "
+                             "this long: finding, connecting and reading it (a scan: after "
+                             "its listening)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p_scan = actions.add_parser("scan", help="list FTMS devices nearby (name, address, signal)")
     p_scan.add_argument("--timeout", type=number_in(0.0, 600.0, above=True), default=5.0,
@@ -79,9 +90,10 @@ def _state_line(data: ftms_data.TreadmillData | None) -> str:
     return ", ".join(parts)
 
 
-async def _info(address: str, adapter: str | None, out: Any) -> None:
+async def _info(address: str, adapter: str | None, setup_s: float, out: Any) -> None:
     readings: list[Any] = []
-    client, _controller, info = await connect(address, readings.append, adapter=adapter)
+    client, _controller, info = await connect(address, readings.append, adapter=adapter,
+                                              setup_timeout=setup_s)
     try:
         for line in info_lines(info):
             print(line, file=out, flush=True)
@@ -95,14 +107,16 @@ async def _info(address: str, adapter: str | None, out: Any) -> None:
         await client.disconnect()
 
 
-async def _test(address: str, adapter: str | None, move: bool, top_mph: float, out: Any) -> None:
+async def _test(address: str, adapter: str | None, setup_s: float, move: bool, top_mph: float,
+                out: Any) -> None:
     readings: list[ftms_data.TreadmillData] = []
 
     def take(update: Any) -> None:
         if isinstance(update, ftms_data.TreadmillData):
             readings.append(update)
 
-    client, controller, info = await connect(address, take, adapter=adapter)
+    client, controller, info = await connect(address, take, adapter=adapter,
+                                             setup_timeout=setup_s)
     try:
         for line in info_lines(info):
             print(line, file=out, flush=True)
@@ -156,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         if args.action == "scan":
-            found = asyncio.run(scan(args.timeout, args.adapter))
+            found = asyncio.run(scan(args.timeout, args.adapter, args.setup_timeout))
             if not found:
                 print("no FTMS treadmill found (is it on, and not connected to another app?)",
                       file=sys.stderr)
@@ -167,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         address = _address(args, settings)
         if args.action == "info":
-            asyncio.run(_info(address, args.adapter, out))
+            asyncio.run(_info(address, args.adapter, args.setup_timeout, out))
         else:
-            asyncio.run(_test(address, args.adapter, args.move,
+            asyncio.run(_test(address, args.adapter, args.setup_timeout, args.move,
                               min(settings.treadmill.top_speed_mph,
                                   settings.coach.top_speed_mph), out))
     except WriteTimeout as exc:

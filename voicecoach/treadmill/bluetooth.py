@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.treadmill import ftms
 
 _LOGGER = logging.getLogger(__name__)
+
+#: Seconds finding, connecting to and reading a treadmill may take in all (a scan: on top of
+#: its listening). More than its steps' own limits (find 8 s, bleak's connect 15 s), which
+#: speak first; past it BlueZ or the treadmill hangs without an answer, and the setup ends
+#: with one line instead of waiting for ever.
+SETUP_TIMEOUT_S = 30.0
+#: Seconds a setup given up on may take to undo itself (a disconnect) before it is left.
+UNDO_S = 2.0
+
+T = TypeVar("T")
 
 
 class TreadmillError(VoicecoachError):
@@ -45,6 +56,36 @@ def explain(exc: BaseException, address: str = "") -> TreadmillError:
                                   "start it: sudo systemctl start bluetooth")
         return TreadmillError(f"Bluetooth: {text}", "check that the treadmill is on and close")
     return TreadmillError(f"treadmill link: {text}", "run with --debug for details")
+
+
+def not_answered(what: str, seconds: float) -> TreadmillError:
+    """The one error for a setup that got no answer in time."""
+    return TreadmillError(f"{what} did not answer within {seconds:g} s",
+                          "check that the treadmill is on and in range and that Bluetooth is "
+                          "on (bluetoothctl show), then try again")
+
+
+async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str]) -> T:
+    """``work``'s result, or :func:`not_answered` naming ``waiting()`` after ``seconds``.
+
+    Not asyncio.wait_for: that waits for the cancelled work to finish, and bleak's clean-up
+    on cancel (a D-Bus Disconnect without a timeout) hangs as long as BlueZ does. The work is
+    given :data:`UNDO_S` to undo itself, then left cancelled."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=UNDO_S)
+    if not task.done():
+        task.cancel()  # interrupts the clean-up's own wait: the link is given up
+    elif not task.cancelled():
+        task.exception()  # retrieved: a failure after giving up is not news
+    raise not_answered(waiting(), seconds)
 
 
 def _quiet_bleak() -> None:
@@ -82,8 +123,15 @@ class Found:
     rssi: int | None
 
 
-async def scan(timeout: float = 5.0, adapter: str | None = None) -> list[Found]:
-    """FTMS devices advertising nearby, strongest signal first."""
+async def scan(timeout: float = 5.0, adapter: str | None = None,
+               setup_timeout: float = SETUP_TIMEOUT_S) -> list[Found]:
+    """FTMS devices advertising nearby, strongest signal first; a clear error when Bluetooth
+    has not answered ``setup_timeout`` seconds after the ``timeout`` of listening."""
+    return await within(timeout + setup_timeout, _scan(timeout, adapter),
+                        lambda: "Bluetooth")
+
+
+async def _scan(timeout: float, adapter: str | None) -> list[Found]:
     from bleak import BleakScanner
 
     _quiet_bleak()

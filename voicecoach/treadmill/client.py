@@ -12,6 +12,7 @@ from typing import Any
 
 from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
+    SETUP_TIMEOUT_S,
     Found,
     TreadmillError,
     WriteTimeout,
@@ -19,6 +20,7 @@ from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for cal
     explain,
     find,
     scan,
+    within,
 )
 from voicecoach.treadmill.ftms import FtmsError, Op
 from voicecoach.treadmill.link import (
@@ -164,15 +166,28 @@ class FtmsController:
 
 async def connect(address_or_name: str, on_update: Callable[[Any], None],
                   on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
-                  timeout: float = CONNECT_TIMEOUT_S,
-                  device: Any = None) -> tuple[Any, FtmsController, TreadmillInfo]:
+                  timeout: float = CONNECT_TIMEOUT_S, device: Any = None,
+                  setup_timeout: float = SETUP_TIMEOUT_S) -> tuple[Any, FtmsController,
+                                                                   TreadmillInfo]:
     """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
-    returns (BleakClient, controller, info)."""
+    returns (BleakClient, controller, info). All of it within ``setup_timeout`` seconds, else
+    one TreadmillError naming what did not answer: Bluetooth, or the treadmill."""
+    waiting = ["Bluetooth" if device is None else f"the treadmill {address_or_name}"]
+    return await within(setup_timeout, _connect(address_or_name, on_update, on_disconnect,
+                                                adapter, timeout, device, waiting),
+                        lambda: waiting[0])
+
+
+async def _connect(address_or_name: str, on_update: Callable[[Any], None],
+                   on_disconnect: Callable[[], None] | None, adapter: str | None,
+                   timeout: float, device: Any,
+                   waiting: list[str]) -> tuple[Any, FtmsController, TreadmillInfo]:
     from bleak import BleakClient
 
     if device is None:
         device = await find(address_or_name, min(timeout, 8.0), adapter)
     name = device.name or ""
+    waiting[0] = f"the treadmill {name or address_or_name}"
     holder: list[FtmsController] = []
 
     def lost(_client: Any) -> None:
@@ -192,8 +207,10 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
     holder.append(controller)
     try:
         info = await controller.setup(name or getattr(client, "name", "") or "")
-    except BaseException:
+    except BaseException as exc:
         await client.disconnect()
+        if isinstance(exc, Exception):  # a read that failed (D-Bus NoReply): one line too
+            raise explain(exc, address_or_name) from None
         raise
     return client, controller, info
 
