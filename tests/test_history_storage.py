@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -251,6 +253,79 @@ def test_serve_with_a_locked_history_keeps_listening(tmp_path: Path, locked: sql
     assert code == 0 and code != serve.NEEDS_A_PERSON, err  # not an exit systemd won't restart
     [line] = [x for x in err.splitlines() if x.startswith("voicecoach:") and "locked" in x]
     assert "Listening anyway" in line and "Traceback" not in err
+
+
+def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go(
+        tmp_path: Path) -> None:
+    """Another program holds the history's write lock (BEGIN IMMEDIATE, as an export or an
+    sqlite3 shell) when "start" is heard, with a session cut off earlier still to recover:
+    the session starts at once and the loop goes on hearing; nothing is written while the
+    lock is held and the retries do not wait for it; once it is let go, the whole session
+    is in the history. Measured in audio time and order: the lock is let go at 10 s of
+    audio, "stop" is said at 12 s."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.device.loop import AudioClock, DeviceLoop
+    from voicecoach.events import CommandHeard, Event, StateChanged
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.settings import Settings, SpeechSettings
+
+    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
+                  " proc_token) VALUES ('2026-01-05T08:00:00+00:00', 'week 1', 1, 'serve',"
+                  " 'running', ?, ?, 'a process gone')", (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    start, stop = load_clip("start", "start"), load_clip("stop", "stop")
+    start.at_s, stop.at_s = 1.0, 12.0
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(None, clock=clock)
+    room = ClosedLoopSource(speaker, 16.0, echo_gain_db=-200.0, clips=[start, stop])
+    recorders: list[SessionRecorder] = []
+    at_release: dict[str, float] = {}
+
+    @contextmanager
+    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
+        with recorded_session(settings, None, "serve") as (chosen, recorder):
+            recorders.append(recorder)
+            yield chosen, recorder
+
+    def let_go(t: float) -> None:
+        if t >= 10.0 and other.in_transaction:
+            at_release.update(t=t, rows=other.execute("SELECT COUNT(*) FROM sessions"
+                                                      " WHERE id > 1").fetchone()[0],
+                              wait_ms=recorders[0].db.conn.execute(
+                                  "PRAGMA busy_timeout").fetchone()[0])
+            other.execute("COMMIT")
+
+    room.react = let_go
+    events: list[Event] = []
+    sources = iter([room])
+    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
+                                                                    load_grammar("en")),
+                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
+                      listeners=[events.append], clock=clock)
+    loop.run()
+    other.close()
+
+    began = [e.t for e in events if isinstance(e, StateChanged) and e.trigger == "start"]
+    assert began and began[0] < start.end_s + 1.0 < at_release["t"]  # started while locked
+    # the loop heard on to 10 s of audio with the lock still held (let_go ran), and said so
+    assert at_release and [e.text for e in events if isinstance(e, CueSpoken)].count(
+        HISTORY_FAILING_SPEECH) == 1
+    assert at_release["rows"] == 0  # nothing could be written meanwhile: it really was held
+    assert at_release["wait_ms"] == 0  # ... and the retries did not wait for it
+    assert any(e.command == "stop" and e.t > at_release["t"] for e in events
+               if isinstance(e, CommandHeard))  # the session ended by voice, once let go
+    recorder = recorders[0]
+    assert not recorder.incomplete and recorder.session_id > 1
+    with HistoryDB.open(tmp_path) as db:  # recovers the session cut off earlier too
+        assert [(s.source, s.status) for s in db.sessions()] == [("serve", "interrupted"),
+                                                                 ("serve", "stopped")]
+        seqs = [r[0] for r in db.conn.execute("SELECT seq FROM events WHERE session_id = ?"
+                                              " ORDER BY seq", (recorder.session_id,))]
+    assert seqs == list(range(1, recorder.seq + 1))  # every event, the locked ones too
 
 
 def test_doctor_does_not_call_a_locked_history_ok(tmp_path: Path,

@@ -23,6 +23,7 @@ from voicecoach.history.progression import plan_next_session
 from voicecoach.history.recorder import (
     SessionRecorder,
     one_session_at_a_time,
+    recover_unless_locked,
 )
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
@@ -167,7 +168,9 @@ def recorded_session(settings: Settings, plan: Plan | None,
                      source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
     """Open the history, plan from it when no plan was chosen, and record the session as it
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
-    with one_session_at_a_time(settings.data_dir), HistoryDB.open(settings.data_dir) as db:
+    with one_session_at_a_time(settings.data_dir), \
+            HistoryDB.open(settings.data_dir, recover=False) as db:
+        recover_unless_locked(db)  # a history held locked does not hold the start up
         if plan is None:
             plan = plan_next_session(db, settings.coach, dt.date.today(),
                                      language=settings.speech.language)

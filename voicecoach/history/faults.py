@@ -23,6 +23,11 @@ class HistoryUnavailable(VoicecoachError):
     unharmed: waiting or a retry can fix it without a person."""
 
 
+class HistoryLocked(HistoryUnavailable):
+    """Another program holds the history's write lock (a backup, an sqlite3 shell, an
+    export): it lets go by itself, so a session starts anyway and is written afterwards."""
+
+
 def is_damage(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says the file itself is damaged (not merely unreadable or unwritable)."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -55,7 +60,7 @@ def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write")
             f"free some space on the disk that holds {folder} (df -h '{folder}'), "
             "or choose another --data-dir")
     if primary in (_BUSY, _LOCKED) or "locked" in text:
-        return HistoryUnavailable(f"history database {path} is locked by another program",
+        return HistoryLocked(f"history database {path} is locked by another program",
                                   "close it (a backup, an sqlite3 shell); the coach waits for "
                                   "it and tries again")
     if primary in (_CANTOPEN, _PERM) or "unable to open" in text or errno_ == 13:

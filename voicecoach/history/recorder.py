@@ -28,6 +28,7 @@ from voicecoach.events import (
 from voicecoach.history import dating
 from voicecoach.history.dating import CLOCK_SET_S, wall_now
 from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
+from voicecoach.history.faults import HistoryLocked
 from voicecoach.history.liveness import process_token
 from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
 from voicecoach.history.tally import Tally
@@ -41,7 +42,9 @@ HEARTBEAT_S = 1.0
 
 
 #: While a session runs, a write waits this long for another program's lock (ms) before the
-#: event is kept in memory and retried at the next heartbeat: the coach must not freeze.
+#: event is kept in memory and retried at the next heartbeat: the coach must not freeze. Only
+#: the first write that meets the lock waits: while the history is failing, events are only
+#: kept, and the heartbeat's retry does not wait at all.
 SESSION_BUSY_MS = 300
 #: At the end, the last writes are tried this many times, ``CLOSE_RETRY_S`` apart.
 CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
@@ -53,13 +56,17 @@ MAX_PENDING = 20_000
 class SessionRecorder:
     """Records a session: the row exists from :meth:`open`, each event is committed the moment
     it arrives (so a crash or power cut loses at most the event being written), and
-    :class:`SessionEnded` or :meth:`close` sets how it ended.
+    :class:`SessionEnded` or :meth:`close` sets how it ended. A history another program holds
+    locked does not hold the start up: the row then waits in memory with the events
+    (``session_id`` is 0 meanwhile) and is written first by the first write that gets the
+    lock, at the latest by :meth:`close`.
 
     ``on_event`` never raises: a full disk or a locked file must not stop a workout. An event
-    that cannot be written is kept in memory, in order, and written with the next event or
-    heartbeat once the disk allows; the first failure is logged and ``on_problem`` (if set)
-    is called once, to tell the user. :attr:`incomplete` says whether anything was still
-    unwritten when the recorder closed (the command's exit code says so).
+    that cannot be written is kept in memory, in order, and written by the next heartbeat
+    once the disk allows (later events are only kept meanwhile); the first failure is logged
+    and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
+    whether anything was still unwritten when the recorder closed (the command's exit code
+    says so).
     """
 
     def __init__(self, db: HistoryDB, session_id: int, started_at: datetime,
@@ -85,14 +92,20 @@ class SessionRecorder:
         #: Whether the start was read from the wall clock (a start given by the caller stands).
         self.clock_start = False
         self._sleep: Callable[[float], None] = time.sleep
-        db.busy_timeout(SESSION_BUSY_MS)
+        #: The session's row while it is not written yet (its INSERT's values).
+        self._row: tuple[Any, ...] | None = None
+        self._closing = False
+        self._wait_ms: int | None = None
+        self._set_wait()
 
     @classmethod
     def open(cls, db: HistoryDB, plan: Plan, source: str, *,
              started_at: datetime | None = None, notes: str = "",
              wall_clock: Callable[[], float] = time.monotonic) -> SessionRecorder:
-        """Create the session row at once (status 'running', this process's pid and host).
-        ``started_at`` defaults to now; ``wall_clock`` paces :meth:`heartbeat`."""
+        """Create the session row at once (status 'running', this process's pid and host),
+        or, when another program holds the history locked, as soon as it lets go (waiting
+        for it no longer than any write of a session does). ``started_at`` defaults to now;
+        ``wall_clock`` paces :meth:`heartbeat`."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
         started = (started_at or wall_now()).astimezone()
@@ -102,22 +115,48 @@ class SessionRecorder:
         backward = [p for p in plan.phases if p.kind == "backward"]
         all_notes = "\n".join([*plan.notes, *([notes] if notes else [])])
         pid = os.getpid()
-        with db.transaction() as conn:
+        recorder = cls(db, 0, started, wall_clock)
+        recorder.clock_start = started_at is None
+        recorder._row = (started.isoformat(timespec="seconds"), plan.name, plan.week, source,
+                         pid, db.host, process_token(pid), all_notes, plan.backward_s,
+                         backward[0].speed_mph if backward else None,
+                         backward[0].incline_pct if backward else None, boot_id,
+                         boot_s if boot_id else None)
+        try:
+            recorder._write_row()
+        except HistoryLocked as exc:  # kept with the events; anything else refuses the start
+            recorder._failed(exc)
+        return recorder
+
+    def _write_row(self) -> None:
+        """Insert the session's row if it is still only in memory."""
+        if self._row is None:
+            return
+        with self.db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
                 " proc_token, notes, planned_backward_s, speed_mph, incline_pct, boot_id,"
-                " boot_s) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (started.isoformat(timespec="seconds"), plan.name, plan.week, source, pid,
-                 db.host, process_token(pid), all_notes, plan.backward_s,
-                 backward[0].speed_mph if backward else None,
-                 backward[0].incline_pct if backward else None, boot_id,
-                 boot_s if boot_id else None))
-            session_id = int(cursor.lastrowid or 0)
-        db.writing.add(session_id)
-        _LOGGER.info("history: session %d started (%s, %s)", session_id, plan.name, source)
-        recorder = cls(db, session_id, started, wall_clock)
-        recorder.clock_start = started_at is None
-        return recorder
+                " boot_s) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._row)
+            self.session_id = int(cursor.lastrowid or 0)
+        self.db.writing.add(self.session_id)
+        _LOGGER.info("history: session %d started (%s, %s)", self.session_id, self._row[1],
+                     self._row[3])
+        self._row = None
+
+    @property
+    def _name(self) -> str:
+        return f"session {self.session_id}" if self._row is None else "the new session"
+
+    def _set_wait(self) -> None:
+        """How long the next write waits for another program's lock: SESSION_BUSY_MS; not at
+        all while the history is failing (a write met the lock already: only the heartbeat
+        retries, and it must not freeze the coach each second); at close as long as any
+        opening (BUSY_TIMEOUT_MS)."""
+        ms = (BUSY_TIMEOUT_MS if self._closing else 0 if self.problem is not None
+              else SESSION_BUSY_MS)
+        if ms != self._wait_ms:
+            self.db.busy_timeout(ms)
+            self._wait_ms = ms
 
     @property
     def pending(self) -> int:
@@ -127,7 +166,8 @@ class SessionRecorder:
     @property
     def incomplete(self) -> bool:
         """Whether the history lacks part of this session (events, or how it ended)."""
-        return bool(self._pending) or self.dropped > 0 or (self.closed and not self.outcome)
+        return (bool(self._pending) or self.dropped > 0 or self._row is not None
+                or (self.closed and not self.outcome))
 
     # ------------------------------------------------------------------ events
     def on_event(self, event: Event) -> None:
@@ -143,12 +183,22 @@ class SessionRecorder:
         if len(self._pending) > MAX_PENDING:
             del self._pending[0]
             self.dropped += 1
-        self._flush()
+        if self.problem is None:  # while failing, kept for the heartbeat (or close) to retry
+            self._flush()
         self._tell()
 
     def _flush(self) -> bool:
-        """Write the events kept so far, in order; False (and kept) when the disk says no."""
+        """Write the row (if not yet) and the events kept so far, in order; False (and kept)
+        when the disk says no."""
+        self._set_wait()
         written = 0
+        if self._row is not None:
+            try:
+                self._write_row()
+            except (VoicecoachError, OSError, sqlite3.Error) as exc:
+                self._failed(exc)
+                return False
+            written += 1
         while self._pending:
             seq, event, data = self._pending[0]
             try:
@@ -159,15 +209,16 @@ class SessionRecorder:
             self._pending.pop(0)
             written += 1
         if self.problem is not None and written:
-            _LOGGER.warning("history: session %d is being written again (%d events kept "
-                            "meanwhile)", self.session_id, written)
+            _LOGGER.warning("history: %s is being written again (%d events kept "
+                            "meanwhile)", self._name, written)
             self.problem = None
+            self._set_wait()
         return True
 
     def _failed(self, exc: Exception) -> None:
         if self.problem is None:
-            _LOGGER.log(self.log_level, "history: cannot record session %d now (kept in "
-                        "memory, retried): %s", self.session_id, exc)
+            _LOGGER.log(self.log_level, "history: cannot record %s now (kept in memory, "
+                        "retried): %s", self._name, exc)
         self.problem = exc
 
     def _tell(self) -> None:
@@ -305,7 +356,8 @@ class SessionRecorder:
         is lost. Safe to call more than once."""
         if self.closed:
             return
-        self.db.busy_timeout(BUSY_TIMEOUT_MS)
+        self._closing = True
+        self._set_wait()
         for attempt in range(CLOSE_TRIES):
             if attempt:
                 self._sleep(CLOSE_RETRY_S)
@@ -323,8 +375,8 @@ class SessionRecorder:
         self.closed = True
         self.db.writing.discard(self.session_id)
         if self.incomplete:
-            _LOGGER.log(self.log_level, "history: session %d could not be written in full "
-                        "(%d events unwritten): %s", self.session_id,
+            _LOGGER.log(self.log_level, "history: %s could not be written in full "
+                        "(%d events unwritten): %s", self._name,
                         len(self._pending) + self.dropped, self.problem)
 
     def __enter__(self) -> SessionRecorder:
@@ -335,6 +387,20 @@ class SessionRecorder:
         # Ctrl-C or a SIGTERM handler's sys.exit: the user or the system asked us to stop.
         asked = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
         self.close("stopped" if asked else "interrupted")
+
+
+def recover_unless_locked(db: HistoryDB) -> None:
+    """Mark sessions cut off earlier as interrupted (:meth:`HistoryDB.recover_interrupted`)
+    unless another program holds the history locked: then they are left to the next opening
+    (nothing is lost by waiting) rather than hold up the start of a session."""
+    db.busy_timeout(0)
+    try:
+        db.recover_interrupted()
+    except HistoryLocked as exc:
+        _LOGGER.info("history: sessions cut off earlier are marked at the next opening (%s)",
+                     exc.one_line())
+    finally:
+        db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
 
 
 #: Held (flock) by the process whose session is running on a data folder.
