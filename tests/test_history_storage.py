@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import socket
 import sqlite3
@@ -23,7 +24,13 @@ from workout_helpers import Run
 
 from voicecoach.commands._common import INCOMPLETE_RECORD, check_recorded, tell_history_problem
 from voicecoach.errors import VoicecoachError
-from voicecoach.events import CueSpoken
+from voicecoach.events import (
+    CommandHeard,
+    CommandRefused,
+    CueSpoken,
+    PainReported,
+    PhaseStarted,
+)
 from voicecoach.grammar import load_grammar
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.history import recorder as recorder_module
@@ -398,3 +405,54 @@ def test_a_data_folder_removed_mid_session_is_written_again_with_the_session(
     assert row.status == "finished" and row.backward_s == run.coach.backward_s == 300
     assert seqs == list(range(1, recorder.seq + 1))  # the events before the removal too
     assert "removed" in caplog.text
+
+
+def _rows(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table that holds a session, in the order they were added."""
+    return {table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+            for table in ("sessions", "phases", "events", "commands", "pain_reports")}
+
+
+@pytest.mark.parametrize("removed", [(DB_NAME,), (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")],
+                         ids=["main-file-only", "all-three"])
+def test_a_history_removed_mid_session_is_written_back_whole_and_alone(
+        tmp_path: Path, removed: tuple[str, ...]) -> None:
+    """``rm history.sqlite3`` while a session runs leaves its -wal and -shm at the path, held
+    by the open connection, and the file written back is opened with them there. It must come
+    back whole (integrity_check), the earlier session as it was, this one in full, and no row
+    that was never written. (It is read through the old log: that is harmless only while the
+    copy is the log's own database page for page, as SQLite's backup makes it.)"""
+    data = tmp_path / "data"
+    data.mkdir()
+    run, db, recorder = _session(data)
+    run.finish()  # an earlier session, whose pages the log must not be laid over wrongly
+    recorder.close()
+    db.close()
+    with HistoryDB.open(data) as again:  # as any opening reads it (dated again, see dating)
+        earlier = _rows(again.conn)
+    run, db, recorder = _session(data)
+    run.through_briefing().at(run.t + 20)
+    assert (data / (DB_NAME + "-wal")).stat().st_size > 0  # the log holds the latest writes
+    for name in removed:
+        os.remove(data / name)
+    run.into(State.BACKWARD).at(run.t + 30)
+    run.finish()
+    recorder.close()
+    db.close()
+    assert not recorder.incomplete
+    with HistoryDB.open(data) as again:
+        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        first, walked = again.sessions()
+        events = again.events(walked.id)
+        rows = _rows(again.conn)
+    assert first.status == "finished" and walked.id == recorder.session_id
+    assert walked.status == "finished" and walked.backward_s == run.coach.backward_s == 300
+    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]
+    ours = {table: [r for r in found if r[0 if table == "sessions" else 1] == walked.id]
+            for table, found in rows.items()}
+    # the earlier session as it was, this one after it, and nothing else
+    assert rows == {table: earlier[table] + ours[table] for table in rows}
+    assert len(ours["events"]) == len(run.events)
+    assert len(ours["phases"]) == len(run.of(PhaseStarted))
+    assert len(ours["pain_reports"]) == len(run.of(PainReported))
+    assert len(ours["commands"]) == len(run.of(CommandHeard)) + len(run.of(CommandRefused))
