@@ -456,3 +456,101 @@ def test_a_history_removed_mid_session_is_written_back_whole_and_alone(
     assert len(ours["phases"]) == len(run.of(PhaseStarted))
     assert len(ours["pain_reports"]) == len(run.of(PainReported))
     assert len(ours["commands"]) == len(run.of(CommandHeard)) + len(run.of(CommandRefused))
+
+
+#: Run in another process: who holds the WAL index of the history ``argv[1]`` in use (the
+#: byte SQLite's unix VFS read-locks in ``-shm`` for as long as a connection has it open, and
+#: write-locks to tell the first opener, which rebuilds the index), then how many events of
+#: session ``argv[2]`` that process reads through it.
+_SECOND_PROCESS = """
+import fcntl, os, sqlite3, struct, sys
+SHM_DMS = 128  # UNIX_SHM_DMS: (22 + SQLITE_SHM_NLOCK) * 4 + SQLITE_SHM_NLOCK
+fd = os.open(sys.argv[1] + "-shm", os.O_RDWR)
+probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, SHM_DMS, 1, 0)
+kind, _whence, _start, _len, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK,
+                                                                        probe))
+os.close(fd)
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+count = conn.execute("SELECT COUNT(*) FROM events WHERE session_id = ?",
+                     (int(sys.argv[2]),)).fetchone()[0]
+conn.close()
+print(kind == fcntl.F_RDLCK, pid, count)
+"""
+
+
+def _seen_from_another_process(path: Path, session_id: int) -> tuple[bool, int, int]:
+    """(the WAL index is held in use, by which process, events of the session it reads)."""
+    out = subprocess.run([sys.executable, "-c", _SECOND_PROCESS, str(path), str(session_id)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    held, pid, count = out.split()
+    return held == "True", int(pid), int(count)
+
+
+@pytest.mark.parametrize("removed", [(DB_NAME,), (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")],
+                         ids=["main-file-only", "all-three"])
+def test_a_history_written_back_keeps_its_log_index_held_for_other_processes(
+        tmp_path: Path, removed: tuple[str, ...]) -> None:
+    """Once a removed history is written back, the session's connection holds the WAL index
+    in use (the lock a second process looks at before taking itself for the first opener and
+    rebuilding the index under a live writer). Closing the old connection after the new one
+    was open on the same ``-shm`` dropped (POSIX) every lock of this process on it: a second
+    process found nobody holding it. Checked from a second process right after the put-back,
+    which then reads the history; the session goes on to its end and comes back whole."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run, db, recorder = _session(data)
+    run.through_briefing().at(run.t + 20)
+    for name in removed:
+        os.remove(data / name)
+    run.into(State.BACKWARD)  # writes: the history is written back before the first
+    assert (data / DB_NAME).is_file() and recorder.pending == 0
+    written = len(run.events)
+    held, pid, count = _seen_from_another_process(data / DB_NAME, recorder.session_id)
+    assert held and pid == os.getpid()
+    assert count == written  # the second process read through it all that was written
+    run.at(run.t + 30)
+    run.finish()
+    recorder.close()
+    db.close()
+    assert not recorder.incomplete
+    with HistoryDB.open(data) as again:
+        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        [walked] = again.sessions()
+        events = again.events(walked.id)
+    assert walked.status == "finished" and walked.backward_s == 300
+    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]
+
+
+def test_a_history_written_back_that_cannot_be_opened_keeps_the_session_until_it_can(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The copy of a removed history is put at its path once the old connection is closed,
+    and it may then fail to open (here its log's name is taken by a folder): the session is
+    kept in memory and the user told once, in one line, as for any history that cannot be
+    written; once it opens, everything kept is written and nothing is lost."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run, db, recorder = _session(data)
+    run.through_briefing().at(run.t + 20)
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        os.remove(data / name)
+    log = data / (DB_NAME + "-wal")
+    log.mkdir()
+    run.into(State.BACKWARD).at(run.t + 30)
+    assert recorder.pending > 3 and "cannot be opened" in str(recorder.problem)
+    assert (data / DB_NAME).is_file()  # written back: what was walked before is on the disk
+    assert _spoken(run).count(HISTORY_FAILING_SPEECH) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be opened" in err[0] and "kept in memory" in err[0]
+    log.rmdir()
+    run.at(run.t + 5)  # the next heartbeat opens it and writes what was kept
+    assert recorder.pending == 0 and recorder.problem is None
+    run.finish()
+    recorder.close()
+    db.close()
+    assert not recorder.incomplete
+    with HistoryDB.open(data) as again:
+        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        [walked] = again.sessions()
+        events = again.events(walked.id)
+    assert walked.status == "finished" and walked.backward_s == 300
+    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]

@@ -28,7 +28,7 @@ from voicecoach.history.faults import (
     newer_error,
 )
 from voicecoach.history.recovery import recover_interrupted
-from voicecoach.history.replaced import file_identity, take_replacement
+from voicecoach.history.replaced import file_identity, let_go, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
 
@@ -78,6 +78,11 @@ class HistoryDB:
         self.writing: set[int] = set()
         #: A session's id in the file it was carried into, by any id it had before.
         self.renumbered: dict[int, int] = {}
+        #: The copy of a removed history, written back but not open yet (the connection is
+        #: closed meanwhile): _put_back_if_removed.
+        self._written_back: Path | None = None
+        #: The write's wait for other programs' locks (ms), kept for a connection opened later.
+        self._busy_ms = BUSY_TIMEOUT_MS
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -208,12 +213,22 @@ class HistoryDB:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+            part = self._written_back
+            if part is not None and os.path.lexists(part):  # not even put back: once more
+                try:
+                    os.replace(part, self.path)
+                except OSError as exc:
+                    _LOGGER.error("history: %s was removed while in use; it is kept in %s "
+                                  "(%s)", self.path, part, exc)
 
     def busy_timeout(self, ms: int) -> None:
         """How long a write waits for another program's lock before failing (ms)."""
         if self.read_only:
             return
         with self.lock:
+            self._busy_ms = int(ms)
+            if self._written_back is not None:
+                return  # set when it is open again
             try:
                 self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
             except sqlite3.Error as exc:
@@ -262,8 +277,18 @@ class HistoryDB:
         session and every earlier one, is gone when the connection closes. What the open
         connection still holds is written back at the file's path (one log line), and
         writing goes on there; when that cannot be done, the write fails as unavailable (the
-        recorder keeps the session in memory and tries again)."""
+        recorder keeps the session in memory and tries again).
+
+        The old connection is let go (its log emptied into the deleted file, closed, its
+        empty ``-wal`` and ``-shm`` removed: history/replaced.py's ``let_go``) before the
+        copy is put at the path and opened: a ``-shm`` left at the path is shared by both,
+        and closing the old connection after the new one had opened it dropped this
+        process's locks on it (POSIX fcntl), among them the one that tells other processes
+        the log index is in use."""
         if self.read_only:
+            return
+        if self._written_back is not None:
+            self._open_written_back(self._written_back)
             return
         try:
             os.stat(self.path)
@@ -284,22 +309,41 @@ class HistoryDB:
                 self.conn.backup(copy)
             finally:
                 copy.close()
-            os.replace(part, self.path)
-            busy = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-            fresh = self._connect(self.path, read_only=False).conn
-        except (OSError, sqlite3.Error, VoicecoachError) as exc:
+            self._busy_ms = int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            let_go(self.conn, self.path)  # raises only with the old connection still open
+        except (OSError, sqlite3.Error) as exc:
             with contextlib.suppress(OSError):
                 part.unlink()
-            detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
             raise HistoryUnavailable(
                 f"history database {self.path} was removed and cannot be written again "
-                f"({detail.rstrip('.')})",
+                f"({str(exc).rstrip('.')})",
                 f"check that {self.path.parent} can be written; the session is kept in "
                 "memory meanwhile") from None
-        fresh.execute(f"PRAGMA busy_timeout = {int(busy)}")
-        self.conn.close()
+        # From here the history is only in the copy: it is opened (or tried again) before
+        # any other read or write.
+        self._written_back = part
+        self._open_written_back(part)
+
+    def _open_written_back(self, part: Path) -> None:
+        """Put the copy of a removed history at its path and write through it from now on;
+        when it cannot be opened, the write fails as unavailable (the session is kept in
+        memory, said once) and this is tried again before the next one."""
+        try:
+            if os.path.lexists(part):
+                os.replace(part, self.path)
+            fresh = self._connect(self.path, read_only=False).conn
+        except (OSError, VoicecoachError) as exc:  # its own words, about "it"
+            detail = (exc.message.replace(f"history database {self.path}", "it", 1)
+                      if isinstance(exc, VoicecoachError) else str(exc))
+            raise HistoryUnavailable(
+                f"history database {self.path} was removed while in use and written again, "
+                f"but cannot be opened ({detail.rstrip('.')})",
+                f"check that {self.path.parent} can be written") from None
+        fresh.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         self.conn = fresh
         self.identity = file_identity(self.path)
+        self._written_back = None
+        _LOGGER.info("history: %s is written again and in use", self.path)
 
     def _follow_if_replaced(self) -> None:
         """Another file is at the path (a backup restored, a rename over it): this session is
@@ -335,6 +379,8 @@ class HistoryDB:
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.lock:
+            if self._written_back is not None:
+                self._open_written_back(self._written_back)
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:

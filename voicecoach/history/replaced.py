@@ -116,9 +116,16 @@ def free_name(path: Path) -> Path:
     return next(p for p in candidates if not os.path.lexists(p))
 
 
-def _let_go(conn: sqlite3.Connection, path: Path) -> None:
+def let_go(conn: sqlite3.Connection, path: Path) -> None:
     """Close the connection on the old file with its log emptied into it, and remove the
-    empty log and its index that SQLite leaves at the path for a moved file."""
+    empty log and its index that SQLite leaves at the path for a moved file. Whatever file
+    then comes to the path is opened only after this: the old connection and the new one
+    would share the ``-shm`` at the path, and closing the old one drops (POSIX fcntl) every
+    lock this process holds on it, the new one's too, among them the lock that tells other
+    processes the log index is in use (history/db.py's put-back does the same).
+
+    Raises (the connection still open) when the log cannot be emptied; once the connection
+    is closed it does not: a leftover that cannot be removed is empty, and harmless."""
     busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy is not None and busy[0]:
         raise sqlite3.OperationalError("another program is reading the replaced file")
@@ -130,8 +137,12 @@ def _let_go(conn: sqlite3.Connection, path: Path) -> None:
         empty = True  # none: nothing to lose
     if empty:
         for leftover in (wal, path.with_name(path.name + "-shm")):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # empty: the next opener rebuilds the index from nothing
+                _LOGGER.debug("history: %s is left: %s", leftover, exc)
 
 
 def take_replacement(db: HistoryDB) -> None:
@@ -151,7 +162,7 @@ def take_replacement(db: HistoryDB) -> None:
         finally:
             copy.close()
         busy = int(old.execute("PRAGMA busy_timeout").fetchone()[0])
-        _let_go(old, path)
+        let_go(old, path)
     except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(OSError):
             part.unlink()
