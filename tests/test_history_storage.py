@@ -32,7 +32,7 @@ from voicecoach.events import (
     PhaseStarted,
 )
 from voicecoach.grammar import load_grammar
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, session_lock
 from voicecoach.history import recorder as recorder_module
 from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.phrases import load_phrases
@@ -335,6 +335,165 @@ def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go
     assert seqs == list(range(1, recorder.seq + 1))  # every event, the locked ones too
 
 
+def test_a_session_ending_with_the_history_locked_does_not_hold_the_loop_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program takes the history's write lock (BEGIN IMMEDIATE) during a session and
+    holds it across its end: the end's writes (the "stop", how it ended) are left to the
+    loop's heartbeats, which do not wait, and the loop hears on: a "start" 4 s later begins the
+    next session at once. Before, the loop's thread stood in the close's retries (4 tries of
+    up to 10 s each plus pauses, about 43 s), while the microphone's queue keeps 2 s of audio:
+    that "start", or a "stop" for a belt, was lost. Once the lock is let go, the next heartbeat
+    writes the first session whole, while the loop runs, and the second is written too.
+    Measured in audio time and order: the lock is taken at 3 s, "stop" said at 5 s, "start" at
+    9 s, the lock let go at 14 s, "stop" at 18 s."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.device.loop import AudioClock, DeviceLoop
+    from voicecoach.events import CommandHeard, Event, StateChanged
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.settings import Settings, SpeechSettings
+
+    # the close's waits short, so that the old code's giving up is reached quickly
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.01)
+    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    clips = [load_clip("start", "start"), load_clip("stop", "stop"),
+             load_clip("start", "start"), load_clip("stop", "stop")]
+    for clip, at_s in zip(clips, (1.0, 5.0, 9.0, 18.0), strict=True):
+        clip.at_s = at_s
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(None, clock=clock)
+    room = ClosedLoopSource(speaker, 22.0, echo_gain_db=-200.0, clips=clips)
+    recorders: list[SessionRecorder] = []
+    seen: dict[str, dict[str, object]] = {}
+    events: list[Event] = []
+
+    @contextmanager
+    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
+        with recorded_session(settings, None, "serve") as (chosen, recorder):
+            recorders.append(recorder)
+            yield chosen, recorder
+
+    def first_record(t: float) -> dict[str, object]:
+        """Where the first session's record stands at audio time ``t``."""
+        first = recorders[0]
+        return {"t": t, "closed": first.closed, "pending": first.pending,
+                "outcome": first.outcome, "sessions": len(recorders),
+                "wait_ms": None if first.closed else first.db.conn.execute(
+                    "PRAGMA busy_timeout").fetchone()[0]}
+
+    def lock_around_the_end(t: float) -> None:
+        if t >= 3.0 and "taken" not in seen:
+            other.execute("BEGIN IMMEDIATE")
+            seen["taken"] = {"t": t}
+        elif t >= 14.0 and other.in_transaction:
+            seen["let_go"] = {**first_record(t), "rows": other.execute(
+                "SELECT COUNT(*) FROM sessions WHERE status = 'running'").fetchone()[0]}
+            other.execute("COMMIT")
+        elif t >= 16.0 and "after" not in seen:
+            seen["after"] = first_record(t)
+
+    room.react = lock_around_the_end
+    sources = iter([room])
+    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
+                                                                    load_grammar("en")),
+                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
+                      listeners=[events.append], clock=clock)
+    loop.run()
+    other.close()
+
+    starts = [e.t for e in events if isinstance(e, StateChanged) and e.trigger == "start"]
+    ends = [e.t for e in events if isinstance(e, StateChanged) and e.dest == "stopped"]
+    assert len(starts) == 2 and len(ends) == 2, (starts, ends)
+    # the first session ended with the lock held ...
+    assert seen["taken"]["t"] < ends[0] < clips[2].at_s  # type: ignore[operator]
+    # ... and the loop heard the next "start" at once, its end still unwritten
+    assert starts[1] < clips[2].end_s + 1.0
+    let_go = seen["let_go"]
+    assert let_go["sessions"] == 2 and not let_go["closed"]
+    assert let_go["pending"] or not let_go["outcome"]  # neither given up nor written
+    assert let_go["rows"] == 1  # the history still had the first session running: it was held
+    assert let_go["wait_ms"] == 0  # the retries did not wait for it
+    # the loop went on hearing 14 - 5.5 s of audio with the first session's end unwritten
+    assert float(let_go["t"]) - ends[0] > 8.0  # type: ignore[arg-type]
+    # once let go, a heartbeat wrote it, with the loop running (not left to the exit)
+    after = seen["after"]
+    assert after["closed"] and after["pending"] == 0 and after["outcome"] == "stopped"
+    assert any(e.command == "stop" and e.t > float(let_go["t"])  # type: ignore[arg-type]
+               for e in events if isinstance(e, CommandHeard))
+    assert len(recorders) == 2 and not any(r.incomplete for r in recorders)
+    with HistoryDB.open(tmp_path) as db:
+        assert db.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert [(s.id, s.status) for s in db.sessions()] == [
+            (r.session_id, "stopped") for r in recorders]
+        for recorder in recorders:
+            seqs = [r[0] for r in db.conn.execute(
+                "SELECT seq FROM events WHERE session_id = ? ORDER BY seq",
+                (recorder.session_id,))]
+            assert seqs == list(range(1, recorder.seq + 1))  # every event, the locked ones too
+
+
+def test_a_session_end_still_unwritten_when_the_loop_ends_is_written_by_its_exit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history is still held when the input ends (serve's exit, a replay's end): the exit
+    path writes the session's end, waiting for the lock as any close does (here it is let go
+    during the close's first pause), so nothing of it is lost."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.device.loop import AudioClock, DeviceLoop
+    from voicecoach.events import Event, StateChanged
+    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+    from voicecoach.listening.engines import make_recogniser
+    from voicecoach.settings import Settings, SpeechSettings
+
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
+    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    start, stop = load_clip("start", "start"), load_clip("stop", "stop")
+    start.at_s, stop.at_s = 1.0, 5.0
+    clock = AudioClock()
+    speaker = EchoWavSpeaker(None, clock=clock)
+    room = ClosedLoopSource(speaker, 9.0, echo_gain_db=-200.0, clips=[start, stop])
+    recorders: list[SessionRecorder] = []
+    pauses: list[float] = []
+
+    @contextmanager
+    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
+        with recorded_session(settings, None, "serve") as (chosen, recorder):
+            recorders.append(recorder)
+            yield chosen, recorder
+
+    def let_go(seconds: float) -> None:  # the close's pause: the other program lets go
+        pauses.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    def lock(t: float) -> None:
+        if t >= 3.0 and not pauses and not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")
+            recorders[0]._sleep = let_go
+
+    room.react = lock
+    events: list[Event] = []
+    sources = iter([room])
+    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
+                                                                    load_grammar("en")),
+                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
+                      listeners=[events.append], clock=clock)
+    loop.run()
+    other.close()
+    assert [e.dest for e in events if isinstance(e, StateChanged)].count("stopped") == 1
+    assert pauses == [recorder_module.CLOSE_RETRY_S]  # written at the close's second try
+    [recorder] = recorders
+    assert recorder.closed and not recorder.incomplete
+    with HistoryDB.open(tmp_path) as db:
+        assert [s.status for s in db.sessions()] == ["stopped"]
+        seqs = [r[0] for r in db.conn.execute("SELECT seq FROM events ORDER BY seq")]
+    assert seqs == list(range(1, recorder.seq + 1))
+
+
 def test_doctor_does_not_call_a_locked_history_ok(tmp_path: Path,
                                                   locked: sqlite3.Connection) -> None:
     from voicecoach.doctor import FAIL, check_history
@@ -380,6 +539,34 @@ def test_a_second_session_on_one_data_folder_is_refused_in_one_line(tmp_path: Pa
     assert "another voicecoach session is running" in line and f"process {first.pid}" in line
     with HistoryDB.open(home) as db:
         assert [s.status for s in db.sessions()] == ["stopped"]  # the second left no row
+
+
+def _taken_by_another_process(data: Path) -> bool:
+    """Whether another process finds the data folder's session lock taken."""
+    probe = ("import fcntl, sys\n"
+             "with open(sys.argv[1], 'a+') as f:\n"
+             "    try:\n"
+             "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "    except OSError:\n"
+             "        print('taken')\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(data / session_lock.SESSION_LOCK)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return out.strip() == "taken"
+
+
+def test_a_record_still_being_written_keeps_the_session_lock_and_lets_the_next_one_in(
+        tmp_path: Path) -> None:
+    """A session's record still being written after its end (the history held by another
+    program) keeps the data folder's session lock, so other processes are still refused; the
+    next session of the same process (the device loop's next "start") is not, and the lock
+    is let go only when both are done."""
+    ended = session_lock.one_session_at_a_time(tmp_path)
+    ended.__enter__()
+    with session_lock.one_session_at_a_time(tmp_path):  # the next session: not refused
+        assert _taken_by_another_process(tmp_path)
+        ended.__exit__(None, None, None)  # the first record written at last
+        assert _taken_by_another_process(tmp_path)  # the second session still holds it
+    assert not _taken_by_another_process(tmp_path)
 
 
 def test_a_data_folder_removed_mid_session_is_written_again_with_the_session(

@@ -20,11 +20,8 @@ from voicecoach.events import Priority
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
-from voicecoach.history.recorder import (
-    SessionRecorder,
-    one_session_at_a_time,
-    recover_unless_locked,
-)
+from voicecoach.history.recorder import SessionRecorder, recover_unless_locked
+from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener

@@ -19,8 +19,8 @@ from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.db import DB_NAME, HistoryDB
 from voicecoach.history.progression import PROGRESSION_SOURCES
-from voicecoach.history.recorder import SESSION_LOCK
 from voicecoach.history.rows import SessionSummary
+from voicecoach.history.session_lock import SESSION_LOCK
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -144,6 +144,9 @@ class DeviceLoop:
         self.input_ended_in: State | None = None
         self._session: ExitStack | None = None
         self._recorder: Any = None
+        #: Sessions over whose record the history has not taken in full yet (another program
+        #: holds it locked): written at the loop's heartbeats, closed once written.
+        self._ending: list[tuple[ExitStack, Any]] = []
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
@@ -227,28 +230,54 @@ class DeviceLoop:
         self.coach.command("start", t, phrase=phrase, confidence=confidence, source=source)
 
     def _end_session(self) -> None:
+        """The session is over: its record is closed now if the history takes the rest at
+        once; if not (another program holds it locked), the loop goes on hearing and writes
+        it at its heartbeats (:meth:`_write_ended`): closing would wait for the lock (up to
+        about 43 s), and the microphone keeps only 2 s of what the user says meanwhile."""
         stack, recorder = self._session, self._recorder
         self._session = self._recorder = None
         if recorder is not None:
             self.coach.listeners.remove(recorder.on_event)
             self.coach.tick_hooks.remove(recorder.heartbeat)
         if stack is not None:
-            stack.close()
+            end = getattr(recorder, "end", None)
+            if end is not None and not end(self.coach.outcome or "interrupted"):
+                _LOGGER.info("history: the session's end is written once the history allows")
+                self._ending.append((stack, recorder))
+            else:
+                stack.close()
         self.completed += 1
         self.outcomes.append(self.coach.outcome or "")
         _LOGGER.info("session %d %s; listening for start again", self.completed,
                      self.coach.outcome)
         self.coach.reset()
 
+    def _write_ended(self, t: float) -> None:
+        """A heartbeat for the records of sessions over (never waits): each is closed once
+        the history has taken it."""
+        for item in list(self._ending):
+            stack, recorder = item
+            recorder.heartbeat(t)
+            if recorder.closed:
+                self._ending.remove(item)
+                stack.close()
+
     def close(self, exc: BaseException | None = None) -> None:
         """Close a session still open without waiting for it: recorded as stopped when
-        ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted."""
-        if self._session is not None:
-            stack, self._session = self._session, None
-            if exc is None:
+        ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
+        Records of sessions over that are still unwritten are closed too, which waits for
+        the history as long as any close (the program is ending: nothing is left unsaid)."""
+        try:
+            if self._session is not None:
+                stack, self._session = self._session, None
+                if exc is None:
+                    stack.close()
+                else:
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            while self._ending:
+                stack, _recorder = self._ending.pop(0)
                 stack.close()
-            else:
-                stack.__exit__(type(exc), exc, exc.__traceback__)
 
     @property
     def finished(self) -> bool:
@@ -287,6 +316,8 @@ class DeviceLoop:
         self.coach.tick(chunk.end_s)
         if self.coach.done and self._session is not None:
             self._end_session()
+        if self._ending:
+            self._write_ended(chunk.end_s)
         self._sync_grammar()
 
     def _chunks(self) -> Iterator[AudioChunk]:
@@ -331,6 +362,8 @@ class DeviceLoop:
         self.sleep(self.retry_s)
         self.clock.note(now + self.retry_s)
         self.coach.tick(self.clock.audio_s)
+        if self._ending:
+            self._write_ended(self.clock.audio_s)
         return True
 
     def run(self) -> int:

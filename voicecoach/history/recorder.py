@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +42,8 @@ HEARTBEAT_S = 1.0
 #: the first write that meets the lock waits: while the history is failing, events are only
 #: kept, and the heartbeat's retry does not wait at all.
 SESSION_BUSY_MS = 300
-#: At the end, the last writes are tried this many times, ``CLOSE_RETRY_S`` apart.
+#: At the end (:meth:`SessionRecorder.close`), the last writes are tried this many times,
+#: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening.
 CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
@@ -67,6 +64,12 @@ class SessionRecorder:
     and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
     whether anything was still unwritten when the recorder closed (the command's exit code
     says so).
+
+    A session that ends while the history cannot take the rest is either closed by
+    :meth:`close`, which waits for it (the end of a program), or ended by :meth:`end`, which
+    does not: the rest is written by the next :meth:`heartbeat` that can, and the record is
+    complete when :attr:`closed` (the device loop, which must go on hearing while another
+    program holds the history).
     """
 
     def __init__(self, db: HistoryDB, session_id: int, started_at: datetime,
@@ -95,6 +98,8 @@ class SessionRecorder:
         #: The session's row while it is not written yet (its INSERT's values).
         self._row: tuple[Any, ...] | None = None
         self._closing = False
+        #: How the session ended, once :meth:`end` said it was over (None: it is not).
+        self._ended: str | None = None
         self._wait_ms: int | None = None
         self._set_wait()
 
@@ -173,7 +178,7 @@ class SessionRecorder:
     def on_event(self, event: Event) -> None:
         """Listener for the coach: write ``event`` (and what it means) in one transaction;
         when that fails, keep it to write later."""
-        if self.closed:
+        if self.closed or self._ended is not None:
             _LOGGER.debug("history: event after close ignored: %s", event.type.value)
             return
         data = event.to_dict()
@@ -330,7 +335,15 @@ class SessionRecorder:
         """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of
         workout time and of wall time), so a crash between two events loses seconds, not
         the minute until the next cue; events kept in memory are retried first. Never
-        raises."""
+        raises. After :meth:`end`, it writes what the end left, once per HEARTBEAT_S of the
+        caller's time (each try fails at once while the history is held), until
+        :attr:`closed`."""
+        if self._ended is not None:
+            if not self.closed and t - self._beat_t >= HEARTBEAT_S:
+                self._beat_t = t
+                if self._write_end(self._ended):
+                    self._close_now()
+            return
         wall = self._wall_clock()
         if (self.closed or self.outcome or t - self._beat_t < HEARTBEAT_S
                 or wall - self._beat_wall < HEARTBEAT_S):
@@ -349,29 +362,56 @@ class SessionRecorder:
             self._tell()
 
     # ------------------------------------------------------------------ ending
+    def end(self, outcome: str = "interrupted") -> bool:
+        """The session is over (no event follows; if no SessionEnded was recorded it ends as
+        ``outcome``): what is still unwritten is written now if the history takes it, waiting
+        for a lock no longer than any write of a session; otherwise it is left to
+        :meth:`heartbeat`, which does not wait, or to :meth:`close`, which does. Returns
+        whether the record is complete (then :attr:`closed`)."""
+        if self.closed:
+            return not self.incomplete
+        if self._ended is None:
+            self._ended = outcome
+        if not self._write_end(self._ended):
+            return False
+        self._close_now()
+        return True
+
+    def _write_end(self, outcome: str) -> bool:
+        """One try at the end's writes: the events kept, then how the session ended; False
+        (all kept) when the history does not take them."""
+        self._set_wait()
+        if not self._flush():
+            return False
+        if self.outcome:
+            return True
+        try:
+            with self.db.transaction() as conn:
+                stored = self._finish(conn, outcome, self.tally.last_t, None)
+        except (VoicecoachError, OSError, sqlite3.Error) as exc:
+            self._failed(exc)
+            return False
+        self.outcome = stored
+        return True
+
     def close(self, outcome: str = "interrupted") -> None:
         """Stop recording. If no SessionEnded was recorded, the session ends as ``outcome``
-        (the SIGTERM path passes "stopped"). What is still unwritten is tried CLOSE_TRIES
-        times, waiting for locks as long as any opening does; :attr:`incomplete` says if it
-        is lost. Safe to call more than once."""
+        (the SIGTERM path passes "stopped"; after :meth:`end`, as that said). What is still
+        unwritten is tried CLOSE_TRIES times, waiting for locks as long as any opening does;
+        :attr:`incomplete` says if it is lost. Safe to call more than once."""
         if self.closed:
             return
+        if self._ended is not None:
+            outcome = self._ended
         self._closing = True
-        self._set_wait()
         for attempt in range(CLOSE_TRIES):
             if attempt:
                 self._sleep(CLOSE_RETRY_S)
-            if not self._flush():
-                continue
-            if self.outcome:
+            if self._write_end(outcome):
                 break
-            try:
-                with self.db.transaction() as conn:
-                    stored = self._finish(conn, outcome, self.tally.last_t, None)
-                self.outcome = stored
-                break
-            except (VoicecoachError, OSError, sqlite3.Error) as exc:
-                self._failed(exc)
+        self._close_now()
+
+    def _close_now(self) -> None:
         self.closed = True
         self.db.writing.discard(self.session_id)
         if self.incomplete:
@@ -401,46 +441,3 @@ def recover_unless_locked(db: HistoryDB) -> None:
                      exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
-
-
-#: Held (flock) by the process whose session is running on a data folder.
-SESSION_LOCK = "session.lock"
-
-
-@contextmanager
-def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
-    """Refuse (one line) a second session on the same data folder while one runs: two
-    coaches would share one history, and one user cannot walk two sessions. The lock is the
-    kernel's (flock), so a crashed or killed session never leaves it behind."""
-    path = Path(data_dir) / SESSION_LOCK
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the session
-    except OSError as exc:
-        # A folder nothing can be written in: the history says why, in its own words (it
-        # cannot take a session there either, so there is nothing to guard).
-        _LOGGER.debug("history: no session lock in %s: %s", data_dir, exc)
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            pid = handle.read().strip()
-            raise VoicecoachError(
-                f"another voicecoach session is running on {data_dir}"
-                + (f" (process {pid})" if pid.isdigit() else ""),
-                "let it end (say stop) before starting another, or use another --data-dir"
-            ) from None
-        try:  # who holds it, for the refusal's line; a full disk only loses that
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-        except OSError as exc:
-            _LOGGER.debug("history: session lock: %s", exc)
-        yield
-    finally:
-        with contextlib.suppress(OSError):  # an unwritten pid on a full disk: no matter
-            handle.close()  # and the lock with it
