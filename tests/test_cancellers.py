@@ -153,7 +153,9 @@ def test_a_canceller_failing_mid_session_is_dropped_and_the_loop_goes_on(
     warned = [r.getMessage() for r in caplog.records if "echo canceller failed" in r.getMessage()]
     assert len(warned) == 1 and "without echo cancellation" in warned[0]
     assert run.loop.canceller is None and calls["n"] == 20
-    assert run.loop.clock.audio_s >= 7.9  # the loop heard the whole stream after the failure
+    # the loop went on past the failure (2 s in) and heard the stream to the user's word at
+    # least (a model that hears the stop there ends the session with it)
+    assert run.loop.clock.audio_s >= clip.at_s + 0.5
 
 
 @pytest.mark.parametrize(("engine", "suppressed"), [("spotter", True), ("pocketsphinx", False)])
