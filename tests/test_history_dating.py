@@ -11,9 +11,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from history_helpers import record_finished
 
 from voicecoach.cli import main
-from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
+from voicecoach.events import SessionEnded
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
 from voicecoach.history import recorder as recorder_module
 from voicecoach.history.schema import MIGRATIONS, SCHEMA_VERSION, user_version
@@ -25,15 +26,8 @@ UNSET = dt.datetime(1970, 1, 1, 0, 1).astimezone()
 
 def record(db: HistoryDB, started: dt.datetime, week: int = 1, backward_s: float = 300.0) -> int:
     """One finished session started at ``started`` (as the clock said then)."""
-    rec = SessionRecorder.open(db, programme_week(week), "run", started_at=started)
-    rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
-                              duration_s=backward_s, speed_mph=0.5, min_speed_mph=0.5,
-                              max_speed_mph=0.8, incline_pct=0.0))
-    rec.on_event(CueSpoken(t=backward_s, state="backward", text="ok", kind="cue"))
-    rec.on_event(SessionEnded(t=backward_s, state="done", outcome="finished",
-                              backward_s=backward_s, total_s=backward_s, min_speed_mph=0.5,
-                              max_speed_mph=0.5, summary=""))
-    return rec.session_id
+    return record_finished(db, week, backward_s, started=started, speeds_mph=(0.5, 0.5, 0.8),
+                           close=False)
 
 
 def day(n: int, hour: int = 7) -> dt.datetime:

@@ -5,57 +5,28 @@ is not a history, kept beside it; the user's file is never overwritten
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+from history_helpers import record_finished, recorded_run
 from workout_helpers import Run
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.history.replaced import KEPT_SUFFIX, PART_SUFFIX
 from voicecoach.history.schema import SCHEMA_VERSION
 from voicecoach.workout.machine import State
-from voicecoach.workout.plan import programme_week
-
-
-def finished(db: HistoryDB, week: int, backward_s: float) -> int:
-    """One finished session of ``week`` with ``backward_s`` walked."""
-    rec = SessionRecorder.open(db, programme_week(week), "run")
-    rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
-                              duration_s=backward_s, speed_mph=0.8, min_speed_mph=0.8,
-                              max_speed_mph=1.0, incline_pct=0.0))
-    rec.on_event(CueSpoken(t=backward_s, state="backward", text="ok", kind="cue"))
-    rec.on_event(SessionEnded(t=backward_s, state="done", outcome="finished",
-                              backward_s=backward_s, total_s=backward_s, min_speed_mph=0.8,
-                              max_speed_mph=0.8, summary=""))
-    rec.close()
-    return rec.session_id
-
-
-def session(data: Path) -> tuple[Run, HistoryDB, SessionRecorder]:
-    """A week-1 session being recorded into ``data``'s history."""
-    plan = programme_week(1)
-    db = HistoryDB.open(data)
-    db.conn.execute("PRAGMA synchronous = OFF")  # no fsync per heartbeat: these test logic
-    wall = itertools.count()
-    recorder = SessionRecorder.open(db, plan, "run", wall_clock=lambda: float(next(wall)))
-    run = Run(plan)
-    run.coach.listeners.append(recorder.on_event)
-    run.coach.tick_hooks.append(recorder.heartbeat)
-    return run, db, recorder
 
 
 def walk_with_the_file_replaced(data: Path, replacement: Path) -> tuple[Run, SessionRecorder]:
     """Record a session into ``data`` with an earlier one there; ``replacement`` is renamed
     over the history 20 s into the briefing's end, and the session walked to its end."""
     with HistoryDB.open(data) as db:
-        finished(db, 1, 300.0)
-    run, db, recorder = session(data)
+        record_finished(db, 1, 300.0)
+    run, db, recorder = recorded_run(data)
     run.through_briefing().at(run.t + 20)
     os.replace(replacement, data / DB_NAME)
     run.into(State.BACKWARD).at(run.t + 30)
@@ -72,7 +43,7 @@ def test_a_history_replaced_by_another_gets_the_session_added(
     own sessions stay as they were."""
     backup = tmp_path / "backup"
     with HistoryDB.open(backup) as db:
-        restored = [finished(db, 2, 420.0), finished(db, 2, 400.0)]
+        restored = [record_finished(db, 2, 420.0), record_finished(db, 2, 400.0)]
     data = tmp_path / "data"
     with caplog.at_level(logging.WARNING):
         run, recorder = walk_with_the_file_replaced(data, backup / DB_NAME)

@@ -673,6 +673,22 @@ def _seen_from_another_process(path: Path, session_id: int) -> tuple[bool, int, 
     return held == "True", int(pid), int(count)
 
 
+def _finish_and_find_whole(run: Run, db: HistoryDB, recorder: SessionRecorder,
+                           data: Path) -> None:
+    """Walk to the end and close; the history opened again is sound and holds this session
+    alone, finished, with every event the coach emitted."""
+    run.finish()
+    recorder.close()
+    db.close()
+    assert not recorder.incomplete
+    with HistoryDB.open(data) as again:
+        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        [walked] = again.sessions()
+        events = again.events(walked.id)
+    assert walked.status == "finished" and walked.backward_s == 300
+    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]
+
+
 @pytest.mark.parametrize("removed", [(DB_NAME,), (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")],
                          ids=["main-file-only", "all-three"])
 def test_a_history_written_back_keeps_its_log_index_held_for_other_processes(
@@ -696,16 +712,7 @@ def test_a_history_written_back_keeps_its_log_index_held_for_other_processes(
     assert held and pid == os.getpid()
     assert count == written  # the second process read through it all that was written
     run.at(run.t + 30)
-    run.finish()
-    recorder.close()
-    db.close()
-    assert not recorder.incomplete
-    with HistoryDB.open(data) as again:
-        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        [walked] = again.sessions()
-        events = again.events(walked.id)
-    assert walked.status == "finished" and walked.backward_s == 300
-    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]
+    _finish_and_find_whole(run, db, recorder, data)
 
 
 def test_a_history_written_back_that_cannot_be_opened_keeps_the_session_until_it_can(
@@ -731,13 +738,4 @@ def test_a_history_written_back_that_cannot_be_opened_keeps_the_session_until_it
     log.rmdir()
     run.at(run.t + 5)  # the next heartbeat opens it and writes what was kept
     assert recorder.pending == 0 and recorder.problem is None
-    run.finish()
-    recorder.close()
-    db.close()
-    assert not recorder.incomplete
-    with HistoryDB.open(data) as again:
-        assert again.conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        [walked] = again.sessions()
-        events = again.events(walked.id)
-    assert walked.status == "finished" and walked.backward_s == 300
-    assert events == [json.loads(json.dumps(e.to_dict(), default=str)) for e in run.events]
+    _finish_and_find_whole(run, db, recorder, data)

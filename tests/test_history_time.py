@@ -3,10 +3,10 @@ time, whatever ends the session, and recovering a row never invents minutes (iss
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
+from history_helpers import recorded_run
 from workout_helpers import Run
 
 from voicecoach.history import HistoryDB, SessionRecorder
@@ -20,14 +20,7 @@ DEAD_PID = 2**30 + 7  # no such process: its 'running' row is recovered at the n
 def _walk_week_one(tmp_path: Path) -> tuple[Run, HistoryDB, SessionRecorder]:
     """Week 1 recorded: the briefing, the warm-up, a 30 s wait for "ready" at the turn, a
     20 s pause, then walking until 10 s before the end of the 300 s block."""
-    plan = programme_week(1)
-    db = HistoryDB.open(tmp_path)
-    db.conn.execute("PRAGMA synchronous = OFF")  # no fsync per heartbeat: these test logic
-    wall = itertools.count()
-    recorder = SessionRecorder.open(db, plan, "run", wall_clock=lambda: float(next(wall)))
-    run = Run(plan)
-    run.coach.listeners.append(recorder.on_event)
-    run.coach.tick_hooks.append(recorder.heartbeat)
+    run, db, recorder = recorded_run(tmp_path)
     run.through_briefing()
     while not run.coach.awaiting_turn or run.coach.state is not State.BACKWARD:
         run.at(run.t + 1)

@@ -28,7 +28,7 @@ from voicecoach.history.faults import (
     newer_error,
 )
 from voicecoach.history.recovery import recover_interrupted
-from voicecoach.history.replaced import file_identity, let_go, take_replacement
+from voicecoach.history.replaced import copy_out, file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
 
@@ -304,13 +304,7 @@ class HistoryDB:
             if self.conn.in_transaction:
                 self._rollback()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            copy = sqlite3.connect(str(part), isolation_level=None)
-            try:
-                self.conn.backup(copy)
-            finally:
-                copy.close()
-            self._busy_ms = int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0])
-            let_go(self.conn, self.path)  # raises only with the old connection still open
+            self._busy_ms = copy_out(self.conn, part, self.path)
         except (OSError, sqlite3.Error) as exc:
             with contextlib.suppress(OSError):
                 part.unlink()

@@ -145,6 +145,21 @@ def let_go(conn: sqlite3.Connection, path: Path) -> None:
                 _LOGGER.debug("history: %s is left: %s", leftover, exc)
 
 
+def copy_out(old: sqlite3.Connection, part: Path, path: Path) -> int:
+    """Copy what ``old`` holds into the file ``part`` (SQLite's backup: page for page), then
+    let the old connection go (:func:`let_go`); returns its lock wait (busy timeout, ms) for
+    the connection that takes over. Raises (OSError, sqlite3.Error) with the old connection
+    still open only before :func:`let_go` closes it."""
+    copy = sqlite3.connect(str(part), isolation_level=None)
+    try:
+        old.backup(copy)
+    finally:
+        copy.close()
+    busy = int(old.execute("PRAGMA busy_timeout").fetchone()[0])
+    let_go(old, path)
+    return busy
+
+
 def take_replacement(db: HistoryDB) -> None:
     """Follow a history file replaced under ``db`` (see the module's docstring)."""
     path, old = db.path, db.conn
@@ -156,13 +171,7 @@ def take_replacement(db: HistoryDB) -> None:
         rows = take(old, ids)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()  # a copy left by a crash at this very step: ours, and stale
-        copy = sqlite3.connect(str(part), isolation_level=None)
-        try:
-            old.backup(copy)
-        finally:
-            copy.close()
-        busy = int(old.execute("PRAGMA busy_timeout").fetchone()[0])
-        let_go(old, path)
+        busy = copy_out(old, part, path)
     except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(OSError):
             part.unlink()
