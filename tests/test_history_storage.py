@@ -12,7 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,8 +28,10 @@ from voicecoach.events import (
     CommandHeard,
     CommandRefused,
     CueSpoken,
+    Event,
     PainReported,
     PhaseStarted,
+    StateChanged,
 )
 from voicecoach.grammar import load_grammar
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, session_lock
@@ -262,6 +264,53 @@ def test_serve_with_a_locked_history_keeps_listening(tmp_path: Path, locked: sql
     assert "Listening anyway" in line and "Traceback" not in err
 
 
+class _HeldRoom:
+    """The real device loop (pocketsphinx, a serve session per "start") over a quiet room in
+    which ``words`` are said at their audio times, recording into ``data``'s history, with
+    ``other``, another program's connection to that history, to hold its write lock."""
+
+    def __init__(self, data: Path, words: Sequence[tuple[str, float]], seconds: float) -> None:
+        from voicecoach.device.loop import AudioClock
+        from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+        from voicecoach.settings import Settings, SpeechSettings
+
+        self.settings = Settings(data_dir=data, speech=SpeechSettings(engine="pocketsphinx"))
+        HistoryDB.open(data).close()
+        self.other = sqlite3.connect(data / DB_NAME, isolation_level=None)
+        self.clips = [load_clip(word, word) for word, _at in words]
+        for clip, (_word, at_s) in zip(self.clips, words, strict=True):
+            clip.at_s = at_s
+        self.clock = AudioClock()
+        self.speaker = EchoWavSpeaker(None, clock=self.clock)
+        self.room = ClosedLoopSource(self.speaker, seconds, echo_gain_db=-200.0, clips=self.clips)
+        self.recorders: list[SessionRecorder] = []
+        self.events: list[Event] = []
+
+    @contextmanager
+    def open_session(self, plan: object) -> Iterator[tuple[object, SessionRecorder]]:
+        from voicecoach.commands._common import recorded_session
+
+        with recorded_session(self.settings, None, "serve") as (chosen, recorder):
+            self.recorders.append(recorder)
+            yield chosen, recorder
+
+    def run(self, react: Callable[[float], None]) -> None:
+        """Run the loop to the room's end, ``react`` called with the audio time as it goes;
+        the other program's connection is closed after."""
+        from voicecoach.device.loop import DeviceLoop
+        from voicecoach.listening.engines import make_recogniser
+
+        self.room.react = react
+        sources = iter([self.room])
+        loop = DeviceLoop(self.settings, load_grammar("en"),
+                          make_recogniser(self.settings.speech, load_grammar("en")),
+                          self.speaker, lambda: next(sources, None),  # type: ignore[arg-type]
+                          self.open_session,  # type: ignore[arg-type]
+                          listeners=[self.events.append], clock=self.clock)
+        loop.run()
+        self.other.close()
+
+
 def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go(
         tmp_path: Path) -> None:
     """Another program holds the history's write lock (BEGIN IMMEDIATE, as an export or an
@@ -270,33 +319,14 @@ def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go
     lock is held and the retries do not wait for it; once it is let go, the whole session
     is in the history. Measured in audio time and order: the lock is let go at 10 s of
     audio, "stop" is said at 12 s."""
-    from voicecoach.commands._common import recorded_session
-    from voicecoach.device.loop import AudioClock, DeviceLoop
-    from voicecoach.events import CommandHeard, Event, StateChanged
-    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
-    from voicecoach.listening.engines import make_recogniser
-    from voicecoach.settings import Settings, SpeechSettings
-
-    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
-    HistoryDB.open(tmp_path).close()
-    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 12.0)], 16.0)
+    other, recorders, events = rig.other, rig.recorders, rig.events
     other.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
                   " proc_token) VALUES ('2026-01-05T08:00:00+00:00', 'week 1', 1, 'serve',"
                   " 'running', ?, ?, 'a process gone')", (os.getpid(), socket.gethostname()))
     other.execute("BEGIN IMMEDIATE")
-    start, stop = load_clip("start", "start"), load_clip("stop", "stop")
-    start.at_s, stop.at_s = 1.0, 12.0
-    clock = AudioClock()
-    speaker = EchoWavSpeaker(None, clock=clock)
-    room = ClosedLoopSource(speaker, 16.0, echo_gain_db=-200.0, clips=[start, stop])
-    recorders: list[SessionRecorder] = []
+    start = rig.clips[0]
     at_release: dict[str, float] = {}
-
-    @contextmanager
-    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
-        with recorded_session(settings, None, "serve") as (chosen, recorder):
-            recorders.append(recorder)
-            yield chosen, recorder
 
     def let_go(t: float) -> None:
         if t >= 10.0 and other.in_transaction:
@@ -306,15 +336,7 @@ def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go
                                   "PRAGMA busy_timeout").fetchone()[0])
             other.execute("COMMIT")
 
-    room.react = let_go
-    events: list[Event] = []
-    sources = iter([room])
-    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
-                                                                    load_grammar("en")),
-                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
-                      listeners=[events.append], clock=clock)
-    loop.run()
-    other.close()
+    rig.run(let_go)
 
     began = [e.t for e in events if isinstance(e, StateChanged) and e.trigger == "start"]
     assert began and began[0] < start.end_s + 1.0 < at_release["t"]  # started while locked
@@ -346,35 +368,13 @@ def test_a_session_ending_with_the_history_locked_does_not_hold_the_loop_up(
     writes the first session whole, while the loop runs, and the second is written too.
     Measured in audio time and order: the lock is taken at 3 s, "stop" said at 5 s, "start" at
     9 s, the lock let go at 14 s, "stop" at 18 s."""
-    from voicecoach.commands._common import recorded_session
-    from voicecoach.device.loop import AudioClock, DeviceLoop
-    from voicecoach.events import CommandHeard, Event, StateChanged
-    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
-    from voicecoach.listening.engines import make_recogniser
-    from voicecoach.settings import Settings, SpeechSettings
-
     # the close's waits short, so that the old code's giving up is reached quickly
     monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
     monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.01)
-    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
-    HistoryDB.open(tmp_path).close()
-    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
-    clips = [load_clip("start", "start"), load_clip("stop", "stop"),
-             load_clip("start", "start"), load_clip("stop", "stop")]
-    for clip, at_s in zip(clips, (1.0, 5.0, 9.0, 18.0), strict=True):
-        clip.at_s = at_s
-    clock = AudioClock()
-    speaker = EchoWavSpeaker(None, clock=clock)
-    room = ClosedLoopSource(speaker, 22.0, echo_gain_db=-200.0, clips=clips)
-    recorders: list[SessionRecorder] = []
+    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0), ("start", 9.0), ("stop", 18.0)],
+                    22.0)
+    other, recorders, events, clips = rig.other, rig.recorders, rig.events, rig.clips
     seen: dict[str, dict[str, object]] = {}
-    events: list[Event] = []
-
-    @contextmanager
-    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
-        with recorded_session(settings, None, "serve") as (chosen, recorder):
-            recorders.append(recorder)
-            yield chosen, recorder
 
     def first_record(t: float) -> dict[str, object]:
         """Where the first session's record stands at audio time ``t``."""
@@ -395,14 +395,7 @@ def test_a_session_ending_with_the_history_locked_does_not_hold_the_loop_up(
         elif t >= 16.0 and "after" not in seen:
             seen["after"] = first_record(t)
 
-    room.react = lock_around_the_end
-    sources = iter([room])
-    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
-                                                                    load_grammar("en")),
-                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
-                      listeners=[events.append], clock=clock)
-    loop.run()
-    other.close()
+    rig.run(lock_around_the_end)
 
     starts = [e.t for e in events if isinstance(e, StateChanged) and e.trigger == "start"]
     ends = [e.t for e in events if isinstance(e, StateChanged) and e.dest == "stopped"]
@@ -440,30 +433,10 @@ def test_a_session_end_still_unwritten_when_the_loop_ends_is_written_by_its_exit
     """The history is still held when the input ends (serve's exit, a replay's end): the exit
     path writes the session's end, waiting for the lock as any close does (here it is let go
     during the close's first pause), so nothing of it is lost."""
-    from voicecoach.commands._common import recorded_session
-    from voicecoach.device.loop import AudioClock, DeviceLoop
-    from voicecoach.events import Event, StateChanged
-    from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
-    from voicecoach.listening.engines import make_recogniser
-    from voicecoach.settings import Settings, SpeechSettings
-
     monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
-    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
-    HistoryDB.open(tmp_path).close()
-    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
-    start, stop = load_clip("start", "start"), load_clip("stop", "stop")
-    start.at_s, stop.at_s = 1.0, 5.0
-    clock = AudioClock()
-    speaker = EchoWavSpeaker(None, clock=clock)
-    room = ClosedLoopSource(speaker, 9.0, echo_gain_db=-200.0, clips=[start, stop])
-    recorders: list[SessionRecorder] = []
+    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0)], 9.0)
+    other, recorders, events = rig.other, rig.recorders, rig.events
     pauses: list[float] = []
-
-    @contextmanager
-    def open_session(plan: object) -> Iterator[tuple[object, SessionRecorder]]:
-        with recorded_session(settings, None, "serve") as (chosen, recorder):
-            recorders.append(recorder)
-            yield chosen, recorder
 
     def let_go(seconds: float) -> None:  # the close's pause: the other program lets go
         pauses.append(seconds)
@@ -475,15 +448,7 @@ def test_a_session_end_still_unwritten_when_the_loop_ends_is_written_by_its_exit
             other.execute("BEGIN IMMEDIATE")
             recorders[0]._sleep = let_go
 
-    room.react = lock
-    events: list[Event] = []
-    sources = iter([room])
-    loop = DeviceLoop(settings, load_grammar("en"), make_recogniser(settings.speech,
-                                                                    load_grammar("en")),
-                      speaker, lambda: next(sources, None), open_session,  # type: ignore[arg-type]
-                      listeners=[events.append], clock=clock)
-    loop.run()
-    other.close()
+    rig.run(lock)
     assert [e.dest for e in events if isinstance(e, StateChanged)].count("stopped") == 1
     assert pauses == [recorder_module.CLOSE_RETRY_S]  # written at the close's second try
     [recorder] = recorders
