@@ -258,7 +258,14 @@ def test_print_unit_is_filled_in(home: Path, capsys: pytest.CaptureFixture[str])
     assert "RestartPreventExitStatus=3" in unit
     for line in ("Restart=on-failure", "KillSignal=SIGTERM", "SupplementaryGroups=audio"):
         assert line in unit
-    assert "TimeoutStopSec=" in unit
+    # SIGTERM stops the belt (its queued writes flushed, FLUSH_S) and then writes the
+    # session's end, waiting for a locked history as any close does: killed sooner, it is lost
+    from voicecoach.history.recorder import CLOSE_WORST_S
+    from voicecoach.treadmill.client import FLUSH_S
+
+    [stop_s] = [float(x.split("=", 1)[1]) for x in unit.splitlines()
+                if x.startswith("TimeoutStopSec=")]
+    assert stop_s >= CLOSE_WORST_S + FLUSH_S
 
 
 def _systemd_words(value: str, command: bool = True) -> list[str]:

@@ -45,6 +45,10 @@ SESSION_BUSY_MS = 300
 #: At the end (:meth:`SessionRecorder.close`), the last writes are tried this many times,
 #: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening.
 CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
+#: The longest a close waits for another program's lock before it gives up (seconds): every
+#: try waits as long as any opening (BUSY_TIMEOUT_MS), with a pause between tries. The
+#: service's stop timeout must leave it this long (voicecoach/systemd/voicecoach.service).
+CLOSE_WORST_S = CLOSE_TRIES * BUSY_TIMEOUT_MS / 1000 + (CLOSE_TRIES - 1) * CLOSE_RETRY_S
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
