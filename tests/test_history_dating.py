@@ -167,6 +167,27 @@ def test_a_session_walked_before_ntp_is_redated_once_the_clock_is_set(
     assert "the clock was set since session 1" in caplog.text
 
 
+def test_a_session_start_redates_this_boots_sessions_before_it_plans(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` and `serve`'s "start" open the history through ``recorded_session`` (which does
+    not wait for a locked history): that opening too dates this boot's earlier sessions
+    again once the clock is set, before the next session is planned from them."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.settings import Settings
+
+    device = Device(monkeypatch, SAVED)
+    with HistoryDB.open(tmp_path) as db:
+        walk_now(db, device)
+    device.wait(300)
+    device.wall = REAL + dt.timedelta(seconds=900)  # NTP: 15 min after the session began
+    with recorded_session(Settings(data_dir=tmp_path), None, "serve") as (_plan, recorder):
+        recorder.on_event(SessionEnded(t=1.0, state="done", outcome="stopped", backward_s=0.0,
+                                       total_s=1.0, min_speed_mph=0.0, max_speed_mph=0.0,
+                                       summary=""))
+        first = recorder.db.sessions()[0]
+    assert (first.started_at, first.date_known) == (REAL, True)
+
+
 def test_only_this_boot_s_sessions_with_a_clock_start_are_redated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A session of an earlier boot cannot be placed (its seconds since boot mean nothing

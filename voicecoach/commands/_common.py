@@ -20,7 +20,7 @@ from voicecoach.events import Priority
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
-from voicecoach.history.recorder import SessionRecorder, recover_unless_locked
+from voicecoach.history.recorder import SessionRecorder, tidy_unless_locked
 from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
@@ -167,7 +167,7 @@ def recorded_session(settings: Settings, plan: Plan | None,
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
     with one_session_at_a_time(settings.data_dir), \
             HistoryDB.open(settings.data_dir, recover=False) as db:
-        recover_unless_locked(db)  # a history held locked does not hold the start up
+        tidy_unless_locked(db)  # a history held locked does not hold the start up
         if plan is None:
             plan = plan_next_session(db, settings.coach, dt.date.today(),
                                      language=settings.speech.language)

@@ -117,8 +117,7 @@ class HistoryDB:
             return cls._connect(path, read_only=True)
         if recover:
             try:
-                db.recover_interrupted()
-                dating.redate_this_boot(db)
+                db.tidy()
             except HistoryUnavailable:
                 if not read_only_ok:
                     db.close()
@@ -369,6 +368,13 @@ class HistoryDB:
         """Mark sessions left 'running' by a process that has died as interrupted
         (voicecoach.history.recovery); the ids marked."""
         return recover_interrupted(self)
+
+    def tidy(self) -> None:
+        """What every opening for writing does: mark sessions cut off earlier as interrupted
+        and date again this boot's sessions if the clock has been set since
+        (history/dating.py)."""
+        self.recover_interrupted()
+        dating.redate_this_boot(self)
 
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

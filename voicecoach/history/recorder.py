@@ -433,15 +433,16 @@ class SessionRecorder:
         self.close("stopped" if asked else "interrupted")
 
 
-def recover_unless_locked(db: HistoryDB) -> None:
-    """Mark sessions cut off earlier as interrupted (:meth:`HistoryDB.recover_interrupted`)
-    unless another program holds the history locked: then they are left to the next opening
-    (nothing is lost by waiting) rather than hold up the start of a session."""
+def tidy_unless_locked(db: HistoryDB) -> None:
+    """What an opening does (:meth:`HistoryDB.tidy`: sessions cut off earlier marked as
+    interrupted, this boot's sessions dated again) unless another program holds the history
+    locked: then it is left to the next opening (nothing is lost by waiting) rather than hold
+    up the start of a session."""
     db.busy_timeout(0)
     try:
-        db.recover_interrupted()
+        db.tidy()
     except HistoryLocked as exc:
-        _LOGGER.info("history: sessions cut off earlier are marked at the next opening (%s)",
-                     exc.one_line())
+        _LOGGER.info("history: sessions cut off earlier are marked, and dated again, at the "
+                     "next opening (%s)", exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
