@@ -37,6 +37,7 @@ from voicecoach.grammar import load_grammar
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, session_lock
 from voicecoach.history import recorder as recorder_module
 from voicecoach.history.faults import HistoryUnavailable
+from voicecoach.history.replaced import TABLES
 from voicecoach.phrases import load_phrases
 from voicecoach.workout.machine import State
 from voicecoach.workout.plan import programme_week
@@ -562,7 +563,7 @@ def test_a_data_folder_removed_mid_session_is_written_again_with_the_session(
 def _rows(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every table that holds a session, in the order they were added."""
     return {table: conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
-            for table in ("sessions", "phases", "events", "commands", "pain_reports")}
+            for table in TABLES}
 
 
 @pytest.mark.parametrize("removed", [(DB_NAME,), (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")],
