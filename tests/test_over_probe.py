@@ -108,9 +108,9 @@ def test_out_of_fold_the_probe_learns_stop_and_never_sees_its_fold(monkeypatch: 
     seen: list[int] = []
     real_fit = op.fit_probe
 
-    def spy(x, y, c):  # type: ignore[no-untyped-def]
+    def spy(x, y, c, weight=None):  # type: ignore[no-untyped-def]
         seen.append(len(y))
-        return real_fit(x, y, c)
+        return real_fit(x, y, c, weight)
 
     monkeypatch.setattr(op, "fit_probe", spy)
     score = op.out_of_fold(looks, c=1.0)
@@ -271,6 +271,38 @@ def test_a_closed_loops_echo_looks_are_fitted_on_as_anything_else_in_every_fold(
                     "--write", str(model), "--default", "0.35"]) == 0
     card = json.loads((model / "en_commands.json").read_text())
     assert card["look_probe"]["over"]["loop_echo_looks"] == 40
+
+
+def test_balanced_sources_weigh_the_echo_and_other_peoples_words_equally_within_anything_else() -> None:
+    """``--balance-sources``: many echo looks do not drown the few looks on a word that is not
+    a command; a stop-like other word ("down") then scores lower as stop, and stops stay apart."""
+    y = np.array([0, 0, 4, 4, 4, 4, 4, 1])
+    at_echo = np.array([False, False, True, True, True, True, False, False])
+    w = op.source_weights(y, at_echo)
+    assert w[0] == w[1] == w[7] == 1.0
+    assert w[2:6].sum() == pytest.approx(w[6]) == pytest.approx(2.5)     # 5 looks, half each
+    assert (op.source_weights(y, np.zeros(8, bool)) == 1).all()          # one source: as before
+    rng = np.random.default_rng(3)
+    rows = []
+    for fold in range(LOCK_MODULUS - 1):
+        for n in range(10):
+            speaker = _speaker(fold, n)
+            echo = [_look(0.3 + 0.1 * k, 0.0001, rng.standard_normal(8)) for k in range(12)]
+            rows.append({"word": "stop", "speaker": speaker, "echo": "nlms", "placed": True,
+                         "word_s": [2.0, 2.5], "caught": False, "latency_s": None,
+                         "looks": [_look(2.6, 0.0003, rng.standard_normal(8) + np.eye(8)[0] * 3)],
+                         "echo_looks": echo})
+            down = rng.standard_normal(8) + np.eye(8)[0] * 3 + np.eye(8)[1] * 3
+            rows.append({"word": "down", "speaker": speaker, "echo": "nlms", "placed": True,
+                         "word_s": [2.0, 2.5], "looks": [_look(2.6, 0.0001, down)],
+                         "echo_looks": []})
+    looks = op.over_looks(rows)
+    plain = op.out_of_fold(looks, c=0.01)
+    balanced = op.out_of_fold(looks, c=0.01, balance=True)
+    downs = (looks["y"] == 4) & ~looks["echo"]
+    stops = looks["y"] == 0
+    assert balanced[downs].mean() < plain[downs].mean() - 0.05
+    assert np.median(balanced[stops]) > np.median(balanced[downs])
 
 
 def _bad(row: dict, **change: object) -> dict:

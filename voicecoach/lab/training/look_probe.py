@@ -165,16 +165,17 @@ def talk_table(data: dict[str, Any]) -> tuple[Looks, dict[str, Any]]:
     return looks, where
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> dict[str, np.ndarray]:
+def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C,
+              sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """A class-balanced multinomial logistic regression on standardised features, as plain
-    arrays (what a run time would load)."""
+    arrays (what a run time would load); ``sample_weight`` weighs looks within their class."""
     from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-    model.fit((x - mean) / scale, y)
+    model.fit((x - mean) / scale, y, sample_weight=sample_weight)
     coef = np.zeros((len(WORDS) + 1, x.shape[1]))
     intercept = np.full(len(WORDS) + 1, -1e9)
     coef[model.classes_] = model.coef_ if len(model.classes_) > 2 else \

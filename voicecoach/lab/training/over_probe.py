@@ -272,25 +272,46 @@ def over_looks(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             **{k: np.asarray(cols[k], float) for k in ("t", "opening")}}
 
 
+def source_weights(y: np.ndarray, at_echo: np.ndarray) -> np.ndarray:
+    """Per look, a weight that makes the two sources of "anything else", the coach's own echo
+    (``at_echo``) and other people's words, carry equal total weight within that class, so
+    the many echo looks do not drown the few looks on a word that is not a command (session
+    20); 1 for every other look, and for all when one source is absent."""
+    weight = np.ones(len(y))
+    other = y == len(WORDS)
+    echo, words = other & at_echo, other & ~at_echo
+    if echo.any() and words.any():
+        weight[echo] = other.sum() / (2.0 * echo.sum())
+        weight[words] = other.sum() / (2.0 * words.sum())
+    return weight
+
+
 def fit_over(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C,
-             echo: np.ndarray | None = None) -> dict[str, np.ndarray]:
+             echo: np.ndarray | None = None, at_echo: np.ndarray | None = None,
+             ) -> dict[str, np.ndarray]:
     """The probe fitted on looks ``x`` of classes ``y``, with the closed loop's echo looks
-    ``echo`` (:func:`read_echo`) as anything else."""
+    ``echo`` (:func:`read_echo`) as anything else; with ``at_echo`` (which of ``x`` are looks
+    at the coach's own echo) weighted by :func:`source_weights`."""
     if echo is not None and len(echo):
         x = np.concatenate([x, echo.reshape(len(echo), x.shape[1])])
         y = np.concatenate([y, np.full(len(echo), len(WORDS))])
-    return fit_probe(x, y, c)
+        if at_echo is not None:
+            at_echo = np.concatenate([at_echo, np.ones(len(echo), bool)])
+    weight = None if at_echo is None else source_weights(y, at_echo)
+    return fit_probe(x, y, c, weight)
 
 
 def out_of_fold(looks: dict[str, np.ndarray], c: float = DEFAULT_C,
-                echo: np.ndarray | None = None) -> np.ndarray:
+                echo: np.ndarray | None = None, balance: bool = False) -> np.ndarray:
     """Every look's stop probability from a probe fitted on the other folds' looks (and on
-    every closed-loop echo look, ``echo``: it has no speaker, so no fold)."""
+    every closed-loop echo look, ``echo``: it has no speaker, so no fold); ``balance``: the
+    echo and other people's words weighed equally within anything else."""
     score = np.zeros(len(looks["y"]))
     fit = looks["y"] >= 0
     for k in sorted(set(looks["fold"].tolist())):
         mine = looks["fold"] == k
-        probe = fit_over(looks["x"][fit & ~mine], looks["y"][fit & ~mine], c, echo)
+        probe = fit_over(looks["x"][fit & ~mine], looks["y"][fit & ~mine], c, echo,
+                         looks["echo"][fit & ~mine] if balance else None)
         score[mine] = probe_probs(probe, looks["x"][mine])[:, 0]
     return score
 
@@ -418,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--echo", type=Path, nargs="+", default=[], metavar="LOOP",
                         help="closed loops' looks (barge_in --loop-states) to fit on as anything "
                              "else, in every fold")
+    parser.add_argument("--balance-sources", action="store_true",
+                        help="weigh the coach's own echo and other people's words equally "
+                             "within anything else (session 20)")
     parser.add_argument("--write", type=Path, metavar="DIR",
                         help="add the probe and its bar to DIR's learned look (a trained model)")
     args = parser.parse_args(argv)
@@ -434,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "something else", "run more trials (--stops, --negatives)")
         echo = read_echo(args.echo, candidate_level(rows), looks["x"].shape[1]) \
             if args.echo else None
-        score = out_of_fold(looks, args.c, echo)
+        score = out_of_fold(looks, args.c, echo, args.balance_sources)
         result = cross_validate(rows, looks, score, default)
         opening = _stop_scores(rows, looks, None)
         probe_scored = _stop_scores(rows, looks, score)
@@ -449,11 +473,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                           **result}, indent=1))
         if args.write:
             fit = looks["y"] >= 0
-            probe = fit_over(looks["x"][fit], looks["y"][fit], args.c, echo)
+            probe = fit_over(looks["x"][fit], looks["y"][fit], args.c, echo,
+                             looks["echo"][fit] if args.balance_sources else None)
             level = candidate_level(rows)
+            balanced = ("; the coach's echo and other people's words weighed equally within "
+                        "anything else (--balance-sources)") if args.balance_sources else ""
             info = {"recipe": f"the clean learned look's form (C {args.c}) fitted on {int(fit.sum())} "
                               "looks over the coach's own speech in dev speakers' barge-in trials "
-                              "(lab.training.over_probe)",
+                              f"(lab.training.over_probe){balanced}",
                     "trials": len(rows), "looks": counts,
                     **({"loop_echo_looks": len(echo)} if echo is not None else {}),
                     "cross_validated": result["out_of_fold"],
