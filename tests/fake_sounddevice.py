@@ -6,6 +6,7 @@ import queue
 import threading
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,28 @@ def device(name: str, inputs: int = 1, outputs: int = 0, rate: float = 48000.0) 
             "default_samplerate": rate}
 
 
+class FakeTimeInfo:
+    """Like the callback's ``time`` (PortAudio's PaStreamCallbackTimeInfo): stamps on the
+    stream's own clock, which is not the caller's."""
+
+    def __init__(self, adc: float, current: float) -> None:
+        self.inputBufferAdcTime = adc  # noqa: N815 - PortAudio's names
+        self.currentTime = current  # noqa: N815
+        self.outputBufferDacTime = 0.0  # noqa: N815
+
+
+#: Where the fake streams' clock stands when the caller's reads 0 (PortAudio counts its own).
+PA_EPOCH = 1000.0
+
+
 class FakeStream:
     """Like RawInputStream: on start() a thread feeds ``audio`` to the callback in blocks, as
     fast as the reader takes them (it waits while the microphone's queue is full, so nothing
     is dropped); with the sound device's ``overrun``, all at once in start(), before the
-    reader has taken any (a reader far slower than real time)."""
+    reader has taken any (a reader far slower than real time); with ``manual``, nothing: the
+    test hands blocks over with :meth:`deliver`. Each block's ``time`` says it was captured
+    in real time from the stream's start, on a clock :data:`PA_EPOCH` ahead of the caller's,
+    and the callback runs just as it ends."""
 
     def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
         if sd.open_error:
@@ -44,6 +62,10 @@ class FakeStream:
         sd.streams.append(self)
 
     def start(self) -> None:
+        if self.sd.manual:
+            if self.sd.on_start is not None:
+                self.sd.on_start(self)
+            return
         if self.sd.interrupt_after:
             # Like a user pressing Ctrl-C once everything was heard, decided by events, not
             # by time: the whole recording is queued now, in the caller's thread, and the
@@ -62,20 +84,33 @@ class FakeStream:
 
     def _feed(self) -> None:
         block = self.kwargs["blocksize"] or 160
+        rate = self.kwargs["samplerate"]
         data = np.asarray(self.sd.audio, dtype="<i2").tobytes()
         waiting = self.kwargs["callback"].__self__._queue
-        for offset in range(0, len(data), block * 2):
+        for k, offset in enumerate(range(0, len(data), block * 2)):
             while not self.sd.overrun and waiting.full() and not self.stopped:
                 time.sleep(0.001)  # faster than real time, never faster than the reader
             if self.stopped:
                 return
             buffer = bytearray(data[offset:offset + block * 2])  # reused memory, like cffi's
-            self.kwargs["callback"](buffer, len(buffer) // 2, None, self.sd.status)
+            self.kwargs["callback"](buffer, len(buffer) // 2,
+                                    FakeTimeInfo(PA_EPOCH + k * block / rate,
+                                                 PA_EPOCH + (k + 1) * block / rate),
+                                    self.sd.status)
             buffer[:] = b"\x55" * len(buffer)  # PortAudio reuses its buffer: a copy must be kept
         if self.sd.interrupt_after:  # a second of silence after the words, then Ctrl-C
             silence = bytearray(block * 2)
             for _ in range(int(self.kwargs["samplerate"] // block) + 1):
                 self.kwargs["callback"](silence, block, None, self.sd.status)
+
+    def deliver(self, samples: Any, captured: float, now: float) -> None:
+        """(``manual``) PortAudio's thread hands over one block whose first sample was
+        captured at ``captured``, the callback running at ``now`` (both on the caller's
+        clock; the ``time`` given is on the stream's own)."""
+        buffer = bytearray(np.asarray(samples, dtype="<i2").tobytes())
+        self.kwargs["callback"](buffer, len(buffer) // 2,
+                                FakeTimeInfo(PA_EPOCH + captured, PA_EPOCH + now), self.sd.status)
+        buffer[:] = b"\x55" * len(buffer)
 
     def stop(self) -> None:
         self.stopped = True
@@ -105,7 +140,7 @@ class FakeSoundDevice(types.ModuleType):
     def __init__(self, devices: list[dict[str, Any]], rates: tuple[int, ...] = (16000,),
                  default: tuple[int, int] = (0, 0), audio: Any = (),
                  open_error: str = "", interrupt_after: bool = False,
-                 overrun: bool = False) -> None:
+                 overrun: bool = False, manual: bool = False) -> None:
         super().__init__("sounddevice")
         self.devices = FakeDeviceList(devices)
         self.rates = rates
@@ -114,6 +149,9 @@ class FakeSoundDevice(types.ModuleType):
         self.open_error = open_error
         self.interrupt_after = interrupt_after
         self.overrun = overrun
+        self.manual = manual
+        #: (``manual``) Called with the stream when it starts, to hand over its first blocks.
+        self.on_start: Callable[[FakeStream], None] | None = None
         self.status = None
         self.streams: list[FakeStream] = []
         self.closed = 0

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import itertools
 import logging
 import sys
 from typing import Any
 
 import numpy as np
 import pytest
-from fake_sounddevice import FakeSoundDevice, device
+from fake_sounddevice import FakeSoundDevice, FakeTimeInfo, device
 
 from voicecoach.audio.devices import list_devices, resolve_device
-from voicecoach.audio.mic import MAX_BACKLOG_S, MicSource
+from voicecoach.audio.mic import MAX_BACKLOG_S, MicSource, capture_age
 from voicecoach.errors import VoicecoachError
 
 DEVICES = [device("HDA Intel PCH: ALC3246 Analog", 2, 2), device("HDMI 0", 0, 8),
@@ -28,7 +29,7 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
 
 
 class Untouchable:
-    """A status/time argument the callback must not look at."""
+    """A status argument the callback must not look at."""
 
     def __bool__(self) -> bool:
         raise AssertionError("the callback inspected its status")
@@ -46,28 +47,46 @@ def take(source: MicSource, n_samples: int) -> bytes:
     return out
 
 
-def test_callback_only_copies_and_enqueues(fake_sd: FakeSoundDevice) -> None:
-    mic = MicSource()
+def test_callback_only_stamps_copies_and_enqueues(fake_sd: FakeSoundDevice) -> None:
+    """The block is stamped with when its first sample was captured, on the caller's clock:
+    PortAudio's stamps are on its own, so only how long ago (currentTime minus the ADC time)
+    is taken from them."""
+    mic = MicSource(clock=lambda: 7.0)
     buffer = bytearray(b"\x01\x02" * 80)
-    mic._callback(buffer, 80, Untouchable(), Untouchable())
+    mic._callback(buffer, 80, FakeTimeInfo(1000.0, 1000.03), Untouchable())
     buffer[:] = b"\x00" * len(buffer)
-    assert mic._queue.get_nowait() == b"\x01\x02" * 80  # a copy, taken at once
+    data, captured = mic._queue.get_nowait()
+    assert data == b"\x01\x02" * 80  # a copy, taken at once
+    assert captured == pytest.approx(6.97)
     assert mic._queue.empty() and not fake_sd.streams  # nothing else happened
+
+
+def test_a_host_api_without_adc_times_stamps_a_block_by_its_length() -> None:
+    """Some host APIs leave inputBufferAdcTime 0: the block is taken as just captured."""
+    assert capture_age(FakeTimeInfo(0.0, 123.4), 0.1) == 0.1
+    assert capture_age(FakeTimeInfo(123.5, 123.4), 0.1) == 0.1  # captured after its callback
+    assert capture_age(FakeTimeInfo(100.0, 123.4), 0.1) == 0.1  # 23 s: nonsense
+    assert capture_age(None, 0.05) == 0.05
+    assert capture_age(FakeTimeInfo(123.35, 123.4), 0.1) == pytest.approx(0.05)
 
 
 def test_a_reader_behind_real_time_keeps_the_newest_audio(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """10 s of audio all arrive before the reader takes any: it finds the newest
-    MAX_BACKLOG_S of it (a stop said now), the rest is dropped, counted and logged once."""
+    MAX_BACKLOG_S of it (a stop said now), the rest is dropped, counted and logged once.
+    Audio time counts the samples kept; each chunk still says when it was captured."""
     blocks = np.repeat(np.arange(100), 1600)  # 0.1 s blocks, each holding its own number
     sd = FakeSoundDevice(DEVICES, audio=blocks, overrun=True)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
-    mic = MicSource(chunk_s=0.1)
+    ends = itertools.count(1)  # the callback runs as its block ends, in real time
+    mic = MicSource(chunk_s=0.1, clock=lambda: 300.0 + next(ends) / 10)
     kept = round(MAX_BACKLOG_S / 0.1)
     got = []
     with caplog.at_level(logging.INFO, logger="voicecoach.audio.mic"):
         for chunk in mic.chunks():
             got.append(int(np.frombuffer(chunk.audio, "<i2")[0]))
+            assert chunk.start_s == pytest.approx((len(got) - 1) / 10)
+            assert chunk.captured == pytest.approx(300.0 + got[-1] / 10)
             if len(got) == kept:
                 mic.close()
     assert got == list(range(100 - kept, 100))  # the newest, in order
@@ -107,6 +126,24 @@ def test_streams_16k_chunks_with_audio_time(fake_sd: FakeSoundDevice) -> None:
     got = np.frombuffer(b"".join(c.audio for c in chunks), "<i2")
     assert np.array_equal(got, np.asarray(fake_sd.audio, dtype=np.int16))
     assert fake_sd.closed == 1
+
+
+def test_resampled_chunks_say_when_their_first_sample_was_captured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.1 s blocks at 44.1 kHz resampled into 0.1 s chunks at 16 kHz: soxr holds back 33 ms
+    of its first block's output, so the chunks' samples straddle the blocks they came out
+    with; each chunk's capture time is still that of the device frame it was made from."""
+    sd = FakeSoundDevice([device("Built-in", 1, 0, rate=44100.0)], rates=(44100,),
+                         audio=np.zeros(44100, np.int16))
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    ends = itertools.count(1)
+    mic = MicSource(chunk_s=0.1, clock=lambda: 50.0 + next(ends) / 10)
+    chunks = []
+    for chunk in mic.chunks():
+        chunks.append(chunk)
+        if len(chunks) == 8:
+            mic.close()
+    assert [c.captured - 50.0 - c.start_s for c in chunks] == pytest.approx([0.0] * 8, abs=1e-9)
 
 
 def test_resamples_when_16k_is_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:

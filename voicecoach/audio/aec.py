@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -229,7 +230,7 @@ class ReferenceCanceller:
         if ref.dtype != np.int16:
             ref = np.clip(np.round(ref.astype(np.float64) * 32768.0), -32768, 32767)
         out = self.canceller.process(mic, ref.astype(np.int16))
-        return AudioChunk(out.astype("<i2").tobytes(), chunk.start_s, chunk.rate)
+        return replace(chunk, audio=out.astype("<i2").tobytes())
 
 
 def erle_db(mic: np.ndarray, out: np.ndarray) -> float:

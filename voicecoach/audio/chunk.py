@@ -13,11 +13,18 @@ CHANNELS = 1
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """A run of 16-bit mono PCM samples starting at ``start_s`` seconds of audio time."""
+    """A run of 16-bit mono PCM samples starting at ``start_s`` seconds of audio time.
+
+    ``captured``: when its first sample was captured, on the wall clock the live speaker
+    stamps its speech with (``time.monotonic``), if the source knows it (the microphone does;
+    a file does not). Audio time counts samples heard; this says when they were heard, however
+    late the loop takes them and whatever was dropped before them.
+    """
 
     audio: bytes
     start_s: float
     rate: int = SAMPLE_RATE
+    captured: float | None = None
 
     @property
     def samples(self) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import queue
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,18 @@ _LOGGER = logging.getLogger(__name__)
 #: the README) to pass without losing a sample; beyond it the oldest audio is dropped, so a
 #: "stop" said now is heard at most this much late, and memory stays bounded.
 MAX_BACKLOG_S = 2.0
+#: PortAudio's capture stamps are believed when they say the block's first sample was taken
+#: at most this long before its callback ran (seconds); else the block's length is taken.
+MAX_CAPTURE_AGE_S = 1.0
+
+
+def capture_age(stamps: Any, block_s: float) -> float:
+    """How long before its callback a block's first sample was captured (seconds), from
+    PortAudio's ``time`` (``currentTime - inputBufferAdcTime``, both on the stream's own
+    clock); ``block_s`` when a host API leaves the ADC time 0 or gives nonsense."""
+    adc = float(getattr(stamps, "inputBufferAdcTime", 0.0) or 0.0)
+    age = float(getattr(stamps, "currentTime", 0.0) or 0.0) - adc
+    return age if adc > 0.0 and 0.0 <= age <= MAX_CAPTURE_AGE_S else block_s
 
 
 class MicSource:
@@ -35,10 +49,16 @@ class MicSource:
     audio), counted in ``dropped`` and logged once per stream. Dropped audio is not counted
     in ``start_s`` (every recogniser counts the samples it is given, and the loop's clock must
     agree with them).
+
+    Each chunk says when it was captured (``AudioChunk.captured``, on ``clock``, the speaker's
+    ``time.monotonic``): the callback stamps its block with ``clock()`` less the block's age
+    by PortAudio's ADC time (:func:`capture_age`), so the echo canceller pairs the block with
+    what the speaker played then, however long it waited in the queue and across dropped
+    blocks (voicecoach.device.loop.AudioClock).
     """
 
     def __init__(self, device: str | int | None = None, chunk_s: float = 0.1,
-                 stall_s: float = 5.0) -> None:
+                 stall_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         if chunk_s <= 0:
             raise VoicecoachError(f"chunk length {chunk_s} s is not positive",
                                   "give a chunk length above 0 ms")
@@ -47,7 +67,9 @@ class MicSource:
         self.chunk_s = chunk_s
         self.stall_s = max(stall_s, 4 * chunk_s)
         self.rate = self._pick_rate()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(  # None: closed
+        self._clock = clock
+        #: (samples, capture time of the first) per block; None: closed
+        self._queue: queue.Queue[tuple[bytes, float] | None] = queue.Queue(
             maxsize=max(2, math.ceil(MAX_BACKLOG_S / chunk_s - 1e-9)))
         self._stream: Any = None
         self._closed = False
@@ -76,12 +98,14 @@ class MicSource:
         return rate
 
     def _callback(self, indata: Any, frames: int, time: Any, status: Any) -> None:
-        """PortAudio's thread: copy and enqueue, nothing else (no logging, no locks but the
-        queue's, never a wait). A full queue loses its oldest block to the new one."""
-        data = bytes(indata)
+        """PortAudio's thread: stamp, copy and enqueue, nothing else (no logging, no locks but
+        the queue's, never a wait; ``status`` unread). A full queue loses its oldest block to
+        the new one."""
+        captured = self._clock() - capture_age(time, frames / self.rate)
+        item = (bytes(indata), captured)
         while True:
             try:
-                self._queue.put_nowait(data)
+                self._queue.put_nowait(item)
                 return
             except queue.Full:
                 pass
@@ -93,7 +117,7 @@ class MicSource:
                 self._put_end()
                 return
             self.dropped += 1
-            self.dropped_frames += len(old) // 2
+            self.dropped_frames += len(old[0]) // 2
 
     def _put_end(self) -> None:
         """Enqueue the end mark without waiting: a full queue gives up its oldest block."""
@@ -126,18 +150,23 @@ class MicSource:
         resampler = (None if self.rate == SAMPLE_RATE
                      else soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32"))
         pending = np.zeros(0, dtype=np.int16)
+        # (first device frame, capture time) of the blocks given to the resampler, oldest
+        # first; output sample n is made from device frame n * rate / SAMPLE_RATE
+        blocks: deque[tuple[int, float]] = deque()
+        fed = 0
         sent = 0
         warned = False
         try:
             while not self._closed:
                 try:
-                    data = self._queue.get(timeout=self.stall_s)
+                    item = self._queue.get(timeout=self.stall_s)
                 except queue.Empty:
                     raise VoicecoachError(
                         f"the microphone sent no audio for {self.stall_s:g} s",
                         "check the input device (--list-devices) and its cable") from None
-                if data is None or self._closed:
+                if item is None or self._closed:
                     break
+                data, stamp = item
                 if self.dropped and not warned:
                     warned = True
                     _LOGGER.warning(
@@ -146,12 +175,19 @@ class MicSource:
                         "the settings: the second look, [speech] verify, costs the most)",
                         MAX_BACKLOG_S)
                 block = np.frombuffer(data, dtype="<i2")
+                blocks.append((fed, stamp))
+                fed += block.size
                 if resampler is not None:
                     out = resampler.resample_chunk(block.astype(np.float32) / 32768.0)
                     block = np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
                 pending = np.concatenate([pending, block])
                 while pending.size >= step:
-                    yield AudioChunk(pending[:step].tobytes(), sent / SAMPLE_RATE)
+                    frame = sent * self.rate / SAMPLE_RATE
+                    while len(blocks) > 1 and blocks[1][0] <= frame:
+                        blocks.popleft()
+                    first, captured = blocks[0]
+                    yield AudioChunk(pending[:step].tobytes(), sent / SAMPLE_RATE,
+                                     captured=captured + (frame - first) / self.rate)
                     sent += step
                     pending = pending[step:]
         finally:

@@ -17,9 +17,10 @@ also checked against them: :func:`echo_residual_db` of the mic over the phrase; 
 benchmark's stop trials: echo alone -7.3 dB median (the false stop above: -3.1 dB), a spoken
 stop over the echo -0.5 dB median, -0.7 dB at worst. The device loop wires it for every speaker
 that hands out what it played (``played_audio``): on the audio clock for the simulated speaker,
-and for the live TtsSpeaker mapped from its clock with the least arrival delay
-(voicecoach.device.loop.AudioClock), searched over ``echo_search_s`` of delay (the live echo path's
-span); if the mapping were off by more than that the check fails open: the stop is obeyed.
+and for the live TtsSpeaker mapped from its clock by when the microphone captured each chunk
+(voicecoach.device.loop.AudioClock: however far the loop runs behind real time), searched over
+``echo_search_s`` of delay (the live echo path's span); if the mapping were off by more than that
+the check fails open: the stop is obeyed.
 
 A stop the recogniser's second look heard (``Detection.verified``: Whisper heard a transcript
 open with it, from the phrase's onset at the latest) skips that check. A user who says stop as

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,15 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Seconds between attempts to reopen a microphone that went away.
 RETRY_S = 3.0
-#: Chunks over which AudioClock takes the least arrival delay (10 s of 0.1 s chunks).
+#: Chunks over which AudioClock takes the least offset between audio and capture time (10 s
+#: of 0.1 s chunks).
 LAG_CHUNKS = 100
-#: Echo path the live canceller covers: the mic's arrival-time error (up to a chunk), the
-#: speaker's output latency and the room (the loopback room needs 30 ms plus its tail).
+#: A chunk captured this much later against audio time than that least offset (seconds): the
+#: microphone dropped audio before it (whole blocks, 0.1 s each by default).
+GAP_S = 0.05
+#: Echo path the live canceller covers: the speaker's output latency (its speech is stamped as
+#: its stream opens, not as the sound leaves it), the room (the loopback room needs 30 ms
+#: plus its tail) and what the capture stamps miss.
 LIVE_ECHO_S = 0.3
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
@@ -51,10 +57,18 @@ SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]
 class AudioClock:
     """Audio time: the end of the last chunk heard, plus (live only) wall time since then.
 
-    ``speaker_to_audio`` maps a ``time.monotonic()`` stamp (the TtsSpeaker's clock) to it;
-    ``audio_to_speaker`` maps back for echo cancellation with a steadier offset: the least
-    delay seen between a chunk's end and its arrival over the last ``LAG_CHUNKS`` chunks, so
-    the reference does not jitter with the queue and is never later than the echo.
+    Live, audio time (the samples heard) is tied to the wall clock the speaker stamps its
+    speech with (``time.monotonic()``) by the offset between a chunk's audio time and the
+    wall time it was *captured* (``AudioChunk.captured``, from PortAudio's ADC times): the
+    least over the last ``LAG_CHUNKS`` chunks, so it does not jitter with the callback's
+    scheduling (a late callback only adds). It does not move when the loop runs behind real
+    time (the microphone's queue holds up to voicecoach.audio.mic.MAX_BACKLOG_S): pairing by
+    when a chunk was taken instead put the echo canceller's reference off by that delay. When
+    the microphone drops its oldest blocks, audio time skips what was dropped and the offset
+    jumps up by as much: a rise over ``GAP_S`` starts the window again from the new offset.
+    A chunk with no capture time (a replay paced in real time) counts from when it arrived.
+    ``speaker_to_audio`` and ``audio_to_speaker`` map a speaker stamp to audio time and back
+    (the duplex gate's spans, the echo canceller's and the gate's reference).
     """
 
     def __init__(self, live: bool = False, wall: Callable[[], float] = time.monotonic) -> None:
@@ -64,22 +78,29 @@ class AudioClock:
         self._at = wall()
         self._lags: deque[float] = deque(maxlen=LAG_CHUNKS)
 
-    def note(self, audio_s: float) -> None:
+    def note(self, audio_s: float, captured: float | None = None) -> None:
+        """The loop has heard up to ``audio_s``; ``captured``: when that sample was captured
+        on the wall clock, if the source knows it."""
         self.audio_s = max(self.audio_s, audio_s)
         self._at = self._wall()
-        self._lags.append(self._at - audio_s)
+        lag = (self._at if captured is None else captured) - audio_s
+        if captured is not None and self._lags and lag > min(self._lags) + GAP_S:
+            self._lags.clear()  # audio was dropped: the offset jumps with it
+        self._lags.append(lag)
 
     def now(self) -> float:
         if not self.live:
             return self.audio_s
         return self.audio_s + max(0.0, self._wall() - self._at)
 
+    def _lag(self) -> float:
+        return min(self._lags) if self._lags else self._at - self.audio_s
+
     def speaker_to_audio(self, stamp: float) -> float:
-        return self.audio_s + (stamp - self._at)
+        return stamp - self._lag()
 
     def audio_to_speaker(self, t: float) -> float:
-        lag = min(self._lags) if self._lags else self._at - self.audio_s
-        return t + lag
+        return t + self._lag()
 
 
 class DeviceLoop:
@@ -307,7 +328,9 @@ class DeviceLoop:
 
     def process(self, chunk: AudioChunk) -> None:
         """One chunk of audio (already on the loop's audio time)."""
-        self.clock.note(chunk.end_s)  # detections are emitted at the end of the chunk
+        # detections are emitted at the end of the chunk; it was captured over its audio time
+        self.clock.note(chunk.end_s,
+                        None if chunk.captured is None else chunk.captured + chunk.seconds)
         self.gate.hear(chunk.audio, chunk.end_s)  # the raw mic: the gate checks it for echo
         heard = self._cancel_echo(chunk)
         for det in self.recogniser.accept(heard):
@@ -345,7 +368,7 @@ class DeviceLoop:
                         lost = False
                         _LOGGER.warning("microphone: back")
                         self.coach.input_back(self.coach.now)
-                    yield AudioChunk(chunk.audio, offset + chunk.start_s, chunk.rate)
+                    yield replace(chunk, start_s=offset + chunk.start_s)
                     if self.finished:
                         return
             except Exception as exc:  # noqa: BLE001 - the device went away mid-stream
