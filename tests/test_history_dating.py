@@ -210,3 +210,23 @@ def test_a_v3_history_is_migrated_and_its_sessions_stay_as_they_were(
         assert db.query("SELECT boot_id, boot_s FROM sessions") == [("", None)]
     assert s.started_at == dt.datetime(2026, 11, 30, 7, 30, tzinfo=dt.timezone.utc)
 
+
+@pytest.mark.parametrize("stored", ["soon", -5.0, 1e300])
+def test_a_boot_time_that_cannot_be_read_is_no_boot_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: object) -> None:
+    """Progression counts the time since a session of this boot from its stored seconds
+    since boot: a value no version wrote (a word, below zero, beyond any uptime) is read as
+    no boot clock at all (the dose is held, never a day made up), and counted as a row with
+    an impossible value."""
+    from voicecoach.history import plan_next_session
+    from voicecoach.settings import CoachSettings
+
+    device = Device(monkeypatch, UNSET)
+    with HistoryDB.open(tmp_path) as db:
+        walk_now(db, device)
+        db.conn.execute("UPDATE sessions SET boot_s = ?", (stored,))
+        device.wait(30 * 3600)
+        [s] = db.sessions()
+        assert (s.boot_id, s.boot_s, db.unreadable_rows()) == ("", None, 1)
+        plan = plan_next_session(db, CoachSettings(), device.wall.date())
+    assert plan.notes[0] == "I cannot tell the date yet, so we keep the same dose."
