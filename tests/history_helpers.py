@@ -1,5 +1,6 @@
 """Sessions recorded into a real history for the history tests: one walked by the coach
-(:func:`recorded_run`) and one finished in a few events (:func:`record_finished`)."""
+(:func:`recorded_run`) and one finished in a few events (:func:`record_finished`); a Pi's
+clocks moved by hand (:class:`Device`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
+import pytest
 from workout_helpers import Run
 
 from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
-from voicecoach.history import HistoryDB, SessionRecorder
+from voicecoach.history import HistoryDB, SessionRecorder, dating
+from voicecoach.history import recorder as recorder_module
 from voicecoach.workout.plan import programme_week
 
 
@@ -47,3 +50,22 @@ def record_finished(db: HistoryDB, week: int, backward_s: float, *,
     if close:
         rec.close()
     return rec.session_id
+
+
+class Device:
+    """A Pi's clocks, moved by hand: the wall clock (set by NTP when the test says so) and
+    the seconds since boot, which only go forward."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, wall: dt.datetime,
+                 boot_id: str = "boot-1") -> None:
+        self.wall, self.since_boot, self.boot_id = wall, 40.0, boot_id
+        monkeypatch.setattr(dating, "wall_now", lambda: self.wall)
+        monkeypatch.setattr(recorder_module, "wall_now", lambda: self.wall)
+        monkeypatch.setattr(dating, "boot_now", lambda: (self.boot_id, self.since_boot))
+
+    def wait(self, seconds: float) -> None:
+        self.wall += dt.timedelta(seconds=seconds)
+        self.since_boot += seconds
+
+    def monotonic(self) -> float:
+        return self.since_boot

@@ -11,12 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from history_helpers import record_finished
+from history_helpers import Device, record_finished
 
 from voicecoach.cli import main
 from voicecoach.events import SessionEnded
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
-from voicecoach.history import recorder as recorder_module
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.history.schema import MIGRATIONS, SCHEMA_VERSION, user_version
 from voicecoach.workout.plan import programme_week
 
@@ -111,25 +110,6 @@ def test_weeks_keeps_an_unknown_date_recorded_between_recent_sessions(tmp_path: 
 
 
 # ---------------------------------------------------------------- re-dating within a boot
-class Device:
-    """A Pi's clocks, moved by hand: the wall clock (set by NTP when the test says so) and
-    the seconds since boot, which only go forward."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, wall: dt.datetime,
-                 boot_id: str = "boot-1") -> None:
-        self.wall, self.since_boot, self.boot_id = wall, 40.0, boot_id
-        monkeypatch.setattr(dating, "wall_now", lambda: self.wall)
-        monkeypatch.setattr(recorder_module, "wall_now", lambda: self.wall)
-        monkeypatch.setattr(dating, "boot_now", lambda: (self.boot_id, self.since_boot))
-
-    def wait(self, seconds: float) -> None:
-        self.wall += dt.timedelta(seconds=seconds)
-        self.since_boot += seconds
-
-    def monotonic(self) -> float:
-        return self.since_boot
-
-
 def walk_now(db: HistoryDB, device: Device, seconds: float = 600.0) -> int:
     """A session started now by the wall clock (as `run` and `serve` start one), ``seconds``
     long."""
@@ -229,3 +209,24 @@ def test_a_v3_history_is_migrated_and_its_sessions_stay_as_they_were(
         [s] = db.sessions()
         assert db.query("SELECT boot_id, boot_s FROM sessions") == [("", None)]
     assert s.started_at == dt.datetime(2026, 11, 30, 7, 30, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("stored", ["soon", -5.0, 1e300])
+def test_a_boot_time_that_cannot_be_read_is_no_boot_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: object) -> None:
+    """Progression counts the time since a session of this boot from its stored seconds
+    since boot: a value no version wrote (a word, below zero, beyond any uptime) is read as
+    no boot clock at all (the dose is held, never a day made up), and counted as a row with
+    an impossible value."""
+    from voicecoach.history import plan_next_session
+    from voicecoach.settings import CoachSettings
+
+    device = Device(monkeypatch, UNSET)
+    with HistoryDB.open(tmp_path) as db:
+        walk_now(db, device)
+        db.conn.execute("UPDATE sessions SET boot_s = ?", (stored,))
+        device.wait(30 * 3600)
+        [s] = db.sessions()
+        assert (s.boot_id, s.boot_s, db.unreadable_rows()) == ("", None, 1)
+        plan = plan_next_session(db, CoachSettings(), device.wall.date())
+    assert plan.notes[0] == "I cannot tell the date yet, so we keep the same dose."

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from history_helpers import Device
 
 from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
 from voicecoach.history import HistoryDB, SessionRecorder, plan_next_session
@@ -40,12 +41,13 @@ def dose(plan: Plan) -> tuple[int | None, float, float, float]:
     return plan.week, plan.backward_s / 60, backward[0].speed_mph, backward[0].incline_pct
 
 
-def walk(db: HistoryDB, plan: Plan, day: dt.date, *, done: float = 1.0, pain: bool = False,
-         outcome: str = "finished", source: str = "run") -> None:
-    """Record a session of ``plan`` on ``day``: phase by phase, walking ``done`` of the
-    backward time, with a pain report early on if asked, ending as ``outcome``."""
-    rec = SessionRecorder.open(db, plan, source,
-                               started_at=dt.datetime.combine(day, dt.time(7, 30)))
+def walk(db: HistoryDB, plan: Plan, day: dt.date | None, *, done: float = 1.0,
+         pain: bool = False, outcome: str = "finished", source: str = "run") -> None:
+    """Record a session of ``plan`` on ``day`` (None: started now by the device's clocks, as
+    `run` and `serve` start one): phase by phase, walking ``done`` of the backward time, with
+    a pain report early on if asked, ending as ``outcome``."""
+    started = None if day is None else dt.datetime.combine(day, dt.time(7, 30))
+    rec = SessionRecorder.open(db, plan, source, started_at=started)
     budget, walked, t = done * plan.backward_s, 0.0, 0.0
     for index, phase in enumerate(plan.phases):
         rec.on_event(PhaseStarted(t=t, state=phase.kind, index=index, kind=phase.kind,
@@ -325,3 +327,98 @@ def test_after_an_unknown_date_the_ladder_goes_on_from_the_next_dated_session(
     assert dose(again) == dose(held)  # the 1970 session's own date is unknown: held once more
     walk(db, again, days[3])
     assert dose(plan_next_session(db, DEFAULT, days[4])) == (1, 5.0, 0.8, 0.0)
+
+
+# ---------------------------------------------------------------- a clock never set: the boot clock
+HOUR = 3600.0
+#: A Pi with no network and nothing saved at shutdown: its clock starts at 1970 every boot
+#: and is never set, so every session it records is "date unknown".
+NEVER_SET = dt.datetime(1970, 1, 1, 0, 0, 30).astimezone()
+
+
+def plan_now(db: HistoryDB, device: Device, language: str = "en") -> Plan:
+    """The next session as `run` and `serve`'s "start" plan it: today is the wall clock's
+    date, this boot's clock is read (dating.boot_now, the device's)."""
+    return plan_next_session(db, DEFAULT, device.wall.date(), language=language)
+
+
+@pytest.mark.parametrize("hours", [19, 20, 23, 25])
+def test_a_pi_whose_clock_is_never_set_steps_up_once_a_day_has_passed_by_the_boot_clock(
+        db: HistoryDB, monkeypatch: pytest.MonkeyPatch, hours: int) -> None:
+    """Every date was unknown, so the dose was held for ever and the programme never moved.
+    The device stays on between walks: the seconds since boot stored at the last start tell
+    how long ago it was. From 20 h on it is another day (a daily walk started half an hour
+    earlier than the day before, 23 h, counts), and the notes name no day; before, it is the
+    same day, said without claiming the calendar's "today"."""
+    device = Device(monkeypatch, NEVER_SET)
+    walk(db, plan_now(db, device), None)
+    assert [s.date_known for s in db.sessions()] == [False]
+    device.wait(hours * HOUR)
+    plan = plan_now(db, device)
+    if hours < 20:
+        assert dose(plan) == (1, 5.0, 0.5, 0.0)
+        assert plan.notes == ("You walked less than a day ago, so we keep the same dose.",
+                              "Today: 5 minutes at 0.5 mph.")
+        assert plan_now(db, device, "ko").notes[0] == "걸으신 지 아직 하루가 안 됐으니 같은 양을 유지합니다."
+    else:
+        assert dose(plan) == (1, 5.0, 0.6, 0.0)
+        assert plan.notes == ("Last time you did 5 minutes at 0.5 mph; today we aim for 0.6 mph.",)
+
+
+def test_a_pi_whose_clock_is_never_set_climbs_one_step_a_day_morning_and_evening(
+        db: HistoryDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk each morning and evening, the device on throughout and its clock never set: the
+    ladder climbs once a day, as with dates. The evening walk (12 h on) repeats the dose; the
+    next morning is only 12 h after it, but 24 h after the walk that began the day, so the
+    ladder steps up; a morning walk started two hours earlier (22 h) still does."""
+    device = Device(monkeypatch, NEVER_SET)
+    doses, notes = [], []
+    for gap_h in (12, 12, 12, 10, 14, 12):  # am, pm, am, pm, am (2 h earlier), pm, am
+        plan = plan_now(db, device)
+        doses.append(dose(plan))
+        notes.append(plan.notes[0])
+        walk(db, plan, None)
+        device.wait(gap_h * HOUR)
+    doses.append(dose(plan_now(db, device)))
+    held = "You walked less than a day ago, so we keep the same dose."
+    assert doses == [(1, 5.0, 0.5, 0.0), (1, 5.0, 0.5, 0.0), (1, 5.0, 0.6, 0.0), (1, 5.0, 0.6, 0.0),
+                     (1, 5.0, 0.7, 0.0), (1, 5.0, 0.7, 0.0), (1, 5.0, 0.8, 0.0)]
+    assert notes[1] == notes[3] == notes[5] == held and held not in (notes[2], notes[4])
+
+
+def test_across_a_reboot_an_unknown_date_keeps_the_dose_then_the_new_boot_counts(
+        db: HistoryDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seconds since one boot say nothing about another: after a reboot (the Pi has been
+    up 30 h again before the next walk), with no date, the dose is held as before. The walk
+    in the new boot is then where its clock counts from: a day later, the ladder climbs."""
+    device = Device(monkeypatch, NEVER_SET, boot_id="boot-0")
+    walk(db, plan_now(db, device), None)
+    device.boot_id, device.since_boot, device.wall = "boot-1", 30 * HOUR, NEVER_SET
+    held = plan_now(db, device)
+    assert dose(held) == (1, 5.0, 0.5, 0.0)
+    assert held.notes[0] == "I cannot tell the date yet, so we keep the same dose."
+    walk(db, held, None)
+    device.wait(25 * HOUR)
+    assert dose(plan_now(db, device)) == (1, 5.0, 0.6, 0.0)
+    device.boot_id = ""  # a kernel that gives no boot id: no boot clock to count by
+    assert plan_now(db, device).notes[0] == "I cannot tell the date yet, so we keep the same dose."
+
+
+@pytest.mark.parametrize(("days", "expected", "note"), [
+    (8, (2, 7.0, 0.8, 0.0), "It has been 8 days, so we step back a little."),
+    (22, (1, 5.0, 0.5, 0.0), "It has been 22 days, so we return to week 1."),
+])
+def test_a_long_break_measured_by_the_boot_clock_is_a_break(
+        db: HistoryDB, monkeypatch: pytest.MonkeyPatch, days: int,
+        expected: tuple[int, float, float, float], note: str) -> None:
+    """A week and more off, the device on but its clock never set since the network went:
+    the days off are real, counted in whole 24 h by the boot clock, and ease the dose off as
+    dated ones do (COACHING.md: build up again after time off), never held as if it were the
+    next day."""
+    for day in session_days(2)[:10]:  # dated sessions, then the clock is lost: in week 3
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    device = Device(monkeypatch, NEVER_SET)
+    walk(db, plan_now(db, device), None)  # held: the clock is behind the last date
+    device.wait(days * 24 * HOUR + HOUR)
+    plan = plan_now(db, device)
+    assert dose(plan) == expected and plan.notes[0] == note

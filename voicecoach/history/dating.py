@@ -18,11 +18,15 @@ progression pass it over, so:
 * ``history`` shows such a session as "date unknown" in its place and totals it under no
   week; ``--weeks N`` keeps it unless a session recorded after it is already older than the
   window.
-* **Progression counts it by its order** (its pain, an early stop, its dose all count), and
-  when it cannot tell whether a day has passed (the last session's date is unknown, or
-  "today" is before it: the clock is behind now) it keeps the same dose: the ladder steps up
-  at most once a day, and without a date it cannot know that a day has passed. A wrong clock
-  so costs at most a held session, never a step skipped nor a user sent back a week.
+* **Progression counts it by its order** (its pain, an early stop, its dose all count).
+  When the date cannot tell whether a day has passed (the last session's date is unknown, or
+  "today" is before it: the clock is behind now) but that session began in this boot, the
+  boot clock tells instead: the seconds since boot (CLOCK_BOOTTIME, counting suspend) at its
+  start were stored, and the time since is real elapsed time whatever the wall clock says
+  (:func:`elapsed_in_this_boot`). A Pi that never sets its clock and stays on between walks
+  so still climbs the ladder. Across a reboot nothing tells the time between: the same dose
+  is kept, as the ladder steps up at most once a day. A wrong clock so costs at most a held
+  session, never a step skipped nor a user sent back a week.
 * **A date the clock got wrong is put right when it can be.** A session whose start was read
   from the wall clock stores the boot id and the seconds since boot at that moment. Within
   one boot, the wall clock minus the seconds since boot only changes when the clock is set;
@@ -130,6 +134,18 @@ def boot_now() -> tuple[str, float]:
     if clock is None or not ident:
         return "", 0.0
     return ident, time.clock_gettime(clock)
+
+
+def elapsed_in_this_boot(session: SessionSummary, boot: tuple[str, float]) -> float | None:
+    """Seconds from ``session``'s start to now by the boot clock, when it began in this boot
+    (``boot``: this boot's id and the seconds since it, as :func:`boot_now` gives them); None
+    when it began in another boot, its start was given by the caller, or either boot is
+    unknown: the seconds since one boot say nothing about another."""
+    ident, since_boot = boot
+    if not ident or session.boot_id != ident or session.boot_s is None \
+            or session.boot_s > since_boot:
+        return None
+    return since_boot - session.boot_s
 
 
 def redate_this_boot(db: HistoryDB) -> list[int]:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from voicecoach.history.dating import in_recorded_order
+from voicecoach.history import dating
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.rows import SessionSummary
 from voicecoach.phrases import Phrases, load_phrases
@@ -27,6 +27,16 @@ EARLY_STOP = 0.8             # stopped with less than this share of the planned 
 BREAK_STEP_BACK_DAYS = 7     # more days than this since the last session: back one week
 BREAK_RESTART_DAYS = 21      # more than this: start again at week 1
 IGNORE_BELOW_S = 30.0        # sessions with less backward walking (and no pain) do not count
+DAY_S = 24 * 3600.0          # a day of the boot clock, for counting days off
+#: With no date to go by but the boot clock, this long after the start of the day's first
+#: session (boot_day_began) is a new day for the ladder (rule_same_day). Not 24 h: the boot
+#: clock cannot see midnight, and COACHING.md plans up to daily sessions, whose start drifts
+#: from day to day (7:30, then 7:00 is 23.5 h); at 24 h such a walk would be held, every
+#: other day for a walker who starts a little earlier each day. Two walks in one waking day
+#: (about 17 h) are less than 20 h apart, so a second walk the same day still repeats the
+#: dose, and two steps up are at least 20 h apart (by the calendar they may be minutes
+#: apart: 23:59, then 00:01).
+NEW_DAY_S = 20 * 3600.0
 LAST_WEEK = max(PROGRAMME)
 
 
@@ -50,19 +60,61 @@ class Context:
     max_minutes: float
     #: The coach's words: the notes are said in its language.
     words: Phrases
+    #: This boot's id and the seconds since it (dating.boot_now; ("", 0.0): unknown).
+    boot: tuple[str, float] = ("", 0.0)
 
     @property
     def last(self) -> SessionSummary:
         return self.recent[0]
 
     @property
-    def gap_days(self) -> int | None:
-        """Whole days since the last session; None when the clock cannot tell: the last
-        session's date is unknown, or today is before it (the clock is behind now)."""
+    def calendar_gap_days(self) -> int | None:
+        """Calendar days since the last session; None when the wall clock cannot tell: the
+        last session's date is unknown, or today is before it (the clock is behind now)."""
         if not self.last.date_known:
             return None
         gap = (self.today - self.last.started_at.date()).days
         return gap if gap >= 0 else None
+
+    @property
+    def boot_gap_days(self) -> int | None:
+        """Days since the last session by the boot clock, when it began in this boot: 0 less
+        than NEW_DAY_S after its day began (boot_day_began), then whole days of 24 h since
+        the last session (at least 1); else None."""
+        elapsed = dating.elapsed_in_this_boot(self.last, self.boot)
+        day_began = boot_day_began(self.recent, self.boot)
+        if elapsed is None or day_began is None:
+            return None
+        if self.boot[1] - day_began < NEW_DAY_S:
+            return 0
+        return max(1, int(elapsed // DAY_S))
+
+    @property
+    def gap_days(self) -> int | None:
+        """Days since the last session: by the calendar, or by the boot clock when the date
+        cannot tell; None when neither can (a date unknown across a reboot)."""
+        gap = self.calendar_gap_days
+        return gap if gap is not None else self.boot_gap_days
+
+
+def boot_day_began(recent: Sequence[SessionSummary], boot: tuple[str, float]) -> float | None:
+    """The seconds since boot at which the last session's day began by the boot clock, as a
+    calendar has days: this boot's first session begins one, and so does each session at
+    least NEW_DAY_S after the one that began the day before it. Measured from the last
+    session alone, a walk each morning and evening would never step up (each morning is
+    12 h after an evening). None when the last session did not begin in this boot."""
+    this_boot: list[float] = []  # seconds since boot at each start, the last session first
+    for session in recent:
+        if dating.elapsed_in_this_boot(session, boot) is None or session.boot_s is None:
+            break
+        this_boot.append(session.boot_s)
+    if not this_boot:
+        return None
+    began = this_boot[-1]
+    for start in reversed(this_boot[:-1]):
+        if start - began >= NEW_DAY_S:
+            began = start
+    return began
 
 
 def week_entry(week: int) -> Dose:
@@ -186,7 +238,8 @@ def rule_first(c: Context) -> Decision | None:
 
 def rule_long_break(c: Context) -> Decision | None:
     """Over 21 days off: week 1 again; over 7: the previous week's session (never more).
-    (With no date to count the days, rule_same_day keeps the dose.)"""
+    Days off measured by the boot clock (a date unknown, the device on since) are a real
+    break too. (With no date nor boot clock to count the days, rule_same_day keeps the dose.)"""
     gap, last = c.gap_days, dose_of(c.last)
     if gap is None:
         return None
@@ -230,13 +283,18 @@ def rule_same_day(c: Context) -> Decision | None:
     """A session already walked today that went well: the same dose again. The ladder steps
     up at most once a day (COACHING.md: three or four sessions a week, up to daily; short
     and easy beats long), so a second session on one day never speeds the programme up.
-    When the clock cannot tell whether a day has passed (voicecoach.history.dating), the
-    dose is kept too, and the note says why."""
+    With no date to go by, the boot clock decides when the last session began in this boot
+    (less than NEW_DAY_S since: the same day, said without naming a day); when nothing can
+    tell whether a day has passed (voicecoach.history.dating), the dose is kept too, and the
+    note says why."""
     gap = c.gap_days
     if gap is not None and gap != 0:
         return None
     d = dose_of(c.last)
-    why = c.words.PLAN_SAME_DAY if gap == 0 else c.words.PLAN_DATE_UNKNOWN
+    if gap is None:
+        why = c.words.PLAN_DATE_UNKNOWN
+    else:
+        why = c.words.PLAN_SAME_DAY if c.calendar_gap_days == 0 else c.words.PLAN_WITHIN_A_DAY
     return d, [why, today_text(d, c.settings, c.words)]
 
 
@@ -294,16 +352,19 @@ def plan_for(d: Dose, s: CoachSettings, notes: Sequence[str]) -> Plan:
 def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
                       settings: CoachSettings, today: dt.date, *,
                       sources: Sequence[str] = PROGRESSION_SOURCES,
-                      max_minutes: float = MAX_MINUTES, language: str = "en") -> Plan:
+                      max_minutes: float = MAX_MINUTES, language: str = "en",
+                      boot: tuple[str, float] | None = None) -> Plan:
     """The next session from history; ``Plan.notes`` are the sentences that explain it, in
     ``language`` (the coach's). Sessions count in the order they were recorded; ``today``
-    is the wall clock's date, which may be wrong (voicecoach.history.dating)."""
+    is the wall clock's date, which may be wrong (voicecoach.history.dating); ``boot`` is
+    this boot's id and the seconds since it (None: read now, dating.boot_now)."""
     if isinstance(db_or_sessions, HistoryDB):
         sessions = db_or_sessions.sessions(sources=sources)
     else:  # every session's date is checked against the others, whatever its source
-        sessions = [x for x in in_recorded_order(db_or_sessions) if x.source in sources]
+        sessions = [x for x in dating.in_recorded_order(db_or_sessions) if x.source in sources]
     recent = [x for x in reversed(sessions) if _counts(x)]
-    context = Context(recent, today, settings, max_minutes, load_phrases(language))
+    context = Context(recent, today, settings, max_minutes, load_phrases(language),
+                      dating.boot_now() if boot is None else boot)
     for rule in RULES:
         decision = rule(context)
         if decision is not None:

@@ -20,6 +20,8 @@ STATUSES = ("running", "finished", "stopped", "interrupted")
 MAX_SESSION_S = 24 * 3600.0
 #: Highest believable belt speed and incline: stored values beyond them are read as unknown.
 MAX_SPEED_MPH, MAX_INCLINE_PCT = 30.0, 40.0
+#: Longest believable time since boot (a century): a stored boot_s beyond it is unknown.
+MAX_BOOT_S = 100 * 365.25 * 86400.0
 
 
 def finite_or(value: object, default: float | None, low: float = 0.0,
@@ -81,10 +83,16 @@ class SessionSummary:
     #: Whether ``started_at`` agrees with the order the sessions were recorded in (see
     #: voicecoach.history.dating): False when the clock was wrong, the date is unknown.
     date_known: bool = True
+    #: The boot the session began in and the seconds since that boot at its start (schema
+    #: v4; '' and None for a start the caller gave and every earlier session): progression
+    #: counts the time since it by the boot clock when the date cannot tell.
+    boot_id: str = ""
+    boot_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        data.pop("repaired")
+        for internal in ("repaired", "boot_id", "boot_s"):
+            data.pop(internal)
         data["started_at"] = self.started_at.isoformat()
         data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
         return data
@@ -95,7 +103,8 @@ SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.bac
        s.total_s, s.min_speed_mph, s.max_speed_mph, s.planned_backward_s, s.speed_mph,
        s.incline_pct, s.backward_speed_mph,
        (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes,
-       s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m
+       s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m,
+       s.boot_id, s.boot_s
 FROM sessions s
 """
 
@@ -164,9 +173,14 @@ def summary_of(row: Sequence[Any]) -> SessionSummary | None:
     keep(belt[1], speed_or_none(belt[1]))
     keep(belt[2], finite_or(belt[2], None, -MAX_INCLINE_PCT, MAX_INCLINE_PCT))
     keep(belt[3], finite_or(belt[3], None, 0.0, 1e7))
+    boot = list(row[21:23]) + [None] * (2 - len(row[21:23]))
+    boot_id = boot[0] if isinstance(boot[0], str) else ""
+    boot_s = finite_or(boot[1], None, 0.0, MAX_BOOT_S) if boot_id else None
+    keep(boot[1], boot_s)
     return SessionSummary(int(row[0]), started, str(row[2] or ""), cleaned[0], source, status,
                           ended, cleaned[1] or 0.0, cleaned[2] or 0.0, cleaned[3], cleaned[4],
                           cleaned[5], cleaned[6], cleaned[7], cleaned[8], pains,
                           str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
                           belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
-                          belt_distance_m=cleaned[12])
+                          belt_distance_m=cleaned[12], boot_id=boot_id if boot_s is not None else "",
+                          boot_s=boot_s)
