@@ -40,6 +40,8 @@ LAG_CHUNKS = 100
 #: Echo path the live canceller covers: the mic's arrival-time error (up to a chunk), the
 #: speaker's output latency and the room (the loopback room needs 30 ms plus its tail).
 LIVE_ECHO_S = 0.3
+#: Seconds of audio between two tries of the loop's upkeep (DeviceLoop ``upkeep``).
+UPKEEP_S = 1.0
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
 NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
@@ -100,7 +102,8 @@ class DeviceLoop:
                  on_decision: Callable[[Decision], None] | None = None,
                  canceller: Callable[[AudioChunk], AudioChunk] | None | str = "auto",
                  treadmill: Treadmill | None = None,
-                 treadmill_settings: TreadmillSettings | None = None) -> None:
+                 treadmill_settings: TreadmillSettings | None = None,
+                 upkeep: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.recogniser = recogniser
         self.speaker = speaker
@@ -147,6 +150,10 @@ class DeviceLoop:
         #: Sessions over whose record the history has not taken in full yet (another program
         #: holds it locked): written at the loop's heartbeats, closed once written.
         self._ending: list[tuple[ExitStack, Any]] = []
+        #: Work the history owes that waits for it without holding the loop up (serve's
+        #: start-up tidy, a lock held then): tried at the heartbeats until it says done.
+        self._upkeep = upkeep
+        self._upkeep_t = float("-inf")
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
@@ -262,6 +269,16 @@ class DeviceLoop:
                 self._ending.remove(item)
                 stack.close()
 
+    def _heartbeat(self, t: float) -> None:
+        """What waits for the history, tried without waiting: the records of sessions over
+        (each second, by their recorders) and the upkeep (once a second of audio)."""
+        if self._ending:
+            self._write_ended(t)
+        if self._upkeep is not None and t - self._upkeep_t >= UPKEEP_S:
+            self._upkeep_t = t
+            if self._upkeep():
+                self._upkeep = None
+
     def close(self, exc: BaseException | None = None) -> None:
         """Close a session still open without waiting for it: recorded as stopped when
         ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
@@ -316,8 +333,7 @@ class DeviceLoop:
         self.coach.tick(chunk.end_s)
         if self.coach.done and self._session is not None:
             self._end_session()
-        if self._ending:
-            self._write_ended(chunk.end_s)
+        self._heartbeat(chunk.end_s)
         self._sync_grammar()
 
     def _chunks(self) -> Iterator[AudioChunk]:
@@ -362,8 +378,7 @@ class DeviceLoop:
         self.sleep(self.retry_s)
         self.clock.note(now + self.retry_s)
         self.coach.tick(self.clock.audio_s)
-        if self._ending:
-            self._write_ended(self.clock.audio_s)
+        self._heartbeat(self.clock.audio_s)
         return True
 
     def run(self) -> int:

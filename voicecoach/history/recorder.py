@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,8 +24,9 @@ from voicecoach.events import (
 )
 from voicecoach.history import dating
 from voicecoach.history.dating import CLOCK_SET_S, wall_now
-from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
+from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked
+from voicecoach.history.health import write_lock_holder
 from voicecoach.history.liveness import process_token
 from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
 from voicecoach.history.tally import Tally
@@ -446,3 +448,26 @@ def tidy_unless_locked(db: HistoryDB) -> None:
                      "next opening (%s)", exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
+
+def tidy_if_let_go(data_dir: Path) -> bool:
+    """What an opening does (:meth:`HistoryDB.tidy`) if no other program holds the history
+    locked now, without waiting for one that does: False while it is held (try again later:
+    the device loop does, at its heartbeats, after a start-up that met the lock), True once
+    done, or once it fails for another reason (said in the log; every opening tries
+    again). Never raises."""
+    path = Path(data_dir) / DB_NAME
+    if write_lock_holder(path, 0.0):
+        return False
+    try:
+        with HistoryDB.open(data_dir, recover=False) as db:
+            db.busy_timeout(0)
+            db.tidy()
+    except HistoryLocked:  # taken again between the look and the tidy
+        return False
+    except (VoicecoachError, OSError, sqlite3.Error) as exc:
+        _LOGGER.warning("history: sessions cut off earlier are marked at the next opening "
+                        "(%s)", exc.one_line() if isinstance(exc, VoicecoachError) else exc)
+        return True
+    _LOGGER.info("history: %s is let go; sessions cut off earlier are marked, and dated "
+                 "again, now", path)
+    return True

@@ -1,0 +1,106 @@
+"""A history another program holds locked (an export, a backup, an sqlite3 shell) never holds
+the device up: serve listens at once and tidies the history once it is let go. Real SQLite
+throughout, the lock held by another connection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from history_helpers import HeldRoom
+
+from voicecoach.history import DB_NAME, HistoryDB
+from voicecoach.history import recorder as recorder_module
+
+#: A session a process that is gone left running (so the next opening marks it interrupted).
+CUT_OFF = ("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
+           " proc_token) VALUES ('2026-01-05T08:00:00+00:00', 'week 1', 1, 'serve',"
+           " 'running', ?, ?, 'a process gone')")
+
+
+@pytest.fixture(autouse=True)
+def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+
+
+def _status(conn: sqlite3.Connection, sid: int) -> str:
+    return str(conn.execute("SELECT status FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
+
+
+# ---------------------------------------------------------------- serve's start-up
+def test_serve_listens_at_once_with_the_history_locked_and_tidies_it_once_let_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve` with another program holding the history's write lock and a session cut off
+    earlier to mark: no try is waited for (before: 3 tries, 5 s apart, each waiting up to
+    10 s for the lock, about 40 s before it listened), one line says why the cut-off session
+    is left, and the loop is given the tidy to do once the lock is let go."""
+    from voicecoach import cli
+    from voicecoach.audio.wav import write_wav
+    from voicecoach.commands import serve
+    from voicecoach.history import db as db_module
+
+    # the old start-up's waits short (its tries are counted by their log lines)
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(serve, "START_RETRY_S", 0.0)
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    loops: list[dict[str, Any]] = []
+    real_loop = serve.DeviceLoop
+
+    def loop(*args: Any, **kwargs: Any) -> Any:
+        loops.append(kwargs)
+        return real_loop(*args, **kwargs)
+
+    monkeypatch.setattr(serve, "DeviceLoop", loop)
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, np.zeros(16000 * 2, dtype=np.float32))
+    with caplog.at_level(logging.WARNING):
+        code = cli.main(["--data-dir", str(tmp_path), "serve", "--engine", "pocketsphinx",
+                         "--audio-in", str(wav)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert not [r.getMessage() for r in caplog.records if "(try " in r.getMessage()]
+    [line] = [x for x in err.splitlines() if "locked" in x]
+    assert "Listening anyway" in line and "cut off earlier are marked once it is let go" in line
+    assert _status(other, 1) == "running"  # left while held ...
+    [given] = loops
+    upkeep = given["upkeep"]
+    assert upkeep is not None and upkeep() is False  # ... and not waited for by the loop
+    other.execute("COMMIT")
+    assert upkeep() is True  # once let go, the tidy serve gave the loop marks it
+    assert _status(other, 1) == "interrupted"
+    other.close()
+
+
+def test_the_loop_tidies_a_history_let_go_at_a_heartbeat(tmp_path: Path) -> None:
+    """The device loop, given serve's upkeep after a start-up that met the lock, tries it at
+    its heartbeats without waiting: the session cut off earlier is still running while the
+    lock is held (at 3 s of audio) and marked interrupted within a heartbeat of its release
+    (at 4 s), with nobody saying "start"."""
+    rig = HeldRoom(tmp_path, [], 8.0)
+    other = rig.other
+    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    seen: dict[float, str] = {}
+
+    def let_go(t: float) -> None:
+        if t >= 3.0 and 3.0 not in seen:
+            seen[3.0] = _status(other, 1)
+        elif t >= 4.0 and other.in_transaction:
+            other.execute("COMMIT")
+        elif t >= 6.0 and 6.0 not in seen:
+            seen[6.0] = _status(other, 1)
+
+    rig.run(let_go, upkeep=partial(recorder_module.tidy_if_let_go, tmp_path))
+    assert seen == {3.0: "running", 6.0: "interrupted"}
+    assert rig.recorders == []  # no session was started for it
