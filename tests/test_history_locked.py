@@ -1,13 +1,16 @@
 """A history another program holds locked (an export, a backup, an sqlite3 shell) never holds
-the device up: serve listens at once and tidies the history once it is let go. Real SQLite
-throughout, the lock held by another connection."""
+the device up: serve listens at once and tidies the history once it is let go; a "start"
+plans from the ends not written yet as they ended. Real SQLite throughout, the lock held by
+another connection."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
 import sqlite3
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 from history_helpers import HeldRoom
+from workout_helpers import Run
 
-from voicecoach.history import DB_NAME, HistoryDB
+from voicecoach.history import DB_NAME, HistoryDB, plan_next_session
 from voicecoach.history import recorder as recorder_module
+from voicecoach.phrases import load_phrases
+from voicecoach.settings import Settings
+from voicecoach.workout.machine import State
 
 #: A session a process that is gone left running (so the next opening marks it interrupted).
 CUT_OFF = ("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
@@ -104,3 +111,46 @@ def test_the_loop_tidies_a_history_let_go_at_a_heartbeat(tmp_path: Path) -> None
     rig.run(let_go, upkeep=partial(recorder_module.tidy_if_let_go, tmp_path))
     assert seen == {3.0: "running", 6.0: "interrupted"}
     assert rig.recorders == []  # no session was started for it
+
+
+# ---------------------------------------------------------------- planning meanwhile
+@pytest.mark.parametrize("locked_from", ["mid-session", "before its start"])
+def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
+        tmp_path: Path, locked_from: str) -> None:
+    """A session ends while another program holds the history (its row still 'running', or
+    not written at all when the lock was held from its start) and "start" is heard before the
+    lock is let go: the new session is planned from the first as it ended, as it will be once
+    written. Before, the plan skipped it (a running row counts for nothing) and planned as if
+    it had never been walked: week 1's first session again, not the same dose as today's."""
+    from voicecoach.commands._common import recorded_session
+
+    settings = Settings(data_dir=tmp_path)
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    if locked_from == "before its start":
+        other.execute("BEGIN IMMEDIATE")
+    with ExitStack() as first_stack:
+        plan, first = first_stack.enter_context(recorded_session(settings, None, "serve"))
+        run = Run(plan)
+        run.coach.listeners.append(first.on_event)
+        run.coach.tick_hooks.append(first.heartbeat)
+        run.into(State.BACKWARD).at(run.t + 30)
+        if not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")
+        run.finish()
+        assert not first.end(run.coach.outcome or "interrupted")  # the device loop's end
+        assert (first.session_id == 0) is (locked_from == "before its start")
+        with recorded_session(settings, None, "serve") as (planned, second):
+            assert second.session_id == 0  # the lock was still held
+            other.execute("COMMIT")
+            first.heartbeat(run.t + 10)  # the loop's heartbeat writes the first's end
+            assert first.closed and not first.incomplete
+            first_stack.close()
+    other.close()
+    with HistoryDB.open(tmp_path) as db:
+        statuses = [s.status for s in db.sessions()]
+        written = plan_next_session(db, settings.coach, dt.date.today())
+    assert statuses == ["finished", "interrupted"]  # the second counts for nothing
+    words = load_phrases("en")
+    assert written.notes[0] == words.PLAN_SAME_DAY  # the test means something ...
+    assert (planned.notes, planned.phases) == (written.notes, written.phases)  # ... and holds

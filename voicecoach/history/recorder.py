@@ -8,6 +8,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,7 @@ from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked
 from voicecoach.history.health import write_lock_holder
 from voicecoach.history.liveness import process_token
-from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
+from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, SessionSummary, finite_or
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
 
@@ -54,6 +55,12 @@ CLOSE_WORST_S = CLOSE_TRIES * BUSY_TIMEOUT_MS / 1000 + (CLOSE_TRIES - 1) * CLOSE
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
+
+
+#: Sessions of this process that are over but whose end the history has not taken yet
+#: (:meth:`SessionRecorder.end` with another program holding it locked), in the order they
+#: ended: a session planned meanwhile counts them as they ended (:func:`sessions_for_plan`).
+_unwritten_ends: dict[SessionRecorder, None] = {}
 
 
 class SessionRecorder:
@@ -103,6 +110,9 @@ class SessionRecorder:
         self._sleep: Callable[[float], None] = time.sleep
         #: The session's row while it is not written yet (its INSERT's values).
         self._row: tuple[Any, ...] | None = None
+        #: Its INSERT's values, kept (:meth:`summary`).
+        self._columns: tuple[Any, ...] = (started_at.isoformat(timespec="seconds"), "", None,
+                                          "run", 0, db.host, "", "", None, None, None, "", None)
         self._closing = False
         #: How the session ended, once :meth:`end` said it was over (None: it is not).
         self._ended: str | None = None
@@ -128,11 +138,11 @@ class SessionRecorder:
         pid = os.getpid()
         recorder = cls(db, 0, started, wall_clock)
         recorder.clock_start = started_at is None
-        recorder._row = (started.isoformat(timespec="seconds"), plan.name, plan.week, source,
-                         pid, db.host, process_token(pid), all_notes, plan.backward_s,
-                         backward[0].speed_mph if backward else None,
-                         backward[0].incline_pct if backward else None, boot_id,
-                         boot_s if boot_id else None)
+        recorder._row = recorder._columns = (
+            started.isoformat(timespec="seconds"), plan.name, plan.week, source, pid, db.host,
+            process_token(pid), all_notes, plan.backward_s,
+            backward[0].speed_mph if backward else None,
+            backward[0].incline_pct if backward else None, boot_id, boot_s if boot_id else None)
         try:
             recorder._write_row()
         except HistoryLocked as exc:  # kept with the events; anything else refuses the start
@@ -291,16 +301,7 @@ class SessionRecorder:
             _LOGGER.warning("history: unknown outcome %r recorded as interrupted", outcome)
             outcome = "interrupted"
         tally = self.tally
-        backward, total = tally.backward_s, max(t, tally.last_t)
-        lo, hi = tally.min_speed_mph, tally.max_speed_mph
-        if ended is not None:  # the coach's own figures win when it gives them
-            backward, total = ended.backward_s, ended.total_s or total
-            lo = ended.min_speed_mph or lo
-            hi = ended.max_speed_mph or hi
-        # Only believable numbers are stored: a later start must never trip over this row.
-        total = finite_or(total, 0.0) or 0.0
-        backward = min(finite_or(backward, 0.0) or 0.0, total)
-        lo, hi = finite_or(lo, None, 0, MAX_SPEED_MPH), finite_or(hi, None, 0, MAX_SPEED_MPH)
+        backward, total, lo, hi = self._end_figures(t, ended)
         now = wall_now()
         elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
         began = now - timedelta(seconds=elapsed)
@@ -331,6 +332,52 @@ class SessionRecorder:
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)
         return outcome
+
+    def _end_figures(self, t: float, ended: SessionEnded | None
+                     ) -> tuple[float, float, float | None, float | None]:
+        """(backward_s, total_s, min and max speed) of a session that ended at ``t``, as
+        stored: the coach's own figures when ``ended`` gives them, else the tally's; only
+        believable numbers (a later start must never trip over this row)."""
+        tally = self.tally
+        backward, total = tally.backward_s, max(t, tally.last_t)
+        lo, hi = tally.min_speed_mph, tally.max_speed_mph
+        if ended is not None:  # the coach's own figures win when it gives them
+            backward, total = ended.backward_s, ended.total_s or total
+            lo = ended.min_speed_mph or lo
+            hi = ended.max_speed_mph or hi
+        total = finite_or(total, 0.0) or 0.0
+        backward = min(finite_or(backward, 0.0) or 0.0, total)
+        return (backward, total, finite_or(lo, None, 0, MAX_SPEED_MPH),
+                finite_or(hi, None, 0, MAX_SPEED_MPH))
+
+    def summary(self) -> SessionSummary:
+        """The session as the history will read it once its end is written (its status
+        'running' while it runs): what a plan made meanwhile counts
+        (:func:`sessions_for_plan`). Its id is 0 while its row is not written."""
+        (started, plan, week, source, _pid, _host, _token, notes, planned, speed, incline,
+         *_boot) = self._columns
+        ended = next((e for _seq, e, _data in reversed(self._pending)
+                      if isinstance(e, SessionEnded)), None)
+        status = (self.outcome or (ended.outcome if ended is not None else None)
+                  or self._ended or "running")
+        if status not in OUTCOMES and status != "running":
+            status = "interrupted"
+        if status == "running":
+            backward, total, _last = self._progress()
+            lo = hi = end = None
+        else:
+            backward, total, lo, hi = self._end_figures(self.tally.last_t, ended)
+            end = min(self.started_at + timedelta(seconds=total), wall_now())
+        tally = self.tally
+        return SessionSummary(
+            self.session_id if self._row is None else 0, self.started_at, plan, week, source,
+            status, end, backward, total, lo, hi, planned, speed, incline,
+            finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH),
+            tally.pain_reports, notes,
+            belt_speed_mph=finite_or(tally.belt_speed_mph, None, 0, MAX_SPEED_MPH),
+            belt_max_speed_mph=finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
+            belt_incline_pct=finite_or(tally.belt_incline_pct, None, -100, 100),
+            belt_distance_m=finite_or(tally.belt_distance_m, None, 0, 1e7))
 
     def _progress(self) -> tuple[float, float, float]:
         """(last_t, backward_s, total_s) as stored: believable numbers only."""
@@ -379,6 +426,7 @@ class SessionRecorder:
         if self._ended is None:
             self._ended = outcome
         if not self._write_end(self._ended):
+            _unwritten_ends[self] = None  # a plan made meanwhile counts it as it ended
             return False
         self._close_now()
         return True
@@ -420,6 +468,7 @@ class SessionRecorder:
     def _close_now(self) -> None:
         self.closed = True
         self.db.writing.discard(self.session_id)
+        _unwritten_ends.pop(self, None)
         if self.incomplete:
             _LOGGER.log(self.log_level, "history: %s could not be written in full "
                         "(%d events unwritten): %s", self._name,
@@ -449,6 +498,7 @@ def tidy_unless_locked(db: HistoryDB) -> None:
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
 
+
 def tidy_if_let_go(data_dir: Path) -> bool:
     """What an opening does (:meth:`HistoryDB.tidy`) if no other program holds the history
     locked now, without waiting for one that does: False while it is held (try again later:
@@ -471,3 +521,21 @@ def tidy_if_let_go(data_dir: Path) -> bool:
     _LOGGER.info("history: %s is let go; sessions cut off earlier are marked, and dated "
                  "again, now", path)
     return True
+
+def sessions_for_plan(db: HistoryDB) -> list[SessionSummary]:
+    """``db``'s sessions as a plan must see them: a session of this process that is over but
+    whose end the history has not taken yet (another program holds it locked) as it ended,
+    with its figures, not as 'running' (which no plan counts) or missing (its row not written
+    yet, placed after every written one)."""
+    sessions = {s.id: s for s in db.sessions()}
+    here = Path(db.path).resolve()
+    top = max(sessions, default=0)
+    for recorder in list(_unwritten_ends):
+        if recorder.closed or Path(recorder.db.path).resolve() != here:
+            continue
+        summary = recorder.summary()
+        if summary.id not in sessions or summary.id == 0:
+            top += 1
+            summary = replace(summary, id=top)
+        sessions[summary.id] = summary
+    return list(sessions.values())
