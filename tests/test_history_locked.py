@@ -1,7 +1,8 @@
 """A history another program holds locked (an export, a backup, an sqlite3 shell) never holds
-the device up: serve listens at once and tidies the history once it is let go; a "start"
-plans from the ends not written yet as they ended. Real SQLite throughout, the lock held by
-another connection."""
+the device up at its ends: serve listens at once and tidies the history once it is let go; a
+"start" plans from the ends not written yet as they ended; the exit closes every unwritten
+end within one deadline that the service's stop timeout leaves it, and says what it gives up.
+Real SQLite throughout, the lock held by another connection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from history_helpers import HeldRoom
 from workout_helpers import Run
 
+from voicecoach.events import StateChanged
 from voicecoach.history import DB_NAME, HistoryDB, plan_next_session
 from voicecoach.history import recorder as recorder_module
 from voicecoach.phrases import load_phrases
@@ -154,3 +157,53 @@ def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
     words = load_phrases("en")
     assert written.notes[0] == words.PLAN_SAME_DAY  # the test means something ...
     assert (planned.notes, planned.phases) == (written.notes, written.phases)  # ... and holds
+
+
+# ---------------------------------------------------------------- the exit
+def test_exit_writes_every_unwritten_end_within_one_deadline_and_logs_each_given_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Three sessions end while another program holds the history and the input ends with
+    it still held (serve stopped after a long lock): the exit closes all three within one
+    deadline (CLOSE_WORST_S, which TimeoutStopSec leaves it: tests/test_serve.py). Before,
+    each close waited its own CLOSE_WORST_S, one after another, so three passed the unit's
+    60 s and the later ends were lost to the kill without a word. Measured by the closes'
+    own pauses, here with every wait scaled down (a try waits 50 ms for the lock, the pauses
+    are 20 ms): the first end takes the whole budget, the others one try that does not
+    wait; each end given up says so in one log line with its figures."""
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.02)
+    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S",
+                        recorder_module.CLOSE_TRIES * 0.05
+                        + (recorder_module.CLOSE_TRIES - 1) * 0.02)
+    rig = HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0), ("start", 9.0), ("stop", 13.0),
+                              ("start", 17.0), ("stop", 21.0)], 25.0)
+    other, recorders, events = rig.other, rig.recorders, rig.events
+    pauses: dict[int, list[float]] = {}
+
+    def pause_of(index: int) -> Any:
+        def pause(seconds: float) -> None:  # the close's pause, really taken (it is short)
+            pauses.setdefault(index, []).append(seconds)
+            time.sleep(seconds)
+        return pause
+
+    def hold(t: float) -> None:
+        if t >= 3.0 and not other.in_transaction:
+            other.execute("BEGIN IMMEDIATE")  # and never let go while the loop runs
+        for index, recorder in enumerate(recorders):
+            recorder._sleep = pause_of(index)
+
+    with caplog.at_level(logging.ERROR, logger="voicecoach.history.recorder"):
+        rig.run(hold)
+    ends = [e for e in events if isinstance(e, StateChanged) and e.dest == "stopped"]
+    assert len(ends) == 3 and len(recorders) == 3
+    assert all(r.closed and r.incomplete for r in recorders)  # given up: the lock was held
+    taken = [s for index in sorted(pauses) for s in pauses[index]]
+    assert set(pauses) <= {0}, pauses  # only the first end paused between tries ...
+    assert len(taken) <= recorder_module.CLOSE_TRIES - 1  # ... as one close would
+    lines = [r.getMessage() for r in caplog.records if "could not be written" in r.getMessage()]
+    assert len(lines) == 3 and all("ended stopped" in line for line in lines), lines
+    assert "session 1 could not be written in full" in lines[0]  # its row was written
+    assert all("could not be written at all" in line for line in lines[1:])  # theirs were not
+    with HistoryDB.open(tmp_path) as db:  # this process is alive: its session is left as is
+        assert [s.status for s in db.sessions()] == ["running"]

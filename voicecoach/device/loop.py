@@ -22,6 +22,7 @@ from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
+from voicecoach.history import recorder as history_recorder
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
@@ -283,7 +284,14 @@ class DeviceLoop:
         """Close a session still open without waiting for it: recorded as stopped when
         ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
         Records of sessions over that are still unwritten are closed too, which waits for
-        the history as long as any close (the program is ending: nothing is left unsaid)."""
+        the history (the program is ending: nothing is left unsaid), all of them within
+        one deadline of CLOSE_WORST_S, which the service's stop timeout leaves them: one
+        after another, each waiting its own, a few would outlast it and be killed."""
+        deadline = history_recorder.Deadline(history_recorder.CLOSE_WORST_S)
+        for recorder in (self._recorder if self._session is not None else None,
+                         *(recorder for _stack, recorder in self._ending)):
+            if hasattr(recorder, "close_by"):
+                recorder.close_by = deadline
         try:
             if self._session is not None:
                 stack, self._session = self._session, None

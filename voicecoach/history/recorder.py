@@ -46,11 +46,14 @@ HEARTBEAT_S = 1.0
 #: kept, and the heartbeat's retry does not wait at all.
 SESSION_BUSY_MS = 300
 #: At the end (:meth:`SessionRecorder.close`), the last writes are tried this many times,
-#: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening.
+#: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening, within one
+#: :class:`Deadline`.
 CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
-#: The longest a close waits for another program's lock before it gives up (seconds): every
-#: try waits as long as any opening (BUSY_TIMEOUT_MS), with a pause between tries. The
-#: service's stop timeout must leave it this long (voicecoach/systemd/voicecoach.service).
+#: The longest the end of a program waits for another program's lock before it gives up
+#: (seconds): every try waits as long as any opening (BUSY_TIMEOUT_MS), with a pause between
+#: tries. It is one budget for every session whose end is still unwritten (the device loop
+#: closes them all within one :class:`Deadline`), so the service's stop timeout must leave
+#: it this long however many there are (voicecoach/systemd/voicecoach.service).
 CLOSE_WORST_S = CLOSE_TRIES * BUSY_TIMEOUT_MS / 1000 + (CLOSE_TRIES - 1) * CLOSE_RETRY_S
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
@@ -61,6 +64,19 @@ MAX_PENDING = 20_000
 #: (:meth:`SessionRecorder.end` with another program holding it locked), in the order they
 #: ended: a session planned meanwhile counts them as they ended (:func:`sessions_for_plan`).
 _unwritten_ends: dict[SessionRecorder, None] = {}
+
+
+class Deadline:
+    """One time limit shared by several waits: the closes at the end of a program, which
+    must all be over before the service's stop timeout, however many sessions are closed."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        """Seconds still to spend (0 once it has passed)."""
+        return max(0.0, self.at - self._clock())
 
 
 class SessionRecorder:
@@ -117,6 +133,10 @@ class SessionRecorder:
         #: How the session ended, once :meth:`end` said it was over (None: it is not).
         self._ended: str | None = None
         self._wait_ms: int | None = None
+        #: The deadline :meth:`close` keeps (None: its own, CLOSE_WORST_S from the close): the
+        #: device loop gives every record it closes at its end the same one.
+        self.close_by: Deadline | None = None
+        self._close_ms = BUSY_TIMEOUT_MS
         self._set_wait()
 
     @classmethod
@@ -172,8 +192,8 @@ class SessionRecorder:
         """How long the next write waits for another program's lock: SESSION_BUSY_MS; not at
         all while the history is failing (a write met the lock already: only the heartbeat
         retries, and it must not freeze the coach each second); at close as long as any
-        opening (BUSY_TIMEOUT_MS)."""
-        ms = (BUSY_TIMEOUT_MS if self._closing else 0 if self.problem is not None
+        opening (BUSY_TIMEOUT_MS), or what is left of the close's deadline if less."""
+        ms = (self._close_ms if self._closing else 0 if self.problem is not None
               else SESSION_BUSY_MS)
         if ms != self._wait_ms:
             self.db.busy_timeout(ms)
@@ -451,17 +471,25 @@ class SessionRecorder:
     def close(self, outcome: str = "interrupted") -> None:
         """Stop recording. If no SessionEnded was recorded, the session ends as ``outcome``
         (the SIGTERM path passes "stopped"; after :meth:`end`, as that said). What is still
-        unwritten is tried CLOSE_TRIES times, waiting for locks as long as any opening does;
-        :attr:`incomplete` says if it is lost. Safe to call more than once."""
+        unwritten is tried up to CLOSE_TRIES times, waiting for locks as long as any opening
+        does, but never past :attr:`close_by` (by default CLOSE_WORST_S from now): once it
+        has passed, one more try that does not wait, then it is given up (one log line says
+        what is lost); :attr:`incomplete` says if it is. Safe to call more than once."""
         if self.closed:
             return
-        if self._ended is not None:
-            outcome = self._ended
+        if self._ended is None:
+            self._ended = outcome
+        outcome = self._ended
+        deadline = self.close_by or Deadline(CLOSE_WORST_S)
         self._closing = True
         for attempt in range(CLOSE_TRIES):
             if attempt:
-                self._sleep(CLOSE_RETRY_S)
-            if self._write_end(outcome):
+                pause = min(CLOSE_RETRY_S, deadline.left())
+                if pause <= 0:
+                    break
+                self._sleep(pause)
+            self._close_ms = int(min(BUSY_TIMEOUT_MS, deadline.left() * 1000))
+            if self._write_end(outcome) or deadline.left() <= 0:
                 break
         self._close_now()
 
@@ -470,9 +498,19 @@ class SessionRecorder:
         self.db.writing.discard(self.session_id)
         _unwritten_ends.pop(self, None)
         if self.incomplete:
-            _LOGGER.log(self.log_level, "history: %s could not be written in full "
-                        "(%d events unwritten): %s", self._name,
-                        len(self._pending) + self.dropped, self.problem)
+            # given up: what is lost, in the log, with the figures a person would need
+            summary = self.summary()
+            lost = len(self._pending) + self.dropped
+            if self._row is not None:
+                what = (f"the session started {summary.started_at.isoformat(timespec='seconds')}"
+                        f" could not be written at all ({lost} events)")
+            else:
+                what = (f"session {self.session_id} could not be written in full ({lost} events"
+                        + ("" if self.outcome else ", nor how it ended") + "; `voicecoach "
+                        "history` shows it as interrupted, from what reached the disk)")
+            _LOGGER.log(self.log_level, "history: %s; it ended %s after %.0f s (%.0f s "
+                        "backward): %s", what, summary.status, summary.total_s,
+                        summary.backward_s, self.problem)
 
     def __enter__(self) -> SessionRecorder:
         return self
