@@ -1,18 +1,24 @@
 """Sessions recorded into a real history for the history tests: one walked by the coach
-(:func:`recorded_run`) and one finished in a few events (:func:`record_finished`); a Pi's
-clocks moved by hand (:class:`Device`)."""
+(:func:`recorded_run`), one finished in a few events (:func:`record_finished`), a Pi's
+clocks moved by hand (:class:`Device`), and the real device loop over a room whose history
+another program can hold locked (:class:`HeldRoom`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from workout_helpers import Run
 
-from voicecoach.events import CueSpoken, PhaseStarted, SessionEnded
-from voicecoach.history import HistoryDB, SessionRecorder, dating
+from voicecoach.events import CueSpoken, Event, PhaseStarted, SessionEnded
+from voicecoach.grammar import load_grammar
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
 from voicecoach.history import recorder as recorder_module
 from voicecoach.workout.plan import programme_week
 
@@ -69,3 +75,50 @@ class Device:
 
     def monotonic(self) -> float:
         return self.since_boot
+
+
+class HeldRoom:
+    """The real device loop (pocketsphinx, a serve session per "start") over a quiet room in
+    which ``words`` are said at their audio times, recording into ``data``'s history, with
+    ``other``, another program's connection to that history, to hold its write lock."""
+
+    def __init__(self, data: Path, words: Sequence[tuple[str, float]], seconds: float) -> None:
+        from voicecoach.device.loop import AudioClock
+        from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
+        from voicecoach.settings import Settings, SpeechSettings
+
+        self.settings = Settings(data_dir=data, speech=SpeechSettings(engine="pocketsphinx"))
+        HistoryDB.open(data).close()
+        self.other = sqlite3.connect(data / DB_NAME, isolation_level=None)
+        self.clips = [load_clip(word, word) for word, _at in words]
+        for clip, (_word, at_s) in zip(self.clips, words, strict=True):
+            clip.at_s = at_s
+        self.clock = AudioClock()
+        self.speaker = EchoWavSpeaker(None, clock=self.clock)
+        self.room = ClosedLoopSource(self.speaker, seconds, echo_gain_db=-200.0, clips=self.clips)
+        self.recorders: list[SessionRecorder] = []
+        self.events: list[Event] = []
+
+    @contextmanager
+    def open_session(self, plan: object) -> Iterator[tuple[object, SessionRecorder]]:
+        from voicecoach.commands._common import recorded_session
+
+        with recorded_session(self.settings, None, "serve") as (chosen, recorder):
+            self.recorders.append(recorder)
+            yield chosen, recorder
+
+    def run(self, react: Callable[[float], None], **options: Any) -> None:
+        """Run the loop (given ``options`` too) to the room's end, ``react`` called with the
+        audio time as it goes; the other program's connection is closed after."""
+        from voicecoach.device.loop import DeviceLoop
+        from voicecoach.listening.engines import make_recogniser
+
+        self.room.react = react
+        sources = iter([self.room])
+        loop = DeviceLoop(self.settings, load_grammar("en"),
+                          make_recogniser(self.settings.speech, load_grammar("en")),
+                          self.speaker, lambda: next(sources, None),  # type: ignore[arg-type]
+                          self.open_session,  # type: ignore[arg-type]
+                          listeners=[self.events.append], clock=self.clock, **options)
+        loop.run()
+        self.other.close()

@@ -12,14 +12,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from config_helpers import empty_config
 from conftest import REPO
+from history_helpers import HeldRoom
 from workout_helpers import Run
 
 from voicecoach.commands._common import INCOMPLETE_RECORD, check_recorded, tell_history_problem
@@ -28,7 +28,6 @@ from voicecoach.events import (
     CommandHeard,
     CommandRefused,
     CueSpoken,
-    Event,
     PainReported,
     PhaseStarted,
     StateChanged,
@@ -233,18 +232,27 @@ def locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sqlite3.
     other.close()
 
 
-def test_serve_start_waits_for_a_lock_and_retries(tmp_path: Path,
-                                                  locked: sqlite3.Connection) -> None:
+def test_serve_start_says_a_lock_at_once_and_retries_only_a_fault_that_clears(
+        tmp_path: Path, locked: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program's lock is not waited for at start-up (before, 3 tries 5 s apart, each
+    waiting 10 s: about 40 s before serve listened): the device listens at once and tidies
+    later (tests/test_history_locked.py). A full disk is still tried again, bounded."""
     from voicecoach.commands.serve import START_TRIES, check_history_at_start
+    from voicecoach.history.faults import HistoryLocked
 
     waits: list[float] = []
+    assert isinstance(check_history_at_start(tmp_path, waits.append), HistoryLocked)
+    assert waits == []  # said at once
+    locked.execute("ROLLBACK")
+    assert check_history_at_start(tmp_path, waits.append) is None
+
+    def full(_db: HistoryDB) -> None:
+        raise HistoryUnavailable(f"cannot write history database {tmp_path}: the disk is full",
+                                 "free some space")
+
+    monkeypatch.setattr(HistoryDB, "tidy", full)
     assert isinstance(check_history_at_start(tmp_path, waits.append), HistoryUnavailable)
     assert len(waits) == START_TRIES - 1  # bounded
-
-    def let_go(_seconds: float) -> None:
-        locked.execute("ROLLBACK")
-
-    assert check_history_at_start(tmp_path, let_go) is None
 
 
 def test_serve_with_a_locked_history_keeps_listening(tmp_path: Path, locked: sqlite3.Connection,
@@ -265,53 +273,6 @@ def test_serve_with_a_locked_history_keeps_listening(tmp_path: Path, locked: sql
     assert "Listening anyway" in line and "Traceback" not in err
 
 
-class _HeldRoom:
-    """The real device loop (pocketsphinx, a serve session per "start") over a quiet room in
-    which ``words`` are said at their audio times, recording into ``data``'s history, with
-    ``other``, another program's connection to that history, to hold its write lock."""
-
-    def __init__(self, data: Path, words: Sequence[tuple[str, float]], seconds: float) -> None:
-        from voicecoach.device.loop import AudioClock
-        from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, load_clip
-        from voicecoach.settings import Settings, SpeechSettings
-
-        self.settings = Settings(data_dir=data, speech=SpeechSettings(engine="pocketsphinx"))
-        HistoryDB.open(data).close()
-        self.other = sqlite3.connect(data / DB_NAME, isolation_level=None)
-        self.clips = [load_clip(word, word) for word, _at in words]
-        for clip, (_word, at_s) in zip(self.clips, words, strict=True):
-            clip.at_s = at_s
-        self.clock = AudioClock()
-        self.speaker = EchoWavSpeaker(None, clock=self.clock)
-        self.room = ClosedLoopSource(self.speaker, seconds, echo_gain_db=-200.0, clips=self.clips)
-        self.recorders: list[SessionRecorder] = []
-        self.events: list[Event] = []
-
-    @contextmanager
-    def open_session(self, plan: object) -> Iterator[tuple[object, SessionRecorder]]:
-        from voicecoach.commands._common import recorded_session
-
-        with recorded_session(self.settings, None, "serve") as (chosen, recorder):
-            self.recorders.append(recorder)
-            yield chosen, recorder
-
-    def run(self, react: Callable[[float], None]) -> None:
-        """Run the loop to the room's end, ``react`` called with the audio time as it goes;
-        the other program's connection is closed after."""
-        from voicecoach.device.loop import DeviceLoop
-        from voicecoach.listening.engines import make_recogniser
-
-        self.room.react = react
-        sources = iter([self.room])
-        loop = DeviceLoop(self.settings, load_grammar("en"),
-                          make_recogniser(self.settings.speech, load_grammar("en")),
-                          self.speaker, lambda: next(sources, None),  # type: ignore[arg-type]
-                          self.open_session,  # type: ignore[arg-type]
-                          listeners=[self.events.append], clock=self.clock)
-        loop.run()
-        self.other.close()
-
-
 def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go(
         tmp_path: Path) -> None:
     """Another program holds the history's write lock (BEGIN IMMEDIATE, as an export or an
@@ -320,7 +281,7 @@ def test_start_with_the_history_locked_starts_at_once_and_is_written_once_let_go
     lock is held and the retries do not wait for it; once it is let go, the whole session
     is in the history. Measured in audio time and order: the lock is let go at 10 s of
     audio, "stop" is said at 12 s."""
-    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 12.0)], 16.0)
+    rig = HeldRoom(tmp_path, [("start", 1.0), ("stop", 12.0)], 16.0)
     other, recorders, events = rig.other, rig.recorders, rig.events
     other.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
                   " proc_token) VALUES ('2026-01-05T08:00:00+00:00', 'week 1', 1, 'serve',"
@@ -372,7 +333,7 @@ def test_a_session_ending_with_the_history_locked_does_not_hold_the_loop_up(
     # the close's waits short, so that the old code's giving up is reached quickly
     monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
     monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.01)
-    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0), ("start", 9.0), ("stop", 18.0)],
+    rig = HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0), ("start", 9.0), ("stop", 18.0)],
                     22.0)
     other, recorders, events, clips = rig.other, rig.recorders, rig.events, rig.clips
     seen: dict[str, dict[str, object]] = {}
@@ -435,7 +396,7 @@ def test_a_session_end_still_unwritten_when_the_loop_ends_is_written_by_its_exit
     path writes the session's end, waiting for the lock as any close does (here it is let go
     during the close's first pause), so nothing of it is lost."""
     monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 100)
-    rig = _HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0)], 9.0)
+    rig = HeldRoom(tmp_path, [("start", 1.0), ("stop", 5.0)], 9.0)
     other, recorders, events = rig.other, rig.recorders, rig.events
     pauses: list[float] = []
 

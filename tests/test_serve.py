@@ -258,8 +258,10 @@ def test_print_unit_is_filled_in(home: Path, capsys: pytest.CaptureFixture[str])
     assert "RestartPreventExitStatus=3" in unit
     for line in ("Restart=on-failure", "KillSignal=SIGTERM", "SupplementaryGroups=audio"):
         assert line in unit
-    # SIGTERM stops the belt (its queued writes flushed, FLUSH_S) and then writes the
-    # session's end, waiting for a locked history as any close does: killed sooner, it is lost
+    # SIGTERM stops the belt (its queued writes flushed, FLUSH_S) and then writes every
+    # session's end still unwritten, waiting for a locked history within one deadline for all
+    # of them (CLOSE_WORST_S, DeviceLoop.close; tests/test_history_locked.py): killed sooner,
+    # they are lost
     from voicecoach.history.recorder import CLOSE_WORST_S
     from voicecoach.treadmill.client import FLUSH_S
 

@@ -20,7 +20,11 @@ from voicecoach.events import Priority
 from voicecoach.grammar import Grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.progression import plan_next_session
-from voicecoach.history.recorder import SessionRecorder, tidy_unless_locked
+from voicecoach.history.recorder import (
+    SessionRecorder,
+    sessions_for_plan,
+    tidy_unless_locked,
+)
 from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.treadmill.link import Treadmill
@@ -164,12 +168,14 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
 def recorded_session(settings: Settings, plan: Plan | None,
                      source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
     """Open the history, plan from it when no plan was chosen, and record the session as it
-    goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted."""
+    goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted.
+    The plan counts a session of this process whose end is not written yet (another program
+    holds the history locked) as it ended (history.recorder.sessions_for_plan)."""
     with one_session_at_a_time(settings.data_dir), \
             HistoryDB.open(settings.data_dir, recover=False) as db:
         tidy_unless_locked(db)  # a history held locked does not hold the start up
         if plan is None:
-            plan = plan_next_session(db, settings.coach, dt.date.today(),
+            plan = plan_next_session(sessions_for_plan(db), settings.coach, dt.date.today(),
                                      language=settings.speech.language)
         with SessionRecorder.open(db, plan, source) as recorder:
             yield plan, recorder

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -33,10 +34,10 @@ from voicecoach.device.loop import DeviceLoop
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
-from voicecoach.history import db as history_db
 from voicecoach.history.db import DB_NAME, HistoryDB
-from voicecoach.history.faults import HistoryUnavailable
+from voicecoach.history.faults import HistoryLocked, HistoryUnavailable
 from voicecoach.history.health import write_lock_holder
+from voicecoach.history.recorder import tidy_if_let_go
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
@@ -129,27 +130,35 @@ def unit_text(settings: Settings, options: str = "") -> str:
                            options=options, needs_a_person=NEEDS_A_PERSON)
 
 
-#: At start-up a history that is locked, full or failing is tried this many times, this far
-#: apart (seconds; each try also waits for a lock as long as any opening does).
+#: At start-up a history that is full or failing is tried this many times, this far apart
+#: (seconds). A lock is not waited for (check_history_at_start).
 START_TRIES, START_RETRY_S = 3, 5.0
 
 
 def check_history_at_start(data_dir: Path, sleep: Callable[[float], None] = time.sleep
                            ) -> VoicecoachError | None:
-    """None when the history can take a session; else why not. A fault that can clear by
-    itself (HistoryUnavailable: a lock, a full disk) is waited for and retried, bounded."""
+    """None when the history can take a session; else why not. Another program's lock
+    (HistoryLocked) is said at once, without waiting for it: the device listens meanwhile,
+    "start" records anyway, and what the opening does (sessions cut off earlier marked,
+    dated again) is done at the loop's heartbeats once the lock is let go
+    (history.recorder.tidy_if_let_go). Another fault that can clear by itself
+    (HistoryUnavailable: a full disk, an I/O error) is waited for and retried, bounded."""
     for attempt in range(START_TRIES):
         if attempt:
             sleep(START_RETRY_S)
         try:
-            HistoryDB.open(data_dir).close()  # an up-to-date file is only read here
-            holder = write_lock_holder(data_dir / DB_NAME, history_db.BUSY_TIMEOUT_MS / 1000)
+            with HistoryDB.open(data_dir, recover=False) as db:
+                db.busy_timeout(0)  # a lock is not waited for: the loop tidies later
+                db.tidy()
+            holder = write_lock_holder(data_dir / DB_NAME, 0.0)
             if holder:
-                raise HistoryUnavailable(
+                raise HistoryLocked(
                     f"history database {data_dir / DB_NAME} is locked by another program "
                     f"({holder})", "close it (a backup, an sqlite3 shell); the coach waits "
                     "for it and tries again")
             return None
+        except HistoryLocked as exc:
+            return exc
         except HistoryUnavailable as exc:
             _LOGGER.warning("history: %s (try %d of %d)", exc.one_line(), attempt + 1,
                             START_TRIES)
@@ -205,8 +214,10 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
                                   exit_code=NEEDS_A_PERSON) from None
         # locked, full or an I/O error: it may clear by itself; keep listening, and every
         # "start" tries again (and says so aloud if it still cannot record)
+        later = (" Sessions cut off earlier are marked once it is let go."
+                 if isinstance(problem, HistoryLocked) else "")
         print(f"voicecoach: warning: {problem.one_line()} Listening anyway; each 'start' "
-              "tries the history again.", file=sys.stderr, flush=True)
+              f"tries the history again.{later}", file=sys.stderr, flush=True)
     recogniser = make_recogniser(settings.speech, grammar,
                                  announce=lambda line: print(line, file=sys.stderr, flush=True),
                                  data_dir=settings.data_dir)
@@ -229,7 +240,9 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
                       plan=chosen, listeners=[output_listener(args, settings)],
                       sessions=sessions, begin_at_once=begin_at_once, clock=clock,
                       canceller=given.canceller, treadmill=treadmill,
-                      treadmill_settings=treadmill_settings)
+                      treadmill_settings=treadmill_settings,
+                      upkeep=(partial(tidy_if_let_go, settings.data_dir)
+                              if isinstance(problem, HistoryLocked) else None))
     previous = {sig: signal.signal(sig, _on_sigterm) for sig in ENDING_SIGNALS}
     try:
         if not begin_at_once:

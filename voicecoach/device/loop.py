@@ -23,6 +23,7 @@ from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
 from voicecoach.grammar import Grammar
+from voicecoach.history import recorder as history_recorder
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
@@ -46,6 +47,8 @@ GAP_S = 0.05
 #: its stream opens, not as the sound leaves it), the room (the loopback room needs 30 ms
 #: plus its tail) and what the capture stamps miss.
 LIVE_ECHO_S = 0.3
+#: Seconds of audio between two tries of the loop's upkeep (DeviceLoop ``upkeep``).
+UPKEEP_S = 1.0
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
 NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
@@ -121,7 +124,8 @@ class DeviceLoop:
                  on_decision: Callable[[Decision], None] | None = None,
                  canceller: Callable[[AudioChunk], AudioChunk] | None | str = "auto",
                  treadmill: Treadmill | None = None,
-                 treadmill_settings: TreadmillSettings | None = None) -> None:
+                 treadmill_settings: TreadmillSettings | None = None,
+                 upkeep: Callable[[], bool] | None = None) -> None:
         self.settings = settings
         self.recogniser = recogniser
         self.speaker = speaker
@@ -168,6 +172,10 @@ class DeviceLoop:
         #: Sessions over whose record the history has not taken in full yet (another program
         #: holds it locked): written at the loop's heartbeats, closed once written.
         self._ending: list[tuple[ExitStack, Any]] = []
+        #: Work the history owes that waits for it without holding the loop up (serve's
+        #: start-up tidy, a lock held then): tried at the heartbeats until it says done.
+        self._upkeep = upkeep
+        self._upkeep_t = float("-inf")
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
@@ -283,11 +291,28 @@ class DeviceLoop:
                 self._ending.remove(item)
                 stack.close()
 
+    def _heartbeat(self, t: float) -> None:
+        """What waits for the history, tried without waiting: the records of sessions over
+        (each second, by their recorders) and the upkeep (once a second of audio)."""
+        if self._ending:
+            self._write_ended(t)
+        if self._upkeep is not None and t - self._upkeep_t >= UPKEEP_S:
+            self._upkeep_t = t
+            if self._upkeep():
+                self._upkeep = None
+
     def close(self, exc: BaseException | None = None) -> None:
         """Close a session still open without waiting for it: recorded as stopped when
         ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
         Records of sessions over that are still unwritten are closed too, which waits for
-        the history as long as any close (the program is ending: nothing is left unsaid)."""
+        the history (the program is ending: nothing is left unsaid), all of them within
+        one deadline of CLOSE_WORST_S, which the service's stop timeout leaves them: one
+        after another, each waiting its own, a few would outlast it and be killed."""
+        deadline = history_recorder.Deadline(history_recorder.CLOSE_WORST_S)
+        for recorder in (self._recorder if self._session is not None else None,
+                         *(recorder for _stack, recorder in self._ending)):
+            if hasattr(recorder, "close_by"):
+                recorder.close_by = deadline
         try:
             if self._session is not None:
                 stack, self._session = self._session, None
@@ -339,8 +364,7 @@ class DeviceLoop:
         self.coach.tick(chunk.end_s)
         if self.coach.done and self._session is not None:
             self._end_session()
-        if self._ending:
-            self._write_ended(chunk.end_s)
+        self._heartbeat(chunk.end_s)
         self._sync_grammar()
 
     def _chunks(self) -> Iterator[AudioChunk]:
@@ -385,8 +409,7 @@ class DeviceLoop:
         self.sleep(self.retry_s)
         self.clock.note(now + self.retry_s)
         self.coach.tick(self.clock.audio_s)
-        if self._ending:
-            self._write_ended(self.clock.audio_s)
+        self._heartbeat(self.clock.audio_s)
         return True
 
     def run(self) -> int:

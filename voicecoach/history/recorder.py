@@ -8,7 +8,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,10 +25,11 @@ from voicecoach.events import (
 )
 from voicecoach.history import dating
 from voicecoach.history.dating import CLOCK_SET_S, wall_now
-from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
+from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked
+from voicecoach.history.health import write_lock_holder
 from voicecoach.history.liveness import process_token
-from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, finite_or
+from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, SessionSummary, finite_or
 from voicecoach.history.tally import Tally
 from voicecoach.workout.plan import Plan
 
@@ -43,15 +46,37 @@ HEARTBEAT_S = 1.0
 #: kept, and the heartbeat's retry does not wait at all.
 SESSION_BUSY_MS = 300
 #: At the end (:meth:`SessionRecorder.close`), the last writes are tried this many times,
-#: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening.
+#: ``CLOSE_RETRY_S`` apart, each waiting for a lock as long as any opening, within one
+#: :class:`Deadline`.
 CLOSE_TRIES, CLOSE_RETRY_S = 4, 1.0
-#: The longest a close waits for another program's lock before it gives up (seconds): every
-#: try waits as long as any opening (BUSY_TIMEOUT_MS), with a pause between tries. The
-#: service's stop timeout must leave it this long (voicecoach/systemd/voicecoach.service).
+#: The longest the end of a program waits for another program's lock before it gives up
+#: (seconds): every try waits as long as any opening (BUSY_TIMEOUT_MS), with a pause between
+#: tries. It is one budget for every session whose end is still unwritten (the device loop
+#: closes them all within one :class:`Deadline`), so the service's stop timeout must leave
+#: it this long however many there are (voicecoach/systemd/voicecoach.service).
 CLOSE_WORST_S = CLOSE_TRIES * BUSY_TIMEOUT_MS / 1000 + (CLOSE_TRIES - 1) * CLOSE_RETRY_S
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
+
+
+#: Sessions of this process that are over but whose end the history has not taken yet
+#: (:meth:`SessionRecorder.end` with another program holding it locked), in the order they
+#: ended: a session planned meanwhile counts them as they ended (:func:`sessions_for_plan`).
+_unwritten_ends: dict[SessionRecorder, None] = {}
+
+
+class Deadline:
+    """One time limit shared by several waits: the closes at the end of a program, which
+    must all be over before the service's stop timeout, however many sessions are closed."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        """Seconds still to spend (0 once it has passed)."""
+        return max(0.0, self.at - self._clock())
 
 
 class SessionRecorder:
@@ -101,10 +126,17 @@ class SessionRecorder:
         self._sleep: Callable[[float], None] = time.sleep
         #: The session's row while it is not written yet (its INSERT's values).
         self._row: tuple[Any, ...] | None = None
+        #: Its INSERT's values, kept (:meth:`summary`).
+        self._columns: tuple[Any, ...] = (started_at.isoformat(timespec="seconds"), "", None,
+                                          "run", 0, db.host, "", "", None, None, None, "", None)
         self._closing = False
         #: How the session ended, once :meth:`end` said it was over (None: it is not).
         self._ended: str | None = None
         self._wait_ms: int | None = None
+        #: The deadline :meth:`close` keeps (None: its own, CLOSE_WORST_S from the close): the
+        #: device loop gives every record it closes at its end the same one.
+        self.close_by: Deadline | None = None
+        self._close_ms = BUSY_TIMEOUT_MS
         self._set_wait()
 
     @classmethod
@@ -126,11 +158,11 @@ class SessionRecorder:
         pid = os.getpid()
         recorder = cls(db, 0, started, wall_clock)
         recorder.clock_start = started_at is None
-        recorder._row = (started.isoformat(timespec="seconds"), plan.name, plan.week, source,
-                         pid, db.host, process_token(pid), all_notes, plan.backward_s,
-                         backward[0].speed_mph if backward else None,
-                         backward[0].incline_pct if backward else None, boot_id,
-                         boot_s if boot_id else None)
+        recorder._row = recorder._columns = (
+            started.isoformat(timespec="seconds"), plan.name, plan.week, source, pid, db.host,
+            process_token(pid), all_notes, plan.backward_s,
+            backward[0].speed_mph if backward else None,
+            backward[0].incline_pct if backward else None, boot_id, boot_s if boot_id else None)
         try:
             recorder._write_row()
         except HistoryLocked as exc:  # kept with the events; anything else refuses the start
@@ -160,8 +192,8 @@ class SessionRecorder:
         """How long the next write waits for another program's lock: SESSION_BUSY_MS; not at
         all while the history is failing (a write met the lock already: only the heartbeat
         retries, and it must not freeze the coach each second); at close as long as any
-        opening (BUSY_TIMEOUT_MS)."""
-        ms = (BUSY_TIMEOUT_MS if self._closing else 0 if self.problem is not None
+        opening (BUSY_TIMEOUT_MS), or what is left of the close's deadline if less."""
+        ms = (self._close_ms if self._closing else 0 if self.problem is not None
               else SESSION_BUSY_MS)
         if ms != self._wait_ms:
             self.db.busy_timeout(ms)
@@ -289,16 +321,7 @@ class SessionRecorder:
             _LOGGER.warning("history: unknown outcome %r recorded as interrupted", outcome)
             outcome = "interrupted"
         tally = self.tally
-        backward, total = tally.backward_s, max(t, tally.last_t)
-        lo, hi = tally.min_speed_mph, tally.max_speed_mph
-        if ended is not None:  # the coach's own figures win when it gives them
-            backward, total = ended.backward_s, ended.total_s or total
-            lo = ended.min_speed_mph or lo
-            hi = ended.max_speed_mph or hi
-        # Only believable numbers are stored: a later start must never trip over this row.
-        total = finite_or(total, 0.0) or 0.0
-        backward = min(finite_or(backward, 0.0) or 0.0, total)
-        lo, hi = finite_or(lo, None, 0, MAX_SPEED_MPH), finite_or(hi, None, 0, MAX_SPEED_MPH)
+        backward, total, lo, hi = self._end_figures(t, ended)
         now = wall_now()
         elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
         began = now - timedelta(seconds=elapsed)
@@ -329,6 +352,52 @@ class SessionRecorder:
         _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
                      self.session_id, outcome, total, backward)
         return outcome
+
+    def _end_figures(self, t: float, ended: SessionEnded | None
+                     ) -> tuple[float, float, float | None, float | None]:
+        """(backward_s, total_s, min and max speed) of a session that ended at ``t``, as
+        stored: the coach's own figures when ``ended`` gives them, else the tally's; only
+        believable numbers (a later start must never trip over this row)."""
+        tally = self.tally
+        backward, total = tally.backward_s, max(t, tally.last_t)
+        lo, hi = tally.min_speed_mph, tally.max_speed_mph
+        if ended is not None:  # the coach's own figures win when it gives them
+            backward, total = ended.backward_s, ended.total_s or total
+            lo = ended.min_speed_mph or lo
+            hi = ended.max_speed_mph or hi
+        total = finite_or(total, 0.0) or 0.0
+        backward = min(finite_or(backward, 0.0) or 0.0, total)
+        return (backward, total, finite_or(lo, None, 0, MAX_SPEED_MPH),
+                finite_or(hi, None, 0, MAX_SPEED_MPH))
+
+    def summary(self) -> SessionSummary:
+        """The session as the history will read it once its end is written (its status
+        'running' while it runs): what a plan made meanwhile counts
+        (:func:`sessions_for_plan`). Its id is 0 while its row is not written."""
+        (started, plan, week, source, _pid, _host, _token, notes, planned, speed, incline,
+         *_boot) = self._columns
+        ended = next((e for _seq, e, _data in reversed(self._pending)
+                      if isinstance(e, SessionEnded)), None)
+        status = (self.outcome or (ended.outcome if ended is not None else None)
+                  or self._ended or "running")
+        if status not in OUTCOMES and status != "running":
+            status = "interrupted"
+        if status == "running":
+            backward, total, _last = self._progress()
+            lo = hi = end = None
+        else:
+            backward, total, lo, hi = self._end_figures(self.tally.last_t, ended)
+            end = min(self.started_at + timedelta(seconds=total), wall_now())
+        tally = self.tally
+        return SessionSummary(
+            self.session_id if self._row is None else 0, self.started_at, plan, week, source,
+            status, end, backward, total, lo, hi, planned, speed, incline,
+            finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH),
+            tally.pain_reports, notes,
+            belt_speed_mph=finite_or(tally.belt_speed_mph, None, 0, MAX_SPEED_MPH),
+            belt_max_speed_mph=finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
+            belt_incline_pct=finite_or(tally.belt_incline_pct, None, -100, 100),
+            belt_distance_m=finite_or(tally.belt_distance_m, None, 0, 1e7))
 
     def _progress(self) -> tuple[float, float, float]:
         """(last_t, backward_s, total_s) as stored: believable numbers only."""
@@ -377,6 +446,7 @@ class SessionRecorder:
         if self._ended is None:
             self._ended = outcome
         if not self._write_end(self._ended):
+            _unwritten_ends[self] = None  # a plan made meanwhile counts it as it ended
             return False
         self._close_now()
         return True
@@ -401,27 +471,46 @@ class SessionRecorder:
     def close(self, outcome: str = "interrupted") -> None:
         """Stop recording. If no SessionEnded was recorded, the session ends as ``outcome``
         (the SIGTERM path passes "stopped"; after :meth:`end`, as that said). What is still
-        unwritten is tried CLOSE_TRIES times, waiting for locks as long as any opening does;
-        :attr:`incomplete` says if it is lost. Safe to call more than once."""
+        unwritten is tried up to CLOSE_TRIES times, waiting for locks as long as any opening
+        does, but never past :attr:`close_by` (by default CLOSE_WORST_S from now): once it
+        has passed, one more try that does not wait, then it is given up (one log line says
+        what is lost); :attr:`incomplete` says if it is. Safe to call more than once."""
         if self.closed:
             return
-        if self._ended is not None:
-            outcome = self._ended
+        if self._ended is None:
+            self._ended = outcome
+        outcome = self._ended
+        deadline = self.close_by or Deadline(CLOSE_WORST_S)
         self._closing = True
         for attempt in range(CLOSE_TRIES):
             if attempt:
-                self._sleep(CLOSE_RETRY_S)
-            if self._write_end(outcome):
+                pause = min(CLOSE_RETRY_S, deadline.left())
+                if pause <= 0:
+                    break
+                self._sleep(pause)
+            self._close_ms = int(min(BUSY_TIMEOUT_MS, deadline.left() * 1000))
+            if self._write_end(outcome) or deadline.left() <= 0:
                 break
         self._close_now()
 
     def _close_now(self) -> None:
         self.closed = True
         self.db.writing.discard(self.session_id)
+        _unwritten_ends.pop(self, None)
         if self.incomplete:
-            _LOGGER.log(self.log_level, "history: %s could not be written in full "
-                        "(%d events unwritten): %s", self._name,
-                        len(self._pending) + self.dropped, self.problem)
+            # given up: what is lost, in the log, with the figures a person would need
+            summary = self.summary()
+            lost = len(self._pending) + self.dropped
+            if self._row is not None:
+                what = (f"the session started {summary.started_at.isoformat(timespec='seconds')}"
+                        f" could not be written at all ({lost} events)")
+            else:
+                what = (f"session {self.session_id} could not be written in full ({lost} events"
+                        + ("" if self.outcome else ", nor how it ended") + "; `voicecoach "
+                        "history` shows it as interrupted, from what reached the disk)")
+            _LOGGER.log(self.log_level, "history: %s; it ended %s after %.0f s (%.0f s "
+                        "backward): %s", what, summary.status, summary.total_s,
+                        summary.backward_s, self.problem)
 
     def __enter__(self) -> SessionRecorder:
         return self
@@ -446,3 +535,45 @@ def tidy_unless_locked(db: HistoryDB) -> None:
                      "next opening (%s)", exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
+
+
+def tidy_if_let_go(data_dir: Path) -> bool:
+    """What an opening does (:meth:`HistoryDB.tidy`) if no other program holds the history
+    locked now, without waiting for one that does: False while it is held (try again later:
+    the device loop does, at its heartbeats, after a start-up that met the lock), True once
+    done, or once it fails for another reason (said in the log; every opening tries
+    again). Never raises."""
+    path = Path(data_dir) / DB_NAME
+    if write_lock_holder(path, 0.0):
+        return False
+    try:
+        with HistoryDB.open(data_dir, recover=False) as db:
+            db.busy_timeout(0)
+            db.tidy()
+    except HistoryLocked:  # taken again between the look and the tidy
+        return False
+    except (VoicecoachError, OSError, sqlite3.Error) as exc:
+        _LOGGER.warning("history: sessions cut off earlier are marked at the next opening "
+                        "(%s)", exc.one_line() if isinstance(exc, VoicecoachError) else exc)
+        return True
+    _LOGGER.info("history: %s is let go; sessions cut off earlier are marked, and dated "
+                 "again, now", path)
+    return True
+
+def sessions_for_plan(db: HistoryDB) -> list[SessionSummary]:
+    """``db``'s sessions as a plan must see them: a session of this process that is over but
+    whose end the history has not taken yet (another program holds it locked) as it ended,
+    with its figures, not as 'running' (which no plan counts) or missing (its row not written
+    yet, placed after every written one)."""
+    sessions = {s.id: s for s in db.sessions()}
+    here = Path(db.path).resolve()
+    top = max(sessions, default=0)
+    for recorder in list(_unwritten_ends):
+        if recorder.closed or Path(recorder.db.path).resolve() != here:
+            continue
+        summary = recorder.summary()
+        if summary.id not in sessions or summary.id == 0:
+            top += 1
+            summary = replace(summary, id=top)
+        sessions[summary.id] = summary
+    return list(sessions.values())
