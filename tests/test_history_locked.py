@@ -145,6 +145,7 @@ def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
         assert (first.session_id == 0) is (locked_from == "before its start")
         with recorded_session(settings, None, "serve") as (planned, second):
             assert second.session_id == 0  # the lock was still held
+            pending = first.summary()
             other.execute("COMMIT")
             first.heartbeat(run.t + 10)  # the loop's heartbeat writes the first's end
             assert first.closed and not first.incomplete
@@ -152,7 +153,10 @@ def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
     other.close()
     with HistoryDB.open(tmp_path) as db:
         statuses = [s.status for s in db.sessions()]
+        stored = db.sessions()[0]
         written = plan_next_session(db, settings.coach, dt.date.today())
+    # the boot it began in, as stored: with no date to go by the plan counts the boot clock
+    assert stored.boot_id and (pending.boot_id, pending.boot_s) == (stored.boot_id, stored.boot_s)
     assert statuses == ["finished", "interrupted"]  # the second counts for nothing
     words = load_phrases("en")
     assert written.notes[0] == words.PLAN_SAME_DAY  # the test means something ...

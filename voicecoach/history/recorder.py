@@ -375,7 +375,7 @@ class SessionRecorder:
         'running' while it runs): what a plan made meanwhile counts
         (:func:`sessions_for_plan`). Its id is 0 while its row is not written."""
         (started, plan, week, source, _pid, _host, _token, notes, planned, speed, incline,
-         *_boot) = self._columns
+         boot_id, boot_s) = self._columns
         ended = next((e for _seq, e, _data in reversed(self._pending)
                       if isinstance(e, SessionEnded)), None)
         status = (self.outcome or (ended.outcome if ended is not None else None)
@@ -397,7 +397,8 @@ class SessionRecorder:
             belt_speed_mph=finite_or(tally.belt_speed_mph, None, 0, MAX_SPEED_MPH),
             belt_max_speed_mph=finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
             belt_incline_pct=finite_or(tally.belt_incline_pct, None, -100, 100),
-            belt_distance_m=finite_or(tally.belt_distance_m, None, 0, 1e7))
+            belt_distance_m=finite_or(tally.belt_distance_m, None, 0, 1e7),
+            boot_id=boot_id or "", boot_s=boot_s if boot_id else None)
 
     def _progress(self) -> tuple[float, float, float]:
         """(last_t, backward_s, total_s) as stored: believable numbers only."""
