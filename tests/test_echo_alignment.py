@@ -207,3 +207,35 @@ def test_the_pairing_jumps_with_the_blocks_the_microphone_drops(
     # audio time skipped the dropped blocks: the words (begun before them) began that much
     # nearer the start in it
     assert behind.speech[0] == pytest.approx(SPEECH_AT - behind.dropped / 10, abs=0.01)
+
+
+def test_a_replay_paced_in_real_time_places_the_coachs_speech_on_audio_time(tmp_path: Path) -> None:
+    """``run --audio-in FILE --realtime``: the clock is live but the simulated speaker is timed
+    by that same clock, in audio time. The gate must place its speech there as it is; mapped
+    as the wall clock's stamps it landed an epoch of time.monotonic() away, and a command
+    said over the coach was never held back."""
+    import wave
+
+    from voicecoach.commands._device import replayed
+    from voicecoach.device.loop import DeviceLoop
+    from voicecoach.listening.engines import make_recogniser
+
+    path = tmp_path / "quiet.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(np.zeros(2 * RATE, np.int16).tobytes())
+    settings = Settings(data_dir=tmp_path, speech=SpeechSettings(engine="pocketsphinx"))
+    given = replayed(settings, [str(path)], realtime=True)
+    assert given.clock.live
+    grammar = load_grammar("en")
+    loop = DeviceLoop(settings, grammar, make_recogniser(settings.speech, grammar), given.speaker,
+                      given.open_source, lambda plan: None,  # type: ignore[arg-type,return-value]
+                      clock=given.clock)
+    given.clock.note(3.0)
+    given.speaker.say(TEXT, Priority.CUE)
+    spans = loop.gate.spans()
+    assert len(spans) == 1 and spans[0][0] == pytest.approx(3.0, abs=0.1)
+    assert loop.gate.over_speech(3.5, 3.8)
+    assert not loop.gate.over_speech(1.0, 1.5)

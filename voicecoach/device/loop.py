@@ -179,20 +179,26 @@ class DeviceLoop:
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
+    def _speaker_on_audio_time(self) -> bool:
+        """Whether the speaker's times are already the loop's audio time: a simulated speaker
+        in a simulated room, or one timed by this loop's own clock (a replay paced in real
+        time: ``run --audio-in --realtime``); the real speaker stamps the wall clock."""
+        return not self.clock.live or getattr(self.speaker, "clock", None) is self.clock
+
     def _played_on_audio_clock(self) -> Callable[[float, float], np.ndarray] | None:
         """The speaker's ``played_audio`` on the microphone's clock: as is for a simulated
         speaker (already on audio time), mapped by the AudioClock for the live one."""
         if not isinstance(self.speaker, PlaysBack):
             return None
         played = self.speaker.played_audio
-        if not self.clock.live:
+        if self._speaker_on_audio_time():
             return played
         clock = self.clock
         return lambda a, b: played(clock.audio_to_speaker(a), clock.audio_to_speaker(b))
 
     def _duplex_gate(self) -> DuplexGate:
         """The gate, with the echo check against what was played wherever that is known."""
-        if not self.clock.live:
+        if self._speaker_on_audio_time():
             return DuplexGate(self.speaker, reference=self.played)
         return DuplexGate(self.speaker, to_audio=self.clock.speaker_to_audio,
                           reference=self.played, echo_search_s=LIVE_ECHO_S)

@@ -76,6 +76,11 @@ class WavSpeaker(VoiceControls):
         self._seq = itertools.count()
         self._listeners: list[SpeechListener] = []
 
+    @property
+    def clock(self) -> Clock | None:
+        """The clock its speech is timed by (None: the times it is given)."""
+        return self._clock
+
     def _time(self, t: float | None = None) -> float:
         if self._clock is not None:
             self._now = max(self._now, self._clock.now())
