@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh VOICECOACH_HOME for the test."""
     monkeypatch.setenv("VOICECOACH_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_installed_unit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """doctor compares the installed systemd unit: in tests, one at a temporary path that no
+    test writes (VOICECOACH_UNIT), never the machine's own in /etc."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VOICECOACH_UNIT", str(tmp_path_factory.mktemp("unit") / "voicecoach.service"))
+        yield

@@ -17,7 +17,7 @@ ALWAYS = ["config file", "sound library", "input devices", "configured input dev
           "second look (verifier)",
           "pocketsphinx", "vosk",
           "vosk model (en)", "pyttsx3", "espeak-ng", "voice", "voice test render",
-          "grammar", "data folder", "free space", "history", "treadmill"]
+          "grammar", "data folder", "free space", "history", "treadmill", "systemd unit"]
 
 
 def fake_sounddevice(names: list[str]) -> types.ModuleType:

@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from history_helpers import record_finished
 
 from voicecoach.cli import main
 from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
-from voicecoach.history.plot import PLOT_HINT, PLOT_INSTALL
+from voicecoach.history.dating import EARLIEST_START
+from voicecoach.history.plot import PLOT_HINT, PLOT_INSTALL, plot_series
 from voicecoach.workout.plan import programme_week
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,12 +115,68 @@ def test_export_csv(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_plot_writes_a_png(data_dir: Path, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'test' or 'plot' extra) is not "
+                        "installed")
     target = tmp_path / "progress.png"
     code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--plot", str(target))
     assert code == 0, err
     blob = target.read_bytes()
     assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
+
+
+def wrong_clock_history(folder: Path) -> list[int]:
+    """Five finished sessions, in this recorded order: 20 days ago, one dated 2030 (a clock set
+    ahead), 13 days ago, one dated 1970 (a clock never set), yesterday. Their ids."""
+    dates = [NOW - dt.timedelta(days=20), dt.datetime(2030, 6, 1, 9, tzinfo=dt.timezone.utc),
+             NOW - dt.timedelta(days=13), dt.datetime(1970, 1, 1, 0, 5, tzinfo=dt.timezone.utc),
+             NOW - dt.timedelta(days=1)]
+    with HistoryDB.open(folder) as db:
+        return [record_finished(db, 2, 300.0 + 60 * i, started=when)
+                for i, when in enumerate(dates)]
+
+
+def test_plot_leaves_sessions_of_unknown_date_off_the_date_axis(tmp_path: Path) -> None:
+    """The 1970 and 2030 sessions are not drawn at their wrong dates (the axis spanned sixty
+    years, every real session a sliver); the three dated ones are, in order, and the two left
+    out are counted with the reason."""
+    ids = wrong_clock_history(tmp_path)
+    with HistoryDB.open_file(tmp_path / DB_NAME, read_only_ok=True) as db:
+        sessions = db.sessions()
+    series = plot_series(sessions)
+    assert [s.id for s in series.dated] == [ids[0], ids[2], ids[4]]
+    assert all(EARLIEST_START <= s.started_at <= NOW for s in series.dated)
+    assert series.left_out == 2
+    assert series.note() == ("2 sessions of unknown date left out: the clock was wrong when "
+                             "they were recorded")
+
+
+def test_plot_of_a_history_with_a_wrong_clock_is_written_and_says_what_it_left_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'test' or 'plot' extra) is not "
+                        "installed")
+    data = tmp_path / "data"
+    wrong_clock_history(data)
+    target = tmp_path / "progress.png"
+    code, out, err = cli(capsys, "--data-dir", str(data), "history", "--plot", str(target))
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert err.splitlines() == [
+        f"plotted 3 sessions to {target}; 2 sessions of unknown date left out: the clock was "
+        "wrong when they were recorded (`voicecoach history` lists them in order)"]
+    assert out.count("date unknown") == 2  # the table still lists them, in their place
+
+
+def test_plot_of_sessions_all_of_unknown_date_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'test' or 'plot' extra) is not "
+                        "installed")
+    with HistoryDB.open(tmp_path / "data") as db:
+        record_finished(db, 1, 300.0, started=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
+    target = tmp_path / "progress.png"
+    code, _, err = cli(capsys, "--data-dir", str(tmp_path / "data"), "history", "--plot",
+                       str(target))
+    assert code == 2 and not target.exists() and "Traceback" not in err
+    assert err.count("\n") == 1 and "no session to plot has a known date" in err
 
 
 def test_plot_without_matplotlib_is_one_line(data_dir: Path, tmp_path: Path,
@@ -129,7 +187,7 @@ def test_plot_without_matplotlib_is_one_line(data_dir: Path, tmp_path: Path,
     target = tmp_path / "progress.png"
     code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--json", "--plot",
                        str(target))
-    assert code != 0 and not target.exists()
+    assert code == 2 and not target.exists()
     assert err.count("\n") == 1
     assert PLOT_HINT in err
     assert f"needs: {PLOT_INSTALL}" in (REPO / "README.md").read_text()  # the same command

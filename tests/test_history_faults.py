@@ -21,7 +21,8 @@ from voicecoach.workout.plan import programme_week
 
 
 def vc(*args: str, home: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VOICECOACH_") or k == "VOICECOACH_UNIT"}  # not /etc's unit
     env["VOICECOACH_HOME"] = str(home)
     env["VOICECOACH_CONFIG"] = empty_config(home.parent)
     return subprocess.run([sys.executable, "-m", "voicecoach", *args], input=stdin, text=True,

@@ -31,7 +31,8 @@ from voicecoach.workout.plan import programme_week
 
 
 def child_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VOICECOACH_") or k == "VOICECOACH_UNIT"}  # not /etc's unit
     env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=empty_config(home.parent),
                **extra)
     return env

@@ -272,9 +272,11 @@ def _overrides(overrides: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
 
 
 #: VOICECOACH_* variables that are not settings: the data, config, grammar and cache
-#: folders, and the test suite's switch. Any other VOICECOACH_* name is a typo.
+#: folders, the systemd unit doctor compares, and the test suite's switch. Any other
+#: VOICECOACH_* name is a typo.
 OTHER_ENV = {HOME_ENV, CONFIG_ENV, "VOICECOACH_GRAMMARS", "VOICECOACH_CACHE",
-             "VOICECOACH_FULL_FIXTURES", "VOICECOACH_SPOTTER_MODEL", "VOICECOACH_SPEECH_COMMANDS"}
+             "VOICECOACH_FULL_FIXTURES", "VOICECOACH_SPOTTER_MODEL", "VOICECOACH_SPEECH_COMMANDS",
+             "VOICECOACH_UNIT"}
 
 
 def env_names() -> dict[str, tuple[str, str]]:

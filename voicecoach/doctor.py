@@ -18,6 +18,7 @@ from voicecoach.checks import FAIL, OK, WARN, Check
 from voicecoach.config import load_config, missing_config
 from voicecoach.errors import VoicecoachError
 from voicecoach.listening.health import check_recognisers
+from voicecoach.service import check_unit, installed_unit_path
 from voicecoach.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -282,8 +283,11 @@ def check_treadmill(settings: Settings) -> Iterator[Check]:
 
 
 def run_checks(config: Path | None = None, data_dir: str | None = None,
-               sd: ModuleType | None = None, render: bool = True) -> Iterator[Check]:
-    """Every check in order; a check that crashes becomes a FAIL line, never a traceback."""
+               sd: ModuleType | None = None, render: bool = True,
+               unit: Path | None = None) -> Iterator[Check]:
+    """Every check in order; a check that crashes becomes a FAIL line, never a traceback.
+    ``unit``: the installed systemd unit to compare (default: ``$VOICECOACH_UNIT``, else
+    /etc/systemd/system/voicecoach.service)."""
     first, settings = check_config(config, data_dir)
     yield first
     groups: list[tuple[str, Callable[[], Iterator[Check]]]] = [
@@ -295,6 +299,7 @@ def run_checks(config: Path | None = None, data_dir: str | None = None,
         ("data folder", lambda: check_data_dir(settings.data_dir)),
         ("history", lambda: check_history(settings.data_dir)),
         ("treadmill", lambda: check_treadmill(settings)),
+        ("systemd unit", lambda: iter([check_unit(settings, unit or installed_unit_path())])),
     ]
     for name, group in groups:
         try:

@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from voicecoach.history.plot import plot_sessions
 
-        plot_sessions(sessions, args.plot)
-        print(f"plotted {len(sessions)} sessions to {args.plot}", file=sys.stderr)
+        drawn = plot_sessions(sessions, args.plot)
+        left_out = (f"; {drawn.note()} (`voicecoach history` lists them in order)"
+                    if drawn.left_out else "")
+        print(f"plotted {len(drawn.dated)} sessions to {args.plot}{left_out}", file=sys.stderr)
     return 0

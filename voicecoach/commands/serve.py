@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import grp
 import logging
-import os
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,16 +34,12 @@ from voicecoach.history.faults import HistoryLocked, HistoryUnavailable
 from voicecoach.history.health import write_lock_holder
 from voicecoach.history.recorder import tidy_if_let_go
 from voicecoach.phrases import load_phrases
+from voicecoach.service import NEEDS_A_PERSON, unit_options, unit_text
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
 from voicecoach.treadmill.wiring import open_treadmill
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Exit code for a fault that restarting cannot fix (the history is damaged, read-only or
-#: newer): the systemd unit lists it in RestartPreventExitStatus. A lock or a full disk is
-#: never this: the device waits, retries and keeps listening.
-NEEDS_A_PERSON = 3
 
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -85,49 +76,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.add_argument("--print-unit", action="store_true",
                         help="print the systemd unit for this installation and exit")
     parser.set_defaults(func=run)
-
-
-def unit_escape(text: str, command: bool = False) -> str:
-    """``text`` safe in a systemd unit line: specifiers (%) and, in ExecStart=, variables ($);
-    Environment= and paths do not expand variables."""
-    text = text.replace("%", "%%")
-    return text.replace("$", "$$") if command else text
-
-
-def unit_quote(text: str, command: bool = True) -> str:
-    """One word of a systemd ExecStart= (``command``) or Environment= line, double-quoted
-    (spaces, quotes and backslashes kept as they are)."""
-    inner = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{unit_escape(inner, command)}"'
-
-
-def unit_options(pairs: list[tuple[str, str]]) -> str:
-    """`` --name "value"`` for each pair, quoted for systemd."""
-    return "".join(f" {name} {unit_quote(value)}" for name, value in pairs)
-
-
-def unit_text(settings: Settings, options: str = "") -> str:
-    """The packaged systemd unit filled in for this venv, user and data folder. Every path is
-    quoted for systemd, so a data folder or venv with spaces, quotes or % in it works."""
-    template = (resources.files("voicecoach") / "systemd" / "voicecoach.service").read_text()
-    exe = Path(sys.executable).parent / "voicecoach"
-    if not exe.exists():
-        exe = Path(shutil.which("voicecoach") or exe)
-    checkout = Path(__file__).resolve().parents[2]
-    readme = checkout / "README.md"
-    if readme.is_file() and (checkout / "pyproject.toml").is_file():  # run from a checkout
-        workdir, docs = checkout, f"Documentation={unit_escape(readme.as_uri())}"
-    else:  # installed from a wheel: no checkout; start in the data folder
-        workdir, docs = settings.data_dir, "Documentation=man:voicecoach(1)"
-    user = getpass.getuser()
-    try:
-        group = grp.getgrgid(os.getgid()).gr_name
-    except KeyError:
-        group = user
-    return template.format(exe=unit_quote(str(exe)), user=user, group=group,
-                           home=unit_quote(f"VOICECOACH_HOME={settings.data_dir}", command=False),
-                           workdir=unit_escape(str(workdir)), documentation=docs,
-                           options=options, needs_a_person=NEEDS_A_PERSON)
 
 
 #: At start-up a history that is full or failing is tried this many times, this far apart

@@ -17,7 +17,7 @@ progression pass it over, so:
   not every date after it. The stored date is kept as it was, never rewritten from a guess.
 * ``history`` shows such a session as "date unknown" in its place and totals it under no
   week; ``--weeks N`` keeps it unless a session recorded after it is already older than the
-  window.
+  window; ``--plot`` leaves it off its date axis and says so.
 * **Progression counts it by its order** (its pain, an early stop, its dose all count).
   When the date cannot tell whether a day has passed (the last session's date is unknown, or
   "today" is before it: the clock is behind now) but that session began in this boot, the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
@@ -19,9 +20,37 @@ OUTCOME_COLOURS = {"finished": "tab:green", "stopped": "tab:orange",
                    "interrupted": "tab:grey", "running": "tab:blue"}
 
 
-def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
+@dataclass(frozen=True)
+class PlotSeries:
+    """What the plot draws against the date: the sessions whose date is known, in recorded
+    order (which is date order for them), and how many of unknown date were left out."""
+
+    dated: list[SessionSummary]
+    left_out: int
+
+    def note(self) -> str:
+        """Why some sessions are not in the figure, in a few words ('' when none is left out)."""
+        if not self.left_out:
+            return ""
+        many = "session" if self.left_out == 1 else "sessions"
+        return (f"{self.left_out} {many} of unknown date left out: the clock was wrong when "
+                "they were recorded")
+
+
+def plot_series(sessions: Sequence[SessionSummary]) -> PlotSeries:
+    """The sessions to place on the date axis. One whose date is unknown (voicecoach.history.
+    dating: a clock never set, or one that contradicts the recorded order) is left out rather
+    than drawn at its wrong date (1970 or years ahead squeezes every real session into one
+    sliver and tells a false story of progress) or at a date guessed from its neighbours;
+    `history` lists it in its place."""
+    dated = [s for s in sessions if s.date_known]
+    return PlotSeries(dated, len(sessions) - len(dated))
+
+
+def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> PlotSeries:
     """Write a PNG: backward minutes (bars, coloured by outcome, pain marked) and the speed
-    range per session (line and band), against the date."""
+    range per session (line and band), against the date, for the sessions whose date is known;
+    the title says how many of unknown date were left out. Returns what was drawn."""
     try:
         from matplotlib.dates import DateFormatter
         from matplotlib.figure import Figure
@@ -32,6 +61,14 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
     if not sessions:
         raise VoicecoachError("there are no sessions to plot",
                               "record a session first, or widen --weeks")
+    series = plot_series(sessions)
+    if not series.dated:
+        raise VoicecoachError(
+            "no session to plot has a known date (the clock was wrong when they were "
+            "recorded), so none can be placed on the plot's date axis",
+            "`voicecoach history` lists them in the order they were recorded; once the clock "
+            "is set (NTP), new sessions are dated")
+    sessions = series.dated
     # Figure (not pyplot): no GUI backend, no global state; savefig uses the Agg canvas.
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax_min, ax_speed = fig.subplots(2, 1, sharex=True)
@@ -49,7 +86,8 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
         ax_min.plot([s.started_at for s in pain], [s.backward_s / 60 for s in pain], "rv",
                     label="knee pain reported")
     ax_min.set_ylabel("minutes backward")
-    ax_min.set_title("Backward walking per session")
+    ax_min.set_title("Backward walking per session"
+                     + (f"\n{series.note()}" if series.left_out else ""))
     timed = [s for s in sessions if s.max_speed_mph is not None]
     if timed:
         dates = [s.started_at for s in timed]
@@ -74,3 +112,4 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> None:
         raise VoicecoachError(f"cannot write the plot {path} ({exc.strerror or exc})",
                               "check that the folder exists and is writable") from None
     _LOGGER.info("history: plotted %d sessions to %s", len(sessions), path)
+    return series
