@@ -73,8 +73,15 @@ class _Characteristic(ServiceInterface):
         return self._value
 
     @method()
-    def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+    async def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+        if self.fake.hang_writes or (value and value[0] == self.fake.hang_op):
+            # taken, never acted on, never answered (until let go)
+            self.fake.hung.append(bytes(value))
+            await self.fake.let_go.wait()
+            return
         self.fake.on_write(bytes(value))
+        if self.fake.write_reply_s:  # acted on at once, its acknowledgement late
+            await asyncio.sleep(self.fake.write_reply_s)
 
     @method()
     def StartNotify(self):  # noqa: N802
@@ -133,6 +140,12 @@ class FakeTreadmill:
         self.mute_control = False  # True: writes are never answered (a write that times out)
         self.answer_delay_s = 0.0  # how long the treadmill takes to answer a write
         self.read_delay_s = 0.0  # ... and a read (its features, its ranges)
+        self.write_reply_s = 0.0  # how long a write's acknowledgement (the D-Bus reply) takes
+        #: True: a write is taken and never answered, nor acted on, until :meth:`release`
+        self.hang_writes = False
+        self.hang_op = -1  # ... only the writes of this op code (0x08: stop)
+        self.hung: list[bytes] = []  # the writes that hung
+        self.let_go = asyncio.Event()
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.chars: dict[str, _Characteristic] = {}
@@ -148,6 +161,12 @@ class FakeTreadmill:
         for status in statuses:
             self.loop.call_later(self.answer_delay_s, self.chars[ftms.STATUS].notify,
                                  status.encode())
+
+    def release(self) -> None:
+        """Writes are answered again; the hung ones return, not acted on (thread-safe)."""
+        assert self.loop is not None
+        self.hang_writes, self.hang_op = False, -1
+        self.loop.call_soon_threadsafe(self.let_go.set)
 
     def close(self) -> None:
         """Leave the bus and stop the fake's loop (thread-safe)."""
@@ -219,6 +238,27 @@ class Bluezoo:
         self.address = ""
 
     def start(self) -> None:
+        env = self.start_bus()
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
+             *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
+             *[arg for address in (CENTRAL[1], PERIPHERAL[1])[:self.adapters]
+               for arg in ("-a", address)]], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def start_stuck(self) -> None:
+        """Instead of bluezoo, a process that owns org.bluez and never answers anything: a
+        bluetoothd that hangs (every call to it waits for ever; D-Bus itself has no limit)."""
+        env = self.start_bus()
+        stuck = subprocess.Popen([sys.executable, "-c", _STUCK], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.procs.append(stuck)  # type: ignore[arg-type]
+        assert stuck.stdout is not None
+        if stuck.stdout.readline().strip() != "owned":
+            raise RuntimeError("the stuck org.bluez did not start")
+
+    def start_bus(self) -> dict[str, str]:
+        """A private dbus-daemon; the environment that names it as the system bus."""
         daemon = shutil.which("dbus-daemon")
         if daemon is None:
             raise RuntimeError("dbus-daemon is not installed (Debian package dbus)")
@@ -233,13 +273,7 @@ class Bluezoo:
             time.sleep(0.05)
         else:
             raise RuntimeError("dbus-daemon did not start")
-        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
-             *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
-             *[arg for address in (CENTRAL[1], PERIPHERAL[1])[:self.adapters]
-               for arg in ("-a", address)]], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.address}
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -248,6 +282,40 @@ class Bluezoo:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+_STUCK = """
+import asyncio, time
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    await bus.request_name("org.bluez")
+    print("owned", flush=True)
+    time.sleep(3600)  # the loop never runs again: nothing sent to org.bluez is answered
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def stuck_bluez() -> Iterator[Bluezoo]:
+    """A private system bus whose org.bluez never answers, named by DBUS_SYSTEM_BUS_ADDRESS
+    meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
+        zoo = Bluezoo(Path(tmp))
+        old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+        try:
+            zoo.start_stuck()
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
+            yield zoo
+        finally:
+            zoo.stop()
+            if old is None:
+                os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+            else:
+                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
 
 
 def run_in_thread(fake: FakeTreadmill) -> threading.Thread:

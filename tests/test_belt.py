@@ -8,7 +8,7 @@ import pytest
 from belt_helpers import BELT_PLAN, DRIVE, BeltRun, with_quirks
 
 from voicecoach.device import sayings
-from voicecoach.events import DeviceProblem, StateChanged
+from voicecoach.events import DeviceProblem, SessionEnded, StateChanged
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import CoachSettings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
@@ -242,6 +242,47 @@ def test_a_stop_lost_in_flight_with_the_link_is_written_again_when_it_comes_back
     run.at(run.t + 30)
     assert run.belt_mph() < 0.01, "the belt must not keep running after a stop"
     assert len(run.writes(Op.STOP_PAUSE)) == 2 and not run.belt.halt_pending
+
+
+def test_a_stop_the_treadmill_never_answers_is_said_and_written_when_the_link_is_back() -> None:
+    """A stop whose write is never answered: once the write's timeout has passed the link is
+    taken as lost, the coach says the belt may still be moving and how to halt it (the
+    session is over, so a lost link alone said nothing), the session ends as stopped, and the
+    stop is written again when the link is back."""
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    assert run.belt_mph() > 0.5
+    run.sim.schedule(run.t, "mute", 2.0)    # the treadmill takes writes and answers nothing
+    run.say("stop")
+    run.at(run.t + 3.5)                     # past the write's timeout (3 s)
+    assert sayings.STOP_UNCONFIRMED in run.said() and sayings.LINK_LOST not in run.said()
+    assert run.belt.halt_pending and not run.belt.link_up and run.belt_mph() > 0.5
+    run.at(run.t + 20)
+    assert len(run.writes(Op.STOP_PAUSE)) == 2 and not run.belt.halt_pending
+    assert run.belt_mph() < 0.01
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+    assert run.coach.state is State.STOPPED
+    assert [e.outcome for e in run.events if isinstance(e, SessionEnded)] == ["stopped"]
+
+
+def test_a_speed_write_the_treadmill_never_answers_is_a_lost_link_and_never_sent_late() -> None:
+    """A "faster" whose write is never answered is taken as a lost link (said once); what
+    the coach asks meanwhile is not written late, and nothing is written when the link is
+    back until the user asks again: never a speed the user did not ask for then."""
+    run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    run.sim.schedule(run.t, "mute", 2.0)
+    run.say("faster")
+    run.at(run.t + 3.5)
+    assert run.said().count(sayings.LINK_LOST) == 1 and not run.belt.link_up
+    run.say("faster")                       # asked while the link is away: announced only
+    run.at(run.t + 20)
+    assert run.belt.link_up
+    assert run.speeds_written_mph() == [*started, 1.1]
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)   # the lost write never landed
+    run.say("faster")
+    run.at(run.t + 5)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.3]
 
 
 def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:

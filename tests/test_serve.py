@@ -258,16 +258,17 @@ def test_print_unit_is_filled_in(home: Path, capsys: pytest.CaptureFixture[str])
     assert "RestartPreventExitStatus=3" in unit
     for line in ("Restart=on-failure", "KillSignal=SIGTERM", "SupplementaryGroups=audio"):
         assert line in unit
-    # SIGTERM stops the belt (its queued writes flushed, FLUSH_S) and then writes every
-    # session's end still unwritten, waiting for a locked history within one deadline for all
-    # of them (CLOSE_WORST_S, DeviceLoop.close; tests/test_history_locked.py): killed sooner,
-    # they are lost
+    # SIGTERM stops the belt and closes its link (its queued writes flushed, then a
+    # disconnect that BlueZ may never answer given up) and then writes every session's end
+    # still unwritten, waiting for a locked history within one deadline for all of them
+    # (CLOSE_WORST_S, DeviceLoop.close; tests/test_history_locked.py): killed sooner, they
+    # are lost
     from voicecoach.history.recorder import CLOSE_WORST_S
-    from voicecoach.treadmill.client import FLUSH_S
+    from voicecoach.treadmill import client
 
     [stop_s] = [float(x.split("=", 1)[1]) for x in unit.splitlines()
                 if x.startswith("TimeoutStopSec=")]
-    assert stop_s >= CLOSE_WORST_S + FLUSH_S
+    assert stop_s >= CLOSE_WORST_S + client.CLOSE_WORST_S
 
 
 def _systemd_words(value: str, command: bool = True) -> list[str]:

@@ -255,10 +255,10 @@ def check_treadmill(settings: Settings) -> Iterator[Check]:
         return
     import asyncio
 
-    from voicecoach.treadmill.client import TreadmillError, adapters, connect
+    from voicecoach.treadmill.client import TreadmillError, adapters, connect, let_go
 
     try:
-        found = asyncio.run(adapters())
+        found = asyncio.run(adapters())  # bounded: a stuck bluetoothd is one FAIL line
     except TreadmillError as exc:
         yield Check("bluetooth", FAIL, exc.message, exc.hint)
         return
@@ -272,7 +272,7 @@ def check_treadmill(settings: Settings) -> Iterator[Check]:
 
     async def probe() -> str:
         client, _controller, info = await connect(t.address or "", lambda _u: None, timeout=10.0)
-        await client.disconnect()
+        await let_go(client)
         r = info.speed_range
         return f"{info.name or info.address}: FTMS, speed {r.minimum:g}-{r.maximum:g} km/h"
 

@@ -19,6 +19,8 @@ from voicecoach.treadmill.client import (
     TreadmillError,
     WriteTimeout,
     connect,
+    explain,
+    let_go,
     scan,
 )
 from voicecoach.treadmill.ftms import KMH_PER_MPH
@@ -104,7 +106,7 @@ async def _info(address: str, adapter: str | None, setup_s: float, out: Any) -> 
         data = [r for r in readings if isinstance(r, ftms_data.TreadmillData)]
         print(_state_line(data[-1] if data else None), file=out, flush=True)
     finally:
-        await client.disconnect()
+        await let_go(client)  # one line in the log if it hangs; the command still ends
 
 
 async def _test(address: str, adapter: str | None, setup_s: float, move: bool, top_mph: float,
@@ -135,11 +137,15 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         if slow / KMH_PER_MPH > top_mph + 1e-6:
             raise TreadmillError(f"the treadmill's slowest speed ({slow:g} km/h) is above the top "
                                  f"speed in your settings ({top_mph:g} mph)", "not moving it")
-        for command in (ftms.start_resume(), ftms.target_speed(slow)):
-            response = await controller.write(command)
-            print(f"{command.describe()}: {response.text()}", file=out, flush=True)
+        try:
+            for command in (ftms.start_resume(), ftms.target_speed(slow)):
+                response = await controller.write(command)
+                print(f"{command.describe()}: {response.text()}", file=out, flush=True)
+        except Exception as exc:  # noqa: BLE001 - a write that failed, however: one line
+            await _halt(controller)  # the belt may be moving: stopped before giving up
+            raise explain(exc, address) from None
         reached = await _wait_for(readings, lambda v: abs(v - slow) <= 0.15, out)
-        response = await controller.write(ftms.stop())
+        response = await _halt(controller)
         print(f"stop: {response.text()}", file=out, flush=True)
         halted = await _wait_for(readings, lambda v: v <= 0.05, out)
         print(f"result: belt {'reached' if reached else 'did NOT reach'} {slow:g} km/h, "
@@ -148,7 +154,17 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
             raise TreadmillError("the belt did not do what it was told",
                                  "check the console; some treadmills ignore speed control")
     finally:
-        await client.disconnect()
+        await let_go(client)
+
+
+async def _halt(controller: Any) -> ftms.Response:
+    """Stop the belt; a stop that fails or is not answered (the write's own timeout) is one
+    line saying the belt may still be moving and how to stop it."""
+    try:
+        return await controller.write(ftms.stop())
+    except Exception as exc:  # noqa: BLE001 - timed out, or BlueZ's own error: one line
+        raise TreadmillError(f"{explain(exc).message}: the belt may still be moving",
+                             "halt it on the console or pull the safety key") from None
 
 
 async def _wait_for(readings: list[ftms_data.TreadmillData], done: Any, out: Any) -> bool:

@@ -278,6 +278,7 @@ class BeltController(BeltReports):
             self._stop_retry_at = self.coach.now + STOP_RETRY_S
             return
         self.halt_pending = False
+        self._said.discard("stop_unconfirmed")  # a later stop not confirmed is said again
         if self.start_pending and self.link_up and self.coach.state in ACTIVE:
             self._start_belt()  # the user said ready while the stop was on its way
 

@@ -255,5 +255,12 @@ class BeltReports:
         self._stop_in_flight = False  # a stop on its way is lost with the link: written again
         _LOGGER.warning("treadmill: link lost (%s); retrying in the background", reason)
         self._problem("link lost", reason=reason)
-        if self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
+        if self.halt_pending:
+            # a stop not confirmed (its write timed out, or the link went with it): whatever
+            # the coach's state (a stop has usually ended the session), the user hears that
+            # the belt may still run and how to halt it; it is written again when the link is
+            # back (_link_up). Said once per stop (_stop_done forgets it).
+            _LOGGER.warning("treadmill: the stop is not confirmed; the belt may still be moving")
+            self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
+        elif self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
             self._say_once("link_lost", self.words.LINK_LOST)

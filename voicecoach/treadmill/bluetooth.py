@@ -20,6 +20,16 @@ _LOGGER = logging.getLogger(__name__)
 SETUP_TIMEOUT_S = 30.0
 #: Seconds a setup given up on may take to undo itself (a disconnect) before it is left.
 UNDO_S = 2.0
+#: Seconds BlueZ may take to list its adapters (doctor, and before each scan). A running
+#: bluetoothd answers in milliseconds, and one started on demand (D-Bus activation at boot)
+#: within a second or two; past this it is stuck, and doctor says so in one line.
+ADAPTERS_TIMEOUT_S = 5.0
+#: Seconds a disconnect may take before it is given up (logged once, then left to BlueZ).
+#: BlueZ answers a Disconnect once the link is down: at once when the treadmill is already
+#: gone, else within the link's supervision timeout (Linux asks for 0.42 s; peripherals
+#: rarely ask for more than a few seconds); bleak itself waits for it without a limit. A
+#: disconnect left unfinished costs nothing: bleak drops its side, BlueZ finishes its own.
+DISCONNECT_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
 
@@ -65,12 +75,16 @@ def not_answered(what: str, seconds: float) -> TreadmillError:
                           "on (bluetoothctl show), then try again")
 
 
-async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str]) -> T:
-    """``work``'s result, or :func:`not_answered` naming ``waiting()`` after ``seconds``.
+class Overdue(Exception):
+    """:func:`bounded` work that did not finish in time (never the work's own TimeoutError)."""
+
+
+async def bounded(seconds: float, work: Awaitable[T], undo_s: float = UNDO_S) -> T:
+    """``work``'s result, or :class:`Overdue` after ``seconds``.
 
     Not asyncio.wait_for: that waits for the cancelled work to finish, and bleak's clean-up
-    on cancel (a D-Bus Disconnect without a timeout) hangs as long as BlueZ does. The work is
-    given :data:`UNDO_S` to undo itself, then left cancelled."""
+    on cancel (a D-Bus call without a timeout) hangs as long as BlueZ does. The work is
+    given ``undo_s`` to undo itself, then left cancelled."""
     task = asyncio.ensure_future(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
@@ -80,12 +94,36 @@ async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str])
     if done:
         return task.result()
     task.cancel()
-    await asyncio.wait({task}, timeout=UNDO_S)
+    await asyncio.wait({task}, timeout=undo_s)
     if not task.done():
-        task.cancel()  # interrupts the clean-up's own wait: the link is given up
+        task.cancel()  # interrupts the clean-up's own wait: the work is given up
     elif not task.cancelled():
         task.exception()  # retrieved: a failure after giving up is not news
-    raise not_answered(waiting(), seconds)
+    raise Overdue(f"not done within {seconds:g} s")
+
+
+async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str]) -> T:
+    """``work``'s result, or :func:`not_answered` naming ``waiting()`` after ``seconds``
+    (:func:`bounded`: the work is given :data:`UNDO_S` to undo itself, then left)."""
+    try:
+        return await bounded(seconds, work)
+    except Overdue:
+        raise not_answered(waiting(), seconds) from None
+
+
+async def let_go(client: Any, seconds: float = DISCONNECT_TIMEOUT_S) -> bool:
+    """Disconnect ``client`` (a BleakClient) for at most ``seconds``; never raises. A
+    disconnect that hangs or fails is one line in the log and given up: nothing waits for
+    it (the process's exit, a session's end, the next reconnect). True if it finished."""
+    try:
+        await bounded(seconds, client.disconnect(), undo_s=0.5)
+        return True
+    except Overdue:
+        _LOGGER.warning("treadmill: Bluetooth did not finish disconnecting within %g s; "
+                        "given up", seconds)
+    except Exception as exc:  # noqa: BLE001 - already gone, or BlueZ refused: nothing to do
+        _LOGGER.debug("treadmill: disconnect failed: %s", exc)
+    return False
 
 
 def _quiet_bleak() -> None:
@@ -178,8 +216,19 @@ async def find(address_or_name: str, timeout: float = 8.0, adapter: str | None =
     return device
 
 
-async def adapters() -> list[tuple[str, bool]]:
-    """(name, powered) of each Bluetooth adapter BlueZ knows; a clear error without BlueZ."""
+async def adapters(timeout: float | None = None) -> list[tuple[str, bool]]:
+    """(name, powered) of each Bluetooth adapter BlueZ knows; a clear error without BlueZ, or
+    when it has not answered within ``timeout`` seconds (:data:`ADAPTERS_TIMEOUT_S`)."""
+    seconds = ADAPTERS_TIMEOUT_S if timeout is None else timeout
+    try:
+        return await bounded(seconds, _adapters(), undo_s=0.5)
+    except Overdue:
+        raise TreadmillError(f"the Bluetooth service (bluetoothd) did not answer within "
+                             f"{seconds:g} s", "restart it: sudo systemctl restart bluetooth"
+                             ) from None
+
+
+async def _adapters() -> list[tuple[str, bool]]:
     from dbus_fast import BusType
     from dbus_fast.aio import MessageBus
 

@@ -12,13 +12,17 @@ from typing import Any
 
 from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
+    DISCONNECT_TIMEOUT_S,
     SETUP_TIMEOUT_S,
     Found,
+    Overdue,
     TreadmillError,
     WriteTimeout,
     adapters,
+    bounded,
     explain,
     find,
+    let_go,
     scan,
     within,
 )
@@ -38,12 +42,22 @@ from voicecoach.treadmill.link import (
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Seconds a control point write may take to be answered by its indication.
+#: Seconds a control point write may take in all: BlueZ taking the write (the GATT write's
+#: acknowledgement) and the treadmill's indication answering it. The acknowledgement comes
+#: within a connection interval or two (tens of ms) and real treadmills indicate within a
+#: second or two, so 3 s is past any healthy answer, and short enough that a stop the belt
+#: may not have taken is said while the user can still act on it. Unbounded, the write
+#: itself waited as long as BlueZ did (its ATT timeout is 30 s; D-Bus has none). A write
+#: that times out is taken as a lost link (:meth:`BleakTreadmill._writer`).
 WRITE_TIMEOUT_S = 3.0
+#: Seconds a write given up on may take to unwind (a cancelled D-Bus call: at once).
+WRITE_UNDO_S = 0.2
 #: Seconds between attempts to reconnect a lost treadmill.
 RECONNECT_S = 3.0
 #: On close, how long the writes already queued (a last stop) may take to go out
 FLUSH_S = WRITE_TIMEOUT_S + 0.5
+#: The most :meth:`BleakTreadmill.close` waits: the queued writes, then the disconnect
+CLOSE_WORST_S = FLUSH_S + DISCONNECT_TIMEOUT_S + 1.0
 CONNECT_TIMEOUT_S = 15.0
 
 
@@ -133,16 +147,23 @@ class FtmsController:
             self._answer.set_result(response)
 
     async def _write_one(self, command: ftms.Command) -> ftms.Response:
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(), response=True)
-        try:
-            response = await asyncio.wait_for(self._answer, self.write_timeout)
-        except asyncio.TimeoutError:
+        answer: asyncio.Future[ftms.Response] = asyncio.get_running_loop().create_future()
+        self._answer = answer
+
+        async def exchange() -> ftms.Response:
+            await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(),
+                                              response=True)
+            return await answer
+
+        try:  # the write and its answer within one bound: BlueZ may hang on either
+            response = await bounded(self.write_timeout, exchange(), undo_s=WRITE_UNDO_S)
+        except Overdue:
             raise WriteTimeout(f"the treadmill did not answer '{command.describe()}' within "
                                f"{self.write_timeout:g} s", "check it is on and close") from None
         finally:
             self._answer = None
+            if not answer.done():
+                answer.cancel()  # a late indication finds no write waiting
         if response.request != command.op:
             _LOGGER.warning("treadmill: answer for op 0x%02x to a write of 0x%02x",
                             response.request, command.op)
@@ -167,21 +188,24 @@ class FtmsController:
 async def connect(address_or_name: str, on_update: Callable[[Any], None],
                   on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
                   timeout: float = CONNECT_TIMEOUT_S, device: Any = None,
-                  setup_timeout: float = SETUP_TIMEOUT_S) -> tuple[Any, FtmsController,
+                  setup_timeout: float = SETUP_TIMEOUT_S,
+                  write_timeout: float = WRITE_TIMEOUT_S) -> tuple[Any, FtmsController,
                                                                    TreadmillInfo]:
     """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
     returns (BleakClient, controller, info). All of it within ``setup_timeout`` seconds, else
-    one TreadmillError naming what did not answer: Bluetooth, or the treadmill."""
+    one TreadmillError naming what did not answer: Bluetooth, or the treadmill. The
+    controller's writes each give up after ``write_timeout`` seconds."""
     waiting = ["Bluetooth" if device is None else f"the treadmill {address_or_name}"]
     return await within(setup_timeout, _connect(address_or_name, on_update, on_disconnect,
-                                                adapter, timeout, device, waiting),
+                                                adapter, timeout, device, waiting,
+                                                write_timeout),
                         lambda: waiting[0])
 
 
 async def _connect(address_or_name: str, on_update: Callable[[Any], None],
                    on_disconnect: Callable[[], None] | None, adapter: str | None,
-                   timeout: float, device: Any,
-                   waiting: list[str]) -> tuple[Any, FtmsController, TreadmillInfo]:
+                   timeout: float, device: Any, waiting: list[str],
+                   write_timeout: float) -> tuple[Any, FtmsController, TreadmillInfo]:
     from bleak import BleakClient
 
     if device is None:
@@ -202,13 +226,13 @@ async def _connect(address_or_name: str, on_update: Callable[[Any], None],
         await client.connect()
     except Exception as exc:  # noqa: BLE001
         raise explain(exc, address_or_name) from None
-    controller = FtmsController(client, on_update)
+    controller = FtmsController(client, on_update, write_timeout)
     controller.device = device
     holder.append(controller)
     try:
         info = await controller.setup(name or getattr(client, "name", "") or "")
     except BaseException as exc:
-        await client.disconnect()
+        await let_go(client)
         if isinstance(exc, Exception):  # a read that failed (D-Bus NoReply): one line too
             raise explain(exc, address_or_name) from None
         raise
@@ -218,13 +242,17 @@ async def _connect(address_or_name: str, on_update: Callable[[Any], None],
 class BleakTreadmill:
     """:class:`~voicecoach.treadmill.link.Treadmill` over bleak. bleak runs in its own asyncio
     thread; the coach's loop only puts commands in and drains a ``queue.Queue`` of updates, so
-    nothing here blocks the audio path. The link reconnects in the background by itself."""
+    nothing here blocks the audio path. The link reconnects in the background by itself, also
+    after a write that timed out (taken as a lost link); a disconnect that hangs is given up."""
 
     def __init__(self, address_or_name: str, *, adapter: str | None = None,
-                 reconnect_s: float = RECONNECT_S) -> None:
+                 reconnect_s: float = RECONNECT_S, write_timeout: float = WRITE_TIMEOUT_S,
+                 disconnect_timeout: float = DISCONNECT_TIMEOUT_S) -> None:
         self.address = address_or_name
         self.adapter = adapter
         self.reconnect_s = reconnect_s
+        self.write_timeout = write_timeout
+        self.disconnect_timeout = disconnect_timeout
         self.log = WriteLog()
         self._updates: queue.Queue[tuple[float, Any]] = queue.Queue()
         self._loop = asyncio.new_event_loop()
@@ -255,14 +283,15 @@ class BleakTreadmill:
         return out
 
     def close(self) -> None:
-        """Disconnect, stop the background loop and its thread (within a few seconds)."""
+        """Write what is queued, disconnect, stop the background loop and its thread: within
+        :data:`CLOSE_WORST_S` (a write or a disconnect that hangs is given up)."""
         if self._closing:
             return
         self._closing = True
         if self._loop.is_running():
             done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             try:
-                done.result(8.0)
+                done.result(FLUSH_S + self.disconnect_timeout + 1.0)
             except Exception:  # noqa: BLE001 - closing anyway
                 _LOGGER.debug("treadmill: shutdown did not finish cleanly", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -327,7 +356,8 @@ class BleakTreadmill:
 
             try:
                 client, controller, info = await connect(self.address, self._put, on_lost,
-                                                         self.adapter, device=known)
+                                                         self.adapter, device=known,
+                                                         write_timeout=self.write_timeout)
                 known = controller.device
             except Exception as exc:  # noqa: BLE001 - bleak or D-Bus mid-setup: retry, never end
                 problem = explain(exc, self.address)
@@ -340,18 +370,19 @@ class BleakTreadmill:
             said = ""
             self._drain_commands()  # nothing written while away is sent late
             self._put(info)
-            writer = asyncio.create_task(self._writer(controller, lost))
+            why = ["the treadmill link was lost"]
+            writer = asyncio.create_task(self._writer(controller, lost, why))
             self._connected = True
             try:
                 await lost.wait()
-                self._put(("down", "the treadmill link was lost"))
+                self._put(("down", why[0]))
             finally:
                 self._connected = self._writing = False
                 writer.cancel()
-                try:
-                    await client.disconnect()
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+                self._drain_commands()  # what waited for the writer is not written, and says so
+                # never waits for ever: the next reconnect (a stop to write again) or the
+                # program's end must not hang on BlueZ
+                await let_go(client, self.disconnect_timeout)
             await asyncio.sleep(self.reconnect_s)
 
     def _drain_commands(self) -> None:
@@ -360,7 +391,8 @@ class BleakTreadmill:
             command = self._commands.get_nowait()
             self._put(("done", command, None, "not connected"))
 
-    async def _writer(self, controller: FtmsController, lost: asyncio.Event) -> None:
+    async def _writer(self, controller: FtmsController, lost: asyncio.Event,
+                      why: list[str]) -> None:
         assert self._commands is not None
         while not lost.is_set():
             command = await self._commands.get()
@@ -368,8 +400,15 @@ class BleakTreadmill:
             try:
                 response = await controller.write(command)
                 self._put(("done", command, response, ""))
-            except WriteTimeout:
+            except WriteTimeout as exc:
+                # The treadmill (or BlueZ) took the write and never answered: whether the belt
+                # did it is unknown, and an answer or a write still in BlueZ could land late.
+                # Taken as a lost link: disconnected (nothing queued here is written late:
+                # what waits is reported "not connected" when the link is back), the coach
+                # warns as for a lost link, and a stop is written again once it is back.
                 self._put(("done", command, None, "timed out"))
+                why[0] = f"{exc.message}; the link is dropped and tried again"
+                lost.set()
             except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
                 self._put(("done", command, None, explain(exc).message))
             finally:

@@ -172,17 +172,24 @@ class SimTreadmill:
     ``report_s``, answers ``delay_s`` after a write, scheduled console events and link drops.
 
     ``schedule(t, action, value)`` takes the console actions of :class:`BeltModel` plus
-    ``disconnect`` (``value`` seconds down) and ``nonsense`` (one reading of ``value`` km/h).
+    ``disconnect`` (``value`` seconds down), ``nonsense`` (one reading of ``value`` km/h) and
+    ``mute`` (for ``value`` seconds writes are taken and never answered: as BleakTreadmill
+    does, each times out after ``write_timeout`` and the link is dropped, back
+    ``reconnect_s`` later).
     """
 
     def __init__(self, model: BeltModel | None = None, *, name: str = "SimTreadmill",
                  report_s: float = 1.0, delay_s: float = 0.05, step_s: float = 0.1,
-                 connect_at: float = 0.0) -> None:
+                 connect_at: float = 0.0, write_timeout: float = 3.0,
+                 reconnect_s: float = 3.0) -> None:
         self.model = model or BeltModel()
         self.name = name
         self.report_s = report_s
         self.delay_s = delay_s
         self.step_s = step_s
+        self.write_timeout = write_timeout
+        self.reconnect_s = reconnect_s
+        self.mute_until = -1.0
         self.log = WriteLog()
         self._control = False
         self.now = 0.0
@@ -246,6 +253,19 @@ class SimTreadmill:
             elif self.now >= t - 1e-9:
                 return
 
+    def _drop(self, t: float, reason: str, down_s: float) -> None:
+        """The link goes away at ``t`` for ``down_s``; writes on their way are lost with it."""
+        if not self.up:
+            return
+        self.up = False
+        lost = [d for d in self._queue if d.kind in ("write", "timeout")]
+        self._queue = [d for d in self._queue if d.kind not in ("write", "timeout")]
+        heapq.heapify(self._queue)
+        self._out.extend(WriteDone(t, d.payload, error="link lost")  # type: ignore[arg-type]
+                         for d in lost)
+        self._out.append(LinkDown(t, reason))
+        self._push(t + down_s, "connect")
+
     def _handle(self, due: _Due) -> None:
         if due.kind == "connect":
             self.up = True
@@ -258,26 +278,30 @@ class SimTreadmill:
             if not self.up:
                 self._out.append(WriteDone(due.t, due.payload, error="not connected"))
                 return
+            if due.t < self.mute_until:  # taken, never acted on or answered
+                self._push(due.t + self.write_timeout, "timeout", due.payload)
+                return
             response, statuses = self.model.control(due.payload.encode())
             if response.result == Result.NOT_PERMITTED or (
                     due.payload.op is Op.REQUEST_CONTROL and not response.ok):
                 self._control = False  # ask again before the next write
             self._out.append(WriteDone(due.t, due.payload, response))
             self._out.extend(StatusReport(due.t, s) for s in statuses)
+        elif due.kind == "timeout":
+            assert isinstance(due.payload, ftms.Command)
+            if self.up:
+                self._out.append(WriteDone(due.t, due.payload, error="timed out"))
+                self._drop(due.t, f"the treadmill did not answer "
+                                  f"'{due.payload.describe()}' within {self.write_timeout:g} s",
+                           self.reconnect_s)
         elif due.kind == "console":
             assert isinstance(due.payload, tuple)
             action: str = due.payload[0]
             value: float = due.payload[1]
             if action == "disconnect":
-                if self.up:
-                    self.up = False
-                    lost = [d for d in self._queue if d.kind == "write"]
-                    self._queue = [d for d in self._queue if d.kind != "write"]
-                    heapq.heapify(self._queue)
-                    self._out.extend(WriteDone(due.t, d.payload, error="link lost")  # type: ignore[arg-type]
-                                     for d in lost)
-                    self._out.append(LinkDown(due.t, "simulated link drop"))
-                    self._push(due.t + float(value), "connect")
+                self._drop(due.t, "simulated link drop", float(value))
+            elif action == "mute":
+                self.mute_until = due.t + float(value)
             elif action == "nonsense":
                 if self.up:
                     self._out.append(BeltReading(due.t, ftms_data.TreadmillData(float(value), None,
