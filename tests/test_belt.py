@@ -216,9 +216,14 @@ def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> Non
     assert run.said().count(sayings.LINK_LOST) == 1
     assert run.sim.connects == 3
     assert run.speeds_written_mph() == started  # nothing written that was not asked for
+    # the "faster" the belt never got is not written late: the target is the belt's speed
+    # again, and the coach says so
+    assert run.coach.speed_mph == pytest.approx(1.0, abs=0.05)
+    assert sum(s.startswith("The belt is at 1.0 ") for s in run.said()) == 1
     run.say("faster")
     run.at(run.t + 5)
-    assert run.speeds_written_mph() == [*started, 1.2]
+    # one step from the belt's 1.0 (before: 1.2 in one write, two steps)
+    assert run.speeds_written_mph() == [*started, 1.1]
     assert run.writes()[-2][1].op is Op.REQUEST_CONTROL  # control asked for again first
 
 
@@ -280,9 +285,13 @@ def test_a_speed_write_the_treadmill_never_answers_is_a_lost_link_and_never_sent
     assert run.belt.link_up
     assert run.speeds_written_mph() == [*started, 1.1]
     assert run.belt_mph() == pytest.approx(1.0, abs=0.05)   # the lost write never landed
+    # the belt's real speed is the target now: the coach asked 1.2 of a belt at 1.0
+    assert run.coach.speed_mph == pytest.approx(1.0, abs=0.05)
     run.say("faster")
     run.at(run.t + 5)
-    assert run.speeds_written_mph() == [*started, 1.1, 1.3]
+    # one step from where the belt is (before: 1.3 in one write, three steps from 1.0)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.1]
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
 
 
 def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 
 from voicecoach import events as ev
-from voicecoach.device.belt_reports import BeltReports, _Step
+from voicecoach.device.belt_reports import SPEED_TOLERANCE_KMH, BeltReports, _Step
 from voicecoach.events import Event, Priority
 from voicecoach.settings import TreadmillSettings
 from voicecoach.treadmill import ftms, ftms_data
@@ -25,8 +25,6 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Seconds a step may take to show in the reported speed before the next one is allowed.
 STEP_TIMEOUT_S = 10.0
-#: A reported speed within this of the written one counts as reached (km/h).
-SPEED_TOLERANCE_KMH = 0.12
 #: Incline reached within this (percent).
 INCLINE_TOLERANCE_PCT = 0.25
 #: At the end of a session the belt is first brought down to this (km/h, or the treadmill's
@@ -73,6 +71,9 @@ class BeltController(BeltReports):
         self.halt_pending = False
         self._stop_in_flight = False
         self._stop_retry_at = -math.inf
+        #: The link is back: the belt's next speed reading says whether what the coach asked
+        #: before reached it (_speed_after_link).
+        self._check_speed = False
         self._reset_session()
 
     @classmethod
@@ -181,7 +182,7 @@ class BeltController(BeltReports):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
         elif isinstance(event, ev.TargetChanged):
-            if event.why == "console":
+            if event.why in ("console", "link"):  # the belt's own speed: nothing to write
                 return
             self.want_kmh = self.clamp_kmh(event.speed_mph)
             top = min(self.coach.phase.max_incline_pct if self.coach.phase else 0.0,

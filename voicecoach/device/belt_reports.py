@@ -34,6 +34,8 @@ _LOGGER = logging.getLogger(__name__)
 MAX_PLAUSIBLE_KMH = 30.0
 INCLINE_PLAUSIBLE = (-20.0, 40.0)
 MAX_ACCEL_KMH_S = 4.0
+#: A reported speed within this of the written one counts as reached (km/h).
+SPEED_TOLERANCE_KMH = 0.12
 #: A BeltReported event at least every this many metres of belt (for the history's distance).
 REPORT_DISTANCE_M = 50.0
 
@@ -77,6 +79,7 @@ class BeltReports:
     winding_down: bool
     halt_pending: bool
     _stop_in_flight: bool
+    _check_speed: bool
     start_pending: bool
     speed_control: bool
 
@@ -114,6 +117,8 @@ class BeltReports:
                     self._problem("implausible reading ignored", speed_kmh=speed)
                 return
             self.belt_kmh, self.belt_t = speed, reading.t
+            if self._check_speed:
+                self._speed_after_link()
         if data.incline_pct is not None:
             lo, hi = INCLINE_PLAUSIBLE
             if lo <= data.incline_pct <= hi:
@@ -238,10 +243,31 @@ class BeltReports:
         # the link missed is the one exception (the belt must not keep running).
         self.sent_kmh, self.step = self.want_kmh, None
         self.sent_incline, self.incline_step = self.want_incline, None
+        self._check_speed = True
         if self.halt_pending:
             self.halt()
         elif self.start_pending and self.coach.state in ACTIVE:
             self._start_belt()
+
+    def _speed_after_link(self) -> None:
+        """The belt's first speed reading after the link came back. A speed the coach asked
+        for that never reached the belt (its write was lost with the link) is not written late;
+        the coach's target becomes the belt's real speed instead, so the next "faster" climbs
+        one step from where the belt is, never several at once (it was taken as written: three
+        "faster"s, one lost, went 1.0 -> 1.3 mph in one write)."""
+        self._check_speed = False
+        coach, belt, want = self.coach, self.belt_kmh, self.want_kmh
+        if belt is None or want is None or belt <= 0.05 or not self.started \
+                or self.winding_down or self.halt_pending or coach.state not in ACTIVE \
+                or abs(belt - want) <= SPEED_TOLERANCE_KMH:
+            return
+        _LOGGER.warning("treadmill: the belt is at %.2f km/h, not the %.2f km/h asked for before "
+                        "the link was lost; that is the target now", belt, want)
+        self.sent_kmh = self.want_kmh = belt
+        mph = belt / KMH_PER_MPH
+        coach.console_target(speed_mph=mph, why="link")
+        coach.say(self.words.LINK_BACK_AT.format(speed=self.words.speed_text(mph, coach.units)),
+                  "answer", Priority.ANSWER, remember=False)
 
     def _link_down(self, reason: str) -> None:
         if not self.link_up:

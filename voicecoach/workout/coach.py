@@ -285,10 +285,11 @@ class Coach(CoachPhases, CoachRequests):
         self.emit(ev.WalkerReady(t=self.now, state=self.state.value, said=said))
 
     def console_target(self, speed_mph: float | None = None,
-                       incline_pct: float | None = None) -> None:
-        """The treadmill's console set a new speed or incline: it becomes the target."""
+                       incline_pct: float | None = None, why: str = "console") -> None:
+        """The treadmill's console set a new speed or incline: it becomes the target (``why``
+        "link": the belt's measured speed, after a target was lost with the link)."""
         if speed_mph is not None:
             self.speed_mph = round(speed_mph, 2)
         if incline_pct is not None:
             self.incline_pct = round(incline_pct, 1)
-        self._target_changed("console")
+        self._target_changed(why)
