@@ -233,8 +233,12 @@ def test_a_stop_during_a_lost_link_is_written_when_it_comes_back() -> None:
     run.at(run.t + 2)
     run.say("stop")
     assert run.writes(Op.STOP_PAUSE) == []
+    # the stop cannot reach the belt now: the user hears that it may still move, and how to
+    # halt it (before, nothing was said once the session had stopped)
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
     run.at(run.t + 5)
     assert run.writes(Op.STOP_PAUSE)[-1][1].value == 1
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
 
 
 def test_a_stop_lost_in_flight_with_the_link_is_written_again_when_it_comes_back() -> None:

@@ -270,6 +270,10 @@ class BeltController(BeltReports):
         if self.link_up and not self._stop_in_flight:
             self._stop_in_flight = True
             self._write(ftms.stop())
+        elif not self.link_up and (self.started or self._belt_moving()):
+            # said with the link away: the stop cannot reach the belt until it is back, and the
+            # session this stop ends no longer tells of the lost link (once per stop)
+            self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
 
     def _stop_done(self, ok: bool) -> None:
         """The treadmill's answer to a stop: confirmed, or written again :data:`STOP_RETRY_S`
