@@ -82,11 +82,49 @@ def test_no_unit_installed_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_a_unit_that_cannot_be_read_is_one_line(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder (or a symlink loop) at the unit's path: systemd cannot start the service from
+    it, so a FAIL whose fix writes the unit again (chmod would not mend it)."""
     (tmp_path / "etc" / "voicecoach.service").mkdir(parents=True)  # unreadable, even as root
     code, line, lines = unit_line(tmp_path, monkeypatch, None)
-    assert line.startswith("warn") and "cannot be read (Is a directory)" in line, line
-    assert "chmod 644" in line
+    assert line.startswith("FAIL") and "cannot be read (Is a directory)" in line, line
+    assert "write it again" in line and "--print-unit" in line and "chmod" not in line
     assert sum("systemd unit" in x for x in lines) == 1 and "Traceback" not in "".join(lines)
+
+
+def test_a_unit_only_root_can_read_is_a_warning_to_run_doctor_as_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo tee` with a strict umask leaves it root's alone, and systemd reads it as root:
+    not a problem, but not compared either (the tests run as root: the refusal is made)."""
+    real = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == "voicecoach.service":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    code, line, lines = unit_line(tmp_path, monkeypatch, "[Service]\n")
+    assert line.startswith("warn") and "cannot be read (Permission denied)" in line, line
+    assert "sudo voicecoach doctor" in line and "chmod 644" in line
+
+
+def test_a_unit_that_is_not_text_or_not_ours_is_one_short_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes that are not UTF-8: one FAIL line that says so; an empty unit (every setting
+    differs): the first three named and the rest counted, not a line of twenty settings."""
+    unit = tmp_path / "etc" / "voicecoach.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_bytes(bytes(range(128, 256)) * 4)
+    monkeypatch.setenv("VOICECOACH_UNIT", str(unit))
+    out = io.StringIO()
+    code = doctor.doctor(out, config=tmp_path / "none.toml", data_dir=str(tmp_path / "home"),
+                         sd=fake_sounddevice(["Jabra Speak 510"]), render=False)
+    line = by_name(out.getvalue().splitlines())["systemd unit"]
+    assert line.startswith("FAIL") and "is not a text file (not UTF-8)" in line, line
+    assert "write it again" in line and code != 0
+    code, line, _lines = unit_line(tmp_path, monkeypatch, "")
+    assert line.startswith("FAIL") and line.count(" is not set, this version needs ") == 3, line
+    assert "more settings differ" in line and len(line) < 700
 
 
 def test_a_unit_running_another_installation(tmp_path: Path,

@@ -28,6 +28,8 @@ NEEDS_A_PERSON = 3
 
 #: Where the README installs the unit (`serve --print-unit | sudo tee ...`); doctor reads it.
 UNIT_PATH = Path("/etc/systemd/system/voicecoach.service")
+#: At most this many differences are named in doctor's one line; the rest are counted.
+SHOWN_DIFFERENCES = 3
 #: Names another unit file for doctor to compare (the tests point it at a temporary path).
 UNIT_ENV = "VOICECOACH_UNIT"
 
@@ -188,12 +190,20 @@ def check_unit(settings: Settings, path: Path) -> Check:
     if not path.exists() and not path.is_symlink():
         return Check(name, OK, f"not installed at {path} (optional: README, 'Run it at boot "
                                "with systemd')")
+    rewrite = (f"`{shlex.join([str(unit_exe()), 'serve', '--print-unit'])} | sudo tee "
+               f"{shlex.quote(str(path))} && sudo systemctl daemon-reload` (with your device "
+               "options)")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return Check(name, WARN, f"{path} cannot be read ({why}): not compared with this "
-                     "version's", f"run `sudo voicecoach doctor`, or `sudo chmod 644 {path}`")
+    except PermissionError as exc:  # root's alone after `sudo tee` with a strict umask
+        return Check(name, WARN, f"{path} cannot be read ({exc.strerror}): not compared with "
+                     "this version's", f"run `sudo voicecoach doctor`, or `sudo chmod 644 {path}`")
+    except OSError as exc:  # a folder, a symlink loop, an I/O error: systemd cannot read it
+        return Check(name, FAIL, f"{path} cannot be read ({exc.strerror or exc}): the service "
+                     "cannot start from it", f"write it again: {rewrite}")
+    except UnicodeDecodeError:
+        return Check(name, FAIL, f"{path} is not a text file (not UTF-8): not a unit systemd "
+                     "can use", f"write it again: {rewrite}")
     entries = unit_entries(text)
     ours = unit_fields(settings)
     installed = Installed.read(entries, ours)
@@ -218,4 +228,7 @@ def check_unit(settings: Settings, path: Path) -> Check:
     command = shlex.join([exe, "serve", "--print-unit", *installed.options])
     fix = (f"`{env}{command} | sudo tee {shlex.quote(str(path))} && sudo systemctl "
            "daemon-reload`")
+    if len(said) > SHOWN_DIFFERENCES:  # one line a person can read: the first few, counted
+        said = [*said[:SHOWN_DIFFERENCES], f"and {len(said) - SHOWN_DIFFERENCES} more settings "
+                "differ"]
     return Check(name, status, f"{path}: {'; '.join(said)}", fix)
