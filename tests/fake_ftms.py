@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -300,22 +300,30 @@ asyncio.run(main())
 
 
 @contextmanager
+def _on_system_bus(zoo: Bluezoo, start: Callable[[], None]) -> Iterator[Bluezoo]:
+    """``zoo`` started by ``start`` and named by DBUS_SYSTEM_BUS_ADDRESS meanwhile; stopped,
+    and the variable put back as it was, after."""
+    old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    try:
+        start()
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
+        yield zoo
+    finally:
+        zoo.stop()
+        if old is None:
+            os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        else:
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
+
+
+@contextmanager
 def stuck_bluez() -> Iterator[Bluezoo]:
     """A private system bus whose org.bluez never answers, named by DBUS_SYSTEM_BUS_ADDRESS
     meanwhile."""
     with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
         zoo = Bluezoo(Path(tmp))
-        old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
-        try:
-            zoo.start_stuck()
-            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
+        with _on_system_bus(zoo, zoo.start_stuck):
             yield zoo
-        finally:
-            zoo.stop()
-            if old is None:
-                os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
-            else:
-                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
 
 
 def run_in_thread(fake: FakeTreadmill) -> threading.Thread:
@@ -348,18 +356,9 @@ def mock_bluez(powered: bool = True, adapters: int = 2) -> Iterator[Bluezoo]:
     """bluezoo on a private bus, with DBUS_SYSTEM_BUS_ADDRESS pointing at it meanwhile."""
     with tempfile.TemporaryDirectory(prefix="vc-bluez-") as tmp:
         zoo = Bluezoo(Path(tmp), powered, adapters)
-        old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
-        zoo.start()
-        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = zoo.address
-        try:
+        with _on_system_bus(zoo, zoo.start):
             _wait_for_adapters(adapters)
             yield zoo
-        finally:
-            zoo.stop()
-            if old is None:
-                os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
-            else:
-                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
 
 
 def _wait_for_adapters(count: int = 2) -> None:
