@@ -241,6 +241,24 @@ def test_a_stop_during_a_lost_link_is_written_when_it_comes_back() -> None:
     assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
 
 
+def test_a_stop_the_treadmill_refuses_is_said_at_once_and_written_again() -> None:
+    """A stop answered "failed" with the link up (not a timeout, not a lost link): the user
+    hears at once that the belt may still move and how to halt it (before, nothing was said
+    while it was retried), once, and the stop is written again until it is done."""
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    assert run.belt_mph() > 0.5
+    run.sim.schedule(run.t, "fail", 3.0)     # every write answered "failed" for 3 s
+    run.say("stop")
+    run.at(run.t + 1)
+    assert run.belt.link_up and run.belt.halt_pending
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+    run.at(run.t + 20)
+    assert run.belt_mph() < 0.01, "the belt must not keep running after a stop"
+    assert len(run.writes(Op.STOP_PAUSE)) >= 2 and not run.belt.halt_pending
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+
+
 def test_a_stop_lost_in_flight_with_the_link_is_written_again_when_it_comes_back() -> None:
     run = BeltRun().walking()
     run.at(run.t + 3)

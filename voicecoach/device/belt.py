@@ -281,6 +281,9 @@ class BeltController(BeltReports):
         self._stop_in_flight = False
         if not ok:
             self._stop_retry_at = self.coach.now + STOP_RETRY_S
+            # refused or failed with the link up: the user hears at once that the belt may
+            # still move and how to halt it, as when the link goes (once per stop)
+            self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
             return
         self.halt_pending = False
         self._said.discard("stop_unconfirmed")  # a later stop not confirmed is said again

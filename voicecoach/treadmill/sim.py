@@ -190,6 +190,8 @@ class SimTreadmill:
         self.write_timeout = write_timeout
         self.reconnect_s = reconnect_s
         self.mute_until = -1.0
+        #: Until then every write is answered "failed" and not acted on (the "fail" action).
+        self.fail_until = -1.0
         self.log = WriteLog()
         self._control = False
         self.now = 0.0
@@ -281,6 +283,10 @@ class SimTreadmill:
             if due.t < self.mute_until:  # taken, never acted on or answered
                 self._push(due.t + self.write_timeout, "timeout", due.payload)
                 return
+            if due.t < self.fail_until:  # answered at once, not done
+                self._out.append(WriteDone(due.t, due.payload,
+                                           ftms.Response(due.payload.op, Result.FAILED)))
+                return
             response, statuses = self.model.control(due.payload.encode())
             if response.result == Result.NOT_PERMITTED or (
                     due.payload.op is Op.REQUEST_CONTROL and not response.ok):
@@ -302,6 +308,8 @@ class SimTreadmill:
                 self._drop(due.t, "simulated link drop", float(value))
             elif action == "mute":
                 self.mute_until = due.t + float(value)
+            elif action == "fail":
+                self.fail_until = due.t + float(value)
             elif action == "nonsense":
                 if self.up:
                     self._out.append(BeltReading(due.t, ftms_data.TreadmillData(float(value), None,
