@@ -150,16 +150,17 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
     try:
         yield
     except Terminated as exc:
-        lost = kept = 0
+        lost, kept = 0, []
         for recorder in recorders():
             recorder.close("stopped")
             lost += recorder.incomplete and recorder.kept_in is None
-            kept += recorder.kept_in is not None
+            kept += [str(recorder.kept_in)] if recorder.kept_in is not None else []
         print(f"voicecoach: terminated ({exc.signum.name}); " + (
             "the session's record in the history is incomplete; `voicecoach history` shows "
             "it as interrupted" if lost else
-            "the session is kept beside the history and added to it at its next opening"
-            if kept else "the session was recorded as stopped"), file=sys.stderr, flush=True)
+            f"the history could not take the session's end; it is kept in {', '.join(kept)} "
+            "and added to the history at its next opening" if kept else
+            "the session was recorded as stopped"), file=sys.stderr, flush=True)
         raise
     finally:
         for sig, handler in previous.items():
