@@ -147,11 +147,15 @@ def test_a_disk_still_full_at_the_end_is_an_incomplete_record_with_its_own_exit_
     assert err.value.exit_code == INCOMPLETE_RECORD
     line = err.value.one_line()
     assert "incomplete" in line and "read-only" in line and "\n" not in line
+    assert recorder.kept_in is not None and str(recorder.kept_in) in line
     db.close()
-    # The row is still 'running' from a live process; once this one is gone, the next start
-    # recovers it from what did reach the disk, as interrupted (never as finished).
+    # What the history refused is kept beside it (history/unwritten.py): the next opening
+    # that can write adds the end to the row, with every event once.
     with HistoryDB.open(tmp_path) as again:
-        assert [s.status for s in again.sessions()] == ["running"]
+        assert [s.status for s in again.sessions()] == ["finished"]
+        seqs = [r[0] for r in again.conn.execute("SELECT seq FROM events ORDER BY seq")]
+        assert seqs == list(range(1, recorder.seq + 1))
+    assert not recorder.kept_in.exists()
 
 
 def test_a_lock_mid_session_is_waited_out_without_freezing_the_coach(tmp_path: Path) -> None:

@@ -150,14 +150,17 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
     try:
         yield
     except Terminated as exc:
-        lost = 0
+        lost, kept = 0, []
         for recorder in recorders():
             recorder.close("stopped")
-            lost += recorder.incomplete
+            lost += recorder.incomplete and recorder.kept_in is None
+            kept += [str(recorder.kept_in)] if recorder.kept_in is not None else []
         print(f"voicecoach: terminated ({exc.signum.name}); " + (
-            "the session was recorded as stopped" if not lost else
             "the session's record in the history is incomplete; `voicecoach history` shows "
-            "it as interrupted"), file=sys.stderr, flush=True)
+            "it as interrupted" if lost else
+            f"the history could not take the session's end; it is kept in {', '.join(kept)} "
+            "and added to the history at its next opening" if kept else
+            "the session was recorded as stopped"), file=sys.stderr, flush=True)
         raise
     finally:
         for sig, handler in previous.items():
@@ -208,10 +211,12 @@ def check_recorded(recorder: SessionRecorder) -> None:
     problem = recorder.problem
     detail = (problem.message if isinstance(problem, VoicecoachError)
               else str(problem or "unknown error"))
+    shown = ("the session shows as interrupted" if recorder.kept_in is None else
+             f"the session, kept in {recorder.kept_in} meanwhile, is added to it then")
     raise VoicecoachError(
         f"the session ran but its record in the history is incomplete "
         f"({recorder.pending + recorder.dropped} events unwritten): {detail}",
-        "fix the cause, then run `voicecoach history`: the session shows as interrupted",
+        f"fix the cause, then run `voicecoach history`: {shown}",
         exit_code=INCOMPLETE_RECORD)
 
 

@@ -31,6 +31,7 @@ from voicecoach.history.recovery import recover_interrupted
 from voicecoach.history.replaced import copy_out, file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
+from voicecoach.history.unwritten import merge_all
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -370,9 +371,11 @@ class HistoryDB:
         return recover_interrupted(self)
 
     def tidy(self) -> None:
-        """What every opening for writing does: mark sessions cut off earlier as interrupted
-        and date again this boot's sessions if the clock has been set since
+        """What every opening for writing does: merge the sessions an exit kept beside the
+        history while it was locked (history/unwritten.py), mark sessions cut off earlier as
+        interrupted and date again this boot's sessions if the clock has been set since
         (history/dating.py)."""
+        merge_all(self)
         self.recover_interrupted()
         dating.redate_this_boot(self)
 

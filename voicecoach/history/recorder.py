@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from voicecoach.events import (
     PhaseStarted,
     SessionEnded,
 )
-from voicecoach.history import dating
+from voicecoach.history import dating, unwritten
 from voicecoach.history.dating import CLOCK_SET_S, wall_now
 from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked
@@ -137,6 +138,11 @@ class SessionRecorder:
         #: device loop gives every record it closes at its end the same one.
         self.close_by: Deadline | None = None
         self._close_ms = BUSY_TIMEOUT_MS
+        #: The side file an end given up at :meth:`close` is kept in (history/unwritten.py;
+        #: None: none, or it could not be written either, then ``_aside_problem`` says why).
+        self.kept_in: Path | None = None
+        self._aside = False
+        self._aside_problem: Exception | None = None
         self._set_wait()
 
     @classmethod
@@ -180,8 +186,9 @@ class SessionRecorder:
                 " boot_s) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._row)
             self.session_id = int(cursor.lastrowid or 0)
         self.db.writing.add(self.session_id)
-        _LOGGER.info("history: session %d started (%s, %s)", self.session_id, self._row[1],
-                     self._row[3])
+        _LOGGER.log(logging.DEBUG if self._aside else logging.INFO,
+                    "history: session %d started (%s, %s)", self.session_id, self._row[1],
+                    self._row[3])
         self._row = None
 
     @property
@@ -249,7 +256,7 @@ class SessionRecorder:
                 return False
             self._pending.pop(0)
             written += 1
-        if self.problem is not None and written:
+        if self.problem is not None and written and not self._aside:
             _LOGGER.warning("history: %s is being written again (%d events kept "
                             "meanwhile)", self._name, written)
             self.problem = None
@@ -257,7 +264,7 @@ class SessionRecorder:
         return True
 
     def _failed(self, exc: Exception) -> None:
-        if self.problem is None:
+        if self.problem is None and not self._aside:
             _LOGGER.log(self.log_level, "history: cannot record %s now (kept in memory, "
                         "retried): %s", self._name, exc)
         self.problem = exc
@@ -328,10 +335,11 @@ class SessionRecorder:
         if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
             # the wall clock was set during the session: the later reading is the one to
             # trust (NTP), so the start is worked back from it by the time that passed
-            _LOGGER.warning("history: the clock was set during session %d (by %+.0f s); its "
-                            "start is recorded as %s", self.session_id,
-                            (began - self.started_at).total_seconds(),
-                            began.isoformat(timespec="seconds"))
+            _LOGGER.log(logging.DEBUG if self._aside else logging.WARNING,
+                        "history: the clock was set during session %d (by %+.0f s); its "
+                        "start is recorded as %s", self.session_id,
+                        (began - self.started_at).total_seconds(),
+                        began.isoformat(timespec="seconds"))
             self.started_at = began
             conn.execute("UPDATE sessions SET started_at = ? WHERE id = ?",
                          (began.isoformat(timespec="seconds"), self.session_id))
@@ -349,8 +357,9 @@ class SessionRecorder:
              finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
              finite_or(tally.belt_incline_pct, None, -100, 100),
              finite_or(tally.belt_distance_m, None, 0, 1e7), self.session_id))
-        _LOGGER.info("history: session %d %s after %.0f s (%.0f s backward)",
-                     self.session_id, outcome, total, backward)
+        _LOGGER.log(logging.DEBUG if self._aside else logging.INFO,
+                    "history: session %d %s after %.0f s (%.0f s backward)",
+                    self.session_id, outcome, total, backward)
         return outcome
 
     def _end_figures(self, t: float, ended: SessionEnded | None
@@ -475,7 +484,9 @@ class SessionRecorder:
         unwritten is tried up to CLOSE_TRIES times, waiting for locks as long as any opening
         does, but never past :attr:`close_by` (by default CLOSE_WORST_S from now): once it
         has passed, one more try that does not wait, then it is given up (one log line says
-        what is lost); :attr:`incomplete` says if it is. Safe to call more than once."""
+        what is lost) and written instead into a side file that nobody else holds, merged into
+        the history at its next opening (:meth:`_keep_aside`); :attr:`incomplete` says if the
+        history lacks it. Safe to call more than once."""
         if self.closed:
             return
         if self._ended is None:
@@ -492,7 +503,37 @@ class SessionRecorder:
             self._close_ms = int(min(BUSY_TIMEOUT_MS, deadline.left() * 1000))
             if self._write_end(outcome) or deadline.left() <= 0:
                 break
+        if self._row is not None or self._pending or not self.outcome:
+            self.kept_in = self._keep_aside(outcome)
         self._close_now()
+
+    def _keep_aside(self, outcome: str) -> Path | None:
+        """Write what the history did not take (the row if it never reached it, the events
+        kept, the end) into a new side file beside it (history/unwritten.py), as the history
+        would have held it; never waits (nobody else knows the file). The recorder is left as
+        it was (the history still lacks the session). Returns the file, or None when it
+        cannot be written either (then nothing of it is left)."""
+        db, sid, row, pending = self.db, self.session_id, self._row, list(self._pending)
+        outcome_was, problem, wait_ms = self.outcome, self.problem, self._wait_ms
+        try:
+            side, conn = unwritten.create(db.path, None if row is not None else sid)
+        except (OSError, sqlite3.Error) as exc:
+            self._aside_problem = exc
+            return None
+        self.db, self._row, self._wait_ms = HistoryDB(side, conn), self._columns, None
+        self._aside = True
+        try:
+            kept = self._write_end(outcome)
+            self._aside_problem = None if kept else self.problem
+        finally:
+            self.db.close()
+            self.db, self.session_id, self._row, self._pending = db, sid, row, pending
+            self.outcome, self.problem, self._wait_ms, self._aside = (outcome_was, problem,
+                                                                      wait_ms, False)
+        if not kept:
+            with contextlib.suppress(OSError):
+                side.unlink()
+        return side if kept else None
 
     def _close_now(self) -> None:
         self.closed = True
@@ -505,10 +546,21 @@ class SessionRecorder:
             if self._row is not None:
                 what = (f"the session started {summary.started_at.isoformat(timespec='seconds')}"
                         f" could not be written at all ({lost} events)")
+            elif self.kept_in is not None:
+                what = (f"session {self.session_id} could not be written in full ({lost} events"
+                        + ("" if self.outcome else ", nor how it ended") + ")")
             else:
                 what = (f"session {self.session_id} could not be written in full ({lost} events"
                         + ("" if self.outcome else ", nor how it ended") + "; `voicecoach "
                         "history` shows it as interrupted, from what reached the disk)")
+            if self.kept_in is not None:
+                _LOGGER.warning("history: %s: %s; it is kept in %s, and merged into the "
+                                "history at its next opening; it ended %s after %.0f s (%.0f s "
+                                "backward)", what, self.problem, self.kept_in, summary.status,
+                                summary.total_s, summary.backward_s)
+                return
+            if self._aside_problem is not None:
+                what += f", nor kept beside it ({self._aside_problem})"
             _LOGGER.log(self.log_level, "history: %s; it ended %s after %.0f s (%.0f s "
                         "backward): %s", what, summary.status, summary.total_s,
                         summary.backward_s, self.problem)

@@ -85,10 +85,13 @@ def take(conn: sqlite3.Connection, ids: list[int]) -> Rows:
     return rows
 
 
-def put(conn: sqlite3.Connection, rows: Rows) -> dict[int, int]:
+def put(conn: sqlite3.Connection, rows: Rows, ids: dict[int, int] | None = None
+        ) -> dict[int, int]:
     """Add ``rows`` to the history open on ``conn`` (in the caller's transaction), each session
-    with a new id; returns the new id of each old one."""
-    new_ids: dict[int, int] = {}
+    with a new id; returns the new id of each old one. ``ids``: sessions already there (old
+    id -> their id), whose other rows are added to them (their ``sessions`` row is left out of
+    ``rows``)."""
+    new_ids: dict[int, int] = dict(ids or {})
     for table in TABLES:
         columns, found = rows[table]
         there = set(_columns(conn, table))
@@ -108,9 +111,10 @@ def put(conn: sqlite3.Connection, rows: Rows) -> dict[int, int]:
     return new_ids
 
 
-def free_name(path: Path) -> Path:
-    """``<history>.replaced``, or the first of ``-2``, ``-3``... that does not exist."""
-    first = path.with_name(path.name + KEPT_SUFFIX)
+def free_name(path: Path, suffix: str = KEPT_SUFFIX) -> Path:
+    """``<history>.replaced`` (or another ``suffix``), or the first of ``-2``, ``-3``... that
+    does not exist."""
+    first = path.with_name(path.name + suffix)
     candidates = (first if n == 1 else first.with_name(f"{first.name}-{n}")
                   for n in range(1, 10_000))
     return next(p for p in candidates if not os.path.lexists(p))

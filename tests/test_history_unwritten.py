@@ -1,0 +1,136 @@
+"""A session the exit cannot write (another program holds the history locked past the exit's
+deadline) is kept in a side file beside the history and merged into it at the next opening
+that can write (history/unwritten.py). Real SQLite, the lock held by another connection; the
+exit's waits scaled down (as in test_history_locked.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from voicecoach import cli
+from voicecoach.events import PainReported, PhaseStarted, SessionEnded
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, recovery
+from voicecoach.history import recorder as recorder_module
+from voicecoach.workout.plan import programme_week
+
+SIDE = DB_NAME + ".unwritten"
+
+
+@pytest.fixture(autouse=True)
+def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exit's 43 s as 0.26 s: a try waits 50 ms for the lock, the pauses are 20 ms."""
+    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.02)
+    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S",
+                        recorder_module.CLOSE_TRIES * 0.05
+                        + (recorder_module.CLOSE_TRIES - 1) * 0.02)
+
+
+def _walk(recorder: SessionRecorder, other: sqlite3.Connection, *, lock_at: int) -> None:
+    """A week-2 walk of 300 s backward with a pain report; ``other`` takes the history's
+    write lock before event ``lock_at`` (0: before the session's start) and keeps it."""
+    events = [PhaseStarted(t=0.0, state="backward", index=1, kind="backward", duration_s=300.0,
+                           speed_mph=0.9, min_speed_mph=0.8, max_speed_mph=1.0, incline_pct=0.0),
+              PainReported(t=120.0, state="backward", phrase="my knee hurts"),
+              SessionEnded(t=300.0, state="done", outcome="finished", backward_s=300.0,
+                           total_s=300.0, min_speed_mph=0.9, max_speed_mph=0.9, summary="")]
+    for index, event in enumerate(events, 1):
+        if index == lock_at:
+            other.execute("BEGIN IMMEDIATE")
+        recorder.on_event(event)
+
+
+def _history_json(data: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    assert cli.main(["--data-dir", str(data), "history", "--json"]) == 0
+    sessions: list[dict[str, object]] = json.loads(capsys.readouterr().out)["sessions"]
+    return sessions
+
+
+def test_a_session_locked_out_from_its_start_is_kept_beside_and_merged_at_the_next_opening(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The history is held from before the session's start until after the exit gave its end
+    up: before, the session existed only in the give-up's log line (its row never reached the
+    disk). Now it is in ``history.sqlite3.unwritten``, said in one line, and the next opening
+    with the lock let go adds it after the sessions recorded before it, with its figures, its
+    events and its pain report; the side file is then gone."""
+    db = HistoryDB.open(tmp_path)
+    earlier = SessionRecorder.open(db, programme_week(1), "run")
+    earlier.close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    _walk(recorder, other, lock_at=-1)
+    with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
+        recorder.close()
+    db.close()
+    side = tmp_path / SIDE
+    assert recorder.kept_in == side and side.is_file()
+    [line] = [r.getMessage() for r in caplog.records if "could not be written" in r.getMessage()]
+    assert str(side) in line and "ended finished after 300 s (300 s backward)" in line
+    other.execute("COMMIT")
+    other.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="voicecoach.history"):
+        sessions = _history_json(tmp_path, capsys)
+    assert [(s["id"], s["status"]) for s in sessions] == [(1, "stopped"), (2, "finished")]
+    kept = sessions[1]
+    assert (kept["week"], kept["backward_s"], kept["total_s"], kept["pain_reports"]) == (
+        2, 300.0, 300.0, 1)
+    assert not side.exists()
+    [merged] = [r.getMessage() for r in caplog.records if "merged" in r.getMessage()]
+    assert str(side) in merged and "added as session 2, finished" in merged
+    with HistoryDB.open(tmp_path) as db:
+        assert [e["type"] for e in db.events(2)] == ["phase_started", "pain_reported",
+                                                     "session_ended"]
+
+
+def test_a_session_whose_end_alone_was_not_written_gets_it_at_the_next_opening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The session's row and first event reached the history, then the lock was taken and
+    held past the exit: before, the next opening (its process gone) marked it interrupted
+    after 0 s, from what reached the disk. Now its end is kept beside the history and applied
+    to that same row (not a second session): finished, 300 s backward, the pain report and
+    every event once."""
+    monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
+    db = HistoryDB.open(tmp_path)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    _walk(recorder, other, lock_at=2)
+    recorder.close()
+    db.close()
+    assert recorder.session_id == 1 and recorder.kept_in == tmp_path / SIDE
+    other.execute("COMMIT")
+    other.close()
+    [kept] = _history_json(tmp_path, capsys)
+    assert (kept["id"], kept["status"], kept["backward_s"], kept["total_s"],
+            kept["pain_reports"]) == (1, "finished", 300.0, 300.0, 1)
+    assert not (tmp_path / SIDE).exists()
+    with HistoryDB.open(tmp_path) as db:
+        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
+                                                     "session_ended"]
+        assert db.pain_reports(1) == [(120.0, "backward", "my knee hurts")]
+
+
+def test_a_side_file_that_cannot_be_read_is_left_and_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged side file: the history opens and lists its sessions as ever, one line names
+    the file, and the file is left as it was (never deleted), at every opening."""
+    with HistoryDB.open(tmp_path) as db:
+        SessionRecorder.open(db, programme_week(1), "run").close("stopped")
+    side = tmp_path / SIDE
+    side.write_bytes(b"not a database " * 300)
+    with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
+        sessions = _history_json(tmp_path, capsys)
+    assert [s["status"] for s in sessions] == ["stopped"]
+    [line] = [r.getMessage() for r in caplog.records if str(side) in r.getMessage()]
+    assert "cannot be read" in line and "left as it is" in line
+    assert side.read_bytes() == b"not a database " * 300

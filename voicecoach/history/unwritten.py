@@ -1,0 +1,184 @@
+"""A session the end of a program could not write (another program held the history locked
+past the exit's deadline, or it refused writes): kept in a file of its own beside the
+history, and merged into the history at its next opening for writing.
+
+``<history>.unwritten`` (``-2``, ``-3``... never over an earlier one) is a new SQLite file with
+the history's schema, created by this process alone, so no lock on it can be held by anyone
+else and nothing waits. It holds one session as the history would have held it: its row, with
+its end, and the events the history did not take (with their phases, commands and pain
+reports), plus one row in ``kept``: the session's id in the history when its row had reached it
+(NULL when it never did).
+
+At the next opening for writing (:meth:`HistoryDB.tidy`, before sessions cut off are marked):
+
+- a session whose row never reached the history is added to it, as the last recorded (a new
+  id, history/replaced.py's ``put``);
+- a session whose row is there gets its end: the events are added to that row and its end
+  columns set from the kept row. Sound because the recorder writes each event in its own
+  transaction and keeps in memory exactly those not committed (``events`` is unique by
+  session and seq), so the kept events are the ones the history lacks, never a second copy,
+  and the kept row's figures come from every event of the session. Adding it as a new session
+  instead would list the walk twice, once interrupted. When that row is gone (the history was
+  replaced meanwhile) it is added as a new session.
+
+The file is removed only once the merge has committed; one that cannot be read is left in
+place, said in one line. A lock held by another program fails the merge as it fails the
+opening's other writes: tried again at the next opening.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.history.faults import corrupt_error, database_error, newer_error
+from voicecoach.history.replaced import Rows, free_name, put, take
+from voicecoach.history.schema import SCHEMA_VERSION, migrate
+
+if TYPE_CHECKING:
+    from voicecoach.history.db import HistoryDB
+
+_LOGGER = logging.getLogger(__name__)
+
+SUFFIX = ".unwritten"
+#: The session's id in the history (NULL: its row never reached it).
+KEPT_DDL = "CREATE TABLE kept (history_id INTEGER)"
+#: What the end of a session sets in its row (SessionRecorder._finish; the start only when
+#: the clock was set during the session).
+END_COLUMNS = ("started_at", "status", "ended_at", "backward_s", "total_s", "last_t", "min_speed_mph",
+               "max_speed_mph", "backward_speed_mph", "belt_speed_mph", "belt_max_speed_mph",
+               "belt_incline_pct", "belt_distance_m")
+
+
+def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connection]:
+    """A new side file beside ``history`` with the schema and ``kept`` filled in, and a
+    connection to it that never waits (nobody else knows the file). Raises OSError or
+    sqlite3.Error."""
+    for _ in range(100):  # a name taken between the look and the creation: the next one
+        side = free_name(history, SUFFIX)
+        try:
+            os.close(os.open(side, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError(f"no free name beside {history}")
+    conn = sqlite3.connect(str(side), isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        migrate(conn)
+        conn.execute(KEPT_DDL)
+        conn.execute("INSERT INTO kept (history_id) VALUES (?)", (history_id,))
+    except BaseException:
+        conn.close()
+        raise
+    return side, conn
+
+
+def side_files(history: Path) -> list[Path]:
+    """The side files beside ``history``, oldest first (not their journals)."""
+    pattern = re.compile(re.escape(history.name + SUFFIX) + r"(-\d+)?")
+    try:
+        found = [p for p in history.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return []
+
+    def age(path: Path) -> tuple[int, int]:
+        try:
+            made = path.stat().st_mtime_ns
+        except OSError:
+            made = 0
+        tail = path.name.rsplit("-", 1)[-1]
+        return made, int(tail) if tail.isdigit() else 1
+
+    return sorted(found, key=age)
+
+
+def read(db: HistoryDB, side: Path) -> tuple[int | None, Rows]:
+    """(the session's id in the history or None, its rows) from ``side``; raises
+    VoicecoachError, OSError or sqlite3.Error when it cannot be read."""
+    conn = sqlite3.connect(str(side), isolation_level=None)
+    try:
+        version = db._check(side, conn)
+        if version > SCHEMA_VERSION:
+            raise newer_error(side, version)
+        if not version:
+            raise corrupt_error(side, "it holds no voicecoach schema")
+        try:
+            kept = conn.execute("SELECT history_id FROM kept").fetchall()
+            ids = [int(r[0]) for r in conn.execute("SELECT id FROM sessions")]
+            if len(kept) != 1 or len(ids) != 1:
+                raise corrupt_error(side, f"it holds {len(ids)} sessions, not one")
+            rows = take(conn, ids)
+        except sqlite3.DatabaseError as exc:
+            raise database_error(side, exc, "read") from None
+    finally:
+        conn.close()
+    history_id = kept[0][0]
+    return (None if history_id is None else int(history_id)), rows
+
+
+def merge_all(db: HistoryDB) -> None:
+    """Merge every side file beside ``db``'s history into it (see the module's docstring).
+    Raises what a write to the history raises (a lock held: the next opening tries again)."""
+    if db.read_only:
+        return
+    for side in side_files(db.path):
+        try:
+            history_id, rows = read(db, side)
+        except (VoicecoachError, OSError, sqlite3.Error) as exc:
+            detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+            _LOGGER.error("history: %s cannot be read, so the session kept there is not in "
+                          "the history; it is left as it is (%s)", side, detail.rstrip("."))
+            continue
+        with db.transaction() as conn:
+            what = _merge(conn, history_id, rows)
+        try:
+            side.unlink()
+        except OSError as exc:
+            _LOGGER.warning("history: %s is merged but cannot be removed (%s)", side, exc)
+        with contextlib.suppress(FileNotFoundError):
+            side.with_name(side.name + "-journal").unlink()
+        _LOGGER.warning("history: the session kept in %s when the history could not take it "
+                        "is merged into it: %s", side, what)
+
+
+def _merge(conn: sqlite3.Connection, history_id: int | None, rows: Rows) -> str:
+    """Put one kept session into the history (in the caller's transaction); what was done."""
+    columns, [row] = rows["sessions"]
+    kept_id, values = int(row[0]), dict(zip(columns, row[1:], strict=True))
+    if history_id is not None:
+        there = conn.execute("SELECT proc_token, host FROM sessions WHERE id = ?",
+                             (history_id,)).fetchone()
+        if there is not None and tuple(there) == (values["proc_token"], values["host"]):
+            events = rows["events"]
+            seqs = [r[events[0].index("seq")] for r in events[1]]
+            if seqs and conn.execute("SELECT 1 FROM events WHERE session_id = ? AND seq = ?",
+                                     (history_id, min(seqs))).fetchone():
+                return f"session {history_id} had it already"  # merged, then not removed
+            put(conn, {**rows, "sessions": (columns, [])}, {kept_id: history_id})
+            ends = [c for c in END_COLUMNS if c in values]
+            conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
+                         " WHERE id = ?", [*(values[c] for c in ends), history_id])
+            return (f"session {history_id} ended {values['status']} (its end and "
+                    f"{len(seqs)} events written)")
+    else:  # merged, then not removed: a session of the same process, start and events
+        events = rows["events"]
+        logged = sorted((r[events[0].index("seq")], r[events[0].index("data")])
+                        for r in events[1])
+        for (same,) in conn.execute("SELECT id FROM sessions WHERE proc_token = ? AND host = ?"
+                                    " AND started_at = ?", (values["proc_token"],
+                                                            values["host"],
+                                                            values["started_at"])).fetchall():
+            there = conn.execute("SELECT seq, data FROM events WHERE session_id = ?"
+                                 " ORDER BY seq", (same,)).fetchall()
+            if [tuple(r) for r in there] == logged:
+                return f"session {same} had it already"
+    new_id = put(conn, rows)[kept_id]
+    return f"added as session {new_id}, {values['status']}"
