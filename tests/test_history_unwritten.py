@@ -133,4 +133,6 @@ def test_a_side_file_that_cannot_be_read_is_left_and_said_once(
     assert [s["status"] for s in sessions] == ["stopped"]
     [line] = [r.getMessage() for r in caplog.records if str(side) in r.getMessage()]
     assert "cannot be read" in line and "left as it is" in line
+    # its own advice, not the history's ("run again to start a new history")
+    assert f"move it aside (mv {side} {side}.broken)" in line and "new history" not in line
     assert side.read_bytes() == b"not a database " * 300

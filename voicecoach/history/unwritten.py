@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,9 +134,12 @@ def merge_all(db: HistoryDB) -> None:
         try:
             history_id, rows = read(db, side)
         except (VoicecoachError, OSError, sqlite3.Error) as exc:
-            detail = exc.one_line() if isinstance(exc, VoicecoachError) else str(exc)
+            # the reason only: the history's own advice (start a new history) is not for this
+            detail = exc.message if isinstance(exc, VoicecoachError) else str(exc)
             _LOGGER.error("history: %s cannot be read, so the session kept there is not in "
-                          "the history; it is left as it is (%s)", side, detail.rstrip("."))
+                          "the history; it is left as it is (%s); to stop this line, move it "
+                          "aside (mv %s %s)", side, detail.rstrip("."),
+                          shlex.quote(str(side)), shlex.quote(str(side) + ".broken"))
             continue
         with db.transaction() as conn:
             what = _merge(conn, history_id, rows)
