@@ -231,3 +231,19 @@ def test_verify_off_measures_the_default_install_spotter_alone(
                    "--speakers", "dev", "--states", "--json", str(tmp_path / "t.jsonl")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--verify off" in err and len(err.splitlines()) == 1
+
+
+def test_a_command_from_the_coach_names_the_words_it_was_heard_in() -> None:
+    """The closed loop's report says what the coach was saying when its own voice fired a
+    command: the utterance playing, and one that ended less than 2 s before."""
+    from voicecoach.events import Priority
+    from voicecoach.speaking.speaker import SpeechInterval
+
+    said = [SpeechInterval(0.0, 3.0, "Stand tall.", Priority.CUE, 0.0),
+            SpeechInterval(4.0, 6.0, "Chest up.", Priority.CUE, 4.0),
+            SpeechInterval(9.0, None, "Keep going.", Priority.CUE, 9.0)]
+    assert B.said_before(said, 6.5) == ["Chest up."]
+    assert B.said_before(said, 5.5) == ["Chest up."]
+    assert B.said_before(said, 4.5) == ["Stand tall.", "Chest up."]
+    assert B.said_before(said, 8.5) == []
+    assert B.said_before(said, 10.0) == ["Keep going."]

@@ -31,6 +31,7 @@ import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from voicecoach.lab.bench.barge_cost import device_cost, device_cost_child
 from voicecoach.lab.bench.barge_trace import Tracer, loss_reason
 from voicecoach.lab.room import UserClip, closed_loop
 from voicecoach.settings import AudioSettings, Settings, TreadmillSettings
+from voicecoach.speaking.speaker import SpeechInterval
 from voicecoach.workout.plan import COOLDOWN, WARMUP, Phase, Plan
 
 _LOGGER = logging.getLogger(__name__)
@@ -307,11 +309,20 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
                "over_candidate": level,
                "echo_looks": [x for x in tracer.looks if x.get("over")]}
         states.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    intervals = run.speaker.speaking_intervals()
     return {"canceller": canceller, "audio_s": total, "talkative": talkative, "verify": verify,
             "echo": [(e.command, round(e.t, 1)) for e in run.echo_commands()],
+            "echo_said": [said_before(intervals, e.t) for e in run.echo_commands()],
             "suppressed": len(run.loop.gate.suppressed), "outcomes": run.loop.outcomes,
             "coach_speech_s": round(sum((iv.end or total) - iv.start
                                         for iv in run.speaker.speaking_intervals()), 1)}
+
+
+def said_before(intervals: Sequence[SpeechInterval], t: float, within_s: float = 2.0) -> list[str]:
+    """What the coach was saying at ``t`` or stopped saying less than ``within_s`` before it (the
+    words a command from its own voice was heard in), oldest first."""
+    return [iv.text for iv in intervals
+            if iv.start <= t and (iv.end is None or iv.end >= t - within_s)]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -380,6 +391,8 @@ def summary_lines(summary: dict[str, Any], loops: list[dict[str, Any]],
                      f"{len(loop['echo'])} commands from the coach's voice or noise "
                      f"{loop['echo'] or ''}(target 0); the gate dropped {loop['suppressed']}; "
                      f"{loop['coach_speech_s']} s of coach speech; sessions {loop['outcomes']}")
+        for (command, t), said in zip(loop["echo"], loop.get("echo_said", []), strict=False):
+            lines.append(f"  {command} at {t} s, the coach saying: " + " | ".join(said))
     for cost in costs:
         if "error" in cost:
             lines.append(f"device loop cost, canceller {cost['canceller']}: failed: "
