@@ -5,6 +5,7 @@ exit's waits scaled down (as in test_history_locked.py)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sqlite3
@@ -136,3 +137,25 @@ def test_a_side_file_that_cannot_be_read_is_left_and_said_once(
     # its own advice, not the history's ("run again to start a new history")
     assert f"move it aside (mv {side} {side}.broken)" in line and "new history" not in line
     assert side.read_bytes() == b"not a database " * 300
+
+
+def test_a_kept_session_is_not_taken_for_an_earlier_one_of_the_same_process_and_second(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two sessions of one process started in the same second, neither with an event (the
+    first stopped at once), the second given up to a side file: before, the merge took the
+    second for the first (same process, start and events: 'had it already') and removed its
+    file, and the session was lost. Now only the same row, every column, with the same events
+    is 'had already': it is added."""
+    start = datetime.datetime(2026, 3, 2, 8, 0, tzinfo=datetime.timezone.utc)
+    db = HistoryDB.open(tmp_path)
+    SessionRecorder.open(db, programme_week(1), "run", started_at=start).close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    SessionRecorder.open(db, programme_week(2), "serve", started_at=start).close("stopped")
+    db.close()
+    other.execute("COMMIT")
+    other.close()
+    sessions = _history_json(tmp_path, capsys)
+    assert [(s["id"], s["source"], s["week"]) for s in sessions] == [(1, "run", 1),
+                                                                       (2, "serve", 2)]
+    assert not (tmp_path / SIDE).exists()

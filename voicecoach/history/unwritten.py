@@ -34,8 +34,9 @@ import os
 import re
 import shlex
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
@@ -55,6 +56,8 @@ KEPT_DDL = "CREATE TABLE kept (history_id INTEGER)"
 END_COLUMNS = ("started_at", "status", "ended_at", "backward_s", "total_s", "last_t", "min_speed_mph",
                "max_speed_mph", "backward_speed_mph", "belt_speed_mph", "belt_max_speed_mph",
                "belt_incline_pct", "belt_distance_m")
+#: A read of the history: rows of ``sql`` with ``params``.
+Query = Callable[[str, Sequence[Any]], list[Any]]
 
 
 def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connection]:
@@ -157,32 +160,46 @@ def _merge(conn: sqlite3.Connection, history_id: int | None, rows: Rows) -> str:
     """Put one kept session into the history (in the caller's transaction); what was done."""
     columns, [row] = rows["sessions"]
     kept_id, values = int(row[0]), dict(zip(columns, row[1:], strict=True))
-    if history_id is not None:
-        there = conn.execute("SELECT proc_token, host FROM sessions WHERE id = ?",
-                             (history_id,)).fetchone()
-        if there is not None and tuple(there) == (values["proc_token"], values["host"]):
-            events = rows["events"]
-            seqs = [r[events[0].index("seq")] for r in events[1]]
-            if seqs and conn.execute("SELECT 1 FROM events WHERE session_id = ? AND seq = ?",
-                                     (history_id, min(seqs))).fetchone():
-                return f"session {history_id} had it already"  # merged, then not removed
-            put(conn, {**rows, "sessions": (columns, [])}, {kept_id: history_id})
-            ends = [c for c in END_COLUMNS if c in values]
-            conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
-                         " WHERE id = ?", [*(values[c] for c in ends), history_id])
-            return (f"session {history_id} ended {values['status']} (its end and "
-                    f"{len(seqs)} events written)")
-    else:  # merged, then not removed: a session of the same process, start and events
-        events = rows["events"]
-        logged = sorted((r[events[0].index("seq")], r[events[0].index("data")])
-                        for r in events[1])
-        for (same,) in conn.execute("SELECT id FROM sessions WHERE proc_token = ? AND host = ?"
-                                    " AND started_at = ?", (values["proc_token"],
-                                                            values["host"],
-                                                            values["started_at"])).fetchall():
-            there = conn.execute("SELECT seq, data FROM events WHERE session_id = ?"
-                                 " ORDER BY seq", (same,)).fetchall()
-            if [tuple(r) for r in there] == logged:
-                return f"session {same} had it already"
+    there, had = _place(lambda sql, params: conn.execute(sql, params).fetchall(),
+                        history_id, rows)
+    if had:
+        return f"session {there} had it already"  # merged, then not removed
+    if there is not None:
+        put(conn, {**rows, "sessions": (columns, [])}, {kept_id: there})
+        ends = [c for c in END_COLUMNS if c in values]
+        conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
+                     " WHERE id = ?", [*(values[c] for c in ends), there])
+        return (f"session {there} ended {values['status']} (its end and "
+                f"{len(rows['events'][1])} events written)")
     new_id = put(conn, rows)[kept_id]
     return f"added as session {new_id}, {values['status']}"
+
+
+def _place(query: Query, history_id: int | None, rows: Rows) -> tuple[int | None, bool]:
+    """Where a kept session goes in the history, looked up without writing: (the id of the
+    row whose end it is, or of the session that has it already; None: a new session) and
+    whether the history has it already (merged, then not removed)."""
+    columns, [row] = rows["sessions"]
+    values = dict(zip(columns, row[1:], strict=True))
+    events = rows["events"]
+    if history_id is not None:
+        there = query("SELECT proc_token, host FROM sessions WHERE id = ?", (history_id,))
+        if there and tuple(there[0]) == (values["proc_token"], values["host"]):
+            seqs = [r[events[0].index("seq")] for r in events[1]]
+            had = bool(seqs) and bool(query("SELECT 1 FROM events WHERE session_id = ? AND"
+                                            " seq = ?", (history_id, min(seqs))))
+            return history_id, had
+    # added as a new session: already, if the same row (every column) with the same events
+    # is there (merged, then not removed); not merely a session of the same process and start
+    # second: two sessions without events, one stopped at once, are not one
+    logged = sorted((r[events[0].index("seq")], r[events[0].index("data")])
+                    for r in events[1])
+    for same, *stored in query(f"SELECT id, {', '.join(columns)} FROM sessions WHERE"
+                               " proc_token = ? AND host = ? AND started_at = ?",
+                               (values["proc_token"], values["host"], values["started_at"])):
+        if stored != list(row[1:]):
+            continue
+        there = query("SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (same,))
+        if [tuple(r) for r in there] == logged:
+            return int(same), True
+    return None, False
