@@ -31,7 +31,7 @@ from voicecoach.history.recovery import recover_interrupted
 from voicecoach.history.replaced import copy_out, file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
-from voicecoach.history.unwritten import merge_all
+from voicecoach.history.unwritten import as_merged, merge_all
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -392,7 +392,9 @@ class HistoryDB:
     def sessions(self, since: datetime | None = None,
                  sources: Sequence[str] | None = None) -> list[SessionSummary]:
         """Sessions in the order they were recorded, each date checked against that order
-        (voicecoach.history.dating), optionally from ``since`` and some sources."""
+        (voicecoach.history.dating), optionally from ``since`` and some sources; with the
+        sessions kept beside the history and not merged yet as the merge will put them
+        (history/unwritten.py's ``as_merged``)."""
         rows = self.query(SUMMARY_SQL + " ORDER BY s.id")
         read = []
         for row in rows:
@@ -402,7 +404,9 @@ class HistoryDB:
                                 "it is left out", self.path, row[0])
                 continue
             read.append(summary)
-        out = dating.in_recorded_order(read)
+        # a session an exit kept beside the history and not merged yet (the history held
+        # locked, or read where it cannot be written) is shown as its merge will put it
+        out = dating.in_recorded_order(as_merged(self, read))
         if since is not None:
             out = dating.since(out, since.astimezone() if since.tzinfo is None else since)
         return [s for s in out if sources is None or s.source in sources]

@@ -23,7 +23,10 @@ At the next opening for writing (:meth:`HistoryDB.tidy`, before sessions cut off
 
 The file is removed only once the merge has committed; one that cannot be read is left in
 place, said in one line. A lock held by another program fails the merge as it fails the
-opening's other writes: tried again at the next opening.
+opening's other writes: tried again at the next opening. Until then every read of the
+sessions (``HistoryDB.sessions``: ``history``, the plan, doctor's count) reads the files
+alongside the history without writing either (:func:`as_merged`), so the session shows as
+the merge will put it, not missing or 'running'.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ import re
 import shlex
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
 from voicecoach.history.replaced import Rows, free_name, put, take
+from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:
@@ -107,6 +112,13 @@ def side_files(history: Path) -> list[Path]:
 def read(db: HistoryDB, side: Path) -> tuple[int | None, Rows]:
     """(the session's id in the history or None, its rows) from ``side``; raises
     VoicecoachError, OSError or sqlite3.Error when it cannot be read."""
+    history_id, rows, _row = _read(db, side)
+    return history_id, rows
+
+
+def _read(db: HistoryDB, side: Path) -> tuple[int | None, Rows, Sequence[Any]]:
+    """:func:`read`, and the session's row as the history's summary reads it (SUMMARY_SQL:
+    its pain reports counted are the kept ones)."""
     conn = sqlite3.connect(str(side), isolation_level=None)
     try:
         version = db._check(side, conn)
@@ -120,12 +132,13 @@ def read(db: HistoryDB, side: Path) -> tuple[int | None, Rows]:
             if len(kept) != 1 or len(ids) != 1:
                 raise corrupt_error(side, f"it holds {len(ids)} sessions, not one")
             rows = take(conn, ids)
+            [summary_row] = conn.execute(SUMMARY_SQL).fetchall()
         except sqlite3.DatabaseError as exc:
             raise database_error(side, exc, "read") from None
     finally:
         conn.close()
     history_id = kept[0][0]
-    return (None if history_id is None else int(history_id)), rows
+    return (None if history_id is None else int(history_id)), rows, summary_row
 
 
 def merge_all(db: HistoryDB) -> None:
@@ -203,3 +216,38 @@ def _place(query: Query, history_id: int | None, rows: Rows) -> tuple[int | None
         if [tuple(r) for r in there] == logged:
             return int(same), True
     return None, False
+
+
+def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSummary]:
+    """``db``'s ``sessions`` (in recorded order) with the sessions kept beside it as the next
+    merge will put them, read without writing a byte (a history held locked, or read where it
+    cannot be written, is shown whole until that merge): a kept end on its session's row, with
+    its figures and its pain reports added; a session whose row never got in after every
+    recorded one, with the next id. A side file that cannot be read adds nothing (the
+    opening that tries to merge it says so)."""
+    sides = side_files(db.path)
+    if not sides:
+        return sessions
+    out = {s.id: s for s in sessions}
+    [(top,)] = db.query("SELECT COALESCE(MAX(id), 0) FROM sessions")
+    top = max(int(top), *out, 0)
+    for side in sides:
+        try:
+            history_id, rows, summary_row = _read(db, side)
+            kept = summary_of(summary_row)
+        except (VoicecoachError, OSError, sqlite3.Error, ValueError) as exc:
+            _LOGGER.debug("history: %s is not read alongside the history: %s", side, exc)
+            continue
+        if kept is None:
+            continue
+        there, had = _place(db.query, history_id, rows)
+        if had:
+            continue
+        if there is None:
+            top += 1
+            out[top] = replace(kept, id=top)
+            continue
+        [(pains,)] = db.query("SELECT COUNT(*) FROM pain_reports WHERE session_id = ?",
+                              (there,))
+        out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains))
+    return sorted(out.values(), key=lambda s: s.id)
