@@ -330,11 +330,8 @@ class SessionRecorder:
         tally = self.tally
         backward, total, lo, hi = self._end_figures(t, ended)
         now = wall_now()
-        elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
-        began = now - timedelta(seconds=elapsed)
-        if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
-            # the wall clock was set during the session: the later reading is the one to
-            # trust (NTP), so the start is worked back from it by the time that passed
+        began = self._start_at_end(now)
+        if began != self.started_at:
             _LOGGER.log(logging.DEBUG if self._aside else logging.WARNING,
                         "history: the clock was set during session %d (by %+.0f s); its "
                         "start is recorded as %s", self.session_id,
@@ -361,6 +358,17 @@ class SessionRecorder:
                     "history: session %d %s after %.0f s (%.0f s backward)",
                     self.session_id, outcome, total, backward)
         return outcome
+
+    def _start_at_end(self, now: datetime) -> datetime:
+        """The session's start as its end stores it, the wall clock reading ``now``: when the
+        clock was set during the session (the start read from it and the time that passed
+        disagree by more than CLOCK_SET_S), the later reading is the one to trust (NTP), so
+        the start is worked back from it by the time that passed; else the start as read."""
+        elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
+        began = now - timedelta(seconds=elapsed)
+        if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
+            return began
+        return self.started_at
 
     def _end_figures(self, t: float, ended: SessionEnded | None
                      ) -> tuple[float, float, float | None, float | None]:
@@ -391,15 +399,18 @@ class SessionRecorder:
                   or self._ended or "running")
         if status not in OUTCOMES and status != "running":
             status = "interrupted"
+        started = self.started_at
         if status == "running":
             backward, total, _last = self._progress()
             lo = hi = end = None
-        else:
+        else:  # dated as its end will store it (_finish), not only as the clock said then
+            now = wall_now()
             backward, total, lo, hi = self._end_figures(self.tally.last_t, ended)
-            end = min(self.started_at + timedelta(seconds=total), wall_now())
+            started = self._start_at_end(now)
+            end = min(started + timedelta(seconds=total), now)
         tally = self.tally
         return SessionSummary(
-            self.session_id if self._row is None else 0, self.started_at, plan, week, source,
+            self.session_id if self._row is None else 0, started, plan, week, source,
             status, end, backward, total, lo, hi, planned, speed, incline,
             finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH),
             tally.pain_reports, notes,
