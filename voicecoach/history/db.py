@@ -84,6 +84,9 @@ class HistoryDB:
         self._written_back: Path | None = None
         #: The write's wait for other programs' locks (ms), kept for a connection opened later.
         self._busy_ms = BUSY_TIMEOUT_MS
+        #: Whether the opening's :meth:`tidy` met another program's lock and is still to do
+        #: (recorder.tidy_unless_locked): the recorder does it before its session's row.
+        self.tidy_owed = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -378,6 +381,7 @@ class HistoryDB:
         merge_all(self)
         self.recover_interrupted()
         dating.redate_this_boot(self)
+        self.tidy_owed = False
 
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

@@ -176,9 +176,14 @@ class SessionRecorder:
         return recorder
 
     def _write_row(self) -> None:
-        """Insert the session's row if it is still only in memory."""
+        """Insert the session's row if it is still only in memory; first what the opening
+        left undone when it met another program's lock (HistoryDB.tidy_owed), so that a
+        session an exit kept beside the history is merged before this one, as it was walked
+        before it, and this boot's sessions are dated again while it lasts."""
         if self._row is None:
             return
+        if self.db.tidy_owed:
+            self.db.tidy()
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
@@ -587,16 +592,19 @@ class SessionRecorder:
 
 
 def tidy_unless_locked(db: HistoryDB) -> None:
-    """What an opening does (:meth:`HistoryDB.tidy`: sessions cut off earlier marked as
-    interrupted, this boot's sessions dated again) unless another program holds the history
-    locked: then it is left to the next opening (nothing is lost by waiting) rather than hold
-    up the start of a session."""
+    """What an opening does (:meth:`HistoryDB.tidy`: sessions kept beside the history merged,
+    sessions cut off earlier marked as interrupted, this boot's sessions dated again) unless
+    another program holds the history locked: then it is owed (``db.tidy_owed``) rather than
+    hold up the start of a session, and done once the lock is let go, just before the
+    session's row is written (:meth:`SessionRecorder._write_row`)."""
     db.busy_timeout(0)
     try:
         db.tidy()
     except HistoryLocked as exc:
-        _LOGGER.info("history: sessions cut off earlier are marked, and dated again, at the "
-                     "next opening (%s)", exc.one_line())
+        db.tidy_owed = True
+        _LOGGER.info("history: sessions kept beside the history are merged, and sessions cut "
+                     "off earlier marked and dated again, once it is let go (%s)",
+                     exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
 
