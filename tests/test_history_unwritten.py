@@ -213,3 +213,33 @@ def test_a_kept_session_is_not_taken_for_an_earlier_one_of_the_same_process_and_
     assert [(s["id"], s["source"], s["week"]) for s in sessions] == [(1, "run", 1),
                                                                        (2, "serve", 2)]
     assert not (tmp_path / SIDE).exists()
+
+
+def test_a_side_file_still_being_written_by_its_process_is_not_merged_until_it_is_done(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An exit fills its side file in several commits, the session's row first (still
+    'running') and its end last. An opening in those milliseconds (the other program let the
+    history go meanwhile) merged what was there and removed the file: the end and the last
+    events, written after into a file gone, were lost, and the session showed 'running'.
+    Now a running row of a process still alive is left (neither merged nor shown) until its
+    end is in; the next opening merges the whole."""
+    import os
+    import socket
+
+    from voicecoach.history import unwritten
+    from voicecoach.history.liveness import process_token
+
+    HistoryDB.open(tmp_path).close()
+    side, conn = unwritten.create(tmp_path / DB_NAME, None)
+    conn.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
+                 " proc_token) VALUES ('2026-03-02T08:00:00+00:00', 'week 2', 2, 'run',"
+                 " 'running', ?, ?, ?)",
+                 (os.getpid(), socket.gethostname(), process_token(os.getpid())))
+    assert _history_json(tmp_path, capsys) == []
+    assert side.exists()
+    conn.execute("UPDATE sessions SET status = 'finished', ended_at = '2026-03-02T08:05:00"
+                 "+00:00', backward_s = 300, total_s = 300")
+    conn.close()
+    [kept] = _history_json(tmp_path, capsys)
+    assert (kept["status"], kept["backward_s"]) == ("finished", 300.0)
+    assert not side.exists()

@@ -22,7 +22,8 @@ At the next opening for writing (:meth:`HistoryDB.tidy`, before sessions cut off
   replaced meanwhile) it is added as a new session.
 
 The file is removed only once the merge has committed; one that cannot be read is left in
-place, said in one line. A lock held by another program fails the merge as it fails the
+place, said in one line; one whose process is still filling it is left until it is done
+(:func:`_being_written`). A lock held by another program fails the merge as it fails the
 opening's other writes: tried again at the next opening. Until then every read of the
 sessions (``HistoryDB.sessions``: ``history``, the plan, doctor's count) reads the files
 alongside the history without writing either (:func:`as_merged`), so the session shows as
@@ -36,6 +37,7 @@ import logging
 import os
 import re
 import shlex
+import socket
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
+from voicecoach.history.liveness import pid_alive
 from voicecoach.history.replaced import Rows, free_name, put, take
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate
@@ -157,6 +160,9 @@ def merge_all(db: HistoryDB) -> None:
                           "aside (mv %s %s)", side, detail.rstrip("."),
                           shlex.quote(str(side)), shlex.quote(str(side) + ".broken"))
             continue
+        if _being_written(rows):
+            _LOGGER.debug("history: %s is still being written by its process", side)
+            continue
         with db.transaction() as conn:
             what = _merge(conn, history_id, rows)
         try:
@@ -186,6 +192,19 @@ def _merge(conn: sqlite3.Connection, history_id: int | None, rows: Rows) -> str:
                 f"{len(rows['events'][1])} events written)")
     new_id = put(conn, rows)[kept_id]
     return f"added as session {new_id}, {values['status']}"
+
+
+def _being_written(rows: Rows) -> bool:
+    """Whether the process that gives the session up is still filling its side file: its
+    row is written first and its end last (the recorder's ``_keep_aside``), so a row still
+    'running' of a process alive on this host is not merged yet, nor shown (merged then, its
+    end and last events would be written into a file removed, and lost). A process gone
+    left it so for good: merged as it is, then marked interrupted with the others."""
+    columns, [row] = rows["sessions"]
+    values = dict(zip(columns, row[1:], strict=True))
+    pid = values.get("pid")
+    return (values.get("status") == "running" and values.get("host") == socket.gethostname()
+            and isinstance(pid, int) and pid_alive(pid, str(values.get("proc_token") or "")))
 
 
 def _place(query: Query, history_id: int | None, rows: Rows) -> tuple[int | None, bool]:
@@ -238,7 +257,7 @@ def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSumm
         except (VoicecoachError, OSError, sqlite3.Error, ValueError) as exc:
             _LOGGER.debug("history: %s is not read alongside the history: %s", side, exc)
             continue
-        if kept is None:
+        if kept is None or _being_written(rows):
             continue
         there, had = _place(db.query, history_id, rows)
         if had:
