@@ -15,7 +15,7 @@ from history_helpers import Device, record_finished
 
 from voicecoach.cli import main
 from voicecoach.events import SessionEnded
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
 from voicecoach.history.schema import MIGRATIONS, SCHEMA_VERSION, user_version
 from voicecoach.workout.plan import programme_week
 
@@ -230,3 +230,52 @@ def test_a_boot_time_that_cannot_be_read_is_no_boot_clock(
         assert (s.boot_id, s.boot_s, db.unreadable_rows()) == ("", None, 1)
         plan = plan_next_session(db, CoachSettings(), device.wall.date())
     assert plan.notes[0] == "I cannot tell the date yet, so we keep the same dose."
+
+
+def test_a_session_end_not_written_yet_is_dated_as_its_write_will_date_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NTP sets the clock while a session walked from 1970 ends with the history held by
+    another program, and "start" plans before the lock is let go: the plan counts that
+    session (from the recorder's memory) as its end will store it, its start worked back
+    from the clock set by the time that passed, not at 1970 (date unknown: the plan went by
+    the boot clock, "You walked less than a day ago", where the written one goes by the date,
+    "You already walked today"). The same date, and the same plan, before and after the end
+    is written."""
+    from voicecoach.events import PhaseStarted
+    from voicecoach.history import plan_next_session
+    from voicecoach.history import recorder as recorder_module
+    from voicecoach.history.recorder import sessions_for_plan
+    from voicecoach.settings import CoachSettings
+
+    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    device = Device(monkeypatch, UNSET)
+    db = HistoryDB.open(tmp_path)
+    recorder = SessionRecorder.open(db, programme_week(1), "run", wall_clock=device.monotonic)
+    recorder.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                                   duration_s=300.0, speed_mph=0.5, min_speed_mph=0.5,
+                                   max_speed_mph=0.8, incline_pct=0.0))
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    device.wait(120)
+    device.wall = day(5, 8)  # NTP
+    device.wait(180)
+    recorder.on_event(SessionEnded(t=300.0, state="done", outcome="finished", backward_s=300.0,
+                                   total_s=300.0, min_speed_mph=0.5, max_speed_mph=0.5,
+                                   summary=""))
+    assert not recorder.end("finished")  # held: the end waits in memory
+    boot = (device.boot_id, device.since_boot)
+
+    def planned() -> tuple[dt.datetime, bool, list[str]]:
+        [session] = dating.in_recorded_order(sessions_for_plan(db))
+        plan = plan_next_session([session], CoachSettings(), device.wall.date(), boot=boot)
+        return session.started_at, session.date_known, plan.notes
+
+    pending = planned()
+    other.execute("COMMIT")
+    other.close()
+    recorder.heartbeat(400.0)
+    assert recorder.closed and not recorder.incomplete
+    written = planned()
+    db.close()
+    assert written[:2] == (day(5, 8) - dt.timedelta(seconds=120), True)
+    assert pending == written

@@ -163,6 +163,42 @@ def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
     assert (planned.notes, planned.phases) == (written.notes, written.phases)  # ... and holds
 
 
+
+def test_a_start_that_met_the_lock_tidies_once_it_is_let_go_before_its_own_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session given up to a side file at an exit (the history held), and one cut off
+    earlier; "start" is heard with the history still held, so its opening's tidy is skipped.
+    When the lock is let go, the new session's row is written by its heartbeat: the tidy is
+    done first, at that moment, with no other opening: the kept session merged before it
+    (walked before it, recorded before it: before, the new row got in first and the kept
+    walk was merged after it, as if walked last), the cut-off one marked interrupted."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.history import SessionRecorder
+    from voicecoach.workout.plan import programme_week
+
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.0)
+    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S", 0.2)
+    settings = Settings(data_dir=tmp_path)
+    db = HistoryDB.open(tmp_path)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    kept = SessionRecorder.open(db, programme_week(2), "run")
+    kept.close("stopped")
+    db.close()
+    assert kept.kept_in is not None
+    with recorded_session(settings, None, "serve") as (_plan, second):
+        assert second.session_id == 0  # its row waits for the lock
+        other.execute("COMMIT")
+        second.heartbeat(1.0)
+        assert second.session_id != 0 and not kept.kept_in.exists()
+        rows = other.execute("SELECT id, source, status FROM sessions").fetchall()
+        second.close("stopped")
+    other.close()
+    assert rows == [(1, "serve", "interrupted"), (2, "run", "stopped"), (3, "serve", "running")]
+
+
 # ---------------------------------------------------------------- the exit
 def test_exit_writes_every_unwritten_end_within_one_deadline_and_logs_each_given_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -5,6 +5,7 @@ exit's waits scaled down (as in test_history_locked.py)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sqlite3
@@ -136,3 +137,109 @@ def test_a_side_file_that_cannot_be_read_is_left_and_said_once(
     # its own advice, not the history's ("run again to start a new history")
     assert f"move it aside (mv {side} {side}.broken)" in line and "new history" not in line
     assert side.read_bytes() == b"not a database " * 300
+
+
+@pytest.mark.parametrize("kept", ["the whole session", "its end alone"])
+def test_a_kept_session_is_shown_and_planned_from_while_the_history_is_still_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], kept: str) -> None:
+    """The exit gave a session up to a side file and the other program still holds the
+    history when the user looks at it and when the next session is planned: nothing can be
+    merged yet, and before, `history` and the plan showed the session missing (its row never
+    got in) or 'running', counting for nothing (its end alone kept). Now both read the side
+    file alongside the history, without writing a byte: the session as the merge will put
+    it, the same table and the same plan as once it is merged; the file stays until then."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.history import db as db_module
+    from voicecoach.history import plan_next_session
+    from voicecoach.history.recorder import sessions_for_plan
+    from voicecoach.settings import Settings
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)  # `history`'s wait for the lock
+    monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
+    db = HistoryDB.open(tmp_path)
+    SessionRecorder.open(db, programme_week(1), "run").close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    whole = kept == "the whole session"
+    if whole:
+        other.execute("BEGIN IMMEDIATE")
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    _walk(recorder, other, lock_at=-1 if whole else 2)
+    recorder.close()
+    db.close()
+    side = tmp_path / SIDE
+    assert recorder.kept_in == side
+    copy = side.read_bytes()
+    settings = Settings(data_dir=tmp_path)
+    held = _history_json(tmp_path, capsys)
+    with recorded_session(settings, None, "serve") as (planned, second):
+        assert second.session_id == 0  # the lock is still held: nothing was merged ...
+        assert side.is_file()  # ... nor removed
+        second.close("stopped")  # given up too, to a side file of its own
+    other.execute("COMMIT")
+    other.close()
+    merged = _history_json(tmp_path, capsys)
+    assert not side.exists() and [s["status"] for s in merged[2:]] == ["stopped"]
+    assert [(s["id"], s["status"]) for s in merged[:2]] == [(1, "stopped"), (2, "finished")]
+    assert (merged[1]["backward_s"], merged[1]["pain_reports"]) == (300.0, 1)
+    assert held == merged[:2]
+    side.write_bytes(copy)  # merged, then not removed: read alongside, it is not listed twice
+    with HistoryDB.open_file(tmp_path / DB_NAME, recover=False) as db:
+        assert [s.to_dict() for s in db.sessions()] == merged
+    with HistoryDB.open(tmp_path) as db:
+        written = plan_next_session(sessions_for_plan(db)[:2], settings.coach,
+                                    datetime.date.today())
+    assert (planned.week, planned.phases, planned.notes) == (written.week, written.phases,
+                                                            written.notes)
+
+
+def test_a_kept_session_is_not_taken_for_an_earlier_one_of_the_same_process_and_second(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two sessions of one process started in the same second, neither with an event (the
+    first stopped at once), the second given up to a side file: before, the merge took the
+    second for the first (same process, start and events: 'had it already') and removed its
+    file, and the session was lost. Now only the same row, every column, with the same events
+    is 'had already': it is added."""
+    start = datetime.datetime(2026, 3, 2, 8, 0, tzinfo=datetime.timezone.utc)
+    db = HistoryDB.open(tmp_path)
+    SessionRecorder.open(db, programme_week(1), "run", started_at=start).close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    SessionRecorder.open(db, programme_week(2), "serve", started_at=start).close("stopped")
+    db.close()
+    other.execute("COMMIT")
+    other.close()
+    sessions = _history_json(tmp_path, capsys)
+    assert [(s["id"], s["source"], s["week"]) for s in sessions] == [(1, "run", 1),
+                                                                       (2, "serve", 2)]
+    assert not (tmp_path / SIDE).exists()
+
+
+def test_a_side_file_still_being_written_by_its_process_is_not_merged_until_it_is_done(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An exit fills its side file in several commits, the session's row first (still
+    'running') and its end last. An opening in those milliseconds (the other program let the
+    history go meanwhile) merged what was there and removed the file: the end and the last
+    events, written after into a file gone, were lost, and the session showed 'running'.
+    Now a running row of a process still alive is left (neither merged nor shown) until its
+    end is in; the next opening merges the whole."""
+    import os
+    import socket
+
+    from voicecoach.history import unwritten
+    from voicecoach.history.liveness import process_token
+
+    HistoryDB.open(tmp_path).close()
+    side, conn = unwritten.create(tmp_path / DB_NAME, None)
+    conn.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
+                 " proc_token) VALUES ('2026-03-02T08:00:00+00:00', 'week 2', 2, 'run',"
+                 " 'running', ?, ?, ?)",
+                 (os.getpid(), socket.gethostname(), process_token(os.getpid())))
+    assert _history_json(tmp_path, capsys) == []
+    assert side.exists()
+    conn.execute("UPDATE sessions SET status = 'finished', ended_at = '2026-03-02T08:05:00"
+                 "+00:00', backward_s = 300, total_s = 300")
+    conn.close()
+    [kept] = _history_json(tmp_path, capsys)
+    assert (kept["status"], kept["backward_s"]) == ("finished", 300.0)
+    assert not side.exists()

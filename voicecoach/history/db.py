@@ -31,7 +31,7 @@ from voicecoach.history.recovery import recover_interrupted
 from voicecoach.history.replaced import copy_out, file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
-from voicecoach.history.unwritten import merge_all
+from voicecoach.history.unwritten import as_merged, merge_all
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -84,6 +84,9 @@ class HistoryDB:
         self._written_back: Path | None = None
         #: The write's wait for other programs' locks (ms), kept for a connection opened later.
         self._busy_ms = BUSY_TIMEOUT_MS
+        #: Whether the opening's :meth:`tidy` met another program's lock and is still to do
+        #: (recorder.tidy_unless_locked): the recorder does it before its session's row.
+        self.tidy_owed = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -378,6 +381,7 @@ class HistoryDB:
         merge_all(self)
         self.recover_interrupted()
         dating.redate_this_boot(self)
+        self.tidy_owed = False
 
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -392,7 +396,9 @@ class HistoryDB:
     def sessions(self, since: datetime | None = None,
                  sources: Sequence[str] | None = None) -> list[SessionSummary]:
         """Sessions in the order they were recorded, each date checked against that order
-        (voicecoach.history.dating), optionally from ``since`` and some sources."""
+        (voicecoach.history.dating), optionally from ``since`` and some sources; with the
+        sessions kept beside the history and not merged yet as the merge will put them
+        (history/unwritten.py's ``as_merged``)."""
         rows = self.query(SUMMARY_SQL + " ORDER BY s.id")
         read = []
         for row in rows:
@@ -402,7 +408,9 @@ class HistoryDB:
                                 "it is left out", self.path, row[0])
                 continue
             read.append(summary)
-        out = dating.in_recorded_order(read)
+        # a session an exit kept beside the history and not merged yet (the history held
+        # locked, or read where it cannot be written) is shown as its merge will put it
+        out = dating.in_recorded_order(as_merged(self, read))
         if since is not None:
             out = dating.since(out, since.astimezone() if since.tzinfo is None else since)
         return [s for s in out if sources is None or s.source in sources]

@@ -176,9 +176,14 @@ class SessionRecorder:
         return recorder
 
     def _write_row(self) -> None:
-        """Insert the session's row if it is still only in memory."""
+        """Insert the session's row if it is still only in memory; first what the opening
+        left undone when it met another program's lock (HistoryDB.tidy_owed), so that a
+        session an exit kept beside the history is merged before this one, as it was walked
+        before it, and this boot's sessions are dated again while it lasts."""
         if self._row is None:
             return
+        if self.db.tidy_owed:
+            self.db.tidy()
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
@@ -330,11 +335,8 @@ class SessionRecorder:
         tally = self.tally
         backward, total, lo, hi = self._end_figures(t, ended)
         now = wall_now()
-        elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
-        began = now - timedelta(seconds=elapsed)
-        if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
-            # the wall clock was set during the session: the later reading is the one to
-            # trust (NTP), so the start is worked back from it by the time that passed
+        began = self._start_at_end(now)
+        if began != self.started_at:
             _LOGGER.log(logging.DEBUG if self._aside else logging.WARNING,
                         "history: the clock was set during session %d (by %+.0f s); its "
                         "start is recorded as %s", self.session_id,
@@ -361,6 +363,17 @@ class SessionRecorder:
                     "history: session %d %s after %.0f s (%.0f s backward)",
                     self.session_id, outcome, total, backward)
         return outcome
+
+    def _start_at_end(self, now: datetime) -> datetime:
+        """The session's start as its end stores it, the wall clock reading ``now``: when the
+        clock was set during the session (the start read from it and the time that passed
+        disagree by more than CLOCK_SET_S), the later reading is the one to trust (NTP), so
+        the start is worked back from it by the time that passed; else the start as read."""
+        elapsed = finite_or(self._wall_clock() - self._opened_wall, 0.0, 0.0, 1e7) or 0.0
+        began = now - timedelta(seconds=elapsed)
+        if self.clock_start and abs((began - self.started_at).total_seconds()) > CLOCK_SET_S:
+            return began
+        return self.started_at
 
     def _end_figures(self, t: float, ended: SessionEnded | None
                      ) -> tuple[float, float, float | None, float | None]:
@@ -391,15 +404,18 @@ class SessionRecorder:
                   or self._ended or "running")
         if status not in OUTCOMES and status != "running":
             status = "interrupted"
+        started = self.started_at
         if status == "running":
             backward, total, _last = self._progress()
             lo = hi = end = None
-        else:
+        else:  # dated as its end will store it (_finish), not only as the clock said then
+            now = wall_now()
             backward, total, lo, hi = self._end_figures(self.tally.last_t, ended)
-            end = min(self.started_at + timedelta(seconds=total), wall_now())
+            started = self._start_at_end(now)
+            end = min(started + timedelta(seconds=total), now)
         tally = self.tally
         return SessionSummary(
-            self.session_id if self._row is None else 0, self.started_at, plan, week, source,
+            self.session_id if self._row is None else 0, started, plan, week, source,
             status, end, backward, total, lo, hi, planned, speed, incline,
             finite_or(tally.mean_backward_speed_mph, None, 0, MAX_SPEED_MPH),
             tally.pain_reports, notes,
@@ -576,16 +592,19 @@ class SessionRecorder:
 
 
 def tidy_unless_locked(db: HistoryDB) -> None:
-    """What an opening does (:meth:`HistoryDB.tidy`: sessions cut off earlier marked as
-    interrupted, this boot's sessions dated again) unless another program holds the history
-    locked: then it is left to the next opening (nothing is lost by waiting) rather than hold
-    up the start of a session."""
+    """What an opening does (:meth:`HistoryDB.tidy`: sessions kept beside the history merged,
+    sessions cut off earlier marked as interrupted, this boot's sessions dated again) unless
+    another program holds the history locked: then it is owed (``db.tidy_owed``) rather than
+    hold up the start of a session, and done once the lock is let go, just before the
+    session's row is written (:meth:`SessionRecorder._write_row`)."""
     db.busy_timeout(0)
     try:
         db.tidy()
     except HistoryLocked as exc:
-        _LOGGER.info("history: sessions cut off earlier are marked, and dated again, at the "
-                     "next opening (%s)", exc.one_line())
+        db.tidy_owed = True
+        _LOGGER.info("history: sessions kept beside the history are merged, and sessions cut "
+                     "off earlier marked and dated again, once it is let go (%s)",
+                     exc.one_line())
     finally:
         db.busy_timeout(BUSY_TIMEOUT_MS)  # reads wait as in any opening
 

@@ -22,8 +22,12 @@ At the next opening for writing (:meth:`HistoryDB.tidy`, before sessions cut off
   replaced meanwhile) it is added as a new session.
 
 The file is removed only once the merge has committed; one that cannot be read is left in
-place, said in one line. A lock held by another program fails the merge as it fails the
-opening's other writes: tried again at the next opening.
+place, said in one line; one whose process is still filling it is left until it is done
+(:func:`_being_written`). A lock held by another program fails the merge as it fails the
+opening's other writes: tried again at the next opening. Until then every read of the
+sessions (``HistoryDB.sessions``: ``history``, the plan, doctor's count) reads the files
+alongside the history without writing either (:func:`as_merged`), so the session shows as
+the merge will put it, not missing or 'running'.
 """
 
 from __future__ import annotations
@@ -33,13 +37,18 @@ import logging
 import os
 import re
 import shlex
+import socket
 import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
+from voicecoach.history.liveness import pid_alive
 from voicecoach.history.replaced import Rows, free_name, put, take
+from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:
@@ -55,6 +64,8 @@ KEPT_DDL = "CREATE TABLE kept (history_id INTEGER)"
 END_COLUMNS = ("started_at", "status", "ended_at", "backward_s", "total_s", "last_t", "min_speed_mph",
                "max_speed_mph", "backward_speed_mph", "belt_speed_mph", "belt_max_speed_mph",
                "belt_incline_pct", "belt_distance_m")
+#: A read of the history: rows of ``sql`` with ``params``.
+Query = Callable[[str, Sequence[Any]], list[Any]]
 
 
 def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connection]:
@@ -104,6 +115,13 @@ def side_files(history: Path) -> list[Path]:
 def read(db: HistoryDB, side: Path) -> tuple[int | None, Rows]:
     """(the session's id in the history or None, its rows) from ``side``; raises
     VoicecoachError, OSError or sqlite3.Error when it cannot be read."""
+    history_id, rows, _row = _read(db, side)
+    return history_id, rows
+
+
+def _read(db: HistoryDB, side: Path) -> tuple[int | None, Rows, Sequence[Any]]:
+    """:func:`read`, and the session's row as the history's summary reads it (SUMMARY_SQL:
+    its pain reports counted are the kept ones)."""
     conn = sqlite3.connect(str(side), isolation_level=None)
     try:
         version = db._check(side, conn)
@@ -117,12 +135,13 @@ def read(db: HistoryDB, side: Path) -> tuple[int | None, Rows]:
             if len(kept) != 1 or len(ids) != 1:
                 raise corrupt_error(side, f"it holds {len(ids)} sessions, not one")
             rows = take(conn, ids)
+            [summary_row] = conn.execute(SUMMARY_SQL).fetchall()
         except sqlite3.DatabaseError as exc:
             raise database_error(side, exc, "read") from None
     finally:
         conn.close()
     history_id = kept[0][0]
-    return (None if history_id is None else int(history_id)), rows
+    return (None if history_id is None else int(history_id)), rows, summary_row
 
 
 def merge_all(db: HistoryDB) -> None:
@@ -141,6 +160,9 @@ def merge_all(db: HistoryDB) -> None:
                           "aside (mv %s %s)", side, detail.rstrip("."),
                           shlex.quote(str(side)), shlex.quote(str(side) + ".broken"))
             continue
+        if _being_written(rows):
+            _LOGGER.debug("history: %s is still being written by its process", side)
+            continue
         with db.transaction() as conn:
             what = _merge(conn, history_id, rows)
         try:
@@ -157,32 +179,94 @@ def _merge(conn: sqlite3.Connection, history_id: int | None, rows: Rows) -> str:
     """Put one kept session into the history (in the caller's transaction); what was done."""
     columns, [row] = rows["sessions"]
     kept_id, values = int(row[0]), dict(zip(columns, row[1:], strict=True))
-    if history_id is not None:
-        there = conn.execute("SELECT proc_token, host FROM sessions WHERE id = ?",
-                             (history_id,)).fetchone()
-        if there is not None and tuple(there) == (values["proc_token"], values["host"]):
-            events = rows["events"]
-            seqs = [r[events[0].index("seq")] for r in events[1]]
-            if seqs and conn.execute("SELECT 1 FROM events WHERE session_id = ? AND seq = ?",
-                                     (history_id, min(seqs))).fetchone():
-                return f"session {history_id} had it already"  # merged, then not removed
-            put(conn, {**rows, "sessions": (columns, [])}, {kept_id: history_id})
-            ends = [c for c in END_COLUMNS if c in values]
-            conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
-                         " WHERE id = ?", [*(values[c] for c in ends), history_id])
-            return (f"session {history_id} ended {values['status']} (its end and "
-                    f"{len(seqs)} events written)")
-    else:  # merged, then not removed: a session of the same process, start and events
-        events = rows["events"]
-        logged = sorted((r[events[0].index("seq")], r[events[0].index("data")])
-                        for r in events[1])
-        for (same,) in conn.execute("SELECT id FROM sessions WHERE proc_token = ? AND host = ?"
-                                    " AND started_at = ?", (values["proc_token"],
-                                                            values["host"],
-                                                            values["started_at"])).fetchall():
-            there = conn.execute("SELECT seq, data FROM events WHERE session_id = ?"
-                                 " ORDER BY seq", (same,)).fetchall()
-            if [tuple(r) for r in there] == logged:
-                return f"session {same} had it already"
+    there, had = _place(lambda sql, params: conn.execute(sql, params).fetchall(),
+                        history_id, rows)
+    if had:
+        return f"session {there} had it already"  # merged, then not removed
+    if there is not None:
+        put(conn, {**rows, "sessions": (columns, [])}, {kept_id: there})
+        ends = [c for c in END_COLUMNS if c in values]
+        conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
+                     " WHERE id = ?", [*(values[c] for c in ends), there])
+        return (f"session {there} ended {values['status']} (its end and "
+                f"{len(rows['events'][1])} events written)")
     new_id = put(conn, rows)[kept_id]
     return f"added as session {new_id}, {values['status']}"
+
+
+def _being_written(rows: Rows) -> bool:
+    """Whether the process that gives the session up is still filling its side file: its
+    row is written first and its end last (the recorder's ``_keep_aside``), so a row still
+    'running' of a process alive on this host is not merged yet, nor shown (merged then, its
+    end and last events would be written into a file removed, and lost). A process gone
+    left it so for good: merged as it is, then marked interrupted with the others."""
+    columns, [row] = rows["sessions"]
+    values = dict(zip(columns, row[1:], strict=True))
+    pid = values.get("pid")
+    return (values.get("status") == "running" and values.get("host") == socket.gethostname()
+            and isinstance(pid, int) and pid_alive(pid, str(values.get("proc_token") or "")))
+
+
+def _place(query: Query, history_id: int | None, rows: Rows) -> tuple[int | None, bool]:
+    """Where a kept session goes in the history, looked up without writing: (the id of the
+    row whose end it is, or of the session that has it already; None: a new session) and
+    whether the history has it already (merged, then not removed)."""
+    columns, [row] = rows["sessions"]
+    values = dict(zip(columns, row[1:], strict=True))
+    events = rows["events"]
+    if history_id is not None:
+        there = query("SELECT proc_token, host FROM sessions WHERE id = ?", (history_id,))
+        if there and tuple(there[0]) == (values["proc_token"], values["host"]):
+            seqs = [r[events[0].index("seq")] for r in events[1]]
+            had = bool(seqs) and bool(query("SELECT 1 FROM events WHERE session_id = ? AND"
+                                            " seq = ?", (history_id, min(seqs))))
+            return history_id, had
+    # added as a new session: already, if the same row (every column) with the same events
+    # is there (merged, then not removed); not merely a session of the same process and start
+    # second: two sessions without events, one stopped at once, are not one
+    logged = sorted((r[events[0].index("seq")], r[events[0].index("data")])
+                    for r in events[1])
+    for same, *stored in query(f"SELECT id, {', '.join(columns)} FROM sessions WHERE"
+                               " proc_token = ? AND host = ? AND started_at = ?",
+                               (values["proc_token"], values["host"], values["started_at"])):
+        if stored != list(row[1:]):
+            continue
+        there = query("SELECT seq, data FROM events WHERE session_id = ? ORDER BY seq", (same,))
+        if [tuple(r) for r in there] == logged:
+            return int(same), True
+    return None, False
+
+
+def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSummary]:
+    """``db``'s ``sessions`` (in recorded order) with the sessions kept beside it as the next
+    merge will put them, read without writing a byte (a history held locked, or read where it
+    cannot be written, is shown whole until that merge): a kept end on its session's row, with
+    its figures and its pain reports added; a session whose row never got in after every
+    recorded one, with the next id. A side file that cannot be read adds nothing (the
+    opening that tries to merge it says so)."""
+    sides = side_files(db.path)
+    if not sides:
+        return sessions
+    out = {s.id: s for s in sessions}
+    [(top,)] = db.query("SELECT COALESCE(MAX(id), 0) FROM sessions")
+    top = max(int(top), *out, 0)
+    for side in sides:
+        try:
+            history_id, rows, summary_row = _read(db, side)
+            kept = summary_of(summary_row)
+        except (VoicecoachError, OSError, sqlite3.Error, ValueError) as exc:
+            _LOGGER.debug("history: %s is not read alongside the history: %s", side, exc)
+            continue
+        if kept is None or _being_written(rows):
+            continue
+        there, had = _place(db.query, history_id, rows)
+        if had:
+            continue
+        if there is None:
+            top += 1
+            out[top] = replace(kept, id=top)
+            continue
+        [(pains,)] = db.query("SELECT COUNT(*) FROM pain_reports WHERE session_id = ?",
+                              (there,))
+        out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains))
+    return sorted(out.values(), key=lambda s: s.id)
