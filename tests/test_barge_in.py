@@ -247,3 +247,4 @@ def test_a_command_from_the_coach_names_the_words_it_was_heard_in() -> None:
     assert B.said_before(said, 4.5) == ["Stand tall.", "Chest up."]
     assert B.said_before(said, 8.5) == []
     assert B.said_before(said, 10.0) == ["Keep going."]
+    assert B.said_before(said, 9.0) == []  # "Keep going." begun at the command: its answer

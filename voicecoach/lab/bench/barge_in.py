@@ -320,9 +320,10 @@ def closed_loop_session(canceller: str, minutes: float, tmp: Path,
 
 def said_before(intervals: Sequence[SpeechInterval], t: float, within_s: float = 2.0) -> list[str]:
     """What the coach was saying at ``t`` or stopped saying less than ``within_s`` before it (the
-    words a command from its own voice was heard in), oldest first."""
+    words a command from its own voice was heard in), oldest first; not what it began at ``t``
+    (its answer to that command)."""
     return [iv.text for iv in intervals
-            if iv.start <= t and (iv.end is None or iv.end >= t - within_s)]
+            if iv.start < t and (iv.end is None or iv.end >= t - within_s)]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
