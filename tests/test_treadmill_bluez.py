@@ -374,6 +374,33 @@ def test_a_hung_bluetooth_service_is_one_doctor_line(monkeypatch: pytest.MonkeyP
         " -> fix: restart it: sudo systemctl restart bluetooth"]
 
 
+def test_doctor_gives_a_treadmill_that_does_not_answer_its_own_bound_and_one_line(
+        fake: FakeTreadmill, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The treadmill is found and connected but never answers its reads: doctor gives it
+    TREADMILL_CHECK_S (10 s; 1 s here), then one FAIL line saying what did not answer and how
+    to fix it. It waited the coach's 30 s setup limit."""
+    from voicecoach import doctor
+    from voicecoach.checks import FAIL, OK, Check
+    from voicecoach.settings import Settings
+
+    monkeypatch.setattr(doctor, "TREADMILL_CHECK_S", 1.0, raising=False)
+    fake.read_delay_s = 3600.0
+    forget()
+    settings = Settings(treadmill=TreadmillSettings(control="drive", address=PERIPHERAL[1]))
+    checks: list[Check] = []
+    worker = threading.Thread(target=lambda: checks.extend(doctor.check_treadmill(settings)),
+                              daemon=True)
+    worker.start()
+    worker.join(GUARD_S)
+    assert not worker.is_alive(), "doctor's treadmill check outlasted its bound"
+    assert [c.status for c in checks] == [OK, FAIL]
+    assert checks[1].line() == (
+        f"{FAIL:<4}  treadmill: the treadmill FakeTread did not answer within 1 s -> fix: "
+        "switch the treadmill on (wake a sleeping pad: press a key on it), disconnect any other "
+        f"app from it (a phone's), pair it if it asks (bluetoothctl pair {PERIPHERAL[1]}), and "
+        "check [treadmill] address with `voicecoach treadmill scan`")
+
+
 def test_the_safety_key_on_the_fake_stops_the_coach(fake: FakeTreadmill) -> None:
     fake.model.controlled = False
     script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"}

@@ -14,7 +14,9 @@ from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
     DISCONNECT_TIMEOUT_S,
     SETUP_TIMEOUT_S,
+    UNDO_S,
     Found,
+    NotAnswered,
     Overdue,
     TreadmillError,
     WriteTimeout,
@@ -216,17 +218,18 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
                   on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
                   timeout: float = CONNECT_TIMEOUT_S, device: Any = None,
                   setup_timeout: float = SETUP_TIMEOUT_S,
-                  write_timeout: float = WRITE_TIMEOUT_S) -> tuple[Any, FtmsController,
-                                                                   TreadmillInfo]:
+                  write_timeout: float = WRITE_TIMEOUT_S,
+                  undo_s: float = UNDO_S) -> tuple[Any, FtmsController, TreadmillInfo]:
     """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
     returns (BleakClient, controller, info). All of it within ``setup_timeout`` seconds, else
-    one TreadmillError naming what did not answer: Bluetooth, or the treadmill. The
-    controller's writes each give up after ``write_timeout`` seconds."""
+    one :class:`NotAnswered` naming what did not answer: Bluetooth, or the treadmill (a setup
+    given up has ``undo_s`` more to let go of the treadmill). The controller's writes each
+    give up after ``write_timeout`` seconds."""
     waiting = ["Bluetooth" if device is None else f"the treadmill {address_or_name}"]
     return await within(setup_timeout, _connect(address_or_name, on_update, on_disconnect,
                                                 adapter, timeout, device, waiting,
                                                 write_timeout),
-                        lambda: waiting[0])
+                        lambda: waiting[0], undo_s)
 
 
 async def _connect(address_or_name: str, on_update: Callable[[Any], None],
