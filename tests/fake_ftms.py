@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dbus_fast import BusType, Variant
+from dbus_fast import BusType, DBusError, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
@@ -68,12 +68,20 @@ class _Characteristic(ServiceInterface):
 
     @method()
     async def ReadValue(self, options: "a{sv}") -> "ay":  # type: ignore[name-defined]  # noqa: F821,N802
+        self.fake.reads += 1
+        if self.fake.failing_reads:
+            self.fake.failing_reads -= 1
+            raise DBusError("org.bluez.Error.Failed", self.fake.bluetooth_error)
         if self.fake.read_delay_s:
             await asyncio.sleep(self.fake.read_delay_s)
         return self._value
 
     @method()
     async def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+        if self.fake.failing_writes:  # refused at once by "BlueZ", never acted on
+            self.fake.failing_writes -= 1
+            self.fake.failed.append(bytes(value))
+            raise DBusError("org.bluez.Error.Failed", self.fake.bluetooth_error)
         if self.fake.hang_writes or (value and value[0] == self.fake.hang_op):
             # taken, never acted on, never answered (until let go)
             self.fake.hung.append(bytes(value))
@@ -145,6 +153,14 @@ class FakeTreadmill:
         self.hang_writes = False
         self.hang_op = -1  # ... only the writes of this op code (0x08: stop)
         self.hung: list[bytes] = []  # the writes that hung
+        #: How many of the next writes (reads) fail at once with a Bluetooth error, not acted
+        #: on: org.bluez.Error.Failed with ``bluetooth_error`` (BlueZ says "Not connected" when
+        #: the radio link is gone)
+        self.failing_writes = 0
+        self.failing_reads = 0
+        self.bluetooth_error = "Operation failed"
+        self.failed: list[bytes] = []  # the writes that failed so
+        self.reads = 0  # reads asked for (answered or not)
         self.let_go = asyncio.Event()
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -316,6 +316,76 @@ def test_a_speed_write_the_treadmill_never_answers_is_a_lost_link_and_never_sent
     assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
 
 
+def test_writes_failing_at_once_for_the_write_timeout_are_a_lost_link() -> None:
+    """Writes that fail at once with a Bluetooth error (the radio link gone while BlueZ still
+    holds it), not a timeout: the failures going on for the write timeout (3 s) are a lost
+    link, as a hung write is: said once, a "faster" meanwhile is announced and not taken as
+    written, and when the link is back the belt's speed is the target (said), so the next
+    "faster" climbs one step from it. Before, each write failed and the coach carried on as
+    though the belt followed it."""
+    run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    run.sim.schedule(run.t, "error", 4.0)   # every write (and check) fails at once for 4 s
+    run.say("faster")
+    run.at(run.t + 2.0)
+    assert run.belt.link_up and sayings.LINK_LOST not in run.said()  # not yet: 3 s
+    run.at(run.t + 1.5)
+    assert not run.belt.link_up and run.said().count(sayings.LINK_LOST) == 1
+    assert len(run.sim.checks) >= 5         # checked itself every 0.5 s: nothing written
+    run.say("faster")                       # asked while the link is away: announced only
+    run.at(run.t + 10)
+    assert run.belt.link_up and run.sim.connects == 2
+    assert run.speeds_written_mph() == [*started, 1.1]  # the one that failed, nothing late
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+    assert run.coach.speed_mph == pytest.approx(1.0, abs=0.05)
+    assert sum(s.startswith("The belt is at 1.0 ") for s in run.said()) == 1
+    run.say("faster")
+    run.at(run.t + 5)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.1]
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
+
+
+def test_one_write_failing_at_once_then_answered_is_not_a_lost_link() -> None:
+    """A single Bluetooth error that the treadmill answers after (the link's check, then the
+    next write) is not a lost link: nothing is said, the link is not dropped."""
+    run = BeltRun().walking()
+    run.sim.schedule(run.t, "error", 0.3)   # one write refused, then all is well
+    run.say("faster")
+    run.at(run.t + 12)
+    assert any(isinstance(e, DeviceProblem) and e.problem == "write " + SimTreadmill.BLUETOOTH_ERROR
+               for e in run.events)
+    assert run.sim.checks and run.sim.connects == 1 and run.belt.link_up
+    assert sayings.LINK_LOST not in run.said()
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 0
+    run.say("stop")
+    run.at(run.t + 10)
+    assert not run.belt.halt_pending and run.belt_mph() < 0.01
+
+
+def test_a_stop_whose_writes_fail_at_once_is_said_retried_and_written_when_the_link_is_back(
+        ) -> None:
+    """A stop whose writes fail at once with a Bluetooth error: said at once (the belt may
+    still be moving; console, safety key), written again every 0.5 s, the failures going on
+    for 3 s are a lost link, and the stop is written when the link is back: the belt halts.
+    Never dropped in silence."""
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    assert run.belt_mph() > 0.5
+    run.sim.schedule(run.t, "error", 4.0)
+    run.say("stop")
+    run.at(run.t + 1)
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1 and run.belt.halt_pending
+    assert len(run.writes(Op.STOP_PAUSE)) >= 2          # written again, 0.5 s apart
+    run.at(run.t + 2.5)
+    assert not run.belt.link_up and run.belt.halt_pending and run.belt_mph() > 0.5
+    run.at(run.t + 10)
+    assert run.sim.connects == 2 and not run.belt.halt_pending
+    assert run.belt_mph() < 0.01, "the belt must not keep running after a stop"
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1 and sayings.LINK_LOST not in run.said()
+    assert run.coach.state is State.STOPPED
+    assert [e.outcome for e in run.events if isinstance(e, SessionEnded)] == ["stopped"]
+
+
 def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:
     run = BeltRun().walking()
     run.at(run.t + 3)

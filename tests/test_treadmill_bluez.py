@@ -38,7 +38,13 @@ from fake_ftms import (  # noqa: E402
 
 from voicecoach.device import sayings  # noqa: E402
 from voicecoach.device.belt import BeltController  # noqa: E402
-from voicecoach.events import BeltReported, CueSpoken, Event, SessionEnded  # noqa: E402
+from voicecoach.events import (  # noqa: E402
+    BeltReported,
+    CueSpoken,
+    DeviceProblem,
+    Event,
+    SessionEnded,
+)
 from voicecoach.grammar import load_grammar  # noqa: E402
 from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
 from voicecoach.treadmill import client, ftms, ftms_data  # noqa: E402
@@ -257,6 +263,88 @@ def test_a_stop_bluez_never_answers_is_said_and_kept_pending(fake: FakeTreadmill
         link.close()
 
 
+def test_a_stop_bluetooth_says_is_not_connected_is_said_and_the_link_taken_as_lost(
+        fake: FakeTreadmill) -> None:
+    """The belt runs and the link goes in a way BlueZ reports at once: every write fails
+    with org.bluez.Error.Failed "Not connected" (bleak still holds the device). The stop's
+    write fails: the coach says the belt may still be moving and how to halt it, the link is
+    taken as lost at once (reconnecting; the stop kept pending, written when it is back).
+    Before, the failure was a line in the log and the link stayed 'up'."""
+    fake.writes.clear()
+    coach, events, link = _session(fake, 6.0, {1.0: "yes", 1.5: "yes", 2.0: "yes",
+                                                3.0: "yes"},
+                                   disconnect_timeout=1.0, reconnect_s=60.0)
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController)
+    try:
+        assert fake.model.state == "running" and fake.model.speed_kmh > 0.3
+        fake.bluetooth_error, fake.failing_writes = "Not connected", 1000
+        now = 6.0
+        coach.command("stop", now, phrase="stop")
+        began = time.monotonic()
+        while belt.link_up and time.monotonic() - began < GUARD_S:
+            now += 0.05
+            coach.tick(now)
+            time.sleep(0.05)
+        said = [e.text for e in events if isinstance(e, CueSpoken)]
+        assert said.count(sayings.STOP_UNCONFIRMED) == 1
+        assert belt.halt_pending and not belt.link_up
+        [lost] = [e for e in events if isinstance(e, DeviceProblem) and e.problem == "link lost"]
+        assert lost.extra["reason"] == ("'stop' failed: Bluetooth: [org.bluez.Error.Failed] Not "
+                                        "connected; the link is dropped and tried again")
+        assert [ftms.decode_command(w) for w in fake.failed] == [ftms.stop()]
+        assert fake.model.state == "running"  # that stop never reached the belt
+        assert coach.state is State.STOPPED
+    finally:
+        link.close()
+
+
+def test_writes_failing_at_once_are_a_lost_link_once_they_go_on_not_after_one(
+        fake: FakeTreadmill) -> None:
+    """One write BlueZ refuses at once (org.bluez.Error.Failed), then the link's check (a
+    read) answered and the next write taken: not a lost link. Writes and reads refused for
+    the write timeout (0.3 s here): a lost link, found by the checks with nothing more
+    written. Before, neither was a lost link."""
+    forget()
+    link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=60.0,
+                                 write_timeout=0.3, check_s=0.05, disconnect_timeout=1.0)
+    seen: list[Update] = []
+
+    def until(done: Callable[[], bool]) -> None:
+        began = time.monotonic()
+        while not done() and time.monotonic() - began < GUARD_S:
+            seen.extend(link.poll(0.0))
+            time.sleep(0.02)
+
+    try:
+        until(lambda: any(isinstance(u, LinkUp) for u in seen))
+        reads = fake.reads
+        fake.failing_writes = 1
+        link.send(ftms.target_speed(1.0), 0.0)
+        until(lambda: fake.reads > reads)                   # checked: answered
+        link.send(ftms.target_speed(1.2), 0.0)
+        until(lambda: sum(isinstance(u, WriteDone) for u in seen) >= 2)
+        done = [(u.command, u.error, u.ok) for u in seen if isinstance(u, WriteDone)]
+        assert done[:2] == [
+            (ftms.target_speed(1.0), "Bluetooth: [org.bluez.Error.Failed] Operation failed", False),
+            (ftms.target_speed(1.2), "", True)]
+        assert not any(isinstance(u, LinkDown) for u in seen)
+        fake.failing_writes = fake.failing_reads = 1000
+        link.send(ftms.target_speed(1.5), 0.0)
+        until(lambda: any(isinstance(u, LinkDown) for u in seen))
+        [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
+        assert down == ("writes to the treadmill failed for 0.3 s (Bluetooth: "
+                        "[org.bluez.Error.Failed] Operation failed); the link is dropped and "
+                        "tried again")
+        assert fake.failing_reads < 1000                  # found by checking
+        # (control is asked for before the first write: that is the one refused)
+        assert [ftms.decode_command(w) for w in fake.failed] == [
+            ftms.request_control(), ftms.target_speed(1.5)]
+    finally:
+        link.close()
+    assert fake.model.target_kmh == pytest.approx(1.2)
+
+
 def test_a_hung_bluetooth_service_is_one_doctor_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """bluetoothd owns its D-Bus name and never answers: doctor listed the adapters for ever.
     Now one FAIL line about Bluetooth, after the adapters' timeout (here 0.3 s)."""
@@ -284,6 +372,33 @@ def test_a_hung_bluetooth_service_is_one_doctor_line(monkeypatch: pytest.MonkeyP
     assert [c.line() for c in checks] == [
         f"{FAIL:<4}  bluetooth: the Bluetooth service (bluetoothd) did not answer within 0.3 s"
         " -> fix: restart it: sudo systemctl restart bluetooth"]
+
+
+def test_doctor_gives_a_treadmill_that_does_not_answer_its_own_bound_and_one_line(
+        fake: FakeTreadmill, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The treadmill is found and connected but never answers its reads: doctor gives it
+    TREADMILL_CHECK_S (10 s; 1 s here), then one FAIL line saying what did not answer and how
+    to fix it. It waited the coach's 30 s setup limit."""
+    from voicecoach import doctor
+    from voicecoach.checks import FAIL, OK, Check
+    from voicecoach.settings import Settings
+
+    monkeypatch.setattr(doctor, "TREADMILL_CHECK_S", 1.0, raising=False)
+    fake.read_delay_s = 3600.0
+    forget()
+    settings = Settings(treadmill=TreadmillSettings(control="drive", address=PERIPHERAL[1]))
+    checks: list[Check] = []
+    worker = threading.Thread(target=lambda: checks.extend(doctor.check_treadmill(settings)),
+                              daemon=True)
+    worker.start()
+    worker.join(GUARD_S)
+    assert not worker.is_alive(), "doctor's treadmill check outlasted its bound"
+    assert [c.status for c in checks] == [OK, FAIL]
+    assert checks[1].line() == (
+        f"{FAIL:<4}  treadmill: the treadmill FakeTread did not answer within 1 s -> fix: "
+        "switch the treadmill on (wake a sleeping pad: press a key on it), disconnect any other "
+        f"app from it (a phone's), pair it if it asks (bluetoothctl pair {PERIPHERAL[1]}), and "
+        "check [treadmill] address with `voicecoach treadmill scan`")
 
 
 def test_the_safety_key_on_the_fake_stops_the_coach(fake: FakeTreadmill) -> None:

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from bleak.exc import BleakError
+from bleak.exc import BleakDBusError, BleakError
 
-from voicecoach.treadmill import client
+from voicecoach.treadmill import client, ftms
 from voicecoach.treadmill.ftms_data import Features
 from voicecoach.treadmill.link import (
     DEFAULT_INCLINE_RANGE,
     DEFAULT_SPEED_RANGE,
+    FailingWrites,
     LinkDown,
     LinkUp,
     TreadmillInfo,
+    WriteDone,
 )
 
 #: Only keeps a failing run from hanging; the bounds under test are the injected ones.
@@ -122,3 +125,130 @@ def test_close_gives_up_a_disconnect_that_never_ends(
     given_up = [r.getMessage() for r in caplog.records if "disconnecting" in r.getMessage()]
     assert given_up == ["treadmill: Bluetooth did not finish disconnecting within 0.2 s; "
                         "given up"]
+
+
+# ---------------------------------------------------------------- writes that fail at once
+def test_failing_writes_are_a_lost_link_by_the_rule_of_a_hung_write() -> None:
+    """The rule on its own clock: "not connected" at once; any other Bluetooth error once
+    failures have gone on for the window (a hung write's bound) with nothing answered between;
+    an answer ends the run."""
+    other = "Bluetooth: [org.bluez.Error.Failed] Operation failed"
+    rule = FailingWrites(3.0)
+    assert not rule.failed(10.0, other) and not rule.failed(12.9, other)
+    rule.answered()                          # a write (or check) answered: a new run
+    assert not rule.failed(13.0, other) and not rule.failed(15.9, other)
+    assert rule.failed(16.0, other)
+    for gone in ("Bluetooth: Not connected", "Bluetooth: [org.bluez.Error.Failed] Not connected",
+                 "Bluetooth: [org.bluez.Error.NotConnected] "):
+        assert FailingWrites(3.0).failed(0.0, gone), gone
+
+
+class _FailingController:
+    """A connected treadmill whose writes and checks fail (or not) as the test says."""
+
+    def __init__(self) -> None:
+        self.device = None
+        self.error: BaseException | None = None  # what writes and checks raise now
+        self.fail_next = 0                       # ... or only the next few writes
+        self.writes: list[ftms.Command] = []
+        self.checks = 0
+        self.checked = threading.Event()
+
+    async def write(self, command: ftms.Command) -> ftms.Response:
+        self.writes.append(command)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise BleakDBusError("org.bluez.Error.Failed", ["Operation failed"])
+        if self.error is not None:
+            raise self.error
+        return ftms.Response(command.op, ftms.Result.SUCCESS)
+
+    async def check(self) -> None:
+        self.checks += 1
+        self.checked.set()
+        if self.error is not None:
+            raise self.error
+
+
+class _Client:
+    address = "AA:BB:CC:DD:EE:FF"
+
+    async def disconnect(self) -> None:
+        pass
+
+
+def _failing_link(monkeypatch: pytest.MonkeyPatch, controller: _FailingController,
+                  ) -> tuple[client.BleakTreadmill, Callable[[Callable[[list[Any]], bool]], list[Any]]]:
+    async def connect(*_args: Any, **_kwargs: Any) -> Any:
+        return _Client(), controller, _info()
+
+    monkeypatch.setattr(client, "connect", connect)
+    # reconnect_s: one connection only; check_s and write_timeout are the injected bounds
+    link = client.BleakTreadmill(_Client.address, reconnect_s=60.0, write_timeout=0.3,
+                                 check_s=0.02, disconnect_timeout=0.2)
+    seen: list[Any] = []
+
+    def until(done: Callable[[list[Any]], bool]) -> list[Any]:
+        guard = threading.Event()
+        for _ in range(int(GUARD_S / 0.01)):
+            seen.extend(link.poll(0.0))
+            if done(seen):
+                break
+            guard.wait(0.01)
+        return seen
+
+    until(lambda s: any(isinstance(u, LinkUp) for u in s))
+    return link, until
+
+
+def test_a_write_bluetooth_says_is_not_connected_is_a_lost_link_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write fails at once and Bluetooth says the treadmill is not connected (bleak's own
+    "Not connected", BlueZ's with the radio link gone): the link is lost at once, as a hung
+    write is, without a check. Before, the failure was one line and the link stayed 'up'."""
+    controller = _FailingController()
+    controller.error = BleakError("Not connected")
+    link, until = _failing_link(monkeypatch, controller)
+    try:
+        link.send(ftms.target_speed(1.6), 0.0)
+        seen = until(lambda s: any(isinstance(u, LinkDown) for u in s))
+    finally:
+        link.close()
+    [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
+    assert down == ("'target speed 1.60 km/h' failed: Bluetooth: Not connected; the link is "
+                    "dropped and tried again")
+    assert controller.writes == [ftms.target_speed(1.6)] and controller.checks == 0
+    [done] = [u for u in seen if isinstance(u, WriteDone)]
+    assert done.error == "Bluetooth: Not connected"
+
+
+def test_one_failed_write_then_an_answer_is_not_a_lost_link_but_failures_that_go_on_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write failing at once with another Bluetooth error: the link checks itself (a read,
+    nothing moves) while no write comes; the check answered, the next write goes out and
+    nothing is lost. Writes and checks failing for the write timeout (0.3 s here) are a lost
+    link. Before, neither was: the coach carried on as though the belt followed it."""
+    controller = _FailingController()
+    controller.fail_next = 1
+    link, until = _failing_link(monkeypatch, controller)
+    try:
+        link.send(ftms.target_speed(1.6), 0.0)
+        assert controller.checked.wait(GUARD_S), "the link never checked itself"
+        link.send(ftms.target_speed(1.7), 0.0)
+        seen = until(lambda s: sum(isinstance(u, WriteDone) for u in s) >= 2)
+        assert [(u.command, u.error) for u in seen if isinstance(u, WriteDone)] == [
+            (ftms.target_speed(1.6), "Bluetooth: [org.bluez.Error.Failed] Operation failed"),
+            (ftms.target_speed(1.7), "")]
+        assert not any(isinstance(u, LinkDown) for u in seen)
+        checks = controller.checks
+        controller.error = BleakDBusError("org.bluez.Error.Failed", ["Operation failed"])
+        link.send(ftms.target_speed(1.8), 0.0)
+        seen = until(lambda s: any(isinstance(u, LinkDown) for u in s))
+    finally:
+        link.close()
+    [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
+    assert down == ("writes to the treadmill failed for 0.3 s (Bluetooth: "
+                    "[org.bluez.Error.Failed] Operation failed); the link is dropped and tried "
+                    "again")
+    assert controller.checks > checks            # found by checking: nothing more was written
+    assert controller.writes[-1] == ftms.target_speed(1.8)

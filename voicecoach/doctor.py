@@ -24,6 +24,11 @@ from voicecoach.settings import Settings
 _LOGGER = logging.getLogger(__name__)
 
 LOW_SPACE_MB, NO_SPACE_MB = 200.0, 20.0
+#: Seconds doctor gives the configured treadmill: found, connected and read (a person waits at
+#: a terminal; the coach's own setup allows 30 s). Letting go of it takes at most
+#: TREADMILL_LET_GO_S more, whether it answered or not.
+TREADMILL_CHECK_S = 10.0
+TREADMILL_LET_GO_S = 1.0
 _APT = "sudo apt install"
 
 
@@ -243,8 +248,15 @@ def check_history(data_dir: Path) -> Iterator[Check]:
                 "nothing needed; `voicecoach history --json` shows those rows")
 
 
+def _treadmill_fix(address: str) -> str:
+    return ("switch the treadmill on (wake a sleeping pad: press a key on it), disconnect any "
+            f"other app from it (a phone's), pair it if it asks (bluetoothctl pair {address}), "
+            "and check [treadmill] address with `voicecoach treadmill scan`")
+
+
 def check_treadmill(settings: Settings) -> Iterator[Check]:
-    """Bluetooth and the configured treadmill, when the coach is to use one."""
+    """Bluetooth and the configured treadmill, when the coach is to use one: the treadmill
+    within :data:`TREADMILL_CHECK_S`, else one FAIL line saying what did not answer."""
     t = settings.treadmill
     if t.control == "off":
         yield Check("treadmill", OK, "not used ([treadmill] control = off)")
@@ -255,7 +267,13 @@ def check_treadmill(settings: Settings) -> Iterator[Check]:
         return
     import asyncio
 
-    from voicecoach.treadmill.client import TreadmillError, adapters, connect, let_go
+    from voicecoach.treadmill.client import (
+        NotAnswered,
+        TreadmillError,
+        adapters,
+        connect,
+        let_go,
+    )
 
     try:
         found = asyncio.run(adapters())  # bounded: a stuck bluetoothd is one FAIL line
@@ -270,15 +288,28 @@ def check_treadmill(settings: Settings) -> Iterator[Check]:
         return
     yield Check("bluetooth", OK, ", ".join(f"{n} ({'on' if p else 'off'})" for n, p in found))
 
+    seconds = TREADMILL_CHECK_S
+
     async def probe() -> str:
-        client, _controller, info = await connect(t.address or "", lambda _u: None, timeout=10.0)
-        await let_go(client)
+        client, _controller, info = await connect(
+            t.address or "", lambda _u: None, timeout=seconds, setup_timeout=seconds,
+            undo_s=TREADMILL_LET_GO_S)
+        await let_go(client, TREADMILL_LET_GO_S)
         r = info.speed_range
         return f"{info.name or info.address}: FTMS, speed {r.minimum:g}-{r.maximum:g} km/h"
 
     try:
         yield Check("treadmill", OK, asyncio.run(probe()))
+    except NotAnswered as exc:
+        if exc.what == "Bluetooth":  # the scan for it never ended
+            yield Check("treadmill", FAIL, f"{exc.message} while looking for {t.address}",
+                        "restart it: sudo systemctl restart bluetooth")
+        else:
+            yield Check("treadmill", FAIL, exc.message, _treadmill_fix(t.address or ""))
     except TreadmillError as exc:
+        if "in range" in exc.message:  # not found
+            yield Check("treadmill", FAIL, exc.message, _treadmill_fix(t.address or ""))
+            return
         yield Check("treadmill", FAIL, exc.message, exc.hint)
 
 

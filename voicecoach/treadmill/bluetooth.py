@@ -68,11 +68,19 @@ def explain(exc: BaseException, address: str = "") -> TreadmillError:
     return TreadmillError(f"treadmill link: {text}", "run with --debug for details")
 
 
-def not_answered(what: str, seconds: float) -> TreadmillError:
+class NotAnswered(TreadmillError):
+    """A setup that got no answer in time; ``what`` did not answer (Bluetooth, the treadmill)."""
+
+    def __init__(self, message: str, hint: str, what: str) -> None:
+        super().__init__(message, hint)
+        self.what = what
+
+
+def not_answered(what: str, seconds: float) -> NotAnswered:
     """The one error for a setup that got no answer in time."""
-    return TreadmillError(f"{what} did not answer within {seconds:g} s",
-                          "check that the treadmill is on and in range and that Bluetooth is "
-                          "on (bluetoothctl show), then try again")
+    return NotAnswered(f"{what} did not answer within {seconds:g} s",
+                       "check that the treadmill is on and in range and that Bluetooth is "
+                       "on (bluetoothctl show), then try again", what)
 
 
 class Overdue(Exception):
@@ -102,11 +110,12 @@ async def bounded(seconds: float, work: Awaitable[T], undo_s: float = UNDO_S) ->
     raise Overdue(f"not done within {seconds:g} s")
 
 
-async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str]) -> T:
+async def within(seconds: float, work: Awaitable[T], waiting: Callable[[], str],
+                 undo_s: float = UNDO_S) -> T:
     """``work``'s result, or :func:`not_answered` naming ``waiting()`` after ``seconds``
-    (:func:`bounded`: the work is given :data:`UNDO_S` to undo itself, then left)."""
+    (:func:`bounded`: the work is given ``undo_s`` to undo itself, then left)."""
     try:
-        return await bounded(seconds, work)
+        return await bounded(seconds, work, undo_s)
     except Overdue:
         raise not_answered(waiting(), seconds) from None
 

@@ -14,7 +14,9 @@ from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.bluetooth import (  # noqa: F401 - re-exported for callers
     DISCONNECT_TIMEOUT_S,
     SETUP_TIMEOUT_S,
+    UNDO_S,
     Found,
+    NotAnswered,
     Overdue,
     TreadmillError,
     WriteTimeout,
@@ -31,6 +33,7 @@ from voicecoach.treadmill.link import (
     DEFAULT_INCLINE_RANGE,
     DEFAULT_SPEED_RANGE,
     BeltReading,
+    FailingWrites,
     LinkDown,
     LinkUp,
     StatusReport,
@@ -38,6 +41,7 @@ from voicecoach.treadmill.link import (
     Update,
     WriteDone,
     WriteLog,
+    says_not_connected,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +56,10 @@ _LOGGER = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 3.0
 #: Seconds a write given up on may take to unwind (a cancelled D-Bus call: at once).
 WRITE_UNDO_S = 0.2
+#: While writes fail at once with a Bluetooth error (not a timeout), the link checks itself
+#: this often (a read of the treadmill's features: nothing moves) when no write comes: the
+#: failures going on for :data:`WRITE_TIMEOUT_S` are a lost link (:class:`FailingWrites`).
+CHECK_S = 0.5
 #: Seconds between attempts to reconnect a lost treadmill.
 RECONNECT_S = 3.0
 #: On close, how long the writes already queued (a last stop) may take to go out
@@ -78,6 +86,8 @@ class FtmsController:
         self.device: Any = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[ftms.Response] | None = None
+        #: What :meth:`check` reads: a characteristic the treadmill has (set up by :meth:`setup`)
+        self._check_uuid: str | None = None
 
     def reset(self) -> None:
         """The link went away: forget control, half a data record, a pending answer."""
@@ -112,6 +122,8 @@ class FtmsController:
         speed = await read(ftms.SPEED_RANGE, ftms_data.decode_speed_range, DEFAULT_SPEED_RANGE)
         incline = await read(ftms.INCLINE_RANGE, ftms_data.decode_incline_range,
                              DEFAULT_INCLINE_RANGE)
+        self._check_uuid = next((u for u in (ftms.FEATURE, ftms.SPEED_RANGE, ftms.INCLINE_RANGE)
+                                 if services.get_characteristic(u) is not None), None)
         await self.client.start_notify(ftms.TREADMILL_DATA, self._on_data)
         await self.client.start_notify(ftms.CONTROL_POINT, self._on_indication)
         if services.get_characteristic(ftms.STATUS) is not None:
@@ -169,6 +181,23 @@ class FtmsController:
                             response.request, command.op)
         return response
 
+    async def check(self) -> None:
+        """Is the treadmill still there? A read of one of its characteristics (nothing moves)
+        within the write timeout; raises as a write does: bleak's error if it fails,
+        :class:`WriteTimeout` if it is not answered."""
+        async with self._lock:
+            if self._check_uuid is None:  # nothing to read: bleak's word only
+                if not self.client.is_connected:
+                    raise TreadmillError("Bluetooth: Not connected", "")
+                return
+            try:
+                await bounded(self.write_timeout, self.client.read_gatt_char(self._check_uuid),
+                              undo_s=WRITE_UNDO_S)
+            except Overdue:
+                raise WriteTimeout(f"the treadmill did not answer a check within "
+                                   f"{self.write_timeout:g} s", "check it is on and close"
+                                   ) from None
+
     async def write(self, command: ftms.Command) -> ftms.Response:
         """Write ``command`` (requesting control first if needed) and return its answer."""
         async with self._lock:
@@ -189,17 +218,18 @@ async def connect(address_or_name: str, on_update: Callable[[Any], None],
                   on_disconnect: Callable[[], None] | None = None, adapter: str | None = None,
                   timeout: float = CONNECT_TIMEOUT_S, device: Any = None,
                   setup_timeout: float = SETUP_TIMEOUT_S,
-                  write_timeout: float = WRITE_TIMEOUT_S) -> tuple[Any, FtmsController,
-                                                                   TreadmillInfo]:
+                  write_timeout: float = WRITE_TIMEOUT_S,
+                  undo_s: float = UNDO_S) -> tuple[Any, FtmsController, TreadmillInfo]:
     """Find (unless ``device``, a BLEDevice seen before, is given), connect and set up;
     returns (BleakClient, controller, info). All of it within ``setup_timeout`` seconds, else
-    one TreadmillError naming what did not answer: Bluetooth, or the treadmill. The
-    controller's writes each give up after ``write_timeout`` seconds."""
+    one :class:`NotAnswered` naming what did not answer: Bluetooth, or the treadmill (a setup
+    given up has ``undo_s`` more to let go of the treadmill). The controller's writes each
+    give up after ``write_timeout`` seconds."""
     waiting = ["Bluetooth" if device is None else f"the treadmill {address_or_name}"]
     return await within(setup_timeout, _connect(address_or_name, on_update, on_disconnect,
                                                 adapter, timeout, device, waiting,
                                                 write_timeout),
-                        lambda: waiting[0])
+                        lambda: waiting[0], undo_s)
 
 
 async def _connect(address_or_name: str, on_update: Callable[[Any], None],
@@ -243,15 +273,19 @@ class BleakTreadmill:
     """:class:`~voicecoach.treadmill.link.Treadmill` over bleak. bleak runs in its own asyncio
     thread; the coach's loop only puts commands in and drains a ``queue.Queue`` of updates, so
     nothing here blocks the audio path. The link reconnects in the background by itself, also
-    after a write that timed out (taken as a lost link); a disconnect that hangs is given up."""
+    after a write that timed out or writes that failed (taken as a lost link:
+    :class:`FailingWrites`, checked every ``check_s`` meanwhile); a disconnect that hangs is
+    given up."""
 
     def __init__(self, address_or_name: str, *, adapter: str | None = None,
                  reconnect_s: float = RECONNECT_S, write_timeout: float = WRITE_TIMEOUT_S,
-                 disconnect_timeout: float = DISCONNECT_TIMEOUT_S) -> None:
+                 disconnect_timeout: float = DISCONNECT_TIMEOUT_S,
+                 check_s: float = CHECK_S) -> None:
         self.address = address_or_name
         self.adapter = adapter
         self.reconnect_s = reconnect_s
         self.write_timeout = write_timeout
+        self.check_s = check_s
         self.disconnect_timeout = disconnect_timeout
         self.log = WriteLog()
         self._updates: queue.Queue[tuple[float, Any]] = queue.Queue()
@@ -394,22 +428,55 @@ class BleakTreadmill:
     async def _writer(self, controller: FtmsController, lost: asyncio.Event,
                       why: list[str]) -> None:
         assert self._commands is not None
+        failing = FailingWrites(self.write_timeout)
+        clock = asyncio.get_running_loop().time
         while not lost.is_set():
-            command = await self._commands.get()
-            self._writing = True
+            command: ftms.Command | None
+            if failing.failing:
+                # writes fail at once: the next write if one comes within check_s, else a
+                # check (a read; nothing moves), so that a link gone is found even when the
+                # coach writes nothing more
+                try:
+                    command = await asyncio.wait_for(self._commands.get(), self.check_s)
+                except asyncio.TimeoutError:
+                    command = None
+            else:
+                command = await self._commands.get()
+            self._writing = command is not None
             try:
-                response = await controller.write(command)
-                self._put(("done", command, response, ""))
+                if command is None:
+                    await controller.check()
+                else:
+                    response = await controller.write(command)
+                    self._put(("done", command, response, ""))
+                failing.answered()
             except WriteTimeout as exc:
                 # The treadmill (or BlueZ) took the write and never answered: whether the belt
                 # did it is unknown, and an answer or a write still in BlueZ could land late.
                 # Taken as a lost link: disconnected (nothing queued here is written late:
                 # what waits is reported "not connected" when the link is back), the coach
                 # warns as for a lost link, and a stop is written again once it is back.
-                self._put(("done", command, None, "timed out"))
+                if command is not None:
+                    self._put(("done", command, None, "timed out"))
                 why[0] = f"{exc.message}; the link is dropped and tried again"
                 lost.set()
             except Exception as exc:  # noqa: BLE001 - the link fails, the session goes on
-                self._put(("done", command, None, explain(exc).message))
+                # Failed at once (bleak's or BlueZ's error, not the treadmill's answer): a
+                # lost link by the rule of a hung write (FailingWrites): "not connected" at
+                # once, any other error once failures have gone on for write_timeout. One
+                # failure the treadmill answers after (a write or a check) is not.
+                problem = explain(exc)
+                if command is not None:
+                    self._put(("done", command, None, problem.message))
+                if failing.failed(clock(), problem.message):
+                    what = f"'{command.describe()}'" if command is not None else "a check"
+                    if says_not_connected(problem.message):
+                        why[0] = (f"{what} failed: {problem.message}; the link is dropped "
+                                  "and tried again")
+                    else:
+                        why[0] = (f"writes to the treadmill failed for "
+                                  f"{self.write_timeout:g} s ({problem.message}); the link is "
+                                  "dropped and tried again")
+                    lost.set()
             finally:
                 self._writing = False

@@ -94,6 +94,41 @@ class WriteLog:
         return [(t, c) for t, c in self.writes if c.op == op]
 
 
+def says_not_connected(error: str) -> bool:
+    """A Bluetooth error that says the link is gone: bleak's own "Not connected" (it knows
+    the device is disconnected) or BlueZ's (``org.bluez.Error.Failed: Not connected`` when the
+    radio link is gone, ``org.bluez.Error.NotConnected``)."""
+    text = error.lower()
+    return "not connected" in text or "notconnected" in text
+
+
+@dataclass
+class FailingWrites:
+    """When writes that fail at once with a Bluetooth error (not a timeout, not the
+    treadmill's answer) are a lost link, by the rule of a write that hangs: a failure that
+    says the link is gone (:func:`says_not_connected`) is one at once; any other starts a
+    run, which a write or check the treadmill answers ends, and a run that lasts
+    ``window_s`` (a hung write's bound) is one. Times are the caller's clock."""
+
+    window_s: float
+    #: The time of the first failure of the run going on (None: none is).
+    since: float | None = None
+
+    def failed(self, t: float, error: str) -> bool:
+        """A write (or check) failed at ``t`` with ``error``: True if the link is lost."""
+        if self.since is None:
+            self.since = t
+        return says_not_connected(error) or t - self.since >= self.window_s - 1e-9
+
+    def answered(self) -> None:
+        """The treadmill answered a write or a check: the run (if any) is over."""
+        self.since = None
+
+    @property
+    def failing(self) -> bool:
+        return self.since is not None
+
+
 class Treadmill(Protocol):
     """A treadmill link used from the coach's (synchronous) loop. Neither call blocks: writes
     are queued and their results come back from :meth:`poll` as :class:`WriteDone`."""

@@ -11,6 +11,7 @@ from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result
 from voicecoach.treadmill.ftms_data import Features, Range, Status, StatusOp
 from voicecoach.treadmill.link import (
     BeltReading,
+    FailingWrites,
     LinkDown,
     LinkUp,
     StatusReport,
@@ -175,13 +176,20 @@ class SimTreadmill:
     ``disconnect`` (``value`` seconds down), ``nonsense`` (one reading of ``value`` km/h) and
     ``mute`` (for ``value`` seconds writes are taken and never answered: as BleakTreadmill
     does, each times out after ``write_timeout`` and the link is dropped, back
-    ``reconnect_s`` later).
+    ``reconnect_s`` later), ``fail`` (for ``value`` seconds writes are answered "failed") and
+    ``error`` (for ``value`` seconds writes, and the link's checks, fail at once with a
+    Bluetooth error, not acted on: as BleakTreadmill does, a check every ``check_s`` while
+    they fail, and failures that go on for ``write_timeout`` drop the link:
+    :class:`~voicecoach.treadmill.link.FailingWrites`).
     """
+
+    #: The error of a write refused by the ``error`` action (BlueZ's, as the link words it).
+    BLUETOOTH_ERROR = "Bluetooth: [org.bluez.Error.Failed] Operation failed"
 
     def __init__(self, model: BeltModel | None = None, *, name: str = "SimTreadmill",
                  report_s: float = 1.0, delay_s: float = 0.05, step_s: float = 0.1,
                  connect_at: float = 0.0, write_timeout: float = 3.0,
-                 reconnect_s: float = 3.0) -> None:
+                 reconnect_s: float = 3.0, check_s: float = 0.5) -> None:
         self.model = model or BeltModel()
         self.name = name
         self.report_s = report_s
@@ -189,7 +197,13 @@ class SimTreadmill:
         self.step_s = step_s
         self.write_timeout = write_timeout
         self.reconnect_s = reconnect_s
+        self.check_s = check_s
         self.mute_until = -1.0
+        #: Until then writes and checks fail at once with a Bluetooth error (the "error" action)
+        self.error_until = -1.0
+        self._failing = FailingWrites(write_timeout)
+        #: Times the link checked itself while writes failed (each a read: nothing moves).
+        self.checks: list[float] = []
         #: Until then every write is answered "failed" and not acted on (the "fail" action).
         self.fail_until = -1.0
         self.log = WriteLog()
@@ -261,12 +275,24 @@ class SimTreadmill:
             return
         self.up = False
         lost = [d for d in self._queue if d.kind in ("write", "timeout")]
-        self._queue = [d for d in self._queue if d.kind not in ("write", "timeout")]
+        self._queue = [d for d in self._queue if d.kind not in ("write", "timeout", "check")]
+        self._failing.answered()  # a run of failures ends with the link
         heapq.heapify(self._queue)
         self._out.extend(WriteDone(t, d.payload, error="link lost")  # type: ignore[arg-type]
                          for d in lost)
         self._out.append(LinkDown(t, reason))
         self._push(t + down_s, "connect")
+
+    def _failed(self, t: float) -> None:
+        """A write or check failed at once at ``t``: the link dropped when the failures have
+        gone on for ``write_timeout``, else checked again ``check_s`` later (BleakTreadmill's
+        rule; it writes a command that comes first instead, as a check)."""
+        if self._failing.failed(t, self.BLUETOOTH_ERROR):
+            self._drop(t, f"writes to the treadmill failed for {self.write_timeout:g} s "
+                          f"({self.BLUETOOTH_ERROR}); the link is dropped and tried again",
+                       self.reconnect_s)
+        elif not any(d.kind == "check" for d in self._queue):
+            self._push(t + self.check_s, "check")
 
     def _handle(self, due: _Due) -> None:
         if due.kind == "connect":
@@ -283,6 +309,11 @@ class SimTreadmill:
             if due.t < self.mute_until:  # taken, never acted on or answered
                 self._push(due.t + self.write_timeout, "timeout", due.payload)
                 return
+            if due.t < self.error_until:  # refused at once by Bluetooth, never acted on
+                self._out.append(WriteDone(due.t, due.payload, error=self.BLUETOOTH_ERROR))
+                self._failed(due.t)
+                return
+            self._failing.answered()
             if due.t < self.fail_until:  # answered at once, not done
                 self._out.append(WriteDone(due.t, due.payload,
                                            ftms.Response(due.payload.op, Result.FAILED)))
@@ -300,6 +331,13 @@ class SimTreadmill:
                 self._drop(due.t, f"the treadmill did not answer "
                                   f"'{due.payload.describe()}' within {self.write_timeout:g} s",
                            self.reconnect_s)
+        elif due.kind == "check":
+            if self.up and self._failing.failing:
+                self.checks.append(due.t)
+                if due.t < self.error_until:
+                    self._failed(due.t)
+                else:
+                    self._failing.answered()
         elif due.kind == "console":
             assert isinstance(due.payload, tuple)
             action: str = due.payload[0]
@@ -310,6 +348,8 @@ class SimTreadmill:
                 self.mute_until = due.t + float(value)
             elif action == "fail":
                 self.fail_until = due.t + float(value)
+            elif action == "error":
+                self.error_until = due.t + float(value)
             elif action == "nonsense":
                 if self.up:
                     self._out.append(BeltReading(due.t, ftms_data.TreadmillData(float(value), None,
