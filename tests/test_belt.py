@@ -8,14 +8,14 @@ import pytest
 from belt_helpers import BELT_PLAN, DRIVE, BeltRun, with_quirks
 
 from voicecoach.device import sayings
-from voicecoach.events import DeviceProblem, SessionEnded, StateChanged
+from voicecoach.events import DeviceProblem, SessionEnded, StateChanged, TargetChanged
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import CoachSettings, TreadmillSettings
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op
 from voicecoach.treadmill.ftms_data import Range
 from voicecoach.treadmill.sim import BeltModel, SimTreadmill
-from voicecoach.workout.machine import State
-from voicecoach.workout.plan import Plan
+from voicecoach.workout.machine import ACTIVE, State
+from voicecoach.workout.plan import Phase, Plan
 
 
 def test_belt_starts_only_after_three_yeses_and_ready() -> None:
@@ -384,6 +384,99 @@ def test_a_stop_whose_writes_fail_at_once_is_said_retried_and_written_when_the_l
     assert run.said().count(sayings.STOP_UNCONFIRMED) == 1 and sayings.LINK_LOST not in run.said()
     assert run.coach.state is State.STOPPED
     assert [e.outcome for e in run.events if isinstance(e, SessionEnded)] == ["stopped"]
+
+
+@pytest.mark.parametrize("action", ["fail", "error"])
+def test_a_faster_the_treadmill_does_not_take_is_said_and_the_next_steps_from_the_belt(
+        action: str) -> None:
+    """One "faster" (1.0 -> 1.1 mph) whose write fails with the link up: answered "failed"
+    by the pad, or refused at once by Bluetooth and then answered (not a lost link). The
+    coach's target goes back to the treadmill's last confirmed one (1.0), said once, the
+    write is not sent again on its own, and the next "faster" steps one from 1.0. Before,
+    1.1 was taken as written and the next "faster" wrote 1.2 to a belt at 1.0."""
+    run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    assert started[-1] == 1.0
+    run.sim.schedule(run.t, action, 0.3)    # the next write fails, then all is well
+    run.say("faster")
+    run.at(run.t + 12)                      # past a step's timeout: nothing is retried
+    assert run.belt.link_up and run.sim.connects == 1 and sayings.LINK_LOST not in run.said()
+    assert run.speeds_written_mph() == [*started, 1.1]
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+    assert run.coach.speed_mph == pytest.approx(1.0)
+    assert run.said().count(sayings.BELT_NOT_TAKEN) == 1
+    assert any(isinstance(e, TargetChanged) and e.why == "not_taken" for e in run.events)
+    run.say("faster")
+    run.at(run.t + 6)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.1]   # one step from the belt's 1.0
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
+    assert run.coach.speed_mph == pytest.approx(1.1)
+    assert run.said().count(sayings.BELT_NOT_TAKEN) == 1
+
+
+def test_a_failed_step_of_a_climb_goes_back_to_the_last_step_the_treadmill_took() -> None:
+    """Three "faster"s at once (1.0 -> 1.3): 1.1 is taken, 1.2 fails. The target is 1.1,
+    the treadmill's last confirmed target, not 1.3 nor a step the belt never got."""
+    run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    for _ in range(3):
+        run.say("faster")
+    run.at(run.t + 0.3)
+    assert run.speeds_written_mph() == [*started, 1.1]
+    run.sim.schedule(run.t, "fail", 3.0)    # the next step (1.2) is answered "failed"
+    run.at(run.t + 15)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.2]
+    assert run.coach.speed_mph == pytest.approx(1.1)
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
+    assert run.said().count(sayings.BELT_NOT_TAKEN) == 1
+    run.say("faster")
+    run.at(run.t + 6)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.2, 1.2]
+    assert run.belt_mph() == pytest.approx(1.2, abs=0.05)
+
+
+def test_an_incline_the_treadmill_does_not_take_is_said_and_the_next_steps_from_the_belt(
+        ) -> None:
+    """"incline up" (0 -> 1 %) answered "failed": the target incline is the belt's 0 % again
+    (said), not written again, and the next "incline up" writes 1 %, not 2 %."""
+    plan = Plan("incline", (Phase("warmup", 600.0, 1.0, 0.8, 1.5, 0.0, 3.0, cues="warmup"),))
+    run = BeltRun(plan=plan).walking()
+    run.sim.schedule(run.t, "fail", 0.3)
+    run.say("incline_up")
+    run.at(run.t + 12)
+    inclines = [float(c.value or 0) for _, c in run.writes(Op.SET_TARGET_INCLINE)]
+    assert inclines == [1.0]
+    assert run.coach.incline_pct == pytest.approx(0.0)
+    assert run.said().count(sayings.BELT_NOT_TAKEN) == 1
+    run.say("incline_up")
+    run.at(run.t + 5)
+    inclines = [float(c.value or 0) for _, c in run.writes(Op.SET_TARGET_INCLINE)]
+    assert inclines == [1.0, 1.0]
+    assert run.model.incline_pct == pytest.approx(1.0)
+
+
+def test_a_resume_the_treadmill_does_not_start_is_said_and_nothing_climbs_on_a_still_belt(
+        ) -> None:
+    """"resume" whose start/resume write fails with the link up (and the very slow speed
+    with it): the coach says the belt did not start and to start it on the console; it is not
+    started again on its own and no speed step climbs on the still belt. Before, nothing was
+    said and the coach wrote step after step to a belt that never moved."""
+    run = BeltRun().walking()
+    run.say("pause")
+    run.at(run.t + 6)
+    assert run.belt_mph() < 0.01
+    run.sim.schedule(run.t, "fail", 0.3)
+    run.say("resume")
+    written = len(run.writes())
+    run.at(run.t + 30)
+    assert [c.op for _, c in run.writes()[written - 2:]] == [Op.START_RESUME, Op.SET_TARGET_SPEED]
+    assert len(run.writes()) == written      # nothing written since: no retry, no climb
+    assert run.belt_mph() < 0.01 and run.coach.state in ACTIVE
+    assert run.said().count(sayings.BELT_NOT_STARTED) == 1
+    assert sayings.BELT_NOT_TAKEN not in run.said()    # one line for the one "resume"
+    run.sim.schedule(run.t, "start")         # the user starts it on the console
+    run.at(run.t + 6)
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
 
 
 def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:

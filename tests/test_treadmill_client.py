@@ -10,10 +10,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from belt_helpers import BeltRun
 from bleak.exc import BleakDBusError, BleakError
 
+from voicecoach.device import sayings
 from voicecoach.treadmill import client, ftms
-from voicecoach.treadmill.ftms_data import Features
+from voicecoach.treadmill.ftms_data import Features, TreadmillData
 from voicecoach.treadmill.link import (
     DEFAULT_INCLINE_RANGE,
     DEFAULT_SPEED_RANGE,
@@ -23,6 +25,7 @@ from voicecoach.treadmill.link import (
     TreadmillInfo,
     WriteDone,
 )
+from voicecoach.workout.plan import Phase, Plan
 
 #: Only keeps a failing run from hanging; the bounds under test are the injected ones.
 GUARD_S = 20.0
@@ -252,3 +255,61 @@ def test_one_failed_write_then_an_answer_is_not_a_lost_link_but_failures_that_go
                     "again")
     assert controller.checks > checks            # found by checking: nothing more was written
     assert controller.writes[-1] == ftms.target_speed(1.8)
+
+
+def test_a_speed_bluetooth_refuses_once_is_not_taken_and_the_next_faster_steps_from_the_belt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real link and belt controller, a fake treadmill behind bleak's seam: one "faster"
+    (0.5 -> 0.6 mph) whose write Bluetooth refuses at once, the link's check then answered
+    (not a lost link). The coach's target goes back to the treadmill's last confirmed 0.5 mph,
+    said once; nothing is written again on its own; the next "faster" writes 0.6 mph again,
+    one step from the belt. Before, 0.6 was taken as written and the next wrote 0.7."""
+    controller = _FailingController()
+    notify: list[Callable[[Any], None]] = []
+
+    async def connect(_address: str, on_update: Callable[[Any], None], *_args: Any,
+                      **_kwargs: Any) -> Any:
+        notify.append(on_update)   # the treadmill's notifications, as bleak hands them on
+        return _Client(), controller, _info()
+
+    monkeypatch.setattr(client, "connect", connect)
+    link = client.BleakTreadmill(_Client.address, reconnect_s=60.0, write_timeout=0.3,
+                                 check_s=0.02, disconnect_timeout=0.2)
+    plan = Plan("slow", (Phase("warmup", 600.0, 0.5, 0.5, 1.5, cues="warmup"),))
+    run = BeltRun(sim=link, plan=plan)  # type: ignore[arg-type]  # a Treadmill like the sim
+
+    def settle(done: Callable[[], bool]) -> None:
+        """Poll the link at the same workout time until ``done`` (the link's own thread)."""
+        guard = threading.Event()
+        for _ in range(int(GUARD_S / 0.01)):
+            run.coach.tick(run.t)
+            if done():
+                return
+            guard.wait(0.01)
+        raise AssertionError("the link never got there")
+
+    def speeds() -> list[float]:
+        return [float(c.value or 0) for c in controller.writes
+                if c.op is ftms.Op.SET_TARGET_SPEED]
+
+    try:
+        settle(lambda: run.belt.link_up)
+        run.briefed().ready()
+        settle(lambda: speeds() == [0.8])                    # the very slow start
+        notify[0](TreadmillData(0.8, None, None))            # the belt shows it
+        settle(lambda: run.belt.belt_kmh == 0.8)
+        controller.fail_next = 1
+        run.say("faster")
+        settle(lambda: sayings.BELT_NOT_TAKEN in run.said())
+        assert run.coach.speed_mph == pytest.approx(0.5) and run.belt.link_up
+        assert speeds() == [0.8, 1.0]
+        run.at(run.t + 12)                                   # past a step's timeout
+        settle(lambda: controller.checks > 0)
+        assert speeds() == [0.8, 1.0] and run.belt.link_up   # not written again on its own
+        run.say("faster")
+        settle(lambda: len(speeds()) == 3)
+        assert speeds() == [0.8, 1.0, 1.0]                   # one step from the belt's 0.8
+        assert run.coach.speed_mph == pytest.approx(0.6)
+        assert run.said().count(sayings.BELT_NOT_TAKEN) == 1
+    finally:
+        link.close()

@@ -74,6 +74,9 @@ class BeltController(BeltReports):
         #: The link is back: the belt's next speed reading says whether what the coach asked
         #: before reached it (_speed_after_link).
         self._check_speed = False
+        #: Writes that failed with the link up, settled once the poll's updates are all in
+        #: (a failure the link is lost with is the lost link's to answer: _settle_not_taken)
+        self._failed_writes: list[tuple[ftms.Command, str]] = []
         self._reset_session()
 
     @classmethod
@@ -99,6 +102,11 @@ class BeltController(BeltReports):
         self.want_incline: float | None = None
         self.sent_incline: float | None = None
         self.incline_step: _Step | None = None
+        #: The speed (km/h) and incline the treadmill last took (a write it answered with
+        #: success, the console's, the belt's own after a reconnect): where the coach's target
+        #: goes back to when a write fails with the link up (BeltReports._not_taken).
+        self.confirmed_kmh: float | None = None
+        self.confirmed_incline: float | None = None
         self.winding_down = False
         self.start_pending = False
         self.speed_control = True
@@ -182,7 +190,7 @@ class BeltController(BeltReports):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
         elif isinstance(event, ev.TargetChanged):
-            if event.why in ("console", "link"):  # the belt's own speed: nothing to write
+            if event.why in ("console", "link", "not_taken"):  # the belt's own: nothing to write
                 return
             self.want_kmh = self.clamp_kmh(event.speed_mph)
             top = min(self.coach.phase.max_incline_pct if self.coach.phase else 0.0,
@@ -286,6 +294,7 @@ class BeltController(BeltReports):
             self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
             return
         self.halt_pending = False
+        self.confirmed_kmh = None  # a halted belt has no target speed
         self._said.discard("stop_unconfirmed")  # a later stop not confirmed is said again
         if self.start_pending and self.link_up and self.coach.state in ACTIVE:
             self._start_belt()  # the user said ready while the stop was on its way
@@ -382,6 +391,7 @@ class BeltController(BeltReports):
         """Tick hook: take in the link's updates, then write the next step if one is due."""
         for update in self.treadmill.poll(t):
             self.handle(update)
+        self._settle_not_taken()
         if self.halt_pending and self.link_up and not self._stop_in_flight \
                 and self.coach.now >= self._stop_retry_at:
             _LOGGER.warning("treadmill: the stop was not confirmed; writing it again")

@@ -24,6 +24,7 @@ from voicecoach.treadmill.link import (
     TreadmillInfo,
     Update,
     WriteDone,
+    says_not_connected,
 )
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.machine import ACTIVE, AT_REST, State
@@ -38,6 +39,9 @@ MAX_ACCEL_KMH_S = 4.0
 SPEED_TOLERANCE_KMH = 0.12
 #: A BeltReported event at least every this many metres of belt (for the history's distance).
 REPORT_DISTANCE_M = 50.0
+#: Write errors that are the lost link's (it answers them: said once, the belt's speed the
+#: target when it is back), not a write the treadmill did not take with the link up.
+LINK_ERRORS = ("timed out", "link lost")
 
 
 
@@ -76,6 +80,9 @@ class BeltReports:
     want_incline: float | None
     sent_incline: float | None
     incline_step: _Step | None
+    confirmed_kmh: float | None
+    confirmed_incline: float | None
+    _failed_writes: list[tuple[ftms.Command, str]]
     winding_down: bool
     halt_pending: bool
     _stop_in_flight: bool
@@ -91,6 +98,8 @@ class BeltReports:
         def halt(self) -> None: ...
         def _stop_done(self, ok: bool) -> None: ...
         def _start_belt(self) -> None: ...
+        def _on_grid(self, kmh: float) -> float: ...
+        def _belt_moving(self) -> bool: ...
 
     def handle(self, update: Update) -> None:
         if isinstance(update, BeltReading):
@@ -184,7 +193,7 @@ class BeltReports:
             pct = float(status.value)
             if self.sent_incline is not None and abs(pct - self.sent_incline) <= 0.05:
                 return
-            self.sent_incline = self.want_incline = pct
+            self.sent_incline = self.want_incline = self.confirmed_incline = pct
             self.incline_step = None
             if coach.state in ACTIVE or coach.state is State.PAUSED:
                 coach.console_target(incline_pct=pct)
@@ -193,7 +202,7 @@ class BeltReports:
 
     def _console_speed(self, kmh: float) -> None:
         coach = self.coach
-        self.sent_kmh = self.want_kmh = kmh
+        self.sent_kmh = self.want_kmh = self.confirmed_kmh = kmh
         self.step = None
         if not (coach.state in ACTIVE or coach.state is State.PAUSED) or self.winding_down:
             return
@@ -213,9 +222,13 @@ class BeltReports:
         if done.error:
             _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
             self._problem(f"write {done.error}", command=command.describe())
+            if done.error not in LINK_ERRORS and not says_not_connected(done.error):
+                self._failed_writes.append((command, done.error))
             return
         response = done.response
         if response is None or response.ok:
+            if response is not None:
+                self._taken(command)
             return
         _LOGGER.warning("treadmill: %s: %s", command.describe(), response.text())
         self._problem(response.text(), command=command.describe(), result=response.result)
@@ -228,10 +241,89 @@ class BeltReports:
             self.step = None
             if active:
                 self._say_once("no_speed", self.words.NO_SPEED_CONTROL, Priority.ANSWER)
-        elif command.op is Op.SET_TARGET_SPEED:
-            self.step = None  # invalid or failed: the next request may try again
+        else:  # invalid or failed: not taken (_not_taken); the next request may try again
+            if command.op is Op.SET_TARGET_SPEED:
+                self.step = None
+            elif command.op is Op.SET_TARGET_INCLINE:
+                self.incline_step = None
+            self._failed_writes.append((command, response.text()))
+
+    def _taken(self, command: ftms.Command) -> None:
+        """The treadmill answered ``command`` with success: its target is the belt's now."""
+        self._said -= {"not_taken", "not_started"}  # a later write not taken is said again
+        if command.op is Op.SET_TARGET_SPEED and command.value is not None:
+            self.confirmed_kmh = self._from_raw(float(command.value))
+        elif command.op is Op.SET_TARGET_INCLINE and command.value is not None:
+            self.confirmed_incline = float(command.value)
+
+    def _coach_mph(self, kmh: float) -> float:
+        """``kmh`` (a speed written, on the treadmill's grid) as the coach's target: the mph on
+        the coach's step (0.1 mph) that is written as ``kmh``, so a target put back reads as
+        the one asked for (1.0 mph, not 0.99 for 1.6 km/h); else ``kmh`` in mph."""
+        step = self.coach.settings.speed_step_mph
+        mph = kmh / KMH_PER_MPH
+        if step > 0:
+            on_step = round(round(mph / step) * step, 2)
+            if abs(self._on_grid(on_step * KMH_PER_MPH) - kmh) <= 0.011:
+                return on_step
+        return mph
+
+    def _settle_not_taken(self) -> None:
+        """The writes that failed in the last poll, once all its updates are in: with the
+        link still up, each is a write the treadmill did not take (:meth:`_not_taken`); with
+        the link gone, the lost link answers them (:meth:`_speed_after_link` when it is back)."""
+        failed, self._failed_writes = self._failed_writes, []
+        if self.link_up:
+            for command, why in failed:
+                self._not_taken(command, why)
+
+    def _not_taken(self, command: ftms.Command, why: str) -> None:
+        """A speed, incline or start the treadmill did not take, the link up (a Bluetooth
+        error, or a failure answered). It is not taken as written and not written again on
+        its own (the user asked once; a retry later could surprise them): the coach's target
+        goes back to where the belt is, the treadmill's last confirmed target (the belt's
+        reading, on the treadmill's grid, when none is known since a reconnect), said once, so
+        the next "faster" climbs one step from the belt's real speed. Before, the target
+        stayed at what failed and the next "faster" wrote two steps at once (1.0 -> 1.2 mph)."""
+        coach = self.coach
+        if not (self.drive and self.started) or self.halt_pending or self.winding_down \
+                or coach.state not in ACTIVE:
+            return
+        words = self.words
+        if command.op is Op.START_RESUME:
+            # the belt did not start: nothing climbs on it (a start from the console is
+            # followed: _status); not started again on its own
+            self.step, self.sent_kmh = None, self.want_kmh
+            _LOGGER.warning("treadmill: the belt did not start (%s); not tried again", why)
+            self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
+            return
+        if command.op is Op.SET_TARGET_SPEED:
+            if coach.awaiting_turn:  # the belt slowed for a turn is not the coach's target
+                return
+            self.step = None
+            real = self.confirmed_kmh
+            if real is None and self._belt_moving() and self.belt_kmh is not None:
+                real = self._on_grid(self.belt_kmh)
+            if real is None:  # a still belt, nothing confirmed: no speed to go back to
+                return
+            self.want_kmh = self.sent_kmh = real
+            _LOGGER.warning("treadmill: %s not taken (%s); the target is the belt's %.2f km/h "
+                            "again, not written again", command.describe(), why, real)
+            coach.console_target(speed_mph=self._coach_mph(real), why="not_taken")
         elif command.op is Op.SET_TARGET_INCLINE:
             self.incline_step = None
+            pct = self.confirmed_incline if self.confirmed_incline is not None \
+                else self.belt_incline
+            if pct is None:
+                return
+            self.want_incline = self.sent_incline = pct
+            _LOGGER.warning("treadmill: %s not taken (%s); the target is the belt's %g %% "
+                            "again, not written again", command.describe(), why, pct)
+            coach.console_target(incline_pct=pct, why="not_taken")
+        else:
+            return
+        if "not_started" not in self._said:  # the belt did not start: that line says enough
+            self._say_once("not_taken", words.BELT_NOT_TAKEN, Priority.ANSWER)
 
     def _link_up(self, info: TreadmillInfo) -> None:
         again = self.info is not None
@@ -243,6 +335,8 @@ class BeltReports:
         # the link missed is the one exception (the belt must not keep running).
         self.sent_kmh, self.step = self.want_kmh, None
         self.sent_incline, self.incline_step = self.want_incline, None
+        # what the treadmill's targets are now is not known: the belt's readings say
+        self.confirmed_kmh = self.confirmed_incline = None
         self._check_speed = True
         if self.halt_pending:
             self.halt()
@@ -263,7 +357,7 @@ class BeltReports:
             return
         _LOGGER.warning("treadmill: the belt is at %.2f km/h, not the %.2f km/h asked for before "
                         "the link was lost; that is the target now", belt, want)
-        self.sent_kmh = self.want_kmh = belt
+        self.sent_kmh = self.want_kmh = self.confirmed_kmh = belt
         mph = belt / KMH_PER_MPH
         coach.console_target(speed_mph=mph, why="link")
         coach.say(self.words.LINK_BACK_AT.format(speed=self.words.speed_text(mph, coach.units)),
