@@ -217,8 +217,11 @@ def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> Non
     assert run.sim.connects == 3
     assert run.speeds_written_mph() == started  # nothing written that was not asked for
     # the "faster" the belt never got is not written late: the target is the belt's speed
-    # again, and the coach says so
-    assert run.coach.speed_mph == pytest.approx(1.0, abs=0.05)
+    # again, on the coach's 0.1 mph step (1.0, not the 0.99 mph 1.6 km/h reads as), and the
+    # coach says so
+    assert run.coach.speed_mph == pytest.approx(1.0)
+    assert [e.speed_mph for e in run.events
+            if isinstance(e, TargetChanged) and e.why == "link"] == [pytest.approx(1.0)]
     assert sum(s.startswith("The belt is at 1.0 ") for s in run.said()) == 1
     run.say("faster")
     run.at(run.t + 5)

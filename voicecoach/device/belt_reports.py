@@ -368,7 +368,7 @@ class BeltReports:
         _LOGGER.warning("treadmill: the belt is at %.2f km/h, not the %.2f km/h asked for before "
                         "the link was lost; that is the target now", belt, want)
         self.sent_kmh = self.want_kmh = self.confirmed_kmh = belt
-        mph = belt / KMH_PER_MPH
+        mph = self._coach_mph(belt)  # 1.0 mph for a belt at 1.6 km/h, not 0.99
         coach.console_target(speed_mph=mph, why="link")
         coach.say(self.words.LINK_BACK_AT.format(speed=self.words.speed_text(mph, coach.units)),
                   "answer", Priority.ANSWER, remember=False)
