@@ -217,8 +217,11 @@ def test_link_lost_is_said_once_and_no_speed_is_sent_after_reconnecting() -> Non
     assert run.sim.connects == 3
     assert run.speeds_written_mph() == started  # nothing written that was not asked for
     # the "faster" the belt never got is not written late: the target is the belt's speed
-    # again, and the coach says so
-    assert run.coach.speed_mph == pytest.approx(1.0, abs=0.05)
+    # again, on the coach's 0.1 mph step (1.0, not the 0.99 mph 1.6 km/h reads as), and the
+    # coach says so
+    assert run.coach.speed_mph == pytest.approx(1.0)
+    assert [e.speed_mph for e in run.events
+            if isinstance(e, TargetChanged) and e.why == "link"] == [pytest.approx(1.0)]
     assert sum(s.startswith("The belt is at 1.0 ") for s in run.said()) == 1
     run.say("faster")
     run.at(run.t + 5)
@@ -477,6 +480,110 @@ def test_a_resume_the_treadmill_does_not_start_is_said_and_nothing_climbs_on_a_s
     run.sim.schedule(run.t, "start")         # the user starts it on the console
     run.at(run.t + 6)
     assert run.belt_mph() == pytest.approx(1.0, abs=0.05)
+
+
+def _pauses(run: BeltRun) -> list[int]:
+    """The stop/pause writes, as their values (1 stop, 2 pause)."""
+    return [int(c.value or 0) for _, c in run.writes(Op.STOP_PAUSE)]
+
+
+@pytest.mark.parametrize("action,failing_s", [("fail", 3.0), ("error", 1.2)])
+def test_a_pause_the_treadmill_does_not_take_is_said_at_once_and_written_again(
+        action: str, failing_s: float) -> None:
+    """A pause whose write fails with the link up (answered "failed", or refused by
+    Bluetooth and answered after: not a lost link) is held as a stop is: the user hears at
+    once that the belt may still be moving (console, safety key), once, and the pause is
+    written again every 0.5 s until the treadmill takes it; the coach stays paused. Before,
+    nothing was said or written again and the belt ran on under a paused coach."""
+    run = BeltRun().walking()
+    run.at(run.t + 3)
+    assert run.belt_mph() > 0.5
+    run.sim.schedule(run.t, action, failing_s)
+    run.say("pause")
+    run.at(run.t + 1)
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+    assert run.belt.link_up and run.belt.halt_pending and run.belt_mph() > 0.5
+    assert _pauses(run).count(2) >= 2                    # written again, 0.5 s apart
+    assert any(isinstance(e, DeviceProblem) and e.extra.get("command") == "pause"
+               for e in run.events)
+    run.at(run.t + 15)
+    assert run.belt_mph() < 0.01, "the belt must not keep running after a pause"
+    assert not run.belt.halt_pending and run.sim.connects == 1
+    assert set(_pauses(run)) == {2}                      # a pause, never turned into a stop
+    assert run.coach.state is State.PAUSED
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+    assert sayings.LINK_LOST not in run.said()
+    run.say("resume")                                    # and the session goes on
+    run.at(run.t + 10)
+    assert run.belt_mph() == pytest.approx(1.0, abs=0.05) and run.coach.state in ACTIVE
+
+
+def test_resume_over_a_pause_never_taken_writes_it_no_more_and_the_belt_runs_on() -> None:
+    """"resume" while a pause is still not taken: the user wants to walk, so the pause is not
+    written again (it would halt the belt under them by surprise), nor a start to a belt that
+    runs; the belt keeps the target it had."""
+    run = BeltRun().walking()
+    run.sim.schedule(run.t, "fail", 60.0)
+    run.say("pause")
+    run.at(run.t + 2)
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1 and run.belt.halt_pending
+    run.say("resume")
+    written = len(run.writes())
+    run.at(run.t + 10)
+    assert len(run.writes()) == written and not run.belt.halt_pending
+    assert run.coach.state in ACTIVE and run.belt_mph() == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_stop_said_while_a_pause_is_not_taken_is_written_at_once_and_held() -> None:
+    """A stop overtakes a pause not taken: written at the moment it is heard (not after the
+    pause's next retry), held until confirmed, and the line is not said twice."""
+    run = BeltRun().walking()
+    run.sim.schedule(run.t, "fail", 2.0)
+    run.say("pause")
+    run.at(run.t + 0.7)
+    run.say("stop")
+    assert run.writes(Op.STOP_PAUSE)[-1] == (run.t, run.writes(Op.STOP_PAUSE)[-1][1])
+    assert _pauses(run)[-1] == 1
+    run.at(run.t + 15)
+    assert not run.belt.halt_pending and run.belt_mph() < 0.01
+    assert _pauses(run)[-1] == 1 and run.coach.state is State.STOPPED
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+
+
+def test_a_pause_not_taken_ends_when_the_belt_is_halted_on_the_console() -> None:
+    """The console takes over: a pause on it (or a stop, the safety key) halts the belt, so
+    the pause the treadmill did not take is not written again."""
+    run = BeltRun().walking()
+    run.sim.schedule(run.t, "fail", 60.0)
+    run.say("pause")
+    run.at(run.t + 2)
+    assert run.belt.halt_pending
+    run.sim.schedule(run.t, "pause")
+    run.at(run.t + 0.5)
+    written = len(run.writes())
+    assert not run.belt.halt_pending
+    run.at(run.t + 10)
+    assert len(run.writes()) == written and run.belt_mph() < 0.01
+    assert run.coach.state is State.PAUSED
+
+
+@pytest.mark.parametrize("how", ["said", "microphone lost"])
+def test_a_pause_while_the_link_is_away_is_said_and_written_when_it_comes_back(how: str) -> None:
+    """A pause (said, or the microphone lost) while the link is away cannot reach the belt:
+    the user hears it may still be moving, and the pause is written when the link is back.
+    Before, it was dropped ("not connected") and the belt ran on under a paused coach."""
+    run = BeltRun().walking()
+    run.sim.schedule(run.t + 1, "disconnect", 4.0)
+    run.at(run.t + 2)
+    if how == "said":
+        run.say("pause")
+    else:
+        run.coach.lose_input(run.t)
+    assert run.coach.state is State.PAUSED
+    assert run.said().count(sayings.STOP_UNCONFIRMED) == 1
+    run.at(run.t + 10)
+    assert _pauses(run) == [2] and not run.belt.halt_pending
+    assert run.belt_mph() < 0.01 and run.coach.state is State.PAUSED
 
 
 def test_a_stop_waiting_for_the_link_outlives_its_session_and_holds_the_next_start() -> None:

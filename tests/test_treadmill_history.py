@@ -67,3 +67,37 @@ def test_without_a_treadmill_nothing_is_measured(tmp_path: Path) -> None:
         recorder.close("stopped")
         [session] = db.sessions()
     assert session.belt_speed_mph is None and session.belt_distance_m is None
+
+
+def test_a_pause_the_treadmill_did_not_take_is_in_the_history_and_nothing_is_lost(
+        tmp_path: Path) -> None:
+    """A pause answered "failed" for a while, then taken: the history (real SQLite) has the
+    pause, the treadmill's failure naming it, the warning said once, and the session walked to
+    its end with the belt's distance."""
+    from belt_helpers import BELT_PLAN
+
+    from voicecoach.device import sayings
+
+    run = BeltRun(plan=BELT_PLAN)
+    db = HistoryDB.open(tmp_path)
+    recorder = SessionRecorder.open(db, run.coach.plan, "run",
+                                    started_at=dt.datetime(2026, 12, 6, 9, 0))
+    run.coach.listeners.append(recorder.on_event)
+    run.coach.tick_hooks.append(recorder.heartbeat)
+    run.walking()
+    run.sim.schedule(run.t, "fail", 2.0)
+    run.say("pause")
+    run.at(run.t + 10)
+    assert run.belt_mph() < 0.01
+    run.say("resume")
+    run.finish()
+    recorder.close()
+    with db:
+        [session] = db.sessions()
+        events = db.events(session.id)
+    assert session.status == "finished" and session.belt_distance_m
+    assert any(e["type"] == "state_changed" and e["dest"] == "paused" for e in events)
+    assert any(e["type"] == "device_problem" and e["extra"].get("command") == "pause"
+               for e in events)
+    assert sum(e["type"] == "cue_spoken" and e["text"] == sayings.STOP_UNCONFIRMED
+               for e in events) == 1

@@ -33,9 +33,11 @@ WIND_DOWN_KMH = 1.0
 #: A still belt (the start, after a pause) starts at this (mph; COACHING.md's very slow start,
 #: 0.8 km/h, or the treadmill's slowest) and climbs to the target one step at a time.
 RESTART_MPH = 0.5
-#: A stop the treadmill did not confirm (a failed or refused write) is written again after this
-#: long, for as long as it is not confirmed
+#: A stop (or pause) the treadmill did not confirm (a failed or refused write) is written again
+#: after this long, for as long as it is not confirmed
 STOP_RETRY_S = 0.5
+
+
 class BeltController(BeltReports):
     """Drives (or, in "announce" mode, only watches) the belt for one :class:`Coach`.
 
@@ -65,10 +67,13 @@ class BeltController(BeltReports):
         self._down_reason = ""
         self._said: set[str] = set()
         self._console = False  # True while the console's own action is passed to the coach
-        #: A stop the treadmill has not confirmed yet: it is written (again) whenever the link
-        #: can take it, and nothing else is written until it is confirmed. It outlives the
-        #: session it was said in (a new "start" waits for it).
+        #: A stop (or pause) the treadmill has not confirmed yet: it is written (again) whenever
+        #: the link can take it, and nothing else is written until it is confirmed. A stop
+        #: outlives the session it was said in (a new "start" waits for it).
         self.halt_pending = False
+        #: What is pending: ftms.stop(), or ftms.pause() (dropped by "resume", overtaken by a
+        #: stop, ended by the console's own pause, stop or start)
+        self.halt_command = ftms.stop()
         self._stop_in_flight = False
         self._stop_retry_at = -math.inf
         #: The link is back: the belt's next speed reading says whether what the coach asked
@@ -168,9 +173,9 @@ class BeltController(BeltReports):
     def _write(self, command: ftms.Command) -> None:
         if not self.drive:
             return
-        if self.halt_pending and command != ftms.stop():
-            _LOGGER.info("treadmill: %s not written: a stop is not confirmed yet",
-                         command.describe())
+        if self.halt_pending and command not in (ftms.stop(), self.halt_command):
+            _LOGGER.info("treadmill: %s not written: a %s is not confirmed yet",
+                         command.describe(), self.halt_command.describe())
             return
         self.treadmill.send(command, self.coach.now)
 
@@ -209,9 +214,15 @@ class BeltController(BeltReports):
             self.briefed = True
         elif dest is State.PAUSED:
             self.step = self.incline_step = None
-            if not self._console:
-                self._write(ftms.pause())
+            if not self._console and self.drive:
+                self._hold(ftms.pause())
         elif source is State.PAUSED and dest in ACTIVE:
+            if self.halt_pending and self.halt_command == ftms.pause():
+                # "resume" over a pause never confirmed: the user wants to walk; a pause
+                # written later would halt the belt under them by surprise
+                _LOGGER.warning("treadmill: resumed before the pause was confirmed; the pause "
+                                "is not written again")
+                self._end_pending_pause()
             if not self._console and self.started and not self._belt_moving():
                 self._write(ftms.start_resume())  # never while running (toggle pads)
                 self._restart_slowly()
@@ -274,26 +285,55 @@ class BeltController(BeltReports):
         self.winding_down = False
         if not self.drive:
             return
+        self._hold(ftms.stop())
+
+    def _hold(self, command: ftms.Command) -> None:
+        """Write ``command`` (a stop or a pause: the belt halts), pending until the treadmill
+        confirms it (:meth:`_stop_done`): now if the link is up and it is not on its way
+        already, again :data:`STOP_RETRY_S` after a failure, at once when a lost link is back.
+        A pause is held by the same path as a stop: a pause the treadmill does not take leaves
+        the belt running under a user who believes it is halting. A pending stop is not
+        weakened by a pause; a stop overtakes a pending pause (written at once)."""
+        if self.halt_pending and self.halt_command == ftms.stop() and command != ftms.stop():
+            return
+        if command != self.halt_command:
+            self._stop_in_flight = False  # the pause on its way does not hold back the stop
+        self.halt_command = command
         self.halt_pending = True
         if self.link_up and not self._stop_in_flight:
             self._stop_in_flight = True
-            self._write(ftms.stop())
+            self._write(command)
         elif not self.link_up and (self.started or self._belt_moving()):
             # said with the link away: the stop cannot reach the belt until it is back, and the
             # session this stop ends no longer tells of the lost link (once per stop)
+            _LOGGER.warning("treadmill: %s while the link is away; the belt may still be "
+                            "moving; written when the link is back", command.describe())
             self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
 
-    def _stop_done(self, ok: bool) -> None:
-        """The treadmill's answer to a stop: confirmed, or written again :data:`STOP_RETRY_S`
-        later (by :meth:`tick`; at once when a lost link comes back)."""
+    def _end_pending_pause(self) -> None:
+        """A pending pause is over without its confirmation (a "resume", the console)."""
+        self.halt_pending = self._stop_in_flight = False
+        self.halt_command = ftms.stop()
+        self._said.discard("stop_unconfirmed")
+
+    def _stop_done(self, command: ftms.Command, ok: bool) -> None:
+        """The treadmill's answer to a stop or pause: confirmed, or written again
+        :data:`STOP_RETRY_S` later (by :meth:`tick`; at once when a lost link comes back)."""
+        if self.halt_pending and command != self.halt_command:
+            return  # a pause a stop overtook: the stop's own answer settles it
+        if not self.halt_pending and command != ftms.stop():
+            return  # a pause given up ("resume", the console): nothing to settle
         self._stop_in_flight = False
         if not ok:
             self._stop_retry_at = self.coach.now + STOP_RETRY_S
             # refused or failed with the link up: the user hears at once that the belt may
-            # still move and how to halt it, as when the link goes (once per stop)
+            # still move and how to halt it, as when the link goes (once per stop or pause)
+            _LOGGER.warning("treadmill: the %s was not confirmed; the belt may still be moving; "
+                            "written again in %g s", command.describe(), STOP_RETRY_S)
             self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
             return
         self.halt_pending = False
+        self.halt_command = ftms.stop()
         self.confirmed_kmh = None  # a halted belt has no target speed
         self._said.discard("stop_unconfirmed")  # a later stop not confirmed is said again
         if self.start_pending and self.link_up and self.coach.state in ACTIVE:
@@ -394,8 +434,9 @@ class BeltController(BeltReports):
         self._settle_not_taken()
         if self.halt_pending and self.link_up and not self._stop_in_flight \
                 and self.coach.now >= self._stop_retry_at:
-            _LOGGER.warning("treadmill: the stop was not confirmed; writing it again")
-            self.halt()
+            _LOGGER.warning("treadmill: the %s was not confirmed; writing it again",
+                            self.halt_command.describe())
+            self._hold(self.halt_command)
         if self.winding_down and self._step_done(self.coach.now):
             self.halt()
         self._pump()

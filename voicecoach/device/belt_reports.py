@@ -85,6 +85,7 @@ class BeltReports:
     _failed_writes: list[tuple[ftms.Command, str]]
     winding_down: bool
     halt_pending: bool
+    halt_command: ftms.Command
     _stop_in_flight: bool
     _check_speed: bool
     start_pending: bool
@@ -96,7 +97,9 @@ class BeltReports:
         def _from_raw(self, raw: float) -> float: ...
         def _top_mph(self) -> float: ...
         def halt(self) -> None: ...
-        def _stop_done(self, ok: bool) -> None: ...
+        def _hold(self, command: ftms.Command) -> None: ...
+        def _end_pending_pause(self) -> None: ...
+        def _stop_done(self, command: ftms.Command, ok: bool) -> None: ...
         def _start_belt(self) -> None: ...
         def _on_grid(self, kmh: float) -> float: ...
         def _belt_moving(self) -> bool: ...
@@ -163,6 +166,10 @@ class BeltReports:
         coach = self.coach
         op = status.op
         running = coach.state in ACTIVE or coach.state is State.PAUSED
+        if op in (StatusOp.STOPPED_BY_SAFETY_KEY, StatusOp.STOPPED_OR_PAUSED_BY_USER) \
+                and self.halt_pending and self.halt_command == ftms.pause():
+            _LOGGER.info("treadmill: the belt was halted on the console; the pause is done")
+            self._end_pending_pause()  # the console took over: the belt is halted
         if op == StatusOp.STOPPED_BY_SAFETY_KEY:
             if running:
                 coach.say(coach.words.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
@@ -175,6 +182,8 @@ class BeltReports:
                 coach.say(coach.words.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
                 self._from_console("stop")
         elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
+            if self.halt_pending and self.halt_command == ftms.pause():
+                self._end_pending_pause()
             self.halt_pending = False  # the console wins: the user started it there
             if coach.state is State.PAUSED:
                 coach.say(coach.words.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
@@ -217,8 +226,9 @@ class BeltReports:
 
     def _write_done(self, done: WriteDone) -> None:
         command = done.command
-        if command == ftms.stop():
-            self._stop_done(not done.error and (done.response is None or done.response.ok))
+        if command.op is Op.STOP_PAUSE:
+            self._stop_done(command,
+                            not done.error and (done.response is None or done.response.ok))
         if done.error:
             _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
             self._problem(f"write {done.error}", command=command.describe())
@@ -331,15 +341,15 @@ class BeltReports:
         _LOGGER.info("treadmill: connected to %s (%s)", info.name, info.address)
         if again and "link_lost" in self._said and self.coach.state not in AT_REST:
             self.coach.say(self.words.LINK_BACK, "answer", Priority.ANSWER, remember=False)
-        # Nothing is re-sent: what the coach asked for before is taken as written. A stop
-        # the link missed is the one exception (the belt must not keep running).
+        # Nothing is re-sent: what the coach asked for before is taken as written. A stop (or
+        # pause) the link missed is the one exception (the belt must not keep running).
         self.sent_kmh, self.step = self.want_kmh, None
         self.sent_incline, self.incline_step = self.want_incline, None
         # what the treadmill's targets are now is not known: the belt's readings say
         self.confirmed_kmh = self.confirmed_incline = None
         self._check_speed = True
         if self.halt_pending:
-            self.halt()
+            self._hold(self.halt_command)
         elif self.start_pending and self.coach.state in ACTIVE:
             self._start_belt()
 
@@ -358,7 +368,7 @@ class BeltReports:
         _LOGGER.warning("treadmill: the belt is at %.2f km/h, not the %.2f km/h asked for before "
                         "the link was lost; that is the target now", belt, want)
         self.sent_kmh = self.want_kmh = self.confirmed_kmh = belt
-        mph = belt / KMH_PER_MPH
+        mph = self._coach_mph(belt)  # 1.0 mph for a belt at 1.6 km/h, not 0.99
         coach.console_target(speed_mph=mph, why="link")
         coach.say(self.words.LINK_BACK_AT.format(speed=self.words.speed_text(mph, coach.units)),
                   "answer", Priority.ANSWER, remember=False)
@@ -380,7 +390,8 @@ class BeltReports:
             # the coach's state (a stop has usually ended the session), the user hears that
             # the belt may still run and how to halt it; it is written again when the link is
             # back (_link_up). Said once per stop (_stop_done forgets it).
-            _LOGGER.warning("treadmill: the stop is not confirmed; the belt may still be moving")
+            _LOGGER.warning("treadmill: the %s is not confirmed; the belt may still be moving",
+                            self.halt_command.describe())
             self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
         elif self.coach.state in ACTIVE or self.coach.state is State.PAUSED:
             self._say_once("link_lost", self.words.LINK_LOST)
