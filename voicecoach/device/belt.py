@@ -76,6 +76,12 @@ class BeltController(BeltReports):
         self.halt_command = ftms.stop()
         self._stop_in_flight = False
         self._stop_retry_at = -math.inf
+        #: Stop and pause writes not answered yet on this link, and how many of the first of
+        #: them were written before the belt was started on the console: their answers (FTMS
+        #: answers come in write order: the link writes one at a time) are stale, never taken
+        #: as a later stop's or pause's (BeltReports._write_done). Both 0 on a new link.
+        self._halts_out = 0
+        self._stale_halts = 0
         #: The link is back: the belt's next speed reading says whether what the coach asked
         #: before reached it (_speed_after_link).
         self._check_speed = False
@@ -177,6 +183,8 @@ class BeltController(BeltReports):
             _LOGGER.info("treadmill: %s not written: a %s is not confirmed yet",
                          command.describe(), self.halt_command.describe())
             return
+        if command.op is ftms.Op.STOP_PAUSE:
+            self._halts_out += 1
         self.treadmill.send(command, self.coach.now)
 
     # ------------------------------------------------------------------ the coach's events

@@ -87,6 +87,8 @@ class BeltReports:
     halt_pending: bool
     halt_command: ftms.Command
     _stop_in_flight: bool
+    _halts_out: int
+    _stale_halts: int
     _check_speed: bool
     start_pending: bool
     speed_control: bool
@@ -185,6 +187,13 @@ class BeltReports:
             if self.halt_pending and self.halt_command == ftms.pause():
                 self._end_pending_pause()
             self.halt_pending = False  # the console wins: the user started it there
+            # a stop or pause on its way was written before this start: its answer says
+            # nothing of a stop said from now on, which is written (not waited for) and held
+            # until its own answer (before, the old answer confirmed it: a missed stop)
+            self._stale_halts, self._stop_in_flight = self._halts_out, False
+            # a start waiting for that stop ("ready" said meanwhile) is done: the user started
+            # the belt themselves (not started again later, after a reconnect, by surprise)
+            self.start_pending = False
             if coach.state is State.PAUSED:
                 coach.say(coach.words.CONSOLE_RESUMED, "answer", Priority.ANSWER, remember=False)
                 self._from_console("resume")
@@ -227,8 +236,15 @@ class BeltReports:
     def _write_done(self, done: WriteDone) -> None:
         command = done.command
         if command.op is Op.STOP_PAUSE:
-            self._stop_done(command,
-                            not done.error and (done.response is None or done.response.ok))
+            self._halts_out = max(self._halts_out - 1, 0)
+            if self._stale_halts > 0:  # written before the console's start: settles nothing
+                self._stale_halts -= 1
+                _LOGGER.info("treadmill: the answer to a %s written before the belt was "
+                             "started on the console is not taken for a later one",
+                             command.describe())
+            else:
+                self._stop_done(command,
+                                not done.error and (done.response is None or done.response.ok))
         if done.error:
             _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
             self._problem(f"write {done.error}", command=command.describe())
@@ -338,6 +354,9 @@ class BeltReports:
     def _link_up(self, info: TreadmillInfo) -> None:
         again = self.info is not None
         self.info, self.link_up = info, True
+        # a new link: the last one's writes are all answered by now (lost, not connected)
+        # or never will be; none is counted against this one's
+        self._halts_out = self._stale_halts = 0
         _LOGGER.info("treadmill: connected to %s (%s)", info.name, info.address)
         if again and "link_lost" in self._said and self.coach.state not in AT_REST:
             self.coach.say(self.words.LINK_BACK, "answer", Priority.ANSWER, remember=False)

@@ -176,11 +176,14 @@ class SimTreadmill:
     ``disconnect`` (``value`` seconds down), ``nonsense`` (one reading of ``value`` km/h) and
     ``mute`` (for ``value`` seconds writes are taken and never answered: as BleakTreadmill
     does, each times out after ``write_timeout`` and the link is dropped, back
-    ``reconnect_s`` later), ``fail`` (for ``value`` seconds writes are answered "failed") and
+    ``reconnect_s`` later), ``fail`` (for ``value`` seconds writes are answered "failed"),
     ``error`` (for ``value`` seconds writes, and the link's checks, fail at once with a
     Bluetooth error, not acted on: as BleakTreadmill does, a check every ``check_s`` while
     they fail, and failures that go on for ``write_timeout`` drop the link:
-    :class:`~voicecoach.treadmill.link.FailingWrites`).
+    :class:`~voicecoach.treadmill.link.FailingWrites`) and ``late`` (the next write is acted
+    on, or failed, as usual but answered ``value`` seconds later, or "link lost" if the link
+    drops first; writes sent meanwhile wait for that answer, as FTMS writes go one at a time:
+    a belt halted by a stop whose answer is still on its way).
     """
 
     #: The error of a write refused by the ``error`` action (BlueZ's, as the link words it).
@@ -206,6 +209,10 @@ class SimTreadmill:
         self.checks: list[float] = []
         #: Until then every write is answered "failed" and not acted on (the "fail" action).
         self.fail_until = -1.0
+        #: The next write is answered this many seconds late (the "late" action; 0: none)
+        self.late_s = 0.0
+        #: Until then a late answer is on its way: the writes after it wait (one at a time)
+        self._held_until = -1.0
         self.log = WriteLog()
         self._control = False
         self.now = 0.0
@@ -274,11 +281,14 @@ class SimTreadmill:
         if not self.up:
             return
         self.up = False
-        lost = [d for d in self._queue if d.kind in ("write", "timeout")]
-        self._queue = [d for d in self._queue if d.kind not in ("write", "timeout", "check")]
+        lost = sorted(d for d in self._queue if d.kind in ("write", "timeout", "answer"))
+        self._queue = [d for d in self._queue
+                       if d.kind not in ("write", "timeout", "check", "answer")]
         self._failing.answered()  # a run of failures ends with the link
+        self._held_until = -1.0
         heapq.heapify(self._queue)
-        self._out.extend(WriteDone(t, d.payload, error="link lost")  # type: ignore[arg-type]
+        self._out.extend(WriteDone(t, d.payload[0] if isinstance(d.payload, tuple)
+                                   else d.payload, error="link lost")  # type: ignore[arg-type]
                          for d in lost)
         self._out.append(LinkDown(t, reason))
         self._push(t + down_s, "connect")
@@ -294,6 +304,16 @@ class SimTreadmill:
         elif not any(d.kind == "check" for d in self._queue):
             self._push(t + self.check_s, "check")
 
+    def _answer(self, t: float, command: ftms.Command, response: ftms.Response) -> None:
+        """The treadmill's answer to a write handled at ``t``: now, or ``late_s`` later (the
+        "late" action: the writes after it wait for it)."""
+        if self.late_s > 0:
+            self._held_until = t + self.late_s
+            self.late_s = 0.0
+            self._push(self._held_until, "answer", (command, response))
+        else:
+            self._out.append(WriteDone(t, command, response))
+
     def _handle(self, due: _Due) -> None:
         if due.kind == "connect":
             self.up = True
@@ -306,6 +326,9 @@ class SimTreadmill:
             if not self.up:
                 self._out.append(WriteDone(due.t, due.payload, error="not connected"))
                 return
+            if due.t < self._held_until - 1e-9:  # the write before it is not answered yet
+                self._push(self._held_until + self.delay_s, "write", due.payload)
+                return
             if due.t < self.mute_until:  # taken, never acted on or answered
                 self._push(due.t + self.write_timeout, "timeout", due.payload)
                 return
@@ -314,16 +337,18 @@ class SimTreadmill:
                 self._failed(due.t)
                 return
             self._failing.answered()
-            if due.t < self.fail_until:  # answered at once, not done
-                self._out.append(WriteDone(due.t, due.payload,
-                                           ftms.Response(due.payload.op, Result.FAILED)))
+            if due.t < self.fail_until:  # answered (at once unless late), not done
+                self._answer(due.t, due.payload, ftms.Response(due.payload.op, Result.FAILED))
                 return
             response, statuses = self.model.control(due.payload.encode())
             if response.result == Result.NOT_PERMITTED or (
                     due.payload.op is Op.REQUEST_CONTROL and not response.ok):
                 self._control = False  # ask again before the next write
-            self._out.append(WriteDone(due.t, due.payload, response))
+            self._answer(due.t, due.payload, response)
             self._out.extend(StatusReport(due.t, s) for s in statuses)
+        elif due.kind == "answer":
+            assert isinstance(due.payload, tuple)
+            self._out.append(WriteDone(due.t, due.payload[0], due.payload[1]))
         elif due.kind == "timeout":
             assert isinstance(due.payload, ftms.Command)
             if self.up:
@@ -350,6 +375,8 @@ class SimTreadmill:
                 self.fail_until = due.t + float(value)
             elif action == "error":
                 self.error_until = due.t + float(value)
+            elif action == "late":
+                self.late_s = float(value)
             elif action == "nonsense":
                 if self.up:
                     self._out.append(BeltReading(due.t, ftms_data.TreadmillData(float(value), None,
