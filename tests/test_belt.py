@@ -673,6 +673,7 @@ def test_control_not_permitted_is_said_once_and_the_session_goes_on() -> None:
     run.say("faster")
     run.at(run.t + 5)
     assert run.said().count(sayings.NOT_PERMITTED) == 1
+    assert sayings.BELT_NOT_STARTED not in run.said()   # the refusal's line says what to do
     assert run.coach.state is State.WARMUP
     assert any(isinstance(e, DeviceProblem) and "not permitted" in e.problem for e in run.events)
 
@@ -819,3 +820,25 @@ def test_a_turn_is_made_over_a_very_slow_belt_then_it_climbs_after_ready() -> No
     assert climb[-1] == pytest.approx(1.5, abs=0.06) and climb[0] <= 0.7
     assert run.belt_mph() == pytest.approx(1.5, abs=0.06)
     assert unasked_writes(run.sim.log.writes, run.events, run.sim.up_times[1:]) == []
+
+
+def test_a_faster_refused_as_control_not_permitted_puts_the_target_back() -> None:
+    """The pad answers "control not permitted" to a "faster" (1.0 -> 1.1 mph) mid-walk:
+    said once (NOT_PERMITTED), and the coach's target goes back to the treadmill's last
+    confirmed 1.0, as for any write not taken, with no second line; the next "faster" (the
+    pad's control back) writes 1.1, not 1.2. Before, the target stayed at the refused 1.1."""
+    run = BeltRun().walking()
+    started = run.speeds_written_mph()
+    run.sim.schedule(run.t, "deny", 0.3)
+    run.say("faster")
+    run.at(run.t + 12)
+    assert run.speeds_written_mph() == [*started, 1.1]
+    assert run.coach.speed_mph == pytest.approx(1.0)
+    assert any(isinstance(e, TargetChanged) and e.why == "not_taken" for e in run.events)
+    assert run.said().count(sayings.NOT_PERMITTED) == 1
+    assert sayings.BELT_NOT_TAKEN not in run.said()        # the refusal's line says enough
+    run.say("faster")
+    run.at(run.t + 6)
+    assert run.speeds_written_mph() == [*started, 1.1, 1.1]
+    assert run.belt_mph() == pytest.approx(1.1, abs=0.05)
+    assert run.coach.speed_mph == pytest.approx(1.1)

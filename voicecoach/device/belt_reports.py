@@ -259,20 +259,21 @@ class BeltReports:
         _LOGGER.warning("treadmill: %s: %s", command.describe(), response.text())
         self._problem(response.text(), command=command.describe(), result=response.result)
         active = self.coach.state in ACTIVE or self.coach.state is State.PAUSED
-        if response.result == Result.NOT_PERMITTED:
-            if active:
-                self._say_once("not_permitted", self.words.NOT_PERMITTED)
-        elif command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
+        if command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
             self.speed_control = False
             self.step = None
             if active:
                 self._say_once("no_speed", self.words.NO_SPEED_CONTROL, Priority.ANSWER)
-        else:  # invalid or failed: not taken (_not_taken); the next request may try again
-            if command.op is Op.SET_TARGET_SPEED:
-                self.step = None
-            elif command.op is Op.SET_TARGET_INCLINE:
-                self.incline_step = None
-            self._failed_writes.append((command, response.text()))
+            return
+        if response.result == Result.NOT_PERMITTED and active:
+            self._say_once("not_permitted", self.words.NOT_PERMITTED)
+        # not permitted, invalid or failed: not taken (_not_taken); the next request may try
+        # again. A refused control is no more taken than a failure: the target goes back too
+        if command.op is Op.SET_TARGET_SPEED:
+            self.step = None
+        elif command.op is Op.SET_TARGET_INCLINE:
+            self.incline_step = None
+        self._failed_writes.append((command, response.text()))
 
     def _taken(self, command: ftms.Command) -> None:
         """The treadmill answered ``command`` with success: its target is the belt's now."""
@@ -316,12 +317,16 @@ class BeltReports:
                 or coach.state not in ACTIVE:
             return
         words = self.words
+        # the treadmill refusing control is said already (_write_done), and says what to do
+        # (use the console): no second line for the same refusal
+        refused = "not_permitted" in self._said
         if command.op is Op.START_RESUME:
             # the belt did not start: nothing climbs on it (a start from the console is
             # followed: _status); not started again on its own
             self.step, self.sent_kmh = None, self.want_kmh
             _LOGGER.warning("treadmill: the belt did not start (%s); not tried again", why)
-            self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
+            if not refused:
+                self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
             return
         if command.op is Op.SET_TARGET_SPEED:
             if coach.awaiting_turn:  # the belt slowed for a turn is not the coach's target
@@ -348,7 +353,7 @@ class BeltReports:
             coach.console_target(incline_pct=pct, why="not_taken")
         else:
             return
-        if "not_started" not in self._said:  # the belt did not start: that line says enough
+        if "not_started" not in self._said and not refused:  # that line says enough
             self._say_once("not_taken", words.BELT_NOT_TAKEN, Priority.ANSWER)
 
     def _link_up(self, info: TreadmillInfo) -> None:
