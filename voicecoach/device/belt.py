@@ -88,6 +88,8 @@ class BeltController(BeltReports):
         #: Writes that failed with the link up, settled once the poll's updates are all in
         #: (a failure the link is lost with is the lost link's to answer: _settle_not_taken)
         self._failed_writes: list[tuple[ftms.Command, str]] = []
+        #: The turn's slow-down was not taken: written again from then (_turn_not_slowed)
+        self._slow_retry_at = -math.inf
         self._reset_session()
 
     @classmethod
@@ -199,6 +201,8 @@ class BeltController(BeltReports):
                 # the console, or being wound down) and the user says stop: stop it now. A
                 # still belt is not written to (an idle device hears stray stops all day)
                 self.halt()
+        elif isinstance(event, ev.PhaseStarted):
+            self._said.discard("turn_not_slowed")  # said again if this turn's fails too
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
@@ -365,12 +369,16 @@ class BeltController(BeltReports):
         if not (self.drive and self.link_up and self.started and self.coach.state in ACTIVE):
             return
         now = self.coach.now
-        if self.speed_control and self.want_kmh is not None and self._step_done(now):
+        # the turn's slow-down not taken is written again SLOW_RETRY_S later (_turn_not_slowed)
+        retry_wait = self.coach.awaiting_turn and now < self._slow_retry_at
+        if self.speed_control and self.want_kmh is not None and self._step_done(now) \
+                and not retry_wait:
             goal = self.want_kmh
             if self.coach.awaiting_turn:
                 # the coach asks for "side rails, slow belt" and waits for "ready": the belt is
-                # brought down to very slow for the turn (at once), and climbs to the phase's
-                # speed one step at a time after "ready", as at the start
+                # brought down to very slow for the turn (at once; again while it is not
+                # taken), and climbs to the phase's speed one step at a time after "ready", as
+                # at the start
                 goal = min(goal, self._slow_kmh())
             nxt = self._next_speed(goal)
             if nxt is not None:

@@ -42,6 +42,9 @@ REPORT_DISTANCE_M = 50.0
 #: Write errors that are the lost link's (it answers them: said once, the belt's speed the
 #: target when it is back), not a write the treadmill did not take with the link up.
 LINK_ERRORS = ("timed out", "link lost")
+#: The slow-down for a turn the treadmill did not take is written again after this long, for
+#: as long as the turn waits and the belt runs faster (a stop's retry interval)
+SLOW_RETRY_S = 0.5
 
 
 
@@ -90,6 +93,7 @@ class BeltReports:
     _halts_out: int
     _stale_halts: int
     _check_speed: bool
+    _slow_retry_at: float
     start_pending: bool
     speed_control: bool
 
@@ -105,6 +109,7 @@ class BeltReports:
         def _start_belt(self) -> None: ...
         def _on_grid(self, kmh: float) -> float: ...
         def _belt_moving(self) -> bool: ...
+        def _slow_kmh(self) -> float: ...
 
     def handle(self, update: Update) -> None:
         if isinstance(update, BeltReading):
@@ -259,24 +264,26 @@ class BeltReports:
         _LOGGER.warning("treadmill: %s: %s", command.describe(), response.text())
         self._problem(response.text(), command=command.describe(), result=response.result)
         active = self.coach.state in ACTIVE or self.coach.state is State.PAUSED
-        if response.result == Result.NOT_PERMITTED:
-            if active:
-                self._say_once("not_permitted", self.words.NOT_PERMITTED)
-        elif command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
+        if command.op is Op.SET_TARGET_SPEED and response.result == Result.NOT_SUPPORTED:
             self.speed_control = False
             self.step = None
             if active:
                 self._say_once("no_speed", self.words.NO_SPEED_CONTROL, Priority.ANSWER)
-        else:  # invalid or failed: not taken (_not_taken); the next request may try again
-            if command.op is Op.SET_TARGET_SPEED:
-                self.step = None
-            elif command.op is Op.SET_TARGET_INCLINE:
-                self.incline_step = None
-            self._failed_writes.append((command, response.text()))
+            return
+        if response.result == Result.NOT_PERMITTED and active:
+            self._say_once("not_permitted", self.words.NOT_PERMITTED)
+        # not permitted, invalid or failed: not taken (_not_taken); the next request may try
+        # again. A refused control is no more taken than a failure: the target goes back too
+        if command.op is Op.SET_TARGET_SPEED:
+            self.step = None
+        elif command.op is Op.SET_TARGET_INCLINE:
+            self.incline_step = None
+        self._failed_writes.append((command, response.text()))
 
     def _taken(self, command: ftms.Command) -> None:
         """The treadmill answered ``command`` with success: its target is the belt's now."""
-        self._said -= {"not_taken", "not_started"}  # a later write not taken is said again
+        # a later write not taken (or slow-down for a turn) is said again
+        self._said -= {"not_taken", "not_started", "turn_not_slowed"}
         if command.op is Op.SET_TARGET_SPEED and command.value is not None:
             self.confirmed_kmh = self._from_raw(float(command.value))
         elif command.op is Op.SET_TARGET_INCLINE and command.value is not None:
@@ -316,15 +323,20 @@ class BeltReports:
                 or coach.state not in ACTIVE:
             return
         words = self.words
+        # the treadmill refusing control is said already (_write_done), and says what to do
+        # (use the console): no second line for the same refusal
+        refused = "not_permitted" in self._said
         if command.op is Op.START_RESUME:
             # the belt did not start: nothing climbs on it (a start from the console is
             # followed: _status); not started again on its own
             self.step, self.sent_kmh = None, self.want_kmh
             _LOGGER.warning("treadmill: the belt did not start (%s); not tried again", why)
-            self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
+            if not refused:
+                self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
             return
         if command.op is Op.SET_TARGET_SPEED:
             if coach.awaiting_turn:  # the belt slowed for a turn is not the coach's target
+                self._turn_not_slowed(command, why)
                 return
             self.step = None
             real = self.confirmed_kmh
@@ -348,8 +360,28 @@ class BeltReports:
             coach.console_target(incline_pct=pct, why="not_taken")
         else:
             return
-        if "not_started" not in self._said:  # the belt did not start: that line says enough
+        if "not_started" not in self._said and not refused:  # that line says enough
             self._say_once("not_taken", words.BELT_NOT_TAKEN, Priority.ANSWER)
+
+    def _turn_not_slowed(self, command: ftms.Command, why: str) -> None:
+        """The slow-down for a turn (the coach has said "side rails, slow belt") not taken,
+        the link up, the belt still faster than very slow: the user may be about to turn
+        around on a belt at walking speed. Said at once (slow it on the console, or hold the
+        rails and wait), and written again :data:`SLOW_RETRY_S` later for as long as the turn
+        waits (BeltController._pump): unlike a "faster", this change was announced and is
+        expected, and it only ever lowers the belt (written from where the belt is, never
+        above it). The coach's target stays the phase's: only the turn's slow belt failed."""
+        belt = self.belt_kmh
+        if not self._belt_moving() or belt is None \
+                or belt <= self._slow_kmh() + SPEED_TOLERANCE_KMH:
+            return  # already slow: nothing to warn of (a "slower" under it failed: logged)
+        self.step = None
+        self.sent_kmh = self._on_grid(belt)  # where the belt is: the retry writes down from it
+        self._slow_retry_at = self.coach.now + SLOW_RETRY_S
+        _LOGGER.warning("treadmill: %s for the turn not taken (%s); the belt is at %.2f km/h; "
+                        "written again in %g s while the turn waits", command.describe(), why,
+                        belt, SLOW_RETRY_S)
+        self._say_once("turn_not_slowed", self.words.TURN_NOT_SLOWED)
 
     def _link_up(self, info: TreadmillInfo) -> None:
         again = self.info is not None

@@ -177,6 +177,8 @@ class SimTreadmill:
     ``mute`` (for ``value`` seconds writes are taken and never answered: as BleakTreadmill
     does, each times out after ``write_timeout`` and the link is dropped, back
     ``reconnect_s`` later), ``fail`` (for ``value`` seconds writes are answered "failed"),
+    ``deny`` (for ``value`` seconds writes are answered "control not permitted": another app
+    took control, or the pad will not be driven now; control is asked for again after each),
     ``error`` (for ``value`` seconds writes, and the link's checks, fail at once with a
     Bluetooth error, not acted on: as BleakTreadmill does, a check every ``check_s`` while
     they fail, and failures that go on for ``write_timeout`` drop the link:
@@ -209,6 +211,8 @@ class SimTreadmill:
         self.checks: list[float] = []
         #: Until then every write is answered "failed" and not acted on (the "fail" action).
         self.fail_until = -1.0
+        #: The answer of a write failed so: "failed", or "control not permitted" ("deny")
+        self.fail_result = Result.FAILED
         #: The next write is answered this many seconds late (the "late" action; 0: none)
         self.late_s = 0.0
         #: Until then a late answer is on its way: the writes after it wait (one at a time)
@@ -338,7 +342,9 @@ class SimTreadmill:
                 return
             self._failing.answered()
             if due.t < self.fail_until:  # answered (at once unless late), not done
-                self._answer(due.t, due.payload, ftms.Response(due.payload.op, Result.FAILED))
+                if self.fail_result == Result.NOT_PERMITTED:
+                    self._control = False  # ask again before the next write
+                self._answer(due.t, due.payload, ftms.Response(due.payload.op, self.fail_result))
                 return
             response, statuses = self.model.control(due.payload.encode())
             if response.result == Result.NOT_PERMITTED or (
@@ -371,8 +377,9 @@ class SimTreadmill:
                 self._drop(due.t, "simulated link drop", float(value))
             elif action == "mute":
                 self.mute_until = due.t + float(value)
-            elif action == "fail":
+            elif action in ("fail", "deny"):
                 self.fail_until = due.t + float(value)
+                self.fail_result = Result.FAILED if action == "fail" else Result.NOT_PERMITTED
             elif action == "error":
                 self.error_until = due.t + float(value)
             elif action == "late":
