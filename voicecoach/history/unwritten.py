@@ -131,7 +131,8 @@ def publish(part: Path, history: Path) -> Path:
         break
     else:
         raise OSError(f"no free name beside {history}")
-    _sync(history.parent)
+    with contextlib.suppress(OSError):  # in place already; a folder some systems cannot sync
+        _sync(history.parent)
     return side
 
 
@@ -312,9 +313,6 @@ def _merge(conn: sqlite3.Connection, history_id: int | None, rows: Rows) -> str:
         return f"session {there} had it already"  # merged, then not removed
     if there is not None:
         put(conn, {**rows, "sessions": (columns, [])}, {kept_id: there})
-        if values["status"] == "running":  # a leftover cut off before its end: no end to set
-            return (f"session {there} got {len(rows['events'][1])} events (its end was "
-                    "never written)")
         ends = [c for c in END_COLUMNS if c in values]
         conn.execute(f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in ends)}"
                      " WHERE id = ?", [*(values[c] for c in ends), there])
@@ -329,7 +327,9 @@ def _being_written(rows: Rows) -> bool:
     row is written first and its end last (the recorder's ``_keep_aside``), so a row still
     'running' of a process alive on this host is not merged yet, nor shown (merged then, its
     end and last events would be written into a file removed, and lost). A process gone
-    left it so for good: merged as it is, then marked interrupted with the others."""
+    left it so for good: merged as it is, then marked interrupted with the others. Since
+    side files are put in place only once complete (:func:`publish`) this is a file an
+    older version is still filling under its side file's name."""
     columns, [row] = rows["sessions"]
     values = dict(zip(columns, row[1:], strict=True))
     pid = values.get("pid")
