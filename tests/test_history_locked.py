@@ -252,3 +252,53 @@ def test_exit_writes_every_unwritten_end_within_one_deadline_and_logs_each_given
     assert all(str(r.kept_in) in line for r, line in zip(recorders, lines, strict=True))
     with HistoryDB.open(tmp_path) as db:  # in the order they ended, each with its end
         assert [s.status for s in db.sessions()] == ["stopped"] * 3
+
+
+def test_history_reads_at_once_while_another_program_holds_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`voicecoach history` with another program holding the history's write lock, a session
+    kept beside it by an exit and one cut off earlier to mark: its opening's writes (the merge,
+    the mark) each waited for the lock as any opening does (10 s: watched here as the wait in
+    force when each write began, the 10 s scaled down to 50 ms) before it read the same. Now
+    no write waits: they are left to the next opening, and the table is read at once, the
+    kept session in it as it ended; once the lock is let go the next `history` does them."""
+    import json
+
+    from voicecoach import cli
+    from voicecoach.history import SessionRecorder
+    from voicecoach.history import db as db_module
+    from voicecoach.workout.plan import programme_week
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.0)
+    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S", 0.2)
+    db = HistoryDB.open(tmp_path)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    kept = SessionRecorder.open(db, programme_week(2), "run")
+    kept.close("stopped")
+    db.close()
+    assert kept.kept_in is not None
+    waits: list[int] = []
+    real_transaction = HistoryDB.transaction
+
+    def watched(self: HistoryDB) -> Any:
+        waits.append(int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0]))
+        return real_transaction(self)
+
+    monkeypatch.setattr(HistoryDB, "transaction", watched)
+
+    def history() -> list[tuple[int, str]]:
+        assert cli.main(["--data-dir", str(tmp_path), "history", "--json"]) == 0
+        return [(s["id"], s["status"]) for s in json.loads(capsys.readouterr().out)["sessions"]]
+
+    assert history() == [(1, "running"), (2, "stopped")]  # read as it is, the kept one too
+    assert waits and set(waits) == {0}, waits  # tried, never waited for
+    assert kept.kept_in.exists() and _status(other, 1) == "running"  # left to the next one
+    other.execute("COMMIT")
+    assert history() == [(1, "interrupted"), (2, "stopped")]
+    assert not kept.kept_in.exists()
+    other.close()

@@ -5,6 +5,7 @@ exit's waits scaled down (as in test_history_locked.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -230,7 +231,12 @@ def test_a_side_file_still_being_written_by_its_process_is_not_merged_until_it_i
     from voicecoach.history.liveness import process_token
 
     HistoryDB.open(tmp_path).close()
-    side, conn = unwritten.create(tmp_path / DB_NAME, None)
+    # a side file filled under its own name (as before session 21's part files; the check
+    # stands for a file an older version is still writing)
+    part, conn = unwritten.create(tmp_path / DB_NAME, None)
+    conn.close()
+    side = unwritten.publish(part, tmp_path / DB_NAME)
+    conn = sqlite3.connect(side, isolation_level=None)
     conn.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
                  " proc_token) VALUES ('2026-03-02T08:00:00+00:00', 'week 2', 2, 'run',"
                  " 'running', ?, ?, ?)",
@@ -243,3 +249,140 @@ def test_a_side_file_still_being_written_by_its_process_is_not_merged_until_it_i
     [kept] = _history_json(tmp_path, capsys)
     assert (kept["status"], kept["backward_s"]) == ("finished", 300.0)
     assert not side.exists()
+
+
+def test_a_side_file_is_never_seen_half_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The exit writes its side file in several steps (created, its schema, the session's row,
+    the events, the end). An opening or a read at any of those moments (the other program let
+    the history go meanwhile) met the file under its side file's name, empty or without its
+    session, and said "cannot be read ... move it aside" for a file that was good a moment
+    later. Now it is written under a part name no reader lists and renamed into place once
+    complete: after each write of the file an opening (its tidy) and `history` see no side
+    file and log no error; after it, the side file holds the whole session, no part is left,
+    and the next opening merges it."""
+    from voicecoach.history import unwritten
+
+    db = HistoryDB.open(tmp_path)
+    SessionRecorder.open(db, programme_week(1), "run").close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    seen: list[list[str]] = []
+    said: list[str] = []
+    real_transaction = HistoryDB.transaction
+
+    def look() -> None:
+        other.execute("COMMIT")  # let go for a moment: another opening and a read
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
+            HistoryDB.open_file(tmp_path / DB_NAME).close()
+            assert cli.main(["--data-dir", str(tmp_path), "history", "--json"]) == 0
+        said.extend(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+        capsys.readouterr()
+        seen.append(sorted(p.name for p in unwritten.side_files(tmp_path / DB_NAME)))
+        other.execute("BEGIN IMMEDIATE")
+
+    def watched(self: HistoryDB):  # type: ignore[no-untyped-def]
+        with real_transaction(self) as conn:
+            yield conn
+        if self.path.name != DB_NAME:  # a write of the file the session is kept in
+            look()
+
+    def created(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connection]:
+        made = real_create(history, history_id)
+        look()  # its schema in, its session not yet
+        return made
+
+    real_create = unwritten.create
+    monkeypatch.setattr(unwritten, "create", created)
+    monkeypatch.setattr(HistoryDB, "transaction", contextlib.contextmanager(watched))
+    other.execute("BEGIN IMMEDIATE")
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    _walk(recorder, other, lock_at=-1)
+    recorder.close()
+    db.close()
+    monkeypatch.setattr(HistoryDB, "transaction", real_transaction)
+    assert len(seen) >= 4 and all(names == [] for names in seen), seen  # never listed
+    assert said == []
+    assert recorder.kept_in == tmp_path / SIDE
+    assert [p.name for p in tmp_path.iterdir() if SIDE in p.name] == [SIDE]
+    other.execute("COMMIT")
+    other.close()
+    sessions = _history_json(tmp_path, capsys)
+    assert [(s["week"], s["status"]) for s in sessions] == [(1, "stopped"), (2, "finished")]
+    assert sessions[1]["pain_reports"] == 1 and not (tmp_path / SIDE).exists()
+
+
+def _kept_part(data: Path, week: int) -> Path:
+    """A complete part file holding one finished session of ``week`` (the row never reached
+    the history), as the exit writes it before it renames it into place."""
+    from voicecoach.history import unwritten
+
+    part, conn = unwritten.create(data / DB_NAME, None)
+    side = HistoryDB(part, conn)
+    SessionRecorder.open(side, programme_week(week), "run").close("stopped")
+    side.close()
+    return part
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_two_exits_giving_up_at_once_never_write_over_each_others_side_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        links: bool) -> None:
+    """Two processes give a session up at the same moment: the other takes the free name
+    between this one's look for it and its rename into place. Each keeps its own file
+    (`.unwritten`, `-2`), neither over the other, and the next opening merges both. Also
+    where the file system has no hard links (FAT: link() refused), where the name is looked
+    up and taken under a lock on the folder."""
+    from voicecoach.history import unwritten
+
+    HistoryDB.open(tmp_path).close()
+    ours, theirs = _kept_part(tmp_path, 1), _kept_part(tmp_path, 2)
+    if not links:
+        def no_link(src: object, dst: object) -> None:
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(unwritten.os, "link", no_link)
+    real_free_name = unwritten.free_name
+    raced: list[Path] = []
+
+    def free_name(history: Path, suffix: str) -> Path:
+        name = real_free_name(history, suffix)
+        if not raced and links:  # the other exit takes it right after our look
+            raced.append(tmp_path)  # (its own look is not raced)
+            raced[0] = unwritten.publish(theirs, tmp_path / DB_NAME)
+        return name
+
+    monkeypatch.setattr(unwritten, "free_name", free_name)
+    if not links:
+        raced.append(unwritten.publish(theirs, tmp_path / DB_NAME))
+    mine = unwritten.publish(ours, tmp_path / DB_NAME)
+    assert raced == [tmp_path / SIDE] and mine == tmp_path / f"{SIDE}-2"
+    assert not ours.exists() and not theirs.exists()
+    monkeypatch.undo()
+    sessions = _history_json(tmp_path, capsys)
+    assert sorted(s["week"] for s in sessions) == [1, 2]
+
+
+def test_a_part_file_left_by_an_exit_cut_off_is_taken_in_or_removed_never_read_as_a_side_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An exit killed while it wrote its side file leaves the part file. While its writer
+    lives it is never listed, merged or reported; once its writer is gone the next opening
+    takes it in: the session it holds merged (as its rows say: nothing of the walk lost), an
+    empty one (killed before the session's row) removed, and no line says 'move it aside'."""
+    from voicecoach.history import unwritten
+
+    HistoryDB.open(tmp_path).close()
+    holding = _kept_part(tmp_path, 2)
+    empty, conn = unwritten.create(tmp_path / DB_NAME, None)
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
+        assert _history_json(tmp_path, capsys) == []  # their writer (this process) lives
+    assert holding.exists() and empty.exists() and unwritten.side_files(tmp_path / DB_NAME) == []
+    monkeypatch.setattr(unwritten, "pid_alive", lambda pid, token="": False)  # killed
+    with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
+        [kept] = _history_json(tmp_path, capsys)
+    assert (kept["week"], kept["status"]) == (2, "stopped")
+    assert not holding.exists() and not empty.exists()
+    assert [p.name for p in tmp_path.iterdir() if SIDE in p.name] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

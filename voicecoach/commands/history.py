@@ -17,7 +17,8 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.db import DB_NAME, HistoryDB
+from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
+from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.history.progression import PROGRESSION_SOURCES
 from voicecoach.history.rows import SessionSummary
 from voicecoach.history.session_lock import SESSION_LOCK
@@ -68,8 +69,27 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
     if not path.exists():
         return path, []
     since = datetime.now().astimezone() - timedelta(weeks=weeks) if weeks else None
-    with HistoryDB.open_file(path, read_only_ok=True) as db:
+    with HistoryDB.open_file(path, recover=False, read_only_ok=True) as db:
+        tidy_without_waiting(db)
         return path, db.sessions(since=since)
+
+
+def tidy_without_waiting(db: HistoryDB) -> None:
+    """What an opening writes (:meth:`HistoryDB.tidy`: side files merged, sessions cut off
+    marked, dated again), done only if the history takes it at once: held by another program
+    (or a full disk), it is left to the next opening, and the sessions are read as they are
+    with the side files alongside (``HistoryDB.sessions``), which needs no lock. It waited for
+    the lock as any opening does (10 s), then read the same."""
+    if db.read_only:
+        return
+    db.busy_timeout(0)
+    try:
+        db.tidy()
+    except HistoryUnavailable as exc:
+        _LOGGER.info("history: read as it is; what an opening writes is left to the next one "
+                     "(%s)", exc.one_line())
+    finally:
+        db.busy_timeout(BUSY_TIMEOUT_MS)
 
 
 def weekly_totals(sessions: list[SessionSummary]) -> list[dict[str, Any]]:

@@ -526,17 +526,20 @@ class SessionRecorder:
     def _keep_aside(self, outcome: str) -> Path | None:
         """Write what the history did not take (the row if it never reached it, the events
         kept, the end) into a new side file beside it (history/unwritten.py), as the history
-        would have held it; never waits (nobody else knows the file). The recorder is left as
+        would have held it; never waits (nobody else knows the file). It is written under a
+        part name no reader lists and renamed into place once complete, so no opening or read
+        meets it half-written (empty, or its schema without the session, was 'cannot be read
+        ... move it aside' for a good file). The recorder is left as
         it was (the history still lacks the session). Returns the file, or None when it
         cannot be written either (then nothing of it is left)."""
         db, sid, row, pending = self.db, self.session_id, self._row, list(self._pending)
         outcome_was, problem, wait_ms = self.outcome, self.problem, self._wait_ms
         try:
-            side, conn = unwritten.create(db.path, None if row is not None else sid)
+            part, conn = unwritten.create(db.path, None if row is not None else sid)
         except (OSError, sqlite3.Error) as exc:
             self._aside_problem = exc
             return None
-        self.db, self._row, self._wait_ms = HistoryDB(side, conn), self._columns, None
+        self.db, self._row, self._wait_ms = HistoryDB(part, conn), self._columns, None
         self._aside = True
         try:
             kept = self._write_end(outcome)
@@ -546,10 +549,14 @@ class SessionRecorder:
             self.db, self.session_id, self._row, self._pending = db, sid, row, pending
             self.outcome, self.problem, self._wait_ms, self._aside = (outcome_was, problem,
                                                                       wait_ms, False)
-        if not kept:
-            with contextlib.suppress(OSError):
-                side.unlink()
-        return side if kept else None
+        if kept:  # complete: only now under a side file's name (never seen half-written)
+            try:
+                return unwritten.publish(part, db.path)
+            except OSError as exc:
+                self._aside_problem = exc
+        with contextlib.suppress(OSError):
+            part.unlink()
+        return None
 
     def _close_now(self) -> None:
         self.closed = True

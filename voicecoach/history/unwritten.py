@@ -4,7 +4,14 @@ history, and merged into the history at its next opening for writing.
 
 ``<history>.unwritten`` (``-2``, ``-3``... never over an earlier one) is a new SQLite file with
 the history's schema, created by this process alone, so no lock on it can be held by anyone
-else and nothing waits. It holds one session as the history would have held it: its row, with
+else and nothing waits. It is written under a part name that no reader lists
+(``<history>.unwritten.<pid>.<8 hex>.<host>.part``) and put in place, synced, by ``link()``
+(which never takes a name another exit took meanwhile) once complete (:func:`publish`), so
+no opening or read ever meets it half-written. A part left by a writer that died before
+putting it in place is taken in at the next opening for writing (:func:`take_in_leftovers`):
+published and merged when it holds the session, removed when it holds none.
+
+It holds one session as the history would have held it: its row, with
 its end, and the events the history did not take (with their phases, commands and pain
 reports), plus one row in ``kept``: the session's id in the history when its row had reached it
 (NULL when it never did).
@@ -33,9 +40,12 @@ the merge will put it, not missing or 'running'.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import re
+import secrets
 import shlex
 import socket
 import sqlite3
@@ -57,6 +67,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SUFFIX = ".unwritten"
+#: How the name of a side file still being written ends (:func:`part_name`).
+PART_TAIL = ".part"
 #: The session's id in the history (NULL: its row never reached it).
 KEPT_DDL = "CREATE TABLE kept (history_id INTEGER)"
 #: What the end of a session sets in its row (SessionRecorder._finish; the start only when
@@ -69,19 +81,13 @@ Query = Callable[[str, Sequence[Any]], list[Any]]
 
 
 def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connection]:
-    """A new side file beside ``history`` with the schema and ``kept`` filled in, and a
-    connection to it that never waits (nobody else knows the file). Raises OSError or
-    sqlite3.Error."""
-    for _ in range(100):  # a name taken between the look and the creation: the next one
-        side = free_name(history, SUFFIX)
-        try:
-            os.close(os.open(side, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OSError(f"no free name beside {history}")
-    conn = sqlite3.connect(str(side), isolation_level=None, check_same_thread=False)
+    """A new part file beside ``history`` (:func:`part_name`: never listed as a side file)
+    with the schema and ``kept`` filled in, and a connection to it that never waits (nobody
+    else knows the file); :func:`publish` makes it a side file once complete. Raises OSError
+    or sqlite3.Error."""
+    part = part_name(history)
+    os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    conn = sqlite3.connect(str(part), isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 0")
         migrate(conn)
@@ -90,7 +96,128 @@ def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connect
     except BaseException:
         conn.close()
         raise
-    return side, conn
+    return part, conn
+
+
+def part_name(history: Path) -> Path:
+    """A name no other file has for a side file being written: ``<history>.unwritten.<pid>.
+    <8 hex>.<host>.part`` (the writer named so that a leftover can be told from a file still
+    being filled: :func:`take_in_leftovers`)."""
+    return history.with_name(f"{history.name}{SUFFIX}.{os.getpid()}.{secrets.token_hex(4)}."
+                             f"{socket.gethostname()}{PART_TAIL}")
+
+
+def publish(part: Path, history: Path) -> Path:
+    """Make the complete part file ``part`` a side file of ``history``: synced to the disk,
+    then given the first free name (``.unwritten``, ``-2``...) by ``link()``, which fails on a
+    name taken meanwhile (two processes giving up at once: the next name), never over a side
+    file, and its part name removed; the folder synced. A file system without hard links
+    (FAT) renames it instead, under a lock on the folder that every such publish takes.
+    Returns the side file; raises OSError (the part is left)."""
+    _sync(part)
+    for _ in range(100):
+        side = free_name(history, SUFFIX)
+        try:
+            os.link(part, side)
+        except FileExistsError:
+            continue  # taken between the look and the link: the next one
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            side = _rename_under_lock(part, history)
+            break
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        break
+    else:
+        raise OSError(f"no free name beside {history}")
+    with contextlib.suppress(OSError):  # in place already; a folder some systems cannot sync
+        _sync(history.parent)
+    return side
+
+
+#: What link() answers on a file system that has no hard links.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
+def _rename_under_lock(part: Path, history: Path) -> Path:
+    """:func:`publish` where link() cannot be used: the free name looked up and taken by a
+    rename while holding a lock on the folder (flock), so that two such publishes cannot
+    both take one name."""
+    folder = os.open(history.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        side = free_name(history, SUFFIX)
+        os.rename(part, side)
+        return side
+    finally:
+        os.close(folder)  # lets go of the lock
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _parts(history: Path) -> list[tuple[Path, int, str]]:
+    """(part file, its writer's pid, its host) of each part file beside ``history``."""
+    pattern = re.compile(re.escape(history.name + SUFFIX) + r"\.(\d+)\.[0-9a-f]{8}\.(.+)"
+                         + re.escape(PART_TAIL))
+    try:
+        names = [(p, pattern.fullmatch(p.name)) for p in history.parent.iterdir()]
+    except OSError:
+        return []
+    return sorted((p, int(m.group(1)), m.group(2)) for p, m in names if m)
+
+
+def take_in_leftovers(db: HistoryDB) -> None:
+    """Part files left by a writer that ended before publishing them (a crash or a kill
+    while it wrote one): one that holds the session is published as a side file (merged with
+    the others: as it is, its row marked interrupted after); one that holds none (the end
+    came before its row) is removed. A part of a writer still alive on this host (or of
+    another host) is left alone: it is still being filled."""
+    for part, pid, host in _parts(db.path):
+        if host != socket.gethostname() or pid_alive(pid):
+            continue
+        try:
+            holds = _sessions_in(part)
+        except (OSError, sqlite3.Error) as exc:
+            _LOGGER.warning("history: %s, left by a program that ended while writing it, "
+                            "cannot be read (%s); it is left as it is", part, exc)
+            continue
+        try:
+            if holds:
+                side = publish(part, db.path)
+                _LOGGER.warning("history: %s, left by a program that ended while writing it, "
+                                "holds a session; it is kept as %s", part, side)
+            else:
+                part.unlink()
+                _LOGGER.info("history: %s, left empty by a program that ended while "
+                             "writing it, is removed", part)
+            with contextlib.suppress(FileNotFoundError):
+                part.with_name(part.name + "-journal").unlink()
+        except OSError as exc:
+            _LOGGER.warning("history: %s, left by a program that ended while writing it, "
+                            "cannot be taken in (%s); it is left as it is", part, exc)
+
+
+def _sessions_in(part: Path) -> int:
+    """Sessions a part file holds (0: empty, or its schema not written yet), opened by its
+    own name so that a write cut off is rolled back from its journal first."""
+    if part.stat().st_size == 0:
+        return 0
+    conn = sqlite3.connect(str(part), isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "sessions" not in tables:
+            return 0
+        return int(conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def side_files(history: Path) -> list[Path]:
@@ -149,6 +276,7 @@ def merge_all(db: HistoryDB) -> None:
     Raises what a write to the history raises (a lock held: the next opening tries again)."""
     if db.read_only:
         return
+    take_in_leftovers(db)
     for side in side_files(db.path):
         try:
             history_id, rows = read(db, side)
@@ -199,7 +327,9 @@ def _being_written(rows: Rows) -> bool:
     row is written first and its end last (the recorder's ``_keep_aside``), so a row still
     'running' of a process alive on this host is not merged yet, nor shown (merged then, its
     end and last events would be written into a file removed, and lost). A process gone
-    left it so for good: merged as it is, then marked interrupted with the others."""
+    left it so for good: merged as it is, then marked interrupted with the others. Since
+    side files are put in place only once complete (:func:`publish`) this is a file an
+    older version is still filling under its side file's name."""
     columns, [row] = rows["sessions"]
     values = dict(zip(columns, row[1:], strict=True))
     pid = values.get("pid")
