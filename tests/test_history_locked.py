@@ -164,6 +164,28 @@ def test_a_start_plans_from_a_session_whose_end_is_not_written_yet(
 
 
 
+def _kept_beside_a_held_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                ) -> tuple[sqlite3.Connection, Any]:
+    """A history with a session cut off earlier, held by another program (the connection
+    returned, in its write transaction), and a session given up by its exit to a side file
+    (the recorder returned; the exit's waits scaled down)."""
+    from voicecoach.history import SessionRecorder
+    from voicecoach.workout.plan import programme_week
+
+    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.0)
+    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S", 0.2)
+    db = HistoryDB.open(tmp_path)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
+    other.execute("BEGIN IMMEDIATE")
+    kept = SessionRecorder.open(db, programme_week(2), "run")
+    kept.close("stopped")
+    db.close()
+    assert kept.kept_in is not None
+    return other, kept
+
+
 def test_a_start_that_met_the_lock_tidies_once_it_is_let_go_before_its_own_row(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A session given up to a side file at an exit (the history held), and one cut off
@@ -173,21 +195,9 @@ def test_a_start_that_met_the_lock_tidies_once_it_is_let_go_before_its_own_row(
     (walked before it, recorded before it: before, the new row got in first and the kept
     walk was merged after it, as if walked last), the cut-off one marked interrupted."""
     from voicecoach.commands._common import recorded_session
-    from voicecoach.history import SessionRecorder
-    from voicecoach.workout.plan import programme_week
 
-    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.0)
-    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S", 0.2)
     settings = Settings(data_dir=tmp_path)
-    db = HistoryDB.open(tmp_path)
-    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
-    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
-    other.execute("BEGIN IMMEDIATE")
-    kept = SessionRecorder.open(db, programme_week(2), "run")
-    kept.close("stopped")
-    db.close()
-    assert kept.kept_in is not None
+    other, kept = _kept_beside_a_held_history(tmp_path, monkeypatch)
     with recorded_session(settings, None, "serve") as (_plan, second):
         assert second.session_id == 0  # its row waits for the lock
         other.execute("COMMIT")
@@ -266,22 +276,10 @@ def test_history_reads_at_once_while_another_program_holds_it(
     import json
 
     from voicecoach import cli
-    from voicecoach.history import SessionRecorder
     from voicecoach.history import db as db_module
-    from voicecoach.workout.plan import programme_week
 
     monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.0)
-    monkeypatch.setattr(recorder_module, "CLOSE_WORST_S", 0.2)
-    db = HistoryDB.open(tmp_path)
-    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
-    other.execute(CUT_OFF, (os.getpid(), socket.gethostname()))
-    other.execute("BEGIN IMMEDIATE")
-    kept = SessionRecorder.open(db, programme_week(2), "run")
-    kept.close("stopped")
-    db.close()
-    assert kept.kept_in is not None
+    other, kept = _kept_beside_a_held_history(tmp_path, monkeypatch)
     waits: list[int] = []
     real_transaction = HistoryDB.transaction
 

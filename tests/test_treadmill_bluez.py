@@ -194,14 +194,13 @@ def test_a_write_bluez_never_answers_gives_up_after_the_write_timeout(
     assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
 
 
-def test_a_speed_queued_behind_a_write_that_timed_out_is_never_written(
-        fake: FakeTreadmill) -> None:
-    """Writes acknowledged late (BlueZ answering after seconds): the first times out, and the
-    speed the coach queued behind it must not reach the belt later, by surprise. Before, the
-    late write went on and the queued speed was written after it."""
+def _polled_link(**options: float) -> tuple[client.BleakTreadmill, list[Update],
+                                           Callable[[Callable[[], bool]], None]]:
+    """A link to the fake treadmill polled by hand (write timeout 0.3 s, no reconnect within a
+    test), the updates it gave, and ``until(done)``: poll until ``done()`` (or the guard)."""
     forget()
     link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=60.0,
-                                 write_timeout=0.3, disconnect_timeout=1.0)
+                                 write_timeout=0.3, disconnect_timeout=1.0, **options)
     seen: list[Update] = []
 
     def until(done: Callable[[], bool]) -> None:
@@ -210,6 +209,15 @@ def test_a_speed_queued_behind_a_write_that_timed_out_is_never_written(
             seen.extend(link.poll(0.0))
             time.sleep(0.02)
 
+    return link, seen, until
+
+
+def test_a_speed_queued_behind_a_write_that_timed_out_is_never_written(
+        fake: FakeTreadmill) -> None:
+    """Writes acknowledged late (BlueZ answering after seconds): the first times out, and the
+    speed the coach queued behind it must not reach the belt later, by surprise. Before, the
+    late write went on and the queued speed was written after it."""
+    link, seen, until = _polled_link()
     try:
         until(lambda: any(isinstance(u, LinkUp) for u in seen))
         fake.write_reply_s = 2.0
@@ -305,17 +313,7 @@ def test_writes_failing_at_once_are_a_lost_link_once_they_go_on_not_after_one(
     read) answered and the next write taken: not a lost link. Writes and reads refused for
     the write timeout (0.3 s here): a lost link, found by the checks with nothing more
     written. Before, neither was a lost link."""
-    forget()
-    link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=60.0,
-                                 write_timeout=0.3, check_s=0.05, disconnect_timeout=1.0)
-    seen: list[Update] = []
-
-    def until(done: Callable[[], bool]) -> None:
-        began = time.monotonic()
-        while not done() and time.monotonic() - began < GUARD_S:
-            seen.extend(link.poll(0.0))
-            time.sleep(0.02)
-
+    link, seen, until = _polled_link(check_s=0.05)
     try:
         until(lambda: any(isinstance(u, LinkUp) for u in seen))
         reads = fake.reads
