@@ -56,6 +56,18 @@ class BeltRun:
             self.say("yes")
         return self
 
+    def started_again(self) -> BeltRun:
+        """A new session by voice after the last one ended: "start", the briefing's three
+        answers, then "ready"."""
+        self.coach.reset()
+        self.say("start")
+        for _ in range(3):
+            self.at(self.t + 2)
+            self.say("yes")
+        self.at(self.t + 2)
+        self.say("yes", "ready")
+        return self
+
     def ready(self) -> BeltRun:
         self.at(self.t + 2)
         assert self.coach.awaiting_turn

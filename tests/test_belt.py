@@ -632,13 +632,7 @@ def test_a_stop_the_treadmill_refuses_is_written_again_and_nothing_else_is() -> 
     run.say("stop")
     run.at(run.t + 3)
     assert len(run.writes(Op.STOP_PAUSE)) >= 4 and run.belt.halt_pending
-    run.coach.reset()
-    run.say("start")
-    for _ in range(3):
-        run.at(run.t + 2)
-        run.say("yes")
-    run.at(run.t + 2)
-    run.say("yes", "ready")
+    run.started_again()
     written = len(run.writes(Op.SET_TARGET_SPEED))
     run.at(run.t + 5)
     assert len(run.writes(Op.SET_TARGET_SPEED)) == written, "no speed before a confirmed stop"

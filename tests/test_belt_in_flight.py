@@ -163,13 +163,7 @@ def test_a_start_waiting_for_a_stop_is_done_by_the_console_and_not_written_later
     run.sim.schedule(run.t, "late", 30.0)
     first = run.t
     run.say("stop")
-    run.coach.reset()
-    run.say("start")
-    for _ in range(3):
-        run.at(run.t + 2)
-        run.say("yes")
-    run.at(run.t + 2)
-    run.say("yes", "ready")
+    run.started_again()
     assert run.belt.start_pending and run.coach.state in ACTIVE
     written = len(run.writes())
     run.sim.schedule(run.t + 0.5, "start")
