@@ -173,10 +173,14 @@ class BeltReports:
         coach = self.coach
         op = status.op
         running = coach.state in ACTIVE or coach.state is State.PAUSED
-        if op in (StatusOp.STOPPED_BY_SAFETY_KEY, StatusOp.STOPPED_OR_PAUSED_BY_USER) \
+        if op in (StatusOp.STOPPED_BY_SAFETY_KEY, StatusOp.STOPPED_OR_PAUSED_BY_USER,
+                  StatusOp.STARTED_OR_RESUMED_BY_USER) \
                 and self.halt_pending and self.halt_command == ftms.pause():
-            _LOGGER.info("treadmill: the belt was halted on the console; the pause is done")
-            self._end_pending_pause()  # the console took over: the belt is halted
+            # the console took over (halted the belt, or started it: the user wants it to run)
+            _LOGGER.info("treadmill: the belt was %s on the console; the pause is no longer "
+                         "written", "started" if op == StatusOp.STARTED_OR_RESUMED_BY_USER
+                         else "halted")
+            self._end_pending_pause()
         if op == StatusOp.STOPPED_BY_SAFETY_KEY:
             if running:
                 coach.say(coach.words.SAFETY_KEY, "warning", Priority.URGENT, remember=False)
@@ -189,8 +193,6 @@ class BeltReports:
                 coach.say(coach.words.CONSOLE_HALTED, "warning", Priority.URGENT, remember=False)
                 self._from_console("stop")
         elif op == StatusOp.STARTED_OR_RESUMED_BY_USER:
-            if self.halt_pending and self.halt_command == ftms.pause():
-                self._end_pending_pause()
             self.halt_pending = False  # the console wins: the user started it there
             # a stop or pause on its way was written before this start: its answer says
             # nothing of a stop said from now on, which is written (not waited for) and held
