@@ -109,3 +109,37 @@ def test_a_slow_down_for_a_turn_is_not_written_again_once_ready_is_said() -> Non
             if round(float(c.value or 0) / KMH_PER_MPH, 1) == 0.5]
     assert slow == [] and not run.coach.awaiting_turn
     assert run.said().count(sayings.TURN_NOT_SLOWED) == 1
+
+
+def _after(run: BeltRun, t0: float) -> list[float]:
+    """The speeds written (mph) from workout time ``t0`` on."""
+    return [round(float(c.value or 0) / KMH_PER_MPH, 2)
+            for t, c in run.writes(Op.SET_TARGET_SPEED) if t >= t0]
+
+
+@pytest.mark.parametrize("slow_down", ["taken", "refused"])
+def test_a_speed_set_on_the_console_during_a_turn_is_the_users_and_never_written_over(
+        slow_down: str) -> None:
+    """At the turn the coach slows the belt (taken, or refused and retried) and the user sets
+    1.3 km/h (0.81 mph) on the console while the turn waits: the console wins. Nothing is
+    written over it during the turn (no turn's slow-down again, no retry), the coach's target
+    is the console's, and after "ready" the coach does not climb past it to the phase's
+    1.5 mph (the user did not ask). Before, the turn's 0.5 mph was written over it at once
+    (taken) or on the next retry (refused), and the belt was taken down under the user."""
+    run = BeltRun(plan=TURN_PLAN).walking()
+    turn = _up_to_the_turn(run)
+    if slow_down == "refused":
+        run.sim.schedule(turn - 0.5, "fail", 60.0)  # every write refused, the console's fine
+    run.at(turn + 4)
+    assert run.coach.awaiting_turn
+    console_at = run.t + 0.05
+    run.sim.schedule(console_at, "speed", 1.3)
+    run.at(run.t + 10)                                       # the turn still waits
+    assert run.coach.awaiting_turn
+    assert _after(run, console_at) == [], "the console's speed written over during the turn"
+    assert run.coach.speed_mph == pytest.approx(1.3 / KMH_PER_MPH, abs=0.01)
+    assert run.model.target_kmh == pytest.approx(1.3)
+    run.ready().at(run.t + 20)
+    assert all(mph <= 1.3 / KMH_PER_MPH + 0.01 for mph in _after(run, console_at))
+    assert run.model.target_kmh == pytest.approx(1.3)        # never pushed back up to 1.5 mph
+    assert run.belt_mph() == pytest.approx(1.3 / KMH_PER_MPH, abs=0.05)

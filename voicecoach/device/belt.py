@@ -90,6 +90,9 @@ class BeltController(BeltReports):
         self._failed_writes: list[tuple[ftms.Command, str]] = []
         #: The turn's slow-down was not taken: written again from then (_turn_not_slowed)
         self._slow_retry_at = -math.inf
+        #: A speed was set on the console while this turn waits: it is the user's, and the
+        #: turn's slow-down is not written over it (nor retried)
+        self._turn_console = False
         self._reset_session()
 
     @classmethod
@@ -124,6 +127,7 @@ class BeltController(BeltReports):
         self.start_pending = False
         self.speed_control = True
         self._said = set()
+        self._turn_console = False
 
     # ------------------------------------------------------------------ helpers
     def _say_once(self, key: str, text: str, priority: Priority = Priority.URGENT) -> None:
@@ -203,6 +207,7 @@ class BeltController(BeltReports):
                 self.halt()
         elif isinstance(event, ev.PhaseStarted):
             self._said.discard("turn_not_slowed")  # said again if this turn's fails too
+            self._turn_console = False
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
@@ -369,16 +374,17 @@ class BeltController(BeltReports):
         if not (self.drive and self.link_up and self.started and self.coach.state in ACTIVE):
             return
         now = self.coach.now
+        # the coach asks for "side rails, slow belt" and waits for "ready": the belt is brought
+        # down to very slow for the turn (at once; again while it is not taken), and climbs to
+        # the phase's speed one step at a time after "ready", as at the start. A speed set on
+        # the console meanwhile is the user's: the turn's slow-down is not written over it
+        turn_slow = self.coach.awaiting_turn and not self._turn_console
         # the turn's slow-down not taken is written again SLOW_RETRY_S later (_turn_not_slowed)
-        retry_wait = self.coach.awaiting_turn and now < self._slow_retry_at
+        retry_wait = turn_slow and now < self._slow_retry_at
         if self.speed_control and self.want_kmh is not None and self._step_done(now) \
                 and not retry_wait:
             goal = self.want_kmh
-            if self.coach.awaiting_turn:
-                # the coach asks for "side rails, slow belt" and waits for "ready": the belt is
-                # brought down to very slow for the turn (at once; again while it is not
-                # taken), and climbs to the phase's speed one step at a time after "ready", as
-                # at the start
+            if turn_slow:
                 goal = min(goal, self._slow_kmh())
             nxt = self._next_speed(goal)
             if nxt is not None:

@@ -94,6 +94,7 @@ class BeltReports:
     _stale_halts: int
     _check_speed: bool
     _slow_retry_at: float
+    _turn_console: bool
     start_pending: bool
     speed_control: bool
 
@@ -227,6 +228,12 @@ class BeltReports:
 
     def _console_speed(self, kmh: float) -> None:
         coach = self.coach
+        if coach.awaiting_turn:
+            # set while a turn waits: the user's speed for the turn, never written over by the
+            # turn's slow-down (BeltController._pump), and the target they climb to after it
+            _LOGGER.info("treadmill: %.2f km/h set on the console during the turn; the turn's "
+                         "slow-down is not written over it", kmh)
+            self._turn_console = True
         self.sent_kmh = self.want_kmh = self.confirmed_kmh = kmh
         self.step = None
         if not (coach.state in ACTIVE or coach.state is State.PAUSED) or self.winding_down:
@@ -337,7 +344,9 @@ class BeltReports:
                 self._say_once("not_started", words.BELT_NOT_STARTED, Priority.ANSWER)
             return
         if command.op is Op.SET_TARGET_SPEED:
-            if coach.awaiting_turn:  # the belt slowed for a turn is not the coach's target
+            if coach.awaiting_turn and not self._turn_console:
+                # the belt slowed for a turn is not the coach's target (once the console has
+                # set the turn's speed, a speed not taken is any other's: the target goes back)
                 self._turn_not_slowed(command, why)
                 return
             self.step = None
