@@ -65,7 +65,8 @@ def test_a_slow_down_for_a_turn_not_taken_is_said_and_written_again_until_it_is(
     """The turn's slow-down (1.2 -> 0.5 mph, the coach saying "side rails, slow belt") fails
     with the link up: answered "failed", or refused by Bluetooth and answered after. The coach
     says at once that the belt did not slow (slow it on the console, or hold the rails and
-    wait), and writes the slow-down again every 0.5 s while the turn waits: the belt is very
+    wait), and writes the slow-down again 0.5 s later, then 1 s later, until taken (a few
+    times: the next test) while the turn waits: the belt is very
     slow before "ready", and nothing written is faster than the belt. The coach's target is
     still the phase's (the slow belt is the turn's, not a change the user asked for). Before,
     the failure was a log line: the turn waited on a belt still at 1.2 mph, nothing said."""
@@ -81,7 +82,7 @@ def test_a_slow_down_for_a_turn_not_taken_is_said_and_written_again_until_it_is(
     assert run.coach.awaiting_turn and run.belt.link_up and run.sim.connects == 1
     during = run.writes(Op.SET_TARGET_SPEED)[before:]
     assert {round(float(c.value or 0) / KMH_PER_MPH, 1) for _, c in during} == {0.5}
-    assert 2 <= len(during) <= 5                             # again every 0.5 s until taken
+    assert 2 <= len(during) <= 5                             # again, backing off, until taken
     assert all(b - a >= 0.5 - 1e-6 for (a, _), (b, _) in zip(during, during[1:], strict=False))
     assert run.belt_mph() == pytest.approx(0.5, abs=0.06), "the turn over a walking-speed belt"
     assert run.said().count(sayings.TURN_NOT_SLOWED) == 1
@@ -143,3 +144,30 @@ def test_a_speed_set_on_the_console_during_a_turn_is_the_users_and_never_written
     assert all(mph <= 1.3 / KMH_PER_MPH + 0.01 for mph in _after(run, console_at))
     assert run.model.target_kmh == pytest.approx(1.3)        # never pushed back up to 1.5 mph
     assert run.belt_mph() == pytest.approx(1.3 / KMH_PER_MPH, abs=0.05)
+
+
+def test_a_slow_down_for_a_turn_always_refused_is_retried_a_few_times_then_given_up() -> None:
+    """A treadmill that refuses every speed write through a whole turn: the turn's slow-down
+    is written again a few times, each wait twice the last (0.5, 1, 2, 4 s), then the coach
+    says once that it has stopped asking (slow it at the console before turning) and writes
+    nothing more while the turn waits. Before, it was written every 0.5 s for as long as the
+    turn lasted (up to a minute: about 120 writes on a link that refuses them)."""
+    from voicecoach.device.belt_reports import SLOW_RETRIES
+
+    run = BeltRun(plan=TURN_PLAN).walking()
+    turn = _up_to_the_turn(run)
+    run.sim.schedule(turn - 0.5, "fail", 120.0)
+    run.at(turn + 19)                                        # before the first reminder
+    assert run.coach.awaiting_turn and run.belt.link_up
+    during = [t for t, c in run.writes(Op.SET_TARGET_SPEED) if t >= turn - 0.5]
+    assert len(during) == 1 + SLOW_RETRIES, during          # the slow-down, then the retries
+    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    assert all(later > 1.5 * earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
+    assert run.said().count(sayings.TURN_NOT_SLOWED) == 1
+    assert run.said().count(sayings.TURN_SLOW_GIVEN_UP) == 1
+    given_up = [e.t for e in run.events if getattr(e, "text", None) == sayings.TURN_SLOW_GIVEN_UP]
+    assert given_up[0] >= during[-1]                         # said once the last is refused
+    run.at(turn + 50)                                        # two reminders later: still quiet
+    assert [t for t, _ in run.writes(Op.SET_TARGET_SPEED) if t >= turn - 0.5] == during
+    assert run.said().count(sayings.TURN_SLOW_GIVEN_UP) == 1
+    assert run.belt_mph() == pytest.approx(1.2, abs=0.05)   # it never slowed: it was said

@@ -93,6 +93,9 @@ class BeltController(BeltReports):
         #: A speed was set on the console while this turn waits: it is the user's, and the
         #: turn's slow-down is not written over it (nor retried)
         self._turn_console = False
+        #: The turn's slow-down retries so far, and whether they are given up (_turn_not_slowed)
+        self._slow_retries = 0
+        self._slow_given_up = False
         self._reset_session()
 
     @classmethod
@@ -127,7 +130,7 @@ class BeltController(BeltReports):
         self.start_pending = False
         self.speed_control = True
         self._said = set()
-        self._turn_console = False
+        self._new_turn()
 
     # ------------------------------------------------------------------ helpers
     def _say_once(self, key: str, text: str, priority: Priority = Priority.URGENT) -> None:
@@ -206,19 +209,30 @@ class BeltController(BeltReports):
                 # still belt is not written to (an idle device hears stray stops all day)
                 self.halt()
         elif isinstance(event, ev.PhaseStarted):
-            self._said.discard("turn_not_slowed")  # said again if this turn's fails too
-            self._turn_console = False
+            self._new_turn()
         elif isinstance(event, ev.WalkerReady):
             if event.said and self.briefed and not self.started and self.coach.state in ACTIVE:
                 self._start_belt()
         elif isinstance(event, ev.TargetChanged):
             if event.why in ("console", "link", "not_taken"):  # the belt's own: nothing to write
                 return
+            if event.why != "phase":
+                # the user asked for a speed while a turn's slow-down is given up: written once
+                # (the turn's slow belt, if lower), not retried
+                self._slow_given_up = False
             self.want_kmh = self.clamp_kmh(event.speed_mph)
             top = min(self.coach.phase.max_incline_pct if self.coach.phase else 0.0,
                       self.coach.settings.max_incline_pct)
             self.want_incline = self.incline_range.clamp(min(event.incline_pct, top))
             self._pump()
+
+    def _new_turn(self) -> None:
+        """A phase starts (a turn may wait for "ready"): its slow-down is the coach's to write,
+        its failure said and retried afresh."""
+        self._said -= {"turn_not_slowed", "turn_slow_given_up"}
+        self._turn_console = self._slow_given_up = False
+        self._slow_retries = 0
+        self._slow_retry_at = -math.inf
 
     def _state_changed(self, event: ev.StateChanged) -> None:
         dest = State(event.dest)
@@ -379,8 +393,9 @@ class BeltController(BeltReports):
         # the phase's speed one step at a time after "ready", as at the start. A speed set on
         # the console meanwhile is the user's: the turn's slow-down is not written over it
         turn_slow = self.coach.awaiting_turn and not self._turn_console
-        # the turn's slow-down not taken is written again SLOW_RETRY_S later (_turn_not_slowed)
-        retry_wait = turn_slow and now < self._slow_retry_at
+        # the turn's slow-down not taken is written again later, a few times, then given up
+        # (_turn_not_slowed): nothing more is written this turn unless the user asks
+        retry_wait = turn_slow and (now < self._slow_retry_at or self._slow_given_up)
         if self.speed_control and self.want_kmh is not None and self._step_done(now) \
                 and not retry_wait:
             goal = self.want_kmh

@@ -42,9 +42,13 @@ REPORT_DISTANCE_M = 50.0
 #: Write errors that are the lost link's (it answers them: said once, the belt's speed the
 #: target when it is back), not a write the treadmill did not take with the link up.
 LINK_ERRORS = ("timed out", "link lost")
-#: The slow-down for a turn the treadmill did not take is written again after this long, for
-#: as long as the turn waits and the belt runs faster (a stop's retry interval)
+#: The slow-down for a turn the treadmill did not take is written again after this long (the
+#: first time; each wait after it twice the last) while the turn waits and the belt runs faster
 SLOW_RETRY_S = 0.5
+#: ... this many times (0.5, 1, 2, 4 s: the last about 7.5 s after the first failure, well
+#: before the turn's first reminder); then said once that the coach has stopped asking, and
+#: not written again this turn unless the user asks for a speed
+SLOW_RETRIES = 4
 
 
 
@@ -95,6 +99,8 @@ class BeltReports:
     _check_speed: bool
     _slow_retry_at: float
     _turn_console: bool
+    _slow_retries: int
+    _slow_given_up: bool
     start_pending: bool
     speed_control: bool
 
@@ -378,21 +384,38 @@ class BeltReports:
         """The slow-down for a turn (the coach has said "side rails, slow belt") not taken,
         the link up, the belt still faster than very slow: the user may be about to turn
         around on a belt at walking speed. Said at once (slow it on the console, or hold the
-        rails and wait), and written again :data:`SLOW_RETRY_S` later for as long as the turn
-        waits (BeltController._pump): unlike a "faster", this change was announced and is
-        expected, and it only ever lowers the belt (written from where the belt is, never
-        above it). The coach's target stays the phase's: only the turn's slow belt failed."""
+        rails and wait), and written again :data:`SLOW_RETRY_S` later, each wait twice the
+        last, up to :data:`SLOW_RETRIES` times while the turn waits (BeltController._pump):
+        unlike a "faster", this change was announced and is expected, and it only ever lowers
+        the belt (written from where the belt is, never above it). A treadmill that still
+        refuses will not take it: the coach says once that it has stopped asking (slow it at
+        the console before turning) and writes no more this turn, rather than hammer the link
+        every 0.5 s for up to a minute. The coach's target stays the phase's: only the turn's
+        slow belt failed."""
         belt = self.belt_kmh
         if not self._belt_moving() or belt is None \
                 or belt <= self._slow_kmh() + SPEED_TOLERANCE_KMH:
             return  # already slow: nothing to warn of (a "slower" under it failed: logged)
         self.step = None
         self.sent_kmh = self._on_grid(belt)  # where the belt is: the retry writes down from it
-        self._slow_retry_at = self.coach.now + SLOW_RETRY_S
-        _LOGGER.warning("treadmill: %s for the turn not taken (%s); the belt is at %.2f km/h; "
-                        "written again in %g s while the turn waits", command.describe(), why,
-                        belt, SLOW_RETRY_S)
+        if self._slow_retries < SLOW_RETRIES:
+            wait = SLOW_RETRY_S * 2 ** self._slow_retries
+            self._slow_retries += 1
+            self._slow_retry_at = self.coach.now + wait
+            _LOGGER.warning("treadmill: %s for the turn not taken (%s); the belt is at %.2f "
+                            "km/h; written again in %g s while the turn waits (%d of %d)",
+                            command.describe(), why, belt, wait, self._slow_retries,
+                            SLOW_RETRIES)
+            self._say_once("turn_not_slowed", self.words.TURN_NOT_SLOWED)
+            return
+        self._slow_given_up = True
+        _LOGGER.warning("treadmill: %s for the turn not taken (%s) after %d retries; the belt is "
+                        "at %.2f km/h; not written again this turn", command.describe(), why,
+                        SLOW_RETRIES, belt)
+        if "turn_slow_given_up" not in self._said:
+            self._problem("turn slow-down given up", belt_kmh=belt)
         self._say_once("turn_not_slowed", self.words.TURN_NOT_SLOWED)
+        self._say_once("turn_slow_given_up", self.words.TURN_SLOW_GIVEN_UP)
 
     def _link_up(self, info: TreadmillInfo) -> None:
         again = self.info is not None
