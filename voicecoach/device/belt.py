@@ -36,6 +36,10 @@ RESTART_MPH = 0.5
 #: A stop (or pause) the treadmill did not confirm (a failed or refused write) is written again
 #: after this long, for as long as it is not confirmed
 STOP_RETRY_S = 0.5
+#: A belt read at 0 within this long (workout seconds), the link up, is known to be still: a
+#: stop or pause not confirmed on it is said as such (the treadmill's data comes about every
+#: second; an older reading, or none, is no knowledge: the belt may still be moving)
+STILL_READING_S = 3.0
 
 
 class BeltController(BeltReports):
@@ -345,11 +349,18 @@ class BeltController(BeltReports):
         """A pending pause is over without its confirmation (a "resume", the console)."""
         self.halt_pending = self._stop_in_flight = False
         self.halt_command = ftms.stop()
-        self._said.discard("stop_unconfirmed")
+        self._said -= {"stop_unconfirmed", "stop_unconfirmed_still"}
 
-    def _stop_done(self, command: ftms.Command, ok: bool) -> None:
+    def _known_still(self) -> bool:
+        """The belt is known not to move: the link up and a reading of 0 within
+        :data:`STILL_READING_S`."""
+        return self.link_up and self.belt_kmh is not None and not self._belt_moving() \
+            and self.coach.now - self.belt_t <= STILL_READING_S
+
+    def _stop_done(self, command: ftms.Command, ok: bool, lost: bool = False) -> None:
         """The treadmill's answer to a stop or pause: confirmed, or written again
-        :data:`STOP_RETRY_S` later (by :meth:`tick`; at once when a lost link comes back)."""
+        :data:`STOP_RETRY_S` later (by :meth:`tick`; at once when a lost link comes back).
+        ``lost``: the write went with the link (the lost link's line says what to do)."""
         if self.halt_pending and command != self.halt_command:
             return  # a pause a stop overtook: the stop's own answer settles it
         if not self.halt_pending and command != ftms.stop():
@@ -357,6 +368,14 @@ class BeltController(BeltReports):
         self._stop_in_flight = False
         if not ok:
             self._stop_retry_at = self.coach.now + STOP_RETRY_S
+            if not lost and self._known_still():
+                # the belt is read at 0: it is not moving, whatever the answer; said so (and
+                # what to do if it moves: BeltReports._reading says it if it does), once
+                _LOGGER.warning("treadmill: the %s was not confirmed; the belt is still; "
+                                "written again in %g s", command.describe(), STOP_RETRY_S)
+                if "stop_unconfirmed" not in self._said:
+                    self._say_once("stop_unconfirmed_still", self.words.STOP_UNCONFIRMED_STILL)
+                return
             # refused or failed with the link up: the user hears at once that the belt may
             # still move and how to halt it, as when the link goes (once per stop or pause)
             _LOGGER.warning("treadmill: the %s was not confirmed; the belt may still be moving; "
@@ -366,7 +385,8 @@ class BeltController(BeltReports):
         self.halt_pending = False
         self.halt_command = ftms.stop()
         self.confirmed_kmh = None  # a halted belt has no target speed
-        self._said.discard("stop_unconfirmed")  # a later stop not confirmed is said again
+        # a later stop not confirmed is said again
+        self._said -= {"stop_unconfirmed", "stop_unconfirmed_still"}
         if self.start_pending and self.link_up and self.coach.state in ACTIVE:
             self._start_belt()  # the user said ready while the stop was on its way
 

@@ -112,7 +112,7 @@ class BeltReports:
         def halt(self) -> None: ...
         def _hold(self, command: ftms.Command) -> None: ...
         def _end_pending_pause(self) -> None: ...
-        def _stop_done(self, command: ftms.Command, ok: bool) -> None: ...
+        def _stop_done(self, command: ftms.Command, ok: bool, lost: bool = False) -> None: ...
         def _start_belt(self) -> None: ...
         def _on_grid(self, kmh: float) -> float: ...
         def _belt_moving(self) -> bool: ...
@@ -145,6 +145,12 @@ class BeltReports:
             self.belt_kmh, self.belt_t = speed, reading.t
             if self._check_speed:
                 self._speed_after_link()
+            if self.halt_pending and self._belt_moving() and "stop_unconfirmed_still" in self._said:
+                # said to be still while its stop or pause is not confirmed, the belt moves
+                # (started with nothing reported): now it may be moving, and how to halt it
+                _LOGGER.warning("treadmill: the belt moves (%.2f km/h) while the %s is not "
+                                "confirmed", speed, self.halt_command.describe())
+                self._say_once("stop_unconfirmed", self.words.STOP_UNCONFIRMED)
         if data.incline_pct is not None:
             lo, hi = INCLINE_PLAUSIBLE
             if lo <= data.incline_pct <= hi:
@@ -263,8 +269,11 @@ class BeltReports:
                              "started on the console is not taken for a later one",
                              command.describe())
             else:
+                lost = bool(done.error) and (done.error in LINK_ERRORS
+                                             or says_not_connected(done.error))
                 self._stop_done(command,
-                                not done.error and (done.response is None or done.response.ok))
+                                not done.error and (done.response is None or done.response.ok),
+                                lost)
         if done.error:
             _LOGGER.warning("treadmill: %s failed: %s", command.describe(), done.error)
             self._problem(f"write {done.error}", command=command.describe())
