@@ -152,7 +152,7 @@ def test_a_slow_down_for_a_turn_always_refused_is_retried_a_few_times_then_given
     says once that it has stopped asking (slow it at the console before turning) and writes
     nothing more while the turn waits. Before, it was written every 0.5 s for as long as the
     turn lasted (up to a minute: about 120 writes on a link that refuses them)."""
-    from voicecoach.device.belt_reports import SLOW_RETRIES
+    from voicecoach.device.belt_answers import SLOW_RETRIES
 
     run = BeltRun(plan=TURN_PLAN).walking()
     turn = _up_to_the_turn(run)

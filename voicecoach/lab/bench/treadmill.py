@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from voicecoach.device.belt import RESTART_MPH
+from voicecoach.device.belt_state import RESTART_MPH
 from voicecoach.device.sayings import LINK_LOST
 from voicecoach.events import Event, PhaseStarted, TargetChanged, WalkerReady
 from voicecoach.grammar import load_grammar
