@@ -293,10 +293,76 @@ def test_history_reads_at_once_while_another_program_holds_it(
         assert cli.main(["--data-dir", str(tmp_path), "history", "--json"]) == 0
         return [(s["id"], s["status"]) for s in json.loads(capsys.readouterr().out)["sessions"]]
 
-    assert history() == [(1, "running"), (2, "stopped")]  # read as it is, the kept one too
+    # read as it is, the kept one too, and the one cut off as the next opening will mark it
+    assert history() == [(1, "interrupted"), (2, "stopped")]
     assert waits and set(waits) == {0}, waits  # tried, never waited for
     assert kept.kept_in.exists() and _status(other, 1) == "running"  # left to the next one
     other.execute("COMMIT")
     assert history() == [(1, "interrupted"), (2, "stopped")]
     assert not kept.kept_in.exists()
     other.close()
+
+
+def _a_process_gone() -> tuple[int, str]:
+    """The pid and start token of a real process that has ended (as a device cut off by a
+    power cut or a kill leaves its session)."""
+    import subprocess
+    import sys
+
+    from voicecoach.history.liveness import process_token
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        token = process_token(child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+    return child.pid, token
+
+
+def test_history_shows_a_session_whose_process_is_gone_as_interrupted_while_held(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two sessions 'running' in the history while another program holds it locked (so
+    `history` cannot mark anything): one whose process died mid-walk (a real process, ended),
+    one whose process is alive (this one, still recording). `history` showed both running.
+    Now the one whose owner is gone is shown as the next opening will mark it: interrupted,
+    its backward minutes from the events it logged; the live one stays running. Once the lock
+    is let go, the opening marks it so, and the table says the same."""
+    import json
+
+    from voicecoach import cli
+    from voicecoach.events import CueSpoken, PhaseStarted
+    from voicecoach.history import SessionRecorder
+    from voicecoach.workout.plan import programme_week
+
+    db = HistoryDB.open(tmp_path)
+    cut = SessionRecorder.open(db, programme_week(2), "run")
+    cut.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                              duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
+                              max_speed_mph=1.0, incline_pct=0.0))
+    cut.on_event(CueSpoken(t=180.0, state="backward", text="ok", kind="cue"))
+    pid, token = _a_process_gone()
+    db.conn.execute("UPDATE sessions SET pid = ?, proc_token = ? WHERE id = ?",
+                    (pid, token, cut.session_id))
+    live = SessionRecorder.open(db, programme_week(2), "run")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    def history() -> list[tuple[int, str, float, str | None]]:
+        assert cli.main(["--data-dir", str(tmp_path), "history", "--json"]) == 0
+        return [(s["id"], s["status"], s["backward_s"], s["ended_at"])
+                for s in json.loads(capsys.readouterr().out)["sessions"]]
+
+    held = history()
+    assert _status(other, cut.session_id) == "running"  # nothing written while held
+    assert [s[:3] for s in held] == [(cut.session_id, "interrupted", 180.0),
+                                     (live.session_id, "running", 0.0)]
+    assert held[0][3] is not None and held[1][3] is None  # its end: as the mark sets it
+    other.execute("COMMIT")
+    other.close()
+    assert history() == held  # the opening's mark agrees with what was shown
+    assert _status(db.conn, cut.session_id) == "interrupted"
+    live.close("stopped")
+    db.close()

@@ -386,3 +386,66 @@ def test_a_part_file_left_by_an_exit_cut_off_is_taken_in_or_removed_never_read_a
     assert not holding.exists() and not empty.exists()
     assert [p.name for p in tmp_path.iterdir() if SIDE in p.name] == []
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _left_by(part: Path, pid: int, token: str) -> Path:
+    """``part`` renamed as a part file of the writer ``pid`` whose start token was ``token``
+    (history/liveness.py's ``process_token``; '' where there was no process table), as that
+    writer names it (unwritten.part_name): what a writer cut off leaves."""
+    import socket
+
+    writer = f"{pid}~{token.replace(':', '~')}" if token else str(pid)
+    unique = part.name.split(".")[-3 - socket.gethostname().count(".")]  # its 8 hex digits
+    left = part.with_name(f"{DB_NAME}.unwritten.{writer}.{unique}.{socket.gethostname()}.part")
+    part.rename(left)
+    return left
+
+
+def _a_process_gone() -> tuple[int, str]:
+    """The pid and start token of a real process that has ended."""
+    import subprocess
+    import sys
+
+    from voicecoach.history.liveness import process_token
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        token = process_token(child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+    return child.pid, token
+
+
+def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_held(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A part file whose writer died after the session's row and some events, before its
+    end (still 'running' in it), beside a history another program holds: `history` takes it
+    in (a file put in place: no lock needed) but cannot merge or mark it, and showed it
+    running. Now it is shown as the next opening merges and marks it: interrupted, its
+    backward minutes from its events; once let go, the opening writes the same."""
+    from voicecoach.events import CueSpoken
+    from voicecoach.history import unwritten
+
+    HistoryDB.open(tmp_path).close()
+    part, conn = unwritten.create(tmp_path / DB_NAME, None)
+    side = HistoryDB(part, conn)
+    walk = SessionRecorder.open(side, programme_week(2), "run")
+    walk.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                               duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
+                               max_speed_mph=1.0, incline_pct=0.0))
+    walk.on_event(CueSpoken(t=200.0, state="backward", text="ok", kind="cue"))
+    pid, token = _a_process_gone()
+    conn.execute("UPDATE sessions SET pid = ?, proc_token = ?", (pid, token))
+    side.close()
+    _left_by(part, pid, "")  # named by its pid alone: as before session 22, or without /proc
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    [held] = _history_json(tmp_path, capsys)
+    assert (held["status"], held["backward_s"]) == ("interrupted", 200.0)
+    assert held["ended_at"] is not None
+    other.execute("COMMIT")
+    other.close()
+    assert _history_json(tmp_path, capsys) == [held]

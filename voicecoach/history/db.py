@@ -27,7 +27,7 @@ from voicecoach.history.faults import (
     folder_read_only,
     newer_error,
 )
-from voicecoach.history.recovery import recover_interrupted
+from voicecoach.history.recovery import as_recovered, recover_interrupted
 from voicecoach.history.replaced import copy_out, file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
@@ -408,9 +408,10 @@ class HistoryDB:
                                 "it is left out", self.path, row[0])
                 continue
             read.append(summary)
-        # a session an exit kept beside the history and not merged yet (the history held
-        # locked, or read where it cannot be written) is shown as its merge will put it
-        out = dating.in_recorded_order(as_merged(self, read))
+        # where the opening could not write (the history held locked, or read where it
+        # cannot be written): a session cut off is shown as the next opening will mark it,
+        # and one an exit kept beside the history as its merge will put it
+        out = dating.in_recorded_order(as_merged(self, as_recovered(self, read)))
         if since is not None:
             out = dating.since(out, since.astimezone() if since.tzinfo is None else since)
         return [s for s in out if sources is None or s.source in sources]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import re
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
 from voicecoach.history.liveness import pid_alive
+from voicecoach.history.recovery import cut_off, owner_gone, recovered
 from voicecoach.history.replaced import Rows, free_name, put, take
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
 from voicecoach.history.schema import SCHEMA_VERSION, migrate
@@ -392,6 +394,8 @@ def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSumm
         there, had = _place(db.query, history_id, rows)
         if had:
             continue
+        if kept.status == "running":  # its process gone: marked interrupted after the merge
+            kept = _as_marked(db, kept, there, rows)
         if there is None:
             top += 1
             out[top] = replace(kept, id=top)
@@ -400,3 +404,24 @@ def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSumm
                               (there,))
         out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains))
     return sorted(out.values(), key=lambda s: s.id)
+
+
+def _as_marked(db: HistoryDB, kept: SessionSummary, there: int | None,
+               rows: Rows) -> SessionSummary:
+    """A kept session still 'running' (a part its exit never finished, taken in as it was)
+    as the opening marks it once merged when its process is gone on this host: interrupted,
+    its figures from every event it logged, in the history and kept (history/recovery.py)."""
+    columns, [row] = rows["sessions"]
+    values = dict(zip(columns, row[1:], strict=True))
+    if (values.get("host") not in (db.host, "")
+            or not owner_gone(values.get("pid"), values.get("proc_token"))):
+        return kept
+    events = db.events(there) if there is not None else []
+    event_columns, event_rows = rows["events"]
+    seq, data = event_columns.index("seq"), event_columns.index("data")
+    for _seq, text in sorted((r[seq], r[data]) for r in event_rows):
+        with contextlib.suppress(TypeError, ValueError, RecursionError):
+            event = json.loads(text)
+            if isinstance(event, dict):
+                events.append(event)
+    return cut_off(kept, recovered(values.get("started_at"), values.get("last_t"), events))
