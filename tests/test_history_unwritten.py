@@ -419,6 +419,56 @@ def _a_process_gone() -> tuple[int, str]:
     return child.pid, token
 
 
+def test_a_part_left_in_an_earlier_boot_or_by_a_pid_now_reused_is_taken_in(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Part files whose writers died mid-write, named with their pids: after a reboot, or
+    once pids wrapped, each pid is a live process again (here: this test's own), an unrelated
+    one. They were judged by the pid alone, taken for files still being filled, and never
+    taken in: the walks in them never reached the history. Now a writer is known by its pid,
+    this boot's id and its start tick (/proc): the part of an earlier boot and the part of
+    an earlier process with the same pid are taken in; a part of this very process (still
+    being filled) is left alone."""
+    import os
+
+    from voicecoach.history import unwritten
+    from voicecoach.history.liveness import boot_id, process_token
+
+    HistoryDB.open(tmp_path).close()
+    me, mine = os.getpid(), process_token(os.getpid())
+    assert mine, "needs Linux's /proc"
+    earlier_boot = _left_by(_kept_part(tmp_path, 1), me, "0a0b0c0d-1111-2222-3333-444455556666"
+                            + mine[mine.index(":"):])
+    tick = int(mine.rsplit(":", 1)[1])
+    pid_reused = _left_by(_kept_part(tmp_path, 2), me, f"{boot_id()}:{tick - 1}")
+    filling = _left_by(_kept_part(tmp_path, 3), me, mine)
+    sessions = _history_json(tmp_path, capsys)
+    assert sorted((s["week"], s["status"]) for s in sessions) == [(1, "stopped"), (2, "stopped")]
+    assert not earlier_boot.exists() and not pid_reused.exists()
+    assert filling.exists() and unwritten.leftovers(tmp_path / DB_NAME) == []
+
+
+def test_without_a_process_table_a_part_is_judged_by_its_pid_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Where there is no /proc (the process table stood for by a folder that is not there),
+    a writer is named by its pid alone and judged so: a part of a live pid is left (it may be
+    being filled), one of a pid gone is taken in."""
+    import os
+
+    from voicecoach.history import liveness
+
+    monkeypatch.setattr(liveness, "PROC", tmp_path / "no-proc")
+    assert liveness.process_token(os.getpid()) == ""
+    assert liveness.pid_alive(os.getpid(), "a-boot:123")  # a token cannot be checked
+    HistoryDB.open(tmp_path).close()
+    part = _kept_part(tmp_path, 1)
+    assert part.name.split(".")[3] == str(os.getpid())  # <history>.unwritten.<pid>.<hex>...
+    gone, _token = _a_process_gone()
+    left = _left_by(_kept_part(tmp_path, 2), gone, "")
+    [kept] = _history_json(tmp_path, capsys)
+    assert (kept["week"], part.exists(), left.exists()) == (2, True, False)
+
+
 def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_held(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A part file whose writer died after the session's row and some events, before its

@@ -5,7 +5,8 @@ history, and merged into the history at its next opening for writing.
 ``<history>.unwritten`` (``-2``, ``-3``... never over an earlier one) is a new SQLite file with
 the history's schema, created by this process alone, so no lock on it can be held by anyone
 else and nothing waits. It is written under a part name that no reader lists
-(``<history>.unwritten.<pid>.<8 hex>.<host>.part``) and put in place, synced, by ``link()``
+(``<history>.unwritten.<pid>~<boot id>~<start tick>.<8 hex>.<host>.part``: :func:`part_name`)
+and put in place, synced, by ``link()``
 (which never takes a name another exit took meanwhile) once complete (:func:`publish`), so
 no opening or read ever meets it half-written. A part left by a writer that died before
 putting it in place is taken in at the next opening for writing (:func:`take_in_leftovers`):
@@ -57,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.history.faults import corrupt_error, database_error, newer_error
-from voicecoach.history.liveness import pid_alive
+from voicecoach.history.liveness import pid_alive, process_token
 from voicecoach.history.recovery import cut_off, owner_gone, recovered
 from voicecoach.history.replaced import Rows, free_name, put, take
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
@@ -102,10 +103,15 @@ def create(history: Path, history_id: int | None) -> tuple[Path, sqlite3.Connect
 
 
 def part_name(history: Path) -> Path:
-    """A name no other file has for a side file being written: ``<history>.unwritten.<pid>.
-    <8 hex>.<host>.part`` (the writer named so that a leftover can be told from a file still
-    being filled: :func:`take_in_leftovers`)."""
-    return history.with_name(f"{history.name}{SUFFIX}.{os.getpid()}.{secrets.token_hex(4)}."
+    """A name no other file has for a side file being written: ``<history>.unwritten.<pid>~
+    <boot id>~<start tick>.<8 hex>.<host>.part`` (the writer named so that a leftover can be
+    told from a file still being filled, :func:`take_in_leftovers`, even once its pid is
+    another process's, after a reboot or when pids wrap; ``<pid>`` alone where there is no
+    process table to read the rest from, as before session 22)."""
+    pid = os.getpid()
+    token = process_token(pid)
+    writer = f"{pid}~{token.replace(':', '~')}" if token else str(pid)
+    return history.with_name(f"{history.name}{SUFFIX}.{writer}.{secrets.token_hex(4)}."
                              f"{socket.gethostname()}{PART_TAIL}")
 
 
@@ -164,26 +170,37 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
-def _parts(history: Path) -> list[tuple[Path, int, str]]:
-    """(part file, its writer's pid, its host) of each part file beside ``history``."""
-    pattern = re.compile(re.escape(history.name + SUFFIX) + r"\.(\d+)\.[0-9a-f]{8}\.(.+)"
-                         + re.escape(PART_TAIL))
+def _parts(history: Path) -> list[tuple[Path, int, str, str]]:
+    """(part file, its writer's pid, its writer's token or '', its host) of each part file
+    beside ``history``."""
+    pattern = re.compile(re.escape(history.name + SUFFIX) + r"\.(\d+)(?:~([^.~]*)~(\d+))?"
+                         r"\.[0-9a-f]{8}\.(.+)" + re.escape(PART_TAIL))
     try:
         names = [(p, pattern.fullmatch(p.name)) for p in history.parent.iterdir()]
     except OSError:
         return []
-    return sorted((p, int(m.group(1)), m.group(2)) for p, m in names if m)
+    return sorted((p, int(m.group(1)), f"{m.group(2)}:{m.group(3)}" if m.group(3) else "",
+                   m.group(4)) for p, m in names if m)
+
+
+def leftovers(history: Path) -> list[Path]:
+    """The part files beside ``history`` left by a writer that is gone (killed or cut off
+    while it wrote one, on this host: another host's cannot be told): what the next opening
+    for writing takes in (:func:`take_in_leftovers`). Looked at by name alone: nothing is
+    opened or written."""
+    here = socket.gethostname()
+    return [part for part, pid, token, host in _parts(history)
+            if host == here and not pid_alive(pid, token)]
 
 
 def take_in_leftovers(db: HistoryDB) -> None:
     """Part files left by a writer that ended before publishing them (a crash or a kill
     while it wrote one): one that holds the session is published as a side file (merged with
     the others: as it is, its row marked interrupted after); one that holds none (the end
-    came before its row) is removed. A part of a writer still alive on this host (or of
-    another host) is left alone: it is still being filled."""
-    for part, pid, host in _parts(db.path):
-        if host != socket.gethostname() or pid_alive(pid):
-            continue
+    came before its row) is removed. A part of a writer still alive on this host (the same
+    process: not merely one with its pid, :func:`part_name`), or of another host, is left
+    alone: it is still being filled."""
+    for part in leftovers(db.path):
         try:
             holds = _sessions_in(part)
         except (OSError, sqlite3.Error) as exc:
