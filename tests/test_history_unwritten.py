@@ -10,6 +10,7 @@ import datetime
 import json
 import logging
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,73 @@ def test_without_a_process_table_a_part_is_judged_by_its_pid_alone(
     left = _left_by(_kept_part(tmp_path, 2), gone, "")
     [kept] = _history_json(tmp_path, capsys)
     assert (kept["week"], part.exists(), left.exists()) == (2, True, False)
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """``folder`` (a file system of its own for root: test_history_faults.tmpfs) cannot be
+    written meanwhile: chmod for a user, a read-only remount for root."""
+    import os
+
+    from test_history_faults import _mount
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    assert _mount("-o", "remount,ro", str(folder))
+    try:
+        yield
+    finally:
+        assert _mount("-o", "remount,rw", str(folder))
+
+
+def test_history_says_a_leftover_part_waits_to_be_taken_in_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A part file left by an exit cut off mid-write (its process gone), read by `history`
+    where it cannot be written (the data folder read-only: mounted so, or another user's),
+    so it cannot take the part in: `history` listed nothing and said nothing, and the user
+    never learnt a walk was waiting. Now one line (stderr) names the file, says what it is
+    and what takes it in, and the folder is left byte for byte as it was; a leftover that
+    holds nothing (removed at the next opening) is not mentioned. Once the folder can be
+    written, `history` takes it in and the line is gone."""
+    import os
+
+    from test_history_faults import tmpfs
+
+    from voicecoach.history import unwritten
+
+    with contextlib.ExitStack() as stack:
+        home = tmp_path / "home"
+        if os.geteuid() == 0:
+            stack.enter_context(tmpfs(home))
+        else:
+            home.mkdir()
+        HistoryDB.open(home).close()
+        pid, token = _a_process_gone()
+        left = _left_by(_kept_part(home, 2), pid, token)
+        empty, conn = unwritten.create(home / DB_NAME, None)
+        conn.close()
+        empty = _left_by(empty, pid, token)
+
+        def folder() -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+
+        before = folder()
+        with _read_only(home):
+            assert cli.main(["--data-dir", str(home), "history"]) == 0
+            out, err = capsys.readouterr()
+        assert folder() == before
+        assert "No sessions recorded" in out
+        [line] = err.splitlines()
+        assert str(left) in line and str(empty) not in line
+        assert "holds a session" in line and "takes it in" in line
+        [kept] = _history_json(home, capsys)
+        assert (kept["week"], kept["status"]) == (2, "stopped")
+        assert capsys.readouterr().err == "" and not left.exists() and not empty.exists()
 
 
 def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_held(

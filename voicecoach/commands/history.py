@@ -17,6 +17,7 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
+from voicecoach.history import unwritten
 from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.history.progression import PROGRESSION_SOURCES
@@ -72,6 +73,19 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
     with HistoryDB.open_file(path, recover=False, read_only_ok=True) as db:
         tidy_without_waiting(db)
         return path, db.sessions(since=since)
+
+
+def waiting_lines(history: Path) -> list[str]:
+    """One line for each part file an exit cut off while keeping a session left beside the
+    history and no opening has taken in yet (history/unwritten.py's ``waiting``): what it is
+    and what takes it in. Only looked at: the read never writes it."""
+    lines = []
+    for part, holds in unwritten.waiting(history):
+        what = "holds a session" if holds else "may hold a session"
+        lines.append(f"note: {part} {what} not in the history yet (its program was cut off "
+                     "while keeping it there); the next voicecoach history, run or serve "
+                     "that can write the history takes it in")
+    return lines
 
 
 def tidy_without_waiting(db: HistoryDB) -> None:
@@ -213,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
         if dest is not None:
             check_destination(dest, flag, data_dir)
     path, sessions = load_sessions(data_dir, weeks)
+    for line in waiting_lines(path):
+        print(printable(line), file=sys.stderr)
     totals = weekly_totals(sessions)
     if args.json:
         print(json.dumps({"database": str(path), "weeks_shown": weeks,

@@ -193,6 +193,22 @@ def leftovers(history: Path) -> list[Path]:
             if host == here and not pid_alive(pid, token)]
 
 
+def waiting(history: Path) -> list[tuple[Path, int | None]]:
+    """(leftover, the sessions it holds, None when that cannot be told without writing: a
+    write cut off in it to roll back first) of each :func:`leftovers` that may hold one, for
+    a reader (``voicecoach history``) to say what is waiting to be taken in. Read-only: never
+    rolls anything back, creates or removes a file."""
+    found: list[tuple[Path, int | None]] = []
+    for part in leftovers(history):
+        try:
+            holds: int | None = _sessions_in(part, read_only=True)
+        except (OSError, sqlite3.Error):
+            holds = None
+        if holds != 0:
+            found.append((part, holds))
+    return found
+
+
 def take_in_leftovers(db: HistoryDB) -> None:
     """Part files left by a writer that ended before publishing them (a crash or a kill
     while it wrote one): one that holds the session is published as a side file (merged with
@@ -223,12 +239,15 @@ def take_in_leftovers(db: HistoryDB) -> None:
                             "cannot be taken in (%s); it is left as it is", part, exc)
 
 
-def _sessions_in(part: Path) -> int:
+def _sessions_in(part: Path, *, read_only: bool = False) -> int:
     """Sessions a part file holds (0: empty, or its schema not written yet), opened by its
-    own name so that a write cut off is rolled back from its journal first."""
+    own name so that a write cut off is rolled back from its journal first (``read_only``:
+    not, and an error instead when there is one to roll back)."""
     if part.stat().st_size == 0:
         return 0
-    conn = sqlite3.connect(str(part), isolation_level=None)
+    conn = (sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True,
+                            isolation_level=None) if read_only
+            else sqlite3.connect(str(part), isolation_level=None))
     try:
         conn.execute("PRAGMA busy_timeout = 0")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
