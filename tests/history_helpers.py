@@ -18,7 +18,7 @@ from workout_helpers import Run
 
 from voicecoach.events import CueSpoken, Event, PhaseStarted, SessionEnded
 from voicecoach.grammar import load_grammar
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, dating, session_writer
 from voicecoach.history import recorder as recorder_module
 from voicecoach.workout.plan import programme_week
 
@@ -67,6 +67,7 @@ class Device:
         self.wall, self.since_boot, self.boot_id = wall, 40.0, boot_id
         monkeypatch.setattr(dating, "wall_now", lambda: self.wall)
         monkeypatch.setattr(recorder_module, "wall_now", lambda: self.wall)
+        monkeypatch.setattr(session_writer, "wall_now", lambda: self.wall)
         monkeypatch.setattr(dating, "boot_now", lambda: (self.boot_id, self.since_boot))
 
     def wait(self, seconds: float) -> None:

@@ -242,12 +242,11 @@ def test_a_session_end_not_written_yet_is_dated_as_its_write_will_date_it(
     "You already walked today"). The same date, and the same plan, before and after the end
     is written."""
     from voicecoach.events import PhaseStarted
-    from voicecoach.history import plan_next_session
-    from voicecoach.history import recorder as recorder_module
+    from voicecoach.history import plan_next_session, session_writer
     from voicecoach.history.recorder import sessions_for_plan
     from voicecoach.settings import CoachSettings
 
-    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    monkeypatch.setattr(session_writer, "SESSION_BUSY_MS", 5)
     device = Device(monkeypatch, UNSET)
     db = HistoryDB.open(tmp_path)
     recorder = SessionRecorder.open(db, programme_week(1), "run", wall_clock=device.monotonic)

@@ -23,7 +23,7 @@ from history_helpers import HeldRoom
 from workout_helpers import Run
 
 from voicecoach.events import StateChanged
-from voicecoach.history import DB_NAME, HistoryDB, plan_next_session
+from voicecoach.history import DB_NAME, HistoryDB, plan_next_session, session_writer
 from voicecoach.history import recorder as recorder_module
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings
@@ -37,7 +37,7 @@ CUT_OFF = ("INSERT INTO sessions (started_at, plan, week, source, status, pid, h
 
 @pytest.fixture(autouse=True)
 def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    monkeypatch.setattr(session_writer, "SESSION_BUSY_MS", 5)
 
 
 def _status(conn: sqlite3.Connection, sid: int) -> str:

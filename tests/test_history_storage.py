@@ -33,7 +33,7 @@ from voicecoach.events import (
     StateChanged,
 )
 from voicecoach.grammar import load_grammar
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, session_lock
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, session_lock, session_writer
 from voicecoach.history import recorder as recorder_module
 from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.history.replaced import TABLES
@@ -44,7 +44,7 @@ from voicecoach.workout.plan import programme_week
 
 @pytest.fixture(autouse=True)
 def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    monkeypatch.setattr(session_writer, "SESSION_BUSY_MS", 5)
 
 
 def _session(tmp_path: Path) -> tuple[Run, HistoryDB, SessionRecorder]:

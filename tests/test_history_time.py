@@ -101,10 +101,12 @@ def test_a_wall_clock_jump_mid_session_dates_the_session_by_the_later_clock(
 
     from voicecoach.events import SessionEnded
     from voicecoach.history import recorder as recorder_module
+    from voicecoach.history import session_writer
 
     boot = datetime(2026, 3, 1, 18, 0).astimezone()
     now = [boot]
     monkeypatch.setattr(recorder_module, "wall_now", lambda: now[0])
+    monkeypatch.setattr(session_writer, "wall_now", lambda: now[0])
     mono = [100.0]
     with HistoryDB.open(tmp_path) as db:
         rec = SessionRecorder.open(db, programme_week(2), "serve", wall_clock=lambda: mono[0])

@@ -17,7 +17,7 @@ import pytest
 
 from voicecoach import cli
 from voicecoach.events import PainReported, PhaseStarted, SessionEnded
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, recovery
+from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, recovery, session_writer
 from voicecoach.history import recorder as recorder_module
 from voicecoach.workout.plan import programme_week
 
@@ -27,7 +27,7 @@ SIDE = DB_NAME + ".unwritten"
 @pytest.fixture(autouse=True)
 def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exit's 43 s as 0.26 s: a try waits 50 ms for the lock, the pauses are 20 ms."""
-    monkeypatch.setattr(recorder_module, "SESSION_BUSY_MS", 5)
+    monkeypatch.setattr(session_writer, "SESSION_BUSY_MS", 5)
     monkeypatch.setattr(recorder_module, "BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.02)
     monkeypatch.setattr(recorder_module, "CLOSE_WORST_S",
