@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -21,16 +20,17 @@ from voicecoach.history import dating
 from voicecoach.history.faults import (
     HistoryUnavailable,
     access_error,
-    corrupt_error,
+    check_file,
     database_error,
     disk_full,
     folder_read_only,
     newer_error,
 )
 from voicecoach.history.recovery import as_recovered, recover_interrupted
-from voicecoach.history.replaced import copy_out, file_identity, take_replacement
+from voicecoach.history.removed import open_written_back, put_back_if_removed
+from voicecoach.history.replaced import file_identity, take_replacement
 from voicecoach.history.rows import SUMMARY_SQL, SessionSummary, summary_of
-from voicecoach.history.schema import SCHEMA_VERSION, migrate, user_version
+from voicecoach.history.schema import SCHEMA_VERSION, migrate
 from voicecoach.history.unwritten import as_merged, merge_all
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class HistoryDB:
         #: A session's id in the file it was carried into, by any id it had before.
         self.renumbered: dict[int, int] = {}
         #: The copy of a removed history, written back but not open yet (the connection is
-        #: closed meanwhile): _put_back_if_removed.
+        #: closed meanwhile): history/removed.py.
         self._written_back: Path | None = None
         #: The write's wait for other programs' locks (ms), kept for a connection opened later.
         self._busy_ms = BUSY_TIMEOUT_MS
@@ -150,7 +150,7 @@ class HistoryDB:
     @classmethod
     def _prepare_read_only(cls, path: Path, conn: sqlite3.Connection,
                            any_version: bool = False) -> HistoryDB:
-        version = cls._check(path, conn)
+        version = check_file(path, conn)
         if version > SCHEMA_VERSION:
             raise newer_error(path, version)
         if version != SCHEMA_VERSION and not any_version:
@@ -165,7 +165,7 @@ class HistoryDB:
     @classmethod
     def _prepare(cls, path: Path, conn: sqlite3.Connection) -> HistoryDB:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        version = cls._check(path, conn)
+        version = check_file(path, conn)
         if version > SCHEMA_VERSION:
             raise newer_error(path, version)
         try:
@@ -190,28 +190,6 @@ class HistoryDB:
         if old != new:
             _LOGGER.info("history: %s schema v%d -> v%d", path, old, new)
         return cls(path, conn)
-
-    @staticmethod
-    def _check(path: Path, conn: sqlite3.Connection) -> int:
-        """Read-only checks in one snapshot, before anything is written: a damaged or
-        foreign file fails here. Returns the schema version."""
-        try:
-            conn.execute("BEGIN")
-            try:
-                version = user_version(conn)
-                tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-                if not version and tables:
-                    raise corrupt_error(path, "it holds tables but no voicecoach schema version")
-                if version:
-                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
-                    if rows != [("ok",)]:
-                        raise corrupt_error(path, f"integrity check: {rows[0][0]}")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        except sqlite3.DatabaseError as exc:
-            raise database_error(path, exc, "read") from None
-        return version
 
     def close(self) -> None:
         with self.lock:
@@ -248,7 +226,7 @@ class HistoryDB:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so it waits for other writers up front)."""
         with self.lock:
-            self._put_back_if_removed()
+            put_back_if_removed(self)
             self._follow_if_replaced()
             if self.conn.in_transaction:
                 # A write cut off between its BEGIN and its body (a signal's exception lands
@@ -273,74 +251,6 @@ class HistoryDB:
             except sqlite3.DatabaseError as exc:
                 self._rollback()  # a failed COMMIT (disk full) can leave it open
                 self._reraise(exc)
-
-    def _put_back_if_removed(self) -> None:
-        """The file was deleted under us (the data folder removed while a session runs):
-        SQLite goes on writing into the deleted file without a word, and all of it, this
-        session and every earlier one, is gone when the connection closes. What the open
-        connection still holds is written back at the file's path (one log line), and
-        writing goes on there; when that cannot be done, the write fails as unavailable (the
-        recorder keeps the session in memory and tries again).
-
-        The old connection is let go (its log emptied into the deleted file, closed, its
-        empty ``-wal`` and ``-shm`` removed: history/replaced.py's ``let_go``) before the
-        copy is put at the path and opened: a ``-shm`` left at the path is shared by both,
-        and closing the old connection after the new one had opened it dropped this
-        process's locks on it (POSIX fcntl), among them the one that tells other processes
-        the log index is in use."""
-        if self.read_only:
-            return
-        if self._written_back is not None:
-            self._open_written_back(self._written_back)
-            return
-        try:
-            os.stat(self.path)
-            return
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return  # a folder that cannot be looked into: SQLite says what is wrong
-        _LOGGER.warning("history: %s was removed while in use; writing it again from the "
-                        "copy still open", self.path)
-        part = self.path.with_name(self.path.name + ".restoring")
-        try:
-            if self.conn.in_transaction:
-                self._rollback()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._busy_ms = copy_out(self.conn, part, self.path)
-        except (OSError, sqlite3.Error) as exc:
-            with contextlib.suppress(OSError):
-                part.unlink()
-            raise HistoryUnavailable(
-                f"history database {self.path} was removed and cannot be written again "
-                f"({str(exc).rstrip('.')})",
-                f"check that {self.path.parent} can be written; the session is kept in "
-                "memory meanwhile") from None
-        # From here the history is only in the copy: it is opened (or tried again) before
-        # any other read or write.
-        self._written_back = part
-        self._open_written_back(part)
-
-    def _open_written_back(self, part: Path) -> None:
-        """Put the copy of a removed history at its path and write through it from now on;
-        when it cannot be opened, the write fails as unavailable (the session is kept in
-        memory, said once) and this is tried again before the next one."""
-        try:
-            if os.path.lexists(part):
-                os.replace(part, self.path)
-            fresh = self._connect(self.path, read_only=False).conn
-        except (OSError, VoicecoachError) as exc:  # its own words, about "it"
-            detail = (exc.message.replace(f"history database {self.path}", "it", 1)
-                      if isinstance(exc, VoicecoachError) else str(exc))
-            raise HistoryUnavailable(
-                f"history database {self.path} was removed while in use and written again, "
-                f"but cannot be opened ({detail.rstrip('.')})",
-                f"check that {self.path.parent} can be written") from None
-        fresh.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        self.conn = fresh
-        self.identity = file_identity(self.path)
-        self._written_back = None
-        _LOGGER.info("history: %s is written again and in use", self.path)
 
     def _follow_if_replaced(self) -> None:
         """Another file is at the path (a backup restored, a rename over it): this session is
@@ -387,7 +297,7 @@ class HistoryDB:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.lock:
             if self._written_back is not None:
-                self._open_written_back(self._written_back)
+                open_written_back(self, self._written_back)
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.DatabaseError as exc:

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.schema import SCHEMA_VERSION
+from voicecoach.history.schema import SCHEMA_VERSION, user_version
 
 _LOGGER = logging.getLogger(__name__)
 #: SQLite result codes (primary, the low byte) that mean "this file is not a sound database";
@@ -111,3 +111,25 @@ def corrupt_error(path: Path, detail: object) -> VoicecoachError:
         f"history database {path} is damaged or not a voicecoach database ({text})",
         f"move it aside (e.g. mv '{path}' '{path}.broken') and run again to start a new "
         "history; voicecoach never overwrites or deletes it")
+
+
+def check_file(path: Path, conn: sqlite3.Connection) -> int:
+    """Read-only checks in one snapshot, before anything is written: a damaged or
+    foreign file fails here. Returns the schema version."""
+    try:
+        conn.execute("BEGIN")
+        try:
+            version = user_version(conn)
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if not version and tables:
+                raise corrupt_error(path, "it holds tables but no voicecoach schema version")
+            if version:
+                rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+                if rows != [("ok",)]:
+                    raise corrupt_error(path, f"integrity check: {rows[0][0]}")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        raise database_error(path, exc, "read") from None
+    return version

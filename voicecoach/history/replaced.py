@@ -126,7 +126,7 @@ def let_go(conn: sqlite3.Connection, path: Path) -> None:
     then comes to the path is opened only after this: the old connection and the new one
     would share the ``-shm`` at the path, and closing the old one drops (POSIX fcntl) every
     lock this process holds on it, the new one's too, among them the lock that tells other
-    processes the log index is in use (history/db.py's put-back does the same).
+    processes the log index is in use (history/removed.py's put-back does the same).
 
     Raises (the connection still open) when the log cannot be emptied; once the connection
     is closed it does not: a leftover that cannot be removed is empty, and harmless."""

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.faults import corrupt_error, database_error, newer_error
+from voicecoach.history.faults import check_file, corrupt_error, database_error, newer_error
 from voicecoach.history.liveness import pid_alive, process_token
 from voicecoach.history.recovery import cut_off, owner_gone, recovered
 from voicecoach.history.replaced import Rows, free_name, put, take
@@ -289,7 +289,7 @@ def _read(db: HistoryDB, side: Path) -> tuple[int | None, Rows, Sequence[Any]]:
     its pain reports counted are the kept ones)."""
     conn = sqlite3.connect(str(side), isolation_level=None)
     try:
-        version = db._check(side, conn)
+        version = check_file(side, conn)
         if version > SCHEMA_VERSION:
             raise newer_error(side, version)
         if not version:
