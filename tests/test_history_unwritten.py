@@ -17,7 +17,15 @@ import pytest
 
 from voicecoach import cli
 from voicecoach.events import PainReported, PhaseStarted, SessionEnded
-from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder, recovery, session_writer
+from voicecoach.history import (
+    DB_NAME,
+    HistoryDB,
+    SessionRecorder,
+    parts,
+    recovery,
+    session_writer,
+    unwritten,
+)
 from voicecoach.history import recorder as recorder_module
 from voicecoach.workout.plan import programme_week
 
@@ -228,15 +236,14 @@ def test_a_side_file_still_being_written_by_its_process_is_not_merged_until_it_i
     import os
     import socket
 
-    from voicecoach.history import unwritten
     from voicecoach.history.liveness import process_token
 
     HistoryDB.open(tmp_path).close()
     # a side file filled under its own name (as before session 21's part files; the check
     # stands for a file an older version is still writing)
-    part, conn = unwritten.create(tmp_path / DB_NAME, None)
+    part, conn = parts.create(tmp_path / DB_NAME, None)
     conn.close()
-    side = unwritten.publish(part, tmp_path / DB_NAME)
+    side = parts.publish(part, tmp_path / DB_NAME)
     conn = sqlite3.connect(side, isolation_level=None)
     conn.execute("INSERT INTO sessions (started_at, plan, week, source, status, pid, host,"
                  " proc_token) VALUES ('2026-03-02T08:00:00+00:00', 'week 2', 2, 'run',"
@@ -263,8 +270,6 @@ def test_a_side_file_is_never_seen_half_written(
     complete: after each write of the file an opening (its tidy) and `history` see no side
     file and log no error; after it, the side file holds the whole session, no part is left,
     and the next opening merges it."""
-    from voicecoach.history import unwritten
-
     db = HistoryDB.open(tmp_path)
     SessionRecorder.open(db, programme_week(1), "run").close("stopped")
     other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
@@ -294,8 +299,8 @@ def test_a_side_file_is_never_seen_half_written(
         look()  # its schema in, its session not yet
         return made
 
-    real_create = unwritten.create
-    monkeypatch.setattr(unwritten, "create", created)
+    real_create = parts.create
+    monkeypatch.setattr(parts, "create", created)
     monkeypatch.setattr(HistoryDB, "transaction", contextlib.contextmanager(watched))
     other.execute("BEGIN IMMEDIATE")
     recorder = SessionRecorder.open(db, programme_week(2), "run")
@@ -317,9 +322,7 @@ def test_a_side_file_is_never_seen_half_written(
 def _kept_part(data: Path, week: int) -> Path:
     """A complete part file holding one finished session of ``week`` (the row never reached
     the history), as the exit writes it before it renames it into place."""
-    from voicecoach.history import unwritten
-
-    part, conn = unwritten.create(data / DB_NAME, None)
+    part, conn = parts.create(data / DB_NAME, None)
     side = HistoryDB(part, conn)
     SessionRecorder.open(side, programme_week(week), "run").close("stopped")
     side.close()
@@ -335,28 +338,26 @@ def test_two_exits_giving_up_at_once_never_write_over_each_others_side_file(
     (`.unwritten`, `-2`), neither over the other, and the next opening merges both. Also
     where the file system has no hard links (FAT: link() refused), where the name is looked
     up and taken under a lock on the folder."""
-    from voicecoach.history import unwritten
-
     HistoryDB.open(tmp_path).close()
     ours, theirs = _kept_part(tmp_path, 1), _kept_part(tmp_path, 2)
     if not links:
         def no_link(src: object, dst: object) -> None:
             raise PermissionError(1, "Operation not permitted")
-        monkeypatch.setattr(unwritten.os, "link", no_link)
-    real_free_name = unwritten.free_name
+        monkeypatch.setattr(parts.os, "link", no_link)
+    real_free_name = parts.free_name
     raced: list[Path] = []
 
     def free_name(history: Path, suffix: str) -> Path:
         name = real_free_name(history, suffix)
         if not raced and links:  # the other exit takes it right after our look
             raced.append(tmp_path)  # (its own look is not raced)
-            raced[0] = unwritten.publish(theirs, tmp_path / DB_NAME)
+            raced[0] = parts.publish(theirs, tmp_path / DB_NAME)
         return name
 
-    monkeypatch.setattr(unwritten, "free_name", free_name)
+    monkeypatch.setattr(parts, "free_name", free_name)
     if not links:
-        raced.append(unwritten.publish(theirs, tmp_path / DB_NAME))
-    mine = unwritten.publish(ours, tmp_path / DB_NAME)
+        raced.append(parts.publish(theirs, tmp_path / DB_NAME))
+    mine = parts.publish(ours, tmp_path / DB_NAME)
     assert raced == [tmp_path / SIDE] and mine == tmp_path / f"{SIDE}-2"
     assert not ours.exists() and not theirs.exists()
     monkeypatch.undo()
@@ -371,16 +372,14 @@ def test_a_part_file_left_by_an_exit_cut_off_is_taken_in_or_removed_never_read_a
     lives it is never listed, merged or reported; once its writer is gone the next opening
     takes it in: the session it holds merged (as its rows say: nothing of the walk lost), an
     empty one (killed before the session's row) removed, and no line says 'move it aside'."""
-    from voicecoach.history import unwritten
-
     HistoryDB.open(tmp_path).close()
     holding = _kept_part(tmp_path, 2)
-    empty, conn = unwritten.create(tmp_path / DB_NAME, None)
+    empty, conn = parts.create(tmp_path / DB_NAME, None)
     conn.close()
     with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
         assert _history_json(tmp_path, capsys) == []  # their writer (this process) lives
     assert holding.exists() and empty.exists() and unwritten.side_files(tmp_path / DB_NAME) == []
-    monkeypatch.setattr(unwritten, "pid_alive", lambda pid, token="": False)  # killed
+    monkeypatch.setattr(parts, "pid_alive", lambda pid, token="": False)  # killed
     with caplog.at_level(logging.WARNING, logger="voicecoach.history"):
         [kept] = _history_json(tmp_path, capsys)
     assert (kept["week"], kept["status"]) == (2, "stopped")
@@ -392,7 +391,7 @@ def test_a_part_file_left_by_an_exit_cut_off_is_taken_in_or_removed_never_read_a
 def _left_by(part: Path, pid: int, token: str) -> Path:
     """``part`` renamed as a part file of the writer ``pid`` whose start token was ``token``
     (history/liveness.py's ``process_token``; '' where there was no process table), as that
-    writer names it (unwritten.part_name): what a writer cut off leaves."""
+    writer names it (parts.part_name): what a writer cut off leaves."""
     import socket
 
     writer = f"{pid}~{token.replace(':', '~')}" if token else str(pid)
@@ -431,7 +430,6 @@ def test_a_part_left_in_an_earlier_boot_or_by_a_pid_now_reused_is_taken_in(
     being filled) is left alone."""
     import os
 
-    from voicecoach.history import unwritten
     from voicecoach.history.liveness import boot_id, process_token
 
     HistoryDB.open(tmp_path).close()
@@ -445,7 +443,7 @@ def test_a_part_left_in_an_earlier_boot_or_by_a_pid_now_reused_is_taken_in(
     sessions = _history_json(tmp_path, capsys)
     assert sorted((s["week"], s["status"]) for s in sessions) == [(1, "stopped"), (2, "stopped")]
     assert not earlier_boot.exists() and not pid_reused.exists()
-    assert filling.exists() and unwritten.leftovers(tmp_path / DB_NAME) == []
+    assert filling.exists() and parts.leftovers(tmp_path / DB_NAME) == []
 
 
 def test_without_a_process_table_a_part_is_judged_by_its_pid_alone(
@@ -505,8 +503,6 @@ def test_history_says_a_leftover_part_waits_to_be_taken_in_and_writes_nothing(
 
     from test_history_faults import tmpfs
 
-    from voicecoach.history import unwritten
-
     with contextlib.ExitStack() as stack:
         home = tmp_path / "home"
         if os.geteuid() == 0:
@@ -516,7 +512,7 @@ def test_history_says_a_leftover_part_waits_to_be_taken_in_and_writes_nothing(
         HistoryDB.open(home).close()
         pid, token = _a_process_gone()
         left = _left_by(_kept_part(home, 2), pid, token)
-        empty, conn = unwritten.create(home / DB_NAME, None)
+        empty, conn = parts.create(home / DB_NAME, None)
         conn.close()
         empty = _left_by(empty, pid, token)
 
@@ -545,10 +541,9 @@ def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_h
     running. Now it is shown as the next opening merges and marks it: interrupted, its
     backward minutes from its events; once let go, the opening writes the same."""
     from voicecoach.events import CueSpoken
-    from voicecoach.history import unwritten
 
     HistoryDB.open(tmp_path).close()
-    part, conn = unwritten.create(tmp_path / DB_NAME, None)
+    part, conn = parts.create(tmp_path / DB_NAME, None)
     side = HistoryDB(part, conn)
     walk = SessionRecorder.open(side, programme_week(2), "run")
     walk.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",

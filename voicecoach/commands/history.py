@@ -17,7 +17,7 @@ from typing import Any
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.errors import VoicecoachError
-from voicecoach.history import unwritten
+from voicecoach.history import parts
 from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryUnavailable
 from voicecoach.history.progression import PROGRESSION_SOURCES
@@ -77,10 +77,10 @@ def load_sessions(data_dir: Path, weeks: int | None) -> tuple[Path, list[Session
 
 def waiting_lines(history: Path) -> list[str]:
     """One line for each part file an exit cut off while keeping a session left beside the
-    history and no opening has taken in yet (history/unwritten.py's ``waiting``): what it is
+    history and no opening has taken in yet (history/parts.py's ``waiting``): what it is
     and what takes it in. Only looked at: the read never writes it."""
     lines = []
-    for part, holds in unwritten.waiting(history):
+    for part, holds in parts.waiting(history):
         what = "holds a session" if holds else "may hold a session"
         lines.append(f"note: {part} {what} not in the history yet (its program was cut off "
                      "while keeping it there); the next voicecoach history, run or serve "

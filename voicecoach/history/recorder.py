@@ -17,7 +17,7 @@ from types import TracebackType
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import SessionEnded
-from voicecoach.history import dating, unwritten
+from voicecoach.history import dating, parts
 from voicecoach.history.dating import wall_now
 from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked
@@ -250,7 +250,7 @@ class SessionRecorder(SessionWriter):
         db, sid, row, pending = self.db, self.session_id, self._row, list(self._pending)
         outcome_was, problem, wait_ms = self.outcome, self.problem, self._wait_ms
         try:
-            part, conn = unwritten.create(db.path, None if row is not None else sid)
+            part, conn = parts.create(db.path, None if row is not None else sid)
         except (OSError, sqlite3.Error) as exc:
             self._aside_problem = exc
             return None
@@ -266,7 +266,7 @@ class SessionRecorder(SessionWriter):
                                                                       wait_ms, False)
         if kept:  # complete: only now under a side file's name (never seen half-written)
             try:
-                return unwritten.publish(part, db.path)
+                return parts.publish(part, db.path)
             except OSError as exc:
                 self._aside_problem = exc
         with contextlib.suppress(OSError):
