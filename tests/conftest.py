@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +38,41 @@ def no_installed_unit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VOICECOACH_UNIT", str(tmp_path_factory.mktemp("unit") / "voicecoach.service"))
         yield
+
+
+@pytest.fixture()
+def bluez() -> Iterator[Any]:
+    """A mock BlueZ (bluezoo, two powered adapters) on a private dbus-daemon named as the
+    system bus meanwhile; skipped where bluezoo or dbus-daemon is missing."""
+    pytest.importorskip("bluezoo", reason="bluezoo is in the test extra")
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("dbus-daemon is not installed (Debian package dbus)")
+    from fake_ftms import mock_bluez
+
+    try:
+        zoo = mock_bluez()
+        running = zoo.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+    try:
+        yield running
+    finally:
+        zoo.__exit__(None, None, None)
+        gc.collect()  # report bleak's unclosed sockets here, under the test's own filters
+
+
+@pytest.fixture()
+def fake(bluez: Any) -> Iterator[Any]:
+    """A fake FTMS treadmill (fake_ftms.FakeTreadmill) on a fresh mock BlueZ; tests may
+    change its model's quirks."""
+    from fake_ftms import FakeTreadmill, run_in_thread
+
+    from voicecoach.treadmill.sim import BeltModel
+
+    treadmill = FakeTreadmill(BeltModel(accel_kmh_s=2.0))
+    thread = run_in_thread(treadmill)
+    try:
+        yield treadmill
+    finally:
+        treadmill.close()
+        thread.join(5)

@@ -4,14 +4,13 @@ API on a private dbus-daemon): no root, no kernel module, no radio."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from belt_helpers import BELT_PLAN  # noqa: E402
 from fake_ftms import (  # noqa: E402
     CENTRAL,
     PERIPHERAL,
+    Bluezoo,
     FakeTreadmill,
     forget,
     mock_bluez,
@@ -50,28 +50,9 @@ from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
 from voicecoach.treadmill import client, ftms, ftms_data  # noqa: E402
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op  # noqa: E402
 from voicecoach.treadmill.link import LinkDown, LinkUp, Update, WriteDone  # noqa: E402
-from voicecoach.treadmill.sim import BeltModel, Quirks  # noqa: E402
+from voicecoach.treadmill.sim import Quirks  # noqa: E402
 from voicecoach.workout.coach import Coach  # noqa: E402
 from voicecoach.workout.machine import State  # noqa: E402
-
-
-@pytest.fixture()
-def fake() -> Iterator[FakeTreadmill]:
-    """A fresh mock BlueZ with one fake treadmill (tests may change its model's quirks)."""
-    try:
-        zoo = mock_bluez()
-        zoo.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
-    treadmill = FakeTreadmill(BeltModel(accel_kmh_s=2.0))
-    thread = run_in_thread(treadmill)
-    try:
-        yield treadmill
-    finally:
-        treadmill.close()
-        thread.join(5)
-        zoo.__exit__(None, None, None)
-        gc.collect()  # report bleak's unclosed sockets here, under this module's filters
 
 
 def test_info_reads_features_and_ranges(fake: FakeTreadmill) -> None:
@@ -419,24 +400,17 @@ def test_scan_lists_the_fake_treadmill(fake: FakeTreadmill) -> None:
     assert [(f.name, f.address) for f in found] == [("FakeTread", PERIPHERAL[1])]
 
 
-def test_a_device_that_is_not_an_ftms_treadmill() -> None:
-    """A second peripheral is not possible on the module's bus; this runs its own."""
+def test_a_device_that_is_not_an_ftms_treadmill(bluez: Bluezoo) -> None:
+    """A second peripheral is not possible on a bus with the fake treadmill: its own bus."""
+    battery = FakeTreadmill(name="Battery", ftms_service=False)
+    thread = run_in_thread(battery)
     try:
-        zoo = mock_bluez()
-        zoo.__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
-    try:
-        battery = FakeTreadmill(name="Battery", ftms_service=False)
-        thread = run_in_thread(battery)
         forget()
         with pytest.raises(client.TreadmillError, match="not an FTMS treadmill"):
             asyncio.run(client.connect(PERIPHERAL[1], lambda _u: None, adapter=CENTRAL[0]))
+    finally:
         battery.close()
         thread.join(5)
-    finally:
-        zoo.__exit__(None, None, None)
-        gc.collect()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
