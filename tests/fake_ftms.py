@@ -160,6 +160,10 @@ class FakeTreadmill:
         self.failing_reads = 0
         self.bluetooth_error = "Operation failed"
         self.failed: list[bytes] = []  # the writes that failed so
+        #: How many of the next control point writes the treadmill answers ``refusal`` and
+        #: does not act on ("failed"; "control not permitted": another app took it over)
+        self.refusing = 0
+        self.refusal = ftms.Result.FAILED
         self.reads = 0  # reads asked for (answered or not)
         self.let_go = asyncio.Event()
         self.bus: MessageBus | None = None
@@ -170,8 +174,14 @@ class FakeTreadmill:
         self.writes.append(data)
         if self.mute_control:
             return
-        response, statuses = self.model.control(data)
         assert self.loop is not None
+        if self.refusing:
+            self.refusing -= 1
+            refused = ftms.Response(ftms.decode_command(data).op, self.refusal)
+            self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
+                                 refused.encode())
+            return
+        response, statuses = self.model.control(data)
         self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
                              response.encode())
         for status in statuses:
@@ -198,6 +208,19 @@ class FakeTreadmill:
             loop.call_later(0.2, loop.stop)
 
         loop.call_soon_threadsafe(stop)
+
+    def drop_link(self) -> None:
+        """The radio link to the central goes (out of range, the pad switched off): its
+        device is disconnected in the mock BlueZ; it can be connected again (thread-safe)."""
+        async def drop() -> None:
+            assert self.bus is not None
+            path = f"/org/bluez/{CENTRAL[0]}/dev_{PERIPHERAL[1].replace(':', '_')}"
+            intro = await self.bus.introspect("org.bluez", path)
+            device = self.bus.get_proxy_object("org.bluez", path, intro)
+            await device.get_interface("org.bluez.Device1").call_disconnect()
+
+        assert self.loop is not None
+        asyncio.run_coroutine_threadsafe(drop(), self.loop).result(10)
 
     def console(self, action: str, value: float = 0.0) -> None:
         """The user at the console (thread-safe)."""
@@ -256,7 +279,7 @@ class Bluezoo:
     def start(self) -> None:
         env = self.start_bus()
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from bluezoo.bluezoo import main; main()", "-q", "-q",
+            [sys.executable, "-c", _BLUEZOO, "-q", "-q",
              *(["--auto-enable"] if self.powered else []), "--scan-interval", "1",
              *[arg for address in (CENTRAL[1], PERIPHERAL[1])[:self.adapters]
                for arg in ("-a", address)]], env=env,
@@ -299,6 +322,33 @@ class Bluezoo:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+
+#: bluezoo, its devices' GATT objects removed when they are disconnected, as BlueZ does:
+#: bluezoo keeps them, so a device could not be connected a second time (its GATT objects
+#: exported again at the same paths: EEXIST), and a link lost could never come back. Their
+#: subscriptions to the app's notifications end with them too.
+_BLUEZOO = """
+from bluezoo import device
+from bluezoo.bluezoo import main
+
+_disconnect = device.Device.disconnect
+
+
+async def disconnect(self, uuid=None):
+    await _disconnect(self, uuid)
+    for link in reversed(list(self.services.values())):
+        subscription = getattr(link, "client_props_changed_subscription", None)
+        if subscription is not None:  # else its notifications go on, twice once connected again
+            subscription.unsubscribe()
+            await link.client.StopNotify()
+        self.peer_adapter.mock.remove_object(link)
+    self.services.clear()
+    await self.ServicesResolved.set_async(False)
+
+
+device.Device.disconnect = disconnect
+main()
+"""
 
 _STUCK = """
 import asyncio, time
