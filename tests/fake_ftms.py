@@ -23,6 +23,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
 from voicecoach.treadmill import ftms, ftms_data
+from voicecoach.treadmill.link import AnswerOrder, Treadmill, Update, WriteLog
 from voicecoach.treadmill.sim import SIM_FEATURES, BeltModel
 
 APP = "/org/voicecoach/fake"
@@ -264,6 +265,35 @@ class FakeTreadmill:
             self.model.step(dt)
             if ftms.TREADMILL_DATA in self.chars:
                 self.chars[ftms.TREADMILL_DATA].notify(self.model.record())
+
+
+class Checked:
+    """A link whose answers are checked as it is polled: one per write, in write order
+    (:class:`~voicecoach.treadmill.link.AnswerOrder` raises when the link breaks the rule)."""
+
+    def __init__(self, link: Treadmill) -> None:
+        self.link = link
+        self.answers = AnswerOrder()
+
+    @property
+    def log(self) -> WriteLog:
+        return self.link.log
+
+    def send(self, command: ftms.Command, t: float) -> None:
+        self.answers.sent(command)
+        self.link.send(command, t)
+
+    def poll(self, t: float) -> list[Update]:
+        updates = self.link.poll(t)
+        self.answers.check(updates)
+        return updates
+
+    def close(self) -> None:
+        self.link.close()
+
+
+def checked(link: Treadmill) -> Checked:
+    return Checked(link)
 
 
 class Bluezoo:

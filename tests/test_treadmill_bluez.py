@@ -29,7 +29,9 @@ from fake_ftms import (  # noqa: E402
     CENTRAL,
     PERIPHERAL,
     Bluezoo,
+    Checked,
     FakeTreadmill,
+    checked,
     forget,
     mock_bluez,
     run_in_thread,
@@ -78,11 +80,11 @@ def test_an_address_that_is_not_there_is_one_clear_error(fake: FakeTreadmill) ->
 
 
 def _session(fake: FakeTreadmill, seconds: float, script: dict[float, str],
-             **link_options: float) -> tuple[Coach, list[Event], client.BleakTreadmill]:
+             **link_options: float) -> tuple[Coach, list[Event], Checked]:
     forget()
     events: list[Event] = []
-    link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0],
-                                 **{"reconnect_s": 0.5, **link_options})
+    link = checked(client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0],
+                                         **{"reconnect_s": 0.5, **link_options}))
     coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [events.append],
                   followers=[BeltController.follow(link, TreadmillSettings(control="drive"))])
     belt = coach.followers[0]
@@ -175,13 +177,15 @@ def test_a_write_bluez_never_answers_gives_up_after_the_write_timeout(
     assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
 
 
-def _polled_link(**options: float) -> tuple[client.BleakTreadmill, list[Update],
+def _polled_link(**options: float) -> tuple[Checked, list[Update],
                                            Callable[[Callable[[], bool]], None]]:
-    """A link to the fake treadmill polled by hand (write timeout 0.3 s, no reconnect within a
-    test), the updates it gave, and ``until(done)``: poll until ``done()`` (or the guard)."""
+    """A link to the fake treadmill polled by hand (write timeout 0.3 s unless given, no
+    reconnect within a test; its answers checked: one per write, in order), the updates it
+    gave, and ``until(done)``: poll until ``done()`` (or the guard)."""
     forget()
-    link = client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=60.0,
-                                 write_timeout=0.3, disconnect_timeout=1.0, **options)
+    link = checked(client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0], reconnect_s=60.0,
+                                         disconnect_timeout=1.0,
+                                         **{"write_timeout": 0.3, **options}))
     seen: list[Update] = []
 
     def until(done: Callable[[], bool]) -> None:
@@ -216,6 +220,28 @@ def test_a_speed_queued_behind_a_write_that_timed_out_is_never_written(
     assert ftms.target_speed(1.5) not in [ftms.decode_command(w) for w in fake.writes]
 
 
+def test_a_write_on_its_way_when_the_link_goes_is_answered_before_the_link_down(
+        fake: FakeTreadmill) -> None:
+    """A stop taken by the treadmill, not answered, and the radio link goes: the stop is
+    answered 'link lost', once, before the link is reported down (link.Treadmill's rule: one
+    answer per write, in order; the belt counts its stops' answers by it). Before, the
+    writer was cancelled with the stop on its way and it was never answered."""
+    link, seen, until = _polled_link(write_timeout=GUARD_S)
+    try:
+        until(lambda: any(isinstance(u, LinkUp) for u in seen))
+        fake.hang_writes = True
+        link.send(ftms.stop(), 0.0)
+        until(lambda: bool(fake.hung))
+        fake.drop_link()
+        until(lambda: any(isinstance(u, LinkDown) for u in seen))
+        after = [(type(u).__name__, getattr(u, "command", None), getattr(u, "error", None))
+                 for u in seen if isinstance(u, (WriteDone, LinkDown))]
+        assert after == [("WriteDone", ftms.stop(), "link lost"), ("LinkDown", None, None)]
+    finally:
+        fake.release()
+        link.close()
+
+
 def test_a_stop_bluez_never_answers_is_said_and_kept_pending(fake: FakeTreadmill) -> None:
     """A stop that is never answered: the link is taken as lost at once (the write's own
     timeout), the coach says the belt may still be moving and how to halt it, the session
@@ -245,8 +271,8 @@ def test_a_stop_bluez_never_answers_is_said_and_kept_pending(fake: FakeTreadmill
         assert fake.model.state == "running"  # that stop never reached the belt
         assert coach.state is State.STOPPED
         assert [e.outcome for e in events if isinstance(e, SessionEnded)] == ["stopped"]
-        # written again once the link is back: tests/test_belt.py (bluezoo cannot connect a
-        # device a second time: EEXIST on its GATT objects)
+        # a stop pending over a lost link is written when it is back:
+        # tests/test_treadmill_bluez_belt.py
     finally:
         fake.release()
         link.close()

@@ -176,6 +176,8 @@ class FtmsController:
             self._answer = None
             if not answer.done():
                 answer.cancel()  # a late indication finds no write waiting
+            elif not answer.cancelled():
+                answer.exception()  # retrieved: the link lost before the write was taken
         if response.request != command.op:
             _LOGGER.warning("treadmill: answer for op 0x%02x to a write of 0x%02x",
                             response.request, command.op)
@@ -409,6 +411,8 @@ class BleakTreadmill:
             self._connected = True
             try:
                 await lost.wait()
+                writer.cancel()  # a write on its way is answered "link lost" before the down
+                await asyncio.wait({writer})
                 self._put(("down", why[0]))
             finally:
                 self._connected = self._writing = False
@@ -478,5 +482,11 @@ class BleakTreadmill:
                                   f"{self.write_timeout:g} s ({problem.message}); the link is "
                                   "dropped and tried again")
                     lost.set()
+            except asyncio.CancelledError:
+                # the link went (or the link is closing) with the write on its way: answered
+                # all the same, as every write is (link.Treadmill); the belt may have done it
+                if command is not None:
+                    self._put(("done", command, None, "link lost"))
+                raise
             finally:
                 self._writing = False

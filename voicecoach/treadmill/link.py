@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,9 +130,50 @@ class FailingWrites:
         return self.since is not None
 
 
+class AnswerOrderError(RuntimeError):
+    """A link broke :class:`Treadmill`'s rule of one answer per write, in write order."""
+
+
+@dataclass
+class AnswerOrder:
+    """Checks :class:`Treadmill`'s rule that every write sent is answered by one
+    :class:`WriteDone`, in the order the writes were sent (the simulator checks itself;
+    the tests check bleak's link)."""
+
+    #: Written, not answered yet: the oldest first
+    waiting: deque[ftms.Command] = field(default_factory=deque)
+
+    def sent(self, command: ftms.Command) -> None:
+        self.waiting.append(command)
+
+    def answered(self, done: WriteDone) -> None:
+        """Raises :class:`AnswerOrderError` unless ``done`` answers the oldest write waiting."""
+        if not self.waiting:
+            raise AnswerOrderError(f"an answer to '{done.command.describe()}', which is not "
+                                   "waiting for one")
+        if self.waiting[0] != done.command:
+            raise AnswerOrderError(f"an answer to '{done.command.describe()}' before the one to "
+                                   f"'{self.waiting[0].describe()}', written first")
+        self.waiting.popleft()
+
+    def check(self, updates: list[Update]) -> None:
+        for update in updates:
+            if isinstance(update, WriteDone):
+                self.answered(update)
+
+
 class Treadmill(Protocol):
     """A treadmill link used from the coach's (synchronous) loop. Neither call blocks: writes
-    are queued and their results come back from :meth:`poll` as :class:`WriteDone`."""
+    are queued and their results come back from :meth:`poll` as :class:`WriteDone`.
+
+    Every write sent is answered by exactly one :class:`WriteDone`, in the order the writes
+    were sent, whatever happens to the link meanwhile (one the link loses, or could not
+    write, is answered with an ``error``: "link lost", "timed out", "not connected"); only
+    writes still on their way at :meth:`close` may go unanswered. FTMS writes go one at a
+    time, so the answers to the stops and pauses written can be counted off in order
+    (device.belt's stale answers rely on it). A link may write a request for control on its
+    own before a write (:meth:`send`): the simulator sends it as a write of its own, answered
+    so; bleak's link does not report it. :class:`AnswerOrder` checks the rule."""
 
     log: WriteLog
 

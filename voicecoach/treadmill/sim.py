@@ -10,6 +10,7 @@ from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result
 from voicecoach.treadmill.ftms_data import Features, Range, Status, StatusOp
 from voicecoach.treadmill.link import (
+    AnswerOrder,
     BeltReading,
     FailingWrites,
     LinkDown,
@@ -218,6 +219,8 @@ class SimTreadmill:
         #: Until then a late answer is on its way: the writes after it wait (one at a time)
         self._held_until = -1.0
         self.log = WriteLog()
+        #: The link's rule, checked on every poll: one answer per write, in write order
+        self.answers = AnswerOrder()
         self._control = False
         self.now = 0.0
         self.up = False
@@ -245,17 +248,20 @@ class SimTreadmill:
     # ------------------------------------------------------------------ Treadmill
     def send(self, command: ftms.Command, t: float) -> None:
         if not self.up:
+            self.answers.sent(command)
             self._out.append(WriteDone(t, command, error="not connected"))
             return
         if not self._control and command.op is not Op.REQUEST_CONTROL:
             self._control = True  # control is requested first, once per connection
             self.send(ftms.request_control(), t)
+        self.answers.sent(command)
         self.log.add(t, command)
         self._push(t + self.delay_s, "write", command)
 
     def poll(self, t: float) -> list[Update]:
         self._run_until(t)
         out, self._out = self._out, []
+        self.answers.check(out)
         return out
 
     def close(self) -> None:
@@ -334,7 +340,9 @@ class SimTreadmill:
                 self._push(self._held_until + self.delay_s, "write", due.payload)
                 return
             if due.t < self.mute_until:  # taken, never acted on or answered
-                self._push(due.t + self.write_timeout, "timeout", due.payload)
+                # the writes after it wait for its timeout (one at a time), as over bleak
+                self._held_until = due.t + self.write_timeout
+                self._push(self._held_until, "timeout", due.payload)
                 return
             if due.t < self.error_until:  # refused at once by Bluetooth, never acted on
                 self._out.append(WriteDone(due.t, due.payload, error=self.BLUETOOTH_ERROR))
