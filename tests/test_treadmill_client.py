@@ -204,6 +204,20 @@ def _failing_link(monkeypatch: pytest.MonkeyPatch, controller: _FailingControlle
     return link, until
 
 
+def _lost_after_writing(link: client.BleakTreadmill,
+                       until: Callable[[Callable[[list[Any]], bool]], list[Any]],
+                       command: ftms.Command) -> tuple[list[Any], str]:
+    """Write ``command``, poll until the link is lost and close it: the updates seen and the
+    reason of the one LinkDown."""
+    try:
+        link.send(command, 0.0)
+        seen = until(lambda s: any(isinstance(u, LinkDown) for u in s))
+    finally:
+        link.close()
+    [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
+    return seen, down
+
+
 def test_a_write_bluetooth_says_is_not_connected_is_a_lost_link_at_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The write fails at once and Bluetooth says the treadmill is not connected (bleak's own
@@ -212,12 +226,7 @@ def test_a_write_bluetooth_says_is_not_connected_is_a_lost_link_at_once(
     controller = _FailingController()
     controller.error = BleakError("Not connected")
     link, until = _failing_link(monkeypatch, controller)
-    try:
-        link.send(ftms.target_speed(1.6), 0.0)
-        seen = until(lambda s: any(isinstance(u, LinkDown) for u in s))
-    finally:
-        link.close()
-    [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
+    seen, down = _lost_after_writing(link, until, ftms.target_speed(1.6))
     assert down == ("'target speed 1.60 km/h' failed: Bluetooth: Not connected; the link is "
                     "dropped and tried again")
     assert controller.writes == [ftms.target_speed(1.6)] and controller.checks == 0
@@ -245,11 +254,9 @@ def test_one_failed_write_then_an_answer_is_not_a_lost_link_but_failures_that_go
         assert not any(isinstance(u, LinkDown) for u in seen)
         checks = controller.checks
         controller.error = BleakDBusError("org.bluez.Error.Failed", ["Operation failed"])
-        link.send(ftms.target_speed(1.8), 0.0)
-        seen = until(lambda s: any(isinstance(u, LinkDown) for u in s))
+        _seen, down = _lost_after_writing(link, until, ftms.target_speed(1.8))
     finally:
         link.close()
-    [down] = [u.reason for u in seen if isinstance(u, LinkDown)]
     assert down == ("writes to the treadmill failed for 0.3 s (Bluetooth: "
                     "[org.bluez.Error.Failed] Operation failed); the link is dropped and tried "
                     "again")
