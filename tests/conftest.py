@@ -47,7 +47,7 @@ def bluez() -> Iterator[Any]:
     pytest.importorskip("bluezoo", reason="bluezoo is in the test extra")
     if shutil.which("dbus-daemon") is None:
         pytest.skip("dbus-daemon is not installed (Debian package dbus)")
-    from fake_ftms import mock_bluez
+    from bluez_bus import mock_bluez
 
     try:
         zoo = mock_bluez()

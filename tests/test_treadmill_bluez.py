@@ -25,18 +25,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 from belt_helpers import BELT_PLAN  # noqa: E402
-from fake_ftms import (  # noqa: E402
-    CENTRAL,
-    PERIPHERAL,
-    Bluezoo,
-    Checked,
-    FakeTreadmill,
-    checked,
-    forget,
-    mock_bluez,
-    run_in_thread,
-    stuck_bluez,
-)
+from bluez_bus import CENTRAL, PERIPHERAL, Bluezoo, forget, mock_bluez, stuck_bluez  # noqa: E402
+from fake_ftms import Checked, FakeTreadmill, checked, run_in_thread  # noqa: E402
 
 from voicecoach.device import sayings  # noqa: E402
 from voicecoach.device.belt import BeltController  # noqa: E402

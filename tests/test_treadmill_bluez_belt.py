@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
               pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 from belt_helpers import BELT_PLAN  # noqa: E402
-from fake_ftms import CENTRAL, PERIPHERAL, FakeTreadmill, checked, forget  # noqa: E402
+from bluez_bus import CENTRAL, PERIPHERAL, forget  # noqa: E402
+from fake_ftms import FakeTreadmill, checked  # noqa: E402
 
 from voicecoach.device import sayings  # noqa: E402
 from voicecoach.device.belt import BeltController  # noqa: E402

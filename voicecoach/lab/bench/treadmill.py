@@ -269,7 +269,8 @@ def ble_reconnect(drops: int = 3) -> list[dict[str, float | None]]:
     import time
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-    from fake_ftms import CENTRAL, PERIPHERAL, FakeTreadmill, forget, mock_bluez, run_in_thread
+    from bluez_bus import CENTRAL, PERIPHERAL, forget, mock_bluez
+    from fake_ftms import FakeTreadmill, run_in_thread
 
     from voicecoach.treadmill.client import BleakTreadmill
     from voicecoach.treadmill.link import BeltReading, LinkDown
