@@ -1,9 +1,11 @@
 """The coach's belt over bleak's real BlueZ backend against the fake treadmill on bluezoo: a
-late answer to a stop, a pause the treadmill does not take, a link lost mid-session and back."""
+session driving it, stops never answered or refused, the safety key, a late answer to a stop,
+a pause the treadmill does not take, a link lost mid-session and back."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,15 +22,21 @@ pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
 
 from belt_helpers import BELT_PLAN  # noqa: E402
 from bluez_bus import CENTRAL, PERIPHERAL, forget  # noqa: E402
-from fake_ftms import FakeTreadmill, checked  # noqa: E402
+from fake_ftms import Checked, FakeTreadmill, checked  # noqa: E402
 
 from voicecoach.device import sayings  # noqa: E402
 from voicecoach.device.belt import BeltController  # noqa: E402
-from voicecoach.events import CueSpoken, Event  # noqa: E402
+from voicecoach.events import (  # noqa: E402
+    BeltReported,
+    CueSpoken,
+    DeviceProblem,
+    Event,
+    SessionEnded,
+)
 from voicecoach.grammar import load_grammar  # noqa: E402
 from voicecoach.settings import CoachSettings, TreadmillSettings  # noqa: E402
 from voicecoach.treadmill import client, ftms  # noqa: E402
-from voicecoach.treadmill.ftms import Op, Result  # noqa: E402
+from voicecoach.treadmill.ftms import KMH_PER_MPH, Op, Result  # noqa: E402
 from voicecoach.workout.coach import Coach  # noqa: E402
 from voicecoach.workout.machine import State  # noqa: E402
 
@@ -154,3 +162,153 @@ def test_a_stop_said_while_the_link_is_lost_is_written_when_it_is_back(
         assert walk.coach.state is State.STOPPED
     finally:
         walk.link.close()
+
+
+def _session(fake: FakeTreadmill, seconds: float, script: dict[float, str],
+             **link_options: float) -> tuple[Coach, list[Event], Checked]:
+    forget()
+    events: list[Event] = []
+    link = checked(client.BleakTreadmill(PERIPHERAL[1], adapter=CENTRAL[0],
+                                         **{"reconnect_s": 0.5, **link_options}))
+    coach = Coach(BELT_PLAN, CoachSettings(), load_grammar("en"), [events.append],
+                  followers=[BeltController.follow(link, TreadmillSettings(control="drive"))])
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController)
+    waited = time.monotonic()
+    while not belt.link_up and time.monotonic() - waited < 20:
+        coach.tick(0.0)
+        time.sleep(0.05)
+    assert belt.link_up, "the link did not come up"
+    began = time.monotonic()
+    pending = sorted(script.items())
+    coach.begin(0.0)
+    while time.monotonic() - began < seconds:
+        now = time.monotonic() - began
+        while pending and pending[0][0] <= now:
+            _, command = pending.pop(0)
+            coach.command(command, now, phrase="ready" if command == "yes" else command)
+        coach.tick(now)
+        time.sleep(0.05)
+    return coach, events, link
+
+
+def test_a_session_drives_the_fake_belt_over_bleak(fake: FakeTreadmill) -> None:
+    fake.writes.clear()
+    script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes", 5.5: "faster", 8.0: "stop"}
+    coach, events, link = _session(fake, 10.0, script)
+    try:
+        ops = [ftms.decode_command(w) for w in fake.writes]
+        assert ops, [e for e in events if e.type.value in ("device_problem", "state_changed")]
+        assert [c.op for c in ops][:3] == [Op.REQUEST_CONTROL, Op.START_RESUME,
+                                           Op.SET_TARGET_SPEED]
+        speeds = [round(float(c.value or 0) / KMH_PER_MPH, 1) for c in ops
+                  if c.op is Op.SET_TARGET_SPEED]
+        # very slowly first, one step at a time up to the warm-up's speed, then "faster"
+        assert speeds[0] == 0.5 and speeds[-2:] == [1.0, 1.1] and speeds == sorted(speeds)
+        assert ops[-1] == ftms.stop()
+        assert coach.state is State.STOPPED
+        reported = [e.speed_mph for e in events if isinstance(e, BeltReported)]
+        assert 1.1 in reported  # the speed notification came back through bleak
+        assert fake.model.speed_kmh < 0.5
+    finally:
+        link.close()
+
+
+def test_a_stop_queued_as_the_link_closes_is_written_first(fake: FakeTreadmill) -> None:
+    """The device loop ending under a session halts the belt and closes the link at once:
+    the stop must reach the treadmill before the link goes."""
+    fake.writes.clear()
+    coach, _events, link = _session(fake, 6.0, {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"})
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController) and coach.state is not State.STOPPED
+    assert fake.model.state == "running"
+    fake.answer_delay_s = 0.4                  # a slow pad: a speed write is still on its way
+    link.send(ftms.target_speed(1.5), 6.0)
+    belt.halt()
+    link.close()
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+    assert fake.model.state == "stopped"
+
+
+def test_a_stop_bluez_never_answers_is_said_and_kept_pending(fake: FakeTreadmill) -> None:
+    """A stop that is never answered: the link is taken as lost at once (the write's own
+    timeout), the coach says the belt may still be moving and how to halt it, the session
+    ends as stopped, the stop stays pending (written again when the link is back). Before,
+    the stop's write hung and the coach said nothing."""
+    fake.writes.clear()
+    coach, events, link = _session(fake, 6.0, {1.0: "yes", 1.5: "yes", 2.0: "yes",
+                                                3.0: "yes"},
+                                   write_timeout=0.3, disconnect_timeout=1.0, reconnect_s=60.0)
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController)
+    try:
+        assert fake.model.state == "running" and fake.model.speed_kmh > 0.3
+        fake.hang_writes = True
+        now = 6.0
+        coach.command("stop", now, phrase="stop")
+        said: list[str] = []
+        began = time.monotonic()
+        while sayings.STOP_UNCONFIRMED not in said and time.monotonic() - began < GUARD_S:
+            now += 0.05
+            coach.tick(now)
+            said = [e.text for e in events if isinstance(e, CueSpoken)]
+            time.sleep(0.05)
+        assert sayings.STOP_UNCONFIRMED in said
+        assert belt.halt_pending and not belt.link_up
+        assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
+        assert fake.model.state == "running"  # that stop never reached the belt
+        assert coach.state is State.STOPPED
+        assert [e.outcome for e in events if isinstance(e, SessionEnded)] == ["stopped"]
+        # a stop pending over a lost link is written when it is back:
+        # test_a_stop_said_while_the_link_is_lost_is_written_when_it_is_back
+    finally:
+        fake.release()
+        link.close()
+
+
+def test_a_stop_bluetooth_says_is_not_connected_is_said_and_the_link_taken_as_lost(
+        fake: FakeTreadmill) -> None:
+    """The belt runs and the link goes in a way BlueZ reports at once: every write fails
+    with org.bluez.Error.Failed "Not connected" (bleak still holds the device). The stop's
+    write fails: the coach says the belt may still be moving and how to halt it, the link is
+    taken as lost at once (reconnecting; the stop kept pending, written when it is back).
+    Before, the failure was a line in the log and the link stayed 'up'."""
+    fake.writes.clear()
+    coach, events, link = _session(fake, 6.0, {1.0: "yes", 1.5: "yes", 2.0: "yes",
+                                                3.0: "yes"},
+                                   disconnect_timeout=1.0, reconnect_s=60.0)
+    belt = coach.followers[0]
+    assert isinstance(belt, BeltController)
+    try:
+        assert fake.model.state == "running" and fake.model.speed_kmh > 0.3
+        fake.bluetooth_error, fake.failing_writes = "Not connected", 1000
+        now = 6.0
+        coach.command("stop", now, phrase="stop")
+        began = time.monotonic()
+        while belt.link_up and time.monotonic() - began < GUARD_S:
+            now += 0.05
+            coach.tick(now)
+            time.sleep(0.05)
+        said = [e.text for e in events if isinstance(e, CueSpoken)]
+        assert said.count(sayings.STOP_UNCONFIRMED) == 1
+        assert belt.halt_pending and not belt.link_up
+        [lost] = [e for e in events if isinstance(e, DeviceProblem) and e.problem == "link lost"]
+        assert lost.extra["reason"] == ("'stop' failed: Bluetooth: [org.bluez.Error.Failed] Not "
+                                        "connected; the link is dropped and tried again")
+        assert [ftms.decode_command(w) for w in fake.failed] == [ftms.stop()]
+        assert fake.model.state == "running"  # that stop never reached the belt
+        assert coach.state is State.STOPPED
+    finally:
+        link.close()
+
+
+def test_the_safety_key_on_the_fake_stops_the_coach(fake: FakeTreadmill) -> None:
+    fake.model.controlled = False
+    script = {1.0: "yes", 1.5: "yes", 2.0: "yes", 3.0: "yes"}
+    threading.Timer(6.0, fake.console, args=("safety_key",)).start()
+    coach, events, link = _session(fake, 8.0, script)
+    try:
+        assert coach.state is State.STOPPED
+        assert any("safety key" in getattr(e, "text", "") for e in events)
+    finally:
+        link.close()

@@ -1,0 +1,213 @@
+"""`voicecoach treadmill` and doctor against the fake FTMS treadmill on bluezoo (bleak's real
+BlueZ backend, a private dbus-daemon), a Bluetooth that is off or absent, and a bluetoothd
+that never answers: one line for each trouble."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bluezoo", reason="bluezoo is in the test extra")
+if shutil.which("dbus-daemon") is None:
+    pytest.skip("dbus-daemon is not installed (Debian package dbus)", allow_module_level=True)
+
+# bleak keeps one BlueZ manager (a D-Bus connection) per event loop and never closes it; the
+# loops here end with the test, so its socket is reported unclosed when collected.
+pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+from bluez_bus import CENTRAL, PERIPHERAL, forget, mock_bluez, stuck_bluez  # noqa: E402
+from fake_ftms import FakeTreadmill  # noqa: E402
+
+from voicecoach.settings import TreadmillSettings  # noqa: E402
+from voicecoach.treadmill import ftms  # noqa: E402
+from voicecoach.treadmill.ftms import Op  # noqa: E402
+from voicecoach.treadmill.sim import Quirks  # noqa: E402
+
+# Bounds on the calls BlueZ may never answer: the outer waits (GUARD_S) only keep a failing
+# run from hanging, they measure nothing.
+GUARD_S = 20.0
+
+def test_a_hung_bluetooth_service_is_one_doctor_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bluetoothd owns its D-Bus name and never answers: doctor listed the adapters for ever.
+    Now one FAIL line about Bluetooth, after the adapters' timeout (here 0.3 s)."""
+    from voicecoach.checks import FAIL, Check
+    from voicecoach.doctor import check_treadmill
+    from voicecoach.settings import Settings
+    from voicecoach.treadmill import bluetooth
+
+    monkeypatch.setattr(bluetooth, "ADAPTERS_TIMEOUT_S", 0.3)
+    settings = Settings(treadmill=TreadmillSettings(control="drive", address=PERIPHERAL[1]))
+    checks: list[Check] = []
+    try:
+        bus = stuck_bluez()
+        bus.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"cannot start a private dbus-daemon: {exc}")
+    try:
+        worker = threading.Thread(target=lambda: checks.extend(check_treadmill(settings)),
+                                  daemon=True)
+        worker.start()
+        worker.join(GUARD_S)
+        assert not worker.is_alive(), "doctor's Bluetooth check never ended"
+    finally:
+        bus.__exit__(None, None, None)
+    assert [c.line() for c in checks] == [
+        f"{FAIL:<4}  bluetooth: the Bluetooth service (bluetoothd) did not answer within 0.3 s"
+        " -> fix: restart it: sudo systemctl restart bluetooth"]
+
+
+def test_doctor_gives_a_treadmill_that_does_not_answer_its_own_bound_and_one_line(
+        fake: FakeTreadmill, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The treadmill is found and connected but never answers its reads: doctor gives it
+    TREADMILL_CHECK_S (10 s; 1 s here), then one FAIL line saying what did not answer and how
+    to fix it. It waited the coach's 30 s setup limit."""
+    from voicecoach import doctor
+    from voicecoach.checks import FAIL, OK, Check
+    from voicecoach.settings import Settings
+
+    monkeypatch.setattr(doctor, "TREADMILL_CHECK_S", 1.0, raising=False)
+    fake.read_delay_s = 3600.0
+    forget()
+    settings = Settings(treadmill=TreadmillSettings(control="drive", address=PERIPHERAL[1]))
+    checks: list[Check] = []
+    worker = threading.Thread(target=lambda: checks.extend(doctor.check_treadmill(settings)),
+                              daemon=True)
+    worker.start()
+    worker.join(GUARD_S)
+    assert not worker.is_alive(), "doctor's treadmill check outlasted its bound"
+    assert [c.status for c in checks] == [OK, FAIL]
+    assert checks[1].line() == (
+        f"{FAIL:<4}  treadmill: the treadmill FakeTread did not answer within 1 s -> fix: "
+        "switch the treadmill on (wake a sleeping pad: press a key on it), disconnect any other "
+        f"app from it (a phone's), pair it if it asks (bluetoothctl pair {PERIPHERAL[1]}), and "
+        "check [treadmill] address with `voicecoach treadmill scan`")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    forget()  # a fresh process starts a fresh discovery
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "--adapter",
+                           CENTRAL[0], *args], text=True, capture_output=True, timeout=60,
+                          env=env)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_cli_scan_and_info(fake: FakeTreadmill) -> None:
+    scan = _cli("scan", "--timeout", "2")
+    assert scan.returncode == 0, scan.stderr
+    assert PERIPHERAL[1] in scan.stdout and "FakeTread" in scan.stdout
+    info = _cli("info", PERIPHERAL[1])
+    assert info.returncode == 0, info.stderr
+    assert "speed range: 0.8 to 16 km/h" in info.stdout and "belt: 0.0 mph" in info.stdout
+    assert fake.writes == []  # info moves nothing
+
+
+# One connection per mock BlueZ: bluezoo cannot export a device's GATT objects a second time
+# after the device was forgotten and found again (EEXIST), so each of these has its own.
+def test_cli_test_moves_nothing_without_move(fake: FakeTreadmill) -> None:
+    test = _cli("test", "FakeTread")
+    assert test.returncode == 0, test.stderr
+    assert "control: granted" in test.stdout and "not moved" in test.stdout
+    assert [ftms.decode_command(w).op for w in fake.writes] == [Op.REQUEST_CONTROL]
+
+
+def test_cli_test_move_runs_the_belt_at_its_slowest_then_halts_it(fake: FakeTreadmill) -> None:
+    moved = _cli("test", PERIPHERAL[1], "--move")
+    assert moved.returncode == 0, moved.stderr + moved.stdout
+    assert "result: belt reached 0.8 km/h, halted" in moved.stdout
+    ops = [ftms.decode_command(w) for w in fake.writes]
+    assert ops == [ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8),
+                   ftms.stop()]
+
+
+def test_cli_control_not_permitted_is_one_line(fake: FakeTreadmill) -> None:
+    fake.model.quirks = Quirks(denies_control=True)
+    _one_line(_cli("test", PERIPHERAL[1]), "not permitted")
+
+
+def test_cli_a_write_that_times_out_is_one_line(fake: FakeTreadmill) -> None:
+    fake.mute_control = True
+    _one_line(_cli("test", PERIPHERAL[1]), "did not answer")
+
+
+def test_cli_test_move_a_stop_never_answered_says_the_belt_may_still_move(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the belt runs and its stop is never answered. The line says
+    the belt may still be moving and how to halt it (before: only that the stop was not
+    answered, with 'check it is on and close')."""
+    fake.hang_op = int(Op.STOP_PAUSE)
+    result = _cli("test", PERIPHERAL[1], "--move")
+    _one_line(result, "the treadmill did not answer 'stop' within 3 s: the belt may still be "
+                      "moving; halt it on the console or pull the safety key.")
+    assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
+    assert fake.model.state == "running"
+
+
+def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
+    """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
+    for ever): the setup gives up after --setup-timeout with one line saying what to check."""
+    fake.read_delay_s = 3600.0
+    result = _cli("--setup-timeout", "3", "info", PERIPHERAL[1])
+    _one_line(result, "did not answer within 3 s")
+    assert "treadmill is on and in range" in result.stderr and "Bluetooth is on" in result.stderr
+
+
+def test_cli_an_address_that_is_not_there(fake: FakeTreadmill) -> None:
+    _one_line(_cli("info", "00:00:00:00:CC:03"), "00:00:00:00:CC:03")
+
+
+def test_cli_bluetooth_off_no_adapter_and_no_bluetooth_service() -> None:
+    for kind, needle in (({"powered": False}, "Bluetooth is off"),
+                         ({"adapters": 0}, "no Bluetooth adapter")):
+        try:
+            zoo = mock_bluez(**kind)  # type: ignore[arg-type]
+            zoo.__enter__()
+        except RuntimeError as exc:
+            pytest.skip(f"cannot start a private dbus-daemon with bluezoo: {exc}")
+        try:
+            result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "scan",
+                                     "--timeout", "1"], text=True, capture_output=True,
+                                    timeout=60, env={**os.environ})
+            _one_line(result, needle)
+        finally:
+            zoo.__exit__(None, None, None)
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "treadmill", "info",
+                             "00:00:00:00:CC:03"], text=True, capture_output=True, timeout=60,
+                            env=env)
+    _one_line(result, "Bluetooth")
+
+
+# doctor names no adapter. It used to leave the choice to bleak, whose default is the first
+# powered adapter in a Python set of object paths: its order follows string hashing, which is
+# randomised per process, so about one doctor run in two scanned with hci1, the fake
+# treadmill's own adapter, and never saw it. Both hash seeds below are fixed: with seed 1
+# bleak's own choice is hci1 here, so this test failed every time before the fix.
+@pytest.mark.parametrize("hash_seed", ["0", "1"])
+def test_doctor_checks_bluetooth_and_the_treadmill(fake: FakeTreadmill, tmp_path: Path,
+                                                   hash_seed: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[treadmill]\ncontrol = "drive"\naddress = "{PERIPHERAL[1]}"\n')
+    forget()
+    result = subprocess.run([sys.executable, "-m", "voicecoach", "--data-dir", str(tmp_path),
+                             "doctor", "--no-render", "--config", str(config)], text=True,
+                            capture_output=True, timeout=120,
+                            env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("ok") and "bluetooth: hci0 (on), hci1 (on)" in line
+               for line in lines), result.stdout
+    assert any(line.startswith("ok") and "treadmill: FakeTread: FTMS" in line
+               for line in lines), result.stdout
