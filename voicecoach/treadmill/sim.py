@@ -219,8 +219,7 @@ class SimTreadmill:
         #: Until then a late answer is on its way: the writes after it wait (one at a time)
         self._held_until = -1.0
         self.log = WriteLog()
-        #: The link's rule, checked on every poll: one answer per write, in write order
-        self.answers = AnswerOrder()
+        self.answers = AnswerOrder()  # the link's rule (one answer per write), checked on polls
         self._control = False
         self.now = 0.0
         self.up = False
@@ -247,14 +246,13 @@ class SimTreadmill:
 
     # ------------------------------------------------------------------ Treadmill
     def send(self, command: ftms.Command, t: float) -> None:
-        if not self.up:
-            self.answers.sent(command)
-            self._out.append(WriteDone(t, command, error="not connected"))
-            return
-        if not self._control and command.op is not Op.REQUEST_CONTROL:
+        if self.up and not self._control and command.op is not Op.REQUEST_CONTROL:
             self._control = True  # control is requested first, once per connection
             self.send(ftms.request_control(), t)
         self.answers.sent(command)
+        if not self.up:
+            self._out.append(WriteDone(t, command, error="not connected"))
+            return
         self.log.add(t, command)
         self._push(t + self.delay_s, "write", command)
 
@@ -339,8 +337,7 @@ class SimTreadmill:
             if due.t < self._held_until - 1e-9:  # the write before it is not answered yet
                 self._push(self._held_until + self.delay_s, "write", due.payload)
                 return
-            if due.t < self.mute_until:  # taken, never acted on or answered
-                # the writes after it wait for its timeout (one at a time), as over bleak
+            if due.t < self.mute_until:  # never acted on or answered: the writes after it wait
                 self._held_until = due.t + self.write_timeout
                 self._push(self._held_until, "timeout", due.payload)
                 return
