@@ -3,27 +3,29 @@
 Audio time drives everything: the coach's clock is the microphone's sample count (plus the
 time spent waiting for a lost microphone), and the duplex gate compares it with the times
 the speaker reports. Speech goes to the Speaker, which never blocks this loop.
+
+The loop in parts: its audio clock (audio_clock.py) and its sessions with their history
+records (loop_sessions.py); here, the echo path, the speech out and the listening.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
+from voicecoach.device.audio_clock import AudioClock
 from voicecoach.device.belt import BeltController, stop_belts
 from voicecoach.device.duplex import Decision, DuplexGate
-from voicecoach.errors import VoicecoachError
-from voicecoach.events import CueSpoken, Event, Priority, VolumeChanged
+from voicecoach.device.loop_sessions import LoopSessions, SessionOpener
+from voicecoach.events import CueSpoken, Event, VolumeChanged
 from voicecoach.grammar import Grammar
-from voicecoach.history import recorder as history_recorder
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
@@ -37,76 +39,16 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Seconds between attempts to reopen a microphone that went away.
 RETRY_S = 3.0
-#: Chunks over which AudioClock takes the least offset between audio and capture time (10 s
-#: of 0.1 s chunks).
-LAG_CHUNKS = 100
-#: A chunk captured this much later against audio time than that least offset (seconds): the
-#: microphone dropped audio before it (whole blocks, 0.1 s each by default).
-GAP_S = 0.05
 #: Echo path the live canceller covers: the speaker's output latency (its speech is stamped as
 #: its stream opens, not as the sound leaves it), the room (the loopback room needs 30 ms
 #: plus its tail) and what the capture stamps miss.
 LIVE_ECHO_S = 0.3
-#: Seconds of audio between two tries of the loop's upkeep (DeviceLoop ``upkeep``).
-UPKEEP_S = 1.0
 
 #: Said when a session cannot be recorded (no command phrase in it: a test checks).
 NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
 
-#: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
-SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
 
-
-class AudioClock:
-    """Audio time: the end of the last chunk heard, plus (live only) wall time since then.
-
-    Live, audio time (the samples heard) is tied to the wall clock the speaker stamps its
-    speech with (``time.monotonic()``) by the offset between a chunk's audio time and the
-    wall time it was *captured* (``AudioChunk.captured``, from PortAudio's ADC times): the
-    least over the last ``LAG_CHUNKS`` chunks, so it does not jitter with the callback's
-    scheduling (a late callback only adds). It does not move when the loop runs behind real
-    time (the microphone's queue holds up to voicecoach.audio.mic.MAX_BACKLOG_S): pairing by
-    when a chunk was taken instead put the echo canceller's reference off by that delay. When
-    the microphone drops its oldest blocks, audio time skips what was dropped and the offset
-    jumps up by as much: a rise over ``GAP_S`` starts the window again from the new offset.
-    A chunk with no capture time (a replay paced in real time) counts from when it arrived.
-    ``speaker_to_audio`` and ``audio_to_speaker`` map a speaker stamp to audio time and back
-    (the duplex gate's spans, the echo canceller's and the gate's reference).
-    """
-
-    def __init__(self, live: bool = False, wall: Callable[[], float] = time.monotonic) -> None:
-        self.live = live
-        self._wall = wall
-        self.audio_s = 0.0
-        self._at = wall()
-        self._lags: deque[float] = deque(maxlen=LAG_CHUNKS)
-
-    def note(self, audio_s: float, captured: float | None = None) -> None:
-        """The loop has heard up to ``audio_s``; ``captured``: when that sample was captured
-        on the wall clock, if the source knows it."""
-        self.audio_s = max(self.audio_s, audio_s)
-        self._at = self._wall()
-        lag = (self._at if captured is None else captured) - audio_s
-        if captured is not None and self._lags and lag > min(self._lags) + GAP_S:
-            self._lags.clear()  # audio was dropped: the offset jumps with it
-        self._lags.append(lag)
-
-    def now(self) -> float:
-        if not self.live:
-            return self.audio_s
-        return self.audio_s + max(0.0, self._wall() - self._at)
-
-    def _lag(self) -> float:
-        return min(self._lags) if self._lags else self._at - self.audio_s
-
-    def speaker_to_audio(self, stamp: float) -> float:
-        return stamp - self._lag()
-
-    def audio_to_speaker(self, t: float) -> float:
-        return t + self._lag()
-
-
-class DeviceLoop:
+class DeviceLoop(LoopSessions):
     """Idle -> "start" -> briefing -> ... -> idle again, for ``sessions`` sessions (None: ever).
 
     ``open_source`` returns the next audio source, or None when there is no more input
@@ -237,103 +179,6 @@ class DeviceLoop:
             self.speaker.say(event.text, event.priority, event.t)
         elif isinstance(event, VolumeChanged):
             self.speaker.set_volume(event.volume)
-
-    # ------------------------------------------------------------------ sessions
-    def _start_session(self, t: float, phrase: str, confidence: float, source: str) -> None:
-        stack = ExitStack()
-        try:
-            plan, recorder = stack.enter_context(self.open_session(self.chosen_plan))
-        except VoicecoachError as exc:
-            # The history cannot take a session (damaged, read-only, disk full): say so
-            # aloud, log the fix, and keep listening (it may be fixed without a restart).
-            _LOGGER.error("%s", exc.one_line())
-            self.speaker.say(self.coach.words.NO_HISTORY, Priority.URGENT, t)
-            return
-        self._session, self._recorder = stack, recorder
-        if hasattr(recorder, "on_problem"):  # the history stops taking it: said once
-            told = recorder.on_problem  # the opener's own telling (a line on stderr), if any
-
-            def on_problem(exc: Exception) -> None:
-                if told is not None:
-                    told(exc)
-                self.coach.say(self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT,
-                               remember=False)
-            recorder.on_problem = on_problem
-        self.coach.plan = plan
-        self.coach.listeners.append(recorder.on_event)
-        self.coach.tick_hooks.append(recorder.heartbeat)
-        self.coach.command("start", t, phrase=phrase, confidence=confidence, source=source)
-
-    def _end_session(self) -> None:
-        """The session is over: its record is closed now if the history takes the rest at
-        once; if not (another program holds it locked), the loop goes on hearing and writes
-        it at its heartbeats (:meth:`_write_ended`): closing would wait for the lock (up to
-        about 43 s), and the microphone keeps only 2 s of what the user says meanwhile."""
-        stack, recorder = self._session, self._recorder
-        self._session = self._recorder = None
-        if recorder is not None:
-            self.coach.listeners.remove(recorder.on_event)
-            self.coach.tick_hooks.remove(recorder.heartbeat)
-        if stack is not None:
-            end = getattr(recorder, "end", None)
-            if end is not None and not end(self.coach.outcome or "interrupted"):
-                _LOGGER.info("history: the session's end is written once the history allows")
-                self._ending.append((stack, recorder))
-            else:
-                stack.close()
-        self.completed += 1
-        self.outcomes.append(self.coach.outcome or "")
-        _LOGGER.info("session %d %s; listening for start again", self.completed,
-                     self.coach.outcome)
-        self.coach.reset()
-
-    def _write_ended(self, t: float) -> None:
-        """A heartbeat for the records of sessions over (never waits): each is closed once
-        the history has taken it."""
-        for item in list(self._ending):
-            stack, recorder = item
-            recorder.heartbeat(t)
-            if recorder.closed:
-                self._ending.remove(item)
-                stack.close()
-
-    def _heartbeat(self, t: float) -> None:
-        """What waits for the history, tried without waiting: the records of sessions over
-        (each second, by their recorders) and the upkeep (once a second of audio)."""
-        if self._ending:
-            self._write_ended(t)
-        if self._upkeep is not None and t - self._upkeep_t >= UPKEEP_S:
-            self._upkeep_t = t
-            if self._upkeep():
-                self._upkeep = None
-
-    def close(self, exc: BaseException | None = None) -> None:
-        """Close a session still open without waiting for it: recorded as stopped when
-        ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
-        Records of sessions over that are still unwritten are closed too, which waits for
-        the history (the program is ending: nothing is left unsaid), all of them within
-        one deadline of CLOSE_WORST_S, which the service's stop timeout leaves them: one
-        after another, each waiting its own, a few would outlast it and be killed."""
-        deadline = history_recorder.Deadline(history_recorder.CLOSE_WORST_S)
-        for recorder in (self._recorder if self._session is not None else None,
-                         *(recorder for _stack, recorder in self._ending)):
-            if hasattr(recorder, "close_by"):
-                recorder.close_by = deadline
-        try:
-            if self._session is not None:
-                stack, self._session = self._session, None
-                if exc is None:
-                    stack.close()
-                else:
-                    stack.__exit__(type(exc), exc, exc.__traceback__)
-        finally:
-            while self._ending:
-                stack, _recorder = self._ending.pop(0)
-                stack.close()
-
-    @property
-    def finished(self) -> bool:
-        return self.sessions is not None and self.completed >= self.sessions
 
     # ------------------------------------------------------------------ listening
     def _deliver(self, det: Detection, now: float) -> None:

@@ -1,0 +1,139 @@
+"""The device loop's sessions: one opened on "start" with its history record, ended when the
+coach is done, its record written once the history takes it, closed when the loop ends (a part of
+:class:`~voicecoach.device.loop.DeviceLoop`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
+
+from voicecoach.errors import VoicecoachError
+from voicecoach.events import Priority
+from voicecoach.history import recorder as history_recorder
+from voicecoach.speaking.speaker import Speaker
+from voicecoach.workout.coach import Coach
+from voicecoach.workout.plan import Plan
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Opens one session's history record: (plan or None) -> context giving (plan, recorder).
+SessionOpener = Callable[[Plan | None], AbstractContextManager[tuple[Plan, Any]]]
+#: Seconds of audio between two tries of the loop's upkeep (DeviceLoop ``upkeep``).
+UPKEEP_S = 1.0
+
+
+class LoopSessions:
+    """Opening, ending and closing the loop's sessions and their history records."""
+
+    # set by DeviceLoop.__init__
+    speaker: Speaker
+    open_session: SessionOpener
+    chosen_plan: Plan | None
+    sessions: int | None
+    coach: Coach
+    completed: int
+    outcomes: list[str]
+    _session: ExitStack | None
+    _recorder: Any
+    _ending: list[tuple[ExitStack, Any]]
+    _upkeep: Callable[[], bool] | None
+    _upkeep_t: float
+
+    # ------------------------------------------------------------------ sessions
+    def _start_session(self, t: float, phrase: str, confidence: float, source: str) -> None:
+        stack = ExitStack()
+        try:
+            plan, recorder = stack.enter_context(self.open_session(self.chosen_plan))
+        except VoicecoachError as exc:
+            # The history cannot take a session (damaged, read-only, disk full): say so
+            # aloud, log the fix, and keep listening (it may be fixed without a restart).
+            _LOGGER.error("%s", exc.one_line())
+            self.speaker.say(self.coach.words.NO_HISTORY, Priority.URGENT, t)
+            return
+        self._session, self._recorder = stack, recorder
+        if hasattr(recorder, "on_problem"):  # the history stops taking it: said once
+            told = recorder.on_problem  # the opener's own telling (a line on stderr), if any
+
+            def on_problem(exc: Exception) -> None:
+                if told is not None:
+                    told(exc)
+                self.coach.say(self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT,
+                               remember=False)
+            recorder.on_problem = on_problem
+        self.coach.plan = plan
+        self.coach.listeners.append(recorder.on_event)
+        self.coach.tick_hooks.append(recorder.heartbeat)
+        self.coach.command("start", t, phrase=phrase, confidence=confidence, source=source)
+
+    def _end_session(self) -> None:
+        """The session is over: its record is closed now if the history takes the rest at
+        once; if not (another program holds it locked), the loop goes on hearing and writes
+        it at its heartbeats (:meth:`_write_ended`): closing would wait for the lock (up to
+        about 43 s), and the microphone keeps only 2 s of what the user says meanwhile."""
+        stack, recorder = self._session, self._recorder
+        self._session = self._recorder = None
+        if recorder is not None:
+            self.coach.listeners.remove(recorder.on_event)
+            self.coach.tick_hooks.remove(recorder.heartbeat)
+        if stack is not None:
+            end = getattr(recorder, "end", None)
+            if end is not None and not end(self.coach.outcome or "interrupted"):
+                _LOGGER.info("history: the session's end is written once the history allows")
+                self._ending.append((stack, recorder))
+            else:
+                stack.close()
+        self.completed += 1
+        self.outcomes.append(self.coach.outcome or "")
+        _LOGGER.info("session %d %s; listening for start again", self.completed,
+                     self.coach.outcome)
+        self.coach.reset()
+
+    def _write_ended(self, t: float) -> None:
+        """A heartbeat for the records of sessions over (never waits): each is closed once
+        the history has taken it."""
+        for item in list(self._ending):
+            stack, recorder = item
+            recorder.heartbeat(t)
+            if recorder.closed:
+                self._ending.remove(item)
+                stack.close()
+
+    def _heartbeat(self, t: float) -> None:
+        """What waits for the history, tried without waiting: the records of sessions over
+        (each second, by their recorders) and the upkeep (once a second of audio)."""
+        if self._ending:
+            self._write_ended(t)
+        if self._upkeep is not None and t - self._upkeep_t >= UPKEEP_S:
+            self._upkeep_t = t
+            if self._upkeep():
+                self._upkeep = None
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Close a session still open without waiting for it: recorded as stopped when
+        ``exc`` is SystemExit/KeyboardInterrupt (SIGTERM, Ctrl-C), else as interrupted.
+        Records of sessions over that are still unwritten are closed too, which waits for
+        the history (the program is ending: nothing is left unsaid), all of them within
+        one deadline of CLOSE_WORST_S, which the service's stop timeout leaves them: one
+        after another, each waiting its own, a few would outlast it and be killed."""
+        deadline = history_recorder.Deadline(history_recorder.CLOSE_WORST_S)
+        for recorder in (self._recorder if self._session is not None else None,
+                         *(recorder for _stack, recorder in self._ending)):
+            if hasattr(recorder, "close_by"):
+                recorder.close_by = deadline
+        try:
+            if self._session is not None:
+                stack, self._session = self._session, None
+                if exc is None:
+                    stack.close()
+                else:
+                    stack.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            while self._ending:
+                stack, _recorder = self._ending.pop(0)
+                stack.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.sessions is not None and self.completed >= self.sessions
