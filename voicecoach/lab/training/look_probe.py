@@ -22,6 +22,10 @@ talk by its file's fold): the probe that scores a fold never saw it. No locked s
 (``data.real_sources`` leaves them out, and the run refuses one).
 
     python -m voicecoach.lab.training.look_probe --synth ~/.cache/voicecoach/spotter-train/synth-other
+
+The tool in parts: the looks at clips and talk (look_data.py), the two looks compared at each
+target recall (look_compare.py); here, the probe, its fit out of fold, the learned look the
+training ships, and the run and its command line.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ import argparse
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,128 +43,38 @@ import numpy as np
 from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
 from voicecoach.grammar import load_grammar
-from voicecoach.lab.corpus import POSITIVES
 from voicecoach.lab.training.data import (
-    ROOM_LEAD_S,
-    Source,
     add_real_data_options,
-    in_room,
-    read_audio,
     real_sources,
     refuse_locked,
     speech_commands_dir,
     speech_commands_train_dir,
     synthetic_sources,
 )
+from voicecoach.lab.training.look_compare import TARGETS, bar_for, compare, talk_outcome
+from voicecoach.lab.training.look_data import (
+    CLIP_TAIL_S,
+    Looks,
+    _word_class,
+    clip_looks,
+    clip_window,
+    talk_at_stop,
+    talk_table,
+)
 from voicecoach.listening.spotter.decide import STOP, Decision
 from voicecoach.listening.spotter.look_probe import FRAMES, WORDS, pooled, probe_probs
-from voicecoach.listening.spotter.model import phrases_of
-from voicecoach.listening.spotter.verify import SAMPLE_RATE, WhisperVerifier, look_window
 
 _LOGGER = logging.getLogger(__name__)
 
-CLIP_TAIL_S = 0.2
-"""A clip is looked at with the window ending this long after it (session 12's setting)."""
-TARGETS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.975)
-"""Stop recalls on clips at which the two looks are compared."""
+#: Importable from here as before the tool was split (its tests read them, and patch fit_probe
+#: here: out_of_fold and learned_look stay beside it).
+__all__ = ["CLIP_TAIL_S", "DEFAULT_C", "FRAMES", "TARGETS", "VERSION", "WORDS", "Looks", "bar_for",
+           "clip_looks", "clip_window", "compare", "fit_probe", "learned_look", "main",
+           "out_of_fold", "pooled", "probe_probs", "talk_at_stop", "talk_outcome", "talk_table"]
+
 DEFAULT_C = 0.01
 """The probe's inverse L2 strength (0.003 and 0.03 gave the same picture in session 14)."""
 VERSION = 1
-
-
-def clip_window(samples: np.ndarray, name: str) -> np.ndarray:
-    """A clip in room tone, float, cut as a look at a candidate :data:`CLIP_TAIL_S` after it."""
-    audio = in_room(samples, name).astype(np.float32) / 32768.0
-    end = int(round((ROOM_LEAD_S + CLIP_TAIL_S) * SAMPLE_RATE)) + samples.size
-    return look_window(audio, min(end, audio.size))
-
-
-def look(verifier: WhisperVerifier, window: np.ndarray, phrases: dict[str, list[str]]
-         ) -> tuple[list[float], np.ndarray]:
-    """The shipped look's opening probability of each command word (:data:`WORDS` order) and
-    the pooled encoder output (``look_probe.pooled``), from one encoder pass."""
-    asked = {POSITIVES[w]: phrases[POSITIVES[w]] for w in WORDS}
-    opening: dict[str, float] = {}
-    states: list[np.ndarray] = []
-    verifier.scores(window, asked, opening=opening, states=states)
-    return [opening.get(POSITIVES[w], 0.0) for w in WORDS], \
-        pooled(states[0][None])[0].astype(np.float16)
-
-
-@dataclass
-class Looks:
-    """Looks at clips or talk candidates: pooled encoder output, the opening's stop score, class
-    and fold."""
-
-    feats: np.ndarray       # (n, 2 width) float16, look_probe.pooled
-    stop: np.ndarray        # (n,) the opening's stop probability
-    label: np.ndarray       # index into WORDS, or len(WORDS) for anything else
-    fold: np.ndarray
-
-    def save(self, to: Path) -> None:
-        to.parent.mkdir(parents=True, exist_ok=True)
-        tmp = to.with_suffix(".tmp.npz")
-        np.savez(tmp, feats=self.feats, stop=self.stop, label=self.label, fold=self.fold)
-        tmp.replace(to)
-
-
-def _look_at(clips: Sequence[Source], verifier: WhisperVerifier | None = None
-             ) -> tuple[list[list[float]], list[np.ndarray]]:
-    """Looks at ``clips`` (with the pinned verifier unless one is given: a worker loads its own)."""
-    from voicecoach.listening.spotter.verify import load_verifier
-
-    verifier = verifier or load_verifier()
-    phrases = phrases_of(load_grammar("en"))
-    states, opening = [], []
-    t0 = time.process_time()
-    for n, s in enumerate(clips, 1):
-        o, st = look(verifier, clip_window(read_audio(s.path), s.path.name), phrases)
-        opening.append(o)
-        states.append(st)
-        if n % 1000 == 0:
-            _LOGGER.warning("look probe: %d/%d clips of a worker, %.0f CPU s", n, len(clips),
-                            time.process_time() - t0)
-    return opening, states
-
-
-def clip_looks(sources: Sequence[Source], verifier: WhisperVerifier | None = None,
-               jobs: int = 1) -> Looks:
-    """A look at every real word clip of ``sources`` (``jobs`` processes, in order)."""
-    clips = [s for s in sources if s.kind == "real"]
-    refuse_locked(clips)
-    if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        parts = [clips[i::jobs] for i in range(jobs)]
-        with ProcessPoolExecutor(jobs) as pool:
-            done = list(pool.map(_look_at, parts))
-        opening: list[list[float]] = [[] for _ in clips]
-        states: list[np.ndarray] = [np.zeros(0)] * len(clips)
-        for i, (o, st) in enumerate(done):
-            for j, (oj, sj) in enumerate(zip(o, st, strict=True)):
-                opening[i + j * jobs] = oj
-                states[i + j * jobs] = sj
-    else:
-        opening, states = _look_at(clips, verifier)
-    return Looks(np.array(states).reshape(len(clips), -1),
-                 np.array([o[0] for o in opening], np.float32),
-                 np.array([_word_class(s.word) for s in clips], int),
-                 np.array([s.fold for s in clips], int))
-
-
-def talk_table(data: dict[str, Any]) -> tuple[Looks, dict[str, Any]]:
-    """The looks of ``training.talk.talk_events(states=True)`` as :class:`Looks` (a look on a
-    stop said there is stop, any other one anything else), and where each falls: ``at`` the
-    index of the stop, or -1."""
-    at = talk_at_stop(data)
-    feats = np.asarray(data["feats"], np.float16)
-    looks = Looks(feats.reshape(len(at), -1) if len(at) else np.zeros((0, 0), np.float16),
-                  np.array([e["opening"].get(STOP, 0.0) for e in data["events"]], np.float32),
-                  np.where(at >= 0, 0, len(WORDS)), np.array([e["fold"] for e in data["events"]], int))
-    where = {"at": at, "time": np.array([e["emitted_s"] for e in data["events"]]),
-             "name": np.array([e["file"] for e in data["events"]]), "stops": len(data["stops"]),
-             "audio_s": float(data["audio_s"])}
-    return looks, where
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C,
@@ -199,20 +111,6 @@ def out_of_fold(clips: Looks, talk: Looks, c: float = DEFAULT_C) -> tuple[np.nda
         if (talk.fold == k).any():
             talk_score[talk.fold == k] = probe_probs(probe, xt[talk.fold == k])[:, 0]
     return clip_score, talk_score
-
-
-def _word_class(word: str) -> int:
-    return WORDS.index(word) if word in WORDS else len(WORDS)
-
-
-def talk_at_stop(data: dict[str, Any], after_s: float = 1.0) -> np.ndarray:
-    """For each talk event (``training.talk.talk_events``), the index of the stop said there
-    that it falls on (from its start to ``after_s`` after its end), or -1."""
-    def at(e: dict[str, Any]) -> int:
-        return next((i for i, stop in enumerate(data["stops"]) if stop["file"] == e["file"]
-                     and stop["start_s"] <= e["emitted_s"] <= stop["end_s"] + after_s), -1)
-
-    return np.array([at(e) for e in data["events"]], int)
 
 
 def learned_look(clips: Sequence[dict[str, Any]], talk: dict[str, Any], folds: int,
@@ -268,50 +166,6 @@ def learned_look(clips: Sequence[dict[str, Any]], talk: dict[str, Any], folds: i
         e["opening"][STOP] = float(s)
         e["anywhere"][STOP] = float(s)
     return fit_probe(x, y, c)
-
-
-def bar_for(scores: np.ndarray, target: float) -> float:
-    """The highest bar at which at least ``target`` of ``scores`` (the stop clips') pass."""
-    ordered = np.sort(scores)
-    return float(ordered[int(np.floor((1.0 - target) * ordered.size))])
-
-
-def talk_outcome(score: np.ndarray, bar: float, where: dict[str, Any],
-                 refractory_s: float = 1.0) -> tuple[int, int]:
-    """(stops caught, false stops) in the talk at ``bar``: a stop is caught when a look at it
-    passes; false stops are passing looks away from any stop, one per ``refractory_s``."""
-    passed = score >= bar
-    at = where["at"]
-    caught = len(set(at[passed & (at >= 0)].tolist()))
-    false = 0
-    last: tuple[str, float] | None = None
-    for i in sorted(np.flatnonzero(passed & (at < 0)), key=lambda i: (where["name"][i], where["time"][i])):
-        f, t = str(where["name"][i]), float(where["time"][i])
-        if last is None or last[0] != f or t - last[1] >= refractory_s:
-            false += 1
-        last = (f, t)
-    return caught, false
-
-
-def compare(clips: Looks, talk: Looks, where: dict[str, Any], probe_clip: np.ndarray,
-            probe_talk: np.ndarray, targets: Sequence[float] = TARGETS) -> list[dict[str, Any]]:
-    """Both looks at each target stop recall on clips: the bar, false accepts on clips of other
-    words, stops caught and false stops an hour in talk."""
-    pos = clips.label == 0
-    hours = where["audio_s"] / 3600.0
-    rows = []
-    for target in targets:
-        for method, cs, ts in (("opening", clips.stop, talk.stop),
-                               ("probe", probe_clip, probe_talk)):
-            bar = bar_for(cs[pos], target)
-            caught, false = talk_outcome(ts, bar, where)
-            rows.append({"target": target, "look": method, "bar": round(bar, 4),
-                         "stop_recall": round(float((cs[pos] >= bar).mean()), 4),
-                         "stops_missed": int((cs[pos] < bar).sum()),
-                         "fa_clips": int((cs[~pos] >= bar).sum()), "clips_other": int((~pos).sum()),
-                         "talk_caught": caught, "talk_stops": where["stops"], "talk_false": false,
-                         "talk_false_per_hour": round(false / max(hours, 1e-9), 2)})
-    return rows
 
 
 def _cache_key(parts: Sequence[Any]) -> str:
