@@ -91,7 +91,7 @@ def make_verifying(**kw: float) -> Decider:
                         verified_threshold=kw.pop("vt", 0.5), look_after=int(kw.pop("after", 2)),
                         peak_look=bool(kw.pop("peak", False)),
                         sure_stop_threshold=kw.pop("sure", None), sure_stop_bar=kw.pop("bar", None),
-                        relook_after=int(kw.pop("relook", 0)))
+                        relook_after=int(kw.pop("relook", 0)), relook_end_s=kw.pop("end", None))
     return Decider(LABELS, PHRASES, decision, verifying=True)
 
 
@@ -230,6 +230,38 @@ def test_a_turned_down_stop_look_is_looked_at_once_more_later_whatever_its_score
             verdict = d.looked_at_stop(f, 0.005 if f.relook else 0.0)
             acted += [round(f.emitted_s, 2)] if verdict is not None else []
     assert acted == [0.56]
+
+
+def test_a_turned_down_stop_look_timed_by_the_words_end_waits_for_the_engine_to_say_so() -> None:
+    word = [probs(), probs(stop=0.3), probs(stop=0.6), probs(stop=0.4)] + [probs()] * 8
+    d = make_verifying(after=4, end=0.2)
+    raised = []
+    for j, p in enumerate(word):
+        t = round((j + 1) * 0.08, 2)
+        if t == 0.72:  # the engine hears the word has ended
+            assert d.relook_waiting() == pytest.approx(0.32)  # the first look's rose_s
+            d.relook_now(t)
+        for f in d.step(p, t):
+            raised.append((round(f.emitted_s, 2), f.relook))
+            d.looked_at_stop(f, 0.0)
+    # the first look at 0.32 s; the second at the step the engine named, however late, not 3
+    # steps after; a second look turned down is not repeated
+    assert raised == [(0.32, False), (0.72, True)]
+    assert d.relook_waiting() is None
+    # dropped (the first look saw the whole word): one look only
+    d = make_verifying(after=4, end=0.2)
+    looks = 0
+    for j, p in enumerate(word):
+        for f in d.step(p, (j + 1) * 0.08):
+            looks += 1
+            d.looked_at_stop(f, 0.0)
+            d.drop_relook()
+    assert looks == 1 and d.relook_waiting() is None
+    # a stop accepted at the first look: nothing waits
+    d = make_verifying(after=4, end=0.2)
+    first = [f for j, p in enumerate(word[:4]) for f in d.step(p, (j + 1) * 0.08)]
+    d.accept(first[0])
+    assert d.relook_waiting() is None
 
 
 def test_other_commands_are_candidates_and_refractory_starts_only_when_accepted() -> None:

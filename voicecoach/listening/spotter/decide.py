@@ -14,7 +14,8 @@ passed ``stop_candidate`` but not ``stop_threshold`` (looked at once its score s
 scores that was looked at and rejected is not looked at again until the score falls back under
 the candidate level, but a run the spotter is sure of (``sure_stop_threshold``) whose look
 leaned to stop (``sure_stop_bar``, told by :meth:`Decider.looked_at_stop`) is a stop, and a
-turned-down stop candidate is looked at once more ``relook_after`` steps later. Refractory
+turned-down stop candidate is looked at once more ``relook_after`` steps later, or once its word
+has ended (``relook_end_s``: the engine, which hears the loudness, says when). Refractory
 periods start only when the engine accepts a command (:meth:`Decider.accept`).
 """
 
@@ -69,6 +70,11 @@ class Decision:
     """With a verifier: a stop candidate whose look was turned down is looked at once more this
     many steps later, whatever its score then (0: never). The first look often comes before
     the word has ended (its last sound is the one that makes it "stop")."""
+    relook_end_s: float | None = None
+    """With a verifier: a turned-down stop candidate is looked at once more when its word has
+    been over this long (the engine's loudness envelope: :meth:`Decider.relook_waiting`,
+    :meth:`Decider.relook_now`), not at a fixed delay, unless the first look already came that
+    long after the word's end (None: no such re-look)."""
 
     @classmethod
     def from_card(cls, data: Mapping[str, object]) -> Decision:
@@ -88,7 +94,8 @@ class Decision:
                    peak_look=bool(data.get("peak_look", False)),
                    sure_stop_threshold=opt("sure_stop_threshold"),
                    sure_stop_bar=opt("sure_stop_bar"),
-                   relook_after=int(data.get("relook_after", 0)))  # type: ignore[call-overload]
+                   relook_after=int(data.get("relook_after", 0)),  # type: ignore[call-overload]
+                   relook_end_s=opt("relook_end_s"))
 
     def threshold_for(self, command: str, verifying: bool = False) -> float:
         if command == STOP:
@@ -175,13 +182,32 @@ class Decider:
         self._peak_due = False
         self._stop_run_max = 0.0
         self._sure_due = False
+        #: when the turned-down stop candidate's second look is due (inf: when its word has
+        #: ended, relook_end_s; the run's rise is kept in _relook_rose)
         self._relook_at: float | None = None
+        self._relook_rose = 0.0
         self._over = False
 
     @property
     def stop_run_max(self) -> float:
         """The highest stop score of the current run (kept while a re-look is due)."""
         return self._stop_run_max
+
+    def relook_waiting(self) -> float | None:
+        """The rise (audio s) of a turned-down stop candidate whose second look waits for its
+        word to end (:attr:`Decision.relook_end_s`), or None."""
+        return self._relook_rose if self._relook_at == float("inf") else None
+
+    def relook_now(self, end_s: float) -> None:
+        """The waiting candidate's word has ended (:meth:`relook_waiting`): look at the step
+        ending at ``end_s``."""
+        if self._relook_at == float("inf"):
+            self._relook_at = end_s
+
+    def drop_relook(self) -> None:
+        """No second look for the waiting candidate (its first look saw the whole word, or its
+        word never ended: not a short command)."""
+        self._relook_at = None
 
     def stop_candidate(self, over: bool | None = None) -> float:
         """The stop candidate level: the card's, or over the coach's speech (``over``; None: as
@@ -290,11 +316,14 @@ class Decider:
         ``verifier_stop``: if that reaches :attr:`Decision.sure_stop_bar`, the run is a stop as
         soon as its score reaches :attr:`Decision.sure_stop_threshold` -- now (``fired``, accepted,
         is returned) if it already has, else at that step of the run (:meth:`step`). A first
-        look turned down is looked at once more :attr:`Decision.relook_after` steps later."""
+        look turned down is looked at once more :attr:`Decision.relook_after` steps later, or when
+        its word has ended (:attr:`Decision.relook_end_s`)."""
         d = self.decision
         if fired.command != STOP:
             return None
-        if d.relook_after and not fired.relook:
+        if d.relook_end_s is not None and not fired.relook:
+            self._relook_at, self._relook_rose = float("inf"), fired.rose_s
+        elif d.relook_after and not fired.relook:
             self._relook_at = fired.emitted_s + d.relook_after * 0.08
         if d.sure_stop_bar is None or d.sure_stop_threshold is None or \
                 verifier_stop < d.sure_stop_bar:

@@ -39,6 +39,7 @@ KEEP_S = 5.0          # frames kept: the envelope span plus the longest chunk we
 SPEECH_DB = 9.0
 GAP_S = 0.2
 MAX_PHRASE_S = 1.8
+WORD_DB = -30.0       # a word's extent: frames within this of its loudest (as active_bounds)
 PHRASE_S = 0.6
 AUDIO_KEEP_S = 4.0
 """Audio kept for the verifier's look."""
@@ -239,6 +240,23 @@ class SpotterRecogniser:
         to_s = lambda i: origin + (first + i) / 100.0  # noqa: E731
         return to_s(start), to_s(end + 1)
 
+    def word_end(self, emitted_s: float, rose_s: float) -> float:
+        """The end (audio s) of the word in :meth:`phrase_bounds`'s loud run: its last 10 ms frame
+        within :data:`WORD_DB` of the run's loudest (a word's extent as the rest of the project
+        measures it, ``active_bounds``), so background louder than the room around it, which
+        keeps the run over the floor, is not taken for the word."""
+        start, end = self.phrase_bounds(emitted_s, rose_s)
+        origin = self._origin_s or 0.0
+        energy = np.asarray(self._energy)
+        first = self._frames - energy.size
+        lo = max(0, int(round((start - origin) * 100)) - first)
+        hi = min(energy.size, int(round((end - origin) * 100)) - first)
+        if hi <= lo:
+            return end
+        run = energy[lo:hi]
+        word = np.nonzero(run >= run.max() + WORD_DB)[0]
+        return origin + (first + lo + int(word[-1]) + 1) / 100.0
+
     def _step(self, emb: np.ndarray) -> list[Detection]:
         self._ring = np.concatenate([self._ring[1:], emb.reshape(1, EMB_DIM)])
         probs = self.model.probabilities(self._ring[None])[0]
@@ -249,6 +267,7 @@ class SpotterRecogniser:
         # the coach's speech matters to the decider only where it lowers the stop candidate
         over = self.decider.over_stop_candidate is not None and \
             self._coach_over(end_s - OVER_SPEECH_SPAN_S, end_s)
+        self._time_relook(end_s)
         looked = [f if not f.needs_look else self._second_look(f)
                   for f in self.decider.step(probs, end_s, over=over)]
         fired = [f for f in looked if f is not None]
@@ -266,6 +285,31 @@ class SpotterRecogniser:
             start, end = self.phrase_bounds(emitted_s, rose_s)
             out.append(Detection(command, phrase, start, end, emitted_s, score, verified))
         return out
+
+    def _time_relook(self, end_s: float) -> None:
+        """A turned-down stop candidate's second look that waits for its word to end
+        (:attr:`Decision.relook_end_s`) is due at the first step that long after the end of the
+        word's loud run (:meth:`phrase_bounds`); it is given up if the word has not ended within
+        :data:`MAX_PHRASE_S` of its rise (not a short command)."""
+        rose = self.decider.relook_waiting()
+        tail = self.decider.decision.relook_end_s
+        if rose is None or tail is None:
+            return
+        if end_s - self.word_end(end_s, rose) >= tail - 1e-9:
+            self.decider.relook_now(end_s)
+        elif end_s - rose > MAX_PHRASE_S:
+            self.decider.drop_relook()
+
+    def _turned_down(self, fired: Fired, verifier_stop: float) -> Fired | None:
+        """A stop candidate's look turned down (:meth:`Decider.looked_at_stop`); a second look
+        timed by the word's end is not taken if this look already came that long after it (it
+        saw the whole word)."""
+        verdict = self.decider.looked_at_stop(fired, verifier_stop)
+        tail = self.decider.decision.relook_end_s
+        if tail is not None and self.decider.relook_waiting() is not None and \
+                fired.emitted_s - self.word_end(fired.emitted_s, fired.rose_s) >= tail - 1e-9:
+            self.decider.drop_relook()
+        return verdict
 
     def _second_look(self, fired: Fired) -> Fired | None:
         """The second look names the command: the verifier scores the candidate and its rivals
@@ -321,7 +365,7 @@ class SpotterRecogniser:
         if named is None:
             # a stop run the spotter is sure of needs less from the look (Decision.sure_stop_*,
             # chosen on talk and clips without the coach; over the coach, stop_bar alone)
-            return None if over else self.decider.looked_at_stop(fired, score.get(STOP, 0.0))
+            return None if over else self._turned_down(fired, score.get(STOP, 0.0))
         if named != fired.command:
             fired = replace(fired, command=named, phrase=self._phrases[named][0])
         self.decider.accept(fired)
