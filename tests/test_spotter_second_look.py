@@ -269,3 +269,40 @@ def test_a_verifier_failing_mid_session_turns_the_look_off_and_never_loses_that_
     # from now on the spotter decides alone: nothing more is asked of the verifier
     rec.accept(AudioChunk(np.zeros(16000, np.int16).tobytes(), 0.0))
     assert verifier.looks == 1
+
+
+def test_a_turned_down_stop_is_looked_at_again_once_its_word_has_ended() -> None:
+    """With the card's relook_end_s, a stop candidate whose look was turned down waits for the
+    word's end (its last sound within 30 dB of its loudest, not the clip's background after it)
+    and is looked at again that long after; a first look that came that late saw the whole word
+    and is not repeated."""
+    from voicecoach.audio.chunk import split_pcm
+
+    rec, verifier = spotter({"stop": 0.0}, "backward")
+    rec.look_probe = None
+    rec.decider.decision = replace(rec.decider.decision, relook_end_s=0.2)
+    rng = np.random.default_rng(5)
+    audio = rng.standard_normal(int(3.0 * 16000)) * 30.0  # room tone
+    audio[int(1.0 * 16000):int(1.3 * 16000)] *= 300.0     # the word
+    audio[int(1.3 * 16000):int(1.6 * 16000)] *= 4.0       # background after it
+    for chunk in split_pcm(np.clip(audio, -32768, 32767).astype("<i2").tobytes(), 0.1):
+        rec.accept(chunk)
+    first = Fired("stop", "stop", 0.3, 1.2, 1.2, needs_look=True)
+    assert rec._second_look(first) is None
+    assert rec.decider.relook_waiting() == pytest.approx(1.2)
+    due = []
+    for step in range(14, 22):  # 1.12 .. 1.68 s
+        end_s = round(step * 0.08, 2)
+        rec._time_relook(end_s)
+        if rec.decider.relook_waiting() is None:
+            due.append(end_s)
+            break
+    assert due == [1.52]  # the first step 0.2 s after the word's end (1.3 s), not the run's (1.6 s)
+    # the first look already 0.2 s past the word's end: no second one
+    rec.decider.reset()
+    late = Fired("stop", "stop", 0.3, 1.2, 1.52, needs_look=True)
+    assert rec._second_look(late) is None
+    assert rec.decider.relook_waiting() is None
+    # the card without relook_end_s: nothing waits
+    rec.decider.decision = replace(rec.decider.decision, relook_end_s=None)
+    assert rec._second_look(first) is None and rec.decider.relook_waiting() is None

@@ -200,6 +200,10 @@ def render_card(card: dict[str, Any]) -> str:
                      else "")
                   + (f"; a stop candidate turned down is looked at once more "
                      f"{0.08 * dec['relook_after']:.2f} s later" if dec.get("relook_after") else "")
+                  + (f"; a stop candidate turned down is looked at once more {dec['relook_end_s']} s "
+                     "after its word's end (the loudness envelope: its last sound within 30 dB of "
+                     "its loudest), unless the first look came that late" if dec.get("relook_end_s")
+                     else "")
                   + (f"; a stop run whose score reaches {dec['sure_stop_threshold']} needs only "
                      f"{dec['sure_stop_bar']} from the look (the sure-stop rule, chosen last, "
                      "so it only adds stops)" if dec.get("sure_stop_threshold") is not None

@@ -95,6 +95,12 @@ class Recipe:
     dev stop clips under their out-of-fold heads: many looks came before the word had ended)
     and not shipped: the costs then chose stop read anywhere at a higher bar, fewer false stops
     in talk but more stops missed (README, "Measured figures"). Not a feature or head setting."""
+    relook_end_s: float = 0.2
+    """A turned-down stop candidate is looked at once more this long after its word's end
+    (``Decision.relook_end_s``; 0: never). The engine times it from the loudness envelope, which
+    the cross-validation's looks do not have, so it is added to the card after every choice and
+    measured only through ``listen`` (session 22: 0.2 s, session 21's dev diagnostic, not
+    searched). Not a feature or head setting."""
     sure_stop: int = 1
     """1: the second look's choice may add the sure-stop rule (``Decision.sure_stop_threshold``
     and ``sure_stop_bar``, ``second_look.choose_sure_stop``), kept only if it lowers the cost;
@@ -121,7 +127,7 @@ class Recipe:
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
                     "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop",
-                    "relook_after", "sure_commands", "head", "channels", "dilation"):
+                    "relook_after", "relook_end_s", "sure_commands", "head", "channels", "dilation"):
             d.pop(key)
         return d
 

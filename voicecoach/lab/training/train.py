@@ -514,7 +514,9 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
     decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
                        verified_stop_threshold=conf,
                        sure_stop_threshold=sure[0] if sure else None,
-                       sure_stop_bar=sure[1] if sure else None)
+                       sure_stop_bar=sure[1] if sure else None,
+                       # timed by the loudness envelope at run time, so not simulated above
+                       relook_end_s=recipe.relook_end_s or None)
     if probe is not None:
         # the probe's score is the same read either way: the run time reads no transcript
         # for it (SpotterRecogniser._look), so the card says "opening"
