@@ -69,6 +69,9 @@ class _Characteristic(ServiceInterface):
 
     @method()
     async def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+        if value and value[0] == self.fake.stray_op:  # a stray answer first, then the rest
+            self.fake.stray_op = -1
+            self.fake.chars[ftms.CONTROL_POINT].notify(self.fake.stray)
         if self.fake.failing_writes:  # refused at once by "BlueZ", never acted on
             self.fake.failing_writes -= 1
             self.fake.failed.append(bytes(value))
@@ -155,7 +158,13 @@ class FakeTreadmill:
         #: does not act on ("failed"; "control not permitted": another app took it over)
         self.refusing = 0
         self.refusal = ftms.Result.FAILED
+        self.refuse_op = -1  # ... only the writes of this op code (0x08: stop); -1: any
         self.reads = 0  # reads asked for (answered or not)
+        #: The next control point write of this op code (0x08: stop) is first met with the
+        #: indication ``stray`` (before its own answer, if any; once): an answer to another
+        #: write, as a duplicate of an earlier answer come late
+        self.stray_op = -1
+        self.stray = b""
         self.let_go = asyncio.Event()
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -166,7 +175,7 @@ class FakeTreadmill:
         if self.mute_control:
             return
         assert self.loop is not None
-        if self.refusing:
+        if self.refusing and self.refuse_op in (-1, data[0]):
             self.refusing -= 1
             refused = ftms.Response(ftms.decode_command(data).op, self.refusal)
             self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
