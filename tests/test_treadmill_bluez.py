@@ -81,6 +81,46 @@ def test_a_write_bluez_never_answers_gives_up_after_the_write_timeout(
     assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
 
 
+#: A duplicate of the answer to a request for control, come late (seen in session 21)
+STRAY = ftms.Response(ftms.Op.REQUEST_CONTROL, ftms.Result.SUCCESS).encode()
+
+
+@pytest.mark.parametrize("treadmill", ["refuses", "never answers"])
+def test_a_stray_answer_to_another_write_does_not_answer_a_stop(
+        fake: FakeTreadmill, treadmill: str) -> None:
+    """A stop met first by an answer naming another op code (request control: success), then
+    by its own answer ('failed'), or by none: the stop's answer is its own, or it is not
+    answered (the write's timeout). Before, whatever answer came first was taken (a line in
+    the log): the stop 'confirmed' by the request for control's answer, the belt running."""
+    forget()
+
+    async def stop() -> ftms.Response | BaseException:
+        ble, controller, _info = await client.connect(PERIPHERAL[1], lambda _u: None,
+                                                      adapter=CENTRAL[0], write_timeout=0.5)
+        try:
+            assert (await controller.write(ftms.request_control())).ok
+            fake.stray_op, fake.stray = ftms.Op.STOP_PAUSE, STRAY
+            if treadmill == "refuses":
+                fake.refusing = 1
+            else:
+                fake.mute_control = True  # taken (BlueZ's write acknowledged), not answered
+            return await asyncio.wait_for(controller.write(ftms.stop()), GUARD_S)
+        except BaseException as exc:  # noqa: BLE001 - the outcome under test
+            return exc
+        finally:
+            fake.release()
+            await client.let_go(ble, 1.0)
+
+    outcome = asyncio.run(stop())
+    assert fake.stray_op == -1  # the stray answer was sent
+    if treadmill == "refuses":
+        assert outcome == ftms.Response(ftms.Op.STOP_PAUSE, ftms.Result.FAILED)
+    else:
+        assert isinstance(outcome, client.WriteTimeout), repr(outcome)
+        assert outcome.message == "the treadmill did not answer 'stop' within 0.5 s"
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+
+
 def _polled_link(**options: float) -> tuple[Checked, list[Update],
                                            Callable[[Callable[[], bool]], None]]:
     """A link to the fake treadmill polled by hand (write timeout 0.3 s unless given, no

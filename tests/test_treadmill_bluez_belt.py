@@ -1,6 +1,7 @@
 """The coach's belt over bleak's real BlueZ backend against the fake treadmill on bluezoo: a
 session driving it, stops never answered or refused, the safety key, a late answer to a stop,
-a pause the treadmill does not take, a link lost mid-session and back."""
+a stray answer to another write met by a stop, a pause the treadmill does not take, a link
+lost mid-session and back."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from voicecoach.workout.machine import State  # noqa: E402
 GUARD_S = 20.0
 #: How late the first stop's answer comes: after the console's start and the next "stop"
 LATE_S = 4.0
+#: A duplicate of the answer to a request for control, come late
+STRAY = ftms.Response(Op.REQUEST_CONTROL, Result.SUCCESS).encode()
 #: The coach's steps: "ready" and on until the belt walks.
 WALKING = ("yes", "yes", "yes", "yes")
 
@@ -137,6 +140,27 @@ def test_a_pause_the_treadmill_does_not_take_is_said_and_written_until_taken(
         assert walk.said().count(sayings.STOP_UNCONFIRMED) == 1
         assert walk.halts()[-1] == ftms.pause() and ftms.stop() not in walk.halts()
         assert walk.coach.state is State.PAUSED
+    finally:
+        walk.link.close()
+
+
+def test_a_stop_met_by_a_stray_answer_is_held_until_its_own_answer_takes_it(
+        fake: FakeTreadmill) -> None:
+    """"stop" said, and the treadmill meets the stop first with a stray answer (a duplicate of
+    its request for control's answer, 'success'), then answers the stop itself 'failed', not
+    stopping: the stop is not confirmed by the stray answer; the coach says the belt may
+    still be moving and writes the stop again until it is taken. Before, the stray answer
+    was taken as the stop's: the stop confirmed, the belt running on (a missed stop)."""
+    walk = Walk(fake)
+    try:
+        fake.stray_op, fake.stray = Op.STOP_PAUSE, STRAY
+        fake.refusing, fake.refuse_op = 1, Op.STOP_PAUSE  # (the speed may still be climbing)
+        walk.say("stop")
+        walk.until(lambda: not walk.belt.halt_pending, "the stop was confirmed")
+        assert walk.halts() == [ftms.stop(), ftms.stop()], "confirmed by the stray answer"
+        walk.until(lambda: fake.model.speed_kmh < 0.01, "the belt halted")
+        assert fake.model.state == "stopped", "a missed stop"
+        assert walk.said().count(sayings.STOP_UNCONFIRMED) == 1
     finally:
         walk.link.close()
 

@@ -1,5 +1,6 @@
 """One connected FTMS treadmill over bleak: reads what it is, subscribes, and writes one control
-point command at a time under a lock, awaiting its indication with a timeout."""
+point command at a time under a lock, awaiting the indication that answers it (the one naming
+its op code) with a timeout."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ CONNECT_TIMEOUT_S = 15.0
 
 class FtmsController:
     """One connected FTMS treadmill: reads what it is, subscribes, and writes one control
-    point command at a time under a lock, awaiting its indication with a timeout. Control is
+    point command at a time under a lock, awaiting its answer with a timeout: the indication
+    naming its op code (a stray one, for another op or with nothing waiting, is logged and
+    ignored; the write waits on for its own). Control is
     requested before the first command and again after it was lost; everything resets on
     disconnect."""
 
@@ -56,6 +59,9 @@ class FtmsController:
         self.device: Any = None
         self._lock = asyncio.Lock()
         self._answer: asyncio.Future[ftms.Response] | None = None
+        #: The op code of the write waiting for :attr:`_answer`: only an answer naming it is
+        #: taken (FTMS answers carry the request's op code)
+        self._waiting_op: int | None = None
         #: What :meth:`check` reads: a characteristic the treadmill has (set up by :meth:`setup`)
         self._check_uuid: str | None = None
 
@@ -125,12 +131,22 @@ class FtmsController:
         except FtmsError as exc:
             _LOGGER.warning("treadmill: %s", exc.message)
             return
-        if self._answer is not None and not self._answer.done():
+        if self._answer is None or self._answer.done():
+            _LOGGER.warning("treadmill: an answer (op 0x%02x: %s) with no write waiting for it; "
+                            "ignored", response.request, response.text())
+        elif response.request != self._waiting_op:
+            # a stray answer (a duplicate, or one to another write) never answers this write:
+            # taken, a stop could be "confirmed" by a request for control's answer
+            _LOGGER.warning("treadmill: an answer for op 0x%02x (%s) while a write of op 0x%02x "
+                            "waits; ignored", response.request, response.text(),
+                            self._waiting_op)
+        else:
             self._answer.set_result(response)
 
     async def _write_one(self, command: ftms.Command) -> ftms.Response:
+        """Write ``command`` and await the answer naming its op code (others are ignored)."""
         answer: asyncio.Future[ftms.Response] = asyncio.get_running_loop().create_future()
-        self._answer = answer
+        self._answer, self._waiting_op = answer, int(command.op)
 
         async def exchange() -> ftms.Response:
             await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(),
@@ -143,14 +159,11 @@ class FtmsController:
             raise WriteTimeout(f"the treadmill did not answer '{command.describe()}' within "
                                f"{self.write_timeout:g} s", "check it is on and close") from None
         finally:
-            self._answer = None
+            self._answer, self._waiting_op = None, None
             if not answer.done():
                 answer.cancel()  # a late indication finds no write waiting
             elif not answer.cancelled():
                 answer.exception()  # retrieved: the link lost before the write was taken
-        if response.request != command.op:
-            _LOGGER.warning("treadmill: answer for op 0x%02x to a write of 0x%02x",
-                            response.request, command.op)
         return response
 
     async def check(self) -> None:
