@@ -147,6 +147,8 @@ class FakeTreadmill:
         self.hang_writes = False
         self.hang_op = -1  # ... only the writes of this op code (0x08: stop)
         self.hung: list[bytes] = []  # the writes that hung
+        #: The writes of this op code (0x08: stop) are acted on, their answers lost
+        self.unanswered_op = -1
         #: How many of the next writes (reads) fail at once with a Bluetooth error, not acted
         #: on: org.bluez.Error.Failed with ``bluetooth_error`` (BlueZ says "Not connected" when
         #: the radio link is gone)
@@ -182,8 +184,9 @@ class FakeTreadmill:
                                  refused.encode())
             return
         response, statuses = self.model.control(data)
-        self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
-                             response.encode())
+        if data[0] != self.unanswered_op:
+            self.loop.call_later(self.answer_delay_s, self.chars[ftms.CONTROL_POINT].notify,
+                                 response.encode())
         for status in statuses:
             self.loop.call_later(self.answer_delay_s, self.chars[ftms.STATUS].notify,
                                  status.encode())

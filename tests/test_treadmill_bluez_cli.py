@@ -156,6 +156,21 @@ def test_cli_test_move_a_stop_never_answered_says_the_belt_may_still_move(
     assert fake.model.state == "running"
 
 
+def test_cli_test_move_a_stop_done_but_never_answered_says_the_belt_is_not_moving(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the treadmill halts the belt but the stop's answer never
+    comes. The belt was read at 0 within the last 3 s: the line says the stop is not
+    confirmed but the belt is not moving now, and what to do if it moves (before: that it
+    may still be moving, the belt read at 0 for seconds)."""
+    fake.unanswered_op = int(Op.STOP_PAUSE)
+    result = _cli("test", PERIPHERAL[1], "--move")
+    _one_line(result, "the treadmill did not answer 'stop' within 3 s: the stop is not "
+                      "confirmed, but the belt is not moving now; if it moves, halt it on the "
+                      "console or pull the safety key.")
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+    assert fake.model.state == "stopped" and fake.model.speed_kmh == 0.0
+
+
 def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
     """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
     for ever): the setup gives up after --setup-timeout with one line saying what to check."""

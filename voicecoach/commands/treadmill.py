@@ -7,11 +7,14 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.config import number_in
+from voicecoach.device.belt_halt import STILL_READING_S
 from voicecoach.settings import Settings
 from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.client import (
@@ -30,6 +33,31 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Seconds ``test --move`` waits for the belt to reach its slowest speed, then to halt.
 MOVE_WAIT_S = 20.0
+#: A belt read at this speed or below (km/h) is still (the coach's own rule)
+STILL_KMH = 0.05
+
+
+@dataclass
+class Readings:
+    """The treadmill's data records as they come, and when the last came (``clock``'s
+    seconds): what ``test --move`` knows of the belt."""
+
+    clock: Callable[[], float] = time.monotonic
+    records: list[ftms_data.TreadmillData] = field(default_factory=list)
+    last_at: float | None = None
+
+    def take(self, update: Any) -> None:
+        if isinstance(update, ftms_data.TreadmillData):
+            self.records.append(update)
+            self.last_at = self.clock()
+
+    def known_still(self) -> bool:
+        """The belt was read at 0 within :data:`STILL_READING_S` (as the coach judges it)."""
+        if not self.records or self.last_at is None:
+            return False
+        speed = self.records[-1].speed_kmh
+        return speed is not None and speed <= STILL_KMH \
+            and self.clock() - self.last_at <= STILL_READING_S
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -111,13 +139,8 @@ async def _info(address: str, adapter: str | None, setup_s: float, out: Any) -> 
 
 async def _test(address: str, adapter: str | None, setup_s: float, move: bool, top_mph: float,
                 out: Any) -> None:
-    readings: list[ftms_data.TreadmillData] = []
-
-    def take(update: Any) -> None:
-        if isinstance(update, ftms_data.TreadmillData):
-            readings.append(update)
-
-    client, controller, info = await connect(address, take, adapter=adapter,
+    belt = Readings()
+    client, controller, info = await connect(address, belt.take, adapter=adapter,
                                              setup_timeout=setup_s)
     try:
         for line in info_lines(info):
@@ -142,12 +165,12 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
                 response = await controller.write(command)
                 print(f"{command.describe()}: {response.text()}", file=out, flush=True)
         except Exception as exc:  # noqa: BLE001 - a write that failed, however: one line
-            await _halt(controller)  # the belt may be moving: stopped before giving up
+            await _halt(controller, belt)  # the belt may be moving: stopped before giving up
             raise explain(exc, address) from None
-        reached = await _wait_for(readings, lambda v: abs(v - slow) <= 0.15, out)
-        response = await _halt(controller)
+        reached = await _wait_for(belt.records, lambda v: abs(v - slow) <= 0.15, out)
+        response = await _halt(controller, belt)
         print(f"stop: {response.text()}", file=out, flush=True)
-        halted = await _wait_for(readings, lambda v: v <= 0.05, out)
+        halted = await _wait_for(belt.records, lambda v: v <= STILL_KMH, out)
         print(f"result: belt {'reached' if reached else 'did NOT reach'} {slow:g} km/h, "
               f"{'halted' if halted else 'did NOT halt'}", file=out, flush=True)
         if not (reached and halted):
@@ -157,14 +180,27 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         await let_go(client)
 
 
-async def _halt(controller: Any) -> ftms.Response:
+async def _halt(controller: Any, belt: Readings) -> ftms.Response:
     """Stop the belt; a stop that fails or is not answered (the write's own timeout) is one
-    line saying the belt may still be moving and how to stop it."""
+    line (:func:`unconfirmed`) saying whether the belt may still be moving and how to stop
+    it."""
     try:
         return await controller.write(ftms.stop())
     except Exception as exc:  # noqa: BLE001 - timed out, or BlueZ's own error: one line
-        raise TreadmillError(f"{explain(exc).message}: the belt may still be moving",
-                             "halt it on the console or pull the safety key") from None
+        still = bool(getattr(controller.client, "is_connected", False)) and belt.known_still()
+        raise unconfirmed(explain(exc).message, still) from None
+
+
+def unconfirmed(why: str, still: bool) -> TreadmillError:
+    """A stop the treadmill did not confirm (``why``): the belt may still be moving, unless
+    it is known to be ``still`` (read at 0 lately, the link up: the coach's
+    STOP_UNCONFIRMED_STILL); either way how to halt it."""
+    if still:
+        return TreadmillError(f"{why}: the stop is not confirmed, but the belt is not moving "
+                              "now", "if it moves, halt it on the console or pull the safety "
+                                     "key")
+    return TreadmillError(f"{why}: the belt may still be moving",
+                          "halt it on the console or pull the safety key")
 
 
 async def _wait_for(readings: list[ftms_data.TreadmillData], done: Any, out: Any) -> bool:
