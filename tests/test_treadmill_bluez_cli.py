@@ -171,6 +171,68 @@ def test_cli_test_move_a_stop_done_but_never_answered_says_the_belt_is_not_movin
     assert fake.model.state == "stopped" and fake.model.speed_kmh == 0.0
 
 
+def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """stderr's lines of a command that failed cleanly (non-zero, no traceback)."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()
+
+
+def test_cli_test_move_a_failed_speed_write_then_a_refused_stop_says_the_belt_may_move(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the belt starts, the speed write's answer never comes, and the
+    stop sent before giving up is answered 'failed'. Two lines: the speed write's error, then
+    that the belt may still be moving and how to halt it (before: the stop's answer was
+    ignored, only the speed write's error was said, the belt running on)."""
+    fake.unanswered_op = int(Op.SET_TARGET_SPEED)
+    fake.refusing, fake.refuse_op = 1, int(Op.STOP_PAUSE)
+    lines = _error_lines(_cli("test", PERIPHERAL[1], "--move"))
+    assert lines == [
+        "voicecoach: error: the treadmill did not answer 'target speed 0.80 km/h' within 3 s; "
+        "check it is on and close.",
+        "voicecoach: error: stop: the treadmill could not do it: the belt may still be moving; "
+        "halt it on the console or pull the safety key."]
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+    assert fake.model.state == "running"
+
+
+def test_cli_test_move_a_failed_start_then_a_refused_stop_says_the_belt_is_not_moving(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the start is never answered nor acted on, and the stop sent
+    before giving up is answered 'failed'. The belt was read at 0 within the last 3 s: the
+    second line says the stop is not confirmed but the belt is not moving now (before: only
+    the start's error)."""
+    fake.hang_op = int(Op.START_RESUME)
+    fake.refusing, fake.refuse_op = 1, int(Op.STOP_PAUSE)
+    lines = _error_lines(_cli("test", PERIPHERAL[1], "--move"))
+    assert lines == [
+        "voicecoach: error: the treadmill did not answer 'start resume' within 3 s; check it "
+        "is on and close.",
+        "voicecoach: error: stop: the treadmill could not do it: the stop is not confirmed, "
+        "but the belt is not moving now; if it moves, halt it on the console or pull the "
+        "safety key."]
+    assert [ftms.decode_command(w) for w in fake.hung] == [ftms.start_resume()]
+    assert fake.model.state != "running" and fake.model.speed_kmh == 0.0
+
+
+def test_cli_test_move_a_failed_start_then_a_stop_never_answered_says_both(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the start is acted on but its answer never comes, and the
+    stop sent before giving up is never answered either. Two lines: the start's error, then
+    that the belt may still be moving (before: the start's error was lost, only the stop's
+    line said)."""
+    fake.unanswered_op = int(Op.START_RESUME)
+    fake.hang_op = int(Op.STOP_PAUSE)
+    lines = _error_lines(_cli("test", PERIPHERAL[1], "--move"))
+    assert lines == [
+        "voicecoach: error: the treadmill did not answer 'start resume' within 3 s; check it "
+        "is on and close.",
+        "voicecoach: error: the treadmill did not answer 'stop' within 3 s: the belt may still "
+        "be moving; halt it on the console or pull the safety key."]
+    assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
+    assert fake.model.state == "running"
+
+
 def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
     """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
     for ever): the setup gives up after --setup-timeout with one line saying what to check."""

@@ -9,12 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
 from voicecoach.config import number_in
 from voicecoach.device.belt_halt import STILL_READING_S
+from voicecoach.errors import report
 from voicecoach.settings import Settings
 from voicecoach.treadmill import ftms, ftms_data
 from voicecoach.treadmill.client import (
@@ -165,8 +166,7 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
                 response = await controller.write(command)
                 print(f"{command.describe()}: {response.text()}", file=out, flush=True)
         except Exception as exc:  # noqa: BLE001 - a write that failed, however: one line
-            await _halt(controller, belt)  # the belt may be moving: stopped before giving up
-            raise explain(exc, address) from None
+            await _give_up(controller, belt, explain(exc, address))
         reached = await _wait_for(belt.records, lambda v: abs(v - slow) <= 0.15, out)
         response = await _halt(controller, belt)
         print(f"stop: {response.text()}", file=out, flush=True)
@@ -187,8 +187,28 @@ async def _halt(controller: Any, belt: Readings) -> ftms.Response:
     try:
         return await controller.write(ftms.stop())
     except Exception as exc:  # noqa: BLE001 - timed out, or BlueZ's own error: one line
-        still = bool(getattr(controller.client, "is_connected", False)) and belt.known_still()
-        raise unconfirmed(explain(exc).message, still) from None
+        raise unconfirmed(explain(exc).message, _still(controller, belt)) from None
+
+
+async def _give_up(controller: Any, belt: Readings, failure: TreadmillError) -> NoReturn:
+    """A start or speed write failed (``failure``): the belt may be moving, so it is stopped
+    before giving up. A stop the treadmill did not confirm (refused, or not answered) is a
+    line of its own after the failure's, saying whether the belt may still be moving
+    (:func:`unconfirmed`); a stop it took leaves the failure's line alone."""
+    try:
+        response = await _halt(controller, belt)
+    except TreadmillError as belt_said:
+        report(failure)
+        raise belt_said from None
+    if not response.ok:
+        report(failure)
+        raise unconfirmed(f"stop: {response.text()}", _still(controller, belt))
+    raise failure from None
+
+
+def _still(controller: Any, belt: Readings) -> bool:
+    """The belt is known not to be moving: read at 0 lately, the link up."""
+    return bool(getattr(controller.client, "is_connected", False)) and belt.known_still()
 
 
 def unconfirmed(why: str, still: bool) -> TreadmillError:
