@@ -183,3 +183,30 @@ def test_listen_says_it_runs_an_ensemble_and_hears_through_it(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     assert "2 trained heads averaged" in proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["audio_s"] > 0.5
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("relook_end_s", "abc", "not a number"),
+    ("relook_end_s", -1, "relook_end_s is -1.0"),
+    ("stop_threshold", 1.5, "stop_threshold is 1.5"),
+    ("stop_threshold", None, "not a number"),
+    ("smooth", 0, "smooth and confirm"),
+])
+def test_a_card_with_a_bad_decision_setting_is_one_line_naming_it(
+        tmp_path: Path, field: str, value: object, said: str) -> None:
+    """A hand-edited or damaged decision in the card: one line naming the setting, through
+    listen as a user meets it (before, a ValueError's traceback, or a threshold no score can
+    reach: a stop never heard)."""
+    weights = tiny_model(tmp_path)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["decision"][field] = value
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    assert said in _err(weights) and "model card" in _err(weights)
+    env = {"VOICECOACH_HOME": str(tmp_path / "home"), MODEL_ENV: str(weights),
+           "PATH": "/usr/bin:/bin"}
+    clip = Path(__file__).resolve().parent.parent / "audio_fixtures/commands/joe/normal/stop__stop.wav"
+    proc = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "spotter",
+                           str(clip)], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr and said in lines[0], proc.stderr

@@ -97,6 +97,25 @@ class Decision:
                    relook_after=int(data.get("relook_after", 0)),  # type: ignore[call-overload]
                    relook_end_s=opt("relook_end_s"))
 
+    def problem(self) -> str | None:
+        """What is wrong with these settings, in a few words (None: nothing): a card edited by
+        hand or damaged would otherwise decide with a threshold no score can reach or pass."""
+        for name in ("stop_threshold", "threshold", "stop_candidate", "verified_stop_threshold",
+                     "verified_threshold", "sure_stop_threshold", "sure_stop_bar"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:  # NaN fails too
+                return f"{name} is {value}, not a score between 0 and 1"
+        if self.smooth < 1 or self.confirm < 1:
+            return f"smooth and confirm must be 1 or more steps (they are {self.smooth} and " \
+                   f"{self.confirm})"
+        if not self.refractory_s >= 0.0:
+            return f"refractory_s is {self.refractory_s}, not 0 or more seconds"
+        if self.relook_after < 0:
+            return f"relook_after is {self.relook_after}, not 0 or more steps"
+        if self.relook_end_s is not None and not 0.0 <= self.relook_end_s <= 1.0:
+            return f"relook_end_s is {self.relook_end_s}, not between 0 and 1 s"
+        return None
+
     def threshold_for(self, command: str, verifying: bool = False) -> float:
         if command == STOP:
             if verifying and self.verified_stop_threshold is not None:

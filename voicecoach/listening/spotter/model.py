@@ -29,6 +29,7 @@ import numpy as np
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
+from voicecoach.listening.spotter.decide import Decision
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -238,6 +239,14 @@ def load_model(weights: Path | None = None, card: Path | None = None) -> Spotter
         n_members = int(meta.get("members", 1))
     except (KeyError, TypeError, ValueError):
         raise _bad(weights, "lack a field the spotter needs") from None
+    try:
+        decision = Decision.from_card(meta["decision"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad(card, f"(model card) has a decision setting that is missing or not a "
+                   f"number ({type(exc).__name__}: {exc})") from None
+    problem = decision.problem()
+    if problem is not None:
+        raise _bad(card, f"(model card) has a decision setting out of range: {problem}")
     heads = split_members(arrays)
     if n_members < 1 or len(heads) != n_members:
         raise _bad(weights, f"hold {len(heads)} head(s) where their card says {n_members}")
