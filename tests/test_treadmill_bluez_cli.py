@@ -171,6 +171,26 @@ def test_cli_test_move_a_stop_done_but_never_answered_says_the_belt_is_not_movin
     assert fake.model.state == "stopped" and fake.model.speed_kmh == 0.0
 
 
+@pytest.mark.parametrize("refusal", [ftms.Result.FAILED, ftms.Result.NOT_PERMITTED],
+                         ids=["failed", "not-permitted"])
+def test_cli_test_move_a_refused_stop_says_at_once_the_belt_may_still_move(
+        fake: FakeTreadmill, refusal: ftms.Result) -> None:
+    """`treadmill test --move`: the belt reaches its slowest, and the final stop is answered
+    'failed' (or 'control not permitted') and not acted on. One line, at once, that the belt
+    may still be moving and how to halt it; no wait for a halt that will not come (no result
+    line). Before: 'stop: ...' then up to 20 s of waiting, then 'the belt did not do what it
+    was told; check the console', never that the belt may still be moving."""
+    fake.refusing, fake.refuse_op, fake.refusal = 1, int(Op.STOP_PAUSE), refusal
+    result = _cli("test", PERIPHERAL[1], "--move")
+    _one_line(result, f"stop: {ftms.RESULT_TEXT[refusal]}: the belt may still be moving; halt "
+                      "it on the console or pull the safety key.")
+    assert f"stop: {ftms.RESULT_TEXT[refusal]}" in result.stdout
+    assert "result:" not in result.stdout  # not waited for the halt
+    assert [ftms.decode_command(w) for w in fake.writes] == [
+        ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8), ftms.stop()]
+    assert fake.model.state == "running"
+
+
 def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     """stderr's lines of a command that failed cleanly (non-zero, no traceback)."""
     assert result.returncode != 0, result.stdout

@@ -170,6 +170,8 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         reached = await _wait_for(belt.records, lambda v: abs(v - slow) <= 0.15, out)
         response = await _halt(controller, belt)
         print(f"stop: {response.text()}", file=out, flush=True)
+        if not response.ok:  # refused: say so now, not after waiting for a halt
+            raise unconfirmed(f"stop: {response.text()}", _still(controller, belt))
         halted = await _wait_for(belt.records, lambda v: v <= STILL_KMH, out)
         print(f"result: belt {'reached' if reached else 'did NOT reach'} {slow:g} km/h, "
               f"{'halted' if halted else 'did NOT halt'}", file=out, flush=True)
