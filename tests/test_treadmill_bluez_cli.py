@@ -253,6 +253,56 @@ def test_cli_test_move_a_failed_start_then_a_stop_never_answered_says_both(
     assert fake.model.state == "running"
 
 
+REFUSED_START = {
+    ftms.Result.FAILED:
+        "voicecoach: error: the treadmill refused to start: the treadmill could not do it; "
+        "check the console: the safety key in, no error shown, not asleep or in a menu (some "
+        "treadmills start only from their own keys).",
+    ftms.Result.NOT_PERMITTED:
+        "voicecoach: error: the treadmill refused to start: control not permitted (another app "
+        "may hold it); close other apps that hold it (the vendor app, Zwift, ...)."}
+
+
+@pytest.mark.parametrize("refusal", list(REFUSED_START), ids=["failed", "not-permitted"])
+def test_cli_test_move_a_refused_start_ends_the_test_with_a_stop_and_no_speed(
+        fake: FakeTreadmill, refusal: ftms.Result) -> None:
+    """`treadmill test --move`: the start is answered 'failed' (or 'control not permitted').
+    The test ends there: no speed written after it, a stop sent to be safe (taken), one line
+    that the treadmill refused to start and what to check. Before: the refusal was printed,
+    the slowest speed written anyway, then the usual wait and stop, and 'the belt did not do
+    what it was told'."""
+    fake.refusing, fake.refuse_op, fake.refusal = 1, int(Op.START_RESUME), refusal
+    result = _cli("test", PERIPHERAL[1], "--move")
+    assert _error_lines(result) == [REFUSED_START[refusal]]
+    # control not permitted: the controller asks for it again before its next write
+    again = [ftms.request_control()] if refusal == ftms.Result.NOT_PERMITTED else []
+    assert [ftms.decode_command(w) for w in fake.writes] == [
+        ftms.request_control(), ftms.start_resume(), *again, ftms.stop()]
+    assert "stop: done" in result.stdout and "result:" not in result.stdout
+    assert fake.model.state != "running" and fake.model.speed_kmh == 0.0
+
+
+def test_cli_test_move_a_refused_start_then_a_stop_never_answered_says_both(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the start is answered 'failed', and the stop sent to be safe
+    is never answered. Two lines: that the treadmill refused to start, then the belt's line
+    (read at 0 within the last 3 s: the stop is not confirmed, but the belt is not moving
+    now); no speed written. Before: the speed was written after the refused start, and
+    after 20 s of waiting only the stop's line was said."""
+    fake.refusing, fake.refuse_op = 1, int(Op.START_RESUME)
+    fake.hang_op = int(Op.STOP_PAUSE)
+    lines = _error_lines(_cli("test", PERIPHERAL[1], "--move"))
+    assert lines == [
+        REFUSED_START[ftms.Result.FAILED],
+        "voicecoach: error: the treadmill did not answer 'stop' within 3 s: the stop is not "
+        "confirmed, but the belt is not moving now; if it moves, halt it on the console or "
+        "pull the safety key."]
+    assert [ftms.decode_command(w) for w in fake.writes] == [
+        ftms.request_control(), ftms.start_resume()]
+    assert [ftms.decode_command(w) for w in fake.hung] == [ftms.stop()]
+    assert fake.model.state != "running" and fake.model.speed_kmh == 0.0
+
+
 def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
     """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
     for ever): the setup gives up after --setup-timeout with one line saying what to check."""

@@ -162,11 +162,13 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
             raise TreadmillError(f"the treadmill's slowest speed ({slow:g} km/h) is above the top "
                                  f"speed in your settings ({top_mph:g} mph)", "not moving it")
         try:
-            for command in (ftms.start_resume(), ftms.target_speed(slow)):
-                response = await controller.write(command)
-                print(f"{command.describe()}: {response.text()}", file=out, flush=True)
+            started = await _said(controller, ftms.start_resume(), out)
+            if started.ok:  # never a speed after a refused start: the belt's state unknown
+                await _said(controller, ftms.target_speed(slow), out)
         except Exception as exc:  # noqa: BLE001 - a write that failed, however: one line
-            await _give_up(controller, belt, explain(exc, address))
+            await _give_up(controller, belt, explain(exc, address), out)
+        if not started.ok:
+            await _give_up(controller, belt, refused_start(started), out)
         reached = await _wait_for(belt.records, lambda v: abs(v - slow) <= 0.15, out)
         response = await _halt(controller, belt)
         print(f"stop: {response.text()}", file=out, flush=True)
@@ -182,6 +184,23 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         await let_go(client)
 
 
+async def _said(controller: Any, command: ftms.Command, out: Any) -> ftms.Response:
+    """Write ``command`` and print its answer."""
+    response: ftms.Response = await controller.write(command)
+    print(f"{command.describe()}: {response.text()}", file=out, flush=True)
+    return response
+
+
+def refused_start(response: ftms.Response) -> TreadmillError:
+    """The treadmill answered the start with a refusal (``response``): what to check."""
+    if response.result == ftms.Result.NOT_PERMITTED:
+        hint = "close other apps that hold it (the vendor app, Zwift, ...)"
+    else:
+        hint = ("check the console: the safety key in, no error shown, not asleep or in a "
+                "menu (some treadmills start only from their own keys)")
+    return TreadmillError(f"the treadmill refused to start: {response.text()}", hint)
+
+
 async def _halt(controller: Any, belt: Readings) -> ftms.Response:
     """Stop the belt; a stop that fails or is not answered (the write's own timeout) is one
     line (:func:`unconfirmed`) saying whether the belt may still be moving and how to stop
@@ -192,16 +211,19 @@ async def _halt(controller: Any, belt: Readings) -> ftms.Response:
         raise unconfirmed(explain(exc).message, _still(controller, belt)) from None
 
 
-async def _give_up(controller: Any, belt: Readings, failure: TreadmillError) -> NoReturn:
-    """A start or speed write failed (``failure``): the belt may be moving, so it is stopped
-    before giving up. A stop the treadmill did not confirm (refused, or not answered) is a
-    line of its own after the failure's, saying whether the belt may still be moving
-    (:func:`unconfirmed`); a stop it took leaves the failure's line alone."""
+async def _give_up(controller: Any, belt: Readings, failure: TreadmillError,
+                   out: Any) -> NoReturn:
+    """A start or speed write failed or was refused (``failure``): the belt may be moving,
+    so it is stopped before giving up (its answer printed). A stop the treadmill did not
+    confirm (refused, or not answered) is a line of its own after the failure's, saying
+    whether the belt may still be moving (:func:`unconfirmed`); a stop it took leaves the
+    failure's line alone."""
     try:
         response = await _halt(controller, belt)
     except TreadmillError as belt_said:
         report(failure)
         raise belt_said from None
+    print(f"stop: {response.text()}", file=out, flush=True)
     if not response.ok:
         report(failure)
         raise unconfirmed(f"stop: {response.text()}", _still(controller, belt))
