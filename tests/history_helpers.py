@@ -123,3 +123,22 @@ class HeldRoom:
                           listeners=[self.events.append], clock=self.clock, **options)
         loop.run()
         self.other.close()
+
+
+def a_process_gone() -> tuple[int, str]:
+    """The pid and start token of a real process that has ended (as a device cut off by a
+    power cut or a kill leaves its session)."""
+    import subprocess
+    import sys
+
+    from voicecoach.history.liveness import process_token
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        token = process_token(child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+    return child.pid, token

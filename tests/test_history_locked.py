@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from history_helpers import HeldRoom
+from history_helpers import HeldRoom, a_process_gone
 from workout_helpers import Run
 
 from voicecoach.events import StateChanged
@@ -303,25 +303,6 @@ def test_history_reads_at_once_while_another_program_holds_it(
     other.close()
 
 
-def _a_process_gone() -> tuple[int, str]:
-    """The pid and start token of a real process that has ended (as a device cut off by a
-    power cut or a kill leaves its session)."""
-    import subprocess
-    import sys
-
-    from voicecoach.history.liveness import process_token
-
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
-    try:
-        token = process_token(child.pid)
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait()
-    return child.pid, token
-
-
 def test_history_shows_a_session_whose_process_is_gone_as_interrupted_while_held(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two sessions 'running' in the history while another program holds it locked (so
@@ -343,7 +324,7 @@ def test_history_shows_a_session_whose_process_is_gone_as_interrupted_while_held
                               duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
                               max_speed_mph=1.0, incline_pct=0.0))
     cut.on_event(CueSpoken(t=180.0, state="backward", text="ok", kind="cue"))
-    pid, token = _a_process_gone()
+    pid, token = a_process_gone()
     db.conn.execute("UPDATE sessions SET pid = ?, proc_token = ? WHERE id = ?",
                     (pid, token, cut.session_id))
     live = SessionRecorder.open(db, programme_week(2), "run")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from history_helpers import a_process_gone
 
 from voicecoach import cli
 from voicecoach.events import PainReported, PhaseStarted, SessionEnded
@@ -401,24 +402,6 @@ def _left_by(part: Path, pid: int, token: str) -> Path:
     return left
 
 
-def _a_process_gone() -> tuple[int, str]:
-    """The pid and start token of a real process that has ended."""
-    import subprocess
-    import sys
-
-    from voicecoach.history.liveness import process_token
-
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
-    try:
-        token = process_token(child.pid)
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait()
-    return child.pid, token
-
-
 def test_a_part_left_in_an_earlier_boot_or_by_a_pid_now_reused_is_taken_in(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Part files whose writers died mid-write, named with their pids: after a reboot, or
@@ -462,7 +445,7 @@ def test_without_a_process_table_a_part_is_judged_by_its_pid_alone(
     HistoryDB.open(tmp_path).close()
     part = _kept_part(tmp_path, 1)
     assert part.name.split(".")[3] == str(os.getpid())  # <history>.unwritten.<pid>.<hex>...
-    gone, _token = _a_process_gone()
+    gone, _token = a_process_gone()
     left = _left_by(_kept_part(tmp_path, 2), gone, "")
     [kept] = _history_json(tmp_path, capsys)
     assert (kept["week"], part.exists(), left.exists()) == (2, True, False)
@@ -510,7 +493,7 @@ def test_history_says_a_leftover_part_waits_to_be_taken_in_and_writes_nothing(
         else:
             home.mkdir()
         HistoryDB.open(home).close()
-        pid, token = _a_process_gone()
+        pid, token = a_process_gone()
         left = _left_by(_kept_part(home, 2), pid, token)
         empty, conn = parts.create(home / DB_NAME, None)
         conn.close()
@@ -550,7 +533,7 @@ def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_h
                                duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
                                max_speed_mph=1.0, incline_pct=0.0))
     walk.on_event(CueSpoken(t=200.0, state="backward", text="ok", kind="cue"))
-    pid, token = _a_process_gone()
+    pid, token = a_process_gone()
     conn.execute("UPDATE sessions SET pid = ?, proc_token = ?", (pid, token))
     side.close()
     _left_by(part, pid, "")  # named by its pid alone: as before session 22, or without /proc

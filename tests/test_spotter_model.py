@@ -108,14 +108,20 @@ def test_weights_for_other_phrases_name_the_command(tmp_path: Path) -> None:
     assert "'faster'" in info.value.message
 
 
-def test_listen_with_bad_weights_is_one_line(tmp_path: Path) -> None:
-    weights = tiny_model(tmp_path)
-    weights.write_bytes(b"garbage")
+def _listen_with(tmp_path: Path, weights: Path) -> subprocess.CompletedProcess[str]:
+    """`voicecoach listen` on a fixture stop with $VOICECOACH_SPOTTER_MODEL at ``weights``, as a
+    user runs it (a child process)."""
     env = {"VOICECOACH_HOME": str(tmp_path / "home"), MODEL_ENV: str(weights),
            "PATH": "/usr/bin:/bin"}
     clip = Path(__file__).resolve().parent.parent / "audio_fixtures/commands/joe/normal/stop__stop.wav"
-    proc = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "spotter",
+    return subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "spotter",
                            str(clip)], capture_output=True, text=True, env=env, check=False)
+
+
+def test_listen_with_bad_weights_is_one_line(tmp_path: Path) -> None:
+    weights = tiny_model(tmp_path)
+    weights.write_bytes(b"garbage")
+    proc = _listen_with(tmp_path, weights)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -202,11 +208,7 @@ def test_a_card_with_a_bad_decision_setting_is_one_line_naming_it(
     card["decision"][field] = value
     weights.with_suffix(".json").write_text(json.dumps(card))
     assert said in _err(weights) and "model card" in _err(weights)
-    env = {"VOICECOACH_HOME": str(tmp_path / "home"), MODEL_ENV: str(weights),
-           "PATH": "/usr/bin:/bin"}
-    clip = Path(__file__).resolve().parent.parent / "audio_fixtures/commands/joe/normal/stop__stop.wav"
-    proc = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "--engine", "spotter",
-                           str(clip)], capture_output=True, text=True, env=env, check=False)
+    proc = _listen_with(tmp_path, weights)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr and said in lines[0], proc.stderr
