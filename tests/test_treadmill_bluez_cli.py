@@ -303,6 +303,77 @@ def test_cli_test_move_a_refused_start_then_a_stop_never_answered_says_both(
     assert fake.model.state != "running" and fake.model.speed_kmh == 0.0
 
 
+REFUSED_SPEED = {
+    ftms.Result.FAILED:
+        "voicecoach: error: the treadmill refused the speed 0.80 km/h: the treadmill could not "
+        "do it; check the console: no error shown, not in a programme or a menu (some "
+        "treadmills take a speed only from their own keys).",
+    ftms.Result.NOT_PERMITTED:
+        "voicecoach: error: the treadmill refused the speed 0.80 km/h: control not permitted "
+        "(another app may hold it); close other apps that hold it (the vendor app, Zwift, ...)."}
+
+
+@pytest.mark.parametrize("refusal", list(REFUSED_SPEED), ids=["failed", "not-permitted"])
+def test_cli_test_move_a_refused_speed_ends_the_test_with_a_stop(
+        fake: FakeTreadmill, refusal: ftms.Result) -> None:
+    """`treadmill test --move`: the start is taken, the speed write answered 'failed' (or
+    'control not permitted'). The test ends there: a stop sent at once (taken), one line
+    that the treadmill refused the speed and what to check. Before: the refusal was printed,
+    then the usual wait with the belt at whatever speed the treadmill starts at (one the user
+    did not ask for), the stop, and the test passed."""
+    fake.refusing, fake.refuse_op, fake.refusal = 1, int(Op.SET_TARGET_SPEED), refusal
+    result = _cli("test", PERIPHERAL[1], "--move")
+    assert _error_lines(result) == [REFUSED_SPEED[refusal]]
+    # control not permitted: the controller asks for it again before its next write
+    again = [ftms.request_control()] if refusal == ftms.Result.NOT_PERMITTED else []
+    assert [ftms.decode_command(w) for w in fake.writes] == [
+        ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8), *again,
+        ftms.stop()]
+    assert "stop: done" in result.stdout and "result:" not in result.stdout
+    assert fake.model.state == "stopped" and fake.model.target_kmh == 0.0
+
+
+def test_cli_test_move_a_refused_speed_then_a_refused_stop_says_the_belt_may_move(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the start is taken, the speed write and the stop sent after
+    it are both answered 'failed'. The belt is slow to get going (read at 0.00 km/h for
+    seconds after the start, as during a console's countdown). Two lines: that the treadmill
+    refused the speed, then that the belt may still be moving: the start was taken, so a
+    belt read at 0 but never read moving since is one not yet going, not one at rest.
+    Before: no line at all, the belt left to run for the usual wait (and, the speed's
+    refusal handled alone: 'the belt is not moving now', the belt creeping on)."""
+    fake.refusing, fake.refuse_op = 1, int(Op.SET_TARGET_SPEED)
+    fake.model.quirks = Quirks(fails_stop=True)
+    fake.model.accel = 0.01  # km/h per s: under 0.05 km/h for 5 s
+    fake.answer_delay_s = 0.5  # readings come in between the answers
+    assert _error_lines(_cli("test", PERIPHERAL[1], "--move")) == [
+        REFUSED_SPEED[ftms.Result.FAILED],
+        "voicecoach: error: stop: the treadmill could not do it: the belt may still be "
+        "moving; halt it on the console or pull the safety key."]
+    assert [ftms.decode_command(w) for w in fake.writes] == [
+        ftms.request_control(), ftms.start_resume(), ftms.target_speed(0.8), ftms.stop()]
+    assert fake.model.state == "running"
+
+
+def test_cli_test_move_a_refused_speed_then_a_stop_done_unanswered_says_the_belt_is_still(
+        fake: FakeTreadmill) -> None:
+    """`treadmill test --move`: the start is taken, the speed refused, and the stop sent after
+    it is acted on but its answer never comes. The belt was read moving after the start
+    (each answer takes 0.5 s), then at 0 after that stop: the second line says the stop is
+    not confirmed but the belt is not moving now. Before: no line at all, the belt left to
+    run for the usual wait."""
+    fake.refusing, fake.refuse_op = 1, int(Op.SET_TARGET_SPEED)
+    fake.answer_delay_s = 0.5
+    fake.unanswered_op = int(Op.STOP_PAUSE)
+    assert _error_lines(_cli("test", PERIPHERAL[1], "--move")) == [
+        REFUSED_SPEED[ftms.Result.FAILED],
+        "voicecoach: error: the treadmill did not answer 'stop' within 3 s: the stop is not "
+        "confirmed, but the belt is not moving now; if it moves, halt it on the console or "
+        "pull the safety key."]
+    assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+    assert fake.model.state == "stopped" and fake.model.speed_kmh == 0.0
+
+
 def test_cli_a_treadmill_that_never_answers_is_one_line(fake: FakeTreadmill) -> None:
     """Connected, but its reads are never answered (BlueZ would wait 25 s per read, bleak
     for ever): the setup gives up after --setup-timeout with one line saying what to check."""

@@ -46,15 +46,22 @@ class Readings:
     clock: Callable[[], float] = time.monotonic
     records: list[ftms_data.TreadmillData] = field(default_factory=list)
     last_at: float | None = None
+    #: The treadmill took a start: a belt read at 0 since is not known still until it has
+    #: been read moving (at 0 it may be in its countdown, or not yet up to speed)
+    started: bool = False
+    moved: bool = False  # read moving since that start
 
     def take(self, update: Any) -> None:
         if isinstance(update, ftms_data.TreadmillData):
             self.records.append(update)
             self.last_at = self.clock()
+            if self.started and (update.speed_kmh or 0.0) > STILL_KMH:
+                self.moved = True
 
     def known_still(self) -> bool:
-        """The belt was read at 0 within :data:`STILL_READING_S` (as the coach judges it)."""
-        if not self.records or self.last_at is None:
+        """The belt was read at 0 within :data:`STILL_READING_S` (as the coach judges it),
+        and, after a start the treadmill took, read moving before that."""
+        if not self.records or self.last_at is None or (self.started and not self.moved):
             return False
         speed = self.records[-1].speed_kmh
         return speed is not None and speed <= STILL_KMH \
@@ -161,14 +168,18 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         if slow / KMH_PER_MPH > top_mph + 1e-6:
             raise TreadmillError(f"the treadmill's slowest speed ({slow:g} km/h) is above the top "
                                  f"speed in your settings ({top_mph:g} mph)", "not moving it")
+        speed: ftms.Response | None = None
         try:
             started = await _said(controller, ftms.start_resume(), out)
             if started.ok:  # never a speed after a refused start: the belt's state unknown
-                await _said(controller, ftms.target_speed(slow), out)
+                belt.started = True
+                speed = await _said(controller, ftms.target_speed(slow), out)
         except Exception as exc:  # noqa: BLE001 - a write that failed, however: one line
             await _give_up(controller, belt, explain(exc, address), out)
         if not started.ok:
             await _give_up(controller, belt, refused_start(started), out)
+        if speed is not None and not speed.ok:  # the belt at the treadmill's own start speed
+            await _give_up(controller, belt, refused_speed(speed, slow), out)
         reached = await _wait_for(belt.records, lambda v: abs(v - slow) <= 0.15, out)
         response = await _halt(controller, belt)
         print(f"stop: {response.text()}", file=out, flush=True)
@@ -199,6 +210,21 @@ def refused_start(response: ftms.Response) -> TreadmillError:
         hint = ("check the console: the safety key in, no error shown, not asleep or in a "
                 "menu (some treadmills start only from their own keys)")
     return TreadmillError(f"the treadmill refused to start: {response.text()}", hint)
+
+
+def refused_speed(response: ftms.Response, kmh: float) -> TreadmillError:
+    """The treadmill, started, answered the speed ``kmh`` with a refusal (``response``): what
+    to check."""
+    if response.result == ftms.Result.NOT_PERMITTED:
+        hint = "close other apps that hold it (the vendor app, Zwift, ...)"
+    elif response.result == ftms.Result.NOT_SUPPORTED:
+        hint = ("it takes no speed over Bluetooth: set [treadmill] control = \"announce\" "
+                "(the coach follows the console)")
+    else:
+        hint = ("check the console: no error shown, not in a programme or a menu (some "
+                "treadmills take a speed only from their own keys)")
+    return TreadmillError(f"the treadmill refused the speed {kmh:.2f} km/h: {response.text()}",
+                          hint)
 
 
 async def _halt(controller: Any, belt: Readings) -> ftms.Response:
