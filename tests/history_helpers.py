@@ -142,3 +142,18 @@ def a_process_gone() -> tuple[int, str]:
         child.stdin.close()
         child.wait()
     return child.pid, token
+
+
+def cut_off_mid_walk(db: HistoryDB, walked_s: float) -> tuple[SessionRecorder, int]:
+    """A week-2 session in ``db`` that logged its backward block and a cue ``walked_s`` in, then
+    was cut off (no end): its row owned by a real process that has ended. Its recorder and
+    that process's pid."""
+    rec = SessionRecorder.open(db, programme_week(2), "run")
+    rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                              duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
+                              max_speed_mph=1.0, incline_pct=0.0))
+    rec.on_event(CueSpoken(t=walked_s, state="backward", text="ok", kind="cue"))
+    pid, token = a_process_gone()
+    db.conn.execute("UPDATE sessions SET pid = ?, proc_token = ? WHERE id = ?",
+                    (pid, token, rec.session_id))
+    return rec, pid

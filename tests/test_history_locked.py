@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from history_helpers import HeldRoom, a_process_gone
+from history_helpers import HeldRoom, cut_off_mid_walk
 from workout_helpers import Run
 
 from voicecoach.events import StateChanged
@@ -314,19 +314,11 @@ def test_history_shows_a_session_whose_process_is_gone_as_interrupted_while_held
     import json
 
     from voicecoach import cli
-    from voicecoach.events import CueSpoken, PhaseStarted
     from voicecoach.history import SessionRecorder
     from voicecoach.workout.plan import programme_week
 
     db = HistoryDB.open(tmp_path)
-    cut = SessionRecorder.open(db, programme_week(2), "run")
-    cut.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
-                              duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
-                              max_speed_mph=1.0, incline_pct=0.0))
-    cut.on_event(CueSpoken(t=180.0, state="backward", text="ok", kind="cue"))
-    pid, token = a_process_gone()
-    db.conn.execute("UPDATE sessions SET pid = ?, proc_token = ? WHERE id = ?",
-                    (pid, token, cut.session_id))
+    cut, _ = cut_off_mid_walk(db, 180.0)
     live = SessionRecorder.open(db, programme_week(2), "run")
     other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from history_helpers import a_process_gone
+from history_helpers import a_process_gone, cut_off_mid_walk
 
 from voicecoach import cli
 from voicecoach.events import PainReported, PhaseStarted, SessionEnded
@@ -523,18 +523,11 @@ def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_h
     in (a file put in place: no lock needed) but cannot merge or mark it, and showed it
     running. Now it is shown as the next opening merges and marks it: interrupted, its
     backward minutes from its events; once let go, the opening writes the same."""
-    from voicecoach.events import CueSpoken
 
     HistoryDB.open(tmp_path).close()
     part, conn = parts.create(tmp_path / DB_NAME, None)
     side = HistoryDB(part, conn)
-    walk = SessionRecorder.open(side, programme_week(2), "run")
-    walk.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
-                               duration_s=300.0, speed_mph=0.9, min_speed_mph=0.8,
-                               max_speed_mph=1.0, incline_pct=0.0))
-    walk.on_event(CueSpoken(t=200.0, state="backward", text="ok", kind="cue"))
-    pid, token = a_process_gone()
-    conn.execute("UPDATE sessions SET pid = ?, proc_token = ?", (pid, token))
+    _, pid = cut_off_mid_walk(side, 200.0)
     side.close()
     _left_by(part, pid, "")  # named by its pid alone: as before session 22, or without /proc
     other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)

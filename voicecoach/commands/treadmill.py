@@ -145,6 +145,10 @@ async def _info(address: str, adapter: str | None, setup_s: float, out: Any) -> 
         await let_go(client)  # one line in the log if it hangs; the command still ends
 
 
+NOT_PERMITTED_HINT = "close other apps that hold it (the vendor app, Zwift, ...)"
+"""What to do when the treadmill answers 'control not permitted' (another app holds it)."""
+
+
 async def _test(address: str, adapter: str | None, setup_s: float, move: bool, top_mph: float,
                 out: Any) -> None:
     belt = Readings()
@@ -156,7 +160,7 @@ async def _test(address: str, adapter: str | None, setup_s: float, move: bool, t
         granted = await controller.write(ftms.request_control())
         if granted.result == ftms.Result.NOT_PERMITTED:
             raise TreadmillError("the treadmill did not give control (result 5: not permitted)",
-                                 "close other apps that hold it (the vendor app, Zwift, ...)")
+                                 NOT_PERMITTED_HINT)
         if not granted.ok:
             raise TreadmillError(f"request for control: {granted.text()}", "")
         print("control: granted", file=out, flush=True)
@@ -205,7 +209,7 @@ async def _said(controller: Any, command: ftms.Command, out: Any) -> ftms.Respon
 def refused_start(response: ftms.Response) -> TreadmillError:
     """The treadmill answered the start with a refusal (``response``): what to check."""
     if response.result == ftms.Result.NOT_PERMITTED:
-        hint = "close other apps that hold it (the vendor app, Zwift, ...)"
+        hint = NOT_PERMITTED_HINT
     else:
         hint = ("check the console: the safety key in, no error shown, not asleep or in a "
                 "menu (some treadmills start only from their own keys)")
@@ -216,7 +220,7 @@ def refused_speed(response: ftms.Response, kmh: float) -> TreadmillError:
     """The treadmill, started, answered the speed ``kmh`` with a refusal (``response``): what
     to check."""
     if response.result == ftms.Result.NOT_PERMITTED:
-        hint = "close other apps that hold it (the vendor app, Zwift, ...)"
+        hint = NOT_PERMITTED_HINT
     elif response.result == ftms.Result.NOT_SUPPORTED:
         hint = ("it takes no speed over Bluetooth: set [treadmill] control = \"announce\" "
                 "(the coach follows the console)")
