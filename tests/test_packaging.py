@@ -24,10 +24,15 @@ SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 
 
 def _package_source(name: str) -> Path:
+    """A package's folder in the checkout, found as setuptools finds it: its nearest mapped
+    parent in package-dir (voicecoach.grammars.phrases: grammars/phrases), else its name."""
     mapped = SETUPTOOLS.get("package-dir", {})
-    if name in mapped:
-        return REPO / mapped[name]
-    return REPO / Path(*name.split("."))
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        parent = ".".join(parts[:i])
+        if parent in mapped:
+            return REPO / mapped[parent] / Path(*parts[i:])
+    return REPO / Path(*parts)
 
 
 def bundled_files() -> dict[str, Path]:
@@ -72,16 +77,46 @@ def test_the_data_the_program_reads_is_declared() -> None:
             assert f"voicecoach/listening/spotter/{path.name}" in names
 
 
+def test_every_folder_of_bundled_data_is_a_listed_package() -> None:
+    """Data in a sub-folder of a package that is not itself listed (as grammars/phrases/ was
+    under voicecoach.grammars) makes setuptools warn "Package would be ignored": importable
+    but absent from `packages`. Every folder the wheel takes data from, and every folder of
+    json under grammars/, must be a listed package with package-data of its own."""
+    listed = set(SETUPTOOLS["packages"])
+    folders = {name.rsplit("/", 1)[0].replace("/", ".") for name in bundled_files()}
+    assert not folders - listed, f"list these as packages in pyproject.toml: {sorted(folders - listed)}"
+    grammars = _package_source("voicecoach.grammars")
+    json_folders = {".".join(["voicecoach.grammars", *p.parent.relative_to(grammars).parts])
+                    for p in grammars.rglob("*.json")}
+    assert "voicecoach.grammars.phrases" in json_folders
+    assert not json_folders - listed, f"list these as packages: {sorted(json_folders - listed)}"
+    assert not json_folders - set(SETUPTOOLS["package-data"]), "give each its package-data"
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from this checkout, as a user's pip would build it."""
+def wheel_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel built from this checkout, as a user's pip would build it, and what the build
+    printed."""
     out = tmp_path_factory.mktemp("wheel")
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
                              str(REPO)], capture_output=True, text=True, timeout=600)
     if result.returncode:
         pytest.fail(f"pip wheel failed: {result.stderr[-2000:]}")
     (built,) = out.glob("voicecoach-*.whl")
-    return built
+    return built, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build: tuple[Path, str]) -> Path:
+    return wheel_build[0]
+
+
+def test_the_build_warns_of_no_package_it_would_ignore(wheel_build: tuple[Path, str]) -> None:
+    """pip passes on setuptools' warnings (even with -q): no folder is importable but left out
+    of `packages` (the static check above says why)."""
+    output = wheel_build[1]
+    assert "Package would be ignored" not in output and "absent from the `packages`" not in output, \
+        output[-3000:]
 
 
 def test_the_wheel_holds_every_bundled_file_unchanged(wheel: Path) -> None:
