@@ -243,7 +243,7 @@ def talk_outcome(data: dict[str, Any], conf: float, thresholds: dict[str, float]
 
 
 def load_fold_heads(folder: Path, folds: int) -> dict[int, dict[str, np.ndarray]]:
-    """The fold heads the last cross-validation kept (``train.cross_validate``)."""
+    """The fold heads the last cross-validation kept (``out_of_fold.cross_validate``)."""
     import zipfile
 
     heads = {}

@@ -17,6 +17,10 @@ An ensemble: run the full training once more with another ``--seed`` in its own 
 folder, then this run with ``--member THAT_WORK`` (repeatable): every fold's head and the
 shipped head become the seeds' heads averaged (``model.split_members``), and every figure,
 threshold and the second look are chosen for that average.
+
+The tool in parts: the ensemble's members read and averaged (ensemble.py), the out-of-fold
+cross-validation and the second look's choice (out_of_fold.py), the model and its card
+written (card.py); here, the command line and the run from sources to export.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +39,11 @@ import numpy as np
 
 from voicecoach.config import number_in
 from voicecoach.errors import VoicecoachError, report
-from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.lab.corpus import FA_STATE, POSITIVES, state_for
+from voicecoach.grammar import load_grammar
+from voicecoach.lab.corpus import POSITIVES
 from voicecoach.lab.training.cache import build_eval, build_examples
 from voicecoach.lab.training.card import export
 from voicecoach.lab.training.data import (
-    REAL_POSITIVES,
-    SILENCE,
     Source,
     add_real_data_options,
     check_negatives,
@@ -51,29 +53,22 @@ from voicecoach.lab.training.data import (
     speech_commands_train_dir,
     synthetic_sources,
 )
+from voicecoach.lab.training.ensemble import Member, ensemble_head, load_members, save_full_run
 from voicecoach.lab.training.examples import Recipe
-from voicecoach.lab.training.head import clip_probs, fit_head, labels_for, training_rows
+from voicecoach.lab.training.head import fit_head, labels_for, training_rows
+from voicecoach.lab.training.out_of_fold import _second_look, cross_validate, summary_line
 from voicecoach.lab.training.talk_windows import TALK_SOURCE
 from voicecoach.lab.training.tcn import steps_after
-from voicecoach.lab.training.thresholds import (
-    FALSE_COST,
-    MISS_COST,
-    NEGATIVE_PRIOR,
-    choose,
-    curve_table,
-    curves_for,
-    figures,
-    statistic,
-)
-from voicecoach.listening.spotter.decide import STOP, Decision
-from voicecoach.listening.spotter.model import (
-    MODEL_NAME,
-    join_members,
-    phrases_of,
-    split_members,
-)
+from voicecoach.listening.spotter.decide import Decision
+from voicecoach.listening.spotter.model import MODEL_NAME
 
 _LOGGER = logging.getLogger(__name__)
+
+#: Importable from here as before the module was split (the tests and lab.training.look_probe
+#: read some of them; card.py's model card names ``train.corpus_digest``).
+__all__ = ["DEFAULT_WORK", "HOLDOUT_FAMILIES", "PACKAGE_DIR", "Member", "corpus_digest",
+           "cross_validate", "ensemble_head", "load_members", "main", "recipe_holdout",
+           "recipe_with", "save_full_run", "summary_line"]
 
 DEFAULT_WORK = Path.home() / ".cache" / "voicecoach" / "spotter-train"
 #: Where the run time loads the weights from (voicecoach/listening/spotter/).
@@ -90,121 +85,6 @@ def _clips(eval_data: dict[str, Any], sources: Sequence[Source]) -> list[dict[st
         out.append({"emb": emb, "end_s": end_s, "fold": src.fold, "word": src.word,
                     "command": command, "source": i})
     return out
-
-
-def cross_validate(data: dict[str, np.ndarray], sources: Sequence[Source],
-                   clips: list[dict[str, Any]], labels: list[str], grammar: Grammar,
-                   recipe: Recipe, silence: np.ndarray, base: Decision,
-                   fold_dir: Path | None = None, heads: dict[int, dict[str, np.ndarray]] | None = None,
-                   members: Sequence[Member] = ()) -> tuple[dict[str, Any], Decision]:
-    """Out-of-fold probabilities for every clip (``clip["probs"]``), the figures and the
-    thresholds; with ``fold_dir``, each fold's head is kept there (``head_K.npz``) for the
-    second look's choice on out-of-fold talk (``lab.training.talk``); with ``heads``, those
-    fold heads are used instead of fitting them again; with ``members``, each fold's head is
-    averaged with theirs (an ensemble; only this run's own head is kept in ``fold_dir``)."""
-    y = np.array([labels.index(s) for s in data["label"]])
-    keep, weight = training_rows(data, sources, recipe)
-    classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
-    for k in range(recipe.folds):
-        t0 = time.process_time()
-        train = (data["fold"] != k) & keep
-        head = heads[k] if heads is not None else \
-            fit_head(data["x"][train], y[train], labels, recipe, weight[train])
-        if fold_dir is not None and heads is None:
-            np.savez(fold_dir / f"head_{k}.npz", **head)  # type: ignore[arg-type]
-        head = ensemble_head(head, [m.folds[k] for m in members])
-        for clip in clips:
-            if clip["fold"] == k:
-                clip["probs"] = clip_probs(head, clip["emb"], silence, recipe.window)
-        _LOGGER.warning("fold %d/%d: %d training windows, %.0f CPU s", k + 1, recipe.folds,
-                        int(train.sum()), time.process_time() - t0)
-    decision_of: dict[int, Decision] = {}
-    for k in range(recipe.folds):
-        others = [c for c in clips if c["fold"] != k]
-        st, t = choose(curves_for(others, grammar, base, classes))
-        decision_of[k] = replace(base, stop_threshold=st, threshold=t)
-    st, t = choose(curves_for(clips, grammar, base, classes))
-    shipped = replace(base, stop_threshold=st, threshold=t)
-    figs = figures(clips, grammar, labels, decision_of)
-    figs["per_fold_thresholds"] = {str(k): [d.stop_threshold, d.threshold]
-                                   for k, d in decision_of.items()}
-    figs["curve"] = curve_table(clips, grammar, base, classes)
-    return figs, shipped
-
-
-@dataclass
-class Member:
-    """Another full run of the same recipe with another seed, for an ensemble."""
-
-    work: Path
-    seed: int
-    folds: dict[int, dict[str, np.ndarray]]
-    full: dict[str, np.ndarray]
-
-
-def ensemble_head(own: dict[str, np.ndarray], others: Sequence[dict[str, np.ndarray]]
-                  ) -> dict[str, np.ndarray]:
-    """``own`` (its first member only, if it is already an ensemble) averaged with ``others``."""
-    return join_members([split_members(own)[0], *others]) if others else own
-
-
-def save_full_run(fold_dir: Path, head: dict[str, np.ndarray], recipe: Recipe) -> None:
-    """What ``--member`` reads of a full run: its shipped head and recipe, beside its fold heads."""
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(fold_dir / "full.npz", **split_members(head)[0])  # type: ignore[arg-type]
-    (fold_dir / "run.json").write_text(json.dumps({"recipe": asdict(recipe)}, sort_keys=True)
-                                       + "\n", encoding="utf-8")
-
-
-def load_members(dirs: Sequence[Path], recipe: Recipe) -> list[Member]:
-    """The ``--member`` runs, each checked to be the same recipe with its own seed."""
-    from voicecoach.lab.training.talk import load_fold_heads
-
-    out: list[Member] = []
-    seeds = {recipe.seed}
-    for work in dirs:
-        folds = work / "folds"
-        try:
-            run = json.loads((folds / "run.json").read_text(encoding="utf-8"))["recipe"]
-            with np.load(folds / "full.npz") as z:
-                full = {name: z[name] for name in z.files}
-        except (OSError, ValueError, KeyError, TypeError, EOFError):
-            raise VoicecoachError(f"--member {work}: no finished full training run there "
-                                  f"({folds}/run.json and full.npz missing or damaged)",
-                                  f"run python -m voicecoach.lab.training.train --work {work} "
-                                  f"--out {work}/out --seed N (N another seed) first") from None
-        ours = asdict(recipe)
-        differ = sorted(k for k in ours if k != "seed" and run.get(k) != ours[k]
-                        and not (isinstance(ours[k], tuple) and list(ours[k]) == run.get(k)))
-        if differ:
-            raise VoicecoachError(f"--member {work} was trained with another recipe "
-                                  f"({', '.join(differ)} differ)",
-                                  "train the member with the same --set options, another --seed")
-        seed = int(run.get("seed", -1))
-        if seed in seeds:
-            raise VoicecoachError(f"--member {work} was trained with seed {seed}, which the "
-                                  "ensemble already has", "give members trained with other --seed")
-        seeds.add(seed)
-        heads = load_fold_heads(folds, recipe.folds)
-        if len(heads) != recipe.folds:
-            raise VoicecoachError(f"--member {work}: {len(heads)} of {recipe.folds} fold heads in "
-                                  f"{folds}", "run that member's full training again")
-        out.append(Member(work, seed, heads, full))
-    return out
-
-
-def summary_line(figs: dict[str, Any]) -> str:
-    r = figs["recall"]
-    fa = figs["false_accepts"]
-    lat = figs["stop_latency_s"]
-    rec = " ".join(f"{w} {r[w]['rate']:.3f} ({r[w]['heard']}/{r[w]['clips']})"
-                   for w in REAL_POSITIVES if w in r)
-    fw = figs["false_accepts_words"]
-    sil = fa.get(SILENCE, {"accepts": 0, "clips": 0, "rate": 0.0})
-    lat_s = f"stop latency median {lat['median']:.2f} s max {lat['max']:.2f} s" if lat else ""
-    return (f"cross-validated by speaker: recall {rec} | FA words {100 * fw['rate']:.2f}% "
-            f"({fw['accepts']}/{fw['clips']}) | FA silence {sil['accepts']}/{sil['clips']} | "
-            f"{lat_s}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,108 +302,6 @@ def _kept_heads(args: argparse.Namespace, recipe: Recipe) -> dict[int, dict[str,
                               f"run in {fold_dir} and its model in {args.out}",
                               "run the full training once (without --second-look-only)")
     return kept
-
-
-def _choose(sample: list[dict[str, Any]], talk: dict[str, Any], recipe: Recipe, stop_stat: Any
-            ) -> tuple[float, dict[str, float], str, tuple[float, float] | None, dict[str, Any]]:
-    """Every threshold of the second look, chosen on the looks at ``sample`` and ``talk``, and
-    the figures they give (``figs["summary"]`` the line printed)."""
-    from voicecoach.lab.training.second_look import (
-        choose_second_look,
-        choose_sure_commands,
-        choose_sure_stop,
-        second_look_figures,
-    )
-    from voicecoach.lab.training.talk import talk_outcome
-
-    conf, thresholds, method = choose_second_look(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR,
-                                                  stop_stat, talk)
-    sure = choose_sure_stop(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, stop_stat, conf,
-                            thresholds, method, talk) if recipe.sure_stop else None
-    sure_commands = choose_sure_commands(sample, MISS_COST, FALSE_COST, NEGATIVE_PRIOR, conf,
-                                         thresholds, method, sure, talk) \
-        if recipe.sure_commands else {}
-    figs = second_look_figures(sample, conf, thresholds, stop_stat, method, sure, sure_commands)
-    out = talk_outcome(talk, conf, thresholds, method, sure=sure, sure_commands=sure_commands)
-    figs["talk"] = {"hours": round(out["hours"], 3), "stops": out["stops"], "caught": out["caught"],
-                    "false": out["false"], "false_per_hour": round(out["false_per_hour"], 2)}
-    figs["anywhere"] = [STOP] if method == "anywhere" else []
-    figs["sure"] = {c: list(r) for c, r in sorted(sure_commands.items())}
-    rec = " ".join(f"{w} {v['rate']:.3f} ({v['heard']}/{v['clips']})" for w, v in figs["recall"].items())
-    fw, fs = figs["false_accepts_words"], figs["false_accepts_silence"]
-    figs["summary"] = (f"cross-validated with the second look ({len(sample)} clips): recall {rec} | "
-                       f"FA words {100 * fw['rate']:.2f}% ({fw['accepts']}/{fw['clips']}) | FA silence "
-                       f"{fs['accepts']}/{fs['clips']} | out-of-fold talk ({out['hours']:.2f} h): "
-                       f"stops {out['caught']}/{out['stops']}, {out['false_per_hour']:.1f} false an "
-                       f"hour {out['false'] or ''} | confident stop {conf:.2f}, stop read "
-                       f"{method}, verifier "
-                       + ", ".join(f"{k} {v:.3f}" for k, v in sorted(thresholds.items()))
-                       + (f" | sure stop: run {sure[0]:.2f} with verifier {sure[1]:.3f}" if sure
-                          else " | no sure-stop rule")
-                       + "".join(f" | sure {c}: spotter {r[0]:.2f} with verifier {r[1]:.3f}"
-                                 for c, r in sorted(sure_commands.items())))
-    return conf, thresholds, method, sure, figs
-
-
-def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar: Grammar,
-                 labels: list[str], shipped: Decision, recipe: Recipe, per_word: int, work: Path,
-                 members: Sequence[Member] = (), learned_look: bool = False
-                 ) -> tuple[Decision, dict[str, float], dict[str, Any], dict[str, np.ndarray] | None]:
-    """The verifier's thresholds and the confident stop, chosen on out-of-fold clips and
-    out-of-fold talk (``lab.training.talk``, made from the fold heads in ``work/folds``); with
-    ``learned_look``, stop is scored by a probe on the look's encoder output, fitted out of fold
-    before any threshold is chosen (``lab.training.look_probe.learned_look``), and the probe
-    fitted on every look is returned to ship."""
-    from voicecoach.lab.training.second_look import (
-        STOP_CANDIDATE,
-        VERIFIED_THRESHOLD,
-        look_at_clips,
-        sample_clips,
-    )
-    from voicecoach.listening.spotter.verify import load_verifier
-
-    verifier = load_verifier()
-    classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
-    sample = sample_clips(clips, per_word, recipe.seed)
-
-    def state_of(clip: dict[str, Any]) -> str:
-        return state_for(grammar, clip["command"]) if clip["command"] else FA_STATE
-
-    def stop_stat(clip: dict[str, Any]) -> float:
-        return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
-
-    look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of, learned_look)
-    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events
-
-    heads = {k: ensemble_head(h, [m.folds[k] for m in members])
-             for k, h in load_fold_heads(work / "folds", recipe.folds).items()}
-    talk = talk_events(fold_files(work, sources, recipe.folds), heads, grammar, labels, shipped,
-                       verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD, learned_look)
-    probe: dict[str, np.ndarray] | None = None
-    if learned_look:
-        import copy
-
-        from voicecoach.lab.training.look_probe import learned_look as fit_learned_look
-
-        # the same looks read at the transcript's opening, chosen the same way: the paired
-        # comparison the learned look is judged by (printed, not shipped)
-        plain = _choose(copy.deepcopy(sample), copy.deepcopy(talk), recipe, stop_stat)
-        print(f"second look, read at the opening (the same looks): {plain[-1]['summary']}")
-        probe = fit_learned_look(sample, talk, recipe.folds)
-    conf, thresholds, method, sure, figs = _choose(sample, talk, recipe, stop_stat)
-    decision = replace(shipped, stop_candidate=STOP_CANDIDATE, verified_threshold=VERIFIED_THRESHOLD,
-                       verified_stop_threshold=conf,
-                       sure_stop_threshold=sure[0] if sure else None,
-                       sure_stop_bar=sure[1] if sure else None,
-                       # timed by the loudness envelope at run time, so not simulated above
-                       relook_end_s=recipe.relook_end_s or None)
-    if probe is not None:
-        # the probe's score is the same read either way: the run time reads no transcript
-        # for it (SpotterRecogniser._look), so the card says "opening"
-        figs["anywhere"] = []
-        figs["summary"] = figs["summary"].replace(f"stop read {method}",
-                                                  "stop read by the learned look")
-    return decision, thresholds, figs, probe
 
 
 def corpus_digest(sources: Sequence[Source]) -> str:
