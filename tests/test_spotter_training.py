@@ -458,3 +458,29 @@ def test_a_wrong_real_data_folder_is_said_before_any_synthesis(
     err = _one_line(capsys, ["--quick", "--speech-commands", str(tmp_path / "nosuch"),
                              "--work", str(tmp_path / "w"), "--no-export"])
     assert "no Speech Commands clips" in err and made == []
+
+
+def test_a_corpus_with_no_fold_of_talk_and_stops_is_one_error_before_the_verifier_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no fold holding both running talk and stops (a tiny corpus: --quick's sample of a
+    small set) the second look has no hour of talk to rate false commands by: one error saying
+    to add data or --no-verify, raised before the verifier loads or a clip is looked at (it
+    was a ZeroDivisionError traceback in the stop's talk cost)."""
+    from voicecoach.errors import VoicecoachError
+    from voicecoach.grammar import load_grammar
+    from voicecoach.lab.training import out_of_fold, talk
+    from voicecoach.lab.training.examples import Recipe
+    from voicecoach.listening.spotter.decide import Decision
+    from voicecoach.listening.spotter.model import load_model
+
+    monkeypatch.setattr(talk, "fold_files", lambda work, sources, folds: [])
+
+    def no_verifier() -> None:
+        raise AssertionError("the verifier was loaded")
+
+    monkeypatch.setattr("voicecoach.listening.spotter.verify.load_verifier", no_verifier)
+    with pytest.raises(VoicecoachError) as err:
+        out_of_fold._second_look([], [], load_grammar("en"), [], Decision.from_card(load_model().decision),
+                                 Recipe(), 12, tmp_path)
+    line = err.value.one_line()
+    assert "no fold has both running talk and stop clips" in line and "--no-verify" in line

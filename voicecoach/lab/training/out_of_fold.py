@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
 from voicecoach.lab.corpus import FA_STATE, state_for
 from voicecoach.lab.training.data import REAL_POSITIVES, SILENCE, Source
@@ -147,8 +148,16 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         look_at_clips,
         sample_clips,
     )
+    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events
     from voicecoach.listening.spotter.verify import load_verifier
 
+    # the talk is checked first: with no fold holding both talk and stops (a tiny corpus,
+    # e.g. --quick's sample) there is no hour to rate false commands by, and no choice to make
+    files = fold_files(work, sources, recipe.folds)
+    if not files:
+        raise VoicecoachError("the second look cannot be chosen: no fold has both running talk "
+                              "and stop clips to make its out-of-fold talk from (too few sources)",
+                              "give more training data, or add --no-verify to skip the second look")
     verifier = load_verifier()
     classes = {cmd: [labels.index(p) for p in ps] for cmd, ps in phrases_of(grammar).items()}
     sample = sample_clips(clips, per_word, recipe.seed)
@@ -160,11 +169,9 @@ def _second_look(clips: list[dict[str, Any]], sources: Sequence[Source], grammar
         return statistic(clip["probs"], classes[STOP], shipped.smooth, 1)
 
     look_at_clips(sample, sources, grammar, labels, shipped, verifier, state_of, learned_look)
-    from voicecoach.lab.training.talk import fold_files, load_fold_heads, talk_events
-
     heads = {k: ensemble_head(h, [m.folds[k] for m in members])
              for k, h in load_fold_heads(work / "folds", recipe.folds).items()}
-    talk = talk_events(fold_files(work, sources, recipe.folds), heads, grammar, labels, shipped,
+    talk = talk_events(files, heads, grammar, labels, shipped,
                        verifier, recipe.window, work, STOP_CANDIDATE, VERIFIED_THRESHOLD, learned_look)
     probe: dict[str, np.ndarray] | None = None
     if learned_look:
