@@ -17,6 +17,7 @@ from fake_sounddevice import FakeSoundDevice, device
 from replay_helpers import PLAN, user_track
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
+from voicecoach.audio.mic import MicSource
 from voicecoach.audio.playback import SinkError, SoundDeviceSink
 from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
@@ -311,3 +312,28 @@ def test_a_speaker_that_stops_taking_sound_mid_utterance_does_not_deafen_the_dev
     assert all(iv.end is not None for iv in speaker.speaking_intervals())
     assert len(stuck_sd.outputs) == 1  # not opened again while its write is still held
 
+
+def test_the_microphone_is_reopened_while_a_write_to_the_speaker_never_returns(
+        stuck_sd: FakeSoundDevice) -> None:
+    """Reopening a lost microphone re-reads the device list, which waits for the speaker's
+    utterance (it holds PortAudio). Before, a write that never returned held it for good and
+    the device loop froze in its microphone retry, deaf and never restarted; now the re-read
+    is skipped after a while and the microphone is reopened from the old list."""
+    from voicecoach.device.sources import microphone
+
+    sink = SoundDeviceSink(sd=stuck_sd)
+    playing = threading.Thread(target=sink.play, daemon=True,
+                               args=(np.zeros(1600, dtype=np.int16), threading.Event()))
+    playing.start()
+    assert stuck_sd.writes_stuck.acquire(timeout=STALL_S)
+    open_source = microphone(None)
+    open_source().close()  # the first microphone, opened at start-up
+    reopened: list[object] = []
+    retry = threading.Thread(target=lambda: reopened.append(open_source()), daemon=True)
+    retry.start()
+    retry.join(STALL_S)  # a hang guard: before, it never returned
+    assert not retry.is_alive() and isinstance(reopened[0], MicSource)
+    assert stuck_sd.reinitialised == 0  # PortAudio is not pulled away from the held write
+    stuck_sd.output_released.set()
+    playing.join(STALL_S)
+    assert open_source() is not None and stuck_sd.reinitialised == 1  # let go: re-read again
