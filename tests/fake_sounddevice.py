@@ -132,6 +132,36 @@ class _CtrlCAfterQueue(queue.Queue):  # type: ignore[type-arg]
         return super().get(block, timeout)
 
 
+class FakeOutputStream:
+    """Like OutputStream (blocking writes): keeps what is written; while the sound device's
+    ``output_stuck`` is set, a write never returns until ``output_released`` is set, as a
+    driver that stops taking sound without failing (a speaker pulled out, a stalled sound
+    server) leaves PortAudio's blocking write."""
+
+    def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
+        if sd.open_error:
+            raise FakePortAudioError(sd.open_error)
+        self.sd = sd
+        self.kwargs = kwargs
+        self.written: list[Any] = []
+        sd.outputs.append(self)
+
+    def __enter__(self) -> FakeOutputStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sd.closed += 1
+
+    def write(self, data: Any) -> None:
+        if self.sd.output_stuck:
+            self.sd.writes_stuck.release()
+            self.sd.output_released.wait()
+        self.written.append(np.array(data))
+
+    def abort(self) -> None:
+        pass
+
+
 class FakeSoundDevice(types.ModuleType):
     """``devices`` as query_devices() gives them; ``rates`` the sample rates the input accepts."""
 
@@ -155,6 +185,14 @@ class FakeSoundDevice(types.ModuleType):
         self.status = None
         self.streams: list[FakeStream] = []
         self.closed = 0
+        #: Output: every write blocks (until ``output_released``) while this is set; each
+        #: write that blocks releases ``writes_stuck`` once.
+        self.output_stuck = False
+        self.output_released = threading.Event()
+        self.writes_stuck = threading.Semaphore(0)
+        self.outputs: list[FakeOutputStream] = []
+        #: How many times PortAudio was made to read the device list again.
+        self.reinitialised = 0
 
     def query_devices(self, device: int | None = None, kind: str | None = None) -> Any:
         if device is None and kind is None:
@@ -171,3 +209,12 @@ class FakeSoundDevice(types.ModuleType):
 
     def RawInputStream(self, **kwargs: Any) -> FakeStream:  # noqa: N802 - sounddevice's name
         return FakeStream(self, **kwargs)
+
+    def OutputStream(self, **kwargs: Any) -> FakeOutputStream:  # noqa: N802
+        return FakeOutputStream(self, **kwargs)
+
+    def _terminate(self) -> None:
+        pass
+
+    def _initialize(self) -> None:
+        self.reinitialised += 1

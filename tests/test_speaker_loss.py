@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,17 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_sounddevice import FakeSoundDevice, device
 from replay_helpers import PLAN, user_track
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
-from voicecoach.audio.playback import SinkError
-from voicecoach.audio.wav import WavFileSource
+from voicecoach.audio.mic import MicSource
+from voicecoach.audio.playback import SinkError, SoundDeviceSink
+from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.duplex import DuplexGate
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
+from voicecoach.lab.room import load_clip
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.speaking.tts import TtsSpeaker
@@ -227,3 +231,109 @@ def test_speaker_unplugged_mid_session_session_goes_on_and_log_says_so(
     assert any(e <= gone[0] for _, e in phone.played)
     assert any(s >= gone[1] for s, _ in phone.played)
     assert not any(gone[0] <= s < gone[1] for s, _ in phone.played)
+
+
+@pytest.fixture
+def stuck_sd(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSoundDevice]:
+    """A speakerphone whose speaker stops taking sound without failing: every write to it
+    blocks until the test ends (then the writes left behind return)."""
+    sd = FakeSoundDevice([device("Jabra", 1, 2)], audio=np.zeros(16000, dtype=np.int16))
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    sd.output_stuck = True
+    try:
+        yield sd
+    finally:
+        sd.output_released.set()
+
+
+def _clips_track(path: Path, seconds: float, clips: list[tuple[float, str, str]]) -> Path:
+    """Silence with the fixture voice's commands in it: (when, command, phrase)."""
+    mic = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+    for at_s, command, phrase in clips:
+        audio = load_clip(command, phrase).audio
+        first = int(at_s * SAMPLE_RATE)
+        mic[first:first + audio.size] += audio
+    write_wav(path, np.clip(mic, -1.0, 1.0))
+    return path
+
+
+def test_a_speaker_that_stops_taking_sound_mid_utterance_does_not_deafen_the_device(
+        tmp_path: Path, stuck_sd: FakeSoundDevice, caplog: pytest.LogCaptureFixture) -> None:
+    """The output device stops taking sound without failing (its blocking write never
+    returns) in the session's first utterance. Before: the coach was taken to be speaking
+    for good, so the duplex gate dropped every command but stop, and after that session no
+    "start" was ever heard again (until a restart). Now the utterance is given up, one log
+    line says so, and the next "start" begins a session."""
+    from voicecoach.listening.engines import make_recogniser
+
+    recogniser = make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
+    settings = Settings(data_dir=tmp_path / "home")
+    clock = AudioClock(live=False)
+    speaker = TtsSpeaker(CachedRenderer(EspeakNgRenderer()), SoundDeviceSink(sd=stuck_sd),
+                         clock=clock.now)
+    speaker.play_grace_s = 0.5  # not the 10 s a real device is given
+    track = _clips_track(tmp_path / "user.wav", 45.0, [
+        (1.0, "start", "start_workout"), (15.0, "stop", "stop"), (32.0, "start", "start_workout")])
+
+    class Microphone:
+        """The track; before the second start it waits (a hang guard, not a measure) until the
+        speaker has nothing left to say, so the test does not race the speaker's thread."""
+
+        def chunks(self) -> Iterator[AudioChunk]:
+            waited = False
+            for chunk in WavFileSource(track).chunks():
+                if not waited and chunk.start_s >= 30.0:
+                    waited = True
+                    speaker.wait_idle(STALL_S)
+                yield chunk
+
+        def close(self) -> None:
+            pass
+
+    sources = iter([Microphone()])
+    events: list[Event] = []
+    loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
+                      lambda: next(sources, None),
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      listeners=[events.append], clock=clock, sleep=lambda s: None,
+                      canceller=None)
+    recogniser.reset()
+    try:
+        with caplog.at_level(logging.WARNING):
+            loop.run()
+    finally:
+        speaker.close()
+    assert stuck_sd.writes_stuck.acquire(timeout=0)  # the first utterance's write never returned
+    starts = [e for e in _changes(events) if e == ("idle", "briefing", "start")]
+    assert len(starts) == 2  # the second start was heard: before, dropped as the coach's voice
+    assert _statuses(settings.data_dir) == [("serve", "stopped", 0.0), ("serve", "stopped", 0.0)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "voicecoach.speaking.tts"]
+    assert len(lines) == 1 and "stopped taking sound" in lines[0] and "restart" in lines[0]
+    assert all(iv.end is not None for iv in speaker.speaking_intervals())
+    assert len(stuck_sd.outputs) == 1  # not opened again while its write is still held
+
+
+def test_the_microphone_is_reopened_while_a_write_to_the_speaker_never_returns(
+        stuck_sd: FakeSoundDevice) -> None:
+    """Reopening a lost microphone re-reads the device list, which waits for the speaker's
+    utterance (it holds PortAudio). Before, a write that never returned held it for good and
+    the device loop froze in its microphone retry, deaf and never restarted; now the re-read
+    is skipped after a while and the microphone is reopened from the old list."""
+    from voicecoach.device.sources import microphone
+
+    sink = SoundDeviceSink(sd=stuck_sd)
+    playing = threading.Thread(target=sink.play, daemon=True,
+                               args=(np.zeros(1600, dtype=np.int16), threading.Event()))
+    playing.start()
+    assert stuck_sd.writes_stuck.acquire(timeout=STALL_S)
+    open_source = microphone(None)
+    open_source().close()  # the first microphone, opened at start-up
+    reopened: list[object] = []
+    retry = threading.Thread(target=lambda: reopened.append(open_source()), daemon=True)
+    retry.start()
+    retry.join(STALL_S)  # a hang guard: before, it never returned
+    assert not retry.is_alive() and isinstance(reopened[0], MicSource)
+    assert stuck_sd.reinitialised == 0  # PortAudio is not pulled away from the held write
+    stuck_sd.output_released.set()
+    playing.join(STALL_S)
+    assert open_source() is not None and stuck_sd.reinitialised == 1  # let go: re-read again

@@ -17,20 +17,35 @@ _KINDS = ("input", "output")
 PORTAUDIO_LOCK = threading.RLock()
 
 
-def refresh_devices(sd: Any | None = None) -> bool:
+#: The longest a re-read of the device list waits for the speaker's utterance (seconds);
+#: past it the re-read is skipped (the old list is kept) rather than hold the loop up.
+REFRESH_WAIT_S = 5.0
+
+
+def refresh_devices(sd: Any | None = None, wait_s: float = REFRESH_WAIT_S) -> bool:
     """Make PortAudio read the device list again; True if it did.
 
     PortAudio reads the list once, at start-up (python-sounddevice #125, #47; PortAudio #447):
     a USB speakerphone unplugged and plugged back in is not seen again, or is seen under an
     old number, until PortAudio is terminated and initialised again. That closes every open
     stream, so it waits for PORTAUDIO_LOCK (the speaker's current utterance) and is only
-    called when the microphone is being reopened after a loss.
+    called when the microphone is being reopened after a loss. It waits ``wait_s`` at most:
+    a write the output device never returns from (a speaker pulled out under a driver that
+    stalls instead of failing) holds the lock for good, and waiting for it froze the device
+    loop in its microphone retry, deaf until a restart; the re-read is skipped instead (the
+    microphone is reopened from the old list).
     """
     try:
         sd = sd or sounddevice_module()
-        with PORTAUDIO_LOCK:
+        if not PORTAUDIO_LOCK.acquire(timeout=wait_s):
+            _LOGGER.info("sound devices not re-read: the speaker has held PortAudio for over "
+                         "%g s (an utterance that never finished)", wait_s)
+            return False
+        try:
             sd._terminate()
             sd._initialize()
+        finally:
+            PORTAUDIO_LOCK.release()
     except Exception as exc:  # noqa: BLE001 - PortAudioError or no PortAudio: keep the old list
         _LOGGER.debug("could not re-read the sound devices: %s", exc)
         return False

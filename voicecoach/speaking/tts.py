@@ -17,7 +17,11 @@ the audio itself through an AudioSink in 50 ms blocks. Why not pyttsx3's ``say``
 
 Failures never stop the workout: a failed or hung render becomes a tone (logged once); a
 failed device becomes silence of the same length (logged once; retried every
-``sink_retry_s`` seconds, so a re-plugged speaker comes back).
+``sink_retry_s`` seconds, so a re-plugged speaker comes back). A device that stops taking
+sound without failing (a write that never returns) is given up ``play_grace_s`` after the
+utterance should have ended: the coach is no longer taken to be speaking (the duplex gate
+drops every command but stop while it speaks), and the device is tried again once that
+write returns.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ from voicecoach.speaking.timeline import WavSpeaker
 
 _LOGGER = logging.getLogger(__name__)
 
+#: Seconds an utterance may go on playing past its own length before the output device is
+#: taken to have stopped taking sound (a write that never returns).
+PLAY_GRACE_S = 10.0
+
 __all__ = [
     "ConsoleSpeaker", "EspeakNgRenderer", "MultiSpeaker", "NullSpeaker", "Pyttsx3Renderer",
     "RenderError", "Rendered", "Renderer", "Speaker", "SpeechInterval", "SpeechListener",
@@ -83,7 +91,8 @@ class TtsSpeaker(VoiceControls):
     def __init__(self, renderer: Renderer | None, sink: AudioSink | None = None,
                  volume: float = 0.8, rate: int = 160,
                  clock: Callable[[], float] = time.monotonic, sink_retry_s: float = 30.0,
-                 give_up_after: int = 3, keep_intervals: int = 1000) -> None:
+                 give_up_after: int = 3, keep_intervals: int = 1000,
+                 play_grace_s: float = PLAY_GRACE_S) -> None:
         self._engine = FallbackRenderer(renderer, give_up_after)
         self._sink = sink if sink is not None else SoundDeviceSink()
         self._silent = SilentSink()
@@ -91,6 +100,10 @@ class TtsSpeaker(VoiceControls):
         self._sink_warned = False
         self._clock = clock
         self.sink_retry_s = sink_retry_s
+        self.play_grace_s = play_grace_s
+        #: The play given up while the device still held it (it may never return): the
+        #: device is not tried again until it has.
+        self._stuck: threading.Thread | None = None
         self.volume = clamp_volume(volume)
         self.rate = self.set_rate(rate)
         self._queue: list[_Item] = []
@@ -234,7 +247,10 @@ class TtsSpeaker(VoiceControls):
     def _play(self, audio: np.ndarray, stop: threading.Event,
               on_start: Callable[[], None]) -> bool:
         now = time.monotonic()
-        use_real = self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s
+        if self._stuck is not None and not self._stuck.is_alive():
+            self._stuck = None  # the write came back at last: the device may be tried again
+        use_real = self._stuck is None and (
+            self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s)
         if use_real:
             started: list[bool] = []
 
@@ -243,7 +259,7 @@ class TtsSpeaker(VoiceControls):
                 on_start()
 
             try:
-                completed = self._sink.play(audio, stop, mark)
+                completed = self._play_watched(audio, stop, mark)
             except SinkError as exc:
                 self._sink_failed_at = now
                 if not self._sink_warned:
@@ -258,6 +274,48 @@ class TtsSpeaker(VoiceControls):
                     self._sink_warned = False
                 return completed
         return self._silent.play(audio, stop, on_start)
+
+    def _play_watched(self, audio: np.ndarray, stop: threading.Event,
+                      on_start: Callable[[], None]) -> bool:
+        """The sink's play, in a thread of its own, waited for as long as the audio lasts
+        plus ``play_grace_s``. One that outlasts that (the device stopped taking sound
+        without failing: before, the coach was taken to be speaking for good, so no "start"
+        was heard again until a restart) is left behind, told to stop should it ever return,
+        and is one log line and SinkError: the session goes on without sound."""
+        outcome: list[bool | BaseException] = []
+        guard = threading.Lock()
+        given_up: list[bool] = []
+
+        def started() -> None:
+            with guard:
+                if not given_up:  # a play given up must not open the coach's speech again
+                    on_start()
+
+        def play() -> None:
+            try:
+                outcome.append(self._sink.play(audio, stop, started))
+            except BaseException as exc:  # noqa: BLE001 - handed to the speaker thread
+                outcome.append(exc)
+
+        player = threading.Thread(target=play, name="voicecoach-output", daemon=True)
+        player.start()
+        seconds = audio.size / SAMPLE_RATE
+        player.join(seconds + self.play_grace_s)
+        if player.is_alive():
+            with guard:
+                given_up.append(True)
+            stop.set()
+            self._stuck = player
+            _LOGGER.warning("speaker: the output device stopped taking sound (an utterance of "
+                            "%.1f s still playing after %.1f s); the session goes on without "
+                            "sound: plug the speaker in again, or restart voicecoach (sudo "
+                            "systemctl restart voicecoach)", seconds, seconds + self.play_grace_s)
+            self._sink_warned = True
+            raise SinkError("the output device stopped taking sound")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _record(self, interval: SpeechInterval, final: bool = False) -> None:
         with self._cond:
