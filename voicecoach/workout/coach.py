@@ -128,10 +128,13 @@ class Coach(CoachPhases, CoachRequests):
         for listener in self.listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken sink must not stop the workout
+            except Exception as exc:  # noqa: BLE001 - a broken sink must not stop the workout
                 if id(listener) not in self._failed_listeners:
                     self._failed_listeners.add(id(listener))
-                    _LOGGER.exception("event listener %r failed; carrying on", listener)
+                    # one line for the user; the traceback only in a debug log
+                    _LOGGER.error("event listener %r failed (%s: %s); carrying on", listener,
+                                  type(exc).__name__, exc)
+                    _LOGGER.debug("the listener's traceback:", exc_info=exc)
 
     def say(self, text: str, kind: str, priority: Priority = Priority.ANSWER,
             cue_id: str = "", remember: bool = True) -> None:
