@@ -210,6 +210,16 @@ class Coach(CoachPhases, CoachRequests):
             self.tick(t)
         self.say(self.words.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
 
+    def force_idle(self) -> State:
+        """Back to idle at once, from any state, without the machine's callbacks; returns the
+        state it was in. For the device loop after a fault inside the workout: the machine may
+        have stopped half-way through a transition (transitions clears its queue), so its own
+        "stop" and "reset" are not trusted to get it out."""
+        was = self.state
+        self.machine.set_state(State.IDLE, model=self)
+        self._reset_session()
+        return was
+
     def accepted_commands(self) -> tuple[str, ...]:
         """The commands the current state's grammar listens for."""
         if self.grammar is None:
