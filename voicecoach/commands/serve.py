@@ -26,6 +26,7 @@ from voicecoach.commands._common import (
 )
 from voicecoach.commands._device import live, replayed
 from voicecoach.device.loop import DeviceLoop
+from voicecoach.device.loop_faults import WorkoutFaults
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
@@ -116,6 +117,13 @@ def check_history_at_start(data_dir: Path, sleep: Callable[[float], None] = time
     return last
 
 
+def _wait_for_speech(speaker: Speaker, seconds: float) -> None:
+    """Let what is being said finish (at most ``seconds``) before the speaker is closed."""
+    wait = getattr(speaker, "wait_idle", None)
+    if callable(wait):
+        wait(seconds)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -196,10 +204,12 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
         if not begin_at_once:
             print("voicecoach: listening; say 'start' to begin a session", file=sys.stderr,
                   flush=True)
-        loop.run()
-        wait = getattr(speaker, "wait_idle", None)
-        if callable(wait):
-            wait(30.0)
+        try:
+            loop.run()
+        except WorkoutFaults:  # the loop gives up: its last sentence is said before the exit
+            _wait_for_speech(speaker, 15.0)
+            raise
+        _wait_for_speech(speaker, 30.0)
     finally:
         speaker.close()  # SIGTERM: speech stops at once
         if treadmill is not None:

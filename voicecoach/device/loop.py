@@ -4,8 +4,9 @@ Audio time drives everything: the coach's clock is the microphone's sample count
 time spent waiting for a lost microphone), and the duplex gate compares it with the times
 the speaker reports. Speech goes to the Speaker, which never blocks this loop.
 
-The loop in parts: its audio clock (audio_clock.py) and its sessions with their history
-records (loop_sessions.py); here, the echo path, the speech out and the listening.
+The loop in parts: its audio clock (audio_clock.py), its sessions with their history
+records (loop_sessions.py) and what a fault inside the workout does (loop_faults.py); here, the
+echo path, the speech out and the listening.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.device.audio_clock import AudioClock
 from voicecoach.device.belt import BeltController, stop_belts
 from voicecoach.device.duplex import Decision, DuplexGate
+from voicecoach.device.loop_faults import LoopFaults, WorkoutFaults
 from voicecoach.device.loop_sessions import LoopSessions, SessionOpener
 from voicecoach.events import CueSpoken, Event, VolumeChanged
 from voicecoach.grammar import Grammar
@@ -48,12 +50,13 @@ LIVE_ECHO_S = 0.3
 NO_HISTORY_SPEECH = load_phrases("en").NO_HISTORY  # (in English; the loop says its language's)
 
 
-class DeviceLoop(LoopSessions):
+class DeviceLoop(LoopSessions, LoopFaults):
     """Idle -> "start" -> briefing -> ... -> idle again, for ``sessions`` sessions (None: ever).
 
     ``open_source`` returns the next audio source, or None when there is no more input
     (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
-    as gone: the coach says so, and the loop retries every ``retry_s`` seconds.
+    as gone: the coach says so, and the loop retries every ``retry_s`` seconds. An exception
+    inside the workout halts the belt and ends that session, not the loop (loop_faults.py).
     """
 
     def __init__(self, settings: Settings, grammar: Grammar, recogniser: Recogniser,
@@ -107,6 +110,7 @@ class DeviceLoop(LoopSessions):
         self.completed = 0
         self.outcomes: list[str] = []
         self.input_losses = 0
+        self.faults: list[float] = []
         #: The state a session was in when the input ended under it (None: it did not).
         self.input_ended_in: State | None = None
         self._session: ExitStack | None = None
@@ -192,9 +196,11 @@ class DeviceLoop(LoopSessions):
             return
         t = max(det.emitted_s, self.coach.now)
         if det.command == "start" and self.coach.state in AT_REST and self._session is None:
-            self._start_session(t, det.phrase, det.confidence, "voice")
+            self._workout("while starting a session", self._start_session, t, det.phrase,
+                          det.confidence, "voice")
         else:
-            self.coach.command(det.command, t, phrase=det.phrase, confidence=det.confidence)
+            self._workout(f"while acting on '{det.command}'", self.coach.command, det.command,
+                          t, phrase=det.phrase, confidence=det.confidence)
 
     def _sync_grammar(self) -> None:
         active = self.coach.accepted_commands()
@@ -212,9 +218,9 @@ class DeviceLoop(LoopSessions):
         for det in self.recogniser.accept(heard):
             self._deliver(det, chunk.end_s)
             self._sync_grammar()
-        self.coach.tick(chunk.end_s)
+        self._workout("while coaching", self.coach.tick, chunk.end_s)
         if self.coach.done and self._session is not None:
-            self._end_session()
+            self._workout("while ending the session", self._end_session)
         self._heartbeat(chunk.end_s)
         self._sync_grammar()
 
@@ -242,10 +248,13 @@ class DeviceLoop(LoopSessions):
                     if lost:
                         lost = False
                         _LOGGER.warning("microphone: back")
-                        self.coach.input_back(self.coach.now)
+                        self._workout("as the microphone came back", self.coach.input_back,
+                                      self.coach.now)
                     yield replace(chunk, start_s=offset + chunk.start_s)
                     if self.finished:
                         return
+            except WorkoutFaults:  # the loop gives up (loop_faults.py): not the microphone
+                raise
             except Exception as exc:  # noqa: BLE001 - the device went away mid-stream
                 lost = self._lost(lost, exc)
             finally:
@@ -256,30 +265,33 @@ class DeviceLoop(LoopSessions):
         if not already:
             self.input_losses += 1
             _LOGGER.warning("microphone: lost (%s); retrying every %g s", exc, self.retry_s)
-            self.coach.lose_input(now)
+            self._workout("as the microphone went", self.coach.lose_input, now)
         self.sleep(self.retry_s)
         self.clock.note(now + self.retry_s)
-        self.coach.tick(self.clock.audio_s)
+        self._workout("while coaching", self.coach.tick, self.clock.audio_s)
         self._heartbeat(self.clock.audio_s)
         return True
 
     def run(self) -> int:
         """Listen until the input ends or ``sessions`` sessions are done; return how many."""
         self._sync_grammar()
-        if self.begin_at_once:
-            self._start_session(0.0, "start", 1.0, "system")
-            self._sync_grammar()
         try:
+            if self.begin_at_once:
+                self._workout("while starting a session", self._start_session, 0.0, "start",
+                              1.0, "system")
+                self._sync_grammar()
             for chunk in self._chunks():
                 self.process(chunk)
             if self._session is not None and not self.coach.done:
                 _LOGGER.warning("input ended during a session; stopping it")
                 self.input_ended_in = self.coach.state
-                self.coach.command("stop", self.clock.audio_s, source="system")
+                self._workout("as the input ended", self.coach.command, "stop",
+                              self.clock.audio_s, source="system")
                 if self.coach.state is State.STOPPED:
-                    self._end_session()
+                    self._workout("while ending the session", self._end_session)
         except BaseException as exc:
-            self._halt_belt()
+            if not isinstance(exc, WorkoutFaults):  # (the fault halted the belt already)
+                self._halt_belt()
             self.close(exc)
             raise
         self.close()

@@ -68,8 +68,15 @@ class LoopSessions:
         self.coach.command("start", t, phrase=phrase, confidence=confidence, source=source)
 
     def _end_session(self) -> None:
-        """The session is over: its record is closed now if the history takes the rest at
-        once; if not (another program holds it locked), the loop goes on hearing and writes
+        """The session is over: its record is ended (:meth:`_end_record`) as the coach says it
+        ended, and the coach is back to idle."""
+        self._end_record(self.coach.outcome or "interrupted", self.coach.outcome or "")
+        self.coach.reset()
+
+    def _end_record(self, outcome: str, label: str) -> None:
+        """The session's record ends as ``outcome`` if the coach recorded no end of its own
+        (``label``: how :attr:`outcomes` counts it): closed now if the history takes the rest
+        at once; if not (another program holds it locked), the loop goes on hearing and writes
         it at its heartbeats (:meth:`_write_ended`): closing would wait for the lock (up to
         about 43 s), and the microphone keeps only 2 s of what the user says meanwhile."""
         stack, recorder = self._session, self._recorder
@@ -79,16 +86,14 @@ class LoopSessions:
             self.coach.tick_hooks.remove(recorder.heartbeat)
         if stack is not None:
             end = getattr(recorder, "end", None)
-            if end is not None and not end(self.coach.outcome or "interrupted"):
+            if end is not None and not end(outcome):
                 _LOGGER.info("history: the session's end is written once the history allows")
                 self._ending.append((stack, recorder))
             else:
                 stack.close()
         self.completed += 1
-        self.outcomes.append(self.coach.outcome or "")
-        _LOGGER.info("session %d %s; listening for start again", self.completed,
-                     self.coach.outcome)
-        self.coach.reset()
+        self.outcomes.append(label)
+        _LOGGER.info("session %d %s; listening for start again", self.completed, label)
 
     def _write_ended(self, t: float) -> None:
         """A heartbeat for the records of sessions over (never waits): each is closed once

@@ -128,10 +128,13 @@ class Coach(CoachPhases, CoachRequests):
         for listener in self.listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken sink must not stop the workout
+            except Exception as exc:  # noqa: BLE001 - a broken sink must not stop the workout
                 if id(listener) not in self._failed_listeners:
                     self._failed_listeners.add(id(listener))
-                    _LOGGER.exception("event listener %r failed; carrying on", listener)
+                    # one line for the user; the traceback only in a debug log
+                    _LOGGER.error("event listener %r failed (%s: %s); carrying on", listener,
+                                  type(exc).__name__, exc)
+                    _LOGGER.debug("the listener's traceback:", exc_info=exc)
 
     def say(self, text: str, kind: str, priority: Priority = Priority.ANSWER,
             cue_id: str = "", remember: bool = True) -> None:
@@ -206,6 +209,16 @@ class Coach(CoachPhases, CoachRequests):
         if t is not None:
             self.tick(t)
         self.say(self.words.INPUT_BACK, "prompt", Priority.ANSWER, remember=False)
+
+    def force_idle(self) -> State:
+        """Back to idle at once, from any state, without the machine's callbacks; returns the
+        state it was in. For the device loop after a fault inside the workout: the machine may
+        have stopped half-way through a transition (transitions clears its queue), so its own
+        "stop" and "reset" are not trusted to get it out."""
+        was = self.state
+        self.machine.set_state(State.IDLE, model=self)
+        self._reset_session()
+        return was
 
     def accepted_commands(self) -> tuple[str, ...]:
         """The commands the current state's grammar listens for."""
