@@ -467,7 +467,9 @@ def test_a_second_session_on_one_data_folder_is_refused_in_one_line(tmp_path: Pa
     assert first.returncode == 0, first_err
     assert second.returncode != 0
     [line] = second.stderr.strip().splitlines()
-    assert "another voicecoach session is running" in line and f"process {first.pid}" in line
+    assert line == (f"voicecoach: error: another voicecoach (run, pid {first.pid}) is using the "
+                    f"workout history in {home}; let its session end first (say or type stop) "
+                    "or give another --data-dir.")
     with HistoryDB.open(home) as db:
         assert [s.status for s in db.sessions()] == ["stopped"]  # the second left no row
 

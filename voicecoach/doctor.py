@@ -223,6 +223,7 @@ def check_history(data_dir: Path) -> Iterator[Check]:
     from voicecoach.history.db import DB_NAME
     from voicecoach.history.health import inspect_history
     from voicecoach.history.schema import SCHEMA_VERSION
+    from voicecoach.history.session_lock import holder
 
     state = inspect_history(data_dir / DB_NAME)
     if state.state == "none":
@@ -238,6 +239,9 @@ def check_history(data_dir: Path) -> Iterator[Check]:
     if state.odd_rows:
         detail += (f"; {state.odd_rows} row(s) hold impossible values (read as unknown: "
                    "they cannot stop a session)")
+    using = holder(data_dir)  # a serve at work is not a fault: said, never called broken
+    if using is not None:
+        detail += f"; in use by voicecoach {using.names()}"
     if state.state == "read-only":
         yield Check("history", FAIL, f"read-only: {detail}; {state.detail}", state.fix)
         return

@@ -174,7 +174,7 @@ def recorded_session(settings: Settings, plan: Plan | None,
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted.
     The plan counts a session of this process whose end is not written yet (another program
     holds the history locked) as it ended (history.recorder.sessions_for_plan)."""
-    with one_session_at_a_time(settings.data_dir), \
+    with one_session_at_a_time(settings.data_dir, source), \
             HistoryDB.open(settings.data_dir, recover=False) as db:
         tidy_unless_locked(db)  # a history held locked does not hold the start up
         if plan is None:

@@ -31,6 +31,7 @@ from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.history.db import HistoryDB
 from voicecoach.history.recorder import SessionRecorder
+from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.settings import Settings
 from voicecoach.treadmill.wiring import open_treadmill
 from voicecoach.workout.machine import AT_REST, State
@@ -64,6 +65,14 @@ def run(args: argparse.Namespace) -> int:
     settings = session_settings(args)
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
+    # held before the treadmill is opened: a serve holding the folder keeps its belt's link
+    with one_session_at_a_time(settings.data_dir, "run"):
+        return _run(args, settings, grammar, chosen)
+
+
+def _run(args: argparse.Namespace, settings: Settings, grammar: Grammar,
+         chosen: Plan | None) -> int:
+    """A typed session, or a replayed one; the data folder is held."""
     if args.audio_in:
         return replay_session(args, settings, grammar, chosen)
     treadmill, treadmill_settings = open_treadmill(settings.treadmill, args.treadmill,

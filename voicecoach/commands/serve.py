@@ -34,6 +34,7 @@ from voicecoach.history.db import DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryLocked, HistoryUnavailable
 from voicecoach.history.health import write_lock_holder
 from voicecoach.history.recorder import tidy_if_let_go
+from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.phrases import load_phrases
 from voicecoach.service import NEEDS_A_PERSON, unit_options, unit_text
 from voicecoach.settings import Settings
@@ -147,7 +148,17 @@ def _offer_enrollment(settings: Settings, grammar: Any, recogniser: Any, speaker
 
 def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | None,
                begin_at_once: bool) -> int:
-    """Wire microphone (or replayed files), recogniser, speaker and coach; run the loop."""
+    """Hold the data folder, then wire microphone (or replayed files), recogniser, speaker
+    and coach and run the loop. Another voicecoach holding the folder (a serve under systemd
+    while one is started by hand) is said in one line before anything is opened: its
+    microphone, speaker, treadmill and history are left alone, and nothing is said aloud
+    over its session."""
+    with one_session_at_a_time(settings.data_dir, "start" if begin_at_once else "serve"):
+        return _run_device(args, settings, sessions=sessions, begin_at_once=begin_at_once)
+
+
+def _run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | None,
+                begin_at_once: bool) -> int:
     from voicecoach.listening.engines import make_recogniser
 
     grammar = load_grammar(settings.speech.language)

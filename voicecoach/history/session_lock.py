@@ -1,20 +1,25 @@
-"""One session at a time per data folder: the kernel's lock that refuses a second session (in
-another process) while one runs, shared within a process by a session and the record, still
-being written, of the one before it."""
+"""One voicecoach at a time per data folder: the kernel's lock that refuses a second session (in
+another process) while one runs, or while ``serve``/``start``/``run`` holds the folder for its
+whole life; shared within a process by a session and the record, still being written, of the
+one before it. The lock file names its holder (pid, command, systemd unit) for the refusal's
+line and for doctor."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from voicecoach.errors import VoicecoachError
+from voicecoach.history.liveness import PROC, pid_alive, process_token
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,11 +31,50 @@ _HELD: dict[tuple[int, int], tuple[TextIO, int]] = {}
 _HELD_GUARD = threading.Lock()
 
 
+@dataclass(frozen=True)
+class Holder:
+    """The voicecoach process that holds a data folder, as its lock file names it: its pid,
+    its command (serve, start, run, demo; '' when unknown) and, when systemd runs it, its unit."""
+
+    pid: int
+    command: str = ""
+    unit: str = ""
+
+    def names(self) -> str:
+        """'serve, pid 1234', or 'pid 1234' when the command is unknown."""
+        return f"{self.command}, pid {self.pid}" if self.command else f"pid {self.pid}"
+
+
+class DataFolderBusy(VoicecoachError):
+    """Another voicecoach process holds the data folder (its history, and the microphone,
+    speaker and treadmill it drives): a second one is refused, not run beside it."""
+
+    def __init__(self, data_dir: Path, holder: Holder | None) -> None:
+        who = f" ({holder.names()})" if holder else ""
+        if holder is None:
+            fix = "stop it first or give another --data-dir"
+        elif holder.unit:
+            fix = f"stop it first (sudo systemctl stop {holder.unit}) or give another --data-dir"
+        elif holder.command == "serve":
+            fix = (f"stop it first (Ctrl-C where it runs, or kill {holder.pid}) or give "
+                   "another --data-dir")
+        else:
+            fix = "let its session end first (say or type stop) or give another --data-dir"
+        super().__init__(f"another voicecoach{who} is using the workout history in {data_dir}",
+                         fix)
+        self.holder = holder
+
+
 @contextmanager
-def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
-    """Refuse (one line) a second session on the same data folder while one runs: two
-    coaches would share one history, and one user cannot walk two sessions. The lock is the
-    kernel's (flock), so a crashed or killed session never leaves it behind.
+def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
+    """Refuse (one line, :class:`DataFolderBusy`) a second voicecoach on the same data
+    folder while one holds it: two coaches would share one history, one microphone and one
+    treadmill, and one user cannot walk two sessions. A session holds it while it runs;
+    ``serve``, ``start`` and ``run`` hold it for their whole life (``command`` names the
+    holder in the refusal), so a second serve is refused at once, not when "start" is heard.
+    The lock is the kernel's (flock), so a crashed or killed holder never leaves it behind:
+    the name written in the file (cleared when the holder lets go, left by a killed one) is
+    only read to name a holder that still runs (:func:`holder`).
 
     Within one process the lock is shared: the device loop starts a session only when none is
     running, but the record of the one before may still be being written (another program
@@ -52,7 +96,7 @@ def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
         held = _HELD.get(key)
         if held is None:
             try:
-                _take(handle, data_dir)
+                _take(handle, data_dir, command)
             except BaseException:
                 with contextlib.suppress(OSError):
                     handle.close()
@@ -70,26 +114,67 @@ def one_session_at_a_time(data_dir: Path) -> Iterator[None]:
             if count > 1:
                 _HELD[key] = (handle, count - 1)
             else:
+                with contextlib.suppress(OSError):  # the name unmade while still held, so a
+                    handle.truncate(0)  # process living on does not pass for its holder
                 with contextlib.suppress(OSError):  # an unwritten pid on a full disk: no matter
                     handle.close()  # and the lock with it
 
 
-def _take(handle: TextIO, data_dir: Path) -> None:
-    """Take the session lock on ``handle`` and write this process's id in it, or refuse."""
+def _take(handle: TextIO, data_dir: Path, command: str) -> None:
+    """Take the session lock on ``handle`` and write who holds it in it, or refuse."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
-        pid = handle.read().strip()
-        raise VoicecoachError(
-            f"another voicecoach session is running on {data_dir}"
-            + (f" (process {pid})" if pid.isdigit() else ""),
-            "let it end (say stop) before starting another, or use another --data-dir"
-        ) from None
-    try:  # who holds it, for the refusal's line; a full disk only loses that
+        # unnamed only in the moment before a new holder writes its name over the last one's
+        raise DataFolderBusy(data_dir, _live(handle.read())) from None
+    pid = os.getpid()
+    mine = {"pid": pid, "command": command, "token": process_token(pid), "unit": _unit()}
+    try:  # who holds it, for the refusal's line and doctor; a full disk only loses that
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(json.dumps(mine) + "\n")
         handle.flush()
     except OSError as exc:
         _LOGGER.debug("history: session lock: %s", exc)
+
+
+def holder(data_dir: Path) -> Holder | None:
+    """The live voicecoach process holding ``data_dir``, or None; read without taking the
+    lock (doctor must never refuse a serve starting meanwhile). A holder that is gone (its
+    pid dead, or reused by another process since) is None: its name stays in the file."""
+    try:
+        return _live((Path(data_dir) / SESSION_LOCK).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _live(text: str) -> Holder | None:
+    """The holder a lock file's ``text`` names if that process still runs: this version's
+    JSON line (checked by pid and start token), or an older version's bare pid."""
+    text = text.strip()
+    if text.isdigit():
+        return Holder(int(text)) if pid_alive(int(text)) else None
+    try:
+        data = json.loads(text)
+        found = Holder(int(data["pid"]), str(data.get("command", "")), str(data.get("unit", "")))
+        token = str(data.get("token", ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return found if pid_alive(found.pid, token) else None
+
+
+def _unit() -> str:
+    """The systemd service running this process ('' when none): systemd sets INVOCATION_ID
+    for a unit's processes, and the unit is the last part of the process's cgroup."""
+    if not os.environ.get("INVOCATION_ID"):
+        return ""
+    try:
+        cgroup = (PROC / "self/cgroup").read_text()
+    except OSError:
+        return "voicecoach"
+    for line in cgroup.splitlines():
+        name = line.rsplit("/", 1)[-1]
+        if name.endswith(".service"):
+            return name.removesuffix(".service")
+    return "voicecoach"

@@ -1,0 +1,204 @@
+"""A second voicecoach on a data folder another one holds (a serve started by hand while the
+systemd unit runs one): refused in one line naming the holder, the first left undisturbed; a
+killed holder blocks nothing (history.session_lock)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from config_helpers import empty_config
+from conftest import REPO
+from fake_sounddevice import FakeSoundDevice, device
+
+from voicecoach import cli
+from voicecoach.audio.wav import write_wav
+from voicecoach.doctor import OK, check_history
+from voicecoach.history import session_lock
+from voicecoach.history.session_lock import SESSION_LOCK, holder, one_session_at_a_time
+from voicecoach.lab.room import load_clip
+
+
+def _wav(path: Path, seconds: float, start_at: float | None = None) -> Path:
+    """``seconds`` of silence, with the user saying "start" at ``start_at`` if given."""
+    audio = np.zeros(int(seconds * 16000), dtype=np.float32)
+    if start_at is not None:
+        clip = load_clip("start", "start").audio
+        at = int(start_at * 16000)
+        audio[at:at + clip.size] += clip
+    write_wav(path, audio)
+    return path
+
+
+def _env(tmp_path: Path, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICECOACH_")}
+    env.update(VOICECOACH_HOME=str(home), VOICECOACH_CONFIG=empty_config(tmp_path))
+    return env
+
+
+def _voicecoach(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "voicecoach", *args], cwd=REPO, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=300)
+
+
+@contextmanager
+def _serving(env: dict[str, str], wav: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real ``voicecoach serve`` replaying ``wav`` at real-time pace, once it listens; it
+    is stopped with SIGTERM afterwards (unless the test killed it) and must exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "voicecoach", "serve", "--engine",
+                             "pocketsphinx", "--audio-in", str(wav), "--realtime"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:  # in the child's own time: no wall-clock threshold
+            if "listening; say 'start'" in line:
+                break
+        else:
+            pytest.fail(f"serve ended before it listened: {proc.wait()}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    if proc.returncode != -signal.SIGKILL:
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+
+
+def _until(proc: subprocess.Popen[str], text: str) -> None:
+    """Read the serve's printed events until one holds ``text``."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if text in line:
+            return
+    pytest.fail(f"serve ended before {text!r}")
+
+
+def _recorded(home: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The history's sessions (source, status) and every event, read without writing."""
+    with sqlite3.connect(f"file:{home / 'history.sqlite3'}?mode=ro", uri=True) as conn:
+        sessions = list(conn.execute("SELECT id, source, status FROM sessions ORDER BY id"))
+        events = list(conn.execute("SELECT session_id, seq, t, type, state, data FROM events "
+                                   "ORDER BY session_id, seq"))
+    return sessions, events
+
+
+def _refusal(pid: int, home: Path) -> str:
+    return (f"voicecoach: error: another voicecoach (serve, pid {pid}) is using the workout "
+            f"history in {home}; stop it first (Ctrl-C where it runs, or kill {pid}) or give "
+            "another --data-dir.")
+
+
+def test_a_second_serve_is_refused_in_one_line_and_the_first_session_records_on(
+        tmp_path: Path) -> None:
+    """A serve started by hand while one runs (mid-session here) says who holds the history
+    and how to stop it, in one line, and exits 2 before opening anything; the first one's
+    session goes on and is recorded to its end, nothing of it changed."""
+    home = tmp_path / "home"
+    env = _env(tmp_path, home)
+    with _serving(env, _wav(tmp_path / "start.wav", 120.0, start_at=1.0)) as first:
+        _until(first, "idle -> briefing")  # the first one's session is running
+        before = _recorded(home)
+        second = _voicecoach(env, "serve", "--engine", "pocketsphinx", "--audio-in",
+                             str(_wav(tmp_path / "short.wav", 1.0)))
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.splitlines() == [_refusal(first.pid, home)]
+        assert second.stdout == ""  # nothing said over the first one's session
+        sessions, events = _recorded(home)  # the first one writes on meanwhile
+        assert sessions == before[0] == [(1, "serve", "running")]  # nothing marked or added
+        assert events[:len(before[1])] == before[1]
+        assert first.poll() is None
+    sessions, events = _recorded(home)
+    assert [row[1:] for row in sessions] == [("serve", "stopped")]  # ended by SIGTERM
+    assert events[:len(before[1])] == before[1]  # its events kept, and its end written after
+    assert len(events) > len(before[1])
+
+
+def test_run_demo_and_start_beside_a_listening_serve_are_refused_naming_it(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """While a serve listens (no session yet), a typed run, the demo and start would take the
+    history, the microphone and the treadmill from under it (and its next "start" would be
+    told the history cannot be opened): each is refused in one line naming the serve, and
+    start opens no sound device."""
+    env = _env(tmp_path, home)
+    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+        line = _refusal(first.pid, home)
+        demo = _voicecoach(env, "demo", "--speed-up", "1000")
+        assert (demo.returncode, demo.stderr.splitlines()) == (2, [line])
+        typed = _voicecoach(env, "run", "--week", "1", stdin="stop\n")
+        assert (typed.returncode, typed.stderr.splitlines()) == (2, [line])
+        sd = FakeSoundDevice([device("USB mic", 1, 0), device("USB speaker", 0, 2)])
+        monkeypatch.setitem(sys.modules, "sounddevice", sd)
+        monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
+        assert cli.main(["start"]) == 2
+        assert capsys.readouterr().err.splitlines() == [line]
+        assert sd.streams == []
+    assert _recorded(home) == ([], [])  # none of them recorded anything
+
+
+def test_doctor_names_a_serve_at_work_and_a_killed_one_blocks_nothing(
+        tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """doctor calls a history a serve holds ok and names the serve; once that serve is
+    killed (SIGKILL: nothing of it runs to clear its name), doctor names nobody and the next
+    serve starts as if the folder were free, and clears its name when it ends."""
+    env = _env(tmp_path, home)
+    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+        [check] = check_history(home)
+        assert check.status == OK
+        assert check.detail.endswith(f"; in use by voicecoach serve, pid {first.pid}")
+        first.kill()
+        first.wait()
+    assert f'"pid": {first.pid}' in (home / SESSION_LOCK).read_text()  # its name is left
+    [check] = check_history(home)
+    assert (check.status, "in use" in check.detail) == (OK, False)
+    assert cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
+                     str(_wav(tmp_path / "short.wav", 1.0))]) == 0
+    assert "another voicecoach" not in capsys.readouterr().err
+    assert (home / SESSION_LOCK).read_text() == ""
+    assert holder(home) is None
+
+
+def test_a_name_left_by_a_gone_holder_is_nobody(tmp_path: Path) -> None:
+    """A lock file naming a process that is gone, in this version's words or an older one's
+    (a bare pid), or a pid now reused by another process (its start token differs), names no
+    holder and stops nobody."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / SESSION_LOCK
+    for text in (str(gone.pid),
+                 f'{{"pid": {gone.pid}, "command": "serve", "token": "", "unit": ""}}',
+                 f'{{"pid": {os.getpid()}, "command": "serve", "token": "x:1", "unit": ""}}',
+                 "not a name"):
+        lock.write_text(text)
+        assert holder(tmp_path) is None, text
+        with one_session_at_a_time(tmp_path, "run"):
+            assert holder(tmp_path) == session_lock.Holder(os.getpid(), "run")
+        assert holder(tmp_path) is None
+
+
+def test_the_refusal_says_how_the_holder_is_stopped() -> None:
+    """The fix named fits the holder: its systemd unit, a serve started by hand, a session
+    to end, or nobody named (in the moment before a new holder writes its name)."""
+    folder = Path("/data")
+    busy = session_lock.DataFolderBusy
+    assert busy(folder, session_lock.Holder(7, "serve", "voicecoach")).one_line() == (
+        "another voicecoach (serve, pid 7) is using the workout history in /data; stop it "
+        "first (sudo systemctl stop voicecoach) or give another --data-dir.")
+    assert "(Ctrl-C where it runs, or kill 7)" in busy(folder, session_lock.Holder(7, "serve")
+                                                         ).one_line()
+    assert busy(folder, session_lock.Holder(7, "demo")).one_line().endswith(
+        "; let its session end first (say or type stop) or give another --data-dir.")
+    assert busy(folder, None).one_line() == (
+        "another voicecoach is using the workout history in /data; stop it first or give "
+        "another --data-dir.")
