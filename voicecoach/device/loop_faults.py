@@ -11,16 +11,14 @@ microphone, the speaker, the treadmill's link) keep their own handling: they nev
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from voicecoach import events as ev
 from voicecoach.device.audio_clock import AudioClock
 from voicecoach.device.belt import stop_belts
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.events import Priority
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.machine import State
@@ -44,25 +42,6 @@ class WorkoutFaults(VoicecoachError):
 
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message, hint, exit_code=FAULTS_EXIT)
-
-
-def describe(exc: BaseException) -> str:
-    """``exc`` on one line: its type and message."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def where_raised(exc: BaseException) -> str:
-    """Where ``exc`` was raised: its innermost frame as ``path:line in function``, the path
-    from the package's folder when it is ours."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "an unknown place"
-    frame = frames[-1]
-    parts = PurePath(frame.filename).parts
-    ours = [i for i, part in enumerate(parts) if part == "voicecoach"]
-    path = "/".join(parts[ours[-1]:]) if ours else PurePath(frame.filename).name
-    return f"{path}:{frame.lineno} in {frame.name}"
 
 
 class LoopFaults:
