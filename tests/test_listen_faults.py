@@ -1,7 +1,7 @@
 """A fault in the listening (the recogniser's ``accept``, its reset, its grammar's switch) ends
 that session, not the device: the belt halted, the session stopped with the fault in its
 record, one log line, and "start" heard again; a recogniser that keeps failing ends serve in
-one line, exit 70 (voicecoach/device/loop_faults.py)."""
+one line, exit 70 (voicecoach/device/loop_faults.py). ``voicecoach listen`` says one line too."""
 
 from __future__ import annotations
 
@@ -250,3 +250,58 @@ def test_a_grammar_switch_that_fails_once_is_a_listening_fault_and_the_grammar_i
     # after the fault the idle grammar is set again (not taken as already set)
     assert "start" in asked[2] and "yes" not in asked[2]
     _no_traceback_above_debug(caplog, err)
+
+
+def test_listen_says_one_line_when_the_recogniser_fails_on_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import FIXTURES
+
+    wavs = []
+    for name in ("a", "b", "c"):
+        wav = tmp_path / f"{name}.wav"
+        wav.write_bytes((FIXTURES / "commands/joe/normal/stop__stop.wav").read_bytes())
+        wavs.append(str(wav))
+    real = SphinxRecogniser.accept
+    seen: list[float] = []
+
+    def broken(self: SphinxRecogniser, chunk: Any) -> Any:
+        seen.append(chunk.start_s)
+        if seen.count(0.0) == 2 and chunk.start_s >= 0.3:  # the second file, 0.3 s in
+            raise FloatingPointError(FAULT)
+        return real(self, chunk)
+    monkeypatch.setattr(SphinxRecogniser, "accept", broken)
+
+    code = cli.main(["listen", "--engine", "pocketsphinx", *wavs])
+    out, err = capsys.readouterr()
+    assert code == 1  # on the old code the error came out of cli.main, after a.wav's line
+    assert [line.split(":")[0] for line in out.splitlines()] == [wavs[0], wavs[2]]
+    [line] = _errors(err)
+    assert f"the recogniser failed on {wavs[1]}: FloatingPointError: {FAULT}" in line
+    assert "test_listen_faults.py" in line
+    assert err.splitlines()[-1] == "voicecoach: 1 of the 3 inputs could not be read or recognised"
+    assert "Traceback" not in err
+
+
+def test_listen_on_the_microphone_says_one_line_when_the_recogniser_fails(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from conftest import FIXTURES
+    from fake_sounddevice import FakeSoundDevice, device
+
+    from voicecoach.audio.wav import read_wav_16k
+
+    audio = read_wav_16k(FIXTURES / "commands/joe/normal/stop__stop.wav")
+    sd = FakeSoundDevice([device("USB Mic")], audio=audio, interrupt_after=True)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+
+    def broken(self: SphinxRecogniser, chunk: Any) -> Any:
+        raise FloatingPointError(FAULT)
+    monkeypatch.setattr(SphinxRecogniser, "accept", broken)
+    code = cli.main(["listen", "--engine", "pocketsphinx", "--device", "usb"])
+    _, err = capsys.readouterr()
+    assert code != 0 and "Traceback" not in err
+    [line] = _errors(err)
+    assert f"the recogniser failed on the microphone's audio: FloatingPointError: {FAULT}" in line
+    assert sd.closed == 1
