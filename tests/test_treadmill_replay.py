@@ -13,7 +13,8 @@ from replay_helpers import PLAN
 from voicecoach.audio.wav import WavFileSource, write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
-from voicecoach.events import CommandHeard, Event
+from voicecoach.device.loop_faults import ListeningFaults
+from voicecoach.events import CommandHeard, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
@@ -176,10 +177,17 @@ class Quiet:
         pass
 
 
-@pytest.mark.parametrize(("exc", "status"), [(SystemExit(0), "stopped"),
-                                              (RuntimeError("a fault"), "interrupted")])
-def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, status: str,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize(("exc", "where", "raised", "status"), [
+    (SystemExit(0), "recogniser", SystemExit, "stopped"),  # SIGTERM: as the user ending it
+    # a fault in the listening ends the session (loop_faults.py), and one that comes back on
+    # every chunk the loop (exit 70)
+    (RuntimeError("a fault"), "recogniser", ListeningFaults, "stopped"),
+    # a fault outside the workout and the listening still ends the loop unhandled (here the
+    # history's upkeep): the belt is stopped all the same
+    (RuntimeError("a fault"), "upkeep", RuntimeError, "interrupted")])
+def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, where: str,
+                                                        raised: type[BaseException],
+                                                        status: str, tmp_path: Path) -> None:
     import sqlite3
 
     from voicecoach.commands._device import simulated_speaker
@@ -188,13 +196,24 @@ def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, stat
     clock = AudioClock()
     sim = SimTreadmill()
     sources = iter([Quiet()])
-    loop = DeviceLoop(settings, load_grammar("en"), DiesAt(90.0, exc),
+    events: list[Event] = []
+
+    def upkeep() -> bool:
+        if clock.audio_s >= 90.0:
+            raise exc
+        return False
+    loop = DeviceLoop(settings, load_grammar("en"),
+                      DiesAt(90.0 if where == "recogniser" else 1e9, exc),
                       simulated_speaker(settings, clock), lambda: next(sources, None),
                       lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
-                      clock=clock, sleep=lambda s: None, treadmill=sim, treadmill_settings=DRIVE)
-    with pytest.raises(type(exc)):
+                      clock=clock, sleep=lambda s: None, treadmill=sim, treadmill_settings=DRIVE,
+                      upkeep=upkeep if where == "upkeep" else None, listeners=[events.append])
+    with pytest.raises(raised):
         loop.run()
-    assert loop.coach.state in (State.WARMUP, State.BACKWARD), "it must die mid-walk"
+    # it must die mid-walk (after a listening fault the coach is idle: the state it left then)
+    faulted = [e.source for e in events if isinstance(e, StateChanged) and e.trigger == "fault"]
+    ended_in = faulted if raised is ListeningFaults else [loop.coach.state.value]
+    assert ended_in in (["warmup"], ["backward"]), "it must die mid-walk"
     sim.poll(sim.now + 30)              # the treadmill half a minute later, nobody coaching
     assert sim.log.of(Op.STOP_PAUSE) and sim.model.speed_kmh < 0.01
     with sqlite3.connect(tmp_path / "history.sqlite3") as db:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import traceback
+from pathlib import PurePath
 
 
 class VoicecoachError(Exception):
@@ -23,6 +25,25 @@ class VoicecoachError(Exception):
         if self.hint:
             text += f"; {self.hint.rstrip('.')}"
         return " ".join(text.split()) + "."
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` on one line: its type and message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def where_raised(exc: BaseException) -> str:
+    """Where ``exc`` was raised: its innermost frame as ``path:line in function``, the path
+    from the package's folder when it is ours."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    parts = PurePath(frame.filename).parts
+    ours = [i for i, part in enumerate(parts) if part == "voicecoach"]
+    path = "/".join(parts[ours[-1]:]) if ours else PurePath(frame.filename).name
+    return f"{path}:{frame.lineno} in {frame.name}"
 
 
 #: Exit code when the output went away: a closed pipe (as a process killed by SIGPIPE shows

@@ -6,18 +6,19 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.grammar import Grammar, load_grammar
 from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WAV_SUFFIXES = (".wav", ".wave")
 
@@ -76,21 +77,43 @@ def commands_to_hear(grammar: Grammar, state: str | None) -> tuple[str, ...]:
     return grammar.states[state]
 
 
+class RecogniserFailed(VoicecoachError):
+    """The recogniser raised something unexpected (a bug, a foreign runtime failing): one
+    line, its traceback in the log at DEBUG."""
+
+    def __init__(self, exc: Exception, where: str) -> None:
+        _LOGGER.debug("the recogniser's traceback on %s:", where, exc_info=exc)
+        super().__init__(f"the recogniser failed on {where}: {describe(exc)} "
+                         f"(at {where_raised(exc)})", "run with --debug for the traceback")
+
+
+def recognising(where: str, step: Callable[..., T], *args: Any) -> T:
+    """``step(*args)``, a call into the recogniser while it hears ``where`` (a file, the
+    microphone); an unexpected exception from it is RecogniserFailed."""
+    try:
+        return step(*args)
+    except VoicecoachError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        raise RecogniserFailed(exc, where) from exc
+
+
 def listen_to(recogniser: Recogniser, chunks: Iterable[AudioChunk],
-              progress: Any = None) -> tuple[list[Detection], float]:
+              progress: Any = None, where: str = "the audio") -> tuple[list[Detection], float]:
     """Feed every chunk, then flush; the detections and the seconds of audio heard.
-    ``progress``: a bar advanced by the audio seconds heard."""
-    recogniser.reset()
+    ``progress``: a bar advanced by the audio seconds heard. The recogniser raising
+    something unexpected is RecogniserFailed (``where``: what it was hearing)."""
+    recognising(where, recogniser.reset)
     heard: list[Detection] = []
     seconds = 0.0
     for chunk in chunks:
-        heard += recogniser.accept(chunk)
+        heard += recognising(where, recogniser.accept, chunk)
         if progress is not None:
             from voicecoach.progress import advance
 
             advance(progress, chunk.end_s - seconds)
         seconds = chunk.end_s
-    heard += recogniser.flush()
+    heard += recognising(where, recogniser.flush)
     return heard, seconds
 
 
@@ -146,10 +169,12 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
             except VoicecoachError:
                 pass  # reported when its turn comes
     with bar(total, "listening", "audio s", json_output=args.json) as progress:
-        failed = _listen_files(args, settings, grammar, commands, chunk_s, files, progress)
+        failed, faults = _listen_files(args, settings, grammar, commands, chunk_s, files,
+                                       progress)
     if failed:
         if len(files) > 1:  # one input: its own error line says it all
-            print(f"voicecoach: {failed} of the {len(files)} inputs could not be read",
+            how = "read or recognised" if faults else "read"
+            print(f"voicecoach: {failed} of the {len(files)} inputs could not be {how}",
                   file=sys.stderr)
         return 1
     return 0
@@ -157,12 +182,15 @@ def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
 
 def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
                   commands: tuple[str, ...], chunk_s: float,
-                  files: list[tuple[str, VoicecoachError | None]], progress: Any) -> int:
-    """Each file in turn; the number that could not be read."""
+                  files: list[tuple[str, VoicecoachError | None]], progress: Any
+                  ) -> tuple[int, int]:
+    """Each file in turn; the number that could not be read or recognised, and of those the
+    number the recogniser failed on (each one line; the next file is heard afresh: the
+    recogniser is reset at every file)."""
     from voicecoach.audio.wav import WavFileSource
 
     recogniser: Recogniser | None = None
-    failed = 0
+    failed = faults = 0
 
     def report(name: str, exc: VoicecoachError) -> None:
         print(f"voicecoach: error: {exc.one_line()}", file=sys.stderr)
@@ -182,11 +210,12 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
         try:
             if recogniser is None:  # loaded once, at the first readable file; errors end all
                 recogniser = _make(settings, grammar, commands)
-            heard, seconds = listen_to(recogniser, source.chunks(), progress)
+            heard, seconds = listen_to(recogniser, source.chunks(), progress, name)
         except VoicecoachError as exc:
             if recogniser is None:
                 raise
             failed += 1
+            faults += isinstance(exc, RecogniserFailed)
             report(name, exc)
             continue
         finally:
@@ -200,7 +229,7 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
                 print(readable(detection, name), flush=True)
         else:
             print(f"{name}: nothing heard ({seconds:.2f} s of audio)", flush=True)
-    return failed
+    return failed, faults
 
 
 def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
@@ -210,16 +239,17 @@ def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
     source = MicSource(settings.audio.input_device, chunk_s)
     recogniser = _make(settings, grammar, commands)
     print("Listening on the microphone; Ctrl-C stops.", file=sys.stderr)
-    recogniser.reset()
+    live = "the microphone's audio"
     try:
+        recognising(live, recogniser.reset)
         for chunk in source.chunks():
-            for detection in recogniser.accept(chunk):
+            for detection in recognising(live, recogniser.accept, chunk):
                 _show_live(args, detection)
     except KeyboardInterrupt:
         pass
     finally:
         source.close()
-    for detection in recogniser.flush():
+    for detection in recognising(live, recogniser.flush):
         _show_live(args, detection)
     return 0
 

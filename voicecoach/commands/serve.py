@@ -26,7 +26,7 @@ from voicecoach.commands._common import (
 )
 from voicecoach.commands._device import live, replayed
 from voicecoach.device.loop import DeviceLoop
-from voicecoach.device.loop_faults import WorkoutFaults
+from voicecoach.device.loop_faults import DeviceFaults
 from voicecoach.errors import VoicecoachError
 from voicecoach.events import Priority
 from voicecoach.grammar import load_grammar
@@ -217,7 +217,7 @@ def _run_device(args: argparse.Namespace, settings: Settings, *, sessions: int |
                   flush=True)
         try:
             loop.run()
-        except WorkoutFaults:  # the loop gives up: its last sentence is said before the exit
+        except DeviceFaults:  # the loop gives up: its last sentence is said before the exit
             _wait_for_speech(speaker, 15.0)
             raise
         _wait_for_speech(speaker, 30.0)

@@ -5,8 +5,8 @@ time spent waiting for a lost microphone), and the duplex gate compares it with 
 the speaker reports. Speech goes to the Speaker, which never blocks this loop.
 
 The loop in parts: its audio clock (audio_clock.py), its sessions with their history
-records (loop_sessions.py) and what a fault inside the workout does (loop_faults.py); here, the
-echo path, the speech out and the listening.
+records (loop_sessions.py) and what a fault inside the workout or in the listening does
+(loop_faults.py); here, the echo path, the speech out and the listening.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.device.audio_clock import AudioClock
 from voicecoach.device.belt import BeltController, stop_belts
 from voicecoach.device.duplex import Decision, DuplexGate
-from voicecoach.device.loop_faults import LoopFaults, WorkoutFaults
+from voicecoach.device.loop_faults import DeviceFaults, LoopFaults
 from voicecoach.device.loop_sessions import LoopSessions, SessionOpener
 from voicecoach.events import CueSpoken, Event, VolumeChanged
 from voicecoach.grammar import Grammar
@@ -56,7 +56,8 @@ class DeviceLoop(LoopSessions, LoopFaults):
     ``open_source`` returns the next audio source, or None when there is no more input
     (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
     as gone: the coach says so, and the loop retries every ``retry_s`` seconds. An exception
-    inside the workout halts the belt and ends that session, not the loop (loop_faults.py).
+    inside the workout, or in the listening (the duplex gate, the recogniser, its grammar's
+    switch), halts the belt and ends that session, not the loop (loop_faults.py).
     """
 
     def __init__(self, settings: Settings, grammar: Grammar, recogniser: Recogniser,
@@ -111,6 +112,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
         self.outcomes: list[str] = []
         self.input_losses = 0
         self.faults: list[float] = []
+        self.listen_faults: list[float] = []
         #: The state a session was in when the input ended under it (None: it did not).
         self.input_ended_in: State | None = None
         self._session: ExitStack | None = None
@@ -205,24 +207,38 @@ class DeviceLoop(LoopSessions, LoopFaults):
     def _sync_grammar(self) -> None:
         active = self.coach.accepted_commands()
         if active != self._active:
-            self._active = active
             self.recogniser.set_commands(active)
+            self._active = active
+
+    def _hear(self, chunk: AudioChunk) -> None:
+        """The chunk through the duplex gate, the echo canceller and the recogniser, and what
+        is heard to the coach. A fault in the gate, the recogniser or its grammar's switch is
+        a listening fault (loop_faults.py): the rest of the chunk goes unheard."""
+        # the raw mic: the gate checks it for echo
+        if not self._listening("in the duplex gate", self.gate.hear, chunk.audio, chunk.end_s):
+            return
+        heard = self._cancel_echo(chunk)
+        found: list[Detection] = []
+        if not self._listening("in the recogniser",
+                               lambda: found.extend(self.recogniser.accept(heard))):
+            return
+        for det in found:
+            if not (self._listening(f"while hearing '{det.command}'", self._deliver, det,
+                                    chunk.end_s)
+                    and self._listening("while switching the grammar", self._sync_grammar)):
+                return
 
     def process(self, chunk: AudioChunk) -> None:
         """One chunk of audio (already on the loop's audio time)."""
         # detections are emitted at the end of the chunk; it was captured over its audio time
         self.clock.note(chunk.end_s,
                         None if chunk.captured is None else chunk.captured + chunk.seconds)
-        self.gate.hear(chunk.audio, chunk.end_s)  # the raw mic: the gate checks it for echo
-        heard = self._cancel_echo(chunk)
-        for det in self.recogniser.accept(heard):
-            self._deliver(det, chunk.end_s)
-            self._sync_grammar()
+        self._hear(chunk)
         self._workout("while coaching", self.coach.tick, chunk.end_s)
         if self.coach.done and self._session is not None:
             self._workout("while ending the session", self._end_session)
         self._heartbeat(chunk.end_s)
-        self._sync_grammar()
+        self._listening("while switching the grammar", self._sync_grammar)
 
     def _chunks(self) -> Iterator[AudioChunk]:
         """Chunks of all sources in turn, on one audio clock; a failing source is retried."""
@@ -237,7 +253,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
                 return
             offset = self.clock.audio_s
             if lost:  # a new stream: forget the utterance the old one was cut off in
-                self.recogniser.reset()
+                self._listening("as the microphone came back", self.recogniser.reset)
             try:
                 iterator = source.chunks()
                 while True:
@@ -253,7 +269,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
                     yield replace(chunk, start_s=offset + chunk.start_s)
                     if self.finished:
                         return
-            except WorkoutFaults:  # the loop gives up (loop_faults.py): not the microphone
+            except DeviceFaults:  # the loop gives up (loop_faults.py): not the microphone
                 raise
             except Exception as exc:  # noqa: BLE001 - the device went away mid-stream
                 lost = self._lost(lost, exc)
@@ -274,12 +290,12 @@ class DeviceLoop(LoopSessions, LoopFaults):
 
     def run(self) -> int:
         """Listen until the input ends or ``sessions`` sessions are done; return how many."""
-        self._sync_grammar()
         try:
+            self._listening("while setting the grammar", self._sync_grammar)
             if self.begin_at_once:
                 self._workout("while starting a session", self._start_session, 0.0, "start",
                               1.0, "system")
-                self._sync_grammar()
+                self._listening("while switching the grammar", self._sync_grammar)
             for chunk in self._chunks():
                 self.process(chunk)
             if self._session is not None and not self.coach.done:
@@ -290,7 +306,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
                 if self.coach.state is State.STOPPED:
                     self._workout("while ending the session", self._end_session)
         except BaseException as exc:
-            if not isinstance(exc, WorkoutFaults):  # (the fault halted the belt already)
+            if not isinstance(exc, DeviceFaults):  # (the fault halted the belt already)
                 self._halt_belt()
             self.close(exc)
             raise
