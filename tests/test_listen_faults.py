@@ -5,14 +5,13 @@ one line, exit 70 (voicecoach/device/loop_faults.py). ``voicecoach listen`` says
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fault_helpers import fault_lines, no_traceback_above_debug, pocketsphinx, problems, sessions
 from replay_helpers import PLAN
 
 from voicecoach import cli
@@ -26,7 +25,7 @@ from voicecoach.lab.cached import CachedRenderer
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.listening.sphinx_engine import SphinxRecogniser
 from voicecoach.phrases import load_phrases
-from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
+from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.treadmill.ftms import Op
 from voicecoach.treadmill.sim import SimTreadmill
@@ -37,37 +36,6 @@ pytestmark = pytest.mark.skipif(
 
 WORDS = load_phrases("en")
 FAULT = "the front end's ring is broken"
-
-
-def _pocketsphinx() -> Any:
-    from voicecoach.listening.engines import make_recogniser
-
-    # faults are under test here, not recognition: pocketsphinx hears the fixture voice's
-    # briefing answers reliably (as in test_loop_faults)
-    return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
-
-
-def _sessions(home: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        return list(db.execute("SELECT source, status FROM sessions ORDER BY id"))
-
-
-def _problems(home: Path) -> list[tuple[int, dict[str, Any]]]:
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        rows = db.execute("SELECT session_id, data FROM events WHERE type = 'device_problem' "
-                          "ORDER BY session_id, seq")
-        return [(sid, json.loads(data)) for sid, data in rows]
-
-
-def _fault_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == loop_faults.__name__ and r.levelno >= logging.WARNING]
-
-
-def _no_traceback_above_debug(caplog: pytest.LogCaptureFixture, err: str) -> None:
-    assert "Traceback" not in err
-    loud = [r.getMessage() for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
-    assert loud == []
 
 
 def _errors(err: str) -> list[str]:
@@ -85,7 +53,7 @@ def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_i
     sources = iter([room])
     sim = SimTreadmill()
     events: list[Event] = []
-    loop = DeviceLoop(settings, load_grammar("en"), _pocketsphinx(), speaker,
+    loop = DeviceLoop(settings, load_grammar("en"), pocketsphinx(), speaker,
                       lambda: next(sources, None),
                       lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
                       listeners=[events.append], clock=clock, canceller=None, treadmill=sim,
@@ -135,19 +103,19 @@ def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_i
     assert {kmh for t, kmh in speeds if again[0] - 1.0 <= t <= again[0]} == {0.0}
     # (2) the session ended as stopped, the fault in its record; the next one was begun
     home = settings.data_dir
-    assert _sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
-    [(sid, problem)] = _problems(home)
+    assert sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
+    [(sid, problem)] = problems(home)
     assert sid == 1 and problem["device"] == "recogniser"
     assert f"FloatingPointError: {FAULT}" in problem["problem"]
     assert "test_listen_faults.py" in problem["extra"]["at"]
     assert loop.outcomes[0] == "fault" and loop.listen_faults == [fault["t"]]
     assert loop.faults == [] and loop.input_losses == 0  # not the workout, not the microphone
     # (3) one line in the log naming the fault and where it was raised, no traceback
-    [line] = _fault_lines(caplog)
+    [line] = fault_lines(caplog)
     assert line.startswith("listening fault in the recogniser: FloatingPointError: ")
     assert "test_listen_faults.py" in line and "the recogniser is reset" in line
     assert "listening for start again" in line
-    _no_traceback_above_debug(caplog, capsys.readouterr().err)
+    no_traceback_above_debug(caplog, capsys.readouterr().err)
     # (4) said aloud, (5) back to idle at the fault
     said = [iv.text for iv in speaker.speaking_intervals()]
     assert f"{WORDS.FAULT_HALTED} {WORDS.FAULT_START_AGAIN}" in said
@@ -183,12 +151,12 @@ def test_a_recogniser_failing_on_every_chunk_ends_serve_in_one_line(
     [line] = _errors(err)
     assert "listening failed 3 times within 5 minutes, the last in the recogniser" in line
     assert f"FloatingPointError: {FAULT}" in line
-    assert _sessions(home) == [("serve", "stopped")]
-    [(sid, problem)] = _problems(home)
+    assert sessions(home) == [("serve", "stopped")]
+    [(sid, problem)] = problems(home)
     assert sid == 1 and problem["device"] == "recogniser"
-    lines = _fault_lines(caplog)
+    lines = fault_lines(caplog)
     assert len(lines) == 3 and "3 faults within 5 minutes: giving up" in lines[-1]
-    _no_traceback_above_debug(caplog, err)
+    no_traceback_above_debug(caplog, err)
 
 
 def test_a_recogniser_that_cannot_be_reset_ends_serve_at_once_in_one_line(
@@ -217,11 +185,11 @@ def test_a_recogniser_that_cannot_be_reset_ends_serve_at_once_in_one_line(
     assert code == loop_faults.FAULTS_EXIT
     [line] = _errors(err)
     assert "the recogniser could not be reset (RuntimeError: the decoder is gone" in line
-    assert _sessions(home) == [("serve", "stopped")]
-    assert [p["device"] for _, p in _problems(home)] == ["recogniser"]
-    [logged] = _fault_lines(caplog)  # the first fault is the last: a deaf device is no device
+    assert sessions(home) == [("serve", "stopped")]
+    assert [p["device"] for _, p in problems(home)] == ["recogniser"]
+    [logged] = fault_lines(caplog)  # the first fault is the last: a deaf device is no device
     assert logged.endswith("giving up")
-    _no_traceback_above_debug(caplog, err)
+    no_traceback_above_debug(caplog, err)
 
 
 def test_a_grammar_switch_that_fails_once_is_a_listening_fault_and_the_grammar_is_set_again(
@@ -242,14 +210,14 @@ def test_a_grammar_switch_that_fails_once_is_a_listening_fault_and_the_grammar_i
                          str(_start_wav(tmp_path))])
     err = capsys.readouterr().err
     assert code == 0 and _errors(err) == []
-    assert _sessions(home) == [("serve", "stopped")]
-    [(_, problem)] = _problems(home)
+    assert sessions(home) == [("serve", "stopped")]
+    [(_, problem)] = problems(home)
     assert problem["device"] == "recogniser" and "KeyError: 'yes'" in problem["problem"]
-    [line] = _fault_lines(caplog)
+    [line] = fault_lines(caplog)
     assert line.startswith("listening fault while switching the grammar: KeyError: 'yes'")
     # after the fault the idle grammar is set again (not taken as already set)
     assert "start" in asked[2] and "yes" not in asked[2]
-    _no_traceback_above_debug(caplog, err)
+    no_traceback_above_debug(caplog, err)
 
 
 def test_listen_says_one_line_when_the_recogniser_fails_on_a_file(

@@ -5,14 +5,13 @@ in one line (voicecoach/device/loop_faults.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fault_helpers import fault_lines, no_traceback_above_debug, pocketsphinx, problems, sessions
 from replay_helpers import PLAN
 
 from voicecoach import cli
@@ -25,7 +24,7 @@ from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.phrases import load_phrases
-from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
+from voicecoach.settings import Settings, TreadmillSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.treadmill.ftms import Op
 from voicecoach.treadmill.sim import SimTreadmill
@@ -39,37 +38,6 @@ WORDS = load_phrases("en")
 FAULT = "the check-in table is broken"
 
 
-def _pocketsphinx() -> Any:
-    from voicecoach.listening.engines import make_recogniser
-
-    # faults are under test here, not recognition: pocketsphinx hears the fixture voice's
-    # briefing answers reliably (as in test_treadmill_replay)
-    return make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
-
-
-def _sessions(home: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        return list(db.execute("SELECT source, status FROM sessions ORDER BY id"))
-
-
-def _problems(home: Path) -> list[tuple[int, dict[str, Any]]]:
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        rows = db.execute("SELECT session_id, data FROM events WHERE type = 'device_problem' "
-                          "ORDER BY session_id, seq")
-        return [(sid, json.loads(data)) for sid, data in rows]
-
-
-def _fault_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == loop_faults.__name__ and r.levelno >= logging.WARNING]
-
-
-def _no_traceback_above_debug(caplog: pytest.LogCaptureFixture, err: str) -> None:
-    assert "Traceback" not in err
-    loud = [r.getMessage() for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
-    assert loud == []
-
-
 def test_a_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +49,7 @@ def test_a_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_aga
     sources = iter([room])
     sim = SimTreadmill()
     events: list[Event] = []
-    loop = DeviceLoop(settings, load_grammar("en"), _pocketsphinx(), speaker,
+    loop = DeviceLoop(settings, load_grammar("en"), pocketsphinx(), speaker,
                       lambda: next(sources, None),
                       lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
                       listeners=[events.append], clock=clock, canceller=None, treadmill=sim,
@@ -129,16 +97,16 @@ def test_a_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_aga
     assert {kmh for t, kmh in speeds if again[0] - 1.0 <= t <= again[0]} == {0.0}
     # (2) the session ended as stopped, the fault in its record; the next one was begun
     home = settings.data_dir
-    assert _sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
-    [(sid, problem)] = _problems(home)
+    assert sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
+    [(sid, problem)] = problems(home)
     assert sid == 1 and problem["device"] == "coach"
     assert f"RuntimeError: {FAULT}" in problem["problem"]
     assert loop.outcomes[0] == "fault" and loop.faults == [pytest.approx(fault["t"], abs=0.2)]
     # (3) one line in the log naming the fault and where it was raised, no traceback
-    [line] = _fault_lines(caplog)
+    [line] = fault_lines(caplog)
     assert f"RuntimeError: {FAULT}" in line and "test_loop_faults.py" in line
     assert "listening for start again" in line
-    _no_traceback_above_debug(caplog, capsys.readouterr().err)
+    no_traceback_above_debug(caplog, capsys.readouterr().err)
     # (4) said aloud, (5) back to idle (above), and the next "start" began a new session
     said = [iv.text for iv in speaker.speaking_intervals()]
     assert f"{WORDS.FAULT_HALTED} {WORDS.FAULT_START_AGAIN}" in said
@@ -176,10 +144,10 @@ def test_repeated_faults_end_serve_in_one_line(
         result = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in", str(wav)])
     err = capsys.readouterr().err
     assert result == code  # on the old code the KeyError came out of cli.main
-    assert _sessions(home) == [("serve", "stopped")] * 3
-    assert [sid for sid, _ in _problems(home)] == [1, 2, 3]
-    assert len(_fault_lines(caplog)) == 3
-    _no_traceback_above_debug(caplog, err)
+    assert sessions(home) == [("serve", "stopped")] * 3
+    assert [sid for sid, _ in problems(home)] == [1, 2, 3]
+    assert len(fault_lines(caplog)) == 3
+    no_traceback_above_debug(caplog, err)
     errors = [line for line in err.splitlines() if line.startswith("voicecoach: error:")]
     if gives_up:
         [line] = errors
@@ -197,7 +165,7 @@ def test_ctrl_c_inside_a_callback_still_ends_serve(
     wav = _starts_wav(tmp_path, [1.0, 31.0])
     assert cli.main(["serve", "--engine", "pocketsphinx", "--audio-in", str(wav)]) == 130
     assert "voicecoach: interrupted" in capsys.readouterr().err
-    assert _sessions(home) == [("serve", "stopped")]  # as before: the first start ends serve
+    assert sessions(home) == [("serve", "stopped")]  # as before: the first start ends serve
 
 
 def test_a_fault_in_the_only_session_of_a_replay_is_one_line(
@@ -215,4 +183,4 @@ def test_a_fault_in_the_only_session_of_a_replay_is_one_line(
     assert code == loop_faults.FAULTS_EXIT and "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("voicecoach: error:")]
     assert "the session stopped on a fault while starting a session: KeyError" in line
-    assert _sessions(home) == [("replay", "stopped")]
+    assert sessions(home) == [("replay", "stopped")]
