@@ -11,24 +11,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fault_helpers import fault_lines, no_traceback_above_debug, pocketsphinx, problems, sessions
-from replay_helpers import PLAN
+from fault_helpers import (
+    fault_lines,
+    no_traceback_above_debug,
+    problems,
+    sessions,
+    walk,
+)
 
 from voicecoach import cli
 from voicecoach.audio.wav import write_wav
-from voicecoach.commands._common import recorded_session
 from voicecoach.device import loop_faults
-from voicecoach.device.loop import AudioClock, DeviceLoop
-from voicecoach.events import Event, StateChanged
-from voicecoach.grammar import load_grammar
-from voicecoach.lab.cached import CachedRenderer
-from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
+from voicecoach.events import StateChanged
+from voicecoach.lab.room import load_clip
 from voicecoach.listening.sphinx_engine import SphinxRecogniser
 from voicecoach.phrases import load_phrases
-from voicecoach.settings import Settings, TreadmillSettings
-from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.treadmill.ftms import Op
-from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.machine import State
 
 pytestmark = pytest.mark.skipif(
@@ -45,30 +43,9 @@ def _errors(err: str) -> list[str]:
 def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
-    settings = Settings(data_dir=tmp_path / "home")
-    clock = AudioClock()
-    renderer = CachedRenderer(EspeakNgRenderer())
-    speaker = EchoWavSpeaker(renderer, clock=clock)
-    room = ClosedLoopSource(speaker, 130.0, echo_gain_db=-200.0)  # the echo is not under test
-    sources = iter([room])
-    sim = SimTreadmill()
-    events: list[Event] = []
-    loop = DeviceLoop(settings, load_grammar("en"), pocketsphinx(), speaker,
-                      lambda: next(sources, None),
-                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
-                      listeners=[events.append], clock=clock, canceller=None, treadmill=sim,
-                      treadmill_settings=TreadmillSettings(control="drive"))
-    polite = PoliteUser(loop.coach, speaker, room)
-
-    speeds: list[tuple[float, float]] = []  # (audio time, the belt's speed then)
-    fault: dict[str, float] = {}  # when the fault came, and the belt's speed then
-
-    def react(t: float) -> None:
-        speeds.append((t, sim.model.speed_kmh))
-        if fault and polite._started and loop.coach.state is State.IDLE:
-            polite._started = False  # the user says "start" again after the fault
-        polite(t)
-    room.react = react
+    w = walk(tmp_path / "home")
+    settings, speaker, sim, events, loop = w.settings, w.speaker, w.sim, w.events, w.loop
+    renderer, speeds, fault = w.renderer, w.speeds, w.fault
 
     # the recogniser fails once, 6 s into the warm-up with the belt running (a numpy error in
     # its front end, say): its one real method raises
