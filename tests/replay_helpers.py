@@ -14,7 +14,7 @@ from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import Event
 from voicecoach.grammar import load_grammar
-from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser
+from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.settings import Settings
 from voicecoach.speaking.render import Renderer
 from voicecoach.speaking.speaker import SpeechInterval
@@ -60,3 +60,15 @@ def user_track(tmp_path: Path, recogniser: Any, renderer: Renderer,
     mic = np.concatenate([*room.mic, np.zeros(5 * 16000, dtype=np.float32)])  # a margin
     write_wav(path, mic)
     return UserTrack(path, mic.size / 16000, speaker.speaking_intervals(), events)
+
+
+def start_wav(path: Path, seconds: float, start_at: float | None = None) -> Path:
+    """``seconds`` of silence written to ``path``, with the fixture voice saying "start" at
+    ``start_at`` if given."""
+    audio = np.zeros(int(seconds * 16000), dtype=np.float32)
+    if start_at is not None:
+        clip = load_clip("start", "start").audio
+        at = int(start_at * 16000)
+        audio[at:at + clip.size] += clip
+    write_wav(path, audio)
+    return path

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from conftest import FIXTURES
+from replay_helpers import start_wav
 
 from voicecoach import cli
-from voicecoach.audio.wav import write_wav
 from voicecoach.commands.run import INPUT_ENDED
 from voicecoach.history import HistoryDB
-from voicecoach.lab.room import load_clip
 
 #: A recorded stream: "start workout" at 5 s, then commands under belt noise (stop at 65 s).
 STREAM = FIXTURES / "streams" / "stream_c.wav"
@@ -58,19 +56,9 @@ def test_run_and_serve_replay_one_wav_as_the_same_session(
         assert [s.source for s in db.sessions()] == ["replay"]  # a replay counts for nothing
 
 
-def _wav(path: Path, seconds: float, start_at: float | None = None) -> Path:
-    audio = np.zeros(int(seconds * 16000), dtype=np.float32)
-    if start_at is not None:
-        clip = load_clip("start", "start").audio
-        at = int(start_at * 16000)
-        audio[at:at + clip.size] += clip
-    write_wav(path, audio)
-    return path
-
-
 def test_run_replay_that_ends_in_the_briefing_stops_the_session_and_says_so(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _replay("run", _wav(tmp_path / "start.wav", 12.0, 1.0), tmp_path / "h",
+    code, out, err = _replay("run", start_wav(tmp_path / "start.wav", 12.0, 1.0), tmp_path / "h",
                              capsys)
     assert code == 1
     assert err.strip().splitlines()[-1] == INPUT_ENDED and "Traceback" not in err
@@ -80,7 +68,7 @@ def test_run_replay_that_ends_in_the_briefing_stops_the_session_and_says_so(
 
 def test_run_replay_without_start_runs_no_session(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    wav = _wav(tmp_path / "quiet.wav", 2.0)
+    wav = start_wav(tmp_path / "quiet.wav", 2.0)
     code, out, err = _replay("run", wav, tmp_path / "h", capsys)
     assert code == 1 and out == []
     assert err.strip().splitlines()[-1] == (

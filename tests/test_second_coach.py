@@ -14,29 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from config_helpers import empty_config
 from conftest import REPO
 from fake_sounddevice import FakeSoundDevice, device
+from replay_helpers import start_wav
 
 from voicecoach import cli
-from voicecoach.audio.wav import write_wav
 from voicecoach.doctor import OK, check_history
 from voicecoach.history import session_lock
 from voicecoach.history.session_lock import SESSION_LOCK, holder, one_session_at_a_time
-from voicecoach.lab.room import load_clip
-
-
-def _wav(path: Path, seconds: float, start_at: float | None = None) -> Path:
-    """``seconds`` of silence, with the user saying "start" at ``start_at`` if given."""
-    audio = np.zeros(int(seconds * 16000), dtype=np.float32)
-    if start_at is not None:
-        clip = load_clip("start", "start").audio
-        at = int(start_at * 16000)
-        audio[at:at + clip.size] += clip
-    write_wav(path, audio)
-    return path
 
 
 def _env(tmp_path: Path, home: Path) -> dict[str, str]:
@@ -106,11 +93,11 @@ def test_a_second_serve_is_refused_in_one_line_and_the_first_session_records_on(
     session goes on and is recorded to its end, nothing of it changed."""
     home = tmp_path / "home"
     env = _env(tmp_path, home)
-    with _serving(env, _wav(tmp_path / "start.wav", 120.0, start_at=1.0)) as first:
+    with _serving(env, start_wav(tmp_path / "start.wav", 120.0, start_at=1.0)) as first:
         _until(first, "idle -> briefing")  # the first one's session is running
         before = _recorded(home)
         second = _voicecoach(env, "serve", "--engine", "pocketsphinx", "--audio-in",
-                             str(_wav(tmp_path / "short.wav", 1.0)))
+                             str(start_wav(tmp_path / "short.wav", 1.0)))
         assert second.returncode == 2, second.stderr
         assert second.stderr.splitlines() == [_refusal(first.pid, home)]
         assert second.stdout == ""  # nothing said over the first one's session
@@ -132,7 +119,7 @@ def test_run_demo_and_start_beside_a_listening_serve_are_refused_naming_it(
     told the history cannot be opened): each is refused in one line naming the serve, and
     start opens no sound device."""
     env = _env(tmp_path, home)
-    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+    with _serving(env, start_wav(tmp_path / "silence.wav", 600.0)) as first:
         line = _refusal(first.pid, home)
         demo = _voicecoach(env, "demo", "--speed-up", "1000")
         assert (demo.returncode, demo.stderr.splitlines()) == (2, [line])
@@ -153,7 +140,7 @@ def test_doctor_names_a_serve_at_work_and_a_killed_one_blocks_nothing(
     killed (SIGKILL: nothing of it runs to clear its name), doctor names nobody and the next
     serve starts as if the folder were free, and clears its name when it ends."""
     env = _env(tmp_path, home)
-    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+    with _serving(env, start_wav(tmp_path / "silence.wav", 600.0)) as first:
         [check] = check_history(home)
         assert check.status == OK
         assert check.detail.endswith(f"; in use by voicecoach serve, pid {first.pid}")
@@ -163,7 +150,7 @@ def test_doctor_names_a_serve_at_work_and_a_killed_one_blocks_nothing(
     [check] = check_history(home)
     assert (check.status, "in use" in check.detail) == (OK, False)
     assert cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                     str(_wav(tmp_path / "short.wav", 1.0))]) == 0
+                     str(start_wav(tmp_path / "short.wav", 1.0))]) == 0
     assert "another voicecoach" not in capsys.readouterr().err
     assert (home / SESSION_LOCK).read_text() == ""
     assert holder(home) is None
