@@ -22,6 +22,7 @@ from voicecoach.device import loop_faults
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import Event, StateChanged
 from voicecoach.grammar import load_grammar
+from voicecoach.history import HistoryDB
 from voicecoach.lab.cached import CachedRenderer
 from voicecoach.lab.room import ClosedLoopSource, EchoWavSpeaker, PoliteUser, load_clip
 from voicecoach.listening.sphinx_engine import SphinxRecogniser
@@ -138,6 +139,10 @@ def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_i
     assert _sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
     [(sid, problem)] = _problems(home)
     assert sid == 1 and problem["device"] == "recogniser"
+    # the history reads the first as ended by the device, not the user (progression)
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()] == [
+            ("recogniser", "device fault"), ("", "stopped")]
     assert f"FloatingPointError: {FAULT}" in problem["problem"]
     assert "test_listen_faults.py" in problem["extra"]["at"]
     assert loop.outcomes[0] == "fault" and loop.listen_faults == [fault["t"]]
