@@ -14,7 +14,13 @@ import pytest
 from history_helpers import record_finished
 
 from voicecoach.cli import main
-from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
+from voicecoach.events import (
+    CueSpoken,
+    DeviceProblem,
+    PainReported,
+    PhaseStarted,
+    SessionEnded,
+)
 from voicecoach.history import DB_NAME, HistoryDB, SessionRecorder
 from voicecoach.history.dating import EARLIEST_START
 from voicecoach.history.plot import PLOT_HINT, PLOT_INSTALL, plot_series
@@ -122,6 +128,42 @@ def test_plot_writes_a_png(data_dir: Path, tmp_path: Path,
     assert code == 0, err
     blob = target.read_bytes()
     assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
+
+
+def test_a_session_a_fault_of_voicecoach_ended_is_listed_as_a_device_fault(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session ended by a fault inside voicecoach (device/loop_faults.py: stored as stopped,
+    the fault a DeviceProblem in its events) is listed, totalled and exported as walked, its
+    outcome "device fault" in the table (it read "stopped", as if the user had ended it) and
+    its part in --json and --export; a stopped session without one stays "stopped"."""
+    with HistoryDB.open(data_dir) as db:
+        rec = SessionRecorder.open(db, programme_week(2), "serve", started_at=NOW)
+        rec.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                                  duration_s=420.0, speed_mph=0.8, min_speed_mph=0.8,
+                                  max_speed_mph=1.0, incline_pct=0.0))
+        rec.on_event(PainReported(t=10.0, state="backward", phrase="knee hurts"))
+        rec.on_event(DeviceProblem(t=90.0, state="backward", device="recogniser",
+                                   problem="internal fault in the recogniser: ValueError: nan",
+                                   extra={"at": "decide.py:12"}))
+        rec.end("stopped")
+        rec.close()
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()[1:5]]
+    assert [r[2:] for r in rows[2:]] == [
+        ["week", "2", "run", "2.5", "0.8-0.9", "stopped", "-"],
+        ["week", "2", "serve", "1.5", "0.8", "device", "fault", "1"]]
+    weekly = out.splitlines()[out.splitlines().index("") + 2:]
+    assert sum(int(w.split()[1]) for w in weekly) == 4
+    code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
+    sessions = json.loads(out)["sessions"]
+    assert [(s["status"], s["fault"], s["pain_reports"]) for s in sessions[2:]] == [
+        ("stopped", None, 0), ("stopped", "recogniser", 1)]
+    target = tmp_path / "out.csv"
+    cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
+    with target.open(newline="", encoding="utf-8") as handle:
+        assert [(r["status"], r["fault"]) for r in csv.DictReader(handle)][2:] == [
+            ("stopped", ""), ("stopped", "recogniser")]
 
 
 def wrong_clock_history(folder: Path) -> list[int]:

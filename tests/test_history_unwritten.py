@@ -17,7 +17,7 @@ import pytest
 from history_helpers import a_process_gone, cut_off_mid_walk
 
 from voicecoach import cli
-from voicecoach.events import PainReported, PhaseStarted, SessionEnded
+from voicecoach.events import DeviceProblem, PainReported, PhaseStarted, SessionEnded
 from voicecoach.history import (
     DB_NAME,
     HistoryDB,
@@ -538,3 +538,43 @@ def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_h
     other.execute("COMMIT")
     other.close()
     assert _history_json(tmp_path, capsys) == [held]
+
+
+@pytest.mark.parametrize("held_from", ["the fault", "the end"])
+def test_a_session_a_fault_ended_while_the_history_was_held_is_read_as_ended_on_fault(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_from: str) -> None:
+    """A fault inside voicecoach ended a session (its DeviceProblem, then its end as stopped)
+    while another program held the history: a plan made meanwhile (its end in memory), a read
+    with its end kept beside the history, and the history once merged all read it as ended by
+    the device, not the user, whichever file holds the fault."""
+    from voicecoach.history.recorder import sessions_for_plan
+
+    monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
+    db = HistoryDB.open(tmp_path)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    recorder = SessionRecorder.open(db, programme_week(2), "serve")
+    recorder.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
+                                   duration_s=420.0, speed_mph=0.8, min_speed_mph=0.8,
+                                   max_speed_mph=1.0, incline_pct=0.0))
+    if held_from == "the fault":
+        other.execute("BEGIN IMMEDIATE")
+    recorder.on_event(DeviceProblem(t=200.0, state="backward", device="coach",
+                                    problem="internal fault while ticking the workout: "
+                                            "RuntimeError: a bug", extra={"at": "coach.py:1"}))
+    if held_from == "the end":
+        other.execute("BEGIN IMMEDIATE")
+    assert not recorder.end("stopped")  # the end waits in memory
+    [planned] = sessions_for_plan(db)
+    assert (planned.status, planned.fault, planned.ended_on_fault) == ("stopped", "coach", True)
+    recorder.close()
+    db.close()
+    assert recorder.kept_in == tmp_path / SIDE
+    with HistoryDB.open_file(tmp_path / DB_NAME, recover=False) as held:
+        [read] = held.sessions()
+    assert (read.status, read.outcome, round(read.backward_s)) == ("stopped", "device fault", 200)
+    other.execute("COMMIT")
+    other.close()
+    with HistoryDB.open(tmp_path) as merged:
+        [read] = merged.sessions()
+    assert not (tmp_path / SIDE).exists()
+    assert (read.status, read.outcome, round(read.backward_s)) == ("stopped", "device fault", 200)

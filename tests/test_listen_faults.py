@@ -23,6 +23,7 @@ from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.device import loop_faults
 from voicecoach.events import StateChanged
+from voicecoach.history import HistoryDB
 from voicecoach.lab.room import load_clip
 from voicecoach.listening.sphinx_engine import SphinxRecogniser
 from voicecoach.phrases import load_phrases
@@ -83,6 +84,10 @@ def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_i
     assert sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
     [(sid, problem)] = problems(home)
     assert sid == 1 and problem["device"] == "recogniser"
+    # the history reads the first as ended by the device, not the user (progression)
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()] == [
+            ("recogniser", "device fault"), ("", "stopped")]
     assert f"FloatingPointError: {FAULT}" in problem["problem"]
     assert "test_listen_faults.py" in problem["extra"]["at"]
     assert loop.outcomes[0] == "fault" and loop.listen_faults == [fault["t"]]

@@ -23,6 +23,7 @@ from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.device import loop_faults
 from voicecoach.events import StateChanged
+from voicecoach.history import HistoryDB
 from voicecoach.lab.room import load_clip
 from voicecoach.phrases import load_phrases
 from voicecoach.treadmill.ftms import Op
@@ -77,6 +78,10 @@ def test_a_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_aga
     assert sessions(home) == [("serve", "stopped"), ("serve", "stopped")]
     [(sid, problem)] = problems(home)
     assert sid == 1 and problem["device"] == "coach"
+    # the history reads the first as ended by the device, not the user (progression)
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()] == [
+            ("coach", "device fault"), ("", "stopped")]
     assert f"RuntimeError: {FAULT}" in problem["problem"]
     assert loop.outcomes[0] == "fault" and loop.faults == [pytest.approx(fault["t"], abs=0.2)]
     # (3) one line in the log naming the fault and where it was raised, no traceback

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 from history_helpers import Device
 
-from voicecoach.events import CueSpoken, PainReported, PhaseStarted, SessionEnded
+from voicecoach.events import (
+    CueSpoken,
+    DeviceProblem,
+    PainReported,
+    PhaseStarted,
+    SessionEnded,
+)
 from voicecoach.history import HistoryDB, SessionRecorder, plan_next_session
+from voicecoach.phrases import load_phrases
 from voicecoach.settings import CoachSettings
 from voicecoach.workout.plan import Plan
 
@@ -42,10 +49,14 @@ def dose(plan: Plan) -> tuple[int | None, float, float, float]:
 
 
 def walk(db: HistoryDB, plan: Plan, day: dt.date | None, *, done: float = 1.0,
-         pain: bool = False, outcome: str = "finished", source: str = "run") -> None:
+         pain: bool = False, outcome: str = "finished", source: str = "run",
+         fault: str = "") -> None:
     """Record a session of ``plan`` on ``day`` (None: started now by the device's clocks, as
     `run` and `serve` start one): phase by phase, walking ``done`` of the backward time, with
-    a pain report early on if asked, ending as ``outcome``."""
+    a pain report early on if asked, ending as ``outcome``; or, with ``fault`` (the part:
+    "coach", "recogniser"), ended there by a fault inside voicecoach as the device loop records
+    one (voicecoach/device/loop_faults.py: the DeviceProblem, the sentence said, the record
+    ended as stopped without a SessionEnded)."""
     started = None if day is None else dt.datetime.combine(day, dt.time(7, 30))
     rec = SessionRecorder.open(db, plan, source, started_at=started)
     budget, walked, t = done * plan.backward_s, 0.0, 0.0
@@ -65,6 +76,15 @@ def walk(db: HistoryDB, plan: Plan, day: dt.date | None, *, done: float = 1.0,
         rec.on_event(CueSpoken(t=t, state="backward", text="Nice and upright.", kind="cue"))
         if walked >= budget - 1e-9 and done < 1:
             break
+    if fault:
+        rec.on_event(DeviceProblem(t=t, state="backward", device=fault,
+                                   problem="internal fault while ticking the workout: "
+                                           "RuntimeError: a bug", extra={"at": "coach.py:1"}))
+        rec.on_event(CueSpoken(t=t, state="backward", kind="warning",
+                               text="Something went wrong, so I halted the belt."))
+        rec.end("stopped")
+        rec.close()
+        return
     if outcome == "interrupted":
         rec.close("interrupted")
         return
@@ -170,6 +190,101 @@ def test_early_stops_hold_and_cut_off_sessions_repeat(db: HistoryDB) -> None:
     assert repeat.notes[0] == "Your last session was cut off after 4 minutes, so we do it again."
 
 
+#: What the coach says first after a session a fault of its own ended.
+FAULT_NOTE = "A fault of mine ended your last session, so we plan without it."
+
+
+def test_a_session_ended_by_a_fault_of_voicecoach_is_planned_as_if_it_had_not_happened(
+        db: HistoryDB) -> None:
+    """A fault inside voicecoach (the workout or the listening, loop_faults.py) ends the
+    session as stopped: it is no evidence of what the user can take. It was read as the user
+    ending early ("You ended after 3 of 7 minutes"), holding the dose, and a second one in a
+    row eased it off. The next plan is the one the history without it gives, said after one
+    sentence that owns the fault; the sessions stay in the history."""
+    days = session_days(2)
+    for day in days[:5]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    planned = plan_next_session(db, DEFAULT, days[5])
+    assert dose(planned) == (2, 7.0, 0.8, 0.0)
+    walk(db, planned, days[5], done=3 / 7, fault="coach")
+    retry = plan_next_session(db, DEFAULT, days[5])
+    walk(db, retry, days[5], done=2 / 7, fault="recogniser")
+    after = plan_next_session(db, DEFAULT, days[6])
+
+    sessions = db.sessions()
+    assert [round(s.backward_s) for s in sessions[-2:]] == [180, 120]  # over IGNORE_BELOW_S
+    for plan, day, history in ((retry, days[5], sessions[:-2]), (after, days[6], sessions[:-2])):
+        without = plan_next_session(history, DEFAULT, day)
+        assert plan.phases == without.phases and plan.week == without.week
+        assert plan.notes == (FAULT_NOTE, *without.notes)
+    assert dose(retry) == dose(planned) and dose(after) == (2, 7.0, 0.8, 0.0)
+    assert after.notes == (FAULT_NOTE, "Last time you did 6 minutes at 0.8 mph; today we aim "
+                                       "for 7.")
+    for plan in (retry, after):
+        assert not any(note.startswith("You ended") for note in plan.notes), plan.notes
+    # kept in the history, stopped, read as ended by the device
+    assert [(s.status, s.fault, s.ended_on_fault) for s in sessions[-2:]] == [
+        ("stopped", "coach", True), ("stopped", "recogniser", True)]
+    # a good walk after it: planned from that walk, and nothing said of the fault any more
+    walk(db, after, days[6])
+    assert plan_next_session(db, DEFAULT, days[7]).notes[0].startswith("Last time you did 7")
+
+
+def test_pain_in_a_session_a_fault_ended_still_counts(db: HistoryDB) -> None:
+    """Pain is about the user, not the device: a pain report in a session that a fault of
+    voicecoach ended holds the dose as any pain does (safety first). The fault session before
+    it counts for nothing: not as an early stop that, with the pain, eased the dose off."""
+    days = session_days(2)
+    for day in days[:5]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    planned = plan_next_session(db, DEFAULT, days[5])
+    walk(db, planned, days[5], done=3 / 7, fault="coach")
+    sore = plan_next_session(db, DEFAULT, days[6])
+    assert dose(sore) == dose(planned) == (2, 7.0, 0.8, 0.0)
+    walk(db, sore, days[6], done=2 / 7, pain=True, fault="coach")
+    held = plan_next_session(db, DEFAULT, days[7])
+    assert dose(held) == dose(sore)  # neither a step up (pain ignored) nor eased off
+    assert held.notes == ("Your knees bothered you last time, so we hold the same dose.",
+                          "Today: 7 minutes at 0.8 mph.")
+    [last] = db.sessions()[-1:]
+    assert (last.ended_on_fault, last.pain_reports) == (True, 1)
+    # and it is the time before for the next session that goes badly: twice, eased off
+    walk(db, held, days[7], done=0.5, outcome="stopped")
+    eased = plan_next_session(db, DEFAULT, days[8])
+    assert dose(eased) == (2, 7.0, 0.7, 0.0)
+    assert eased.notes[0] == ("You ended after 4 of 7 minutes last time, and the time before, "
+                              "so we ease off a little.")
+
+
+def test_the_coach_s_first_words_after_a_fault_do_not_blame_the_user(db: HistoryDB) -> None:
+    """What the coach says as the next session begins (the plan's notes, in the briefing)
+    owns the fault and does not say the user ended early."""
+    from workout_helpers import Run
+
+    from voicecoach.workout.machine import State
+
+    days = session_days(2)
+    for day in days[:3]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    walk(db, plan_next_session(db, DEFAULT, days[3]), days[3], done=0.5, fault="coach")
+    run = Run(plan_next_session(db, DEFAULT, days[4]))
+    run.coach.begin(0.0)
+    assert run.coach.state is State.BRIEFING
+    said = [e.text for e in run.events if isinstance(e, CueSpoken)]
+    first = said[:said.index(load_phrases("en").BRIEFING_INTRO)]
+    assert first == [FAULT_NOTE, "Last time you did 5 minutes at 0.7 mph; today we aim for "
+                                 "0.8 mph."]
+
+
+def test_a_fault_in_the_only_session_is_no_first_session_said_twice(db: HistoryDB) -> None:
+    """A fault in the very first session: week 1 again, its notes not calling the next one
+    the first, after the sentence that says the last one ended on a fault."""
+    walk(db, plan_next_session(db, DEFAULT, MONDAY), MONDAY, done=0.5, fault="recogniser")
+    again = plan_next_session(db, DEFAULT, MONDAY)
+    assert dose(again) == (1, 5.0, 0.5, 0.0)
+    assert again.notes == (FAULT_NOTE, "Today: 5 minutes at 0.5 mph.")
+
+
 def test_top_speed_is_never_exceeded(db: HistoryDB) -> None:
     slow = CoachSettings(top_speed_mph=0.7, units="kmh")
     plans = []
@@ -265,12 +380,13 @@ def test_the_notes_are_said_in_the_coach_s_language(db: HistoryDB) -> None:
         walk(db, plan(day), day)
     later = days[len(LADDER) - 1]
     for gap, kwargs in ((1, {"pain": True}), (1, {"pain": True}), (1, {"done": 0.3, "outcome": "stopped"}),
-                        (1, {"done": 0.5, "outcome": "interrupted"}), (1, {}), (10, {}), (25, {})):
+                        (1, {"done": 0.5, "outcome": "interrupted"}),
+                        (1, {"done": 0.5, "fault": "coach"}), (1, {}), (10, {}), (25, {})):
         later += dt.timedelta(days=gap)
         walk(db, plan(later), later, **kwargs)
     assert ko.PLAN_FIRST in notes and ko.PLAN_NEW_WEEK.format(week=2) in notes
     assert ko.PLAN_RESTART.format(days=25) in notes and ko.PLAN_STEP_BACK.format(days=10) in notes
-    for key in ("PLAN_HARD_ONCE", "PLAN_HARD_TWICE", "PLAN_CUT_OFF", "PLAN_AT_TOP",
+    for key in ("PLAN_HARD_ONCE", "PLAN_HARD_TWICE", "PLAN_CUT_OFF", "PLAN_FAULT", "PLAN_AT_TOP",
                 "PLAN_MORE_MINUTES", "PLAN_MORE_SPEED", "PLAN_MORE_INCLINE"):
         head = ko.texts[key].split("{")[0] or ko.texts[key].split("}")[-1]
         assert any(head in note for note in notes), key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -150,6 +151,32 @@ class DeviceProblem(Event):
     device: str
     problem: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: A DeviceProblem whose problem begins so is a fault inside voicecoach itself (a bug in the
+#: workout or the listening, voicecoach/device/loop_faults.py), which ends the session: the
+#: history reads such a session as ended by the device, not by the user (fault_device).
+INTERNAL_FAULT = "internal fault"
+#: The devices such a fault names: the workout's ("coach") and the listening's ("recogniser").
+FAULT_DEVICES = ("coach", "recogniser")
+
+
+def internal_fault(t: float, state: str, device: str, where: str, what: str,
+                   at: str) -> DeviceProblem:
+    """The record of a fault inside voicecoach (``where``: what the loop was doing; ``what``:
+    the exception, ``at``: where it was raised) in the part ``device`` names."""
+    return DeviceProblem(t=t, state=state, device=device,
+                         problem=f"{INTERNAL_FAULT} {where}: {what}", extra={"at": at})
+
+
+def fault_device(event: Mapping[str, Any]) -> str:
+    """The device (one of FAULT_DEVICES) of a logged event (``Event.to_dict()`` form) that
+    records a fault inside voicecoach (:func:`internal_fault`); '' for any other event."""
+    device, problem = event.get("device"), event.get("problem")
+    if (event.get("type") != EventType.DEVICE_PROBLEM.value or device not in FAULT_DEVICES
+            or not isinstance(problem, str) or not problem.startswith(INTERNAL_FAULT)):
+        return ""
+    return str(device)
 
 
 @dataclass(frozen=True, kw_only=True)

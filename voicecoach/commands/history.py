@@ -29,7 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 CSV_FIELDS = ("id", "started_at", "ended_at", "plan", "week", "source", "status",
               "backward_min", "total_min", "min_speed_mph", "max_speed_mph",
               "backward_speed_mph", "pain_reports", "belt_speed_mph", "belt_distance_m",
-              "date_known")
+              "date_known", "fault")
 #: A session whose date disagrees with the order it was recorded in (voicecoach.history.dating)
 #: is shown and totalled under these.
 UNKNOWN_DATE, UNKNOWN_WEEK = "date unknown", "unknown"
@@ -147,7 +147,7 @@ def format_table(sessions: list[SessionSummary], weeks: list[dict[str, Any]]) ->
     for s in sessions:
         when = s.started_at.strftime("%Y-%m-%d %H:%M") if s.date_known else UNKNOWN_DATE
         rows.append((when, printable(s.plan), s.source,
-                     f"{s.backward_s / 60:.1f}", _speed_range(s), s.status,
+                     f"{s.backward_s / 60:.1f}", _speed_range(s), s.outcome,
                      str(s.pain_reports) if s.pain_reports else "-"))
     lines = _align(rows)
     lines.append("")

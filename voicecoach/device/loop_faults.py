@@ -226,13 +226,12 @@ class LoopFaults:
     def _tell_fault(self, where: str, what: str, at: str, halted: bool, again: bool,
                     device: str = "coach") -> None:
         """The fault into the session's record (a DeviceProblem of ``device``: the "coach"
-        or the "recogniser"), and one sentence said (a CueSpoken, so the record and the
+        or the "recogniser"; the history reads the session as ended by the device, not the
+        user, from it), and one sentence said (a CueSpoken, so the record and the
         printed output have it too)."""
         coach, words = self.coach, self.coach.words
         state = coach.state.value
-        coach.emit(ev.DeviceProblem(t=coach.now, state=state, device=device,
-                                    problem=f"internal fault {where}: {what}",
-                                    extra={"at": at}))
+        coach.emit(ev.internal_fault(coach.now, state, device, where, what, at))
         text = words.FAULT_HALTED if halted else words.FAULT_ENDED
         if again:
             text = f"{text} {words.FAULT_START_AGAIN}"

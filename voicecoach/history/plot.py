@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voicecoach.errors import VoicecoachError
-from voicecoach.history.rows import SessionSummary
+from voicecoach.history.rows import FAULT_OUTCOME, SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ PLOT_INSTALL = "bash .ci/setup plot"
 PLOT_HINT = (f"install the plot extra: {PLOT_INSTALL} (in the checkout), or "
              "pip install 'voicecoach[plot]' where voicecoach was installed from a wheel")
 OUTCOME_COLOURS = {"finished": "tab:green", "stopped": "tab:orange",
-                   "interrupted": "tab:grey", "running": "tab:blue"}
+                   "interrupted": "tab:grey", "running": "tab:blue", FAULT_OUTCOME: "tab:purple"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> PlotSeries:
     ax_min, ax_speed = fig.subplots(2, 1, sharex=True)
     when = [s.started_at for s in sessions]
     minutes = [s.backward_s / 60 for s in sessions]
-    ax_min.bar(when, minutes, width=0.6, color=[OUTCOME_COLOURS.get(s.status, "tab:blue")
+    ax_min.bar(when, minutes, width=0.6, color=[OUTCOME_COLOURS.get(s.outcome, "tab:blue")
                                                 for s in sessions])
     planned = [s for s in sessions if s.planned_backward_s]
     if planned:
@@ -100,7 +100,7 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> PlotSeries:
     ax_speed.set_ylim(bottom=0)
     ax_speed.xaxis.set_major_formatter(DateFormatter("%d %b"))
     outcomes = [Patch(color=OUTCOME_COLOURS.get(status, "tab:blue"), label=status)
-                for status in sorted({s.status for s in sessions})]
+                for status in sorted({s.outcome for s in sessions})]
     for ax, extra in ((ax_min, outcomes), (ax_speed, [])):
         ax.grid(True, alpha=0.3)
         handles = ax.get_legend_handles_labels()[0] + extra

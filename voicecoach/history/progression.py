@@ -208,8 +208,11 @@ def did_text(last: SessionSummary, s: CoachSettings, w: Phrases) -> str:
 
 
 def _early(session: SessionSummary) -> bool:
+    """Whether the user ended the session early: not when the program was cut off (rule_cut_off)
+    or a fault inside voicecoach ended it (SessionSummary.ended_on_fault)."""
     planned = session.planned_backward_s or 0.0
-    return session.status != "interrupted" and session.backward_s < EARLY_STOP * planned
+    return (session.status != "interrupted" and not session.ended_on_fault
+            and session.backward_s < EARLY_STOP * planned)
 
 
 def _hard(session: SessionSummary, w: Phrases) -> str:
@@ -330,10 +333,24 @@ RULES: tuple[Callable[[Context], Decision | None], ...] = (
 
 def _counts(session: SessionSummary) -> bool:
     """Whether a session is training to plan from. Never by its date: one dated after
-    "today" was walked before a boot whose clock is not set yet (voicecoach.history.dating)."""
+    "today" was walked before a boot whose clock is not set yet (voicecoach.history.dating).
+    A session a fault inside voicecoach ended (SessionSummary.ended_on_fault) tells nothing
+    of the dose the user can take, neither walked nor given up: the next one is planned as if
+    it had not happened, unless it holds a pain report, which is about the user and counts
+    (safety first; as a session that went badly, never as an early stop: _early)."""
     return (session.week is not None and session.planned_backward_s is not None
             and session.status != "running"
-            and (session.backward_s >= IGNORE_BELOW_S or session.pain_reports > 0))
+            and (session.backward_s >= IGNORE_BELOW_S or session.pain_reports > 0)
+            and (not session.ended_on_fault or session.pain_reports > 0))
+
+
+def _left_out_for_fault(sessions: Sequence[SessionSummary],
+                        recent: Sequence[SessionSummary]) -> bool:
+    """Whether the last session that ended was ended by a fault inside voicecoach and does not
+    count (no pain in it): the notes then say so first, so that the user is not left to think
+    the dose ignores the walk, nor that they ended it."""
+    ended = [s for s in sessions if s.status != "running"]
+    return bool(ended) and ended[-1].ended_on_fault and ended[-1] not in recent
 
 
 def plan_for(d: Dose, s: CoachSettings, notes: Sequence[str]) -> Plan:
@@ -372,5 +389,10 @@ def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
     else:
         decision = rule_progress(context)
     dose, notes = decision
+    if _left_out_for_fault(sessions, recent):
+        # planned as if that session had not happened, and said first; "your first session"
+        # would contradict it when it was the only one
+        w = context.words
+        notes = [w.PLAN_FAULT, *(note for note in notes if note != w.PLAN_FIRST)]
     _LOGGER.info("progression: %d past sessions -> %s", len(recent), dose)
     return plan_for(dose, settings, notes)

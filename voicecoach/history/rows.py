@@ -3,6 +3,7 @@ older version or a bug never breaks a read."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -10,12 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from voicecoach.events import fault_device
 from voicecoach.history.tally import Tally
 
 _LOGGER = logging.getLogger(__name__)
 
 SOURCES = ("run", "demo", "replay", "serve")
 STATUSES = ("running", "finished", "stopped", "interrupted")
+#: What ``history`` shows as the outcome of a session a fault inside voicecoach ended (stored
+#: as stopped, its DeviceProblem in its events: SessionSummary.ended_on_fault).
+FAULT_OUTCOME = "device fault"
 #: Longest believable session: a stored duration beyond it (or not finite) is read as unknown.
 MAX_SESSION_S = 24 * 3600.0
 #: Highest believable belt speed and incline: stored values beyond them are read as unknown.
@@ -88,11 +93,29 @@ class SessionSummary:
     #: counts the time since it by the boot clock when the date cannot tell.
     boot_id: str = ""
     boot_s: float | None = None
+    #: The part of voicecoach whose internal fault is recorded in the session ("coach",
+    #: "recogniser"; '' for none: events.fault_device; not looked for in a finished one):
+    #: whether it ended the session is :attr:`ended_on_fault`.
+    fault: str = ""
+
+    @property
+    def ended_on_fault(self) -> bool:
+        """Whether a fault inside voicecoach ended the session (the device loop halts the belt
+        and ends it as stopped; a crash right after it leaves it interrupted), not the user:
+        progression does not read it as an early stop, nor as a dose walked
+        (voicecoach.history.progression)."""
+        return bool(self.fault) and self.status in ("stopped", "interrupted")
+
+    @property
+    def outcome(self) -> str:
+        """How the session ended, as ``history`` shows it: its status, or FAULT_OUTCOME."""
+        return FAULT_OUTCOME if self.ended_on_fault else self.status
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         for internal in ("repaired", "boot_id", "boot_s"):
             data.pop(internal)
+        data["fault"] = self.fault if self.ended_on_fault else None
         data["started_at"] = self.started_at.isoformat()
         data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
         return data
@@ -104,13 +127,31 @@ SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.bac
        s.incline_pct, s.backward_speed_mph,
        (SELECT COUNT(*) FROM pain_reports p WHERE p.session_id = s.id), s.notes,
        s.belt_speed_mph, s.belt_max_speed_mph, s.belt_incline_pct, s.belt_distance_m,
-       s.boot_id, s.boot_s
+       s.boot_id, s.boot_s,
+       CASE WHEN s.status != 'finished' THEN
+           (SELECT e.data FROM events e WHERE e.session_id = s.id AND e.type = 'device_problem'
+            AND e.data LIKE '%internal fault%' ORDER BY e.seq LIMIT 1) END
 FROM sessions s
 """
+#: (The last column: the event that records a fault inside voicecoach, read by fault_in; only
+#: looked for in a session not finished, the only kind it can end: reading every event of
+#: every session made each read of a long history several times slower.)
 
 
 def speed_or_none(value: object) -> float | None:
     return finite_or(value, None, 0.0, MAX_SPEED_MPH)
+
+
+def fault_in(data: object) -> str:
+    """The device of a logged event's JSON text that records a fault inside voicecoach
+    (events.fault_device); '' for anything else, unreadable JSON included."""
+    if not isinstance(data, str):
+        return ""
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        return ""
+    return fault_device(event) if isinstance(event, dict) else ""
 
 
 def logged_end(events: list[dict[str, Any]]) -> tuple[str, float, float] | None:
@@ -183,4 +224,4 @@ def summary_of(row: Sequence[Any]) -> SessionSummary | None:
                           str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
                           belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
                           belt_distance_m=cleaned[12], boot_id=boot_id if boot_s is not None else "",
-                          boot_s=boot_s)
+                          boot_s=boot_s, fault=fault_in(row[23] if len(row) > 23 else None))

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from voicecoach.events import fault_device
+
 _NOT_WALKING = {"pause", "paused", "stop", "stopped", "stopping", "end", "ended", "finished",
                 "done", "idle", "safety", "briefing"}
 
@@ -48,6 +50,8 @@ class Tally:
     first_distance_m: float | None = None
     last_distance_m: float | None = None
     awaiting_turn: bool = False
+    #: The part whose internal fault was recorded ("coach", "recogniser": events.fault_device).
+    fault: str = ""
 
     @property
     def walking_backward(self) -> bool:
@@ -137,6 +141,8 @@ class Tally:
             self.pain_reports += 1
         elif kind == "session_ended":
             self.ended = str(event["outcome"])
+        elif kind == "device_problem" and not self.fault:
+            self.fault = fault_device(event)
         self._note_speed()
         if self.phase_kind == "backward":
             self.max_incline_pct = max(self.max_incline_pct, self.incline_pct)

@@ -252,7 +252,10 @@ def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSumm
             continue
         [(pains,)] = db.query("SELECT COUNT(*) FROM pain_reports WHERE session_id = ?",
                               (there,))
-        out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains))
+        # a fault recorded before the history was held is in its events there, not here
+        fault = kept.fault or (out[there].fault if there in out else "")
+        out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains),
+                             fault=fault)
     return sorted(out.values(), key=lambda s: s.id)
 
 
