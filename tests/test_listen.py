@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import FIXTURES, REPO
 
@@ -209,3 +215,67 @@ def test_a_pipe_is_one_line_not_a_hang_or_an_empty_file(tmp_path: Path) -> None:
         ok = subprocess.run([sys.executable, "-m", "voicecoach", "listen", "/dev/stdin"],
                             stdin=fh, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "stop" in ok.stdout
+
+
+class _FailingDisk(io.FileIO):
+    """A file on a disk that fails part-way (a worn SD card, a USB stick pulled): reading at
+    or past ``fails_at`` bytes raises EIO, as the kernel's read does."""
+
+    fails_at = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.tell() + max(size, 1) > self.fails_at:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().read(size)
+
+
+def test_files_that_break_part_way_are_one_line_each_and_the_others_are_heard(
+        clips: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated WAV, text named .wav, a header with an impossible rate and a file whose
+    disk fails 3 s into its audio (after a first read of 2.05 s), among good files (one at
+    32 kHz stereo, which is resampled, not refused): one line each naming the file, what is
+    wrong and the fix; the good files' commands printed; exit 1; no traceback. Only the
+    failing disk was a traceback before session 24 (and "1 channels")."""
+    from voicecoach.audio.wav import read_header, read_wav_16k, write_wav
+
+    good = clips / "a" / "stop.wav"
+    stop = read_wav_16k(good)
+    (clips / "truncated.wav").write_bytes(good.read_bytes()[:20000])
+    (clips / "text.wav").write_text("a shopping list, not audio\n")
+    header = bytearray(good.read_bytes())
+    header[24:32] = struct.pack("<II", 500, 1000)  # 500 Hz, its byte rate to match
+    (clips / "rate.wav").write_bytes(bytes(header))
+    stereo = np.repeat(np.repeat(stop, 2)[:, None], 2, axis=1)  # 32 kHz, both channels
+    with wave.open(str(clips / "stereo.wav"), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(32000)
+        out.writeframes(stereo.astype("<i2").tobytes())
+    write_wav(clips / "worn.wav", np.concatenate([stop, np.zeros(64000, np.int16)]))
+    _FailingDisk.fails_at = read_header(clips / "worn.wav").data_offset + 3 * 32000
+    real_open = Path.open
+
+    def opening(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self.name == "worn.wav" and mode == "rb":
+            return _FailingDisk(self, "r")
+        return real_open(self, mode, *args, **kwargs)
+    monkeypatch.setattr(Path, "open", opening)
+
+    names = ["truncated.wav", "a/stop.wav", "text.wav", "rate.wav", "worn.wav", "stereo.wav"]
+    code, out, err = listen(capsys, *(str(clips / name) for name in names))
+    assert code == 1
+    assert [(line.split()[0], line.split()[3]) for line in out] == [
+        (f"{clips / 'a/stop.wav'}:", "stop"), (f"{clips / 'stereo.wav'}:", "stop")]
+    hint = "give a PCM or float WAV file (convert with e.g. `sox in.ext -r 16000 -c 1 out.wav`)."
+    assert [line for line in err if line.startswith("voicecoach: error:")] == [
+        f"voicecoach: error: audio file {clips / 'truncated.wav'}: is truncated: the header "
+        "promises 31680 bytes of audio but only 19956 are there; record or copy the file again.",
+        f"voicecoach: error: audio file {clips / 'text.wav'}: is not a WAV file (no RIFF/WAVE "
+        f"header); {hint}",
+        f"voicecoach: error: audio file {clips / 'rate.wav'}: is corrupt: 1 channel at 500 Hz; "
+        f"{hint}",
+        f"voicecoach: error: audio file {clips / 'worn.wav'}: could not be read past 2.05 s "
+        "(Input/output error); check the disk it is on (dmesg shows its errors) and copy the "
+        "file again."]
+    assert err[-1] == "voicecoach: 4 of the 6 inputs could not be read"
+    assert not any("Traceback" in line for line in err)

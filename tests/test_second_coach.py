@@ -189,3 +189,137 @@ def test_the_refusal_says_how_the_holder_is_stopped() -> None:
     assert busy(folder, None).one_line() == (
         "another voicecoach is using the workout history in /data; stop it first or give "
         "another --data-dir.")
+
+
+# -- enroll and listen on the microphone beside a serve --------------------------------------
+_HOLD = """
+import sys
+from pathlib import Path
+from voicecoach.history.session_lock import one_session_at_a_time
+with one_session_at_a_time(Path(sys.argv[1]), "serve"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def _held_by_the_unit(env: dict[str, str], home: Path) -> Iterator[subprocess.Popen[str]]:
+    """A serve's hold on ``home`` as the systemd unit takes it (systemd sets INVOCATION_ID
+    for a unit's processes): the real lock, taken in a child process, until its stdin ends."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(home)], cwd=REPO,
+                            env={**env, "INVOCATION_ID": "0123"}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "held\n"
+        yield proc
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+
+
+def _takes(root: Path) -> Path:
+    """Recordings to enroll from: two takes of stop and of yes."""
+    fixtures = REPO / "audio_fixtures" / "commands" / "joe"
+    for command, clip in (("stop", "stop__stop"), ("yes", "yes__yes")):
+        (root / command).mkdir(parents=True)
+        for speed in ("normal", "slow"):
+            (root / command / f"{speed}.wav").write_bytes(
+                (fixtures / speed / f"{clip}.wav").read_bytes())
+    return root
+
+
+def _enrollments(home: Path) -> dict[str, bytes]:
+    folder = home / "enrollment"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()} if folder.is_dir() else {}
+
+
+def test_enroll_and_listen_on_the_microphone_beside_a_serve_are_refused_and_files_are_heard(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """While a serve listens, enrolling (spoken, from recordings, or forgetting) would write
+    the enrollments it reads, and listening on the microphone would take its microphone: each
+    is refused in one line naming the serve and what to do, exit 2, before any sound device
+    is opened or any enrollment written; listening to a file is heard beside it."""
+    env = _env(tmp_path, home)
+    monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
+    (home / "enrollment").mkdir(parents=True)
+    (home / "enrollment" / "ann.npz").write_bytes(b"ann's enrollment")  # only compared
+    before = _enrollments(home)
+    sd = FakeSoundDevice([device("USB speakerphone", 1, 2)])
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+        stop = f"voicecoach: error: another voicecoach (serve, pid {first.pid}) is using the " \
+               f"workout history in {home}; stop it first (Ctrl-C where it runs, or kill " \
+               f"{first.pid})"
+        for args in (["enroll", "--user", "bob", "--from", str(_takes(tmp_path / "takes"))],
+                     ["enroll", "--user", "bob", "--commands", "stop"],
+                     ["enroll", "--forget", "--user", "ann"]):
+            assert cli.main(args) == 2, args
+            assert capsys.readouterr().err.splitlines() == [
+                f"{stop}, enroll, then start it again."], args
+        assert cli.main(["listen", "--engine", "pocketsphinx"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"{stop}, or give listen WAV files instead of the microphone."]
+        assert sd.streams == [] and sd.outputs == []  # the microphone and speaker left alone
+        spoken = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+        assert cli.main(["listen", "--engine", "pocketsphinx", str(spoken)]) == 0
+        out, err = capsys.readouterr()
+        assert [(line.split()[0], line.split()[3]) for line in out.splitlines()] == [
+            (f"{spoken}:", "stop")]
+        assert "another voicecoach" not in err
+        assert first.poll() is None
+    assert _enrollments(home) == before
+
+
+def test_beside_the_unit_enroll_says_stop_it_enroll_and_start_it_again(
+        tmp_path: Path, home: Path) -> None:
+    """The systemd unit's serve holding the folder: enroll, a real process, says the two
+    systemctl commands around it, exit 2, and writes nothing."""
+    env = _env(tmp_path, home)
+    with _held_by_the_unit(env, home) as unit:
+        found = holder(home)
+        assert found is not None and found.unit  # named by its systemd unit
+        done = _voicecoach(env, "enroll", "--from", str(_takes(tmp_path / "takes")))
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [
+            f"voicecoach: error: another voicecoach (serve, pid {unit.pid}) is using the "
+            f"workout history in {home}; stop it first (sudo systemctl stop {found.unit}), "
+            f"enroll, then start it again (sudo systemctl start {found.unit})."]
+        assert done.stdout == ""
+    assert _enrollments(home) == {}
+
+
+def test_listen_on_the_microphone_holds_the_folder_against_a_serve(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The other way round: a serve started while listen hears the microphone is refused in
+    one line naming the listen and how to end it; the listen hears on."""
+    env = _env(tmp_path, home)
+    monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
+    from voicecoach.audio.wav import read_wav_16k
+
+    spoken = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+    sd = FakeSoundDevice([device("USB Mic")], audio=read_wav_16k(spoken), interrupt_after=True)
+    opened = sd.RawInputStream
+    second: list[subprocess.CompletedProcess[str]] = []
+
+    def opening(**kwargs: Any) -> Any:  # a serve starting as the microphone opens
+        second.append(_voicecoach(env, "serve", "--engine", "pocketsphinx", "--audio-in",
+                                  str(_wav(tmp_path / "short.wav", 1.0))))
+        return opened(**kwargs)
+    monkeypatch.setattr(sd, "RawInputStream", opening)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    assert cli.main(["listen", "--engine", "pocketsphinx"]) == 0
+    out, _ = capsys.readouterr()
+    assert [line.split()[2] for line in out.splitlines()] == ["stop"]
+    [serve] = second
+    assert serve.returncode == 2
+    pid = os.getpid()
+    assert serve.stderr.splitlines() == [
+        f"voicecoach: error: another voicecoach (listen, pid {pid}) is using the workout "
+        f"history in {home}; stop it first (Ctrl-C where it runs, or kill {pid}) or give "
+        "another --data-dir."]
+    assert holder(home) is None  # let go at the end

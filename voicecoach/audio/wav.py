@@ -140,7 +140,7 @@ def _info(path: Path, fields: tuple[int, int, int, int, int], offset: int, csize
     if tag not in (_PCM, _FLOAT):
         raise _bad(path, f"uses an unknown encoding (format tag {tag:#06x})")
     if channels < 1 or rate < 1000 or rate > 768000:
-        raise _bad(path, f"is corrupt: {channels} channels at {rate} Hz")
+        raise _bad(path, f"is corrupt: {channels} channel{'s' * (channels != 1)} at {rate} Hz")
     ok_bits = (8, 16, 24, 32) if tag == _PCM else (32, 64)
     if bits not in ok_bits:
         kind = "integer" if tag == _PCM else "float"
@@ -208,12 +208,12 @@ class WavFileSource:
                        and info.rate == SAMPLE_RATE)
         resampler = (None if info.rate == SAMPLE_RATE
                      else soxr.ResampleStream(info.rate, SAMPLE_RATE, 1, dtype="float32"))
-        with self.info.path.open("rb") as fh:
+        with self._opened() as fh:
             fh.seek(info.data_offset)
             left = info.frames
             while left > 0 and not self._closed:
                 n = min(left, _READ_FRAMES)
-                raw = fh.read(n * info.block_align)
+                raw = self._read(fh, n * info.block_align, info.frames - left)
                 if len(raw) < n * info.block_align:
                     raise _bad(info.path, "became shorter while being read")
                 left -= n
@@ -225,6 +225,29 @@ class WavFileSource:
                     data = resampler.resample_chunk(data, last=left == 0)
                 if data.size:
                     yield _to_int16(data)
+
+    def _opened(self) -> BinaryIO:
+        """The file, opened again to stream it; gone or unreadable since its header was read
+        is one clear error."""
+        try:
+            return self.info.path.open("rb")
+        except FileNotFoundError:
+            raise _bad(self.path, "is gone (moved or deleted while being read)",
+                       "check the path") from None
+        except OSError as exc:
+            raise _bad(self.path, f"cannot be read ({exc.strerror or exc})",
+                       "check the file's permissions") from None
+
+    def _read(self, fh: BinaryIO, size: int, done_frames: int) -> bytes:
+        """``size`` bytes; a read error part-way (a failing SD card or USB stick, a network
+        share gone) is one clear error saying where, not a traceback."""
+        try:
+            return fh.read(size)
+        except OSError as exc:
+            at = done_frames / self.info.rate
+            raise _bad(self.path, f"could not be read past {at:.2f} s "
+                       f"({exc.strerror or exc})", "check the disk it is on (dmesg shows its "
+                       "errors) and copy the file again") from None
 
     def chunks(self) -> Iterator[AudioChunk]:
         step = max(1, int(round(self.chunk_s * SAMPLE_RATE)))

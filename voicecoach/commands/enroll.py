@@ -19,6 +19,7 @@ from voicecoach.device.enroller import (
 )
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.listening.spotter.profiles import enrolled_files, forget, load_profile
 from voicecoach.listening.spotter.voice import VoiceProfile, check_user
 from voicecoach.settings import Settings
@@ -101,14 +102,19 @@ def run(args: argparse.Namespace) -> int:
     grammar = load_grammar(settings.speech.language)
     if args.status:
         return status(settings, grammar)
-    if args.forget:
-        user = None if args.user == "all" else check_user(args.user)
-        removed = forget(settings.data_dir, user)
-        if not removed:
-            raise VoicecoachError(f"'{args.user}' is not enrolled",
-                                  "see who is: voicecoach enroll --status")
-        print(f"forgot the voice of {', '.join(removed)}")
-        return 0
+    if not args.forget:
+        _check_enrolling(args, grammar)
+    # held for the whole enrollment: a serve reads the enrollments and listens on the
+    # microphone, so beside one (or while a session runs) this is refused in one line before
+    # anything is recorded or written, and a serve started meanwhile is refused in turn
+    with one_session_at_a_time(settings.data_dir, "enroll"):
+        if args.forget:
+            return _forget(args, settings)
+        return _enroll(args, settings, grammar)
+
+
+def _check_enrolling(args: argparse.Namespace, grammar: Grammar) -> None:
+    """The options of an enrollment, checked before the data folder is held."""
     if grammar.language.split("-")[0].lower() != "en":
         raise VoicecoachError(f"enrollment teaches the English command spotter, and the "
                               f"language is '{grammar.language}'", "enroll with --lang en")
@@ -117,7 +123,21 @@ def run(args: argparse.Namespace) -> int:
     if check_user(args.user) == "all":
         raise VoicecoachError("'all' is not a user name (--forget --user all forgets everyone)",
                               "choose another name with --user")
-    pid = session_running(settings.data_dir)
+
+
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    user = None if args.user == "all" else check_user(args.user)
+    removed = forget(settings.data_dir, user)
+    if not removed:
+        raise VoicecoachError(f"'{args.user}' is not enrolled",
+                              "see who is: voicecoach enroll --status")
+    print(f"forgot the voice of {', '.join(removed)}")
+    return 0
+
+
+def _enroll(args: argparse.Namespace, settings: Settings, grammar: Grammar) -> int:
+    """Learn the voice, spoken or from recordings; the data folder is held."""
+    pid = session_running(settings.data_dir)  # one the lock cannot show: this process's
     if pid is not None:
         raise VoicecoachError(f"a workout session is running (process {pid})",
                               "enroll when it has ended")

@@ -15,6 +15,7 @@ from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.grammar import Grammar, load_grammar
+from voicecoach.history.session_lock import one_session_at_a_time
 from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
@@ -234,6 +235,14 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
 
 def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
                     commands: tuple[str, ...], chunk_s: float) -> int:
+    """Listen on the microphone until Ctrl-C, holding the data folder: a serve listens on
+    that microphone (refused in one line before it is opened; files are heard beside one)."""
+    with one_session_at_a_time(settings.data_dir, "listen"):
+        return _hear_microphone(args, settings, grammar, commands, chunk_s)
+
+
+def _hear_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
+                     commands: tuple[str, ...], chunk_s: float) -> int:
     from voicecoach.audio.mic import MicSource
 
     source = MicSource(settings.audio.input_device, chunk_s)

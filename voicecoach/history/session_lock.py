@@ -1,8 +1,8 @@
 """One voicecoach at a time per data folder: the kernel's lock that refuses a second session (in
 another process) while one runs, or while ``serve``/``start``/``run`` holds the folder for its
-whole life; shared within a process by a session and the record, still being written, of the
-one before it. The lock file names its holder (pid, command, systemd unit) for the refusal's
-line and for doctor."""
+whole life (``enroll``, and ``listen`` on the microphone, for theirs); shared within a
+process by a session and the record, still being written, of the one before it. The lock
+file names its holder (pid, command, systemd unit) for the refusal's line and for doctor."""
 
 from __future__ import annotations
 
@@ -47,22 +47,37 @@ class Holder:
 
 class DataFolderBusy(VoicecoachError):
     """Another voicecoach process holds the data folder (its history, and the microphone,
-    speaker and treadmill it drives): a second one is refused, not run beside it."""
+    speaker and treadmill it drives): a second one is refused, not run beside it.
+    ``refused`` is the command refused: its fix is said in its own words (an enrollment or
+    the microphone is not helped by another --data-dir: the holder is to be stopped)."""
 
-    def __init__(self, data_dir: Path, holder: Holder | None) -> None:
+    def __init__(self, data_dir: Path, holder: Holder | None, refused: str = "") -> None:
         who = f" ({holder.names()})" if holder else ""
-        if holder is None:
-            fix = "stop it first or give another --data-dir"
-        elif holder.unit:
-            fix = f"stop it first (sudo systemctl stop {holder.unit}) or give another --data-dir"
-        elif holder.command == "serve":
-            fix = (f"stop it first (Ctrl-C where it runs, or kill {holder.pid}) or give "
-                   "another --data-dir")
-        else:
-            fix = "let its session end first (say or type stop) or give another --data-dir"
         super().__init__(f"another voicecoach{who} is using the workout history in {data_dir}",
-                         fix)
+                         _fix(holder, refused))
         self.holder = holder
+
+
+def _fix(holder: Holder | None, refused: str) -> str:
+    """How to get past ``holder``: stop it (its unit, a process started by hand) or let its
+    session end; then the refused command's own way on."""
+    if holder is None:
+        stop = "stop it first"
+    elif holder.unit:
+        stop = f"stop it first (sudo systemctl stop {holder.unit})"
+    elif holder.command in ("serve", "listen", "enroll"):  # run until stopped by hand
+        stop = f"stop it first (Ctrl-C where it runs, or kill {holder.pid})"
+    else:
+        stop = "let its session end first (say or type stop)"
+    if refused == "enroll":  # the holder reads the enrollments only when it starts
+        if holder is not None and holder.unit:
+            return f"{stop}, enroll, then start it again (sudo systemctl start {holder.unit})"
+        if holder is not None and holder.command == "serve":
+            return f"{stop}, enroll, then start it again"
+        return f"{stop}, then enroll"
+    if refused == "listen":  # the microphone is the holder's whatever the data folder
+        return f"{stop}, or give listen WAV files instead of the microphone"
+    return f"{stop} or give another --data-dir"
 
 
 @contextmanager
@@ -71,7 +86,9 @@ def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
     folder while one holds it: two coaches would share one history, one microphone and one
     treadmill, and one user cannot walk two sessions. A session holds it while it runs;
     ``serve``, ``start`` and ``run`` hold it for their whole life (``command`` names the
-    holder in the refusal), so a second serve is refused at once, not when "start" is heard.
+    holder in the refusal, and the refused command's fix), so a second serve is refused at
+    once, not when "start" is heard. ``enroll`` (which writes the enrollments a serve reads)
+    and ``listen`` on the microphone (which a serve listens on) hold it for theirs too.
     The lock is the kernel's (flock), so a crashed or killed holder never leaves it behind:
     the name written in the file (cleared when the holder lets go, left by a killed one) is
     only read to name a holder that still runs (:func:`holder`).
@@ -127,7 +144,7 @@ def _take(handle: TextIO, data_dir: Path, command: str) -> None:
     except OSError:
         handle.seek(0)
         # unnamed only in the moment before a new holder writes its name over the last one's
-        raise DataFolderBusy(data_dir, _live(handle.read())) from None
+        raise DataFolderBusy(data_dir, _live(handle.read()), command) from None
     pid = os.getpid()
     mine = {"pid": pid, "command": command, "token": process_token(pid), "unit": _unit()}
     try:  # who holds it, for the refusal's line and doctor; a full disk only loses that
