@@ -250,7 +250,7 @@ def test_enroll_and_listen_on_the_microphone_beside_a_serve_are_refused_and_file
     before = _enrollments(home)
     sd = FakeSoundDevice([device("USB speakerphone", 1, 2)])
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
-    with _serving(env, _wav(tmp_path / "silence.wav", 600.0)) as first:
+    with _serving(env, start_wav(tmp_path / "silence.wav", 600.0)) as first:
         stop = f"voicecoach: error: another voicecoach (serve, pid {first.pid}) is using the " \
                f"workout history in {home}; stop it first (Ctrl-C where it runs, or kill " \
                f"{first.pid})"
@@ -308,7 +308,7 @@ def test_listen_on_the_microphone_holds_the_folder_against_a_serve(
 
     def opening(**kwargs: Any) -> Any:  # a serve starting as the microphone opens
         second.append(_voicecoach(env, "serve", "--engine", "pocketsphinx", "--audio-in",
-                                  str(_wav(tmp_path / "short.wav", 1.0))))
+                                  str(start_wav(tmp_path / "short.wav", 1.0))))
         return opened(**kwargs)
     monkeypatch.setattr(sd, "RawInputStream", opening)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
