@@ -57,7 +57,8 @@ class DeviceLoop(LoopSessions, LoopFaults):
     (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
     as gone: the coach says so, and the loop retries every ``retry_s`` seconds. An exception
     inside the workout, or in the listening (the duplex gate, the recogniser, its grammar's
-    switch), halts the belt and ends that session, not the loop (loop_faults.py).
+    switch), halts the belt and ends that session, not the loop (loop_faults.py); one in
+    writing the history is logged and the write tried again (loop_sessions.py).
     """
 
     def __init__(self, settings: Settings, grammar: Grammar, recogniser: Recogniser,
@@ -124,6 +125,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
         #: start-up tidy, a lock held then): tried at the heartbeats until it says done.
         self._upkeep = upkeep
         self._upkeep_t = float("-inf")
+        self._history_faults: dict[str, str] = {}
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
