@@ -167,14 +167,20 @@ class DiesAt:
 
 
 class Quiet:
+    """Silence for ``seconds``; its close raises ``fails`` (a stream that cannot be closed)."""
+
+    def __init__(self, seconds: float = 10_000.0, fails: BaseException | None = None) -> None:
+        self.seconds, self.fails = seconds, fails
+
     def chunks(self) -> Any:
         from voicecoach.audio.chunk import AudioChunk
 
-        for i in range(100_000):
+        for i in range(round(self.seconds * 10)):
             yield AudioChunk(b"\0\0" * 1600, i * 0.1, 16000)
 
     def close(self) -> None:
-        pass
+        if self.fails is not None:
+            raise self.fails
 
 
 @pytest.mark.parametrize(("exc", "where", "raised", "status"), [
@@ -182,9 +188,12 @@ class Quiet:
     # a fault in the listening ends the session (loop_faults.py), and one that comes back on
     # every chunk the loop (exit 70)
     (RuntimeError("a fault"), "recogniser", ListeningFaults, "stopped"),
-    # a fault outside the workout and the listening still ends the loop unhandled (here the
-    # history's upkeep): the belt is stopped all the same
-    (RuntimeError("a fault"), "upkeep", RuntimeError, "interrupted")])
+    # Ctrl-C in the history's upkeep (whose faults the loop logs and goes on past) is not
+    # swallowed
+    (KeyboardInterrupt(), "upkeep", KeyboardInterrupt, "stopped"),
+    # a fault outside the workout, the listening and the history still ends the loop
+    # unhandled (here the audio source's close): the belt is stopped all the same
+    (RuntimeError("a fault"), "source", RuntimeError, "interrupted")])
 def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, where: str,
                                                         raised: type[BaseException],
                                                         status: str, tmp_path: Path) -> None:
@@ -195,7 +204,7 @@ def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, wher
     settings = Settings(data_dir=tmp_path)
     clock = AudioClock()
     sim = SimTreadmill()
-    sources = iter([Quiet()])
+    sources = iter([Quiet(90.0, exc) if where == "source" else Quiet()])
     events: list[Event] = []
 
     def upkeep() -> bool:
@@ -218,6 +227,45 @@ def test_the_loop_ending_under_a_session_stops_the_belt(exc: BaseException, wher
     assert sim.log.of(Op.STOP_PAUSE) and sim.model.speed_kmh < 0.01
     with sqlite3.connect(tmp_path / "history.sqlite3") as db:
         assert [s for (s,) in db.execute("select status from sessions")] == [status]
+
+
+def test_an_upkeep_that_raises_is_one_line_and_the_walk_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import sqlite3
+
+    from voicecoach.commands._device import simulated_speaker
+    from voicecoach.device import loop_sessions
+
+    settings = Settings(data_dir=tmp_path)
+    clock = AudioClock()
+    sim = SimTreadmill()
+    sources = iter([Quiet(120.0)])
+    tried: list[float] = []
+
+    def upkeep() -> bool:  # the history's upkeep (serve's start-up tidy) has a bug
+        tried.append(clock.audio_s)
+        if clock.audio_s >= 90.0:
+            raise RuntimeError("a fault")
+        return False
+    loop = DeviceLoop(settings, load_grammar("en"), DiesAt(1e9, RuntimeError()),
+                      simulated_speaker(settings, clock), lambda: next(sources, None),
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      clock=clock, sleep=lambda s: None, treadmill=sim, treadmill_settings=DRIVE,
+                      upkeep=upkeep)
+    with caplog.at_level(logging.INFO):
+        assert loop.run() == 1  # on the old code the RuntimeError came out of here
+    # left to the history's next opening: not tried again; the walk went on to the input's end
+    assert tried[-2] < 90.0 <= tried[-1] < 91.0 and loop._upkeep is None
+    assert loop.faults == [] and loop.listen_faults == []
+    assert loop.input_ended_in is not None  # the session went on to the input's end
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert line.startswith("history fault in the history's upkeep: RuntimeError: a fault")
+    assert [r.name for r in caplog.records if r.levelno >= logging.ERROR] == [
+        loop_sessions.__name__]
+    assert not any(r.exc_info for r in caplog.records if r.levelno > logging.DEBUG)
+    with sqlite3.connect(tmp_path / "history.sqlite3") as db:
+        assert [s for (s,) in db.execute("select status from sessions")] == ["stopped"]
 
 
 def test_a_stop_the_gate_drops_as_the_coachs_voice_releases_the_recognisers_refractory(

@@ -56,8 +56,10 @@ class DeviceLoop(LoopSessions, LoopFaults):
     ``open_source`` returns the next audio source, or None when there is no more input
     (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
     as gone: the coach says so, and the loop retries every ``retry_s`` seconds. An exception
-    inside the workout, or in the listening (the duplex gate, the recogniser, its grammar's
-    switch), halts the belt and ends that session, not the loop (loop_faults.py).
+    inside the workout, or in the listening (the audio clock, the duplex gate, the
+    recogniser, its grammar's switch), halts the belt and ends that session, not the loop
+    (loop_faults.py); one in writing the history is logged and the write tried again
+    (loop_sessions.py).
     """
 
     def __init__(self, settings: Settings, grammar: Grammar, recogniser: Recogniser,
@@ -124,6 +126,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
         #: start-up tidy, a lock held then): tried at the heartbeats until it says done.
         self._upkeep = upkeep
         self._upkeep_t = float("-inf")
+        self._history_faults: dict[str, str] = {}
         self._offset = 0.0
         self._active: tuple[str, ...] = ()
 
@@ -229,11 +232,13 @@ class DeviceLoop(LoopSessions, LoopFaults):
                 return
 
     def process(self, chunk: AudioChunk) -> None:
-        """One chunk of audio (already on the loop's audio time)."""
+        """One chunk of audio (already on the loop's audio time). A fault in the audio clock
+        (its arithmetic: a bug) is a listening fault: the gate's and the canceller's times
+        come from it, so the chunk goes unheard."""
         # detections are emitted at the end of the chunk; it was captured over its audio time
-        self.clock.note(chunk.end_s,
-                        None if chunk.captured is None else chunk.captured + chunk.seconds)
-        self._hear(chunk)
+        if self._listening("in the audio clock", self.clock.note, chunk.end_s,
+                           None if chunk.captured is None else chunk.captured + chunk.seconds):
+            self._hear(chunk)
         self._workout("while coaching", self.coach.tick, chunk.end_s)
         if self.coach.done and self._session is not None:
             self._workout("while ending the session", self._end_session)
@@ -283,7 +288,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
             _LOGGER.warning("microphone: lost (%s); retrying every %g s", exc, self.retry_s)
             self._workout("as the microphone went", self.coach.lose_input, now)
         self.sleep(self.retry_s)
-        self.clock.note(now + self.retry_s)
+        self._listening("in the audio clock", self.clock.note, now + self.retry_s)
         self._workout("while coaching", self.coach.tick, self.clock.audio_s)
         self._heartbeat(self.clock.audio_s)
         return True

@@ -1,6 +1,6 @@
 """The device loop's faults: an exception inside the workout (the coach, its state machine's
-callbacks, the belt controller it drives) or in the listening (the duplex gate, the recogniser,
-the switch of its grammar) ends that session, not the device (a part of
+callbacks, the belt controller it drives) or in the listening (the audio clock, the duplex gate,
+the recogniser, the switch of its grammar) ends that session, not the device (a part of
 :class:`~voicecoach.device.loop.DeviceLoop`).
 
 The belt is halted first, as any stop is; after a listening fault the recogniser is reset; one
@@ -8,7 +8,8 @@ line goes to the log (the traceback only at DEBUG); the fault goes into the sess
 which ends as stopped; one sentence is said; and the coach is back to idle, listening for
 "start". The hardware's own faults (the microphone, the speaker, the treadmill's link) and the
 parts that drop themselves when they fail (the echo canceller, the spotter's second look) keep
-their own handling: they never reach here.
+their own handling: they never reach here; nor does the loop's history work at its heartbeats
+(loop_sessions.py), whose faults leave the belt and the coach alone.
 """
 
 from __future__ import annotations
