@@ -1,19 +1,24 @@
 """A fault in the device loop's history work (writing the record of a session over, at its end
 and at the heartbeats after) is not a fault of the workout: serve goes on, the record is kept in
-memory and written once the write works, one log line (voicecoach/device/loop_sessions.py)."""
+memory and written once the write works, one log line (voicecoach/device/loop_sessions.py); nor
+is one in the recorder's writes during the session (voicecoach/history/session_writer.py)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_helpers import no_traceback_above_debug, sessions, walk
 
 from voicecoach.device import loop_sessions
+from voicecoach.events import Event
 from voicecoach.history.recorder import SessionRecorder
+from voicecoach.history.session_writer import SessionWriter
 from voicecoach.lab.room import load_clip
+from voicecoach.treadmill.ftms import Op
 from voicecoach.workout.machine import State
 
 pytestmark = pytest.mark.skipif(
@@ -83,12 +88,99 @@ def test_a_history_write_that_raises_then_works_loses_nothing_and_is_one_line(
         assert count == recorder.seq and ended_at
         assert db.execute("SELECT count(*) FROM events WHERE type = 'session_ended'"
                           ).fetchone() == (1,)
-    # one ERROR line for the three failures, naming the exception and where; no traceback
+    # one ERROR line for the failures, naming the exception and where; no traceback
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     [line] = [r.getMessage() for r in errors]
     assert errors[0].name == loop_sessions.__name__
     assert f"RuntimeError: {FAULT}" in line and "test_loop_history_faults.py" in line
     assert "tried again" in line
     assert any("written" in r.getMessage() and r.name == loop_sessions.__name__
+               for r in caplog.records if r.levelno == logging.WARNING)
+    no_traceback_above_debug(caplog, capsys.readouterr().err)
+
+
+WRITE_FAULT = "the events' insert is broken"
+FAULT_S = 2.5
+
+
+def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    w = walk(tmp_path / "home", seconds=90.0)
+    loop, sim, room = w.loop, w.sim, w.room
+
+    # the recorder's heartbeats paced by the audio, as on a device walking in real time (the
+    # simulated walk runs faster): one each second of audio
+    opened = SessionRecorder.open.__func__
+
+    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
+                           **kwargs: Any) -> SessionRecorder:
+        return opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs)
+    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+
+    # the one real method that commits an event raises for 2.5 s of audio once the belt runs
+    # (from the coach's listener, and from the recorder's heartbeat, a tick hook), then works
+    real = SessionWriter._write
+    failed: list[float] = []
+    written: list[float] = []
+    recorders: list[SessionWriter] = []
+
+    def broken(self: SessionWriter, seq: int, event: Event, data: dict[str, Any]) -> None:
+        if (failed and loop.clock.audio_s - failed[0] < FAULT_S) \
+                or (not failed and sim.model.speed_kmh > 0):
+            failed.append(loop.clock.audio_s)
+            raise RuntimeError(WRITE_FAULT)
+        real(self, seq, event, data)
+        if failed:
+            written.append(loop.clock.audio_s)
+        if self not in recorders:
+            recorders.append(self)
+    monkeypatch.setattr(SessionWriter, "_write", broken)
+
+    # the user says "stop" once the history has taken the events kept meanwhile
+    polite = room.react
+    said: list[float] = []
+
+    def react(t: float) -> None:
+        assert polite is not None
+        polite(t)
+        if written and t - written[0] >= 3.0 and not w.speaker.is_speaking() \
+                and loop.coach.state is not State.IDLE and (not said or t - said[-1] > 5.0):
+            said.append(t)
+            stop = load_clip("stop", "stop")
+            stop.at_s = t
+            room.add(stop)
+    room.react = react
+
+    with caplog.at_level(logging.INFO):
+        assert loop.run() == 1
+    w.speaker.close()
+    w.renderer.close()
+
+    assert len(failed) >= 3 and written, "the write must have failed, then worked"
+    # the walk went on: no fault, the belt never halted from the first failure to the stop,
+    # and the session ended as the user ended it (on the old code: halted, ended as 'fault')
+    assert loop.faults == [] and loop.listen_faults == [] and loop.outcomes == ["stopped"]
+    assert said, "the user's stop was not said"
+    assert min(kmh for t, kmh in w.speeds if failed[0] <= t <= said[0]) > 0
+    assert [t for t, c in sim.log.of(Op.STOP_PAUSE) if failed[0] <= t < said[0]] == []
+    # after the first failure (an event's write), retried only at the recorder's heartbeats
+    # (once a second of audio), not at each event
+    assert all(b - a >= 0.9 for a, b in zip(failed[1:-1], failed[2:], strict=True))
+    # nothing lost, nothing twice: every event the recorder numbered is in the history once
+    [recorder] = recorders
+    home = w.settings.data_dir
+    assert sessions(home) == [("serve", "stopped")]
+    assert recorder.closed and not recorder.incomplete
+    with sqlite3.connect(home / "history.sqlite3") as db:
+        [(count, seqs)] = db.execute("SELECT count(*), count(DISTINCT seq) FROM events")
+        assert count == seqs == recorder.seq
+        assert db.execute("SELECT count(*) FROM events WHERE type = 'device_problem'"
+                          ).fetchone() == (0,)
+    # one ERROR line for the failures, naming the exception and where; no traceback
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [line] = [r.getMessage() for r in errors]
+    assert f"RuntimeError: {WRITE_FAULT}" in line and "test_loop_history_faults.py" in line
+    assert any("written again" in r.getMessage()
                for r in caplog.records if r.levelno == logging.WARNING)
     no_traceback_above_debug(caplog, capsys.readouterr().err)

@@ -9,7 +9,8 @@ which ends as stopped; one sentence is said; and the coach is back to idle, list
 "start". The hardware's own faults (the microphone, the speaker, the treadmill's link) and the
 parts that drop themselves when they fail (the echo canceller, the spotter's second look) keep
 their own handling: they never reach here; nor does the loop's history work at its heartbeats
-(loop_sessions.py), whose faults leave the belt and the coach alone.
+(loop_sessions.py), whose faults leave the belt and the coach alone, nor a write of the session's
+record, which its recorder keeps and retries (history/session_writer.py).
 """
 
 from __future__ import annotations

@@ -72,10 +72,11 @@ class SessionRecorder(SessionWriter):
     (``session_id`` is 0 meanwhile) and is written first by the first write that gets the
     lock, at the latest by :meth:`close`.
 
-    ``on_event`` never raises: a full disk or a locked file must not stop a workout. An event
-    that cannot be written is kept in memory, in order, and written by the next heartbeat
-    once the disk allows (later events are only kept meanwhile); the first failure is logged
-    and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
+    ``on_event`` and :meth:`heartbeat` never raise: a full disk, a locked file or a bug in
+    writing (SessionWriter._failed) must not stop a workout. An event that cannot be written
+    is kept in memory, in order, and written by the next heartbeat once the disk allows
+    (later events are only kept meanwhile); the first failure is logged (a bug: each new one,
+    at ERROR) and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
     whether anything was still unwritten when the recorder closed (the command's exit code
     says so).
 
@@ -188,7 +189,7 @@ class SessionRecorder(SessionWriter):
             with self.db.transaction() as conn:
                 conn.execute("UPDATE sessions SET last_t = ?, backward_s = ?, total_s = ?"
                              " WHERE id = ?", (*self._progress(), self._sid()))
-        except (VoicecoachError, OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - kept and retried, never the walk's end
             self._failed(exc)
             self._tell()
 

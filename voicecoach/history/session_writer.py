@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.events import (
     CommandHeard,
     CommandRefused,
@@ -37,6 +37,10 @@ SESSION_BUSY_MS = 300
 #: Events kept in memory at most while the history cannot be written (a session has a few
 #: hundred); beyond it the oldest unwritten ones are dropped (and counted).
 MAX_PENDING = 20_000
+#: The failures the history answers for itself (a lock, a read-only folder, a full disk, an I/O
+#: error). Any other exception in a write is a bug in writing it, kept and retried the same way
+#: (:meth:`SessionWriter._failed`): a bug in the history must not end a walk.
+EXPECTED = (VoicecoachError, OSError, sqlite3.Error)
 
 
 class SessionWriter:
@@ -62,6 +66,8 @@ class SessionWriter:
         self.dropped = 0
         self._pending: list[tuple[int, Event, dict[str, Any]]] = []
         self._telling = False
+        #: The unexpected exceptions logged so far (SessionWriter._failed): each once.
+        self._bugs: set[str] = set()
         self._wall_clock = wall_clock
         self._opened_wall = wall_clock()
         #: Whether the start was read from the wall clock (a start given by the caller stands).
@@ -153,7 +159,7 @@ class SessionWriter:
         if self._row is not None:
             try:
                 self._write_row()
-            except (VoicecoachError, OSError, sqlite3.Error) as exc:
+            except Exception as exc:  # noqa: BLE001 - kept and retried, never the walk's end
                 self._failed(exc)
                 return False
             written += 1
@@ -161,7 +167,7 @@ class SessionWriter:
             seq, event, data = self._pending[0]
             try:
                 self._write(seq, event, data)
-            except (VoicecoachError, OSError, sqlite3.Error) as exc:
+            except Exception as exc:  # noqa: BLE001 - kept and retried, never the walk's end
                 self._failed(exc)
                 return False
             self._pending.pop(0)
@@ -174,7 +180,19 @@ class SessionWriter:
         return True
 
     def _failed(self, exc: Exception) -> None:
-        if self.problem is None and not self._aside:
+        """A write failed: what it held stays in memory, for the next heartbeat (or close) to
+        retry. The first failure while the history takes writes is logged; an unexpected
+        exception (a bug: not one of EXPECTED) is one ERROR line the first time it is met,
+        whatever came before, its traceback at DEBUG. KeyboardInterrupt and SystemExit are
+        never caught."""
+        if not isinstance(exc, EXPECTED):
+            said = f"{describe(exc)} (at {where_raised(exc)})"
+            if said not in self._bugs and not self._aside:
+                self._bugs.add(said)
+                _LOGGER.error("history: a fault while recording %s: %s; kept in memory and "
+                              "tried again; not a fault of the workout", self._name, said)
+                _LOGGER.debug("the history fault's traceback:", exc_info=exc)
+        elif self.problem is None and not self._aside:
             _LOGGER.log(self.log_level, "history: cannot record %s now (kept in memory, "
                         "retried): %s", self._name, exc)
         self.problem = exc
@@ -313,7 +331,7 @@ class SessionWriter:
         try:
             with self.db.transaction() as conn:
                 stored = self._finish(conn, outcome, self.tally.last_t, None)
-        except (VoicecoachError, OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - kept and retried, never the walk's end
             self._failed(exc)
             return False
         self.outcome = stored
