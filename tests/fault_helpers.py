@@ -24,6 +24,7 @@ from voicecoach.settings import Settings, SpeechSettings, TreadmillSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.treadmill.sim import SimTreadmill
 from voicecoach.workout.machine import State
+from voicecoach.workout.plan import Plan
 
 
 def pocketsphinx() -> Any:
@@ -75,8 +76,8 @@ class Walk:
     fault: dict[str, float] = field(default_factory=dict)  # when it came, the belt's speed
 
 
-def walk(home: Path, seconds: float = 130.0) -> Walk:
-    """:class:`Walk` over ``seconds`` of audio with its history in ``home``."""
+def walk(home: Path, seconds: float = 130.0, plan: Plan = PLAN) -> Walk:
+    """:class:`Walk` of ``plan`` over ``seconds`` of audio with its history in ``home``."""
     settings = Settings(data_dir=home)
     clock = AudioClock()
     renderer = CachedRenderer(EspeakNgRenderer())
@@ -87,7 +88,7 @@ def walk(home: Path, seconds: float = 130.0) -> Walk:
     events: list[Event] = []
     loop = DeviceLoop(settings, load_grammar("en"), pocketsphinx(), speaker,
                       lambda: next(sources, None),
-                      lambda plan: recorded_session(settings, plan, "serve"), plan=PLAN,
+                      lambda plan: recorded_session(settings, plan, "serve"), plan=plan,
                       listeners=[events.append], clock=clock, canceller=None, treadmill=sim,
                       treadmill_settings=TreadmillSettings(control="drive"))
     w = Walk(settings, renderer, speaker, room, sim, events, loop,

@@ -147,23 +147,42 @@ def test_a_session_a_fault_of_voicecoach_ended_is_listed_as_a_device_fault(
                                    extra={"at": "decide.py:12"}))
         rec.end("stopped")
         rec.close()
+        # one in the cool-down, every backward block walked: it counts for progression
+        # (test_progression.py), and is still shown as the device's fault
+        rec = SessionRecorder.open(db, programme_week(2), "serve",
+                                   started_at=NOW + dt.timedelta(minutes=30))
+        for index, (kind, t, length) in enumerate((("backward", 0.0, 420.0),
+                                                   ("cooldown", 420.0, 120.0))):
+            rec.on_event(PhaseStarted(t=t, state=kind, index=index, kind=kind,
+                                      duration_s=length, speed_mph=0.8, min_speed_mph=0.8,
+                                      max_speed_mph=1.0, incline_pct=0.0))
+        rec.on_event(DeviceProblem(t=450.0, state="cooldown", device="duplex gate",
+                                   problem="internal fault in the duplex gate: ValueError: nan",
+                                   extra={"at": "duplex.py:140"}))
+        rec.end("stopped")
+        rec.close()
     code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history")
     assert code == 0
-    rows = [line.split() for line in out.splitlines()[1:5]]
+    rows = [line.split() for line in out.splitlines()[1:6]]
     assert [r[2:] for r in rows[2:]] == [
         ["week", "2", "run", "2.5", "0.8-0.9", "stopped", "-"],
-        ["week", "2", "serve", "1.5", "0.8", "device", "fault", "1"]]
+        ["week", "2", "serve", "1.5", "0.8", "device", "fault", "1"],
+        ["week", "2", "serve", "7.0", "0.8", "device", "fault", "-"]]
     weekly = out.splitlines()[out.splitlines().index("") + 2:]
-    assert sum(int(w.split()[1]) for w in weekly) == 4
+    assert sum(int(w.split()[1]) for w in weekly) == 5
     code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
     sessions = json.loads(out)["sessions"]
-    assert [(s["status"], s["fault"], s["pain_reports"]) for s in sessions[2:]] == [
-        ("stopped", None, 0), ("stopped", "recogniser", 1)]
+    assert [(s["status"], s["fault"], s["fault_phase"], s["pain_reports"])
+            for s in sessions[2:]] == [
+        ("stopped", None, None, 0), ("stopped", "recogniser", "backward", 1),
+        ("stopped", "duplex gate", "cooldown", 0)]
     target = tmp_path / "out.csv"
     cli(capsys, "--data-dir", str(data_dir), "history", "--export", str(target))
     with target.open(newline="", encoding="utf-8") as handle:
-        assert [(r["status"], r["fault"]) for r in csv.DictReader(handle)][2:] == [
-            ("stopped", ""), ("stopped", "recogniser")]
+        assert [(r["status"], r["fault"], r["fault_phase"])
+                for r in csv.DictReader(handle)][2:] == [
+            ("stopped", "", ""), ("stopped", "recogniser", "backward"),
+            ("stopped", "duplex gate", "cooldown")]
 
 
 def wrong_clock_history(folder: Path) -> list[int]:

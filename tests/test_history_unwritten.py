@@ -540,13 +540,15 @@ def test_a_leftover_cut_off_mid_walk_is_shown_interrupted_while_the_history_is_h
     assert _history_json(tmp_path, capsys) == [held]
 
 
+@pytest.mark.parametrize("phase", ["backward", "cooldown"])
 @pytest.mark.parametrize("held_from", ["the fault", "the end"])
 def test_a_session_a_fault_ended_while_the_history_was_held_is_read_as_ended_on_fault(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_from: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_from: str, phase: str) -> None:
     """A fault inside voicecoach ended a session (its DeviceProblem, then its end as stopped)
     while another program held the history: a plan made meanwhile (its end in memory), a read
     with its end kept beside the history, and the history once merged all read it as ended by
-    the device, not the user, whichever file holds the fault."""
+    the device, not the user, whichever file holds the fault, and in the phase it came in
+    (the cool-down's start in the history, the fault beside it: progression counts it)."""
     from voicecoach.history.recorder import sessions_for_plan
 
     monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
@@ -556,25 +558,35 @@ def test_a_session_a_fault_ended_while_the_history_was_held_is_read_as_ended_on_
     recorder.on_event(PhaseStarted(t=0.0, state="backward", index=1, kind="backward",
                                    duration_s=420.0, speed_mph=0.8, min_speed_mph=0.8,
                                    max_speed_mph=1.0, incline_pct=0.0))
+    at = 200.0
+    if phase == "cooldown":
+        recorder.on_event(PhaseStarted(t=420.0, state="cooldown", index=2, kind="cooldown",
+                                       duration_s=120.0, speed_mph=1.2, min_speed_mph=0.8,
+                                       max_speed_mph=1.8, incline_pct=0.0))
+        at = 450.0
+    walked = round(min(at, 420.0))
     if held_from == "the fault":
         other.execute("BEGIN IMMEDIATE")
-    recorder.on_event(DeviceProblem(t=200.0, state="backward", device="coach",
+    recorder.on_event(DeviceProblem(t=at, state=phase, device="coach",
                                     problem="internal fault while ticking the workout: "
                                             "RuntimeError: a bug", extra={"at": "coach.py:1"}))
     if held_from == "the end":
         other.execute("BEGIN IMMEDIATE")
     assert not recorder.end("stopped")  # the end waits in memory
     [planned] = sessions_for_plan(db)
-    assert (planned.status, planned.fault, planned.ended_on_fault) == ("stopped", "coach", True)
+    assert (planned.status, planned.fault, planned.ended_on_fault, planned.fault_phase) == (
+        "stopped", "coach", True, phase)
     recorder.close()
     db.close()
     assert recorder.kept_in == tmp_path / SIDE
     with HistoryDB.open_file(tmp_path / DB_NAME, recover=False) as held:
         [read] = held.sessions()
-    assert (read.status, read.outcome, round(read.backward_s)) == ("stopped", "device fault", 200)
+    assert (read.status, read.outcome, round(read.backward_s), read.fault_phase) == (
+        "stopped", "device fault", walked, phase)
     other.execute("COMMIT")
     other.close()
     with HistoryDB.open(tmp_path) as merged:
         [read] = merged.sessions()
     assert not (tmp_path / SIDE).exists()
-    assert (read.status, read.outcome, round(read.backward_s)) == ("stopped", "device fault", 200)
+    assert (read.status, read.outcome, round(read.backward_s), read.fault_phase) == (
+        "stopped", "device fault", walked, phase)

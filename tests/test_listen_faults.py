@@ -23,6 +23,7 @@ from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.device import loop_faults
 from voicecoach.device.audio_clock import AudioClock
+from voicecoach.device.duplex import DuplexGate
 from voicecoach.events import StateChanged
 from voicecoach.history import HistoryDB
 from voicecoach.lab.room import load_clip
@@ -164,9 +165,74 @@ def test_an_audio_clock_that_fails_is_a_listening_fault_and_ends_serve_in_one_li
     assert sessions(home) == [("serve", "stopped")]
     [(sid, problem)] = problems(home)
     assert sid == 1 and "ZeroDivisionError" in problem["problem"]
+    assert problem["device"] == "audio clock"  # it was recorded under the recogniser
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()] == [("audio clock", "device fault")]
     lines = fault_lines(caplog)
     assert len(lines) == 3 and lines[0].startswith("listening fault in the audio clock: ")
     no_traceback_above_debug(caplog, err)
+
+
+def test_a_duplex_gate_that_fails_is_recorded_under_the_duplex_gate(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault in the duplex gate is a listening fault like the recogniser's, but the record
+    names the part that failed: the session's DeviceProblem is the duplex gate's (it was the
+    recogniser's, the text alone saying which), and history reads it as the device's fault."""
+    real = DuplexGate.hear
+
+    def broken(self: DuplexGate, audio: bytes, end_s: float) -> None:
+        if end_s > 8.0:  # from 8 s on (in the briefing), on every chunk
+            raise IndexError("mic ring out of range")
+        real(self, audio, end_s)
+    monkeypatch.setattr(DuplexGate, "hear", broken)
+
+    with caplog.at_level(logging.INFO):
+        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
+                         str(_start_wav(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == loop_faults.FAULTS_EXIT
+    [line] = _errors(err)
+    assert "listening failed 3 times within 5 minutes, the last in the duplex gate" in line
+    [(sid, problem)] = problems(home)
+    assert (sid, problem["device"]) == (1, "duplex gate")
+    assert problem["problem"].startswith("internal fault in the duplex gate: IndexError")
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()] == [("duplex gate", "device fault")]
+    lines = fault_lines(caplog)
+    assert len(lines) == 3 and lines[0].startswith("listening fault in the duplex gate: ")
+    no_traceback_above_debug(caplog, err)
+
+
+def test_a_gate_decision_that_fails_is_recorded_under_the_duplex_gate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate's decision on a command heard (the user's "yes" in the briefing) failing is
+    the duplex gate's fault in the record and the log, not the recogniser's."""
+    w = walk(tmp_path / "home", seconds=60.0)
+    real = DuplexGate.decide
+
+    def broken(self: DuplexGate, det: Any) -> Any:
+        if det.command == "yes" and not w.fault:
+            w.fault.update(t=det.end_s)
+            raise ValueError("no echo span")
+        return real(self, det)
+    monkeypatch.setattr(DuplexGate, "decide", broken)
+
+    with caplog.at_level(logging.INFO):
+        w.loop.run()
+    w.speaker.close()
+    w.renderer.close()
+    assert w.fault, "the briefing's yes was not heard"
+    home = w.settings.data_dir
+    [(sid, problem)] = problems(home)
+    assert (sid, problem["device"]) == (1, "duplex gate")
+    [line] = fault_lines(caplog)
+    assert line.startswith("listening fault in the duplex gate while hearing 'yes': ValueError")
+    assert "the recogniser is reset" in line
+    with HistoryDB.open(home) as db:
+        assert [(s.fault, s.outcome) for s in db.sessions()][0] == ("duplex gate", "device fault")
+    no_traceback_above_debug(caplog, capsys.readouterr().err)
 
 
 def test_a_recogniser_that_cannot_be_reset_ends_serve_at_once_in_one_line(

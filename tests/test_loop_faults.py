@@ -5,7 +5,9 @@ in one line (voicecoach/device/loop_faults.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,16 @@ from fault_helpers import (
     sessions,
     walk,
 )
+from replay_helpers import PLAN
 
 from voicecoach import cli
 from voicecoach.audio.wav import write_wav
 from voicecoach.device import loop_faults
 from voicecoach.events import StateChanged
-from voicecoach.history import HistoryDB
+from voicecoach.history import HistoryDB, plan_next_session
 from voicecoach.lab.room import load_clip
 from voicecoach.phrases import load_phrases
+from voicecoach.settings import CoachSettings
 from voicecoach.treadmill.ftms import Op
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.machine import State
@@ -93,6 +97,39 @@ def test_a_fault_mid_walk_halts_the_belt_ends_the_session_and_start_is_heard_aga
     said = [iv.text for iv in speaker.speaking_intervals()]
     assert f"{WORDS.FAULT_HALTED} {WORDS.FAULT_START_AGAIN}" in said
     assert back == pytest.approx(fault["t"], abs=0.2)
+
+
+def test_a_fault_in_the_cool_down_is_recorded_so_and_the_walk_counts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault in the cool-down of a programme session, in the real loop: its record holds
+    the cool-down's start before the fault, so the history reads it as ended by the device
+    after every backward block, and the next plan goes on from that walk (it was planned as
+    if the session had not happened: the first session's dose again)."""
+    w = walk(tmp_path / "home", seconds=170.0, plan=replace(PLAN, week=1))
+    failed: list[float] = []
+    real = Coach._maybe_checkin
+
+    def broken(self: Coach) -> None:
+        if self.state is State.COOLDOWN and self.phase_elapsed >= 5.0 and not failed:
+            failed.append(self.now)  # (not w.fault: the user does not start again)
+            raise RuntimeError(FAULT)
+        real(self)
+    monkeypatch.setattr(Coach, "_maybe_checkin", broken)
+    w.loop.run()
+    w.speaker.close()
+    w.renderer.close()
+
+    assert failed, "the cool-down was not reached"
+    with HistoryDB.open(w.settings.data_dir) as db:
+        [session] = db.sessions()
+        tomorrow = session.started_at.date() + dt.timedelta(days=1)
+        after = plan_next_session(db, CoachSettings(), tomorrow)
+    assert (after.week, after.backward_s) == (1, 120.0)  # one minute more than that walk
+    assert after.notes[0] == WORDS.PLAN_FAULT_COOLDOWN  # on the old code: PLAN_FAULT's
+    assert after.notes[1].startswith("Last time you did 1 minute at ")
+    assert (session.outcome, session.fault, session.fault_phase) == (
+        "device fault", "coach", "cooldown")
+    assert session.backward_s == pytest.approx(60.0, abs=0.5)
 
 
 def _starts_wav(tmp_path: Path, at_s: list[float]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,22 +51,27 @@ def dose(plan: Plan) -> tuple[int | None, float, float, float]:
 
 def walk(db: HistoryDB, plan: Plan, day: dt.date | None, *, done: float = 1.0,
          pain: bool = False, outcome: str = "finished", source: str = "run",
-         fault: str = "") -> None:
+         fault: str = "", fault_in: str = "") -> None:
     """Record a session of ``plan`` on ``day`` (None: started now by the device's clocks, as
     `run` and `serve` start one): phase by phase, walking ``done`` of the backward time, with
     a pain report early on if asked, ending as ``outcome``; or, with ``fault`` (the part:
-    "coach", "recogniser"), ended there by a fault inside voicecoach as the device loop records
+    "coach", "recogniser"), ended by a fault inside voicecoach as the device loop records
     one (voicecoach/device/loop_faults.py: the DeviceProblem, the sentence said, the record
-    ended as stopped without a SessionEnded)."""
+    ended as stopped without a SessionEnded): where the walking stopped, or with ``fault_in``
+    (a phase kind) 30 s into the first phase of that kind begun after it."""
     started = None if day is None else dt.datetime.combine(day, dt.time(7, 30))
     rec = SessionRecorder.open(db, plan, source, started_at=started)
-    budget, walked, t = done * plan.backward_s, 0.0, 0.0
+    budget, walked, t, state = done * plan.backward_s, 0.0, 0.0, "briefing"
     for index, phase in enumerate(plan.phases):
         rec.on_event(PhaseStarted(t=t, state=phase.kind, index=index, kind=phase.kind,
                                   duration_s=phase.duration_s, speed_mph=phase.speed_mph,
                                   min_speed_mph=phase.min_speed_mph,
                                   max_speed_mph=phase.max_speed_mph,
                                   incline_pct=phase.incline_pct))
+        state = phase.kind
+        if fault_in == phase.kind and walked >= budget - 1e-9:
+            t += 30.0
+            break
         if phase.kind != "backward":
             t += phase.duration_s
             continue
@@ -74,13 +80,13 @@ def walk(db: HistoryDB, plan: Plan, day: dt.date | None, *, done: float = 1.0,
         length = min(phase.duration_s, budget - walked)
         walked, t = walked + length, t + length
         rec.on_event(CueSpoken(t=t, state="backward", text="Nice and upright.", kind="cue"))
-        if walked >= budget - 1e-9 and done < 1:
+        if walked >= budget - 1e-9 and (done < 1 or fault) and not fault_in:
             break
     if fault:
-        rec.on_event(DeviceProblem(t=t, state="backward", device=fault,
+        rec.on_event(DeviceProblem(t=t, state=state, device=fault,
                                    problem="internal fault while ticking the workout: "
                                            "RuntimeError: a bug", extra={"at": "coach.py:1"}))
-        rec.on_event(CueSpoken(t=t, state="backward", kind="warning",
+        rec.on_event(CueSpoken(t=t, state=state, kind="warning",
                                text="Something went wrong, so I halted the belt."))
         rec.end("stopped")
         rec.close()
@@ -276,6 +282,68 @@ def test_the_coach_s_first_words_after_a_fault_do_not_blame_the_user(db: History
                                  "0.8 mph."]
 
 
+#: What the coach says first after a session a fault of its own ended in the cool-down.
+COOLDOWN_NOTE = "A fault of mine cut your last cool-down short; your walk still counts."
+
+
+def test_a_fault_in_the_cool_down_counts_as_the_dose_walked(db: HistoryDB) -> None:
+    """A fault in the cool-down came after every backward block was walked: the next session
+    is planned from it as from the same walk finished (it was left out, so the user walked
+    that dose again), said after one sentence that owns the fault; its pain counts as always,
+    and the history still shows that the device faulted."""
+    days = session_days(2)
+    for day in days[:5]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    planned = plan_next_session(db, DEFAULT, days[5])
+    assert dose(planned) == (2, 7.0, 0.8, 0.0)
+    walk(db, planned, days[5], fault="coach", fault_in="cooldown")
+    after = plan_next_session(db, DEFAULT, days[6])
+
+    *before, last = db.sessions()
+    finished = plan_next_session([*before, replace(last, status="finished", fault="")],
+                                 DEFAULT, days[6])
+    assert dose(after) == dose(finished) == (2, 7.0, 0.9, 0.0)  # on the old code: 0.8 again
+    assert after.notes == (COOLDOWN_NOTE, *finished.notes)
+    assert after.notes[1] == "Last time you did 7 minutes at 0.8 mph; today we aim for 0.9 mph."
+    assert (last.status, last.outcome, last.fault, round(last.backward_s)) == (
+        "stopped", "device fault", "coach", 420)
+    assert last.fault_phase == "cooldown"
+    # pain in such a session counts as any pain: the dose held, the fault still owned
+    walk(db, after, days[6], pain=True, fault="recogniser", fault_in="cooldown")
+    held = plan_next_session(db, DEFAULT, days[7])
+    assert dose(held) == dose(after)
+    assert held.notes == (COOLDOWN_NOTE,
+                          "Your knees bothered you last time, so we hold the same dose.",
+                          "Today: 7 minutes at 0.9 mph.")
+    # a good walk after it: nothing said of the fault any more
+    walk(db, held, days[7])
+    assert plan_next_session(db, DEFAULT, days[8]).notes[0].startswith("Last time you did 7")
+
+
+@pytest.mark.parametrize(("done", "fault_in"), [
+    (1.0, ""),            # every block walked, but the cool-down had not begun: before it
+    (6 / 11, "recovery"),  # in the easy walk between the two backward blocks
+])
+def test_a_fault_before_the_cool_down_still_leaves_the_session_out(
+        db: HistoryDB, done: float, fault_in: str) -> None:
+    """Only a cool-down begun (its phase_started recorded before the fault) counts: a fault
+    as the last block ends, or between two blocks, leaves the session out as before."""
+    days = session_days(4)
+    for day in days[:14]:
+        walk(db, plan_next_session(db, DEFAULT, day), day)
+    planned = plan_next_session(db, DEFAULT, days[14])
+    assert dose(planned) == (4, 11.0, 1.3, 0.0)
+    assert [p.kind for p in planned.phases] == [
+        "warmup", "backward", "recovery", "backward", "cooldown"]
+    walk(db, planned, days[14], done=done, fault="coach", fault_in=fault_in)
+    again = plan_next_session(db, DEFAULT, days[15])
+    *before, last = db.sessions()
+    assert (last.outcome, last.fault_phase) == ("device fault", fault_in or "backward")
+    without = plan_next_session(before, DEFAULT, days[15])
+    assert dose(again) == dose(without) == dose(planned)
+    assert again.notes == (FAULT_NOTE, *without.notes)
+
+
 def test_a_fault_in_the_only_session_is_no_first_session_said_twice(db: HistoryDB) -> None:
     """A fault in the very first session: week 1 again, its notes not calling the next one
     the first, after the sentence that says the last one ended on a fault."""
@@ -381,13 +449,16 @@ def test_the_notes_are_said_in_the_coach_s_language(db: HistoryDB) -> None:
     later = days[len(LADDER) - 1]
     for gap, kwargs in ((1, {"pain": True}), (1, {"pain": True}), (1, {"done": 0.3, "outcome": "stopped"}),
                         (1, {"done": 0.5, "outcome": "interrupted"}),
-                        (1, {"done": 0.5, "fault": "coach"}), (1, {}), (10, {}), (25, {})):
+                        (1, {"done": 0.5, "fault": "coach"}),
+                        (1, {"fault": "coach", "fault_in": "cooldown"}), (1, {}), (10, {}),
+                        (25, {})):
         later += dt.timedelta(days=gap)
         walk(db, plan(later), later, **kwargs)
     assert ko.PLAN_FIRST in notes and ko.PLAN_NEW_WEEK.format(week=2) in notes
     assert ko.PLAN_RESTART.format(days=25) in notes and ko.PLAN_STEP_BACK.format(days=10) in notes
-    for key in ("PLAN_HARD_ONCE", "PLAN_HARD_TWICE", "PLAN_CUT_OFF", "PLAN_FAULT", "PLAN_AT_TOP",
-                "PLAN_MORE_MINUTES", "PLAN_MORE_SPEED", "PLAN_MORE_INCLINE"):
+    for key in ("PLAN_HARD_ONCE", "PLAN_HARD_TWICE", "PLAN_CUT_OFF", "PLAN_FAULT",
+                "PLAN_FAULT_COOLDOWN", "PLAN_AT_TOP", "PLAN_MORE_MINUTES", "PLAN_MORE_SPEED",
+                "PLAN_MORE_INCLINE"):
         head = ko.texts[key].split("{")[0] or ko.texts[key].split("}")[-1]
         assert any(head in note for note in notes), key
     for note in notes:

@@ -157,8 +157,12 @@ class DeviceProblem(Event):
 #: workout or the listening, voicecoach/device/loop_faults.py), which ends the session: the
 #: history reads such a session as ended by the device, not by the user (fault_device).
 INTERNAL_FAULT = "internal fault"
-#: The devices such a fault names: the workout's ("coach") and the listening's ("recogniser").
-FAULT_DEVICES = ("coach", "recogniser")
+#: The parts such a fault names as its device: the workout's ("coach") and the listening's, each
+#: by the part that failed: the recogniser (its accept, reset and grammar), the loop's audio
+#: clock, the duplex gate. Until session 25 the clock's and the gate's were recorded under the
+#: recogniser, as older histories still hold them (read as the recogniser's).
+COACH, RECOGNISER, AUDIO_CLOCK, DUPLEX_GATE = "coach", "recogniser", "audio clock", "duplex gate"
+FAULT_DEVICES = (COACH, RECOGNISER, AUDIO_CLOCK, DUPLEX_GATE)
 
 
 def internal_fault(t: float, state: str, device: str, where: str, what: str,

@@ -29,7 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 CSV_FIELDS = ("id", "started_at", "ended_at", "plan", "week", "source", "status",
               "backward_min", "total_min", "min_speed_mph", "max_speed_mph",
               "backward_speed_mph", "pain_reports", "belt_speed_mph", "belt_distance_m",
-              "date_known", "fault")
+              "date_known", "fault", "fault_phase")
 #: A session whose date disagrees with the order it was recorded in (voicecoach.history.dating)
 #: is shown and totalled under these.
 UNKNOWN_DATE, UNKNOWN_WEEK = "date unknown", "unknown"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach import events as ev
 from voicecoach.audio.chunk import AudioChunk, AudioSource
 from voicecoach.device.audio_clock import AudioClock
 from voicecoach.device.belt import BeltController, stop_belts
@@ -190,8 +191,20 @@ class DeviceLoop(LoopSessions, LoopFaults):
             self.speaker.set_volume(event.volume)
 
     # ------------------------------------------------------------------ listening
-    def _deliver(self, det: Detection, now: float) -> None:
-        decision = self.gate.decide(det)
+    def _deliver(self, det: Detection, now: float) -> bool:
+        """A detection through the duplex gate's decision, then to the coach if accepted; each
+        a listening step, the first the gate's (its fault is the duplex gate's). False when
+        one failed."""
+        hearing = f"while hearing '{det.command}'"
+        decided: list[Decision] = []
+        return (self._listening(f"in the duplex gate {hearing}",
+                                lambda: decided.append(self.gate.decide(det)),
+                                device=ev.DUPLEX_GATE)
+                and self._listening(hearing, self._act_on, det, decided[0], now))
+
+    def _act_on(self, det: Detection, decision: Decision, now: float) -> None:
+        """What the gate decided of a detection: dropped (a stop dropped as echo releases the
+        recogniser's hold), or the command to the coach."""
         if self.on_decision is not None:
             self.on_decision(decision)
         if not decision.accepted:
@@ -218,7 +231,8 @@ class DeviceLoop(LoopSessions, LoopFaults):
         is heard to the coach. A fault in the gate, the recogniser or its grammar's switch is
         a listening fault (loop_faults.py): the rest of the chunk goes unheard."""
         # the raw mic: the gate checks it for echo
-        if not self._listening("in the duplex gate", self.gate.hear, chunk.audio, chunk.end_s):
+        if not self._listening("in the duplex gate", self.gate.hear, chunk.audio, chunk.end_s,
+                               device=ev.DUPLEX_GATE):
             return
         heard = self._cancel_echo(chunk)
         found: list[Detection] = []
@@ -226,8 +240,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
                                lambda: found.extend(self.recogniser.accept(heard))):
             return
         for det in found:
-            if not (self._listening(f"while hearing '{det.command}'", self._deliver, det,
-                                    chunk.end_s)
+            if not (self._deliver(det, chunk.end_s)
                     and self._listening("while switching the grammar", self._sync_grammar)):
                 return
 
@@ -237,7 +250,8 @@ class DeviceLoop(LoopSessions, LoopFaults):
         come from it, so the chunk goes unheard."""
         # detections are emitted at the end of the chunk; it was captured over its audio time
         if self._listening("in the audio clock", self.clock.note, chunk.end_s,
-                           None if chunk.captured is None else chunk.captured + chunk.seconds):
+                           None if chunk.captured is None else chunk.captured + chunk.seconds,
+                           device=ev.AUDIO_CLOCK):
             self._hear(chunk)
         self._workout("while coaching", self.coach.tick, chunk.end_s)
         if self.coach.done and self._session is not None:
@@ -288,7 +302,8 @@ class DeviceLoop(LoopSessions, LoopFaults):
             _LOGGER.warning("microphone: lost (%s); retrying every %g s", exc, self.retry_s)
             self._workout("as the microphone went", self.coach.lose_input, now)
         self.sleep(self.retry_s)
-        self._listening("in the audio clock", self.clock.note, now + self.retry_s)
+        self._listening("in the audio clock", self.clock.note, now + self.retry_s,
+                        device=ev.AUDIO_CLOCK)
         self._workout("while coaching", self.coach.tick, self.clock.audio_s)
         self._heartbeat(self.clock.audio_s)
         return True

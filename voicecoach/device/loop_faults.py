@@ -70,14 +70,15 @@ class Part:
     name: str
     #: "the workout failed 3 times within 5 minutes", "listening failed ..."
     subject: str
-    #: The session record's DeviceProblem names this device.
+    #: The session record's DeviceProblem names this device, unless the step that failed
+    #: names its own part (:meth:`LoopFaults._listening`'s ``device``).
     device: str
     #: What the loop raises when it gives up.
     gives_up: type[DeviceFaults]
 
 
-WORKOUT = Part("workout", "the workout", "coach", WorkoutFaults)
-LISTENING = Part("listening", "listening", "recogniser", ListeningFaults)
+WORKOUT = Part("workout", "the workout", ev.COACH, WorkoutFaults)
+LISTENING = Part("listening", "listening", ev.RECOGNISER, ListeningFaults)
 
 
 class LoopFaults:
@@ -111,26 +112,30 @@ class LoopFaults:
         except Exception as exc:  # noqa: BLE001 - a bug in one workout must not end the device
             self._fault(exc, where)
 
-    def _listening(self, where: str, step: Callable[..., object], *args: Any) -> bool:
-        """Run one step of the listening (``where``: which, for the log); False when it failed
-        (then :meth:`_fault` has reset the recogniser, and the rest of the chunk goes unheard)."""
+    def _listening(self, where: str, step: Callable[..., object], *args: Any,
+                   device: str = ev.RECOGNISER) -> bool:
+        """Run one step of the listening (``where``: which, for the log; ``device``: the part
+        it runs, events.FAULT_DEVICES, for the record); False when it failed (then
+        :meth:`_fault` has reset the recogniser, and the rest of the chunk goes unheard)."""
         try:
             step(*args)
         except DeviceFaults:
             raise
         except Exception as exc:  # noqa: BLE001 - a fault while hearing must not end the device
-            self._fault(exc, where, LISTENING)
+            self._fault(exc, where, LISTENING, device)
             return False
         return True
 
-    def _fault(self, exc: Exception, where: str, part: Part = WORKOUT) -> None:
+    def _fault(self, exc: Exception, where: str, part: Part = WORKOUT,
+               device: str = "") -> None:
         """A fault inside the workout or in the listening: (1) the belt halted, (2) after a
         listening fault, the recogniser reset, (3) one line in the log, the traceback at
         DEBUG, (4) the fault and what is said about it in the session's record, which ends as
         stopped, (5) the coach back to idle. The loop then listens for "start" again, unless
         FAULT_LIMIT faults of that part came within FAULT_WINDOW_S, no session is left to run
-        or the recogniser cannot be reset: then the part's DeviceFaults ends it.
-        KeyboardInterrupt and SystemExit never come here."""
+        or the recogniser cannot be reset: then the part's DeviceFaults ends it. The record
+        names ``device`` (default: the part's). KeyboardInterrupt and SystemExit never come
+        here."""
         now = self.clock.audio_s
         times = self.listen_faults if part is LISTENING else self.faults
         times.append(now)
@@ -161,7 +166,8 @@ class LoopFaults:
         ends = too_many or last or deaf is not None
         try:
             if in_session or halted:
-                self._tell_fault(where, what, at, halted, again=not ends, device=part.device)
+                self._tell_fault(where, what, at, halted, again=not ends,
+                                 device=device or part.device)
             if in_session:
                 self._end_record("stopped", "fault")
             was = self.coach.force_idle()
@@ -226,11 +232,11 @@ class LoopFaults:
         return bool(belt.drive)
 
     def _tell_fault(self, where: str, what: str, at: str, halted: bool, again: bool,
-                    device: str = "coach") -> None:
-        """The fault into the session's record (a DeviceProblem of ``device``: the "coach"
-        or the "recogniser"; the history reads the session as ended by the device, not the
-        user, from it), and one sentence said (a CueSpoken, so the record and the
-        printed output have it too)."""
+                    device: str = ev.COACH) -> None:
+        """The fault into the session's record (a DeviceProblem of ``device``, the part that
+        failed: one of events.FAULT_DEVICES; the history reads the session as ended by the
+        device, not the user, from it), and one sentence said (a CueSpoken, so the record and
+        the printed output have it too)."""
         coach, words = self.coach, self.coach.words
         state = coach.state.value
         coach.emit(ev.internal_fault(coach.now, state, device, where, what, at))

@@ -334,23 +334,32 @@ RULES: tuple[Callable[[Context], Decision | None], ...] = (
 def _counts(session: SessionSummary) -> bool:
     """Whether a session is training to plan from. Never by its date: one dated after
     "today" was walked before a boot whose clock is not set yet (voicecoach.history.dating).
-    A session a fault inside voicecoach ended (SessionSummary.ended_on_fault) tells nothing
-    of the dose the user can take, neither walked nor given up: the next one is planned as if
-    it had not happened, unless it holds a pain report, which is about the user and counts
-    (safety first; as a session that went badly, never as an early stop: _early)."""
+    A session a fault inside voicecoach ended (SessionSummary.ended_on_fault) before its
+    cool-down tells nothing of the dose the user can take, neither walked nor given up: the
+    next one is planned as if it had not happened, unless it holds a pain report, which is
+    about the user and counts (safety first; as a session that went badly, never as an early
+    stop: _early). One it ended in the cool-down (SessionSummary.fault_in_cooldown) had every
+    backward block walked: it counts as the dose done."""
     return (session.week is not None and session.planned_backward_s is not None
             and session.status != "running"
             and (session.backward_s >= IGNORE_BELOW_S or session.pain_reports > 0)
-            and (not session.ended_on_fault or session.pain_reports > 0))
+            and (not session.ended_on_fault or session.fault_in_cooldown
+                 or session.pain_reports > 0))
 
 
-def _left_out_for_fault(sessions: Sequence[SessionSummary],
-                        recent: Sequence[SessionSummary]) -> bool:
-    """Whether the last session that ended was ended by a fault inside voicecoach and does not
-    count (no pain in it): the notes then say so first, so that the user is not left to think
-    the dose ignores the walk, nor that they ended it."""
+def _fault_note(sessions: Sequence[SessionSummary], recent: Sequence[SessionSummary],
+                w: Phrases) -> str:
+    """What the notes say first when the last session that ended was ended by a fault inside
+    voicecoach, so that the user is not left to think they ended it, nor that the dose
+    ignores the walk: PLAN_FAULT when it does not count (no pain in it, or no cool-down
+    reached), PLAN_FAULT_COOLDOWN when it counts as walked; '' otherwise (a fault before the
+    cool-down in a session that counts for its pain: the pain's note says why)."""
     ended = [s for s in sessions if s.status != "running"]
-    return bool(ended) and ended[-1].ended_on_fault and ended[-1] not in recent
+    if not ended or not ended[-1].ended_on_fault:
+        return ""
+    if ended[-1] not in recent:
+        return w.PLAN_FAULT
+    return w.PLAN_FAULT_COOLDOWN if ended[-1].fault_in_cooldown else ""
 
 
 def plan_for(d: Dose, s: CoachSettings, notes: Sequence[str]) -> Plan:
@@ -389,10 +398,10 @@ def plan_next_session(db_or_sessions: HistoryDB | Iterable[SessionSummary],
     else:
         decision = rule_progress(context)
     dose, notes = decision
-    if _left_out_for_fault(sessions, recent):
-        # planned as if that session had not happened, and said first; "your first session"
-        # would contradict it when it was the only one
-        w = context.words
-        notes = [w.PLAN_FAULT, *(note for note in notes if note != w.PLAN_FIRST)]
+    fault = _fault_note(sessions, recent, context.words)
+    if fault:
+        # said first; "your first session" would contradict PLAN_FAULT when the session
+        # left out was the only one
+        notes = [fault, *(note for note in notes if note != context.words.PLAN_FIRST)]
     _LOGGER.info("progression: %d past sessions -> %s", len(recent), dose)
     return plan_for(dose, settings, notes)

@@ -161,7 +161,8 @@ class SessionRecorder(SessionWriter):
             belt_max_speed_mph=finite_or(tally.belt_max_mph, None, 0, MAX_SPEED_MPH),
             belt_incline_pct=finite_or(tally.belt_incline_pct, None, -100, 100),
             belt_distance_m=finite_or(tally.belt_distance_m, None, 0, 1e7),
-            boot_id=boot_id or "", boot_s=boot_s if boot_id else None, fault=tally.fault)
+            boot_id=boot_id or "", boot_s=boot_s if boot_id else None, fault=tally.fault,
+            last_phase=tally.fault_phase if tally.fault else tally.phase_kind)
 
     def heartbeat(self, t: float) -> None:
         """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of

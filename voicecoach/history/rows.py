@@ -93,18 +93,40 @@ class SessionSummary:
     #: counts the time since it by the boot clock when the date cannot tell.
     boot_id: str = ""
     boot_s: float | None = None
-    #: The part of voicecoach whose internal fault is recorded in the session ("coach",
-    #: "recogniser"; '' for none: events.fault_device; not looked for in a finished one):
-    #: whether it ended the session is :attr:`ended_on_fault`.
+    #: The part of voicecoach whose internal fault is recorded in the session (one of
+    #: events.FAULT_DEVICES; '' for none: events.fault_device; not looked for in a finished
+    #: one): whether it ended the session is :attr:`ended_on_fault`.
     fault: str = ""
+    #: The kind of the last plan phase the session began before that fault (with none, before
+    #: its end): its last phase_started event recorded before the fault's ('' for none; not
+    #: looked for in a finished session). Where the fault came: :attr:`fault_phase`.
+    last_phase: str = ""
 
     @property
     def ended_on_fault(self) -> bool:
         """Whether a fault inside voicecoach ended the session (the device loop halts the belt
         and ends it as stopped; a crash right after it leaves it interrupted), not the user:
-        progression does not read it as an early stop, nor as a dose walked
-        (voicecoach.history.progression)."""
+        progression does not read it as an early stop, nor, before its cool-down, as a dose
+        walked (voicecoach.history.progression)."""
         return bool(self.fault) and self.status in ("stopped", "interrupted")
+
+    @property
+    def fault_phase(self) -> str:
+        """The kind of plan phase the fault that ended the session came in ("warmup",
+        "backward", "recovery", "cooldown"; '' before the first, or for no such fault)."""
+        return self.last_phase if self.ended_on_fault else ""
+
+    @property
+    def fault_in_cooldown(self) -> bool:
+        """Whether the fault that ended the session came once it had reached its cool-down:
+        a cool-down's phase_started is the last recorded before the fault. A phase begins only
+        when the one before it has run its whole time (walked time: pauses and the wait for
+        "ready" after a turn do not count), and a programme session's cool-down follows its
+        last backward block, so every backward block was walked: progression counts it as
+        the dose done. A fault as the last block ends, before the cool-down's start is
+        recorded, is before it. (A plan file's cool-down may come before a backward phase;
+        such sessions have no programme week and progression counts none of them.)"""
+        return self.fault_phase == "cooldown"
 
     @property
     def outcome(self) -> str:
@@ -115,7 +137,9 @@ class SessionSummary:
         data = dict(self.__dict__)
         for internal in ("repaired", "boot_id", "boot_s"):
             data.pop(internal)
+        data.pop("last_phase")
         data["fault"] = self.fault if self.ended_on_fault else None
+        data["fault_phase"] = self.fault_phase if self.ended_on_fault else None
         data["started_at"] = self.started_at.isoformat()
         data["ended_at"] = self.ended_at.isoformat() if self.ended_at else None
         return data
@@ -130,12 +154,20 @@ SELECT s.id, s.started_at, s.plan, s.week, s.source, s.status, s.ended_at, s.bac
        s.boot_id, s.boot_s,
        CASE WHEN s.status != 'finished' THEN
            (SELECT e.data FROM events e WHERE e.session_id = s.id AND e.type = 'device_problem'
-            AND e.data LIKE '%internal fault%' ORDER BY e.seq LIMIT 1) END
+            AND e.data LIKE '%internal fault%' ORDER BY e.seq LIMIT 1) END,
+       CASE WHEN s.status != 'finished' THEN
+           (SELECT p.data FROM events p WHERE p.session_id = s.id AND p.type = 'phase_started'
+            AND p.seq < COALESCE(
+                (SELECT e.seq FROM events e WHERE e.session_id = s.id
+                 AND e.type = 'device_problem' AND e.data LIKE '%internal fault%'
+                 ORDER BY e.seq LIMIT 1), 9223372036854775807)
+            ORDER BY p.seq DESC LIMIT 1) END
 FROM sessions s
 """
-#: (The last column: the event that records a fault inside voicecoach, read by fault_in; only
-#: looked for in a session not finished, the only kind it can end: reading every event of
-#: every session made each read of a long history several times slower.)
+#: (The last two columns: the event that records a fault inside voicecoach, read by fault_in,
+#: and the last phase_started before it (or at all, with none), read by phase_in; only looked
+#: for in a session not finished, the only kind a fault can end: reading every event of every
+#: session made each read of a long history several times slower.)
 
 
 def speed_or_none(value: object) -> float | None:
@@ -152,6 +184,19 @@ def fault_in(data: object) -> str:
     except (ValueError, RecursionError):
         return ""
     return fault_device(event) if isinstance(event, dict) else ""
+
+
+def phase_in(data: object) -> str:
+    """The phase kind of a logged phase_started event's JSON text; '' for anything else,
+    unreadable JSON included."""
+    if not isinstance(data, str):
+        return ""
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        return ""
+    kind = event.get("kind") if isinstance(event, dict) else None
+    return kind if isinstance(kind, str) else ""
 
 
 def logged_end(events: list[dict[str, Any]]) -> tuple[str, float, float] | None:
@@ -224,4 +269,5 @@ def summary_of(row: Sequence[Any]) -> SessionSummary | None:
                           str(row[16] or ""), repaired, belt_speed_mph=cleaned[9],
                           belt_max_speed_mph=cleaned[10], belt_incline_pct=cleaned[11],
                           belt_distance_m=cleaned[12], boot_id=boot_id if boot_s is not None else "",
-                          boot_s=boot_s, fault=fault_in(row[23] if len(row) > 23 else None))
+                          boot_s=boot_s, fault=fault_in(row[23] if len(row) > 23 else None),
+                          last_phase=phase_in(row[24] if len(row) > 24 else None))

@@ -50,8 +50,10 @@ class Tally:
     first_distance_m: float | None = None
     last_distance_m: float | None = None
     awaiting_turn: bool = False
-    #: The part whose internal fault was recorded ("coach", "recogniser": events.fault_device).
+    #: The part whose internal fault was recorded (events.FAULT_DEVICES: events.fault_device).
     fault: str = ""
+    #: The phase kind the session was in when that fault was recorded (the last phase begun).
+    fault_phase: str = ""
 
     @property
     def walking_backward(self) -> bool:
@@ -143,6 +145,7 @@ class Tally:
             self.ended = str(event["outcome"])
         elif kind == "device_problem" and not self.fault:
             self.fault = fault_device(event)
+            self.fault_phase = self.phase_kind if self.fault else ""
         self._note_speed()
         if self.phase_kind == "backward":
             self.max_incline_pct = max(self.max_incline_pct, self.incline_pct)

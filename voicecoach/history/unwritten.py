@@ -252,10 +252,14 @@ def as_merged(db: HistoryDB, sessions: list[SessionSummary]) -> list[SessionSumm
             continue
         [(pains,)] = db.query("SELECT COUNT(*) FROM pain_reports WHERE session_id = ?",
                               (there,))
-        # a fault recorded before the history was held is in its events there, not here
-        fault = kept.fault or (out[there].fault if there in out else "")
+        # a fault recorded before the history was held is in its events there, not here;
+        # the phases begun before it was held are there too, every one before those kept
+        written = out.get(there)
+        fault, phase = (written.fault, written.last_phase) if written else ("", "")
+        if kept.fault or not fault:
+            fault, phase = kept.fault or fault, kept.last_phase or phase
         out[there] = replace(kept, id=there, pain_reports=kept.pain_reports + int(pains),
-                             fault=fault)
+                             fault=fault, last_phase=phase)
     return sorted(out.values(), key=lambda s: s.id)
 
 
