@@ -72,13 +72,14 @@ class SessionRecorder(SessionWriter):
     (``session_id`` is 0 meanwhile) and is written first by the first write that gets the
     lock, at the latest by :meth:`close`.
 
-    ``on_event`` and :meth:`heartbeat` never raise: a full disk, a locked file or a bug in
-    writing (SessionWriter._failed) must not stop a workout. An event that cannot be written
-    is kept in memory, in order, and written by the next heartbeat once the disk allows
-    (later events are only kept meanwhile); the first failure is logged (a bug: each new one,
-    at ERROR) and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
-    whether anything was still unwritten when the recorder closed (the command's exit code
-    says so).
+    ``on_event`` and :meth:`heartbeat` never raise: a full disk, a locked file, a bug in
+    writing (SessionWriter._failed) or in the bookkeeping (an event's ``to_dict``, the tally:
+    SessionWriter._bug, the event recorded all the same) must not stop a workout. An event
+    that cannot be written is kept in memory, in order, and written by the next heartbeat
+    once the disk allows (later events are only kept meanwhile); the first failure is logged
+    (a bug: each new one, at ERROR) and ``on_problem`` (if set) is called once, to tell the
+    user. :attr:`incomplete` says whether anything was still unwritten when the recorder
+    closed (the command's exit code says so).
 
     A session that ends while the history cannot take the rest is either closed by
     :meth:`close`, which waits for it (the end of a program), or ended by :meth:`end`, which
@@ -181,8 +182,12 @@ class SessionRecorder(SessionWriter):
                 or wall - self._beat_wall < HEARTBEAT_S):
             return
         self._beat_t, self._beat_wall = t, wall
-        self.tally.advance(t)
-        if not self._flush():
+        try:
+            self.tally.advance(t)
+        except Exception as exc:  # noqa: BLE001 - the figures are the history's, not the walk's
+            self._bug(exc, "its events are recorded all the same; the session's figures may "
+                      "fall short")
+        if not self._try_flush():
             self._tell()
             return
         try:
