@@ -2,7 +2,8 @@
 and at the heartbeats after) is not a fault of the workout: serve goes on, the record is kept in
 memory and written once the write works, one log line (voicecoach/device/loop_sessions.py); nor
 is one in the recorder's writes during the session or in its bookkeeping (an event's to_dict,
-the tally; voicecoach/history/session_writer.py)."""
+the tally; voicecoach/history/session_writer.py), and a record whose writes still fail at the
+exit is kept beside the history (voicecoach/history/recorder.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from voicecoach.events import (
     TargetChanged,
 )
 from voicecoach.history import HistoryDB
+from voicecoach.history import recorder as recorder_module
 from voicecoach.history.recorder import SessionRecorder
 from voicecoach.history.session_writer import SessionWriter
 from voicecoach.history.tally import Tally
@@ -330,3 +332,67 @@ def test_an_event_the_recorders_bookkeeping_cannot_take_is_recorded_all_the_same
     assert all("not a fault of the workout" in line for line in lines)
     no_traceback_above_debug(caplog, capsys.readouterr().err)
 
+
+FLUSH_FAULT = "the kept events' write is broken"
+
+
+def test_a_record_whose_writes_raise_until_the_exit_is_kept_beside_the_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """From the moment the belt runs until the input ends mid-walk, a bug in writing the
+    session's events (the one real method that writes those kept in memory) raises for the
+    history, not for a side file. Before, the session ended on a workout fault (the heartbeat
+    raised it), and at the exit the rest of its record was 'lost'. Now the walk goes on, and at
+    the exit the record goes into a side file, merged in full at the next opening."""
+    monkeypatch.setattr(recorder_module, "CLOSE_RETRY_S", 0.02)  # the exit's pauses
+    w = walk(tmp_path / "home", seconds=65.0)
+    loop, sim = w.loop, w.sim
+    home = w.settings.data_dir
+
+    # the recorder's heartbeats paced by the audio (one each second of it)
+    recorders: list[SessionRecorder] = []
+    opened = SessionRecorder.open.__func__
+
+    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
+                           **kwargs: Any) -> SessionRecorder:
+        recorders.append(opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs))
+        return recorders[-1]
+    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+
+    real = SessionWriter._flush
+    failed: list[float] = []
+
+    def broken(self: SessionWriter) -> bool:
+        if Path(self.db.path).name == "history.sqlite3" and (failed or sim.model.speed_kmh > 0):
+            failed.append(loop.clock.audio_s)
+            raise RuntimeError(FLUSH_FAULT)
+        return real(self)
+    monkeypatch.setattr(SessionWriter, "_flush", broken)
+
+    with caplog.at_level(logging.INFO):
+        loop.run()
+    w.speaker.close()
+    w.renderer.close()
+
+    assert failed, "the write must have failed"
+    assert loop.faults == [] and loop.listen_faults == []
+    assert min(kmh for t, kmh in w.speeds if failed[0] <= t <= failed[-1]) > 0
+    [recorder] = recorders
+    side = home / "history.sqlite3.unwritten"
+    assert recorder.closed and recorder.kept_in == side and side.is_file()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any(loop_sessions.LOST in line for line in lines)
+    [kept] = [line for line in lines if "could not be written" in line]
+    assert str(side) in kept
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    [bug] = errors
+    assert f"RuntimeError: {FLUSH_FAULT}" in bug and "test_loop_history_faults.py" in bug
+    no_traceback_above_debug(caplog, capsys.readouterr().err)
+    # the next opening merges it: every event the recorder numbered, once, and its end
+    with HistoryDB.open(home) as db:
+        [session] = db.sessions()
+    assert not side.exists()
+    assert session.status == "stopped" and session.total_s >= failed[-1] - failed[0]
+    with sqlite3.connect(home / "history.sqlite3") as conn:
+        seqs = [seq for (seq,) in conn.execute("SELECT seq FROM events ORDER BY seq")]
+    assert seqs == list(range(1, recorder.seq + 1))
