@@ -1,7 +1,7 @@
 """A session the exit cannot write (another program holds the history locked past the exit's
-deadline) is kept in a side file beside the history and merged into it at the next opening
-that can write (history/unwritten.py). Real SQLite, the lock held by another connection; the
-exit's waits scaled down (as in test_history_locked.py)."""
+deadline, or a bug in writing it raises until then) is kept in a side file beside the history
+and merged into it at the next opening that can write (history/unwritten.py). Real SQLite, the
+lock held by another connection; the exit's waits scaled down (as in test_history_locked.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from history_helpers import a_process_gone, cut_off_mid_walk
 
 from voicecoach import cli
-from voicecoach.events import DeviceProblem, PainReported, PhaseStarted, SessionEnded
+from voicecoach.events import DeviceProblem, Event, PainReported, PhaseStarted, SessionEnded
 from voicecoach.history import (
     DB_NAME,
     HistoryDB,
@@ -28,6 +28,7 @@ from voicecoach.history import (
     unwritten,
 )
 from voicecoach.history import recorder as recorder_module
+from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import programme_week
 
 SIDE = DB_NAME + ".unwritten"
@@ -44,15 +45,19 @@ def _short_lock_waits(monkeypatch: pytest.MonkeyPatch) -> None:
                         + (recorder_module.CLOSE_TRIES - 1) * 0.02)
 
 
+def _walk_events() -> list[Event]:
+    """A week-2 walk of 300 s backward with a pain report."""
+    return [PhaseStarted(t=0.0, state="backward", index=1, kind="backward", duration_s=300.0,
+                         speed_mph=0.9, min_speed_mph=0.8, max_speed_mph=1.0, incline_pct=0.0),
+            PainReported(t=120.0, state="backward", phrase="my knee hurts"),
+            SessionEnded(t=300.0, state="done", outcome="finished", backward_s=300.0,
+                         total_s=300.0, min_speed_mph=0.9, max_speed_mph=0.9, summary="")]
+
+
 def _walk(recorder: SessionRecorder, other: sqlite3.Connection, *, lock_at: int) -> None:
     """A week-2 walk of 300 s backward with a pain report; ``other`` takes the history's
     write lock before event ``lock_at`` (0: before the session's start) and keeps it."""
-    events = [PhaseStarted(t=0.0, state="backward", index=1, kind="backward", duration_s=300.0,
-                           speed_mph=0.9, min_speed_mph=0.8, max_speed_mph=1.0, incline_pct=0.0),
-              PainReported(t=120.0, state="backward", phrase="my knee hurts"),
-              SessionEnded(t=300.0, state="done", outcome="finished", backward_s=300.0,
-                           total_s=300.0, min_speed_mph=0.9, max_speed_mph=0.9, summary="")]
-    for index, event in enumerate(events, 1):
+    for index, event in enumerate(_walk_events(), 1):
         if index == lock_at:
             other.execute("BEGIN IMMEDIATE")
         recorder.on_event(event)
@@ -129,6 +134,85 @@ def test_a_session_whose_end_alone_was_not_written_gets_it_at_the_next_opening(
         assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
                                                      "session_ended"]
         assert db.pain_reports(1) == [(120.0, "backward", "my knee hurts")]
+
+
+BUG = "the kept events' write is broken"
+
+
+def _broken_flush(monkeypatch: pytest.MonkeyPatch, *, side_file_too: bool = False) -> None:
+    """From now on, a bug in writing the events kept in memory (the one real method that
+    writes them) raises for the history (and for the side file too with ``side_file_too``),
+    until the exit."""
+    real = session_writer.SessionWriter._flush
+
+    def broken(self: session_writer.SessionWriter) -> bool:
+        if side_file_too or Path(self.db.path).name == DB_NAME:
+            raise RuntimeError(BUG)
+        return real(self)
+    monkeypatch.setattr(session_writer.SessionWriter, "_flush", broken)
+
+
+def _coached(recorder: SessionRecorder, monkeypatch: pytest.MonkeyPatch, **broken: bool) -> None:
+    """:func:`_walk`'s events given by a real coach (its listener guard in between), the first
+    written, the rest met by the bug of :func:`_broken_flush`."""
+    coach = Coach(programme_week(2), listeners=[recorder.on_event])
+    first, *rest = _walk_events()
+    coach.emit(first)
+    _broken_flush(monkeypatch, **broken)
+    for event in rest:
+        coach.emit(event)
+
+
+def test_a_session_whose_writes_raise_a_bug_until_the_exit_is_kept_beside_and_merged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug (not a lock or a full disk) in writing the session's events raises from its second
+    event until the exit: before, the exit's close raised it and the rest of the session was
+    lost (the device loop's "is lost" line). Now it takes the side-file path a lock takes:
+    kept beside the history, said in one line, merged at the next opening with every event."""
+    monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
+    db = HistoryDB.open(tmp_path)
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    with caplog.at_level(logging.INFO, logger="voicecoach"):
+        _coached(recorder, monkeypatch)
+        recorder.close()
+    db.close()
+    assert recorder.session_id == 1 and recorder.kept_in == tmp_path / SIDE
+    # one ERROR line for the bug (naming it and where), one WARNING for where the rest went
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    [bug] = errors
+    assert f"RuntimeError: {BUG}" in bug and "test_history_unwritten.py" in bug
+    [kept] = [r.getMessage() for r in caplog.records if "could not be written" in r.getMessage()]
+    assert str(tmp_path / SIDE) in kept and "ended finished after 300 s" in kept
+    assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
+    [merged] = _history_json(tmp_path, capsys)
+    assert (merged["id"], merged["status"], merged["backward_s"], merged["pain_reports"]) == (
+        1, "finished", 300.0, 1)
+    assert not (tmp_path / SIDE).exists()
+    with HistoryDB.open(tmp_path) as db:
+        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
+                                                     "session_ended"]
+
+
+def test_a_bug_that_breaks_the_side_file_too_is_said_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The same bug in writing the side file: the exit's close does not raise it (before: it
+    did); one line says what is lost and that it could not be kept beside the history
+    either."""
+    db = HistoryDB.open(tmp_path)
+    recorder = SessionRecorder.open(db, programme_week(2), "run")
+    with caplog.at_level(logging.INFO, logger="voicecoach"):
+        _coached(recorder, monkeypatch, side_file_too=True)
+        recorder.close()
+    db.close()
+    assert recorder.closed and recorder.incomplete and recorder.kept_in is None
+    assert not (tmp_path / SIDE).exists()
+    assert [p.name for p in tmp_path.iterdir() if ".unwritten" in p.name] == []
+    [lost] = [r.getMessage() for r in caplog.records if "could not be written" in r.getMessage()]
+    assert f"nor kept beside it (RuntimeError: {BUG}" in lost
+    assert "ended finished after 300 s" in lost
+    assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
 
 
 def test_a_side_file_that_cannot_be_read_is_left_and_said_once(

@@ -10,7 +10,9 @@ which ends as stopped; one sentence is said; and the coach is back to idle, list
 parts that drop themselves when they fail (the echo canceller, the spotter's second look) keep
 their own handling: they never reach here; nor does the loop's history work at its heartbeats
 (loop_sessions.py), whose faults leave the belt and the coach alone, nor a write of the session's
-record, which its recorder keeps and retries (history/session_writer.py).
+record or its bookkeeping (an event's ``to_dict``, the tally at the recorder's heartbeat), which
+its recorder keeps, retries and at the end keeps beside the history (history/session_writer.py,
+history/recorder.py).
 """
 
 from __future__ import annotations

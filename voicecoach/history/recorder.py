@@ -24,7 +24,7 @@ from voicecoach.history.faults import HistoryLocked
 from voicecoach.history.health import write_lock_holder
 from voicecoach.history.liveness import process_token
 from voicecoach.history.rows import MAX_SPEED_MPH, SOURCES, SessionSummary, finite_or
-from voicecoach.history.session_writer import OUTCOMES, SessionWriter
+from voicecoach.history.session_writer import OUTCOMES, SessionWriter, said
 from voicecoach.workout.plan import Plan
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,13 +72,14 @@ class SessionRecorder(SessionWriter):
     (``session_id`` is 0 meanwhile) and is written first by the first write that gets the
     lock, at the latest by :meth:`close`.
 
-    ``on_event`` and :meth:`heartbeat` never raise: a full disk, a locked file or a bug in
-    writing (SessionWriter._failed) must not stop a workout. An event that cannot be written
-    is kept in memory, in order, and written by the next heartbeat once the disk allows
-    (later events are only kept meanwhile); the first failure is logged (a bug: each new one,
-    at ERROR) and ``on_problem`` (if set) is called once, to tell the user. :attr:`incomplete` says
-    whether anything was still unwritten when the recorder closed (the command's exit code
-    says so).
+    ``on_event`` and :meth:`heartbeat` never raise: a full disk, a locked file, a bug in
+    writing (SessionWriter._failed) or in the bookkeeping (an event's ``to_dict``, the tally:
+    SessionWriter._bug, the event recorded all the same) must not stop a workout. An event
+    that cannot be written is kept in memory, in order, and written by the next heartbeat
+    once the disk allows (later events are only kept meanwhile); the first failure is logged
+    (a bug: each new one, at ERROR) and ``on_problem`` (if set) is called once, to tell the
+    user. :attr:`incomplete` says whether anything was still unwritten when the recorder
+    closed (the command's exit code says so).
 
     A session that ends while the history cannot take the rest is either closed by
     :meth:`close`, which waits for it (the end of a program), or ended by :meth:`end`, which
@@ -182,8 +183,12 @@ class SessionRecorder(SessionWriter):
                 or wall - self._beat_wall < HEARTBEAT_S):
             return
         self._beat_t, self._beat_wall = t, wall
-        self.tally.advance(t)
-        if not self._flush():
+        try:
+            self.tally.advance(t)
+        except Exception as exc:  # noqa: BLE001 - the figures are the history's, not the walk's
+            self._bug(exc, "its events are recorded all the same; the session's figures may "
+                      "fall short")
+        if not self._try_flush():
             self._tell()
             return
         try:
@@ -218,8 +223,9 @@ class SessionRecorder(SessionWriter):
         does, but never past :attr:`close_by` (by default CLOSE_WORST_S from now): once it
         has passed, one more try that does not wait, then it is given up (one log line says
         what is lost) and written instead into a side file that nobody else holds, merged into
-        the history at its next opening (:meth:`_keep_aside`); :attr:`incomplete` says if the
-        history lacks it. Safe to call more than once."""
+        the history at its next opening (:meth:`_keep_aside`), whatever made the writes fail,
+        a bug in them included; :attr:`incomplete` says if the history lacks it. Safe to call
+        more than once."""
         if self.closed:
             return
         if self._ended is None:
@@ -234,11 +240,20 @@ class SessionRecorder(SessionWriter):
                     break
                 self._sleep(pause)
             self._close_ms = int(min(BUSY_TIMEOUT_MS, deadline.left() * 1000))
-            if self._write_end(outcome) or deadline.left() <= 0:
+            if self._try_end(outcome) or deadline.left() <= 0:
                 break
         if self._row is not None or self._pending or not self.outcome:
             self.kept_in = self._keep_aside(outcome)
         self._close_now()
+
+    def _try_end(self, outcome: str) -> bool:
+        """:meth:`_write_end` at the end of a program: a bug outside its writes is kept like
+        one inside them (:meth:`_failed`), so what it held still goes into a side file."""
+        try:
+            return self._write_end(outcome)
+        except Exception as exc:  # noqa: BLE001 - kept aside, never lost for a bug
+            self._failed(exc)
+            return False
 
     def _keep_aside(self, outcome: str) -> Path | None:
         """Write what the history did not take (the row if it never reached it, the events
@@ -253,13 +268,13 @@ class SessionRecorder(SessionWriter):
         outcome_was, problem, wait_ms = self.outcome, self.problem, self._wait_ms
         try:
             part, conn = parts.create(db.path, None if row is not None else sid)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - said in the close's one line
             self._aside_problem = exc
             return None
         self.db, self._row, self._wait_ms = HistoryDB(part, conn), self._columns, None
         self._aside = True
         try:
-            kept = self._write_end(outcome)
+            kept = self._try_end(outcome)
             self._aside_problem = None if kept else self.problem
         finally:
             self.db.close()
@@ -269,7 +284,7 @@ class SessionRecorder(SessionWriter):
         if kept:  # complete: only now under a side file's name (never seen half-written)
             try:
                 return parts.publish(part, db.path)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - said in the close's one line
                 self._aside_problem = exc
         with contextlib.suppress(OSError):
             part.unlink()
@@ -283,6 +298,7 @@ class SessionRecorder(SessionWriter):
             # given up: what is lost, in the log, with the figures a person would need
             summary = self.summary()
             lost = len(self._pending) + self.dropped
+            problem = self.problem if self.problem is None else said(self.problem)
             if self._row is not None:
                 what = (f"the session started {summary.started_at.isoformat(timespec='seconds')}"
                         f" could not be written at all ({lost} events)")
@@ -296,14 +312,14 @@ class SessionRecorder(SessionWriter):
             if self.kept_in is not None:
                 _LOGGER.warning("history: %s: %s; it is kept in %s, and merged into the "
                                 "history at its next opening; it ended %s after %.0f s (%.0f s "
-                                "backward)", what, self.problem, self.kept_in, summary.status,
+                                "backward)", what, problem, self.kept_in, summary.status,
                                 summary.total_s, summary.backward_s)
                 return
             if self._aside_problem is not None:
-                what += f", nor kept beside it ({self._aside_problem})"
+                what += f", nor kept beside it ({said(self._aside_problem)})"
             _LOGGER.log(self.log_level, "history: %s; it ended %s after %.0f s (%.0f s "
                         "backward): %s", what, summary.status, summary.total_s,
-                        summary.backward_s, self.problem)
+                        summary.backward_s, problem)
 
     def __enter__(self) -> SessionRecorder:
         return self

@@ -4,6 +4,7 @@ take (a full disk, another program's lock) kept in memory, in order, to write la
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -43,6 +44,14 @@ MAX_PENDING = 20_000
 EXPECTED = (VoicecoachError, OSError, sqlite3.Error)
 
 
+def said(exc: BaseException) -> str:
+    """``exc`` as the history's lines say it: an expected failure (EXPECTED) by its message, a
+    bug by its type, message and where it was raised."""
+    if isinstance(exc, EXPECTED):
+        return str(exc)
+    return f"{describe(exc)} (at {where_raised(exc)})"
+
+
 class SessionWriter:
     """Writes one session's row, events and end (see :class:`SessionRecorder`, which adds
     its start, heartbeats and the end of a program): each event committed the moment it
@@ -66,7 +75,7 @@ class SessionWriter:
         self.dropped = 0
         self._pending: list[tuple[int, Event, dict[str, Any]]] = []
         self._telling = False
-        #: The unexpected exceptions logged so far (SessionWriter._failed): each once.
+        #: The unexpected exceptions logged so far (SessionWriter._bug): each once.
         self._bugs: set[str] = set()
         self._wall_clock = wall_clock
         self._opened_wall = wall_clock()
@@ -136,20 +145,43 @@ class SessionWriter:
     # ------------------------------------------------------------------ events
     def on_event(self, event: Event) -> None:
         """Listener for the coach: write ``event`` (and what it means) in one transaction;
-        when that fails, keep it to write later."""
+        when that fails, keep it to write later. Never raises: a bug in the bookkeeping
+        (``to_dict``, the tally) is one ERROR line (:meth:`_bug`) and the event is recorded
+        all the same, with what can be read of it."""
         if self.closed or self._ended is not None:
             _LOGGER.debug("history: event after close ignored: %s", event.type.value)
             return
-        data = event.to_dict()
-        self.tally.feed(data)
+        try:
+            data = event.to_dict()
+        except Exception as exc:  # noqa: BLE001 - a bug in an event must not lose it
+            self._bug(exc, "the event is recorded with its fields as they are")
+            try:
+                data = _as_it_is(event)
+            except Exception as again:  # noqa: BLE001 - nothing of it can be read: said
+                self._bug(again, "the event cannot be recorded")
+                return
+        try:
+            self.tally.feed(data)
+        except Exception as exc:  # noqa: BLE001 - the figures are the history's, not the walk's
+            self._bug(exc, "the event is recorded all the same; the session's figures may "
+                      "miss it")
         self.seq += 1
         self._pending.append((self.seq, event, data))
         if len(self._pending) > MAX_PENDING:
             del self._pending[0]
             self.dropped += 1
         if self.problem is None:  # while failing, kept for the heartbeat (or close) to retry
-            self._flush()
+            self._try_flush()
         self._tell()
+
+    def _try_flush(self) -> bool:
+        """:meth:`_flush`, with a bug outside its writes (waiting for locks) kept and retried
+        like one inside them (:meth:`_failed`): never raises."""
+        try:
+            return self._flush()
+        except Exception as exc:  # noqa: BLE001 - kept and retried, never the walk's end
+            self._failed(exc)
+            return False
 
     def _flush(self) -> bool:
         """Write the row (if not yet) and the events kept so far, in order; False (and kept)
@@ -186,16 +218,23 @@ class SessionWriter:
         whatever came before, its traceback at DEBUG. KeyboardInterrupt and SystemExit are
         never caught."""
         if not isinstance(exc, EXPECTED):
-            said = f"{describe(exc)} (at {where_raised(exc)})"
-            if said not in self._bugs and not self._aside:
-                self._bugs.add(said)
-                _LOGGER.error("history: a fault while recording %s: %s; kept in memory and "
-                              "tried again; not a fault of the workout", self._name, said)
-                _LOGGER.debug("the history fault's traceback:", exc_info=exc)
+            self._bug(exc, "kept in memory and tried again")
         elif self.problem is None and not self._aside:
             _LOGGER.log(self.log_level, "history: cannot record %s now (kept in memory, "
                         "retried): %s", self._name, exc)
         self.problem = exc
+
+    def _bug(self, exc: Exception, then: str) -> None:
+        """An unexpected exception in recording the session (writing it, or its bookkeeping:
+        ``to_dict``, the tally): one ERROR line the first time it is met (``then``: what
+        becomes of what it held), the traceback at DEBUG; never a fault of the workout."""
+        line = said(exc)
+        if line in self._bugs or self._aside:
+            return
+        self._bugs.add(line)
+        _LOGGER.error("history: a fault while recording %s: %s; %s; not a fault of the "
+                      "workout", self._name, line, then)
+        _LOGGER.debug("the history fault's traceback:", exc_info=exc)
 
     def _tell(self) -> None:
         """Tell the user once per session (outside any write: telling emits an event)."""
@@ -324,7 +363,7 @@ class SessionWriter:
         """One try at the end's writes: the events kept, then how the session ended; False
         (all kept) when the history does not take them."""
         self._set_wait()
-        if not self._flush():
+        if not self._try_flush():
             return False
         if self.outcome:
             return True
@@ -336,3 +375,11 @@ class SessionWriter:
             return False
         self.outcome = stored
         return True
+
+
+def _as_it_is(event: Event) -> dict[str, Any]:
+    """An event as ``to_dict`` gives it, its fields as they are (not copied): for one whose
+    ``to_dict`` raised (the history stores what JSON cannot hold as text)."""
+    data: dict[str, Any] = {"type": event.type.value}
+    data.update((f.name, getattr(event, f.name)) for f in dataclasses.fields(event))
+    return data
