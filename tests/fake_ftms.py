@@ -69,6 +69,18 @@ class _Characteristic(ServiceInterface):
 
     @method()
     async def WriteValue(self, value: "ay", options: "a{sv}"):  # type: ignore[name-defined]  # noqa: F821,N802
+        if self.fake.held:  # the answer to the write before, late: it comes before this one's
+            held, self.fake.held = self.fake.held, b""
+            self.fake.chars[ftms.CONTROL_POINT].notify(held)
+        if value and value[0] == self.fake.late_op:  # acted on, "failed", answered late
+            self.fake.late_op = -1
+            self.fake.failed.append(bytes(value))
+            self.fake.writes.append(bytes(value))
+            response, statuses = self.fake.model.control(bytes(value))
+            self.fake.held = response.encode()
+            for status in statuses:
+                self.fake.chars[ftms.STATUS].notify(status.encode())
+            raise DBusError("org.bluez.Error.Failed", self.fake.bluetooth_error)
         if value and value[0] == self.fake.stray_op:  # a stray answer first, then the rest
             self.fake.stray_op = -1
             self.fake.chars[ftms.CONTROL_POINT].notify(self.fake.stray)
@@ -167,6 +179,12 @@ class FakeTreadmill:
         #: write, as a duplicate of an earlier answer come late
         self.stray_op = -1
         self.stray = b""
+        #: The next control point write of this op code (0x08: a pause or stop) is acted on,
+        #: but BlueZ reports it failed (org.bluez.Error.Failed) and the treadmill's answer is
+        #: late: held until the next control point write comes, and sent before that write is
+        #: handled (a treadmill answers in write order)
+        self.late_op = -1
+        self.held = b""
         self.let_go = asyncio.Event()
         self.bus: MessageBus | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

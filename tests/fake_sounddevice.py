@@ -193,6 +193,9 @@ class FakeSoundDevice(types.ModuleType):
         self.outputs: list[FakeOutputStream] = []
         #: How many times PortAudio was made to read the device list again.
         self.reinitialised = 0
+        #: The devices plugged in now, if not ``devices``: PortAudio lists them only once it
+        #: has read the list again (``_initialize``)
+        self.replugged: list[dict[str, Any]] | None = None
 
     def query_devices(self, device: int | None = None, kind: str | None = None) -> Any:
         if device is None and kind is None:
@@ -214,7 +217,10 @@ class FakeSoundDevice(types.ModuleType):
         return FakeOutputStream(self, **kwargs)
 
     def _terminate(self) -> None:
-        pass
+        # PortAudio closes every open stream: a blocked write returns
+        self.output_released.set()
 
     def _initialize(self) -> None:
         self.reinitialised += 1
+        if self.replugged is not None:  # the devices as they are now
+            self.devices = FakeDeviceList(self.replugged)

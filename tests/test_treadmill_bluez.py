@@ -5,6 +5,7 @@ scan, writes BlueZ never answers or refuses, a write on its way when the link go
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -119,6 +120,53 @@ def test_a_stray_answer_to_another_write_does_not_answer_a_stop(
         assert isinstance(outcome, client.WriteTimeout), repr(outcome)
         assert outcome.message == "the treadmill did not answer 'stop' within 0.5 s"
     assert ftms.decode_command(fake.writes[-1]) == ftms.stop()
+
+
+def test_a_late_answer_to_a_write_bluez_called_failed_never_answers_the_next(
+        fake: FakeTreadmill, caplog: pytest.LogCaptureFixture) -> None:
+    """A pause the treadmill acts on (the belt pauses) while BlueZ reports its write failed,
+    its answer ('success') coming late, before the next write's: then a stop, which the
+    treadmill refuses ('failed'). The stop's answer is its own; the pause's late answer is
+    taken for the pause (a DEBUG line), never for the stop. Before, the late answer (same op
+    code) was taken as the stop's: the stop 'confirmed', the belt only paused. A write that
+    failed and was never acted on (no answer ever comes) does not hold up the next stop."""
+    forget()
+    caplog.set_level(logging.DEBUG, logger="voicecoach.treadmill.controller")
+
+    async def writes() -> list[ftms.Response | str]:
+        from bleak.exc import BleakError
+
+        out: list[ftms.Response | str] = []
+        ble, controller, _info = await client.connect(PERIPHERAL[1], lambda _u: None,
+                                                      adapter=CENTRAL[0], write_timeout=2.0)
+        try:
+            assert (await controller.write(ftms.target_speed(2.0))).ok
+            for command in (ftms.pause(), ftms.stop()):
+                if command == ftms.pause():
+                    fake.late_op = ftms.Op.STOP_PAUSE
+                else:
+                    fake.refusing, fake.refuse_op = 1, ftms.Op.STOP_PAUSE
+                try:
+                    out.append(await asyncio.wait_for(controller.write(command), GUARD_S))
+                except BleakError:
+                    out.append("failed")
+            fake.failing_writes = 1                   # refused by BlueZ, never acted on
+            for command in (ftms.pause(), ftms.stop()):
+                try:
+                    out.append(await asyncio.wait_for(controller.write(command), GUARD_S))
+                except BleakError:
+                    out.append("failed")
+        finally:
+            await client.let_go(ble, 1.0)
+        return out
+
+    got = asyncio.run(writes())
+    assert got[:2] == ["failed", ftms.Response(ftms.Op.STOP_PAUSE, ftms.Result.FAILED)]
+    assert got[2:] == ["failed", ftms.Response(ftms.Op.STOP_PAUSE, ftms.Result.SUCCESS)]
+    assert fake.model.state == "stopped"
+    late = [r for r in caplog.records if "late answer" in r.getMessage()]
+    assert [r.levelno for r in late] == [logging.DEBUG], [r.getMessage() for r in caplog.records]
+    assert "'pause'" in late[0].getMessage()
 
 
 def _polled_link(**options: float) -> tuple[Checked, list[Update],

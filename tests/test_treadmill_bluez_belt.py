@@ -165,6 +165,31 @@ def test_a_stop_met_by_a_stray_answer_is_held_until_its_own_answer_takes_it(
         walk.link.close()
 
 
+def test_a_stop_is_not_confirmed_by_the_late_answer_to_a_pause_before_it(
+        fake: FakeTreadmill) -> None:
+    """"pause" said: the treadmill pauses the belt, but BlueZ reports the write failed and
+    the pause's answer ('success') comes late, just before the next write's. "stop" said
+    before the pause is written again, and the treadmill refuses that stop: the pause's late
+    answer is not taken as the stop's; the stop is written again until taken and the belt
+    stops. Before, the late answer (the same op code) confirmed the stop: the belt left
+    paused, not stopped, under a coach that took it as stopped (a stop that did not win)."""
+    walk = Walk(fake)
+    try:
+        fake.late_op = Op.STOP_PAUSE
+        walk.say("pause")
+        walk.until(lambda: bool(fake.failed) and walk.belt.halt_pending
+                   and not walk.belt._stop_in_flight, "the pause's write failed")
+        assert fake.model.state == "paused"
+        fake.refusing, fake.refuse_op = 1, Op.STOP_PAUSE
+        walk.say("stop")
+        assert walk.coach.state is State.STOPPED
+        walk.until(lambda: not walk.belt.halt_pending, "the stop was confirmed")
+        assert fake.model.state == "stopped", "the stop confirmed by the pause's late answer"
+        assert walk.halts() == [ftms.pause(), ftms.stop(), ftms.stop()]
+    finally:
+        walk.link.close()
+
+
 def test_a_stop_said_while_the_link_is_lost_is_written_when_it_is_back(
         fake: FakeTreadmill) -> None:
     """The radio link goes mid-session (bleak sees the device disconnected) and "stop" is

@@ -465,7 +465,7 @@ def test_a_replugged_speaker_is_found_again_under_its_new_number() -> None:
     name, is looked up again at each utterance."""
     import types
 
-    from voicecoach.audio.devices import PORTAUDIO_LOCK, refresh_devices
+    from voicecoach.audio.devices import PORTAUDIO_STREAMS, refresh_devices
     from voicecoach.audio.playback import SoundDeviceSink
 
     calls: list[str] = []
@@ -491,7 +491,7 @@ def test_a_replugged_speaker_is_found_again_under_its_new_number() -> None:
     sink = SoundDeviceSink(1, sd=sd, spec="jabra")
     assert sink.play(np.zeros(800, dtype=np.int16), threading.Event())
     assert FakeStream.opened[-1].device == 1
-    with PORTAUDIO_LOCK:  # the speaker is mid-utterance: the re-read waits for it
+    with PORTAUDIO_STREAMS.held():  # the speaker is mid-utterance: the re-read waits for it
         waiter = threading.Thread(target=lambda: calls.append(str(refresh_devices(sd))))
         waiter.start()
         waiter.join(0.2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from voicecoach.errors import VoicecoachError
@@ -12,9 +14,56 @@ _LOGGER = logging.getLogger(__name__)
 
 _KINDS = ("input", "output")
 
-#: Held by whoever has a PortAudio stream open that a re-initialisation must not pull away
-#: (the speaker while it plays an utterance); ``refresh_devices`` takes it too.
-PORTAUDIO_LOCK = threading.RLock()
+class PortAudioStreams:
+    """The PortAudio streams open that a re-read of the device list must not pull away (it
+    closes every stream): the speaker's utterance, a listening microphone. A re-read waits
+    until none is open, and none opens while it runs. A stream given up on (the speaker's
+    write that never returns) is let go of (:meth:`let_go`): it is no longer waited for, so
+    it cannot keep the list unread until a restart."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        #: The open streams: a token -> the thread that opened it
+        self._open: dict[object, int] = {}
+
+    def opened(self) -> object:
+        """A stream is open (waits while a re-read runs); the token for :meth:`closed`."""
+        token = object()
+        with self._cond:
+            self._open[token] = threading.get_ident()
+        return token
+
+    def closed(self, token: object) -> None:
+        with self._cond:
+            self._open.pop(token, None)
+            self._cond.notify_all()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A stream open for the block (the speaker's utterance)."""
+        token = self.opened()
+        try:
+            yield
+        finally:
+            self.closed(token)
+
+    def let_go(self, thread: threading.Thread) -> None:
+        """The streams ``thread`` opened are given up: a re-read no longer waits for them."""
+        with self._cond:
+            for token in [t for t, owner in self._open.items() if owner == thread.ident]:
+                del self._open[token]
+            self._cond.notify_all()
+
+    @contextmanager
+    def quiet(self, wait_s: float) -> Iterator[bool]:
+        """Within: no stream open, none opening (True), or ``wait_s`` passed with one still
+        open (False)."""
+        with self._cond:
+            yield self._cond.wait_for(lambda: not self._open, wait_s)
+
+
+#: The one registry of open PortAudio streams that ``refresh_devices`` respects
+PORTAUDIO_STREAMS = PortAudioStreams()
 
 
 #: The longest a re-read of the device list waits for the speaker's utterance (seconds);
@@ -23,29 +72,28 @@ REFRESH_WAIT_S = 5.0
 
 
 def refresh_devices(sd: Any | None = None, wait_s: float = REFRESH_WAIT_S) -> bool:
-    """Make PortAudio read the device list again; True if it did.
+    """Make PortAudio read the device list again; True if it did. The one path for the
+    microphone reopened after a loss and the speaker tried again after a failure.
 
     PortAudio reads the list once, at start-up (python-sounddevice #125, #47; PortAudio #447):
     a USB speakerphone unplugged and plugged back in is not seen again, or is seen under an
     old number, until PortAudio is terminated and initialised again. That closes every open
-    stream, so it waits for PORTAUDIO_LOCK (the speaker's current utterance) and is only
-    called when the microphone is being reopened after a loss. It waits ``wait_s`` at most:
-    a write the output device never returns from (a speaker pulled out under a driver that
-    stalls instead of failing) holds the lock for good, and waiting for it froze the device
-    loop in its microphone retry, deaf until a restart; the re-read is skipped instead (the
-    microphone is reopened from the old list).
+    stream, so it waits until none is open (:data:`PORTAUDIO_STREAMS`: the speaker's current
+    utterance, a listening microphone), ``wait_s`` at most, and is skipped past it (the old
+    list kept): a working microphone is never pulled away, and a write the output device
+    never returns from (a speaker pulled out under a driver that stalls instead of
+    failing), once the speaker has given it up, is not waited for (before, it held the re-read
+    off for good: the list stayed unread until a restart).
     """
     try:
         sd = sd or sounddevice_module()
-        if not PORTAUDIO_LOCK.acquire(timeout=wait_s):
-            _LOGGER.info("sound devices not re-read: the speaker has held PortAudio for over "
-                         "%g s (an utterance that never finished)", wait_s)
-            return False
-        try:
+        with PORTAUDIO_STREAMS.quiet(wait_s) as quiet:
+            if not quiet:
+                _LOGGER.info("sound devices not re-read: a stream (the speaker's utterance or "
+                             "the microphone) stayed open for %g s", wait_s)
+                return False
             sd._terminate()
             sd._initialize()
-        finally:
-            PORTAUDIO_LOCK.release()
     except Exception as exc:  # noqa: BLE001 - PortAudioError or no PortAudio: keep the old list
         _LOGGER.debug("could not re-read the sound devices: %s", exc)
         return False

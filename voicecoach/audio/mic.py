@@ -14,7 +14,7 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
-from voicecoach.audio.devices import resolve_device, sounddevice_module
+from voicecoach.audio.devices import PORTAUDIO_STREAMS, resolve_device, sounddevice_module
 from voicecoach.errors import VoicecoachError
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class MicSource:
         self._queue: queue.Queue[tuple[bytes, float] | None] = queue.Queue(
             maxsize=max(2, math.ceil(MAX_BACKLOG_S / chunk_s - 1e-9)))
         self._stream: Any = None
+        self._held: object | None = None  # its token in PORTAUDIO_STREAMS while open
         self._closed = False
         #: Blocks dropped, oldest first, because the reader fell behind (PortAudio's thread
         #: counts; read it anywhere), and the device frames they held.
@@ -138,6 +139,8 @@ class MicSource:
                 samplerate=self.rate, blocksize=int(round(self.rate * self.chunk_s)),
                 device=self.device, channels=1, dtype="int16", callback=self._callback)
             self._stream.start()
+            # open: a re-read of the device list (the speaker's, after a failure) waits for it
+            self._held = PORTAUDIO_STREAMS.opened()
         except sd.PortAudioError as exc:
             self.close()
             raise VoicecoachError(f"cannot open the microphone: {exc}",
@@ -199,6 +202,9 @@ class MicSource:
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
+        held, self._held = self._held, None
+        if held is not None:
+            PORTAUDIO_STREAMS.closed(held)
         if stream is not None:
             try:
                 stream.stop()

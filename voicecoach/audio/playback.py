@@ -13,7 +13,7 @@ import numpy as np
 import soxr
 
 from voicecoach.audio.chunk import SAMPLE_RATE
-from voicecoach.audio.devices import PORTAUDIO_LOCK
+from voicecoach.audio.devices import PORTAUDIO_STREAMS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class SoundDeviceSink:
     Opening per utterance costs a few tens of milliseconds but means an unplugged speaker is
     found on the next utterance and a re-plugged one comes back once PortAudio has read the
     devices again (voicecoach.audio.devices.refresh_devices, done when the microphone is
-    reopened; the stream is held under its lock). ``device`` is a PortAudio device number
+    reopened and when the speaker is tried again after a failure; the stream is registered
+    open in PORTAUDIO_STREAMS meanwhile). ``device`` is a PortAudio device number
     (None for the default); ``spec``, the configured name or number, is resolved again at
     each open, since a device plugged back in may come back under another number; ``sd``
     injects a module.
@@ -105,7 +106,7 @@ class SoundDeviceSink:
              on_start: Callable[[], None] | None = None) -> bool:
         sd = load_sounddevice(self._sd)
         try:
-            with PORTAUDIO_LOCK:  # a re-read of the devices waits for this utterance
+            with PORTAUDIO_STREAMS.held():  # a re-read of the devices waits for it
                 return self._play(sd, audio, stop, on_start)
         except Exception as exc:  # noqa: BLE001 - PortAudioError and friends
             if isinstance(exc, SinkError):
@@ -128,6 +129,17 @@ class SoundDeviceSink:
                     return False
                 stream.write(audio[offset:offset + block].reshape(-1, 1))  # type: ignore
         return True
+
+    def refresh_devices(self, wait_s: float) -> bool:
+        """Read the device list again (voicecoach.audio.devices.refresh_devices); True if
+        done. The speaker's stream is reopened from it at the next utterance."""
+        from voicecoach.audio.devices import refresh_devices
+
+        try:
+            sd = load_sounddevice(self._sd)
+        except SinkError:
+            return False
+        return refresh_devices(sd, wait_s)
 
     def _name(self) -> str:
         return "default" if self.device is None else f"#{self.device}"

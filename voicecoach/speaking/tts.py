@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from voicecoach.audio.chunk import SAMPLE_RATE
+from voicecoach.audio.devices import PORTAUDIO_STREAMS
 from voicecoach.audio.playback import AudioSink, SilentSink, SinkError, SoundDeviceSink
 from voicecoach.events import Priority
 from voicecoach.settings import Settings
@@ -249,8 +250,19 @@ class TtsSpeaker(VoiceControls):
         now = time.monotonic()
         if self._stuck is not None and not self._stuck.is_alive():
             self._stuck = None  # the write came back at last: the device may be tried again
-        use_real = self._stuck is None and (
-            self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s)
+        due = self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s
+        if due and self._sink_failed_at is not None:
+            # tried again after a failure or a stuck write: the device list is read again
+            # first (a speaker plugged back in is only seen so), by the microphone's path;
+            # skipped while the microphone listens (it would be pulled away)
+            reread = self._reread_devices()
+            if self._stuck is not None:
+                if reread:
+                    self._stuck = None  # PortAudio closed its stream: try the device again
+                else:  # not opened again on the old list (another write to hang)
+                    self._sink_failed_at = now
+                    due = False
+        use_real = due and self._stuck is None
         if use_real:
             started: list[bool] = []
 
@@ -274,6 +286,12 @@ class TtsSpeaker(VoiceControls):
                     self._sink_warned = False
                 return completed
         return self._silent.play(audio, stop, on_start)
+
+    def _reread_devices(self) -> bool:
+        """Have the sink's sound library read its device list again (at once, or not at all
+        while another stream is open); True if it did. A sink that keeps no list: False."""
+        refresh = getattr(self._sink, "refresh_devices", None)
+        return bool(refresh(0.0)) if refresh is not None else False
 
     def _play_watched(self, audio: np.ndarray, stop: threading.Event,
                       on_start: Callable[[], None]) -> bool:
@@ -306,6 +324,7 @@ class TtsSpeaker(VoiceControls):
                 given_up.append(True)
             stop.set()
             self._stuck = player
+            PORTAUDIO_STREAMS.let_go(player)  # a re-read of the devices no longer waits for it
             _LOGGER.warning("speaker: the output device stopped taking sound (an utterance of "
                             "%.1f s still playing after %.1f s); the session goes on without "
                             "sound: plug the speaker in again, or restart voicecoach (sudo "

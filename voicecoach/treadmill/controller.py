@@ -1,11 +1,13 @@
 """One connected FTMS treadmill over bleak: reads what it is, subscribes, and writes one control
 point command at a time under a lock, awaiting the indication that answers it (the one naming
-its op code) with a timeout."""
+its op code) with a timeout; a late answer to a write that went unanswered is never taken for
+a later one."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +48,17 @@ class FtmsController:
     naming its op code (a stray one, for another op or with nothing waiting, is logged and
     ignored; the write waits on for its own). Control is
     requested before the first command and again after it was lost; everything resets on
-    disconnect."""
+    disconnect.
+
+    FTMS answers carry no sequence number, only the op code, and the treadmill answers one
+    write at a time, in write order. A write that ended without its answer on a link that
+    stays up (Bluetooth reported it failed, yet the treadmill may have acted on it) may still
+    be answered late: it is remembered (:attr:`_owed`) and the next write is preceded by a
+    request for control, as a marker. Until the marker's answer, an answer naming an op
+    code owed is the late one: taken for its own write (a DEBUG line), never for another
+    (a pause's late 'success' confirmed a stop the treadmill refused). The marker's answer
+    settles it: whatever was owed before it has come or never will, so a stop written after
+    a write that was never acted on is still taken at its own first answer."""
 
     def __init__(self, client: Any, on_update: Callable[[Any], None],
                  write_timeout: float = WRITE_TIMEOUT_S) -> None:
@@ -64,6 +76,9 @@ class FtmsController:
         self._waiting_op: int | None = None
         #: What :meth:`check` reads: a characteristic the treadmill has (set up by :meth:`setup`)
         self._check_uuid: str | None = None
+        #: The writes on this link that ended without their answer (oldest first): the
+        #: treadmill may still answer them, before the answer to the next request for control
+        self._owed: deque[ftms.Command] = deque()
 
     def reset(self) -> None:
         """The link went away: forget control, half a data record, a pending answer."""
@@ -131,6 +146,8 @@ class FtmsController:
         except FtmsError as exc:
             _LOGGER.warning("treadmill: %s", exc.message)
             return
+        if self._late(response):
+            return
         if self._answer is None or self._answer.done():
             _LOGGER.warning("treadmill: an answer (op 0x%02x: %s) with no write waiting for it; "
                             "ignored", response.request, response.text())
@@ -141,7 +158,22 @@ class FtmsController:
                             "waits; ignored", response.request, response.text(),
                             self._waiting_op)
         else:
+            if response.request == Op.REQUEST_CONTROL:
+                self._owed.clear()  # answered in write order: all before it is settled
             self._answer.set_result(response)
+
+    def _late(self, response: ftms.Response) -> bool:
+        """``response`` is the late answer to a write that went unanswered (owed): taken for
+        that write, logged at DEBUG. The request for control written as the marker takes an
+        answer naming its op code as its own (a late one means the same: control, now)."""
+        owed = next((c for c in self._owed if c.op == response.request), None)
+        if owed is None or (response.request == Op.REQUEST_CONTROL
+                            and self._waiting_op == Op.REQUEST_CONTROL):
+            return False
+        self._owed.remove(owed)
+        _LOGGER.debug("treadmill: the late answer to an earlier '%s' (%s); not taken for any "
+                      "other write", owed.describe(), response.text())
+        return True
 
     async def _write_one(self, command: ftms.Command) -> ftms.Response:
         """Write ``command`` and await the answer naming its op code (others are ignored)."""
@@ -149,8 +181,15 @@ class FtmsController:
         self._answer, self._waiting_op = answer, int(command.op)
 
         async def exchange() -> ftms.Response:
-            await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(),
-                                              response=True)
+            try:
+                await self.client.write_gatt_char(ftms.CONTROL_POINT, command.encode(),
+                                                  response=True)
+            except Exception:
+                # failed, says Bluetooth; the treadmill may still have acted on it and answer
+                # it late: the next write waits behind a request for control (_late)
+                self._owed.append(command)
+                self.controlled = False
+                raise
             return await answer
 
         try:  # the write and its answer within one bound: BlueZ may hang on either
