@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     # held for the whole enrollment: a serve reads the enrollments and listens on the
     # microphone, so beside one (or while a session runs) this is refused in one line before
     # anything is recorded or written, and a serve started meanwhile is refused in turn
-    with one_session_at_a_time(settings.data_dir, "enroll"):
+    with one_session_at_a_time(settings.data_dir, "enroll",
+                               microphone=not (args.forget or args.from_dir)):
         if args.forget:
             return _forget(args, settings)
         return _enroll(args, settings, grammar)

@@ -15,7 +15,7 @@ from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.history.session_lock import one_session_at_a_time
+from voicecoach.history.session_lock import microphone_for
 from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
@@ -236,8 +236,9 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
 def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
                     commands: tuple[str, ...], chunk_s: float) -> int:
     """Listen on the microphone until Ctrl-C, holding the data folder: a serve listens on
-    that microphone (refused in one line before it is opened; files are heard beside one)."""
-    with one_session_at_a_time(settings.data_dir, "listen"):
+    that microphone (refused in one line before it is opened; files are heard beside one).
+    Beside a holder that does not use the microphone (a typed run) it is heard."""
+    with microphone_for(settings.data_dir, "listen"):
         return _hear_microphone(args, settings, grammar, commands, chunk_s)
 
 
