@@ -281,6 +281,31 @@ def test_several_users_status_forget_and_keep_audio(env: Path, tmp_path: Path,
     assert code != 0 and "not enrolled" in err
 
 
+def test_forgetting_creates_nothing_and_nothing_to_forget_is_one_line(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`enroll --forget` on a data folder that does not exist (a wrong --data-dir, or the
+    service's folder is not the user's) made the folder and a session lock in it, then said
+    the user was not enrolled. Forgetting creates nothing: with no folder, or a folder with
+    no enrollment, it says in one line that there is nothing to forget and where it looked,
+    exit 1 (nothing was done: a script or a user who meant another folder must see it)."""
+    assert not home.exists()
+    for user in ("ann", "all"):
+        code, out, err = cli(capsys, "enroll", "--forget", "--user", user)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"voicecoach: error: nothing to forget: there is no data folder {home}; give the "
+            "one the coach uses (--data-dir, VOICECOACH_HOME or data_dir in the config)."]
+    assert not home.exists()
+    home.mkdir()  # a data folder with no enrollment in it: nothing is added to it either
+    for user, who in (("ann", "'ann' is not enrolled"), ("all", "nobody is enrolled")):
+        code, out, err = cli(capsys, "enroll", "--forget", "--user", user)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"voicecoach: error: nothing to forget: {who} in {home}; see who is: voicecoach "
+            "enroll --status."]
+    assert list(home.iterdir()) == []
+
+
 def test_an_enrollment_for_another_model_version_is_named_and_skipped(
         env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
