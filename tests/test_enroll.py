@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from voicecoach.audio.chunk import AudioChunk
-from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
+from voicecoach.audio.wav import AudioFileSource, read_wav_16k, write_wav
 from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.card import export
@@ -89,7 +89,7 @@ def heard(path: Path, data_dir: Path | None, state: str = "backward") -> list[st
 
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir)
     rec.set_commands(GRAMMAR.commands_for(state))
-    detections, _ = listen_to(rec, WavFileSource(path).chunks())
+    detections, _ = listen_to(rec, AudioFileSource(path).chunks())
     rec.close()
     return [d.command for d in detections]
 
@@ -138,7 +138,7 @@ def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path
     wav = COMMANDS / "joe" / "fast" / "stop__stop.wav"
     results = []
     for chunk_s in (0.01, 0.1, 0.5):
-        got, _ = listen_to(rec, WavFileSource(wav, chunk_s).chunks())
+        got, _ = listen_to(rec, AudioFileSource(wav, chunk_s).chunks())
         results.append([(d.command, round(d.emitted_s, 3)) for d in got])
     assert results[0] == results[1] == results[2] and results[0][0][0] == "stop"
 
@@ -202,7 +202,7 @@ def heard_with(verifier: Heard | None, wav: Path, data_dir: Path, state: str,
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir, verifier=verifier)  # type: ignore[arg-type]
     rec.verify_enrolled = verify_enrolled
     rec.set_commands(GRAMMAR.commands_for(state))
-    detections, _ = listen_to(rec, WavFileSource(wav).chunks())
+    detections, _ = listen_to(rec, AudioFileSource(wav).chunks())
     rec.close()
     return [(d.command, d.verified) for d in detections]
 
