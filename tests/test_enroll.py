@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from voicecoach.audio.chunk import AudioChunk
-from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
+from voicecoach.audio.wav import AudioFileSource, read_wav_16k, write_wav
 from voicecoach.cli import main
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.training.card import export
@@ -89,7 +89,7 @@ def heard(path: Path, data_dir: Path | None, state: str = "backward") -> list[st
 
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir)
     rec.set_commands(GRAMMAR.commands_for(state))
-    detections, _ = listen_to(rec, WavFileSource(path).chunks())
+    detections, _ = listen_to(rec, AudioFileSource(path).chunks())
     rec.close()
     return [d.command for d in detections]
 
@@ -138,7 +138,7 @@ def test_chunk_size_does_not_change_what_an_enrolled_voice_makes_heard(env: Path
     wav = COMMANDS / "joe" / "fast" / "stop__stop.wav"
     results = []
     for chunk_s in (0.01, 0.1, 0.5):
-        got, _ = listen_to(rec, WavFileSource(wav, chunk_s).chunks())
+        got, _ = listen_to(rec, AudioFileSource(wav, chunk_s).chunks())
         results.append([(d.command, round(d.emitted_s, 3)) for d in got])
     assert results[0] == results[1] == results[2] and results[0][0][0] == "stop"
 
@@ -202,7 +202,7 @@ def heard_with(verifier: Heard | None, wav: Path, data_dir: Path, state: str,
     rec = SpotterRecogniser(GRAMMAR, data_dir=data_dir, verifier=verifier)  # type: ignore[arg-type]
     rec.verify_enrolled = verify_enrolled
     rec.set_commands(GRAMMAR.commands_for(state))
-    detections, _ = listen_to(rec, WavFileSource(wav).chunks())
+    detections, _ = listen_to(rec, AudioFileSource(wav).chunks())
     rec.close()
     return [(d.command, d.verified) for d in detections]
 
@@ -279,6 +279,31 @@ def test_several_users_status_forget_and_keep_audio(env: Path, tmp_path: Path,
     assert [p.stem for p in enrolled_files(env)] == ["joe"]
     code, _, err = cli(capsys, "enroll", "--forget", "--user", "sam")
     assert code != 0 and "not enrolled" in err
+
+
+def test_forgetting_creates_nothing_and_nothing_to_forget_is_one_line(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`enroll --forget` on a data folder that does not exist (a wrong --data-dir, or the
+    service's folder is not the user's) made the folder and a session lock in it, then said
+    the user was not enrolled. Forgetting creates nothing: with no folder, or a folder with
+    no enrollment, it says in one line that there is nothing to forget and where it looked,
+    exit 1 (nothing was done: a script or a user who meant another folder must see it)."""
+    assert not home.exists()
+    for user in ("ann", "all"):
+        code, out, err = cli(capsys, "enroll", "--forget", "--user", user)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"voicecoach: error: nothing to forget: there is no data folder {home}; give the "
+            "one the coach uses (--data-dir, VOICECOACH_HOME or data_dir in the config)."]
+    assert not home.exists()
+    home.mkdir()  # a data folder with no enrollment in it: nothing is added to it either
+    for user, who in (("ann", "'ann' is not enrolled"), ("all", "nobody is enrolled")):
+        code, out, err = cli(capsys, "enroll", "--forget", "--user", user)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == [
+            f"voicecoach: error: nothing to forget: {who} in {home}; see who is: voicecoach "
+            "enroll --status."]
+    assert list(home.iterdir()) == []
 
 
 def test_an_enrollment_for_another_model_version_is_named_and_skipped(

@@ -133,10 +133,10 @@ def recogniser(engine: str) -> Any:
 
 
 def detect(rec: Any, rel: str, chunk_s: float = 0.1) -> list[Any]:
-    from voicecoach.audio.wav import WavFileSource
+    from voicecoach.audio.wav import AudioFileSource
     from voicecoach.commands.listen import listen_to
 
-    return listen_to(rec, WavFileSource(FIXTURES / rel, chunk_s).chunks())[0]
+    return listen_to(rec, AudioFileSource(FIXTURES / rel, chunk_s).chunks())[0]
 
 
 def score(entry: dict[str, Any], found: list[Any]) -> tuple[int, int]:

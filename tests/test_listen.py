@@ -83,7 +83,7 @@ def test_bad_files_are_reported_and_the_rest_still_processed(
     errors = [line for line in err if line.startswith("voicecoach: error:")]
     assert len(errors) == 3
     assert "broken.wav" in errors[0] and "truncated" in errors[0]
-    assert "text.wav" in errors[1] and "not a WAV file" in errors[1]
+    assert "text.wav" in errors[1] and "not a WAV or FLAC file" in errors[1]
     assert "missing.wav" in errors[2]
     assert not any("Traceback" in line for line in err)
     assert err[-1] == "voicecoach: 3 of the 4 inputs could not be read"
@@ -270,8 +270,9 @@ def test_files_that_break_part_way_are_one_line_each_and_the_others_are_heard(
     assert [line for line in err if line.startswith("voicecoach: error:")] == [
         f"voicecoach: error: audio file {clips / 'truncated.wav'}: is truncated: the header "
         "promises 31680 bytes of audio but only 19956 are there; record or copy the file again.",
-        f"voicecoach: error: audio file {clips / 'text.wav'}: is not a WAV file (no RIFF/WAVE "
-        f"header); {hint}",
+        f"voicecoach: error: audio file {clips / 'text.wav'}: is not a WAV or FLAC file (no "
+        "RIFF/WAVE or fLaC header); give a WAV or FLAC file (convert with e.g. `sox in.ext -r "
+        "16000 -c 1 out.wav`).",
         f"voicecoach: error: audio file {clips / 'rate.wav'}: is corrupt: 1 channel at 500 Hz; "
         f"{hint}",
         f"voicecoach: error: audio file {clips / 'worn.wav'}: could not be read past 2.05 s "
@@ -279,3 +280,70 @@ def test_files_that_break_part_way_are_one_line_each_and_the_others_are_heard(
         "file again."]
     assert err[-1] == "voicecoach: 4 of the 6 inputs could not be read"
     assert not any("Traceback" in line for line in err)
+
+
+def _flac(path: Path, samples: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    """``samples`` (int16, or float in [-1, 1], mono or one column per channel) as a FLAC
+    file, written by libsndfile as a phone's recorder or the Speech Commands sets make it."""
+    import soundfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), samples, rate, format="FLAC", subtype=subtype)
+    return path
+
+
+def test_flac_files_and_folders_are_heard_as_wav_is_and_a_damaged_one_is_one_line(
+        clips: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recordings in FLAC (phones, the Speech Commands sets) are heard through the same
+    reader as WAV: a folder of them beside WAVs, one at 44.1 kHz stereo 24-bit (resampled,
+    not refused), the same samples heard the same as their WAV; a truncated FLAC, one whose
+    audio is overwritten, text named .flac and a header with an impossible rate: one line each
+    naming the file, what is wrong and what to do, the others heard, exit 1. Before, every
+    FLAC was "not a WAV file" and a folder's FLACs were not looked at."""
+    import soxr
+
+    from voicecoach.audio.wav import read_wav_16k
+
+    stop = read_wav_16k(clips / "a" / "stop.wav")
+    phone = clips / "phone"
+    good = _flac(phone / "stop.flac", stop)
+    loud = soxr.resample(stop.astype(np.float32) / 32768.0, 16000, 44100)
+    _flac(phone / "stereo.flac", np.stack([loud, loud * 0.5], axis=1), 44100, "PCM_24")
+    data = good.read_bytes()
+    (phone / "cut.flac").write_bytes(data[:len(data) // 2])
+    scrambled = bytearray(data)
+    middle = len(data) // 2
+    scrambled[middle:middle + 400] = bytes(range(200)) * 2
+    (phone / "scrambled.flac").write_bytes(bytes(scrambled))
+    (phone / "notes.flac").write_text("a shopping list, not audio\n")
+    header = bytearray(data)  # STREAMINFO's 20-bit sample rate: bytes 18, 19 and 20's top half
+    header[18:21] = bytes([0, 500 >> 4, (500 & 0xF) << 4 | header[20] & 0x0F])  # 500 Hz
+    (phone / "rate.flac").write_bytes(bytes(header))
+    assert np.array_equal(read_wav_16k(good), stop)  # the same samples as the WAV
+
+    code, out, err = listen(capsys, "--json", str(phone), str(clips / "a" / "stop.wav"))
+    assert code == 1
+    rows = {Path(json.loads(line)["file"]).name: json.loads(line) for line in out}
+    assert list(rows) == ["cut.flac", "notes.flac", "rate.flac", "scrambled.flac",
+                          "stereo.flac", "stop.flac", "stop.wav"]  # the folder sorted, then the file
+    assert heard(json.dumps(rows["stop.flac"])) == heard(json.dumps(rows["stop.wav"])) == ["stop"]
+    assert heard(json.dumps(rows["stereo.flac"])) == ["stop"]
+    errors = [line for line in err if line.startswith("voicecoach: error:")]
+    bad = ["cut.flac", "notes.flac", "rate.flac", "scrambled.flac"]
+    assert [name for name, row in rows.items() if row.get("error")] == bad
+    assert len(errors) == 4 and not any("Traceback" in line for line in err)
+    for line, name in zip(errors, bad, strict=True):
+        assert line.startswith(f"voicecoach: error: audio file {phone / name}: ")
+    for line in (errors[0], errors[3]):  # cut, scrambled: said at once, before any is heard
+        assert "is damaged: its audio cannot be decoded past " in line
+        assert line.endswith("; record or copy the file again.")
+    assert "is not a WAV or FLAC file" in errors[1]
+    assert errors[2] == (f"voicecoach: error: audio file {phone / 'rate.flac'}: is corrupt: "
+                         "1 channel at 500 Hz; give a WAV or FLAC file (convert with e.g. "
+                         "`sox in.ext -r 16000 -c 1 out.wav`).")
+    assert err[-1] == "voicecoach: 4 of the 7 inputs could not be read"
+    # each alone (pocketsphinx keeps its channel estimate from file to file): the FLAC is
+    # heard exactly as the WAV of the same samples
+    alone = [json.loads(listen(capsys, "--json", str(path))[1][0]) for path in
+             (good, clips / "a" / "stop.wav")]
+    assert alone[0]["commands"] == alone[1]["commands"] and alone[0]["audio_s"] == alone[1]["audio_s"]

@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voicecoach.audio.wav import WavFileSource, read_wav_16k, write_wav
+from voicecoach.audio.wav import AudioFileSource, read_wav_16k, write_wav
 from voicecoach.config import load_config
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import COMMANDS, bundled_grammar_dir, load_grammar
@@ -164,7 +164,7 @@ def wav_blobs(draw: st.DrawFn) -> bytes:
 
 
 def read_all(path: Path) -> int:
-    source = WavFileSource(path)
+    source = AudioFileSource(path)
     try:
         return sum(len(chunk.audio) for chunk in source.chunks())
     finally:

@@ -170,7 +170,7 @@ def test_a_name_left_by_a_gone_holder_is_nobody(tmp_path: Path) -> None:
         lock.write_text(text)
         assert holder(tmp_path) is None, text
         with one_session_at_a_time(tmp_path, "run"):
-            assert holder(tmp_path) == session_lock.Holder(os.getpid(), "run")
+            assert holder(tmp_path) == session_lock.Holder(os.getpid(), "run", microphone=True)
         assert holder(tmp_path) is None
 
 
@@ -236,13 +236,15 @@ def _enrollments(home: Path) -> dict[str, bytes]:
             if p.is_file()} if folder.is_dir() else {}
 
 
-def test_enroll_and_listen_on_the_microphone_beside_a_serve_are_refused_and_files_are_heard(
+def test_enroll_beside_a_serve_is_refused_and_files_and_its_unused_microphone_are_heard(
         tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """While a serve listens, enrolling (spoken, from recordings, or forgetting) would write
-    the enrollments it reads, and listening on the microphone would take its microphone: each
-    is refused in one line naming the serve and what to do, exit 2, before any sound device
-    is opened or any enrollment written; listening to a file is heard beside it."""
+    the enrollments it reads: each is refused in one line naming the serve and what to do,
+    exit 2, before any sound device is opened or any enrollment written; listening to a file
+    is heard beside it, and so is listening on the microphone, which this serve (replaying
+    files, as tests do) does not use. Beside a serve on the microphone a microphone listen is
+    refused: test_listen_on_the_microphone_is_refused_only_by_a_holder_that_uses_it."""
     env = _env(tmp_path, home)
     monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
     (home / "enrollment").mkdir(parents=True)
@@ -260,15 +262,20 @@ def test_enroll_and_listen_on_the_microphone_beside_a_serve_are_refused_and_file
             assert cli.main(args) == 2, args
             assert capsys.readouterr().err.splitlines() == [
                 f"{stop}, enroll, then start it again."], args
-        assert cli.main(["listen", "--engine", "pocketsphinx"]) == 2
-        assert capsys.readouterr().err.splitlines() == [
-            f"{stop}, or give listen WAV files instead of the microphone."]
         assert sd.streams == [] and sd.outputs == []  # the microphone and speaker left alone
         spoken = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
         assert cli.main(["listen", "--engine", "pocketsphinx", str(spoken)]) == 0
         out, err = capsys.readouterr()
         assert [(line.split()[0], line.split()[3]) for line in out.splitlines()] == [
             (f"{spoken}:", "stop")]
+        assert "another voicecoach" not in err
+        from voicecoach.audio.wav import read_wav_16k
+
+        monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(
+            [device("USB speakerphone", 1, 2)], audio=read_wav_16k(spoken), interrupt_after=True))
+        assert cli.main(["listen", "--engine", "pocketsphinx"]) == 0
+        out, err = capsys.readouterr()
+        assert [line.split()[2] for line in out.splitlines()] == ["stop"]
         assert "another voicecoach" not in err
         assert first.poll() is None
     assert _enrollments(home) == before
@@ -323,3 +330,117 @@ def test_listen_on_the_microphone_holds_the_folder_against_a_serve(
         f"history in {home}; stop it first (Ctrl-C where it runs, or kill {pid}) or give "
         "another --data-dir."]
     assert holder(home) is None  # let go at the end
+
+
+# -- listen on the microphone beside a holder that does not use it ---------------------------
+def test_a_typed_run_leaves_the_microphone_to_listen_and_its_session_records_on(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run driven from the keyboard holds the data folder (its history, its treadmill) but
+    not the microphone: a listen on the microphone beside it is heard (it was refused as
+    beside a serve), the run keeps the folder (listen takes nothing of it), and its session
+    goes on to its end and is recorded as it would be alone."""
+    env = _env(tmp_path, home)
+    monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
+    run = subprocess.Popen([sys.executable, "-m", "voicecoach", "run", "--week", "1"],
+                           cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    assert run.stdin is not None and run.stdout is not None
+    try:
+        for line in run.stdout:  # the coach asks its first safety question: the folder is held
+            if "Say yes or no." in line:
+                break
+        else:
+            pytest.fail(f"the run ended before it asked: {run.wait()}")
+        from voicecoach.audio.wav import read_wav_16k
+
+        spoken = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+        sd = FakeSoundDevice([device("USB Mic")], audio=read_wav_16k(spoken),
+                             interrupt_after=True)
+        monkeypatch.setitem(sys.modules, "sounddevice", sd)
+        assert cli.main(["listen", "--engine", "pocketsphinx"]) == 0
+        out, err = capsys.readouterr()
+        assert [line.split()[2] for line in out.splitlines()] == ["stop"]
+        assert "another voicecoach" not in err
+        found = holder(home)
+        assert found is not None and (found.pid, found.command) == (run.pid, "run")
+        rest, run_err = run.communicate("stop\n", timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, run_err
+    assert "session stopped" in rest
+    sessions, _events = _recorded(home)
+    assert [row[1:] for row in sessions] == [("run", "stopped")]
+    assert holder(home) is None
+
+
+_HOLD_AS = """
+import fcntl, json, os, sys
+from voicecoach.history.liveness import process_token
+handle = open(sys.argv[1], "a+", encoding="utf-8")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+pid = os.getpid()
+text = sys.argv[2].replace("PID", str(pid)).replace("TOKEN", process_token(pid))
+handle.seek(0)
+handle.truncate()
+handle.write(text)
+handle.flush()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize(("written", "heard", "named"), [
+    # this version's holders say whether they use the microphone
+    ('{"pid": PID, "command": "run", "token": "TOKEN", "unit": "", "microphone": false}',
+     True, ""),
+    ('{"pid": PID, "command": "serve", "token": "TOKEN", "unit": "", "microphone": true}',
+     False, "serve, pid PID"),
+    # an older version's lock file does not say: taken as using it (the safe side)
+    ('{"pid": PID, "command": "run", "token": "TOKEN", "unit": ""}', False, "run, pid PID"),
+    ("PID", False, "pid PID"),
+], ids=["run-without-mic", "serve-with-mic", "older-json", "older-bare-pid"])
+def test_listen_on_the_microphone_is_refused_only_by_a_holder_that_uses_it(
+        tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], written: str, heard: bool, named: str) -> None:
+    """What the holder's lock file says about itself decides: a holder that does not use the
+    microphone lets a microphone listen be heard beside it; one that uses it, or does not
+    say (a lock file of an older version, JSON or a bare pid), refuses it in one line, exit
+    2, before the microphone is opened. The holder's lock file is left as it was."""
+    env = _env(tmp_path, home)
+    monkeypatch.setenv("VOICECOACH_CONFIG", env["VOICECOACH_CONFIG"])
+    home.mkdir(parents=True)
+    from voicecoach.audio.wav import read_wav_16k
+
+    spoken = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+    sd = FakeSoundDevice([device("USB Mic")], audio=read_wav_16k(spoken), interrupt_after=True)
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_AS, str(home / SESSION_LOCK), written],
+                            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "held\n"
+        lock = (home / SESSION_LOCK).read_text()
+        code = cli.main(["listen", "--engine", "pocketsphinx"])
+        out, err = capsys.readouterr()
+        assert (home / SESSION_LOCK).read_text() == lock
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+    if heard:
+        assert code == 0
+        assert [line.split()[2] for line in out.splitlines()] == ["stop"]
+        assert "another voicecoach" not in err
+        return
+    name = named.replace("PID", str(proc.pid))
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0].startswith(
+        f"voicecoach: error: another voicecoach ({name}) is using the workout history in "
+        f"{home}; ")
+    assert err.splitlines()[0].endswith(", or give listen WAV files instead of the microphone.")
+    assert len(err.splitlines()) == 1
+    assert sd.streams == []  # the microphone was not opened

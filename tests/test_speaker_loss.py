@@ -19,7 +19,7 @@ from replay_helpers import PLAN, user_track
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.mic import MicSource
 from voicecoach.audio.playback import SinkError, SoundDeviceSink
-from voicecoach.audio.wav import WavFileSource, write_wav
+from voicecoach.audio.wav import AudioFileSource, write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.duplex import DuplexGate
 from voicecoach.device.loop import AudioClock, DeviceLoop
@@ -109,7 +109,7 @@ class Speakerphone:
 
     # -- the microphone: an AudioSource ----------------------------------------------------
     def chunks(self) -> Iterator[AudioChunk]:
-        for chunk in WavFileSource(self.track).chunks():
+        for chunk in AudioFileSource(self.track).chunks():
             self._wait_for_speaker(chunk.end_s)
             yield chunk
 
@@ -281,7 +281,7 @@ def test_a_speaker_that_stops_taking_sound_mid_utterance_does_not_deafen_the_dev
 
         def chunks(self) -> Iterator[AudioChunk]:
             waited = False
-            for chunk in WavFileSource(track).chunks():
+            for chunk in AudioFileSource(track).chunks():
                 if not waited and chunk.start_s >= 30.0:
                     waited = True
                     speaker.wait_idle(STALL_S)

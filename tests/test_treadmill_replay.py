@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from replay_helpers import PLAN
 
-from voicecoach.audio.wav import WavFileSource, write_wav
+from voicecoach.audio.wav import AudioFileSource, write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.device.loop_faults import ListeningFaults
@@ -111,7 +111,7 @@ def test_a_replayed_session_drives_the_belt(tmp_path: Path) -> None:
     # (a borderline stop over the coach was lost that way once the briefing grew a sentence)
     fresh = _pocketsphinx()
     replay = _loop(Settings(data_dir=tmp_path / "replay"), fresh, speaker,
-                   WavFileSource(track), clock, sim, events)
+                   AudioFileSource(track), clock, sim, events)
     replay.run()
     heard = {e.command: e for e in events if isinstance(e, CommandHeard) and e.source == "voice"}
     assert "faster" in heard and "stop" in heard

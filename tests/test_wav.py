@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicecoach.audio.wav import WavFileSource, read_header, read_wav_16k, write_wav
+from voicecoach.audio.wav import AudioFileSource, read_header, read_wav_16k, write_wav
 from voicecoach.errors import VoicecoachError
 
 
@@ -97,7 +97,7 @@ def test_extensible_float_six_channels(tmp_path: Path) -> None:
 
 def test_silent_wav_is_fine(tmp_path: Path) -> None:
     write_wav(tmp_path / "quiet.wav", np.zeros(8000, dtype=np.int16))
-    chunks = list(WavFileSource(tmp_path / "quiet.wav").chunks())
+    chunks = list(AudioFileSource(tmp_path / "quiet.wav").chunks())
     assert sum(c.samples for c in chunks) == 8000
     assert all(set(c.audio) == {0} for c in chunks)
 
@@ -106,7 +106,7 @@ def test_silent_wav_is_fine(tmp_path: Path) -> None:
 def test_chunks_cover_the_file_in_order(tmp_path: Path, chunk_s: float) -> None:
     raw = np.round(tone(44100, 1.23) * 32767).astype("<i2").tobytes()
     path = riff(tmp_path / "t.wav", raw, tag=1, channels=1, rate=44100, bits=16)
-    chunks = list(WavFileSource(path, chunk_s=chunk_s).chunks())
+    chunks = list(AudioFileSource(path, chunk_s=chunk_s).chunks())
     step = round(chunk_s * 16000)
     assert all(c.samples == step for c in chunks[:-1])
     assert 0 < chunks[-1].samples <= step
@@ -123,7 +123,7 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     data = good.read_bytes()
     cases = {
         "empty": (b"", "empty"),
-        "text": (b"this is not audio at all, just some words\n", "not a WAV file"),
+        "text": (b"this is not audio at all, just some words\n", "not a WAV or FLAC file"),
         "truncated": (data[: len(data) // 2], "truncated"),
         "half_frame": (data[:-1], "truncated"),
         "corrupt": (data[:12] + b"\xff" * 40, "corrupt"),
@@ -145,7 +145,7 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 def test_bad_files_give_one_clear_error(tmp_path: Path, case: str) -> None:
     path, words = bad_files(tmp_path)[case]
     with pytest.raises(VoicecoachError) as info:
-        WavFileSource(path)
+        AudioFileSource(path)
     line = info.value.one_line()
     assert str(path) in line and words in line
     assert "\n" not in line and info.value.hint
@@ -166,7 +166,7 @@ def test_write_wav_rejects_stereo_arrays(tmp_path: Path) -> None:
 def test_bad_chunk_length(tmp_path: Path) -> None:
     write_wav(tmp_path / "a.wav", np.zeros(100, dtype=np.int16))
     with pytest.raises(VoicecoachError, match="chunk length"):
-        WavFileSource(tmp_path / "a.wav", chunk_s=0)
+        AudioFileSource(tmp_path / "a.wav", chunk_s=0)
 
 
 @pytest.mark.parametrize("placeholder", [0, 0x7FFFF000, 0xFFFFFFFF])
@@ -179,3 +179,38 @@ def test_streamed_wav_without_a_data_size_reads_to_the_end(tmp_path: Path,
     data[40:44] = struct.pack("<I", placeholder)
     path.write_bytes(bytes(data) + b"\x00")  # and a stray half frame at the end
     check_tone(path)
+
+
+@pytest.mark.parametrize("chunk_s", [0.01, 0.1, 0.37])
+def test_a_flac_file_streams_as_the_same_audio_in_a_wav_does(tmp_path: Path,
+                                                               chunk_s: float) -> None:
+    """A FLAC file goes through the WAV file's path after decoding (channels mixed, the same
+    resampler, the same chunks): 44.1 kHz stereo 16-bit FLAC and WAV of the same samples give
+    the same chunks, whatever the chunk size, and the file is told by its bytes, not its name."""
+    import soundfile
+
+    left = np.round(tone(44100, 1.23) * 32767).astype("<i2")
+    stereo = np.stack([left, left // 2], axis=1)
+    wav = riff(tmp_path / "t.wav", stereo.tobytes(), tag=1, channels=2, rate=44100, bits=16)
+    flac = tmp_path / "t.flac"
+    soundfile.write(str(flac), stereo, 44100, format="FLAC", subtype="PCM_16")
+    named_wav = tmp_path / "flac_named.wav"
+    named_wav.write_bytes(flac.read_bytes())
+    expected = [(c.start_s, c.audio) for c in AudioFileSource(wav, chunk_s=chunk_s).chunks()]
+    for path in (flac, named_wav):
+        source = AudioFileSource(path, chunk_s=chunk_s)
+        assert source.seconds == pytest.approx(1.23, abs=1 / 44100)
+        assert [(c.start_s, c.audio) for c in source.chunks()] == expected
+
+
+def test_a_flac_file_gone_after_it_was_opened_is_one_line(tmp_path: Path) -> None:
+    import soundfile
+
+    path = tmp_path / "gone.flac"
+    soundfile.write(str(path), np.zeros(16000, np.int16), 16000, format="FLAC")
+    source = AudioFileSource(path)
+    path.unlink()
+    with pytest.raises(VoicecoachError) as info:
+        list(source.chunks())
+    assert info.value.one_line() == (f"audio file {path}: is gone (moved or deleted while being "
+                                     "read); check the path.")

@@ -168,13 +168,14 @@ def stopped_by_sigterm(recorders: Callable[[], Sequence[SessionRecorder]] = tupl
 
 
 @contextmanager
-def recorded_session(settings: Settings, plan: Plan | None,
-                     source: str) -> Iterator[tuple[Plan, SessionRecorder]]:
+def recorded_session(settings: Settings, plan: Plan | None, source: str, *,
+                     microphone: bool = True) -> Iterator[tuple[Plan, SessionRecorder]]:
     """Open the history, plan from it when no plan was chosen, and record the session as it
     goes. A session that did not end by itself is closed as stopped (Ctrl-C) or interrupted.
     The plan counts a session of this process whose end is not written yet (another program
-    holds the history locked) as it ended (history.recorder.sessions_for_plan)."""
-    with one_session_at_a_time(settings.data_dir, source), \
+    holds the history locked) as it ended (history.recorder.sessions_for_plan).
+    ``microphone``: whether this process listens on it (the data folder's lock says so)."""
+    with one_session_at_a_time(settings.data_dir, source, microphone=microphone), \
             HistoryDB.open(settings.data_dir, recover=False) as db:
         tidy_unless_locked(db)  # a history held locked does not hold the start up
         if plan is None:

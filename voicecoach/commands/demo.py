@@ -74,7 +74,7 @@ def play(args: argparse.Namespace, settings: Settings, *, record: bool = True) -
         if not record:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="voicecoach-demo-"))
             settings = replace(settings, data_dir=Path(scratch))
-        with recorded_session(settings, DEMO_PLAN, "demo") as (plan, recorder), \
+        with recorded_session(settings, DEMO_PLAN, "demo", microphone=False) as (plan, recorder), \
                 stopped_by_sigterm(lambda: [recorder]):
             sim = _sim(args)
             coach = make_coach(settings, plan, grammar, recorder, output_listener(args, settings),

@@ -102,12 +102,15 @@ def run(args: argparse.Namespace) -> int:
     grammar = load_grammar(settings.speech.language)
     if args.status:
         return status(settings, grammar)
-    if not args.forget:
+    if args.forget:
+        _check_forgetting(args, settings)  # nothing to forget: said before anything is made
+    else:
         _check_enrolling(args, grammar)
     # held for the whole enrollment: a serve reads the enrollments and listens on the
     # microphone, so beside one (or while a session runs) this is refused in one line before
     # anything is recorded or written, and a serve started meanwhile is refused in turn
-    with one_session_at_a_time(settings.data_dir, "enroll"):
+    with one_session_at_a_time(settings.data_dir, "enroll",
+                               microphone=not (args.forget or args.from_dir)):
         if args.forget:
             return _forget(args, settings)
         return _enroll(args, settings, grammar)
@@ -125,12 +128,38 @@ def _check_enrolling(args: argparse.Namespace, grammar: Grammar) -> None:
                               "choose another name with --user")
 
 
+#: Exit code of ``enroll --forget`` with nothing to forget: nothing was done, which a user who
+#: meant another data folder (or a script) must see; 2 stays for refusals and bad options.
+NOTHING_TO_FORGET = 1
+
+
+def _check_forgetting(args: argparse.Namespace, settings: Settings) -> None:
+    """Nothing to forget (no data folder, nobody or not that user enrolled in it) is one
+    line naming where it looked, before the data folder is held: forgetting makes nothing,
+    not the folder nor its lock file."""
+    user = None if args.user == "all" else check_user(args.user)
+    folder = settings.data_dir
+    if not folder.is_dir():
+        raise VoicecoachError(f"nothing to forget: there is no data folder {folder}",
+                              "give the one the coach uses (--data-dir, VOICECOACH_HOME or "
+                              "data_dir in the config)", exit_code=NOTHING_TO_FORGET)
+    enrolled = [path.stem for path in enrolled_files(folder)]
+    if (not enrolled) if user is None else user not in enrolled:
+        raise _nothing_to_forget(args.user, folder)
+
+
+def _nothing_to_forget(user: str, folder: Path) -> VoicecoachError:
+    who = "nobody is enrolled" if user == "all" else f"'{user}' is not enrolled"
+    return VoicecoachError(f"nothing to forget: {who} in {folder}",
+                           "see who is: voicecoach enroll --status",
+                           exit_code=NOTHING_TO_FORGET)
+
+
 def _forget(args: argparse.Namespace, settings: Settings) -> int:
     user = None if args.user == "all" else check_user(args.user)
     removed = forget(settings.data_dir, user)
-    if not removed:
-        raise VoicecoachError(f"'{args.user}' is not enrolled",
-                              "see who is: voicecoach enroll --status")
+    if not removed:  # forgotten by another enroll --forget since it was checked
+        raise _nothing_to_forget(args.user, settings.data_dir)
     print(f"forgot the voice of {', '.join(removed)}")
     return 0
 

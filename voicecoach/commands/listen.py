@@ -1,4 +1,4 @@
-"""``voicecoach listen``: run the recogniser on WAV files or folders, or on the microphone."""
+"""``voicecoach listen``: run the recogniser on WAV or FLAC files or folders, or on the microphone."""
 
 from __future__ import annotations
 
@@ -15,24 +15,24 @@ from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
 from voicecoach.errors import VoicecoachError, describe, where_raised
 from voicecoach.grammar import Grammar, load_grammar
-from voicecoach.history.session_lock import one_session_at_a_time
+from voicecoach.history.session_lock import microphone_for
 from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WAV_SUFFIXES = (".wav", ".wave")
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
-        "listen", help="print the commands heard in WAV files, or on the microphone",
+        "listen", help="print the commands heard in WAV or FLAC files, or on the microphone",
         formatter_class=DefaultsFormatter,
-        description="Run the command recogniser on WAV files (any rate, width and channel "
-                    "count) or folders of them, searched recursively; with no path, listen "
-                    "to the microphone until Ctrl-C. The model loads once for all files.")
+        description="Run the command recogniser on WAV or FLAC files (any rate, width and "
+                    "channel count) or folders of them, searched recursively; with no path, "
+                    "listen to the microphone until Ctrl-C. The model loads once for all files.")
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="WAV files or folders (default: the microphone)")
+                        help="WAV or FLAC files or folders (default: the microphone)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON line per file: file, audio_s and the commands heard")
     add_engine_options(parser)
@@ -48,17 +48,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser.set_defaults(func=run)
 
 
-def wav_files(paths: Iterable[str]) -> Iterator[tuple[str, VoicecoachError | None]]:
-    """Each WAV file under ``paths`` (folders recursively, sorted) with None, or a bad path
-    with the error that says why."""
+def audio_files(paths: Iterable[str]) -> Iterator[tuple[str, VoicecoachError | None]]:
+    """Each WAV or FLAC file under ``paths`` (folders recursively, sorted) with None, or a
+    bad path with the error that says why."""
     for text in paths:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.suffix.lower() in WAV_SUFFIXES and p.is_file())
+                           if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
             if not found:
-                yield text, VoicecoachError(f"folder {path} holds no .wav files",
-                                            "give WAV files or a folder with some")
+                yield text, VoicecoachError(f"folder {path} holds no .wav or .flac files",
+                                            "give WAV or FLAC files or a folder with some")
             for file in found:
                 yield str(file), None
         elif path.exists():
@@ -158,15 +158,15 @@ def _make(settings: Any, grammar: Grammar, commands: tuple[str, ...]) -> Recogni
 
 def _run_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
                commands: tuple[str, ...], chunk_s: float) -> int:
-    from voicecoach.audio.wav import WavFileSource
+    from voicecoach.audio.wav import AudioFileSource
     from voicecoach.progress import bar
 
-    files = list(wav_files(args.paths))
+    files = list(audio_files(args.paths))
     total = 0.0
     for name, problem in files:  # the bar counts audio seconds: one long file shows it too
         if problem is None:
             try:
-                total += WavFileSource(name, chunk_s).seconds
+                total += AudioFileSource(name, chunk_s).seconds
             except VoicecoachError:
                 pass  # reported when its turn comes
     with bar(total, "listening", "audio s", json_output=args.json) as progress:
@@ -188,7 +188,7 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
     """Each file in turn; the number that could not be read or recognised, and of those the
     number the recogniser failed on (each one line; the next file is heard afresh: the
     recogniser is reset at every file)."""
-    from voicecoach.audio.wav import WavFileSource
+    from voicecoach.audio.wav import AudioFileSource
 
     recogniser: Recogniser | None = None
     failed = faults = 0
@@ -203,7 +203,7 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
         try:
             if problem is not None:
                 raise problem
-            source = WavFileSource(name, chunk_s)
+            source = AudioFileSource(name, chunk_s)
         except VoicecoachError as exc:
             failed += 1
             report(name, exc)
@@ -236,8 +236,9 @@ def _listen_files(args: argparse.Namespace, settings: Any, grammar: Grammar,
 def _run_microphone(args: argparse.Namespace, settings: Any, grammar: Grammar,
                     commands: tuple[str, ...], chunk_s: float) -> int:
     """Listen on the microphone until Ctrl-C, holding the data folder: a serve listens on
-    that microphone (refused in one line before it is opened; files are heard beside one)."""
-    with one_session_at_a_time(settings.data_dir, "listen"):
+    that microphone (refused in one line before it is opened; files are heard beside one).
+    Beside a holder that does not use the microphone (a typed run) it is heard."""
+    with microphone_for(settings.data_dir, "listen"):
         return _hear_microphone(args, settings, grammar, commands, chunk_s)
 
 

@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     settings = session_settings(args)
     grammar = load_grammar(settings.speech.language)
     chosen = choose_plan(args, settings)
-    # held before the treadmill is opened: a serve holding the folder keeps its belt's link
-    with one_session_at_a_time(settings.data_dir, "run"):
+    # held before the treadmill is opened: a serve holding the folder keeps its belt's link;
+    # typed or replayed, a run never opens the microphone: a listen on it is heard beside it
+    with one_session_at_a_time(settings.data_dir, "run", microphone=False):
         return _run(args, settings, grammar, chosen)
 
 

@@ -153,7 +153,8 @@ def run_device(args: argparse.Namespace, settings: Settings, *, sessions: int | 
     while one is started by hand) is said in one line before anything is opened: its
     microphone, speaker, treadmill and history are left alone, and nothing is said aloud
     over its session."""
-    with one_session_at_a_time(settings.data_dir, "start" if begin_at_once else "serve"):
+    with one_session_at_a_time(settings.data_dir, "start" if begin_at_once else "serve",
+                               microphone=not getattr(args, "audio_in", None)):
         return _run_device(args, settings, sessions=sessions, begin_at_once=begin_at_once)
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from voicecoach.audio.chunk import AudioChunk, AudioSource
-from voicecoach.audio.wav import WavFileSource
+from voicecoach.audio.wav import AudioFileSource
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Paced:
 def replay(paths: list[str], realtime: bool) -> SourceOpener:
     """The files one after the other (every file checked now, before listening); with
     ``realtime`` at audio pace, else as fast as the loop takes them."""
-    sources = [WavFileSource(p) for p in paths]
+    sources = [AudioFileSource(p) for p in paths]
     pending = iter(sources)
 
     def next_source() -> AudioSource | None:

@@ -2,7 +2,9 @@
 another process) while one runs, or while ``serve``/``start``/``run`` holds the folder for its
 whole life (``enroll``, and ``listen`` on the microphone, for theirs); shared within a
 process by a session and the record, still being written, of the one before it. The lock
-file names its holder (pid, command, systemd unit) for the refusal's line and for doctor."""
+file names its holder (pid, command, systemd unit, whether it uses the microphone) for the
+refusal's line, for doctor, and for a microphone ``listen``, heard beside a holder that
+does not use the microphone (:func:`microphone_for`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -34,11 +36,19 @@ _HELD_GUARD = threading.Lock()
 @dataclass(frozen=True)
 class Holder:
     """The voicecoach process that holds a data folder, as its lock file names it: its pid,
-    its command (serve, start, run, demo; '' when unknown) and, when systemd runs it, its unit."""
+    its command (serve, start, run, demo; '' when unknown), when systemd runs it its unit,
+    and whether it uses the microphone (None: its lock file does not say, an older
+    version's)."""
 
     pid: int
     command: str = ""
     unit: str = ""
+    microphone: bool | None = None
+
+    @property
+    def uses_microphone(self) -> bool:
+        """Whether it may be listening on the microphone: unless it says it is not."""
+        return self.microphone is not False
 
     def names(self) -> str:
         """'serve, pid 1234', or 'pid 1234' when the command is unknown."""
@@ -81,7 +91,8 @@ def _fix(holder: Holder | None, refused: str) -> str:
 
 
 @contextmanager
-def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
+def one_session_at_a_time(data_dir: Path, command: str = "", *,
+                          microphone: bool = True) -> Iterator[None]:
     """Refuse (one line, :class:`DataFolderBusy`) a second voicecoach on the same data
     folder while one holds it: two coaches would share one history, one microphone and one
     treadmill, and one user cannot walk two sessions. A session holds it while it runs;
@@ -89,6 +100,8 @@ def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
     holder in the refusal, and the refused command's fix), so a second serve is refused at
     once, not when "start" is heard. ``enroll`` (which writes the enrollments a serve reads)
     and ``listen`` on the microphone (which a serve listens on) hold it for theirs too.
+    ``microphone``: whether the holder listens on the microphone (a typed run, a replay and
+    the demo do not), written in the lock file for :func:`microphone_for`.
     The lock is the kernel's (flock), so a crashed or killed holder never leaves it behind:
     the name written in the file (cleared when the holder lets go, left by a killed one) is
     only read to name a holder that still runs (:func:`holder`).
@@ -113,7 +126,7 @@ def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
         held = _HELD.get(key)
         if held is None:
             try:
-                _take(handle, data_dir, command)
+                _take(handle, data_dir, command, microphone)
             except BaseException:
                 with contextlib.suppress(OSError):
                     handle.close()
@@ -137,7 +150,7 @@ def one_session_at_a_time(data_dir: Path, command: str = "") -> Iterator[None]:
                     handle.close()  # and the lock with it
 
 
-def _take(handle: TextIO, data_dir: Path, command: str) -> None:
+def _take(handle: TextIO, data_dir: Path, command: str, microphone: bool) -> None:
     """Take the session lock on ``handle`` and write who holds it in it, or refuse."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -146,7 +159,8 @@ def _take(handle: TextIO, data_dir: Path, command: str) -> None:
         # unnamed only in the moment before a new holder writes its name over the last one's
         raise DataFolderBusy(data_dir, _live(handle.read()), command) from None
     pid = os.getpid()
-    mine = {"pid": pid, "command": command, "token": process_token(pid), "unit": _unit()}
+    mine = {"pid": pid, "command": command, "token": process_token(pid), "unit": _unit(),
+            "microphone": microphone}
     try:  # who holds it, for the refusal's line and doctor; a full disk only loses that
         handle.seek(0)
         handle.truncate()
@@ -174,11 +188,34 @@ def _live(text: str) -> Holder | None:
         return Holder(int(text)) if pid_alive(int(text)) else None
     try:
         data = json.loads(text)
-        found = Holder(int(data["pid"]), str(data.get("command", "")), str(data.get("unit", "")))
+        microphone = data.get("microphone")
+        found = Holder(int(data["pid"]), str(data.get("command", "")), str(data.get("unit", "")),
+                       microphone if isinstance(microphone, bool) else None)
         token = str(data.get("token", ""))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return found if pid_alive(found.pid, token) else None
+
+
+@contextmanager
+def microphone_for(data_dir: Path, command: str = "listen") -> Iterator[None]:
+    """Hold ``data_dir`` for a command that uses only the microphone (``listen``): as
+    :func:`one_session_at_a_time` does, so a serve started meanwhile is refused; but beside a
+    holder that says it does not use the microphone (a typed run, a replay, the demo) it is
+    not refused and goes on without the lock, which that holder keeps (the history and the
+    treadmill are its own; listen touches neither). A holder that uses the microphone, or
+    does not say (an older version's lock file, or none named yet), refuses it
+    (:class:`DataFolderBusy`): the safe side. Beside a holder, a serve that starts after
+    that holder has ended is not refused for this listen (it holds no lock to refuse it)."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(one_session_at_a_time(data_dir, command, microphone=True))
+        except DataFolderBusy as busy:
+            if busy.holder is None or busy.holder.uses_microphone:
+                raise
+            _LOGGER.debug("history: %s beside %s, which does not use the microphone",
+                          command, busy.holder.names())
+        yield
 
 
 def _unit() -> str:
