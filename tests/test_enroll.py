@@ -348,7 +348,7 @@ def test_bad_folders(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     (bad / "yes").mkdir()
     shutil.copy(COMMANDS / "joe" / "normal" / "yes__yes.wav", bad / "yes" / "a.wav")
     line = _bad(capsys, "--from", str(bad))
-    assert "'banana' is named after no command" in line and "holds no .wav files" in line \
+    assert "'banana' is named after no command" in line and "holds no .wav or .flac files" in line \
         and "only 1 take of 'yes'" in line
     assert not (env / "enrollment" / "joe.npz").exists()
     # the same problems among good folders: each said as a warning, all at once, and the good
@@ -719,3 +719,28 @@ def test_enrollment_is_for_english(env: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     line = _bad(capsys, "--from", str(takes_dir(tmp_path / "a")), "--lang", "ko")
     assert "English command spotter" in line
+
+
+def test_enroll_from_flac_takes_is_the_enrollment_from_the_same_takes_as_wav(
+        tmp_path: Path) -> None:
+    """Takes recorded on a phone often come as FLAC: a folder of FLAC takes (lossless) gives
+    exactly the enrollment its WAV originals give, as `listen` hears FLAC as WAV."""
+    import soundfile
+
+    from voicecoach.device.enroller import Enroller, enroll_from
+    from voicecoach.settings import Settings
+
+    wavs = takes_dir(tmp_path / "wav")
+    flacs = tmp_path / "flac"
+    for wav in sorted(wavs.rglob("*.wav")):
+        dest = flacs / wav.parent.name / f"{wav.stem}.flac"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        data, rate = soundfile.read(str(wav), dtype="int16")
+        soundfile.write(str(dest), data, rate, format="FLAC", subtype="PCM_16")
+    made = [enroll_from(Enroller(Settings(data_dir=tmp_path / name), GRAMMAR, "joe"), folder,
+                        False)
+            for name, folder in (("a", wavs), ("b", flacs))]
+    assert sorted(made[1].commands) == sorted(made[0].commands) != []
+    for command, held in made[0].commands.items():
+        assert made[1].commands[command].takes == held.takes == 2
+        assert np.array_equal(made[1].commands[command].prototypes, held.prototypes), command

@@ -13,6 +13,9 @@ WAV_HINT = "give a PCM or float WAV file (convert with e.g. `sox in.ext -r 16000
 AUDIO_HINT = "give a WAV or FLAC file (convert with e.g. `sox in.ext -r 16000 -c 1 out.wav`)"
 #: The fix for a file whose audio is not all there.
 COPY_AGAIN = "record or copy the file again"
+#: The file names the readers are given from a folder (``listen DIR``, ``enroll --from DIR``);
+#: a file is told WAV or FLAC by its bytes, never by its name.
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac")
 
 
 def bad(path: Path, what: str, hint: str = WAV_HINT) -> VoicecoachError:

@@ -34,13 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="The coach asks you to say each command a few times and learns your "
                     "voice from the takes (hands-free: it speaks, you answer). With --from DIR "
                     "it learns from recordings instead: DIR/stop/*.wav, DIR/yes/*.wav, ... "
-                    "(a folder per command name or phrase, WAVs of any rate and channel "
-                    "count). Only the learnt prototypes are kept, in the data folder; nothing "
-                    "leaves the machine.")
+                    "(a folder per command name or phrase, WAV or FLAC files of any rate "
+                    "and channel count). Only the learnt prototypes are kept, in the data "
+                    "folder; nothing leaves the machine.")
     parser.add_argument("--user", default=DEFAULT_USER, metavar="NAME",
                         help="whose voice (several users may be enrolled on one device)")
     parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
-                        help="learn from recordings in DIR/<command>/*.wav")
+                        help="learn from recordings in DIR/<command>/*.wav (or .flac)")
     parser.add_argument("--status", action="store_true",
                         help="say who is enrolled, for which commands and when, and exit")
     parser.add_argument("--forget", action="store_true",

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from voicecoach.audio.checks import AUDIO_SUFFIXES
 from voicecoach.audio.chunk import AudioChunk
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import add_engine_options, settings_from_args
@@ -20,8 +21,6 @@ from voicecoach.listening.recogniser import Detection, Recogniser
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-
-AUDIO_SUFFIXES = (".wav", ".wave", ".flac")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicecoach.audio.checks import AUDIO_SUFFIXES
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar, normalise
 from voicecoach.listening.spotter.calibrate import (
@@ -35,8 +36,6 @@ from voicecoach.listening.spotter.voice import VoiceProfile, check_user
 from voicecoach.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
-
-WAV_SUFFIXES = (".wav", ".wave")
 
 
 # -- the checks shared by both flows -------------------------------------------------------
@@ -189,8 +188,8 @@ def describe(profile: VoiceProfile) -> str:
 # -- --from DIR ----------------------------------------------------------------------------
 def takes_in(folder: Path, grammar: Grammar, problems: list[str] | None = None
              ) -> list[tuple[str, str, list[Path]]]:
-    """(command, phrase, WAV files) of every usable command folder in ``folder``. A folder
-    named after no command, one with no .wav file, or a command with fewer than 2 takes is
+    """(command, phrase, audio files: WAV or FLAC) of every usable command folder in ``folder``. A folder
+    named after no command, one with no .wav or .flac file, or a command with fewer than 2 takes is
     left out and said in ``problems`` (all of them, not the first); no usable folder at all is
     one error listing them; a folder that cannot be looked into (permissions) is one error."""
     try:
@@ -222,10 +221,11 @@ def _takes_in(folder: Path, grammar: Grammar, problems: list[str] | None
         except VoicecoachError as exc:
             said.append(exc.one_line())
             continue
-        wavs = sorted(p for p in sub.iterdir() if p.suffix.lower() in WAV_SUFFIXES
+        wavs = sorted(p for p in sub.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES
                       and p.is_file())
         if not wavs:
-            said.append(f"folder {sub} holds no .wav files (record at least 2 takes there)")
+            said.append(f"folder {sub} holds no .wav or .flac files (record at least 2 takes "
+                        "there)")
             continue
         have = out.setdefault(command, (phrase, []))
         have[1].extend(wavs)
@@ -238,7 +238,7 @@ def _takes_in(folder: Path, grammar: Grammar, problems: list[str] | None
         listed = "; ".join(p.rstrip(".") for p in said)
         raise VoicecoachError(f"no command folder in {folder} can be used: {listed}",
                               "name each folder after a command and put at least 2 takes "
-                              "(.wav) in it")
+                              "(.wav or .flac) in it")
     return [(c, p, w) for c, (p, w) in out.items()]
 
 
