@@ -209,3 +209,20 @@ def test_spotter_weights_holding_nan_are_one_clear_error(tmp_path: Path) -> None
     with pytest.raises(VoicecoachError) as err:
         load_model(bad)
     assert "not finite" in err.value.one_line() and "'w0'" in err.value.one_line()
+
+
+def test_a_flac_recording_replays_through_the_device_loop_as_its_wav_does(tmp_path: Path) -> None:
+    """``run --audio-in`` takes the FLAC a phone records as it takes a WAV: the same
+    commands heard at the same audio times (FLAC is lossless)."""
+    import soundfile
+
+    wav = REPO / "audio_fixtures" / "commands" / "joe" / "normal" / "stop__stop.wav"
+    flac = tmp_path / "stop.flac"
+    data, rate = soundfile.read(str(wav), dtype="int16")
+    soundfile.write(str(flac), data, rate, format="FLAC", subtype="PCM_16")
+    runs = [vc("run", "--week", "1", "--audio-in", str(path), home=tmp_path / path.suffix)
+            for path in (wav, flac)]
+    assert "Traceback" not in runs[0].stderr + runs[1].stderr
+    assert "heard: stop" in runs[0].stdout  # no 'start' in it: no session, the same exit
+    assert runs[1].stdout == runs[0].stdout and runs[1].returncode == runs[0].returncode
+    assert runs[1].stderr.replace(str(flac), "X") == runs[0].stderr.replace(str(wav), "X")

@@ -51,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="run the workout clock N times faster than real time")
     parser.add_argument("--json-events", action="store_true",
                         help="print events as JSON lines (time, type, state, text, command)")
-    parser.add_argument("--audio-in", metavar="FILE.wav",
-                        help="replay a recording through the device loop, as serve --audio-in "
+    parser.add_argument("--audio-in", metavar="FILE",
+                        help="replay a recording (WAV or FLAC) through the device loop, as serve --audio-in "
                              "does: a session begins at 'start' (workout time = audio time)")
     add_engine_options(parser)
     parser.add_argument("--treadmill", choices=("sim",), default=None,
