@@ -67,8 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Listen on the microphone forever: 'start' begins a session (the safety "
                     "briefing, then the belt part after 'yes'); afterwards it listens again.")
     add_device_options(parser)
-    parser.add_argument("--audio-in", nargs="+", metavar="FILE.wav", default=None,
-                        help="replay these recordings, one after another, instead of the "
+    parser.add_argument("--audio-in", nargs="+", metavar="FILE", default=None,
+                        help="replay these recordings (WAV or FLAC), one after another, instead of the "
                              "microphone (for tests); the coach's voice is simulated")
     parser.add_argument("--realtime", action="store_true",
                         help="with --audio-in: replay at real-time pace")
