@@ -214,3 +214,14 @@ def test_a_flac_file_gone_after_it_was_opened_is_one_line(tmp_path: Path) -> Non
         list(source.chunks())
     assert info.value.one_line() == (f"audio file {path}: is gone (moved or deleted while being "
                                      "read); check the path.")
+
+
+def test_an_empty_flac_is_told_to_give_a_wav_or_flac_file(tmp_path: Path) -> None:
+    """A phone app that saved nothing leaves a 0-byte .flac: the line names the empty file
+    and asks for a WAV or FLAC file, not a WAV only."""
+    path = tmp_path / "take.flac"
+    path.write_bytes(b"")
+    with pytest.raises(VoicecoachError) as info:
+        AudioFileSource(path)
+    line = info.value.one_line()
+    assert str(path) in line and "empty (0 bytes)" in line and "WAV or FLAC" in line

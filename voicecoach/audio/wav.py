@@ -96,7 +96,7 @@ def _check_finite(fh: BinaryIO, info: WavInfo) -> None:
 
 def _parse(fh: BinaryIO, path: Path, size: int) -> WavInfo:
     if size == 0:
-        raise bad(path, "is empty (0 bytes)")
+        raise bad(path, "is empty (0 bytes)", AUDIO_HINT)
     head = fh.read(12)
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
         raise bad(path, "is not a WAV or FLAC file (no RIFF/WAVE or fLaC header)", AUDIO_HINT)
