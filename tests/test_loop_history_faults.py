@@ -120,27 +120,60 @@ WRITE_FAULT = "the events' insert is broken"
 FAULT_S = 2.5
 
 
+def paced_recorders(monkeypatch: pytest.MonkeyPatch, loop: Any) -> list[SessionRecorder]:
+    """The recorders the loop opens, their heartbeats paced by the audio (one each second of
+    it), as on a device walking in real time (the simulated walk runs faster)."""
+    recorders: list[SessionRecorder] = []
+    opened = SessionRecorder.open.__func__
+
+    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
+                           **kwargs: Any) -> SessionRecorder:
+        recorders.append(opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs))
+        return recorders[-1]
+    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+    return recorders
+
+
+def walked_on_and_kept(w: Any, first: float, said: list[float],
+                       recorders: list[SessionRecorder],
+                       caplog: pytest.LogCaptureFixture) -> str:
+    """The walk went on (no fault of the workout or the listening, the belt never halted
+    from the first failure at ``first`` to the user's stop, the session ended as the user
+    ended it) and nothing was lost or written twice (every event the recorder numbered is in
+    the history once, no device problem recorded); returns the one ERROR line."""
+    loop = w.loop
+    assert loop.faults == [] and loop.listen_faults == [] and loop.outcomes == ["stopped"]
+    assert said, "the user's stop was not said"
+    assert min(kmh for t, kmh in w.speeds if first <= t <= said[0]) > 0
+    assert [t for t, c in w.sim.log.of(Op.STOP_PAUSE) if first <= t < said[0]] == []
+    [recorder] = recorders
+    home = w.settings.data_dir
+    assert sessions(home) == [("serve", "stopped")]
+    assert recorder.closed and not recorder.incomplete
+    with sqlite3.connect(home / "history.sqlite3") as db:
+        [(count, seqs)] = db.execute("SELECT count(*), count(DISTINCT seq) FROM events")
+        assert count == seqs == recorder.seq
+        assert db.execute("SELECT count(*) FROM events WHERE type = 'device_problem'"
+                          ).fetchone() == (0,)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [line] = [r.getMessage() for r in errors]
+    assert errors[0].name.startswith("voicecoach.history")
+    return line
+
+
 def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = walk(tmp_path / "home", seconds=90.0)
     loop, sim, room = w.loop, w.sim, w.room
 
-    # the recorder's heartbeats paced by the audio, as on a device walking in real time (the
-    # simulated walk runs faster): one each second of audio
-    opened = SessionRecorder.open.__func__
-
-    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
-                           **kwargs: Any) -> SessionRecorder:
-        return opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs)
-    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+    recorders = paced_recorders(monkeypatch, loop)
 
     # the one real method that commits an event raises for 2.5 s of audio once the belt runs
     # (from the coach's listener, and from the recorder's heartbeat, a tick hook), then works
     real = SessionWriter._write
     failed: list[float] = []
     written: list[float] = []
-    recorders: list[SessionWriter] = []
 
     def broken(self: SessionWriter, seq: int, event: Event, data: dict[str, Any]) -> None:
         if (failed and loop.clock.audio_s - failed[0] < FAULT_S) \
@@ -150,8 +183,6 @@ def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_n
         real(self, seq, event, data)
         if failed:
             written.append(loop.clock.audio_s)
-        if self not in recorders:
-            recorders.append(self)
     monkeypatch.setattr(SessionWriter, "_write", broken)
 
     # the user says "stop" once the history has taken the events kept meanwhile
@@ -175,28 +206,12 @@ def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_n
     w.renderer.close()
 
     assert len(failed) >= 3 and written, "the write must have failed, then worked"
-    # the walk went on: no fault, the belt never halted from the first failure to the stop,
-    # and the session ended as the user ended it (on the old code: halted, ended as 'fault')
-    assert loop.faults == [] and loop.listen_faults == [] and loop.outcomes == ["stopped"]
-    assert said, "the user's stop was not said"
-    assert min(kmh for t, kmh in w.speeds if failed[0] <= t <= said[0]) > 0
-    assert [t for t, c in sim.log.of(Op.STOP_PAUSE) if failed[0] <= t < said[0]] == []
+    # the walk went on and nothing was lost (on the old code: halted, ended as 'fault'), one
+    # ERROR line for the failures, naming the exception and where; no traceback
+    line = walked_on_and_kept(w, failed[0], said, recorders, caplog)
     # after the first failure (an event's write), retried only at the recorder's heartbeats
     # (once a second of audio), not at each event
     assert all(b - a >= 0.9 for a, b in zip(failed[1:-1], failed[2:], strict=True))
-    # nothing lost, nothing twice: every event the recorder numbered is in the history once
-    [recorder] = recorders
-    home = w.settings.data_dir
-    assert sessions(home) == [("serve", "stopped")]
-    assert recorder.closed and not recorder.incomplete
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        [(count, seqs)] = db.execute("SELECT count(*), count(DISTINCT seq) FROM events")
-        assert count == seqs == recorder.seq
-        assert db.execute("SELECT count(*) FROM events WHERE type = 'device_problem'"
-                          ).fetchone() == (0,)
-    # one ERROR line for the failures, naming the exception and where; no traceback
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    [line] = [r.getMessage() for r in errors]
     assert f"RuntimeError: {WRITE_FAULT}" in line and "test_loop_history_faults.py" in line
     assert any("written again" in r.getMessage()
                for r in caplog.records if r.levelno == logging.WARNING)
@@ -242,16 +257,7 @@ def test_a_bug_in_the_recorders_tally_at_its_heartbeat_leaves_the_walk_alone(
             room.add(stop)
     room.react = react
 
-    # the recorder's heartbeats paced by the audio (one each second of it), as on a device
-    # walking in real time
-    recorders: list[SessionRecorder] = []
-    opened = SessionRecorder.open.__func__
-
-    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
-                           **kwargs: Any) -> SessionRecorder:
-        recorders.append(opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs))
-        return recorders[-1]
-    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+    recorders = paced_recorders(monkeypatch, loop)
 
     with caplog.at_level(logging.INFO):
         assert loop.run() == 1
@@ -259,26 +265,9 @@ def test_a_bug_in_the_recorders_tally_at_its_heartbeat_leaves_the_walk_alone(
     w.renderer.close()
 
     assert "heartbeat" in {where for _t, where in failed}, "the heartbeat's tally must fail"
-    # the walk went on: no fault, the belt never halted from the first failure to the stop
-    assert loop.faults == [] and loop.listen_faults == [] and loop.outcomes == ["stopped"]
-    assert said, "the user's stop was not said"
-    first = failed[0][0]
-    assert min(kmh for t, kmh in w.speeds if first <= t <= said[0]) > 0
-    assert [t for t, c in sim.log.of(Op.STOP_PAUSE) if first <= t < said[0]] == []
-    # nothing lost, nothing twice
-    [recorder] = recorders
-    home = w.settings.data_dir
-    assert sessions(home) == [("serve", "stopped")]
-    assert recorder.closed and not recorder.incomplete
-    with sqlite3.connect(home / "history.sqlite3") as db:
-        [(count, seqs)] = db.execute("SELECT count(*), count(DISTINCT seq) FROM events")
-        assert count == seqs == recorder.seq
-        assert db.execute("SELECT count(*) FROM events WHERE type = 'device_problem'"
-                          ).fetchone() == (0,)
-    # one ERROR line for the bug, however often it raised, naming it and where; no traceback
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    [line] = [r.getMessage() for r in errors]
-    assert errors[0].name.startswith("voicecoach.history")
+    # the walk went on and nothing was lost; one ERROR line for the bug, however often it
+    # raised, naming it and where; no traceback
+    line = walked_on_and_kept(w, failed[0][0], said, recorders, caplog)
     assert f"RuntimeError: {TALLY_FAULT}" in line and "test_loop_history_faults.py" in line
     assert "not a fault of the workout" in line
     no_traceback_above_debug(caplog, capsys.readouterr().err)
@@ -349,15 +338,7 @@ def test_a_record_whose_writes_raise_until_the_exit_is_kept_beside_the_history(
     loop, sim = w.loop, w.sim
     home = w.settings.data_dir
 
-    # the recorder's heartbeats paced by the audio (one each second of it)
-    recorders: list[SessionRecorder] = []
-    opened = SessionRecorder.open.__func__
-
-    def open_at_audio_pace(cls: type[SessionRecorder], *args: Any,
-                           **kwargs: Any) -> SessionRecorder:
-        recorders.append(opened(cls, *args, wall_clock=lambda: loop.clock.audio_s, **kwargs))
-        return recorders[-1]
-    monkeypatch.setattr(SessionRecorder, "open", classmethod(open_at_audio_pace))
+    recorders = paced_recorders(monkeypatch, loop)
 
     real = SessionWriter._flush
     failed: list[float] = []

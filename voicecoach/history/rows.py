@@ -174,28 +174,29 @@ def speed_or_none(value: object) -> float | None:
     return finite_or(value, None, 0.0, MAX_SPEED_MPH)
 
 
-def fault_in(data: object) -> str:
-    """The device of a logged event's JSON text that records a fault inside voicecoach
-    (events.fault_device); '' for anything else, unreadable JSON included."""
+def _logged(data: object) -> dict[str, Any] | None:
+    """A logged event's JSON text as its fields; None for anything else, unreadable JSON
+    included."""
     if not isinstance(data, str):
-        return ""
+        return None
     try:
         event = json.loads(data)
     except (ValueError, RecursionError):
-        return ""
-    return fault_device(event) if isinstance(event, dict) else ""
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def fault_in(data: object) -> str:
+    """The device of a logged event's JSON text that records a fault inside voicecoach
+    (events.fault_device); '' for anything else, unreadable JSON included."""
+    event = _logged(data)
+    return "" if event is None else fault_device(event)
 
 
 def phase_in(data: object) -> str:
     """The phase kind of a logged phase_started event's JSON text; '' for anything else,
     unreadable JSON included."""
-    if not isinstance(data, str):
-        return ""
-    try:
-        event = json.loads(data)
-    except (ValueError, RecursionError):
-        return ""
-    kind = event.get("kind") if isinstance(event, dict) else None
+    kind = (_logged(data) or {}).get("kind")
     return kind if isinstance(kind, str) else ""
 
 
