@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,24 @@ pytestmark = pytest.mark.skipif(
 FAULT = "the end's update is broken"
 
 
+def says_stop_when(w: Any, when: Callable[[float], bool]) -> list[float]:
+    """The walk's user also says "stop" at audio time ``t`` when ``when(t)``, the coach is
+    not speaking and 5 s have passed since the last; returns when it was said."""
+    polite = w.room.react
+    said: list[float] = []
+
+    def react(t: float) -> None:
+        assert polite is not None
+        polite(t)
+        if when(t) and not w.speaker.is_speaking() and (not said or t - said[-1] > 5.0):
+            said.append(t)
+            stop = load_clip("stop", "stop")
+            stop.at_s = t
+            w.room.add(stop)
+    w.room.react = react
+    return said
+
+
 def test_a_history_write_that_raises_then_works_loses_nothing_and_is_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,20 +72,8 @@ def test_a_history_write_that_raises_then_works_loses_nothing_and_is_one_line(
     # the user says "stop" 6 s into the warm-up: the session is over, and its record's end
     # (the one real method that writes it) raises three times, at the end and at the
     # heartbeats after, then works
-    polite = room.react
-    said: list[float] = []
-
-    def react(t: float) -> None:
-        assert polite is not None
-        polite(t)
-        coach = loop.coach
-        if coach.state is State.WARMUP and coach.phase_elapsed >= 6.0 \
-                and not w.speaker.is_speaking() and (not said or t - said[-1] > 5.0):
-            said.append(t)
-            stop = load_clip("stop", "stop")
-            stop.at_s = t
-            room.add(stop)
-    room.react = react
+    says_stop_when(w, lambda t: loop.coach.state is State.WARMUP
+                      and loop.coach.phase_elapsed >= 6.0)
 
     real = SessionRecorder._write_end
     failed: list[float] = []
@@ -165,7 +172,7 @@ def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_n
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
     w = walk(tmp_path / "home", seconds=90.0)
-    loop, sim, room = w.loop, w.sim, w.room
+    loop, sim = w.loop, w.sim
 
     recorders = paced_recorders(monkeypatch, loop)
 
@@ -186,19 +193,8 @@ def test_a_recorder_write_that_raises_mid_walk_leaves_the_walk_alone_and_loses_n
     monkeypatch.setattr(SessionWriter, "_write", broken)
 
     # the user says "stop" once the history has taken the events kept meanwhile
-    polite = room.react
-    said: list[float] = []
-
-    def react(t: float) -> None:
-        assert polite is not None
-        polite(t)
-        if written and t - written[0] >= 3.0 and not w.speaker.is_speaking() \
-                and loop.coach.state is not State.IDLE and (not said or t - said[-1] > 5.0):
-            said.append(t)
-            stop = load_clip("stop", "stop")
-            stop.at_s = t
-            room.add(stop)
-    room.react = react
+    said = says_stop_when(w, lambda t: bool(written) and t - written[0] >= 3.0
+                          and loop.coach.state is not State.IDLE)
 
     with caplog.at_level(logging.INFO):
         assert loop.run() == 1
@@ -229,7 +225,7 @@ def test_a_bug_in_the_recorders_tally_at_its_heartbeat_leaves_the_walk_alone(
     (the belt halted, the session ended as 'fault'). Now one ERROR line, the walk goes on and
     every event is recorded once."""
     w = walk(tmp_path / "home", seconds=90.0)
-    loop, sim, room = w.loop, w.sim, w.room
+    loop, sim = w.loop, w.sim
 
     real = Tally.advance
     failed: list[tuple[float, str]] = []  # (audio time, the recorder's method it came from)
@@ -243,19 +239,8 @@ def test_a_bug_in_the_recorders_tally_at_its_heartbeat_leaves_the_walk_alone(
     monkeypatch.setattr(Tally, "advance", broken)
 
     # the user says "stop" 3 s after the tally works again
-    polite = room.react
-    said: list[float] = []
-
-    def react(t: float) -> None:
-        assert polite is not None
-        polite(t)
-        if failed and t - failed[0][0] >= FAULT_S + 3.0 and not w.speaker.is_speaking() \
-                and loop.coach.state is not State.IDLE and (not said or t - said[-1] > 5.0):
-            said.append(t)
-            stop = load_clip("stop", "stop")
-            stop.at_s = t
-            room.add(stop)
-    room.react = react
+    said = says_stop_when(w, lambda t: bool(failed) and t - failed[0][0] >= FAULT_S + 3.0
+                          and loop.coach.state is not State.IDLE)
 
     recorders = paced_recorders(monkeypatch, loop)
 
