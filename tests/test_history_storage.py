@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -173,6 +174,63 @@ def test_a_lock_mid_session_is_waited_out_without_freezing_the_coach(tmp_path: P
     [row] = db.sessions()
     db.close()
     assert not recorder.incomplete and row.status == "finished" and row.backward_s == 300
+
+
+SAY_FAULT = "the speaker's driver is gone"
+
+
+@pytest.mark.parametrize("met_by", ["the heartbeat", "an event"])
+def test_telling_of_a_history_problem_that_raises_neither_ends_the_walk_nor_loses_events(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str], met_by: str) -> None:
+    """The coach's ``say`` raises while the recorder tells the user that the history is
+    failing (another program holds it), whether a heartbeat (a tick hook) or an event's
+    write met the lock first. Before, the exception escaped from the recorder into the
+    coach: out of its tick (the device loop's workout fault) or its listener guard ("event
+    listener ... failed", the recorder's later failures then unsaid). Now it is one ERROR
+    line, the user is not told again and again, and every event is recorded once the lock
+    is let go."""
+    run, db, recorder = _session(tmp_path)
+    real_say = run.coach.say
+    tries: list[str] = []
+
+    def say(text: str, *args: object, **kwargs: object) -> None:
+        if text == HISTORY_FAILING_SPEECH:
+            tries.append(text)
+            raise RuntimeError(SAY_FAULT)
+        real_say(text, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(run.coach, "say", say)
+    run.into(State.BACKWARD).at(run.t + 10)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # a backup, or an sqlite3 shell
+    given = len(run.events)
+    with caplog.at_level(logging.INFO):
+        if met_by == "the heartbeat":
+            run.at(run.t + 1)  # a tick the coach says nothing at: only the heartbeat writes
+            assert len(run.events) == given
+        else:
+            run.say("faster")  # at the heartbeat's own time: only the event writes
+        assert recorder.problem is not None and tries == [HISTORY_FAILING_SPEECH]
+        run.at(run.t + 30)  # the walk goes on; its events are kept, the user not told again
+        assert run.coach.state is State.BACKWARD and recorder.pending > 0
+    assert tries == [HISTORY_FAILING_SPEECH] and recorder.told
+    other.execute("ROLLBACK")
+    other.close()
+    run.finish()
+    recorder.close()
+    [row] = db.sessions()
+    seqs = [r[0] for r in db.conn.execute("SELECT seq FROM events ORDER BY seq")]
+    db.close()
+    assert not recorder.incomplete and row.status == "finished" and row.backward_s == 300
+    assert seqs == list(range(1, recorder.seq + 1))  # every event, in order, once
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not any("listener" in r.getMessage() for r in errors)
+    [told] = [r.getMessage() for r in errors if "while telling" in r.getMessage()]
+    assert told.startswith("history: a fault while telling the user that session 1")
+    assert f"RuntimeError: {SAY_FAULT}" in told and "test_history_storage.py" in told
+    assert "not a fault of the workout" in told
+    assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_close_retries_until_the_disk_allows(tmp_path: Path,

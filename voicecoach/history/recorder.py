@@ -78,8 +78,9 @@ class SessionRecorder(SessionWriter):
     that cannot be written is kept in memory, in order, and written by the next heartbeat
     once the disk allows (later events are only kept meanwhile); the first failure is logged
     (a bug: each new one, at ERROR) and ``on_problem`` (if set) is called once, to tell the
-    user. :attr:`incomplete` says whether anything was still unwritten when the recorder
-    closed (the command's exit code says so).
+    user (if telling raises, one ERROR line: SessionWriter._tell). :attr:`incomplete` says
+    whether anything was still unwritten when the recorder closed (the command's exit code
+    says so).
 
     A session that ends while the history cannot take the rest is either closed by
     :meth:`close`, which waits for it (the end of a program), or ended by :meth:`end`, which

@@ -237,12 +237,20 @@ class SessionWriter:
         _LOGGER.debug("the history fault's traceback:", exc_info=exc)
 
     def _tell(self) -> None:
-        """Tell the user once per session (outside any write: telling emits an event)."""
+        """Tell the user once per session (outside any write: telling emits an event). Never
+        raises: telling that fails (the coach's ``say``, the speaker, a bug in it) is one
+        ERROR line, its traceback at DEBUG, and not tried again; the recording goes on, and
+        the walk too (this runs inside the coach's listeners and tick hooks)."""
         if self.problem is None or self.told or self._telling or self.on_problem is None:
             return
         self.told = self._telling = True
         try:
             self.on_problem(self.problem)
+        except Exception as exc:  # noqa: BLE001 - telling of the history must not end the walk
+            _LOGGER.error("history: a fault while telling the user that %s cannot be recorded "
+                          "now: %s (at %s); not told again, the session is still recorded; not "
+                          "a fault of the workout", self._name, describe(exc), where_raised(exc))
+            _LOGGER.debug("the history fault's traceback:", exc_info=exc)
         finally:
             self._telling = False
 
