@@ -28,6 +28,7 @@ from voicecoach.history import (
     unwritten,
 )
 from voicecoach.history import recorder as recorder_module
+from voicecoach.history.rows import SessionSummary
 from voicecoach.workout.coach import Coach
 from voicecoach.workout.plan import programme_week
 
@@ -286,6 +287,120 @@ def test_a_kept_session_is_shown_and_planned_from_while_the_history_is_still_hel
                                     datetime.date.today())
     assert (planned.week, planned.phases, planned.notes) == (written.week, written.phases,
                                                             written.notes)
+
+
+SUMMARY_BUG = "the summary's figures are broken"
+
+
+def _broken_summary(monkeypatch: pytest.MonkeyPatch, broken: SessionRecorder) -> None:
+    """A bug in ``broken``'s summary (the figures it reads back from memory): it raises."""
+    real = SessionRecorder.summary
+
+    def summary(self: SessionRecorder) -> SessionSummary:
+        if self is broken:
+            raise RuntimeError(SUMMARY_BUG)
+        return real(self)
+    monkeypatch.setattr(SessionRecorder, "summary", summary)
+
+
+@pytest.mark.parametrize("kept", ["the whole session", "its end alone"])
+def test_a_summary_that_raises_at_the_close_still_keeps_the_session_beside_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str], kept: str) -> None:
+    """The exit gives a session up to a side file (another program holds the history) and a
+    bug in its summary (the figures for the line saying what could not be written) raises:
+    before, the close raised it out of the command (a traceback) after the side file and
+    before that line, so nothing said where the session went. Now one ERROR line names the
+    bug, the close's line still says what could not be written and where it is kept (without
+    the figures), the data folder is let go, and the next opening merges the session whole."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.settings import Settings
+
+    monkeypatch.setattr(recovery, "pid_alive", lambda pid, token: False)  # the exit is over
+    settings = Settings(data_dir=tmp_path)
+    HistoryDB.open(tmp_path).close()
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    whole = kept == "the whole session"
+    if whole:
+        other.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.INFO, logger="voicecoach"):
+        with recorded_session(settings, programme_week(2), "run") as (_plan, recorder):
+            _walk(recorder, other, lock_at=-1 if whole else 2)
+            _broken_summary(monkeypatch, recorder)
+        # the command's end: the close gave the session up and said so, raising nothing
+    assert recorder.closed and recorder.incomplete and recorder.kept_in == tmp_path / SIDE
+    assert recorder.kept_in.is_file()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    [bug] = [line for line in errors if "locked by another program" not in line]
+    name = "the new session" if whole else "session 1"
+    assert bug.startswith(f"history: a fault while closing {name}: RuntimeError: {SUMMARY_BUG}")
+    assert "test_history_unwritten.py" in bug and "not a fault of the workout" in bug
+    [lost] = [r.getMessage() for r in caplog.records if "could not be written" in r.getMessage()]
+    assert str(recorder.kept_in) in lost and "merged into the history at its next opening" in lost
+    assert ("could not be written at all" in lost) is whole
+    assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
+    other.execute("COMMIT")
+    other.close()
+    # the data folder is let go: the next session starts, and its opening merges the first
+    with recorded_session(settings, programme_week(3), "run") as (_plan, second):
+        assert second.session_id == 2
+        second.close("stopped")
+    assert not (tmp_path / SIDE).exists()
+    [merged, _second] = _history_json(tmp_path, capsys)
+    assert (merged["id"], merged["status"], merged["backward_s"], merged["pain_reports"]) == (
+        1, "finished", 300.0, 1)
+    with HistoryDB.open(tmp_path) as db:
+        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
+                                                     "session_ended"]
+
+
+def test_a_summary_that_raises_leaves_the_session_out_of_the_next_plan_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A session ends while another program holds the history (its end in memory, its row
+    'running') and "start" is heard, twice, before the lock is let go, with a bug in that
+    session's summary: before, the plan raised it and no session could start. Now the next
+    session is planned from the rows the history holds (the first's 'running' row counts
+    for nothing), one ERROR line says so however often it is planned, and the first's end is
+    written once the lock is let go."""
+    from voicecoach.commands._common import recorded_session
+    from voicecoach.history import plan_next_session
+    from voicecoach.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    with HistoryDB.open(tmp_path) as db:
+        SessionRecorder.open(db, programme_week(1), "run").close("stopped")
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    with contextlib.ExitStack() as first_stack:
+        _plan, first = first_stack.enter_context(
+            recorded_session(settings, programme_week(2), "serve"))
+        _walk(first, other, lock_at=2)
+        assert not first.end("finished")  # the device loop's end: kept in memory
+        _broken_summary(monkeypatch, first)
+        with HistoryDB.open_file(tmp_path / DB_NAME, recover=False) as held:
+            rows = held.sessions()
+        assert [s.status for s in rows] == ["stopped", "running"]
+        expected = plan_next_session(rows, settings.coach, datetime.date.today())
+        with caplog.at_level(logging.INFO, logger="voicecoach"):
+            for _start in range(2):
+                with recorded_session(settings, None, "serve") as (planned, second):
+                    assert second.session_id == 0  # the lock is still held
+                    second.close("stopped")  # given up too, to a side file of its own
+                assert (planned.week, planned.phases, planned.notes) == (
+                    expected.week, expected.phases, expected.notes)
+        other.execute("COMMIT")
+        other.close()
+        first.heartbeat(400.0)  # the loop's heartbeat writes the first's end
+        assert first.closed and not first.incomplete
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    [bug] = [line for line in errors if "locked by another program" not in line]
+    assert bug.startswith(f"history: a fault while planning from session {first.session_id}: "
+                          f"RuntimeError: {SUMMARY_BUG}")
+    assert "test_history_unwritten.py" in bug and "not a fault of the workout" in bug
+    assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
+    with HistoryDB.open(tmp_path) as db:
+        assert [s.status for s in db.sessions()] == ["stopped", "finished", "stopped",
+                                                     "stopped"]
 
 
 def test_a_kept_session_is_not_taken_for_an_earlier_one_of_the_same_process_and_second(

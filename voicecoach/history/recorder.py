@@ -166,6 +166,15 @@ class SessionRecorder(SessionWriter):
             boot_id=boot_id or "", boot_s=boot_s if boot_id else None, fault=tally.fault,
             last_phase=tally.fault_phase if tally.fault else tally.phase_kind)
 
+    def _summary_or_none(self, doing: str, then: str) -> SessionSummary | None:
+        """:meth:`summary`, or None when a bug in it raises: one ERROR line (``doing``, ``then``:
+        SessionWriter._bug), for the close and the next plan, which go on without it."""
+        try:
+            return self.summary()
+        except Exception as exc:  # noqa: BLE001 - figures for a line or a plan, never the end
+            self._bug(exc, then, doing)
+            return None
+
     def heartbeat(self, t: float) -> None:
         """Call on every coach tick: stores the workout time (at most once per HEARTBEAT_S of
         workout time and of wall time), so a crash between two events loses seconds, not
@@ -296,12 +305,18 @@ class SessionRecorder(SessionWriter):
         self.db.writing.discard(self.session_id)
         _unwritten_ends.pop(self, None)
         if self.incomplete:
-            # given up: what is lost, in the log, with the figures a person would need
-            summary = self.summary()
+            # given up: what is lost, in the log, with the figures a person would need (when
+            # a bug keeps them from being read, the line goes without them)
+            summary = self._summary_or_none(
+                "closing", "the line saying what is given up goes without its figures")
+            ended = ("its figures could not be read" if summary is None else
+                     f"it ended {summary.status} after {summary.total_s:.0f} s "
+                     f"({summary.backward_s:.0f} s backward)")
+            started = self.started_at if summary is None else summary.started_at
             lost = len(self._pending) + self.dropped
             problem = self.problem if self.problem is None else said(self.problem)
             if self._row is not None:
-                what = (f"the session started {summary.started_at.isoformat(timespec='seconds')}"
+                what = (f"the session started {started.isoformat(timespec='seconds')}"
                         f" could not be written at all ({lost} events)")
             elif self.kept_in is not None:
                 what = (f"session {self.session_id} could not be written in full ({lost} events"
@@ -312,15 +327,12 @@ class SessionRecorder(SessionWriter):
                         "history` shows it as interrupted, from what reached the disk)")
             if self.kept_in is not None:
                 _LOGGER.warning("history: %s: %s; it is kept in %s, and merged into the "
-                                "history at its next opening; it ended %s after %.0f s (%.0f s "
-                                "backward)", what, problem, self.kept_in, summary.status,
-                                summary.total_s, summary.backward_s)
+                                "history at its next opening; %s", what, problem, self.kept_in,
+                                ended)
                 return
             if self._aside_problem is not None:
                 what += f", nor kept beside it ({said(self._aside_problem)})"
-            _LOGGER.log(self.log_level, "history: %s; it ended %s after %.0f s (%.0f s "
-                        "backward): %s", what, summary.status, summary.total_s,
-                        summary.backward_s, problem)
+            _LOGGER.log(self.log_level, "history: %s; %s: %s", what, ended, problem)
 
     def __enter__(self) -> SessionRecorder:
         return self
@@ -377,14 +389,19 @@ def sessions_for_plan(db: HistoryDB) -> list[SessionSummary]:
     """``db``'s sessions as a plan must see them: a session of this process that is over but
     whose end the history has not taken yet (another program holds it locked) as it ended,
     with its figures, not as 'running' (which no plan counts) or missing (its row not written
-    yet, placed after every written one)."""
+    yet, placed after every written one). One whose figures a bug keeps from being read is
+    left as the history holds it (one ERROR line for the recorder, however often planned): a
+    plan is still made."""
     sessions = {s.id: s for s in db.sessions()}
     here = Path(db.path).resolve()
     top = max(sessions, default=0)
     for recorder in list(_unwritten_ends):
         if recorder.closed or Path(recorder.db.path).resolve() != here:
             continue
-        summary = recorder.summary()
+        summary = recorder._summary_or_none(
+            "planning from", "the next session is planned from what the history holds of it")
+        if summary is None:
+            continue
         if summary.id not in sessions or summary.id == 0:
             top += 1
             summary = replace(summary, id=top)

@@ -224,16 +224,17 @@ class SessionWriter:
                         "retried): %s", self._name, exc)
         self.problem = exc
 
-    def _bug(self, exc: Exception, then: str) -> None:
+    def _bug(self, exc: Exception, then: str, doing: str = "recording") -> None:
         """An unexpected exception in recording the session (writing it, or its bookkeeping:
-        ``to_dict``, the tally): one ERROR line the first time it is met (``then``: what
-        becomes of what it held), the traceback at DEBUG; never a fault of the workout."""
+        ``to_dict``, the tally; ``doing``: what, for the log, when it was something else):
+        one ERROR line the first time it is met (``then``: what becomes of what it held),
+        the traceback at DEBUG; never a fault of the workout."""
         line = said(exc)
         if line in self._bugs or self._aside:
             return
         self._bugs.add(line)
-        _LOGGER.error("history: a fault while recording %s: %s; %s; not a fault of the "
-                      "workout", self._name, line, then)
+        _LOGGER.error("history: a fault while %s %s: %s; %s; not a fault of the workout",
+                      doing, self._name, line, then)
         _LOGGER.debug("the history fault's traceback:", exc_info=exc)
 
     def _tell(self) -> None:
