@@ -74,10 +74,13 @@ class LoopSessions:
             told = recorder.on_problem  # the opener's own telling (a line on stderr), if any
 
             def on_problem(exc: Exception) -> None:
-                if told is not None:
-                    told(exc)
-                self.coach.say(self.coach.words.HISTORY_FAILING, "warning", Priority.URGENT,
-                               remember=False)
+                try:
+                    if told is not None:
+                        told(exc)
+                finally:  # said aloud even when the line could not be (one ERROR line:
+                    # SessionWriter._tell)
+                    self.coach.say(self.coach.words.HISTORY_FAILING, "warning",
+                                   Priority.URGENT, remember=False)
             recorder.on_problem = on_problem
         self.coach.plan = plan
         self.coach.listeners.append(recorder.on_event)
