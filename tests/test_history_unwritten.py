@@ -70,6 +70,16 @@ def _history_json(data: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[s
     return sessions
 
 
+def _kept_session_merged_in_full(merged: dict[str, object], data: Path) -> None:
+    """The kept session (a finished 300-s walk with a pain report) is session 1 of the
+    history, with its figures and every event."""
+    assert (merged["id"], merged["status"], merged["backward_s"], merged["pain_reports"]) == (
+        1, "finished", 300.0, 1)
+    with HistoryDB.open(data) as db:
+        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
+                                                     "session_ended"]
+
+
 def test_a_session_locked_out_from_its_start_is_kept_beside_and_merged_at_the_next_opening(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,12 +197,8 @@ def test_a_session_whose_writes_raise_a_bug_until_the_exit_is_kept_beside_and_me
     assert str(tmp_path / SIDE) in kept and "ended finished after 300 s" in kept
     assert not any(r.exc_info and r.levelno > logging.DEBUG for r in caplog.records)
     [merged] = _history_json(tmp_path, capsys)
-    assert (merged["id"], merged["status"], merged["backward_s"], merged["pain_reports"]) == (
-        1, "finished", 300.0, 1)
     assert not (tmp_path / SIDE).exists()
-    with HistoryDB.open(tmp_path) as db:
-        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
-                                                     "session_ended"]
+    _kept_session_merged_in_full(merged, tmp_path)
 
 
 def test_a_bug_that_breaks_the_side_file_too_is_said_in_one_line(
@@ -347,11 +353,7 @@ def test_a_summary_that_raises_at_the_close_still_keeps_the_session_beside_and_s
         second.close("stopped")
     assert not (tmp_path / SIDE).exists()
     [merged, _second] = _history_json(tmp_path, capsys)
-    assert (merged["id"], merged["status"], merged["backward_s"], merged["pain_reports"]) == (
-        1, "finished", 300.0, 1)
-    with HistoryDB.open(tmp_path) as db:
-        assert [e["type"] for e in db.events(1)] == ["phase_started", "pain_reported",
-                                                     "session_ended"]
+    _kept_session_merged_in_full(merged, tmp_path)
 
 
 def test_a_summary_that_raises_leaves_the_session_out_of_the_next_plan_said_once(
