@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from echo_helpers import TEXT, coach_speech
 
 from voicecoach.audio.aec import EchoCanceller, ReferenceCanceller, erle_db
 from voicecoach.audio.chunk import AudioChunk
@@ -17,8 +18,6 @@ from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.speaking.timeline import WavSpeaker
 
 RATE = 16000
-TEXT = ("Welcome to backward walking. Safety first: three quick checks before we walk. "
-        "Stand at the back of the belt and hold the rails. Are you ready? Say yes.")
 
 
 def _room(ref: np.ndarray, seed: int = 2) -> np.ndarray:
@@ -33,9 +32,7 @@ def _room(ref: np.ndarray, seed: int = 2) -> np.ndarray:
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """The coach's speech as the speaker plays it (float, -1..1), about 10 s."""
-    audio = EspeakNgRenderer().render(TEXT).audio.astype(np.float64) * 0.8 / 32768.0
-    assert audio.size > 6 * RATE
-    return audio
+    return coach_speech()
 
 
 def _cancel(mic: np.ndarray, ref: np.ndarray, chunk: int = 1600, **kw: float) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from echo_helpers import coach_speech
 
 from voicecoach.audio.aec import EchoCanceller, erle_db
 from voicecoach.audio.cancellers import make_canceller
@@ -12,19 +13,14 @@ from voicecoach.audio.samples import to_int16
 from voicecoach.lab.aec_pair import SHORT_S, SpanPair
 from voicecoach.lab.bench.barge_pair import pair_installed
 from voicecoach.lab.room import load_clip
-from voicecoach.speaking.render import EspeakNgRenderer
 
 RATE = 16000
-TEXT = ("Welcome to backward walking. Safety first: three quick checks before we walk. "
-        "Stand at the back of the belt and hold the rails. Are you ready? Say yes.")
 
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """The coach's speech as the speaker plays it (float, -1..1), about 10 s."""
-    audio = EspeakNgRenderer().render(TEXT).audio.astype(np.float64) * 0.8 / 32768.0
-    assert audio.size > 8 * RATE
-    return audio
+    return coach_speech()
 
 
 def _room(ref: np.ndarray, rt60: float, seed: int = 2) -> np.ndarray:
