@@ -304,3 +304,27 @@ def test_a_config_file_named_by_the_environment_but_absent_is_a_warning(
     assert settings.data_dir == tmp_path / "data"               # defaults, the rest still runs
     (tmp_path / "typo.toml").write_text("")
     assert check_config(None, str(tmp_path / "data"))[0].status == OK
+
+
+def test_a_config_file_left_in_the_data_folder_is_a_warning_naming_where_it_belongs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A user who writes config.toml into the data folder (beside history.sqlite3) gets the
+    # defaults: said, with where the file is read from.
+    from voicecoach.checks import OK, WARN
+    from voicecoach.doctor import check_config
+
+    read_from = tmp_path / "cfg" / "config.toml"
+    monkeypatch.setenv("VOICECOACH_CONFIG", str(read_from))
+    read_from.parent.mkdir()
+    read_from.write_text("")
+    data = tmp_path / "data"
+    data.mkdir()
+    assert check_config(None, str(data))[0].status == OK
+    (data / "config.toml").write_text('[audio]\necho_canceller = "off"\n')
+    check, settings = check_config(None, str(data))
+    assert check.status == WARN and str(data / "config.toml") in check.detail
+    assert "is not read" in check.detail and str(read_from) in (check.fix or "")
+    assert settings.audio.echo_canceller == "auto"  # as said: not read
+    monkeypatch.setenv("VOICECOACH_CONFIG", str(data / "config.toml"))  # the fix it names
+    check, settings = check_config(None, str(data))
+    assert check.status == OK and settings.audio.echo_canceller == "off"

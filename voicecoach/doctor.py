@@ -48,6 +48,12 @@ def check_config(path: Path | None, data_dir: str | None) -> tuple[Check, Settin
     missing = missing_config() if path is None else None
     if missing is not None:
         return Check("config file", WARN, *missing), loaded.settings
+    stray = Path(loaded.settings.data_dir) / "config.toml"
+    if stray.is_file() and stray.resolve() != Path(loaded.path).resolve():
+        return Check("config file", WARN,
+                     f"{stray} is not read: settings come from {loaded.path}",
+                     f"move it to {loaded.path}, or set VOICECOACH_CONFIG={stray}"
+                     ), loaded.settings
     state = "parsed" if loaded.file_found else "not there: defaults are used"
     return Check("config file", OK, f"{loaded.path} ({state})"), loaded.settings
 
