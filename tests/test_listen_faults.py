@@ -106,6 +106,13 @@ def test_a_recogniser_fault_mid_walk_halts_the_belt_ends_the_session_and_start_i
     assert back == pytest.approx(fault["t"], abs=0.2)
 
 
+def _serve_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`serve` (pocketsphinx) over a file with "start" said at 1 s: its exit code and stderr."""
+    code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
+                     str(_start_wav(tmp_path))])
+    return code, capsys.readouterr().err
+
+
 def _start_wav(tmp_path: Path, at_s: float = 1.0, seconds: float = 20.0) -> Path:
     clip = load_clip("start", "start")
     audio = np.zeros(int(seconds * 16000), dtype=np.float32)
@@ -128,9 +135,7 @@ def test_a_recogniser_failing_on_every_chunk_ends_serve_in_one_line(
     monkeypatch.setattr(SphinxRecogniser, "accept", broken)
 
     with caplog.at_level(logging.INFO):
-        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                         str(_start_wav(tmp_path))])
-    err = capsys.readouterr().err
+        code, err = _serve_start(tmp_path, capsys)
     assert code == loop_faults.FAULTS_EXIT  # on the old code the error came out of cli.main
     [line] = _errors(err)
     assert "listening failed 3 times within 5 minutes, the last in the recogniser" in line
@@ -155,9 +160,7 @@ def test_an_audio_clock_that_fails_is_a_listening_fault_and_ends_serve_in_one_li
     monkeypatch.setattr(AudioClock, "note", broken)
 
     with caplog.at_level(logging.INFO):
-        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                         str(_start_wav(tmp_path))])
-    err = capsys.readouterr().err
+        code, err = _serve_start(tmp_path, capsys)
     assert code == loop_faults.FAULTS_EXIT  # on the old code the error came out of cli.main
     [line] = _errors(err)
     assert "listening failed 3 times within 5 minutes, the last in the audio clock" in line
@@ -188,9 +191,7 @@ def test_a_duplex_gate_that_fails_is_recorded_under_the_duplex_gate(
     monkeypatch.setattr(DuplexGate, "hear", broken)
 
     with caplog.at_level(logging.INFO):
-        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                         str(_start_wav(tmp_path))])
-    err = capsys.readouterr().err
+        code, err = _serve_start(tmp_path, capsys)
     assert code == loop_faults.FAULTS_EXIT
     [line] = _errors(err)
     assert "listening failed 3 times within 5 minutes, the last in the duplex gate" in line
@@ -255,9 +256,7 @@ def test_a_recogniser_that_cannot_be_reset_ends_serve_at_once_in_one_line(
     monkeypatch.setattr(SphinxRecogniser, "reset", no_reset)
 
     with caplog.at_level(logging.INFO):
-        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                         str(_start_wav(tmp_path))])
-    err = capsys.readouterr().err
+        code, err = _serve_start(tmp_path, capsys)
     assert code == loop_faults.FAULTS_EXIT
     [line] = _errors(err)
     assert "the recogniser could not be reset (RuntimeError: the decoder is gone" in line
@@ -282,9 +281,7 @@ def test_a_grammar_switch_that_fails_once_is_a_listening_fault_and_the_grammar_i
     monkeypatch.setattr(SphinxRecogniser, "set_commands", broken)
 
     with caplog.at_level(logging.INFO):
-        code = cli.main(["serve", "--engine", "pocketsphinx", "--audio-in",
-                         str(_start_wav(tmp_path))])
-    err = capsys.readouterr().err
+        code, err = _serve_start(tmp_path, capsys)
     assert code == 0 and _errors(err) == []
     assert sessions(home) == [("serve", "stopped")]
     [(_, problem)] = problems(home)
