@@ -123,6 +123,22 @@ def _start_wav(tmp_path: Path, at_s: float = 1.0, seconds: float = 20.0) -> Path
     return wav
 
 
+def _gave_up_in(device: str, code: int, err: str, home: Path,
+                caplog: pytest.LogCaptureFixture) -> tuple[str, dict[str, Any], list[str]]:
+    """`serve` gave up after three listening faults in ``device``: its exit code, one error
+    line naming the device, session 1 recorded with that device's problem, three fault lines
+    in the log, no traceback. Returns the error line, the problem and the fault lines."""
+    assert code == loop_faults.FAULTS_EXIT
+    [line] = _errors(err)
+    assert f"listening failed 3 times within 5 minutes, the last in the {device}" in line
+    [(sid, problem)] = problems(home)
+    assert (sid, problem["device"]) == (1, device)
+    lines = fault_lines(caplog)
+    assert len(lines) == 3
+    no_traceback_above_debug(caplog, err)
+    return line, problem, lines
+
+
 def test_a_recogniser_failing_on_every_chunk_ends_serve_in_one_line(
         tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,16 +152,11 @@ def test_a_recogniser_failing_on_every_chunk_ends_serve_in_one_line(
 
     with caplog.at_level(logging.INFO):
         code, err = _serve_start(tmp_path, capsys)
-    assert code == loop_faults.FAULTS_EXIT  # on the old code the error came out of cli.main
-    [line] = _errors(err)
-    assert "listening failed 3 times within 5 minutes, the last in the recogniser" in line
+    # on the old code the error came out of cli.main
+    line, _problem, lines = _gave_up_in("recogniser", code, err, home, caplog)
     assert f"FloatingPointError: {FAULT}" in line
     assert sessions(home) == [("serve", "stopped")]
-    [(sid, problem)] = problems(home)
-    assert sid == 1 and problem["device"] == "recogniser"
-    lines = fault_lines(caplog)
-    assert len(lines) == 3 and "3 faults within 5 minutes: giving up" in lines[-1]
-    no_traceback_above_debug(caplog, err)
+    assert "3 faults within 5 minutes: giving up" in lines[-1]
 
 
 def test_an_audio_clock_that_fails_is_a_listening_fault_and_ends_serve_in_one_line(
@@ -161,19 +172,14 @@ def test_an_audio_clock_that_fails_is_a_listening_fault_and_ends_serve_in_one_li
 
     with caplog.at_level(logging.INFO):
         code, err = _serve_start(tmp_path, capsys)
-    assert code == loop_faults.FAULTS_EXIT  # on the old code the error came out of cli.main
-    [line] = _errors(err)
-    assert "listening failed 3 times within 5 minutes, the last in the audio clock" in line
+    # on the old code the error came out of cli.main; the fault was recorded under the recogniser
+    line, problem, lines = _gave_up_in("audio clock", code, err, home, caplog)
     assert "ZeroDivisionError: float division by zero" in line
     assert sessions(home) == [("serve", "stopped")]
-    [(sid, problem)] = problems(home)
-    assert sid == 1 and "ZeroDivisionError" in problem["problem"]
-    assert problem["device"] == "audio clock"  # it was recorded under the recogniser
+    assert "ZeroDivisionError" in problem["problem"]
     with HistoryDB.open(home) as db:
         assert [(s.fault, s.outcome) for s in db.sessions()] == [("audio clock", "device fault")]
-    lines = fault_lines(caplog)
-    assert len(lines) == 3 and lines[0].startswith("listening fault in the audio clock: ")
-    no_traceback_above_debug(caplog, err)
+    assert lines[0].startswith("listening fault in the audio clock: ")
 
 
 def test_a_duplex_gate_that_fails_is_recorded_under_the_duplex_gate(
@@ -192,17 +198,11 @@ def test_a_duplex_gate_that_fails_is_recorded_under_the_duplex_gate(
 
     with caplog.at_level(logging.INFO):
         code, err = _serve_start(tmp_path, capsys)
-    assert code == loop_faults.FAULTS_EXIT
-    [line] = _errors(err)
-    assert "listening failed 3 times within 5 minutes, the last in the duplex gate" in line
-    [(sid, problem)] = problems(home)
-    assert (sid, problem["device"]) == (1, "duplex gate")
+    _line, problem, lines = _gave_up_in("duplex gate", code, err, home, caplog)
     assert problem["problem"].startswith("internal fault in the duplex gate: IndexError")
     with HistoryDB.open(home) as db:
         assert [(s.fault, s.outcome) for s in db.sessions()] == [("duplex gate", "device fault")]
-    lines = fault_lines(caplog)
-    assert len(lines) == 3 and lines[0].startswith("listening fault in the duplex gate: ")
-    no_traceback_above_debug(caplog, err)
+    assert lines[0].startswith("listening fault in the duplex gate: ")
 
 
 def test_a_gate_decision_that_fails_is_recorded_under_the_duplex_gate(
