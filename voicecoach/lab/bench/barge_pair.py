@@ -23,16 +23,17 @@ def pair_installed() -> Iterator[None]:
 
     def build(kind: str, *, filter_s: float = 0.128,
               suppress: bool = False) -> cancellers.Canceller | None:
+        built = shipped(kind, filter_s=filter_s, suppress=suppress)
         if (cancellers.DEFAULT if kind == "auto" else kind) != "nlms":
-            return shipped(kind, filter_s=filter_s, suppress=suppress)
+            return built
         from voicecoach.audio.suppress import ResidualSuppressor
         from voicecoach.lab.aec_pair import SpanPair
 
         pair = SpanPair(filter_s=LIVE_ECHO_S)
-        if not suppress:
-            return pair
-        return ResidualSuppressor(pair, beta=cancellers.SUPPRESS_BETA,
-                                  floor=cancellers.SUPPRESS_FLOOR)
+        if isinstance(built, ResidualSuppressor):  # the shipped suppressor, as it is built
+            built.inner = pair
+            return built
+        return pair
     cancellers.build = build
     try:
         yield
