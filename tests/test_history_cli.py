@@ -314,3 +314,26 @@ def test_the_history_itself_is_never_a_destination(data_dir: Path, tmp_path: Pat
     assert db.read_bytes() == before
     code, out, _ = cli(capsys, "--data-dir", str(data_dir), "history", "--json")
     assert code == 0 and json.loads(out)["sessions"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("flag", ["--export", "--plot"])
+def test_a_full_disk_is_one_line_that_says_the_disk_is_full(
+        data_dir: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if flag == "--plot":
+        pytest.importorskip("matplotlib", reason="matplotlib (the 'test' or 'plot' extra) is "
+                            "not installed")
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", flag, "/dev/full")
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
+    assert "/dev/full" in err and "free some space" in err
+    assert "writable" not in err, "a full disk is not a permission problem"
+
+
+def test_a_plot_of_a_kind_matplotlib_cannot_write_is_one_line(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'test' or 'plot' extra) is not "
+                        "installed")
+    target = tmp_path / "progress.foo"
+    code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--plot", str(target))
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
+    assert ".foo" in err and "progress.png" in err and not target.exists()

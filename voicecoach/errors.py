@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 from pathlib import PurePath
@@ -25,6 +26,18 @@ class VoicecoachError(Exception):
         if self.hint:
             text += f"; {self.hint.rstrip('.')}"
         return " ".join(text.split()) + "."
+
+
+def write_fix(exc: OSError) -> str:
+    """How to fix a file that could not be written, from why: a full disk is not a folder
+    problem, and a missing folder is not a permission one."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free some space on that disk, or give a path on another one"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "give a path in a folder you can write to"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "check that the folder exists"
+    return "check that the folder exists and is writable"
 
 
 def describe(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from voicecoach.commands import DefaultsFormatter
 from voicecoach.commands._common import settings_from_args
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, write_fix
 from voicecoach.history import parts
 from voicecoach.history.db import BUSY_TIMEOUT_MS, DB_NAME, HistoryDB
 from voicecoach.history.faults import HistoryUnavailable
@@ -180,7 +180,7 @@ def export_csv(sessions: list[SessionSummary], path: Path) -> None:
                 writer.writerow({key: data[key] for key in CSV_FIELDS})
     except OSError as exc:
         raise VoicecoachError(f"cannot write {path} ({exc.strerror or exc})",
-                              "check that the folder exists and is writable") from None
+                              write_fix(exc)) from None
 
 
 def check_destination(path: Path, flag: str, data_dir: Path | None = None) -> None:

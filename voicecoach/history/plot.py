@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from voicecoach.errors import VoicecoachError
+from voicecoach.errors import VoicecoachError, write_fix
 from voicecoach.history.rows import FAULT_OUTCOME, SessionSummary
 
 _LOGGER = logging.getLogger(__name__)
@@ -106,10 +107,18 @@ def plot_sessions(sessions: Sequence[SessionSummary], path: Path) -> PlotSeries:
         handles = ax.get_legend_handles_labels()[0] + extra
         if handles:
             ax.legend(handles=handles, loc="upper left", fontsize="small")
+    kind = path.suffix[1:].lower() or "png"
+    if kind not in fig.canvas.get_supported_filetypes():
+        raise VoicecoachError(f"--plot {path}: matplotlib cannot write .{kind} files",
+                              f"give a .png file name, e.g. --plot {path.with_suffix('.png')}")
+    # drawn in memory first: a full disk is told at the write (matplotlib's own file
+    # writing let a failed close pass), and no half-drawn image is left behind a failure
+    image = io.BytesIO()
+    fig.savefig(image, dpi=100, format=kind)
     try:
-        fig.savefig(path, dpi=100)
+        path.write_bytes(image.getvalue())
     except OSError as exc:
         raise VoicecoachError(f"cannot write the plot {path} ({exc.strerror or exc})",
-                              "check that the folder exists and is writable") from None
+                              write_fix(exc)) from None
     _LOGGER.info("history: plotted %d sessions to %s", len(sessions), path)
     return series
