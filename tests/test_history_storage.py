@@ -159,13 +159,20 @@ def test_a_disk_still_full_at_the_end_is_an_incomplete_record_with_its_own_exit_
     assert not recorder.kept_in.exists()
 
 
-def test_a_lock_mid_session_is_waited_out_without_freezing_the_coach(tmp_path: Path) -> None:
+def test_a_lock_mid_session_is_waited_out_without_freezing_the_coach(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """... and is a warning in the log, not an error: a lock lets go by itself and loses
+    nothing (before, the device's log said ERROR for it, as for a full disk)."""
     run, db, recorder = _session(tmp_path)
     run.through_briefing()
     other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # a backup, or an sqlite3 shell
-    run.into(State.BACKWARD).at(run.t + 30)
+    with caplog.at_level(logging.INFO, logger="voicecoach"):
+        run.into(State.BACKWARD).at(run.t + 30)
     assert recorder.pending > 0 and "locked" in str(recorder.problem)
+    [line] = [r for r in caplog.records if "cannot record" in r.getMessage()]
+    assert line.levelno == logging.WARNING and "locked" in line.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert _spoken(run).count(HISTORY_FAILING_SPEECH) == 1
     other.execute("ROLLBACK")
     other.close()
