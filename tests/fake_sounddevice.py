@@ -50,13 +50,16 @@ class FakeStream:
     reader has taken any (a reader far slower than real time); with ``manual``, nothing: the
     test hands blocks over with :meth:`deliver`. Each block's ``time`` says it was captured
     in real time from the stream's start, on a clock :data:`PA_EPOCH` ahead of the caller's,
-    and the callback runs just as it ends."""
+    and the callback runs just as it ends. It feeds the sound device's next ``next_audio``
+    if there is one left (the user's voice goes on in a reopened microphone), else its
+    ``audio``."""
 
     def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
         if sd.open_error:
             raise FakePortAudioError(sd.open_error)
         self.sd = sd
         self.kwargs = kwargs
+        self.audio = sd.next_audio.pop(0) if sd.next_audio else sd.audio
         self.stopped = False
         self.thread: threading.Thread | None = None
         sd.streams.append(self)
@@ -85,7 +88,7 @@ class FakeStream:
     def _feed(self) -> None:
         block = self.kwargs["blocksize"] or 160
         rate = self.kwargs["samplerate"]
-        data = np.asarray(self.sd.audio, dtype="<i2").tobytes()
+        data = np.asarray(self.audio, dtype="<i2").tobytes()
         waiting = self.kwargs["callback"].__self__._queue
         for k, offset in enumerate(range(0, len(data), block * 2)):
             while not self.sd.overrun and waiting.full() and not self.stopped:
@@ -136,11 +139,19 @@ class FakeOutputStream:
     """Like OutputStream (blocking writes): keeps what is written; while the sound device's
     ``output_stuck`` is set, a write never returns until ``output_released`` is set, as a
     driver that stops taking sound without failing (a speaker pulled out, a stalled sound
-    server) leaves PortAudio's blocking write."""
+    server) leaves PortAudio's blocking write. Once the sound device has ``replugged`` set,
+    a device in PortAudio's list that is not plugged in now (not in ``replugged``: the very
+    same entry, as a device plugged back in is a new one to the system) fails to open."""
 
     def __init__(self, sd: FakeSoundDevice, **kwargs: Any) -> None:
         if sd.open_error:
             raise FakePortAudioError(sd.open_error)
+        if sd.replugged is not None:
+            index = kwargs.get("device")
+            listed = sd.devices[sd.default.device[1] if index is None else index]
+            if not any(listed is plugged for plugged in sd.replugged):
+                raise FakePortAudioError("Error opening OutputStream: Unanticipated host error "
+                                         "[PaErrorCode -9999]: 'No such device' [ALSA error -19]")
         self.sd = sd
         self.kwargs = kwargs
         self.written: list[Any] = []
@@ -196,6 +207,8 @@ class FakeSoundDevice(types.ModuleType):
         #: The devices plugged in now, if not ``devices``: PortAudio lists them only once it
         #: has read the list again (``_initialize``)
         self.replugged: list[dict[str, Any]] | None = None
+        #: What each new input stream feeds, in turn (then ``audio``)
+        self.next_audio: list[Any] = []
 
     def query_devices(self, device: int | None = None, kind: str | None = None) -> Any:
         if device is None and kind is None:

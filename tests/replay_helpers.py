@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from voicecoach.audio.chunk import SAMPLE_RATE
 from voicecoach.audio.wav import write_wav
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
@@ -71,4 +72,20 @@ def start_wav(path: Path, seconds: float, start_at: float | None = None) -> Path
         at = int(start_at * 16000)
         audio[at:at + clip.size] += clip
     write_wav(path, audio)
+    return path
+
+
+def clips_audio(seconds: float, clips: list[tuple[float, str, str]]) -> np.ndarray:
+    """``seconds`` of silence with the fixture voice's commands in it: (when, command, phrase)."""
+    mic = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+    for at_s, command, phrase in clips:
+        audio = load_clip(command, phrase).audio
+        first = int(at_s * SAMPLE_RATE)
+        mic[first:first + audio.size] += audio
+    return np.clip(mic, -1.0, 1.0)
+
+
+def clips_track(path: Path, seconds: float, clips: list[tuple[float, str, str]]) -> Path:
+    """:func:`clips_audio` written to ``path``."""
+    write_wav(path, clips_audio(seconds, clips))
     return path

@@ -14,19 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_sounddevice import FakeSoundDevice, device
-from replay_helpers import PLAN, user_track
+from replay_helpers import PLAN, clips_track, user_track
 
 from voicecoach.audio.chunk import SAMPLE_RATE, AudioChunk
 from voicecoach.audio.mic import MicSource
 from voicecoach.audio.playback import SinkError, SoundDeviceSink
-from voicecoach.audio.wav import AudioFileSource, write_wav
+from voicecoach.audio.wav import AudioFileSource
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.duplex import DuplexGate
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.events import CommandHeard, CueSpoken, Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
-from voicecoach.lab.room import load_clip
 from voicecoach.settings import Settings, SpeechSettings
 from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.speaking.tts import TtsSpeaker
@@ -246,17 +245,6 @@ def stuck_sd(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSoundDevice]:
         sd.output_released.set()
 
 
-def _clips_track(path: Path, seconds: float, clips: list[tuple[float, str, str]]) -> Path:
-    """Silence with the fixture voice's commands in it: (when, command, phrase)."""
-    mic = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
-    for at_s, command, phrase in clips:
-        audio = load_clip(command, phrase).audio
-        first = int(at_s * SAMPLE_RATE)
-        mic[first:first + audio.size] += audio
-    write_wav(path, np.clip(mic, -1.0, 1.0))
-    return path
-
-
 def test_a_speaker_that_stops_taking_sound_mid_utterance_does_not_deafen_the_device(
         tmp_path: Path, stuck_sd: FakeSoundDevice, caplog: pytest.LogCaptureFixture) -> None:
     """The output device stops taking sound without failing (its blocking write never
@@ -272,7 +260,7 @@ def test_a_speaker_that_stops_taking_sound_mid_utterance_does_not_deafen_the_dev
     speaker = TtsSpeaker(CachedRenderer(EspeakNgRenderer()), SoundDeviceSink(sd=stuck_sd),
                          clock=clock.now)
     speaker.play_grace_s = 0.5  # not the 10 s a real device is given
-    track = _clips_track(tmp_path / "user.wav", 45.0, [
+    track = clips_track(tmp_path / "user.wav", 45.0, [
         (1.0, "start", "start_workout"), (15.0, "stop", "stop"), (32.0, "start", "start_workout")])
 
     class Microphone:
