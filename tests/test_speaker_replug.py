@@ -1,5 +1,6 @@
-"""A speaker whose write got stuck, then plugged back in under a new number: the device list is
-read again when the speaker is tried again, never while the microphone listens."""
+"""A speaker plugged back in under a new number: the device list is read again when the speaker is
+tried again, never while the microphone listens, and a speaker given up tries its device again at
+its next utterance once anyone has re-read the list."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from fake_sounddevice import FakeSoundDevice, device
 
+from voicecoach.audio.devices import refresh_devices
 from voicecoach.audio.mic import MicSource
 from voicecoach.audio.playback import SoundDeviceSink
 from voicecoach.lab.cached import CachedRenderer
@@ -67,3 +69,29 @@ def test_a_stuck_speaker_plugged_back_in_is_found_once_the_microphone_lets_go(
     assert sd.reinitialised == 1
     assert len(sd.outputs) == 2 and sd.outputs[-1].kwargs["device"] == 1
     assert sd.outputs[-1].written                      # it played
+
+
+def test_a_speaker_given_up_tries_its_device_again_once_the_list_was_re_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speaker was unplugged and plugged back in (under a new number): its utterance fails
+    on PortAudio's old list and the device is given up, to be tried again in an hour. The list
+    is then re-read elsewhere (the device loop's microphone reopen, or a microphone loss): the
+    next utterance tries the device at once, on the new list, and plays. Before, it waited
+    out its retry interval (30 s on the device) in silence even with the new list there."""
+    fake = FakeSoundDevice([device("Jabra", 1, 2)])
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    fake.replugged = [device("HDMI", 0, 2), device("Jabra", 1, 2)]
+    speaker = TtsSpeaker(CachedRenderer(EspeakNgRenderer()),
+                         SoundDeviceSink(0, sd=fake, spec="jabra"), sink_retry_s=3600.0)
+    try:
+        speaker.say("Ready.")
+        assert speaker.wait_idle(STALL_S)
+        assert fake.outputs == []                      # it could not be opened: given up
+        assert refresh_devices(fake)                   # nothing open: the list is re-read
+        speaker.say("Faster.")
+        assert speaker.wait_idle(STALL_S)
+    finally:
+        speaker.close()
+    assert len(fake.outputs) == 1 and fake.outputs[0].kwargs["device"] == 1
+    assert fake.outputs[0].written                     # it played
+    assert not speaker.output_lost

@@ -25,6 +25,9 @@ class PortAudioStreams:
         self._cond = threading.Condition()
         #: The open streams: a token -> the thread that opened it
         self._open: dict[object, int] = {}
+        #: How many times the device list was re-read (a speaker given up tries its device
+        #: again after a re-read, whoever made it: voicecoach.speaking.tts)
+        self.rereads = 0
 
     def opened(self) -> object:
         """A stream is open (waits while a re-read runs); the token for :meth:`closed`."""
@@ -94,6 +97,7 @@ def refresh_devices(sd: Any | None = None, wait_s: float = REFRESH_WAIT_S) -> bo
                 return False
             sd._terminate()
             sd._initialize()
+            PORTAUDIO_STREAMS.rereads += 1
     except Exception as exc:  # noqa: BLE001 - PortAudioError or no PortAudio: keep the old list
         _LOGGER.debug("could not re-read the sound devices: %s", exc)
         return False

@@ -17,7 +17,9 @@ the audio itself through an AudioSink in 50 ms blocks. Why not pyttsx3's ``say``
 
 Failures never stop the workout: a failed or hung render becomes a tone (logged once); a
 failed device becomes silence of the same length (logged once; retried every
-``sink_retry_s`` seconds, so a re-plugged speaker comes back). A device that stops taking
+``sink_retry_s`` seconds, and at the next utterance after anyone re-read the device list,
+which is what a speaker plugged back in needs: the device loop reopens the microphone for that
+while the belt is still, voicecoach.device.speaker_search). A device that stops taking
 sound without failing (a write that never returns) is given up ``play_grace_s`` after the
 utterance should have ended: the coach is no longer taken to be speaking (the duplex gate
 drops every command but stop while it speaks), and the device is tried again once that
@@ -98,6 +100,8 @@ class TtsSpeaker(VoiceControls):
         self._sink = sink if sink is not None else SoundDeviceSink()
         self._silent = SilentSink()
         self._sink_failed_at: float | None = None
+        #: PORTAUDIO_STREAMS.rereads when the device failed: a re-read since makes it due
+        self._list_at_failure = 0
         self._sink_warned = False
         self._clock = clock
         self.sink_retry_s = sink_retry_s
@@ -186,6 +190,12 @@ class TtsSpeaker(VoiceControls):
         return out
 
     @property
+    def output_lost(self) -> bool:
+        """True while the output device is given up (it failed, or stopped taking sound): it
+        is tried again every ``sink_retry_s`` and after a re-read of the device list."""
+        return self._sink_failed_at is not None
+
+    @property
     def engine_working(self) -> bool:
         """False once the speech engine was given up (only tones are played)."""
         return self._engine.working
@@ -250,17 +260,22 @@ class TtsSpeaker(VoiceControls):
         now = time.monotonic()
         if self._stuck is not None and not self._stuck.is_alive():
             self._stuck = None  # the write came back at last: the device may be tried again
-        due = self._sink_failed_at is None or now - self._sink_failed_at >= self.sink_retry_s
+        # the device list re-read since the failure (by the device loop's microphone reopen,
+        # voicecoach.device.speaker_search, or a microphone loss): tried again at once
+        fresh = self._sink_failed_at is not None \
+            and PORTAUDIO_STREAMS.rereads != self._list_at_failure
+        due = self._sink_failed_at is None or fresh \
+            or now - self._sink_failed_at >= self.sink_retry_s
         if due and self._sink_failed_at is not None:
             # tried again after a failure or a stuck write: the device list is read again
             # first (a speaker plugged back in is only seen so), by the microphone's path;
             # skipped while the microphone listens (it would be pulled away)
-            reread = self._reread_devices()
+            reread = fresh or self._reread_devices()
             if self._stuck is not None:
                 if reread:
                     self._stuck = None  # PortAudio closed its stream: try the device again
                 else:  # not opened again on the old list (another write to hang)
-                    self._sink_failed_at = now
+                    self._failed(now)
                     due = False
         use_real = due and self._stuck is None
         if use_real:
@@ -273,7 +288,7 @@ class TtsSpeaker(VoiceControls):
             try:
                 completed = self._play_watched(audio, stop, mark)
             except SinkError as exc:
-                self._sink_failed_at = now
+                self._failed(now)
                 if not self._sink_warned:
                     self._sink_warned = True
                     _LOGGER.warning("speaker: %s; the session goes on without sound", exc)
@@ -286,6 +301,12 @@ class TtsSpeaker(VoiceControls):
                     self._sink_warned = False
                 return completed
         return self._silent.play(audio, stop, on_start)
+
+    def _failed(self, now: float) -> None:
+        """The output device failed (or is not tried) at ``now``: tried again after
+        ``sink_retry_s``, or after the next re-read of the device list."""
+        self._sink_failed_at = now
+        self._list_at_failure = PORTAUDIO_STREAMS.rereads
 
     def _reread_devices(self) -> bool:
         """Have the sink's sound library read its device list again (at once, or not at all
