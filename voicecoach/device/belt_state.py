@@ -191,6 +191,15 @@ class BeltState:
     def _belt_moving(self) -> bool:
         return self.belt_kmh is not None and self.belt_kmh > 0.05
 
+    @property
+    def still(self) -> bool:
+        """The belt is not moving as far as the controller knows, nor about to: its last
+        reported speed is nil (a belt last seen moving before its link went is not still), no
+        stop or pause waits for the treadmill's confirmation, it is not being wound down and
+        no start waits for the link."""
+        return not (self._belt_moving() or self.halt_pending or self.winding_down
+                    or self.start_pending)
+
     def _slow_kmh(self) -> float:
         """COACHING.md's very slow belt (0.5 mph, or the treadmill's slowest), on its grid: what
         a still belt starts at, and what a turn is made over."""

@@ -27,12 +27,13 @@ from voicecoach.device.belt import BeltController, stop_belts
 from voicecoach.device.duplex import Decision, DuplexGate
 from voicecoach.device.loop_faults import DeviceFaults, LoopFaults
 from voicecoach.device.loop_sessions import LoopSessions, SessionOpener
+from voicecoach.device.speaker_search import SpeakerSearch
 from voicecoach.events import CueSpoken, Event, VolumeChanged
 from voicecoach.grammar import Grammar
 from voicecoach.listening.recogniser import Detection, Recogniser
 from voicecoach.phrases import load_phrases
 from voicecoach.settings import Settings, TreadmillSettings
-from voicecoach.speaking.speaker import PlaysBack, Speaker
+from voicecoach.speaking.speaker import LosesOutput, PlaysBack, Speaker
 from voicecoach.treadmill.link import Treadmill
 from voicecoach.workout.coach import Coach, Listener
 from voicecoach.workout.machine import AT_REST, State
@@ -56,7 +57,9 @@ class DeviceLoop(LoopSessions, LoopFaults):
 
     ``open_source`` returns the next audio source, or None when there is no more input
     (replayed files); if it raises, or the source raises mid-stream, the microphone is taken
-    as gone: the coach says so, and the loop retries every ``retry_s`` seconds. An exception
+    as gone: the coach says so, and the loop retries every ``retry_s`` seconds. A source whose
+    reopening re-reads the device list (sources.Microphone) is also reopened, while the belt is
+    still, to look for a speaker that lost its device (speaker_search.py). An exception
     inside the workout, or in the listening (the audio clock, the duplex gate, the
     recogniser, its grammar's switch), halts the belt and ends that session, not the loop
     (loop_faults.py); one in writing the history is logged and the write tried again
@@ -99,6 +102,10 @@ class DeviceLoop(LoopSessions, LoopFaults):
             self.gate.second_look = look_again
         self.retry_s = retry_s
         self.sleep = sleep
+        #: When to reopen the microphone to look for a lost speaker (None: never, as reopening
+        #: this source does not re-read the device list, or the speaker never loses one).
+        self.speaker_search = (SpeakerSearch(speaker) if isinstance(speaker, LosesOutput)
+                               and getattr(open_source, "rereads_devices", False) else None)
         self.on_decision = on_decision
         #: Echo cancellation before recognition (voicecoach.audio.aec); "auto": against what
         #: the speaker played, if it can say (speaking.speaker.PlaysBack); None: off.
@@ -262,6 +269,7 @@ class DeviceLoop(LoopSessions, LoopFaults):
     def _chunks(self) -> Iterator[AudioChunk]:
         """Chunks of all sources in turn, on one audio clock; a failing source is retried."""
         lost = False
+        reopened = False  # closed on purpose to look for the speaker (speaker_search.py)
         while not self.finished:
             try:
                 source = self.open_source()
@@ -271,8 +279,9 @@ class DeviceLoop(LoopSessions, LoopFaults):
             if source is None:
                 return
             offset = self.clock.audio_s
-            if lost:  # a new stream: forget the utterance the old one was cut off in
+            if lost or reopened:  # a new stream: forget the utterance the old one was cut off in
                 self._listening("as the microphone came back", self.recogniser.reset)
+            reopened = False
             try:
                 iterator = source.chunks()
                 while True:
@@ -288,12 +297,29 @@ class DeviceLoop(LoopSessions, LoopFaults):
                     yield replace(chunk, start_s=offset + chunk.start_s)
                     if self.finished:
                         return
+                    if self._search_speaker():
+                        reopened = True
+                        break
             except DeviceFaults:  # the loop gives up (loop_faults.py): not the microphone
                 raise
             except Exception as exc:  # noqa: BLE001 - the device went away mid-stream
                 lost = self._lost(lost, exc)
             finally:
                 source.close()
+
+    def _search_speaker(self) -> bool:
+        """Whether to reopen the microphone now to look for a lost speaker: never while a
+        belt may move (a deaf gap under a moving belt), see :meth:`_belt_still`."""
+        search = self.speaker_search
+        return search is not None and search.due(self.clock.audio_s, self._belt_still())
+
+    def _belt_still(self) -> bool:
+        """No belt that may be moving: none driven or watched, or the workout at rest or
+        paused and the belt known still (BeltState.still: not reported moving, no stop or
+        pause unconfirmed, not winding down)."""
+        if not isinstance(self.belt, BeltController):
+            return True
+        return self.coach.state in (*AT_REST, State.PAUSED) and self.belt.still
 
     def _lost(self, already: bool, exc: Exception) -> bool:
         now = self.clock.audio_s

@@ -52,17 +52,31 @@ def replay(paths: list[str], realtime: bool) -> SourceOpener:
     return next_source
 
 
-def microphone(device: str | int | None) -> SourceOpener:
-    """The microphone; opened now (a missing device is one clear line at once), reopened
-    after a loss with the device list refreshed (a re-plugged device is only seen then)."""
-    from voicecoach.audio.devices import refresh_devices
-    from voicecoach.audio.mic import MicSource
+class Microphone:
+    """The microphone as a SourceOpener: opened now (a missing device is one clear line at
+    once), and at every later call reopened with the device list re-read first (a device
+    plugged back in is only seen so): after a loss, and when the device loop reopens it to
+    look for a lost speaker (``rereads_devices``: voicecoach.device.speaker_search)."""
 
-    first: list[MicSource] = [MicSource(device)]
+    #: Opening it again re-reads PortAudio's device list.
+    rereads_devices = True
 
-    def open_source() -> AudioSource | None:
-        if first:
-            return first.pop()
+    def __init__(self, device: str | int | None) -> None:
+        from voicecoach.audio.mic import MicSource
+
+        self.device = device
+        self._first: list[AudioSource] = [MicSource(device)]
+
+    def __call__(self) -> AudioSource | None:
+        from voicecoach.audio.devices import refresh_devices
+        from voicecoach.audio.mic import MicSource
+
+        if self._first:
+            return self._first.pop()
         refresh_devices()
-        return MicSource(device)
-    return open_source
+        return MicSource(self.device)
+
+
+def microphone(device: str | int | None) -> Microphone:
+    """The microphone: :class:`Microphone`."""
+    return Microphone(device)

@@ -92,6 +92,20 @@ class PlaysBack(Protocol):
         ...
 
 
+@runtime_checkable
+class LosesOutput(Protocol):
+    """A speaker whose output device can be given up and tried again (TtsSpeaker): the device
+    loop re-reads the device list for it (voicecoach.device.speaker_search)."""
+
+    #: Seconds between its tries of a device given up.
+    sink_retry_s: float
+
+    @property
+    def output_lost(self) -> bool:
+        """Whether its output device is given up now."""
+        ...
+
+
 def clamp_volume(volume: float) -> float:
     """Volume limited to 0.0..1.0 and rounded to 2 decimals (so steps of 0.1 stay exact)."""
     return round(min(1.0, max(0.0, float(volume))), 2)
