@@ -112,7 +112,8 @@ def serve(sd: FakeSoundDevice, tmp_path: Path) -> Iterator[Callable[..., Served]
     renderer = CachedRenderer(EspeakNgRenderer())
     speakers: list[TtsSpeaker] = []
 
-    def run(treadmill: SimTreadmill | None = None) -> Served:
+    def run(treadmill: SimTreadmill | None = None, *, begin_at_once: bool = False,
+            sleep: Callable[[float], None] | None = None) -> Served:
         settings = Settings(data_dir=tmp_path / "home")
         clock = AudioClock(live=False)
         speaker = TtsSpeaker(renderer, SoundDeviceSink(1, spec="USB Speaker"), clock=clock.now,
@@ -126,8 +127,8 @@ def serve(sd: FakeSoundDevice, tmp_path: Path) -> Iterator[Callable[..., Served]
         loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
                           microphone(None), lambda plan: recorded_session(settings, plan, "serve"),
                           plan=PLAN, listeners=[events.append], sessions=1, clock=clock,
-                          sleep=no_endless_retry(), canceller=None, treadmill=treadmill,
-                          treadmill_settings=DRIVE)
+                          begin_at_once=begin_at_once, sleep=sleep or no_endless_retry(),
+                          canceller=None, treadmill=treadmill, treadmill_settings=DRIVE)
         served = Served(settings.data_dir, loop, speaker, events)
         initialize = sd._initialize
 
@@ -250,4 +251,41 @@ def test_a_speaker_still_gone_is_looked_for_once_per_retry_interval_and_the_sess
     assert speaker_lines(caplog) == [GONE]
     assert len(search_lines(caplog)) == 1  # the first look; the later ones are quieter
     assert len(search_lines(caplog, logging.INFO)) == 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_microphone_that_fails_to_reopen_for_the_search_is_a_microphone_loss(
+        sd: FakeSoundDevice, serve: Callable[..., Served],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The microphone cannot be opened again right after the re-read made for the speaker (in
+    the middle of a session begun at once, no belt driven): that is the loop's microphone loss
+    (one line, the coach told, retried), not the end of the device; it is back at the retry and
+    the session goes on to its stop, recorded."""
+    sd.replugged = [MIC]
+    sd.next_audio = [voice(1.5 * RETRY_S), voice(6.0, (2.0, "stop", "stop"))]
+    initialize = sd._initialize
+
+    def reread() -> None:
+        initialize()
+        if sd.reinitialised == 1:  # the search's re-read; not the retry's
+            sd.open_error = "Invalid device [PaErrorCode -9996]"
+    sd._initialize = reread  # type: ignore[method-assign]
+    retries: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        retries.append(seconds)
+        assert len(retries) == 1  # a hang guard
+        sd.open_error = ""  # back by the retry
+
+    with caplog.at_level(logging.INFO):
+        served = serve(begin_at_once=True, sleep=sleep)
+
+    assert served.loop.input_losses == 1 and len(retries) == 1
+    assert len(served.reread_at) == 2 and served.reread_at[0] >= RETRY_S  # the search's, the retry's
+    lost = [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING and "microphone: lost" in r.getMessage()]
+    assert len(lost) == 1 and "cannot open the microphone" in lost[0]
+    assert served.loop.outcomes == ["stopped"]
+    assert served.sessions() == [("serve", "stopped")]
+    assert served.commands()[-1:] == ["stop"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
