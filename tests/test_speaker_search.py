@@ -28,7 +28,7 @@ from voicecoach.audio.playback import SoundDeviceSink
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
 from voicecoach.device.sources import microphone
-from voicecoach.events import Event
+from voicecoach.events import Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
 from voicecoach.settings import Settings, SpeechSettings
@@ -36,6 +36,7 @@ from voicecoach.speaking.render import EspeakNgRenderer
 from voicecoach.speaking.tts import TtsSpeaker
 from voicecoach.treadmill.link import Update
 from voicecoach.treadmill.sim import SimTreadmill
+from voicecoach.workout.machine import State
 
 pytestmark = pytest.mark.skipif(
     __import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -225,44 +226,52 @@ def test_no_microphone_reopen_while_the_belt_moves_then_one_once_it_is_still(
     assert served.sessions() == [("serve", "stopped")]
 
 
-def test_a_speaker_still_gone_is_looked_for_once_per_retry_interval_and_the_session_goes_on(
+def test_a_speaker_still_gone_is_looked_for_once_per_retry_interval_never_mid_walk(
         sd: FakeSoundDevice, serve: Callable[..., Served],
         caplog: pytest.LogCaptureFixture) -> None:
-    """The speaker stays unplugged. No belt is driven: the device list is re-read once per
-    retry interval of audio time (not at every chunk), also in the middle of the session, and
-    the session goes on to its stop with its history whole: no microphone loss, every command
-    heard and recorded, one line that the speaker is gone and one for the first look."""
+    """The speaker stays unplugged and no belt is driven (the user may walk on a belt started
+    by hand): the device list is re-read once per retry interval of audio time while the
+    device waits (not at every chunk), never in the middle of the session, and the session
+    goes on to its stop with its history whole: no microphone loss, every command heard and
+    recorded, one line that the speaker is gone and one for the first look."""
     sd.replugged = [MIC]
-    sd.next_audio = [voice(1.5 * RETRY_S, (2.0, "start", "start_workout")),
-                     voice(1.5 * RETRY_S), voice(1.5 * RETRY_S),
-                     voice(6.0, (2.0, "stop", "stop"))]
+    # each reopened microphone hears the next clip: the walk (2.5 retry intervals) in one
+    sd.next_audio = [voice(1.5 * RETRY_S), voice(1.5 * RETRY_S),
+                     voice(3.5 * RETRY_S, (2.0, "start", "start_workout"),
+                           (2.0 + 2.5 * RETRY_S, "stop", "stop")), voice(4.0)]
     with caplog.at_level(logging.INFO):
         served = serve()
 
     assert served.loop.input_losses == 0
     gaps = [b - a for a, b in zip(served.reread_at, served.reread_at[1:], strict=False)]
-    assert len(served.reread_at) == 3 and served.reread_at[0] >= RETRY_S
+    assert len(served.reread_at) >= 2 and served.reread_at[0] >= RETRY_S
     assert all(gap >= RETRY_S for gap in gaps)
-    assert len(sd.streams) == 4  # the microphone, and once per re-read
+    changes = [e for e in served.events if isinstance(e, StateChanged)]
+    began = next(e.t for e in changes if e.source == State.IDLE.value)
+    ended = next(e.t for e in changes if e.dest in (State.STOPPED.value, State.FINISHED.value))
+    assert ended - began > 2 * RETRY_S  # long enough for a re-read had one been allowed
+    assert not [t for t in served.reread_at if began < t < ended]
+    assert len(sd.streams) == 1 + len(served.reread_at)  # the microphone, and once per re-read
     assert sd.outputs == []
     assert served.loop.outcomes == ["stopped"]
     assert served.sessions() == [("serve", "stopped")]
     assert served.commands() == ["start", "stop"]
     assert speaker_lines(caplog) == [GONE]
     assert len(search_lines(caplog)) == 1  # the first look; the later ones are quieter
-    assert len(search_lines(caplog, logging.INFO)) == 3
+    assert len(search_lines(caplog, logging.INFO)) == len(served.reread_at)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_a_microphone_that_fails_to_reopen_for_the_search_is_a_microphone_loss(
         sd: FakeSoundDevice, serve: Callable[..., Served],
         caplog: pytest.LogCaptureFixture) -> None:
-    """The microphone cannot be opened again right after the re-read made for the speaker (in
-    the middle of a session begun at once, no belt driven): that is the loop's microphone loss
-    (one line, the coach told, retried), not the end of the device; it is back at the retry and
-    the session goes on to its stop, recorded."""
+    """The microphone cannot be opened again right after the re-read made for the speaker (the
+    device waiting, no belt driven): that is the loop's microphone loss (one line, retried),
+    not the end of the device; it is back at the retry and a session then goes on to its stop,
+    recorded."""
     sd.replugged = [MIC]
-    sd.next_audio = [voice(1.5 * RETRY_S), voice(6.0, (2.0, "stop", "stop"))]
+    sd.next_audio = [voice(1.5 * RETRY_S),
+                     voice(8.0, (1.0, "start", "start_workout"), (4.5, "stop", "stop"))]
     initialize = sd._initialize
 
     def reread() -> None:
@@ -278,7 +287,7 @@ def test_a_microphone_that_fails_to_reopen_for_the_search_is_a_microphone_loss(
         sd.open_error = ""  # back by the retry
 
     with caplog.at_level(logging.INFO):
-        served = serve(begin_at_once=True, sleep=sleep)
+        served = serve(sleep=sleep)
 
     assert served.loop.input_losses == 1 and len(retries) == 1
     assert len(served.reread_at) == 2 and served.reread_at[0] >= RETRY_S  # the search's, the retry's

@@ -314,12 +314,14 @@ class DeviceLoop(LoopSessions, LoopFaults):
         return search is not None and search.due(self.clock.audio_s, self._belt_still())
 
     def _belt_still(self) -> bool:
-        """No belt that may be moving: none driven or watched, or the workout at rest or
-        paused and the belt known still (BeltState.still: not reported moving, no stop or
-        pause unconfirmed, not winding down)."""
+        """No belt that may be moving: the workout at rest or paused and, when a belt is
+        driven or watched, the belt known still (BeltState.still: not reported moving, no stop
+        or pause unconfirmed, not winding down). With no belt the device knows of, a walk may
+        still be on a belt started by hand: never in the middle of one."""
+        at_rest = self.coach.state in (*AT_REST, State.PAUSED)
         if not isinstance(self.belt, BeltController):
-            return True
-        return self.coach.state in (*AT_REST, State.PAUSED) and self.belt.still
+            return at_rest
+        return at_rest and self.belt.still
 
     def _lost(self, already: bool, exc: Exception) -> bool:
         now = self.clock.audio_s
