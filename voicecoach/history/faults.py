@@ -39,6 +39,16 @@ def is_damage(exc: sqlite3.Error) -> bool:
     return not isinstance(exc, sqlite3.OperationalError)
 
 
+def is_lock(exc: BaseException) -> bool:
+    """Whether ``exc`` is another program holding the history's lock (SQLite busy or locked):
+    it lets go by itself, and nothing is lost meanwhile."""
+    if isinstance(exc, HistoryLocked):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    return primary in (_BUSY, _LOCKED) or "locked" in str(exc).lower()
+
+
 def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write") -> VoicecoachError:
     """The one error for a history that cannot be read or written but is not damaged."""
     folder = path.parent
@@ -59,7 +69,7 @@ def access_error(path: Path, exc: sqlite3.Error | OSError, doing: str = "write")
             "(the history itself is unharmed)",
             f"free some space on the disk that holds {folder} (df -h '{folder}'), "
             "or choose another --data-dir")
-    if primary in (_BUSY, _LOCKED) or "locked" in text:
+    if is_lock(exc):
         return HistoryLocked(f"history database {path} is locked by another program",
                                   "close it (a backup, an sqlite3 shell); the coach waits for "
                                   "it and tries again")

@@ -24,7 +24,7 @@ from voicecoach.events import (
 )
 from voicecoach.history.dating import CLOCK_SET_S, wall_now
 from voicecoach.history.db import BUSY_TIMEOUT_MS, HistoryDB
-from voicecoach.history.faults import HistoryLocked
+from voicecoach.history.faults import is_lock
 from voicecoach.history.rows import MAX_SPEED_MPH, finite_or
 from voicecoach.history.tally import Tally
 
@@ -51,17 +51,6 @@ def said(exc: BaseException) -> str:
     if isinstance(exc, EXPECTED):
         return str(exc)
     return f"{describe(exc)} (at {where_raised(exc)})"
-
-
-def _is_lock(exc: Exception) -> bool:
-    """Whether ``exc`` is another program holding the history's lock (SQLite busy or
-    locked), which lets go by itself."""
-    if isinstance(exc, HistoryLocked):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.OperationalError) and (
-        (isinstance(code, int) and code & 0xFF in (5, 6))  # SQLITE_BUSY, SQLITE_LOCKED
-        or "locked" in str(exc).lower())
 
 
 class SessionWriter:
@@ -234,7 +223,7 @@ class SessionWriter:
         elif self.problem is None and not self._aside:
             # a lock another program holds lets go by itself and loses nothing: a warning,
             # not an error (a full disk or an I/O error needs a person: log_level)
-            level = min(self.log_level, logging.WARNING) if _is_lock(exc) else self.log_level
+            level = min(self.log_level, logging.WARNING) if is_lock(exc) else self.log_level
             _LOGGER.log(level, "history: cannot record %s now (kept in memory, "
                         "retried): %s", self._name, exc)
         self.problem = exc
