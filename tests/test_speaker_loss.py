@@ -307,14 +307,14 @@ def test_the_microphone_is_reopened_while_a_write_to_the_speaker_never_returns(
     utterance (it holds PortAudio). Before, a write that never returned held it for good and
     the device loop froze in its microphone retry, deaf and never restarted; now the re-read
     is skipped after a while and the microphone is reopened from the old list."""
-    from voicecoach.device.sources import microphone
+    from voicecoach.device.sources import Microphone
 
     sink = SoundDeviceSink(sd=stuck_sd)
     playing = threading.Thread(target=sink.play, daemon=True,
                                args=(np.zeros(1600, dtype=np.int16), threading.Event()))
     playing.start()
     assert stuck_sd.writes_stuck.acquire(timeout=STALL_S)
-    open_source = microphone(None)
+    open_source = Microphone(None)
     open_source().close()  # the first microphone, opened at start-up
     reopened: list[object] = []
     retry = threading.Thread(target=lambda: reopened.append(open_source()), daemon=True)

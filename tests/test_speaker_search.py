@@ -5,7 +5,7 @@ re-reads the list) once per speaker retry interval of audio time, and the speake
 the fresh list at its next utterance. Never while the belt moves.
 
 The fakes are the hardware only (a fake ``sounddevice``: a USB microphone and a USB speaker);
-the microphone, its reopening, the speaker, the recogniser, the coach, its state machine, the
+the Microphone, its reopening, the speaker, the recogniser, the coach, its state machine, the
 belt controller and the SQLite history are the real ones."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from replay_helpers import PLAN, clips_audio
 from voicecoach.audio.playback import SoundDeviceSink
 from voicecoach.commands._common import recorded_session
 from voicecoach.device.loop import AudioClock, DeviceLoop
-from voicecoach.device.sources import microphone
+from voicecoach.device.sources import Microphone
 from voicecoach.events import Event, StateChanged
 from voicecoach.grammar import load_grammar
 from voicecoach.lab.cached import CachedRenderer
@@ -126,7 +126,7 @@ def serve(sd: FakeSoundDevice, tmp_path: Path) -> Iterator[Callable[..., Served]
         recogniser = make_recogniser(SpeechSettings(engine="pocketsphinx"), load_grammar("en"))
         events: list[Event] = []
         loop = DeviceLoop(settings, load_grammar("en"), recogniser, speaker,
-                          microphone(None), lambda plan: recorded_session(settings, plan, "serve"),
+                          Microphone(None), lambda plan: recorded_session(settings, plan, "serve"),
                           plan=PLAN, listeners=[events.append], sessions=1, clock=clock,
                           begin_at_once=begin_at_once, sleep=sleep or no_endless_retry(),
                           canceller=None, treadmill=treadmill, treadmill_settings=DRIVE)
@@ -251,7 +251,7 @@ def test_a_speaker_still_gone_is_looked_for_once_per_retry_interval_never_mid_wa
     ended = next(e.t for e in changes if e.dest in (State.STOPPED.value, State.FINISHED.value))
     assert ended - began > 2 * RETRY_S  # long enough for a re-read had one been allowed
     assert not [t for t in served.reread_at if began < t < ended]
-    assert len(sd.streams) == 1 + len(served.reread_at)  # the microphone, and once per re-read
+    assert len(sd.streams) == 1 + len(served.reread_at)  # the Microphone, and once per re-read
     assert sd.outputs == []
     assert served.loop.outcomes == ["stopped"]
     assert served.sessions() == [("serve", "stopped")]

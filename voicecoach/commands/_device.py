@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 
 from voicecoach.device.loop import AudioClock
-from voicecoach.device.sources import SourceOpener, microphone, replay
+from voicecoach.device.sources import Microphone, SourceOpener, replay
 from voicecoach.settings import Settings
 from voicecoach.speaking.speaker import Speaker
 
@@ -52,5 +52,5 @@ def live(settings: Settings) -> LoopInput:
     """The microphone (opened now) and the real speaker; the echo canceller on."""
     from voicecoach.speaking.tts import make_speaker
 
-    open_source = microphone(settings.audio.input_device)
+    open_source = Microphone(settings.audio.input_device)
     return LoopInput(open_source, make_speaker(settings), AudioClock(live=True), "auto")

@@ -75,8 +75,3 @@ class Microphone:
             return self._first.pop()
         refresh_devices()
         return MicSource(self.device)
-
-
-def microphone(device: str | int | None) -> Microphone:
-    """The microphone: :class:`Microphone`."""
-    return Microphone(device)
