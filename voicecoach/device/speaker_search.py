@@ -7,8 +7,8 @@ restart: a headless device stayed mute for good. While the speaker has its devic
 loop now closes the microphone, and its reopening re-reads the list (the path a microphone loss
 takes: voicecoach.device.sources.Microphone); the speaker tries its device on the fresh list at
 its next utterance (voicecoach.speaking.tts). That is a short deaf gap, so it is done only while
-the belt is still (DeviceLoop decides), and at most once per the speaker's retry interval of
-audio time.
+the workout is at rest or paused with the belt still (DeviceLoop decides), and at most once per
+the speaker's retry interval of audio time.
 """
 
 from __future__ import annotations
@@ -55,6 +55,6 @@ class SpeakerSearch:
         level = logging.INFO if self._said else logging.WARNING
         self._said = True
         _LOGGER.log(level, "speaker: still given up; the microphone is reopened to re-read the "
-                    "sound devices and look for the speaker (every %g s while the belt is "
-                    "still)", retry_s)
+                    "sound devices and look for the speaker (every %g s while the workout "
+                    "is at rest or paused)", retry_s)
         return True

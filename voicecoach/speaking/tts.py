@@ -19,7 +19,7 @@ Failures never stop the workout: a failed or hung render becomes a tone (logged 
 failed device becomes silence of the same length (logged once; retried every
 ``sink_retry_s`` seconds, and at the next utterance after anyone re-read the device list,
 which is what a speaker plugged back in needs: the device loop reopens the microphone for that
-while the belt is still, voicecoach.device.speaker_search). A device that stops taking
+while the workout is at rest or paused, voicecoach.device.speaker_search). A device that stops taking
 sound without failing (a write that never returns) is given up ``play_grace_s`` after the
 utterance should have ended: the coach is no longer taken to be speaking (the duplex gate
 drops every command but stop while it speaks), and the device is tried again once that
