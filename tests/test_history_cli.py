@@ -337,3 +337,15 @@ def test_a_plot_of_a_kind_matplotlib_cannot_write_is_one_line(
     code, _, err = cli(capsys, "--data-dir", str(data_dir), "history", "--plot", str(target))
     assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
     assert ".foo" in err and "progress.png" in err and not target.exists()
+
+
+@pytest.mark.parametrize("flag", ["--export", "--plot"])
+def test_a_destination_inside_a_file_is_one_line_that_says_so(
+        data_dir: Path, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    code, out, err = cli(capsys, "--data-dir", str(data_dir), "history", flag,
+                         str(a_file / "out.png"))
+    assert code != 0 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "is a file, not a folder" in err and "does not exist" not in err
+    assert a_file.read_text(encoding="utf-8") == "mine"

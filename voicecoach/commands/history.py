@@ -198,6 +198,10 @@ def check_destination(path: Path, flag: str, data_dir: Path | None = None) -> No
         example = path / ("sessions.csv" if flag == "--export" else "progress.png")
         raise VoicecoachError(f"{flag} {path}: that is a folder, not a file",
                               f"give a file name, e.g. {flag} {example}")
+    if folder.exists() and not folder.is_dir():
+        raise VoicecoachError(f"{flag} {path}: {folder} is a file, not a folder",
+                              "give a path in a folder, e.g. "
+                              f"{flag} {'sessions.csv' if flag == '--export' else 'progress.png'}")
     if not folder.is_dir():
         raise VoicecoachError(f"{flag} {path}: the folder {folder} does not exist",
                               "create it first, or give a path in an existing folder")
