@@ -189,19 +189,17 @@ def check_destination(path: Path, flag: str, data_dir: Path | None = None) -> No
     files (the history itself, its journal, the session lock, an enrollment): writing a CSV or
     a PNG over the history would lose every session."""
     folder = path.parent  # Path("x.csv").parent is Path(".")
+    name = "sessions.csv" if flag == "--export" else "progress.png"  # for the examples
     if data_dir is not None and _owned(path, data_dir):
         raise VoicecoachError(f"{flag} {path}: that is voicecoach's own data ({data_dir}); "
                               "writing there would destroy it",
-                              f"give another file name, e.g. {flag} "
-                              f"{'sessions.csv' if flag == '--export' else 'progress.png'}")
+                              f"give another file name, e.g. {flag} {name}")
     if path.is_dir():
-        example = path / ("sessions.csv" if flag == "--export" else "progress.png")
         raise VoicecoachError(f"{flag} {path}: that is a folder, not a file",
-                              f"give a file name, e.g. {flag} {example}")
+                              f"give a file name, e.g. {flag} {path / name}")
     if folder.exists() and not folder.is_dir():
         raise VoicecoachError(f"{flag} {path}: {folder} is a file, not a folder",
-                              "give a path in a folder, e.g. "
-                              f"{flag} {'sessions.csv' if flag == '--export' else 'progress.png'}")
+                              f"give a path in a folder, e.g. {flag} {name}")
     if not folder.is_dir():
         raise VoicecoachError(f"{flag} {path}: the folder {folder} does not exist",
                               "create it first, or give a path in an existing folder")
