@@ -31,13 +31,11 @@ class SpeakerSearch:
         #: Audio time the speaker was first seen given up, or of the last search (None: it
         #: works)
         self._since: float | None = None
-        #: Audio times of the searches made (re-reads asked for).
-        self.times: list[float] = []
         self._said = False
 
     def due(self, t: float, still: bool) -> bool:
         """Whether to reopen the microphone now, at audio time ``t``; ``still``: the belt is
-        known not to move. True is logged and counted as a search made."""
+        known not to move. True is logged."""
         if not self.speaker.output_lost:
             self._since = None
             self._said = False
@@ -49,7 +47,6 @@ class SpeakerSearch:
         if not still or t - self._since < retry_s:
             return False
         self._since = t
-        self.times.append(t)
         # the first look of each loss is said; the later ones, every retry_s all day long
         # while the speaker stays away, only at INFO
         level = logging.INFO if self._said else logging.WARNING
