@@ -484,3 +484,29 @@ def test_a_corpus_with_no_fold_of_talk_and_stops_is_one_error_before_the_verifie
                                  Recipe(), 12, tmp_path)
     line = err.value.one_line()
     assert "no fold has both running talk and stop clips" in line and "--no-verify" in line
+
+
+def test_a_share_of_the_real_speakers_trains_on_nested_subsets_and_keeps_the_rest() -> None:
+    """``speaker_share`` (the learning curve) drops whole real speakers from training, a smaller
+    share's speakers inside a larger one's, and never a synthetic voice or a noise clip."""
+    from voicecoach.lab.training.data import Source
+    from voicecoach.lab.training.examples import Recipe
+    from voicecoach.lab.training.head import curve_speaker, training_rows
+
+    sources = [Source(Path(f"s{i}.wav"), "stop", "real", f"spk{i:04d}", i % 4) for i in range(400)]
+    sources += [Source(Path("n.wav"), NOISE, "real_noise", "noise0", 0),
+                Source(Path("p.wav"), "stop", "positive", "piper-joe", 1)]
+    data = {"source": np.array([*range(len(sources)), -1])}   # -1: a noise scene
+    kept = {}
+    for share in (0.25, 0.5, 1.0):
+        keep, weight = training_rows(data, sources, replace(Recipe(), speaker_share=share))
+        assert keep[-3:].all(), "a noise clip, a synthetic voice or a noise scene was dropped"
+        kept[share] = {sources[i].group for i in np.flatnonzero(keep[:400])}
+        assert kept[share] == {s.group for s in sources[:400] if curve_speaker(s.group) < share}
+        assert weight.shape == keep.shape
+    assert kept[0.25] < kept[0.5] < kept[1.0] and len(kept[1.0]) == 400
+    # the hash spreads speakers: about the share is kept, in every fold
+    assert 0.4 < len(kept[0.5]) / 400 < 0.6
+    assert {int(g[3:]) % 4 for g in kept[0.25]} == {0, 1, 2, 3}
+    # a share is a head setting: the features' cache key does not change with it
+    assert replace(Recipe(), speaker_share=0.5).features_key() == Recipe().features_key()

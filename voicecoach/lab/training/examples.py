@@ -118,6 +118,11 @@ class Recipe:
     """The temporal-convolution head's channels per step (``head = 1`` only)."""
     dilation: int = 2
     """The dilation of its second convolution (``head = 1`` only; 1: none)."""
+    speaker_share: float = 1.0
+    """The share of the real speakers (not locked) whose clips the heads are trained on, kept by a
+    hash of the speaker id (``head.curve_speaker``), so a smaller share is a subset of a larger
+    one; every out-of-fold clip is still scored. For a learning curve (session 28); the shipped
+    recipe trains on all (1.0). Not a feature setting."""
 
     def features_key(self) -> dict[str, Any]:
         """The fields that change the cached features (not the head's)."""
@@ -127,7 +132,8 @@ class Recipe:
         for key in ("hidden", "alpha", "epochs", "batch", "learning_rate", "folds",
                     "real_weight", "synth_engines", "synth_negative_engines", "balance_power",
                     "talk_minutes", "talk_stride", "talk_weight", "peak_look", "sure_stop",
-                    "relook_after", "relook_end_s", "sure_commands", "head", "channels", "dilation"):
+                    "relook_after", "relook_end_s", "sure_commands", "head", "channels", "dilation",
+                    "speaker_share"):
             d.pop(key)
         return d
 

@@ -5,6 +5,7 @@ clip's windows as the run time would compute them."""
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +24,12 @@ def labels_for(grammar: Grammar) -> list[str]:
     return [NOISE, OTHER] + grammar.all_phrases()
 
 
+def curve_speaker(speaker: str) -> float:
+    """Where a real speaker falls in [0, 1) for ``Recipe.speaker_share`` (a hash of the id with
+    its own salt, so independent of the speaker's fold and of ``data.is_locked``)."""
+    return (zlib.crc32(f"curve:{speaker}".encode()) % 100_000) / 100_000
+
+
 def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe: Recipe
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Which cached windows the recipe trains on, and the weight of each."""
@@ -36,7 +43,8 @@ def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe
         engines = recipe.synth_negative_engines if s.label == OTHER else recipe.synth_engines
         return s.real or not engines or s.group.startswith(engines)
 
-    ok = np.array([allowed(s) for s in sources] + [True])
+    ok = np.array([allowed(s) and (s.kind != "real" or curve_speaker(s.group) < recipe.speaker_share)
+                   for s in sources] + [True])
     keep = ok[at]
     weight = np.where(real, recipe.real_weight, np.where(src == TALK_SOURCE, recipe.talk_weight,
                                                          1.0))

@@ -257,13 +257,14 @@ def _train(args: argparse.Namespace) -> int:
         head = fit_head(data["x"][keep], y[keep], labels, recipe, weight[keep])
     save_full_run(fold_dir, head, recipe)
     head = ensemble_head(head, [m.full for m in members])
-    counts = {"real_clips": sum(1 for s in sources if s.real),
-              "real_speakers": len({s.group for s in sources if s.kind == "real"}),
+    used = np.unique(data["source"][keep])
+    counts = {"real_clips": sum(1 for i in used if i >= 0 and sources[i].real),
+              "real_speakers": len({sources[i].group for i in used
+                                    if i >= 0 and sources[i].kind == "real"}),
               "synthetic_clips": sum(1 for s in sources if not s.real),
               "synthetic_families": sorted({s.group for s in sources if not s.real}),
               "training_windows": int(keep.sum()),
               "talk_windows": int((keep & (data["source"] == TALK_SOURCE)).sum())}
-    used = np.unique(data["source"][keep])
     trained = {sources[i].group for i in used if i >= 0 and not sources[i].real}
     counts["synthetic_families"] = sorted(trained)
     counts["synthetic_clips"] = sum(1 for s in sources if not s.real and s.group in trained)
