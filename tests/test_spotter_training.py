@@ -289,12 +289,14 @@ def test_set_reads_a_yes_no_recipe_field_as_0_or_1() -> None:
     assert recipe_with(replace(base, coach_on_real=True), ["coach_on_real=0"]).coach_on_real is False
     assert recipe_with(base, ["head=1", "alpha=2"]).head == 1
     assert recipe_with(base, ["alpha=2"]).alpha == 2.0
+    assert recipe_with(base, ["speaker_share=0.25"]).speaker_share == 0.25
     assert recipe_with(base, ["head=1", "dilation=4"]).dilation == 4
     # the convolutions' settings only matter (and are only checked) for the TCN head
     assert recipe_with(base, ["dilation=5"]).dilation == 5
     for bad in (["coach_on_real=yes"], ["alpha=big"], ["nosuch=1"], ["synth_engines=1"],
                 ["head=2"], ["head=1", "channels=0"], ["head=1", "dilation=0"],
-                ["head=1", "dilation=5"]):
+                ["head=1", "dilation=5"], ["speaker_share=0"], ["speaker_share=1.5"],
+                ["speaker_share=-0.5"], ["speaker_share=nan"]):
         with pytest.raises(VoicecoachError):
             recipe_with(base, bad)
 

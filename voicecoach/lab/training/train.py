@@ -155,6 +155,10 @@ def recipe_with(recipe: Recipe, items: Sequence[str]) -> Recipe:
                                   f"give {field}={'0 or 1' if kind is bool else 'NUMBER'}") from None
         recipe = replace(recipe, **{field: parsed})
     # checked here, before minutes of features, not when the first head is fitted
+    if not 0.0 < recipe.speaker_share <= 1.0:
+        raise VoicecoachError(f"--set speaker_share={recipe.speaker_share}: the share of the real "
+                              "speakers trained on must be over 0 and at most 1",
+                              "give speaker_share=S with 0 < S <= 1 (1: every speaker)")
     if recipe.head not in (0, 1):
         raise VoicecoachError(f"--set head={recipe.head}: no such head",
                               "give head=0 (the MLP) or head=1 (the temporal convolutions)")
