@@ -40,11 +40,12 @@ def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe
     real = np.array([s.real for s in sources] + [False])[at]
 
     def allowed(s: Source) -> bool:
+        if s.kind == "real":  # a person: within the recipe's share of the speakers
+            return curve_speaker(s.group) < recipe.speaker_share
         engines = recipe.synth_negative_engines if s.label == OTHER else recipe.synth_engines
         return s.real or not engines or s.group.startswith(engines)
 
-    ok = np.array([allowed(s) and (s.kind != "real" or curve_speaker(s.group) < recipe.speaker_share)
-                   for s in sources] + [True])
+    ok = np.array([allowed(s) for s in sources] + [True])
     keep = ok[at]
     weight = np.where(real, recipe.real_weight, np.where(src == TALK_SOURCE, recipe.talk_weight,
                                                          1.0))
