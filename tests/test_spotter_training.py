@@ -491,9 +491,9 @@ def test_a_corpus_with_no_fold_of_talk_and_stops_is_one_error_before_the_verifie
 def test_a_share_of_the_real_speakers_trains_on_nested_subsets_and_keeps_the_rest() -> None:
     """``speaker_share`` (the learning curve) drops whole real speakers from training, a smaller
     share's speakers inside a larger one's, and never a synthetic voice or a noise clip."""
-    from voicecoach.lab.training.data import Source
+    from voicecoach.lab.training.data import Source, curve_speaker
     from voicecoach.lab.training.examples import Recipe
-    from voicecoach.lab.training.head import curve_speaker, training_rows
+    from voicecoach.lab.training.head import training_rows
 
     sources = [Source(Path(f"s{i}.wav"), "stop", "real", f"spk{i:04d}", i % 4) for i in range(400)]
     sources += [Source(Path("n.wav"), NOISE, "real_noise", "noise0", 0),

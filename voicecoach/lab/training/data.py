@@ -87,6 +87,12 @@ def speaker_fold(speaker: str) -> int:
     return value - 1
 
 
+def curve_speaker(speaker: str) -> float:
+    """Where a real speaker falls in [0, 1) for ``Recipe.speaker_share`` (a hash of the id with
+    its own salt, so independent of :func:`speaker_fold` and :func:`is_locked`)."""
+    return (zlib.crc32(f"curve:{speaker}".encode()) % 100_000) / 100_000
+
+
 def refuse_locked(sources: Iterable[Source]) -> None:
     """One clear error if any real clip of a locked speaker is among ``sources``."""
     for s in sources:

@@ -120,7 +120,7 @@ class Recipe:
     """The dilation of its second convolution (``head = 1`` only; 1: none)."""
     speaker_share: float = 1.0
     """The share of the real speakers (not locked) whose clips the heads are trained on, kept by a
-    hash of the speaker id (``head.curve_speaker``), so a smaller share is a subset of a larger
+    hash of the speaker id (``data.curve_speaker``), so a smaller share is a subset of a larger
     one; every out-of-fold clip is still scored. For a learning curve (session 28); the shipped
     recipe trains on all (1.0). Not a feature setting."""
 

@@ -5,14 +5,13 @@ clip's windows as the run time would compute them."""
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from voicecoach.errors import VoicecoachError
 from voicecoach.grammar import Grammar
-from voicecoach.lab.training.data import Source
+from voicecoach.lab.training.data import Source, curve_speaker
 from voicecoach.lab.training.examples import Recipe
 from voicecoach.lab.training.tcn import fit_tcn, tcn_probs
 from voicecoach.listening.spotter.model import NOISE, OTHER, split_members
@@ -22,12 +21,6 @@ _LOGGER = logging.getLogger(__name__)
 
 def labels_for(grammar: Grammar) -> list[str]:
     return [NOISE, OTHER] + grammar.all_phrases()
-
-
-def curve_speaker(speaker: str) -> float:
-    """Where a real speaker falls in [0, 1) for ``Recipe.speaker_share`` (a hash of the id with
-    its own salt, so independent of the speaker's fold and of ``data.is_locked``)."""
-    return (zlib.crc32(f"curve:{speaker}".encode()) % 100_000) / 100_000
 
 
 def training_rows(data: dict[str, np.ndarray], sources: Sequence[Source], recipe: Recipe
